@@ -1,0 +1,75 @@
+package coffer
+
+import (
+	"errors"
+	"fmt"
+)
+
+// Error codes. Callers branch on these; one table in the HTTP layer maps each
+// to a status code. Anything that is not an *Error is an internal error.
+const (
+	EMALFORMED       = "malformed"       // 400: the request cannot be parsed
+	EUNAUTHENTICATED = "unauthenticated" // 401: no or bad credentials
+	EFORBIDDEN       = "forbidden"       // 403: authenticated but not allowed
+	ENOTFOUND        = "not_found"       // 404: unknown, or not to be known
+	ECONFLICT        = "conflict"        // 409: already exists or state clash
+	ETOOLARGE        = "too_large"       // 413: body or batch over the limit
+	EINVALID         = "invalid"         // 422: well-formed but breaks the schema
+	ERATELIMIT       = "rate_limited"    // 429: rate limited or locked out
+	EUNAVAILABLE     = "unavailable"     // 503: not ready (sealed, store down)
+	EINTERNAL        = "internal"        // 500: a bug or an outage, never bad input
+)
+
+// Error is a domain error: a code callers branch on and a message that is
+// safe to show a client. Message must never contain a submitted value, a key
+// or a secret. Cause, if set, is for logs only and never reaches a client.
+type Error struct {
+	Code    string
+	Message string
+	// Problems lists every individual problem where there are several
+	// (a policy that does not compile, several invalid fields).
+	Problems []string
+	// RetryAfter, for ERATELIMIT and EUNAVAILABLE, says when to try again.
+	RetryAfterSeconds int
+	Cause             error
+}
+
+// Error implements error. It includes the cause for logs.
+func (e *Error) Error() string {
+	if e.Cause != nil {
+		return fmt.Sprintf("%s: %s: %v", e.Code, e.Message, e.Cause)
+	}
+	return fmt.Sprintf("%s: %s", e.Code, e.Message)
+}
+
+// Unwrap returns the log-only cause.
+func (e *Error) Unwrap() error { return e.Cause }
+
+// Errorf returns an *Error with the given code and a formatted message.
+// Never format a submitted value into it.
+func Errorf(code, format string, args ...any) *Error {
+	return &Error{Code: code, Message: fmt.Sprintf(format, args...)}
+}
+
+// ErrorCode returns the code of the first *Error in err's chain, EINTERNAL
+// for any other non-nil error, and "" for nil.
+func ErrorCode(err error) string {
+	var e *Error
+	if err == nil {
+		return ""
+	}
+	if errors.As(err, &e) {
+		return e.Code
+	}
+	return EINTERNAL
+}
+
+// ErrorMessage returns the client-safe message of the first *Error in err's
+// chain, or "internal error" for anything else.
+func ErrorMessage(err error) string {
+	var e *Error
+	if errors.As(err, &e) {
+		return e.Message
+	}
+	return "internal error"
+}

@@ -1,0 +1,105 @@
+package coffer
+
+import "time"
+
+// Principal kinds.
+const (
+	KindClient   = "client"   // a service client (OAuth client credentials or mTLS)
+	KindUser     = "user"     // a human user (password, optional TOTP)
+	KindExternal = "external" // a token from a trusted external issuer
+)
+
+// Principal is an authenticated caller.
+type Principal struct {
+	ID         string            `json:"id"`
+	Kind       string            `json:"kind"`
+	Roles      []string          `json:"roles"`
+	Attributes map[string]string `json:"attributes,omitempty"`
+	// MFA is true when the principal proved a second factor for this token.
+	MFA bool `json:"mfa"`
+	// TokenID is the jti of the access token used, if any.
+	TokenID string `json:"-"`
+	// TokenExpiry is when that token expires.
+	TokenExpiry time.Time `json:"-"`
+}
+
+// HasRole reports whether p has role r.
+func (p *Principal) HasRole(r string) bool {
+	for _, x := range p.Roles {
+		if x == r {
+			return true
+		}
+	}
+	return false
+}
+
+// Field types of a collection schema.
+const (
+	TypeString     = "string"
+	TypeEmail      = "email"
+	TypePhone      = "phone"
+	TypeCardNumber = "card_number"
+	TypeSSN        = "ssn"
+	TypeDate       = "date"
+	TypeInteger    = "integer"
+)
+
+// Field is one field of a collection's schema.
+type Field struct {
+	Name       string `json:"name"`
+	Type       string `json:"type"`
+	Searchable bool   `json:"searchable"`
+	// Mask names the masker used when a policy shows the field masked; empty
+	// means the type's default.
+	Mask string `json:"mask,omitempty"`
+}
+
+// Collection is a named schema of sensitive fields.
+type Collection struct {
+	Name   string  `json:"name"`
+	Fields []Field `json:"fields"`
+	// Retention, if non-zero, is how long records live before the purge job
+	// removes them.
+	Retention time.Duration `json:"-"`
+	CreatedAt time.Time     `json:"created_at"`
+}
+
+// Field returns the schema field named name.
+func (c *Collection) Field(name string) (Field, bool) {
+	for _, f := range c.Fields {
+		if f.Name == name {
+			return f, true
+		}
+	}
+	return Field{}, false
+}
+
+// Record is a stored record's metadata and, once decrypted, its values.
+type Record struct {
+	ID         string
+	Collection string
+	Owner      string
+	Subject    string
+	CreatedAt  time.Time
+	UpdatedAt  time.Time
+	ExpiresAt  *time.Time
+	// Data holds plaintext values by field name. It exists only in memory
+	// between decryption and the response; it is never logged.
+	Data map[string]string
+}
+
+// DataKey is a versioned data key as stored: wrapped by the root key.
+type DataKey struct {
+	KeyID   string    // what the key protects, e.g. "collection/customers"
+	Version uint32    // 1, 2, …; the highest active version encrypts
+	Wrapped []byte    // the key wrapped under the root key; never the plain key
+	State   string    // KeyActive, KeyRetired or KeyDestroyed
+	Created time.Time // when the version was made
+}
+
+// Data key states.
+const (
+	KeyActive    = "active"    // encrypts (if newest) and decrypts
+	KeyRetired   = "retired"   // no longer decrypts; kept until destroyed
+	KeyDestroyed = "destroyed" // key material erased (crypto-shredding)
+)
