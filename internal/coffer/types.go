@@ -103,3 +103,80 @@ const (
 	KeyRetired   = "retired"   // no longer decrypts; kept until destroyed
 	KeyDestroyed = "destroyed" // key material erased (crypto-shredding)
 )
+
+// SealedRecord is a record as stored: metadata in the clear, each value
+// sealed separately under a data key with its own AAD.
+type SealedRecord struct {
+	ID         string
+	Collection string
+	Owner      string
+	Subject    string
+	CreatedAt  time.Time
+	UpdatedAt  time.Time
+	ExpiresAt  *time.Time
+	// KeyID names the data key the values are sealed under
+	// ("collection/NAME" or "subject/ID").
+	KeyID string
+	// Values maps field name to its envelope (ciphertext with key version).
+	Values map[string][]byte
+	// Canary marks a decoy record: any read of it is a security event.
+	Canary bool
+}
+
+// IndexEntry is one blind-index entry of a searchable field: a keyed MAC of
+// the field's normalised value under an index key version.
+type IndexEntry struct {
+	Field   string
+	Version uint32
+	MAC     []byte
+}
+
+// Client is a service client as stored. The secret is kept only as a hash.
+type Client struct {
+	ID         string
+	Name       string
+	SecretHash string
+	Roles      []string
+	Attributes map[string]string
+	CreatedAt  time.Time
+	Disabled   bool
+}
+
+// User is a human user as stored.
+type User struct {
+	ID           string
+	Username     string
+	PasswordHash string
+	Roles        []string
+	Attributes   map[string]string
+	// TOTPSecret is the sealed TOTP secret (empty until enrolment starts).
+	TOTPSecret []byte
+	// TOTPConfirmed is true once the user proved a code: login then needs one.
+	TOTPConfirmed bool
+	// TOTPLastStep is the last accepted time step, so a code cannot be replayed.
+	TOTPLastStep int64
+	// RecoveryHashes are hashes of unused recovery codes.
+	RecoveryHashes []string
+	CreatedAt      time.Time
+	Disabled       bool
+}
+
+// SigningKeyRecord is a JWT signing key as stored: the private key sealed
+// under a data key.
+type SigningKeyRecord struct {
+	KID       string
+	Sealed    []byte
+	CreatedAt time.Time
+	NotAfter  time.Time
+	Active    bool
+}
+
+// SecurityEvent is an anomaly raised by a detector.
+type SecurityEvent struct {
+	ID        string         `json:"id"`
+	Time      time.Time      `json:"time"`
+	Kind      string         `json:"kind"`
+	Severity  string         `json:"severity"`
+	Principal string         `json:"principal"`
+	Detail    map[string]any `json:"detail"`
+}

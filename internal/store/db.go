@@ -1,0 +1,377 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"embed"
+	"errors"
+	"fmt"
+	"io/fs"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/jackc/pgx/v5/stdlib"
+	"github.com/pressly/goose/v3"
+	"modernc.org/sqlite"
+	sqlite3 "modernc.org/sqlite/lib"
+
+	"github.com/cofferhq/coffer/internal/coffer"
+)
+
+//go:embed migrations
+var migrations embed.FS
+
+// Dialects.
+const (
+	SQLite   = "sqlite"
+	Postgres = "postgres"
+)
+
+// Sentinel errors callers branch on.
+var (
+	// ErrNotFound: no such row.
+	ErrNotFound = errors.New("store: not found")
+	// ErrConflict: a unique key already exists.
+	ErrConflict = errors.New("store: already exists")
+)
+
+// querier is what both backends and their transactions offer.
+type querier interface {
+	exec(ctx context.Context, q string, args ...any) (int64, error)
+	query(ctx context.Context, q string, args ...any) (rows, error)
+	queryRow(ctx context.Context, q string, args ...any) row
+}
+
+type rows interface {
+	Next() bool
+	Scan(dest ...any) error
+	Err() error
+	Close()
+}
+
+type row interface{ Scan(dest ...any) error }
+
+// DB is an open store. It is safe for concurrent use.
+type DB struct {
+	dialect string
+	// read serves reads; write serves writes and transactions. On SQLite
+	// write is a single connection, so writers queue in Go rather than spin
+	// on SQLITE_BUSY; on PostgreSQL both are the same pool.
+	read, write querier
+	begin       func(ctx context.Context) (txQuerier, error)
+	closers     []func()
+	sqlDB       *sql.DB // for migrations
+	path        string  // SQLite file, "" on PostgreSQL
+}
+
+type txQuerier interface {
+	querier
+	commit(ctx context.Context) error
+	rollback(ctx context.Context) error
+}
+
+// Options tunes Open.
+type Options struct {
+	// MaxConns bounds the connection pool (default 16 on PostgreSQL,
+	// 2×GOMAXPROCS readers on SQLite).
+	MaxConns int
+}
+
+// Open opens the store named by dsn: "postgres://…" or "postgresql://…" for
+// PostgreSQL, anything else is a SQLite file path (created 0600).
+func Open(ctx context.Context, dsn string, o Options) (*DB, error) {
+	if strings.HasPrefix(dsn, "postgres://") || strings.HasPrefix(dsn, "postgresql://") {
+		return openPostgres(ctx, dsn, o)
+	}
+	return openSQLite(ctx, dsn, o)
+}
+
+// Dialect returns SQLite or Postgres.
+func (db *DB) Dialect() string { return db.dialect }
+
+// Path returns the SQLite database file, or "" on PostgreSQL.
+func (db *DB) Path() string { return db.path }
+
+// Close releases every connection.
+func (db *DB) Close() error {
+	for i := len(db.closers) - 1; i >= 0; i-- {
+		db.closers[i]()
+	}
+	return nil
+}
+
+// Ping checks the database answers (for /readyz).
+func (db *DB) Ping(ctx context.Context) error {
+	var one int
+	if err := db.read.queryRow(ctx, "SELECT 1").Scan(&one); err != nil {
+		return fmt.Errorf("store: ping: %w", err)
+	}
+	return nil
+}
+
+// Migrate applies every embedded migration not yet applied.
+func (db *DB) Migrate(ctx context.Context) error {
+	sub, err := fs.Sub(migrations, "migrations/"+db.dialect)
+	if err != nil {
+		return fmt.Errorf("store: migrations: %w", err)
+	}
+	d := goose.DialectSQLite3
+	if db.dialect == Postgres {
+		d = goose.DialectPostgres
+	}
+	p, err := goose.NewProvider(d, db.sqlDB, sub)
+	if err != nil {
+		return fmt.Errorf("store: migrations: %w", err)
+	}
+	if _, err := p.Up(ctx); err != nil {
+		return fmt.Errorf("store: migrate: %w", err)
+	}
+	return nil
+}
+
+// inTx runs fn in a transaction on the write side, committing when fn
+// returns nil and rolling back otherwise.
+func (db *DB) inTx(ctx context.Context, fn func(q querier) error) error {
+	tx, err := db.begin(ctx)
+	if err != nil {
+		return mapErr(err)
+	}
+	if err := fn(tx); err != nil {
+		_ = tx.rollback(ctx)
+		return err
+	}
+	if err := tx.commit(ctx); err != nil {
+		return mapErr(err)
+	}
+	return nil
+}
+
+// mapErr turns driver errors callers branch on into sentinels.
+func mapErr(err error) error {
+	if err == nil {
+		return nil
+	}
+	if errors.Is(err, sql.ErrNoRows) || errors.Is(err, pgx.ErrNoRows) {
+		return ErrNotFound
+	}
+	var pe *pgconn.PgError
+	if errors.As(err, &pe) && pe.Code == "23505" {
+		return ErrConflict
+	}
+	var se *sqlite.Error
+	if errors.As(err, &se) {
+		switch se.Code() {
+		case sqlite3.SQLITE_CONSTRAINT_PRIMARYKEY, sqlite3.SQLITE_CONSTRAINT_UNIQUE:
+			return ErrConflict
+		}
+	}
+	return err
+}
+
+// ---- SQLite ----
+
+type sqlQ struct{ db interface {
+	ExecContext(context.Context, string, ...any) (sql.Result, error)
+	QueryContext(context.Context, string, ...any) (*sql.Rows, error)
+	QueryRowContext(context.Context, string, ...any) *sql.Row
+} }
+
+func (q sqlQ) exec(ctx context.Context, s string, args ...any) (int64, error) {
+	res, err := q.db.ExecContext(ctx, s, args...)
+	if err != nil {
+		return 0, mapErr(err)
+	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		return 0, fmt.Errorf("store: rows affected: %w", err)
+	}
+	return n, nil
+}
+
+func (q sqlQ) query(ctx context.Context, s string, args ...any) (rows, error) {
+	r, err := q.db.QueryContext(ctx, s, args...)
+	if err != nil {
+		return nil, mapErr(err)
+	}
+	return sqlRows{r}, nil
+}
+
+func (q sqlQ) queryRow(ctx context.Context, s string, args ...any) row {
+	return errRow{q.db.QueryRowContext(ctx, s, args...)}
+}
+
+type sqlRows struct{ *sql.Rows }
+
+func (r sqlRows) Close() { _ = r.Rows.Close() }
+
+type errRow struct{ r row }
+
+func (r errRow) Scan(dest ...any) error { return mapErr(r.r.Scan(dest...)) }
+
+type sqlTx struct {
+	sqlQ
+	tx *sql.Tx
+}
+
+func (t sqlTx) commit(context.Context) error   { return t.tx.Commit() }
+func (t sqlTx) rollback(context.Context) error { return t.tx.Rollback() }
+
+func openSQLite(ctx context.Context, path string, o Options) (*DB, error) {
+	if path == "" {
+		return nil, errors.New("store: empty SQLite path")
+	}
+	path = filepath.Clean(path)
+	// Create the file 0600 before the driver does, so it never exists with
+	// a looser mode; WAL and SHM files take the main file's mode.
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("store: create database file: %w", err)
+	}
+	_ = f.Close()
+	if err := os.Chmod(path, 0o600); err != nil {
+		return nil, fmt.Errorf("store: database file mode: %w", err)
+	}
+	v := url.Values{}
+	for _, p := range []string{
+		"busy_timeout(10000)",
+		"journal_mode(WAL)",
+		// FULL: a committed transaction (an audit event above all) survives
+		// power loss, not only a crash.
+		"synchronous(FULL)",
+		"foreign_keys(ON)",
+		"secure_delete(ON)",
+	} {
+		v.Add("_pragma", p)
+	}
+	v.Set("_txlock", "immediate")
+	dsn := "file:" + path + "?" + v.Encode()
+	w, err := sql.Open("sqlite", dsn)
+	if err != nil {
+		return nil, fmt.Errorf("store: open SQLite: %w", err)
+	}
+	w.SetMaxOpenConns(1)
+	w.SetConnMaxIdleTime(0)
+	r, err := sql.Open("sqlite", dsn)
+	if err != nil {
+		_ = w.Close()
+		return nil, fmt.Errorf("store: open SQLite: %w", err)
+	}
+	n := o.MaxConns
+	if n <= 0 {
+		n = 8
+	}
+	r.SetMaxOpenConns(n)
+	r.SetMaxIdleConns(n)
+	if err := w.PingContext(ctx); err != nil {
+		_ = w.Close()
+		_ = r.Close()
+		return nil, fmt.Errorf("store: open SQLite: %w", err)
+	}
+	db := &DB{
+		dialect: SQLite,
+		read:    sqlQ{r},
+		write:   sqlQ{w},
+		sqlDB:   w,
+		path:    path,
+		closers: []func(){func() { _ = w.Close() }, func() { _ = r.Close() }},
+	}
+	db.begin = func(ctx context.Context) (txQuerier, error) {
+		tx, err := w.BeginTx(ctx, nil)
+		if err != nil {
+			return nil, err
+		}
+		return sqlTx{sqlQ{tx}, tx}, nil
+	}
+	return db, nil
+}
+
+// ---- PostgreSQL ----
+
+type pgQ struct{ p interface {
+	Exec(context.Context, string, ...any) (pgconn.CommandTag, error)
+	Query(context.Context, string, ...any) (pgx.Rows, error)
+	QueryRow(context.Context, string, ...any) pgx.Row
+} }
+
+func (q pgQ) exec(ctx context.Context, s string, args ...any) (int64, error) {
+	tag, err := q.p.Exec(ctx, s, args...)
+	if err != nil {
+		return 0, mapErr(err)
+	}
+	return tag.RowsAffected(), nil
+}
+
+func (q pgQ) query(ctx context.Context, s string, args ...any) (rows, error) {
+	r, err := q.p.Query(ctx, s, args...)
+	if err != nil {
+		return nil, mapErr(err)
+	}
+	return r, nil
+}
+
+func (q pgQ) queryRow(ctx context.Context, s string, args ...any) row {
+	return errRow{q.p.QueryRow(ctx, s, args...)}
+}
+
+type pgTx struct {
+	pgQ
+	tx pgx.Tx
+}
+
+func (t pgTx) commit(ctx context.Context) error   { return t.tx.Commit(ctx) }
+func (t pgTx) rollback(ctx context.Context) error { return t.tx.Rollback(ctx) }
+
+func openPostgres(ctx context.Context, dsn string, o Options) (*DB, error) {
+	cfg, err := pgxpool.ParseConfig(dsn)
+	if err != nil {
+		// pgx's message can quote the DSN, password included.
+		return nil, errors.New("store: invalid PostgreSQL URL")
+	}
+	if o.MaxConns > 0 {
+		cfg.MaxConns = int32(min(o.MaxConns, 1<<16)) // #nosec G115 -- bounded above
+	} else if cfg.MaxConns < 16 {
+		cfg.MaxConns = 16
+	}
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("store: connect PostgreSQL: %w", err)
+	}
+	pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if err := pool.Ping(pctx); err != nil {
+		pool.Close()
+		return nil, fmt.Errorf("store: connect PostgreSQL: %w", err)
+	}
+	sqlDB := stdlib.OpenDBFromPool(pool)
+	db := &DB{
+		dialect: Postgres,
+		read:    pgQ{pool},
+		write:   pgQ{pool},
+		sqlDB:   sqlDB,
+		closers: []func(){pool.Close, func() { _ = sqlDB.Close() }},
+	}
+	db.begin = func(ctx context.Context) (txQuerier, error) {
+		tx, err := pool.Begin(ctx)
+		if err != nil {
+			return nil, err
+		}
+		return pgTx{pgQ{tx}, tx}, nil
+	}
+	return db, nil
+}
+
+// ---- encoding helpers ----
+
+func micros(t time.Time) int64 { return t.UTC().UnixMicro() }
+
+func fromMicros(v int64) time.Time { return time.UnixMicro(v).UTC() }
+
+func notFound(what string) error {
+	return &coffer.Error{Code: coffer.ENOTFOUND, Message: what + " not found", Cause: ErrNotFound}
+}

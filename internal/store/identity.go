@@ -1,0 +1,465 @@
+package store
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/cofferhq/coffer/internal/coffer"
+)
+
+func encodeJSON(v any) (string, error) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return "", fmt.Errorf("store: encode: %w", err)
+	}
+	return string(b), nil
+}
+
+// CreateClient stores a new service client; ECONFLICT if the id exists.
+func (db *DB) CreateClient(ctx context.Context, c coffer.Client) error {
+	roles, err := encodeJSON(c.Roles)
+	if err != nil {
+		return err
+	}
+	attrs, err := encodeJSON(c.Attributes)
+	if err != nil {
+		return err
+	}
+	_, err = db.write.exec(ctx, `INSERT INTO clients (id, name, secret_hash, roles, attributes, disabled, created_at)
+		VALUES ($1, $2, $3, $4, $5, $6, $7)`,
+		c.ID, c.Name, c.SecretHash, roles, attrs, b2i(c.Disabled), micros(c.CreatedAt))
+	if errors.Is(err, ErrConflict) {
+		return &coffer.Error{Code: coffer.ECONFLICT, Message: "client already exists", Cause: err}
+	}
+	if err != nil {
+		return fmt.Errorf("store: create client: %w", err)
+	}
+	return nil
+}
+
+const clientCols = `id, name, secret_hash, roles, attributes, disabled, created_at`
+
+func scanClient(s interface{ Scan(...any) error }) (coffer.Client, error) {
+	var (
+		c            coffer.Client
+		roles, attrs string
+		dis, at      int64
+	)
+	if err := s.Scan(&c.ID, &c.Name, &c.SecretHash, &roles, &attrs, &dis, &at); err != nil {
+		return c, err
+	}
+	if err := json.Unmarshal([]byte(roles), &c.Roles); err != nil {
+		return c, fmt.Errorf("store: decode client roles: %w", err)
+	}
+	if err := json.Unmarshal([]byte(attrs), &c.Attributes); err != nil {
+		return c, fmt.Errorf("store: decode client attributes: %w", err)
+	}
+	c.Disabled, c.CreatedAt = dis != 0, fromMicros(at)
+	return c, nil
+}
+
+// Client returns a client by id; ENOTFOUND if there is none.
+func (db *DB) Client(ctx context.Context, id string) (coffer.Client, error) {
+	c, err := scanClient(db.read.queryRow(ctx, `SELECT `+clientCols+` FROM clients WHERE id = $1`, id))
+	if errors.Is(err, ErrNotFound) {
+		return c, notFound("client")
+	}
+	if err != nil {
+		return c, fmt.Errorf("store: client: %w", err)
+	}
+	return c, nil
+}
+
+// Clients lists every client, oldest first.
+func (db *DB) Clients(ctx context.Context) ([]coffer.Client, error) {
+	rs, err := db.read.query(ctx, `SELECT `+clientCols+` FROM clients ORDER BY created_at, id`)
+	if err != nil {
+		return nil, fmt.Errorf("store: clients: %w", err)
+	}
+	defer rs.Close()
+	var out []coffer.Client
+	for rs.Next() {
+		c, err := scanClient(rs)
+		if err != nil {
+			return nil, fmt.Errorf("store: clients: %w", err)
+		}
+		out = append(out, c)
+	}
+	return out, rs.Err()
+}
+
+// UpdateClientSecret replaces a client's secret hash (rotation).
+func (db *DB) UpdateClientSecret(ctx context.Context, id, secretHash string) error {
+	n, err := db.write.exec(ctx, `UPDATE clients SET secret_hash = $1 WHERE id = $2`, secretHash, id)
+	if err != nil {
+		return fmt.Errorf("store: update client secret: %w", err)
+	}
+	if n == 0 {
+		return notFound("client")
+	}
+	return nil
+}
+
+// DeleteClient removes a client; ENOTFOUND if absent.
+func (db *DB) DeleteClient(ctx context.Context, id string) error {
+	n, err := db.write.exec(ctx, `DELETE FROM clients WHERE id = $1`, id)
+	if err != nil {
+		return fmt.Errorf("store: delete client: %w", err)
+	}
+	if n == 0 {
+		return notFound("client")
+	}
+	return nil
+}
+
+// CreateUser stores a new user; ECONFLICT if the username is taken.
+func (db *DB) CreateUser(ctx context.Context, u coffer.User) error {
+	roles, err := encodeJSON(u.Roles)
+	if err != nil {
+		return err
+	}
+	attrs, err := encodeJSON(u.Attributes)
+	if err != nil {
+		return err
+	}
+	rec, err := encodeJSON(nonNil(u.RecoveryHashes))
+	if err != nil {
+		return err
+	}
+	_, err = db.write.exec(ctx, `INSERT INTO users (id, username, password_hash, roles, attributes,
+		totp_secret, totp_confirmed, totp_last_step, recovery_hashes, disabled, created_at)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)`,
+		u.ID, u.Username, u.PasswordHash, roles, attrs, u.TOTPSecret, b2i(u.TOTPConfirmed),
+		u.TOTPLastStep, rec, b2i(u.Disabled), micros(u.CreatedAt))
+	if errors.Is(err, ErrConflict) {
+		return &coffer.Error{Code: coffer.ECONFLICT, Message: "username already exists", Cause: err}
+	}
+	if err != nil {
+		return fmt.Errorf("store: create user: %w", err)
+	}
+	return nil
+}
+
+func nonNil(s []string) []string {
+	if s == nil {
+		return []string{}
+	}
+	return s
+}
+
+const userCols = `id, username, password_hash, roles, attributes, totp_secret, totp_confirmed,
+	totp_last_step, recovery_hashes, disabled, created_at`
+
+func scanUser(s interface{ Scan(...any) error }) (coffer.User, error) {
+	var (
+		u                 coffer.User
+		roles, attrs, rec string
+		conf, dis, at     int64
+	)
+	if err := s.Scan(&u.ID, &u.Username, &u.PasswordHash, &roles, &attrs, &u.TOTPSecret, &conf,
+		&u.TOTPLastStep, &rec, &dis, &at); err != nil {
+		return u, err
+	}
+	for _, p := range []struct {
+		s string
+		v any
+	}{{roles, &u.Roles}, {attrs, &u.Attributes}, {rec, &u.RecoveryHashes}} {
+		if err := json.Unmarshal([]byte(p.s), p.v); err != nil {
+			return u, fmt.Errorf("store: decode user: %w", err)
+		}
+	}
+	u.TOTPConfirmed, u.Disabled, u.CreatedAt = conf != 0, dis != 0, fromMicros(at)
+	return u, nil
+}
+
+// User returns a user by id; ENOTFOUND if there is none.
+func (db *DB) User(ctx context.Context, id string) (coffer.User, error) {
+	u, err := scanUser(db.read.queryRow(ctx, `SELECT `+userCols+` FROM users WHERE id = $1`, id))
+	if errors.Is(err, ErrNotFound) {
+		return u, notFound("user")
+	}
+	if err != nil {
+		return u, fmt.Errorf("store: user: %w", err)
+	}
+	return u, nil
+}
+
+// UserByName returns a user by username; ENOTFOUND if there is none.
+func (db *DB) UserByName(ctx context.Context, username string) (coffer.User, error) {
+	u, err := scanUser(db.read.queryRow(ctx, `SELECT `+userCols+` FROM users WHERE username = $1`, username))
+	if errors.Is(err, ErrNotFound) {
+		return u, notFound("user")
+	}
+	if err != nil {
+		return u, fmt.Errorf("store: user: %w", err)
+	}
+	return u, nil
+}
+
+// UpdateUserMFA stores a user's TOTP state and recovery hashes.
+func (db *DB) UpdateUserMFA(ctx context.Context, u coffer.User) error {
+	rec, err := encodeJSON(nonNil(u.RecoveryHashes))
+	if err != nil {
+		return err
+	}
+	n, err := db.write.exec(ctx, `UPDATE users SET totp_secret = $1, totp_confirmed = $2, recovery_hashes = $3
+		WHERE id = $4`, u.TOTPSecret, b2i(u.TOTPConfirmed), rec, u.ID)
+	if err != nil {
+		return fmt.Errorf("store: update user MFA: %w", err)
+	}
+	if n == 0 {
+		return notFound("user")
+	}
+	return nil
+}
+
+// UseTOTPStep records step as the user's last used TOTP step, only if it is
+// newer than the stored one; it reports false when the step was already used
+// (a replay), so two nodes can never both accept one code.
+func (db *DB) UseTOTPStep(ctx context.Context, userID string, step int64) (bool, error) {
+	n, err := db.write.exec(ctx, `UPDATE users SET totp_last_step = $1 WHERE id = $2 AND totp_last_step < $1`,
+		step, userID)
+	if err != nil {
+		return false, fmt.Errorf("store: use TOTP step: %w", err)
+	}
+	return n == 1, nil
+}
+
+// UseRecoveryHash removes one recovery-code hash if still present; false if
+// it was already used.
+func (db *DB) UseRecoveryHash(ctx context.Context, userID, hash string) (bool, error) {
+	used := false
+	err := db.inTx(ctx, func(q querier) error {
+		var rec string
+		if err := q.queryRow(ctx, `SELECT recovery_hashes FROM users WHERE id = $1`, userID).Scan(&rec); err != nil {
+			return fmt.Errorf("store: recovery codes: %w", err)
+		}
+		var hs []string
+		if err := json.Unmarshal([]byte(rec), &hs); err != nil {
+			return fmt.Errorf("store: recovery codes: %w", err)
+		}
+		kept := hs[:0]
+		for _, h := range hs {
+			if h == hash && !used {
+				used = true
+				continue
+			}
+			kept = append(kept, h)
+		}
+		if !used {
+			return nil
+		}
+		b, err := encodeJSON(nonNil(kept))
+		if err != nil {
+			return err
+		}
+		_, err = q.exec(ctx, `UPDATE users SET recovery_hashes = $1 WHERE id = $2`, b, userID)
+		return err
+	})
+	return used, err
+}
+
+// SigningKeys lists every stored JWT signing key.
+func (db *DB) SigningKeys(ctx context.Context) ([]coffer.SigningKeyRecord, error) {
+	rs, err := db.read.query(ctx, `SELECT kid, sealed, active, created_at, not_after FROM signing_keys ORDER BY created_at`)
+	if err != nil {
+		return nil, fmt.Errorf("store: signing keys: %w", err)
+	}
+	defer rs.Close()
+	var out []coffer.SigningKeyRecord
+	for rs.Next() {
+		var (
+			k            coffer.SigningKeyRecord
+			act, cr, nat int64
+		)
+		if err := rs.Scan(&k.KID, &k.Sealed, &act, &cr, &nat); err != nil {
+			return nil, fmt.Errorf("store: signing keys: %w", err)
+		}
+		k.Active, k.CreatedAt, k.NotAfter = act != 0, fromMicros(cr), fromMicros(nat)
+		out = append(out, k)
+	}
+	return out, rs.Err()
+}
+
+// InsertSigningKey stores a new signing key; when it is active every other
+// key is made inactive in the same transaction.
+func (db *DB) InsertSigningKey(ctx context.Context, k coffer.SigningKeyRecord) error {
+	return db.inTx(ctx, func(q querier) error {
+		if k.Active {
+			if _, err := q.exec(ctx, `UPDATE signing_keys SET active = 0`); err != nil {
+				return fmt.Errorf("store: signing keys: %w", err)
+			}
+		}
+		_, err := q.exec(ctx, `INSERT INTO signing_keys (kid, sealed, active, created_at, not_after)
+			VALUES ($1, $2, $3, $4, $5)`, k.KID, k.Sealed, b2i(k.Active), micros(k.CreatedAt), micros(k.NotAfter))
+		if err != nil {
+			return fmt.Errorf("store: insert signing key: %w", err)
+		}
+		return nil
+	})
+}
+
+// RevokeToken records a revoked token id until it would have expired.
+func (db *DB) RevokeToken(ctx context.Context, jti string, expires time.Time) error {
+	_, err := db.write.exec(ctx, `INSERT INTO revoked_tokens (jti, expires_at) VALUES ($1, $2) ON CONFLICT DO NOTHING`,
+		jti, micros(expires))
+	if err != nil {
+		return fmt.Errorf("store: revoke token: %w", err)
+	}
+	return nil
+}
+
+// IsRevoked reports whether a token id was revoked.
+func (db *DB) IsRevoked(ctx context.Context, jti string) (bool, error) {
+	var n int64
+	err := db.read.queryRow(ctx, `SELECT COUNT(*) FROM revoked_tokens WHERE jti = $1`, jti).Scan(&n)
+	if err != nil {
+		return false, fmt.Errorf("store: is revoked: %w", err)
+	}
+	return n > 0, nil
+}
+
+// RevokedSince lists token ids revoked that have not yet expired at now,
+// for nodes that keep a local revocation set.
+func (db *DB) RevokedSince(ctx context.Context, now time.Time) ([]string, error) {
+	rs, err := db.read.query(ctx, `SELECT jti FROM revoked_tokens WHERE expires_at > $1`, micros(now))
+	if err != nil {
+		return nil, fmt.Errorf("store: revoked: %w", err)
+	}
+	defer rs.Close()
+	var out []string
+	for rs.Next() {
+		var j string
+		if err := rs.Scan(&j); err != nil {
+			return nil, fmt.Errorf("store: revoked: %w", err)
+		}
+		out = append(out, j)
+	}
+	return out, rs.Err()
+}
+
+// PurgeRevoked forgets revocations of tokens that have expired anyway.
+func (db *DB) PurgeRevoked(ctx context.Context, now time.Time) (int64, error) {
+	n, err := db.write.exec(ctx, `DELETE FROM revoked_tokens WHERE expires_at <= $1`, micros(now))
+	if err != nil {
+		return 0, fmt.Errorf("store: purge revoked: %w", err)
+	}
+	return n, nil
+}
+
+// AuthFailure records one failed authentication for key (an account or a
+// source address) and returns the failure count; lockUntil is computed by
+// the caller from the count via lock(count) and stored.
+func (db *DB) AuthFailure(ctx context.Context, key string, now time.Time, lock func(failures int) time.Duration) (failures int, lockedUntil time.Time, err error) {
+	err = db.inTx(ctx, func(q querier) error {
+		var n, until int64
+		e := q.queryRow(ctx, `SELECT failures, locked_until FROM auth_failures WHERE key = $1`, key).Scan(&n, &until)
+		if e != nil && !errors.Is(e, ErrNotFound) {
+			return fmt.Errorf("store: auth failures: %w", e)
+		}
+		n++
+		lockedUntil = now.Add(lock(int(n)))
+		failures = int(n)
+		_, e = q.exec(ctx, `INSERT INTO auth_failures (key, failures, locked_until, updated_at) VALUES ($1, $2, $3, $4)
+			ON CONFLICT (key) DO UPDATE SET failures = $2, locked_until = $3, updated_at = $4`,
+			key, n, micros(lockedUntil), micros(now))
+		if e != nil {
+			return fmt.Errorf("store: auth failures: %w", e)
+		}
+		return nil
+	})
+	return failures, lockedUntil, err
+}
+
+// AuthLockedUntil returns until when key is locked out (zero if never).
+func (db *DB) AuthLockedUntil(ctx context.Context, key string) (time.Time, error) {
+	var until int64
+	err := db.read.queryRow(ctx, `SELECT locked_until FROM auth_failures WHERE key = $1`, key).Scan(&until)
+	if errors.Is(err, ErrNotFound) {
+		return time.Time{}, nil
+	}
+	if err != nil {
+		return time.Time{}, fmt.Errorf("store: auth lockout: %w", err)
+	}
+	return fromMicros(until), nil
+}
+
+// ClearAuthFailures forgets the failures of key after a success.
+func (db *DB) ClearAuthFailures(ctx context.Context, key string) error {
+	if _, err := db.write.exec(ctx, `DELETE FROM auth_failures WHERE key = $1`, key); err != nil {
+		return fmt.Errorf("store: clear auth failures: %w", err)
+	}
+	return nil
+}
+
+// SavePolicy stores the policy document and returns its new version.
+func (db *DB) SavePolicy(ctx context.Context, format string, source []byte, now time.Time) (int64, error) {
+	var v int64
+	err := db.inTx(ctx, func(q querier) error {
+		e := q.queryRow(ctx, `SELECT version FROM policy WHERE id = 1`).Scan(&v)
+		if e != nil && !errors.Is(e, ErrNotFound) {
+			return fmt.Errorf("store: policy: %w", e)
+		}
+		v++
+		_, e = q.exec(ctx, `INSERT INTO policy (id, version, format, source, updated_at) VALUES (1, $1, $2, $3, $4)
+			ON CONFLICT (id) DO UPDATE SET version = $1, format = $2, source = $3, updated_at = $4`,
+			v, format, source, micros(now))
+		if e != nil {
+			return fmt.Errorf("store: save policy: %w", e)
+		}
+		return nil
+	})
+	return v, err
+}
+
+// Policy returns the stored policy document; ENOTFOUND if none was saved.
+func (db *DB) Policy(ctx context.Context) (version int64, format string, source []byte, err error) {
+	err = db.read.queryRow(ctx, `SELECT version, format, source FROM policy WHERE id = 1`).Scan(&version, &format, &source)
+	if errors.Is(err, ErrNotFound) {
+		return 0, "", nil, notFound("policy")
+	}
+	if err != nil {
+		return 0, "", nil, fmt.Errorf("store: policy: %w", err)
+	}
+	return version, format, source, nil
+}
+
+// PolicyVersion returns the stored policy's version (0 if none), cheaply,
+// so nodes can poll for a change.
+func (db *DB) PolicyVersion(ctx context.Context) (int64, error) {
+	var v int64
+	err := db.read.queryRow(ctx, `SELECT version FROM policy WHERE id = 1`).Scan(&v)
+	if errors.Is(err, ErrNotFound) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, fmt.Errorf("store: policy version: %w", err)
+	}
+	return v, nil
+}
+
+// Meta returns a metadata value; ENOTFOUND if unset.
+func (db *DB) Meta(ctx context.Context, key string) (string, error) {
+	var v string
+	err := db.read.queryRow(ctx, `SELECT value FROM meta WHERE key = $1`, key).Scan(&v)
+	if errors.Is(err, ErrNotFound) {
+		return "", notFound("meta")
+	}
+	if err != nil {
+		return "", fmt.Errorf("store: meta: %w", err)
+	}
+	return v, nil
+}
+
+// SetMeta sets a metadata value.
+func (db *DB) SetMeta(ctx context.Context, key, value string) error {
+	_, err := db.write.exec(ctx, `INSERT INTO meta (key, value) VALUES ($1, $2)
+		ON CONFLICT (key) DO UPDATE SET value = $2`, key, value)
+	if err != nil {
+		return fmt.Errorf("store: set meta: %w", err)
+	}
+	return nil
+}

@@ -1,0 +1,316 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/cofferhq/coffer/internal/coffer"
+)
+
+// collectionSchema is the JSON kept in collections.schema_json.
+type collectionSchema struct {
+	Fields []coffer.Field `json:"fields"`
+}
+
+// CreateCollection stores a new collection; ECONFLICT if the name is taken.
+func (db *DB) CreateCollection(ctx context.Context, c coffer.Collection) error {
+	b, err := json.Marshal(collectionSchema{Fields: c.Fields})
+	if err != nil {
+		return fmt.Errorf("store: encode schema: %w", err)
+	}
+	_, err = db.write.exec(ctx,
+		`INSERT INTO collections (name, schema_json, retention_s, created_at) VALUES ($1, $2, $3, $4)`,
+		c.Name, string(b), int64(c.Retention/time.Second), micros(c.CreatedAt))
+	if errors.Is(err, ErrConflict) {
+		return &coffer.Error{Code: coffer.ECONFLICT, Message: "collection already exists", Cause: err}
+	}
+	if err != nil {
+		return fmt.Errorf("store: create collection: %w", err)
+	}
+	return nil
+}
+
+// Collection returns the named collection; ENOTFOUND if there is none.
+func (db *DB) Collection(ctx context.Context, name string) (coffer.Collection, error) {
+	var (
+		schema     string
+		retS, crAt int64
+	)
+	err := db.read.queryRow(ctx,
+		`SELECT schema_json, retention_s, created_at FROM collections WHERE name = $1`, name).
+		Scan(&schema, &retS, &crAt)
+	if errors.Is(err, ErrNotFound) {
+		return coffer.Collection{}, notFound("collection")
+	}
+	if err != nil {
+		return coffer.Collection{}, fmt.Errorf("store: collection: %w", err)
+	}
+	return decodeCollection(name, schema, retS, crAt)
+}
+
+func decodeCollection(name, schema string, retS, crAt int64) (coffer.Collection, error) {
+	var s collectionSchema
+	if err := json.Unmarshal([]byte(schema), &s); err != nil {
+		return coffer.Collection{}, fmt.Errorf("store: decode schema of a collection: %w", err)
+	}
+	return coffer.Collection{
+		Name: name, Fields: s.Fields,
+		Retention: time.Duration(retS) * time.Second,
+		CreatedAt: fromMicros(crAt),
+	}, nil
+}
+
+// Collections lists every collection by name.
+func (db *DB) Collections(ctx context.Context) ([]coffer.Collection, error) {
+	rs, err := db.read.query(ctx, `SELECT name, schema_json, retention_s, created_at FROM collections ORDER BY name`)
+	if err != nil {
+		return nil, fmt.Errorf("store: collections: %w", err)
+	}
+	defer rs.Close()
+	var out []coffer.Collection
+	for rs.Next() {
+		var (
+			name, schema string
+			retS, crAt   int64
+		)
+		if err := rs.Scan(&name, &schema, &retS, &crAt); err != nil {
+			return nil, fmt.Errorf("store: collections: %w", err)
+		}
+		c, err := decodeCollection(name, schema, retS, crAt)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, c)
+	}
+	return out, rs.Err()
+}
+
+func encodeValues(v map[string][]byte) ([]byte, error) {
+	b, err := json.Marshal(v) // []byte values encode as base64
+	if err != nil {
+		return nil, fmt.Errorf("store: encode values: %w", err)
+	}
+	return b, nil
+}
+
+func nullTime(t *time.Time) sql.NullInt64 {
+	if t == nil {
+		return sql.NullInt64{}
+	}
+	return sql.NullInt64{Int64: micros(*t), Valid: true}
+}
+
+func b2i(b bool) int64 {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+// InsertRecord stores a sealed record and its blind-index entries in one
+// transaction: either both are stored or neither is.
+func (db *DB) InsertRecord(ctx context.Context, r coffer.SealedRecord, idx []coffer.IndexEntry) error {
+	vals, err := encodeValues(r.Values)
+	if err != nil {
+		return err
+	}
+	return db.inTx(ctx, func(q querier) error {
+		_, err := q.exec(ctx, `INSERT INTO records
+			(collection, id, owner, subject, key_id, values_blob, canary, created_at, updated_at, expires_at)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)`,
+			r.Collection, r.ID, r.Owner, r.Subject, r.KeyID, vals, b2i(r.Canary),
+			micros(r.CreatedAt), micros(r.UpdatedAt), nullTime(r.ExpiresAt))
+		if errors.Is(err, ErrConflict) {
+			return &coffer.Error{Code: coffer.ECONFLICT, Message: "record already exists", Cause: err}
+		}
+		if err != nil {
+			return fmt.Errorf("store: insert record: %w", err)
+		}
+		return insertIndex(ctx, q, r.Collection, r.ID, idx)
+	})
+}
+
+func insertIndex(ctx context.Context, q querier, collection, id string, idx []coffer.IndexEntry) error {
+	for _, e := range idx {
+		if _, err := q.exec(ctx, `INSERT INTO record_index (collection, field, mac, record_id, version)
+			VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING`,
+			collection, e.Field, e.MAC, id, int64(e.Version)); err != nil {
+			return fmt.Errorf("store: insert index entry: %w", err)
+		}
+	}
+	return nil
+}
+
+const recordCols = `collection, id, owner, subject, key_id, values_blob, canary, created_at, updated_at, expires_at`
+
+func scanRecord(s interface{ Scan(...any) error }) (coffer.SealedRecord, error) {
+	var (
+		r            coffer.SealedRecord
+		vals         []byte
+		canary       int64
+		crAt, upAt   int64
+		exp          sql.NullInt64
+	)
+	if err := s.Scan(&r.Collection, &r.ID, &r.Owner, &r.Subject, &r.KeyID, &vals, &canary, &crAt, &upAt, &exp); err != nil {
+		return r, err
+	}
+	if err := json.Unmarshal(vals, &r.Values); err != nil {
+		return r, fmt.Errorf("store: decode sealed values: %w", err)
+	}
+	r.Canary = canary != 0
+	r.CreatedAt, r.UpdatedAt = fromMicros(crAt), fromMicros(upAt)
+	if exp.Valid {
+		t := fromMicros(exp.Int64)
+		r.ExpiresAt = &t
+	}
+	return r, nil
+}
+
+// Record returns one sealed record; ENOTFOUND if there is none.
+func (db *DB) Record(ctx context.Context, collection, id string) (coffer.SealedRecord, error) {
+	r, err := scanRecord(db.read.queryRow(ctx,
+		`SELECT `+recordCols+` FROM records WHERE collection = $1 AND id = $2`, collection, id))
+	if errors.Is(err, ErrNotFound) {
+		return r, notFound("record")
+	}
+	if err != nil {
+		return r, fmt.Errorf("store: record: %w", err)
+	}
+	return r, nil
+}
+
+// Records returns the sealed records with the given ids, in no set order;
+// ids that do not exist are left out.
+func (db *DB) Records(ctx context.Context, collection string, ids []string) ([]coffer.SealedRecord, error) {
+	out := make([]coffer.SealedRecord, 0, len(ids))
+	for _, id := range ids {
+		r, err := db.Record(ctx, collection, id)
+		if coffer.ErrorCode(err) == coffer.ENOTFOUND {
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, r)
+	}
+	return out, nil
+}
+
+// UpdateRecord replaces a record's sealed values, owner and update time,
+// and replaces the index entries of the fields named in idxFields with idx,
+// in one transaction. ENOTFOUND if the record is gone.
+func (db *DB) UpdateRecord(ctx context.Context, r coffer.SealedRecord, idxFields []string, idx []coffer.IndexEntry) error {
+	vals, err := encodeValues(r.Values)
+	if err != nil {
+		return err
+	}
+	return db.inTx(ctx, func(q querier) error {
+		n, err := q.exec(ctx, `UPDATE records SET values_blob = $1, owner = $2, updated_at = $3, key_id = $4
+			WHERE collection = $5 AND id = $6`,
+			vals, r.Owner, micros(r.UpdatedAt), r.KeyID, r.Collection, r.ID)
+		if err != nil {
+			return fmt.Errorf("store: update record: %w", err)
+		}
+		if n == 0 {
+			return notFound("record")
+		}
+		for _, f := range idxFields {
+			if _, err := q.exec(ctx, `DELETE FROM record_index WHERE collection = $1 AND record_id = $2 AND field = $3`,
+				r.Collection, r.ID, f); err != nil {
+				return fmt.Errorf("store: update index: %w", err)
+			}
+		}
+		return insertIndex(ctx, q, r.Collection, r.ID, idx)
+	})
+}
+
+// DeleteRecord deletes a record and its index entries; ENOTFOUND if absent.
+func (db *DB) DeleteRecord(ctx context.Context, collection, id string) error {
+	return db.inTx(ctx, func(q querier) error {
+		if _, err := q.exec(ctx, `DELETE FROM record_index WHERE collection = $1 AND record_id = $2`, collection, id); err != nil {
+			return fmt.Errorf("store: delete index: %w", err)
+		}
+		n, err := q.exec(ctx, `DELETE FROM records WHERE collection = $1 AND id = $2`, collection, id)
+		if err != nil {
+			return fmt.Errorf("store: delete record: %w", err)
+		}
+		if n == 0 {
+			return notFound("record")
+		}
+		return nil
+	})
+}
+
+// SearchIndex returns the ids of records in collection whose field has one
+// of the given MACs (one per live index key version), oldest id first, at
+// most limit.
+func (db *DB) SearchIndex(ctx context.Context, collection, field string, macs [][]byte, limit int) ([]string, error) {
+	seen := map[string]bool{}
+	var ids []string
+	for _, mac := range macs {
+		rs, err := db.read.query(ctx, `SELECT record_id FROM record_index
+			WHERE collection = $1 AND field = $2 AND mac = $3 ORDER BY record_id LIMIT $4`,
+			collection, field, mac, limit)
+		if err != nil {
+			return nil, fmt.Errorf("store: search index: %w", err)
+		}
+		for rs.Next() {
+			var id string
+			if err := rs.Scan(&id); err != nil {
+				rs.Close()
+				return nil, fmt.Errorf("store: search index: %w", err)
+			}
+			if !seen[id] {
+				seen[id] = true
+				ids = append(ids, id)
+			}
+		}
+		err = rs.Err()
+		rs.Close()
+		if err != nil {
+			return nil, fmt.Errorf("store: search index: %w", err)
+		}
+	}
+	return ids, nil
+}
+
+// SubjectRecords lists (collection, id) of every record of a data subject.
+func (db *DB) SubjectRecords(ctx context.Context, subject string) ([][2]string, error) {
+	rs, err := db.read.query(ctx, `SELECT collection, id FROM records WHERE subject = $1`, subject)
+	if err != nil {
+		return nil, fmt.Errorf("store: subject records: %w", err)
+	}
+	defer rs.Close()
+	var out [][2]string
+	for rs.Next() {
+		var c, id string
+		if err := rs.Scan(&c, &id); err != nil {
+			return nil, fmt.Errorf("store: subject records: %w", err)
+		}
+		out = append(out, [2]string{c, id})
+	}
+	return out, rs.Err()
+}
+
+// DeleteSubjectRecords deletes every record of a data subject and their
+// index entries in one transaction, returning how many records went.
+func (db *DB) DeleteSubjectRecords(ctx context.Context, subject string) (int64, error) {
+	var n int64
+	err := db.inTx(ctx, func(q querier) error {
+		if _, err := q.exec(ctx, `DELETE FROM record_index WHERE EXISTS (SELECT 1 FROM records r
+			WHERE r.subject = $1 AND r.collection = record_index.collection AND r.id = record_index.record_id)`, subject); err != nil {
+			return fmt.Errorf("store: delete subject index: %w", err)
+		}
+		var err error
+		n, err = q.exec(ctx, `DELETE FROM records WHERE subject = $1`, subject)
+		if err != nil {
+			return fmt.Errorf("store: delete subject records: %w", err)
+		}
+		return nil
+	})
+	return n, err
+}
