@@ -176,11 +176,13 @@ func mapErr(err error) error {
 
 // ---- SQLite ----
 
-type sqlQ struct{ db interface {
-	ExecContext(context.Context, string, ...any) (sql.Result, error)
-	QueryContext(context.Context, string, ...any) (*sql.Rows, error)
-	QueryRowContext(context.Context, string, ...any) *sql.Row
-} }
+type sqlQ struct {
+	db interface {
+		ExecContext(context.Context, string, ...any) (sql.Result, error)
+		QueryContext(context.Context, string, ...any) (*sql.Rows, error)
+		QueryRowContext(context.Context, string, ...any) *sql.Row
+	}
+}
 
 func (q sqlQ) exec(ctx context.Context, s string, args ...any) (int64, error) {
 	res, err := q.db.ExecContext(ctx, s, args...)
@@ -293,11 +295,13 @@ func openSQLite(ctx context.Context, path string, o Options) (*DB, error) {
 
 // ---- PostgreSQL ----
 
-type pgQ struct{ p interface {
-	Exec(context.Context, string, ...any) (pgconn.CommandTag, error)
-	Query(context.Context, string, ...any) (pgx.Rows, error)
-	QueryRow(context.Context, string, ...any) pgx.Row
-} }
+type pgQ struct {
+	p interface {
+		Exec(context.Context, string, ...any) (pgconn.CommandTag, error)
+		Query(context.Context, string, ...any) (pgx.Rows, error)
+		QueryRow(context.Context, string, ...any) pgx.Row
+	}
+}
 
 func (q pgQ) exec(ctx context.Context, s string, args ...any) (int64, error) {
 	tag, err := q.p.Exec(ctx, s, args...)

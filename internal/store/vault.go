@@ -149,11 +149,11 @@ const recordCols = `collection, id, owner, subject, key_id, values_blob, canary,
 
 func scanRecord(s interface{ Scan(...any) error }) (coffer.SealedRecord, error) {
 	var (
-		r            coffer.SealedRecord
-		vals         []byte
-		canary       int64
-		crAt, upAt   int64
-		exp          sql.NullInt64
+		r          coffer.SealedRecord
+		vals       []byte
+		canary     int64
+		crAt, upAt int64
+		exp        sql.NullInt64
 	)
 	if err := s.Scan(&r.Collection, &r.ID, &r.Owner, &r.Subject, &r.KeyID, &vals, &canary, &crAt, &upAt, &exp); err != nil {
 		return r, err
