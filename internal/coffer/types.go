@@ -180,3 +180,46 @@ type SecurityEvent struct {
 	Principal string         `json:"principal"`
 	Detail    map[string]any `json:"detail"`
 }
+
+// AccessNote is what one request did, filled in by the use case as it
+// decides and acts, and written to the audit log before the answer leaves.
+// It holds names and counts, never a value.
+type AccessNote struct {
+	Action   string
+	Resource string
+	// Decision is "allow" or "deny" once a policy decision was made.
+	Decision string
+	Rule     string
+	Reason   string
+	Fields   []string
+	// Count is how many records or values were returned or written.
+	Count int
+	// ValueHMACs identify values (search terms, tokens) by keyed MAC.
+	ValueHMACs []string
+	// Missing is true when the request named something that does not exist
+	// (for enumeration detection).
+	Missing bool
+	// Canary is true when a canary record or token was touched.
+	Canary bool
+}
+
+// Allow records an allowing decision.
+func (n *AccessNote) Allow(rule string) {
+	if n != nil {
+		n.Decision, n.Rule, n.Reason = "allow", rule, ""
+	}
+}
+
+// Deny records a denying decision.
+func (n *AccessNote) Deny(reason string) {
+	if n != nil {
+		n.Decision, n.Reason = "deny", reason
+	}
+}
+
+// Target records the action and resource of the request.
+func (n *AccessNote) Target(action, resource string) {
+	if n != nil {
+		n.Action, n.Resource = action, resource
+	}
+}

@@ -117,9 +117,20 @@ func (db *DB) Ping(ctx context.Context) error {
 
 // Migrate applies every embedded migration not yet applied.
 func (db *DB) Migrate(ctx context.Context) error {
+	p, err := db.provider()
+	if err != nil {
+		return err
+	}
+	if _, err := p.Up(ctx); err != nil {
+		return fmt.Errorf("store: migrate: %w", err)
+	}
+	return nil
+}
+
+func (db *DB) provider() (*goose.Provider, error) {
 	sub, err := fs.Sub(migrations, "migrations/"+db.dialect)
 	if err != nil {
-		return fmt.Errorf("store: migrations: %w", err)
+		return nil, fmt.Errorf("store: migrations: %w", err)
 	}
 	d := goose.DialectSQLite3
 	if db.dialect == Postgres {
@@ -127,12 +138,9 @@ func (db *DB) Migrate(ctx context.Context) error {
 	}
 	p, err := goose.NewProvider(d, db.sqlDB, sub)
 	if err != nil {
-		return fmt.Errorf("store: migrations: %w", err)
+		return nil, fmt.Errorf("store: migrations: %w", err)
 	}
-	if _, err := p.Up(ctx); err != nil {
-		return fmt.Errorf("store: migrate: %w", err)
-	}
-	return nil
+	return p, nil
 }
 
 // inTx runs fn in a transaction on the write side, committing when fn
@@ -378,4 +386,17 @@ func fromMicros(v int64) time.Time { return time.UnixMicro(v).UTC() }
 
 func notFound(what string) error {
 	return &coffer.Error{Code: coffer.ENOTFOUND, Message: what + " not found", Cause: ErrNotFound}
+}
+
+// Pending reports whether embedded migrations are not yet applied.
+func (db *DB) Pending(ctx context.Context) (bool, error) {
+	p, err := db.provider()
+	if err != nil {
+		return false, err
+	}
+	ok, err := p.HasPending(ctx)
+	if err != nil {
+		return false, fmt.Errorf("store: migration status: %w", err)
+	}
+	return ok, nil
 }
