@@ -1,0 +1,50 @@
+// Package keyring keeps Coffer's versioned data keys: it makes them, wraps
+// them under the root key through a [keyprovider.Provider], stores them
+// through a [Store], and seals, opens and MACs values under them.
+//
+// It owns the life of a data key — created on first use, rotated, retired,
+// destroyed — the derivation of the keys each version yields (one for
+// AES-256-GCM, one for HMAC-SHA256, one handed out by [Keyring.Key]), the
+// cache of unwrapped keys, and the check that the root key is the right one.
+//
+// It must never put a key, plain or wrapped, or a plaintext in an error or a
+// log; never hand out the key that seals values; never make a new key for a
+// key id that was destroyed; and never keep an unwrapped key it has evicted
+// without zeroing it.
+//
+// # Keys and versions
+//
+// A key id names what a key protects ("collection/customers",
+// "subject/42", "index/customers/email"). Each id has versions 1, 2, …; the
+// highest active version encrypts, every active version decrypts, a retired
+// version no longer decrypts, and destroying an id destroys every version
+// (crypto-shredding). A wrapped key is bound to its id and version through
+// the wrap's additional data, so a wrapped key moved to another row does
+// not unwrap.
+//
+// Each version's 32 random bytes are never used directly: HKDF-Expand
+// (SHA-256) derives the AES-256-GCM key (info "coffer/keyring/v1/aead"),
+// the HMAC-SHA256 key ("coffer/keyring/v1/mac") and the key [Keyring.Key]
+// returns ("coffer/keyring/v1/key"), so no derived key reveals another.
+//
+// # Cache and nodes
+//
+// Unwrapped versions are cached with their built AEAD, so sealing and
+// opening do no unwrap and no cipher setup; entries older than CacheTTL are
+// reloaded from the Store on next use, and versions whose wrapped bytes did
+// not change are kept rather than unwrapped again. Several nodes share one
+// Store: another node's rotation is used for sealing within CacheTTL, an
+// envelope of a version newer than any cached one reloads at once, and
+// another node's retirement or destruction takes effect here within
+// CacheTTL (at once on the node that did it).
+//
+// # Root key rotation
+//
+// A new root key is adopted by unwrapping every stored version under the
+// old Provider and wrapping it under the new one with the same additional
+// data, in the Store in one transaction per key id; [Keyring.Check]'s key is
+// rewrapped last, so a node started with the new root key refuses to serve
+// until the move is complete. The Store interface grows the method that
+// lists key ids and replaces wrapped bytes when that job is written; the
+// cache needs no change, as it keys versions by their wrapped bytes.
+package keyring

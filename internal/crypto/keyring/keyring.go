@@ -1,0 +1,743 @@
+package keyring
+
+import (
+	"bytes"
+	"context"
+	"crypto/hkdf"
+	"crypto/hmac"
+	"crypto/rand"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"hash/maphash"
+	"io"
+	"math"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/cofferhq/coffer/internal/coffer"
+	"github.com/cofferhq/coffer/internal/crypto/envelope"
+	"github.com/cofferhq/coffer/internal/crypto/keyprovider"
+	"github.com/cofferhq/coffer/internal/secret"
+)
+
+// Defaults for Options.
+const (
+	DefaultCacheTTL = 30 * time.Second
+	DefaultMaxKeys  = 10000
+)
+
+// RootCheckKeyID is the key id Check makes and unwraps to prove the root key.
+const RootCheckKeyID = "coffer/root-check"
+
+// dataKeySize is the length of every data key version: 256 bits.
+const dataKeySize = 32
+
+// HKDF info labels; see the package doc.
+const (
+	infoAEAD = "coffer/keyring/v1/aead"
+	infoMAC  = "coffer/keyring/v1/mac"
+	infoKey  = "coffer/keyring/v1/key"
+)
+
+// maxAttempts bounds the cache-miss retries of one call.
+const maxAttempts = 3
+
+// loadStripes is the number of locks that serialise loading (per key id,
+// by hash), so one key id is loaded or created by one goroutine at a time.
+const loadStripes = 64
+
+// Options tune a Keyring. The zero value is ready for production.
+type Options struct {
+	// Rand supplies key bytes and nonces; nil means crypto/rand.Reader.
+	// It must be safe for concurrent use.
+	Rand io.Reader
+	// Now tells the time for key creation and cache age; nil means time.Now.
+	Now func() time.Time
+	// CacheTTL is how long an unwrapped key id is used before it is
+	// reloaded from the Store; 0 or less means DefaultCacheTTL.
+	CacheTTL time.Duration
+	// MaxKeys bounds how many key ids are cached; 0 or less means
+	// DefaultMaxKeys. Past it, stale and then arbitrary ids are evicted.
+	MaxKeys int
+}
+
+// Keyring seals, opens and MACs values under versioned data keys. It is
+// safe for concurrent use; make one per process and share it.
+type Keyring struct {
+	provider keyprovider.Provider
+	store    Store
+	rand     io.Reader
+	now      func() time.Time
+	ttl      time.Duration
+	maxKeys  int
+
+	seed  maphash.Seed
+	loads [loadStripes]sync.Mutex
+
+	// mu guards keys and every use of the key bytes cached in it: they are
+	// read under RLock and zeroed only under Lock (and the key id's stripe
+	// of loads, so a loader can reuse the versions it found cached).
+	mu   sync.RWMutex
+	keys map[string]*entry
+}
+
+// entry is what the cache holds for one key id.
+type entry struct {
+	loaded    time.Time
+	versions  map[uint32]*keyVersion
+	max       uint32      // highest version in any state; 0 when none
+	current   *keyVersion // highest active version; nil when none
+	destroyed bool
+}
+
+// keyVersion is one data key version; the key fields are set for active
+// versions only.
+type keyVersion struct {
+	n       uint32
+	state   string
+	wrapped []byte
+	aead    *envelope.AEAD
+	mac     secret.Key
+	export  secret.Key
+}
+
+func (v *keyVersion) zero() {
+	v.mac.Zero()
+	v.export.Zero()
+}
+
+// New returns a Keyring whose data keys are wrapped by p and stored in s.
+func New(p keyprovider.Provider, s Store, o Options) *Keyring {
+	kr := &Keyring{
+		provider: p,
+		store:    s,
+		rand:     o.Rand,
+		now:      o.Now,
+		ttl:      o.CacheTTL,
+		maxKeys:  o.MaxKeys,
+		seed:     maphash.MakeSeed(),
+		keys:     make(map[string]*entry),
+	}
+	if kr.rand == nil {
+		kr.rand = rand.Reader
+	}
+	if kr.now == nil {
+		kr.now = time.Now
+	}
+	if kr.ttl <= 0 {
+		kr.ttl = DefaultCacheTTL
+	}
+	if kr.maxKeys <= 0 {
+		kr.maxKeys = DefaultMaxKeys
+	}
+	return kr
+}
+
+// Seal encrypts plaintext bound to aad under the newest active version of
+// keyID, creating version 1 on first use. Bind the value's place and the
+// key version into aad (see envelope.AAD). It returns ErrKeyDestroyed for a
+// destroyed key id and never makes a new key for it.
+func (kr *Keyring) Seal(ctx context.Context, keyID string, plaintext, aad []byte) ([]byte, error) {
+	var out []byte
+	err := kr.withCurrent(ctx, keyID, func(v *keyVersion) (err error) {
+		out, err = v.aead.Seal(kr.rand, plaintext, aad)
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// Open decrypts an envelope of keyID bound to aad, with the version its
+// header names. It returns ErrKeyDestroyed, ErrKeyRetired or ErrKeyNotFound
+// when the key is in that state, and envelope.ErrDecrypt for every envelope
+// that does not open (malformed, tampered, wrong aad, unknown version).
+func (kr *Keyring) Open(ctx context.Context, keyID string, env, aad []byte) ([]byte, error) {
+	ver, err := envelope.KeyVersion(env)
+	if err != nil {
+		return nil, envelope.ErrDecrypt
+	}
+	var out []byte
+	err = kr.withVersion(ctx, keyID, ver, envelope.ErrDecrypt, func(v *keyVersion) (err error) {
+		out, err = v.aead.Open(env, aad)
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// MAC returns HMAC-SHA256 of data under the newest active version of keyID
+// (creating version 1 on first use) and that version, for blind indexes,
+// deterministic tokens and audit chains. Store the version with the MAC.
+func (kr *Keyring) MAC(ctx context.Context, keyID string, data []byte) (uint32, []byte, error) {
+	var n uint32
+	var out []byte
+	err := kr.withCurrent(ctx, keyID, func(v *keyVersion) error {
+		n, out = v.n, mac(v, data)
+		return nil
+	})
+	if err != nil {
+		return 0, nil, err
+	}
+	return n, out, nil
+}
+
+// MACVersion returns HMAC-SHA256 of data under the given version of keyID,
+// to compare with a MAC made earlier. Compare MACs with hmac.Equal.
+func (kr *Keyring) MACVersion(ctx context.Context, keyID string, version uint32, data []byte) ([]byte, error) {
+	var out []byte
+	err := kr.withVersion(ctx, keyID, version, ErrKeyNotFound, func(v *keyVersion) error {
+		out = mac(v, data)
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func mac(v *keyVersion, data []byte) []byte {
+	k := v.mac.Bytes()
+	defer clear(k)
+	h := hmac.New(sha256.New, k)
+	h.Write(data)
+	return h.Sum(nil)
+}
+
+// Key returns the newest active version of keyID and a 32-byte key derived
+// from it for use outside the keyring (FF1 token keys), creating version 1
+// on first use. It is never the key Seal encrypts with nor the MAC key. The
+// caller owns the returned copy and should Zero it when done.
+func (kr *Keyring) Key(ctx context.Context, keyID string) (uint32, secret.Key, error) {
+	var n uint32
+	var k secret.Key
+	err := kr.withCurrent(ctx, keyID, func(v *keyVersion) error {
+		n, k = v.n, copyKey(v.export)
+		return nil
+	})
+	if err != nil {
+		return 0, secret.Key{}, err
+	}
+	return n, k, nil
+}
+
+// KeyVersion returns the key Key returned for the given version of keyID.
+func (kr *Keyring) KeyVersion(ctx context.Context, keyID string, version uint32) (secret.Key, error) {
+	var k secret.Key
+	err := kr.withVersion(ctx, keyID, version, ErrKeyNotFound, func(v *keyVersion) error {
+		k = copyKey(v.export)
+		return nil
+	})
+	if err != nil {
+		return secret.Key{}, err
+	}
+	return k, nil
+}
+
+func copyKey(k secret.Key) secret.Key {
+	b := k.Bytes()
+	defer clear(b)
+	return secret.NewKey(b)
+}
+
+// withCurrent runs fn, under the read lock, with the version of keyID that
+// encrypts, loading the key id when its cache entry is missing or stale
+// and creating version 1 when it has none.
+func (kr *Keyring) withCurrent(ctx context.Context, keyID string, fn func(*keyVersion) error) error {
+	for attempt := range maxAttempts {
+		kr.mu.RLock()
+		e := kr.keys[keyID]
+		if e != nil && (attempt > 0 || kr.fresh(e)) {
+			var err error
+			switch {
+			case e.destroyed:
+				err = fmt.Errorf("%w: %s", ErrKeyDestroyed, keyID)
+			case e.current != nil:
+				err = fn(e.current)
+			case len(e.versions) > 0:
+				err = fmt.Errorf("%w: %s has no active version", ErrKeyRetired, keyID)
+			default:
+				err = errRetry
+			}
+			kr.mu.RUnlock()
+			if err != errRetry { //nolint:errorlint // internal marker, never wrapped
+				return err
+			}
+		} else {
+			kr.mu.RUnlock()
+		}
+		if err := kr.refresh(ctx, keyID, e, true); err != nil {
+			return err
+		}
+	}
+	return fmt.Errorf("keyring: %s: key cache churned; try again", keyID)
+}
+
+// errRetry marks a cache entry that cannot serve the call as it is.
+var errRetry = errors.New("keyring: retry")
+
+// withVersion runs fn, under the read lock, with version n of keyID,
+// loading the key id once when its entry is missing, stale or older than n.
+// A version the key id does not have is reported as unknown.
+func (kr *Keyring) withVersion(ctx context.Context, keyID string, n uint32, unknown error, fn func(*keyVersion) error) error {
+	for attempt := range maxAttempts {
+		kr.mu.RLock()
+		e := kr.keys[keyID]
+		if e != nil && (attempt > 0 || kr.fresh(e) && n <= e.max) {
+			var err error
+			v := e.versions[n]
+			switch {
+			case e.destroyed:
+				err = fmt.Errorf("%w: %s", ErrKeyDestroyed, keyID)
+			case len(e.versions) == 0:
+				err = fmt.Errorf("%w: %s", ErrKeyNotFound, keyID)
+			case v == nil:
+				err = unknown
+			case v.state == coffer.KeyRetired:
+				err = fmt.Errorf("%w: %s version %d", ErrKeyRetired, keyID, n)
+			default:
+				err = fn(v)
+			}
+			kr.mu.RUnlock()
+			return err
+		}
+		kr.mu.RUnlock()
+		if err := kr.refresh(ctx, keyID, e, false); err != nil {
+			return err
+		}
+	}
+	return fmt.Errorf("keyring: %s: key cache churned; try again", keyID)
+}
+
+func (kr *Keyring) fresh(e *entry) bool {
+	return kr.now().Sub(e.loaded) < kr.ttl
+}
+
+func (kr *Keyring) stripe(keyID string) *sync.Mutex {
+	return &kr.loads[maphash.String(kr.seed, keyID)%loadStripes]
+}
+
+// refresh reloads keyID from the Store into the cache, unless another
+// goroutine did so since the caller saw seen; with create, it makes
+// version 1 of a key id that has no versions.
+func (kr *Keyring) refresh(ctx context.Context, keyID string, seen *entry, create bool) error {
+	l := kr.stripe(keyID)
+	l.Lock()
+	defer l.Unlock()
+	kr.mu.RLock()
+	cur := kr.keys[keyID]
+	kr.mu.RUnlock()
+	if cur != nil && cur != seen && kr.fresh(cur) && !(create && len(cur.versions) == 0) {
+		return nil
+	}
+	e, err := kr.load(ctx, keyID, cur)
+	if err != nil {
+		return err
+	}
+	if create && len(e.versions) == 0 {
+		v, err := kr.create(ctx, keyID, 1)
+		switch {
+		case errors.Is(err, ErrVersionExists): // another node made it first
+			if e, err = kr.load(ctx, keyID, cur); err != nil {
+				return err
+			}
+		case err != nil:
+			return err
+		default:
+			e.add(v)
+		}
+	}
+	kr.install(keyID, e)
+	return nil
+}
+
+// load reads every version of keyID from the Store and unwraps the active
+// ones, reusing the versions of old whose wrapped bytes did not change.
+func (kr *Keyring) load(ctx context.Context, keyID string, old *entry) (*entry, error) {
+	rows, err := kr.store.DataKeys(ctx, keyID)
+	if err != nil {
+		return nil, fmt.Errorf("keyring: load %s: %w", keyID, err)
+	}
+	e := &entry{loaded: kr.now(), versions: make(map[uint32]*keyVersion, len(rows))}
+	for _, r := range rows {
+		switch r.State {
+		case coffer.KeyActive, coffer.KeyRetired:
+		case coffer.KeyDestroyed:
+			e.destroyed = true
+		default:
+			return nil, fmt.Errorf("keyring: load %s: version %d has unknown state %q", keyID, r.Version, r.State)
+		}
+	}
+	var made []*keyVersion
+	for _, r := range rows {
+		v := &keyVersion{n: r.Version, state: r.State}
+		if r.State == coffer.KeyActive && !e.destroyed {
+			if ov := old.reusable(r); ov != nil {
+				v = ov
+			} else {
+				if v, err = kr.unwrap(ctx, r); err != nil {
+					for _, m := range made {
+						m.zero()
+					}
+					return nil, err
+				}
+				made = append(made, v)
+			}
+		}
+		e.add(v)
+	}
+	return e, nil
+}
+
+// reusable returns old's version of r if it is active with the same
+// wrapped bytes, so it need not be unwrapped again.
+func (e *entry) reusable(r coffer.DataKey) *keyVersion {
+	if e == nil || e.destroyed {
+		return nil
+	}
+	v := e.versions[r.Version]
+	if v == nil || v.state != coffer.KeyActive || !bytes.Equal(v.wrapped, r.Wrapped) {
+		return nil
+	}
+	return v
+}
+
+func (e *entry) add(v *keyVersion) {
+	e.versions[v.n] = v
+	e.max = max(e.max, v.n)
+	if v.state == coffer.KeyActive && !e.destroyed && (e.current == nil || v.n > e.current.n) {
+		e.current = v
+	}
+}
+
+// wrapAAD binds a wrapped data key to its key id and version.
+func wrapAAD(keyID string, n uint32) []byte {
+	return envelope.AAD("coffer/keyring/datakey/v1", keyID, strconv.FormatUint(uint64(n), 10))
+}
+
+func (kr *Keyring) unwrap(ctx context.Context, r coffer.DataKey) (*keyVersion, error) {
+	raw, err := kr.provider.Unwrap(ctx, r.Wrapped, wrapAAD(r.KeyID, r.Version))
+	if err != nil {
+		return nil, fmt.Errorf("keyring: unwrap %s version %d with %s: %w", r.KeyID, r.Version, kr.provider.Name(), err)
+	}
+	defer clear(raw)
+	if len(raw) != dataKeySize {
+		return nil, fmt.Errorf("keyring: unwrap %s version %d: data key is %d bytes, want %d", r.KeyID, r.Version, len(raw), dataKeySize)
+	}
+	return derive(r.Version, r.State, r.Wrapped, raw)
+}
+
+// derive builds an active version from its raw key bytes.
+func derive(n uint32, state string, wrapped, raw []byte) (*keyVersion, error) {
+	sub := func(info string) (secret.Key, error) {
+		b, err := hkdf.Expand(sha256.New, raw, info, dataKeySize)
+		if err != nil {
+			return secret.Key{}, fmt.Errorf("keyring: derive key: %w", err)
+		}
+		defer clear(b)
+		return secret.NewKey(b), nil
+	}
+	enc, err := sub(infoAEAD)
+	if err != nil {
+		return nil, err
+	}
+	defer enc.Zero()
+	a, err := envelope.New(enc, n)
+	if err != nil {
+		return nil, fmt.Errorf("keyring: %w", err)
+	}
+	v := &keyVersion{n: n, state: state, wrapped: bytes.Clone(wrapped), aead: a}
+	if v.mac, err = sub(infoMAC); err != nil {
+		return nil, err
+	}
+	if v.export, err = sub(infoKey); err != nil {
+		v.zero()
+		return nil, err
+	}
+	return v, nil
+}
+
+// create makes, wraps and stores version n of keyID. The Store's error
+// wraps ErrVersionExists if another node made it first.
+func (kr *Keyring) create(ctx context.Context, keyID string, n uint32) (*keyVersion, error) {
+	k, err := secret.Random(kr.rand, dataKeySize)
+	if err != nil {
+		return nil, fmt.Errorf("keyring: new data key: %w", err)
+	}
+	defer k.Zero()
+	raw := k.Bytes()
+	defer clear(raw)
+	wrapped, err := kr.provider.Wrap(ctx, raw, wrapAAD(keyID, n))
+	if err != nil {
+		return nil, fmt.Errorf("keyring: wrap %s version %d with %s: %w", keyID, n, kr.provider.Name(), err)
+	}
+	v, err := derive(n, coffer.KeyActive, wrapped, raw)
+	if err != nil {
+		return nil, err
+	}
+	err = kr.store.InsertDataKey(ctx, coffer.DataKey{
+		KeyID: keyID, Version: n, Wrapped: wrapped, State: coffer.KeyActive, Created: kr.now().UTC(),
+	})
+	if err != nil {
+		v.zero()
+		return nil, fmt.Errorf("keyring: store %s version %d: %w", keyID, n, err)
+	}
+	return v, nil
+}
+
+// install puts e in the cache for keyID and zeroes the versions of the
+// entry it replaces that e does not keep. The caller holds keyID's stripe:
+// a cached version is zeroed only under its key id's stripe and mu, so
+// load may reuse the versions of the entry it read under the stripe.
+func (kr *Keyring) install(keyID string, e *entry) {
+	kr.mu.Lock()
+	if old := kr.keys[keyID]; old != nil {
+		for n, v := range old.versions {
+			if e.versions[n] != v {
+				v.zero()
+			}
+		}
+	}
+	kr.keys[keyID] = e
+	over := len(kr.keys) > kr.maxKeys
+	kr.mu.Unlock()
+	if over {
+		kr.shrink(keyID)
+	}
+}
+
+// shrink evicts key ids, stale ones first, until the cache holds at most
+// nine tenths of MaxKeys. It skips keyID and any key id whose stripe is
+// busy (it only tries those locks, so it cannot deadlock with a loader).
+// The caller holds keyID's stripe.
+func (kr *Keyring) shrink(keyID string) {
+	target := kr.maxKeys - kr.maxKeys/10
+	now := kr.now()
+	kr.mu.RLock()
+	var stale, live []string
+	for id, e := range kr.keys {
+		switch {
+		case id == keyID:
+		case now.Sub(e.loaded) >= kr.ttl:
+			stale = append(stale, id)
+		default:
+			live = append(live, id)
+		}
+	}
+	kr.mu.RUnlock()
+	held := kr.stripe(keyID)
+	for _, id := range append(stale, live...) {
+		kr.mu.RLock()
+		n := len(kr.keys)
+		kr.mu.RUnlock()
+		if n <= target {
+			return
+		}
+		l := kr.stripe(id)
+		if l == held {
+			kr.evict(id)
+			continue
+		}
+		if !l.TryLock() {
+			continue
+		}
+		kr.evict(id)
+		l.Unlock()
+	}
+}
+
+// evict zeroes and drops keyID's cached keys. The caller holds its stripe.
+func (kr *Keyring) evict(keyID string) {
+	kr.mu.Lock()
+	defer kr.mu.Unlock()
+	if e := kr.keys[keyID]; e != nil {
+		for _, v := range e.versions {
+			v.zero()
+		}
+		delete(kr.keys, keyID)
+	}
+}
+
+// Close zeroes and drops every cached key. The Keyring stays usable: it
+// reloads from the Store on next use.
+func (kr *Keyring) Close() error {
+	for i := range kr.loads {
+		kr.loads[i].Lock()
+		defer kr.loads[i].Unlock()
+	}
+	kr.mu.Lock()
+	defer kr.mu.Unlock()
+	for id, e := range kr.keys {
+		for _, v := range e.versions {
+			v.zero()
+		}
+		delete(kr.keys, id)
+	}
+	return nil
+}
+
+// Rotate makes a new version of keyID the one that encrypts, here at once
+// and on other nodes within CacheTTL, and returns it. Older active versions
+// still decrypt. Rotating a key id without versions makes version 1.
+func (kr *Keyring) Rotate(ctx context.Context, keyID string) (uint32, error) {
+	l := kr.stripe(keyID)
+	l.Lock()
+	defer l.Unlock()
+	for range maxAttempts {
+		kr.mu.RLock()
+		cur := kr.keys[keyID]
+		kr.mu.RUnlock()
+		e, err := kr.load(ctx, keyID, cur)
+		if err != nil {
+			return 0, err
+		}
+		kr.install(keyID, e)
+		if e.destroyed {
+			return 0, fmt.Errorf("%w: %s", ErrKeyDestroyed, keyID)
+		}
+		if e.max == math.MaxUint32 {
+			return 0, fmt.Errorf("keyring: %s has no version numbers left", keyID)
+		}
+		v, err := kr.create(ctx, keyID, e.max+1)
+		if errors.Is(err, ErrVersionExists) {
+			continue // another node rotated at the same time: go past it
+		}
+		if err != nil {
+			return 0, err
+		}
+		kr.mu.Lock()
+		if kr.keys[keyID] == e {
+			e.add(v)
+		} else {
+			v.zero() // evicted meanwhile; the next use reloads
+		}
+		kr.mu.Unlock()
+		return v.n, nil
+	}
+	return 0, fmt.Errorf("keyring: rotate %s: other nodes keep rotating it; try again", keyID)
+}
+
+// Retire stops version n of keyID from decrypting (ErrKeyRetired), once
+// every value has been moved to a newer version. The version that encrypts
+// cannot be retired (ErrCurrentVersion); rotate first. Retiring a retired
+// version does nothing.
+func (kr *Keyring) Retire(ctx context.Context, keyID string, n uint32) error {
+	l := kr.stripe(keyID)
+	l.Lock()
+	defer l.Unlock()
+	kr.mu.RLock()
+	cur := kr.keys[keyID]
+	kr.mu.RUnlock()
+	e, err := kr.load(ctx, keyID, cur)
+	if err != nil {
+		return err
+	}
+	kr.install(keyID, e)
+	v := e.versions[n]
+	switch {
+	case e.destroyed:
+		return fmt.Errorf("%w: %s", ErrKeyDestroyed, keyID)
+	case v == nil:
+		return fmt.Errorf("%w: %s version %d", ErrKeyNotFound, keyID, n)
+	case v.state == coffer.KeyRetired:
+		return nil
+	case v == e.current:
+		return fmt.Errorf("%w: %s version %d", ErrCurrentVersion, keyID, n)
+	}
+	if err := kr.store.SetDataKeyState(ctx, keyID, n, coffer.KeyRetired); err != nil {
+		return fmt.Errorf("keyring: retire %s version %d: %w", keyID, n, err)
+	}
+	e2, err := kr.load(ctx, keyID, e)
+	if err != nil {
+		kr.evict(keyID) // the cache would still let version n decrypt
+		return err
+	}
+	kr.install(keyID, e2)
+	return nil
+}
+
+// Destroy crypto-shreds keyID: every version is destroyed in the Store and
+// its wrapped bytes erased, and the cached keys are zeroed. Afterwards Open,
+// Seal, MAC and Key return ErrKeyDestroyed — here at once, on other nodes
+// within CacheTTL — and no new key is ever made for keyID. Destroying a key
+// id that never had a key records it as destroyed all the same.
+func (kr *Keyring) Destroy(ctx context.Context, keyID string) error {
+	l := kr.stripe(keyID)
+	l.Lock()
+	defer l.Unlock()
+	// Whatever happens next, this node forgets the keys now.
+	kr.evict(keyID)
+	rows, err := kr.store.DataKeys(ctx, keyID)
+	if err != nil {
+		return fmt.Errorf("keyring: destroy %s: %w", keyID, err)
+	}
+	if len(rows) == 0 {
+		// A tombstone, so that no node makes a first version later.
+		err := kr.store.InsertDataKey(ctx, coffer.DataKey{
+			KeyID: keyID, Version: 1, State: coffer.KeyDestroyed, Created: kr.now().UTC(),
+		})
+		if err != nil && !errors.Is(err, ErrVersionExists) {
+			return fmt.Errorf("keyring: destroy %s: %w", keyID, err)
+		}
+	}
+	if err := kr.store.DestroyDataKeys(ctx, keyID); err != nil {
+		return fmt.Errorf("keyring: destroy %s: %w", keyID, err)
+	}
+	e, err := kr.load(ctx, keyID, nil)
+	if err != nil {
+		return err
+	}
+	if !e.destroyed {
+		return fmt.Errorf("keyring: destroy %s: the store still holds live versions", keyID)
+	}
+	kr.install(keyID, e)
+	return nil
+}
+
+// Check proves that the Provider holds the root key the Store's keys were
+// wrapped with: it unwraps the check key (RootCheckKeyID), making it on
+// first use. A root key that cannot unwrap it returns an error wrapping
+// ErrWrongRootKey. Call it before serving.
+func (kr *Keyring) Check(ctx context.Context) error {
+	for range maxAttempts {
+		rows, err := kr.store.DataKeys(ctx, RootCheckKeyID)
+		if err != nil {
+			return fmt.Errorf("keyring: check root key: %w", err)
+		}
+		if len(rows) == 0 {
+			v, err := kr.create(ctx, RootCheckKeyID, 1)
+			if errors.Is(err, ErrVersionExists) {
+				continue // another node made it first: check theirs
+			}
+			if err != nil {
+				return fmt.Errorf("keyring: check root key: %w", err)
+			}
+			v.zero()
+			return nil
+		}
+		var newest *coffer.DataKey
+		for i := range rows {
+			if rows[i].State == coffer.KeyActive && (newest == nil || rows[i].Version > newest.Version) {
+				newest = &rows[i]
+			}
+		}
+		if newest == nil {
+			return fmt.Errorf("keyring: check root key: %s has no active version", RootCheckKeyID)
+		}
+		raw, err := kr.provider.Unwrap(ctx, newest.Wrapped, wrapAAD(RootCheckKeyID, newest.Version))
+		clear(raw)
+		if errors.Is(err, keyprovider.ErrUnwrap) {
+			return fmt.Errorf("%w (root key from %s)", ErrWrongRootKey, kr.provider.Name())
+		}
+		if err != nil {
+			return fmt.Errorf("keyring: check root key: %w", err)
+		}
+		return nil
+	}
+	return fmt.Errorf("keyring: check root key: %s keeps changing", RootCheckKeyID)
+}

@@ -1,0 +1,48 @@
+package keyring
+
+import (
+	"context"
+	"errors"
+
+	"github.com/cofferhq/coffer/internal/coffer"
+)
+
+// Store keeps wrapped data keys. The SQLite and PostgreSQL stores implement
+// it; every node of a deployment shares one. Implementations must be safe
+// for concurrent use.
+type Store interface {
+	// DataKeys returns every version of keyID, in any order, in every
+	// state; none is an empty result and a nil error.
+	DataKeys(ctx context.Context, keyID string) ([]coffer.DataKey, error)
+	// InsertDataKey stores a new version. It must return an error wrapping
+	// ErrVersionExists if (KeyID, Version) already exists: that is how two
+	// nodes creating the same version at once are told apart.
+	InsertDataKey(ctx context.Context, k coffer.DataKey) error
+	// SetDataKeyState sets the state of one version.
+	SetDataKeyState(ctx context.Context, keyID string, version uint32, state string) error
+	// DestroyDataKeys sets every version of keyID to coffer.KeyDestroyed and
+	// erases its wrapped bytes, durably, before it returns.
+	DestroyDataKeys(ctx context.Context, keyID string) error
+}
+
+// ErrVersionExists is what a Store's InsertDataKey wraps when the version
+// already exists.
+var ErrVersionExists = errors.New("keyring: data key version already exists")
+
+// Errors callers branch on.
+var (
+	// ErrKeyDestroyed: the key id was destroyed (crypto-shredded); its
+	// values are gone for good and it seals nothing new.
+	ErrKeyDestroyed = errors.New("keyring: key destroyed")
+	// ErrKeyRetired: the version was retired and no longer decrypts, or
+	// the key id has no active version left to encrypt with.
+	ErrKeyRetired = errors.New("keyring: key version retired")
+	// ErrKeyNotFound: the key id has no versions, or not the one asked for.
+	ErrKeyNotFound = errors.New("keyring: no such key")
+	// ErrCurrentVersion: Retire was asked to retire the version that
+	// encrypts; rotate first.
+	ErrCurrentVersion = errors.New("keyring: cannot retire the version that encrypts; rotate first")
+	// ErrWrongRootKey: the root key cannot unwrap the keys in the Store;
+	// it is not the root key they were made with.
+	ErrWrongRootKey = errors.New("keyring: wrong root key: it cannot unwrap the keys in the store")
+)
