@@ -136,9 +136,12 @@ func New(p keyprovider.Provider, s Store, o Options) *Keyring {
 }
 
 // Seal encrypts plaintext bound to aad under the newest active version of
-// keyID, creating version 1 on first use. Bind the value's place and the
-// key version into aad (see envelope.AAD). It returns ErrKeyDestroyed for a
-// destroyed key id and never makes a new key for it.
+// keyID, creating version 1 on first use. Bind the value's place into aad,
+// e.g. envelope.AAD(collection, recordID, field); the envelope header, which
+// GCM authenticates, already binds the key version, which Seal picks. It
+// returns ErrKeyDestroyed for a destroyed key id and never makes a new key
+// for it, and an error wrapping keyprovider.ErrUnwrap when a stored key
+// does not unwrap (wrong root key, or a wrapped key moved between rows).
 func (kr *Keyring) Seal(ctx context.Context, keyID string, plaintext, aad []byte) ([]byte, error) {
 	var out []byte
 	err := kr.withCurrent(ctx, keyID, func(v *keyVersion) (err error) {
@@ -155,6 +158,8 @@ func (kr *Keyring) Seal(ctx context.Context, keyID string, plaintext, aad []byte
 // header names. It returns ErrKeyDestroyed, ErrKeyRetired or ErrKeyNotFound
 // when the key is in that state, and envelope.ErrDecrypt for every envelope
 // that does not open (malformed, tampered, wrong aad, unknown version).
+// Like Seal, it returns an error wrapping keyprovider.ErrUnwrap for a stored
+// key that does not unwrap.
 func (kr *Keyring) Open(ctx context.Context, keyID string, env, aad []byte) ([]byte, error) {
 	ver, err := envelope.KeyVersion(env)
 	if err != nil {
@@ -702,7 +707,9 @@ func (kr *Keyring) Destroy(ctx context.Context, keyID string) error {
 // Check proves that the Provider holds the root key the Store's keys were
 // wrapped with: it unwraps the check key (RootCheckKeyID), making it on
 // first use. A root key that cannot unwrap it returns an error wrapping
-// ErrWrongRootKey. Call it before serving.
+// ErrWrongRootKey. Call it before serving, and first when the Store is
+// new: a Store whose data keys predate the check key gets one made with
+// whatever root key Check is given.
 func (kr *Keyring) Check(ctx context.Context) error {
 	for range maxAttempts {
 		rows, err := kr.store.DataKeys(ctx, RootCheckKeyID)
