@@ -1,0 +1,227 @@
+package config
+
+import (
+	"time"
+)
+
+// FileName is the configuration file's name inside its directory.
+const FileName = "coffer.yaml"
+
+// Root key providers.
+const (
+	ProviderFile = "file" // the key in a file, mode 0600
+	ProviderEnv  = "env"  // the key in an environment variable
+)
+
+// Config is the server's configuration. Field tags give the YAML keys;
+// `path:"true"` marks a path resolved against the configuration directory.
+type Config struct {
+	// DataDir holds the database, keys and TLS files (default: the
+	// configuration directory).
+	DataDir string `yaml:"data_dir,omitempty" path:"true"`
+	// Listen is the HTTPS address (default 127.0.0.1:8443).
+	Listen string `yaml:"listen"`
+	// MetricsListen is the plain-HTTP address of /metrics (default
+	// 127.0.0.1:9464); empty disables it.
+	MetricsListen string `yaml:"metrics_listen"`
+	// PublicURL is the URL clients use (default https://LISTEN).
+	PublicURL string `yaml:"public_url,omitempty"`
+	// DatabaseURL selects the store: empty for SQLite at DataDir/coffer.db,
+	// postgres://… for PostgreSQL. It may hold a password: print Redacted.
+	DatabaseURL string `yaml:"database_url,omitempty"`
+
+	RootKey  RootKey  `yaml:"root_key"`
+	TLS      TLS      `yaml:"tls"`
+	Auth     Auth     `yaml:"auth"`
+	Limits   Limits   `yaml:"limits"`
+	Timeouts Timeouts `yaml:"timeouts"`
+	Audit    Audit    `yaml:"audit"`
+	Detect   Detect   `yaml:"detect"`
+
+	// Dev marks a development instance (`coffer dev`).
+	Dev bool `yaml:"dev"`
+	// Node names this node in logs, audit events and leases (default: host name).
+	Node string `yaml:"node,omitempty"`
+	// LogLevel is debug, info, warn or error (default info).
+	LogLevel string `yaml:"log_level"`
+
+	dir     string          // the configuration directory, absolute
+	derived map[string]bool // keys whose value was derived, not given
+}
+
+// RootKey says where the root key (KEK) comes from.
+type RootKey struct {
+	// Provider is "file" (default) or "env".
+	Provider string `yaml:"provider"`
+	// File is the key file for the file provider (default DataDir/root.key).
+	File string `yaml:"file,omitempty" path:"true"`
+	// Env names the variable holding the key for the env provider
+	// (default COFFER_ROOT_KEY_VALUE).
+	Env string `yaml:"env"`
+}
+
+// TLS locates the server's certificate and Coffer's CA.
+type TLS struct {
+	CertFile  string `yaml:"cert_file,omitempty" path:"true"`   // default DataDir/tls/server.pem
+	KeyFile   string `yaml:"key_file,omitempty" path:"true"`    // default DataDir/tls/server-key.pem
+	CAFile    string `yaml:"ca_file,omitempty" path:"true"`     // default DataDir/tls/ca.pem
+	CAKeyFile string `yaml:"ca_key_file,omitempty" path:"true"` // default DataDir/tls/ca-key.pem
+	// ClientCerts enables client certificates issued by the CA (mTLS).
+	ClientCerts bool `yaml:"client_certs"`
+}
+
+// Auth configures token issuing and login protection.
+type Auth struct {
+	// Issuer is the iss of access tokens (default PublicURL).
+	Issuer string `yaml:"issuer,omitempty"`
+	// Audience is the aud of access tokens (default "coffer").
+	Audience string `yaml:"audience"`
+	// TokenTTL is the access token lifetime (default 15m, at most 24h).
+	TokenTTL Duration `yaml:"token_ttl"`
+	Lockout  Lockout  `yaml:"lockout"`
+	// External lists trusted external OIDC issuers.
+	External []ExternalIssuer `yaml:"external,omitempty"`
+}
+
+// Lockout locks an account and a source address out after repeated
+// failures, for a time that doubles from Base up to Max.
+type Lockout struct {
+	MaxFailures int      `yaml:"max_failures"` // failures within Window before a lockout (default 5)
+	Window      Duration `yaml:"window"`       // default 15m
+	Base        Duration `yaml:"base"`         // first lockout (default 1m)
+	Max         Duration `yaml:"max"`          // longest lockout (default 1h)
+}
+
+// ExternalIssuer is an OIDC issuer whose tokens Coffer accepts.
+type ExternalIssuer struct {
+	Issuer     string `yaml:"issuer"`
+	Audience   string `yaml:"audience"`
+	RolesClaim string `yaml:"roles_claim,omitempty"` // default "roles"
+}
+
+// Limits bounds requests.
+type Limits struct {
+	MaxBodyBytes  int64 `yaml:"max_body_bytes"`  // default 1 MiB
+	MaxBatchItems int   `yaml:"max_batch_items"` // default 10000
+	// RateLimit is each principal's sustained requests per second (a token
+	// bucket; default 50; 0 disables rate limiting).
+	RateLimit float64 `yaml:"rate_limit"`
+	// RateBurst is the bucket size (default 100).
+	RateBurst int `yaml:"rate_burst"`
+}
+
+// Timeouts of the HTTP server.
+type Timeouts struct {
+	ReadHeader Duration `yaml:"read_header"` // default 5s
+	Read       Duration `yaml:"read"`        // default 30s
+	Write      Duration `yaml:"write"`       // default 30s
+	Idle       Duration `yaml:"idle"`        // default 120s
+	Shutdown   Duration `yaml:"shutdown"`    // drain time on SIGTERM (default 30s)
+}
+
+// Audit configures the audit log's extra sinks and checkpoints. The chain
+// itself always lives in the store.
+type Audit struct {
+	// File, if set, also appends every event as a JSON line.
+	File string `yaml:"file,omitempty" path:"true"`
+	// Stdout also writes every event to standard output (ECS JSON).
+	Stdout bool `yaml:"stdout"`
+	// CheckpointEvery signs a checkpoint after this many events (default
+	// 1000; 0: by time only).
+	CheckpointEvery int `yaml:"checkpoint_every"`
+	// CheckpointInterval signs a checkpoint at least this often (default
+	// 10m; 0: by count only).
+	CheckpointInterval Duration `yaml:"checkpoint_interval"`
+}
+
+// Detect configures the anomaly detectors.
+type Detect struct {
+	Window          Duration  `yaml:"window"`            // sliding window (default 1m)
+	BulkReadValues  int       `yaml:"bulk_read_values"`  // values read by one principal per window (default 500)
+	FailedAuthBurst int       `yaml:"failed_auth_burst"` // failed authentications per window (default 10)
+	DeniedBurst     int       `yaml:"denied_burst"`      // denied requests per window (default 20)
+	Enumeration     int       `yaml:"enumeration"`       // reads/searches of unknown ids per window (default 20)
+	Webhooks        []Webhook `yaml:"webhooks,omitempty"`
+}
+
+// Webhook receives security events; each POST is signed with Secret.
+type Webhook struct {
+	URL    string `yaml:"url"`
+	Secret string `yaml:"secret"`
+}
+
+// Defaults.
+const (
+	DefaultListen        = "127.0.0.1:8443"
+	DefaultMetricsListen = "127.0.0.1:9464"
+	DefaultAudience      = "coffer"
+	DefaultRootKeyEnv    = "COFFER_ROOT_KEY_VALUE"
+	DefaultLogLevel      = "info"
+	// MaxTokenTTL bounds auth.token_ttl: access tokens are short-lived.
+	MaxTokenTTL = 24 * time.Hour
+)
+
+// defaults returns a Config with every static default set; derived
+// defaults are filled by finish.
+func defaults(dir string) *Config {
+	return &Config{
+		Listen:        DefaultListen,
+		MetricsListen: DefaultMetricsListen,
+		RootKey:       RootKey{Provider: ProviderFile, Env: DefaultRootKeyEnv},
+		Auth: Auth{
+			Audience: DefaultAudience,
+			TokenTTL: Duration{15 * time.Minute},
+			Lockout: Lockout{
+				MaxFailures: 5,
+				Window:      Duration{15 * time.Minute},
+				Base:        Duration{time.Minute},
+				Max:         Duration{time.Hour},
+			},
+		},
+		Limits: Limits{
+			MaxBodyBytes:  1 << 20,
+			MaxBatchItems: 10000,
+			RateLimit:     50,
+			RateBurst:     100,
+		},
+		Timeouts: Timeouts{
+			ReadHeader: Duration{5 * time.Second},
+			Read:       Duration{30 * time.Second},
+			Write:      Duration{30 * time.Second},
+			Idle:       Duration{120 * time.Second},
+			Shutdown:   Duration{30 * time.Second},
+		},
+		Audit: Audit{
+			CheckpointEvery:    1000,
+			CheckpointInterval: Duration{10 * time.Minute},
+		},
+		Detect: Detect{
+			Window:          Duration{time.Minute},
+			BulkReadValues:  500,
+			FailedAuthBurst: 10,
+			DeniedBurst:     20,
+			Enumeration:     20,
+		},
+		LogLevel: DefaultLogLevel,
+		dir:      dir,
+		derived:  map[string]bool{},
+	}
+}
+
+// Dir returns the configuration directory the config was loaded from.
+func (c *Config) Dir() string { return c.dir }
+
+// Database kinds returned by Database.
+const (
+	DatabaseSQLite   = "sqlite"
+	DatabasePostgres = "postgres"
+)
+
+// Database returns the store to open: DatabaseSQLite with the path of
+// DataDir/coffer.db, or DatabasePostgres with DatabaseURL.
+func (c *Config) Database() (kind, dsn string) {
+	if c.DatabaseURL == "" {
+		return DatabaseSQLite, joinPath(c.DataDir, "coffer.db")
+	}
+	return DatabasePostgres, c.DatabaseURL
+}

@@ -1,0 +1,243 @@
+package config
+
+import (
+	"fmt"
+	"net"
+	"net/url"
+	"path/filepath"
+	"strconv"
+	"strings"
+)
+
+// ValidationError lists every problem of a configuration, each starting
+// with the key it concerns. No problem repeats a secret.
+type ValidationError struct {
+	Problems []string
+}
+
+// Error implements error.
+func (e *ValidationError) Error() string {
+	return "invalid configuration: " + strings.Join(e.Problems, "; ")
+}
+
+// Validate checks c and returns a *ValidationError listing every problem,
+// or nil.
+func (c *Config) Validate() error {
+	var p []string
+	add := func(key, format string, args ...any) {
+		p = append(p, key+": "+fmt.Sprintf(format, args...))
+	}
+
+	if c.DataDir == "" || !filepath.IsAbs(c.DataDir) {
+		add("data_dir", "must be set")
+	}
+	if err := checkAddr(c.Listen); err != nil {
+		add("listen", "%v", err)
+	}
+	if c.MetricsListen != "" {
+		if err := checkAddr(c.MetricsListen); err != nil {
+			add("metrics_listen", "%v", err)
+		} else if c.MetricsListen == c.Listen {
+			add("metrics_listen", "must differ from listen")
+		}
+	}
+	if err := checkHTTPSURL(c.PublicURL); err != nil {
+		add("public_url", "%v", err)
+	}
+	if c.DatabaseURL != "" {
+		u, err := url.Parse(c.DatabaseURL)
+		if err != nil || (u.Scheme != "postgres" && u.Scheme != "postgresql") {
+			add("database_url", "must be empty (SQLite in data_dir) or a postgres:// URL")
+		}
+	}
+
+	switch c.RootKey.Provider {
+	case ProviderFile:
+		if c.RootKey.File == "" {
+			add("root_key.file", "must be set for the file provider")
+		}
+	case ProviderEnv:
+		if !validEnvName(c.RootKey.Env) {
+			add("root_key.env", "must name an environment variable ([A-Za-z_][A-Za-z0-9_]*)")
+		}
+	default:
+		add("root_key.provider", "unknown provider %q (want file or env)", printable(c.RootKey.Provider))
+	}
+
+	for key, f := range map[string]string{
+		"tls.cert_file": c.TLS.CertFile, "tls.key_file": c.TLS.KeyFile,
+		"tls.ca_file": c.TLS.CAFile, "tls.ca_key_file": c.TLS.CAKeyFile,
+	} {
+		if f == "" {
+			add(key, "must be set")
+		}
+	}
+
+	if err := checkHTTPSURL(c.Auth.Issuer); err != nil {
+		add("auth.issuer", "%v", err)
+	}
+	if strings.TrimSpace(c.Auth.Audience) == "" {
+		add("auth.audience", "must be set")
+	}
+	positive(add, "auth.token_ttl", c.Auth.TokenTTL)
+	if c.Auth.TokenTTL.Duration > MaxTokenTTL {
+		add("auth.token_ttl", "%s is over the %s maximum for access tokens", c.Auth.TokenTTL, Duration{MaxTokenTTL})
+	}
+	atLeastOne(add, "auth.lockout.max_failures", int64(c.Auth.Lockout.MaxFailures))
+	positive(add, "auth.lockout.window", c.Auth.Lockout.Window)
+	positive(add, "auth.lockout.base", c.Auth.Lockout.Base)
+	positive(add, "auth.lockout.max", c.Auth.Lockout.Max)
+	if c.Auth.Lockout.Max.Duration < c.Auth.Lockout.Base.Duration {
+		add("auth.lockout.max", "must not be less than auth.lockout.base")
+	}
+	for i, x := range c.Auth.External {
+		key := fmt.Sprintf("auth.external[%d]", i)
+		if err := checkHTTPSURL(x.Issuer); err != nil {
+			add(key+".issuer", "%v", err)
+		}
+		if x.Audience == "" {
+			add(key+".audience", "must be set")
+		}
+	}
+
+	atLeastOne(add, "limits.max_body_bytes", c.Limits.MaxBodyBytes)
+	atLeastOne(add, "limits.max_batch_items", int64(c.Limits.MaxBatchItems))
+	if c.Limits.RateLimit < 0 {
+		add("limits.rate_limit", "must not be negative (0 disables rate limiting)")
+	}
+	if c.Limits.RateLimit > 0 && c.Limits.RateBurst < 1 {
+		add("limits.rate_burst", "must be at least 1")
+	}
+
+	positive(add, "timeouts.read_header", c.Timeouts.ReadHeader)
+	positive(add, "timeouts.read", c.Timeouts.Read)
+	positive(add, "timeouts.write", c.Timeouts.Write)
+	positive(add, "timeouts.idle", c.Timeouts.Idle)
+	positive(add, "timeouts.shutdown", c.Timeouts.Shutdown)
+
+	if c.Audit.CheckpointEvery < 0 {
+		add("audit.checkpoint_every", "must not be negative")
+	}
+	if c.Audit.CheckpointInterval.Duration < 0 {
+		add("audit.checkpoint_interval", "must not be negative")
+	}
+
+	positive(add, "detect.window", c.Detect.Window)
+	atLeastOne(add, "detect.bulk_read_values", int64(c.Detect.BulkReadValues))
+	atLeastOne(add, "detect.failed_auth_burst", int64(c.Detect.FailedAuthBurst))
+	atLeastOne(add, "detect.denied_burst", int64(c.Detect.DeniedBurst))
+	atLeastOne(add, "detect.enumeration", int64(c.Detect.Enumeration))
+	for i, w := range c.Detect.Webhooks {
+		key := fmt.Sprintf("detect.webhooks[%d]", i)
+		u, err := url.Parse(w.URL)
+		if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
+			add(key+".url", "must be an http:// or https:// URL")
+		}
+		if w.Secret == "" {
+			add(key+".secret", "must be set (it signs each delivery)")
+		}
+	}
+
+	if c.Node == "" || len(c.Node) > 128 || strings.ContainsFunc(c.Node, func(r rune) bool { return r <= ' ' || r == 0x7f }) {
+		add("node", "must be 1-128 characters without spaces")
+	}
+	switch strings.ToLower(c.LogLevel) {
+	case "debug", "info", "warn", "error":
+	default:
+		add("log_level", "unknown level %q (want debug, info, warn or error)", printable(c.LogLevel))
+	}
+
+	if len(p) > 0 {
+		return &ValidationError{Problems: p}
+	}
+	return nil
+}
+
+func positive(add func(string, string, ...any), key string, d Duration) {
+	switch {
+	case d.Duration < 0:
+		add(key, "must not be negative, got %s", d)
+	case d.Duration == 0:
+		add(key, "must be positive")
+	}
+}
+
+func atLeastOne(add func(string, string, ...any), key string, n int64) {
+	if n < 1 {
+		add(key, "must be at least 1, got %d", n)
+	}
+}
+
+// checkAddr checks a host:port listen address.
+func checkAddr(addr string) error {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return fmt.Errorf("%q is not host:port (e.g. 127.0.0.1:8443)", printable(addr))
+	}
+	n, err := strconv.Atoi(port)
+	if err != nil || n < 0 || n > 65535 {
+		return fmt.Errorf("%q: port must be a number 0-65535", printable(addr))
+	}
+	if host != "" && net.ParseIP(host) == nil && !validHostname(host) {
+		return fmt.Errorf("%q: bad host", printable(addr))
+	}
+	return nil
+}
+
+// checkHTTPSURL checks an absolute https URL without credentials, query
+// or fragment.
+func checkHTTPSURL(s string) error {
+	u, err := url.Parse(s)
+	if err != nil || s == "" {
+		return fmt.Errorf("must be an https:// URL")
+	}
+	switch {
+	case u.Scheme != "https":
+		return fmt.Errorf("must be an https:// URL")
+	case u.Host == "" || u.Hostname() == "":
+		return fmt.Errorf("must have a host")
+	case u.User != nil:
+		return fmt.Errorf("must not contain credentials")
+	case u.RawQuery != "" || u.Fragment != "" || u.ForceQuery:
+		return fmt.Errorf("must not have a query or fragment")
+	}
+	return nil
+}
+
+func validHostname(h string) bool {
+	if len(h) > 253 {
+		return false
+	}
+	for _, label := range strings.Split(h, ".") {
+		if label == "" || len(label) > 63 {
+			return false
+		}
+		for _, r := range label {
+			if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-') {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+func validEnvName(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i, r := range s {
+		if !(r == '_' || r >= 'A' && r <= 'Z' || r >= 'a' && r <= 'z' || i > 0 && r >= '0' && r <= '9') {
+			return false
+		}
+	}
+	return true
+}
+
+// printable bounds a non-secret value quoted into a message.
+func printable(s string) string {
+	const max = 64
+	if len(s) > max {
+		return s[:max] + "…"
+	}
+	return s
+}
