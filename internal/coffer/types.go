@@ -223,3 +223,18 @@ func (n *AccessNote) Target(action, resource string) {
 		n.Action, n.Resource = action, resource
 	}
 }
+
+// StoredToken is a token's row: looked up by a keyed MAC of the token, never
+// by the token itself. Sealed holds the value for random and deterministic
+// tokens and is empty for format-preserving ones (vaultless: the row only
+// records the type and key version needed to reverse them).
+type StoredToken struct {
+	MAC       []byte
+	Type      string
+	Mode      string
+	Version   uint32
+	Sealed    []byte
+	Canary    bool
+	ExpiresAt *time.Time
+	CreatedAt time.Time
+}

@@ -40,7 +40,7 @@ func (db *DB) DataKeys(ctx context.Context, keyID string) ([]coffer.DataKey, err
 func (db *DB) InsertDataKey(ctx context.Context, k coffer.DataKey) error {
 	_, err := db.write.exec(ctx,
 		`INSERT INTO data_keys (key_id, version, wrapped, state, created_at) VALUES ($1, $2, $3, $4, $5)`,
-		k.KeyID, int64(k.Version), k.Wrapped, k.State, micros(k.Created))
+		k.KeyID, int64(k.Version), nonNilBytes(k.Wrapped), k.State, micros(k.Created))
 	if errors.Is(err, ErrConflict) {
 		return ErrVersionExists
 	}

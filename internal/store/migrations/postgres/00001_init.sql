@@ -97,7 +97,10 @@ CREATE TABLE policy (
 CREATE TABLE tokens (
     mac         BYTEA PRIMARY KEY,
     type        TEXT NOT NULL,
+    mode        TEXT NOT NULL,
+    version     BIGINT NOT NULL,
     sealed      BYTEA NOT NULL,
+    canary      BIGINT NOT NULL DEFAULT 0,
     expires_at  BIGINT,
     created_at  BIGINT NOT NULL
 );
@@ -134,6 +137,37 @@ CREATE TABLE security_events (
     detail    TEXT NOT NULL
 );
 CREATE INDEX security_events_time ON security_events(time);
+
+CREATE TABLE detect_counts (
+    key          TEXT NOT NULL,
+    window_start BIGINT NOT NULL,
+    count        BIGINT NOT NULL,
+    PRIMARY KEY (key, window_start)
+);
+
+CREATE TABLE suspensions (
+    principal TEXT PRIMARY KEY,
+    until     BIGINT NOT NULL,
+    reason    TEXT NOT NULL
+);
+
+CREATE TABLE transit_keys (
+    name                    TEXT PRIMARY KEY,
+    created_at              BIGINT NOT NULL,
+    min_decryption_version  BIGINT NOT NULL,
+    latest_version          BIGINT NOT NULL,
+    deletable               BIGINT NOT NULL,
+    auto_rotate_s           BIGINT NOT NULL,
+    encryptions             BIGINT NOT NULL DEFAULT 0
+);
+
+CREATE TABLE jobs (
+    name       TEXT PRIMARY KEY,
+    state      TEXT NOT NULL,
+    lease_by   TEXT NOT NULL,
+    lease_until BIGINT NOT NULL,
+    updated_at BIGINT NOT NULL
+);
 
 CREATE TABLE meta (
     key   TEXT PRIMARY KEY,

@@ -97,7 +97,10 @@ CREATE TABLE policy (
 CREATE TABLE tokens (
     mac         BLOB PRIMARY KEY,
     type        TEXT NOT NULL,
+    mode        TEXT NOT NULL,
+    version     INTEGER NOT NULL,
     sealed      BLOB NOT NULL,
+    canary      INTEGER NOT NULL DEFAULT 0,
     expires_at  INTEGER,
     created_at  INTEGER NOT NULL
 );
@@ -142,6 +145,37 @@ CREATE TABLE security_events (
     detail    TEXT NOT NULL
 );
 CREATE INDEX security_events_time ON security_events(time);
+
+CREATE TABLE detect_counts (
+    key          TEXT NOT NULL,
+    window_start INTEGER NOT NULL,
+    count        INTEGER NOT NULL,
+    PRIMARY KEY (key, window_start)
+);
+
+CREATE TABLE suspensions (
+    principal TEXT PRIMARY KEY,
+    until     INTEGER NOT NULL,
+    reason    TEXT NOT NULL
+);
+
+CREATE TABLE transit_keys (
+    name                    TEXT PRIMARY KEY,
+    created_at              INTEGER NOT NULL,
+    min_decryption_version  INTEGER NOT NULL,
+    latest_version          INTEGER NOT NULL,
+    deletable               INTEGER NOT NULL,
+    auto_rotate_s           INTEGER NOT NULL,
+    encryptions             INTEGER NOT NULL DEFAULT 0
+);
+
+CREATE TABLE jobs (
+    name       TEXT PRIMARY KEY,
+    state      TEXT NOT NULL,
+    lease_by   TEXT NOT NULL,
+    lease_until INTEGER NOT NULL,
+    updated_at INTEGER NOT NULL
+);
 
 CREATE TABLE meta (
     key   TEXT PRIMARY KEY,
