@@ -1,0 +1,276 @@
+package lifecycle
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/cofferhq/coffer/internal/coffer"
+	"github.com/cofferhq/coffer/internal/crypto/envelope"
+	"github.com/cofferhq/coffer/internal/store"
+)
+
+// Store is what the jobs need.
+type Store interface {
+	AcquireLease(ctx context.Context, job, node string, now time.Time, ttl time.Duration) (bool, error)
+	ReleaseLease(ctx context.Context, job, node string) error
+	JobState(ctx context.Context, job string) (string, error)
+	SetJobState(ctx context.Context, job, node, state string, now time.Time) error
+	RecordsAfter(ctx context.Context, collection, id string, limit int) ([]coffer.SealedRecord, error)
+	ReplaceValues(ctx context.Context, recs []coffer.SealedRecord, old [][]byte) (int, error)
+	PurgeExpired(ctx context.Context, now time.Time, limit int) (int64, error)
+	ResetJobState(ctx context.Context, job, state string, now time.Time) error
+}
+
+// Config holds the jobs' dependencies.
+type Config struct {
+	Store  Store
+	Keys   KeyVersions
+	Node   string
+	Now    func() time.Time
+	Logger *slog.Logger
+	// Batch is how many records one transaction handles (default 500).
+	Batch int
+	// LeaseTTL is how long a lease lasts without renewal (default 1m).
+	LeaseTTL time.Duration
+	// OnRewrapped, if set, is told how many records each batch moved.
+	OnRewrapped func(n int)
+}
+
+// KeyVersions is the keyring as the rewrap job needs it.
+type KeyVersions interface {
+	Seal(ctx context.Context, keyID string, plaintext, aad []byte) ([]byte, error)
+	Open(ctx context.Context, keyID string, env, aad []byte) ([]byte, error)
+	// CurrentVersion is the version Seal uses now for keyID.
+	CurrentVersion(ctx context.Context, keyID string) (uint32, error)
+}
+
+// Jobs runs the background jobs.
+type Jobs struct{ c Config }
+
+// New returns Jobs.
+func New(c Config) *Jobs {
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+	if c.Batch <= 0 {
+		c.Batch = 500
+	}
+	if c.LeaseTTL <= 0 {
+		c.LeaseTTL = time.Minute
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	return &Jobs{c: c}
+}
+
+// Job names.
+const (
+	RewrapJob = "rewrap"
+	PurgeJob  = "purge"
+)
+
+// ErrBusy: another node holds the job's lease.
+var ErrBusy = fmt.Errorf("lifecycle: the job runs on another node")
+
+type rewrapState struct {
+	Collection string `json:"collection"`
+	ID         string `json:"id"`
+	Done       bool   `json:"done"`
+	Moved      int    `json:"moved"`
+}
+
+// RewrapReport says what a rewrap run did.
+type RewrapReport struct {
+	Scanned, Rewrapped int
+	Done               bool
+}
+
+// Rewrap moves every value sealed under an older key version to the newest
+// one, at most maxBatches batches per call (0 = until done). It resumes from
+// the saved cursor, so a run killed half-way loses nothing and redoes
+// nothing already moved. It returns ErrBusy when another node holds the job.
+func (j *Jobs) Rewrap(ctx context.Context, maxBatches int) (RewrapReport, error) {
+	var rep RewrapReport
+	ok, err := j.c.Store.AcquireLease(ctx, RewrapJob, j.c.Node, j.c.Now(), j.c.LeaseTTL)
+	if err != nil {
+		return rep, err
+	}
+	if !ok {
+		return rep, ErrBusy
+	}
+	raw, err := j.c.Store.JobState(ctx, RewrapJob)
+	if err != nil {
+		return rep, err
+	}
+	var st rewrapState
+	if raw != "" {
+		if err := json.Unmarshal([]byte(raw), &st); err != nil {
+			return rep, fmt.Errorf("lifecycle: rewrap state: %w", err)
+		}
+	}
+	if st.Done {
+		return RewrapReport{Done: true}, j.c.Store.ReleaseLease(ctx, RewrapJob, j.c.Node)
+	}
+	current := map[string]uint32{}
+	for batches := 0; maxBatches == 0 || batches < maxBatches; batches++ {
+		recs, err := j.c.Store.RecordsAfter(ctx, st.Collection, st.ID, j.c.Batch)
+		if err != nil {
+			return rep, err
+		}
+		if len(recs) == 0 {
+			st.Done = true
+			break
+		}
+		var (
+			changed []coffer.SealedRecord
+			old     [][]byte
+		)
+		for _, r := range recs {
+			cur, ok := current[r.KeyID]
+			if !ok {
+				if cur, err = j.c.Keys.CurrentVersion(ctx, r.KeyID); err != nil {
+					// A destroyed (shredded) subject key: nothing to move.
+					current[r.KeyID] = 0
+					continue
+				}
+				current[r.KeyID] = cur
+			}
+			if cur == 0 {
+				continue
+			}
+			next, moved, err := j.rewrapRecord(ctx, r, cur)
+			if err != nil {
+				return rep, err
+			}
+			if moved {
+				enc, err := store.EncodedValues(r.Values)
+				if err != nil {
+					return rep, err
+				}
+				changed = append(changed, next)
+				old = append(old, enc)
+			}
+		}
+		n, err := j.c.Store.ReplaceValues(ctx, changed, old)
+		if err != nil {
+			return rep, err
+		}
+		last := recs[len(recs)-1]
+		st.Collection, st.ID = last.Collection, last.ID
+		st.Moved += n
+		rep.Scanned += len(recs)
+		rep.Rewrapped += n
+		if j.c.OnRewrapped != nil {
+			j.c.OnRewrapped(n)
+		}
+		if err := j.save(ctx, st); err != nil {
+			return rep, err
+		}
+		// Renew the lease as we go.
+		if _, err := j.c.Store.AcquireLease(ctx, RewrapJob, j.c.Node, j.c.Now(), j.c.LeaseTTL); err != nil {
+			return rep, err
+		}
+	}
+	if err := j.save(ctx, st); err != nil {
+		return rep, err
+	}
+	rep.Done = st.Done
+	if st.Done {
+		_ = j.c.Store.ReleaseLease(ctx, RewrapJob, j.c.Node)
+	}
+	return rep, nil
+}
+
+func (j *Jobs) save(ctx context.Context, st rewrapState) error {
+	b, err := json.Marshal(st)
+	if err != nil {
+		return fmt.Errorf("lifecycle: rewrap state: %w", err)
+	}
+	return j.c.Store.SetJobState(ctx, RewrapJob, j.c.Node, string(b), j.c.Now())
+}
+
+// rewrapRecord reseals every value of r under an older version than cur.
+func (j *Jobs) rewrapRecord(ctx context.Context, r coffer.SealedRecord, cur uint32) (coffer.SealedRecord, bool, error) {
+	next := r
+	next.Values = make(map[string][]byte, len(r.Values))
+	moved := false
+	for f, env := range r.Values {
+		v, err := envelope.KeyVersion(env)
+		if err != nil || v >= cur {
+			next.Values[f] = env
+			continue
+		}
+		aad := envelope.AAD(r.Collection, r.ID, f)
+		pt, err := j.c.Keys.Open(ctx, r.KeyID, env, aad)
+		if err != nil {
+			return r, false, fmt.Errorf("lifecycle: open a value for rewrap: %w", err)
+		}
+		ne, err := j.c.Keys.Seal(ctx, r.KeyID, pt, aad)
+		clear(pt)
+		if err != nil {
+			return r, false, fmt.Errorf("lifecycle: reseal a value: %w", err)
+		}
+		next.Values[f] = ne
+		moved = true
+	}
+	return next, moved, nil
+}
+
+// RequestRewrap schedules a rewrap run from the beginning (after a key
+// rotation). The scheduler picks it up on its next tick, on whichever node
+// holds the lease.
+func (j *Jobs) RequestRewrap(ctx context.Context) error {
+	return j.c.Store.ResetJobState(ctx, RewrapJob, `{"done":false}`, j.c.Now())
+}
+
+// Purge deletes expired records in batches until none are left or ctx ends.
+func (j *Jobs) Purge(ctx context.Context) (int64, error) {
+	ok, err := j.c.Store.AcquireLease(ctx, PurgeJob, j.c.Node, j.c.Now(), j.c.LeaseTTL)
+	if err != nil {
+		return 0, err
+	}
+	if !ok {
+		return 0, ErrBusy
+	}
+	defer func() { _ = j.c.Store.ReleaseLease(context.WithoutCancel(ctx), PurgeJob, j.c.Node) }()
+	var total int64
+	for ctx.Err() == nil {
+		n, err := j.c.Store.PurgeExpired(ctx, j.c.Now(), j.c.Batch)
+		if err != nil {
+			return total, err
+		}
+		total += n
+		if n < int64(j.c.Batch) {
+			break
+		}
+	}
+	return total, nil
+}
+
+// Run runs the purge every interval and the rewrap continuously in the
+// background until ctx ends; errors are logged, never fatal.
+func (j *Jobs) Run(ctx context.Context, interval time.Duration) {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		if n, err := j.Purge(ctx); err != nil && err != ErrBusy && ctx.Err() == nil {
+			j.c.Logger.Warn("retention purge failed", "error", err)
+		} else if n > 0 {
+			j.c.Logger.Info("retention purge", "records", n)
+		}
+		if rep, err := j.Rewrap(ctx, 0); err != nil && err != ErrBusy && ctx.Err() == nil {
+			j.c.Logger.Warn("rewrap failed", "error", err)
+		} else if rep.Rewrapped > 0 {
+			j.c.Logger.Info("rewrap", "records", rep.Rewrapped)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}

@@ -1,0 +1,196 @@
+package lifecycle_test
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/cofferhq/coffer/internal/coffer"
+	"github.com/cofferhq/coffer/internal/crypto/envelope"
+	"github.com/cofferhq/coffer/internal/crypto/keyprovider"
+	"github.com/cofferhq/coffer/internal/crypto/keyring"
+	"github.com/cofferhq/coffer/internal/lifecycle"
+	"github.com/cofferhq/coffer/internal/secret"
+	"github.com/cofferhq/coffer/internal/store"
+	"github.com/cofferhq/coffer/internal/store/storetest"
+)
+
+// keyStore maps the store's duplicate-version error to the keyring's.
+type keyStore struct{ *store.DB }
+
+func (k keyStore) InsertDataKey(ctx context.Context, dk coffer.DataKey) error {
+	err := k.DB.InsertDataKey(ctx, dk)
+	if errors.Is(err, store.ErrVersionExists) {
+		return fmt.Errorf("%w: %w", keyring.ErrVersionExists, err)
+	}
+	return err
+}
+
+type fixture struct {
+	db   *store.DB
+	keys *keyring.Keyring
+}
+
+func setup(tb testing.TB, b storetest.Backend) fixture {
+	tb.Helper()
+	db := storetest.Open(tb, b)
+	root, err := secret.Random(rand.Reader, 32)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	p, err := keyprovider.NewLocal("test", root, rand.Reader)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	kr := keyring.New(p, keyStore{db}, keyring.Options{})
+	if err := db.CreateCollection(context.Background(), coffer.Collection{Name: "c", CreatedAt: time.Now(),
+		Fields: []coffer.Field{{Name: "f", Type: coffer.TypeString}, {Name: "g", Type: coffer.TypeString}}}); err != nil {
+		tb.Fatal(err)
+	}
+	return fixture{db: db, keys: kr}
+}
+
+func (f fixture) insert(tb testing.TB, n, start int, expires *time.Time) {
+	tb.Helper()
+	ctx := context.Background()
+	for i := start; i < start+n; i++ {
+		id := fmt.Sprintf("r%06d", i)
+		r := coffer.SealedRecord{ID: id, Collection: "c", KeyID: "collection/c", CreatedAt: time.Now(), UpdatedAt: time.Now(),
+			ExpiresAt: expires, Values: map[string][]byte{}}
+		for _, fld := range []string{"f", "g"} {
+			env, err := f.keys.Seal(ctx, r.KeyID, []byte(id+"-"+fld), envelope.AAD("c", id, fld))
+			if err != nil {
+				tb.Fatal(err)
+			}
+			r.Values[fld] = env
+		}
+		if err := f.db.InsertRecord(ctx, r, []coffer.IndexEntry{{Field: "f", Version: 1, MAC: []byte(id)}}); err != nil {
+			tb.Fatal(err)
+		}
+	}
+}
+
+func TestRewrapResumesAfterAKill(t *testing.T) {
+	for _, b := range storetest.Backends() {
+		t.Run(b.Name, func(t *testing.T) {
+			t.Parallel()
+			ctx := context.Background()
+			f := setup(t, b)
+			f.insert(t, 1200, 0, nil)
+			if _, err := f.keys.Rotate(ctx, "collection/c"); err != nil {
+				t.Fatal(err)
+			}
+			f.insert(t, 300, 1200, nil) // already on v2
+
+			a := lifecycle.New(lifecycle.Config{Store: f.db, Keys: f.keys, Node: "a", Batch: 500})
+			rep, err := a.Rewrap(ctx, 1) // one batch, then "killed"
+			if err != nil {
+				t.Fatal(err)
+			}
+			if rep.Done || rep.Rewrapped != 500 {
+				t.Fatalf("first batch: %+v", rep)
+			}
+			// Another node cannot take the job while a's lease lives.
+			b2 := lifecycle.New(lifecycle.Config{Store: f.db, Keys: f.keys, Node: "b", Batch: 500})
+			if _, err := b2.Rewrap(ctx, 0); !errors.Is(err, lifecycle.ErrBusy) {
+				t.Fatalf("second node while leased: %v", err)
+			}
+			// The same node restarts and resumes from the saved cursor.
+			a2 := lifecycle.New(lifecycle.Config{Store: f.db, Keys: f.keys, Node: "a", Batch: 500})
+			rep, err = a2.Rewrap(ctx, 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !rep.Done || rep.Rewrapped != 700 {
+				t.Fatalf("resumed run: %+v (want 700 more, done)", rep)
+			}
+			// Every value is on v2 and still opens to what was written.
+			recs, err := f.db.RecordsAfter(ctx, "", "", 2000)
+			if err != nil || len(recs) != 1500 {
+				t.Fatalf("records: %d %v", len(recs), err)
+			}
+			for _, r := range recs {
+				for fld, env := range r.Values {
+					if v, _ := envelope.KeyVersion(env); v != 2 {
+						t.Fatalf("%s.%s still on v%d", r.ID, fld, v)
+					}
+					pt, err := f.keys.Open(ctx, r.KeyID, env, envelope.AAD("c", r.ID, fld))
+					if err != nil || string(pt) != r.ID+"-"+fld {
+						t.Fatalf("%s.%s after rewrap: %q %v", r.ID, fld, pt, err)
+					}
+				}
+			}
+			// Now v1 can be retired: nothing needs it.
+			if err := f.keys.Retire(ctx, "collection/c", 1); err != nil {
+				t.Fatal(err)
+			}
+			// A finished job does nothing until a rotation requests it again.
+			if rep, err := a2.Rewrap(ctx, 0); err != nil || rep.Scanned != 0 {
+				t.Fatalf("finished job re-ran: %+v %v", rep, err)
+			}
+			if err := a2.RequestRewrap(ctx); err != nil {
+				t.Fatal(err)
+			}
+			if rep, err := a2.Rewrap(ctx, 0); err != nil || rep.Scanned != 1500 || rep.Rewrapped != 0 {
+				t.Fatalf("requested run: %+v %v", rep, err)
+			}
+		})
+	}
+}
+
+func TestPurgeExpired(t *testing.T) {
+	for _, b := range storetest.Backends() {
+		t.Run(b.Name, func(t *testing.T) {
+			t.Parallel()
+			ctx := context.Background()
+			f := setup(t, b)
+			past := time.Now().Add(-time.Hour)
+			future := time.Now().Add(time.Hour)
+			f.insert(t, 700, 0, &past)
+			f.insert(t, 10, 700, &future)
+			f.insert(t, 10, 710, nil)
+			j := lifecycle.New(lifecycle.Config{Store: f.db, Keys: f.keys, Node: "a", Batch: 300})
+			n, err := j.Purge(ctx)
+			if err != nil || n != 700 {
+				t.Fatalf("purge: %d %v", n, err)
+			}
+			recs, _ := f.db.RecordsAfter(ctx, "", "", 1000)
+			if len(recs) != 20 {
+				t.Fatalf("%d records left, want 20", len(recs))
+			}
+			if ids, _ := f.db.SearchIndex(ctx, "c", "f", [][]byte{[]byte("r000001")}, 10); len(ids) != 0 {
+				t.Fatalf("index entries of purged records remain: %v", ids)
+			}
+		})
+	}
+}
+
+// BenchmarkRewrap measures rewrap throughput (records/s, two fields each).
+func BenchmarkRewrap(b *testing.B) {
+	for _, be := range storetest.Backends() {
+		b.Run(be.Name, func(b *testing.B) {
+			ctx := context.Background()
+			f := setup(b, be)
+			const n = 5000
+			f.insert(b, n, 0, nil)
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				if _, err := f.keys.Rotate(ctx, "collection/c"); err != nil {
+					b.Fatal(err)
+				}
+				j := lifecycle.New(lifecycle.Config{Store: f.db, Keys: f.keys, Node: "a"})
+				if err := j.RequestRewrap(ctx); err != nil {
+					b.Fatal(err)
+				}
+				rep, err := j.Rewrap(ctx, 0)
+				if err != nil || rep.Rewrapped != n {
+					b.Fatalf("%+v %v", rep, err)
+				}
+			}
+			b.ReportMetric(float64(n*b.N)/b.Elapsed().Seconds(), "records/s")
+		})
+	}
+}

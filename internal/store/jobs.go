@@ -1,0 +1,161 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/cofferhq/coffer/internal/coffer"
+)
+
+// AcquireLease takes (or renews) the lease of a background job for node
+// until now+ttl. It reports false when another node holds an unexpired
+// lease. One statement, so two nodes can never both win: this is the
+// portable equivalent of an advisory lock that also survives a crash (the
+// lease simply expires).
+func (db *DB) AcquireLease(ctx context.Context, job, node string, now time.Time, ttl time.Duration) (bool, error) {
+	n, err := db.write.exec(ctx, `INSERT INTO jobs (name, state, lease_by, lease_until, updated_at)
+		VALUES ($1, '', $2, $3, $4)
+		ON CONFLICT (name) DO UPDATE SET lease_by = $2, lease_until = $3, updated_at = $4
+		WHERE jobs.lease_until < $4 OR jobs.lease_by = $2`,
+		job, node, micros(now.Add(ttl)), micros(now))
+	if err != nil {
+		return false, fmt.Errorf("store: acquire lease: %w", err)
+	}
+	return n == 1, nil
+}
+
+// ReleaseLease gives up node's lease of job.
+func (db *DB) ReleaseLease(ctx context.Context, job, node string) error {
+	if _, err := db.write.exec(ctx, `UPDATE jobs SET lease_until = 0 WHERE name = $1 AND lease_by = $2`, job, node); err != nil {
+		return fmt.Errorf("store: release lease: %w", err)
+	}
+	return nil
+}
+
+// JobState returns a job's saved progress ("" if none).
+func (db *DB) JobState(ctx context.Context, job string) (string, error) {
+	var s string
+	err := db.read.queryRow(ctx, `SELECT state FROM jobs WHERE name = $1`, job).Scan(&s)
+	if errors.Is(err, ErrNotFound) {
+		return "", nil
+	}
+	if err != nil {
+		return "", fmt.Errorf("store: job state: %w", err)
+	}
+	return s, nil
+}
+
+// SetJobState saves a job's progress, only while node holds the lease.
+func (db *DB) SetJobState(ctx context.Context, job, node, state string, now time.Time) error {
+	n, err := db.write.exec(ctx, `UPDATE jobs SET state = $1, updated_at = $2 WHERE name = $3 AND lease_by = $4`,
+		state, micros(now), job, node)
+	if err != nil {
+		return fmt.Errorf("store: set job state: %w", err)
+	}
+	if n == 0 {
+		return errors.New("store: job lease lost")
+	}
+	return nil
+}
+
+// ResetJobState sets a job's state whoever holds its lease (to request a
+// new run); the lease itself is left alone.
+func (db *DB) ResetJobState(ctx context.Context, job, state string, now time.Time) error {
+	_, err := db.write.exec(ctx, `INSERT INTO jobs (name, state, lease_by, lease_until, updated_at)
+		VALUES ($1, $2, '', 0, $3) ON CONFLICT (name) DO UPDATE SET state = $2, updated_at = $3`,
+		job, state, micros(now))
+	if err != nil {
+		return fmt.Errorf("store: reset job state: %w", err)
+	}
+	return nil
+}
+
+// RecordsAfter returns up to limit sealed records ordered by (collection,
+// id) after the given position, for batch jobs.
+func (db *DB) RecordsAfter(ctx context.Context, collection, id string, limit int) ([]coffer.SealedRecord, error) {
+	rs, err := db.read.query(ctx, `SELECT `+recordCols+` FROM records
+		WHERE collection > $1 OR (collection = $1 AND id > $2) ORDER BY collection, id LIMIT $3`,
+		collection, id, limit)
+	if err != nil {
+		return nil, fmt.Errorf("store: records page: %w", err)
+	}
+	defer rs.Close()
+	var out []coffer.SealedRecord
+	for rs.Next() {
+		r, err := scanRecord(rs)
+		if err != nil {
+			return nil, fmt.Errorf("store: records page: %w", err)
+		}
+		out = append(out, r)
+	}
+	return out, rs.Err()
+}
+
+// ReplaceValues swaps the sealed values of records in one transaction, each
+// only if its values are still old[i] (compare-and-swap, so a concurrent
+// update always wins over a rewrap). It returns how many were replaced.
+func (db *DB) ReplaceValues(ctx context.Context, recs []coffer.SealedRecord, old [][]byte) (int, error) {
+	n := 0
+	err := db.inTx(ctx, func(q querier) error {
+		n = 0
+		for i, r := range recs {
+			vals, err := encodeValues(r.Values)
+			if err != nil {
+				return err
+			}
+			k, err := q.exec(ctx, `UPDATE records SET values_blob = $1 WHERE collection = $2 AND id = $3 AND values_blob = $4`,
+				vals, r.Collection, r.ID, old[i])
+			if err != nil {
+				return fmt.Errorf("store: replace values: %w", err)
+			}
+			n += int(k)
+		}
+		return nil
+	})
+	return n, err
+}
+
+// EncodedValues returns the stored encoding of a record's values, the
+// compare value ReplaceValues expects.
+func EncodedValues(v map[string][]byte) ([]byte, error) { return encodeValues(v) }
+
+// PurgeExpired deletes up to limit records whose expiry has passed, with
+// their index entries, in one transaction; it returns how many went.
+func (db *DB) PurgeExpired(ctx context.Context, now time.Time, limit int) (int64, error) {
+	var total int64
+	err := db.inTx(ctx, func(q querier) error {
+		rs, err := q.query(ctx, `SELECT collection, id FROM records WHERE expires_at IS NOT NULL AND expires_at <= $1
+			ORDER BY expires_at LIMIT $2`, micros(now), limit)
+		if err != nil {
+			return fmt.Errorf("store: purge: %w", err)
+		}
+		var keys [][2]string
+		for rs.Next() {
+			var c, id string
+			if err := rs.Scan(&c, &id); err != nil {
+				rs.Close()
+				return fmt.Errorf("store: purge: %w", err)
+			}
+			keys = append(keys, [2]string{c, id})
+		}
+		err = rs.Err()
+		rs.Close()
+		if err != nil {
+			return fmt.Errorf("store: purge: %w", err)
+		}
+		for _, k := range keys {
+			if _, err := q.exec(ctx, `DELETE FROM record_index WHERE collection = $1 AND record_id = $2`, k[0], k[1]); err != nil {
+				return fmt.Errorf("store: purge index: %w", err)
+			}
+			n, err := q.exec(ctx, `DELETE FROM records WHERE collection = $1 AND id = $2`, k[0], k[1])
+			if err != nil {
+				return fmt.Errorf("store: purge: %w", err)
+			}
+			total += n
+		}
+		return nil
+	})
+	return total, err
+}
