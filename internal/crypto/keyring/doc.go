@@ -40,11 +40,14 @@
 //
 // # Root key rotation
 //
-// A new root key is adopted by unwrapping every stored version under the
-// old Provider and wrapping it under the new one with the same additional
-// data, in the Store in one transaction per key id; [Keyring.Check]'s key is
-// rewrapped last, so a node started with the new root key refuses to serve
-// until the move is complete. The Store interface grows the method that
-// lists key ids and replaces wrapped bytes when that job is written; the
+// [Keyring.RewrapRoot] adopts a new root key: it unwraps every stored
+// version under the old Provider and wraps it under the new one with the
+// same additional data, replacing each row by compare-and-swap through a
+// [RootRewrapStore], so a concurrent destruction is never undone. Values are
+// not touched. [Keyring.Check]'s key is rewrapped last, so a node started
+// with the new root key refuses to serve until the move is complete. While
+// it runs this keyring wraps under the new root key and unwraps under
+// either; after a failure it wraps under the old one again, still unwraps
+// under either, and running it again finishes the move. The
 // cache needs no change, as it keys versions by their wrapped bytes.
 package keyring

@@ -14,6 +14,7 @@ import (
 	"math"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/cofferhq/coffer/internal/coffer"
@@ -66,12 +67,15 @@ type Options struct {
 // Keyring seals, opens and MACs values under versioned data keys. It is
 // safe for concurrent use; make one per process and share it.
 type Keyring struct {
-	provider keyprovider.Provider
-	store    Store
-	rand     io.Reader
-	now      func() time.Time
-	ttl      time.Duration
-	maxKeys  int
+	// root is the root key provider and, during an unfinished root key
+	// rotation, the ones it replaces (see RewrapRoot).
+	root    atomic.Pointer[rootState]
+	rootMu  sync.Mutex // serialises RewrapRoot
+	store   Store
+	rand    io.Reader
+	now     func() time.Time
+	ttl     time.Duration
+	maxKeys int
 
 	seed  maphash.Seed
 	loads [loadStripes]sync.Mutex
@@ -111,15 +115,15 @@ func (v *keyVersion) zero() {
 // New returns a Keyring whose data keys are wrapped by p and stored in s.
 func New(p keyprovider.Provider, s Store, o Options) *Keyring {
 	kr := &Keyring{
-		provider: p,
-		store:    s,
-		rand:     o.Rand,
-		now:      o.Now,
-		ttl:      o.CacheTTL,
-		maxKeys:  o.MaxKeys,
-		seed:     maphash.MakeSeed(),
-		keys:     make(map[string]*entry),
+		store:   s,
+		rand:    o.Rand,
+		now:     o.Now,
+		ttl:     o.CacheTTL,
+		maxKeys: o.MaxKeys,
+		seed:    maphash.MakeSeed(),
+		keys:    make(map[string]*entry),
 	}
+	kr.root.Store(&rootState{wrap: p})
 	if kr.rand == nil {
 		kr.rand = rand.Reader
 	}
@@ -426,9 +430,9 @@ func wrapAAD(keyID string, n uint32) []byte {
 }
 
 func (kr *Keyring) unwrap(ctx context.Context, r coffer.DataKey) (*keyVersion, error) {
-	raw, err := kr.provider.Unwrap(ctx, r.Wrapped, wrapAAD(r.KeyID, r.Version))
+	raw, err := kr.rootUnwrap(ctx, r.Wrapped, wrapAAD(r.KeyID, r.Version))
 	if err != nil {
-		return nil, fmt.Errorf("keyring: unwrap %s version %d with %s: %w", r.KeyID, r.Version, kr.provider.Name(), err)
+		return nil, fmt.Errorf("keyring: unwrap %s version %d with %s: %w", r.KeyID, r.Version, kr.root.Load().wrap.Name(), err)
 	}
 	defer clear(raw)
 	if len(raw) != dataKeySize {
@@ -477,9 +481,10 @@ func (kr *Keyring) create(ctx context.Context, keyID string, n uint32) (*keyVers
 	defer k.Zero()
 	raw := k.Bytes()
 	defer clear(raw)
-	wrapped, err := kr.provider.Wrap(ctx, raw, wrapAAD(keyID, n))
+	p := kr.root.Load().wrap
+	wrapped, err := p.Wrap(ctx, raw, wrapAAD(keyID, n))
 	if err != nil {
-		return nil, fmt.Errorf("keyring: wrap %s version %d with %s: %w", keyID, n, kr.provider.Name(), err)
+		return nil, fmt.Errorf("keyring: wrap %s version %d with %s: %w", keyID, n, p.Name(), err)
 	}
 	v, err := derive(n, coffer.KeyActive, wrapped, raw)
 	if err != nil {
@@ -736,10 +741,10 @@ func (kr *Keyring) Check(ctx context.Context) error {
 		if newest == nil {
 			return fmt.Errorf("keyring: check root key: %s has no active version", RootCheckKeyID)
 		}
-		raw, err := kr.provider.Unwrap(ctx, newest.Wrapped, wrapAAD(RootCheckKeyID, newest.Version))
+		raw, err := kr.rootUnwrap(ctx, newest.Wrapped, wrapAAD(RootCheckKeyID, newest.Version))
 		clear(raw)
 		if errors.Is(err, keyprovider.ErrUnwrap) {
-			return fmt.Errorf("%w (root key from %s)", ErrWrongRootKey, kr.provider.Name())
+			return fmt.Errorf("%w (root key from %s)", ErrWrongRootKey, kr.root.Load().wrap.Name())
 		}
 		if err != nil {
 			return fmt.Errorf("keyring: check root key: %w", err)
