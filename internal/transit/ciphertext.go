@@ -1,0 +1,92 @@
+package transit
+
+import (
+	"encoding/base64"
+	"errors"
+	"strconv"
+	"strings"
+
+	"github.com/cofferhq/coffer/internal/crypto/envelope"
+)
+
+// ciphertextPrefix starts every transit ciphertext; the key version follows.
+const ciphertextPrefix = "coffer:v"
+
+// maxVersionDigits is the length of the largest uint32 in decimal.
+const maxVersionDigits = 10
+
+// b64 is strict standard base64 with padding: it refuses non-zero
+// trailing bits, so one envelope has exactly one text.
+var b64 = base64.StdEncoding.Strict()
+
+// Errors of ParseCiphertext and FormatCiphertext.
+var (
+	// ErrMalformedCiphertext: the text is not coffer:vN:BASE64 of an
+	// envelope (a client error, reported as such).
+	ErrMalformedCiphertext = errors.New("transit: malformed ciphertext")
+	// ErrVersionMismatch: the version in the prefix is not the one in the
+	// envelope header; the ciphertext was altered.
+	ErrVersionMismatch = errors.New("transit: ciphertext version does not match its envelope")
+)
+
+// FormatCiphertext returns the ciphertext text of env: coffer:vN:BASE64,
+// N being the key version in env's header. It fails with
+// ErrMalformedCiphertext for bytes that are not an envelope.
+func FormatCiphertext(env []byte) (string, error) {
+	v, err := envelope.KeyVersion(env)
+	if err != nil || v == 0 {
+		return "", ErrMalformedCiphertext
+	}
+	var b strings.Builder
+	b.Grow(len(ciphertextPrefix) + maxVersionDigits + 1 + b64.EncodedLen(len(env)))
+	b.WriteString(ciphertextPrefix)
+	b.WriteString(strconv.FormatUint(uint64(v), 10))
+	b.WriteByte(':')
+	b.WriteString(b64.EncodeToString(env))
+	return b.String(), nil
+}
+
+// ParseCiphertext returns the key version and the envelope of a
+// ciphertext text. It accepts exactly the texts FormatCiphertext writes:
+// the version has no sign, no leading zero and is at least 1, the base64 is
+// standard, padded and canonical, and the envelope is at least
+// envelope.Overhead bytes of a known format. It returns
+// ErrMalformedCiphertext for any other text, and ErrVersionMismatch when
+// the prefix and the envelope header name different versions. Nothing it
+// returns is authenticated yet: only opening the envelope proves it.
+func ParseCiphertext(s string) (uint32, []byte, error) {
+	rest, ok := strings.CutPrefix(s, ciphertextPrefix)
+	if !ok {
+		return 0, nil, ErrMalformedCiphertext
+	}
+	digits, body, ok := strings.Cut(rest, ":")
+	if !ok || len(digits) == 0 || len(digits) > maxVersionDigits || digits[0] == '0' {
+		return 0, nil, ErrMalformedCiphertext
+	}
+	for i := 0; i < len(digits); i++ {
+		if digits[i] < '0' || digits[i] > '9' {
+			return 0, nil, ErrMalformedCiphertext
+		}
+	}
+	v, err := strconv.ParseUint(digits, 10, 32)
+	if err != nil {
+		return 0, nil, ErrMalformedCiphertext
+	}
+	// The decoder skips \r and \n, which would let one envelope have many
+	// texts.
+	if strings.ContainsAny(body, "\r\n") {
+		return 0, nil, ErrMalformedCiphertext
+	}
+	env, err := b64.DecodeString(body)
+	if err != nil {
+		return 0, nil, ErrMalformedCiphertext
+	}
+	hv, err := envelope.KeyVersion(env)
+	if err != nil {
+		return 0, nil, ErrMalformedCiphertext
+	}
+	if hv != uint32(v) {
+		return 0, nil, ErrVersionMismatch
+	}
+	return hv, env, nil
+}

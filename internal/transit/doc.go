@@ -1,0 +1,62 @@
+// Package transit is Coffer's encryption as a service: named, versioned
+// keys that encrypt and decrypt values the caller keeps, like Vault's
+// transit engine. Coffer stores no value here, only the keys.
+//
+// It owns the transit use cases — create, read, rotate, configure and
+// delete a key; encrypt, decrypt and rewrap batches of values — the
+// ciphertext format, the minimum decryption version, and rotation by use
+// count and by age. Routes and SQL belong to the callers: the HTTP layer
+// decodes requests into this package's types, and the store implements
+// [Store].
+//
+// It must never return, log or store a plaintext, a context or a key; never
+// tell a caller why a ciphertext does not decrypt (one opaque error for a
+// tampered ciphertext, a wrong context, another key's ciphertext, a retired
+// or too old version); never encrypt under a version below the key's
+// minimum decryption version; and never act before the policy allowed it.
+//
+// # Keys and ciphertexts
+//
+// A transit key NAME ([a-z0-9_-]{1,64}) is the policy resource "keys/NAME".
+// Its metadata lives in the [Store]; its material lives only in the keyring
+// under the key id "transit/NAME", one data key per version, wrapped by the
+// root key. A ciphertext is
+//
+//	coffer:vN:BASE64
+//
+// where BASE64 is the standard, padded base64 of a keyring envelope and N
+// is the key version, which must equal the version in the envelope header
+// (authenticated by AES-256-GCM). The optional context is bound as the
+// envelope's additional data, envelope.AAD("transit", NAME, context), so a
+// ciphertext decrypts only under its own key and with its own context.
+// [ParseCiphertext] accepts exactly the strings [FormatCiphertext] writes,
+// so a ciphertext cannot be altered into another that parses.
+//
+// # Actions
+//
+// Create, Rotate, Configure and Delete need "admin"; Get needs "read";
+// Encrypt needs "encrypt"; Decrypt needs "decrypt"; Rewrap needs both
+// "decrypt" and "encrypt". Each call records its target in the caller's
+// AccessNote (the policy action, or "rewrap" for Rewrap, on "keys/NAME")
+// and the number of items in Count. A denied call does nothing else.
+//
+// # Rotation
+//
+// A key rotates when an admin asks, and automatically before an encryption
+// that would take the encryptions since the last rotation past
+// Config.RotateAfter (default 2^31, half of the 2^32 messages NIST allows
+// one AES-GCM key with random 96-bit nonces), or when its newest version
+// is older than the key's auto_rotate_period. Age is checked on encryption:
+// a key that encrypts nothing gathers no ciphertexts and needs no rotation.
+//
+// Encryptions are counted in memory per node and added to the store's
+// count (Store.AddTransitEncryptions, one atomic increment) once a node has
+// Config.FlushEvery unflushed encryptions of a key, and whenever
+// [Service.Flush] runs: call it on a ticker and at shutdown. A node that
+// dies loses at most its unflushed counts, and nodes rotating at once make
+// one extra version; both are far inside the margin RotateAfter leaves.
+//
+// Names of deleted keys are not reused: the keyring never makes a new key
+// for a destroyed key id, so creating a key under a deleted key's name is
+// a conflict.
+package transit

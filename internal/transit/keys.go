@@ -1,0 +1,295 @@
+package transit
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/cofferhq/coffer/internal/coffer"
+	"github.com/cofferhq/coffer/internal/crypto/keyring"
+)
+
+// KeySpec is the body of a create-key request (the name is in the path).
+type KeySpec struct {
+	// AutoRotatePeriod is a Go duration ("720h") between
+	// MinAutoRotatePeriod and MaxAutoRotatePeriod, or empty or "0" for none.
+	AutoRotatePeriod string `json:"auto_rotate_period,omitempty"`
+	// Deletable lets Delete destroy the key.
+	Deletable bool `json:"deletable,omitempty"`
+}
+
+// KeyConfig is the body of a configure-key request; nil fields keep their
+// value.
+type KeyConfig struct {
+	// MinDecryptionVersion, between 1 and the latest version, is the oldest
+	// version that still decrypts. Lowering it again lets older versions
+	// decrypt again: no version is destroyed.
+	MinDecryptionVersion *uint32 `json:"min_decryption_version,omitempty"`
+	Deletable            *bool   `json:"deletable,omitempty"`
+	// AutoRotatePeriod is as in KeySpec; "0" turns it off.
+	AutoRotatePeriod *string `json:"auto_rotate_period,omitempty"`
+}
+
+// KeyInfo is a transit key's metadata as shown to callers: never material.
+type KeyInfo struct {
+	Name                 string        `json:"name"`
+	CreatedAt            time.Time     `json:"created_at"`
+	LatestVersion        uint32        `json:"latest_version"`
+	MinDecryptionVersion uint32        `json:"min_decryption_version"`
+	Deletable            bool          `json:"deletable"`
+	Exportable           bool          `json:"exportable"`
+	AutoRotatePeriod     string        `json:"auto_rotate_period,omitempty"`
+	Versions             []VersionInfo `json:"versions"`
+}
+
+// VersionInfo is one version of a transit key.
+type VersionInfo struct {
+	Version   uint32    `json:"version"`
+	CreatedAt time.Time `json:"created_at"`
+	// State is coffer.KeyActive, KeyRetired or KeyDestroyed.
+	State string `json:"state"`
+}
+
+// parsePeriod validates an auto_rotate_period.
+func parsePeriod(s string) (time.Duration, error) {
+	if s == "" || s == "0" {
+		return 0, nil
+	}
+	d, err := time.ParseDuration(s)
+	if err != nil || d < MinAutoRotatePeriod || d > MaxAutoRotatePeriod {
+		return 0, coffer.Errorf(coffer.EINVALID, "auto_rotate_period must be a Go duration between 1h and 100 years, like \"720h\", or \"0\"")
+	}
+	return d, nil
+}
+
+// Create makes a transit key with version 1 (action admin). A key of that
+// name, live or deleted, is a conflict.
+func (s *Service) Create(ctx context.Context, c Caller, name string, spec KeySpec) (KeyInfo, error) {
+	if err := begin(c, "admin", name, 0); err != nil {
+		return KeyInfo{}, err
+	}
+	if err := s.authorize(c, "admin", name); err != nil {
+		return KeyInfo{}, err
+	}
+	period, err := parsePeriod(spec.AutoRotatePeriod)
+	if err != nil {
+		return KeyInfo{}, err
+	}
+	switch _, err := s.c.Store.TransitKey(ctx, name); coffer.ErrorCode(err) {
+	case "":
+		return KeyInfo{}, coffer.Errorf(coffer.ECONFLICT, "transit key exists")
+	case coffer.ENOTFOUND:
+	default:
+		return KeyInfo{}, fmt.Errorf("transit: create key: %w", err)
+	}
+	// The keyring first, then the row: a key visible in the store always
+	// has material, and Rotate makes a version nothing has used, even if an
+	// earlier attempt left versions behind (MinDecryptionVersion hides them).
+	v, err := s.c.Keys.Rotate(ctx, KeyID(name))
+	if errors.Is(err, keyring.ErrKeyDestroyed) {
+		return KeyInfo{}, coffer.Errorf(coffer.ECONFLICT, "a deleted transit key had this name; names are not reused")
+	}
+	if err != nil {
+		return KeyInfo{}, fmt.Errorf("transit: create key: %w", err)
+	}
+	k := TransitKey{
+		Name: name, CreatedAt: s.c.Now().UTC(), MinDecryptionVersion: v, LatestVersion: v,
+		Deletable: spec.Deletable, AutoRotatePeriod: period,
+	}
+	if err := s.c.Store.CreateTransitKey(ctx, k); err != nil {
+		if coffer.ErrorCode(err) == coffer.ECONFLICT {
+			return KeyInfo{}, coffer.Errorf(coffer.ECONFLICT, "transit key exists")
+		}
+		return KeyInfo{}, fmt.Errorf("transit: create key: %w", err)
+	}
+	return s.info(ctx, k)
+}
+
+// Get returns a key's metadata (action read).
+func (s *Service) Get(ctx context.Context, c Caller, name string) (KeyInfo, error) {
+	if err := begin(c, "read", name, 0); err != nil {
+		return KeyInfo{}, err
+	}
+	if err := s.authorize(c, "read", name); err != nil {
+		return KeyInfo{}, err
+	}
+	k, err := s.load(ctx, c, name)
+	if err != nil {
+		return KeyInfo{}, err
+	}
+	return s.info(ctx, k)
+}
+
+// Rotate makes a new version of the key the one that encrypts (action
+// admin). Older versions still decrypt down to MinDecryptionVersion.
+func (s *Service) Rotate(ctx context.Context, c Caller, name string) (KeyInfo, error) {
+	if err := begin(c, "admin", name, 0); err != nil {
+		return KeyInfo{}, err
+	}
+	if err := s.authorize(c, "admin", name); err != nil {
+		return KeyInfo{}, err
+	}
+	if _, err := s.load(ctx, c, name); err != nil {
+		return KeyInfo{}, err
+	}
+	k, err := s.rotate(ctx, name, 0, false)
+	if err != nil {
+		return KeyInfo{}, err
+	}
+	return s.info(ctx, k)
+}
+
+// Configure changes a key's minimum decryption version, deletability and
+// rotation period (action admin).
+func (s *Service) Configure(ctx context.Context, c Caller, name string, cfg KeyConfig) (KeyInfo, error) {
+	if err := begin(c, "admin", name, 0); err != nil {
+		return KeyInfo{}, err
+	}
+	if err := s.authorize(c, "admin", name); err != nil {
+		return KeyInfo{}, err
+	}
+	ks := s.state(name)
+	ks.admin.Lock()
+	defer ks.admin.Unlock()
+	k, err := s.load(ctx, c, name)
+	if err != nil {
+		s.forgetMissing(name, err)
+		return KeyInfo{}, err
+	}
+	var problems []string
+	if m := cfg.MinDecryptionVersion; m != nil {
+		if *m < 1 || *m > k.LatestVersion {
+			problems = append(problems, fmt.Sprintf("min_decryption_version must be between 1 and the latest version, %d", k.LatestVersion))
+		} else {
+			k.MinDecryptionVersion = *m
+		}
+	}
+	if p := cfg.AutoRotatePeriod; p != nil {
+		d, err := parsePeriod(*p)
+		if err != nil {
+			problems = append(problems, coffer.ErrorMessage(err))
+		}
+		k.AutoRotatePeriod = d
+	}
+	if len(problems) > 0 {
+		return KeyInfo{}, &coffer.Error{Code: coffer.EINVALID, Message: strings.Join(problems, "; "), Problems: problems}
+	}
+	if cfg.Deletable != nil {
+		k.Deletable = *cfg.Deletable
+	}
+	if err := s.c.Store.UpdateTransitKey(ctx, k); err != nil {
+		return KeyInfo{}, fmt.Errorf("transit: configure key: %w", err)
+	}
+	return s.info(ctx, k)
+}
+
+// Delete destroys a key that was configured deletable (action admin):
+// its material is crypto-shredded, so every ciphertext made under it is
+// gone for good, and its name is not reused. A key that is not deletable
+// is a conflict and stays as it was.
+func (s *Service) Delete(ctx context.Context, c Caller, name string) error {
+	if err := begin(c, "admin", name, 0); err != nil {
+		return err
+	}
+	if err := s.authorize(c, "admin", name); err != nil {
+		return err
+	}
+	ks := s.state(name)
+	ks.admin.Lock()
+	defer ks.admin.Unlock()
+	k, err := s.load(ctx, c, name)
+	if err != nil {
+		s.forgetMissing(name, err)
+		return err
+	}
+	if !k.Deletable {
+		return coffer.Errorf(coffer.ECONFLICT, "transit key is not deletable; configure deletable first")
+	}
+	// Material first: a failure after it leaves a row whose Delete can be
+	// repeated, never material without a row that could delete it.
+	if err := s.c.Keys.Destroy(ctx, KeyID(name)); err != nil {
+		return fmt.Errorf("transit: delete key: %w", err)
+	}
+	if err := s.c.Store.DeleteTransitKey(ctx, name); err != nil && coffer.ErrorCode(err) != coffer.ENOTFOUND {
+		return fmt.Errorf("transit: delete key: %w", err)
+	}
+	s.forget(name)
+	return nil
+}
+
+// rotate makes a new version of name's key and records it. With auto set
+// it does nothing when the key's latest version is no longer seen (another
+// call rotated it meanwhile).
+func (s *Service) rotate(ctx context.Context, name string, seen uint32, auto bool) (TransitKey, error) {
+	ks := s.state(name)
+	ks.admin.Lock()
+	defer ks.admin.Unlock()
+	k, err := s.c.Store.TransitKey(ctx, name)
+	if coffer.ErrorCode(err) == coffer.ENOTFOUND {
+		return TransitKey{}, coffer.Errorf(coffer.ENOTFOUND, msgNotFound)
+	}
+	if err != nil {
+		return TransitKey{}, fmt.Errorf("transit: rotate key: %w", err)
+	}
+	if auto && k.LatestVersion != seen {
+		return k, nil
+	}
+	v, err := s.c.Keys.Rotate(ctx, KeyID(name))
+	if errors.Is(err, keyring.ErrKeyDestroyed) {
+		return TransitKey{}, coffer.Errorf(coffer.ENOTFOUND, msgNotFound)
+	}
+	if err != nil {
+		return TransitKey{}, fmt.Errorf("transit: rotate key: %w", err)
+	}
+	k.LatestVersion = max(k.LatestVersion, v)
+	k.EncryptionsSinceRotate = 0
+	ks.pending.Store(0)
+	if err := s.c.Store.UpdateTransitKey(ctx, k); err != nil {
+		// The keyring already encrypts with v; the next encryption that
+		// sees it records it (see healLatest).
+		return TransitKey{}, fmt.Errorf("transit: rotate key: record version %d: %w", v, err)
+	}
+	return k, nil
+}
+
+// healLatest records version v as the latest when the store lags behind
+// the keyring (a rotation whose update failed, or another node's rotation
+// between its keyring step and its store step).
+func (s *Service) healLatest(ctx context.Context, name string, v uint32) error {
+	ks := s.state(name)
+	ks.admin.Lock()
+	defer ks.admin.Unlock()
+	k, err := s.c.Store.TransitKey(ctx, name)
+	if err != nil {
+		return err
+	}
+	if k.LatestVersion >= v {
+		return nil
+	}
+	k.LatestVersion, k.EncryptionsSinceRotate = v, 0
+	return s.c.Store.UpdateTransitKey(ctx, k)
+}
+
+// info shapes k and its versions for a caller.
+func (s *Service) info(ctx context.Context, k TransitKey) (KeyInfo, error) {
+	rows, err := s.c.Versions.DataKeys(ctx, KeyID(k.Name))
+	if err != nil {
+		return KeyInfo{}, fmt.Errorf("transit: list key versions: %w", err)
+	}
+	out := KeyInfo{
+		Name: k.Name, CreatedAt: k.CreatedAt, LatestVersion: k.LatestVersion,
+		MinDecryptionVersion: k.MinDecryptionVersion, Deletable: k.Deletable,
+		Versions: make([]VersionInfo, 0, len(rows)),
+	}
+	if k.AutoRotatePeriod > 0 {
+		out.AutoRotatePeriod = k.AutoRotatePeriod.String()
+	}
+	for _, r := range rows {
+		out.Versions = append(out.Versions, VersionInfo{Version: r.Version, CreatedAt: r.Created, State: r.State})
+	}
+	slices.SortFunc(out.Versions, func(a, b VersionInfo) int { return int(int64(a.Version) - int64(b.Version)) })
+	return out, nil
+}
