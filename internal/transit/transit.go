@@ -240,10 +240,13 @@ func (s *Service) authorize(c Caller, action, name string) error {
 	if c.Note != nil && c.Note.Decision != "deny" {
 		c.Note.Deny("not allowed")
 	}
-	if coffer.ErrorCode(err) == coffer.EFORBIDDEN {
+	switch coffer.ErrorCode(err) {
+	case coffer.EFORBIDDEN, coffer.ENOTFOUND, coffer.EUNAVAILABLE:
 		return err
 	}
-	return &coffer.Error{Code: coffer.EFORBIDDEN, Message: fmt.Sprintf("not allowed to %s %s", action, Resource(name)), Cause: err}
+	// The policy could not decide (an outage): denied, and not the caller's
+	// fault.
+	return fmt.Errorf("transit: authorize %s %s: %w", action, Resource(name), err)
 }
 
 // load returns the stored key, noting a missing one.

@@ -596,3 +596,21 @@ func TestPlaintextNeverPrints(t *testing.T) {
 		t.Fatalf("Unmarshal = %v", err)
 	}
 }
+
+type brokenAuth struct{}
+
+func (brokenAuth) Allowed(*coffer.Principal, string, string, string, *coffer.AccessNote) error {
+	return errors.New("policy store down")
+}
+
+func TestPolicyOutageDeniesAsAnInternalError(t *testing.T) {
+	f := newFixture(t)
+	mustCreate(t, f.node(), "k", KeySpec{})
+	n := f.node(func(c *Config) { c.Auth = brokenAuth{} })
+	c := caller()
+	_, err := n.Encrypt(ctx, c, "k", []Item{{Plaintext: enc("x")}})
+	wantCode(t, err, coffer.EINTERNAL)
+	if n.keys.calls.Load() != 0 || c.Note.Decision != "deny" {
+		t.Fatalf("keyring calls %d, note %+v", n.keys.calls.Load(), c.Note)
+	}
+}
