@@ -238,3 +238,24 @@ type StoredToken struct {
 	ExpiresAt *time.Time
 	CreatedAt time.Time
 }
+
+// TransitKey is a transit key's metadata; its material lives only in the
+// keyring under "transit/NAME".
+type TransitKey struct {
+	Name      string
+	CreatedAt time.Time
+	// MinDecryptionVersion is the oldest version that still decrypts.
+	MinDecryptionVersion uint32
+	// LatestVersion is the version that encrypts.
+	LatestVersion uint32
+	// Deletable must be set before Delete may destroy the key.
+	Deletable bool
+	// Exportable is always false: the material never leaves Coffer.
+	Exportable bool
+	// AutoRotatePeriod, if non-zero, rotates the key once its newest
+	// version is that old.
+	AutoRotatePeriod time.Duration
+	// EncryptionsSinceRotate counts encryptions under LatestVersion as
+	// flushed by the nodes.
+	EncryptionsSinceRotate int64
+}

@@ -42,24 +42,7 @@ const maxProblems = 20
 
 // TransitKey is a transit key's metadata as stored. Its material is in the
 // keyring under KeyID(Name), never here.
-type TransitKey struct {
-	Name      string
-	CreatedAt time.Time
-	// MinDecryptionVersion is the oldest version that still decrypts.
-	MinDecryptionVersion uint32
-	// LatestVersion is the version that encrypts.
-	LatestVersion uint32
-	// Deletable must be set before Delete may destroy the key.
-	Deletable bool
-	// Exportable is always false: the material never leaves Coffer.
-	Exportable bool
-	// AutoRotatePeriod, if non-zero, rotates the key once its newest
-	// version is that old.
-	AutoRotatePeriod time.Duration
-	// EncryptionsSinceRotate counts encryptions under LatestVersion as
-	// flushed by the nodes.
-	EncryptionsSinceRotate int64
-}
+type TransitKey = coffer.TransitKey
 
 // Store keeps transit key metadata; the SQLite and PostgreSQL stores
 // implement it. Methods return a *coffer.Error with ENOTFOUND for a key

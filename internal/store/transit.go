@@ -1,0 +1,88 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/cofferhq/coffer/internal/coffer"
+)
+
+// CreateTransitKey stores a new transit key's metadata; ECONFLICT if the
+// name exists.
+func (db *DB) CreateTransitKey(ctx context.Context, k coffer.TransitKey) error {
+	_, err := db.write.exec(ctx, `INSERT INTO transit_keys (name, created_at, min_decryption_version, latest_version,
+		deletable, auto_rotate_s, encryptions) VALUES ($1, $2, $3, $4, $5, $6, $7)`,
+		k.Name, micros(k.CreatedAt), int64(k.MinDecryptionVersion), int64(k.LatestVersion), b2i(k.Deletable),
+		int64(k.AutoRotatePeriod/time.Second), k.EncryptionsSinceRotate)
+	if errors.Is(err, ErrConflict) {
+		return &coffer.Error{Code: coffer.ECONFLICT, Message: "transit key already exists", Cause: err}
+	}
+	if err != nil {
+		return fmt.Errorf("store: create transit key: %w", err)
+	}
+	return nil
+}
+
+// TransitKey returns a transit key's metadata; ENOTFOUND if none.
+func (db *DB) TransitKey(ctx context.Context, name string) (coffer.TransitKey, error) {
+	var (
+		k                          = coffer.TransitKey{Name: name}
+		cr, minV, latest, del, rot int64
+	)
+	err := db.read.queryRow(ctx, `SELECT created_at, min_decryption_version, latest_version, deletable, auto_rotate_s, encryptions
+		FROM transit_keys WHERE name = $1`, name).Scan(&cr, &minV, &latest, &del, &rot, &k.EncryptionsSinceRotate)
+	if errors.Is(err, ErrNotFound) {
+		return k, notFound("transit key")
+	}
+	if err != nil {
+		return k, fmt.Errorf("store: transit key: %w", err)
+	}
+	k.CreatedAt = fromMicros(cr)
+	k.MinDecryptionVersion, k.LatestVersion = uint32(minV), uint32(latest) // #nosec G115 -- stored from uint32
+	k.Deletable, k.AutoRotatePeriod = del != 0, time.Duration(rot)*time.Second
+	return k, nil
+}
+
+// UpdateTransitKey replaces a transit key's metadata; ENOTFOUND if none.
+func (db *DB) UpdateTransitKey(ctx context.Context, k coffer.TransitKey) error {
+	n, err := db.write.exec(ctx, `UPDATE transit_keys SET min_decryption_version = $1, latest_version = $2,
+		deletable = $3, auto_rotate_s = $4, encryptions = $5 WHERE name = $6`,
+		int64(k.MinDecryptionVersion), int64(k.LatestVersion), b2i(k.Deletable),
+		int64(k.AutoRotatePeriod/time.Second), k.EncryptionsSinceRotate, k.Name)
+	if err != nil {
+		return fmt.Errorf("store: update transit key: %w", err)
+	}
+	if n == 0 {
+		return notFound("transit key")
+	}
+	return nil
+}
+
+// DeleteTransitKey removes a transit key's metadata; ENOTFOUND if none.
+func (db *DB) DeleteTransitKey(ctx context.Context, name string) error {
+	n, err := db.write.exec(ctx, `DELETE FROM transit_keys WHERE name = $1`, name)
+	if err != nil {
+		return fmt.Errorf("store: delete transit key: %w", err)
+	}
+	if n == 0 {
+		return notFound("transit key")
+	}
+	return nil
+}
+
+// AddTransitEncryptions adds n to a key's encryption count atomically and
+// returns the new count.
+func (db *DB) AddTransitEncryptions(ctx context.Context, name string, n int64) (int64, error) {
+	var total int64
+	err := db.write.queryRow(ctx, `UPDATE transit_keys SET encryptions = encryptions + $1 WHERE name = $2 RETURNING encryptions`,
+		n, name).Scan(&total)
+	if errors.Is(err, ErrNotFound) {
+		return 0, notFound("transit key")
+	}
+	if err != nil {
+		return 0, fmt.Errorf("store: count transit encryptions: %w", err)
+	}
+	return total, nil
+}
