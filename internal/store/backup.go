@@ -1,0 +1,393 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"io"
+	"strconv"
+	"strings"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+)
+
+// ErrNotEmpty is returned by Import when the store already holds data: a
+// backup is only ever restored into an empty, freshly migrated store.
+var ErrNotEmpty = errors.New("store: restore needs an empty store")
+
+// colKind is the one Go type a column's values take in Export and Import.
+type colKind uint8
+
+const (
+	kInt  colKind = iota + 1 // int64
+	kText                    // string
+	kBlob                    // []byte
+)
+
+type column struct {
+	name string
+	kind colKind
+	null bool // NULL allowed
+}
+
+// backupTable is one table as backups see it: the columns in the order of a
+// row, and the primary key to read rows in a stable order.
+type backupTable struct {
+	name string
+	cols []column
+	key  string // ORDER BY list
+}
+
+func ci(n string) column  { return column{name: n, kind: kInt} }
+func ct(n string) column  { return column{name: n, kind: kText} }
+func cb(n string) column  { return column{name: n, kind: kBlob} }
+func cin(n string) column { return column{name: n, kind: kInt, null: true} }
+func cbn(n string) column { return column{name: n, kind: kBlob, null: true} }
+
+// backupTables lists every table of the schema (goose's version table
+// aside) in dependency order: a table comes after the tables it references,
+// so Import can insert them in this order with foreign keys enforced. Table
+// and column names reach SQL text only from here, never from a backup file.
+//
+// A migration that adds a table or a column must add it here too; the store
+// tests fail until it does.
+func backupTables() []backupTable {
+	return []backupTable{
+		{"collections", []column{ct("name"), ct("schema_json"), ci("retention_s"), ci("created_at")}, "name"},
+		{"records", []column{ct("collection"), ct("id"), ct("owner"), ct("subject"), ct("key_id"), cb("values_blob"),
+			ci("canary"), ci("created_at"), ci("updated_at"), cin("expires_at")}, "collection, id"},
+		{"record_index", []column{ct("collection"), ct("field"), cb("mac"), ct("record_id"), ci("version")},
+			"collection, field, mac, record_id"},
+		{"data_keys", []column{ct("key_id"), ci("version"), cb("wrapped"), ct("state"), ci("created_at")}, "key_id, version"},
+		{"clients", []column{ct("id"), ct("name"), ct("secret_hash"), ct("roles"), ct("attributes"), ci("disabled"),
+			ci("created_at")}, "id"},
+		{"users", []column{ct("id"), ct("username"), ct("password_hash"), ct("roles"), ct("attributes"), cbn("totp_secret"),
+			ci("totp_confirmed"), ci("totp_last_step"), ct("recovery_hashes"), ci("disabled"), ci("created_at")}, "id"},
+		{"signing_keys", []column{ct("kid"), cb("sealed"), ci("active"), ci("created_at"), ci("not_after")}, "kid"},
+		{"revoked_tokens", []column{ct("jti"), ci("expires_at")}, "jti"},
+		{"auth_failures", []column{ct("key"), ci("failures"), ci("locked_until"), ci("updated_at")}, "key"},
+		{"policy", []column{ci("id"), ci("version"), ct("format"), cb("source"), ci("updated_at")}, "id"},
+		{"tokens", []column{cb("mac"), ct("type"), ct("mode"), ci("version"), cb("sealed"), ci("canary"), cin("expires_at"),
+			ci("created_at")}, "mac"},
+		{"audit_events", []column{ct("node"), ci("seq"), ct("id"), ci("time"), ct("principal"), ct("action"), ct("body"),
+			ct("hash"), ct("prev_hash")}, "node, seq"},
+		{"audit_checkpoints", []column{ct("node"), ci("seq"), ct("hash"), ci("time"), cb("signature")}, "node, seq"},
+		{"security_events", []column{ct("id"), ci("time"), ct("kind"), ct("severity"), ct("principal"), ct("detail")}, "id"},
+		{"detect_counts", []column{ct("key"), ci("window_start"), ci("count")}, "key, window_start"},
+		{"suspensions", []column{ct("principal"), ci("until"), ct("reason")}, "principal"},
+		{"transit_keys", []column{ct("name"), ci("created_at"), ci("min_decryption_version"), ci("latest_version"),
+			ci("deletable"), ci("auto_rotate_s"), ci("encryptions")}, "name"},
+		{"jobs", []column{ct("name"), ct("state"), ct("lease_by"), ci("lease_until"), ci("updated_at")}, "name"},
+		{"meta", []column{ct("key"), ct("value")}, "key"},
+	}
+}
+
+func (t backupTable) colList() string {
+	names := make([]string, len(t.cols))
+	for i, c := range t.cols {
+		names[i] = c.name
+	}
+	return strings.Join(names, ", ")
+}
+
+// SchemaVersion returns the highest migration applied to the database. A
+// backup records it, and a restore refuses a store at another version.
+func (db *DB) SchemaVersion(ctx context.Context) (int64, error) {
+	p, err := db.provider()
+	if err != nil {
+		return 0, err
+	}
+	v, err := p.GetDBVersion(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("store: schema version: %w", err)
+	}
+	return v, nil
+}
+
+// Export calls fn with every row of every table, tables in dependency
+// order and rows in primary-key order, all read from one consistent
+// snapshot while writers go on: a REPEATABLE READ READ ONLY transaction on
+// PostgreSQL, one deferred read transaction on one connection on SQLite (in
+// WAL mode it sees a single snapshot and blocks no writer, though the WAL
+// cannot be checkpointed past it until it ends).
+//
+// Values are int64, string, []byte or nil (a NULL); a row's values follow
+// the table's columns in a fixed order, and a blob is never nil unless it
+// is NULL. fn owns row and may keep it. An error from fn stops the export
+// and is returned wrapped. Errors name tables and columns, never values.
+func (db *DB) Export(ctx context.Context, fn func(table string, row []any) error) error {
+	return db.snapshot(ctx, func(q querier) error {
+		for _, t := range backupTables() {
+			if err := exportTable(ctx, q, t, fn); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+// snapshot runs fn in a read-only transaction that sees one snapshot.
+func (db *DB) snapshot(ctx context.Context, fn func(q querier) error) error {
+	switch rq := db.read.(type) {
+	case sqlQ:
+		r, ok := rq.db.(*sql.DB)
+		if !ok {
+			return errors.New("store: export: unexpected SQLite handle")
+		}
+		// ReadOnly makes the driver issue a plain (deferred) BEGIN rather
+		// than the write side's BEGIN IMMEDIATE, so the server keeps writing.
+		tx, err := r.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
+		if err != nil {
+			return fmt.Errorf("store: export: begin: %w", err)
+		}
+		defer func() { _ = tx.Rollback() }()
+		return fn(sqlQ{tx})
+	case pgQ:
+		pool, ok := rq.p.(*pgxpool.Pool)
+		if !ok {
+			return errors.New("store: export: unexpected PostgreSQL handle")
+		}
+		tx, err := pool.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly})
+		if err != nil {
+			return fmt.Errorf("store: export: begin: %w", err)
+		}
+		defer func() { _ = tx.Rollback(context.WithoutCancel(ctx)) }()
+		return fn(pgQ{tx})
+	default:
+		return errors.New("store: export: unsupported backend")
+	}
+}
+
+func exportTable(ctx context.Context, q querier, t backupTable, fn func(string, []any) error) error {
+	rs, err := q.query(ctx, "SELECT "+t.colList()+" FROM "+t.name+" ORDER BY "+t.key)
+	if err != nil {
+		return fmt.Errorf("store: export %s: %w", t.name, err)
+	}
+	defer rs.Close()
+	raw := make([]any, len(t.cols))
+	dest := make([]any, len(t.cols))
+	for i := range raw {
+		dest[i] = &raw[i]
+	}
+	for rs.Next() {
+		if err := rs.Scan(dest...); err != nil {
+			return fmt.Errorf("store: export %s: %w", t.name, err)
+		}
+		row := make([]any, len(t.cols))
+		for i, c := range t.cols {
+			v, err := normalize(c, raw[i])
+			if err != nil {
+				return fmt.Errorf("store: export %s.%s: %w", t.name, c.name, err)
+			}
+			row[i] = v
+			raw[i] = nil
+		}
+		if err := fn(t.name, row); err != nil {
+			return fmt.Errorf("store: export %s: %w", t.name, err)
+		}
+	}
+	if err := rs.Err(); err != nil {
+		return fmt.Errorf("store: export %s: %w", t.name, err)
+	}
+	return nil
+}
+
+// normalize turns what a driver scanned into the column's one Go type.
+func normalize(c column, v any) (any, error) {
+	if v == nil {
+		if !c.null {
+			return nil, errors.New("NULL in a NOT NULL column")
+		}
+		return nil, nil
+	}
+	switch c.kind {
+	case kInt:
+		switch x := v.(type) {
+		case int64:
+			return x, nil
+		case int32:
+			return int64(x), nil
+		case int16:
+			return int64(x), nil
+		case int:
+			return int64(x), nil
+		}
+	case kText:
+		switch x := v.(type) {
+		case string:
+			return x, nil
+		case []byte: // SQLite keeps a blob stored into a TEXT column as a blob
+			return string(x), nil
+		}
+	case kBlob:
+		switch x := v.(type) {
+		case []byte:
+			if x == nil {
+				x = []byte{}
+			}
+			return x, nil
+		case string: // SQLite keeps text stored into a BLOB column as text
+			return []byte(x), nil
+		}
+	}
+	return nil, fmt.Errorf("unexpected value type %T", v)
+}
+
+// checkValue enforces the column's type on a value read from a backup.
+func checkValue(c column, v any) (any, error) {
+	if v == nil {
+		if !c.null {
+			return nil, errors.New("NULL in a NOT NULL column")
+		}
+		return nil, nil
+	}
+	switch c.kind {
+	case kInt:
+		if x, ok := v.(int64); ok {
+			return x, nil
+		}
+	case kText:
+		if x, ok := v.(string); ok {
+			return x, nil
+		}
+	case kBlob:
+		if x, ok := v.([]byte); ok {
+			if x == nil { // a nil []byte binds as NULL on PostgreSQL
+				x = []byte{}
+			}
+			return x, nil
+		}
+	}
+	return nil, fmt.Errorf("value of type %T, want %s", v, c.kind)
+}
+
+func (k colKind) String() string {
+	switch k {
+	case kInt:
+		return "int64"
+	case kText:
+		return "string"
+	case kBlob:
+		return "[]byte"
+	}
+	return "unknown"
+}
+
+// importParams bounds the placeholders of one INSERT, well under SQLite's
+// 32766 and PostgreSQL's 65535.
+const importParams = 8192
+
+// Import loads rows into an empty store in one transaction: next returns
+// one row at a time, as Export produced it, and io.EOF after the last.
+// Nothing is committed unless next reaches io.EOF and every row inserts;
+// any other error from next, a row that does not fit its table's columns,
+// or a constraint violation rolls everything back.
+//
+// Import refuses (ErrNotEmpty) a store that holds any row in any table;
+// restore into a freshly migrated store. Tables must come in Export's
+// order; names from next only select from the fixed table list and never
+// reach SQL text. Rows go in as parameterized multi-row INSERTs.
+func (db *DB) Import(ctx context.Context, next func() (table string, row []any, err error)) error {
+	tables := backupTables()
+	return db.inTx(ctx, func(q querier) error {
+		for _, t := range tables {
+			var one int
+			err := q.queryRow(ctx, "SELECT 1 FROM "+t.name+" LIMIT 1").Scan(&one)
+			if err == nil {
+				return fmt.Errorf("%w: table %s has rows", ErrNotEmpty, t.name)
+			}
+			if !errors.Is(err, ErrNotFound) {
+				return fmt.Errorf("store: import: check %s is empty: %w", t.name, err)
+			}
+		}
+		im := importer{q: q}
+		pos := 0
+		for {
+			name, row, err := next()
+			if errors.Is(err, io.EOF) {
+				break
+			}
+			if err != nil {
+				return fmt.Errorf("store: import: %w", err)
+			}
+			if name != tables[pos].name {
+				i := pos + 1
+				for i < len(tables) && tables[i].name != name {
+					i++
+				}
+				if i == len(tables) {
+					return fmt.Errorf("store: import: unknown table or table out of order after %s", tables[pos].name)
+				}
+				if err := im.flush(ctx); err != nil {
+					return err
+				}
+				pos = i
+			}
+			if err := im.add(ctx, &tables[pos], row); err != nil {
+				return err
+			}
+		}
+		return im.flush(ctx)
+	})
+}
+
+// importer batches rows of one table into multi-row INSERTs.
+type importer struct {
+	q    querier
+	t    *backupTable
+	args []any
+	n    int // rows in args
+}
+
+func (im *importer) add(ctx context.Context, t *backupTable, row []any) error {
+	if len(row) != len(t.cols) {
+		return fmt.Errorf("store: import %s: row of %d values, want %d", t.name, len(row), len(t.cols))
+	}
+	im.t = t
+	for i, c := range t.cols {
+		v, err := checkValue(c, row[i])
+		if err != nil {
+			return fmt.Errorf("store: import %s.%s: %w", t.name, c.name, err)
+		}
+		im.args = append(im.args, v)
+	}
+	im.n++
+	if len(im.args)+len(t.cols) > importParams {
+		return im.flush(ctx)
+	}
+	return nil
+}
+
+func (im *importer) flush(ctx context.Context) error {
+	if im.n == 0 {
+		return nil
+	}
+	t := im.t
+	var sb strings.Builder
+	sb.WriteString("INSERT INTO " + t.name + " (" + t.colList() + ") VALUES ")
+	p := 1
+	for r := range im.n {
+		if r > 0 {
+			sb.WriteByte(',')
+		}
+		// Only placeholders are written into the statement.
+		sb.WriteByte('(')
+		for j := range t.cols {
+			if j > 0 {
+				sb.WriteByte(',')
+			}
+			sb.WriteByte('$')
+			sb.WriteString(strconv.Itoa(p))
+			p++
+		}
+		sb.WriteByte(')')
+	}
+	if _, err := im.q.exec(ctx, sb.String(), im.args...); err != nil {
+		return fmt.Errorf("store: import %s: %w", t.name, err)
+	}
+	clear(im.args)
+	im.args, im.n = im.args[:0], 0
+	return nil
+}

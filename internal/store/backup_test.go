@@ -1,0 +1,430 @@
+package store_test
+
+import (
+	"bytes"
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	_ "github.com/jackc/pgx/v5/stdlib" // database/sql driver "pgx" for raw test writes
+
+	"github.com/cofferhq/coffer/internal/coffer"
+	"github.com/cofferhq/coffer/internal/store"
+	"github.com/cofferhq/coffer/internal/store/storetest"
+)
+
+// rawStore is a migrated store plus a separate database/sql handle on the
+// same database, for tables no store method writes yet and for reading
+// the schema itself.
+type rawStore struct {
+	db  *store.DB
+	raw *sql.DB
+}
+
+func openRaw(t *testing.T, b storetest.Backend) rawStore {
+	t.Helper()
+	ctx := context.Background()
+	dsn := b.DSN(t)
+	db, err := store.Open(ctx, dsn, store.Options{})
+	if err != nil {
+		t.Fatalf("open %s: %v", b.Name, err)
+	}
+	t.Cleanup(func() { _ = db.Close() })
+	if err := db.Migrate(ctx); err != nil {
+		t.Fatalf("migrate %s: %v", b.Name, err)
+	}
+	driver, name := "pgx", dsn
+	if b.Name == store.SQLite {
+		driver, name = "sqlite", "file:"+dsn+"?_pragma=busy_timeout(10000)"
+	}
+	raw, err := sql.Open(driver, name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = raw.Close() })
+	return rawStore{db: db, raw: raw}
+}
+
+// schemaTables lists the tables the migrations made, goose's aside, with
+// their column counts.
+func (s rawStore) schemaTables(t *testing.T) map[string]int {
+	t.Helper()
+	q := `SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' AND name <> 'goose_db_version'`
+	cols := `SELECT COUNT(*) FROM pragma_table_info($1)`
+	if s.db.Dialect() == store.Postgres {
+		q = `SELECT table_name FROM information_schema.tables
+			WHERE table_schema = current_schema() AND table_type = 'BASE TABLE' AND table_name <> 'goose_db_version'`
+		cols = `SELECT COUNT(*) FROM information_schema.columns WHERE table_schema = current_schema() AND table_name = $1`
+	}
+	rs, err := s.raw.Query(q)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for rs.Next() {
+		var n string
+		if err := rs.Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		names = append(names, n)
+	}
+	if err := rs.Close(); err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]int{}
+	for _, n := range names {
+		var c int
+		if err := s.raw.QueryRow(cols, n).Scan(&c); err != nil {
+			t.Fatal(err)
+		}
+		out[n] = c
+	}
+	if len(out) < 10 {
+		t.Fatalf("schema lists only %d tables: %v", len(out), out)
+	}
+	return out
+}
+
+var bt0 = time.Date(2026, 11, 28, 12, 0, 0, 123456000, time.UTC)
+
+// fill writes at least one row into every table: through the store's
+// methods where they exist, by raw SQL for the rest.
+func fill(t *testing.T, s rawStore) {
+	t.Helper()
+	ctx := context.Background()
+	db := s.db
+	must := func(err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	must(db.CreateCollection(ctx, coffer.Collection{Name: "customers", CreatedAt: bt0, Retention: time.Hour,
+		Fields: []coffer.Field{{Name: "email", Type: coffer.TypeEmail, Searchable: true}}}))
+	must(db.CreateCollection(ctx, coffer.Collection{Name: "Zürich ünïcode", CreatedAt: bt0}))
+	exp := bt0.Add(24 * time.Hour)
+	for i := range 25 {
+		r := coffer.SealedRecord{
+			ID: fmt.Sprintf("r%03d", i), Collection: "customers", Owner: "alice", KeyID: "collection/customers",
+			CreatedAt: bt0, UpdatedAt: bt0.Add(time.Duration(i) * time.Second),
+			Values: map[string][]byte{"email": {0, 1, 2, 0xff, byte(i)}},
+		}
+		if i%2 == 0 {
+			r.ExpiresAt, r.Subject, r.Canary = &exp, "subj-1", i == 4
+		}
+		must(db.InsertRecord(ctx, r, []coffer.IndexEntry{{Field: "email", Version: 1, MAC: []byte{byte(i), 0, 0xfe}}}))
+	}
+	must(db.InsertDataKey(ctx, coffer.DataKey{KeyID: "collection/customers", Version: 1, Wrapped: []byte{1, 2, 3},
+		State: coffer.KeyRetired, Created: bt0}))
+	must(db.InsertDataKey(ctx, coffer.DataKey{KeyID: "collection/customers", Version: 2, Wrapped: []byte{},
+		State: coffer.KeyActive, Created: bt0}))
+	must(db.CreateClient(ctx, coffer.Client{ID: "c1", Name: "billing", SecretHash: "$argon2id$x", Roles: []string{"reader"},
+		Attributes: map[string]string{"team": "pay"}, CreatedAt: bt0, Disabled: true}))
+	must(db.CreateUser(ctx, coffer.User{ID: "u1", Username: "ann", PasswordHash: "h", Roles: []string{"admin"},
+		TOTPSecret: []byte("totp-sealed"), TOTPConfirmed: true, TOTPLastStep: math.MaxInt64,
+		RecoveryHashes: []string{"a", "b"}, CreatedAt: bt0}))
+	must(db.CreateUser(ctx, coffer.User{ID: "u2", Username: "bob", PasswordHash: "h2", CreatedAt: bt0})) // NULL totp_secret
+	must(db.InsertSigningKey(ctx, coffer.SigningKeyRecord{KID: "k1", Sealed: []byte{9}, CreatedAt: bt0, NotAfter: exp, Active: true}))
+	must(db.RevokeToken(ctx, "jti-1", exp))
+	_, _, err := db.AuthFailure(ctx, "user:ann", bt0, func(int) time.Duration { return time.Minute })
+	must(err)
+	_, err = db.SavePolicy(ctx, "yaml", []byte("rules: []\n"), bt0)
+	must(err)
+	must(db.PutTokens(ctx, []coffer.StoredToken{
+		{MAC: []byte{0xaa}, Type: "card", Mode: "random", Version: 1, Sealed: []byte{1}, ExpiresAt: &exp, CreatedAt: bt0},
+		{MAC: []byte{0xab, 0}, Type: "email", Mode: "deterministic", Version: 3, Sealed: []byte{}, Canary: true, CreatedAt: bt0},
+	}))
+	ok, err := db.AcquireLease(ctx, "rewrap", "node-a", bt0, time.Minute)
+	must(err)
+	if !ok {
+		t.Fatal("lease not acquired")
+	}
+	must(db.SetJobState(ctx, "rewrap", "node-a", `{"after":"r010"}`, bt0))
+	must(db.SetMeta(ctx, "node_id", "n-1"))
+
+	// Tables whose store methods belong to other packages' work.
+	for _, q := range []struct {
+		sql  string
+		args []any
+	}{
+		{`INSERT INTO audit_events (node, seq, id, time, principal, action, body, hash, prev_hash)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`, []any{"n-1", 1, "ev1", 5, "client:c1", "record.read", "{}", "h1", ""}},
+		{`INSERT INTO audit_events (node, seq, id, time, principal, action, body, hash, prev_hash)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`, []any{"n-1", 2, "ev2", 6, "user:ann", "policy.save", `{"x":1}`, "h2", "h1"}},
+		{`INSERT INTO audit_checkpoints (node, seq, hash, time, signature) VALUES ($1, $2, $3, $4, $5)`,
+			[]any{"n-1", 2, "h2", 7, []byte{0, 1, 2}}},
+		{`INSERT INTO security_events (id, time, kind, severity, principal, detail) VALUES ($1, $2, $3, $4, $5, $6)`,
+			[]any{"se1", 8, "bulk_read", "high", "client:c1", `{"n":500}`}},
+		{`INSERT INTO detect_counts (key, window_start, count) VALUES ($1, $2, $3)`, []any{"denied:c1", -9, 3}},
+		{`INSERT INTO suspensions (principal, until, reason) VALUES ($1, $2, $3)`, []any{"client:c1", 10, "bulk read"}},
+		{`INSERT INTO transit_keys (name, created_at, min_decryption_version, latest_version, deletable, auto_rotate_s, encryptions)
+			VALUES ($1, $2, $3, $4, $5, $6, $7)`, []any{"payments", 11, 1, 2, 0, 86400, 42}},
+	} {
+		if _, err := s.raw.Exec(q.sql, q.args...); err != nil {
+			t.Fatalf("raw insert: %v", err)
+		}
+	}
+}
+
+type dump map[string][]string
+
+// export collects every row, rendered with its Go types, per table.
+func export(t *testing.T, db *store.DB) dump {
+	t.Helper()
+	d := dump{}
+	err := db.Export(context.Background(), func(table string, row []any) error {
+		var sb strings.Builder
+		for i, v := range row {
+			if i > 0 {
+				sb.WriteByte('|')
+			}
+			switch v.(type) {
+			case nil, int64, string, []byte:
+			default:
+				return fmt.Errorf("%s: value of type %T", table, v)
+			}
+			fmt.Fprintf(&sb, "%T:%q", v, v)
+		}
+		d[table] = append(d[table], sb.String())
+		return nil
+	})
+	if err != nil {
+		t.Fatalf("export: %v", err)
+	}
+	for _, rows := range d {
+		slices.Sort(rows) // text collation differs between backends
+	}
+	return d
+}
+
+// rowsOf returns Export's rows as Import's next function.
+func rowsOf(t *testing.T, db *store.DB) func() (string, []any, error) {
+	t.Helper()
+	type item struct {
+		table string
+		row   []any
+	}
+	var items []item
+	if err := db.Export(context.Background(), func(table string, row []any) error {
+		items = append(items, item{table, row})
+		return nil
+	}); err != nil {
+		t.Fatalf("export: %v", err)
+	}
+	return func() (string, []any, error) {
+		if len(items) == 0 {
+			return "", nil, io.EOF
+		}
+		it := items[0]
+		items = items[1:]
+		return it.table, it.row, nil
+	}
+}
+
+func TestExportImportAcrossBackends(t *testing.T) {
+	for _, from := range storetest.Backends() {
+		for _, to := range storetest.Backends() {
+			t.Run(from.Name+"_to_"+to.Name, func(t *testing.T) {
+				t.Parallel()
+				ctx := context.Background()
+				src := openRaw(t, from)
+				fill(t, src)
+				want := export(t, src.db)
+
+				// Every table of the schema is exported with all its columns.
+				schema := src.schemaTables(t)
+				for table, ncols := range schema {
+					rows := want[table]
+					if len(rows) == 0 {
+						t.Fatalf("table %s is missing from the export", table)
+					}
+					if got := strings.Count(rows[0], "|") + 1; got != ncols {
+						t.Fatalf("table %s: exported %d columns, schema has %d", table, got, ncols)
+					}
+				}
+				if len(want) != len(schema) {
+					t.Fatalf("exported %d tables, schema has %d", len(want), len(schema))
+				}
+
+				dst := openRaw(t, to)
+				if err := dst.db.Import(ctx, rowsOf(t, src.db)); err != nil {
+					t.Fatalf("import: %v", err)
+				}
+				got := export(t, dst.db)
+				for table, rows := range want {
+					if !slices.Equal(rows, got[table]) {
+						t.Errorf("table %s differs after import:\n got %q\nwant %q", table, got[table], rows)
+					}
+				}
+
+				// The restored store serves the same data through its methods.
+				r, err := dst.db.Record(ctx, "customers", "r004")
+				if err != nil {
+					t.Fatal(err)
+				}
+				if !r.Canary || r.Subject != "subj-1" || r.ExpiresAt == nil || !bytes.Equal(r.Values["email"], []byte{0, 1, 2, 0xff, 4}) {
+					t.Fatalf("restored record: %+v", r)
+				}
+				ids, err := dst.db.SearchIndex(ctx, "customers", "email", [][]byte{{7, 0, 0xfe}}, 10)
+				if err != nil || len(ids) != 1 || ids[0] != "r007" {
+					t.Fatalf("restored index: %v %v", ids, err)
+				}
+				u, err := dst.db.UserByName(ctx, "ann")
+				if err != nil || string(u.TOTPSecret) != "totp-sealed" || u.TOTPLastStep != math.MaxInt64 {
+					t.Fatalf("restored user: %+v %v", u, err)
+				}
+				if u, err := dst.db.UserByName(ctx, "bob"); err != nil || u.TOTPSecret != nil {
+					t.Fatalf("restored user without TOTP: %+v %v", u, err)
+				}
+				v, _, src2, err := dst.db.Policy(ctx)
+				if err != nil || v != 1 || string(src2) != "rules: []\n" {
+					t.Fatalf("restored policy: %d %q %v", v, src2, err)
+				}
+				toks, err := dst.db.Tokens(ctx, [][]byte{{0xab, 0}})
+				if err != nil || len(toks) != 1 {
+					t.Fatalf("restored tokens: %v %v", toks, err)
+				}
+				// The audit tables stay append-only after a restore.
+				if _, err := dst.raw.Exec(`DELETE FROM audit_events`); err == nil {
+					t.Fatal("audit_events accepted a DELETE after restore")
+				}
+			})
+		}
+	}
+}
+
+func TestImportRefusesNonEmptyStore(t *testing.T) {
+	for _, b := range storetest.Backends() {
+		t.Run(b.Name, func(t *testing.T) {
+			t.Parallel()
+			ctx := context.Background()
+			src := openRaw(t, b)
+			fill(t, src)
+			// Any row in any table makes the store non-empty, even one no
+			// user would notice.
+			dst := openRaw(t, b)
+			if err := dst.db.SetMeta(ctx, "node_id", "other"); err != nil {
+				t.Fatal(err)
+			}
+			called := false
+			next := rowsOf(t, src.db)
+			err := dst.db.Import(ctx, func() (string, []any, error) { called = true; return next() })
+			if !errors.Is(err, store.ErrNotEmpty) {
+				t.Fatalf("import into non-empty store: %v, want ErrNotEmpty", err)
+			}
+			if called {
+				t.Fatal("import read rows before refusing")
+			}
+			if d := export(t, dst.db); len(d) != 1 || len(d["meta"]) != 1 {
+				t.Fatalf("store changed by refused import: %v", d)
+			}
+		})
+	}
+}
+
+func TestImportRollsBackEverything(t *testing.T) {
+	errBoom := errors.New("stream broke")
+	good := []any{"customers", `{"fields":[]}`, int64(0), int64(1)}
+	record := []any{"customers", "r1", "", "", "k", []byte{1}, int64(0), int64(1), int64(1), nil}
+	for _, tc := range []struct {
+		name string
+		rows []any // each a [2]any{table, row} or an error
+		want error
+	}{
+		{"fails/next error after rows", []any{[2]any{"collections", good}, [2]any{"records", record}, errBoom}, errBoom},
+		{"fails/unknown table", []any{[2]any{"collections", good}, [2]any{"goose_db_version", []any{int64(1)}}}, nil},
+		{"fails/table out of order", []any{[2]any{"records", record}, [2]any{"collections", good}}, nil},
+		{"fails/short row", []any{[2]any{"collections", good[:3]}}, nil},
+		{"fails/string for int", []any{[2]any{"collections", []any{"c", "{}", "0", int64(1)}}}, nil},
+		{"fails/int for string", []any{[2]any{"collections", []any{int64(5), "{}", int64(0), int64(1)}}}, nil},
+		{"fails/NULL in NOT NULL", []any{[2]any{"collections", []any{"c", nil, int64(0), int64(1)}}}, nil},
+		{"fails/foreign key", []any{[2]any{"collections", good}, [2]any{"records",
+			[]any{"nope", "r1", "", "", "k", []byte{1}, int64(0), int64(1), int64(1), nil}}}, nil},
+		{"fails/duplicate key", []any{[2]any{"collections", good}, [2]any{"collections", good}}, nil},
+	} {
+		for _, b := range storetest.Backends() {
+			t.Run(tc.name+"/"+b.Name, func(t *testing.T) {
+				t.Parallel()
+				db := storetest.Open(t, b)
+				items := slices.Clone(tc.rows)
+				err := db.Import(context.Background(), func() (string, []any, error) {
+					if len(items) == 0 {
+						return "", nil, io.EOF
+					}
+					it := items[0]
+					items = items[1:]
+					if e, ok := it.(error); ok {
+						return "", nil, e
+					}
+					p := it.([2]any)
+					return p[0].(string), p[1].([]any), nil
+				})
+				if err == nil {
+					t.Fatal("import succeeded")
+				}
+				if tc.want != nil && !errors.Is(err, tc.want) {
+					t.Fatalf("import: %v, want %v", err, tc.want)
+				}
+				if d := export(t, db); len(d) != 0 {
+					t.Fatalf("failed import left rows: %v", d)
+				}
+			})
+		}
+	}
+}
+
+func TestExportSeesOneSnapshot(t *testing.T) {
+	for _, b := range storetest.Backends() {
+		t.Run(b.Name, func(t *testing.T) {
+			t.Parallel()
+			ctx := context.Background()
+			s := openRaw(t, b)
+			fill(t, s)
+			wrote := false
+			records := 0
+			err := s.db.Export(ctx, func(table string, row []any) error {
+				switch table {
+				case "collections":
+					if !wrote {
+						wrote = true
+						// Written and committed while the export is running:
+						// the export must not see it.
+						return s.db.InsertRecord(ctx, coffer.SealedRecord{ID: "late", Collection: "customers",
+							KeyID: "k", CreatedAt: bt0, UpdatedAt: bt0, Values: map[string][]byte{}}, nil)
+					}
+				case "records":
+					records++
+				}
+				return nil
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if records != 25 {
+				t.Fatalf("export saw %d records, want the 25 of its snapshot", records)
+			}
+			if _, err := s.db.Record(ctx, "customers", "late"); err != nil {
+				t.Fatalf("concurrent write was lost: %v", err)
+			}
+		})
+	}
+}
+
+func TestSchemaVersion(t *testing.T) {
+	for _, b := range storetest.Backends() {
+		t.Run(b.Name, func(t *testing.T) {
+			t.Parallel()
+			v, err := storetest.Open(t, b).SchemaVersion(context.Background())
+			if err != nil || v < 1 {
+				t.Fatalf("schema version %d, %v", v, err)
+			}
+		})
+	}
+}
