@@ -1,0 +1,52 @@
+// Package audit owns Coffer's tamper-evident audit log: the event type, its
+// canonical encoding and hash chain, signed checkpoints, the group-committing
+// Writer, the sinks that copy events out (ECS JSON lines to a file or a
+// stream) and the verifiers that prove a log intact or name the first event
+// that is not.
+//
+// # What an event may hold
+//
+// An event says who did what to which resource, what the policy decided and
+// why, how the request ended and how many records or values it touched. It
+// names fields, never their contents. Where an event must identify a value
+// (a search term, a token) it carries a keyed HMAC of it, made by the caller
+// with a key that never leaves the server. A submitted value, a plaintext, a
+// token, a key or a secret must never be put into any field of an Event:
+// the log is kept forever, copied to files and shipped to log stores, and
+// cannot be edited afterwards by design.
+//
+// # The chain
+//
+// Each node writes its own chain. Event n of node N has Seq n (from 1), ID
+// "N:n", and
+//
+//	Hash = hex(HMAC-SHA256(auditKey, rawPrevHash || Canonical(event)))
+//
+// where Canonical is a fixed-order, length-prefixed encoding of every field
+// except Hash (see Canonical), and the first event's PrevHash is Genesis(N).
+// Every CheckpointEvery events, every CheckpointInterval and on Close, the
+// Writer signs a Checkpoint (node, seq, hash, time) with an Ed25519 key.
+//
+// # What verification proves, and what it cannot
+//
+// Verify detects any edit of a stored event, a deleted, inserted or
+// reordered event, a forged checkpoint, and a log cut back to before its
+// last checkpoint. It cannot detect a tail cut beyond the last checkpoint
+// (the newest events after the last signed checkpoint removed) when the
+// checkpoints after the cut are removed too: nothing in the store then
+// remembers that those events existed. That is why the store's audit tables
+// are append-only for the application role, why checkpoints are written at
+// least every CheckpointInterval and on shutdown, and why the file sink
+// also receives every checkpoint: compare the file (VerifyFile) with the
+// store to catch a cut made in only one of them.
+//
+// Anyone holding the HMAC key can recompute hashes, so the key stays in the
+// keyring; the checkpoint signature needs only the public key to check, and
+// only the signing key to forge.
+//
+// # What this package must never do
+//
+// It never holds a value, never logs an event's contents outside the sinks,
+// never lets an event through when the store append failed (Log fails
+// closed), and never modifies or deletes a written event. It has no HTTP.
+package audit

@@ -1,0 +1,266 @@
+package audit
+
+import (
+	"bytes"
+	"crypto/ed25519"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"hash"
+	"io"
+	"strconv"
+	"time"
+)
+
+// Decisions an event may carry.
+const (
+	DecisionAllow = "allow"
+	DecisionDeny  = "deny"
+)
+
+// Event is one audited action. It holds names, counts and keyed HMACs,
+// never a submitted value (see the package documentation).
+//
+// The Writer assigns ID, Seq, Node, Time, PrevHash and Hash; the caller fills
+// in the rest. Its JSON form (MarshalJSON) also carries "principal", a copy
+// of PrincipalID, as the API requires.
+type Event struct {
+	ID            string    `json:"id"`             // Node + ":" + Seq
+	Seq           uint64    `json:"seq"`            // position in the node's chain, from 1
+	Node          string    `json:"node"`           // the writing node
+	Time          time.Time `json:"time"`           // UTC, microsecond precision
+	RequestID     string    `json:"request_id"`     // the HTTP request id
+	PrincipalID   string    `json:"principal_id"`   // who; "" when unauthenticated
+	PrincipalKind string    `json:"principal_kind"` // coffer.KindClient, KindUser, KindExternal
+	Roles         []string  `json:"roles"`          // the principal's roles
+	SourceIP      string    `json:"source_ip"`      // the caller's address
+	Action        string    `json:"action"`         // read, create, tokenize, …
+	Resource      string    `json:"resource"`       // collections/NAME, tokens/TYPE, …
+	Fields        []string  `json:"fields"`         // names of the fields touched, never values
+	Decision      string    `json:"decision"`       // DecisionAllow, DecisionDeny or "" (no decision made)
+	Rule          string    `json:"rule"`           // the rule that allowed
+	Reason        string    `json:"reason"`         // why it was denied or failed
+	Status        int       `json:"status"`         // HTTP status of the answer
+	Count         int       `json:"count"`          // records or values returned or written
+	ValueHMACs    []string  `json:"value_hmacs"`    // keyed HMACs identifying values; never a value
+	PrevHash      string    `json:"prev_hash"`      // hex Hash of the previous event, or Genesis(Node)
+	Hash          string    `json:"hash"`           // hex HMAC-SHA256 over PrevHash and Canonical
+}
+
+// Checkpoint is a signed statement that a node's chain had, at Seq, the
+// event whose hash is Hash. Signature is Ed25519 over CheckpointMessage.
+type Checkpoint struct {
+	Node      string    `json:"node"`
+	Seq       uint64    `json:"seq"`
+	Hash      string    `json:"hash"`
+	Time      time.Time `json:"time"` // UTC, microsecond precision
+	Signature []byte    `json:"signature"`
+}
+
+// EventID returns the ID of event seq of node.
+func EventID(node string, seq uint64) string {
+	return node + ":" + strconv.FormatUint(seq, 10)
+}
+
+// Genesis returns the PrevHash of node's first event: the hex SHA-256 of a
+// fixed label and the node name. It is public and needs no key.
+func Genesis(node string) string {
+	h := sha256.New()
+	h.Write([]byte("coffer-audit-genesis-v1\x00"))
+	h.Write([]byte(node))
+	return hex.EncodeToString(h.Sum(nil))
+}
+
+const canonicalLabel = "coffer-audit-event-v1\x00"
+
+// Canonical appends to dst the canonical encoding of every field of e except
+// Hash, and returns the extended slice. The encoding is a fixed label, then
+// the fields in declaration order: strings as a 4-byte big-endian length and
+// the bytes, Seq as 8 bytes big-endian, Time as its Unix microseconds,
+// Status and Count as 8-byte two's-complement integers, and string slices as
+// a 4-byte count followed by each string. A nil and an empty slice encode
+// the same. It is injective: two events with different fields never share
+// an encoding.
+func Canonical(dst []byte, e *Event) []byte {
+	dst = append(dst, canonicalLabel...)
+	dst = appendString(dst, e.ID)
+	dst = binary.BigEndian.AppendUint64(dst, e.Seq)
+	dst = appendString(dst, e.Node)
+	dst = binary.BigEndian.AppendUint64(dst, uint64(e.Time.UnixMicro()))
+	dst = appendString(dst, e.RequestID)
+	dst = appendString(dst, e.PrincipalID)
+	dst = appendString(dst, e.PrincipalKind)
+	dst = appendStrings(dst, e.Roles)
+	dst = appendString(dst, e.SourceIP)
+	dst = appendString(dst, e.Action)
+	dst = appendString(dst, e.Resource)
+	dst = appendStrings(dst, e.Fields)
+	dst = appendString(dst, e.Decision)
+	dst = appendString(dst, e.Rule)
+	dst = appendString(dst, e.Reason)
+	dst = binary.BigEndian.AppendUint64(dst, uint64(int64(e.Status)))
+	dst = binary.BigEndian.AppendUint64(dst, uint64(int64(e.Count)))
+	dst = appendStrings(dst, e.ValueHMACs)
+	dst = appendString(dst, e.PrevHash)
+	return dst
+}
+
+func appendString(dst []byte, s string) []byte {
+	dst = binary.BigEndian.AppendUint32(dst, uint32(len(s)))
+	return append(dst, s...)
+}
+
+func appendStrings(dst []byte, ss []string) []byte {
+	dst = binary.BigEndian.AppendUint32(dst, uint32(len(ss)))
+	for _, s := range ss {
+		dst = appendString(dst, s)
+	}
+	return dst
+}
+
+// errBadPrevHash is returned by the chainer when PrevHash is not 32 bytes
+// of lowercase hex.
+var errBadPrevHash = errors.New("prev_hash is not a 64-digit hex hash")
+
+// chainer computes event hashes with one reusable HMAC and buffer. It is not
+// safe for concurrent use.
+type chainer struct {
+	mac hash.Hash
+	buf []byte
+	sum []byte
+}
+
+func newChainer(key []byte) *chainer {
+	return &chainer{mac: hmac.New(sha256.New, key), buf: make([]byte, 0, 512), sum: make([]byte, 0, sha256.Size)}
+}
+
+// sumRaw returns the raw HMAC of e, valid until the next call.
+func (c *chainer) sumRaw(e *Event) ([]byte, error) {
+	var prev [sha256.Size]byte
+	if len(e.PrevHash) != 2*sha256.Size {
+		return nil, errBadPrevHash
+	}
+	if _, err := hex.Decode(prev[:], []byte(e.PrevHash)); err != nil || hex.EncodeToString(prev[:]) != e.PrevHash {
+		return nil, errBadPrevHash
+	}
+	c.buf = Canonical(c.buf[:0], e)
+	c.mac.Reset()
+	c.mac.Write(prev[:])
+	c.mac.Write(c.buf)
+	c.sum = c.mac.Sum(c.sum[:0])
+	return c.sum, nil
+}
+
+// hash returns the hex Hash of e.
+func (c *chainer) hash(e *Event) (string, error) {
+	raw, err := c.sumRaw(e)
+	if err != nil {
+		return "", err
+	}
+	return hex.EncodeToString(raw), nil
+}
+
+// check reports whether e.Hash is the right hash of e, in constant time.
+func (c *chainer) check(e *Event) (bool, error) {
+	raw, err := c.sumRaw(e)
+	if err != nil {
+		return false, err
+	}
+	var got [sha256.Size]byte
+	if len(e.Hash) != 2*sha256.Size {
+		return false, nil
+	}
+	if _, err := hex.Decode(got[:], []byte(e.Hash)); err != nil {
+		return false, nil
+	}
+	// Uppercase hex would decode to the same bytes; the chain links by
+	// string, so only the canonical lowercase form is accepted.
+	return hmac.Equal(raw, got[:]) && hex.EncodeToString(got[:]) == e.Hash, nil
+}
+
+// ComputeHash returns the hex Hash of e under the audit HMAC key: what the
+// Writer stores in e.Hash. e.PrevHash must be a 64-digit lowercase hex hash.
+func ComputeHash(key []byte, e *Event) (string, error) {
+	return newChainer(key).hash(e)
+}
+
+const checkpointLabel = "coffer-audit-checkpoint-v1\x00"
+
+// CheckpointMessage returns the bytes a checkpoint's Signature signs: a fixed
+// label, the node (length-prefixed), Seq, the hash (length-prefixed) and the
+// time in Unix microseconds.
+func CheckpointMessage(c *Checkpoint) []byte {
+	b := make([]byte, 0, len(checkpointLabel)+len(c.Node)+len(c.Hash)+24)
+	b = append(b, checkpointLabel...)
+	b = appendString(b, c.Node)
+	b = binary.BigEndian.AppendUint64(b, c.Seq)
+	b = appendString(b, c.Hash)
+	b = binary.BigEndian.AppendUint64(b, uint64(c.Time.UnixMicro()))
+	return b
+}
+
+// SignCheckpoint sets c.Signature with key.
+func SignCheckpoint(key ed25519.PrivateKey, c *Checkpoint) {
+	c.Signature = ed25519.Sign(key, CheckpointMessage(c))
+}
+
+// VerifyCheckpoint reports whether c.Signature is a valid signature of c by
+// pub.
+func VerifyCheckpoint(pub ed25519.PublicKey, c *Checkpoint) bool {
+	if len(pub) != ed25519.PublicKeySize {
+		return false
+	}
+	return ed25519.Verify(pub, CheckpointMessage(c), c.Signature)
+}
+
+// eventJSON has Event's fields without its methods.
+type eventJSON Event
+
+// MarshalJSON encodes e with snake_case fields, empty lists as [], and an
+// extra "principal" field equal to principal_id.
+func (e Event) MarshalJSON() ([]byte, error) {
+	j := eventJSON(e)
+	j.Roles, j.Fields, j.ValueHMACs = nonNil(j.Roles), nonNil(j.Fields), nonNil(j.ValueHMACs)
+	return json.Marshal(struct {
+		eventJSON
+		Principal string `json:"principal"`
+	}{j, e.PrincipalID})
+}
+
+// UnmarshalJSON decodes what MarshalJSON encodes. It refuses unknown fields
+// and a "principal" that differs from "principal_id", so that a stored body
+// cannot say more, or other, than its chained fields.
+func (e *Event) UnmarshalJSON(data []byte) error {
+	var v struct {
+		eventJSON
+		Principal *string `json:"principal"`
+	}
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&v); err != nil {
+		return fmt.Errorf("audit: decode event: %w", err)
+	}
+	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
+		return errors.New("audit: decode event: trailing data")
+	}
+	if v.Principal != nil {
+		if v.PrincipalID == "" {
+			v.PrincipalID = *v.Principal
+		} else if *v.Principal != v.PrincipalID {
+			return errors.New("audit: decode event: principal and principal_id differ")
+		}
+	}
+	*e = Event(v.eventJSON)
+	return nil
+}
+
+func nonNil(s []string) []string {
+	if s == nil {
+		return []string{}
+	}
+	return s
+}

@@ -1,0 +1,37 @@
+#!/usr/bin/env python3
+"""Independent implementation of the audit chain's canonical encoding, hash and
+checkpoint message, to produce the known-answer vector in vector.json."""
+import hashlib, hmac, json, struct, datetime
+
+def s(x): b = x.encode(); return struct.pack(">I", len(b)) + b
+def ss(xs): return struct.pack(">I", len(xs)) + b"".join(s(x) for x in xs)
+def u64(n): return struct.pack(">Q", n & (2**64 - 1))
+
+def genesis(node): return hashlib.sha256(b"coffer-audit-genesis-v1\x00" + node.encode()).hexdigest()
+
+def canonical(e):
+    t = datetime.datetime.fromisoformat(e["time"].replace("Z", "+00:00"))
+    micros = (t - datetime.datetime(1970, 1, 1, tzinfo=datetime.timezone.utc)) // datetime.timedelta(microseconds=1)
+    return (b"coffer-audit-event-v1\x00" + s(e["id"]) + u64(e["seq"]) + s(e["node"]) + u64(micros) +
+            s(e["request_id"]) + s(e["principal_id"]) + s(e["principal_kind"]) + ss(e["roles"]) +
+            s(e["source_ip"]) + s(e["action"]) + s(e["resource"]) + ss(e["fields"]) + s(e["decision"]) +
+            s(e["rule"]) + s(e["reason"]) + u64(e["status"]) + u64(e["count"]) + ss(e["value_hmacs"]) +
+            s(e["prev_hash"]))
+
+key = bytes(range(32))
+e = {"id": "n1:1", "seq": 1, "node": "n1", "time": "2024-05-01T12:00:00.123456Z", "request_id": "req-1",
+     "principal_id": "client-1", "principal_kind": "client", "roles": ["support", "reader"],
+     "source_ip": "192.0.2.1", "action": "read", "resource": "collections/customers",
+     "fields": ["email", "ssn"], "decision": "allow", "rule": "support#0", "reason": "", "status": 200,
+     "count": 1, "value_hmacs": ["ab12"], "prev_hash": genesis("n1")}
+e2 = dict(e, id="n1:2", seq=2, decision="deny", rule="", reason="no rule grants read", status=403,
+          count=0, roles=[], fields=[], value_hmacs=[], principal_id="", principal_kind="", request_id="req-é")
+h1 = hmac.new(key, bytes.fromhex(e["prev_hash"]) + canonical(e), hashlib.sha256).hexdigest()
+e2["prev_hash"] = h1
+h2 = hmac.new(key, bytes.fromhex(h1) + canonical(e2), hashlib.sha256).hexdigest()
+cp_msg = b"coffer-audit-checkpoint-v1\x00" + s("n1") + u64(2) + s(h2) + u64(1714564800123456)
+print(json.dumps({"hmac_key_hex": key.hex(), "genesis_n1": genesis("n1"),
+                  "events": [dict(e, hash=h1), dict(e2, hash=h2)],
+                  "checkpoint_message_hex": cp_msg.hex(),
+                  "checkpoint": {"node": "n1", "seq": 2, "hash": h2, "time": "2024-05-01T12:00:00.123456Z"}},
+                 indent=2, ensure_ascii=False))

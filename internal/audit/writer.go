@@ -1,0 +1,600 @@
+package audit
+
+import (
+	"context"
+	"crypto/ed25519"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+	"unicode/utf8"
+
+	"github.com/cofferhq/coffer/internal/coffer"
+)
+
+// Writer defaults.
+const (
+	DefaultCheckpointEvery    = 1000
+	DefaultCheckpointInterval = 10 * time.Second
+	DefaultMaxBatch           = 256
+	DefaultAppendTimeout      = 10 * time.Second
+	// MaxStringBytes is the most bytes kept of any one string of an event;
+	// longer strings are cut (at a rune boundary).
+	MaxStringBytes = 1024
+	minHMACKeyLen  = 16
+	maxNodeLen     = 128
+	sinkScanChunk  = 1000
+)
+
+// ErrClosed is returned by Log after Close.
+var ErrClosed = errors.New("audit: writer closed")
+
+// WriterConfig configures a Writer.
+type WriterConfig struct {
+	// Node names this process's chain. It must be unique among the
+	// processes writing to one store: two writers on one node would fight
+	// over its sequence numbers.
+	Node string
+	// HMACKey keys the hash chain (at least 16 bytes; 32 recommended).
+	HMACKey []byte
+	// SigningKey signs checkpoints.
+	SigningKey ed25519.PrivateKey
+	// Now returns the current time; time.Now when nil.
+	Now func() time.Time
+	// CheckpointEvery signs a checkpoint at every multiple of this many
+	// events: DefaultCheckpointEvery when 0, never by count when negative.
+	CheckpointEvery int
+	// CheckpointInterval signs a checkpoint when this long has passed since
+	// the last one and events were written since: DefaultCheckpointInterval
+	// when 0, never by time when negative.
+	CheckpointInterval time.Duration
+	// MaxBatch is the most events one store append may carry:
+	// DefaultMaxBatch when 0. 1 turns group commit off (one append per
+	// event).
+	MaxBatch int
+	// AppendTimeout bounds one store append and one sink write:
+	// DefaultAppendTimeout when 0.
+	AppendTimeout time.Duration
+	// Sinks receive every batch after the store made it durable, best
+	// effort: a failure is logged, counted and retried with the next batch,
+	// but fails no request.
+	Sinks []Sink
+	// RequiredSinks receive every batch before Log returns; a failure fails
+	// every Log call of the batch (the events stay in the store) and makes
+	// the writer unhealthy until the sink catches up.
+	RequiredSinks []Sink
+	// Logger receives the writer's own failures (never event contents);
+	// slog.Default() when nil.
+	Logger *slog.Logger
+	// Observe, if set, is called after every store append (from the
+	// writer's goroutine; it must not block), so metrics can count
+	// throughput, failures and latency without a global.
+	Observe func(BatchStats)
+}
+
+// BatchStats describes one store append.
+type BatchStats struct {
+	Events      int           // events in the batch
+	Checkpoints int           // checkpoints in the batch
+	Duration    time.Duration // time spent in AppendAudit
+	Err         error         // nil when the batch is durable
+}
+
+// Writer chains events and appends them to the store with group commit:
+// one goroutine takes every event waiting (up to MaxBatch), appends them in
+// one AppendAudit call, and only then lets their Log calls return. If the
+// append fails, every Log call of the batch fails and the chain continues
+// from the last durable head. A Writer is safe for concurrent use.
+type Writer struct {
+	store    Store
+	cfg      WriterConfig
+	node     string
+	chain    *chainer
+	log      *slog.Logger
+	now      func() time.Time
+	every    int
+	interval time.Duration
+	maxBatch int
+	timeout  time.Duration
+
+	reqs   chan *request
+	done   chan struct{} // closed when run exits
+	closeC chan struct{} // closed by Close to end run
+	mu     sync.RWMutex  // guards closed against sends on reqs
+	closed bool
+
+	health atomic.Pointer[error]
+
+	// Owned by run.
+	headSeq  uint64
+	headHash string
+	cpSeq    uint64
+	cpTime   time.Time
+	reload   bool
+	sinks    []*sinkState
+	closeErr error
+}
+
+type sinkState struct {
+	s        Sink
+	required bool
+	acked    uint64 // last Seq the sink has
+	healthy  bool
+}
+
+type request struct {
+	e    Event
+	done chan error
+}
+
+// NewWriter checks cfg, loads the node's chain head and last checkpoint
+// from store and starts the writer goroutine, which lives until Close.
+func NewWriter(ctx context.Context, store Store, cfg WriterConfig) (*Writer, error) {
+	switch {
+	case store == nil:
+		return nil, errors.New("audit: nil store")
+	case cfg.Node == "" || len(cfg.Node) > maxNodeLen || !utf8.ValidString(cfg.Node):
+		return nil, fmt.Errorf("audit: node name must be 1 to %d bytes of UTF-8", maxNodeLen)
+	case len(cfg.HMACKey) < minHMACKeyLen:
+		return nil, fmt.Errorf("audit: HMAC key must be at least %d bytes", minHMACKeyLen)
+	case len(cfg.SigningKey) != ed25519.PrivateKeySize:
+		return nil, errors.New("audit: signing key is not an Ed25519 private key")
+	case cfg.MaxBatch < 0:
+		return nil, errors.New("audit: MaxBatch must not be negative")
+	}
+	w := &Writer{
+		store:    store,
+		cfg:      cfg,
+		node:     cfg.Node,
+		chain:    newChainer(append([]byte(nil), cfg.HMACKey...)),
+		log:      cfg.Logger,
+		now:      cfg.Now,
+		every:    cfg.CheckpointEvery,
+		interval: cfg.CheckpointInterval,
+		maxBatch: cfg.MaxBatch,
+		timeout:  cfg.AppendTimeout,
+		done:     make(chan struct{}),
+		closeC:   make(chan struct{}),
+	}
+	if w.log == nil {
+		w.log = slog.Default()
+	}
+	if w.now == nil {
+		w.now = time.Now
+	}
+	if w.every == 0 {
+		w.every = DefaultCheckpointEvery
+	}
+	if w.interval == 0 {
+		w.interval = DefaultCheckpointInterval
+	}
+	if w.maxBatch == 0 {
+		w.maxBatch = DefaultMaxBatch
+	}
+	if w.timeout <= 0 {
+		w.timeout = DefaultAppendTimeout
+	}
+	w.reqs = make(chan *request, w.maxBatch)
+	if err := w.loadHead(ctx); err != nil {
+		return nil, err
+	}
+	for _, s := range cfg.RequiredSinks {
+		w.sinks = append(w.sinks, &sinkState{s: s, required: true, acked: w.headSeq, healthy: true})
+	}
+	for _, s := range cfg.Sinks {
+		w.sinks = append(w.sinks, &sinkState{s: s, acked: w.headSeq, healthy: true})
+	}
+	for _, s := range w.sinks {
+		if err := w.position(s); err != nil {
+			return nil, err
+		}
+	}
+	go w.run()
+	return w, nil
+}
+
+// position sets where a Positioner sink stands, so that the first batch
+// brings it up to the head from the store. A best-effort sink that cannot
+// tell is fed from the head on; a required one fails the start.
+func (w *Writer) position(s *sinkState) error {
+	p, ok := s.s.(Positioner)
+	if !ok {
+		return nil
+	}
+	seq, err := p.Position(w.node)
+	switch {
+	case err != nil && s.required:
+		return fmt.Errorf("audit: required sink position: %w", err)
+	case err != nil:
+		w.log.Error("audit sink position unknown; feeding it from the head", "node", w.node, "error", err)
+	case seq > w.headSeq:
+		// The sink holds events the store lost (a restored backup?): keep
+		// writing, and let VerifyFile show the fork.
+		w.log.Error("audit sink is ahead of the store: the store lost events", "node", w.node,
+			"sink_seq", seq, "store_seq", w.headSeq)
+	default:
+		s.acked = seq
+	}
+	return nil
+}
+
+// loadHead reads the durable head and last checkpoint of the node.
+func (w *Writer) loadHead(ctx context.Context) error {
+	seq, hash, err := w.store.AuditHead(ctx, w.node)
+	if err != nil {
+		return fmt.Errorf("audit: load chain head: %w", err)
+	}
+	if seq == 0 {
+		hash = Genesis(w.node)
+	}
+	cps, err := w.store.Checkpoints(ctx, w.node)
+	if err != nil {
+		return fmt.Errorf("audit: load checkpoints: %w", err)
+	}
+	w.headSeq, w.headHash = seq, hash
+	w.cpSeq, w.cpTime = 0, w.now()
+	if n := len(cps); n > 0 {
+		w.cpSeq, w.cpTime = cps[n-1].Seq, cps[n-1].Time
+	}
+	return nil
+}
+
+// Log chains e and blocks until the batch holding it is durably in the
+// store (and every required sink). It sets e's ID, Seq, Node, Time,
+// PrevHash and Hash itself, cuts strings to MaxStringBytes and replaces
+// invalid UTF-8. When it returns an error the request must fail: the error
+// is a *coffer.Error with code EUNAVAILABLE (store or sink down, writer
+// closed) or EINTERNAL (a malformed event). If ctx ends while waiting, Log
+// returns the context's error, and the event may still be written.
+func (w *Writer) Log(ctx context.Context, e Event) error {
+	if e.Decision != "" && e.Decision != DecisionAllow && e.Decision != DecisionDeny {
+		return &coffer.Error{Code: coffer.EINTERNAL, Message: "audit event has an unknown decision"}
+	}
+	sanitize(&e)
+	e.Time = w.now().UTC().Truncate(time.Microsecond)
+	r := &request{e: e, done: make(chan error, 1)}
+	w.mu.RLock()
+	if w.closed {
+		w.mu.RUnlock()
+		return unavailable(ErrClosed)
+	}
+	select {
+	case w.reqs <- r:
+		w.mu.RUnlock()
+	case <-ctx.Done():
+		w.mu.RUnlock()
+		return ctx.Err()
+	}
+	select {
+	case err := <-r.done:
+		return err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+func unavailable(err error) error {
+	return &coffer.Error{Code: coffer.EUNAVAILABLE, Message: "audit log unavailable", Cause: err}
+}
+
+// Healthy returns nil when the last store append and every required sink
+// succeeded and the writer is open, for readiness checks.
+func (w *Writer) Healthy() error {
+	select {
+	case <-w.closeC:
+		return ErrClosed
+	default:
+	}
+	if p := w.health.Load(); p != nil {
+		return *p
+	}
+	return nil
+}
+
+func (w *Writer) setHealth(err error) {
+	if err == nil {
+		w.health.Store(nil)
+		return
+	}
+	w.health.Store(&err)
+}
+
+// Close stops taking events, writes every event already taken, signs a
+// final checkpoint over them and closes the sinks. It returns when all of
+// that is done or ctx ends.
+func (w *Writer) Close(ctx context.Context) error {
+	w.mu.Lock()
+	if !w.closed {
+		w.closed = true
+		close(w.closeC)
+	}
+	w.mu.Unlock()
+	select {
+	case <-w.done:
+		return w.closeErr
+	case <-ctx.Done():
+		return fmt.Errorf("audit: close: %w", ctx.Err())
+	}
+}
+
+// run is the writer goroutine.
+func (w *Writer) run() {
+	defer close(w.done)
+	var tick <-chan time.Time
+	if w.interval > 0 {
+		t := time.NewTicker(w.interval)
+		defer t.Stop()
+		tick = t.C
+	}
+	batch := make([]*request, 0, w.maxBatch)
+	for {
+		select {
+		case r := <-w.reqs:
+			batch = append(batch[:0], r)
+			batch = w.drain(batch)
+			w.commit(batch, false)
+		case <-tick:
+			if w.headSeq > w.cpSeq && w.now().Sub(w.cpTime) >= w.interval {
+				w.commit(nil, true)
+			}
+		case <-w.closeC:
+			// Log holds the read lock while it sends, so once closed is
+			// set no send is in flight: whatever is queued is all there is.
+			for {
+				batch = w.drain(batch[:0])
+				if len(batch) == 0 {
+					break
+				}
+				w.commit(batch, false)
+			}
+			var err error
+			if w.headSeq > w.cpSeq {
+				err = w.commit(nil, true)
+			}
+			for _, s := range w.sinks {
+				if cerr := s.s.Close(); cerr != nil && err == nil {
+					err = fmt.Errorf("audit: close sink: %w", cerr)
+				}
+			}
+			w.closeErr = err
+			return
+		}
+	}
+}
+
+// drain adds to batch every request already waiting, up to maxBatch.
+func (w *Writer) drain(batch []*request) []*request {
+	for len(batch) < w.maxBatch {
+		select {
+		case r := <-w.reqs:
+			batch = append(batch, r)
+		default:
+			return batch
+		}
+	}
+	return batch
+}
+
+// commit chains batch from the durable head, appends it with its
+// checkpoints, feeds the sinks and answers every request. With forceCP it
+// signs a checkpoint at the new head even if none is due.
+func (w *Writer) commit(batch []*request, forceCP bool) error {
+	events, cps, err := w.commitBatch(batch, forceCP)
+	if err != nil {
+		err = unavailable(err)
+	}
+	for _, r := range batch {
+		r.done <- err
+	}
+	if err == nil && (len(events) > 0 || len(cps) > 0) {
+		w.feedSinks(events, cps, false)
+	}
+	return err
+}
+
+// commitBatch does commit's work up to answering the requests. It returns
+// the events and checkpoints it appended.
+func (w *Writer) commitBatch(batch []*request, forceCP bool) ([]Event, []Checkpoint, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), w.timeout)
+	defer cancel()
+	if w.reload {
+		if err := w.loadHead(ctx); err != nil {
+			w.fail(len(batch), 0, 0, err)
+			return nil, nil, err
+		}
+		w.reload = false
+	}
+	events := make([]Event, len(batch))
+	seq, prev := w.headSeq, w.headHash
+	cpSeq, cpTime := w.cpSeq, w.cpTime
+	var cps []Checkpoint
+	now := w.now().UTC().Truncate(time.Microsecond)
+	for i, r := range batch {
+		seq++
+		e := &events[i]
+		*e = r.e
+		e.Seq, e.Node, e.ID, e.PrevHash = seq, w.node, EventID(w.node, seq), prev
+		h, err := w.chain.hash(e)
+		if err != nil {
+			return nil, nil, err // cannot happen: prev is always a hash we made
+		}
+		e.Hash, prev = h, h
+		if w.every > 0 && seq%uint64(w.every) == 0 {
+			cps = append(cps, w.checkpoint(seq, h, now))
+			cpSeq, cpTime = seq, now
+		}
+	}
+	if seq > cpSeq && (forceCP || (w.interval > 0 && now.Sub(cpTime) >= w.interval)) {
+		cps = append(cps, w.checkpoint(seq, prev, now))
+		cpSeq, cpTime = seq, now
+	}
+	if len(events) == 0 && len(cps) == 0 {
+		return nil, nil, nil
+	}
+	start := time.Now()
+	err := w.store.AppendAudit(ctx, events, cps)
+	d := time.Since(start)
+	if err != nil {
+		// The append may have committed before failing (a lost reply), so
+		// the next batch re-reads the head rather than trusting ours.
+		w.reload = true
+		w.fail(len(events), len(cps), d, err)
+		return nil, nil, fmt.Errorf("audit: append: %w", err)
+	}
+	w.headSeq, w.headHash, w.cpSeq, w.cpTime = seq, prev, cpSeq, cpTime
+	w.observe(BatchStats{Events: len(events), Checkpoints: len(cps), Duration: d})
+	if err := w.feedSinks(events, cps, true); err != nil {
+		return events, cps, err
+	}
+	w.setHealth(nil)
+	return events, cps, nil
+}
+
+func (w *Writer) fail(events, cps int, d time.Duration, err error) {
+	w.setHealth(fmt.Errorf("audit: store append failed: %w", err))
+	w.log.Error("audit append failed; requests fail closed", "node", w.node, "events", events, "error", err)
+	w.observe(BatchStats{Events: events, Checkpoints: cps, Duration: d, Err: err})
+}
+
+func (w *Writer) observe(s BatchStats) {
+	if w.cfg.Observe != nil {
+		w.cfg.Observe(s)
+	}
+}
+
+func (w *Writer) checkpoint(seq uint64, hash string, now time.Time) Checkpoint {
+	c := Checkpoint{Node: w.node, Seq: seq, Hash: hash, Time: now}
+	SignCheckpoint(w.cfg.SigningKey, &c)
+	return c
+}
+
+// feedSinks gives the required (or the best-effort) sinks the durable batch
+// events+cps. A sink that missed earlier batches is first brought up to the
+// head from the store. It returns the first required sink's error.
+func (w *Writer) feedSinks(events []Event, cps []Checkpoint, required bool) error {
+	var first error
+	for _, s := range w.sinks {
+		if s.required != required {
+			continue
+		}
+		err := w.feedSink(s, events, cps)
+		if err != nil {
+			if s.healthy {
+				w.log.Error("audit sink write failed; will resend", "node", w.node, "required", s.required, "error", err)
+			}
+			s.healthy = false
+			if required && first == nil {
+				first = fmt.Errorf("audit: required sink: %w", err)
+			}
+			continue
+		}
+		s.healthy = true
+	}
+	if first != nil {
+		w.setHealth(first)
+	}
+	return first
+}
+
+func (w *Writer) feedSink(s *sinkState, events []Event, cps []Checkpoint) error {
+	ctx, cancel := context.WithTimeout(context.Background(), w.timeout)
+	defer cancel()
+	from := w.headSeq - uint64(len(events)) // the seq before the batch
+	if s.acked != from {
+		return w.catchUp(ctx, s)
+	}
+	if err := s.s.WriteBatch(ctx, events, cps); err != nil {
+		return err
+	}
+	s.acked = w.headSeq
+	return nil
+}
+
+// catchUp sends s, read from the store, every event after s.acked up to the
+// head with the checkpoints over them, in chunks.
+func (w *Writer) catchUp(ctx context.Context, s *sinkState) error {
+	all, err := w.store.Checkpoints(ctx, w.node)
+	if err != nil {
+		return err
+	}
+	var cps []Checkpoint
+	for _, c := range all {
+		if c.Seq > s.acked && c.Seq <= w.headSeq {
+			cps = append(cps, c)
+		}
+	}
+	var chunk []Event
+	flush := func() error {
+		if len(chunk) == 0 {
+			return nil
+		}
+		hi := chunk[len(chunk)-1].Seq
+		var in []Checkpoint
+		for len(cps) > 0 && cps[0].Seq <= hi {
+			in, cps = append(in, cps[0]), cps[1:]
+		}
+		if err := s.s.WriteBatch(ctx, chunk, in); err != nil {
+			return err
+		}
+		s.acked, chunk = hi, chunk[:0]
+		return nil
+	}
+	errStop := errors.New("stop")
+	err = w.store.ScanAudit(ctx, w.node, s.acked, func(e Event) error {
+		if e.Seq > w.headSeq {
+			return errStop
+		}
+		chunk = append(chunk, e)
+		if len(chunk) == sinkScanChunk {
+			return flush()
+		}
+		return nil
+	})
+	if err != nil && !errors.Is(err, errStop) {
+		return err
+	}
+	if err := flush(); err != nil {
+		return err
+	}
+	if s.acked != w.headSeq {
+		return fmt.Errorf("audit: sink catch-up stopped at seq %d of %d", s.acked, w.headSeq)
+	}
+	return nil
+}
+
+// sanitize makes every string of e valid UTF-8 of at most MaxStringBytes,
+// so that the JSON forms decode to the bytes that were chained.
+func sanitize(e *Event) {
+	for _, p := range []*string{&e.RequestID, &e.PrincipalID, &e.PrincipalKind, &e.SourceIP,
+		&e.Action, &e.Resource, &e.Decision, &e.Rule, &e.Reason} {
+		*p = clean(*p)
+	}
+	// Copy the lists: they are often the caller's (a principal's roles).
+	e.Roles, e.Fields, e.ValueHMACs = cleanAll(e.Roles), cleanAll(e.Fields), cleanAll(e.ValueHMACs)
+}
+
+func cleanAll(ss []string) []string {
+	if len(ss) == 0 {
+		return nil
+	}
+	out := make([]string, len(ss))
+	for i, s := range ss {
+		out[i] = clean(s)
+	}
+	return out
+}
+
+func clean(s string) string {
+	s = strings.ToValidUTF8(s, "\uFFFD")
+	if len(s) <= MaxStringBytes {
+		return s
+	}
+	cut := MaxStringBytes
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return s[:cut]
+}
