@@ -2,15 +2,18 @@
 // behind the [Provider] interface: wrap and unwrap small secrets, nothing
 // else.
 //
-// It owns the root key sources — a key file ([CreateFile], [OpenFile]) and
-// an environment variable ([FromEnv]) today, HSM and KMS providers later —
-// and the one opaque error, [ErrUnwrap], by which every provider reports a
-// wrapped key it cannot open (the way a wrong root key is detected).
+// It owns the root key sources — a key file ([CreateFile], [OpenFile]), an
+// environment variable ([FromEnv]), a PKCS#11 token ([OpenPKCS11]) and a key
+// split into Shamir shares ([SplitRootKey], [NewSealed]); KMS providers
+// later — and the one opaque error, [ErrUnwrap], by which every provider
+// reports a wrapped key it cannot open (the way a wrong root key is
+// detected).
 //
 // It must never put root key bytes, or anything it wraps or unwraps, in an
 // error, a log or a String; never overwrite an existing key file; never
-// accept a key file that its group or others may access; and never make
-// randomness of its own beyond defaulting to crypto/rand.Reader.
+// accept a key file that its group or others may access; never take a root
+// key out of a token; and never make randomness of its own beyond
+// defaulting to crypto/rand.Reader.
 //
 // Nothing outside this package may assume the root key is in memory: a
 // Provider is only Wrap, Unwrap and Name, which an HSM or a KMS can serve.
@@ -21,4 +24,26 @@
 // envelope format (key version 1), binding a fixed label and the caller's
 // additional data. A key file holds the key as standard base64 text on one
 // line, mode 0600.
+//
+// # PKCS#11
+//
+// [PKCS11] keeps the root key on a token (an HSM; SoftHSM2 in tests): an
+// AES-256 key object, sensitive and not extractable, that
+// [CreatePKCS11Key] makes on the token. Wrap and Unwrap run AES-GCM there
+// with a 12-byte IV made here, stored as format byte 1 || IV || ciphertext
+// || tag, the caller's additional data bound as GCM AAD after a fixed
+// label. It needs cgo and the build tag pkcs11; the default build is
+// cgo-free and its [OpenPKCS11] returns [ErrPKCS11Unsupported]. The
+// plaintext a token returns passes through memory the PKCS#11 binding
+// frees without zeroing.
+//
+// # Shamir shares
+//
+// [SplitRootKey] makes a root key, splits it into shares (package shamir)
+// for several people to keep, and returns a check blob: an AES-GCM seal of
+// a constant under a key derived (HKDF-SHA256) from the root key, headed
+// by the threshold and share count, which it authenticates. [Sealed]
+// starts sealed, answering [ErrSealed], collects shares through
+// [Sealed.Unseal] until the threshold, and once the combined key opens the
+// check blob behaves as a [Local] over it.
 package keyprovider

@@ -283,3 +283,38 @@ func BenchmarkSealedUnseal(b *testing.B) {
 		}
 	}
 }
+
+func FuzzNewSealed(f *testing.F) {
+	_, real, err := SplitRootKey(rand.Reader, 3, 2)
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add(real, []byte{1, 2, 3})
+	f.Add([]byte{1, 2, 2}, []byte{})
+	f.Fuzz(func(t *testing.T, check, seed []byte) {
+		s, err := NewSealed(check, nil)
+		if err != nil {
+			if !errors.Is(err, ErrInvalidCheck) {
+				t.Fatalf("err = %v", err)
+			}
+			return
+		}
+		if have, need := s.Progress(); have != 0 || need < 2 {
+			t.Fatalf("Progress = %d/%d", have, need)
+		}
+		// Shares made up from seed unseal nothing real, and never panic.
+		var shares [][]byte
+		for x := 1; x <= 3 && len(seed) > 0; x++ {
+			sh := make([]byte, shareSize)
+			sh[0] = byte(x)
+			for i := 1; i < shareSize; i++ {
+				sh[i] = seed[(i+x)%len(seed)]
+			}
+			shares = append(shares, sh)
+		}
+		done, _ := s.Unseal(shares)
+		if done && bytes.Equal(check, real) {
+			t.Fatal("made-up shares unsealed a real check blob")
+		}
+	})
+}
