@@ -384,6 +384,10 @@ func TestWriterBestEffortSinkCatchesUp(t *testing.T) {
 	}
 	sink.setFail(false)
 	logN(t, w, 1)
+	// Best-effort sinks are fed after Log returns; Close waits for them.
+	if err := w.Close(context.Background()); err != nil {
+		t.Fatal(err)
+	}
 	if got := sink.seqs(); !contiguous(got, 6) {
 		t.Fatalf("sink holds seqs %v, want 1..6", got)
 	}
