@@ -79,12 +79,12 @@ func OpenPKCS11(cfg PKCS11Config) (*PKCS11, error) {
 	if err != nil {
 		return nil, err
 	}
-	max := cfg.MaxSessions
-	if max <= 0 {
-		max = defaultP11Session
+	size := cfg.MaxSessions
+	if size <= 0 {
+		size = defaultP11Session
 	}
-	p.sem = make(chan struct{}, max)
-	p.idle = make(chan *p11Session, max)
+	p.sem = make(chan struct{}, size)
+	p.idle = make(chan *p11Session, size)
 	p.done = make(chan struct{})
 	// Open the first session now, so a wrong PIN or a missing or unfit key
 	// is reported here.
