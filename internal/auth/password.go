@@ -71,9 +71,14 @@ func HashPassword(r io.Reader, pw string) (string, error) {
 		return "", fmt.Errorf("auth: hash password: salt: %w", err)
 	}
 	key := argon2.IDKey([]byte(pw), salt, Argon2Time, Argon2Memory, Argon2Threads, Argon2KeyLen)
+	return argon2Params{memory: Argon2Memory, time: Argon2Time, threads: Argon2Threads, salt: salt, key: key}.encode(), nil
+}
+
+// encode returns the PHC string of p.
+func (p argon2Params) encode() string {
 	return fmt.Sprintf("$argon2id$v=%d$m=%d,t=%d,p=%d$%s$%s",
-		argon2.Version, Argon2Memory, Argon2Time, Argon2Threads,
-		base64.RawStdEncoding.EncodeToString(salt), base64.RawStdEncoding.EncodeToString(key)), nil
+		argon2.Version, p.memory, p.time, p.threads,
+		base64.RawStdEncoding.EncodeToString(p.salt), base64.RawStdEncoding.EncodeToString(p.key))
 }
 
 // VerifyPassword reports whether pw matches encoded, a PHC string made by
@@ -115,6 +120,9 @@ func parsePHC(s string) (argon2Params, error) {
 	var p argon2Params
 	fail := func(why string) (argon2Params, error) {
 		return argon2Params{}, fmt.Errorf("%w: %s", ErrMalformedHash, why)
+	}
+	if strings.ContainsAny(s, "\r\n") {
+		return fail("line break") // base64 decoding would skip it
 	}
 	parts := strings.Split(s, "$")
 	if len(parts) != 6 || parts[0] != "" {

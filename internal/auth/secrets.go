@@ -83,6 +83,11 @@ func parseSHA256(hash string) (sum [sha256.Size]byte, ok bool) {
 	if !found || len(h) != 2*sha256.Size {
 		return sum, false
 	}
+	for i := 0; i < len(h); i++ {
+		if !('0' <= h[i] && h[i] <= '9' || 'a' <= h[i] && h[i] <= 'f') {
+			return sum, false // lower-case hex only: one hash, one spelling
+		}
+	}
 	if _, err := hex.Decode(sum[:], []byte(h)); err != nil {
 		return sum, false
 	}
