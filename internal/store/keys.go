@@ -73,3 +73,47 @@ func (db *DB) DestroyDataKeys(ctx context.Context, keyID string) error {
 	}
 	return nil
 }
+
+// DataKeysAfter pages through every stored data key (all states, wrapped
+// bytes included) in (key_id, version) order after the given position.
+func (db *DB) DataKeysAfter(ctx context.Context, keyID string, version uint32, limit int) ([]coffer.DataKey, error) {
+	rs, err := db.read.query(ctx, `SELECT key_id, version, wrapped, state, created_at FROM data_keys
+		WHERE key_id > $1 OR (key_id = $1 AND version > $2) ORDER BY key_id, version LIMIT $3`,
+		keyID, int64(version), limit)
+	if err != nil {
+		return nil, fmt.Errorf("store: data keys page: %w", err)
+	}
+	defer rs.Close()
+	var out []coffer.DataKey
+	for rs.Next() {
+		var (
+			k     coffer.DataKey
+			v, at int64
+		)
+		if err := rs.Scan(&k.KeyID, &v, &k.Wrapped, &k.State, &at); err != nil {
+			return nil, fmt.Errorf("store: data keys page: %w", err)
+		}
+		k.Version, k.Created = uint32(v), fromMicros(at) // #nosec G115 -- stored from uint32
+		out = append(out, k)
+	}
+	return out, rs.Err()
+}
+
+// ErrWrappedChanged is wrapped by ReplaceWrapped when the row no longer
+// holds oldWrapped (or was destroyed): the keyring maps it to its own.
+var ErrWrappedChanged = errors.New("store: wrapped data key changed")
+
+// ReplaceWrapped swaps one key version's wrapped bytes, only if they are
+// still oldWrapped and the version is not destroyed (compare-and-swap).
+func (db *DB) ReplaceWrapped(ctx context.Context, keyID string, version uint32, oldWrapped, newWrapped []byte) error {
+	n, err := db.write.exec(ctx, `UPDATE data_keys SET wrapped = $1
+		WHERE key_id = $2 AND version = $3 AND wrapped = $4 AND state <> $5`,
+		newWrapped, keyID, int64(version), oldWrapped, coffer.KeyDestroyed)
+	if err != nil {
+		return fmt.Errorf("store: replace wrapped key: %w", err)
+	}
+	if n == 0 {
+		return ErrWrappedChanged
+	}
+	return nil
+}
