@@ -181,8 +181,8 @@ func defaults(dir string) *Config {
 		Limits: Limits{
 			MaxBodyBytes:  1 << 20,
 			MaxBatchItems: 10000,
-			RateLimit:     50,
-			RateBurst:     100,
+			RateLimit:     1000,
+			RateBurst:     2000,
 		},
 		Timeouts: Timeouts{
 			ReadHeader: Duration{5 * time.Second},
