@@ -129,9 +129,10 @@ var errBadPrevHash = errors.New("prev_hash is not a 64-digit hex hash")
 // chainer computes event hashes with one reusable HMAC and buffer. It is not
 // safe for concurrent use.
 type chainer struct {
-	mac hash.Hash
-	buf []byte
-	sum []byte
+	mac  hash.Hash
+	buf  []byte
+	sum  []byte
+	prev [sha256.Size]byte // here, not on the stack: hash.Hash.Write makes it escape
 }
 
 func newChainer(key []byte) *chainer {
@@ -140,19 +141,44 @@ func newChainer(key []byte) *chainer {
 
 // sumRaw returns the raw HMAC of e, valid until the next call.
 func (c *chainer) sumRaw(e *Event) ([]byte, error) {
-	var prev [sha256.Size]byte
-	if len(e.PrevHash) != 2*sha256.Size {
-		return nil, errBadPrevHash
-	}
-	if _, err := hex.Decode(prev[:], []byte(e.PrevHash)); err != nil || hex.EncodeToString(prev[:]) != e.PrevHash {
+	var ok bool
+	if c.prev, ok = decodeHash(e.PrevHash); !ok {
 		return nil, errBadPrevHash
 	}
 	c.buf = Canonical(c.buf[:0], e)
 	c.mac.Reset()
-	c.mac.Write(prev[:])
+	c.mac.Write(c.prev[:])
 	c.mac.Write(c.buf)
 	c.sum = c.mac.Sum(c.sum[:0])
 	return c.sum, nil
+}
+
+// decodeHash decodes a hash in its only accepted form, 64 lowercase hex
+// digits (uppercase would decode to the same bytes, but the chain links by
+// string). It does not allocate.
+func decodeHash(s string) (h [sha256.Size]byte, ok bool) {
+	if len(s) != 2*sha256.Size {
+		return h, false
+	}
+	for i := range h {
+		hi, ok1 := fromHex(s[2*i])
+		lo, ok2 := fromHex(s[2*i+1])
+		if !ok1 || !ok2 {
+			return h, false
+		}
+		h[i] = hi<<4 | lo
+	}
+	return h, true
+}
+
+func fromHex(c byte) (byte, bool) {
+	switch {
+	case '0' <= c && c <= '9':
+		return c - '0', true
+	case 'a' <= c && c <= 'f':
+		return c - 'a' + 10, true
+	}
+	return 0, false
 }
 
 // hash returns the hex Hash of e.
@@ -170,16 +196,8 @@ func (c *chainer) check(e *Event) (bool, error) {
 	if err != nil {
 		return false, err
 	}
-	var got [sha256.Size]byte
-	if len(e.Hash) != 2*sha256.Size {
-		return false, nil
-	}
-	if _, err := hex.Decode(got[:], []byte(e.Hash)); err != nil {
-		return false, nil
-	}
-	// Uppercase hex would decode to the same bytes; the chain links by
-	// string, so only the canonical lowercase form is accepted.
-	return hmac.Equal(raw, got[:]) && hex.EncodeToString(got[:]) == e.Hash, nil
+	got, ok := decodeHash(e.Hash)
+	return ok && hmac.Equal(raw, got[:]), nil
 }
 
 // ComputeHash returns the hex Hash of e under the audit HMAC key: what the
