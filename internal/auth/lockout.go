@@ -14,10 +14,10 @@ const (
 // failures-th consecutive failure: 0 for the first four, then 1s, 2s, 4s, …
 // capped at 15 minutes. It is pure; the counts live in the store.
 func LockoutDelay(failures int) time.Duration {
-	n := failures - FreeFailures - 1
-	if n < 0 {
+	if failures <= FreeFailures {
 		return 0
 	}
+	n := failures - FreeFailures - 1
 	if n >= 30 { // 2^30 s is far past the cap; avoid overflow
 		return LockoutMax
 	}
