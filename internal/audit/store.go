@@ -2,6 +2,8 @@ package audit
 
 import (
 	"context"
+	"encoding/json"
+	"fmt"
 	"time"
 )
 
@@ -23,8 +25,10 @@ type Store interface {
 	AuditHead(ctx context.Context, node string) (seq uint64, hash string, err error)
 
 	// ScanAudit calls fn for each event of node with Seq > afterSeq, in
-	// ascending Seq order, from one consistent read. It stops and returns
-	// fn's error as is when fn returns one.
+	// ascending Seq order (events appended while it runs may be included).
+	// It stops and returns fn's error as is when fn returns one. A stored
+	// body that does not decode is reported with the error of DecodeStored
+	// (a *CorruptEventError), so that Verify can name the event.
 	ScanAudit(ctx context.Context, node string, afterSeq uint64, fn func(Event) error) error
 
 	// AuditNodes returns every node that has events or checkpoints, sorted.
@@ -36,6 +40,32 @@ type Store interface {
 	// ListAudit returns at most f.Limit events of every node matching f, in
 	// ascending (Time, Node, Seq) order.
 	ListAudit(ctx context.Context, f Filter) ([]Event, error)
+}
+
+// CorruptEventError says that a stored event's body does not decode: it was
+// edited outside Coffer. Verify turns it into a *VerifyError naming Seq.
+type CorruptEventError struct {
+	Node string
+	Seq  uint64 // from the store's seq column
+	Err  error
+}
+
+// Error implements error.
+func (e *CorruptEventError) Error() string {
+	return fmt.Sprintf("audit: stored event %s does not decode: %v", EventID(e.Node, e.Seq), e.Err)
+}
+
+// Unwrap returns the decoding error.
+func (e *CorruptEventError) Unwrap() error { return e.Err }
+
+// DecodeStored decodes a stored event body for Store implementations; node
+// and seq are the row's columns, used only to name the event on failure.
+func DecodeStored(node string, seq uint64, body []byte) (Event, error) {
+	var e Event
+	if err := json.Unmarshal(body, &e); err != nil {
+		return Event{}, &CorruptEventError{Node: node, Seq: seq, Err: err}
+	}
+	return e, nil
 }
 
 // List limits for Filter.Limit.

@@ -197,6 +197,9 @@ func Verify(ctx context.Context, store Store, pub ed25519.PublicKey, hmacKey []b
 		if verr != nil {
 			return rep, verr
 		}
+		if cerr := (*CorruptEventError)(nil); errors.As(err, &cerr) {
+			return rep, n.fail(cerr.Seq, "", "stored event does not decode (edited)")
+		}
 		if err != nil {
 			return rep, fmt.Errorf("audit: verify: scan %q: %w", node, err)
 		}

@@ -271,3 +271,29 @@ func BenchmarkVerify100k(b *testing.B) {
 		}
 	}
 }
+
+// corruptStore reports the body of one event as undecodable, as a SQL store
+// does when a row's JSON was edited.
+type corruptStore struct {
+	*memStore
+	seq uint64
+}
+
+func (c corruptStore) ScanAudit(ctx context.Context, node string, after uint64, fn func(Event) error) error {
+	return c.memStore.ScanAudit(ctx, node, after, func(e Event) error {
+		if e.Seq == c.seq {
+			_, err := DecodeStored(node, e.Seq, []byte(`{"id":"x","injected":1}`))
+			return err
+		}
+		return fn(e)
+	})
+}
+
+func TestVerifyNamesAnUndecodableStoredEvent(t *testing.T) {
+	st := buildLog(t, 20, 10, "n1")
+	_, err := Verify(context.Background(), corruptStore{st, 7}, testPubKey, testHMACKey)
+	var verr *VerifyError
+	if !errors.As(err, &verr) || verr.Seq != 7 || verr.EventID != "n1:7" {
+		t.Fatalf("Verify = %v, want a *VerifyError naming n1:7", err)
+	}
+}
