@@ -395,6 +395,11 @@ func New(cfg Config, deps Deps) *Detector {
 // Calling Start again does nothing.
 func (d *Detector) Start(ctx context.Context) {
 	d.startOnce.Do(func() {
+		select {
+		case <-d.stop:
+			return // closed before it started
+		default:
+		}
 		ctx, d.cancel = context.WithCancel(ctx)
 		d.started.Store(true)
 		d.syncSuspensions(ctx)
@@ -433,8 +438,9 @@ func (d *Detector) Close() {
 
 // Observe hands one request outcome to the detectors. It never blocks:
 // when the queue is full, or after Close, the observation is dropped and
-// counted.
-func (d *Detector) Observe(o Observation) {
+// counted. ctx is the request's; its end does not cancel the processing,
+// which outlives the request by design.
+func (d *Detector) Observe(_ context.Context, o Observation) {
 	select {
 	case <-d.stop:
 		d.drop()

@@ -162,7 +162,7 @@ func TestBulkRead(t *testing.T) {
 				d.OnEvent = func(k string) { mu.Lock(); hook = append(hook, k); mu.Unlock() }
 			})
 			for _, o := range tt.obs {
-				d.Observe(o)
+				d.Observe(t.Context(), o)
 			}
 			flush(t, d)
 			evs := s.eventsOf(KindBulkRead)
@@ -219,7 +219,7 @@ func TestBruteForce(t *testing.T) {
 			s := newMemStore()
 			d := start(t, Config{}, s)
 			for _, o := range tt.obs {
-				d.Observe(o)
+				d.Observe(t.Context(), o)
 			}
 			flush(t, d)
 			evs := s.eventsOf(KindBruteForce)
@@ -260,7 +260,7 @@ func TestDeniedBurstAndEnumeration(t *testing.T) {
 			s := newMemStore()
 			d := start(t, Config{}, s)
 			for _, o := range tt.obs {
-				d.Observe(o)
+				d.Observe(t.Context(), o)
 			}
 			flush(t, d)
 			if got := len(s.eventsOf(tt.kind)); got != tt.want {
@@ -275,7 +275,7 @@ func TestCanaryRaisedAtOnce(t *testing.T) {
 	d := start(t, Config{}, s)
 	o := read(t0, "c1", 1)
 	o.Canary, o.Resource = true, "collections/customers/rec_canary"
-	d.Observe(o)
+	d.Observe(t.Context(), o)
 	flush(t, d)
 	evs := s.eventsOf(KindCanary)
 	if len(evs) != 1 {
@@ -287,10 +287,10 @@ func TestCanaryRaisedAtOnce(t *testing.T) {
 
 	// The same touch again in the cooldown window is not raised again; a
 	// different canary is.
-	d.Observe(o)
+	d.Observe(t.Context(), o)
 	o2 := o
 	o2.Resource = "tokens/card_number"
-	d.Observe(o2)
+	d.Observe(t.Context(), o2)
 	flush(t, d)
 	if got := len(s.eventsOf(KindCanary)); got != 2 {
 		t.Fatalf("got %d canary events, want 2 (cooldown per resource)", got)
@@ -327,7 +327,7 @@ func TestUnusualHour(t *testing.T) {
 			t.Parallel()
 			s := newMemStore()
 			d := start(t, cfg, s)
-			d.Observe(tt.obs)
+			d.Observe(t.Context(), tt.obs)
 			flush(t, d)
 			evs := s.eventsOf(KindUnusualHour)
 			if len(evs) != tt.want {
@@ -345,7 +345,7 @@ func TestUnusualHourFromPinnedClock(t *testing.T) {
 	s := newMemStore()
 	d := start(t, Config{Hours: map[string]string{"*": "08:00-12:00"}}, s)
 	o := read(time.Time{}, "c1", 1)
-	d.Observe(o)
+	d.Observe(t.Context(), o)
 	flush(t, d)
 	evs := s.eventsOf(KindUnusualHour)
 	if len(evs) != 1 || !evs[0].Time.Equal(t0) {
@@ -358,8 +358,8 @@ func TestSharedCountsAcrossNodes(t *testing.T) {
 	a := start(t, Config{}, s)
 	b := start(t, Config{}, s)
 	for range 3 {
-		a.Observe(read(t0, "c1", 100))
-		b.Observe(read(t0, "c1", 100))
+		a.Observe(t.Context(), read(t0, "c1", 100))
+		b.Observe(t.Context(), read(t0, "c1", 100))
 	}
 	flush(t, a)
 	flush(t, b)
@@ -373,7 +373,7 @@ func TestCountsOnThisNodeWhenStoreFails(t *testing.T) {
 	s.failCount = true
 	d := start(t, Config{}, s)
 	for range 10 {
-		d.Observe(Observation{Time: t0, SourceIP: "10.0.0.1", AuthFailure: true, AttemptedID: "bob"})
+		d.Observe(t.Context(), Observation{Time: t0, SourceIP: "10.0.0.1", AuthFailure: true, AttemptedID: "bob"})
 	}
 	flush(t, d)
 	if got := len(s.eventsOf(KindBruteForce)); got != 1 {
@@ -388,10 +388,10 @@ func TestSuspension(t *testing.T) {
 	a := start(t, cfg, s)
 	o := read(t0, "c1", 1)
 	o.Canary = true
-	a.Observe(o)
+	a.Observe(t.Context(), o)
 	// A kind not in SuspendOn suspends nobody.
 	for range 6 {
-		a.Observe(read(t0, "c2", 100))
+		a.Observe(t.Context(), read(t0, "c2", 100))
 	}
 	flush(t, a)
 	if !a.Suspended("c1") {
@@ -431,7 +431,7 @@ func TestSuspensionExpires(t *testing.T) {
 	})
 	o := read(t0, "c1", 1)
 	o.Canary = true
-	d.Observe(o)
+	d.Observe(t.Context(), o)
 	flush(t, d)
 	if !d.Suspended("c1") {
 		t.Fatal("not suspended")
@@ -449,9 +449,9 @@ func TestEvents(t *testing.T) {
 	d := start(t, Config{}, s)
 	c := read(t0, "c1", 1)
 	c.Canary = true
-	d.Observe(c)
+	d.Observe(t.Context(), c)
 	for range 20 {
-		d.Observe(with(read(t0, "c1", 0), func(o *Observation) { o.Decision = "deny" }))
+		d.Observe(t.Context(), with(read(t0, "c1", 0), func(o *Observation) { o.Decision = "deny" }))
 	}
 	flush(t, d)
 	ctx := context.Background()
@@ -519,7 +519,7 @@ func TestWebhookRetriesAfter500(t *testing.T) {
 	d := start(t, Config{Webhooks: []Webhook{{URL: srv.URL + "/hook", Secret: r.secret}}, WebhookBackoff: time.Millisecond}, s)
 	o := read(t0, "c1", 1)
 	o.Canary = true
-	d.Observe(o)
+	d.Observe(t.Context(), o)
 
 	var body []byte
 	select {
@@ -574,7 +574,7 @@ func TestWebhookGivesUp(t *testing.T) {
 			d.Start(context.Background())
 			o := read(t0, "c1", 1)
 			o.Canary = true
-			d.Observe(o)
+			d.Observe(t.Context(), o)
 			waitFor(t, func() bool { return strings.Contains(logs.String(), "webhook delivery failed") })
 			d.Close()
 			mu.Lock()
@@ -615,7 +615,7 @@ func TestObserveNeverBlocksWhenWebhookHangs(t *testing.T) {
 		for i := range n {
 			o := read(t0, "c1", 1)
 			o.Canary, o.Resource = true, fmt.Sprintf("collections/c/records/%d", i)
-			d.Observe(o)
+			d.Observe(t.Context(), o)
 		}
 	}()
 	select {
@@ -625,7 +625,7 @@ func TestObserveNeverBlocksWhenWebhookHangs(t *testing.T) {
 	}
 	// Processing went on past the first event, whose delivery hangs.
 	flush(t, d)
-	d.Observe(with(read(t0, "c9", 1), func(o *Observation) { o.Canary = true }))
+	d.Observe(t.Context(), with(read(t0, "c9", 1), func(o *Observation) { o.Canary = true }))
 	flush(t, d)
 	stored := len(s.eventsOf(KindCanary))
 	if stored < 2 {
@@ -640,7 +640,7 @@ func TestObserveDropsWhenFull(t *testing.T) {
 	var logs syncBuffer
 	d := New(Config{QueueSize: 4}, Deps{Store: newMemStore(), Logger: slog.New(slog.NewTextHandler(&logs, nil))})
 	for range 10 {
-		d.Observe(read(t0, "c1", 1))
+		d.Observe(t.Context(), read(t0, "c1", 1))
 	}
 	if got := d.Dropped(); got != 6 {
 		t.Fatalf("Dropped = %d, want 6", got)
@@ -649,7 +649,7 @@ func TestObserveDropsWhenFull(t *testing.T) {
 		t.Error("drop not logged")
 	}
 	d.Close()
-	d.Observe(read(t0, "c1", 1))
+	d.Observe(t.Context(), read(t0, "c1", 1))
 	if got := d.Dropped(); got != 7 {
 		t.Fatalf("Dropped after Close = %d, want 7", got)
 	}
@@ -660,7 +660,7 @@ func TestCloseProcessesQueued(t *testing.T) {
 	d := New(Config{}, Deps{Store: s, Now: pinned})
 	o := read(t0, "c1", 1)
 	o.Canary = true
-	d.Observe(o)
+	d.Observe(t.Context(), o)
 	d.Start(context.Background())
 	d.Close()
 	d.Close()
@@ -835,7 +835,7 @@ func BenchmarkObserve(b *testing.B) {
 	o := read(t0, "c1", 1)
 	b.ReportAllocs()
 	for b.Loop() {
-		d.Observe(o)
+		d.Observe(b.Context(), o)
 	}
 }
 
