@@ -259,3 +259,11 @@ type TransitKey struct {
 	// flushed by the nodes.
 	EncryptionsSinceRotate int64
 }
+
+// Suspension stops a principal's tokens from working until Until: a
+// response action of the anomaly detectors, lifted by an admin.
+type Suspension struct {
+	Principal string
+	Until     time.Time
+	Reason    string
+}

@@ -142,6 +142,14 @@ type Detect struct {
 	DeniedBurst     int       `yaml:"denied_burst"`      // denied requests per window (default 20)
 	Enumeration     int       `yaml:"enumeration"`       // reads/searches of unknown ids per window (default 20)
 	Webhooks        []Webhook `yaml:"webhooks,omitempty"`
+	// SuspendOn lists security event kinds that also suspend the principal
+	// (tokens refused until an admin lifts it or SuspendFor passes).
+	SuspendOn  []string `yaml:"suspend_on,omitempty"`
+	SuspendFor Duration `yaml:"suspend_for"` // default 1h
+	// Hours maps a principal id or role ("*" for everyone else) to working
+	// hours like "08:00-18:00 Europe/Berlin"; access outside them raises
+	// data.unusual_hour.
+	Hours map[string]string `yaml:"hours,omitempty"`
 }
 
 // Webhook receives security events; each POST is signed with Secret.
@@ -201,6 +209,7 @@ func defaults(dir string) *Config {
 			FailedAuthBurst: 10,
 			DeniedBurst:     20,
 			Enumeration:     20,
+			SuspendFor:      Duration{time.Hour},
 		},
 		LogLevel: DefaultLogLevel,
 		dir:      dir,

@@ -633,3 +633,25 @@ func BenchmarkLoad(b *testing.B) {
 		}
 	}
 }
+
+func TestDetectListsAndMapsFromFile(t *testing.T) {
+	dir := t.TempDir()
+	doc := "detect:\n  suspend_on: [data.canary, data.bulk_read]\n  suspend_for: 2h\n  hours:\n    support: \"08:00-18:00 Europe/Berlin\"\n    \"*\": \"00:00-24:00\"\n"
+	if err := os.WriteFile(filepath.Join(dir, FileName), []byte(doc), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	c, err := Load(dir, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(c.Detect.SuspendOn) != 2 || c.Detect.SuspendFor.Duration != 2*time.Hour || c.Detect.Hours["support"] != "08:00-18:00 Europe/Berlin" {
+		t.Fatalf("detect settings: %+v", c.Detect)
+	}
+	bad := "detect:\n  hours:\n    support: [1, 2]\n"
+	if err := os.WriteFile(filepath.Join(dir, FileName), []byte(bad), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Load(dir, nil); err == nil {
+		t.Fatal("a list accepted as an hours value")
+	}
+}

@@ -17,7 +17,8 @@
 // COFFER_LOG_LEVEL, COFFER_AUTH_TOKEN_TTL, COFFER_ROOT_KEY_PROVIDER,
 // COFFER_TLS_CLIENT_CERTS, COFFER_LIMITS_RATE_LIMIT_RPS, and so on; [Keys]
 // lists them all and [EnvName] maps one. An empty variable counts as unset.
-// Lists (detect.webhooks, auth.external) come only from the file.
+// Lists and maps (detect.webhooks, detect.suspend_on, detect.hours,
+// auth.external) come only from the file.
 // [Config.Set] takes the same keys, so a flag --auth-token-ttl can call
 // Set("auth.token_ttl", v).
 //

@@ -54,8 +54,8 @@ func keyTable() []key {
 				out = append(out, key{name: prefix + name, index: idx})
 			case f.Type.Kind() == reflect.Struct:
 				walk(f.Type, prefix+name+".", idx)
-			case f.Type.Kind() == reflect.Slice:
-				// Lists come only from the file.
+			case f.Type.Kind() == reflect.Slice, f.Type.Kind() == reflect.Map:
+				// Lists and maps come only from the file.
 			default:
 				out = append(out, key{name: prefix + name, index: idx, path: f.Tag.Get("path") == "true"})
 			}
@@ -222,6 +222,15 @@ func checkKeys(n *yaml.Node, t reflect.Type, prefix string) error {
 		}
 		for i, item := range n.Content {
 			if err := checkKeys(item, t.Elem(), fmt.Sprintf("%s[%d].", key, i)); err != nil {
+				return err
+			}
+		}
+	case t.Kind() == reflect.Map:
+		if n.Kind != yaml.MappingNode {
+			return fmt.Errorf("line %d: %s: want a mapping", n.Line, key)
+		}
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			if err := checkKeys(n.Content[i+1], t.Elem(), prefix+n.Content[i].Value+"."); err != nil {
 				return err
 			}
 		}

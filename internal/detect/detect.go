@@ -251,11 +251,7 @@ func checkWebhookURL(raw string) error {
 }
 
 // Suspension is one suspended principal.
-type Suspension struct {
-	Principal string
-	Until     time.Time
-	Reason    string
-}
+type Suspension = coffer.Suspension
 
 // Store is the storage the detector needs. Every method must be safe for
 // concurrent use by several nodes sharing one database.
