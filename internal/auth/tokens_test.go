@@ -470,6 +470,22 @@ func TestVerifyCacheIsBounded(t *testing.T) {
 	}
 }
 
+// TestCacheRefusesEntriesFromReplacedKeys: a Verify that checked a token
+// under the old keys and finishes after SetKeys must not cache it.
+func TestCacheRefusesEntriesFromReplacedKeys(t *testing.T) {
+	c := newTokenCache(10)
+	c.clear(1)
+	p := &coffer.Principal{ID: "x"}
+	c.put([32]byte{1}, p, t0.Add(time.Hour), 0) // verified under generation 0
+	if c.len() != 0 {
+		t.Fatal("an entry verified under replaced keys was cached")
+	}
+	c.put([32]byte{2}, p, t0.Add(time.Hour), 1)
+	if _, ok := c.get([32]byte{2}, t0); !ok {
+		t.Fatal("an entry of the current generation was not cached")
+	}
+}
+
 func TestVerifyWithCacheDisabled(t *testing.T) {
 	f := newFixture(t, -1)
 	iss := f.issue(t, testClient)
@@ -487,8 +503,11 @@ func TestRotationKeepsOldKeyVerifyingUntilDropped(t *testing.T) {
 	f := newFixture(t, 0)
 	old := f.key
 	tokOld := f.issue(t, testClient).Token
-	if _, err := f.tokens.Verify(tokOld); err != nil { // now cached
+	if _, err := f.tokens.Verify(tokOld); err != nil {
 		t.Fatal(err)
+	}
+	if f.tokens.cache.len() != 1 {
+		t.Fatal("the verified token was not cached") // the test below would prove nothing
 	}
 	next, err := GenerateSigningKey(testRand(9), t0)
 	if err != nil {
