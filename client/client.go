@@ -210,7 +210,7 @@ type Collection struct {
 	Name      string    `json:"name"`
 	Fields    []Field   `json:"fields"`
 	Retention string    `json:"retention,omitempty"`
-	CreatedAt time.Time `json:"created_at,omitempty"`
+	CreatedAt time.Time `json:"created_at,omitzero"`
 }
 
 // CreateCollection creates a collection.
@@ -371,3 +371,33 @@ func (c *Client) HTTPClient() *http.Client { return c.hc }
 
 // BaseURL returns the server's base URL.
 func (c *Client) BaseURL() string { return c.base }
+
+// TokenItem is one value to tokenize.
+type TokenItem struct {
+	Value string `json:"value"`
+	Type  string `json:"type"`
+	Mode  string `json:"mode,omitempty"`
+	TTL   string `json:"ttl,omitempty"`
+}
+
+// Tokenize replaces values with tokens, in order.
+func (c *Client) Tokenize(ctx context.Context, items []TokenItem) ([]string, error) {
+	var out struct {
+		Tokens []string `json:"tokens"`
+	}
+	if err := c.do(ctx, c.hc, http.MethodPost, "/v1/tokenize", map[string]any{"items": items}, &out); err != nil {
+		return nil, err
+	}
+	return out.Tokens, nil
+}
+
+// Detokenize returns the values of tokens, in order, all or nothing.
+func (c *Client) Detokenize(ctx context.Context, tokens []string) ([]string, error) {
+	var out struct {
+		Values []string `json:"values"`
+	}
+	if err := c.do(ctx, c.hc, http.MethodPost, "/v1/detokenize", map[string]any{"tokens": tokens}, &out); err != nil {
+		return nil, err
+	}
+	return out.Values, nil
+}

@@ -1,0 +1,343 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"runtime/debug"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/cofferhq/coffer/internal/app"
+	"github.com/cofferhq/coffer/internal/config"
+	"github.com/cofferhq/coffer/redact"
+)
+
+// version is set at build time with -ldflags "-X main.version=…".
+var version = "dev"
+
+func newRoot(ctx context.Context, stdout, stderr io.Writer, env []string) *cobra.Command {
+	root := &cobra.Command{
+		Use:           "coffer",
+		Short:         "Coffer: a self-hosted vault for the sensitive data of backend systems",
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	root.SetOut(stdout)
+	root.SetErr(stderr)
+	root.AddCommand(
+		initCmd(stdout, env),
+		serveCmd(stdout, stderr, env),
+		devCmd(stdout, stderr, env),
+		migrateCmd(stdout, env),
+		versionCmd(stdout),
+		auditCmd(stdout, env),
+	)
+	return root
+}
+
+// dataDirFlag adds --data-dir, defaulting to $COFFER_DATA_DIR.
+func dataDirFlag(cmd *cobra.Command, env []string, p *string) {
+	cmd.Flags().StringVar(p, "data-dir", lookup(env, "COFFER_DATA_DIR"), "data directory (env COFFER_DATA_DIR)")
+}
+
+func lookup(env []string, key string) string {
+	for _, kv := range env {
+		if k, v, ok := strings.Cut(kv, "="); ok && k == key {
+			return v
+		}
+	}
+	return ""
+}
+
+func needDir(dir string) error {
+	if dir == "" {
+		return &exitError{code: 2, err: errors.New("--data-dir is required")}
+	}
+	return nil
+}
+
+func initCmd(stdout io.Writer, env []string) *cobra.Command {
+	var (
+		dir, listen, dbURL string
+		asJSON             bool
+		hosts              []string
+	)
+	cmd := &cobra.Command{
+		Use:   "init --data-dir DIR [--json]",
+		Short: "Create a deployment: config, root key, CA and certificate, database, first admin client",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := needDir(dir); err != nil {
+				return err
+			}
+			res, err := app.Init(cmd.Context(), app.InitOptions{DataDir: dir, Listen: listen, DatabaseURL: dbURL, Hosts: hosts})
+			if err != nil {
+				return &exitError{code: 1, err: err}
+			}
+			if asJSON {
+				return json.NewEncoder(stdout).Encode(res)
+			}
+			printInit(stdout, res, dir)
+			return nil
+		},
+	}
+	dataDirFlag(cmd, env, &dir)
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print exactly one JSON object with the URL and admin credentials")
+	cmd.Flags().StringVar(&listen, "listen", "", "address to serve on (default 127.0.0.1:8443)")
+	cmd.Flags().StringVar(&dbURL, "database-url", lookup(env, "COFFER_DATABASE_URL"), "PostgreSQL URL (default: SQLite in the data directory)")
+	cmd.Flags().StringSliceVar(&hosts, "host", nil, "extra DNS name or IP for the server certificate (repeatable)")
+	return cmd
+}
+
+func printInit(w io.Writer, res app.InitResult, dir string) {
+	fmt.Fprintf(w, `Coffer initialised in %s
+
+  URL:            %s
+  CA certificate: %s
+  admin client:   %s
+  client secret:  %s
+
+The client secret is shown only now: store it in your secret manager.
+Start the server with: coffer serve --data-dir %s
+`, dir, res.URL, res.CACert, res.ClientID, res.ClientSecret, dir)
+}
+
+// loadConfig reads DIR's config with COFFER_* overrides, then flags.
+func loadConfig(dir string, env []string, flags map[string]string) (*config.Config, error) {
+	cfg, err := config.Load(dir, env)
+	if err != nil {
+		return nil, &exitError{code: 1, err: fmt.Errorf("config: %w", err)}
+	}
+	for k, v := range flags {
+		if v == "" {
+			continue
+		}
+		if err := cfg.Set(k, v); err != nil {
+			return nil, &exitError{code: 1, err: fmt.Errorf("--%s: %w", strings.ReplaceAll(k, "_", "-"), err)}
+		}
+	}
+	if err := cfg.Validate(); err != nil {
+		return nil, &exitError{code: 1, err: fmt.Errorf("config: %w", err)}
+	}
+	return cfg, nil
+}
+
+func newLogger(w io.Writer, level string) *slog.Logger {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(level)); err != nil {
+		l = slog.LevelInfo
+	}
+	// Coffer's own logs pass through the same redactor it offers apps: a
+	// value that slips into a message or attribute is masked on the way out.
+	return slog.New(redact.NewHandler(slog.NewJSONHandler(w, &slog.HandlerOptions{Level: l}), redact.HandlerOptions{}))
+}
+
+func serveCmd(stdout, stderr io.Writer, env []string) *cobra.Command {
+	var dir, listen, metricsListen, dbURL string
+	cmd := &cobra.Command{
+		Use:   "serve --data-dir DIR [--listen ADDR]",
+		Short: "Serve the API over HTTPS",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := needDir(dir); err != nil {
+				return err
+			}
+			if !app.Initialised(dir) {
+				return &exitError{code: 1, err: fmt.Errorf("%s is not an initialised data directory: run `coffer init --data-dir %s` first", dir, dir)}
+			}
+			cfg, err := loadConfig(dir, env, map[string]string{"listen": listen, "metrics_listen": metricsListen, "database_url": dbURL})
+			if err != nil {
+				return err
+			}
+			return serve(cmd.Context(), cfg, stderr, nil)
+		},
+	}
+	dataDirFlag(cmd, env, &dir)
+	cmd.Flags().StringVar(&listen, "listen", "", "address to serve HTTPS on (default 127.0.0.1:8443)")
+	cmd.Flags().StringVar(&metricsListen, "metrics-listen", "", "address to serve /metrics on (default 127.0.0.1:9464)")
+	cmd.Flags().StringVar(&dbURL, "database-url", "", "PostgreSQL URL (overrides the config)")
+	return cmd
+}
+
+// serve runs a server until ctx ends (SIGINT/SIGTERM), then drains.
+func serve(ctx context.Context, cfg *config.Config, logw io.Writer, ready func(addr string)) error {
+	log := newLogger(logw, cfg.LogLevel)
+	srv, err := app.Open(ctx, cfg, app.Options{Logger: log})
+	if err != nil {
+		return &exitError{code: 1, err: err}
+	}
+	ln, err := app.Listen(cfg.Listen)
+	if err != nil {
+		_ = srv.Shutdown(context.Background())
+		return &exitError{code: 1, err: err}
+	}
+	errc := make(chan error, 2)
+	go func() { errc <- srv.Serve(ln) }()
+	if cfg.MetricsListen != "" && cfg.MetricsListen != "off" {
+		mln, err := net.Listen("tcp", cfg.MetricsListen)
+		if err != nil {
+			_ = srv.Shutdown(context.Background())
+			return &exitError{code: 1, err: fmt.Errorf("metrics listener %s: %w", cfg.MetricsListen, err)}
+		}
+		go func() { errc <- srv.ServeMetrics(mln) }()
+	}
+	log.Info("coffer serving", "url", "https://"+ln.Addr().String(), "metrics", cfg.MetricsListen, "version", version)
+	if ready != nil {
+		ready(ln.Addr().String())
+	}
+	select {
+	case <-ctx.Done():
+	case err := <-errc:
+		if err != nil {
+			_ = srv.Shutdown(context.Background())
+			return &exitError{code: 1, err: err}
+		}
+	}
+	log.Info("shutting down: draining requests and flushing the audit log")
+	sctx, cancel := context.WithTimeout(context.Background(), cfg.Timeouts.Shutdown.Duration)
+	defer cancel()
+	if err := srv.Shutdown(sctx); err != nil {
+		return &exitError{code: 1, err: fmt.Errorf("shutdown: %w", err)}
+	}
+	log.Info("stopped")
+	return nil
+}
+
+func devCmd(stdout, stderr io.Writer, env []string) *cobra.Command {
+	var dir, listen string
+	cmd := &cobra.Command{
+		Use:   "dev",
+		Short: "Initialise ./.coffer-dev if needed and serve it (development only)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			credsFile := filepath.Join(dir, "dev-credentials.json")
+			var res app.InitResult
+			if !app.Initialised(dir) {
+				var err error
+				res, err = app.Init(cmd.Context(), app.InitOptions{DataDir: dir, Listen: listen, Dev: true})
+				if err != nil {
+					return &exitError{code: 1, err: err}
+				}
+				// Dev only: keep the admin credentials so the next `coffer
+				// dev` can print them again. `coffer doctor` flags this.
+				b, _ := json.MarshalIndent(res, "", "  ")
+				if err := os.WriteFile(credsFile, b, 0o600); err != nil {
+					return &exitError{code: 1, err: err}
+				}
+			} else if b, err := os.ReadFile(credsFile); err == nil { // #nosec G304 -- our own data dir
+				_ = json.Unmarshal(b, &res)
+			}
+			cfg, err := loadConfig(dir, env, map[string]string{"listen": listen})
+			if err != nil {
+				return err
+			}
+			return serve(cmd.Context(), cfg, stderr, func(addr string) {
+				printDev(stdout, res, addr)
+			})
+		},
+	}
+	cmd.Flags().StringVar(&dir, "data-dir", ".coffer-dev", "data directory")
+	cmd.Flags().StringVar(&listen, "listen", "", "address to serve HTTPS on (default 127.0.0.1:8443)")
+	return cmd
+}
+
+func printDev(w io.Writer, res app.InitResult, addr string) {
+	url := "https://" + addr
+	fmt.Fprintf(w, `Coffer dev server (SQLite, DEVELOPMENT ONLY) at %s
+
+  admin client:   %s
+  client secret:  %s
+  CA certificate: %s
+
+Try it:
+  TOKEN=$(curl -s --cacert %s -u '%s:%s' -d grant_type=client_credentials %s/v1/oauth/token | sed 's/.*"access_token":"\([^"]*\)".*/\1/')
+  curl -s --cacert %s -H "Authorization: Bearer $TOKEN" %s/v1/collections
+
+Stop with Ctrl-C.
+`, url, res.ClientID, res.ClientSecret, res.CACert, res.CACert, res.ClientID, res.ClientSecret, url, res.CACert, url)
+}
+
+func migrateCmd(stdout io.Writer, env []string) *cobra.Command {
+	var dir, dbURL string
+	cmd := &cobra.Command{
+		Use:   "migrate --data-dir DIR",
+		Short: "Apply the embedded database migrations",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := needDir(dir); err != nil {
+				return err
+			}
+			cfg, err := loadConfig(dir, env, map[string]string{"database_url": dbURL})
+			if err != nil {
+				return err
+			}
+			if err := app.Migrate(cmd.Context(), cfg); err != nil {
+				return &exitError{code: 1, err: err}
+			}
+			fmt.Fprintln(stdout, "migrations applied")
+			return nil
+		},
+	}
+	dataDirFlag(cmd, env, &dir)
+	cmd.Flags().StringVar(&dbURL, "database-url", "", "PostgreSQL URL (overrides the config)")
+	return cmd
+}
+
+func versionCmd(stdout io.Writer) *cobra.Command {
+	return &cobra.Command{
+		Use:   "version",
+		Short: "Print the version",
+		Args:  cobra.NoArgs,
+		Run: func(*cobra.Command, []string) {
+			v := version
+			goVersion := ""
+			if bi, ok := debug.ReadBuildInfo(); ok {
+				goVersion = bi.GoVersion
+				if v == "dev" && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
+					v = bi.Main.Version
+				}
+			}
+			fmt.Fprintf(stdout, "coffer %s (%s)\n", v, goVersion)
+		},
+	}
+}
+
+func auditCmd(stdout io.Writer, env []string) *cobra.Command {
+	cmd := &cobra.Command{Use: "audit", Short: "Work with the audit log"}
+	var dir, dbURL string
+	verify := &cobra.Command{
+		Use:   "verify --data-dir DIR",
+		Short: "Check the audit chain offline",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := needDir(dir); err != nil {
+				return err
+			}
+			cfg, err := loadConfig(dir, env, map[string]string{"database_url": dbURL})
+			if err != nil {
+				return err
+			}
+			ctx, cancel := context.WithTimeout(cmd.Context(), 10*time.Minute)
+			defer cancel()
+			n, err := app.VerifyAudit(ctx, cfg)
+			if err != nil {
+				return &exitError{code: 1, err: err}
+			}
+			fmt.Fprintf(stdout, "ok: %d events\n", n)
+			return nil
+		},
+	}
+	dataDirFlag(verify, env, &dir)
+	verify.Flags().StringVar(&dbURL, "database-url", "", "PostgreSQL URL (overrides the config)")
+	cmd.AddCommand(verify)
+	return cmd
+}

@@ -1,0 +1,129 @@
+#!/usr/bin/env python3
+"""Writes internal/httpapi/openapi.json, the OpenAPI 3.1 document Coffer serves.
+
+Run from the repository root: python3 docs/gen_openapi.py
+A Go test checks that every registered route is documented here.
+"""
+import json, sys
+
+def ref(name): return {"$ref": f"#/components/schemas/{name}"}
+def problem(desc): return {"description": desc, "content": {"application/problem+json": {"schema": ref("Problem")}}}
+def jbody(schema, desc="OK"): return {"description": desc, "content": {"application/json": {"schema": schema}}}
+def req(schema): return {"required": True, "content": {"application/json": {"schema": schema}}}
+STD = {"400": problem("Malformed request"), "401": problem("Not authenticated"),
+       "403": problem("Not allowed"), "413": problem("Body too large"),
+       "422": problem("Valid JSON that breaks the schema"), "429": problem("Rate limited or locked out"),
+       "503": problem("Not ready, or the audit log is unavailable")}
+def op(summary, responses, body=None, tags=None, public=False, params=None):
+    o = {"summary": summary, "responses": {**responses, **({} if public else STD)}}
+    if body: o["requestBody"] = body
+    if tags: o["tags"] = tags
+    if public: o["security"] = []
+    if params: o["parameters"] = params
+    return o
+def p(name, desc): return {"name": name, "in": "path", "required": True, "schema": {"type": "string"}, "description": desc}
+def q(name, desc, typ="string"): return {"name": name, "in": "query", "required": False, "schema": {"type": typ}, "description": desc}
+obj = lambda props, req=None, extra=False: {"type": "object", "properties": props, **({"required": req} if req else {}), "additionalProperties": extra}
+S = {"type": "string"}
+TS = {"type": "string", "format": "date-time"}
+
+schemas = {
+  "Problem": obj({"type": S, "title": S, "status": {"type": "integer"}, "detail": S, "request_id": S,
+                  "problems": {"type": "array", "items": S}}, ["type", "title", "status", "detail", "request_id"]),
+  "TokenResponse": obj({"access_token": S, "token_type": {"const": "Bearer"}, "expires_in": {"type": "integer"}, "scope": S},
+                       ["access_token", "token_type", "expires_in"]),
+  "OAuthError": obj({"error": S, "error_description": S}, ["error"]),
+  "Field": obj({"name": S, "type": {"enum": ["string", "email", "phone", "card_number", "ssn", "date", "integer"]},
+                "searchable": {"type": "boolean"}, "mask": S}, ["name", "type"]),
+  "Collection": obj({"name": {"type": "string", "pattern": "^[a-z][a-z0-9_]{0,62}$"}, "fields": {"type": "array", "items": ref("Field")},
+                     "retention": {"type": "string", "description": "Go duration, e.g. 720h"}, "created_at": TS}, ["name", "fields"]),
+  "NewRecord": obj({"owner": S, "subject": S, "data": {"type": "object", "additionalProperties": True}}, ["data"]),
+  "Record": obj({"id": S, "owner": S, "subject": S, "created_at": TS, "updated_at": TS, "expires_at": TS,
+                 "data": {"type": "object", "additionalProperties": True,
+                          "description": "Each field plain, masked or left out as the caller's policy says."}}, ["id", "owner", "created_at", "data"]),
+  "Search": obj({"where": {"type": "object", "additionalProperties": True}, "limit": {"type": "integer", "minimum": 1, "maximum": 1000}}, ["where"]),
+  "TokenItem": obj({"value": S, "type": {"enum": ["card_number", "ssn", "email", "phone", "string"]},
+                    "mode": {"enum": ["random", "deterministic", "format_preserving"]}, "ttl": S}, ["value", "type"]),
+  "NewClient": obj({"name": S, "roles": {"type": "array", "items": S}, "attributes": {"type": "object", "additionalProperties": S}}, ["name"]),
+  "CreatedClient": obj({"client_id": S, "client_secret": S, "name": S, "roles": {"type": "array", "items": S},
+                        "attributes": {"type": "object"}, "created_at": TS}, ["client_id", "client_secret"], True),
+  "NewUser": obj({"username": S, "password": S, "roles": {"type": "array", "items": S}, "attributes": {"type": "object", "additionalProperties": S}}, ["username", "password"]),
+  "AuditEvent": {"type": "object", "required": ["id", "time", "principal", "action", "resource", "decision", "reason", "status", "request_id", "hash", "prev_hash"],
+                 "properties": {k: S for k in ["id", "principal", "action", "resource", "decision", "reason", "rule", "request_id", "hash", "prev_hash", "node", "source_ip"]} | {"time": TS, "status": {"type": "integer"}, "count": {"type": "integer"}}},
+  "SecurityEvent": obj({"id": S, "time": TS, "kind": S, "severity": S, "principal": S, "detail": {"type": "object"}}, ["id", "time", "kind", "principal", "detail"], True),
+}
+
+paths = {
+  "/healthz": {"get": op("Liveness", {"200": jbody(obj({"status": S}))}, public=True, tags=["operations"])},
+  "/readyz": {"get": op("Readiness: store, keys and audit", {"200": jbody({"type": "object"}), "503": jbody({"type": "object"}, "Not ready")}, public=True, tags=["operations"])},
+  "/v1/openapi.json": {"get": op("This document", {"200": jbody({"type": "object"})}, public=True, tags=["operations"])},
+  "/.well-known/oauth-authorization-server": {"get": op("RFC 8414 authorization server metadata", {"200": jbody({"type": "object"})}, public=True, tags=["auth"])},
+  "/.well-known/jwks.json": {"get": op("JSON Web Key Set of the token signing keys", {"200": {"description": "OK", "content": {"application/jwk-set+json": {"schema": {"type": "object"}}}}}, public=True, tags=["auth"])},
+  "/v1/oauth/token": {"post": op("OAuth 2.0 client credentials grant (RFC 6749 §4.4)",
+      {"200": jbody(ref("TokenResponse")), "400": jbody(ref("OAuthError"), "invalid_request or unsupported_grant_type"),
+       "401": jbody(ref("OAuthError"), "invalid_client"), "429": jbody(ref("OAuthError"), "locked out (Retry-After)")},
+      body={"required": True, "content": {"application/x-www-form-urlencoded": {"schema": obj({"grant_type": {"const": "client_credentials"}, "client_id": S, "client_secret": S, "scope": S}, ["grant_type"])}}},
+      public=True, tags=["auth"])},
+  "/v1/oauth/revoke": {"post": op("Revoke an access token (RFC 7009)", {"200": {"description": "Revoked (or unknown)"}},
+      body={"required": True, "content": {"application/x-www-form-urlencoded": {"schema": obj({"token": S, "token_type_hint": S}, ["token"])}}}, public=True, tags=["auth"])},
+  "/v1/oauth/introspect": {"post": op("Token introspection (RFC 7662)", {"200": jbody({"type": "object"})},
+      body={"required": True, "content": {"application/x-www-form-urlencoded": {"schema": obj({"token": S}, ["token"])}}}, tags=["auth"])},
+  "/v1/auth/login": {"post": op("User login with username and password", {"200": jbody({"oneOf": [ref("TokenResponse"), obj({"mfa_required": {"const": True}, "mfa_token": S}, ["mfa_required", "mfa_token"])]})},
+      body=req(obj({"username": S, "password": S}, ["username", "password"])), public=True, tags=["auth"])},
+  "/v1/auth/mfa": {"post": op("Second step of a login with TOTP", {"200": jbody(ref("TokenResponse"))},
+      body=req(obj({"mfa_token": S, "code": S}, ["mfa_token", "code"])), public=True, tags=["auth"])},
+  "/v1/auth/mfa/totp": {"post": op("Start TOTP enrolment", {"200": jbody(obj({"secret": S, "otpauth_url": S}, ["secret", "otpauth_url"]))}, tags=["auth"])},
+  "/v1/auth/mfa/totp/confirm": {"post": op("Confirm TOTP enrolment with a code", {"204": {"description": "Enrolled"}, "200": jbody(obj({"recovery_codes": {"type": "array", "items": S}}))},
+      body=req(obj({"code": S}, ["code"])), tags=["auth"])},
+  "/v1/clients": {"post": op("Create a service client (secret shown once)", {"201": jbody(ref("CreatedClient"), "Created")}, body=req(ref("NewClient")), tags=["admin"]),
+                  "get": op("List service clients", {"200": jbody({"type": "object"})}, tags=["admin"])},
+  "/v1/clients/{id}": {"delete": op("Delete a client", {"204": {"description": "Deleted"}, "404": problem("Unknown")}, params=[p("id", "client id")], tags=["admin"])},
+  "/v1/clients/{id}/rotate": {"post": op("Rotate a client's secret", {"200": jbody(ref("CreatedClient"))}, params=[p("id", "client id")], tags=["admin"])},
+  "/v1/users": {"post": op("Create a user", {"201": jbody(obj({"id": S, "username": S, "roles": {"type": "array", "items": S}}, ["id"], True), "Created"), "409": problem("Username taken")}, body=req(ref("NewUser")), tags=["admin"])},
+  "/v1/policy": {"get": op("The policy in force", {"200": {"description": "OK", "content": {"application/json": {}, "application/yaml": {}}}}, tags=["policy"]),
+                 "put": op("Replace the whole policy (JSON or YAML); 422 lists every problem", {"204": {"description": "In force"}},
+                           body={"required": True, "content": {"application/json": {}, "application/yaml": {}}}, tags=["policy"])},
+  "/v1/policy/check": {"post": op("Explain a decision without acting", {"200": jbody({"type": "object"})}, body=req({"type": "object"}), tags=["policy"])},
+  "/v1/collections": {"post": op("Create a collection", {"201": jbody(ref("Collection"), "Created"), "409": problem("Exists")}, body=req(ref("Collection")), tags=["records"]),
+                      "get": op("List collections", {"200": jbody(obj({"collections": {"type": "array", "items": ref("Collection")}}))}, tags=["records"])},
+  "/v1/collections/{c}": {"get": op("A collection's schema", {"200": jbody(ref("Collection")), "404": problem("Unknown")}, params=[p("c", "collection")], tags=["records"])},
+  "/v1/collections/{c}/records": {"post": op("Create a record", {"201": jbody(obj({"id": S}, ["id"]), "Created"), "404": problem("Unknown collection")},
+      body=req(ref("NewRecord")), params=[p("c", "collection")], tags=["records"])},
+  "/v1/collections/{c}/records/{id}": {
+      "get": op("Read a record, shaped by the caller's field views", {"200": jbody(ref("Record")), "404": problem("Unknown or not to be known")}, params=[p("c", "collection"), p("id", "record id")], tags=["records"]),
+      "patch": op("Replace some fields", {"200": jbody(ref("Record")), "204": {"description": "Updated; not readable by the caller"}, "404": problem("Unknown")},
+                  body=req(obj({"data": {"type": "object", "additionalProperties": True}}, ["data"])), params=[p("c", "collection"), p("id", "record id")], tags=["records"]),
+      "delete": op("Delete a record", {"204": {"description": "Deleted"}, "404": problem("Unknown")}, params=[p("c", "collection"), p("id", "record id")], tags=["records"])},
+  "/v1/collections/{c}/records/search": {"post": op("Exact-match search on searchable fields (blind index)", {"200": jbody(obj({"records": {"type": "array", "items": ref("Record")}}))},
+      body=req(ref("Search")), params=[p("c", "collection")], tags=["records"])},
+  "/v1/subjects/{subject}": {"delete": op("Erase a data subject everywhere (crypto-shredding)", {"200": jbody({"type": "object"})}, params=[p("subject", "data subject")], tags=["records"])},
+  "/v1/tokenize": {"post": op("Replace values with tokens (batch, same order)", {"200": jbody(obj({"tokens": {"type": "array", "items": S}}))},
+      body=req(obj({"items": {"type": "array", "maxItems": 10000, "items": ref("TokenItem")}}, ["items"])), tags=["tokens"])},
+  "/v1/detokenize": {"post": op("Values of tokens, all or nothing", {"200": jbody(obj({"values": {"type": "array", "items": S}})), "404": problem("Unknown or expired token")},
+      body=req(obj({"tokens": {"type": "array", "maxItems": 10000, "items": S}}, ["tokens"])), tags=["tokens"])},
+  "/v1/inspect": {"post": op("Find sensitive data in free text", {"200": jbody({"type": "object"})}, body=req(obj({"text": S}, ["text"])), tags=["tokens"])},
+  "/v1/redact": {"post": op("Redact sensitive data in free text", {"200": jbody(obj({"text": S}))}, body=req(obj({"text": S, "mode": {"enum": ["mask", "placeholder"]}}, ["text"])), tags=["tokens"])},
+  "/v1/keys": {"post": op("Create a transit key", {"201": jbody({"type": "object"}), "409": problem("Exists")}, body=req(obj({"name": S}, ["name"])), tags=["keys"])},
+  "/v1/keys/{name}": {"get": op("Transit key metadata", {"200": jbody({"type": "object"})}, params=[p("name", "key")], tags=["keys"])},
+  "/v1/keys/{name}/encrypt": {"post": op("Encrypt with a transit key", {"200": jbody(obj({"ciphertext": S}))}, body=req(obj({"plaintext": S, "context": S}, ["plaintext"])), params=[p("name", "key")], tags=["keys"])},
+  "/v1/keys/{name}/decrypt": {"post": op("Decrypt with a transit key", {"200": jbody(obj({"plaintext": S}))}, body=req(obj({"ciphertext": S, "context": S}, ["ciphertext"])), params=[p("name", "key")], tags=["keys"])},
+  "/v1/keys/{name}/rotate": {"post": op("Rotate a transit key", {"200": jbody({"type": "object"})}, params=[p("name", "key")], tags=["keys"])},
+  "/v1/keys/{name}/rewrap": {"post": op("Rewrap a ciphertext to the newest version", {"200": jbody(obj({"ciphertext": S}))}, body=req(obj({"ciphertext": S, "context": S}, ["ciphertext"])), params=[p("name", "key")], tags=["keys"])},
+  "/v1/audit/events": {"get": op("Audit events", {"200": jbody(obj({"events": {"type": "array", "items": ref("AuditEvent")}, "next": S}))},
+      params=[q("limit", "at most this many", "integer"), q("principal", "principal id"), q("action", "action"), q("since", "RFC 3339 time"), q("after", "cursor from a previous page")], tags=["audit"])},
+  "/v1/security/events": {"get": op("Security events raised by the detectors", {"200": jbody(obj({"events": {"type": "array", "items": ref("SecurityEvent")}}))},
+      params=[q("since", "RFC 3339 time"), q("kind", "event kind")], tags=["audit"])},
+}
+
+doc = {
+  "openapi": "3.1.0",
+  "info": {"title": "Coffer", "version": "1", "description": "A self-hosted vault for the sensitive data of backend systems. Every error is application/problem+json (RFC 9457)."},
+  "servers": [{"url": "https://127.0.0.1:8443"}],
+  "security": [{"bearer": []}],
+  "components": {"schemas": schemas, "securitySchemes": {
+      "bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"},
+      "oauth2": {"type": "oauth2", "flows": {"clientCredentials": {"tokenUrl": "/v1/oauth/token", "scopes": {}}}}}},
+  "paths": paths,
+}
+json.dump(doc, open("internal/httpapi/openapi.json", "w"), indent=1, sort_keys=True)
+print("wrote internal/httpapi/openapi.json with", len(paths), "paths")

@@ -1,0 +1,230 @@
+package app
+
+import (
+	"context"
+	"crypto/ed25519"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"path/filepath"
+	"time"
+
+	"github.com/cofferhq/coffer/internal/audit"
+	"github.com/cofferhq/coffer/internal/auth"
+	"github.com/cofferhq/coffer/internal/coffer"
+	"github.com/cofferhq/coffer/internal/config"
+	"github.com/cofferhq/coffer/internal/crypto/keyprovider"
+	"github.com/cofferhq/coffer/internal/crypto/keyring"
+	"github.com/cofferhq/coffer/internal/identity"
+	"github.com/cofferhq/coffer/internal/mask"
+	"github.com/cofferhq/coffer/internal/policystore"
+	"github.com/cofferhq/coffer/internal/store"
+	"github.com/cofferhq/coffer/internal/token"
+	"github.com/cofferhq/coffer/internal/transit"
+	"github.com/cofferhq/coffer/internal/vault"
+)
+
+// Options are process-level inputs that tests pin.
+type Options struct {
+	Rand    io.Reader
+	Now     func() time.Time
+	Logger  *slog.Logger
+	Migrate bool // apply pending migrations on open (init, dev)
+}
+
+// components are the built parts shared by init, migrate and serve.
+type components struct {
+	cfg      *config.Config
+	opts     Options
+	provider keyprovider.Provider
+	db       *store.DB
+	keys     *keyring.Keyring
+	jwt      *auth.Tokens
+	identity *identity.Service
+	policies *policystore.Holder
+	vault    *vault.Vault
+	tokens   *token.Service
+	transit  *transit.Service
+}
+
+// ErrPendingMigrations: the database schema is older than this binary.
+var ErrPendingMigrations = errors.New("the database schema is out of date: run `coffer migrate`")
+
+// Close releases the store.
+func (c *components) Close() {
+	if c.db != nil {
+		_ = c.db.Close()
+	}
+}
+
+func openProvider(cfg *config.Config) (keyprovider.Provider, error) {
+	switch cfg.RootKey.Provider {
+	case "", "file":
+		p, err := keyprovider.OpenFile(cfg.RootKey.File)
+		if err != nil {
+			return nil, fmt.Errorf("root key: %w", err)
+		}
+		return p, nil
+	case "env":
+		p, err := keyprovider.FromEnv(cfg.RootKey.Env)
+		if err != nil {
+			return nil, fmt.Errorf("root key: %w", err)
+		}
+		return p, nil
+	}
+	return nil, fmt.Errorf("root key: unknown provider %q", cfg.RootKey.Provider)
+}
+
+func dsn(cfg *config.Config) string {
+	if cfg.DatabaseURL != "" {
+		return cfg.DatabaseURL
+	}
+	return filepath.Join(cfg.DataDir, "coffer.db")
+}
+
+// open builds every component and verifies the root key; it does not
+// start background work.
+func open(ctx context.Context, cfg *config.Config, o Options) (*components, error) {
+	if o.Rand == nil {
+		o.Rand = rand.Reader
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	c := &components{cfg: cfg, opts: o}
+	var err error
+	if c.provider, err = openProvider(cfg); err != nil {
+		return nil, err
+	}
+	if c.db, err = store.Open(ctx, dsn(cfg), store.Options{}); err != nil {
+		return nil, err
+	}
+	if o.Migrate {
+		if err := c.db.Migrate(ctx); err != nil {
+			c.Close()
+			return nil, err
+		}
+	} else if pending, err := c.db.Pending(ctx); err != nil {
+		c.Close()
+		return nil, err
+	} else if pending {
+		c.Close()
+		return nil, ErrPendingMigrations
+	}
+	c.keys = keyring.New(c.provider, keyStore{c.db}, keyring.Options{Rand: o.Rand, Now: o.Now})
+	if err := c.keys.Check(ctx); err != nil {
+		c.Close()
+		if errors.Is(err, keyring.ErrWrongRootKey) {
+			return nil, errors.New("root key: this is not the root key this deployment was initialised with")
+		}
+		return nil, fmt.Errorf("root key check: %w", err)
+	}
+	c.jwt = auth.NewTokens(auth.TokenConfig{
+		Issuer:   cfg.Auth.Issuer,
+		Audience: cfg.Auth.Audience,
+		TTL:      cfg.Auth.TokenTTL.Duration,
+		Now:      o.Now,
+		Rand:     o.Rand,
+	})
+	c.identity = identity.New(identity.Config{
+		Store: c.db, Sealer: c.keys, Tokens: c.jwt, Rand: o.Rand, Now: o.Now, Logger: o.Logger,
+	})
+	c.policies = policystore.New(c.db, o.Now, o.Logger)
+	if err := c.policies.Load(ctx); err != nil {
+		c.Close()
+		return nil, err
+	}
+	hashKey, err := c.maskKey(ctx)
+	if err != nil {
+		c.Close()
+		return nil, err
+	}
+	masker := mask.New(hashKey)
+	c.vault = vault.New(vault.Config{
+		Store: c.db, Keys: c.keys, Policies: c.policies, Masker: masker,
+		Rand: o.Rand, Now: o.Now,
+	})
+	c.transit = transit.New(transit.Config{
+		Store: c.db, Versions: c.db, Keys: c.keys, Auth: c.policies, Now: o.Now, Log: o.Logger,
+		MaxBatch: cfg.Limits.MaxBatchItems,
+	})
+	c.tokens = token.New(token.Config{
+		Store: c.db, Keys: c.keys, Policies: c.policies, Masker: masker,
+		Rand: o.Rand, Now: o.Now, MaxItems: cfg.Limits.MaxBatchItems,
+	})
+	return c, nil
+}
+
+// maskKey is the key of the "hash" masker: stable pseudonyms that reveal
+// nothing without it.
+func (c *components) maskKey(ctx context.Context) ([]byte, error) {
+	_, k, err := c.keys.Key(ctx, "mask/hash")
+	if err != nil {
+		return nil, fmt.Errorf("mask key: %w", err)
+	}
+	return k.Bytes(), nil
+}
+
+// Migrate applies pending migrations to cfg's database.
+func Migrate(ctx context.Context, cfg *config.Config) error {
+	db, err := store.Open(ctx, dsn(cfg), store.Options{})
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	return db.Migrate(ctx)
+}
+
+// keyStore adapts the store to the keyring: a version that exists already
+// is the keyring's ErrVersionExists (another node made it first).
+type keyStore struct{ *store.DB }
+
+func (k keyStore) InsertDataKey(ctx context.Context, dk coffer.DataKey) error {
+	err := k.DB.InsertDataKey(ctx, dk)
+	if errors.Is(err, store.ErrVersionExists) {
+		return fmt.Errorf("%w: %w", keyring.ErrVersionExists, err)
+	}
+	return err
+}
+
+// ReplaceWrapped maps the store's compare-and-swap miss to the keyring's.
+func (k keyStore) ReplaceWrapped(ctx context.Context, keyID string, version uint32, oldWrapped, newWrapped []byte) error {
+	err := k.DB.ReplaceWrapped(ctx, keyID, version, oldWrapped, newWrapped)
+	if errors.Is(err, store.ErrWrappedChanged) {
+		return fmt.Errorf("%w: %w", keyring.ErrWrappedChanged, err)
+	}
+	return err
+}
+
+// VerifyAudit checks every audit chain in cfg's store offline and returns
+// how many events are intact; a tampered log is an error naming the first
+// bad event.
+func VerifyAudit(ctx context.Context, cfg *config.Config) (int, error) {
+	c, err := open(ctx, cfg, Options{})
+	if err != nil {
+		return 0, err
+	}
+	defer c.Close()
+	hmacKey, signKey, err := auditKeys(ctx, c)
+	if err != nil {
+		return 0, err
+	}
+	rep, err := audit.Verify(ctx, c.db, signKey.Public().(ed25519.PublicKey), hmacKey)
+	if err != nil {
+		return 0, err
+	}
+	if cfg.Audit.File != "" {
+		files, err := audit.LogFiles(cfg.Audit.File)
+		if err == nil && len(files) > 0 {
+			if _, err := audit.VerifyFile(ctx, signKey.Public().(ed25519.PublicKey), hmacKey, files...); err != nil {
+				return 0, fmt.Errorf("audit file: %w", err)
+			}
+		}
+	}
+	return rep.Events, nil
+}

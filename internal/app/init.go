@@ -1,0 +1,133 @@
+package app
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/cofferhq/coffer/internal/config"
+	"github.com/cofferhq/coffer/internal/crypto/keyprovider"
+	"github.com/cofferhq/coffer/internal/pki"
+)
+
+// ErrInitialised is returned by Init for a directory that already holds a
+// Coffer deployment.
+var ErrInitialised = errors.New("data directory is already initialised")
+
+// InitOptions are the inputs of Init.
+type InitOptions struct {
+	DataDir string
+	// Listen is written to the config (default 127.0.0.1:8443).
+	Listen string
+	// DatabaseURL, if set, puts the store in PostgreSQL.
+	DatabaseURL string
+	// Hosts are extra DNS names or IPs for the server certificate.
+	Hosts []string
+	Rand  io.Reader
+	Now   func() time.Time
+	Dev   bool
+}
+
+// InitResult is what `coffer init --json` prints.
+type InitResult struct {
+	URL          string `json:"url"`
+	ClientID     string `json:"client_id"`
+	ClientSecret string `json:"client_secret"`
+	CACert       string `json:"ca_cert"`
+}
+
+// Initialised reports whether dir holds a Coffer config.
+func Initialised(dir string) bool {
+	_, err := os.Stat(filepath.Join(dir, config.FileName))
+	return err == nil
+}
+
+// Init creates a new deployment in opts.DataDir: directory (0700), config,
+// root key (0600), CA and server certificate, migrated database and the
+// first admin client, whose credentials it returns (and nowhere stores).
+func Init(ctx context.Context, opts InitOptions) (InitResult, error) {
+	if opts.Rand == nil {
+		opts.Rand = rand.Reader
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	dir, err := filepath.Abs(opts.DataDir)
+	if err != nil {
+		return InitResult{}, fmt.Errorf("data directory: %w", err)
+	}
+	if Initialised(dir) {
+		return InitResult{}, fmt.Errorf("%s: %w (refusing to overwrite it)", dir, ErrInitialised)
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return InitResult{}, fmt.Errorf("create data directory: %w", err)
+	}
+	if err := os.Chmod(dir, 0o700); err != nil {
+		return InitResult{}, fmt.Errorf("data directory mode: %w", err)
+	}
+	if entries, _ := os.ReadDir(dir); len(entries) > 0 {
+		for _, e := range entries {
+			if e.Name() != "coffer.db" && e.Name() != "dev-credentials.json" {
+				return InitResult{}, fmt.Errorf("%s is not empty (found %s): %w", dir, e.Name(), ErrInitialised)
+			}
+		}
+	}
+	cfg, err := config.Load(dir, nil)
+	if err != nil {
+		return InitResult{}, err
+	}
+	if opts.Listen != "" {
+		if err := cfg.Set("listen", opts.Listen); err != nil {
+			return InitResult{}, err
+		}
+	}
+	if opts.DatabaseURL != "" {
+		if err := cfg.Set("database_url", opts.DatabaseURL); err != nil {
+			return InitResult{}, err
+		}
+	}
+	cfg.Dev = opts.Dev
+	now := opts.Now()
+
+	if err := keyprovider.CreateFile(cfg.RootKey.File, opts.Rand); err != nil {
+		return InitResult{}, fmt.Errorf("create root key: %w", err)
+	}
+	tlsDir := filepath.Dir(cfg.TLS.CAFile)
+	if err := os.MkdirAll(tlsDir, 0o700); err != nil {
+		return InitResult{}, fmt.Errorf("create TLS directory: %w", err)
+	}
+	ca, err := pki.CreateCA(opts.Rand, now, "Coffer CA")
+	if err != nil {
+		return InitResult{}, fmt.Errorf("create CA: %w", err)
+	}
+	if err := ca.Save(tlsDir); err != nil {
+		return InitResult{}, fmt.Errorf("save CA: %w", err)
+	}
+	hosts := append(pki.DefaultHosts(), opts.Hosts...)
+	certPEM, keyPEM, err := ca.IssueServer(opts.Rand, now, hosts, 365*24*time.Hour)
+	if err != nil {
+		return InitResult{}, fmt.Errorf("issue server certificate: %w", err)
+	}
+	if err := pki.WriteKeyPair(cfg.TLS.CertFile, cfg.TLS.KeyFile, certPEM, keyPEM); err != nil {
+		return InitResult{}, fmt.Errorf("write server certificate: %w", err)
+	}
+	if err := config.Write(dir, cfg); err != nil {
+		return InitResult{}, fmt.Errorf("write config: %w", err)
+	}
+
+	c, err := open(ctx, cfg, Options{Rand: opts.Rand, Now: opts.Now, Migrate: true})
+	if err != nil {
+		return InitResult{}, err
+	}
+	defer c.Close()
+	nc, err := c.identity.CreateClient(ctx, "bootstrap-admin", []string{"admin"}, nil)
+	if err != nil {
+		return InitResult{}, fmt.Errorf("create admin client: %w", err)
+	}
+	return InitResult{URL: cfg.PublicURL, ClientID: nc.ClientID, ClientSecret: nc.ClientSecret, CACert: cfg.TLS.CAFile}, nil
+}

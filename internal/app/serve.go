@@ -1,0 +1,302 @@
+package app
+
+import (
+	"context"
+	"crypto/ed25519"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/cofferhq/coffer/internal/audit"
+	"github.com/cofferhq/coffer/internal/config"
+	"github.com/cofferhq/coffer/internal/httpapi"
+	"github.com/cofferhq/coffer/internal/lifecycle"
+	"github.com/cofferhq/coffer/internal/metrics"
+	"github.com/cofferhq/coffer/internal/pki"
+)
+
+// Server is a running Coffer node.
+type Server struct {
+	c       *components
+	api     *httpapi.Server
+	audit   *audit.Writer
+	metrics *metrics.Metrics
+	tlsCfg  *tls.Config
+	httpSrv *http.Server
+	metSrv  *http.Server
+	cancel  context.CancelFunc
+	jobs    *lifecycle.Jobs
+	log     *slog.Logger
+}
+
+// Open builds a server from cfg and starts its background work (key and
+// revocation refresh, policy watch, audit writer). It fails before
+// listening on a bad config, a wrong root key or an outdated schema.
+func Open(ctx context.Context, cfg *config.Config, o Options) (*Server, error) {
+	if o.Migrate == false && cfg.Dev {
+		o.Migrate = true
+	}
+	c, err := open(ctx, cfg, o)
+	if err != nil {
+		return nil, err
+	}
+	s := &Server{c: c, metrics: metrics.New(), log: c.opts.Logger}
+	bg, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	s.cancel = cancel
+	fail := func(err error) (*Server, error) {
+		cancel()
+		c.Close()
+		return nil, err
+	}
+	s.c.identity = c.identity
+	if err := c.identity.Start(bg); err != nil {
+		return fail(err)
+	}
+	go c.policies.Watch(bg, 2*time.Second)
+	s.jobs = lifecycle.New(lifecycle.Config{
+		Store: c.db, Keys: c.keys, Node: cfg.Node, Now: c.opts.Now, Logger: s.log,
+		OnRewrapped: func(n int) { s.metrics.RewrapProcessed.Add(float64(n)) },
+	})
+	go s.jobs.Run(bg, time.Minute)
+	go func() {
+		t := time.NewTicker(5 * time.Second)
+		defer t.Stop()
+		for {
+			select {
+			case <-bg.Done():
+				return
+			case <-t.C:
+				if err := c.transit.Flush(bg); err != nil && bg.Err() == nil {
+					s.log.Warn("transit use count flush failed", "error", err)
+				}
+			}
+		}
+	}()
+
+	if s.audit, err = s.openAudit(bg); err != nil {
+		return fail(err)
+	}
+	tlsOpts := pki.TLSOptions{OnReloadError: func(err error) {
+		s.log.Error("server certificate reload failed; keeping the previous one", "error", err)
+	}}
+	if cfg.TLS.ClientCerts {
+		// Only the CA certificate: the serving process never loads the CA key.
+		pem, err := os.ReadFile(cfg.TLS.CAFile)
+		if err != nil {
+			return fail(fmt.Errorf("TLS client certificates: %w", err))
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return fail(errors.New("TLS client certificates: no certificate in the CA file"))
+		}
+		tlsOpts.ClientCAs, tlsOpts.VerifyClientCerts = pool, true
+	}
+	s.tlsCfg, err = pki.ServerTLSConfig(cfg.TLS.CertFile, cfg.TLS.KeyFile, tlsOpts)
+	if err != nil {
+		return fail(fmt.Errorf("TLS: %w", err))
+	}
+	s.api = httpapi.New(httpapi.Config{
+		Vault:        c.vault,
+		Tokens:       c.tokens,
+		Transit:      c.transit,
+		AuditLog:     c.db,
+		Identity:     c.identity,
+		Policies:     c.policies,
+		Audit:        auditAdapter{w: s.audit, node: cfg.Node},
+		Logger:       c.opts.Logger,
+		PublicURL:    cfg.PublicURL,
+		MaxBodyBytes: cfg.Limits.MaxBodyBytes,
+		RateLimit:    cfg.Limits.RateLimit,
+		RateBurst:    cfg.Limits.RateBurst,
+		Observe:      s.metrics.ObserveRequest,
+		Now:          c.opts.Now,
+		Ready: map[string]httpapi.Readiness{
+			"store": c.db.Ping,
+			"keys":  c.keys.Check,
+			"audit": func(context.Context) error { return s.audit.Healthy() },
+		},
+	})
+	s.httpSrv = &http.Server{
+		Handler:           s.api,
+		TLSConfig:         s.tlsCfg,
+		ReadHeaderTimeout: cfg.Timeouts.ReadHeader.Duration,
+		ReadTimeout:       cfg.Timeouts.Read.Duration,
+		WriteTimeout:      cfg.Timeouts.Write.Duration,
+		IdleTimeout:       cfg.Timeouts.Idle.Duration,
+		MaxHeaderBytes:    32 << 10,
+		ErrorLog:          slog.NewLogLogger(c.opts.Logger.Handler(), slog.LevelDebug),
+	}
+	return s, nil
+}
+
+// openAudit starts the audit writer with keys from the key hierarchy.
+func (s *Server) openAudit(ctx context.Context) (*audit.Writer, error) {
+	hmacKey, signKey, err := auditKeys(ctx, s.c)
+	if err != nil {
+		return nil, err
+	}
+	// The JSON-lines file (ECS fields, for Filebeat/Logstash) is a required
+	// sink when configured: if it cannot be written, requests fail closed.
+	var required, sinks []audit.Sink
+	if s.c.cfg.Audit.File != "" {
+		f, err := audit.NewJSONLFile(s.c.cfg.Audit.File, 0)
+		if err != nil {
+			return nil, fmt.Errorf("audit file: %w", err)
+		}
+		required = append(required, f)
+	}
+	if s.c.cfg.Audit.Stdout {
+		sinks = append(sinks, audit.NewStream(os.Stdout))
+	}
+	m := s.metrics
+	return audit.NewWriter(ctx, s.c.db, audit.WriterConfig{
+		Node:               s.c.cfg.Node,
+		HMACKey:            hmacKey,
+		SigningKey:         signKey,
+		Now:                s.c.opts.Now,
+		CheckpointEvery:    offIfZero(s.c.cfg.Audit.CheckpointEvery),
+		CheckpointInterval: time.Duration(offIfZero(int(s.c.cfg.Audit.CheckpointInterval.Duration))),
+		Sinks:              sinks,
+		RequiredSinks:      required,
+		Logger:             s.log,
+		Observe: func(b audit.BatchStats) {
+			m.AuditLatency.Observe(b.Duration.Seconds())
+			if b.Err != nil {
+				m.AuditFailures.Inc()
+				return
+			}
+			m.AuditBatch.Observe(float64(b.Events))
+			m.AuditWrites.Add(float64(b.Events))
+		},
+	})
+}
+
+// auditKeys returns the audit chain's HMAC key and checkpoint signing key,
+// both kept in the keyring (so only the root key holder can verify or forge).
+func auditKeys(ctx context.Context, c *components) ([]byte, ed25519.PrivateKey, error) {
+	_, hk, err := c.keys.Key(ctx, "audit/hmac")
+	if err != nil {
+		return nil, nil, fmt.Errorf("audit key: %w", err)
+	}
+	_, sk, err := c.keys.Key(ctx, "audit/signing")
+	if err != nil {
+		return nil, nil, fmt.Errorf("audit signing key: %w", err)
+	}
+	return hk.Bytes(), ed25519.NewKeyFromSeed(sk.Bytes()), nil
+}
+
+// Handler returns the HTTP handler (for tests that bring their own server).
+func (s *Server) Handler() http.Handler { return s.api }
+
+// Routes lists the API's route patterns.
+func (s *Server) Routes() []string { return s.api.Routes() }
+
+// TLSConfig returns the server's TLS configuration.
+func (s *Server) TLSConfig() *tls.Config { return s.tlsCfg }
+
+// Listen opens the API listener on cfg.Listen, with a clear error when the
+// port is in use.
+func Listen(addr string) (net.Listener, error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		if errors.Is(err, syscall.EADDRINUSE) {
+			return nil, fmt.Errorf("listen on %s: the address is already in use", addr)
+		}
+		return nil, fmt.Errorf("listen on %s: %w", addr, err)
+	}
+	return ln, nil
+}
+
+// Serve serves HTTPS on ln until Shutdown; it returns nil after a clean
+// shutdown.
+func (s *Server) Serve(ln net.Listener) error {
+	err := s.httpSrv.Serve(tls.NewListener(ln, s.tlsCfg))
+	if errors.Is(err, http.ErrServerClosed) {
+		return nil
+	}
+	return err
+}
+
+// ServeMetrics serves /metrics on ln (plain HTTP on a loopback address by
+// default; it carries no sensitive data).
+func (s *Server) ServeMetrics(ln net.Listener) error {
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", s.metrics.Handler())
+	s.metSrv = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	err := s.metSrv.Serve(ln)
+	if errors.Is(err, http.ErrServerClosed) {
+		return nil
+	}
+	return err
+}
+
+// Shutdown stops accepting, drains in-flight requests, flushes the audit
+// log and closes the store.
+func (s *Server) Shutdown(ctx context.Context) error {
+	err := s.httpSrv.Shutdown(ctx)
+	if s.metSrv != nil {
+		_ = s.metSrv.Shutdown(ctx)
+	}
+	if ferr := s.c.transit.Flush(ctx); ferr != nil {
+		s.log.Warn("transit use count flush failed", "error", ferr)
+	}
+	if aerr := s.audit.Close(ctx); aerr != nil && err == nil {
+		err = fmt.Errorf("flush audit log: %w", aerr)
+	}
+	s.cancel()
+	s.c.Close()
+	return err
+}
+
+// auditAdapter turns an HTTP call's entry into an audit event.
+type auditAdapter struct {
+	w    *audit.Writer
+	node string
+}
+
+func (a auditAdapter) Audit(ctx context.Context, e httpapi.Entry) error {
+	ev := audit.Event{
+		RequestID:  e.RequestID,
+		SourceIP:   e.SourceIP,
+		Action:     e.Note.Action,
+		Resource:   e.Note.Resource,
+		Fields:     e.Note.Fields,
+		Decision:   e.Note.Decision,
+		Rule:       e.Note.Rule,
+		Reason:     e.Note.Reason,
+		Status:     e.Status,
+		Count:      e.Note.Count,
+		ValueHMACs: e.Note.ValueHMACs,
+	}
+	if e.Principal != nil {
+		ev.PrincipalID, ev.PrincipalKind, ev.Roles = e.Principal.ID, e.Principal.Kind, e.Principal.Roles
+	} else if e.AttemptedID != "" {
+		ev.PrincipalID = "unauthenticated:" + truncate(e.AttemptedID, 128)
+	}
+	return a.w.Log(ctx, ev)
+}
+
+func truncate(s string, n int) string {
+	s = strings.ToValidUTF8(s, "?")
+	if len(s) > n {
+		return s[:n]
+	}
+	return s
+}
+
+// offIfZero maps the config's "0 = off" to the audit writer's "negative =
+// off" (where 0 means its default).
+func offIfZero(n int) int {
+	if n == 0 {
+		return -1
+	}
+	return n
+}

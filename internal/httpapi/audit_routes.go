@@ -1,0 +1,74 @@
+package httpapi
+
+import (
+	"context"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/cofferhq/coffer/internal/audit"
+	"github.com/cofferhq/coffer/internal/coffer"
+)
+
+// AuditLog lists audit events.
+type AuditLog interface {
+	ListAudit(ctx context.Context, f audit.Filter) ([]audit.Event, error)
+}
+
+// encodeCursor makes an opaque paging cursor from an event position.
+func encodeCursor(c audit.Cursor) string {
+	return strconv.FormatInt(c.Time.UnixMicro(), 10) + "." + strconv.FormatUint(c.Seq, 10) + "." + c.Node
+}
+
+func decodeCursor(s string) (*audit.Cursor, error) {
+	parts := strings.SplitN(s, ".", 3)
+	if len(parts) != 3 {
+		return nil, coffer.Errorf(coffer.EINVALID, "after is not a cursor from a previous page")
+	}
+	us, err1 := strconv.ParseInt(parts[0], 10, 64)
+	seq, err2 := strconv.ParseUint(parts[1], 10, 64)
+	if err1 != nil || err2 != nil {
+		return nil, coffer.Errorf(coffer.EINVALID, "after is not a cursor from a previous page")
+	}
+	return &audit.Cursor{Time: time.UnixMicro(us).UTC(), Seq: seq, Node: parts[2]}, nil
+}
+
+func (s *Server) auditEvents(c *Call) (Reply, error) {
+	c.Note.Target("read", "audit")
+	if err := s.c.Policies.Allowed(c.Principal, "read", "audit", c.IP, &c.Note); err != nil {
+		return Reply{}, err
+	}
+	q := c.R.URL.Query()
+	f := audit.Filter{Principal: q.Get("principal"), Action: q.Get("action")}
+	if v := q.Get("limit"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > audit.MaxListLimit {
+			return Reply{}, coffer.Errorf(coffer.EINVALID, "limit must be an integer from 1 to %d", audit.MaxListLimit)
+		}
+		f.Limit = n
+	}
+	if v := q.Get("since"); v != "" {
+		t, err := time.Parse(time.RFC3339Nano, v)
+		if err != nil {
+			return Reply{}, coffer.Errorf(coffer.EINVALID, "since must be an RFC 3339 time")
+		}
+		f.Since = t
+	}
+	if v := q.Get("after"); v != "" {
+		cur, err := decodeCursor(v)
+		if err != nil {
+			return Reply{}, err
+		}
+		f.After = cur
+	}
+	evs, err := s.c.AuditLog.ListAudit(c.R.Context(), f)
+	if err != nil {
+		return Reply{}, err
+	}
+	out := map[string]any{"events": evs}
+	if len(evs) == f.EffectiveLimit() {
+		out["next"] = encodeCursor(audit.CursorOf(evs[len(evs)-1]))
+	}
+	c.Note.Count = len(evs)
+	return Reply{Body: out}, nil
+}

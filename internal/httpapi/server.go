@@ -1,0 +1,403 @@
+package httpapi
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"runtime/debug"
+	"strings"
+	"sync"
+	"time"
+
+	"golang.org/x/time/rate"
+
+	"github.com/cofferhq/coffer/internal/coffer"
+	"github.com/cofferhq/coffer/internal/identity"
+	"github.com/cofferhq/coffer/internal/policy"
+	"github.com/cofferhq/coffer/internal/token"
+	"github.com/cofferhq/coffer/internal/vault"
+)
+
+// Identity authenticates callers and issues tokens.
+type Identity interface {
+	Authenticate(ctx context.Context, token string) (*coffer.Principal, error)
+	ClientCredentials(ctx context.Context, clientID, secret, ip string) (identity.Issued, *coffer.Principal, error)
+	Revoke(ctx context.Context, token string) error
+	JWKS() ([]byte, error)
+	CreateClient(ctx context.Context, name string, roles []string, attrs map[string]string) (identity.NewClient, error)
+	Clients(ctx context.Context) ([]identity.ClientInfo, error)
+	RotateClientSecret(ctx context.Context, id string) (identity.NewClient, error)
+	DeleteClient(ctx context.Context, id string) error
+	Introspect(ctx context.Context, token string) identity.Introspection
+	CreateUser(ctx context.Context, username, password string, roles []string, attrs map[string]string) (identity.NewUser, error)
+	Login(ctx context.Context, username, password, ip string) (identity.LoginResult, error)
+	CompleteMFA(ctx context.Context, mfaToken, code, ip string) (identity.Issued, *coffer.Principal, error)
+	StartTOTP(ctx context.Context, p *coffer.Principal, issuer string) (identity.TOTPEnrolment, error)
+	ConfirmTOTP(ctx context.Context, p *coffer.Principal, code string) error
+}
+
+// Tokens tokenizes and detokenizes.
+type Tokens interface {
+	Tokenize(ctx context.Context, c vault.Caller, items []token.Item) ([]string, error)
+	Detokenize(ctx context.Context, c vault.Caller, tokens []string) ([]string, error)
+}
+
+// Auditor writes one audit entry durably; an error fails the request.
+type Auditor interface {
+	Audit(ctx context.Context, e Entry) error
+}
+
+// Entry is one request's audit record, before the audit log chains it.
+type Entry struct {
+	Time      time.Time
+	RequestID string
+	Principal *coffer.Principal // nil when not authenticated
+	// AttemptedID names who tried to authenticate, when that failed.
+	AttemptedID string
+	SourceIP    string
+	Method      string
+	Route       string
+	Status      int
+	Note        coffer.AccessNote
+}
+
+// Policies gives access to the policy document.
+type Policies interface {
+	Get(ctx context.Context) (data []byte, format string, err error)
+	Put(ctx context.Context, p *coffer.Principal, data []byte, format string, note *coffer.AccessNote) error
+	Allowed(p *coffer.Principal, action, resource, ip string, note *coffer.AccessNote) error
+	Check(in policy.Input) policy.Decision
+}
+
+// Readiness reports whether a dependency is ready.
+type Readiness func(ctx context.Context) error
+
+// Observer is told about every finished request (for metrics).
+type Observer func(route string, status int, d time.Duration)
+
+// Config holds the server's dependencies and limits.
+type Config struct {
+	Vault    *vault.Vault
+	Tokens   Tokens
+	Transit  Transit
+	AuditLog AuditLog
+	Identity Identity
+	Policies Policies
+	Audit    Auditor
+	Logger   *slog.Logger
+	// PublicURL is the base URL clients use (the token issuer).
+	PublicURL string
+	// Ready lists named readiness checks for /readyz.
+	Ready map[string]Readiness
+	// MaxBodyBytes limits a request body (default 1 MiB).
+	MaxBodyBytes int64
+	// RateLimit and RateBurst limit each principal's requests per second
+	// (0 = unlimited).
+	RateLimit float64
+	RateBurst int
+	Observe   Observer
+	Now       func() time.Time
+	// Extra registers more routes (later capabilities) on the same stack.
+	Extra func(r *Router)
+}
+
+// Server is Coffer's HTTP handler.
+type Server struct {
+	c   Config
+	mux *http.ServeMux
+
+	limMu    sync.Mutex
+	limiters map[string]*limiter
+
+	routeList []string
+}
+
+type limiter struct {
+	l    *rate.Limiter
+	seen time.Time
+}
+
+// New builds the handler with every route.
+func New(c Config) *Server {
+	if c.MaxBodyBytes <= 0 {
+		c.MaxBodyBytes = 1 << 20
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+	s := &Server{c: c, mux: http.NewServeMux(), limiters: map[string]*limiter{}}
+	s.routes()
+	return s
+}
+
+// Call is one request in flight, handed to handlers.
+type Call struct {
+	W         http.ResponseWriter
+	R         *http.Request
+	Principal *coffer.Principal
+	RequestID string
+	IP        string
+	Note      coffer.AccessNote
+	// Attempted is the client or user id an authentication attempt named.
+	Attempted string
+	// header holds response headers set by the handler.
+	header http.Header
+}
+
+// Caller returns the vault caller of this call.
+func (c *Call) Caller() vault.Caller {
+	return vault.Caller{Principal: c.Principal, IP: c.IP, Note: &c.Note}
+}
+
+// Reply is a handler's answer: a status and a body to encode as JSON
+// (nil for no body), or raw bytes with a content type.
+type Reply struct {
+	Status      int
+	Body        any
+	Raw         []byte
+	ContentType string
+}
+
+// HandlerFunc handles one call.
+type HandlerFunc func(c *Call) (Reply, error)
+
+// Route options.
+const (
+	public  = 1 << iota // no bearer token needed
+	noAudit             // nothing worth auditing (health, metadata)
+)
+
+// Router registers routes on the server's stack.
+type Router struct{ s *Server }
+
+// Handle registers an authenticated, audited route.
+func (rt *Router) Handle(pattern string, h HandlerFunc) { rt.s.handle(pattern, 0, h) }
+
+func (s *Server) handle(pattern string, opts int, h HandlerFunc) {
+	route := pattern
+	s.routeList = append(s.routeList, pattern)
+	s.mux.Handle(pattern, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		s.serve(w, r, route, opts, h)
+	}))
+}
+
+// ServeHTTP implements http.Handler.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	h := w.Header()
+	h.Set("Strict-Transport-Security", "max-age=63072000; includeSubDomains")
+	h.Set("X-Content-Type-Options", "nosniff")
+	h.Set("Cache-Control", "no-store")
+	h.Set("Pragma", "no-cache")
+	h.Set("X-Frame-Options", "DENY")
+	h.Set("Content-Security-Policy", "default-src 'none'; frame-ancestors 'none'")
+	h.Set("Referrer-Policy", "no-referrer")
+	if _, pattern := s.mux.Handler(r); pattern == "" {
+		s.unrouted(w, r)
+		return
+	}
+	s.mux.ServeHTTP(w, r)
+}
+
+// unrouted answers 404 or 405 as problem+json (the mux's own answers are
+// plain text).
+func (s *Server) unrouted(w http.ResponseWriter, r *http.Request) {
+	h, _ := s.mux.Handler(r)
+	rec := &statusRecorder{header: http.Header{}}
+	h.ServeHTTP(rec, r)
+	rid := newRequestID()
+	w.Header().Set("X-Request-Id", rid)
+	if rec.status == http.StatusMethodNotAllowed {
+		if a := rec.header.Get("Allow"); a != "" {
+			w.Header().Set("Allow", a)
+		}
+		writeProblem(w, &coffer.Error{Code: "method_not_allowed", Message: "method not allowed on this path"}, rid)
+		return
+	}
+	writeProblem(w, coffer.Errorf(coffer.ENOTFOUND, "no such endpoint"), rid)
+}
+
+type statusRecorder struct {
+	header http.Header
+	status int
+}
+
+func (r *statusRecorder) Header() http.Header         { return r.header }
+func (r *statusRecorder) Write(b []byte) (int, error) { return len(b), nil }
+func (r *statusRecorder) WriteHeader(s int)           { r.status = s }
+
+func newRequestID() string {
+	var b [12]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+func clientIP(r *http.Request) string {
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		return r.RemoteAddr
+	}
+	return host
+}
+
+// serve runs one call: authenticate, rate-limit, handle, audit, answer.
+func (s *Server) serve(w http.ResponseWriter, r *http.Request, route string, opts int, h HandlerFunc) {
+	start := s.c.Now()
+	c := &Call{W: w, R: r, RequestID: newRequestID(), IP: clientIP(r), header: w.Header()}
+	w.Header().Set("X-Request-Id", c.RequestID)
+	r.Body = http.MaxBytesReader(w, r.Body, s.c.MaxBodyBytes)
+	status := http.StatusInternalServerError
+	defer func() {
+		if s.c.Observe != nil {
+			s.c.Observe(route, status, s.c.Now().Sub(start))
+		}
+	}()
+	defer func() {
+		if v := recover(); v != nil {
+			if v == http.ErrAbortHandler {
+				panic(v)
+			}
+			s.c.Logger.Error("panic serving request", "route", route, "request_id", c.RequestID,
+				"panic", fmt.Sprint(v), "stack", string(debug.Stack()))
+			status = writeProblem(w, errors.New("panic"), c.RequestID)
+		}
+	}()
+
+	reply, err := s.run(c, opts, h)
+	var body []byte
+	if err == nil {
+		body, err = encodeReply(&reply)
+	}
+	if err != nil {
+		status, _ = problemFor(err, c.RequestID)
+		if status == http.StatusInternalServerError {
+			s.c.Logger.Error("request failed", "route", route, "request_id", c.RequestID, "error", err)
+		}
+	} else {
+		status = reply.Status
+	}
+	// Audit before the answer leaves; no audit, no answer.
+	if opts&noAudit == 0 && s.c.Audit != nil && (c.Note.Action != "" || c.Principal != nil || c.Attempted != "" || status >= 400) {
+		if c.Note.Action == "" {
+			c.Note.Action = "request"
+			c.Note.Resource = route
+		}
+		if c.Note.Decision == "" && status >= 400 {
+			c.Note.Decision = "deny"
+			if c.Note.Reason == "" {
+				c.Note.Reason = http.StatusText(status)
+			}
+		}
+		e := Entry{Time: start, RequestID: c.RequestID, Principal: c.Principal, AttemptedID: c.Attempted,
+			SourceIP: c.IP, Method: r.Method, Route: route, Status: status, Note: c.Note}
+		if aerr := s.c.Audit.Audit(r.Context(), e); aerr != nil {
+			s.c.Logger.Error("audit write failed: refusing to answer", "route", route, "request_id", c.RequestID, "error", aerr)
+			status = writeProblem(w, &coffer.Error{Code: coffer.EUNAVAILABLE, Message: "audit log unavailable; request not answered", RetryAfterSeconds: 5}, c.RequestID)
+			return
+		}
+	}
+	if err != nil {
+		status = writeProblem(w, err, c.RequestID)
+		return
+	}
+	if reply.ContentType != "" {
+		w.Header().Set("Content-Type", reply.ContentType)
+	}
+	w.WriteHeader(reply.Status)
+	if len(body) > 0 && r.Method != http.MethodHead {
+		_, _ = w.Write(body)
+	}
+}
+
+func encodeReply(rp *Reply) ([]byte, error) {
+	if rp.Status == 0 {
+		rp.Status = http.StatusOK
+	}
+	if rp.Raw != nil {
+		return rp.Raw, nil
+	}
+	if rp.Body == nil {
+		return nil, nil
+	}
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(true)
+	if err := enc.Encode(rp.Body); err != nil {
+		return nil, fmt.Errorf("httpapi: encode answer: %w", err)
+	}
+	if rp.ContentType == "" {
+		rp.ContentType = "application/json"
+	}
+	return buf.Bytes(), nil
+}
+
+func (s *Server) run(c *Call, opts int, h HandlerFunc) (Reply, error) {
+	if opts&public == 0 {
+		p, err := s.authenticate(c)
+		if err != nil {
+			return Reply{}, err
+		}
+		c.Principal = p
+		if err := s.allow(p.ID); err != nil {
+			return Reply{}, err
+		}
+	}
+	return h(c)
+}
+
+// authenticate reads the bearer token (or, later, the client certificate).
+func (s *Server) authenticate(c *Call) (*coffer.Principal, error) {
+	authz := c.R.Header.Get("Authorization")
+	scheme, token, ok := strings.Cut(authz, " ")
+	if authz == "" || !ok || !strings.EqualFold(scheme, "Bearer") || strings.TrimSpace(token) == "" {
+		c.Note.Reason = "no bearer token"
+		return nil, coffer.Errorf(coffer.EUNAUTHENTICATED, "a bearer access token is required")
+	}
+	p, err := s.c.Identity.Authenticate(c.R.Context(), strings.TrimSpace(token))
+	if err != nil {
+		c.Note.Reason = "invalid token"
+		return nil, err
+	}
+	return p, nil
+}
+
+// allow applies the per-principal rate limit.
+func (s *Server) allow(id string) error {
+	if s.c.RateLimit <= 0 {
+		return nil
+	}
+	now := s.c.Now()
+	s.limMu.Lock()
+	l, ok := s.limiters[id]
+	if !ok {
+		if len(s.limiters) > 100000 {
+			for k, v := range s.limiters {
+				if now.Sub(v.seen) > time.Minute {
+					delete(s.limiters, k)
+				}
+			}
+		}
+		burst := s.c.RateBurst
+		if burst <= 0 {
+			burst = int(s.c.RateLimit) + 1
+		}
+		l = &limiter{l: rate.NewLimiter(rate.Limit(s.c.RateLimit), burst)}
+		s.limiters[id] = l
+	}
+	l.seen = now
+	ok = l.l.AllowN(now, 1)
+	s.limMu.Unlock()
+	if !ok {
+		return &coffer.Error{Code: coffer.ERATELIMIT, Message: "rate limit exceeded", RetryAfterSeconds: 1}
+	}
+	return nil
+}

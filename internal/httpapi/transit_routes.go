@@ -1,0 +1,164 @@
+package httpapi
+
+import (
+	"context"
+	"net/http"
+
+	"github.com/cofferhq/coffer/internal/coffer"
+	"github.com/cofferhq/coffer/internal/transit"
+)
+
+// Transit is the transit engine.
+type Transit interface {
+	Create(ctx context.Context, c transit.Caller, name string, spec transit.KeySpec) (transit.KeyInfo, error)
+	Get(ctx context.Context, c transit.Caller, name string) (transit.KeyInfo, error)
+	Rotate(ctx context.Context, c transit.Caller, name string) (transit.KeyInfo, error)
+	Configure(ctx context.Context, c transit.Caller, name string, cfg transit.KeyConfig) (transit.KeyInfo, error)
+	Delete(ctx context.Context, c transit.Caller, name string) error
+	Encrypt(ctx context.Context, c transit.Caller, name string, items []transit.Item) ([]transit.Ciphertext, error)
+	Decrypt(ctx context.Context, c transit.Caller, name string, items []transit.CiphertextItem) ([]transit.Decrypted, error)
+	Rewrap(ctx context.Context, c transit.Caller, name string, items []transit.CiphertextItem) ([]transit.Ciphertext, error)
+}
+
+func (c *Call) transitCaller() transit.Caller {
+	return transit.Caller{Principal: c.Principal, IP: c.IP, Note: &c.Note}
+}
+
+func (s *Server) transitRoutes() {
+	s.handle("POST /v1/keys", 0, s.createKey)
+	s.handle("GET /v1/keys/{name}", 0, s.getKey)
+	s.handle("DELETE /v1/keys/{name}", 0, s.deleteKey)
+	s.handle("POST /v1/keys/{name}/config", 0, s.configureKey)
+	s.handle("POST /v1/keys/{name}/rotate", 0, s.rotateKey)
+	s.handle("POST /v1/keys/{name}/encrypt", 0, s.encrypt)
+	s.handle("POST /v1/keys/{name}/decrypt", 0, s.decrypt)
+	s.handle("POST /v1/keys/{name}/rewrap", 0, s.rewrap)
+}
+
+func (s *Server) createKey(c *Call) (Reply, error) {
+	c.Note.Target("admin", "keys")
+	var req struct {
+		Name string `json:"name"`
+		transit.KeySpec
+	}
+	if err := decodeJSON(c.R, &req); err != nil {
+		return Reply{}, err
+	}
+	info, err := s.c.Transit.Create(c.R.Context(), c.transitCaller(), req.Name, req.KeySpec)
+	if err != nil {
+		return Reply{}, err
+	}
+	return Reply{Status: http.StatusCreated, Body: info}, nil
+}
+
+func (s *Server) getKey(c *Call) (Reply, error) {
+	info, err := s.c.Transit.Get(c.R.Context(), c.transitCaller(), c.R.PathValue("name"))
+	if err != nil {
+		return Reply{}, err
+	}
+	return Reply{Body: info}, nil
+}
+
+func (s *Server) deleteKey(c *Call) (Reply, error) {
+	if err := s.c.Transit.Delete(c.R.Context(), c.transitCaller(), c.R.PathValue("name")); err != nil {
+		return Reply{}, err
+	}
+	return Reply{Status: http.StatusNoContent}, nil
+}
+
+func (s *Server) configureKey(c *Call) (Reply, error) {
+	var cfg transit.KeyConfig
+	if err := decodeJSON(c.R, &cfg); err != nil {
+		return Reply{}, err
+	}
+	info, err := s.c.Transit.Configure(c.R.Context(), c.transitCaller(), c.R.PathValue("name"), cfg)
+	if err != nil {
+		return Reply{}, err
+	}
+	return Reply{Body: info}, nil
+}
+
+func (s *Server) rotateKey(c *Call) (Reply, error) {
+	info, err := s.c.Transit.Rotate(c.R.Context(), c.transitCaller(), c.R.PathValue("name"))
+	if err != nil {
+		return Reply{}, err
+	}
+	return Reply{Body: info}, nil
+}
+
+func (s *Server) encrypt(c *Call) (Reply, error) {
+	c.Note.Target("encrypt", "keys/"+c.R.PathValue("name"))
+	var req struct {
+		transit.Item
+		Items []transit.Item `json:"items"`
+	}
+	if err := decodeJSON(c.R, &req); err != nil {
+		return Reply{}, err
+	}
+	single := req.Items == nil
+	items := req.Items
+	if single {
+		items = []transit.Item{req.Item}
+	} else if req.Plaintext != "" {
+		return Reply{}, coffer.Errorf(coffer.EINVALID, "give either plaintext or items, not both")
+	}
+	out, err := s.c.Transit.Encrypt(c.R.Context(), c.transitCaller(), c.R.PathValue("name"), items)
+	if err != nil {
+		return Reply{}, err
+	}
+	if single {
+		return Reply{Body: out[0]}, nil
+	}
+	return Reply{Body: map[string]any{"items": out}}, nil
+}
+
+// ciphertextItems reads one ciphertext (API.md's form) or a batch under
+// "items"; single says which.
+func ciphertextItems(c *Call) (items []transit.CiphertextItem, single bool, err error) {
+	var req struct {
+		transit.CiphertextItem
+		Items []transit.CiphertextItem `json:"items"`
+	}
+	if err := decodeJSON(c.R, &req); err != nil {
+		return nil, false, err
+	}
+	if req.Items == nil {
+		return []transit.CiphertextItem{req.CiphertextItem}, true, nil
+	}
+	if req.Ciphertext != "" {
+		return nil, false, coffer.Errorf(coffer.EINVALID, "give either ciphertext or items, not both")
+	}
+	return req.Items, false, nil
+}
+
+func (s *Server) decrypt(c *Call) (Reply, error) {
+	c.Note.Target("decrypt", "keys/"+c.R.PathValue("name"))
+	items, single, err := ciphertextItems(c)
+	if err != nil {
+		return Reply{}, err
+	}
+	out, err := s.c.Transit.Decrypt(c.R.Context(), c.transitCaller(), c.R.PathValue("name"), items)
+	if err != nil {
+		return Reply{}, err
+	}
+	if single {
+		return Reply{Body: out[0]}, nil
+	}
+	return Reply{Body: map[string]any{"items": out}}, nil
+}
+
+func (s *Server) rewrap(c *Call) (Reply, error) {
+	c.Note.Target("rewrap", "keys/"+c.R.PathValue("name"))
+	items, single, err := ciphertextItems(c)
+	if err != nil {
+		return Reply{}, err
+	}
+	out, err := s.c.Transit.Rewrap(c.R.Context(), c.transitCaller(), c.R.PathValue("name"), items)
+	if err != nil {
+		return Reply{}, err
+	}
+	if single {
+		return Reply{Body: out[0]}, nil
+	}
+	return Reply{Body: map[string]any{"items": out}}, nil
+}

@@ -1,0 +1,435 @@
+package identity
+
+import (
+	"context"
+	"crypto/ed25519"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/cofferhq/coffer/internal/auth"
+	"github.com/cofferhq/coffer/internal/coffer"
+)
+
+// Store is what identity keeps in the database.
+type Store interface {
+	CreateClient(ctx context.Context, c coffer.Client) error
+	Client(ctx context.Context, id string) (coffer.Client, error)
+	Clients(ctx context.Context) ([]coffer.Client, error)
+	UpdateClientSecret(ctx context.Context, id, secretHash string) error
+	DeleteClient(ctx context.Context, id string) error
+	SigningKeys(ctx context.Context) ([]coffer.SigningKeyRecord, error)
+	InsertSigningKey(ctx context.Context, k coffer.SigningKeyRecord) error
+	RevokeToken(ctx context.Context, jti string, expires time.Time) error
+	RevokedSince(ctx context.Context, now time.Time) ([]string, error)
+	AuthFailure(ctx context.Context, key string, now time.Time, lock func(int) time.Duration) (int, time.Time, error)
+	AuthLockedUntil(ctx context.Context, key string) (time.Time, error)
+	ClearAuthFailures(ctx context.Context, key string) error
+	UserStore
+}
+
+// Sealer seals small secrets (signing keys, TOTP secrets) under a data key.
+type Sealer interface {
+	Seal(ctx context.Context, keyID string, plaintext, aad []byte) ([]byte, error)
+	Open(ctx context.Context, keyID string, env, aad []byte) ([]byte, error)
+}
+
+// Config holds the service's dependencies and settings.
+type Config struct {
+	Store  Store
+	Sealer Sealer
+	Tokens *auth.Tokens
+	Rand   io.Reader
+	Now    func() time.Time
+	Logger *slog.Logger
+	// SigningKeyLifetime is how long a signing key signs before rotation
+	// (default 30 days).
+	SigningKeyLifetime time.Duration
+	// RefreshInterval is how often shared state (revocations, signing
+	// keys) is reloaded from the store (default 2s).
+	RefreshInterval time.Duration
+	// OnAuthFailure, if set, is told of each failed authentication (for
+	// detection and metrics). It must not block.
+	OnAuthFailure func(method, principal, ip string)
+}
+
+// Service is the identity service.
+type Service struct {
+	c Config
+
+	mu      sync.RWMutex
+	revoked map[string]struct{}
+	keysVer string // kids of the loaded signing keys, to skip no-op reloads
+}
+
+const signingKeyID = "auth/signing"
+
+// New returns a Service; call Start before serving.
+func New(c Config) *Service {
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+	if c.SigningKeyLifetime <= 0 {
+		c.SigningKeyLifetime = 30 * 24 * time.Hour
+	}
+	if c.RefreshInterval <= 0 {
+		c.RefreshInterval = 2 * time.Second
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	return &Service{c: c, revoked: map[string]struct{}{}}
+}
+
+// Start loads (creating if needed) the signing keys and the revocation set,
+// then refreshes both in the background until ctx ends.
+func (s *Service) Start(ctx context.Context) error {
+	if err := s.refresh(ctx); err != nil {
+		return err
+	}
+	go func() {
+		t := time.NewTicker(s.c.RefreshInterval)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+				if err := s.refresh(ctx); err != nil && ctx.Err() == nil {
+					s.c.Logger.Warn("identity refresh failed", "error", err)
+				}
+			}
+		}
+	}()
+	return nil
+}
+
+func (s *Service) refresh(ctx context.Context) error {
+	if err := s.loadSigningKeys(ctx); err != nil {
+		return err
+	}
+	ids, err := s.c.Store.RevokedSince(ctx, s.c.Now())
+	if err != nil {
+		return fmt.Errorf("identity: load revocations: %w", err)
+	}
+	set := make(map[string]struct{}, len(ids))
+	for _, id := range ids {
+		set[id] = struct{}{}
+	}
+	s.mu.Lock()
+	s.revoked = set
+	s.mu.Unlock()
+	return nil
+}
+
+func signingAAD(kid string) []byte { return []byte("coffer signing key " + kid) }
+
+// loadSigningKeys publishes every unexpired signing key and signs with the
+// newest active one, creating one when none is active or it is too old.
+func (s *Service) loadSigningKeys(ctx context.Context) error {
+	recs, err := s.c.Store.SigningKeys(ctx)
+	if err != nil {
+		return fmt.Errorf("identity: load signing keys: %w", err)
+	}
+	now := s.c.Now()
+	var active *coffer.SigningKeyRecord
+	for i := range recs {
+		if recs[i].Active && (active == nil || recs[i].CreatedAt.After(active.CreatedAt)) {
+			active = &recs[i]
+		}
+	}
+	if active == nil || now.After(active.CreatedAt.Add(s.c.SigningKeyLifetime)) {
+		if err := s.RotateSigningKey(ctx); err != nil {
+			return err
+		}
+		if recs, err = s.c.Store.SigningKeys(ctx); err != nil {
+			return fmt.Errorf("identity: load signing keys: %w", err)
+		}
+	}
+	ver := ""
+	for _, r := range recs {
+		ver += r.KID + fmt.Sprint(r.Active) + ","
+	}
+	s.mu.RLock()
+	same := ver == s.keysVer
+	s.mu.RUnlock()
+	if same {
+		return nil
+	}
+	var (
+		act    auth.SigningKey
+		found  bool
+		verify []auth.SigningKey
+	)
+	for _, r := range recs {
+		if now.After(r.NotAfter) {
+			continue // its tokens have all expired: no longer published
+		}
+		priv, err := s.c.Sealer.Open(ctx, signingKeyID, r.Sealed, signingAAD(r.KID))
+		if err != nil {
+			return fmt.Errorf("identity: open signing key %s: %w", r.KID, err)
+		}
+		k := auth.SigningKey{ID: r.KID, Private: ed25519.PrivateKey(priv), NotAfter: r.NotAfter}
+		if r.Active && (!found || r.KID == active.KID) {
+			act, found = k, true
+			continue
+		}
+		verify = append(verify, k)
+	}
+	if !found {
+		return errors.New("identity: no active signing key")
+	}
+	s.c.Tokens.SetKeys(act, verify...)
+	s.mu.Lock()
+	s.keysVer = ver
+	s.mu.Unlock()
+	return nil
+}
+
+// RotateSigningKey makes a new active signing key; older keys stay
+// published until every token they signed has expired.
+func (s *Service) RotateSigningKey(ctx context.Context) error {
+	now := s.c.Now()
+	k, err := auth.GenerateSigningKey(s.c.Rand, now)
+	if err != nil {
+		return fmt.Errorf("identity: new signing key: %w", err)
+	}
+	sealed, err := s.c.Sealer.Seal(ctx, signingKeyID, k.Private, signingAAD(k.ID))
+	if err != nil {
+		return fmt.Errorf("identity: seal signing key: %w", err)
+	}
+	// Published for its signing lifetime plus the longest token lifetime.
+	notAfter := now.Add(s.c.SigningKeyLifetime + 24*time.Hour)
+	return s.c.Store.InsertSigningKey(ctx, coffer.SigningKeyRecord{
+		KID: k.ID, Sealed: sealed, CreatedAt: now, NotAfter: notAfter, Active: true,
+	})
+}
+
+// Authenticate verifies a bearer token and returns its principal. Every
+// failure is the same 401, whatever the reason (logged at debug).
+func (s *Service) Authenticate(ctx context.Context, token string) (*coffer.Principal, error) {
+	p, err := s.c.Tokens.Verify(token)
+	if err != nil {
+		s.c.Logger.DebugContext(ctx, "token refused", "reason", err)
+		return nil, &coffer.Error{Code: coffer.EUNAUTHENTICATED, Message: "invalid or expired access token", Cause: err}
+	}
+	s.mu.RLock()
+	_, revoked := s.revoked[p.TokenID]
+	s.mu.RUnlock()
+	if revoked {
+		return nil, coffer.Errorf(coffer.EUNAUTHENTICATED, "invalid or expired access token")
+	}
+	return p, nil
+}
+
+// Revoke revokes an access token (RFC 7009): it is refused by this node at
+// once and by every node within the refresh interval. Revoking a token that
+// does not verify is not an error (RFC 7009 §2.2).
+func (s *Service) Revoke(ctx context.Context, token string) error {
+	p, err := s.c.Tokens.Verify(token)
+	if err != nil {
+		return nil
+	}
+	if err := s.c.Store.RevokeToken(ctx, p.TokenID, p.TokenExpiry); err != nil {
+		return fmt.Errorf("identity: revoke: %w", err)
+	}
+	s.mu.Lock()
+	s.revoked[p.TokenID] = struct{}{}
+	s.mu.Unlock()
+	return nil
+}
+
+// JWKS returns the published signing keys as a JSON Web Key Set.
+func (s *Service) JWKS() ([]byte, error) { return s.c.Tokens.JWKS() }
+
+// Issued is a token response (RFC 6749 §5.1).
+type Issued struct {
+	AccessToken string `json:"access_token"`
+	TokenType   string `json:"token_type"`
+	ExpiresIn   int64  `json:"expires_in"`
+	Scope       string `json:"scope,omitempty"`
+}
+
+func (s *Service) issue(p coffer.Principal, amr []string) (Issued, error) {
+	scope := ""
+	for i, r := range p.Roles {
+		if i > 0 {
+			scope += " "
+		}
+		scope += "role:" + r
+	}
+	iss, err := s.c.Tokens.Issue(p, scope, amr)
+	if err != nil {
+		return Issued{}, fmt.Errorf("identity: issue token: %w", err)
+	}
+	return Issued{
+		AccessToken: iss.Token, TokenType: "Bearer",
+		ExpiresIn: int64(time.Until(iss.ExpiresAt).Round(time.Second) / time.Second),
+		Scope:     iss.Scope,
+	}, nil
+}
+
+// ErrInvalidClient is the RFC 6749 invalid_client failure.
+var ErrInvalidClient = &coffer.Error{Code: coffer.EUNAUTHENTICATED, Message: "invalid_client"}
+
+// checkLock returns a 429 error while key is locked out.
+func (s *Service) checkLock(ctx context.Context, keys ...string) error {
+	now := s.c.Now()
+	for _, k := range keys {
+		until, err := s.c.Store.AuthLockedUntil(ctx, k)
+		if err != nil {
+			return err
+		}
+		if until.After(now) {
+			secs := int(until.Sub(now).Seconds()) + 1
+			return &coffer.Error{Code: coffer.ERATELIMIT, Message: "too many failed attempts; try again later", RetryAfterSeconds: secs}
+		}
+	}
+	return nil
+}
+
+func (s *Service) fail(ctx context.Context, method, principal, ip string, keys ...string) {
+	for _, k := range keys {
+		if _, _, err := s.c.Store.AuthFailure(ctx, k, s.c.Now(), auth.LockoutDelay); err != nil {
+			s.c.Logger.WarnContext(ctx, "recording an auth failure failed", "error", err)
+		}
+	}
+	if s.c.OnAuthFailure != nil {
+		s.c.OnAuthFailure(method, principal, ip)
+	}
+}
+
+// ClientCredentials runs the client-credentials grant: it checks the
+// lockouts of the client and of the source address, verifies the secret in
+// constant time, and issues an access token.
+func (s *Service) ClientCredentials(ctx context.Context, clientID, secret, ip string) (Issued, *coffer.Principal, error) {
+	keys := []string{"client:" + clientID, "ip:" + ip}
+	if err := s.checkLock(ctx, keys...); err != nil {
+		return Issued{}, nil, err
+	}
+	c, err := s.c.Store.Client(ctx, clientID)
+	if err != nil && coffer.ErrorCode(err) != coffer.ENOTFOUND {
+		return Issued{}, nil, err
+	}
+	// Verify even for an unknown client so timing does not tell.
+	hash := c.SecretHash
+	if err != nil {
+		hash = "sha256$0000000000000000000000000000000000000000000000000000000000000000"
+	}
+	ok := auth.VerifyClientSecret(hash, secret)
+	if err != nil || !ok || c.Disabled {
+		s.fail(ctx, "client_secret", clientID, ip, keys...)
+		return Issued{}, nil, ErrInvalidClient
+	}
+	_ = s.c.Store.ClearAuthFailures(ctx, keys[0])
+	p := coffer.Principal{ID: c.ID, Kind: coffer.KindClient, Roles: c.Roles, Attributes: c.Attributes}
+	iss, err := s.issue(p, []string{"client_secret"})
+	if err != nil {
+		return Issued{}, nil, err
+	}
+	return iss, &p, nil
+}
+
+// NewClient is a client as created, with its secret shown once.
+type NewClient struct {
+	ClientID     string            `json:"client_id"`
+	ClientSecret string            `json:"client_secret"`
+	Name         string            `json:"name"`
+	Roles        []string          `json:"roles"`
+	Attributes   map[string]string `json:"attributes,omitempty"`
+	CreatedAt    time.Time         `json:"created_at"`
+}
+
+// CreateClient makes a service client with a fresh secret.
+func (s *Service) CreateClient(ctx context.Context, name string, roles []string, attrs map[string]string) (NewClient, error) {
+	id, err := auth.NewClientID(s.c.Rand)
+	if err != nil {
+		return NewClient{}, fmt.Errorf("identity: client id: %w", err)
+	}
+	secret, err := auth.NewClientSecret(s.c.Rand)
+	if err != nil {
+		return NewClient{}, fmt.Errorf("identity: client secret: %w", err)
+	}
+	if roles == nil {
+		roles = []string{}
+	}
+	now := s.c.Now().UTC()
+	c := coffer.Client{ID: id, Name: name, SecretHash: auth.HashClientSecret(secret), Roles: roles,
+		Attributes: attrs, CreatedAt: now}
+	if err := s.c.Store.CreateClient(ctx, c); err != nil {
+		return NewClient{}, err
+	}
+	return NewClient{ClientID: id, ClientSecret: secret, Name: name, Roles: roles, Attributes: attrs, CreatedAt: now}, nil
+}
+
+// ClientInfo is a client as listed (never its secret).
+type ClientInfo struct {
+	ClientID   string            `json:"client_id"`
+	Name       string            `json:"name"`
+	Roles      []string          `json:"roles"`
+	Attributes map[string]string `json:"attributes,omitempty"`
+	CreatedAt  time.Time         `json:"created_at"`
+}
+
+// Clients lists the service clients.
+func (s *Service) Clients(ctx context.Context) ([]ClientInfo, error) {
+	cs, err := s.c.Store.Clients(ctx)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]ClientInfo, 0, len(cs))
+	for _, c := range cs {
+		out = append(out, ClientInfo{ClientID: c.ID, Name: c.Name, Roles: c.Roles, Attributes: c.Attributes, CreatedAt: c.CreatedAt})
+	}
+	return out, nil
+}
+
+// RotateClientSecret gives a client a new secret (shown once); the old one
+// stops working at once. Tokens already issued live until they expire.
+func (s *Service) RotateClientSecret(ctx context.Context, id string) (NewClient, error) {
+	c, err := s.c.Store.Client(ctx, id)
+	if err != nil {
+		return NewClient{}, err
+	}
+	secret, err := auth.NewClientSecret(s.c.Rand)
+	if err != nil {
+		return NewClient{}, fmt.Errorf("identity: client secret: %w", err)
+	}
+	if err := s.c.Store.UpdateClientSecret(ctx, id, auth.HashClientSecret(secret)); err != nil {
+		return NewClient{}, err
+	}
+	return NewClient{ClientID: c.ID, ClientSecret: secret, Name: c.Name, Roles: c.Roles, Attributes: c.Attributes, CreatedAt: c.CreatedAt}, nil
+}
+
+// DeleteClient removes a client; its secret stops working at once.
+func (s *Service) DeleteClient(ctx context.Context, id string) error {
+	return s.c.Store.DeleteClient(ctx, id)
+}
+
+// Introspection is an RFC 7662 answer.
+type Introspection struct {
+	Active    bool     `json:"active"`
+	Sub       string   `json:"sub,omitempty"`
+	ClientID  string   `json:"client_id,omitempty"`
+	Exp       int64    `json:"exp,omitempty"`
+	TokenType string   `json:"token_type,omitempty"`
+	Roles     []string `json:"roles,omitempty"`
+	Kind      string   `json:"coffer_kind,omitempty"`
+}
+
+// Introspect tells whether a token is active (RFC 7662); an invalid,
+// expired or revoked token is simply inactive.
+func (s *Service) Introspect(ctx context.Context, token string) Introspection {
+	p, err := s.Authenticate(ctx, token)
+	if err != nil {
+		return Introspection{Active: false}
+	}
+	in := Introspection{Active: true, Sub: p.ID, Exp: p.TokenExpiry.Unix(), TokenType: "Bearer", Roles: p.Roles, Kind: p.Kind}
+	if p.Kind == coffer.KindClient {
+		in.ClientID = p.ID
+	}
+	return in
+}

@@ -1,0 +1,104 @@
+package metrics
+
+import (
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// Metrics holds every collector.
+type Metrics struct {
+	reg *prometheus.Registry
+
+	Requests        *prometheus.CounterVec
+	Latency         *prometheus.HistogramVec
+	AuthFailures    *prometheus.CounterVec
+	Decisions       *prometheus.CounterVec
+	Records         *prometheus.CounterVec
+	TokenValues     *prometheus.CounterVec
+	AuditWrites     prometheus.Counter
+	AuditFailures   prometheus.Counter
+	AuditLatency    prometheus.Histogram
+	AuditBatch      prometheus.Histogram
+	SecurityEvents  *prometheus.CounterVec
+	KeyOps          *prometheus.CounterVec
+	CertExpiry      prometheus.Gauge
+	RewrapProcessed prometheus.Counter
+}
+
+// New registers every collector, with Go runtime and process collectors,
+// on a fresh registry.
+func New() *Metrics {
+	reg := prometheus.NewRegistry()
+	m := &Metrics{
+		reg: reg,
+		Requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "coffer_http_requests_total", Help: "HTTP requests by route pattern, method and status code.",
+		}, []string{"route", "code"}),
+		Latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "coffer_http_request_duration_seconds", Help: "HTTP request latency by route pattern.",
+			Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5},
+		}, []string{"route"}),
+		AuthFailures: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "coffer_auth_failures_total", Help: "Failed authentications by method.",
+		}, []string{"method"}),
+		Decisions: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "coffer_policy_decisions_total", Help: "Policy decisions by outcome (allow, deny).",
+		}, []string{"outcome"}),
+		Records: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "coffer_records_total", Help: "Records read or written, by operation.",
+		}, []string{"op"}),
+		TokenValues: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "coffer_token_values_total", Help: "Values tokenized or detokenized.",
+		}, []string{"op"}),
+		AuditWrites: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "coffer_audit_events_total", Help: "Audit events durably written.",
+		}),
+		AuditFailures: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "coffer_audit_write_failures_total", Help: "Audit batches that failed to be written (requests failed closed).",
+		}),
+		AuditLatency: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "coffer_audit_write_duration_seconds", Help: "Latency of one audit batch append.",
+			Buckets: prometheus.ExponentialBuckets(0.0001, 2, 14),
+		}),
+		AuditBatch: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "coffer_audit_batch_size", Help: "Events per audit group commit.",
+			Buckets: prometheus.ExponentialBuckets(1, 2, 10),
+		}),
+		SecurityEvents: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "coffer_security_events_total", Help: "Security events raised by kind.",
+		}, []string{"kind"}),
+		KeyOps: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "coffer_key_operations_total", Help: "Key operations by kind (rotate, destroy, rewrap).",
+		}, []string{"op"}),
+		CertExpiry: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "coffer_tls_certificate_expiry_timestamp_seconds", Help: "When the server certificate expires (Unix time).",
+		}),
+		RewrapProcessed: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "coffer_rewrap_records_total", Help: "Records re-encrypted to the newest data key version.",
+		}),
+	}
+	reg.MustRegister(m.Requests, m.Latency, m.AuthFailures, m.Decisions, m.Records, m.TokenValues,
+		m.AuditWrites, m.AuditFailures, m.AuditLatency, m.AuditBatch, m.SecurityEvents, m.KeyOps,
+		m.CertExpiry, m.RewrapProcessed,
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return m
+}
+
+// Registry returns the registry (for tests and extra collectors).
+func (m *Metrics) Registry() *prometheus.Registry { return m.reg }
+
+// Handler serves the metrics in the Prometheus text format.
+func (m *Metrics) Handler() http.Handler {
+	return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{Registry: m.reg})
+}
+
+// ObserveRequest records one finished HTTP request.
+func (m *Metrics) ObserveRequest(route string, status int, d time.Duration) {
+	m.Requests.WithLabelValues(route, strconv.Itoa(status)).Inc()
+	m.Latency.WithLabelValues(route).Observe(d.Seconds())
+}

@@ -1,0 +1,139 @@
+package policystore
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"sync/atomic"
+	"time"
+
+	"github.com/cofferhq/coffer/internal/coffer"
+	"github.com/cofferhq/coffer/internal/policy"
+)
+
+// Store persists the policy document.
+type Store interface {
+	SavePolicy(ctx context.Context, format string, source []byte, now time.Time) (int64, error)
+	Policy(ctx context.Context) (version int64, format string, source []byte, err error)
+	PolicyVersion(ctx context.Context) (int64, error)
+}
+
+// Holder is the policy in force.
+type Holder struct {
+	store  Store
+	now    func() time.Time
+	log    *slog.Logger
+	cur    atomic.Pointer[policy.Policy]
+	ver    atomic.Int64
+	Reload func() // called after a new policy is swapped in, if set
+}
+
+// New returns a Holder; call Load before serving.
+func New(s Store, now func() time.Time, log *slog.Logger) *Holder {
+	if now == nil {
+		now = time.Now
+	}
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &Holder{store: s, now: now, log: log}
+}
+
+// Load reads the stored policy, or puts the bootstrap policy in force when
+// none was saved yet. A stored policy that no longer compiles is an error.
+func (h *Holder) Load(ctx context.Context) error {
+	v, format, src, err := h.store.Policy(ctx)
+	if coffer.ErrorCode(err) == coffer.ENOTFOUND {
+		h.cur.Store(policy.Default())
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("policystore: load: %w", err)
+	}
+	p, err := policy.Load(src, format)
+	if err != nil {
+		return fmt.Errorf("policystore: stored policy version %d does not compile: %w", v, err)
+	}
+	h.cur.Store(p)
+	h.ver.Store(v)
+	return nil
+}
+
+// Current returns the policy in force (never nil after Load).
+func (h *Holder) Current() *policy.Policy {
+	if p := h.cur.Load(); p != nil {
+		return p
+	}
+	return policy.DenyAll()
+}
+
+// Watch polls the store every interval and reloads on a newer version,
+// until ctx ends.
+func (h *Holder) Watch(ctx context.Context, interval time.Duration) {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			v, err := h.store.PolicyVersion(ctx)
+			if err != nil || v <= h.ver.Load() {
+				continue
+			}
+			if err := h.Load(ctx); err != nil {
+				h.log.Error("policy reload failed; keeping the policy in force", "error", err)
+			}
+		}
+	}
+}
+
+// Get returns the document in force as it was loaded.
+func (h *Holder) Get(ctx context.Context) ([]byte, string, error) {
+	data, format := h.Current().Source()
+	return data, format, nil
+}
+
+// Allowed decides action on resource for p and records it in note; the
+// error is a 403 when denied.
+func (h *Holder) Allowed(p *coffer.Principal, action, resource, ip string, note *coffer.AccessNote) error {
+	d := h.Current().Decide(policy.Input{Principal: p, Action: action, Resource: resource, Time: h.now(), IP: ip})
+	if !d.Allowed {
+		note.Deny(d.Reason)
+		return coffer.Errorf(coffer.EFORBIDDEN, "not allowed to %s %s", action, resource)
+	}
+	note.Allow(d.Rule)
+	return nil
+}
+
+// Put replaces the whole policy: it must be allowed (update on policy) and
+// compile; otherwise the old policy stays in force. The new one is saved
+// before it is swapped in.
+func (h *Holder) Put(ctx context.Context, p *coffer.Principal, data []byte, format string, note *coffer.AccessNote) error {
+	if err := h.Allowed(p, "update", "policy", "", note); err != nil {
+		return err
+	}
+	np, err := policy.Load(data, format)
+	if err != nil {
+		ce := &coffer.Error{Code: coffer.EINVALID, Message: "policy does not compile; the old policy stays in force", Cause: err}
+		if pe, ok := err.(*policy.ProblemsError); ok {
+			for _, pr := range pe.Problems {
+				ce.Problems = append(ce.Problems, pr.Path+": "+pr.Message)
+			}
+		}
+		return ce
+	}
+	v, err := h.store.SavePolicy(ctx, format, data, h.now())
+	if err != nil {
+		return fmt.Errorf("policystore: save: %w", err)
+	}
+	h.cur.Store(np)
+	h.ver.Store(v)
+	if h.Reload != nil {
+		h.Reload()
+	}
+	return nil
+}
+
+// Check decides without recording (for POST /v1/policy/check).
+func (h *Holder) Check(in policy.Input) policy.Decision { return h.Current().Decide(in) }

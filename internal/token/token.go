@@ -1,0 +1,447 @@
+package token
+
+import (
+	"context"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"io"
+	"math/big"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/cofferhq/coffer/internal/coffer"
+	"github.com/cofferhq/coffer/internal/crypto/envelope"
+	"github.com/cofferhq/coffer/internal/mask"
+	"github.com/cofferhq/coffer/internal/policy"
+	"github.com/cofferhq/coffer/internal/secret"
+	"github.com/cofferhq/coffer/internal/token/fpe"
+	"github.com/cofferhq/coffer/internal/vault"
+)
+
+// Modes.
+const (
+	Random           = "random"
+	Deterministic    = "deterministic"
+	FormatPreserving = "format_preserving"
+)
+
+// typeCodes names each token type inside random and deterministic tokens.
+var typeCodes = map[string]string{
+	coffer.TypeCardNumber: "cc", coffer.TypeSSN: "ssn", coffer.TypeEmail: "em",
+	coffer.TypePhone: "ph", coffer.TypeString: "str",
+}
+
+var codeTypes = func() map[string]string {
+	m := map[string]string{}
+	for t, c := range typeCodes {
+		m[c] = t
+	}
+	return m
+}()
+
+// Store keeps token rows.
+type Store interface {
+	PutTokens(ctx context.Context, ts []coffer.StoredToken) error
+	Tokens(ctx context.Context, macs [][]byte) (map[string]coffer.StoredToken, error)
+}
+
+// Keys seals values and MACs under named, versioned keys.
+type Keys interface {
+	Seal(ctx context.Context, keyID string, plaintext, aad []byte) ([]byte, error)
+	Open(ctx context.Context, keyID string, env, aad []byte) ([]byte, error)
+	MAC(ctx context.Context, keyID string, data []byte) (uint32, []byte, error)
+	MACVersion(ctx context.Context, keyID string, version uint32, data []byte) ([]byte, error)
+	Key(ctx context.Context, keyID string) (uint32, secret.Key, error)
+	KeyVersion(ctx context.Context, keyID string, version uint32) (secret.Key, error)
+}
+
+// Policies gives the policy in force.
+type Policies interface{ Current() *policy.Policy }
+
+// Config holds the service's dependencies.
+type Config struct {
+	Store    Store
+	Keys     Keys
+	Policies Policies
+	Masker   *mask.Masker
+	Rand     io.Reader
+	Now      func() time.Time
+	// MaxItems bounds a batch (default 10,000).
+	MaxItems int
+	// FPE options for card numbers.
+	CardKeepFirstSix bool
+	CardLuhnValid    bool
+}
+
+// Service tokenizes and detokenizes.
+type Service struct {
+	c   Config
+	mu  sync.RWMutex
+	fpe map[string]*fpe.Tokenizer // by key id + version
+}
+
+// New returns a Service.
+func New(c Config) *Service {
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+	if c.MaxItems <= 0 {
+		c.MaxItems = 10000
+	}
+	return &Service{c: c, fpe: map[string]*fpe.Tokenizer{}}
+}
+
+// Item is one value to tokenize.
+type Item struct {
+	Value string `json:"value"`
+	Type  string `json:"type"`
+	Mode  string `json:"mode,omitempty"`
+	// TTL, if set, makes the token expire (Go duration, e.g. "24h").
+	TTL string `json:"ttl,omitempty"`
+}
+
+// Caller is who asks and the note to fill for the audit.
+type Caller = vault.Caller
+
+const indexKeyID = "tokens/index" // never rotated: it finds rows
+
+func valueKeyID(typ string) string { return "tokens/" + typ }
+func detKeyID(typ string) string   { return "tokens/" + typ + "/deterministic" }
+func fpeKeyID(typ string) string   { return "tokens/" + typ + "/fpe" }
+
+func (s *Service) authorize(c Caller, action string, types map[string]bool) (map[string]policy.Decision, error) {
+	p := s.c.Policies.Current()
+	out := make(map[string]policy.Decision, len(types))
+	now := s.c.Now()
+	var rules []string
+	for typ := range types {
+		res := "tokens/" + typ
+		d := p.Decide(policy.Input{Principal: c.Principal, Action: action, Resource: res, Time: now, IP: c.IP})
+		if !d.Allowed {
+			c.Note.Target(action, res)
+			c.Note.Deny(d.Reason)
+			return nil, coffer.Errorf(coffer.EFORBIDDEN, "not allowed to %s %s", action, res)
+		}
+		out[typ] = d
+		rules = append(rules, d.Rule)
+	}
+	c.Note.Allow(strings.Join(rules, ","))
+	return out, nil
+}
+
+func (s *Service) tokenizer(ctx context.Context, typ string, version uint32) (*fpe.Tokenizer, uint32, error) {
+	var (
+		k   secret.Key
+		err error
+	)
+	if version == 0 {
+		version, k, err = s.c.Keys.Key(ctx, fpeKeyID(typ))
+	} else {
+		ck := fpeKeyID(typ) + "#" + strconv.FormatUint(uint64(version), 10)
+		s.mu.RLock()
+		t := s.fpe[ck]
+		s.mu.RUnlock()
+		if t != nil {
+			return t, version, nil
+		}
+		k, err = s.c.Keys.KeyVersion(ctx, fpeKeyID(typ), version)
+	}
+	if err != nil {
+		return nil, 0, fmt.Errorf("token: FPE key: %w", err)
+	}
+	ck := fpeKeyID(typ) + "#" + strconv.FormatUint(uint64(version), 10)
+	s.mu.RLock()
+	t := s.fpe[ck]
+	s.mu.RUnlock()
+	if t != nil {
+		return t, version, nil
+	}
+	t, err = fpe.New(k.Bytes())
+	if err != nil {
+		return nil, 0, fmt.Errorf("token: FPE key: %w", err)
+	}
+	s.mu.Lock()
+	s.fpe[ck] = t
+	s.mu.Unlock()
+	return t, version, nil
+}
+
+func (s *Service) fpeOptions(typ string) fpe.Options {
+	if typ == coffer.TypeCardNumber {
+		return fpe.Options{KeepFirstSix: s.c.CardKeepFirstSix, LuhnValid: s.c.CardLuhnValid}
+	}
+	return fpe.Options{}
+}
+
+func itemErr(i int, msg string) *coffer.Error {
+	return coffer.Errorf(coffer.EINVALID, "items[%d]: %s", i, msg)
+}
+
+// Tokenize replaces each value with a token, in order. All items are
+// validated and authorized before anything is stored: a bad item fails the
+// whole batch.
+func (s *Service) Tokenize(ctx context.Context, c Caller, items []Item) ([]string, error) {
+	c.Note.Target("tokenize", "tokens")
+	if len(items) == 0 {
+		return nil, coffer.Errorf(coffer.EINVALID, "items must hold at least one item")
+	}
+	if len(items) > s.c.MaxItems {
+		return nil, coffer.Errorf(coffer.ETOOLARGE, "at most %d items per request", s.c.MaxItems)
+	}
+	types := map[string]bool{}
+	for i := range items {
+		it := &items[i]
+		if it.Mode == "" {
+			it.Mode = Random
+		}
+		if _, ok := typeCodes[it.Type]; !ok {
+			return nil, itemErr(i, "type must be one of card_number ssn email phone string")
+		}
+		if it.Mode != Random && it.Mode != Deterministic && it.Mode != FormatPreserving {
+			return nil, itemErr(i, "mode must be random, deterministic or format_preserving")
+		}
+		types[it.Type] = true
+	}
+	if len(types) == 1 {
+		for t := range types {
+			c.Note.Resource = "tokens/" + t
+		}
+	}
+	if _, err := s.authorize(c, "tokenize", types); err != nil {
+		return nil, err
+	}
+	now := s.c.Now().UTC()
+	out := make([]string, len(items))
+	rows := make([]coffer.StoredToken, 0, len(items))
+	for i, it := range items {
+		stored, canon, err := vault.NormalizeValue(it.Type, it.Value)
+		if err != nil {
+			return nil, itemErr(i, "value is not a valid "+it.Type)
+		}
+		var exp *time.Time
+		if it.TTL != "" {
+			d, err := time.ParseDuration(it.TTL)
+			if err != nil || d < time.Second || d > 100*365*24*time.Hour {
+				return nil, itemErr(i, "ttl must be a Go duration between 1s and 100 years")
+			}
+			e := now.Add(d)
+			exp = &e
+		}
+		var (
+			tok string
+			row = coffer.StoredToken{Type: it.Type, Mode: it.Mode, CreatedAt: now, ExpiresAt: exp}
+		)
+		switch it.Mode {
+		case Random:
+			tok, err = s.randomToken(it.Type)
+		case Deterministic:
+			var v uint32
+			var mac []byte
+			v, mac, err = s.c.Keys.MAC(ctx, detKeyID(it.Type), []byte(canon))
+			if err == nil {
+				tok = "dtk_" + typeCodes[it.Type] + "_v" + strconv.FormatUint(uint64(v), 10) + "_" + base62(mac[:16])
+				row.Version = v
+			}
+		case FormatPreserving:
+			var t *fpe.Tokenizer
+			t, row.Version, err = s.tokenizer(ctx, it.Type, 0)
+			if err == nil {
+				tok, err = t.Tokenize(it.Type, stored, s.fpeOptions(it.Type))
+				if errors.Is(err, fpe.ErrDomainTooSmall) {
+					return nil, itemErr(i, "value is too short for a format-preserving token (FF1 needs a domain of at least 1,000,000)")
+				}
+				if errors.Is(err, fpe.ErrInvalidValue) || errors.Is(err, fpe.ErrUnsupportedType) {
+					return nil, itemErr(i, "value cannot be format-preserving tokenized as "+it.Type)
+				}
+			}
+		}
+		if err != nil {
+			return nil, fmt.Errorf("token: tokenize: %w", err)
+		}
+		mac, err := s.tokenMAC(ctx, tok)
+		if err != nil {
+			return nil, err
+		}
+		row.MAC = mac
+		if it.Mode != FormatPreserving {
+			row.Sealed, err = s.c.Keys.Seal(ctx, valueKeyID(it.Type), []byte(stored), tokenAAD(it.Type, mac))
+			if err != nil {
+				return nil, fmt.Errorf("token: seal: %w", err)
+			}
+		}
+		rows = append(rows, row)
+		out[i] = tok
+	}
+	if err := s.checkCollisions(ctx, rows); err != nil {
+		return nil, err
+	}
+	if err := s.c.Store.PutTokens(ctx, rows); err != nil {
+		return nil, err
+	}
+	c.Note.Count = len(out)
+	return out, nil
+}
+
+// checkCollisions refuses a format-preserving token that another type or
+// key version already produced (possible only across versions or types;
+// vanishingly rare), so detokenize can never be ambiguous.
+func (s *Service) checkCollisions(ctx context.Context, rows []coffer.StoredToken) error {
+	var macs [][]byte
+	for _, r := range rows {
+		if r.Mode == FormatPreserving {
+			macs = append(macs, r.MAC)
+		}
+	}
+	if len(macs) == 0 {
+		return nil
+	}
+	have, err := s.c.Store.Tokens(ctx, macs)
+	if err != nil {
+		return err
+	}
+	for _, r := range rows {
+		if h, ok := have[string(r.MAC)]; ok && (h.Type != r.Type || h.Version != r.Version || h.Mode != r.Mode) {
+			return coffer.Errorf(coffer.ECONFLICT, "a format-preserving token collides with an existing token; use another mode for this value")
+		}
+	}
+	return nil
+}
+
+func tokenAAD(typ string, mac []byte) []byte {
+	return envelope.AAD("token", typ, string(mac))
+}
+
+func (s *Service) tokenMAC(ctx context.Context, tok string) ([]byte, error) {
+	_, mac, err := s.c.Keys.MAC(ctx, indexKeyID, []byte(tok))
+	if err != nil {
+		return nil, fmt.Errorf("token: index MAC: %w", err)
+	}
+	return mac, nil
+}
+
+func (s *Service) randomToken(typ string) (string, error) {
+	var b [16]byte
+	if _, err := io.ReadFull(s.c.Rand, b[:]); err != nil {
+		return "", fmt.Errorf("token: random: %w", err)
+	}
+	return "tok_" + typeCodes[typ] + "_" + base62(b[:]), nil
+}
+
+const alphabet62 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+
+// base62 encodes b as a fixed-width base62 string (22 chars for 16 bytes).
+func base62(b []byte) string {
+	n := new(big.Int).SetBytes(b)
+	out := make([]byte, 22)
+	base := big.NewInt(62)
+	mod := new(big.Int)
+	for i := len(out) - 1; i >= 0; i-- {
+		n.DivMod(n, base, mod)
+		out[i] = alphabet62[mod.Int64()]
+	}
+	return string(out)
+}
+
+// typeOf returns the type named in a random or deterministic token's
+// prefix, or "" for a format-preserving token.
+func typeOf(tok string) (string, bool) {
+	p, rest, ok := strings.Cut(tok, "_")
+	if !ok || (p != "tok" && p != "dtk") {
+		return "", false
+	}
+	code, _, ok := strings.Cut(rest, "_")
+	if !ok {
+		return "", false
+	}
+	t, ok := codeTypes[code]
+	return t, ok
+}
+
+// Detokenize returns the values of tokens, in order, all or nothing: every
+// token must exist, be unexpired and be of a type the caller may detokenize.
+func (s *Service) Detokenize(ctx context.Context, c Caller, tokens []string) ([]string, error) {
+	c.Note.Target("detokenize", "tokens")
+	if len(tokens) == 0 {
+		return nil, coffer.Errorf(coffer.EINVALID, "tokens must hold at least one token")
+	}
+	if len(tokens) > s.c.MaxItems {
+		return nil, coffer.Errorf(coffer.ETOOLARGE, "at most %d tokens per request", s.c.MaxItems)
+	}
+	macs := make([][]byte, len(tokens))
+	for i, tok := range tokens {
+		if tok == "" || len(tok) > 512 {
+			return nil, coffer.Errorf(coffer.EINVALID, "tokens[%d] is not a token", i)
+		}
+		mac, err := s.tokenMAC(ctx, tok)
+		if err != nil {
+			return nil, err
+		}
+		macs[i] = mac
+		c.Note.ValueHMACs = append(c.Note.ValueHMACs, base64.RawURLEncoding.EncodeToString(mac[:12]))
+	}
+	rows, err := s.c.Store.Tokens(ctx, macs)
+	if err != nil {
+		return nil, err
+	}
+	now := s.c.Now()
+	types := map[string]bool{}
+	for i, tok := range tokens {
+		r, ok := rows[string(macs[i])]
+		if !ok || (r.ExpiresAt != nil && !now.Before(*r.ExpiresAt)) {
+			c.Note.Missing = true
+			return nil, coffer.Errorf(coffer.ENOTFOUND, "tokens[%d] is unknown or expired", i)
+		}
+		if t, ok := typeOf(tok); ok && t != r.Type {
+			c.Note.Missing = true
+			return nil, coffer.Errorf(coffer.ENOTFOUND, "tokens[%d] is unknown or expired", i)
+		}
+		if r.Canary {
+			c.Note.Canary = true
+		}
+		types[r.Type] = true
+	}
+	if len(types) == 1 {
+		for t := range types {
+			c.Note.Resource = "tokens/" + t
+		}
+	}
+	ds, err := s.authorize(c, "detokenize", types)
+	if err != nil {
+		return nil, err
+	}
+	for typ := range types {
+		if ds[typ].View(typ) == policy.Deny {
+			c.Note.Deny("field view of " + typ + " is deny")
+			return nil, coffer.Errorf(coffer.EFORBIDDEN, "not allowed to see values of tokens/%s", typ)
+		}
+	}
+	out := make([]string, len(tokens))
+	for i, tok := range tokens {
+		r := rows[string(macs[i])]
+		var v string
+		if r.Mode == FormatPreserving {
+			t, _, err := s.tokenizer(ctx, r.Type, r.Version)
+			if err != nil {
+				return nil, err
+			}
+			if v, err = t.Detokenize(r.Type, tok, s.fpeOptions(r.Type)); err != nil {
+				return nil, fmt.Errorf("token: detokenize: %w", err)
+			}
+		} else {
+			pt, err := s.c.Keys.Open(ctx, valueKeyID(r.Type), r.Sealed, tokenAAD(r.Type, r.MAC))
+			if err != nil {
+				return nil, fmt.Errorf("token: open: %w", err)
+			}
+			v = string(pt)
+		}
+		if ds[r.Type].View(r.Type) == policy.Masked {
+			v = s.c.Masker.Mask(mask.Default(r.Type), v)
+		}
+		out[i] = v
+	}
+	c.Note.Count = len(out)
+	return out, nil
+}

@@ -1,0 +1,180 @@
+package vault
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"net/mail"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/cofferhq/coffer/internal/coffer"
+)
+
+// MaxStringBytes bounds one string value.
+const MaxStringBytes = 64 << 10
+
+var (
+	nameRE  = regexp.MustCompile(`^[a-z][a-z0-9_]{0,62}$`)
+	phoneRE = regexp.MustCompile(`^\+?[0-9][0-9 ()\-.]{5,24}$`)
+	ssnRE   = regexp.MustCompile(`^([0-9]{3})-?([0-9]{2})-?([0-9]{4})$`)
+)
+
+// validTypes lists the field types of API.md.
+var validTypes = map[string]bool{
+	coffer.TypeString: true, coffer.TypeEmail: true, coffer.TypePhone: true,
+	coffer.TypeCardNumber: true, coffer.TypeSSN: true, coffer.TypeDate: true, coffer.TypeInteger: true,
+}
+
+// ValidName reports whether s may name a collection or a field.
+func ValidName(s string) bool { return nameRE.MatchString(s) }
+
+// invalid returns a 422 error naming the field, never its value.
+func invalid(field, why string) *coffer.Error {
+	return &coffer.Error{Code: coffer.EINVALID, Message: fmt.Sprintf("field %q: %s", field, why)}
+}
+
+// normalize validates raw (the field's JSON) by the field's type and
+// returns the stored form and the blind-index form of the value.
+func normalize(f coffer.Field, raw json.RawMessage) (stored, indexed string, err error) {
+	raw = bytes.TrimSpace(raw)
+	if len(raw) == 0 || string(raw) == "null" {
+		return "", "", invalid(f.Name, "must not be null")
+	}
+	if f.Type == coffer.TypeInteger {
+		var n json.Number
+		dec := json.NewDecoder(bytes.NewReader(raw))
+		dec.UseNumber()
+		if err := dec.Decode(&n); err != nil {
+			// A string of digits is accepted too.
+			var s string
+			if json.Unmarshal(raw, &s) != nil {
+				return "", "", invalid(f.Name, "must be an integer")
+			}
+			n = json.Number(strings.TrimSpace(s))
+		}
+		i, err := strconv.ParseInt(string(n), 10, 64)
+		if err != nil {
+			return "", "", invalid(f.Name, "must be an integer in the 64-bit range")
+		}
+		s := strconv.FormatInt(i, 10)
+		return s, s, nil
+	}
+	var s string
+	if err := json.Unmarshal(raw, &s); err != nil {
+		return "", "", invalid(f.Name, "must be a string")
+	}
+	if !utf8.ValidString(s) || strings.ContainsRune(s, 0) {
+		return "", "", invalid(f.Name, "must be valid UTF-8 without NUL")
+	}
+	if len(s) > MaxStringBytes {
+		return "", "", invalid(f.Name, "is too long")
+	}
+	s = strings.TrimSpace(s)
+	switch f.Type {
+	case coffer.TypeString:
+		if s == "" {
+			return "", "", invalid(f.Name, "must not be empty")
+		}
+		return s, s, nil
+	case coffer.TypeEmail:
+		a, err := mail.ParseAddress(s)
+		if err != nil || a.Address != s || a.Name != "" || len(s) > 254 || !strings.Contains(s[strings.LastIndexByte(s, '@')+1:], ".") {
+			return "", "", invalid(f.Name, "must be an email address")
+		}
+		return s, strings.ToLower(s), nil
+	case coffer.TypePhone:
+		d := digits(s)
+		if !phoneRE.MatchString(s) || len(d) < 7 || len(d) > 15 {
+			return "", "", invalid(f.Name, "must be a phone number")
+		}
+		if strings.HasPrefix(s, "+") {
+			d = "+" + d
+		}
+		return s, d, nil
+	case coffer.TypeCardNumber:
+		d := digits(s)
+		for _, r := range s {
+			if !(r >= '0' && r <= '9') && r != ' ' && r != '-' {
+				return "", "", invalid(f.Name, "must be a card number")
+			}
+		}
+		if len(d) < 12 || len(d) > 19 || !Luhn(d) {
+			return "", "", invalid(f.Name, "must be a card number that passes the Luhn check")
+		}
+		return s, d, nil
+	case coffer.TypeSSN:
+		m := ssnRE.FindStringSubmatch(s)
+		if m == nil || !validSSN(m[1], m[2], m[3]) {
+			return "", "", invalid(f.Name, "must be a valid SSN")
+		}
+		return m[1] + "-" + m[2] + "-" + m[3], m[1] + m[2] + m[3], nil
+	case coffer.TypeDate:
+		t, err := time.Parse(time.DateOnly, s)
+		if err != nil {
+			return "", "", invalid(f.Name, "must be a date (YYYY-MM-DD)")
+		}
+		d := t.Format(time.DateOnly)
+		return d, d, nil
+	}
+	return "", "", invalid(f.Name, "has an unknown type")
+}
+
+func digits(s string) string {
+	var b strings.Builder
+	for _, r := range s {
+		if r >= '0' && r <= '9' {
+			b.WriteRune(r)
+		}
+	}
+	return b.String()
+}
+
+// Luhn reports whether a string of digits passes the Luhn check.
+func Luhn(d string) bool {
+	sum, alt := 0, false
+	for i := len(d) - 1; i >= 0; i-- {
+		n := int(d[i] - '0')
+		if alt {
+			n *= 2
+			if n > 9 {
+				n -= 9
+			}
+		}
+		sum += n
+		alt = !alt
+	}
+	return len(d) > 0 && sum%10 == 0
+}
+
+func validSSN(area, group, serial string) bool {
+	return area != "000" && area != "666" && area[0] != '9' && group != "00" && serial != "0000"
+}
+
+// encodeValue renders a stored value in an answer: integers as JSON
+// numbers, everything else as strings.
+func encodeValue(f coffer.Field, v string) any {
+	if f.Type == coffer.TypeInteger {
+		return json.Number(v)
+	}
+	return v
+}
+
+var roleRE = regexp.MustCompile(`^[a-z0-9_-]{1,64}$`)
+
+// ValidRoleName reports whether s may name a role.
+func ValidRoleName(s string) bool { return roleRE.MatchString(s) }
+
+// NormalizeValue validates a string value of a field type and returns its
+// stored and its canonical (index) forms. Errors name the type, never the
+// value.
+func NormalizeValue(typ, value string) (stored, canonical string, err error) {
+	raw, err := json.Marshal(value)
+	if err != nil {
+		return "", "", invalid("value", "must be a string")
+	}
+	return normalize(coffer.Field{Name: "value", Type: typ}, raw)
+}

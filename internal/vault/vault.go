@@ -1,0 +1,631 @@
+package vault
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/cofferhq/coffer/internal/coffer"
+	"github.com/cofferhq/coffer/internal/crypto/envelope"
+	"github.com/cofferhq/coffer/internal/mask"
+	"github.com/cofferhq/coffer/internal/policy"
+)
+
+// Store is the part of the store the vault uses. Methods return
+// *coffer.Error with ENOTFOUND or ECONFLICT where the caller branches.
+type Store interface {
+	CreateCollection(ctx context.Context, c coffer.Collection) error
+	Collection(ctx context.Context, name string) (coffer.Collection, error)
+	Collections(ctx context.Context) ([]coffer.Collection, error)
+	InsertRecord(ctx context.Context, r coffer.SealedRecord, idx []coffer.IndexEntry) error
+	Record(ctx context.Context, collection, id string) (coffer.SealedRecord, error)
+	Records(ctx context.Context, collection string, ids []string) ([]coffer.SealedRecord, error)
+	UpdateRecord(ctx context.Context, r coffer.SealedRecord, idxFields []string, idx []coffer.IndexEntry) error
+	DeleteRecord(ctx context.Context, collection, id string) error
+	SearchIndex(ctx context.Context, collection, field string, macs [][]byte, limit int) ([]string, error)
+	DeleteSubjectRecords(ctx context.Context, subject string) (int64, error)
+}
+
+// Keys seals, opens and MACs under named, versioned data keys.
+type Keys interface {
+	Seal(ctx context.Context, keyID string, plaintext, aad []byte) ([]byte, error)
+	Open(ctx context.Context, keyID string, env, aad []byte) ([]byte, error)
+	MAC(ctx context.Context, keyID string, data []byte) (version uint32, mac []byte, err error)
+	Destroy(ctx context.Context, keyID string) error
+}
+
+// Policies gives the policy in force now (it may change between calls).
+type Policies interface {
+	Current() *policy.Policy
+}
+
+// Config holds the vault's dependencies.
+type Config struct {
+	Store    Store
+	Keys     Keys
+	Policies Policies
+	Masker   *mask.Masker
+	Rand     io.Reader
+	Now      func() time.Time
+	// MaxSearchLimit caps a search's limit (default 1000).
+	MaxSearchLimit int
+}
+
+// Vault runs the record use cases.
+type Vault struct {
+	c Config
+}
+
+// New returns a Vault.
+func New(c Config) *Vault {
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+	if c.MaxSearchLimit <= 0 {
+		c.MaxSearchLimit = 1000
+	}
+	return &Vault{c: c}
+}
+
+// Caller is who asks and from where; Note collects what the call did.
+type Caller struct {
+	Principal *coffer.Principal
+	IP        string
+	Note      *coffer.AccessNote
+}
+
+// CollectionSpec is the body of a create-collection request.
+type CollectionSpec struct {
+	Name      string         `json:"name"`
+	Fields    []coffer.Field `json:"fields"`
+	Retention string         `json:"retention,omitempty"`
+}
+
+func collectionResource(name string) string { return "collections/" + name }
+
+// decide asks the policy; it records the outcome in the note and returns a
+// 403 (or, with hide, a 404) error when denied.
+func (v *Vault) decide(c Caller, action, resource string, attrs policy.Input, hide bool) (policy.Decision, error) {
+	in := attrs
+	in.Principal, in.Action, in.Resource = c.Principal, action, resource
+	if in.Time.IsZero() {
+		in.Time = v.c.Now()
+	}
+	in.IP = c.IP
+	d := v.c.Policies.Current().Decide(in)
+	if !d.Allowed {
+		c.Note.Deny(d.Reason)
+		if hide {
+			return d, coffer.Errorf(coffer.ENOTFOUND, "record not found")
+		}
+		return d, coffer.Errorf(coffer.EFORBIDDEN, "not allowed to %s %s", action, resource)
+	}
+	c.Note.Allow(d.Rule)
+	return d, nil
+}
+
+// CreateCollection validates and stores a collection schema.
+func (v *Vault) CreateCollection(ctx context.Context, c Caller, spec CollectionSpec) (coffer.Collection, error) {
+	res := collectionResource(spec.Name)
+	c.Note.Target("admin", res)
+	if !ValidName(spec.Name) {
+		c.Note.Resource = "collections"
+		return coffer.Collection{}, coffer.Errorf(coffer.EINVALID, "collection name must match [a-z][a-z0-9_]{0,62}")
+	}
+	if _, err := v.decide(c, "admin", res, policy.Input{}, false); err != nil {
+		return coffer.Collection{}, err
+	}
+	col := coffer.Collection{Name: spec.Name, CreatedAt: v.c.Now().UTC()}
+	var problems []string
+	if len(spec.Fields) == 0 {
+		problems = append(problems, "fields: at least one field is required")
+	}
+	if len(spec.Fields) > 256 {
+		problems = append(problems, "fields: at most 256 fields")
+	}
+	seen := map[string]bool{}
+	for i, f := range spec.Fields {
+		switch {
+		case !ValidName(f.Name):
+			problems = append(problems, fmt.Sprintf("fields[%d].name must match [a-z][a-z0-9_]{0,62}", i))
+		case seen[f.Name]:
+			problems = append(problems, fmt.Sprintf("fields[%d].name %q is repeated", i, f.Name))
+		}
+		seen[f.Name] = true
+		if !validTypes[f.Type] {
+			problems = append(problems, fmt.Sprintf("fields[%d].type must be one of string email phone card_number ssn date integer", i))
+		}
+		if f.Mask != "" {
+			if err := mask.ValidName(f.Mask); err != nil {
+				problems = append(problems, fmt.Sprintf("fields[%d].mask: %v", i, err))
+			}
+		}
+	}
+	if spec.Retention != "" {
+		d, err := time.ParseDuration(spec.Retention)
+		if err != nil || d < time.Minute || d > 100*365*24*time.Hour {
+			problems = append(problems, "retention must be a Go duration between 1m and 100 years, like \"720h\"")
+		}
+		col.Retention = d
+	}
+	if len(problems) > 0 {
+		return coffer.Collection{}, &coffer.Error{Code: coffer.EINVALID, Message: strings.Join(problems, "; "), Problems: problems}
+	}
+	col.Fields = spec.Fields
+	if err := v.c.Store.CreateCollection(ctx, col); err != nil {
+		return coffer.Collection{}, err
+	}
+	return col, nil
+}
+
+// Collection returns a collection's schema to a caller who may read it.
+func (v *Vault) Collection(ctx context.Context, c Caller, name string) (coffer.Collection, error) {
+	res := collectionResource(name)
+	c.Note.Target("read", res)
+	if _, err := v.decide(c, "read", res, policy.Input{}, false); err != nil {
+		return coffer.Collection{}, err
+	}
+	col, err := v.c.Store.Collection(ctx, name)
+	if coffer.ErrorCode(err) == coffer.ENOTFOUND {
+		c.Note.Missing = true
+	}
+	return col, err
+}
+
+// Collections lists the collections (action admin on collections/*).
+func (v *Vault) Collections(ctx context.Context, c Caller) ([]coffer.Collection, error) {
+	c.Note.Target("admin", "collections/*")
+	if _, err := v.decide(c, "admin", "collections/*", policy.Input{}, false); err != nil {
+		return nil, err
+	}
+	return v.c.Store.Collections(ctx)
+}
+
+// NewRecord is the body of a create-record request.
+type NewRecord struct {
+	Owner   string                     `json:"owner"`
+	Subject string                     `json:"subject"`
+	Data    map[string]json.RawMessage `json:"data"`
+}
+
+func keyIDFor(collection, subject string) string {
+	if subject != "" {
+		return "subject/" + subject
+	}
+	return "collection/" + collection
+}
+
+func indexKeyID(collection, field string) string { return "index/" + collection + "/" + field }
+
+func aad(collection, id, field string) []byte { return envelope.AAD(collection, id, field) }
+
+func validAttr(s string) bool {
+	return len(s) <= 256 && !strings.ContainsRune(s, 0) && strings.ToValidUTF8(s, "") == s
+}
+
+// loadCollection fetches a collection, noting a missing one.
+func (v *Vault) loadCollection(ctx context.Context, c Caller, name string) (coffer.Collection, error) {
+	col, err := v.c.Store.Collection(ctx, name)
+	if coffer.ErrorCode(err) == coffer.ENOTFOUND {
+		c.Note.Missing = true
+	}
+	return col, err
+}
+
+// CreateRecord validates, seals, indexes and stores a new record.
+func (v *Vault) CreateRecord(ctx context.Context, c Caller, collection string, nr NewRecord) (string, error) {
+	res := collectionResource(collection)
+	c.Note.Target("create", res)
+	if !validAttr(nr.Owner) || !validAttr(nr.Subject) {
+		return "", coffer.Errorf(coffer.EINVALID, "owner and subject must be UTF-8 strings of at most 256 bytes")
+	}
+	id, err := uuid.NewV7FromReader(v.c.Rand)
+	if err != nil {
+		return "", fmt.Errorf("vault: record id: %w", err)
+	}
+	rid := id.String()
+	if _, err := v.decide(c, "create", res, policy.Input{Owner: nr.Owner, Collection: collection, ID: rid}, false); err != nil {
+		return "", err
+	}
+	col, err := v.loadCollection(ctx, c, collection)
+	if err != nil {
+		return "", err
+	}
+	if len(nr.Data) == 0 {
+		return "", coffer.Errorf(coffer.EINVALID, "data must hold at least one field")
+	}
+	now := v.c.Now().UTC()
+	rec := coffer.SealedRecord{
+		ID: rid, Collection: collection, Owner: nr.Owner, Subject: nr.Subject,
+		CreatedAt: now, UpdatedAt: now, KeyID: keyIDFor(collection, nr.Subject),
+		Values: make(map[string][]byte, len(nr.Data)),
+	}
+	if col.Retention > 0 {
+		exp := now.Add(col.Retention)
+		rec.ExpiresAt = &exp
+	}
+	idx, fields, err := v.sealFields(ctx, col, &rec, nr.Data)
+	if err != nil {
+		return "", err
+	}
+	c.Note.Fields, c.Note.Count = fields, 1
+	if err := v.c.Store.InsertRecord(ctx, rec, idx); err != nil {
+		return "", err
+	}
+	return rid, nil
+}
+
+// sealFields validates every field of data against the schema first (so a
+// bad request stores nothing), then seals each value into rec and returns
+// the blind-index entries of the searchable ones.
+func (v *Vault) sealFields(ctx context.Context, col coffer.Collection, rec *coffer.SealedRecord, data map[string]json.RawMessage) ([]coffer.IndexEntry, []string, error) {
+	names := make([]string, 0, len(data))
+	for name := range data {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	type norm struct {
+		f               coffer.Field
+		stored, indexed string
+	}
+	vals := make([]norm, 0, len(names))
+	var problems []string
+	for _, name := range names {
+		f, ok := col.Field(name)
+		if !ok {
+			problems = append(problems, fmt.Sprintf("field %q is not in the schema of collection %q", truncName(name), col.Name))
+			continue
+		}
+		s, ix, err := normalize(f, data[name])
+		if err != nil {
+			problems = append(problems, coffer.ErrorMessage(err))
+			continue
+		}
+		vals = append(vals, norm{f, s, ix})
+	}
+	if len(problems) > 0 {
+		return nil, nil, &coffer.Error{Code: coffer.EINVALID, Message: strings.Join(problems, "; "), Problems: problems}
+	}
+	var idx []coffer.IndexEntry
+	for _, n := range vals {
+		env, err := v.c.Keys.Seal(ctx, rec.KeyID, []byte(n.stored), aad(rec.Collection, rec.ID, n.f.Name))
+		if err != nil {
+			return nil, nil, fmt.Errorf("vault: seal field: %w", err)
+		}
+		rec.Values[n.f.Name] = env
+		if n.f.Searchable {
+			ver, mac, err := v.c.Keys.MAC(ctx, indexKeyID(rec.Collection, n.f.Name), []byte(n.indexed))
+			if err != nil {
+				return nil, nil, fmt.Errorf("vault: index field: %w", err)
+			}
+			idx = append(idx, coffer.IndexEntry{Field: n.f.Name, Version: ver, MAC: mac})
+		}
+	}
+	return idx, names, nil
+}
+
+// truncName keeps an unknown field name short in an error message. Field
+// names are schema, not values, but an attacker controls this one.
+func truncName(s string) string {
+	s = strings.ToValidUTF8(s, "?")
+	if len(s) > 64 {
+		return s[:64] + "…"
+	}
+	return s
+}
+
+// View is a record shaped for one caller.
+type View struct {
+	ID        string         `json:"id"`
+	Owner     string         `json:"owner"`
+	Subject   string         `json:"subject,omitempty"`
+	CreatedAt time.Time      `json:"created_at"`
+	UpdatedAt time.Time      `json:"updated_at"`
+	ExpiresAt *time.Time     `json:"expires_at,omitempty"`
+	Data      map[string]any `json:"data"`
+}
+
+// loadRecord fetches a live record; expired or missing records are 404.
+func (v *Vault) loadRecord(ctx context.Context, c Caller, collection, id string) (coffer.SealedRecord, error) {
+	r, err := v.c.Store.Record(ctx, collection, id)
+	if err == nil && r.ExpiresAt != nil && !v.c.Now().Before(*r.ExpiresAt) {
+		err = coffer.Errorf(coffer.ENOTFOUND, "record not found")
+	}
+	if coffer.ErrorCode(err) == coffer.ENOTFOUND {
+		c.Note.Missing = true
+		return r, coffer.Errorf(coffer.ENOTFOUND, "record not found")
+	}
+	if r.Canary {
+		c.Note.Canary = true
+	}
+	return r, err
+}
+
+// authorizeRecord decides action on one stored record: when the decision
+// depends on the record (an owner rule) a denial is a 404, so a caller
+// cannot learn that a record it may not see exists.
+func (v *Vault) authorizeRecord(ctx context.Context, c Caller, action, collection, id string) (coffer.SealedRecord, policy.Decision, error) {
+	res := collectionResource(collection)
+	c.Note.Target(action, res)
+	p := v.c.Policies.Current()
+	if !p.NeedsResource(c.Principal, action, res) {
+		d, err := v.decide(c, action, res, policy.Input{Collection: collection, ID: id}, false)
+		if err != nil {
+			return coffer.SealedRecord{}, d, err
+		}
+		r, err := v.loadRecord(ctx, c, collection, id)
+		return r, d, err
+	}
+	r, err := v.loadRecord(ctx, c, collection, id)
+	if err != nil {
+		return r, policy.Decision{}, err
+	}
+	d, err := v.decide(c, action, res, policy.Input{Owner: r.Owner, Collection: collection, ID: id}, true)
+	return r, d, err
+}
+
+// GetRecord returns one record shaped by the caller's field views.
+func (v *Vault) GetRecord(ctx context.Context, c Caller, collection, id string) (View, error) {
+	r, d, err := v.authorizeRecord(ctx, c, "read", collection, id)
+	if err != nil {
+		return View{}, err
+	}
+	col, err := v.loadCollection(ctx, c, collection)
+	if err != nil {
+		return View{}, err
+	}
+	view, err := v.shape(ctx, col, r, d)
+	if err != nil {
+		return View{}, err
+	}
+	c.Note.Fields, c.Note.Count = sortedKeys(view.Data), 1
+	return view, nil
+}
+
+func sortedKeys(m map[string]any) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// shape opens the fields the decision shows and masks the masked ones;
+// denied fields are never decrypted.
+func (v *Vault) shape(ctx context.Context, col coffer.Collection, r coffer.SealedRecord, d policy.Decision) (View, error) {
+	out := View{ID: r.ID, Owner: r.Owner, Subject: r.Subject, CreatedAt: r.CreatedAt, UpdatedAt: r.UpdatedAt,
+		ExpiresAt: r.ExpiresAt, Data: make(map[string]any, len(r.Values))}
+	for name, env := range r.Values {
+		f, ok := col.Field(name)
+		if !ok {
+			continue
+		}
+		view := d.View(name)
+		if view == policy.Deny {
+			continue
+		}
+		pt, err := v.c.Keys.Open(ctx, r.KeyID, env, aad(r.Collection, r.ID, name))
+		if err != nil {
+			return View{}, fmt.Errorf("vault: open field of record: %w", err)
+		}
+		if view == policy.Masked {
+			m := f.Mask
+			if m == "" {
+				m = mask.Default(f.Type)
+			}
+			out.Data[name] = v.c.Masker.Mask(m, string(pt))
+			continue
+		}
+		out.Data[name] = encodeValue(f, string(pt))
+	}
+	return out, nil
+}
+
+// Patch is the body of a PATCH: the fields to replace.
+type Patch struct {
+	Data map[string]json.RawMessage `json:"data"`
+}
+
+// UpdateRecord replaces the given fields of a record.
+func (v *Vault) UpdateRecord(ctx context.Context, c Caller, collection, id string, p Patch) error {
+	r, _, err := v.authorizeRecord(ctx, c, "update", collection, id)
+	if err != nil {
+		return err
+	}
+	if len(p.Data) == 0 {
+		return coffer.Errorf(coffer.EINVALID, "data must hold at least one field")
+	}
+	col, err := v.loadCollection(ctx, c, collection)
+	if err != nil {
+		return err
+	}
+	next := r
+	next.Values = make(map[string][]byte, len(r.Values)+len(p.Data))
+	for k, e := range r.Values {
+		next.Values[k] = e
+	}
+	next.UpdatedAt = v.c.Now().UTC()
+	idx, fields, err := v.sealFields(ctx, col, &next, p.Data)
+	if err != nil {
+		return err
+	}
+	var idxFields []string
+	for _, name := range fields {
+		if f, _ := col.Field(name); f.Searchable {
+			idxFields = append(idxFields, name)
+		}
+	}
+	c.Note.Fields, c.Note.Count = fields, 1
+	return v.c.Store.UpdateRecord(ctx, next, idxFields, idx)
+}
+
+// DeleteRecord deletes a record.
+func (v *Vault) DeleteRecord(ctx context.Context, c Caller, collection, id string) error {
+	if _, _, err := v.authorizeRecord(ctx, c, "delete", collection, id); err != nil {
+		return err
+	}
+	c.Note.Count = 1
+	return v.c.Store.DeleteRecord(ctx, collection, id)
+}
+
+// Search is the body of a search request.
+type Search struct {
+	Where map[string]json.RawMessage `json:"where"`
+	Limit int                        `json:"limit"`
+}
+
+// SearchRecords finds records by exact match on searchable fields through
+// their blind indexes, without decrypting anything to match, and shapes each
+// hit like a GET. Records the caller may not see are left out.
+func (v *Vault) SearchRecords(ctx context.Context, c Caller, collection string, s Search) ([]View, error) {
+	res := collectionResource(collection)
+	c.Note.Target("search", res)
+	p := v.c.Policies.Current()
+	perRecord := p.NeedsResource(c.Principal, "search", res)
+	var d policy.Decision
+	if !perRecord {
+		var err error
+		if d, err = v.decide(c, "search", res, policy.Input{Collection: collection}, false); err != nil {
+			return nil, err
+		}
+	}
+	col, err := v.loadCollection(ctx, c, collection)
+	if err != nil {
+		return nil, err
+	}
+	if len(s.Where) == 0 {
+		return nil, coffer.Errorf(coffer.EINVALID, "where must name at least one searchable field")
+	}
+	limit := s.Limit
+	if limit <= 0 {
+		limit = 100
+	}
+	if limit > v.c.MaxSearchLimit {
+		return nil, coffer.Errorf(coffer.EINVALID, "limit must be at most %d", v.c.MaxSearchLimit)
+	}
+	names := make([]string, 0, len(s.Where))
+	for name := range s.Where {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	var ids []string
+	for i, name := range names {
+		f, ok := col.Field(name)
+		if !ok || !f.Searchable {
+			return nil, coffer.Errorf(coffer.EINVALID, "field %q is not a searchable field of collection %q", truncName(name), collection)
+		}
+		_, ix, err := normalize(f, s.Where[name])
+		if err != nil {
+			return nil, err
+		}
+		_, mac, err := v.c.Keys.MAC(ctx, indexKeyID(collection, name), []byte(ix))
+		if err != nil {
+			return nil, fmt.Errorf("vault: index term: %w", err)
+		}
+		c.Note.ValueHMACs = append(c.Note.ValueHMACs, base64.RawURLEncoding.EncodeToString(mac[:12]))
+		// The first field bounds the candidates generously; later fields
+		// intersect.
+		got, err := v.c.Store.SearchIndex(ctx, collection, name, [][]byte{mac}, max(limit*4, 1000))
+		if err != nil {
+			return nil, err
+		}
+		if i == 0 {
+			ids = got
+		} else {
+			ids = intersect(ids, got)
+		}
+	}
+	c.Note.Fields = names
+	recs, err := v.c.Store.Records(ctx, collection, ids)
+	if err != nil {
+		return nil, err
+	}
+	sort.Slice(recs, func(i, j int) bool { return recs[i].ID < recs[j].ID })
+	out := make([]View, 0, min(len(recs), limit))
+	now := v.c.Now()
+	allowedAny := !perRecord
+	for _, r := range recs {
+		if len(out) == limit {
+			break
+		}
+		if r.ExpiresAt != nil && !now.Before(*r.ExpiresAt) {
+			continue
+		}
+		rd := d
+		if perRecord {
+			rd = p.Decide(policy.Input{Principal: c.Principal, Action: "search", Resource: res,
+				Owner: r.Owner, Collection: collection, ID: r.ID, Time: now, IP: c.IP})
+			if !rd.Allowed {
+				continue
+			}
+			allowedAny = true
+			c.Note.Allow(rd.Rule)
+		}
+		if r.Canary {
+			c.Note.Canary = true
+		}
+		view, err := v.shape(ctx, col, r, rd)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, view)
+	}
+	if perRecord && !allowedAny {
+		// Nothing visible: answer like an empty search, and note the denial.
+		c.Note.Deny("no matching record the caller may see")
+	}
+	c.Note.Count = len(out)
+	if len(out) == 0 && len(ids) == 0 {
+		c.Note.Missing = true
+	}
+	return out, nil
+}
+
+func intersect(a, b []string) []string {
+	in := make(map[string]bool, len(b))
+	for _, x := range b {
+		in[x] = true
+	}
+	out := a[:0]
+	for _, x := range a {
+		if in[x] {
+			out = append(out, x)
+		}
+	}
+	return out
+}
+
+// EraseSubject crypto-shreds a data subject: it destroys the subject's data
+// key first (so every copy of the values, backups included, becomes
+// unreadable even if the delete below is interrupted), then deletes the
+// records.
+func (v *Vault) EraseSubject(ctx context.Context, c Caller, subject string) (int64, error) {
+	c.Note.Target("delete", "subjects")
+	if subject == "" || !validAttr(subject) {
+		return 0, coffer.Errorf(coffer.EINVALID, "subject must be a UTF-8 string of 1 to 256 bytes")
+	}
+	if _, err := v.decide(c, "delete", "subjects", policy.Input{}, false); err != nil {
+		return 0, err
+	}
+	if err := v.c.Keys.Destroy(ctx, keyIDFor("", subject)); err != nil {
+		return 0, fmt.Errorf("vault: destroy subject key: %w", err)
+	}
+	n, err := v.c.Store.DeleteSubjectRecords(ctx, subject)
+	if err != nil {
+		return 0, err
+	}
+	c.Note.Count = int(n)
+	return n, nil
+}
+
+// ErrNoPolicy is returned when no policy is loaded.
+var ErrNoPolicy = errors.New("vault: no policy loaded")
