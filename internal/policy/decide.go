@@ -1,8 +1,8 @@
 package policy
 
 import (
-	"fmt"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/cofferhq/coffer/internal/coffer"
 )
@@ -105,8 +105,8 @@ func (p *Policy) Decide(in Input) Decision {
 	case failedRule != "":
 		d.Reason = "condition of " + failedRule + " could not be evaluated"
 	default:
-		d.Reason = fmt.Sprintf("no rule grants %s on %s to roles [%s]",
-			cut(in.Action), cut(in.Resource), cut(strings.Join(pr.Roles, " ")))
+		d.Reason = "no rule grants " + cut(in.Action) + " on " + cut(in.Resource) +
+			" to roles [" + cut(strings.Join(pr.Roles, " ")) + "]"
 	}
 	return d
 }
@@ -162,9 +162,14 @@ func (p *Policy) release(a *activation) {
 	p.acts.Put(a)
 }
 
+// cut shortens s to about maxReasonName bytes, on a rune boundary.
 func cut(s string) string {
-	if len(s) > maxReasonName {
-		return s[:maxReasonName] + "…"
+	if len(s) <= maxReasonName {
+		return s
 	}
-	return s
+	n := maxReasonName
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n] + "…"
 }

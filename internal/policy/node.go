@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"strconv"
+	"unicode/utf8"
 
 	"go.yaml.in/yaml/v3"
 )
@@ -257,7 +258,11 @@ func (c *jsonConv) value(depth int) (*node, error) {
 func quote(s string) string {
 	const max = 64
 	if len(s) > max {
-		s = s[:max] + "…"
+		n := max
+		for n > 0 && !utf8.RuneStart(s[n]) {
+			n--
+		}
+		return strconv.Quote(s[:n]) + "…"
 	}
 	return strconv.Quote(s)
 }
