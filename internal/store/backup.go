@@ -275,9 +275,15 @@ func (k colKind) String() string {
 	return "unknown"
 }
 
-// importParams bounds the placeholders of one INSERT, well under SQLite's
-// 32766 and PostgreSQL's 65535.
-const importParams = 8192
+// Placeholders per INSERT. SQLite resolves each $N by a linear search of
+// the statement's parameter names, so a statement's cost grows with the
+// square of its placeholders: small batches are fastest there (on the
+// restore benchmark, 256 placeholders restore about 10× faster than 8192).
+// PostgreSQL has no such cost and stays well under its 65535 limit.
+const (
+	importParamsSQLite   = 256
+	importParamsPostgres = 8192
+)
 
 // Import loads rows into an empty store in one transaction: next returns
 // one row at a time, as Export produced it, and io.EOF after the last.
@@ -302,7 +308,10 @@ func (db *DB) Import(ctx context.Context, next func() (table string, row []any, 
 				return fmt.Errorf("store: import: check %s is empty: %w", t.name, err)
 			}
 		}
-		im := importer{q: q}
+		im := importer{q: q, maxParams: importParamsPostgres}
+		if db.dialect == SQLite {
+			im.maxParams = importParamsSQLite
+		}
 		pos := 0
 		for {
 			name, row, err := next()
@@ -335,10 +344,11 @@ func (db *DB) Import(ctx context.Context, next func() (table string, row []any, 
 
 // importer batches rows of one table into multi-row INSERTs.
 type importer struct {
-	q    querier
-	t    *backupTable
-	args []any
-	n    int // rows in args
+	q         querier
+	maxParams int
+	t         *backupTable
+	args      []any
+	n         int // rows in args
 }
 
 func (im *importer) add(ctx context.Context, t *backupTable, row []any) error {
@@ -354,7 +364,7 @@ func (im *importer) add(ctx context.Context, t *backupTable, row []any) error {
 		im.args = append(im.args, v)
 	}
 	im.n++
-	if len(im.args)+len(t.cols) > importParams {
+	if len(im.args)+len(t.cols) > im.maxParams {
 		return im.flush(ctx)
 	}
 	return nil
