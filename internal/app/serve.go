@@ -17,6 +17,7 @@ import (
 
 	"github.com/cofferhq/coffer/internal/audit"
 	"github.com/cofferhq/coffer/internal/config"
+	"github.com/cofferhq/coffer/internal/detect"
 	"github.com/cofferhq/coffer/internal/httpapi"
 	"github.com/cofferhq/coffer/internal/lifecycle"
 	"github.com/cofferhq/coffer/internal/metrics"
@@ -34,6 +35,8 @@ type Server struct {
 	metSrv  *http.Server
 	cancel  context.CancelFunc
 	jobs    *lifecycle.Jobs
+	// detector watches every audited request for anomalies.
+	detector *detect.Detector
 	log     *slog.Logger
 }
 
@@ -84,6 +87,9 @@ func Open(ctx context.Context, cfg *config.Config, o Options) (*Server, error) {
 	if s.audit, err = s.openAudit(bg); err != nil {
 		return fail(err)
 	}
+	if s.detector, err = s.openDetector(bg); err != nil {
+		return fail(err)
+	}
 	tlsOpts := pki.TLSOptions{OnReloadError: func(err error) {
 		s.log.Error("server certificate reload failed; keeping the previous one", "error", err)
 	}}
@@ -110,7 +116,8 @@ func Open(ctx context.Context, cfg *config.Config, o Options) (*Server, error) {
 		AuditLog:     c.db,
 		Identity:     c.identity,
 		Policies:     c.policies,
-		Audit:        auditAdapter{w: s.audit, node: cfg.Node},
+		Audit:        auditAdapter{w: s.audit, d: s.detector, m: s.metrics},
+		Detector:     s.detector,
 		Logger:       c.opts.Logger,
 		PublicURL:    cfg.PublicURL,
 		MaxBodyBytes: cfg.Limits.MaxBodyBytes,
@@ -124,6 +131,9 @@ func Open(ctx context.Context, cfg *config.Config, o Options) (*Server, error) {
 			"audit": func(context.Context) error { return s.audit.Healthy() },
 		},
 	})
+	if ci, err := pki.CertInfo(cfg.TLS.CertFile); err == nil {
+		s.metrics.CertExpiry.Set(float64(ci.NotAfter.Unix()))
+	}
 	s.httpSrv = &http.Server{
 		Handler:           s.api,
 		TLSConfig:         s.tlsCfg,
@@ -251,15 +261,18 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	if aerr := s.audit.Close(ctx); aerr != nil && err == nil {
 		err = fmt.Errorf("flush audit log: %w", aerr)
 	}
+	s.detector.Close()
 	s.cancel()
 	s.c.Close()
 	return err
 }
 
-// auditAdapter turns an HTTP call's entry into an audit event.
+// auditAdapter turns an HTTP call's entry into an audit event and, once it
+// is durable, into an observation for the detectors.
 type auditAdapter struct {
-	w    *audit.Writer
-	node string
+	w *audit.Writer
+	d *detect.Detector
+	m *metrics.Metrics
 }
 
 func (a auditAdapter) Audit(ctx context.Context, e httpapi.Entry) error {
@@ -281,7 +294,75 @@ func (a auditAdapter) Audit(ctx context.Context, e httpapi.Entry) error {
 	} else if e.AttemptedID != "" {
 		ev.PrincipalID = "unauthenticated:" + truncate(e.AttemptedID, 128)
 	}
-	return a.w.Log(ctx, ev)
+	if err := a.w.Log(ctx, ev); err != nil {
+		return err
+	}
+	o := detect.Observation{
+		Time: e.Time, SourceIP: e.SourceIP, Action: e.Note.Action, Resource: e.Note.Resource,
+		Decision: e.Note.Decision, Status: e.Status, Count: e.Note.Count,
+		Missing: e.Note.Missing, Canary: e.Note.Canary,
+		AuthFailure: e.Status == http.StatusUnauthorized, AttemptedID: truncate(e.AttemptedID, 128),
+	}
+	if e.Principal != nil {
+		o.PrincipalID, o.PrincipalKind, o.Roles = e.Principal.ID, e.Principal.Kind, e.Principal.Roles
+	}
+	a.d.Observe(ctx, o)
+	a.count(e)
+	return nil
+}
+
+// count feeds the request's outcome to the metrics: bounded labels only.
+func (a auditAdapter) count(e httpapi.Entry) {
+	if e.Status == http.StatusUnauthorized {
+		method := "bearer"
+		switch e.Note.Action {
+		case "token":
+			method = "client_secret"
+		case "login":
+			method = "password"
+		}
+		a.m.AuthFailures.WithLabelValues(method).Inc()
+	}
+	if e.Note.Decision == "allow" || e.Note.Decision == "deny" {
+		a.m.Decisions.WithLabelValues(e.Note.Decision).Inc()
+	}
+	if e.Status >= 400 || e.Note.Count == 0 {
+		return
+	}
+	switch e.Note.Action {
+	case "tokenize", "detokenize":
+		a.m.TokenValues.WithLabelValues(e.Note.Action).Add(float64(e.Note.Count))
+	case "read", "search", "create", "update", "delete":
+		if strings.HasPrefix(e.Note.Resource, "collections/") {
+			a.m.Records.WithLabelValues(e.Note.Action).Add(float64(e.Note.Count))
+		}
+	}
+}
+
+// openDetector starts the anomaly detectors with their thresholds from config.
+func (s *Server) openDetector(ctx context.Context) (*detect.Detector, error) {
+	dc := s.c.cfg.Detect
+	cfg := detect.Config{
+		Window: dc.Window.Duration, BulkReadValues: dc.BulkReadValues, FailedAuthBurst: dc.FailedAuthBurst,
+		DeniedBurst: dc.DeniedBurst, Enumeration: dc.Enumeration, Hours: dc.Hours,
+		SuspendOn: dc.SuspendOn, SuspendFor: dc.SuspendFor.Duration,
+	}
+	for _, w := range dc.Webhooks {
+		cfg.Webhooks = append(cfg.Webhooks, detect.Webhook{URL: w.URL, Secret: w.Secret})
+	}
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("detect: %w", err)
+	}
+	m := s.metrics
+	for _, k := range detect.Kinds() {
+		m.SecurityEvents.WithLabelValues(k) // exported at 0 so rate() sees the first event
+	}
+	d := detect.New(cfg, detect.Deps{
+		Store: s.c.db, Logger: s.log, Now: s.c.opts.Now, Rand: s.c.opts.Rand,
+		OnEvent: func(kind string) { m.SecurityEvents.WithLabelValues(kind).Inc() },
+	})
+	d.Start(ctx)
+	return d, nil
 }
 
 func truncate(s string, n int) string {

@@ -57,6 +57,8 @@ func (s *Server) routes() {
 	s.handle("POST /v1/redact", 0, s.redactText)
 	s.transitRoutes()
 	s.handle("GET /v1/audit/events", 0, s.auditEvents)
+	s.handle("GET /v1/security/events", 0, s.securityEvents)
+	s.handle("DELETE /v1/security/suspensions/{principal}", 0, s.liftSuspension)
 	if s.c.Extra != nil {
 		s.c.Extra(&Router{s: s})
 	}

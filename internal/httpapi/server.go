@@ -49,6 +49,14 @@ type Tokens interface {
 	Detokenize(ctx context.Context, c vault.Caller, tokens []string) ([]string, error)
 }
 
+// Detector answers for the anomaly detectors: security events and
+// suspended principals.
+type Detector interface {
+	Suspended(id string) bool
+	Lift(ctx context.Context, id string) error
+	Events(ctx context.Context, since time.Time, kind string, limit int) ([]coffer.SecurityEvent, error)
+}
+
 // Auditor writes one audit entry durably; an error fails the request.
 type Auditor interface {
 	Audit(ctx context.Context, e Entry) error
@@ -88,6 +96,7 @@ type Config struct {
 	Tokens   Tokens
 	Transit  Transit
 	AuditLog AuditLog
+	Detector Detector
 	Identity Identity
 	Policies Policies
 	Audit    Auditor
@@ -347,6 +356,10 @@ func (s *Server) run(c *Call, opts int, h HandlerFunc) (Reply, error) {
 			return Reply{}, err
 		}
 		c.Principal = p
+		if s.c.Detector != nil && s.c.Detector.Suspended(p.ID) {
+			c.Note.Deny("principal suspended")
+			return Reply{}, coffer.Errorf(coffer.EFORBIDDEN, "this principal is suspended by a security response; an admin can lift it")
+		}
 		if err := s.allow(p.ID); err != nil {
 			return Reply{}, err
 		}

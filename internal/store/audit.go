@@ -18,8 +18,9 @@ func (db *DB) AppendAudit(ctx context.Context, events []audit.Event, checkpoints
 	}
 	return db.inTx(ctx, func(q querier) error {
 		const cols = 9
-		for start := 0; start < len(events); start += 200 {
-			chunk := events[start:min(start+200, len(events))]
+		per := db.rowsPerInsert(cols)
+		for start := 0; start < len(events); start += per {
+			chunk := events[start:min(start+per, len(events))]
 			var sb strings.Builder
 			sb.WriteString(`INSERT INTO audit_events (node, seq, id, time, principal, action, body, hash, prev_hash) VALUES `)
 			args := make([]any, 0, len(chunk)*cols)

@@ -10,9 +10,16 @@ import (
 	"github.com/cofferhq/coffer/internal/coffer"
 )
 
-// tokenBatch is how many rows one INSERT carries: 8 parameters a row stays
-// far below SQLite's and PostgreSQL's parameter limits.
-const tokenBatch = 500
+// rowsPerInsert is how many rows of cols columns one multi-row INSERT
+// carries: SQLite resolves $N placeholders in time growing with the square
+// of their number, so it gets small statements (256 placeholders); for
+// PostgreSQL larger ones save round trips.
+func (db *DB) rowsPerInsert(cols int) int {
+	if db.dialect == SQLite {
+		return max(1, importParamsSQLite/cols)
+	}
+	return max(1, importParamsPostgres/cols)
+}
 
 // PutTokens stores token rows in one transaction; a row whose MAC exists
 // already (a deterministic token seen before) is left as it is.
@@ -21,8 +28,9 @@ func (db *DB) PutTokens(ctx context.Context, ts []coffer.StoredToken) error {
 		return nil
 	}
 	return db.inTx(ctx, func(q querier) error {
-		for start := 0; start < len(ts); start += tokenBatch {
-			chunk := ts[start:min(start+tokenBatch, len(ts))]
+		per := db.rowsPerInsert(8)
+		for start := 0; start < len(ts); start += per {
+			chunk := ts[start:min(start+per, len(ts))]
 			var sb strings.Builder
 			sb.WriteString(`INSERT INTO tokens (mac, type, mode, version, sealed, canary, expires_at, created_at) VALUES `)
 			args := make([]any, 0, len(chunk)*8)
@@ -63,8 +71,9 @@ func nonNilBytes(b []byte) []byte {
 // with no row are absent from the map.
 func (db *DB) Tokens(ctx context.Context, macs [][]byte) (map[string]coffer.StoredToken, error) {
 	out := make(map[string]coffer.StoredToken, len(macs))
-	for start := 0; start < len(macs); start += tokenBatch {
-		chunk := macs[start:min(start+tokenBatch, len(macs))]
+	per := db.rowsPerInsert(1)
+	for start := 0; start < len(macs); start += per {
+		chunk := macs[start:min(start+per, len(macs))]
 		var sb strings.Builder
 		sb.WriteString(`SELECT mac, type, mode, version, sealed, canary, expires_at, created_at FROM tokens WHERE mac IN (`)
 		args := make([]any, len(chunk))

@@ -101,6 +101,9 @@ type Item struct {
 	Mode  string `json:"mode,omitempty"`
 	// TTL, if set, makes the token expire (Go duration, e.g. "24h").
 	TTL string `json:"ttl,omitempty"`
+	// Canary plants a decoy token: any detokenize of it raises data.canary.
+	// Planting one needs admin on tokens/TYPE.
+	Canary bool `json:"canary,omitempty"`
 }
 
 // Caller is who asks and the note to fill for the audit.
@@ -213,6 +216,17 @@ func (s *Service) Tokenize(ctx context.Context, c Caller, items []Item) ([]strin
 	if _, err := s.authorize(c, "tokenize", types); err != nil {
 		return nil, err
 	}
+	canaryTypes := map[string]bool{}
+	for _, it := range items {
+		if it.Canary {
+			canaryTypes[it.Type] = true
+		}
+	}
+	if len(canaryTypes) > 0 {
+		if _, err := s.authorize(c, "admin", canaryTypes); err != nil {
+			return nil, err
+		}
+	}
 	now := s.c.Now().UTC()
 	out := make([]string, len(items))
 	rows := make([]coffer.StoredToken, 0, len(items))
@@ -232,7 +246,7 @@ func (s *Service) Tokenize(ctx context.Context, c Caller, items []Item) ([]strin
 		}
 		var (
 			tok string
-			row = coffer.StoredToken{Type: it.Type, Mode: it.Mode, CreatedAt: now, ExpiresAt: exp}
+			row = coffer.StoredToken{Type: it.Type, Mode: it.Mode, CreatedAt: now, ExpiresAt: exp, Canary: it.Canary}
 		)
 		switch it.Mode {
 		case Random:

@@ -194,6 +194,10 @@ type NewRecord struct {
 	Owner   string                     `json:"owner"`
 	Subject string                     `json:"subject"`
 	Data    map[string]json.RawMessage `json:"data"`
+	// Canary plants a decoy record: it looks real, no legitimate reader
+	// touches it, and any read or search hit of it raises data.canary.
+	// Planting one needs admin on the collection.
+	Canary bool `json:"canary,omitempty"`
 }
 
 func keyIDFor(collection, subject string) string {
@@ -235,6 +239,11 @@ func (v *Vault) CreateRecord(ctx context.Context, c Caller, collection string, n
 	if _, err := v.decide(c, "create", res, policy.Input{Owner: nr.Owner, Collection: collection, ID: rid}, false); err != nil {
 		return "", err
 	}
+	if nr.Canary {
+		if _, err := v.decide(c, "admin", res, policy.Input{Collection: collection}, false); err != nil {
+			return "", err
+		}
+	}
 	col, err := v.loadCollection(ctx, c, collection)
 	if err != nil {
 		return "", err
@@ -246,7 +255,7 @@ func (v *Vault) CreateRecord(ctx context.Context, c Caller, collection string, n
 	rec := coffer.SealedRecord{
 		ID: rid, Collection: collection, Owner: nr.Owner, Subject: nr.Subject,
 		CreatedAt: now, UpdatedAt: now, KeyID: keyIDFor(collection, nr.Subject),
-		Values: make(map[string][]byte, len(nr.Data)),
+		Values: make(map[string][]byte, len(nr.Data)), Canary: nr.Canary,
 	}
 	if col.Retention > 0 {
 		exp := now.Add(col.Retention)
