@@ -40,6 +40,8 @@ func newRoot(ctx context.Context, stdout, stderr io.Writer, env []string) *cobra
 		migrateCmd(stdout, env),
 		versionCmd(stdout),
 		auditCmd(stdout, env),
+		certCmd(stdout, env),
+		policyCmd(stdout),
 	)
 	return root
 }
@@ -182,7 +184,7 @@ func serve(ctx context.Context, cfg *config.Config, logw io.Writer, ready func(a
 	}
 	errc := make(chan error, 2)
 	go func() { errc <- srv.Serve(ln) }()
-	if cfg.MetricsListen != "" && cfg.MetricsListen != "off" {
+	if cfg.MetricsListen != "" {
 		mln, err := net.Listen("tcp", cfg.MetricsListen)
 		if err != nil {
 			_ = srv.Shutdown(context.Background())

@@ -20,6 +20,7 @@ import (
 
 	"github.com/cofferhq/coffer/internal/coffer"
 	"github.com/cofferhq/coffer/internal/identity"
+	"github.com/cofferhq/coffer/internal/pki"
 	"github.com/cofferhq/coffer/internal/policy"
 	"github.com/cofferhq/coffer/internal/token"
 	"github.com/cofferhq/coffer/internal/vault"
@@ -41,6 +42,7 @@ type Identity interface {
 	CompleteMFA(ctx context.Context, mfaToken, code, ip string) (identity.Issued, *coffer.Principal, error)
 	StartTOTP(ctx context.Context, p *coffer.Principal, issuer string) (identity.TOTPEnrolment, error)
 	ConfirmTOTP(ctx context.Context, p *coffer.Principal, code string) error
+	AuthenticateClientCert(ctx context.Context, clientID string) (*coffer.Principal, error)
 }
 
 // Tokens tokenizes and detokenizes.
@@ -367,9 +369,22 @@ func (s *Server) run(c *Call, opts int, h HandlerFunc) (Reply, error) {
 	return h(c)
 }
 
-// authenticate reads the bearer token (or, later, the client certificate).
+// authenticate reads the bearer token or, without one, a client
+// certificate issued by Coffer's CA (verified by the TLS layer when client
+// certificates are enabled).
 func (s *Server) authenticate(c *Call) (*coffer.Principal, error) {
 	authz := c.R.Header.Get("Authorization")
+	if authz == "" && c.R.TLS != nil && len(c.R.TLS.VerifiedChains) > 0 && len(c.R.TLS.VerifiedChains[0]) > 0 {
+		if name, ok := pki.ClientName(c.R.TLS.VerifiedChains[0][0]); ok {
+			p, err := s.c.Identity.AuthenticateClientCert(c.R.Context(), name)
+			if err != nil {
+				c.Attempted = name
+				c.Note.Reason = "client certificate refused"
+				return nil, err
+			}
+			return p, nil
+		}
+	}
 	scheme, token, ok := strings.Cut(authz, " ")
 	if authz == "" || !ok || !strings.EqualFold(scheme, "Bearer") || strings.TrimSpace(token) == "" {
 		c.Note.Reason = "no bearer token"

@@ -433,3 +433,17 @@ func (s *Service) Introspect(ctx context.Context, token string) Introspection {
 	}
 	return in
 }
+
+// AuthenticateClientCert returns the principal of a service client that
+// presented a certificate issued by Coffer's CA for clientID (already
+// verified by the TLS layer). A deleted or disabled client is refused.
+func (s *Service) AuthenticateClientCert(ctx context.Context, clientID string) (*coffer.Principal, error) {
+	c, err := s.c.Store.Client(ctx, clientID)
+	if err != nil || c.Disabled {
+		if err != nil && coffer.ErrorCode(err) != coffer.ENOTFOUND {
+			return nil, err
+		}
+		return nil, coffer.Errorf(coffer.EUNAUTHENTICATED, "client certificate names no active client")
+	}
+	return &coffer.Principal{ID: c.ID, Kind: coffer.KindClient, Roles: c.Roles, Attributes: c.Attributes}, nil
+}
