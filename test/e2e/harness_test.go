@@ -51,6 +51,7 @@ type node struct {
 	logs    *syncBuffer
 	admin   *client.Client
 	raw     *http.Client // trusts the CA, no token
+	env     []string     // COFFER_* overrides for the server's config
 }
 
 // forEachBackend runs fn against a fresh deployment on SQLite and on PostgreSQL.
@@ -64,9 +65,9 @@ func forEachBackend(t *testing.T, fn func(t *testing.T, n *node)) {
 }
 
 // start initialises a deployment in a temporary directory and serves it.
-func start(t testing.TB, b storetest.Backend) *node {
+func start(t testing.TB, b storetest.Backend, env ...string) *node {
 	t.Helper()
-	n := &node{t: t, dir: t.TempDir() + "/data", backend: b.Name, logs: &syncBuffer{}}
+	n := &node{t: t, dir: t.TempDir() + "/data", backend: b.Name, logs: &syncBuffer{}, env: env}
 	dbURL := ""
 	if b.Name != "sqlite" {
 		dbURL = b.DSN(t)
@@ -84,7 +85,7 @@ func start(t testing.TB, b storetest.Backend) *node {
 func (n *node) serve(addr string) {
 	t := n.t
 	t.Helper()
-	cfg, err := config.Load(n.dir, nil)
+	cfg, err := config.Load(n.dir, n.env)
 	if err != nil {
 		t.Fatalf("config: %v", err)
 	}
