@@ -1,6 +1,7 @@
 package config
 
 import (
+	"net/url"
 	"time"
 )
 
@@ -94,9 +95,64 @@ type Lockout struct {
 
 // ExternalIssuer is an OIDC issuer whose tokens Coffer accepts.
 type ExternalIssuer struct {
-	Issuer     string `yaml:"issuer"`
-	Audience   string `yaml:"audience"`
-	RolesClaim string `yaml:"roles_claim,omitempty"` // default "roles"
+	// Issuer is the issuer's exact iss (an https URL).
+	Issuer string `yaml:"issuer"`
+	// Audience must be among a token's aud.
+	Audience string `yaml:"audience"`
+	// RolesClaim names the claim holding the external roles or groups
+	// (default "roles"); "a.b" reaches a nested claim when no claim is
+	// literally named "a.b".
+	RolesClaim string `yaml:"roles_claim,omitempty"`
+	// JWKSURL is the issuer's key set (https). Empty: discovered from
+	// ISSUER/.well-known/openid-configuration.
+	JWKSURL string `yaml:"jwks_url,omitempty"`
+	// CAFile is an absolute path to PEM certificates trusted for the
+	// issuer's HTTPS instead of the system roots.
+	CAFile string `yaml:"ca_file,omitempty"`
+	// RoleMap maps an external role or group to a Coffer role. External
+	// roles not in the map are dropped, never passed through.
+	RoleMap map[string]string `yaml:"role_map,omitempty"`
+	// SubjectPrefix starts the principal id of every token from this issuer
+	// (default "ext:ISSUER-HOST:"). It must contain a ':', which Coffer's own
+	// client and user ids never do, and no issuer's prefix may start another's.
+	SubjectPrefix string `yaml:"subject_prefix,omitempty"`
+	// Algorithms lists the JWS algorithms accepted (default RS256, ES256,
+	// EdDSA). Only asymmetric ones are allowed: never HS*, never none.
+	Algorithms []string `yaml:"algorithms,omitempty"`
+	// AttributeClaims lists string claims copied into the principal's
+	// attributes (for example email); none by default.
+	AttributeClaims []string `yaml:"attribute_claims,omitempty"`
+	// MFAACRValues lists acr values that count as multi-factor, besides an
+	// amr with mfa, otp or hwk.
+	MFAACRValues []string `yaml:"mfa_acr_values,omitempty"`
+}
+
+// ExternalAlgorithms returns the JWS algorithms an external issuer may be
+// configured to accept: asymmetric signatures only, never HS* or none.
+func ExternalAlgorithms() []string {
+	return []string{"RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA"}
+}
+
+// DefaultExternalAlgorithms returns the algorithms accepted when an
+// external issuer lists none.
+func DefaultExternalAlgorithms() []string { return []string{"RS256", "ES256", "EdDSA"} }
+
+// DefaultSubjectPrefix returns the default subject prefix of an issuer:
+// "ext:HOST:" with the issuer URL's host (and port, if any).
+func DefaultSubjectPrefix(issuer string) string {
+	host := issuer
+	if u, err := url.Parse(issuer); err == nil && u.Host != "" {
+		host = u.Host
+	}
+	return "ext:" + host + ":"
+}
+
+// EffectiveSubjectPrefix returns x.SubjectPrefix or, when empty, the default.
+func (x ExternalIssuer) EffectiveSubjectPrefix() string {
+	if x.SubjectPrefix != "" {
+		return x.SubjectPrefix
+	}
+	return DefaultSubjectPrefix(x.Issuer)
 }
 
 // Limits bounds requests.

@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -336,6 +337,9 @@ func TestUnknownKeys(t *testing.T) {
 }
 
 func TestInvalid(t *testing.T) {
+	ext := func(more string) string {
+		return "auth:\n  external:\n    - issuer: https://idp.example\n      audience: coffer\n" + more
+	}
 	tests := []struct {
 		name string
 		yaml string
@@ -368,6 +372,17 @@ func TestInvalid(t *testing.T) {
 		{"fail/webhook without secret", "detect:\n  webhooks:\n    - url: https://hooks.example/x\n", nil, "detect.webhooks[0].secret: must be set"},
 		{"fail/webhook bad url", "detect:\n  webhooks:\n    - url: ftp://hooks.example/x\n      secret: s\n", nil, "detect.webhooks[0].url"},
 		{"fail/external issuer http", "auth:\n  external:\n    - issuer: http://idp.example\n      audience: coffer\n", nil, "auth.external[0].issuer"},
+		{"fail/external jwks url http", ext("      jwks_url: http://idp.example/keys\n"), nil, "auth.external[0].jwks_url: must be an https:// URL"},
+		{"fail/external ca file relative", ext("      ca_file: idp-ca.pem\n"), nil, "auth.external[0].ca_file: must be an absolute path"},
+		{"fail/external algorithm HS256", ext("      algorithms: [RS256, HS256]\n"), nil, `auth.external[0].algorithms: "HS256" is not allowed`},
+		{"fail/external algorithm none", ext("      algorithms: [none]\n"), nil, `auth.external[0].algorithms: "none" is not allowed`},
+		{"fail/external empty role name", ext("      role_map: {admins: ''}\n"), nil, "auth.external[0].role_map: external and Coffer role names must not be empty"},
+		{"fail/external empty attribute claim", ext("      attribute_claims: ['']\n"), nil, "auth.external[0].attribute_claims"},
+		{"fail/external prefix without colon", ext("      subject_prefix: cl_\n"), nil, "auth.external[0].subject_prefix: must contain a ':'"},
+		{"fail/external duplicate issuer", ext("    - issuer: https://idp.example\n      audience: other\n"), nil, "auth.external[1].issuer: same issuer as auth.external[0]"},
+		{"fail/external same host same prefix", ext("    - issuer: https://idp.example/realms/b\n      audience: coffer\n"), nil, "auth.external[1].subject_prefix: \"ext:idp.example:\" starts with the prefix of auth.external[0]"},
+		{"fail/external prefix starts another", ext("      subject_prefix: 'ext:a:'\n    - issuer: https://idp2.example\n      audience: coffer\n      subject_prefix: 'ext:a:b:'\n"), nil, "auth.external[1].subject_prefix"},
+		{"fail/external role map not a mapping", ext("      role_map: [a, b]\n"), nil, "auth.external[0].role_map: want a mapping"},
 		{"fail/log level", "log_level: loud\n", nil, `log_level: unknown level "loud"`},
 		{"fail/node with space", "node: 'a b'\n", nil, "node: must be"},
 		{"fail/env bool", "", []string{"COFFER_DEV=yes please"}, "COFFER_DEV: want true or false"},
@@ -653,5 +668,56 @@ func TestDetectListsAndMapsFromFile(t *testing.T) {
 	}
 	if _, err := Load(dir, nil); err == nil {
 		t.Fatal("a list accepted as an hours value")
+	}
+}
+
+func TestExternalIssuersFromFile(t *testing.T) {
+	doc := `auth:
+  external:
+    - issuer: https://idp.example/realms/a
+      audience: coffer
+      roles_claim: realm_access.roles
+      jwks_url: https://idp.example/realms/a/certs
+      ca_file: /etc/coffer/idp-ca.pem
+      role_map: {vault-admins: admin, support-staff: support}
+      subject_prefix: "kc-a:"
+      algorithms: [RS256, PS256]
+      attribute_claims: [email]
+      mfa_acr_values: [gold]
+    - issuer: https://idp.example/realms/b
+      audience: coffer
+`
+	c := mustLoad(t, writeFile(t, doc))
+	if len(c.Auth.External) != 2 {
+		t.Fatalf("external = %+v", c.Auth.External)
+	}
+	want := ExternalIssuer{
+		Issuer: "https://idp.example/realms/a", Audience: "coffer", RolesClaim: "realm_access.roles",
+		JWKSURL: "https://idp.example/realms/a/certs", CAFile: "/etc/coffer/idp-ca.pem",
+		RoleMap:       map[string]string{"vault-admins": "admin", "support-staff": "support"},
+		SubjectPrefix: "kc-a:", Algorithms: []string{"RS256", "PS256"},
+		AttributeClaims: []string{"email"}, MFAACRValues: []string{"gold"},
+	}
+	if !reflect.DeepEqual(c.Auth.External[0], want) {
+		t.Errorf("external[0] = %+v\nwant %+v", c.Auth.External[0], want)
+	}
+	if got := c.Auth.External[0].EffectiveSubjectPrefix(); got != "kc-a:" {
+		t.Errorf("explicit prefix = %q", got)
+	}
+	if got := c.Auth.External[1].EffectiveSubjectPrefix(); got != "ext:idp.example:" {
+		t.Errorf("default prefix = %q, want ext:idp.example:", got)
+	}
+	if got := DefaultSubjectPrefix("https://idp.example:8443/x"); got != "ext:idp.example:8443:" {
+		t.Errorf("default prefix with port = %q", got)
+	}
+	for _, a := range DefaultExternalAlgorithms() {
+		if !slices.Contains(ExternalAlgorithms(), a) {
+			t.Errorf("default algorithm %s is not allowed", a)
+		}
+	}
+	for _, a := range ExternalAlgorithms() {
+		if strings.HasPrefix(a, "HS") || strings.EqualFold(a, "none") {
+			t.Errorf("symmetric or no algorithm allowed: %s", a)
+		}
 	}
 }

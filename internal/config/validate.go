@@ -5,6 +5,7 @@ import (
 	"net"
 	"net/url"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 )
@@ -90,15 +91,7 @@ func (c *Config) Validate() error {
 	if c.Auth.Lockout.Max.Duration < c.Auth.Lockout.Base.Duration {
 		add("auth.lockout.max", "must not be less than auth.lockout.base")
 	}
-	for i, x := range c.Auth.External {
-		key := fmt.Sprintf("auth.external[%d]", i)
-		if err := checkHTTPSURL(x.Issuer); err != nil {
-			add(key+".issuer", "%v", err)
-		}
-		if x.Audience == "" {
-			add(key+".audience", "must be set")
-		}
-	}
+	c.validateExternal(add)
 
 	atLeastOne(add, "limits.max_body_bytes", c.Limits.MaxBodyBytes)
 	atLeastOne(add, "limits.max_batch_items", int64(c.Limits.MaxBatchItems))
@@ -151,6 +144,65 @@ func (c *Config) Validate() error {
 		return &ValidationError{Problems: p}
 	}
 	return nil
+}
+
+// validateExternal checks auth.external: each issuer once, https URLs,
+// asymmetric algorithms only, and subject prefixes that can collide
+// neither with Coffer's own ids nor with each other.
+func (c *Config) validateExternal(add func(string, string, ...any)) {
+	seen := map[string]int{}
+	prefixes := make([]string, len(c.Auth.External))
+	for i, x := range c.Auth.External {
+		key := fmt.Sprintf("auth.external[%d]", i)
+		if err := checkHTTPSURL(x.Issuer); err != nil {
+			add(key+".issuer", "%v", err)
+		} else if j, dup := seen[x.Issuer]; dup {
+			add(key+".issuer", "same issuer as auth.external[%d]", j)
+		} else {
+			seen[x.Issuer] = i
+		}
+		if strings.TrimSpace(x.Audience) == "" {
+			add(key+".audience", "must be set")
+		}
+		if x.JWKSURL != "" {
+			if err := checkHTTPSURL(x.JWKSURL); err != nil {
+				add(key+".jwks_url", "%v", err)
+			}
+		}
+		if x.CAFile != "" && !filepath.IsAbs(x.CAFile) {
+			add(key+".ca_file", "must be an absolute path")
+		}
+		for _, a := range x.Algorithms {
+			if !slices.Contains(ExternalAlgorithms(), a) {
+				add(key+".algorithms", "%q is not allowed (want some of %s)", printable(a), strings.Join(ExternalAlgorithms(), ", "))
+			}
+		}
+		for from, to := range x.RoleMap {
+			if strings.TrimSpace(from) == "" || strings.TrimSpace(to) == "" {
+				add(key+".role_map", "external and Coffer role names must not be empty")
+				break
+			}
+		}
+		for _, a := range x.AttributeClaims {
+			if strings.TrimSpace(a) == "" {
+				add(key+".attribute_claims", "claim names must not be empty")
+				break
+			}
+		}
+		prefixes[i] = x.EffectiveSubjectPrefix()
+		if !strings.Contains(prefixes[i], ":") {
+			add(key+".subject_prefix", "must contain a ':' so that external ids never look like Coffer's own")
+		}
+	}
+	for i := range prefixes {
+		for j := range prefixes {
+			if i != j && strings.HasPrefix(prefixes[j], prefixes[i]) && (i < j || prefixes[i] != prefixes[j]) {
+				add(fmt.Sprintf("auth.external[%d].subject_prefix", j),
+					"%q starts with the prefix of auth.external[%d]: their subjects could collide; set distinct subject_prefix values",
+					printable(prefixes[j]), i)
+			}
+		}
+	}
 }
 
 func positive(add func(string, string, ...any), key string, d Duration) {
