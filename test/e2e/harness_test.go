@@ -100,7 +100,8 @@ func (n *node) serve(addr string) {
 	}
 	n.addr = ln.Addr().String()
 	n.url = "https://" + n.addr
-	go func() { _ = n.srv.Serve(ln) }()
+	srv := n.srv
+	go func() { _ = srv.Serve(ln) }()
 	n.admin = n.clientFor(n.init.ClientID, n.init.ClientSecret)
 	pem, err := os.ReadFile(n.init.CACert)
 	if err != nil {
