@@ -37,7 +37,7 @@ type Server struct {
 	jobs    *lifecycle.Jobs
 	// detector watches every audited request for anomalies.
 	detector *detect.Detector
-	log     *slog.Logger
+	log      *slog.Logger
 }
 
 // Open builds a server from cfg and starts its background work (key and
@@ -301,7 +301,7 @@ func (a auditAdapter) Audit(ctx context.Context, e httpapi.Entry) error {
 		Time: e.Time, SourceIP: e.SourceIP, Action: e.Note.Action, Resource: e.Note.Resource,
 		Decision: e.Note.Decision, Status: e.Status, Count: e.Note.Count,
 		Missing: e.Note.Missing, Canary: e.Note.Canary,
-		AuthFailure: e.Status == http.StatusUnauthorized, AttemptedID: truncate(e.AttemptedID, 128),
+		AuthFailure: e.Status == http.StatusUnauthorized || (e.Status == http.StatusTooManyRequests && (e.Note.Action == "token" || e.Note.Action == "login")), AttemptedID: truncate(e.AttemptedID, 128),
 	}
 	if e.Principal != nil {
 		o.PrincipalID, o.PrincipalKind, o.Roles = e.Principal.ID, e.Principal.Kind, e.Principal.Roles
