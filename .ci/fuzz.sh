@@ -3,7 +3,7 @@
 # in PACKAGES (default ./...) for a few seconds each and fails if any of them finds a crash.
 #
 #   COFFER_FUZZ_TIME    seconds per target at most (default 3)
-#   COFFER_FUZZ_BUDGET  seconds for the whole gate (default 180)
+#   COFFER_FUZZ_BUDGET  seconds for the whole gate (default 150)
 #
 # The budget is shared out as the run goes: each target gets COFFER_FUZZ_TIME, or less (never
 # under 1s) when what is left would not cover the targets still to run. If the budget runs out
@@ -22,7 +22,7 @@
 pkgs=("$@")
 [ ${#pkgs[@]} -gt 0 ] || pkgs=(./...)
 per_target=${COFFER_FUZZ_TIME:-3}
-budget=${COFFER_FUZZ_BUDGET:-180}
+budget=${COFFER_FUZZ_BUDGET:-150}
 overhead=2 # rough seconds per target spent linking and gathering the baseline coverage (measured)
 
 header "fuzz: finding targets in ${pkgs[*]}"

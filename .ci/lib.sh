@@ -6,7 +6,7 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 export GOTOOLCHAIN=${GOTOOLCHAIN:-go1.27.3} GOFLAGS=${GOFLAGS:--mod=readonly}
 export CI=${CI:-true}
 # Installed tools and built databases live outside the clone, so a fresh clone reuses them.
-export COFFER_CI_CACHE=${COFFER_CI_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/coffer-ci}
+export COFFER_CI_CACHE=${COFFER_CI_CACHE:-${XDG_CACHE_HOME:-${HOME:-/tmp}/.cache}/coffer-ci}
 
 # header TEXT prints a banner that stands out in a long CI log.
 header() { printf '\n### %s\n' "$*"; }

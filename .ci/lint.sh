@@ -16,8 +16,13 @@ gosec=$(tool gosec)
 
 header "lint: staticcheck ($("$staticcheck" -version))"
 # Default checks (all but a few style checks); test files are analysed too.
-"$staticcheck" "${pkgs[@]}" || fail "staticcheck found problems (fix them, or //lint:ignore CHECK reason)"
-echo "staticcheck: clean"
+# Both tools run even when the first fails, so one CI run shows every finding.
+failed=()
+if "$staticcheck" "${pkgs[@]}"; then
+  echo "staticcheck: clean"
+else
+  failed+=("staticcheck found problems (fix them, or //lint:ignore CHECK reason)")
+fi
 
 header "lint: gosec $(. tools/versions.env && echo "$GOSEC_VERSION")"
 # -tests is off (gosec's default): test files and the black-box suites under test/ hold
@@ -25,7 +30,12 @@ header "lint: gosec $(. tools/versions.env && echo "$GOSEC_VERSION")"
 # -exclude-generated skips files marked "Code generated ... DO NOT EDIT.".
 # -nosec-require-rules and -nosec-require-justification refuse a bare #nosec: every
 # suppression must name its rule and say why.
-"$gosec" -quiet -color=false -exclude-generated \
-  -nosec-require-rules -nosec-require-justification \
-  "${pkgs[@]}" || fail "gosec found problems (fix them, or // #nosec Gxxx -- reason)"
-echo "gosec: clean"
+if "$gosec" -quiet -color=false -exclude-generated \
+  -nosec-require-rules -nosec-require-justification "${pkgs[@]}"; then
+  echo "gosec: clean"
+else
+  failed+=("gosec found problems (fix them, or // #nosec Gxxx -- reason)")
+fi
+
+for f in "${failed[@]}"; do echo "FAIL: $f" >&2; done
+[ ${#failed[@]} -eq 0 ] || exit 1

@@ -7,7 +7,7 @@
 # Each tool is built with `go install MODULE/CMD@VERSION` from the Go module proxy: the
 # tool's own go.mod pins its dependencies and the checksum database verifies them. The
 # binary is cached outside the clone, keyed by tool, version and Go toolchain, in
-#   ${COFFER_CI_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/coffer-ci}/bin/TOOL@VERSION+GOVERSION/
+#   ${COFFER_CI_CACHE:-${XDG_CACHE_HOME:-${HOME:-/tmp}/.cache}/coffer-ci}/bin/TOOL@VERSION+GOVERSION/
 # so a second run reuses it. A build goes to a temporary directory first and is moved into
 # place only when it succeeded, so an interrupted run never leaves a broken cache entry.
 # Build progress goes to stderr; stdout carries only the paths.
@@ -18,7 +18,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 . "$here/versions.env"
 
 export GOTOOLCHAIN=${GOTOOLCHAIN:-go1.27.3}
-cache=${COFFER_CI_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/coffer-ci}
+cache=${COFFER_CI_CACHE:-${XDG_CACHE_HOME:-${HOME:-/tmp}/.cache}/coffer-ci}
 goversion=$(go env GOVERSION)
 
 # pkg_of TOOL prints "PACKAGE VERSION" for a known tool.
