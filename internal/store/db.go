@@ -68,6 +68,9 @@ type DB struct {
 	closers     []func()
 	sqlDB       *sql.DB // for migrations
 	path        string  // SQLite file, "" on PostgreSQL
+	// group batches SQLite write transactions into one commit; nil on
+	// PostgreSQL, which syncs concurrent commits together itself.
+	group *groupCommit
 }
 
 type txQuerier interface {
@@ -146,6 +149,9 @@ func (db *DB) provider() (*goose.Provider, error) {
 // inTx runs fn in a transaction on the write side, committing when fn
 // returns nil and rolling back otherwise.
 func (db *DB) inTx(ctx context.Context, fn func(q querier) error) error {
+	if db.group != nil {
+		return db.group.run(ctx, fn)
+	}
 	tx, err := db.begin(ctx)
 	if err != nil {
 		return mapErr(err)
@@ -298,6 +304,8 @@ func openSQLite(ctx context.Context, path string, o Options) (*DB, error) {
 		}
 		return sqlTx{sqlQ{tx}, tx}, nil
 	}
+	db.group = newGroupCommit(db, 256)
+	db.closers = append(db.closers, db.group.close)
 	return db, nil
 }
 

@@ -55,9 +55,13 @@ func (db *DB) SecurityEvents(ctx context.Context, since time.Time, kind string, 
 // new total; old windows are pruned now and then.
 func (db *DB) AddCount(ctx context.Context, key string, window time.Time, n int) (int, error) {
 	var total int64
-	err := db.write.queryRow(ctx, `INSERT INTO detect_counts (key, window_start, count) VALUES ($1, $2, $3)
-		ON CONFLICT (key, window_start) DO UPDATE SET count = detect_counts.count + $3 RETURNING count`,
-		key, micros(window), int64(n)).Scan(&total)
+	// Through inTx: on SQLite the increments of concurrent requests share
+	// the group commit's one sync instead of one each.
+	err := db.inTx(ctx, func(q querier) error {
+		return q.queryRow(ctx, `INSERT INTO detect_counts (key, window_start, count) VALUES ($1, $2, $3)
+			ON CONFLICT (key, window_start) DO UPDATE SET count = detect_counts.count + $3 RETURNING count`,
+			key, micros(window), int64(n)).Scan(&total)
+	})
 	if err != nil {
 		return 0, fmt.Errorf("store: add count: %w", err)
 	}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"sync"
 	"testing"
@@ -305,4 +306,50 @@ func TestSQLiteFileMode(t *testing.T) {
 	if fi.Mode().Perm() != 0o600 {
 		t.Fatalf("database file mode %v, want 0600", fi.Mode().Perm())
 	}
+}
+
+// TestConcurrentWritesCommitIndependently: many concurrent record writes
+// (group-committed on SQLite) where some fail: each failure stores nothing,
+// every success is stored with its index entries.
+func TestConcurrentWritesCommitIndependently(t *testing.T) {
+	forEach(t, func(t *testing.T, db *store.DB) {
+		ctx := context.Background()
+		mustCollection(t, db, "customers")
+		var wg sync.WaitGroup
+		errs := make([]error, 64)
+		for i := range errs {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				id := fmt.Sprintf("r%02d", i)
+				if i%4 == 3 {
+					id = "dup" // all but one of these collide
+				}
+				r := coffer.SealedRecord{ID: id, Collection: "customers", KeyID: "k", CreatedAt: t0, UpdatedAt: t0,
+					Values: map[string][]byte{"email": {byte(i)}}}
+				errs[i] = db.InsertRecord(ctx, r, []coffer.IndexEntry{{Field: "email", Version: 1, MAC: []byte{byte(i)}}})
+			}()
+		}
+		wg.Wait()
+		ok, conflicts := 0, 0
+		for i, err := range errs {
+			switch {
+			case err == nil:
+				ok++
+				if ids, _ := db.SearchIndex(ctx, "customers", "email", [][]byte{{byte(i)}}, 2); len(ids) != 1 {
+					t.Errorf("record %d stored without its index entry: %v", i, ids)
+				}
+			case coffer.ErrorCode(err) == coffer.ECONFLICT:
+				conflicts++
+				if ids, _ := db.SearchIndex(ctx, "customers", "email", [][]byte{{byte(i)}}, 2); len(ids) != 0 {
+					t.Errorf("failed write %d left an index entry: %v", i, ids)
+				}
+			default:
+				t.Errorf("write %d: %v", i, err)
+			}
+		}
+		if ok != 49 || conflicts != 15 {
+			t.Fatalf("%d stored, %d conflicts; want 49 and 15", ok, conflicts)
+		}
+	})
 }

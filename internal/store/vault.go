@@ -6,6 +6,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/cofferhq/coffer/internal/coffer"
@@ -184,18 +186,42 @@ func (db *DB) Record(ctx context.Context, collection, id string) (coffer.SealedR
 }
 
 // Records returns the sealed records with the given ids, in no set order;
-// ids that do not exist are left out.
+// ids that do not exist are left out. One query per 256 ids.
 func (db *DB) Records(ctx context.Context, collection string, ids []string) ([]coffer.SealedRecord, error) {
 	out := make([]coffer.SealedRecord, 0, len(ids))
-	for _, id := range ids {
-		r, err := db.Record(ctx, collection, id)
-		if coffer.ErrorCode(err) == coffer.ENOTFOUND {
-			continue
+	per := db.rowsPerInsert(1)
+	for start := 0; start < len(ids); start += per {
+		chunk := ids[start:min(start+per, len(ids))]
+		var sb strings.Builder
+		args := make([]any, 0, len(chunk)+1)
+		args = append(args, collection)
+		sb.WriteString(`SELECT ` + recordCols + ` FROM records WHERE collection = $1 AND id IN (`)
+		for i, id := range chunk {
+			if i > 0 {
+				sb.WriteByte(',')
+			}
+			// Only placeholders are written into the statement.
+			sb.WriteString("$" + strconv.Itoa(i+2))
+			args = append(args, id)
 		}
+		sb.WriteByte(')')
+		rs, err := db.read.query(ctx, sb.String(), args...)
 		if err != nil {
-			return nil, err
+			return nil, fmt.Errorf("store: records: %w", err)
 		}
-		out = append(out, r)
+		for rs.Next() {
+			r, err := scanRecord(rs)
+			if err != nil {
+				rs.Close()
+				return nil, fmt.Errorf("store: records: %w", err)
+			}
+			out = append(out, r)
+		}
+		err = rs.Err()
+		rs.Close()
+		if err != nil {
+			return nil, fmt.Errorf("store: records: %w", err)
+		}
 	}
 	return out, nil
 }

@@ -9,6 +9,7 @@ import (
 	"io"
 	"sort"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/google/uuid"
@@ -62,6 +63,11 @@ type Config struct {
 // Vault runs the record use cases.
 type Vault struct {
 	c Config
+	// schemas caches collection schemas: a collection cannot change once
+	// created, so a cached schema is never stale (a collection made on
+	// another node is simply a miss).
+	mu      sync.RWMutex
+	schemas map[string]coffer.Collection
 }
 
 // New returns a Vault.
@@ -72,7 +78,7 @@ func New(c Config) *Vault {
 	if c.MaxSearchLimit <= 0 {
 		c.MaxSearchLimit = 1000
 	}
-	return &Vault{c: c}
+	return &Vault{c: c, schemas: map[string]coffer.Collection{}}
 }
 
 // Caller is who asks and from where; Note collects what the call did.
@@ -173,11 +179,7 @@ func (v *Vault) Collection(ctx context.Context, c Caller, name string) (coffer.C
 	if _, err := v.decide(c, "read", res, policy.Input{}, false); err != nil {
 		return coffer.Collection{}, err
 	}
-	col, err := v.c.Store.Collection(ctx, name)
-	if coffer.ErrorCode(err) == coffer.ENOTFOUND {
-		c.Note.Missing = true
-	}
-	return col, err
+	return v.loadCollection(ctx, c, name)
 }
 
 // Collections lists the collections (action admin on collections/*).
@@ -215,13 +217,28 @@ func validAttr(s string) bool {
 	return len(s) <= 256 && !strings.ContainsRune(s, 0) && strings.ToValidUTF8(s, "") == s
 }
 
-// loadCollection fetches a collection, noting a missing one.
+// loadCollection fetches a collection (from the cache when it can), noting
+// a missing one.
 func (v *Vault) loadCollection(ctx context.Context, c Caller, name string) (coffer.Collection, error) {
+	v.mu.RLock()
+	col, ok := v.schemas[name]
+	v.mu.RUnlock()
+	if ok {
+		return col, nil
+	}
 	col, err := v.c.Store.Collection(ctx, name)
 	if coffer.ErrorCode(err) == coffer.ENOTFOUND {
 		c.Note.Missing = true
 	}
-	return col, err
+	if err != nil {
+		return col, err
+	}
+	v.mu.Lock()
+	if len(v.schemas) < 10000 {
+		v.schemas[name] = col
+	}
+	v.mu.Unlock()
+	return col, nil
 }
 
 // CreateRecord validates, seals, indexes and stores a new record.
@@ -541,9 +558,14 @@ func (v *Vault) SearchRecords(ctx context.Context, c Caller, collection string, 
 			return nil, fmt.Errorf("vault: index term: %w", err)
 		}
 		c.Note.ValueHMACs = append(c.Note.ValueHMACs, base64.RawURLEncoding.EncodeToString(mac[:12]))
-		// The first field bounds the candidates generously; later fields
-		// intersect.
-		got, err := v.c.Store.SearchIndex(ctx, collection, name, [][]byte{mac}, max(limit*4, 1000))
+		// One field and no per-record filter: the index gives exactly the
+		// page. Otherwise fetch more candidates for the intersection and
+		// the per-record decisions to thin out.
+		want := limit
+		if len(names) > 1 || perRecord {
+			want = min(max(limit*4, 100), 10*v.c.MaxSearchLimit)
+		}
+		got, err := v.c.Store.SearchIndex(ctx, collection, name, [][]byte{mac}, want)
 		if err != nil {
 			return nil, err
 		}

@@ -1,0 +1,56 @@
+package e2e
+
+import (
+	"context"
+	"sync/atomic"
+	"testing"
+
+	"github.com/cofferhq/coffer/client"
+	"github.com/cofferhq/coffer/internal/store/storetest"
+)
+
+// BenchmarkRecordHTTPS measures record create and read through the whole
+// server over real HTTPS (in-process client, 32 goroutines), audit included.
+// The load script (bench/load.sh) measures the same from another process.
+func BenchmarkRecordHTTPS(b *testing.B) {
+	for _, be := range storetest.Backends() {
+		b.Run(be.Name, func(b *testing.B) {
+			n := start(b, be, "COFFER_LIMITS_RATE_LIMIT=0")
+			ctx := context.Background()
+			if err := n.admin.CreateCollection(ctx, customers); err != nil {
+				b.Fatal(err)
+			}
+			rec := client.NewRecord{Owner: "u1", Data: map[string]any{"name": "Ada Lovelace", "email": "ada@example.com",
+				"card_number": "4111111111111111", "ssn": "123-45-6789"}}
+			id, err := n.admin.CreateRecord(ctx, "customers", rec)
+			if err != nil {
+				b.Fatal(err)
+			}
+			b.Run("create", func(b *testing.B) {
+				b.SetParallelism(16)
+				b.RunParallel(func(pb *testing.PB) {
+					for pb.Next() {
+						if _, err := n.admin.CreateRecord(ctx, "customers", rec); err != nil {
+							b.Error(err)
+							return
+						}
+					}
+				})
+			})
+			b.Run("read", func(b *testing.B) {
+				var fails atomic.Int64
+				b.SetParallelism(16)
+				b.RunParallel(func(pb *testing.PB) {
+					for pb.Next() {
+						if _, err := n.admin.GetRecord(ctx, "customers", id); err != nil {
+							fails.Add(1)
+						}
+					}
+				})
+				if fails.Load() > 0 {
+					b.Fatalf("%d reads failed", fails.Load())
+				}
+			})
+		})
+	}
+}
