@@ -650,6 +650,25 @@ func TestExternalBackgroundRefreshDropsWithdrawnKeys(t *testing.T) {
 	}
 }
 
+func TestExternalAfterClose(t *testing.T) {
+	f := newExtFixture(t, nil)
+	ctx := context.Background()
+	f.ext.Close()
+	before := f.idp.hits()
+	if _, err := f.ext.Verify(ctx, f.idp.sign("ec-1", f.idp.claims(nil))); err != nil {
+		t.Errorf("cached key after Close: %v", err)
+	}
+	f.idp.addKey("ec-2", jose.ES256, true)
+	f.clock.Add(DefaultExternalRefreshInterval)
+	if _, err := f.ext.Verify(ctx, f.idp.sign("ec-2", f.idp.claims(map[string]any{"exp": f.clock.Now().Unix() + 60}))); !errors.Is(err, ErrInvalidToken) {
+		t.Errorf("unknown kid after Close: err = %v", err)
+	}
+	if f.idp.hits() != before {
+		t.Error("fetched keys after Close")
+	}
+	f.ext.Close() // twice is fine
+}
+
 func TestExternalDiscovery(t *testing.T) {
 	t.Run("fail/discovery names another issuer", func(t *testing.T) {
 		idp := newOIDCIssuer(t)
