@@ -143,7 +143,7 @@ func (db *DB) snapshot(ctx context.Context, fn func(q querier) error) error {
 			return fmt.Errorf("store: export: begin: %w", err)
 		}
 		defer func() { _ = tx.Rollback() }()
-		return fn(sqlQ{tx})
+		return fn(sqlQ{rq.ph, tx})
 	case pgQ:
 		pool, ok := rq.p.(*pgxpool.Pool)
 		if !ok {

@@ -11,6 +11,8 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -191,6 +193,7 @@ func mapErr(err error) error {
 // ---- SQLite ----
 
 type sqlQ struct {
+	ph *placeholderRewriter
 	db interface {
 		ExecContext(context.Context, string, ...any) (sql.Result, error)
 		QueryContext(context.Context, string, ...any) (*sql.Rows, error)
@@ -199,7 +202,7 @@ type sqlQ struct {
 }
 
 func (q sqlQ) exec(ctx context.Context, s string, args ...any) (int64, error) {
-	res, err := q.db.ExecContext(ctx, s, args...)
+	res, err := q.db.ExecContext(ctx, q.ph.sql(s), args...)
 	if err != nil {
 		return 0, mapErr(err)
 	}
@@ -211,7 +214,7 @@ func (q sqlQ) exec(ctx context.Context, s string, args ...any) (int64, error) {
 }
 
 func (q sqlQ) query(ctx context.Context, s string, args ...any) (rows, error) {
-	r, err := q.db.QueryContext(ctx, s, args...)
+	r, err := q.db.QueryContext(ctx, q.ph.sql(s), args...)
 	if err != nil {
 		return nil, mapErr(err)
 	}
@@ -219,7 +222,7 @@ func (q sqlQ) query(ctx context.Context, s string, args ...any) (rows, error) {
 }
 
 func (q sqlQ) queryRow(ctx context.Context, s string, args ...any) row {
-	return errRow{q.db.QueryRowContext(ctx, s, args...)}
+	return errRow{q.db.QueryRowContext(ctx, q.ph.sql(s), args...)}
 }
 
 type sqlRows struct{ *sql.Rows }
@@ -262,6 +265,9 @@ func openSQLite(ctx context.Context, path string, o Options) (*DB, error) {
 		"synchronous(FULL)",
 		"foreign_keys(ON)",
 		"secure_delete(ON)",
+		// 64 MiB of page cache per connection: B-tree pages of the random-key
+		// tables (tokens, blind indexes) stay in memory.
+		"cache_size(-65536)",
 	} {
 		v.Add("_pragma", p)
 	}
@@ -289,10 +295,11 @@ func openSQLite(ctx context.Context, path string, o Options) (*DB, error) {
 		_ = r.Close()
 		return nil, fmt.Errorf("store: open SQLite: %w", err)
 	}
+	ph := &placeholderRewriter{}
 	db := &DB{
 		dialect: SQLite,
-		read:    sqlQ{r},
-		write:   sqlQ{w},
+		read:    sqlQ{ph, r},
+		write:   sqlQ{ph, w},
 		sqlDB:   w,
 		path:    path,
 		closers: []func(){func() { _ = w.Close() }, func() { _ = r.Close() }},
@@ -302,7 +309,7 @@ func openSQLite(ctx context.Context, path string, o Options) (*DB, error) {
 		if err != nil {
 			return nil, err
 		}
-		return sqlTx{sqlQ{tx}, tx}, nil
+		return sqlTx{sqlQ{ph, tx}, tx}, nil
 	}
 	db.group = newGroupCommit(db, 256)
 	db.closers = append(db.closers, db.group.close)
@@ -407,4 +414,38 @@ func (db *DB) Pending(ctx context.Context) (bool, error) {
 		return false, fmt.Errorf("store: migration status: %w", err)
 	}
 	return ok, nil
+}
+
+// placeholderRewriter rewrites $N placeholders as ?N for SQLite: SQLite looks
+// "$N" up by name (a linear scan per placeholder, quadratic per statement)
+// but reads "?N" as a number. Only placeholder syntax changes (never inside
+// a quoted string); rewrites are cached per statement text, which is always
+// ours, never a caller's value.
+type placeholderRewriter struct {
+	cache sync.Map
+	n     atomic.Int64
+}
+
+func (p *placeholderRewriter) sql(q string) string {
+	if p == nil {
+		return q
+	}
+	if v, ok := p.cache.Load(q); ok {
+		return v.(string)
+	}
+	b := []byte(q)
+	inString := false
+	for i := 0; i < len(b); i++ {
+		switch {
+		case b[i] == '\'':
+			inString = !inString
+		case !inString && b[i] == '$' && i+1 < len(b) && b[i+1] >= '0' && b[i+1] <= '9':
+			b[i] = '?'
+		}
+	}
+	out := string(b)
+	if p.n.Add(1) < 100000 {
+		p.cache.Store(q, out)
+	}
+	return out
 }

@@ -103,7 +103,7 @@ CREATE TABLE tokens (
     canary      INTEGER NOT NULL DEFAULT 0,
     expires_at  INTEGER,
     created_at  INTEGER NOT NULL
-);
+) WITHOUT ROWID;
 
 CREATE TABLE audit_events (
     node       TEXT NOT NULL,
