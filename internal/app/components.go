@@ -42,6 +42,7 @@ type components struct {
 	db       *store.DB
 	keys     *keyring.Keyring
 	jwt      *auth.Tokens
+	external *auth.External
 	identity *identity.Service
 	policies *policystore.Holder
 	vault    *vault.Vault
@@ -54,6 +55,7 @@ var ErrPendingMigrations = errors.New("the database schema is out of date: run `
 
 // Close releases the store.
 func (c *components) Close() {
+	c.external.Close()
 	if c.db != nil {
 		_ = c.db.Close()
 	}
@@ -131,8 +133,23 @@ func open(ctx context.Context, cfg *config.Config, o Options) (*components, erro
 		Now:      o.Now,
 		Rand:     o.Rand,
 	})
+	if len(cfg.Auth.External) > 0 {
+		ext := make([]auth.ExternalConfig, 0, len(cfg.Auth.External))
+		for _, x := range cfg.Auth.External {
+			ext = append(ext, auth.ExternalConfig{
+				Issuer: x.Issuer, Audience: x.Audience, RolesClaim: x.RolesClaim, JWKSURL: x.JWKSURL,
+				CAFile: x.CAFile, RoleMap: x.RoleMap, SubjectPrefix: x.EffectiveSubjectPrefix(),
+				Algorithms: x.Algorithms, AttributeClaims: x.AttributeClaims, MFAACRValues: x.MFAACRValues,
+			})
+		}
+		if c.external, err = auth.NewExternal(ctx, ext, auth.ExternalOptions{Now: o.Now, Logger: o.Logger}); err != nil {
+			c.Close()
+			return nil, fmt.Errorf("external issuers: %w", err)
+		}
+	}
 	c.identity = identity.New(identity.Config{
 		Store: c.db, Sealer: c.keys, Tokens: c.jwt, Rand: o.Rand, Now: o.Now, Logger: o.Logger,
+		External: c.external,
 	})
 	c.policies = policystore.New(c.db, o.Now, o.Logger)
 	if err := c.policies.Load(ctx); err != nil {

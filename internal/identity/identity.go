@@ -54,6 +54,8 @@ type Config struct {
 	// OnAuthFailure, if set, is told of each failed authentication (for
 	// detection and metrics). It must not block.
 	OnAuthFailure func(method, principal, ip string)
+	// External verifies tokens of trusted external OIDC issuers (nil: none).
+	External *auth.External
 }
 
 // Service is the identity service.
@@ -211,7 +213,13 @@ func (s *Service) RotateSigningKey(ctx context.Context) error {
 // Authenticate verifies a bearer token and returns its principal. Every
 // failure is the same 401, whatever the reason (logged at debug).
 func (s *Service) Authenticate(ctx context.Context, token string) (*coffer.Principal, error) {
-	p, err := s.c.Tokens.Verify(token)
+	verify := func(t string) (*coffer.Principal, error) { return s.c.Tokens.Verify(t) }
+	if _, ok := s.c.External.Issuer(token); ok {
+		// A trusted external issuer's token: its keys, its claims, roles
+		// mapped through the configured role map only.
+		verify = func(t string) (*coffer.Principal, error) { return s.c.External.Verify(ctx, t) }
+	}
+	p, err := verify(token)
 	if err != nil {
 		s.c.Logger.DebugContext(ctx, "token refused", "reason", err)
 		return nil, &coffer.Error{Code: coffer.EUNAUTHENTICATED, Message: "invalid or expired access token", Cause: err}
