@@ -108,10 +108,9 @@ func Load(data []byte, format string) (p *Policy, err error) {
 	}
 	v := validator{}
 	doc := v.document(root)
-	var roles map[string]*role
-	if len(v.problems) == 0 {
-		roles = v.compile(doc)
-	}
+	// Compile the conditions even when the structure has problems, so one
+	// answer lists every problem (an unknown action and a CEL typo alike).
+	roles := v.compile(doc)
 	if len(v.problems) > 0 {
 		return nil, &ProblemsError{Problems: v.problems}
 	}
@@ -445,7 +444,7 @@ func (v *validator) compile(doc document) map[string]*role {
 				}
 				ru.fields = fs
 			}
-			if d.When != "" {
+			if strings.TrimSpace(d.When) != "" {
 				if env == nil {
 					var err error
 					if env, err = newCELEnv(); err != nil {

@@ -132,6 +132,8 @@ func TestLoadRejectsInvalidDocuments(t *testing.T) {
 			{"roles.support[0].actions[1]", "unknown action"},
 			{"roles.support[0].fields.email", "unknown view"},
 			{"roles.empty", "role has no rules"},
+			{"roles.support[0].when", "undefined field 'idd'"},
+			{"roles.customer[0].when", "undefined field 'ownr'"},
 		}},
 		{"fail/every CEL problem at once", "yaml", `roles:
   support:
