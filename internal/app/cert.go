@@ -17,7 +17,7 @@ import (
 // names the client in its URI SAN; a request presenting it authenticates as
 // that client when tls.client_certs is on.
 func IssueClientCert(ctx context.Context, cfg *config.Config, clientID string, ttl time.Duration) (certPEM, keyPEM []byte, err error) {
-	c, err := open(ctx, cfg, Options{})
+	c, err := open(ctx, cfg, Options{Offline: true})
 	if err != nil {
 		return nil, nil, err
 	}

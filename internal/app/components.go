@@ -32,6 +32,10 @@ type Options struct {
 	Now     func() time.Time
 	Logger  *slog.Logger
 	Migrate bool // apply pending migrations on open (init, dev)
+	// Offline marks administrative commands (audit verify, cert issue)
+	// that may run as the database owner; serving may not (see
+	// database_allow_superuser).
+	Offline bool
 }
 
 // components are the built parts shared by init, migrate and serve.
@@ -118,6 +122,16 @@ func open(ctx context.Context, cfg *config.Config, o Options) (*components, erro
 		c.Close()
 		return nil, ErrPendingMigrations
 	}
+	if !o.Migrate && !o.Offline && !cfg.DatabaseAllowSuperuser {
+		if super, err := c.db.IsSuperuser(ctx); err != nil || super {
+			c.Close()
+			if err == nil {
+				err = errors.New("refusing to serve as a PostgreSQL superuser (it can rewrite the audit log): " +
+					"run `coffer migrate` with database_app_role set and connect as that role, or set database_allow_superuser")
+			}
+			return nil, err
+		}
+	}
 	c.keys = keyring.New(c.provider, keyStore{c.db}, keyring.Options{Rand: o.Rand, Now: o.Now})
 	if err := c.keys.Check(ctx); err != nil {
 		c.Close()
@@ -194,7 +208,13 @@ func Migrate(ctx context.Context, cfg *config.Config) error {
 		return err
 	}
 	defer db.Close()
-	return db.Migrate(ctx)
+	if err := db.Migrate(ctx); err != nil {
+		return err
+	}
+	if cfg.DatabaseAppRole != "" {
+		return db.GrantAppRole(ctx, cfg.DatabaseAppRole)
+	}
+	return nil
 }
 
 // keyStore adapts the store to the keyring: a version that exists already
@@ -222,7 +242,7 @@ func (k keyStore) ReplaceWrapped(ctx context.Context, keyID string, version uint
 // how many events are intact; a tampered log is an error naming the first
 // bad event.
 func VerifyAudit(ctx context.Context, cfg *config.Config) (int, error) {
-	c, err := open(ctx, cfg, Options{})
+	c, err := open(ctx, cfg, Options{Offline: true})
 	if err != nil {
 		return 0, err
 	}

@@ -30,6 +30,13 @@ type Config struct {
 	// DatabaseURL selects the store: empty for SQLite at DataDir/coffer.db,
 	// postgres://… for PostgreSQL. It may hold a password: print Redacted.
 	DatabaseURL string `yaml:"database_url,omitempty"`
+	// DatabaseAppRole, on PostgreSQL, is the least-privilege role `coffer
+	// migrate` creates and grants: SELECT/INSERT/UPDATE/DELETE on Coffer's
+	// tables, only SELECT/INSERT on the audit tables. Serve connects as it.
+	DatabaseAppRole string `yaml:"database_app_role,omitempty"`
+	// DatabaseAllowSuperuser lets serve run as a PostgreSQL superuser
+	// (refused by default: a superuser can rewrite the audit log).
+	DatabaseAllowSuperuser bool `yaml:"database_allow_superuser"`
 
 	RootKey  RootKey  `yaml:"root_key"`
 	TLS      TLS      `yaml:"tls"`

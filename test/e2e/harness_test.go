@@ -71,6 +71,9 @@ func start(t testing.TB, b storetest.Backend, env ...string) *node {
 	dbURL := ""
 	if b.Name != "sqlite" {
 		dbURL = b.DSN(t)
+		// The test database role is a superuser; TestLeastPrivilege covers
+		// serving as the app role that coffer migrate creates.
+		n.env = append(n.env, "COFFER_DATABASE_ALLOW_SUPERUSER=true")
 	}
 	var err error
 	n.init, err = app.Init(context.Background(), app.InitOptions{DataDir: n.dir, DatabaseURL: dbURL, Listen: "127.0.0.1:0"})

@@ -1,0 +1,71 @@
+package e2e
+
+import (
+	"context"
+	"net/url"
+	"strings"
+	"testing"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/cofferhq/coffer/internal/app"
+	"github.com/cofferhq/coffer/internal/config"
+	"github.com/cofferhq/coffer/internal/store/storetest"
+)
+
+// TestLeastPrivilege: coffer migrate creates an app role that can serve but
+// can neither edit nor delete audit events; serve refuses a superuser.
+func TestLeastPrivilege(t *testing.T) {
+	ctx := context.Background()
+	ownerDSN := storetest.PostgresDSN(t)
+	dir := t.TempDir() + "/data"
+	if _, err := app.Init(ctx, app.InitOptions{DataDir: dir, DatabaseURL: ownerDSN, Listen: "127.0.0.1:0"}); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := config.Load(dir, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Serving as the owner (a superuser here) is refused.
+	if _, err := app.Open(ctx, cfg, app.Options{}); err == nil || !strings.Contains(err.Error(), "superuser") {
+		t.Fatalf("serve as a superuser: %v", err)
+	}
+	const role = "coffer_app_e2e"
+	if err := cfg.Set("database_app_role", role); err != nil {
+		t.Fatal(err)
+	}
+	if err := app.Migrate(ctx, cfg); err != nil {
+		t.Fatalf("migrate with an app role: %v", err)
+	}
+	u, _ := url.Parse(ownerDSN)
+	u.User = url.User(role)
+	appDSN := u.String()
+	if err := cfg.Set("database_url", appDSN); err != nil {
+		t.Fatal(err)
+	}
+	srv, err := app.Open(ctx, cfg, app.Options{})
+	if err != nil {
+		t.Fatalf("serve as the app role: %v", err)
+	}
+	_ = srv.Shutdown(ctx)
+	conn, err := pgx.Connect(ctx, appDSN)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	var n int
+	if err := conn.QueryRow(ctx, `SELECT count(*) FROM audit_events`).Scan(&n); err != nil {
+		t.Fatalf("app role cannot read the audit log: %v", err)
+	}
+	for _, stmt := range []string{
+		`UPDATE audit_events SET body = '{}'`,
+		`DELETE FROM audit_events`,
+		`TRUNCATE audit_events`,
+		`DROP TABLE records`,
+		`ALTER TABLE audit_events DISABLE TRIGGER ALL`,
+	} {
+		if _, err := conn.Exec(ctx, stmt); err == nil || !strings.Contains(err.Error(), "denied") && !strings.Contains(err.Error(), "must be owner") {
+			t.Errorf("app role ran %q: %v", stmt, err)
+		}
+	}
+}
