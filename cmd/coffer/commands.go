@@ -173,6 +173,7 @@ func serveCmd(stdout, stderr io.Writer, env []string) *cobra.Command {
 // serve runs a server until ctx ends (SIGINT/SIGTERM), then drains.
 func serve(ctx context.Context, cfg *config.Config, logw io.Writer, ready func(addr string)) error {
 	log := newLogger(logw, cfg.LogLevel)
+	app.Harden(log)
 	srv, err := app.Open(ctx, cfg, app.Options{Logger: log})
 	if err != nil {
 		return &exitError{code: 1, err: err}
