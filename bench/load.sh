@@ -42,7 +42,7 @@ run() { # name, then hey arguments
   out=$("$work/hey" -z "${secs}s" -c 32 "$@")
   printf '%-28s %10s req/s   p50 %8s   p99 %8s   non-2xx %s\n' "$name" \
     "$(awk '/Requests\/sec/ {printf "%.0f", $2}' <<<"$out")" \
-    "$(awk '$1=="50%%" {printf "%.1fms", $3*1000}' <<<"$out")" "$(awk '$1=="99%%" {printf "%.1fms", $3*1000}' <<<"$out")" \
+    "$(awk '$1=="50%" {printf "%.1fms", $3*1000}' <<<"$out")" "$(awk '$1=="99%" {printf "%.1fms", $3*1000}' <<<"$out")" \
     "$(grep -E '^\s+\[[^2][0-9][0-9]\]' <<<"$out" | awk '{s+=$2} END {print s+0}')"
 }
 echo "coffer load run: $(date -u +%FT%TZ), $(nproc) cores, ${secs}s per run, 32 clients, keep-alive, HTTPS (TLS 1.3)"
