@@ -6,8 +6,8 @@ import (
 	"time"
 
 	"cel.dev/cel-go/cel"
-	"cel.dev/cel-go/checker"
 	celast "cel.dev/cel-go/common/ast"
+	"cel.dev/cel-go/common/cost"
 	"cel.dev/cel-go/common/types"
 	"cel.dev/cel-go/ext"
 	"cel.dev/cel-go/interpreter"
@@ -225,24 +225,24 @@ func readsOwner(a *celast.AST) bool {
 // hintString and hintList, which (*activation).fits enforces.
 type sizeHints struct{}
 
-// EstimateSize implements checker.CostEstimator.
-func (sizeHints) EstimateSize(n checker.AstNode) *checker.SizeEstimate {
+// EstimateSize implements cost.Estimator.
+func (sizeHints) EstimateSize(n cost.AstNode) *cost.SizeEstimate {
 	p := n.Path()
 	if len(p) < 2 || (p[0] != "principal" && p[0] != "resource" && p[0] != "request") {
 		return nil
 	}
 	switch {
 	case len(p) == 2 && (p[1] == "roles" || p[1] == "attributes"):
-		return &checker.SizeEstimate{Min: 0, Max: hintList}
+		return &cost.SizeEstimate{Min: 0, Max: hintList}
 	case len(p) == 2:
-		return &checker.SizeEstimate{Min: 0, Max: hintString}
+		return &cost.SizeEstimate{Min: 0, Max: hintString}
 	case len(p) == 3 && (p[1] == "roles" || p[1] == "attributes"):
-		return &checker.SizeEstimate{Min: 0, Max: hintString}
+		return &cost.SizeEstimate{Min: 0, Max: hintString}
 	}
 	return nil
 }
 
-// EstimateCallCost implements checker.CostEstimator.
-func (sizeHints) EstimateCallCost(function, overloadID string, target *checker.AstNode, args []checker.AstNode) *checker.CallEstimate {
+// EstimateCallCost implements cost.Estimator.
+func (sizeHints) EstimateCallCost(function, overloadID string, target *cost.AstNode, args []cost.AstNode) *cost.CallEstimate {
 	return nil
 }
