@@ -33,7 +33,6 @@ type options struct {
 	roots      *x509.CertPool
 	id, secret string
 	token      string
-	transport  http.RoundTripper
 	timeout    time.Duration
 	cert       *tls.Certificate
 }
