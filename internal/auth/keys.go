@@ -81,8 +81,3 @@ func (k SigningKey) valid() bool {
 	again := ed25519.NewKeyFromSeed(k.Private.Seed())
 	return bytes.Equal(again, k.Private)
 }
-
-// live reports whether k may still be used at t.
-func (k SigningKey) live(t time.Time) bool {
-	return k.NotAfter.IsZero() || t.Before(k.NotAfter)
-}

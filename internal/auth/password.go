@@ -90,7 +90,8 @@ func VerifyPassword(encoded, pw string) (bool, error) {
 	if err != nil {
 		return false, err
 	}
-	key := argon2.IDKey([]byte(pw), p.salt, p.time, p.memory, p.threads, uint32(len(p.key)))
+	keyLen := uint32(len(p.key)) // #nosec G115 -- parsePHC bounds the key at maxKeyLen (64) bytes
+	key := argon2.IDKey([]byte(pw), p.salt, p.time, p.memory, p.threads, keyLen)
 	return subtle.ConstantTimeCompare(key, p.key) == 1, nil
 }
 
@@ -144,7 +145,7 @@ func parsePHC(s string) (argon2Params, error) {
 	if !ok1 || !ok2 || !ok3 || t < 1 || th < 1 || m < 8*th {
 		return fail("parameters out of range")
 	}
-	p.memory, p.time, p.threads = uint32(m), uint32(t), uint8(th)
+	p.memory, p.time, p.threads = uint32(m), uint32(t), uint8(th) // #nosec G115 -- phcUint bounded them: m ≤ maxArgon2Memory (2^21), t ≤ maxArgon2Time, th ≤ maxArgon2Threads (16)
 	var err error
 	if p.salt, err = base64.RawStdEncoding.Strict().DecodeString(parts[4]); err != nil || len(p.salt) < minSaltLen || len(p.salt) > maxSaltLen {
 		return fail("bad salt")
