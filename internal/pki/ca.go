@@ -177,11 +177,11 @@ func LoadCA(dir string) (*CA, error) {
 
 // readPrivate reads a private key file after checking its permissions.
 func readPrivate(path string) ([]byte, error) {
-	f, err := os.Open(path)
+	f, err := os.Open(path) // #nosec G304 -- the operator's configured key file (tls.key_file or the CA key in the data directory)
 	if err != nil {
 		return nil, fmt.Errorf("pki: %w", err)
 	}
-	defer f.Close()
+	defer func() { _ = f.Close() }() // read-only: a Close error cannot lose data
 	st, err := f.Stat()
 	if err != nil {
 		return nil, fmt.Errorf("pki: %w", err)
@@ -225,7 +225,7 @@ func parseECKey(b []byte) (*ecdsa.PrivateKey, error) {
 
 // readCert reads the first certificate of a PEM file.
 func readCert(path string) (*x509.Certificate, error) {
-	b, err := os.ReadFile(path)
+	b, err := os.ReadFile(path) // #nosec G304 -- the operator's configured certificate file (tls.cert_file, tls.ca_file or the data directory)
 	if err != nil {
 		return nil, fmt.Errorf("pki: %w", err)
 	}
@@ -257,26 +257,40 @@ func ParseCertPEM(b []byte) (*x509.Certificate, error) {
 
 // writeNew creates path with perm, failing if it exists, and syncs it.
 func writeNew(path string, data []byte, perm os.FileMode) error {
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, perm)
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, perm) // #nosec G304 -- a file in the operator's data directory, created exclusively
 	if err != nil {
 		return err
 	}
 	if err := f.Chmod(perm); err != nil { // umask may have narrowed 0644; never widen 0600
-		f.Close()
-		os.Remove(path)
-		return err
+		return abandon(f, path, err)
 	}
 	if _, err := f.Write(data); err != nil {
-		f.Close()
-		os.Remove(path)
-		return err
+		return abandon(f, path, err)
 	}
 	if err := f.Sync(); err != nil {
-		f.Close()
-		os.Remove(path)
-		return err
+		return abandon(f, path, err)
 	}
-	return f.Close()
+	if err := f.Close(); err != nil {
+		return removeAfter(path, err)
+	}
+	return nil
+}
+
+// abandon closes and removes path, a file this package created whose write
+// failed, and returns err, joined with a failure to remove the partial file
+// (which the operator must then delete by hand).
+func abandon(f *os.File, path string, err error) error {
+	_ = f.Close() // the write already failed; its error is the one to report
+	return removeAfter(path, err)
+}
+
+// removeAfter removes path after err and returns err, joined with the
+// removal's own failure if the file is still there.
+func removeAfter(path string, err error) error {
+	if rerr := os.Remove(path); rerr != nil && !errors.Is(rerr, fs.ErrNotExist) {
+		return errors.Join(err, rerr)
+	}
+	return err
 }
 
 // WriteKeyPair writes a certificate and its key, each atomically (a
@@ -301,27 +315,20 @@ func writeAtomic(path string, data []byte, perm os.FileMode) error {
 		return err
 	}
 	tmp := f.Name()
-	fail := func(err error) error {
-		f.Close()
-		os.Remove(tmp)
-		return err
-	}
 	if err := f.Chmod(perm); err != nil {
-		return fail(err)
+		return abandon(f, tmp, err)
 	}
 	if _, err := f.Write(data); err != nil {
-		return fail(err)
+		return abandon(f, tmp, err)
 	}
 	if err := f.Sync(); err != nil {
-		return fail(err)
+		return abandon(f, tmp, err)
 	}
 	if err := f.Close(); err != nil {
-		os.Remove(tmp)
-		return err
+		return removeAfter(tmp, err)
 	}
 	if err := os.Rename(tmp, path); err != nil {
-		os.Remove(tmp)
-		return err
+		return removeAfter(tmp, err)
 	}
 	return nil
 }
