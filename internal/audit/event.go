@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"hash"
 	"io"
+	"math"
 	"strconv"
 	"time"
 )
@@ -84,7 +85,9 @@ const canonicalLabel = "coffer-audit-event-v1\x00"
 // Status and Count as 8-byte two's-complement integers, and string slices as
 // a 4-byte count followed by each string. A nil and an empty slice encode
 // the same. It is injective: two events with different fields never share
-// an encoding.
+// an encoding. Every string and list of e must be shorter than 2^32 (those
+// [Writer.Log] chains hold at most [MaxStringBytes]); Canonical panics on a
+// longer one rather than encode it ambiguously.
 func Canonical(dst []byte, e *Event) []byte {
 	dst = append(dst, canonicalLabel...)
 	dst = appendString(dst, e.ID)
@@ -102,29 +105,66 @@ func Canonical(dst []byte, e *Event) []byte {
 	dst = appendString(dst, e.Decision)
 	dst = appendString(dst, e.Rule)
 	dst = appendString(dst, e.Reason)
-	dst = binary.BigEndian.AppendUint64(dst, uint64(int64(e.Status)))
-	dst = binary.BigEndian.AppendUint64(dst, uint64(int64(e.Count)))
+	dst = binary.BigEndian.AppendUint64(dst, uint64(int64(e.Status))) // #nosec G115 -- two's-complement reinterpretation (documented above), no bits lost
+	dst = binary.BigEndian.AppendUint64(dst, uint64(int64(e.Count)))  // #nosec G115 -- two's-complement reinterpretation (documented above), no bits lost
 	dst = appendStrings(dst, e.ValueHMACs)
 	dst = appendString(dst, e.PrevHash)
 	return dst
 }
 
 func appendString(dst []byte, s string) []byte {
-	dst = binary.BigEndian.AppendUint32(dst, uint32(len(s)))
+	dst = binary.BigEndian.AppendUint32(dst, canonicalLen(len(s)))
 	return append(dst, s...)
 }
 
 func appendStrings(dst []byte, ss []string) []byte {
-	dst = binary.BigEndian.AppendUint32(dst, uint32(len(ss)))
+	dst = binary.BigEndian.AppendUint32(dst, canonicalLen(len(ss)))
 	for _, s := range ss {
 		dst = appendString(dst, s)
 	}
 	return dst
 }
 
+// canonicalLen returns n as the 4-byte length of the canonical encoding. It
+// panics when n does not fit: Canonical's precondition, which sumRaw
+// checks (with fitsCanonical) before it encodes an event read from outside.
+func canonicalLen(n int) uint32 {
+	if n < 0 || int64(n) > math.MaxUint32 {
+		panic("audit: Canonical: a string or list of 2^32 or more")
+	}
+	return uint32(n)
+}
+
+// fitsCanonical reports whether every string and list of e is short enough
+// for Canonical.
+func fitsCanonical(e *Event) bool {
+	fits := func(n int) bool { return int64(n) <= math.MaxUint32 }
+	for _, s := range [...]string{e.ID, e.Node, e.RequestID, e.PrincipalID, e.PrincipalKind,
+		e.SourceIP, e.Action, e.Resource, e.Decision, e.Rule, e.Reason, e.PrevHash} {
+		if !fits(len(s)) {
+			return false
+		}
+	}
+	for _, ss := range [...][]string{e.Roles, e.Fields, e.ValueHMACs} {
+		if !fits(len(ss)) {
+			return false
+		}
+		for _, s := range ss {
+			if !fits(len(s)) {
+				return false
+			}
+		}
+	}
+	return true
+}
+
 // errBadPrevHash is returned by the chainer when PrevHash is not 32 bytes
 // of lowercase hex.
 var errBadPrevHash = errors.New("prev_hash is not a 64-digit hex hash")
+
+// errTooLong is returned by the chainer for an event with a string or list
+// of 2^32 or more, which Canonical cannot encode.
+var errTooLong = errors.New("event has a string or list of 2^32 or more")
 
 // chainer computes event hashes with one reusable HMAC and buffer. It is not
 // safe for concurrent use.
@@ -144,6 +184,9 @@ func (c *chainer) sumRaw(e *Event) ([]byte, error) {
 	var ok bool
 	if c.prev, ok = decodeHash(e.PrevHash); !ok {
 		return nil, errBadPrevHash
+	}
+	if !fitsCanonical(e) {
+		return nil, errTooLong
 	}
 	c.buf = Canonical(c.buf[:0], e)
 	c.mac.Reset()

@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"encoding/hex"
 	"encoding/json"
+	"math"
 	"os"
+	"strconv"
 	"testing"
 	"time"
 )
@@ -137,6 +139,34 @@ func TestCanonicalIsInjective(t *testing.T) {
 	}
 	if !bytes.Equal(Canonical(nil, &Event{Roles: []string{}}), Canonical(nil, &Event{})) {
 		t.Fatal("nil and empty lists encode differently")
+	}
+}
+
+func TestCanonicalLenPanicsBeyondFourBytes(t *testing.T) {
+	if strconv.IntSize < 64 {
+		t.Skip("an int cannot exceed 2^32-1 here")
+	}
+	tests := []struct {
+		name      string
+		n         int64
+		wantPanic bool
+	}{
+		{"zero fits", 0, false},
+		{"2^32-1 fits", math.MaxUint32, false},
+		{"2^32 panics", math.MaxUint32 + 1, true},
+		{"negative panics", -1, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			defer func() {
+				if r := recover(); (r != nil) != tt.wantPanic {
+					t.Fatalf("panic = %v, want panic %v", r, tt.wantPanic)
+				}
+			}()
+			if got := canonicalLen(int(tt.n)); int64(got) != tt.n {
+				t.Fatalf("canonicalLen(%d) = %d", tt.n, got)
+			}
+		})
 	}
 }
 

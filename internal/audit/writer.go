@@ -335,10 +335,14 @@ func (w *Writer) run() {
 		case r := <-w.reqs:
 			batch = append(batch[:0], r)
 			batch = w.drain(batch)
-			w.commit(batch, false)
+			// commit answers each request with its error and records it in
+			// Healthy; there is no one else to tell.
+			_ = w.commit(batch, false)
 		case <-tick:
 			if w.headSeq > w.cpSeq && w.now().Sub(w.cpTime) >= w.interval {
-				w.commit(nil, true)
+				// A failed checkpoint is logged and recorded in Healthy; the
+				// next tick or batch tries again.
+				_ = w.commit(nil, true)
 			}
 		case <-w.closeC:
 			// Log holds the read lock while it sends, so once closed is
@@ -348,7 +352,7 @@ func (w *Writer) run() {
 				if len(batch) == 0 {
 					break
 				}
-				w.commit(batch, false)
+				_ = w.commit(batch, false) // answered to each request, as above
 			}
 			var err error
 			if w.headSeq > w.cpSeq {
@@ -390,7 +394,9 @@ func (w *Writer) commit(batch []*request, forceCP bool) error {
 		r.done <- err
 	}
 	if err == nil && (len(events) > 0 || len(cps) > 0) {
-		w.feedSinks(events, cps, false)
+		// Best-effort sinks: feedSinks logs a failure and resends later;
+		// it returns an error only for required sinks.
+		_ = w.feedSinks(events, cps, false)
 	}
 	return err
 }
