@@ -3,6 +3,7 @@ package shamir
 import (
 	"crypto/subtle"
 	"encoding/base32"
+	"encoding/binary"
 	"errors"
 	"hash/crc32"
 	"strings"
@@ -112,9 +113,9 @@ func canonical(raw, enc []byte) bool {
 }
 
 func checksum(share []byte) [crc32.Size]byte {
-	h := crc32.NewIEEE()
-	h.Write([]byte(crcLabel))
-	h.Write(share)
+	c := crc32.Update(0, crc32.IEEETable, []byte(crcLabel))
+	c = crc32.Update(c, crc32.IEEETable, share)
 	var out [crc32.Size]byte
-	return [crc32.Size]byte(h.Sum(out[:0]))
+	binary.BigEndian.PutUint32(out[:], c) // the byte order of hash.Hash32.Sum
+	return out
 }

@@ -168,3 +168,29 @@ func TestShareTextRoundTripThroughCombine(t *testing.T) {
 		t.Fatal("shares through text did not recover the secret")
 	}
 }
+
+func TestChecksumKnownAnswer(t *testing.T) {
+	// Expected values from Python: zlib.crc32(b"coffer/shamir/share/v1" + share),
+	// big-endian — the checksum printed shares already carry.
+	tests := []struct {
+		name  string
+		share []byte
+		want  [4]byte
+	}{
+		{"empty share", nil, [4]byte{0x0f, 0x99, 0x81, 0x9a}},
+		{"bytes 0 to 32", func() []byte {
+			b := make([]byte, 33)
+			for i := range b {
+				b[i] = byte(i)
+			}
+			return b
+		}(), [4]byte{0x5b, 0x65, 0xb5, 0x4b}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := checksum(tt.share); got != tt.want {
+				t.Fatalf("checksum = %x, want %x", got, tt.want)
+			}
+		})
+	}
+}
