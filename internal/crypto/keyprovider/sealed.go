@@ -81,7 +81,7 @@ func SplitRootKey(r io.Reader, n, threshold int) (shares []string, check []byte,
 			clear(p)
 		}
 	}()
-	header := []byte{checkFormat, byte(threshold), byte(n)}
+	header := []byte{checkFormat, byte(threshold), byte(n)} // #nosec G115 -- 2 ≤ threshold ≤ n ≤ shamir.MaxShares (255), checked above
 	a, err := checkAEAD(raw)
 	if err != nil {
 		return nil, nil, err
