@@ -133,7 +133,7 @@ func (h *hookWorker) backoff(attempt int) time.Duration {
 	var r [8]byte
 	if half := uint64(b / 2); half > 0 {
 		if _, err := io.ReadFull(h.d.rand, r[:]); err == nil {
-			b += time.Duration(binary.BigEndian.Uint64(r[:]) % half)
+			b += time.Duration(binary.BigEndian.Uint64(r[:]) % half) // #nosec G115 -- below half = b/2, and 0 < b ≤ maxBackoff: fits int64
 		}
 	}
 	return b
