@@ -163,7 +163,7 @@ func newAlphabet(s string, radix int) (*alphabet, error) {
 			if a.ascii[r] != 0 {
 				return nil, ErrAlphabet
 			}
-			a.ascii[r] = int32(n) + 1
+			a.ascii[r] = int32(n) + 1 // #nosec G115 -- n < radix ≤ MaxRadix (2^16), checked above
 		} else {
 			if a.other == nil {
 				a.other = make(map[rune]uint16)
@@ -171,7 +171,7 @@ func newAlphabet(s string, radix int) (*alphabet, error) {
 			if _, dup := a.other[r]; dup {
 				return nil, ErrAlphabet
 			}
-			a.other[r] = uint16(n)
+			a.other[r] = uint16(n) // #nosec G115 -- n < radix ≤ MaxRadix (2^16), so n ≤ 65535
 		}
 		a.runes = append(a.runes, r)
 	}
@@ -184,7 +184,10 @@ func newAlphabet(s string, radix int) (*alphabet, error) {
 func (a *alphabet) index(r rune) (uint16, bool) {
 	if r >= 0 && r < 128 {
 		n := a.ascii[r]
-		return uint16(n - 1), n != 0
+		if n == 0 {
+			return 0, false
+		}
+		return uint16(n - 1), true // #nosec G115 -- newAlphabet stored numeral+1 with numeral ≤ 65535
 	}
 	n, ok := a.other[r]
 	return n, ok
@@ -214,12 +217,9 @@ func (c *Cipher) validate(tweak []byte, x []uint16) error {
 	if uint64(len(tweak)) > MaxTweakLen {
 		return ErrTweak
 	}
-	if c.radix < MaxRadix {
-		r := uint16(c.radix)
-		for _, d := range x {
-			if d >= r {
-				return ErrNumeral
-			}
+	for _, d := range x {
+		if int(d) >= c.radix {
+			return ErrNumeral
 		}
 	}
 	return nil
@@ -236,14 +236,15 @@ func (c *Cipher) setup(p *params, tweak []byte, n, b int) {
 
 	P := &p.blk
 	*P = [16]byte{}
+	// P = [1]^1 || [2]^1 || [1]^1 || [radix]^3 || [10]^1 || [u mod 256]^1 || [n]^4 || [t]^4
+	var radix [4]byte
+	binary.BigEndian.PutUint32(radix[:], uint32(c.radix)) // #nosec G115 -- New checked radix ≤ MaxRadix (2^16)
 	P[0], P[1], P[2] = 1, 2, 1
-	P[3] = byte(c.radix >> 16)
-	P[4] = byte(c.radix >> 8)
-	P[5] = byte(c.radix)
+	copy(P[3:6], radix[1:])
 	P[6] = 10
-	P[7] = byte(p.u)
-	binary.BigEndian.PutUint32(P[8:12], uint32(n))
-	binary.BigEndian.PutUint32(P[12:16], uint32(t))
+	P[7] = byte(p.u)                                // #nosec G115 -- the standard takes u mod 256: the truncation is the encoding
+	binary.BigEndian.PutUint32(P[8:12], uint32(n))  // #nosec G115 -- validate checked n ≤ MaxLen (2^32-1)
+	binary.BigEndian.PutUint32(P[12:16], uint32(t)) // #nosec G115 -- validate checked t ≤ MaxTweakLen (2^32-1)
 	c.block.Encrypt(p.state[:], P[:])
 
 	// Q = T || 0^pad || [i]^1 || [NUM(B)]^b, pad = (-t-b-1) mod 16.
@@ -293,7 +294,7 @@ func (c *Cipher) prf(p *params, r *[16]byte) {
 func pow64(radix, m int) (uint64, bool) {
 	p := uint64(1)
 	for range m {
-		hi, lo := bits.Mul64(p, uint64(radix))
+		hi, lo := bits.Mul64(p, uint64(radix)) // #nosec G115 -- radix ≥ MinRadix (2), checked by New
 		if hi != 0 {
 			return 0, false
 		}
@@ -324,7 +325,7 @@ func (c *Cipher) crypt(tweak []byte, x []uint16, enc bool) ([]uint16, error) {
 func (c *Cipher) crypt64(tweak []byte, x []uint16, enc bool, modU, modV uint64) []uint16 {
 	p := new(params)
 	c.setup(p, tweak, len(x), byteLen(bits.Len64(modV-1)))
-	radix := uint64(c.radix)
+	radix := uint64(c.radix) // #nosec G115 -- radix ≥ MinRadix (2), checked by New
 	num := func(s []uint16) uint64 {
 		var r uint64
 		for _, d := range s {
@@ -335,7 +336,7 @@ func (c *Cipher) crypt64(tweak []byte, x []uint16, enc bool, modU, modV uint64) 
 	a, b := num(x[:p.u]), num(x[p.u:])
 	r := &p.r
 	roundY := func(i int, in uint64, mod uint64) uint64 {
-		p.tail[p.iPos] = byte(i)
+		p.tail[p.iPos] = byte(i) // #nosec G115 -- the round number, 0 ≤ i < rounds (10)
 		binary.BigEndian.PutUint64(p.nb[:], in)
 		copy(p.tail[len(p.tail)-p.b:], p.nb[8-p.b:])
 		c.prf(p, r)
@@ -387,7 +388,7 @@ func (c *Cipher) crypt64(tweak []byte, x []uint16, enc bool, modU, modV uint64) 
 
 func str64(dst []uint16, v, radix uint64) {
 	for i := len(dst) - 1; i >= 0; i-- {
-		dst[i] = uint16(v % radix)
+		dst[i] = uint16(v % radix) // #nosec G115 -- below radix ≤ MaxRadix (2^16)
 		v /= radix
 	}
 }
@@ -417,7 +418,7 @@ func (c *Cipher) cryptBig(tweak []byte, x []uint16, enc bool) []uint16 {
 	sBuf := make([]byte, (p.d+15)/16*16)
 	y := new(big.Int)
 	roundY := func(i int, in *big.Int) *big.Int {
-		p.tail[p.iPos] = byte(i)
+		p.tail[p.iPos] = byte(i) // #nosec G115 -- the round number, 0 ≤ i < rounds (10)
 		in.FillBytes(p.tail[len(p.tail)-p.b:])
 		c.prf(p, r)
 		copy(sBuf, r[:])
@@ -465,6 +466,6 @@ func strBig(dst []uint16, v, radix *big.Int) {
 	var m big.Int
 	for i := len(dst) - 1; i >= 0; i-- {
 		q.QuoRem(q, radix, &m)
-		dst[i] = uint16(m.Uint64())
+		dst[i] = uint16(m.Uint64()) // #nosec G115 -- a remainder below radix ≤ MaxRadix (2^16)
 	}
 }
