@@ -56,11 +56,11 @@ func (t *Tokenizer) card(s string, opts Options, enc bool) (string, error) {
 	}
 	tw.WriteByte(0)
 	for _, x := range d[:front] {
-		tw.WriteByte(byte('0' + x))
+		tw.WriteByte(decimal[x])
 	}
 	tw.WriteByte(0)
 	for _, x := range d[back:] {
-		tw.WriteByte(byte('0' + x))
+		tw.WriteByte(decimal[x])
 	}
 	tweak := []byte(tw.String())
 
@@ -89,7 +89,7 @@ func (t *Tokenizer) card(s string, opts Options, enc bool) (string, error) {
 	}
 	b := []byte(s)
 	for i, p := range pos {
-		b[p] = byte('0' + out[i])
+		b[p] = decimal[out[i]]
 	}
 	return string(b), nil
 }
