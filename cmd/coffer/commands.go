@@ -86,7 +86,7 @@ func initCmd(stdout io.Writer, env []string) *cobra.Command {
 				return &exitError{code: 1, err: err}
 			}
 			if asJSON {
-				return json.NewEncoder(stdout).Encode(res)
+				return json.NewEncoder(stdout).Encode(res) // #nosec G117 -- API.md: init --json prints the admin secret once, by design
 			}
 			printInit(stdout, res, dir)
 			return nil
@@ -232,7 +232,7 @@ func devCmd(stdout, stderr io.Writer, env []string) *cobra.Command {
 				}
 				// Dev only: keep the admin credentials so the next `coffer
 				// dev` can print them again. `coffer doctor` flags this.
-				b, _ := json.MarshalIndent(res, "", "  ")
+				b, _ := json.MarshalIndent(res, "", "  ") // #nosec G117 -- dev only, file 0600; coffer doctor flags it
 				if err := os.WriteFile(credsFile, b, 0o600); err != nil {
 					return &exitError{code: 1, err: err}
 				}

@@ -67,7 +67,7 @@ func Init(ctx context.Context, opts InitOptions) (InitResult, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return InitResult{}, fmt.Errorf("create data directory: %w", err)
 	}
-	if err := os.Chmod(dir, 0o700); err != nil {
+	if err := os.Chmod(dir, 0o700); err != nil { // #nosec G302 -- a directory needs its x bit; 0700 is owner-only
 		return InitResult{}, fmt.Errorf("data directory mode: %w", err)
 	}
 	if entries, _ := os.ReadDir(dir); len(entries) > 0 {

@@ -44,7 +44,7 @@ type Server struct {
 // revocation refresh, policy watch, audit writer). It fails before
 // listening on a bad config, a wrong root key or an outdated schema.
 func Open(ctx context.Context, cfg *config.Config, o Options) (*Server, error) {
-	if o.Migrate == false && cfg.Dev {
+	if !o.Migrate && cfg.Dev {
 		o.Migrate = true
 	}
 	c, err := open(ctx, cfg, o)

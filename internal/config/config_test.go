@@ -537,7 +537,7 @@ func TestRedacted(t *testing.T) {
 		"%#v pointer": fmt.Sprintf("%#v", c),
 		"%v value":    fmt.Sprintf("%v", *c),
 		"%+v value":   fmt.Sprintf("%+v", *c),
-		"%s value":    fmt.Sprintf("%s", *c),
+		"%s value":    c.String(),
 		"Redacted":    fmt.Sprintf("%s %s %s", c.Redacted().DatabaseURL, c.Redacted().Detect.Webhooks[0].URL, c.Redacted().Detect.Webhooks[0].Secret),
 	}
 	for name, out := range outputs {

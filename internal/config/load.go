@@ -135,7 +135,7 @@ func Load(dir string, env []string) (*Config, error) {
 }
 
 func readFile(path string) ([]byte, error) {
-	f, err := os.Open(path)
+	f, err := os.Open(path) // #nosec G304 -- the operator's own config file in the data directory
 	if err != nil {
 		return nil, err
 	}

@@ -2,6 +2,7 @@ package config
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"maps"
 	"net/url"
@@ -38,13 +39,16 @@ func Write(dir string, c *Config) error {
 		return err
 	}
 	path := filepath.Join(abs, FileName)
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600) // #nosec G304 -- DIR/coffer.yaml, DIR is the operator's data directory
 	if err != nil {
 		return fmt.Errorf("write config: %w", err)
 	}
 	fail := func(err error) error {
-		f.Close()
-		os.Remove(path)
+		// Best effort: the write already failed; leave no partial file.
+		_ = f.Close()
+		if rerr := os.Remove(path); rerr != nil {
+			err = errors.Join(err, rerr)
+		}
 		return fmt.Errorf("write %s: %w", path, err)
 	}
 	if err := f.Chmod(0o600); err != nil {
@@ -57,7 +61,9 @@ func Write(dir string, c *Config) error {
 		return fail(err)
 	}
 	if err := f.Close(); err != nil {
-		os.Remove(path)
+		if rerr := os.Remove(path); rerr != nil {
+			err = errors.Join(err, rerr)
+		}
 		return fmt.Errorf("write %s: %w", path, err)
 	}
 	return nil
