@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -352,4 +353,48 @@ func TestConcurrentWritesCommitIndependently(t *testing.T) {
 			t.Fatalf("%d stored, %d conflicts; want 49 and 15", ok, conflicts)
 		}
 	})
+}
+
+// BenchmarkRecordWriteRead: a sealed record (4 fields of ~60-byte
+// envelopes, one index entry) written and read back through the store.
+func BenchmarkRecordWriteRead(b *testing.B) {
+	for _, be := range storetest.Backends() {
+		b.Run(be.Name, func(b *testing.B) {
+			db := storetest.Open(b, be)
+			ctx := context.Background()
+			if err := db.CreateCollection(ctx, coffer.Collection{Name: "customers", CreatedAt: t0,
+				Fields: []coffer.Field{{Name: "email", Type: coffer.TypeEmail, Searchable: true}}}); err != nil {
+				b.Fatal(err)
+			}
+			env := make([]byte, 60)
+			vals := map[string][]byte{"name": env, "email": env, "card_number": env, "ssn": env}
+			var i atomic.Int64
+			b.Run("write", func(b *testing.B) {
+				b.RunParallel(func(pb *testing.PB) {
+					for pb.Next() {
+						n := i.Add(1)
+						r := coffer.SealedRecord{ID: fmt.Sprintf("r%012d", n), Collection: "customers", KeyID: "k",
+							CreatedAt: t0, UpdatedAt: t0, Values: vals}
+						if err := db.InsertRecord(ctx, r, []coffer.IndexEntry{{Field: "email", Version: 1, MAC: []byte(r.ID)}}); err != nil {
+							b.Error(err)
+							return
+						}
+					}
+				})
+			})
+			b.Run("read", func(b *testing.B) {
+				max := i.Load()
+				var j atomic.Int64
+				b.RunParallel(func(pb *testing.PB) {
+					for pb.Next() {
+						n := j.Add(1)%max + 1
+						if _, err := db.Record(ctx, "customers", fmt.Sprintf("r%012d", n)); err != nil {
+							b.Error(err)
+							return
+						}
+					}
+				})
+			})
+		})
+	}
 }
