@@ -10,8 +10,10 @@ const FileName = "coffer.yaml"
 
 // Root key providers.
 const (
-	ProviderFile = "file" // the key in a file, mode 0600
-	ProviderEnv  = "env"  // the key in an environment variable
+	ProviderFile   = "file"   // the key in a file, mode 0600
+	ProviderEnv    = "env"    // the key in an environment variable
+	ProviderShamir = "shamir" // split into shares; serve starts sealed until enough are given
+	ProviderPKCS11 = "pkcs11" // an AES key that never leaves a PKCS#11 token (HSM)
 )
 
 // Config is the server's configuration. Field tags give the YAML keys;
@@ -59,13 +61,33 @@ type Config struct {
 
 // RootKey says where the root key (KEK) comes from.
 type RootKey struct {
-	// Provider is "file" (default) or "env".
+	// Provider is "file" (default), "env", "shamir" or "pkcs11".
 	Provider string `yaml:"provider"`
 	// File is the key file for the file provider (default DataDir/root.key).
 	File string `yaml:"file,omitempty" path:"true"`
 	// Env names the variable holding the key for the env provider
 	// (default COFFER_ROOT_KEY_VALUE).
 	Env string `yaml:"env"`
+	// CheckFile, for the shamir provider, holds the check blob that says
+	// how many shares unseal and verifies the key they make (default
+	// DataDir/root-key.check). It is not secret, but must not be swapped.
+	CheckFile string `yaml:"check_file,omitempty" path:"true"`
+	// PKCS11 locates the root key on a PKCS#11 token for the pkcs11
+	// provider. The PIN is never in the file: PINEnv names the variable.
+	PKCS11 RootKeyPKCS11 `yaml:"pkcs11"`
+}
+
+// RootKeyPKCS11 says where a PKCS#11 root key lives.
+type RootKeyPKCS11 struct {
+	// Module is the absolute path of the token's PKCS#11 library.
+	Module string `yaml:"module,omitempty"`
+	// TokenLabel names the token.
+	TokenLabel string `yaml:"token_label,omitempty"`
+	// KeyLabel is the CKA_LABEL of the AES-256 root key object.
+	KeyLabel string `yaml:"key_label,omitempty"`
+	// PINEnv names the environment variable holding the user PIN
+	// (default COFFER_PKCS11_PIN).
+	PINEnv string `yaml:"pin_env,omitempty"`
 }
 
 // TLS locates the server's certificate and Coffer's CA.
@@ -227,6 +249,7 @@ const (
 	DefaultMetricsListen = "127.0.0.1:9464"
 	DefaultAudience      = "coffer"
 	DefaultRootKeyEnv    = "COFFER_ROOT_KEY_VALUE"
+	DefaultPKCS11PINEnv  = "COFFER_PKCS11_PIN"
 	DefaultLogLevel      = "info"
 	// MaxTokenTTL bounds auth.token_ttl: access tokens are short-lived.
 	MaxTokenTTL = 24 * time.Hour
@@ -238,7 +261,7 @@ func defaults(dir string) *Config {
 	return &Config{
 		Listen:        DefaultListen,
 		MetricsListen: DefaultMetricsListen,
-		RootKey:       RootKey{Provider: ProviderFile, Env: DefaultRootKeyEnv},
+		RootKey:       RootKey{Provider: ProviderFile, Env: DefaultRootKeyEnv, PKCS11: RootKeyPKCS11{PINEnv: DefaultPKCS11PINEnv}},
 		Auth: Auth{
 			Audience: DefaultAudience,
 			TokenTTL: Duration{15 * time.Minute},

@@ -359,6 +359,7 @@ func (c *Config) derivations() []derivation {
 		{"public_url", &c.PublicURL, func() string { return publicURLFor(c.Listen) }},
 		{"auth.issuer", &c.Auth.Issuer, func() string { return c.PublicURL }},
 		{"root_key.file", &c.RootKey.File, func() string { return joinPath(c.DataDir, "root.key") }},
+		{"root_key.check_file", &c.RootKey.CheckFile, func() string { return joinPath(c.DataDir, "root-key.check") }},
 		{"tls.cert_file", &c.TLS.CertFile, tlsFile("server.pem")},
 		{"tls.key_file", &c.TLS.KeyFile, tlsFile("server-key.pem")},
 		{"tls.ca_file", &c.TLS.CAFile, tlsFile("ca.pem")},

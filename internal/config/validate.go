@@ -61,8 +61,26 @@ func (c *Config) Validate() error {
 		if !validEnvName(c.RootKey.Env) {
 			add("root_key.env", "must name an environment variable ([A-Za-z_][A-Za-z0-9_]*)")
 		}
+	case ProviderShamir:
+		if c.RootKey.CheckFile == "" {
+			add("root_key.check_file", "must be set for the shamir provider")
+		}
+	case ProviderPKCS11:
+		k := c.RootKey.PKCS11
+		if k.Module == "" || !filepath.IsAbs(k.Module) {
+			add("root_key.pkcs11.module", "must be the absolute path of the token's PKCS#11 library")
+		}
+		if strings.TrimSpace(k.TokenLabel) == "" || len(k.TokenLabel) > 32 {
+			add("root_key.pkcs11.token_label", "must be 1 to 32 bytes (the token's label)")
+		}
+		if strings.TrimSpace(k.KeyLabel) == "" || len(k.KeyLabel) > 256 {
+			add("root_key.pkcs11.key_label", "must be 1 to 256 bytes (the root key object's label)")
+		}
+		if !validEnvName(k.PINEnv) {
+			add("root_key.pkcs11.pin_env", "must name an environment variable ([A-Za-z_][A-Za-z0-9_]*); the PIN is never kept in the file")
+		}
 	default:
-		add("root_key.provider", "unknown provider %q (want file or env)", printable(c.RootKey.Provider))
+		add("root_key.provider", "unknown provider %q (want file, env, shamir or pkcs11)", printable(c.RootKey.Provider))
 	}
 
 	for key, f := range map[string]string{

@@ -193,3 +193,52 @@ func redactURL(s string, allQuery bool) string {
 	u.Fragment, u.RawFragment = "", ""
 	return u.String()
 }
+
+// Replace validates c and atomically replaces dir/coffer.yaml with it
+// (mode 0600): it writes dir/coffer.yaml.tmp, syncs it and renames it over
+// the old file, so a crash leaves either the old or the new configuration,
+// never half of one. Use it for changes the operator asked for (a new root
+// key file); Write is for a first configuration.
+func Replace(dir string, c *Config) error {
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return fmt.Errorf("config directory: %w", err)
+	}
+	if err := c.Validate(); err != nil {
+		return err
+	}
+	b, err := c.forFile(abs).marshal()
+	if err != nil {
+		return err
+	}
+	path := filepath.Join(abs, FileName)
+	tmp := path + ".tmp"
+	if err := os.Remove(tmp); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("replace config: %w", err)
+	}
+	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600) // #nosec G304 -- DIR/coffer.yaml.tmp, DIR is the operator's data directory
+	if err != nil {
+		return fmt.Errorf("replace config: %w", err)
+	}
+	_, werr := f.Write(append([]byte(fileHeader), b...))
+	if werr == nil {
+		werr = f.Sync()
+	}
+	if cerr := f.Close(); werr == nil {
+		werr = cerr
+	}
+	if werr == nil {
+		werr = os.Rename(tmp, path)
+	}
+	if werr != nil {
+		if rerr := os.Remove(tmp); rerr != nil && !errors.Is(rerr, os.ErrNotExist) {
+			werr = errors.Join(werr, rerr)
+		}
+		return fmt.Errorf("replace %s: %w", path, werr)
+	}
+	if d, err := os.Open(abs); err == nil { // make the rename durable; best effort
+		_ = d.Sync()
+		_ = d.Close()
+	}
+	return nil
+}
