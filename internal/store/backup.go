@@ -11,6 +11,8 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/cofferhq/coffer/internal/coffer"
 )
 
 // ErrNotEmpty is returned by Import when the store already holds data: a
@@ -84,6 +86,47 @@ func backupTables() []backupTable {
 	}
 }
 
+// Crypto-shredding reaches backups: a backup never holds what would make
+// an erased data subject's values readable again.
+//
+//   - Subject data keys ("subject/…") are exported as destroyed tombstones,
+//     their wrapped bytes left out. The live store keeps them; a restored
+//     backup holds the subjects' records, sealed, but no key opens them,
+//     and no new key is ever made for those subjects there.
+//   - The blind index entries of records that name a subject are left
+//     out: a MAC under an index key (which backups do carry) would let
+//     whoever holds the backup and the root key confirm a guessed value.
+//
+// So erasing a subject in the live store (destroying its key) is final for
+// every backup, old ones included, because no backup ever had the key.
+// The price: subject-bound values are not recoverable from a backup.
+const subjectKeyPrefix = "subject/"
+
+// subjectIndexFilter keeps the index entries of subject-less records only.
+const subjectIndexFilter = `NOT EXISTS (SELECT 1 FROM records r WHERE r.collection = record_index.collection
+	AND r.id = record_index.record_id AND r.subject <> '')`
+
+// filter is the fixed SQL condition that leaves t's rows out of backups,
+// or "".
+func (t backupTable) filter() string {
+	if t.name == "record_index" {
+		return subjectIndexFilter
+	}
+	return ""
+}
+
+// shredSubjectKey turns an exported data_keys row of a subject key into a
+// destroyed tombstone: state destroyed, wrapped bytes empty.
+func shredSubjectKey(t backupTable, row []any) {
+	if t.name != "data_keys" {
+		return
+	}
+	if id, ok := row[0].(string); ok && strings.HasPrefix(id, subjectKeyPrefix) {
+		row[2] = []byte{}
+		row[3] = coffer.KeyDestroyed
+	}
+}
+
 func (t backupTable) colList() string {
 	names := make([]string, len(t.cols))
 	for i, c := range t.cols {
@@ -117,6 +160,10 @@ func (db *DB) SchemaVersion(ctx context.Context) (int64, error) {
 // the table's columns in a fixed order, and a blob is never nil unless it
 // is NULL. fn owns row and may keep it. An error from fn stops the export
 // and is returned wrapped. Errors name tables and columns, never values.
+//
+// Subject keys leave as destroyed tombstones and the index entries of
+// subject-bound records not at all (see subjectKeyPrefix): crypto-shredding
+// must reach every backup, including those taken before an erasure.
 func (db *DB) Export(ctx context.Context, fn func(table string, row []any) error) error {
 	return db.snapshot(ctx, func(q querier) error {
 		for _, t := range backupTables() {
@@ -161,7 +208,11 @@ func (db *DB) snapshot(ctx context.Context, fn func(q querier) error) error {
 }
 
 func exportTable(ctx context.Context, q querier, t backupTable, fn func(string, []any) error) error {
-	rs, err := q.query(ctx, "SELECT "+t.colList()+" FROM "+t.name+" ORDER BY "+t.key)
+	where := ""
+	if f := t.filter(); f != "" {
+		where = " WHERE " + f
+	}
+	rs, err := q.query(ctx, "SELECT "+t.colList()+" FROM "+t.name+where+" ORDER BY "+t.key)
 	if err != nil {
 		return fmt.Errorf("store: export %s: %w", t.name, err)
 	}
@@ -184,6 +235,7 @@ func exportTable(ctx context.Context, q querier, t backupTable, fn func(string, 
 			row[i] = v
 			raw[i] = nil
 		}
+		shredSubjectKey(t, row)
 		if err := fn(t.name, row); err != nil {
 			return fmt.Errorf("store: export %s: %w", t.name, err)
 		}
