@@ -341,6 +341,37 @@ func auditCmd(stdout io.Writer, env []string) *cobra.Command {
 	}
 	dataDirFlag(verify, env, &dir)
 	verify.Flags().StringVar(&dbURL, "database-url", "", "PostgreSQL URL (overrides the config)")
-	cmd.AddCommand(verify)
+	cmd.AddCommand(verify, auditTailCmd(stdout, env))
 	return cmd
+}
+
+func auditTailCmd(stdout io.Writer, env []string) *cobra.Command {
+	var (
+		dir, dbURL string
+		since      time.Duration
+		follow     bool
+	)
+	tail := &cobra.Command{
+		Use:   "tail --data-dir DIR [--since 1h] [-f]",
+		Short: "Print audit events as JSON lines, and follow new ones with -f",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := needDir(dir); err != nil {
+				return err
+			}
+			cfg, err := loadConfig(dir, env, map[string]string{"database_url": dbURL})
+			if err != nil {
+				return err
+			}
+			if err := app.TailAudit(cmd.Context(), cfg, stdout, time.Now().Add(-since), follow); err != nil {
+				return &exitError{code: 1, err: err}
+			}
+			return nil
+		},
+	}
+	dataDirFlag(tail, env, &dir)
+	tail.Flags().StringVar(&dbURL, "database-url", "", "PostgreSQL URL (overrides the config)")
+	tail.Flags().DurationVar(&since, "since", time.Hour, "start this long ago")
+	tail.Flags().BoolVarP(&follow, "follow", "f", false, "keep printing new events")
+	return tail
 }

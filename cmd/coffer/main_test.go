@@ -104,3 +104,19 @@ func TestPolicyTest(t *testing.T) {
 		t.Fatalf("a failing policy test: %d %s", code, out)
 	}
 }
+
+func TestAuditTail(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "data")
+	if code, _, errs := runCLI(t, "init", "--data-dir", dir); code != 0 {
+		t.Fatal(errs)
+	}
+	// A fresh deployment has no requests yet: tail prints nothing, exit 0.
+	code, out, errs := runCLI(t, "audit", "tail", "--data-dir", dir, "--since", "1h")
+	if code != 0 || out != "" {
+		t.Fatalf("tail of an empty log: %d %q %q", code, out, errs)
+	}
+	code, out, _ = runCLI(t, "audit", "verify", "--data-dir", dir)
+	if code != 0 || !strings.HasPrefix(out, "ok: 0 events") {
+		t.Fatalf("verify of an empty log: %d %q", code, out)
+	}
+}
