@@ -42,6 +42,7 @@ func newRoot(ctx context.Context, stdout, stderr io.Writer, env []string) *cobra
 		auditCmd(stdout, env),
 		certCmd(stdout, env),
 		policyCmd(stdout),
+		backupCmd(stdout, env), restoreCmd(stdout, env), keysCmd(stdout, env), unsealCmd(stdout, env),
 	)
 	return root
 }
@@ -72,6 +73,7 @@ func initCmd(stdout io.Writer, env []string) *cobra.Command {
 		dir, listen, dbURL string
 		asJSON             bool
 		hosts              []string
+		rk                 app.InitOptions // root key choice
 	)
 	cmd := &cobra.Command{
 		Use:   "init --data-dir DIR [--json]",
@@ -81,7 +83,8 @@ func initCmd(stdout io.Writer, env []string) *cobra.Command {
 			if err := needDir(dir); err != nil {
 				return err
 			}
-			res, err := app.Init(cmd.Context(), app.InitOptions{DataDir: dir, Listen: listen, DatabaseURL: dbURL, Hosts: hosts})
+			res, err := app.Init(cmd.Context(), app.InitOptions{DataDir: dir, Listen: listen, DatabaseURL: dbURL, Hosts: hosts,
+				RootKeyProvider: rk.RootKeyProvider, Shares: rk.Shares, Threshold: rk.Threshold, PKCS11: rk.PKCS11})
 			if err != nil {
 				return &exitError{code: 1, err: err}
 			}
@@ -97,6 +100,13 @@ func initCmd(stdout io.Writer, env []string) *cobra.Command {
 	cmd.Flags().StringVar(&listen, "listen", "", "address to serve on (default 127.0.0.1:8443)")
 	cmd.Flags().StringVar(&dbURL, "database-url", lookup(env, "COFFER_DATABASE_URL"), "PostgreSQL URL (default: SQLite in the data directory)")
 	cmd.Flags().StringSliceVar(&hosts, "host", nil, "extra DNS name or IP for the server certificate (repeatable)")
+	cmd.Flags().StringVar(&rk.RootKeyProvider, "root-key-provider", "", "file (default), shamir or pkcs11")
+	cmd.Flags().IntVar(&rk.Shares, "shares", 0, "split the root key into this many shares (shamir; never written to disk)")
+	cmd.Flags().IntVar(&rk.Threshold, "threshold", 0, "how many shares unseal the server (shamir)")
+	cmd.Flags().StringVar(&rk.PKCS11.Module, "pkcs11-module", "", "PKCS#11 library path (pkcs11)")
+	cmd.Flags().StringVar(&rk.PKCS11.TokenLabel, "pkcs11-token-label", "", "token label (pkcs11)")
+	cmd.Flags().StringVar(&rk.PKCS11.KeyLabel, "pkcs11-key-label", "", "label of the root key object to create (pkcs11)")
+	cmd.Flags().StringVar(&rk.PKCS11.PINEnv, "pkcs11-pin-env", "", "environment variable holding the user PIN (pkcs11; default COFFER_PKCS11_PIN)")
 	return cmd
 }
 
@@ -111,6 +121,13 @@ func printInit(w io.Writer, res app.InitResult, dir string) {
 The client secret is shown only now: store it in your secret manager.
 Start the server with: coffer serve --data-dir %s
 `, dir, res.URL, res.CACert, res.ClientID, res.ClientSecret, dir)
+	if len(res.UnsealShares) > 0 {
+		fmt.Fprintf(w, "\nThe root key is split into %d shares, shown only now. Give each to a different key holder;\n"+
+			"the server starts sealed until enough of them are given (coffer unseal).\n\n", len(res.UnsealShares))
+		for i, s := range res.UnsealShares {
+			fmt.Fprintf(w, "  share %d: %s\n", i+1, s)
+		}
+	}
 }
 
 // loadConfig reads DIR's config with COFFER_* overrides, then flags.

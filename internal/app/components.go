@@ -36,6 +36,9 @@ type Options struct {
 	// that may run as the database owner; serving may not (see
 	// database_allow_superuser).
 	Offline bool
+	// provider, if set, is the root key provider already opened (an
+	// unsealed Shamir provider); nil opens the one cfg names.
+	provider keyprovider.Provider
 }
 
 // components are the built parts shared by init, migrate and serve.
@@ -57,11 +60,14 @@ type components struct {
 // ErrPendingMigrations: the database schema is older than this binary.
 var ErrPendingMigrations = errors.New("the database schema is out of date: run `coffer migrate`")
 
-// Close releases the store.
+// Close releases the store and the root key provider's resources.
 func (c *components) Close() {
 	c.external.Close()
 	if c.db != nil {
 		_ = c.db.Close()
+	}
+	if cl, ok := c.provider.(io.Closer); ok && c.opts.provider == nil {
+		_ = cl.Close()
 	}
 }
 
@@ -79,6 +85,8 @@ func openProvider(cfg *config.Config) (keyprovider.Provider, error) {
 			return nil, fmt.Errorf("root key: %w", err)
 		}
 		return p, nil
+	case config.ProviderPKCS11, config.ProviderShamir:
+		return openOtherProvider(cfg)
 	}
 	return nil, fmt.Errorf("root key: unknown provider %q", cfg.RootKey.Provider)
 }
@@ -102,10 +110,12 @@ func open(ctx context.Context, cfg *config.Config, o Options) (*components, erro
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
-	c := &components{cfg: cfg, opts: o}
+	c := &components{cfg: cfg, opts: o, provider: o.provider}
 	var err error
-	if c.provider, err = openProvider(cfg); err != nil {
-		return nil, err
+	if c.provider == nil {
+		if c.provider, err = openProvider(cfg); err != nil {
+			return nil, err
+		}
 	}
 	if c.db, err = store.Open(ctx, dsn(cfg), store.Options{}); err != nil {
 		return nil, err

@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"github.com/cofferhq/coffer/internal/config"
-	"github.com/cofferhq/coffer/internal/crypto/keyprovider"
 	"github.com/cofferhq/coffer/internal/pki"
 )
 
@@ -31,6 +30,15 @@ type InitOptions struct {
 	Rand  io.Reader
 	Now   func() time.Time
 	Dev   bool
+	// RootKeyProvider is file (default), shamir or pkcs11. Shares > 0
+	// implies shamir.
+	RootKeyProvider string
+	// Shares and Threshold split a shamir root key: any Threshold of the
+	// Shares unseal it. The key is never written to disk.
+	Shares, Threshold int
+	// PKCS11 locates the root key on a PKCS#11 token (pkcs11 provider);
+	// init creates the key there.
+	PKCS11 config.RootKeyPKCS11
 }
 
 // InitResult is what `coffer init --json` prints.
@@ -39,6 +47,9 @@ type InitResult struct {
 	ClientID     string `json:"client_id"`
 	ClientSecret string `json:"client_secret"`
 	CACert       string `json:"ca_cert"`
+	// UnsealShares are the root key shares of a shamir deployment, shown
+	// only here: give each to a different key holder.
+	UnsealShares []string `json:"unseal_shares,omitempty"`
 }
 
 // Initialised reports whether dir holds a Coffer config.
@@ -92,10 +103,14 @@ func Init(ctx context.Context, opts InitOptions) (InitResult, error) {
 		}
 	}
 	cfg.Dev = opts.Dev
+	if err := setRootKeyProvider(cfg, &opts); err != nil {
+		return InitResult{}, err
+	}
 	now := opts.Now()
 
-	if err := keyprovider.CreateFile(cfg.RootKey.File, opts.Rand); err != nil {
-		return InitResult{}, fmt.Errorf("create root key: %w", err)
+	provider, shares, err := createRootKey(cfg, opts)
+	if err != nil {
+		return InitResult{}, err
 	}
 	tlsDir := filepath.Dir(cfg.TLS.CAFile)
 	if err := os.MkdirAll(tlsDir, 0o700); err != nil {
@@ -120,7 +135,7 @@ func Init(ctx context.Context, opts InitOptions) (InitResult, error) {
 		return InitResult{}, fmt.Errorf("write config: %w", err)
 	}
 
-	c, err := open(ctx, cfg, Options{Rand: opts.Rand, Now: opts.Now, Migrate: true})
+	c, err := open(ctx, cfg, Options{Rand: opts.Rand, Now: opts.Now, Migrate: true, provider: provider})
 	if err != nil {
 		return InitResult{}, err
 	}
@@ -129,5 +144,6 @@ func Init(ctx context.Context, opts InitOptions) (InitResult, error) {
 	if err != nil {
 		return InitResult{}, fmt.Errorf("create admin client: %w", err)
 	}
-	return InitResult{URL: cfg.PublicURL, ClientID: nc.ClientID, ClientSecret: nc.ClientSecret, CACert: cfg.TLS.CAFile}, nil
+	return InitResult{URL: cfg.PublicURL, ClientID: nc.ClientID, ClientSecret: nc.ClientSecret, CACert: cfg.TLS.CAFile,
+		UnsealShares: shares}, nil
 }

@@ -12,11 +12,14 @@ import (
 	"net/http"
 	"os"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
 	"github.com/cofferhq/coffer/internal/audit"
 	"github.com/cofferhq/coffer/internal/config"
+	"github.com/cofferhq/coffer/internal/crypto/keyprovider"
 	"github.com/cofferhq/coffer/internal/detect"
 	"github.com/cofferhq/coffer/internal/httpapi"
 	"github.com/cofferhq/coffer/internal/lifecycle"
@@ -26,6 +29,8 @@ import (
 
 // Server is a running Coffer node.
 type Server struct {
+	cfg     *config.Config
+	opts    Options
 	c       *components
 	api     *httpapi.Server
 	audit   *audit.Writer
@@ -38,28 +43,74 @@ type Server struct {
 	// detector watches every audited request for anomalies.
 	detector *detect.Detector
 	log      *slog.Logger
+
+	// A shamir deployment starts sealed: sealed gathers the shares and
+	// sealedH answers until the components are built.
+	sealed  *keyprovider.Sealed
+	sealedH http.Handler
+	// live is the API once the components are built.
+	live atomic.Pointer[httpapi.Server]
+	// mu serialises building the components (on unseal) with Shutdown.
+	mu     sync.Mutex
+	closed bool
 }
 
 // Open builds a server from cfg and starts its background work (key and
 // revocation refresh, policy watch, audit writer). It fails before
 // listening on a bad config, a wrong root key or an outdated schema.
+//
+// With the shamir root key provider the server opens sealed: it serves
+// /healthz, a 503 /readyz and POST /v1/sys/unseal, and answers every other
+// route 503 until enough root key shares have been posted; then it builds
+// its components (and checks the root key) and serves normally.
 func Open(ctx context.Context, cfg *config.Config, o Options) (*Server, error) {
 	if !o.Migrate && cfg.Dev {
 		o.Migrate = true
 	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	s := &Server{cfg: cfg, opts: o, metrics: metrics.New(), log: o.Logger}
+	if cfg.RootKey.Provider == config.ProviderShamir && o.provider == nil {
+		p, err := openSealedProvider(cfg, o.Rand)
+		if err != nil {
+			return nil, err
+		}
+		s.sealed = p
+		s.sealedH = httpapi.NewSealed(httpapi.SealedConfig{Unseal: s.unseal, Status: s.sealStatus, Logger: s.log, Now: o.Now})
+		if err := s.initHTTP(); err != nil {
+			return nil, err
+		}
+		_, need := p.Progress()
+		s.log.Warn("sealed: waiting for root key shares (POST /v1/sys/unseal or coffer unseal)", "threshold", need)
+		return s, nil
+	}
+	if err := s.build(ctx, o); err != nil {
+		return nil, err
+	}
+	if err := s.initHTTP(); err != nil {
+		s.teardown()
+		return nil, err
+	}
+	return s, nil
+}
+
+// build opens the components and starts the background work and the API.
+func (s *Server) build(ctx context.Context, o Options) error {
+	cfg := s.cfg
 	c, err := open(ctx, cfg, o)
 	if err != nil {
-		return nil, err
+		return err
 	}
-	s := &Server{c: c, metrics: metrics.New(), log: c.opts.Logger}
+	s.c = c
 	bg, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	s.cancel = cancel
-	fail := func(err error) (*Server, error) {
+	fail := func(err error) error {
 		cancel()
 		c.Close()
-		return nil, err
+		s.c = nil
+		return err
 	}
-	s.c.identity = c.identity
 	if err := c.identity.Start(bg); err != nil {
 		return fail(err)
 	}
@@ -88,27 +139,10 @@ func Open(ctx context.Context, cfg *config.Config, o Options) (*Server, error) {
 		return fail(err)
 	}
 	if s.detector, err = s.openDetector(bg); err != nil {
+		_ = s.audit.Close(context.WithoutCancel(ctx))
 		return fail(err)
 	}
-	tlsOpts := pki.TLSOptions{OnReloadError: func(err error) {
-		s.log.Error("server certificate reload failed; keeping the previous one", "error", err)
-	}}
-	if cfg.TLS.ClientCerts {
-		// Only the CA certificate: the serving process never loads the CA key.
-		pem, err := os.ReadFile(cfg.TLS.CAFile)
-		if err != nil {
-			return fail(fmt.Errorf("TLS client certificates: %w", err))
-		}
-		pool := x509.NewCertPool()
-		if !pool.AppendCertsFromPEM(pem) {
-			return fail(errors.New("TLS client certificates: no certificate in the CA file"))
-		}
-		tlsOpts.ClientCAs, tlsOpts.VerifyClientCerts = pool, true
-	}
-	s.tlsCfg, err = pki.ServerTLSConfig(cfg.TLS.CertFile, cfg.TLS.KeyFile, tlsOpts)
-	if err != nil {
-		return fail(fmt.Errorf("TLS: %w", err))
-	}
+	admin := &keyAdmin{c: c, jobs: s.jobs, bg: bg, log: s.log}
 	s.api = httpapi.New(httpapi.Config{
 		Vault:        c.vault,
 		Tokens:       c.tokens,
@@ -130,21 +164,49 @@ func Open(ctx context.Context, cfg *config.Config, o Options) (*Server, error) {
 			"keys":  c.keys.Check,
 			"audit": func(context.Context) error { return s.audit.Healthy() },
 		},
+		Extra: httpapi.KeyAdminRoutes(admin, c.policies),
 	})
 	if ci, err := pki.CertInfo(cfg.TLS.CertFile); err == nil {
 		s.metrics.CertExpiry.Set(float64(ci.NotAfter.Unix()))
 	}
+	s.live.Store(s.api)
+	return nil
+}
+
+// initHTTP loads the TLS configuration and makes the HTTP server.
+func (s *Server) initHTTP() error {
+	cfg := s.cfg
+	tlsOpts := pki.TLSOptions{OnReloadError: func(err error) {
+		s.log.Error("server certificate reload failed; keeping the previous one", "error", err)
+	}}
+	if cfg.TLS.ClientCerts {
+		// Only the CA certificate: the serving process never loads the CA key.
+		pem, err := os.ReadFile(cfg.TLS.CAFile)
+		if err != nil {
+			return fmt.Errorf("TLS client certificates: %w", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return errors.New("TLS client certificates: no certificate in the CA file")
+		}
+		tlsOpts.ClientCAs, tlsOpts.VerifyClientCerts = pool, true
+	}
+	var err error
+	s.tlsCfg, err = pki.ServerTLSConfig(cfg.TLS.CertFile, cfg.TLS.KeyFile, tlsOpts)
+	if err != nil {
+		return fmt.Errorf("TLS: %w", err)
+	}
 	s.httpSrv = &http.Server{
-		Handler:           s.api,
+		Handler:           s.Handler(),
 		TLSConfig:         s.tlsCfg,
 		ReadHeaderTimeout: cfg.Timeouts.ReadHeader.Duration,
 		ReadTimeout:       cfg.Timeouts.Read.Duration,
 		WriteTimeout:      cfg.Timeouts.Write.Duration,
 		IdleTimeout:       cfg.Timeouts.Idle.Duration,
 		MaxHeaderBytes:    32 << 10,
-		ErrorLog:          slog.NewLogLogger(c.opts.Logger.Handler(), slog.LevelDebug),
+		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
 	}
-	return s, nil
+	return nil
 }
 
 // openAudit starts the audit writer with keys from the key hierarchy.
@@ -203,11 +265,32 @@ func auditKeys(ctx context.Context, c *components) ([]byte, ed25519.PrivateKey, 
 	return hk.Bytes(), ed25519.NewKeyFromSeed(sk.Bytes()), nil
 }
 
-// Handler returns the HTTP handler (for tests that bring their own server).
-func (s *Server) Handler() http.Handler { return s.api }
+// Handler returns the HTTP handler (for tests that bring their own server):
+// the API, or while sealed the sealed answers.
+func (s *Server) Handler() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if s.sealedH != nil && (r.URL.Path == httpapi.UnsealPath || r.URL.Path == httpapi.SealStatusPath) {
+			s.sealedH.ServeHTTP(w, r)
+			return
+		}
+		if api := s.live.Load(); api != nil {
+			api.ServeHTTP(w, r)
+			return
+		}
+		s.sealedH.ServeHTTP(w, r)
+	})
+}
 
-// Routes lists the API's route patterns.
-func (s *Server) Routes() []string { return s.api.Routes() }
+// Sealed reports whether the server still waits for root key shares.
+func (s *Server) Sealed() bool { return s.live.Load() == nil }
+
+// Routes lists the API's route patterns (none while sealed).
+func (s *Server) Routes() []string {
+	if api := s.live.Load(); api != nil {
+		return api.Routes()
+	}
+	return nil
+}
 
 // TLSConfig returns the server's TLS configuration.
 func (s *Server) TLSConfig() *tls.Config { return s.tlsCfg }
@@ -251,9 +334,15 @@ func (s *Server) ServeMetrics(ln net.Listener) error {
 // Shutdown stops accepting, drains in-flight requests, flushes the audit
 // log and closes the store.
 func (s *Server) Shutdown(ctx context.Context) error {
+	s.mu.Lock() // waits for an unseal that is building the components
+	s.closed = true
+	s.mu.Unlock()
 	err := s.httpSrv.Shutdown(ctx)
 	if s.metSrv != nil {
 		_ = s.metSrv.Shutdown(ctx)
+	}
+	if s.c == nil { // still sealed: nothing was built
+		return err
 	}
 	if ferr := s.c.transit.Flush(ctx); ferr != nil {
 		s.log.Warn("transit use count flush failed", "error", ferr)
@@ -261,10 +350,22 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	if aerr := s.audit.Close(ctx); aerr != nil && err == nil {
 		err = fmt.Errorf("flush audit log: %w", aerr)
 	}
-	s.detector.Close()
-	s.cancel()
-	s.c.Close()
+	s.teardown()
 	return err
+}
+
+// teardown stops the detectors and background work and closes the
+// components.
+func (s *Server) teardown() {
+	if s.detector != nil {
+		s.detector.Close()
+	}
+	if s.cancel != nil {
+		s.cancel()
+	}
+	if s.c != nil {
+		s.c.Close()
+	}
 }
 
 // auditAdapter turns an HTTP call's entry into an audit event and, once it

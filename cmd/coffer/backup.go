@@ -1,0 +1,82 @@
+package main
+
+import (
+	"fmt"
+	"io"
+
+	"github.com/spf13/cobra"
+
+	"github.com/cofferhq/coffer/internal/app"
+)
+
+func backupCmd(stdout io.Writer, env []string) *cobra.Command {
+	var dir, out, dbURL string
+	cmd := &cobra.Command{
+		Use:   "backup --data-dir DIR --out FILE",
+		Short: "Write an encrypted backup of the store (online: nodes keep serving)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := needDir(dir); err != nil {
+				return err
+			}
+			cfg, err := loadConfig(dir, env, map[string]string{"database_url": dbURL})
+			if err != nil {
+				return err
+			}
+			res, err := app.Backup(cmd.Context(), cfg, out)
+			if err != nil {
+				return &exitError{code: 1, err: err}
+			}
+			fmt.Fprintf(stdout, "backup written: %s (%d bytes, mode 0600)\n"+
+				"It is encrypted under the root key, which it does not contain: keep the root key safe, apart from the backup.\n",
+				res.File, res.Bytes)
+			return nil
+		},
+	}
+	dataDirFlag(cmd, env, &dir)
+	cmd.Flags().StringVar(&out, "out", "", "the backup file to write")
+	cmd.Flags().StringVar(&dbURL, "database-url", "", "PostgreSQL URL (overrides the config)")
+	_ = cmd.MarkFlagRequired("out")
+	return cmd
+}
+
+func restoreCmd(stdout io.Writer, env []string) *cobra.Command {
+	var (
+		opts  app.RestoreOptions
+		hosts []string
+	)
+	cmd := &cobra.Command{
+		Use:   "restore --data-dir NEWDIR --in FILE --root-key-file PATH",
+		Short: "Make a new deployment from a backup, in an empty directory",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := needDir(opts.DataDir); err != nil {
+				return err
+			}
+			opts.Hosts = hosts
+			res, err := app.Restore(cmd.Context(), opts)
+			if err != nil {
+				return &exitError{code: 1, err: err}
+			}
+			fmt.Fprintf(stdout, `Restored into %s
+
+  URL:            %s
+  CA certificate: %s (new: clients must trust it)
+
+Clients, users and policies are those of the backup. Values of data subjects are
+not in any backup (crypto-shredding) and do not come back.
+Start the server with: coffer serve --data-dir %s
+`, opts.DataDir, res.URL, res.CACert, opts.DataDir)
+			return nil
+		},
+	}
+	dataDirFlag(cmd, env, &opts.DataDir)
+	cmd.Flags().StringVar(&opts.In, "in", "", "the backup file")
+	cmd.Flags().StringVar(&opts.RootKeyFile, "root-key-file", "", "the root key the backup was written under (mode 0600)")
+	cmd.Flags().StringVar(&opts.DatabaseURL, "database-url", "", "restore into this empty PostgreSQL database (default: SQLite in the data directory)")
+	cmd.Flags().StringVar(&opts.Listen, "listen", "", "address to serve on (default 127.0.0.1:8443)")
+	cmd.Flags().StringSliceVar(&hosts, "host", nil, "extra DNS name or IP for the server certificate (repeatable)")
+	_ = cmd.MarkFlagRequired("in")
+	_ = cmd.MarkFlagRequired("root-key-file")
+	return cmd
+}

@@ -1,0 +1,187 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/cofferhq/coffer/internal/app"
+)
+
+func keysCmd(stdout io.Writer, env []string) *cobra.Command {
+	cmd := &cobra.Command{Use: "keys", Short: "Rotate Coffer's keys offline, against the store"}
+	var dir, dbURL, newKey string
+	rotate := &cobra.Command{
+		Use:   "rotate --data-dir DIR KEY_ID",
+		Short: "Make a new version of a key the one that encrypts (collection/NAME, subject/NAME, tokens/TYPE[/fpe], " + app.SigningKeyID + ")",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := needDir(dir); err != nil {
+				return err
+			}
+			cfg, err := loadConfig(dir, env, map[string]string{"database_url": dbURL})
+			if err != nil {
+				return err
+			}
+			res, err := app.RotateKey(cmd.Context(), cfg, args[0])
+			if err != nil {
+				return &exitError{code: 1, err: err}
+			}
+			if res.Version > 0 {
+				fmt.Fprintf(stdout, "%s rotated: version %d now encrypts; older versions still decrypt\n", res.KeyID, res.Version)
+			} else {
+				fmt.Fprintf(stdout, "%s rotated: a new key signs; older ones verify until their tokens expire\n", res.KeyID)
+			}
+			if res.RewrapScheduled {
+				fmt.Fprintln(stdout, "rewrap scheduled: a serving node moves every value to the new version in the background")
+			}
+			return nil
+		},
+	}
+	dataDirFlag(rotate, env, &dir)
+	rotate.Flags().StringVar(&dbURL, "database-url", "", "PostgreSQL URL (overrides the config)")
+
+	rotateRoot := &cobra.Command{
+		Use:   "rotate-root --data-dir DIR --new-root-key FILE",
+		Short: "Rewrap every data key under a new root key file, then switch the config to it (stop the nodes first)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := needDir(dir); err != nil {
+				return err
+			}
+			cfg, err := loadConfig(dir, env, map[string]string{"database_url": dbURL})
+			if err != nil {
+				return err
+			}
+			res, err := app.RotateRoot(cmd.Context(), cfg, newKey)
+			if err != nil {
+				return &exitError{code: 1, err: err}
+			}
+			fmt.Fprintf(stdout, `root key rotated: %d data key versions rewrapped
+  the config now names: %s
+  the old root key is:  %s (0600)
+
+WARNING: the old root key still opens every backup written before now.
+Take a new backup, and destroy %s (shred it) once no older backup is needed.
+Restart every node with the new root key.
+`, res.Rewrapped, res.NewKeyFile, res.OldKeyFile, res.OldKeyFile)
+			return nil
+		},
+	}
+	dataDirFlag(rotateRoot, env, &dir)
+	rotateRoot.Flags().StringVar(&dbURL, "database-url", "", "PostgreSQL URL (overrides the config)")
+	rotateRoot.Flags().StringVar(&newKey, "new-root-key", "", "the new root key file (32 bytes base64, mode 0600)")
+	_ = rotateRoot.MarkFlagRequired("new-root-key")
+	cmd.AddCommand(rotate, rotateRoot)
+	return cmd
+}
+
+func unsealCmd(stdout io.Writer, env []string) *cobra.Command {
+	var url, caFile string
+	cmd := &cobra.Command{
+		Use:   "unseal --url URL --ca-file FILE < shares",
+		Short: "Post root key shares (one per line on stdin) to a sealed server",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			hc, err := caClient(caFile)
+			if err != nil {
+				return &exitError{code: 2, err: err}
+			}
+			sc := bufio.NewScanner(cmd.InOrStdin())
+			sent := 0
+			for sc.Scan() {
+				share := strings.TrimSpace(sc.Text())
+				if share == "" {
+					continue
+				}
+				st, err := postShare(cmd.Context(), hc, strings.TrimRight(url, "/"), share)
+				sent++
+				if err != nil {
+					return &exitError{code: 1, err: fmt.Errorf("share %d: %w", sent, err)}
+				}
+				if !st.Sealed {
+					fmt.Fprintln(stdout, "unsealed: the server is serving")
+					return nil
+				}
+				fmt.Fprintf(stdout, "share %d accepted: %d of %d\n", sent, st.Progress, st.Threshold)
+			}
+			if err := sc.Err(); err != nil {
+				return &exitError{code: 1, err: err}
+			}
+			return &exitError{code: 1, err: errors.New("still sealed: more shares are needed")}
+		},
+	}
+	cmd.Flags().StringVar(&url, "url", lookup(env, "COFFER_URL"), "the server's URL (env COFFER_URL)")
+	cmd.Flags().StringVar(&caFile, "ca-file", "", "CA certificate to trust for the server (PEM)")
+	_ = cmd.MarkFlagRequired("url")
+	return cmd
+}
+
+type unsealStatus struct {
+	Sealed    bool `json:"sealed"`
+	Progress  int  `json:"progress"`
+	Threshold int  `json:"threshold"`
+}
+
+func postShare(ctx context.Context, hc *http.Client, url, share string) (unsealStatus, error) {
+	var st unsealStatus
+	body, err := json.Marshal(map[string]string{"share": share})
+	if err != nil {
+		return st, err
+	}
+	defer clear(body)
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url+"/v1/sys/unseal", bytes.NewReader(body))
+	if err != nil {
+		return st, err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := hc.Do(req)
+	if err != nil {
+		return st, err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+	if err != nil {
+		return st, err
+	}
+	if resp.StatusCode != http.StatusOK {
+		var p struct {
+			Detail string `json:"detail"`
+		}
+		_ = json.Unmarshal(b, &p)
+		return st, fmt.Errorf("refused (%d): %s", resp.StatusCode, p.Detail)
+	}
+	if err := json.Unmarshal(b, &st); err != nil {
+		return st, fmt.Errorf("unexpected answer: %w", err)
+	}
+	return st, nil
+}
+
+// caClient is an HTTPS client that trusts caFile (or the system roots).
+func caClient(caFile string) (*http.Client, error) {
+	tc := &tls.Config{MinVersion: tls.VersionTLS12}
+	if caFile != "" {
+		pem, err := os.ReadFile(caFile) // #nosec G304 -- the operator names the CA file
+		if err != nil {
+			return nil, err
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("%s holds no certificate", caFile)
+		}
+		tc.RootCAs = pool
+	}
+	return &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{TLSClientConfig: tc}}, nil
+}

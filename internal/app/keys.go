@@ -1,0 +1,189 @@
+package app
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/cofferhq/coffer/internal/coffer"
+	"github.com/cofferhq/coffer/internal/config"
+	"github.com/cofferhq/coffer/internal/crypto/keyprovider"
+	"github.com/cofferhq/coffer/internal/crypto/keyring"
+	"github.com/cofferhq/coffer/internal/httpapi"
+	"github.com/cofferhq/coffer/internal/lifecycle"
+)
+
+// SigningKeyID names the access token signing key for RotateKey.
+const SigningKeyID = "jwt/signing"
+
+// KeyRotation is what a key rotation did.
+type KeyRotation = httpapi.KeyRotation
+
+// rotatable reports whether keyID is a keyring key an operator may rotate:
+// collection and subject keys (their values are then rewrapped) and token
+// keys. Blind index, audit, mask and root check keys are never rotated this
+// way (their MACs find rows or chain the log), nor transit keys (use their
+// own API).
+func rotatable(keyID string) bool {
+	for _, p := range []string{"collection/", "subject/", "tokens/"} {
+		if name, ok := strings.CutPrefix(keyID, p); ok && name != "" {
+			return keyID != "tokens/index"
+		}
+	}
+	return false
+}
+
+// rotateKey rotates keyID in c and, for the keys of record values,
+// schedules a rewrap.
+func rotateKey(ctx context.Context, c *components, jobs *lifecycle.Jobs, keyID string) (KeyRotation, error) {
+	out := KeyRotation{KeyID: keyID}
+	if keyID == SigningKeyID {
+		if err := c.identity.RotateSigningKey(ctx); err != nil {
+			return out, err
+		}
+		return out, nil
+	}
+	if !rotatable(keyID) {
+		return out, coffer.Errorf(coffer.EINVALID,
+			"this key cannot be rotated here: rotate collection/NAME, subject/NAME, tokens/TYPE[/fpe|/deterministic] or %s (transit keys: POST /v1/keys/{name}/rotate)", SigningKeyID)
+	}
+	rows, err := c.db.DataKeys(ctx, keyID)
+	if err != nil {
+		return out, err
+	}
+	if len(rows) == 0 {
+		return out, coffer.Errorf(coffer.ENOTFOUND, "no such key")
+	}
+	v, err := c.keys.Rotate(ctx, keyID)
+	if errors.Is(err, keyring.ErrKeyDestroyed) {
+		return out, coffer.Errorf(coffer.ECONFLICT, "the key was destroyed (its subject erased); it cannot be rotated")
+	}
+	if err != nil {
+		return out, err
+	}
+	out.Version = v
+	if strings.HasPrefix(keyID, "collection/") || strings.HasPrefix(keyID, "subject/") {
+		if err := jobs.RequestRewrap(ctx); err != nil {
+			return out, fmt.Errorf("key rotated to version %d, but the rewrap could not be scheduled: %w", v, err)
+		}
+		out.RewrapScheduled = true
+	}
+	return out, nil
+}
+
+// keyAdmin is the serving node's httpapi.KeyAdmin: after a rotation that
+// needs a rewrap it starts one at once instead of waiting for the
+// scheduler's next tick.
+type keyAdmin struct {
+	c    *components
+	jobs *lifecycle.Jobs
+	bg   context.Context
+	log  *slog.Logger
+}
+
+func (a *keyAdmin) RotateKey(ctx context.Context, keyID string) (KeyRotation, error) {
+	out, err := rotateKey(ctx, a.c, a.jobs, keyID)
+	if err != nil {
+		return out, err
+	}
+	a.log.Info("key rotated", "key_id", keyID, "version", out.Version, "rewrap", out.RewrapScheduled)
+	if out.RewrapScheduled {
+		go func() {
+			rep, err := a.jobs.Rewrap(a.bg, 0)
+			switch {
+			case errors.Is(err, lifecycle.ErrBusy):
+			case err != nil && a.bg.Err() == nil:
+				a.log.Warn("rewrap after rotation failed; the scheduler retries", "error", err)
+			case err == nil:
+				a.log.Info("rewrap after rotation", "records", rep.Rewrapped, "done", rep.Done)
+			}
+		}()
+	}
+	return out, nil
+}
+
+// RotateKey rotates one of cfg's keyring keys offline, against the store
+// (see rotatable for the key ids; SigningKeyID rotates the token signing
+// key). Running nodes use the new version within the keyring's cache time;
+// the rewrap of collection and subject keys is scheduled for the next
+// node that runs its background jobs.
+func RotateKey(ctx context.Context, cfg *config.Config, keyID string) (KeyRotation, error) {
+	c, err := open(ctx, cfg, Options{Offline: true})
+	if err != nil {
+		return KeyRotation{KeyID: keyID}, err
+	}
+	defer c.Close()
+	jobs := lifecycle.New(lifecycle.Config{Store: c.db, Keys: c.keys, Node: cfg.Node})
+	return rotateKey(ctx, c, jobs, keyID)
+}
+
+// RootRotation is what RotateRoot did.
+type RootRotation struct {
+	// Rewrapped counts the data key versions moved to the new root key.
+	Rewrapped int
+	// NewKeyFile is the root key file the configuration now names.
+	NewKeyFile string
+	// OldKeyFile is where the old root key was kept; destroy it once no
+	// backup written under it is needed any more.
+	OldKeyFile string
+}
+
+// RotateRoot moves every data key of cfg's store from the root key file
+// to the key in newKeyFile (a 32-byte base64 key, mode 0600, made like
+// init's), then points the configuration at newKeyFile and renames the
+// old key file to FILE.old (0600). Stop every node first and start them
+// again afterwards: a node still holding the old key could make keys under
+// it. Backups written before keep needing the old key.
+func RotateRoot(ctx context.Context, cfg *config.Config, newKeyFile string) (RootRotation, error) {
+	var out RootRotation
+	if cfg.RootKey.Provider != config.ProviderFile {
+		return out, fmt.Errorf("rotate-root moves a file root key to another file; this deployment uses provider %q", cfg.RootKey.Provider)
+	}
+	newAbs, err := filepath.Abs(newKeyFile)
+	if err != nil {
+		return out, err
+	}
+	oldAbs := cfg.RootKey.File
+	if newAbs == oldAbs {
+		return out, errors.New("the new root key file is the current one")
+	}
+	oldKept := oldAbs + ".old"
+	if _, err := os.Lstat(oldKept); err == nil {
+		return out, fmt.Errorf("%s exists: destroy or move the previous old root key first", oldKept)
+	}
+	np, err := keyprovider.OpenFile(newAbs)
+	if err != nil {
+		return out, fmt.Errorf("new root key: %w", err)
+	}
+	// The file on disk, without the environment's overrides, is what
+	// gets rewritten.
+	fileCfg, err := config.Load(cfg.Dir(), nil)
+	if err != nil {
+		return out, err
+	}
+	c, err := open(ctx, cfg, Options{Offline: true})
+	if err != nil {
+		return out, err
+	}
+	defer c.Close()
+	n, err := c.keys.RewrapRoot(ctx, np, keyStore{c.db})
+	out.Rewrapped = n
+	if err != nil {
+		return out, fmt.Errorf("rewrap under the new root key (%d moved; run again to finish): %w", n, err)
+	}
+	if err := os.Rename(oldAbs, oldKept); err != nil {
+		return out, fmt.Errorf("the store is now under the new root key, but keeping the old key as %s failed (point root_key.file at %s by hand): %w", oldKept, newAbs, err)
+	}
+	if err := fileCfg.Set("root_key.file", newAbs); err != nil {
+		return out, err
+	}
+	if err := config.Replace(cfg.Dir(), fileCfg); err != nil {
+		return out, fmt.Errorf("the store is now under the new root key, but the config could not be updated (set root_key.file to %s by hand): %w", newAbs, err)
+	}
+	out.NewKeyFile, out.OldKeyFile = newAbs, oldKept
+	return out, nil
+}

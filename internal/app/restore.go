@@ -1,0 +1,281 @@
+package app
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/cofferhq/coffer/internal/backup"
+	"github.com/cofferhq/coffer/internal/config"
+	"github.com/cofferhq/coffer/internal/crypto/keyprovider"
+	"github.com/cofferhq/coffer/internal/crypto/keyring"
+	"github.com/cofferhq/coffer/internal/pki"
+	"github.com/cofferhq/coffer/internal/store"
+)
+
+// ErrWrongRootKey: the root key given to Restore is not the one the backup
+// was written under.
+var ErrWrongRootKey = errors.New("wrong root key: the backup was not written under this root key")
+
+// BackupResult is what Backup wrote.
+type BackupResult struct {
+	File  string
+	Bytes int64
+}
+
+// Backup writes an encrypted backup of cfg's store to out while nodes may
+// keep serving: one consistent snapshot, read without blocking writers. It
+// writes out.tmp (0600), syncs it and renames it over out, so out is always
+// a whole backup. The backup's data key is wrapped by the root key, which
+// the backup does not hold: keep the root key (and, after a root key
+// rotation, the old one for older backups). Subject keys are never in a
+// backup (see store.DB.Export): erasing a subject is final for backups too.
+func Backup(ctx context.Context, cfg *config.Config, out string) (BackupResult, error) {
+	res := BackupResult{File: out}
+	p, err := openProvider(cfg)
+	if err != nil {
+		return res, err
+	}
+	if cl, ok := p.(io.Closer); ok {
+		defer cl.Close()
+	}
+	db, err := store.Open(ctx, dsn(cfg), store.Options{})
+	if err != nil {
+		return res, err
+	}
+	defer db.Close()
+	if pending, err := db.Pending(ctx); err != nil {
+		return res, err
+	} else if pending {
+		return res, ErrPendingMigrations
+	}
+	// A backup under a root key that does not open the store's keys could
+	// never be restored: check first.
+	if err := checkRootKey(ctx, p, db); err != nil {
+		return res, err
+	}
+	tmp := out + ".tmp"
+	if err := os.Remove(tmp); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return res, err
+	}
+	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600) // #nosec G304 -- the operator names the backup file
+	if err != nil {
+		return res, fmt.Errorf("backup file: %w", err)
+	}
+	werr := backup.Write(ctx, f, p, db, rand.Reader)
+	if werr == nil {
+		werr = f.Sync()
+	}
+	if cerr := f.Close(); werr == nil {
+		werr = cerr
+	}
+	if werr == nil {
+		werr = os.Rename(tmp, out)
+	}
+	if werr != nil {
+		_ = os.Remove(tmp)
+		return res, werr
+	}
+	syncDir(filepath.Dir(out))
+	if fi, err := os.Stat(out); err == nil {
+		res.Bytes = fi.Size()
+	}
+	return res, nil
+}
+
+// checkRootKey proves p opens the check key of a store that has one.
+func checkRootKey(ctx context.Context, p keyprovider.Provider, db *store.DB) error {
+	rows, err := db.DataKeys(ctx, keyring.RootCheckKeyID)
+	if err != nil {
+		return err
+	}
+	if len(rows) == 0 {
+		return errors.New("the store has no root key check: it was never initialised")
+	}
+	err = keyring.New(p, keyStore{db}, keyring.Options{}).Check(ctx)
+	if errors.Is(err, keyring.ErrWrongRootKey) {
+		return errors.New("root key: this is not the root key this deployment was initialised with")
+	}
+	return err
+}
+
+func syncDir(dir string) {
+	if d, err := os.Open(dir); err == nil { // #nosec G304 -- a directory the operator named
+		_ = d.Sync()
+		_ = d.Close()
+	}
+}
+
+// RestoreOptions are the inputs of Restore.
+type RestoreOptions struct {
+	// DataDir is the new deployment's directory: absent or empty.
+	DataDir string
+	// In is the backup file.
+	In string
+	// RootKeyFile holds the root key the backup was written under (mode
+	// 0600); it is copied into DataDir.
+	RootKeyFile string
+	// DatabaseURL, if set, restores into that (empty) PostgreSQL database
+	// instead of SQLite in DataDir.
+	DatabaseURL string
+	// Listen is written to the config (default 127.0.0.1:8443).
+	Listen string
+	// Hosts are extra DNS names or IPs for the server certificate.
+	Hosts []string
+	Rand  io.Reader
+	Now   func() time.Time
+}
+
+// RestoreResult says where the restored deployment is.
+type RestoreResult struct {
+	URL    string `json:"url"`
+	CACert string `json:"ca_cert"`
+}
+
+// Restore makes a new deployment in opts.DataDir from a backup: the
+// directory (0700), its config, the root key copied in (0600), a fresh CA
+// and server certificate (service clients must trust the new CA; client
+// certificates of the old one are not accepted), a migrated store and every
+// row of the backup, verified before anything is committed. It then checks
+// that the root key opens the restored keys. A root key other than the
+// backup's fails with ErrWrongRootKey; any failure removes what Restore
+// made, so the directory is left as it was (absent or empty). Clients,
+// users, policies and the audit log come back as they were; subject-bound
+// values do not (their keys are never in a backup).
+func Restore(ctx context.Context, opts RestoreOptions) (res RestoreResult, err error) {
+	if opts.Rand == nil {
+		opts.Rand = rand.Reader
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	dir, err := filepath.Abs(opts.DataDir)
+	if err != nil {
+		return res, fmt.Errorf("data directory: %w", err)
+	}
+	if Initialised(dir) {
+		return res, fmt.Errorf("%s: %w (restore needs a new, empty directory)", dir, ErrInitialised)
+	}
+	existed := false
+	if entries, err := os.ReadDir(dir); err == nil {
+		existed = true
+		if len(entries) > 0 {
+			return res, fmt.Errorf("%s is not empty (found %s): restore needs a new, empty directory", dir, entries[0].Name())
+		}
+	} else if !errors.Is(err, os.ErrNotExist) {
+		return res, fmt.Errorf("data directory: %w", err)
+	}
+	p, err := keyprovider.OpenFile(opts.RootKeyFile)
+	if err != nil {
+		return res, fmt.Errorf("root key: %w", err)
+	}
+	in, err := os.Open(opts.In) // #nosec G304 -- the operator names the backup file
+	if err != nil {
+		return res, fmt.Errorf("backup file: %w", err)
+	}
+	defer in.Close()
+
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return res, fmt.Errorf("create data directory: %w", err)
+	}
+	defer func() {
+		if err == nil {
+			return
+		}
+		// Leave nothing half-restored: the directory as it was.
+		if existed {
+			entries, _ := os.ReadDir(dir)
+			for _, e := range entries {
+				_ = os.RemoveAll(filepath.Join(dir, e.Name()))
+			}
+		} else {
+			_ = os.RemoveAll(dir)
+		}
+	}()
+	if err := os.Chmod(dir, 0o700); err != nil { // #nosec G302 -- a directory needs its x bit; 0700 is owner-only
+		return res, fmt.Errorf("data directory mode: %w", err)
+	}
+	cfg, err := config.Load(dir, nil)
+	if err != nil {
+		return res, err
+	}
+	for k, v := range map[string]string{"listen": opts.Listen, "database_url": opts.DatabaseURL} {
+		if v != "" {
+			if err := cfg.Set(k, v); err != nil {
+				return res, err
+			}
+		}
+	}
+	if err := cfg.Validate(); err != nil {
+		return res, err
+	}
+	if err := copyKeyFile(opts.RootKeyFile, cfg.RootKey.File); err != nil {
+		return res, fmt.Errorf("copy root key: %w", err)
+	}
+	if err := makeTLS(cfg, opts.Rand, opts.Now(), opts.Hosts); err != nil {
+		return res, err
+	}
+	db, err := store.Open(ctx, dsn(cfg), store.Options{})
+	if err != nil {
+		return res, err
+	}
+	defer db.Close()
+	if err := db.Migrate(ctx); err != nil {
+		return res, err
+	}
+	// Import before anything opens the keyring: Check would make a root
+	// check key in the empty store, and Import refuses a store with rows.
+	if err := backup.Read(ctx, in, p, db); err != nil {
+		if errors.Is(err, keyprovider.ErrUnwrap) {
+			return res, ErrWrongRootKey
+		}
+		return res, err
+	}
+	if err := checkRootKey(ctx, p, db); err != nil {
+		return res, fmt.Errorf("restored, but the root key does not open the restored keys: %w", err)
+	}
+	if err := config.Write(dir, cfg); err != nil {
+		return res, fmt.Errorf("write config: %w", err)
+	}
+	return RestoreResult{URL: cfg.PublicURL, CACert: cfg.TLS.CAFile}, nil
+}
+
+// copyKeyFile copies a root key file (already read and checked by
+// keyprovider.OpenFile) to a new file with mode 0600.
+func copyKeyFile(from, to string) error {
+	b, err := os.ReadFile(from) // #nosec G304 -- the operator names the root key file
+	if err != nil {
+		return err
+	}
+	defer clear(b)
+	return writeNew(to, b)
+}
+
+// makeTLS creates cfg's CA and a server certificate for the default hosts
+// and hosts.
+func makeTLS(cfg *config.Config, r io.Reader, now time.Time, hosts []string) error {
+	tlsDir := filepath.Dir(cfg.TLS.CAFile)
+	if err := os.MkdirAll(tlsDir, 0o700); err != nil {
+		return fmt.Errorf("create TLS directory: %w", err)
+	}
+	ca, err := pki.CreateCA(r, now, "Coffer CA")
+	if err != nil {
+		return fmt.Errorf("create CA: %w", err)
+	}
+	if err := ca.Save(tlsDir); err != nil {
+		return fmt.Errorf("save CA: %w", err)
+	}
+	certPEM, keyPEM, err := ca.IssueServer(r, now, append(pki.DefaultHosts(), hosts...), 365*24*time.Hour)
+	if err != nil {
+		return fmt.Errorf("issue server certificate: %w", err)
+	}
+	if err := pki.WriteKeyPair(cfg.TLS.CertFile, cfg.TLS.KeyFile, certPEM, keyPEM); err != nil {
+		return fmt.Errorf("write server certificate: %w", err)
+	}
+	return nil
+}

@@ -1,0 +1,234 @@
+package httpapi
+
+import (
+	"context"
+	"log/slog"
+	"net/http"
+	"sync"
+	"time"
+
+	"golang.org/x/time/rate"
+
+	"github.com/cofferhq/coffer/internal/coffer"
+)
+
+// KeyRotation is the answer to a key rotation.
+type KeyRotation struct {
+	KeyID string `json:"key_id"`
+	// Version is the key's new version (0 for the token signing key,
+	// whose keys are named, not numbered).
+	Version uint32 `json:"version,omitempty"`
+	// RewrapScheduled says a background rewrap will move every value to
+	// the new version (collection and subject keys).
+	RewrapScheduled bool `json:"rewrap_scheduled"`
+}
+
+// KeyAdmin rotates Coffer's own keys on an operator's request.
+type KeyAdmin interface {
+	// RotateKey makes a new version of keyID the one that encrypts. Errors
+	// are *coffer.Error for what the caller got wrong (EINVALID for a key
+	// id that cannot be rotated this way, ENOTFOUND for one that does not
+	// exist, ECONFLICT for a destroyed key); anything else is internal.
+	RotateKey(ctx context.Context, keyID string) (KeyRotation, error)
+}
+
+// KeyAdminRoutes returns the routes of Coffer's own key administration,
+// for Config.Extra:
+//
+//	POST /v1/admin/keys/rotate {"key_id": "collection/customers"}
+//
+// The caller needs action admin on resource keys/KEY_ID (a policy grants
+// it with "keys/*", or narrower with "keys/collection*").
+func KeyAdminRoutes(admin KeyAdmin, policies Policies) func(*Router) {
+	return func(rt *Router) {
+		rt.Handle("POST /v1/admin/keys/rotate", func(c *Call) (Reply, error) {
+			c.Note.Target("admin", "keys")
+			var req struct {
+				KeyID string `json:"key_id"`
+			}
+			if err := decodeJSON(c.R, &req); err != nil {
+				return Reply{}, err
+			}
+			if req.KeyID == "" || len(req.KeyID) > 300 || !printableASCII(req.KeyID) {
+				return Reply{}, coffer.Errorf(coffer.EINVALID, "key_id must be 1 to 300 printable ASCII characters")
+			}
+			res := "keys/" + req.KeyID
+			c.Note.Target("admin", res)
+			if err := policies.Allowed(c.Principal, "admin", res, c.IP, &c.Note); err != nil {
+				return Reply{}, err
+			}
+			out, err := admin.RotateKey(c.R.Context(), req.KeyID)
+			if err != nil {
+				return Reply{}, err
+			}
+			c.Note.Count = 1
+			return Reply{Body: out}, nil
+		})
+	}
+}
+
+func printableASCII(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] <= ' ' || s[i] >= 0x7f {
+			return false
+		}
+	}
+	return true
+}
+
+// Paths a sealed server answers.
+const (
+	UnsealPath     = "/v1/sys/unseal"
+	SealStatusPath = "/v1/sys/seal-status"
+)
+
+// UnsealStatus is the answer of the unseal endpoints.
+type UnsealStatus struct {
+	Sealed    bool `json:"sealed"`
+	Progress  int  `json:"progress"`
+	Threshold int  `json:"threshold"`
+}
+
+// SealedConfig configures the handler of a sealed server.
+type SealedConfig struct {
+	// Unseal takes one share in text form; it returns the progress and,
+	// for a share refused, a *coffer.Error. It must never log the share.
+	Unseal func(ctx context.Context, share string) (UnsealStatus, error)
+	// Status reports the progress.
+	Status func() UnsealStatus
+	// Logger receives one line per unseal attempt (the audit log is not
+	// available while sealed): source address and outcome, never a share.
+	Logger *slog.Logger
+	// RatePerSecond and Burst limit unseal attempts per source address
+	// (defaults 1 and 5).
+	RatePerSecond float64
+	Burst         int
+	Now           func() time.Time
+}
+
+// NewSealed returns the handler of a server whose root key is still
+// sealed: GET /healthz answers 200 (the process is alive), GET /readyz 503,
+// POST /v1/sys/unseal {"share"} and GET /v1/sys/seal-status answer the
+// progress, and every other request is a 503 problem with Retry-After.
+// The unseal route needs no token (nothing can verify one yet) and is
+// rate-limited per source address.
+func NewSealed(c SealedConfig) http.Handler {
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+	if c.RatePerSecond <= 0 {
+		c.RatePerSecond = 1
+	}
+	if c.Burst <= 0 {
+		c.Burst = 5
+	}
+	return &sealedHandler{c: c, limiters: map[string]*limiter{}}
+}
+
+type sealedHandler struct {
+	c        SealedConfig
+	mu       sync.Mutex
+	limiters map[string]*limiter
+}
+
+// sealedRetry is the Retry-After of a sealed server's 503s.
+const sealedRetry = 5
+
+func (h *sealedHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	securityHeaders(w.Header())
+	rid := newRequestID()
+	w.Header().Set("X-Request-Id", rid)
+	switch {
+	case r.URL.Path == "/healthz" && (r.Method == http.MethodGet || r.Method == http.MethodHead):
+		writeJSON(w, http.StatusOK, map[string]any{"status": "ok", "sealed": true})
+	case r.URL.Path == "/readyz" && (r.Method == http.MethodGet || r.Method == http.MethodHead):
+		w.Header().Set("Retry-After", itoa(sealedRetry))
+		writeJSON(w, http.StatusServiceUnavailable, map[string]any{"status": "sealed", "checks": map[string]string{"keys": "sealed"}})
+	case r.URL.Path == SealStatusPath && r.Method == http.MethodGet:
+		writeJSON(w, http.StatusOK, h.c.Status())
+	case r.URL.Path == UnsealPath && r.Method == http.MethodPost:
+		h.unseal(w, r, rid)
+	case r.URL.Path == UnsealPath || r.URL.Path == SealStatusPath:
+		writeProblem(w, &coffer.Error{Code: "method_not_allowed", Message: "method not allowed on this path"}, rid)
+	default:
+		writeProblem(w, &coffer.Error{Code: coffer.EUNAVAILABLE, RetryAfterSeconds: sealedRetry,
+			Message: "sealed: the server waits for root key shares (POST " + UnsealPath + ")"}, rid)
+	}
+}
+
+func (h *sealedHandler) unseal(w http.ResponseWriter, r *http.Request, rid string) {
+	ip := clientIP(r)
+	log := h.c.Logger.With("event", "unseal", "source_ip", ip, "request_id", rid)
+	if !h.allow(ip) {
+		log.Warn("unseal attempt rate limited")
+		writeProblem(w, &coffer.Error{Code: coffer.ERATELIMIT, Message: "too many unseal attempts", RetryAfterSeconds: 1}, rid)
+		return
+	}
+	r.Body = http.MaxBytesReader(w, r.Body, 4<<10)
+	var req struct {
+		Share string `json:"share"`
+	}
+	if err := decodeJSON(r, &req); err != nil {
+		log.Warn("unseal attempt refused", "reason", "malformed request")
+		writeProblem(w, err, rid)
+		return
+	}
+	st, err := h.c.Unseal(r.Context(), req.Share)
+	req.Share = ""
+	if err != nil {
+		status, _ := problemFor(err, rid)
+		log.Warn("unseal attempt refused", "status", status, "reason", coffer.ErrorMessage(err),
+			"progress", st.Progress, "threshold", st.Threshold)
+		writeProblem(w, err, rid)
+		return
+	}
+	log.Info("unseal share accepted", "progress", st.Progress, "threshold", st.Threshold, "sealed", st.Sealed)
+	writeJSON(w, http.StatusOK, st)
+}
+
+// allow applies the per-address limit on unseal attempts.
+func (h *sealedHandler) allow(ip string) bool {
+	now := h.c.Now()
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	l, ok := h.limiters[ip]
+	if !ok {
+		if len(h.limiters) > 10000 {
+			for k, v := range h.limiters {
+				if now.Sub(v.seen) > time.Minute {
+					delete(h.limiters, k)
+				}
+			}
+		}
+		l = &limiter{l: rate.NewLimiter(rate.Limit(h.c.RatePerSecond), h.c.Burst)}
+		h.limiters[ip] = l
+	}
+	l.seen = now
+	return l.l.AllowN(now, 1)
+}
+
+// securityHeaders sets the headers every answer carries.
+func securityHeaders(h http.Header) {
+	h.Set("Strict-Transport-Security", "max-age=63072000; includeSubDomains")
+	h.Set("X-Content-Type-Options", "nosniff")
+	h.Set("Cache-Control", "no-store")
+	h.Set("Pragma", "no-cache")
+	h.Set("X-Frame-Options", "DENY")
+	h.Set("Content-Security-Policy", "default-src 'none'; frame-ancestors 'none'")
+	h.Set("Referrer-Policy", "no-referrer")
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	rp := Reply{Status: status, Body: v}
+	b, err := encodeReply(&rp)
+	if err != nil {
+		writeProblem(w, err, "")
+		return
+	}
+	w.Header().Set("Content-Type", rp.ContentType)
+	w.WriteHeader(status)
+	_, _ = w.Write(b)
+}
