@@ -1,0 +1,469 @@
+package e2e
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/cofferhq/coffer/client"
+	"github.com/cofferhq/coffer/internal/app"
+	"github.com/cofferhq/coffer/internal/coffer"
+	"github.com/cofferhq/coffer/internal/config"
+	"github.com/cofferhq/coffer/internal/crypto/envelope"
+	"github.com/cofferhq/coffer/internal/crypto/keyprovider"
+	"github.com/cofferhq/coffer/internal/store"
+	"github.com/cofferhq/coffer/internal/store/storetest"
+)
+
+// loadCfg reads n's configuration as its server does.
+func (n *node) loadCfg() *config.Config {
+	n.t.Helper()
+	cfg, err := config.Load(n.dir, n.env)
+	if err != nil {
+		n.t.Fatal(err)
+	}
+	return cfg
+}
+
+// openStore opens n's store directly (beside the running server) to look
+// at what is at rest.
+func (n *node) openStore() *store.DB {
+	n.t.Helper()
+	_, dsn := n.loadCfg().Database()
+	db, err := store.Open(context.Background(), dsn, store.Options{})
+	if err != nil {
+		n.t.Fatal(err)
+	}
+	n.t.Cleanup(func() { _ = db.Close() })
+	return db
+}
+
+// serveAt is serve with a clock of its own.
+func (n *node) serveAt(addr string, now func() time.Time) {
+	t := n.t
+	t.Helper()
+	log := slog.New(slog.NewJSONHandler(n.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	var err error
+	n.srv, err = app.Open(context.Background(), n.loadCfg(), app.Options{Logger: log, Now: now})
+	if err != nil {
+		t.Fatalf("open server: %v", err)
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n.addr = ln.Addr().String()
+	n.url = "https://" + n.addr
+	srv := n.srv
+	go func() { _ = srv.Serve(ln) }()
+	n.admin = n.clientFor(n.init.ClientID, n.init.ClientSecret)
+}
+
+// versions counts the values of collection's records by key version.
+func versions(t *testing.T, db *store.DB, collection string) map[uint32]int {
+	t.Helper()
+	out := map[uint32]int{}
+	col, id := "", ""
+	for {
+		recs, err := db.RecordsAfter(context.Background(), col, id, 100)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(recs) == 0 {
+			return out
+		}
+		for _, r := range recs {
+			col, id = r.Collection, r.ID
+			if r.Collection != collection {
+				continue
+			}
+			for _, env := range r.Values {
+				v, err := envelope.KeyVersion(env)
+				if err != nil {
+					t.Fatal(err)
+				}
+				out[v]++
+			}
+		}
+	}
+}
+
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+func rotate(n *node, tok, keyID string) (int, []byte) {
+	st, _, b := n.postJSON("/v1/admin/keys/rotate", tok, map[string]string{"key_id": keyID})
+	return st, b
+}
+
+// TestKeyRotationAndRewrap: a collection key rotated while records exist;
+// records on either version read back; the rewrap moves every value to the
+// newest version; keys that must not rotate this way are refused.
+func TestKeyRotationAndRewrap(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, n *node) {
+		ctx := context.Background()
+		if err := n.admin.CreateCollection(ctx, customers); err != nil {
+			t.Fatal(err)
+		}
+		want := map[string]string{}
+		add := func(i int) {
+			email := "user" + string(rune('a'+i)) + "@example.com"
+			id, err := n.admin.CreateRecord(ctx, "customers", client.NewRecord{Owner: "o", Data: map[string]any{"email": email, "ssn": "123-45-6789"}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			want[id] = email
+		}
+		readAll := func(when string) {
+			t.Helper()
+			for id, email := range want {
+				r, err := n.admin.GetRecord(ctx, "customers", id)
+				if err != nil || r.Data["email"] != email || r.Data["ssn"] != "123-45-6789" {
+					t.Fatalf("%s: record %s: %v %v", when, id, err, r)
+				}
+			}
+		}
+		for i := range 4 {
+			add(i)
+		}
+		db := n.openStore()
+		if v := versions(t, db, "customers"); v[1] != 8 || len(v) != 1 {
+			t.Fatalf("before rotation: versions %v", v)
+		}
+		tok := n.token(n.init.ClientID, n.init.ClientSecret)
+		st, b := rotate(n, tok, "collection/customers")
+		if st != 200 || !strings.Contains(string(b), `"version":2`) || !strings.Contains(string(b), `"rewrap_scheduled":true`) {
+			t.Fatalf("rotate: %d %s", st, b)
+		}
+		for i := 4; i < 8; i++ { // sealed under version 2 while older values may still be on 1
+			add(i)
+		}
+		readAll("after rotation")
+		waitFor(t, "the rewrap to move every value to version 2", func() bool {
+			v := versions(t, db, "customers")
+			return v[2] == 16 && len(v) == 1
+		})
+		readAll("after rewrap")
+		if hits, err := n.admin.Search(ctx, "customers", map[string]any{"email": "usera@example.com"}, 10); err != nil || len(hits) != 1 {
+			t.Fatalf("search after rewrap: %v %v", hits, err)
+		}
+
+		// The token signing key: a new one signs, tokens of the old one
+		// still verify.
+		if st, b := rotate(n, tok, "jwt/signing"); st != 200 {
+			t.Fatalf("rotate signing key: %d %s", st, b)
+		}
+		if st, _, _ := n.do("GET", "/v1/collections", tok, "", nil); st != 200 {
+			t.Fatalf("old token after signing key rotation: %d", st)
+		}
+		for key, status := range map[string]int{
+			"index/customers/email": 422, "audit/hmac": 422, "tokens/index": 422, "coffer/root-check": 422,
+			"collection/nope": 404, "": 422, "collection/a b": 422,
+		} {
+			if st, b := rotate(n, tok, key); st != status || !strings.Contains(string(b), "problem") && status >= 400 {
+				t.Errorf("rotate %q: %d %s, want %d", key, st, b, status)
+			}
+		}
+		if st, _ := rotate(n, "", "collection/customers"); st != 401 {
+			t.Errorf("rotate without a token: %d", st)
+		}
+	})
+}
+
+// TestRetentionPurge: records of a collection with retention disappear
+// after they expire and the purge job runs; other records stay.
+func TestRetentionPurge(t *testing.T) {
+	for _, b := range storetest.Backends() {
+		t.Run(b.Name, func(t *testing.T) {
+			t.Parallel()
+			n := start(t, b)
+			n.stop()
+			// A node whose clock is three minutes behind writes records
+			// that, by the real clock, expired two minutes ago.
+			n.serveAt("127.0.0.1:0", func() time.Time { return time.Now().Add(-3 * time.Minute) })
+			ctx := context.Background()
+			short := client.Collection{Name: "sessions", Retention: "1m", Fields: []client.Field{{Name: "email", Type: "email"}}}
+			if err := n.admin.CreateCollection(ctx, short); err != nil {
+				t.Fatal(err)
+			}
+			if err := n.admin.CreateCollection(ctx, customers); err != nil {
+				t.Fatal(err)
+			}
+			var gone []string
+			for range 3 {
+				id, err := n.admin.CreateRecord(ctx, "sessions", client.NewRecord{Data: map[string]any{"email": "s@example.com"}})
+				if err != nil {
+					t.Fatal(err)
+				}
+				gone = append(gone, id)
+			}
+			keep, err := n.admin.CreateRecord(ctx, "customers", client.NewRecord{Data: map[string]any{"email": "k@example.com"}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			db := n.openStore()
+			if _, err := db.Record(ctx, "sessions", gone[0]); err != nil {
+				t.Fatalf("record before purge: %v", err)
+			}
+			n.stop()
+			n.serve("127.0.0.1:0") // the jobs run (purge first) as a node starts
+			waitFor(t, "the purge", func() bool {
+				for _, id := range gone {
+					if _, err := db.Record(ctx, "sessions", id); coffer.ErrorCode(err) != coffer.ENOTFOUND {
+						return false
+					}
+				}
+				return true
+			})
+			if _, err := n.admin.GetRecord(ctx, "sessions", gone[1]); client.StatusCode(err) != 404 {
+				t.Fatalf("purged record: %v", err)
+			}
+			if r, err := n.admin.GetRecord(ctx, "customers", keep); err != nil || r.Data["email"] != "k@example.com" {
+				t.Fatalf("record without retention: %v %v", r, err)
+			}
+		})
+	}
+}
+
+// restoreNode restores backupFile into a new directory with rootKey and
+// serves it; the admin client of the backup signs in.
+func restoreNode(t *testing.T, src *node, b storetest.Backend, backupFile, rootKey string) (*node, error) {
+	t.Helper()
+	n := &node{t: t, dir: filepath.Join(t.TempDir(), "restored"), backend: b.Name, logs: &syncBuffer{}}
+	opts := app.RestoreOptions{DataDir: n.dir, In: backupFile, RootKeyFile: rootKey, Listen: "127.0.0.1:0"}
+	if b.Name != "sqlite" {
+		opts.DatabaseURL = b.DSN(t)
+		n.env = []string{"COFFER_DATABASE_ALLOW_SUPERUSER=true"}
+	}
+	res, err := app.Restore(context.Background(), opts)
+	if err != nil {
+		return n, err
+	}
+	n.init = app.InitResult{URL: res.URL, ClientID: src.init.ClientID, ClientSecret: src.init.ClientSecret, CACert: res.CACert}
+	n.serve("127.0.0.1:0")
+	t.Cleanup(n.stop)
+	return n, nil
+}
+
+// TestBackupRestoreAndErasure: a backup restored into a new directory
+// serves the same data; a subject erased after the backup was taken stays
+// unreadable in the restored copy (subject keys never enter a backup), while
+// its records are there and every other record reads as before.
+func TestBackupRestoreAndErasure(t *testing.T) {
+	for _, b := range storetest.Backends() {
+		t.Run(b.Name, func(t *testing.T) {
+			t.Parallel()
+			n := start(t, b)
+			ctx := context.Background()
+			if err := n.admin.CreateCollection(ctx, customers); err != nil {
+				t.Fatal(err)
+			}
+			mk := func(subject, email string) string {
+				id, err := n.admin.CreateRecord(ctx, "customers", client.NewRecord{Owner: "o", Subject: subject,
+					Data: map[string]any{"email": email, "name": "N " + email}})
+				if err != nil {
+					t.Fatal(err)
+				}
+				return id
+			}
+			alice := mk("alice", "alice@example.com")
+			plain := mk("", "plain@example.com")
+			// The collection key rotated before the backup: both versions travel.
+			tok := n.token(n.init.ClientID, n.init.ClientSecret)
+			if st, b := rotate(n, tok, "collection/customers"); st != 200 {
+				t.Fatalf("rotate: %d %s", st, b)
+			}
+			plain2 := mk("", "plain2@example.com")
+
+			file := filepath.Join(t.TempDir(), "coffer.backup")
+			if _, err := app.Backup(ctx, n.loadCfg(), file); err != nil {
+				t.Fatalf("backup: %v", err)
+			}
+			if fi, err := os.Stat(file); err != nil || fi.Mode().Perm() != 0o600 {
+				t.Fatalf("backup file: %v %v", fi, err)
+			}
+			if st, _, b := n.do("DELETE", "/v1/subjects/alice", tok, "", nil); st != 200 {
+				t.Fatalf("erase: %d %s", st, b)
+			}
+			if _, err := n.admin.GetRecord(ctx, "customers", alice); client.StatusCode(err) != 404 {
+				t.Fatalf("erased record in the live store: %v", err)
+			}
+
+			r, err := restoreNode(t, n, b, file, filepath.Join(n.dir, "root.key"))
+			if err != nil {
+				t.Fatalf("restore: %v", err)
+			}
+			for id, email := range map[string]string{plain: "plain@example.com", plain2: "plain2@example.com"} {
+				got, err := r.admin.GetRecord(ctx, "customers", id)
+				if err != nil || got.Data["email"] != email || got.Data["name"] != "N "+email {
+					t.Fatalf("restored record %s: %v %v", id, got, err)
+				}
+			}
+			if hits, err := r.admin.Search(ctx, "customers", map[string]any{"email": "plain2@example.com"}, 10); err != nil || len(hits) != 1 {
+				t.Fatalf("restored search: %v %v", hits, err)
+			}
+			// The erased subject's record is in the restored store, sealed,
+			// and nothing opens it.
+			sealed, err := r.openStore().Record(ctx, "customers", alice)
+			if err != nil || sealed.Subject != "alice" || len(sealed.Values) == 0 {
+				t.Fatalf("erased subject's record in the restored store: %+v %v", sealed, err)
+			}
+			rtok := r.token(r.init.ClientID, r.init.ClientSecret)
+			st, _, body := r.do("GET", "/v1/collections/customers/records/"+alice, rtok, "", nil)
+			if st == 200 || strings.Contains(string(body), "alice@example.com") {
+				t.Fatalf("erased subject readable from a pre-erasure backup: %d %s", st, body)
+			}
+			if hits, err := r.admin.Search(ctx, "customers", map[string]any{"email": "alice@example.com"}, 10); err != nil || len(hits) != 0 {
+				t.Fatalf("erased subject found by its blind index in the restored copy: %v %v", hits, err)
+			}
+			if strings.Contains(r.logs.String(), "alice@example.com") {
+				t.Fatal("a value reached the restored server's log")
+			}
+		})
+	}
+}
+
+// TestRestoreRefusesWrongRootKey: a root key other than the backup's is
+// refused and leaves no directory behind.
+func TestRestoreRefusesWrongRootKey(t *testing.T) {
+	b := storetest.Backends()[0]
+	n := start(t, b)
+	ctx := context.Background()
+	file := filepath.Join(t.TempDir(), "coffer.backup")
+	if _, err := app.Backup(ctx, n.loadCfg(), file); err != nil {
+		t.Fatal(err)
+	}
+	other := filepath.Join(t.TempDir(), "other.key")
+	if err := keyprovider.CreateFile(other, rand.Reader); err != nil {
+		t.Fatal(err)
+	}
+	r, err := restoreNode(t, n, b, file, other)
+	if !errors.Is(err, app.ErrWrongRootKey) || !strings.Contains(err.Error(), "wrong root key") {
+		t.Fatalf("restore with another root key: %v", err)
+	}
+	if _, err := os.Stat(r.dir); !os.IsNotExist(err) {
+		t.Fatalf("a failed restore left %s behind: %v", r.dir, err)
+	}
+	// An empty directory given by the operator is left empty.
+	empty := t.TempDir()
+	if _, err := app.Restore(ctx, app.RestoreOptions{DataDir: empty, In: file, RootKeyFile: other}); !errors.Is(err, app.ErrWrongRootKey) {
+		t.Fatalf("restore into an empty dir with another key: %v", err)
+	}
+	if entries, _ := os.ReadDir(empty); len(entries) != 0 {
+		t.Fatalf("a failed restore left %d files in the operator's directory", len(entries))
+	}
+	// Never into an initialised directory.
+	if _, err := app.Restore(ctx, app.RestoreOptions{DataDir: n.dir, In: file, RootKeyFile: filepath.Join(n.dir, "root.key")}); !errors.Is(err, app.ErrInitialised) {
+		t.Fatalf("restore over a deployment: %v", err)
+	}
+}
+
+// TestShamirSealUnseal: a deployment whose root key is split starts sealed
+// (live, not ready, every API route 503), takes shares over HTTPS, and
+// serves once the threshold is reached; a restart seals it again.
+func TestShamirSealUnseal(t *testing.T) {
+	n := &node{t: t, dir: t.TempDir() + "/data", backend: "sqlite", logs: &syncBuffer{}}
+	var err error
+	n.init, err = app.Init(context.Background(), app.InitOptions{DataDir: n.dir, Listen: "127.0.0.1:0", Shares: 5, Threshold: 3})
+	if err != nil {
+		t.Fatal(err)
+	}
+	shares := n.init.UnsealShares
+	if len(shares) != 5 {
+		t.Fatalf("init made %d shares", len(shares))
+	}
+	if _, err := os.Stat(filepath.Join(n.dir, "root.key")); !os.IsNotExist(err) {
+		t.Fatalf("a shamir root key was written to disk: %v", err)
+	}
+	if fi, err := os.Stat(filepath.Join(n.dir, "root-key.check")); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("check file: %v %v", fi, err)
+	}
+	n.serve("127.0.0.1:0")
+	t.Cleanup(n.stop)
+
+	sealedChecks := func() {
+		t.Helper()
+		if st, _, _ := n.do("GET", "/healthz", "", "", nil); st != 200 {
+			t.Fatalf("healthz while sealed: %d", st)
+		}
+		if st, _, _ := n.do("GET", "/readyz", "", "", nil); st != 503 {
+			t.Fatalf("readyz while sealed: %d", st)
+		}
+		for _, p := range []struct{ method, path string }{{"GET", "/v1/collections"}, {"POST", "/v1/oauth/token"}, {"GET", "/v1/openapi.json"}} {
+			st, h, b := n.do(p.method, p.path, "", "", nil)
+			if st != 503 || h.Get("Content-Type") != "application/problem+json" || h.Get("Retry-After") == "" {
+				t.Fatalf("%s %s while sealed: %d %v %s", p.method, p.path, st, h, b)
+			}
+		}
+	}
+	sealedChecks()
+	unseal := func(share string) (int, app.InitResult, []byte) {
+		st, _, b := n.postJSON("/v1/sys/unseal", "", map[string]string{"share": share})
+		return st, app.InitResult{}, b
+	}
+	if st, _, b := unseal("cs1-not-a-share"); st != 422 {
+		t.Fatalf("garbage share: %d %s", st, b)
+	}
+	for i, want := range []string{`{"sealed":true,"progress":1,"threshold":3}`, `{"sealed":true,"progress":2,"threshold":3}`} {
+		st, _, b := unseal(shares[i*2])
+		if st != 200 || strings.TrimSpace(string(b)) != want {
+			t.Fatalf("share %d: %d %s", i, st, b)
+		}
+	}
+	sealedChecks()
+	st, _, b := unseal(shares[4])
+	if st != 200 || strings.TrimSpace(string(b)) != `{"sealed":false,"progress":3,"threshold":3}` {
+		t.Fatalf("last share: %d %s", st, b)
+	}
+	if st, _, b := n.do("GET", "/readyz", "", "", nil); st != 200 {
+		t.Fatalf("readyz after unseal: %d %s", st, b)
+	}
+	ctx := context.Background()
+	if err := n.admin.CreateCollection(ctx, customers); err != nil {
+		t.Fatalf("serving after unseal: %v", err)
+	}
+	id, err := n.admin.CreateRecord(ctx, "customers", client.NewRecord{Data: map[string]any{"email": "s@example.com"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range shares {
+		if strings.Contains(n.logs.String(), s) {
+			t.Fatal("a share reached the log")
+		}
+	}
+	if !strings.Contains(n.logs.String(), `"event":"unseal"`) {
+		t.Fatal("unseal attempts are not logged")
+	}
+
+	// A restart forgets the key: sealed again until shares come again
+	// (any three of the five).
+	n.restart()
+	sealedChecks()
+	for _, s := range shares[1:4] {
+		if st, _, b := unseal(s); st != 200 {
+			t.Fatalf("unseal after restart: %d %s", st, b)
+		}
+	}
+	if r, err := n.admin.GetRecord(ctx, "customers", id); err != nil || r.Data["email"] != "s@example.com" {
+		t.Fatalf("read after unseal: %v %v", r, err)
+	}
+	if st, _, _ := n.do("GET", "/healthz", "", "", nil); st != http.StatusOK {
+		t.Fatal("healthz after unseal")
+	}
+}
