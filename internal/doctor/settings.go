@@ -1,0 +1,246 @@
+package doctor
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"net"
+	"os"
+	"slices"
+	"strings"
+
+	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/cofferhq/coffer/internal/audit"
+	"github.com/cofferhq/coffer/internal/config"
+)
+
+// hostScope says where a listen address is reachable from.
+type hostScope uint8
+
+const (
+	scopeLoopback hostScope = iota // this machine only
+	scopeAll                       // every interface (0.0.0.0, ::, empty host)
+	scopeNetwork                   // a named interface or host
+)
+
+// addrScope classifies a host:port listen address.
+func addrScope(addr string) hostScope {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		host = addr
+	}
+	return hostScopeOf(host)
+}
+
+func hostScopeOf(host string) hostScope {
+	host = strings.Trim(host, "[]")
+	if host == "" {
+		return scopeAll
+	}
+	if strings.EqualFold(host, "localhost") {
+		return scopeLoopback
+	}
+	ip := net.ParseIP(host)
+	switch {
+	case ip == nil:
+		return scopeNetwork
+	case ip.IsLoopback():
+		return scopeLoopback
+	case ip.IsUnspecified():
+		return scopeAll
+	}
+	return scopeNetwork
+}
+
+// checkListeners flags /metrics reachable from the network (it needs no
+// token) and, as information, an API on every interface without client
+// certificates.
+func checkListeners(st *state) []Finding {
+	var out []Finding
+	if m := st.cfg.MetricsListen; m != "" && addrScope(m) != scopeLoopback {
+		out = append(out, Finding{
+			ID: "metrics.exposed", Severity: Medium,
+			Title:  "/metrics listens beyond loopback, without authentication",
+			Detail: "metrics_listen is " + m + ": request counts and rates tell an attacker about traffic",
+			Fix:    "set metrics_listen to 127.0.0.1:9464 and scrape through a local agent or an authenticating proxy",
+		})
+	}
+	if addrScope(st.cfg.Listen) == scopeAll && !st.cfg.TLS.ClientCerts {
+		out = append(out, Finding{
+			ID: "listen.all_interfaces", Severity: Info,
+			Title:  "the API listens on every interface without client certificates",
+			Detail: "listen is " + st.cfg.Listen + "; callers authenticate by bearer token only",
+			Fix:    "listen on the interface clients use, or set tls.client_certs for services",
+		})
+	}
+	return out
+}
+
+// checkRateLimit flags rate limiting turned off.
+func checkRateLimit(st *state) []Finding {
+	if st.cfg.Limits.RateLimit > 0 {
+		return nil
+	}
+	return []Finding{{
+		ID: "limits.rate_limit_disabled", Severity: Medium,
+		Title:  "per-principal rate limiting is disabled",
+		Detail: "limits.rate_limit is 0",
+		Fix:    "set limits.rate_limit (requests per second per principal, e.g. 50) and limits.rate_burst",
+	}}
+}
+
+// checkAuditSink advises a file copy of the audit log: it lets a log cut
+// back in the database be noticed.
+func checkAuditSink(st *state) []Finding {
+	f := st.cfg.Audit.File
+	if f == "" {
+		return []Finding{{
+			ID: "audit.no_file_sink", Severity: Low,
+			Title: "the audit log has no file copy",
+			Fix:   "set audit.file and ship it off the host: `coffer audit verify` then compares it with the database",
+		}}
+	}
+	fi, err := os.Stat(f)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil // created by the first event
+	}
+	if err != nil {
+		return []Finding{unchecked("audit.file_permissions", "the audit file", err)}
+	}
+	if perm := fi.Mode().Perm(); perm&0o022 != 0 {
+		return []Finding{{
+			ID: "audit.file_permissions", Severity: Medium,
+			Title:  "the audit file is writable by group or others",
+			Detail: fmt.Sprintf("%s has mode %04o", f, perm),
+			Fix:    "chmod 600 " + f,
+		}}
+	}
+	return nil
+}
+
+// checkAudit verifies the audit chain through the caller's verifier.
+func checkAudit(ctx context.Context, verify func(context.Context) (int, error)) []Finding {
+	if verify == nil {
+		return []Finding{{
+			ID: "audit.not_verified", Severity: Info,
+			Title: "the audit chain was not verified",
+			Fix:   "run `coffer audit verify --data-dir DIR`",
+		}}
+	}
+	n, err := verify(ctx)
+	var verr *audit.VerifyError
+	switch {
+	case errors.As(err, &verr):
+		return []Finding{{
+			ID: "audit.verify", Severity: High,
+			Title:  "the audit log does not verify: an event was changed, removed or reordered",
+			Detail: safeError(err),
+			Fix:    "treat it as an incident: compare with the audit file copy and the backups, find who had write access to the database",
+		}}
+	case err != nil:
+		// Fail closed: a log that cannot be read may be a tampered one.
+		return []Finding{{
+			ID: "audit.verify", Severity: High,
+			Title:  "the audit log could not be verified",
+			Detail: safeError(err),
+			Fix:    "fix what stops it (the detail says), then run `coffer audit verify --data-dir DIR`",
+		}}
+	}
+	return []Finding{{
+		ID: "audit.verified", Severity: Info,
+		Title:  "the audit chain is intact",
+		Detail: fmt.Sprintf("%d events", n),
+	}}
+}
+
+// checkDSN flags a PostgreSQL connection that may travel in plain text,
+// or over TLS without checking the server, to a host off this machine.
+func checkDSN(st *state) []Finding {
+	kind, dsn := st.cfg.Database()
+	if kind != config.DatabasePostgres {
+		return nil
+	}
+	pc, err := pgconn.ParseConfig(dsn)
+	if err != nil {
+		// The message may quote the DSN: name the setting only.
+		return []Finding{{
+			ID: "database.dsn", Severity: High,
+			Title: "database_url does not parse as a PostgreSQL connection string",
+			Fix:   "fix database_url (postgres://user@host:5432/db?sslmode=verify-full)",
+		}}
+	}
+	type hop struct {
+		host    string
+		tls     bool
+		checked bool
+	}
+	hops := []hop{{pc.Host, pc.TLSConfig != nil, pc.TLSConfig != nil && verifiesServer(pc.TLSConfig.InsecureSkipVerify, pc.TLSConfig.VerifyPeerCertificate != nil)}}
+	for _, fb := range pc.Fallbacks {
+		hops = append(hops, hop{fb.Host, fb.TLSConfig != nil, fb.TLSConfig != nil && verifiesServer(fb.TLSConfig.InsecureSkipVerify, fb.TLSConfig.VerifyPeerCertificate != nil)})
+	}
+	// Per host, the attempts come in order: plain text first (disable,
+	// allow) is high; plain text after TLS (prefer) is a downgrade.
+	var plain, fallback, unverified, seen []string
+	for _, h := range hops {
+		if strings.HasPrefix(h.host, "/") || hostScopeOf(h.host) == scopeLoopback {
+			continue // a Unix socket or this machine
+		}
+		first := !slices.Contains(seen, h.host)
+		seen = appendNew(seen, h.host)
+		switch {
+		case !h.tls && first:
+			plain = appendNew(plain, h.host)
+		case !h.tls:
+			fallback = appendNew(fallback, h.host)
+		case !h.checked:
+			unverified = appendNew(unverified, h.host)
+		}
+	}
+	fallback = slices.DeleteFunc(fallback, func(h string) bool { return slices.Contains(plain, h) })
+	// prefer skips verification too; its fallback is the worse problem.
+	unverified = slices.DeleteFunc(unverified, func(h string) bool {
+		return slices.Contains(fallback, h) || slices.Contains(plain, h)
+	})
+	var out []Finding
+	if len(plain) > 0 {
+		out = append(out, Finding{
+			ID: "database.sslmode", Severity: High,
+			Title:  "the database connection is not encrypted",
+			Detail: "sslmode disable or allow to " + strings.Join(plain, ", "),
+			Fix:    "set sslmode=verify-full (with sslrootcert) in database_url",
+		})
+	}
+	if len(fallback) > 0 {
+		out = append(out, Finding{
+			ID: "database.sslmode", Severity: Medium,
+			Title:  "the database connection falls back to plain text",
+			Detail: "sslmode prefer (the default) to " + strings.Join(fallback, ", ") + ": an attacker on the path can force the fallback",
+			Fix:    "set sslmode=verify-full (with sslrootcert) in database_url",
+		})
+	}
+	if len(unverified) > 0 {
+		out = append(out, Finding{
+			ID: "database.sslmode", Severity: Low,
+			Title:  "the database server's certificate is not verified",
+			Detail: "sslmode require to " + strings.Join(unverified, ", "),
+			Fix:    "set sslmode=verify-full (with sslrootcert) in database_url",
+		})
+	}
+	return out
+}
+
+// verifiesServer reports whether a pgconn TLS configuration checks the
+// server's certificate: not skipped, or skipped in favour of pgconn's own
+// chain check (verify-ca).
+func verifiesServer(insecureSkip, ownCheck bool) bool {
+	return !insecureSkip || ownCheck
+}
+
+func appendNew(list []string, s string) []string {
+	if slices.Contains(list, s) {
+		return list
+	}
+	return append(list, s)
+}
