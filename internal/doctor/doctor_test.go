@@ -78,8 +78,7 @@ func hardened(t testing.TB, dbURL string) *deployment {
 
 func (d *deployment) withStore(t testing.TB, fn func(db *store.DB)) {
 	t.Helper()
-	kind, dsn := d.cfg.Database()
-	_ = kind
+	_, dsn := d.cfg.Database()
 	db, err := store.Open(context.Background(), dsn, store.Options{})
 	if err != nil {
 		t.Fatal(err)
