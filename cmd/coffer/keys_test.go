@@ -1,0 +1,94 @@
+package main
+
+import (
+	"crypto/rand"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/cofferhq/coffer/internal/crypto/keyprovider"
+)
+
+func TestBackupRestoreRotateRootCLI(t *testing.T) {
+	tmp := t.TempDir()
+	d1, d2 := filepath.Join(tmp, "d1"), filepath.Join(tmp, "d2")
+	for _, d := range []string{d1, d2} {
+		if code, _, errs := runCLI(t, "init", "--data-dir", d); code != 0 {
+			t.Fatal(errs)
+		}
+	}
+	file := filepath.Join(tmp, "b.backup")
+	if code, out, errs := runCLI(t, "backup", "--data-dir", d1, "--out", file); code != 0 || !strings.Contains(out, "backup written") {
+		t.Fatalf("backup: %d %s %s", code, out, errs)
+	}
+	r := filepath.Join(tmp, "r")
+	code, _, errs := runCLI(t, "restore", "--data-dir", r, "--in", file, "--root-key-file", filepath.Join(d2, "root.key"))
+	if code != 1 || !strings.Contains(errs, "wrong root key") {
+		t.Fatalf("restore with another key: %d %q", code, errs)
+	}
+	if _, err := os.Stat(r); !os.IsNotExist(err) {
+		t.Fatalf("failed restore left %s: %v", r, err)
+	}
+	if code, _, errs := runCLI(t, "restore", "--data-dir", r, "--in", file, "--root-key-file", filepath.Join(d1, "root.key")); code != 0 {
+		t.Fatalf("restore: %s", errs)
+	}
+	if code, _, errs := runCLI(t, "keys", "rotate", "--data-dir", r, "index/x/y"); code != 1 || !strings.Contains(errs, "cannot be rotated") {
+		t.Fatalf("rotate an index key: %d %q", code, errs)
+	}
+	newKey := filepath.Join(tmp, "new.key")
+	if err := keyprovider.CreateFile(newKey, rand.Reader); err != nil {
+		t.Fatal(err)
+	}
+	code, out, errs := runCLI(t, "keys", "rotate-root", "--data-dir", r, "--new-root-key", newKey)
+	if code != 0 || !strings.Contains(out, "WARNING") {
+		t.Fatalf("rotate-root: %d %s %s", code, out, errs)
+	}
+	fi, err := os.Stat(filepath.Join(r, "root.key.old"))
+	if err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("old root key kept: %v %v", fi, err)
+	}
+	if code, out, errs := runCLI(t, "audit", "verify", "--data-dir", r); code != 0 {
+		t.Fatalf("the store under the new root key: %d %s %s", code, out, errs)
+	}
+	// The old key no longer opens the store.
+	if err := os.Rename(filepath.Join(r, "root.key.old"), filepath.Join(r, "root.key")); err != nil {
+		t.Fatal(err)
+	}
+	b, _ := os.ReadFile(filepath.Join(r, "coffer.yaml"))
+	if err := os.WriteFile(filepath.Join(r, "coffer.yaml"), []byte(strings.Replace(string(b), newKey, "root.key", 1)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if code, _, errs := runCLI(t, "audit", "verify", "--data-dir", r); code == 0 || !strings.Contains(errs, "root key") {
+		t.Fatalf("old root key after rotation: %d %q", code, errs)
+	}
+}
+
+func TestInitRootKeyProviders(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "s")
+	code, out, errs := runCLI(t, "init", "--data-dir", dir, "--shares", "3", "--threshold", "2", "--json")
+	if code != 0 {
+		t.Fatalf("init shamir: %s", errs)
+	}
+	var res struct {
+		Shares []string `json:"unseal_shares"`
+	}
+	if err := json.Unmarshal([]byte(out), &res); err != nil || len(res.Shares) != 3 {
+		t.Fatalf("init --json shares: %q %v", out, err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "root.key")); !os.IsNotExist(err) {
+		t.Fatal("shamir init wrote a root key file")
+	}
+	if code, _, errs := runCLI(t, "backup", "--data-dir", dir, "--out", filepath.Join(t.TempDir(), "b")); code != 1 || !strings.Contains(errs, "shares") {
+		t.Fatalf("offline backup of a sealed deployment: %d %q", code, errs)
+	}
+	if code, _, errs := runCLI(t, "init", "--data-dir", filepath.Join(t.TempDir(), "x"), "--shares", "3"); code != 1 || !strings.Contains(errs, "threshold") {
+		t.Fatalf("shares without threshold: %d %q", code, errs)
+	}
+	code, _, errs = runCLI(t, "init", "--data-dir", filepath.Join(t.TempDir(), "p"), "--root-key-provider", "pkcs11",
+		"--pkcs11-module", "/nonexistent/libsofthsm2.so", "--pkcs11-token-label", "coffer", "--pkcs11-key-label", "root")
+	if code != 1 || !strings.Contains(errs, "PKCS#11") {
+		t.Fatalf("pkcs11 init: %d %q", code, errs)
+	}
+}
