@@ -42,6 +42,7 @@ func newRoot(ctx context.Context, stdout, stderr io.Writer, env []string) *cobra
 		auditCmd(stdout, env),
 		certCmd(stdout, env),
 		policyCmd(stdout),
+		doctorCmd(stdout, env),
 		backupCmd(stdout, env), restoreCmd(stdout, env), keysCmd(stdout, env), unsealCmd(stdout, env),
 	)
 	return root

@@ -120,3 +120,23 @@ func TestAuditTail(t *testing.T) {
 		t.Fatalf("verify of an empty log: %d %q", code, out)
 	}
 }
+
+func TestDoctor(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "data")
+	if code, _, errs := runCLI(t, "init", "--data-dir", dir); code != 0 {
+		t.Fatal(errs)
+	}
+	// A fresh deployment: the bootstrap policy gives admin everything without MFA.
+	code, out, _ := runCLI(t, "doctor", "--data-dir", dir)
+	if code != 1 || !strings.Contains(out, "policy.admin_without_mfa") || !strings.Contains(out, "clients.bootstrap_admin") {
+		t.Fatalf("doctor on a fresh deployment: %d\n%s", code, out)
+	}
+	// A root key readable by others is high too.
+	if err := os.Chmod(filepath.Join(dir, "root.key"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	code, out, _ = runCLI(t, "doctor", "--data-dir", dir, "--json")
+	if code != 1 || !strings.Contains(out, `"root_key.permissions"`) {
+		t.Fatalf("doctor with a 0644 root key: %d\n%s", code, out)
+	}
+}
