@@ -16,6 +16,7 @@ import (
 
 	"github.com/cofferhq/coffer/internal/coffer"
 	"github.com/cofferhq/coffer/internal/crypto/envelope"
+	"github.com/cofferhq/coffer/internal/crypto/keyring"
 	"github.com/cofferhq/coffer/internal/mask"
 	"github.com/cofferhq/coffer/internal/policy"
 )
@@ -440,6 +441,11 @@ func (v *Vault) shape(ctx context.Context, col coffer.Collection, r coffer.Seale
 			continue
 		}
 		pt, err := v.c.Keys.Open(ctx, r.KeyID, env, aad(r.Collection, r.ID, name))
+		if errors.Is(err, keyring.ErrKeyDestroyed) {
+			// The data subject was erased (crypto-shredded): the record is
+			// gone for every purpose, even where a copy of it survives.
+			return View{}, &coffer.Error{Code: coffer.ENOTFOUND, Message: "record not found (its data subject was erased)", Cause: err}
+		}
 		if err != nil {
 			return View{}, fmt.Errorf("vault: open field of record: %w", err)
 		}
