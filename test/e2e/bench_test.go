@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"context"
+	"encoding/base64"
 	"sync/atomic"
 	"testing"
 
@@ -79,4 +80,48 @@ func BenchmarkTokenizeBatchHTTPS(b *testing.B) {
 			b.ReportMetric(float64(1000*b.N)/b.Elapsed().Seconds(), "values/s")
 		})
 	}
+}
+
+// BenchmarkTransitBatchHTTPS: 1,000-item transit encrypt and decrypt
+// batches of 100-byte plaintexts through the server over HTTPS.
+func BenchmarkTransitBatchHTTPS(b *testing.B) {
+	n := start(b, storetest.Backends()[0], "COFFER_LIMITS_RATE_LIMIT=0")
+	tok := n.token(n.init.ClientID, n.init.ClientSecret)
+	if st, _, body := n.postJSON("/v1/keys", tok, map[string]any{"name": "payments"}); st != 201 {
+		b.Fatalf("create key: %d %s", st, body)
+	}
+	pt := base64.StdEncoding.EncodeToString(make([]byte, 100))
+	items := make([]map[string]string, 1000)
+	for i := range items {
+		items[i] = map[string]string{"plaintext": pt}
+	}
+	var cts struct {
+		Items []struct {
+			Ciphertext string `json:"ciphertext"`
+		} `json:"items"`
+	}
+	b.Run("encrypt", func(b *testing.B) {
+		for i := 0; i < b.N; i++ {
+			st, _, body := n.postJSON("/v1/keys/payments/encrypt", tok, map[string]any{"items": items})
+			if st != 200 {
+				b.Fatalf("encrypt: %d %s", st, body)
+			}
+			if i == 0 {
+				mustJSON(b, body, &cts)
+			}
+		}
+		b.ReportMetric(float64(1000*b.N)/b.Elapsed().Seconds(), "items/s")
+	})
+	dec := make([]map[string]string, len(cts.Items))
+	for i, c := range cts.Items {
+		dec[i] = map[string]string{"ciphertext": c.Ciphertext}
+	}
+	b.Run("decrypt", func(b *testing.B) {
+		for i := 0; i < b.N; i++ {
+			if st, _, body := n.postJSON("/v1/keys/payments/decrypt", tok, map[string]any{"items": dec}); st != 200 {
+				b.Fatalf("decrypt: %d %s", st, body)
+			}
+		}
+		b.ReportMetric(float64(1000*b.N)/b.Elapsed().Seconds(), "items/s")
+	})
 }
