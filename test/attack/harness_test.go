@@ -71,7 +71,9 @@ type node struct {
 	ips     atomic.Int64 // source addresses handed out by freshIP
 }
 
-// baseSettings keep a node usable for a whole attack run from one address:
+// baseSettings keep a node usable for a whole attack run from one address
+// (the lockout keys are ignored by the server today, so token and login
+// attacks also come from fresh addresses, see freshIP):
 // the attacks fail many authentications and read many missing ids on
 // purpose, and lockouts or suspensions of 127.0.0.1 would hide the
 // answers under test behind 429s and 403s.
