@@ -595,6 +595,10 @@ func cleanAll(ss []string) []string {
 
 func clean(s string) string {
 	s = strings.ToValidUTF8(s, "\uFFFD")
+	// PostgreSQL text cannot hold NUL: an attacker-chosen NUL in an
+	// attempted id or a path must not make the audit write (and so the
+	// request) fail.
+	s = strings.ReplaceAll(s, "\x00", "\uFFFD")
 	if len(s) <= MaxStringBytes {
 		return s
 	}

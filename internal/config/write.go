@@ -236,7 +236,7 @@ func Replace(dir string, c *Config) error {
 		}
 		return fmt.Errorf("replace %s: %w", path, werr)
 	}
-	if d, err := os.Open(abs); err == nil { // make the rename durable; best effort
+	if d, err := os.Open(abs); err == nil { // #nosec G304 -- the data directory itself, to sync the rename (best effort)
 		_ = d.Sync()
 		_ = d.Close()
 	}

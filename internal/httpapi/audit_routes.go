@@ -27,7 +27,7 @@ func decodeCursor(s string) (*audit.Cursor, error) {
 	}
 	us, err1 := strconv.ParseInt(parts[0], 10, 64)
 	seq, err2 := strconv.ParseUint(parts[1], 10, 64)
-	if err1 != nil || err2 != nil {
+	if err1 != nil || err2 != nil || !printable(parts[2]) {
 		return nil, coffer.Errorf(coffer.EINVALID, "after is not a cursor from a previous page")
 	}
 	return &audit.Cursor{Time: time.UnixMicro(us).UTC(), Seq: seq, Node: parts[2]}, nil
@@ -64,6 +64,9 @@ func (s *Server) auditEvents(c *Call) (Reply, error) {
 	evs, err := s.c.AuditLog.ListAudit(c.R.Context(), f)
 	if err != nil {
 		return Reply{}, err
+	}
+	if evs == nil {
+		evs = []audit.Event{}
 	}
 	out := map[string]any{"events": evs}
 	if len(evs) == f.EffectiveLimit() {

@@ -2,6 +2,7 @@ package httpapi
 
 import (
 	"net/http"
+	"unicode/utf8"
 
 	"github.com/cofferhq/coffer/internal/coffer"
 	"github.com/cofferhq/coffer/internal/policy"
@@ -33,6 +34,10 @@ func (s *Server) login(c *Call) (Reply, error) {
 		return Reply{}, coffer.Errorf(coffer.EINVALID, "username and password are required")
 	}
 	c.Attempted = req.Username
+	if !printable(req.Username) {
+		c.Note.Deny("login failed")
+		return Reply{}, coffer.Errorf(coffer.EUNAUTHENTICATED, "invalid username or password")
+	}
 	res, err := s.c.Identity.Login(c.R.Context(), req.Username, req.Password, c.IP)
 	if err != nil {
 		c.Note.Deny("login failed")
@@ -120,11 +125,24 @@ func validAttrs(m map[string]string) error {
 		return coffer.Errorf(coffer.EINVALID, "at most 64 attributes")
 	}
 	for k, v := range m {
-		if k == "" || len(k) > 64 || len(v) > 256 {
-			return coffer.Errorf(coffer.EINVALID, "attribute names must be 1 to 64 bytes and values at most 256")
+		if k == "" || len(k) > 64 || len(v) > 256 || !printable(k) || !printable(v) {
+			return coffer.Errorf(coffer.EINVALID, "attribute names must be 1 to 64 bytes and values at most 256, printable UTF-8")
 		}
 	}
 	return nil
+}
+
+// printable reports whether s is valid UTF-8 without control characters.
+func printable(s string) bool {
+	if !utf8.ValidString(s) {
+		return false
+	}
+	for _, r := range s {
+		if r < 0x20 || r == 0x7f {
+			return false
+		}
+	}
+	return true
 }
 
 func (s *Server) listClients(c *Call) (Reply, error) {
@@ -179,6 +197,9 @@ func (s *Server) createUser(c *Call) (Reply, error) {
 	}
 	if err := validAttrs(req.Attributes); err != nil {
 		return Reply{}, err
+	}
+	if !printable(req.Username) {
+		return Reply{}, coffer.Errorf(coffer.EINVALID, "username must be printable UTF-8")
 	}
 	if err := s.grantable(c, "users", req.Roles); err != nil {
 		return Reply{}, err

@@ -178,7 +178,7 @@ func (s *Server) token(c *Call) (Reply, error) {
 		}
 		return oauthError(http.StatusBadRequest, "unsupported_grant_type", "only client_credentials is supported"), nil
 	}
-	if id == "" || secret == "" || len(id) > 128 || len(secret) > 512 {
+	if id == "" || secret == "" || len(id) > 128 || len(secret) > 512 || !printable(id) {
 		c.Note.Deny("missing client credentials")
 		return s.invalidClient(c, basic), nil
 	}
@@ -254,8 +254,8 @@ func (s *Server) createClient(c *Call) (Reply, error) {
 	if err := s.c.Policies.Allowed(c.Principal, "create", "clients", c.IP, &c.Note); err != nil {
 		return Reply{}, err
 	}
-	if spec.Name == "" || len(spec.Name) > 128 {
-		return Reply{}, coffer.Errorf(coffer.EINVALID, "name must be 1 to 128 bytes")
+	if spec.Name == "" || len(spec.Name) > 128 || !printable(spec.Name) {
+		return Reply{}, coffer.Errorf(coffer.EINVALID, "name must be 1 to 128 bytes of printable UTF-8")
 	}
 	if err := validAttrs(spec.Attributes); err != nil {
 		return Reply{}, err

@@ -55,6 +55,9 @@ func (s *Server) liftSuspension(c *Call) (Reply, error) {
 	if id == "" || len(id) > 256 {
 		return Reply{}, coffer.Errorf(coffer.EINVALID, "principal must be 1 to 256 bytes")
 	}
+	if !printable(id) {
+		return Reply{Status: http.StatusNoContent}, nil // no principal has such an id: nothing to lift
+	}
 	if err := s.c.Detector.Lift(c.R.Context(), id); err != nil {
 		return Reply{}, err
 	}

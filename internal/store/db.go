@@ -14,6 +14,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unicode/utf8"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
@@ -326,7 +327,30 @@ type pgQ struct {
 	}
 }
 
+// unstorable reports whether an argument is a string PostgreSQL text cannot
+// hold (NUL, invalid UTF-8). SQLite stores and compares such strings; on
+// PostgreSQL no row can match one, so lookups find nothing rather than fail
+// with a server error, and writes are refused as invalid input.
+func unstorable(args []any) bool {
+	for _, a := range args {
+		if s, ok := a.(string); ok && (strings.ContainsRune(s, 0) || !utf8.ValidString(s)) {
+			return true
+		}
+	}
+	return false
+}
+
+func isInsert(s string) bool {
+	return strings.HasPrefix(strings.ToUpper(strings.TrimSpace(s)), "INSERT")
+}
+
 func (q pgQ) exec(ctx context.Context, s string, args ...any) (int64, error) {
+	if unstorable(args) {
+		if isInsert(s) {
+			return 0, &coffer.Error{Code: coffer.EINVALID, Message: "a value holds NUL or invalid UTF-8 and cannot be stored"}
+		}
+		return 0, nil // no row can match it
+	}
 	tag, err := q.p.Exec(ctx, s, args...)
 	if err != nil {
 		return 0, mapErr(err)
@@ -335,6 +359,12 @@ func (q pgQ) exec(ctx context.Context, s string, args ...any) (int64, error) {
 }
 
 func (q pgQ) query(ctx context.Context, s string, args ...any) (rows, error) {
+	if unstorable(args) {
+		if isInsert(s) {
+			return nil, &coffer.Error{Code: coffer.EINVALID, Message: "a value holds NUL or invalid UTF-8 and cannot be stored"}
+		}
+		return noRows{}, nil
+	}
 	r, err := q.p.Query(ctx, s, args...)
 	if err != nil {
 		return nil, mapErr(err)
@@ -343,8 +373,27 @@ func (q pgQ) query(ctx context.Context, s string, args ...any) (rows, error) {
 }
 
 func (q pgQ) queryRow(ctx context.Context, s string, args ...any) row {
+	if unstorable(args) {
+		if isInsert(s) {
+			return failRow{&coffer.Error{Code: coffer.EINVALID, Message: "a value holds NUL or invalid UTF-8 and cannot be stored"}}
+		}
+		return failRow{ErrNotFound}
+	}
 	return errRow{q.p.QueryRow(ctx, s, args...)}
 }
+
+// noRows is an empty result.
+type noRows struct{}
+
+func (noRows) Next() bool        { return false }
+func (noRows) Scan(...any) error { return ErrNotFound }
+func (noRows) Err() error        { return nil }
+func (noRows) Close()            {}
+
+// failRow is a row that fails with err.
+type failRow struct{ err error }
+
+func (r failRow) Scan(...any) error { return r.err }
 
 type pgTx struct {
 	pgQ

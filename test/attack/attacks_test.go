@@ -118,6 +118,7 @@ func protected(w *world) []sample {
 		{"POST /v1/keys/{name}/encrypt", "POST", "/v1/keys/k1/encrypt"},
 		{"POST /v1/keys/{name}/decrypt", "POST", "/v1/keys/k1/decrypt"},
 		{"POST /v1/keys/{name}/rewrap", "POST", "/v1/keys/k1/rewrap"},
+		{"POST /v1/admin/keys/rotate", "POST", "/v1/admin/keys/rotate"},
 		{"GET /v1/audit/events", "GET", "/v1/audit/events"},
 		{"GET /v1/security/events", "GET", "/v1/security/events"},
 		{"DELETE /v1/security/suspensions/{principal}", "DELETE", "/v1/security/suspensions/" + w.clientA},
