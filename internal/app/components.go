@@ -174,6 +174,8 @@ func open(ctx context.Context, cfg *config.Config, o Options) (*components, erro
 	c.identity = identity.New(identity.Config{
 		Store: c.db, Sealer: c.keys, Tokens: c.jwt, Rand: o.Rand, Now: o.Now, Logger: o.Logger,
 		External: c.external,
+		Lockout: identity.Lockout{MaxFailures: cfg.Auth.Lockout.MaxFailures, Window: cfg.Auth.Lockout.Window.Duration,
+			Base: cfg.Auth.Lockout.Base.Duration, Max: cfg.Auth.Lockout.Max.Duration},
 	})
 	c.policies = policystore.New(c.db, o.Now, o.Logger)
 	if err := c.policies.Load(ctx); err != nil {

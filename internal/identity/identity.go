@@ -25,7 +25,7 @@ type Store interface {
 	InsertSigningKey(ctx context.Context, k coffer.SigningKeyRecord) error
 	RevokeToken(ctx context.Context, jti string, expires time.Time) error
 	RevokedSince(ctx context.Context, now time.Time) ([]string, error)
-	AuthFailure(ctx context.Context, key string, now time.Time, lock func(int) time.Duration) (int, time.Time, error)
+	AuthFailure(ctx context.Context, key string, now time.Time, window time.Duration, lock func(int) time.Duration) (int, time.Time, error)
 	AuthLockedUntil(ctx context.Context, key string) (time.Time, error)
 	ClearAuthFailures(ctx context.Context, key string) error
 	UserStore
@@ -56,6 +56,33 @@ type Config struct {
 	OnAuthFailure func(method, principal, ip string)
 	// External verifies tokens of trusted external OIDC issuers (nil: none).
 	External *auth.External
+	// Lockout is the brute-force schedule (zero value: auth.LockoutDelay's).
+	Lockout Lockout
+}
+
+// Lockout locks an account or address out after MaxFailures failures
+// within Window, for Base, doubling with each further failure up to Max.
+type Lockout struct {
+	MaxFailures int
+	Window      time.Duration
+	Base, Max   time.Duration
+}
+
+func (l Lockout) delay(failures int) time.Duration {
+	if l.MaxFailures <= 0 || l.Base <= 0 {
+		return auth.LockoutDelay(failures)
+	}
+	if failures < l.MaxFailures {
+		return 0
+	}
+	n := failures - l.MaxFailures
+	if n >= 30 {
+		return l.Max
+	}
+	if d := l.Base << n; d < l.Max && d > 0 {
+		return d
+	}
+	return l.Max
 }
 
 // Service is the identity service.
@@ -301,7 +328,7 @@ func (s *Service) checkLock(ctx context.Context, keys ...string) error {
 
 func (s *Service) fail(ctx context.Context, method, principal, ip string, keys ...string) {
 	for _, k := range keys {
-		if _, _, err := s.c.Store.AuthFailure(ctx, k, s.c.Now(), auth.LockoutDelay); err != nil {
+		if _, _, err := s.c.Store.AuthFailure(ctx, k, s.c.Now(), s.c.Lockout.Window, s.c.Lockout.delay); err != nil {
 			s.c.Logger.WarnContext(ctx, "recording an auth failure failed", "error", err)
 		}
 	}

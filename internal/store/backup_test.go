@@ -133,7 +133,7 @@ func fill(t *testing.T, s rawStore) {
 	must(db.CreateUser(ctx, coffer.User{ID: "u2", Username: "bob", PasswordHash: "h2", CreatedAt: bt0})) // NULL totp_secret
 	must(db.InsertSigningKey(ctx, coffer.SigningKeyRecord{KID: "k1", Sealed: []byte{9}, CreatedAt: bt0, NotAfter: exp, Active: true}))
 	must(db.RevokeToken(ctx, "jti-1", exp))
-	_, _, err := db.AuthFailure(ctx, "user:ann", bt0, func(int) time.Duration { return time.Minute })
+	_, _, err := db.AuthFailure(ctx, "user:ann", bt0, time.Hour, func(int) time.Duration { return time.Minute })
 	must(err)
 	_, err = db.SavePolicy(ctx, "yaml", []byte("rules: []\n"), bt0)
 	must(err)

@@ -353,12 +353,17 @@ func (db *DB) PurgeRevoked(ctx context.Context, now time.Time) (int64, error) {
 // AuthFailure records one failed authentication for key (an account or a
 // source address) and returns the failure count; lockUntil is computed by
 // the caller from the count via lock(count) and stored.
-func (db *DB) AuthFailure(ctx context.Context, key string, now time.Time, lock func(failures int) time.Duration) (failures int, lockedUntil time.Time, err error) {
+func (db *DB) AuthFailure(ctx context.Context, key string, now time.Time, window time.Duration, lock func(failures int) time.Duration) (failures int, lockedUntil time.Time, err error) {
 	err = db.inTx(ctx, func(q querier) error {
-		var n, until int64
-		e := q.queryRow(ctx, `SELECT failures, locked_until FROM auth_failures WHERE key = $1`, key).Scan(&n, &until)
+		var n, until, updated int64
+		e := q.queryRow(ctx, `SELECT failures, locked_until, updated_at FROM auth_failures WHERE key = $1`, key).Scan(&n, &until, &updated)
 		if e != nil && !errors.Is(e, ErrNotFound) {
 			return fmt.Errorf("store: auth failures: %w", e)
+		}
+		// Failures older than the window are forgiven, unless a lockout is
+		// still running.
+		if window > 0 && now.Sub(fromMicros(updated)) > window && fromMicros(until).Before(now) {
+			n = 0
 		}
 		n++
 		lockedUntil = now.Add(lock(int(n)))

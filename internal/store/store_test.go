@@ -269,7 +269,7 @@ func TestClientsUsersAndAuthState(t *testing.T) {
 		}
 		lock := func(n int) time.Duration { return time.Duration(n) * time.Second }
 		for i := 1; i <= 3; i++ {
-			n, until, err := db.AuthFailure(ctx, "ip:1.2.3.4", t0, lock)
+			n, until, err := db.AuthFailure(ctx, "ip:1.2.3.4", t0, time.Hour, lock)
 			if err != nil || n != i || !until.Equal(t0.Add(time.Duration(i)*time.Second)) {
 				t.Fatalf("failure %d: %d %v %v", i, n, until, err)
 			}

@@ -40,9 +40,5 @@ func TestBruteForceLockout(t *testing.T) {
 	}
 	noEchoInLog(t, n)
 
-	t.Run("auth.lockout settings are honoured", func(t *testing.T) {
-		t.Skip("BUG: auth.lockout.max_failures, window, base and max are validated but never used: " +
-			"the schedule is hard-coded in internal/auth/lockout.go (4 free failures, 1s doubling to 15m), " +
-			"and ClientCredentials clears only the client's failures on success, never the address's")
-	})
+	// The auth.lockout settings themselves: test/e2e TestLockoutSettings.
 }

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -302,5 +303,25 @@ func TestMTLS(t *testing.T) {
 	plain, _ := client.New(n.url, client.WithCAFile(n.init.CACert))
 	if _, err := plain.GetCollection(ctx, "customers"); client.StatusCode(err) != 401 {
 		t.Fatalf("no credentials: %v", err)
+	}
+}
+
+// TestLockoutSettings: auth.lockout from the config sets the schedule:
+// after max_failures the next attempt is locked for base.
+func TestLockoutSettings(t *testing.T) {
+	n := start(t, storetest.Backends()[0], "COFFER_AUTH_LOCKOUT_MAX_FAILURES=2", "COFFER_AUTH_LOCKOUT_BASE=90s", "COFFER_AUTH_LOCKOUT_MAX=10m")
+	bad := url.Values{"grant_type": {"client_credentials"}, "client_id": {n.init.ClientID}, "client_secret": {"cs_wrong"}}
+	statuses := []int{}
+	var h http.Header
+	for i := 0; i < 3; i++ {
+		var st int
+		st, h, _ = n.do("POST", "/v1/oauth/token", "", "application/x-www-form-urlencoded", strings.NewReader(bad.Encode()))
+		statuses = append(statuses, st)
+	}
+	if statuses[0] != 401 || statuses[2] != 429 {
+		t.Fatalf("statuses %v: want a lockout right after max_failures=2", statuses)
+	}
+	if ra, _ := strconv.Atoi(h.Get("Retry-After")); ra < 60 || ra > 91 {
+		t.Fatalf("Retry-After %q: want about base=90s", h.Get("Retry-After"))
 	}
 }
