@@ -12,7 +12,6 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -320,15 +319,5 @@ func mustJSON(t testing.TB, b []byte, v any) {
 	t.Helper()
 	if err := json.Unmarshal(b, v); err != nil {
 		t.Fatalf("decode %q: %v", b, err)
-	}
-}
-
-// noEcho fails if s holds any of the markers.
-func noEcho(t testing.TB, where, s string, markers ...string) {
-	t.Helper()
-	for _, m := range markers {
-		if m != "" && strings.Contains(s, m) {
-			t.Errorf("%s echoes the submitted value %q", where, m)
-		}
 	}
 }

@@ -10,7 +10,7 @@ import (
 // 429 with Retry-After, and the locked address cannot get a token even
 // with the right secret; another address still can.
 func TestBruteForceLockout(t *testing.T) {
-	n := start(t, storetest.Backend{Name: "sqlite", DSN: storetest.SQLiteDSN}, setup{})
+	n := start(t, storetest.Backend{Name: "sqlite", DSN: storetest.SQLiteDSN}, setup{settings: map[string]string{"auth.lockout.max_failures": "5"}})
 	attacker := n.from(n.freshIP())
 	guess := func(secret string) reply {
 		return n.send(t, req{method: "POST", path: "/v1/oauth/token", contentType: "application/x-www-form-urlencoded",
