@@ -16,10 +16,7 @@ func backupCmd(stdout io.Writer, env []string) *cobra.Command {
 		Short: "Write an encrypted backup of the store (online: nodes keep serving)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if err := needDir(dir); err != nil {
-				return err
-			}
-			cfg, err := loadConfig(dir, env, map[string]string{"database_url": dbURL})
+			cfg, err := deploymentConfig(dir, dbURL, env)
 			if err != nil {
 				return err
 			}

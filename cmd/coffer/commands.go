@@ -62,6 +62,22 @@ func lookup(env []string, key string) string {
 	return ""
 }
 
+// deploymentFlags adds --data-dir and --database-url, the two flags every
+// command that works on a deployment's store takes.
+func deploymentFlags(cmd *cobra.Command, env []string, dir, dbURL *string) {
+	dataDirFlag(cmd, env, dir)
+	cmd.Flags().StringVar(dbURL, "database-url", "", "PostgreSQL URL (overrides the config)")
+}
+
+// deploymentConfig loads the configuration of the deployment in dir, with
+// --database-url applied over the file and the environment.
+func deploymentConfig(dir, dbURL string, env []string) (*config.Config, error) {
+	if err := needDir(dir); err != nil {
+		return nil, err
+	}
+	return loadConfig(dir, env, map[string]string{"database_url": dbURL})
+}
+
 func needDir(dir string) error {
 	if dir == "" {
 		return &exitError{code: 2, err: errors.New("--data-dir is required")}
@@ -294,10 +310,7 @@ func migrateCmd(stdout io.Writer, env []string) *cobra.Command {
 		Short: "Apply the embedded database migrations",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if err := needDir(dir); err != nil {
-				return err
-			}
-			cfg, err := loadConfig(dir, env, map[string]string{"database_url": dbURL})
+			cfg, err := deploymentConfig(dir, dbURL, env)
 			if err != nil {
 				return err
 			}
@@ -308,8 +321,7 @@ func migrateCmd(stdout io.Writer, env []string) *cobra.Command {
 			return nil
 		},
 	}
-	dataDirFlag(cmd, env, &dir)
-	cmd.Flags().StringVar(&dbURL, "database-url", "", "PostgreSQL URL (overrides the config)")
+	deploymentFlags(cmd, env, &dir, &dbURL)
 	return cmd
 }
 
@@ -340,10 +352,7 @@ func auditCmd(stdout io.Writer, env []string) *cobra.Command {
 		Short: "Check the audit chain offline",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if err := needDir(dir); err != nil {
-				return err
-			}
-			cfg, err := loadConfig(dir, env, map[string]string{"database_url": dbURL})
+			cfg, err := deploymentConfig(dir, dbURL, env)
 			if err != nil {
 				return err
 			}
@@ -357,8 +366,7 @@ func auditCmd(stdout io.Writer, env []string) *cobra.Command {
 			return nil
 		},
 	}
-	dataDirFlag(verify, env, &dir)
-	verify.Flags().StringVar(&dbURL, "database-url", "", "PostgreSQL URL (overrides the config)")
+	deploymentFlags(verify, env, &dir, &dbURL)
 	cmd.AddCommand(verify, auditTailCmd(stdout, env))
 	return cmd
 }
@@ -374,10 +382,7 @@ func auditTailCmd(stdout io.Writer, env []string) *cobra.Command {
 		Short: "Print audit events as JSON lines, and follow new ones with -f",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if err := needDir(dir); err != nil {
-				return err
-			}
-			cfg, err := loadConfig(dir, env, map[string]string{"database_url": dbURL})
+			cfg, err := deploymentConfig(dir, dbURL, env)
 			if err != nil {
 				return err
 			}
@@ -387,8 +392,7 @@ func auditTailCmd(stdout io.Writer, env []string) *cobra.Command {
 			return nil
 		},
 	}
-	dataDirFlag(tail, env, &dir)
-	tail.Flags().StringVar(&dbURL, "database-url", "", "PostgreSQL URL (overrides the config)")
+	deploymentFlags(tail, env, &dir, &dbURL)
 	tail.Flags().DurationVar(&since, "since", time.Hour, "start this long ago")
 	tail.Flags().BoolVarP(&follow, "follow", "f", false, "keep printing new events")
 	return tail

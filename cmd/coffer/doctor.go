@@ -20,10 +20,7 @@ func doctorCmd(stdout io.Writer, env []string) *cobra.Command {
 		Short: "Audit a deployment's configuration: one line per finding; exit 1 on a high one",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if err := needDir(dir); err != nil {
-				return err
-			}
-			cfg, err := loadConfig(dir, env, map[string]string{"database_url": dbURL})
+			cfg, err := deploymentConfig(dir, dbURL, env)
 			if err != nil {
 				return err
 			}
@@ -48,8 +45,7 @@ func doctorCmd(stdout io.Writer, env []string) *cobra.Command {
 			return nil
 		},
 	}
-	dataDirFlag(cmd, env, &dir)
-	cmd.Flags().StringVar(&dbURL, "database-url", "", "PostgreSQL URL (overrides the config)")
+	deploymentFlags(cmd, env, &dir, &dbURL)
 	cmd.Flags().StringVar(&liveURL, "url", "", "also probe this running server's TLS")
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print the report as JSON")
 	return cmd

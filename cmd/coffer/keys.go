@@ -28,10 +28,7 @@ func keysCmd(stdout io.Writer, env []string) *cobra.Command {
 		Short: "Make a new version of a key the one that encrypts (collection/NAME, subject/NAME, tokens/TYPE[/fpe], " + app.SigningKeyID + ")",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := needDir(dir); err != nil {
-				return err
-			}
-			cfg, err := loadConfig(dir, env, map[string]string{"database_url": dbURL})
+			cfg, err := deploymentConfig(dir, dbURL, env)
 			if err != nil {
 				return err
 			}
@@ -50,18 +47,14 @@ func keysCmd(stdout io.Writer, env []string) *cobra.Command {
 			return nil
 		},
 	}
-	dataDirFlag(rotate, env, &dir)
-	rotate.Flags().StringVar(&dbURL, "database-url", "", "PostgreSQL URL (overrides the config)")
+	deploymentFlags(rotate, env, &dir, &dbURL)
 
 	rotateRoot := &cobra.Command{
 		Use:   "rotate-root --data-dir DIR --new-root-key FILE",
 		Short: "Rewrap every data key under a new root key file, then switch the config to it (stop the nodes first)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if err := needDir(dir); err != nil {
-				return err
-			}
-			cfg, err := loadConfig(dir, env, map[string]string{"database_url": dbURL})
+			cfg, err := deploymentConfig(dir, dbURL, env)
 			if err != nil {
 				return err
 			}
@@ -80,8 +73,7 @@ Restart every node with the new root key.
 			return nil
 		},
 	}
-	dataDirFlag(rotateRoot, env, &dir)
-	rotateRoot.Flags().StringVar(&dbURL, "database-url", "", "PostgreSQL URL (overrides the config)")
+	deploymentFlags(rotateRoot, env, &dir, &dbURL)
 	rotateRoot.Flags().StringVar(&newKey, "new-root-key", "", "the new root key file (32 bytes base64, mode 0600)")
 	_ = rotateRoot.MarkFlagRequired("new-root-key")
 	cmd.AddCommand(rotate, rotateRoot)
