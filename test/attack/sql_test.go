@@ -542,7 +542,8 @@ func sqlAttacks() []attack {
 							continue // "_" is a valid role name
 						}
 						if strings.Contains(doc, `"when"`) {
-							t.Skip("BUG: PUT /v1/policy accepts a `when` that is not a boolean expression (here a CEL string literal); want 422")
+							t.Errorf("PUT /v1/policy accepted a `when` that is not a boolean expression: %s", doc)
+							continue
 						}
 					}
 					if r.status != 422 {
