@@ -190,7 +190,7 @@ func (db *DB) snapshot(ctx context.Context, fn func(q querier) error) error {
 			return fmt.Errorf("store: export: begin: %w", err)
 		}
 		defer func() { _ = tx.Rollback() }()
-		return fn(sqlQ{rq.ph, tx})
+		return fn(sqlQ{ph: rq.ph, db: tx})
 	case pgQ:
 		pool, ok := rq.p.(*pgxpool.Pool)
 		if !ok {

@@ -200,10 +200,35 @@ type sqlQ struct {
 		QueryContext(context.Context, string, ...any) (*sql.Rows, error)
 		QueryRowContext(context.Context, string, ...any) *sql.Row
 	}
+	// stmts holds statements prepared on the *sql.DB behind db (nil: run
+	// every statement unprepared); tx is set inside a transaction, which
+	// borrows them for its own connection.
+	stmts *stmtCache
+	tx    *sql.Tx
+}
+
+// stmt returns text's prepared statement for this handle, or nil.
+func (q sqlQ) stmt(ctx context.Context, text string) *sql.Stmt {
+	if q.tx == nil {
+		return q.stmts.get(text)
+	}
+	if st := q.stmts.lookup(text); st != nil {
+		return q.tx.StmtContext(ctx, st)
+	}
+	return nil
 }
 
 func (q sqlQ) exec(ctx context.Context, s string, args ...any) (int64, error) {
-	res, err := q.db.ExecContext(ctx, q.ph.sql(s), args...)
+	text := q.ph.sql(s)
+	var (
+		res sql.Result
+		err error
+	)
+	if st := q.stmt(ctx, text); st != nil {
+		res, err = st.ExecContext(ctx, args...)
+	} else {
+		res, err = q.db.ExecContext(ctx, text, args...)
+	}
 	if err != nil {
 		return 0, mapErr(err)
 	}
@@ -215,7 +240,16 @@ func (q sqlQ) exec(ctx context.Context, s string, args ...any) (int64, error) {
 }
 
 func (q sqlQ) query(ctx context.Context, s string, args ...any) (rows, error) {
-	r, err := q.db.QueryContext(ctx, q.ph.sql(s), args...)
+	text := q.ph.sql(s)
+	var (
+		r   *sql.Rows
+		err error
+	)
+	if st := q.stmt(ctx, text); st != nil {
+		r, err = st.QueryContext(ctx, args...)
+	} else {
+		r, err = q.db.QueryContext(ctx, text, args...)
+	}
 	if err != nil {
 		return nil, mapErr(err)
 	}
@@ -223,7 +257,11 @@ func (q sqlQ) query(ctx context.Context, s string, args ...any) (rows, error) {
 }
 
 func (q sqlQ) queryRow(ctx context.Context, s string, args ...any) row {
-	return errRow{q.db.QueryRowContext(ctx, q.ph.sql(s), args...)}
+	text := q.ph.sql(s)
+	if st := q.stmt(ctx, text); st != nil {
+		return errRow{st.QueryRowContext(ctx, args...)}
+	}
+	return errRow{q.db.QueryRowContext(ctx, text, args...)}
 }
 
 type sqlRows struct{ *sql.Rows }
@@ -297,22 +335,24 @@ func openSQLite(ctx context.Context, path string, o Options) (*DB, error) {
 		return nil, fmt.Errorf("store: open SQLite: %w", err)
 	}
 	ph := &placeholderRewriter{}
+	rs, ws := newStmtCache(r, 512), newStmtCache(w, 512)
 	db := &DB{
 		dialect: SQLite,
-		read:    sqlQ{ph, r},
-		write:   sqlQ{ph, w},
+		read:    sqlQ{ph: ph, db: r, stmts: rs},
+		write:   sqlQ{ph: ph, db: w, stmts: ws},
 		sqlDB:   w,
 		path:    path,
-		closers: []func(){func() { _ = w.Close() }, func() { _ = r.Close() }},
+		closers: []func(){func() { _ = w.Close() }, func() { _ = r.Close() }, rs.close, ws.close},
 	}
 	db.begin = func(ctx context.Context) (txQuerier, error) {
 		tx, err := w.BeginTx(ctx, nil)
 		if err != nil {
 			return nil, err
 		}
-		return sqlTx{sqlQ{ph, tx}, tx}, nil
+		return sqlTx{sqlQ{ph: ph, db: tx, stmts: ws, tx: tx}, tx}, nil
 	}
 	db.group = newGroupCommit(db, 256)
+	db.group.idle = ws.prepareWanted
 	db.closers = append(db.closers, db.group.close)
 	return db, nil
 }

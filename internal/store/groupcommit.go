@@ -20,6 +20,8 @@ type groupCommit struct {
 	stop  chan struct{}
 	wg    sync.WaitGroup
 	limit int
+	// idle runs after each batch, while the write connection is free.
+	idle func()
 }
 
 type txReq struct {
@@ -75,6 +77,9 @@ func (g *groupCommit) loop() {
 			}
 		}
 		g.commit(batch)
+		if g.idle != nil {
+			g.idle()
+		}
 	}
 }
 
