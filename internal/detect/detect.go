@@ -268,12 +268,23 @@ type Store interface {
 	// window_start) DO UPDATE SET count = count + n RETURNING count). Rows
 	// whose window started more than a day ago may be deleted.
 	AddCount(ctx context.Context, key string, window time.Time, n int) (total int, err error)
+	// AddCounts applies several distinct (key, window) increments in one
+	// transaction, each as AddCount would, and returns each new total in
+	// order: the detector makes one round trip per batch of observations.
+	AddCounts(ctx context.Context, adds []CountAdd) (totals []int, err error)
 	// SuspendPrincipal creates or replaces the suspension of principal id.
 	// An until at or before now lifts it (the row may be kept or deleted).
 	SuspendPrincipal(ctx context.Context, id string, until time.Time, reason string) error
 	// Suspensions returns the current suspensions; it may include expired
 	// ones, which the detector ignores.
 	Suspensions(ctx context.Context) ([]Suspension, error)
+}
+
+// CountAdd is one increment of AddCounts.
+type CountAdd struct {
+	Key    string
+	Window time.Time
+	N      int
 }
 
 // Deps are the detector's collaborators.
@@ -320,6 +331,9 @@ type Detector struct {
 	// the processing goroutine.
 	local       map[localKey]int
 	localWindow time.Time
+	// batch is the counting ledger of the batch being processed (nil
+	// outside one); used only by the processing goroutine.
+	batch *batchCounts
 
 	mu        sync.RWMutex
 	suspended map[string]time.Time

@@ -69,6 +69,18 @@ func (s *memStore) AddCount(_ context.Context, key string, window time.Time, n i
 	return s.counts[k], nil
 }
 
+func (s *memStore) AddCounts(ctx context.Context, adds []CountAdd) ([]int, error) {
+	out := make([]int, len(adds))
+	for i, a := range adds {
+		n, err := s.AddCount(ctx, a.Key, a.Window, a.N)
+		if err != nil {
+			return nil, err
+		}
+		out[i] = n
+	}
+	return out, nil
+}
+
 func (s *memStore) SuspendPrincipal(_ context.Context, id string, until time.Time, reason string) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -850,11 +862,15 @@ func BenchmarkSuspended(b *testing.B) {
 func BenchmarkProcess(b *testing.B) {
 	d := New(Config{Hours: map[string]string{"*": "00:00-24:00"}}, Deps{Store: newMemStore()})
 	ctx := context.Background()
-	q := queued{obs: read(t0, "c1", 1)}
+	batch := make([]queued, 64)
+	for i := range batch {
+		batch[i] = queued{obs: read(t0, "c1", 1)}
+	}
 	b.ReportAllocs()
 	for b.Loop() {
-		d.handle(ctx, q)
+		d.handleBatch(ctx, batch)
 	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*len(batch)), "ns/observation")
 }
 
 func repeat(n int, o Observation) []Observation {
@@ -901,5 +917,44 @@ func waitFor(t *testing.T, cond func() bool) {
 			t.Fatal("condition not met in 30s")
 		}
 		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// A batch is counted in one store round trip, yet each threshold is crossed
+// by the very observation that would cross it one at a time, on top of
+// what the store already holds from other nodes.
+func TestBatchCrossesThresholdWhereSequentialWould(t *testing.T) {
+	s := newMemStore()
+	if _, err := s.AddCount(t.Context(), "bulk|principal:c1", t0.Truncate(time.Minute), 450); err != nil {
+		t.Fatal(err)
+	}
+	d := New(Config{}, Deps{Store: s, Now: pinned, Rand: rand.Reader})
+	var batch []queued
+	for range 5 {
+		batch = append(batch, queued{obs: read(t0, "c1", 40)})
+	}
+	done := make(chan struct{})
+	batch = append(batch, queued{done: done})
+	batch = append(batch, queued{obs: read(t0, "c2", 600)})
+	d.handleBatch(t.Context(), batch)
+	select {
+	case <-done:
+	default:
+		t.Fatal("barrier in the batch was not released")
+	}
+	evs := s.eventsOf(KindBulkRead)
+	if len(evs) != 2 {
+		t.Fatalf("got %d bulk_read events, want 2 (c1 and c2)", len(evs))
+	}
+	byWho := map[string]any{}
+	for _, e := range evs {
+		byWho[e.Principal] = e.Detail["count"]
+	}
+	// c1: 450 stored, then +40 → 490, +40 → 530 crosses 500 at 530.
+	if byWho["c1"] != 530 || byWho["c2"] != 600 {
+		t.Errorf("crossing totals = %v, want c1 530 and c2 600", byWho)
+	}
+	if got := s.counts[fmt.Sprintf("%s@%d", "bulk|principal:c1", t0.Truncate(time.Minute).UnixNano())]; got != 650 {
+		t.Errorf("stored c1 count = %d, want 650", got)
 	}
 }

@@ -3,6 +3,7 @@ package detect
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"time"
 
 	"github.com/cofferhq/coffer/internal/coffer"
@@ -19,19 +20,23 @@ func isRead(action string) bool {
 	return false
 }
 
+// maxBatch bounds how many queued observations one pass takes.
+const maxBatch = 1024
+
 // process works through the queue until Close (after draining it) or
-// until ctx ends.
+// until ctx ends, a batch at a time: whatever is queued when it looks.
 func (d *Detector) process(ctx context.Context) {
 	defer close(d.procDone)
+	batch := make([]queued, 0, maxBatch)
 	for {
 		select {
 		case q := <-d.queue:
-			d.handle(ctx, q)
+			d.handleBatch(ctx, d.fill(append(batch[:0], q)))
 		case <-d.stop:
 			for {
 				select {
 				case q := <-d.queue:
-					d.handle(ctx, q)
+					d.handleBatch(ctx, d.fill(append(batch[:0], q)))
 				default:
 					return
 				}
@@ -42,20 +47,110 @@ func (d *Detector) process(ctx context.Context) {
 	}
 }
 
-// handle runs every detector over one observation.
-func (d *Detector) handle(ctx context.Context, q queued) {
-	if q.done != nil {
-		close(q.done)
+// fill adds what is queued now, up to maxBatch, without waiting.
+func (d *Detector) fill(batch []queued) []queued {
+	for len(batch) < maxBatch {
+		select {
+		case q := <-d.queue:
+			batch = append(batch, q)
+		default:
+			return batch
+		}
+	}
+	return batch
+}
+
+// batchCounts is the counting ledger of one batch of observations. The
+// detectors run twice over the batch: the first pass only collects what
+// each observation adds to which counter, one AddCounts applies the sums,
+// and the second pass replays the additions one by one from the total
+// before the batch, so thresholds are crossed exactly where they would
+// have been one observation at a time, by one round trip per batch
+// rather than one per request (and the queue keeps up under load).
+type batchCounts struct {
+	collect bool
+	keys    []localKey
+	sums    map[localKey]int
+	running map[localKey]int
+}
+
+// handleBatch runs every detector over a batch; a barrier item is closed
+// once everything before it was processed.
+func (d *Detector) handleBatch(ctx context.Context, batch []queued) {
+	obs := make([]Observation, 0, len(batch))
+	for _, q := range batch {
+		if q.done != nil {
+			d.handleObservations(ctx, obs)
+			obs = obs[:0]
+			close(q.done)
+			continue
+		}
+		obs = append(obs, d.normalize(q.obs))
+	}
+	d.handleObservations(ctx, obs)
+}
+
+func (d *Detector) handleObservations(ctx context.Context, obs []Observation) {
+	if len(obs) == 0 {
 		return
 	}
-	o := q.obs
-	t := o.Time
-	if t.IsZero() {
-		t = d.now()
+	b := &batchCounts{collect: true, sums: map[localKey]int{}}
+	d.batch = b
+	defer func() { d.batch = nil }()
+	for _, o := range obs {
+		d.handle(ctx, o)
 	}
-	t = t.UTC()
+	b.collect = false
+	b.running = d.addBatch(ctx, b)
+	for _, o := range obs {
+		d.handle(ctx, o)
+	}
+}
+
+// addBatch applies the batch's sums through the store (or, when it fails,
+// on this node) and returns each counter's total before the batch.
+func (d *Detector) addBatch(ctx context.Context, b *batchCounts) map[localKey]int {
+	base := make(map[localKey]int, len(b.keys))
+	if len(b.keys) == 0 {
+		return base
+	}
+	adds := make([]CountAdd, len(b.keys))
+	for i, k := range b.keys {
+		adds[i] = CountAdd{Key: k.key, Window: time.Unix(0, k.win).UTC(), N: b.sums[k]}
+	}
+	sctx, cancel := context.WithTimeout(ctx, storeTimeout)
+	totals, err := d.store.AddCounts(sctx, adds)
+	cancel()
+	if err == nil && len(totals) != len(adds) {
+		err = errors.New("detect: store returned the wrong number of totals")
+	}
+	for i, k := range b.keys {
+		total := 0
+		if err == nil {
+			total = totals[i]
+		} else {
+			total = d.addLocal(k, adds[i].Window, adds[i].N, err)
+		}
+		base[k] = total - adds[i].N
+	}
+	return base
+}
+
+// normalize pins the observation's time and clips its strings, once,
+// so both passes of a batch see the same observation.
+func (d *Detector) normalize(o Observation) Observation {
+	if o.Time.IsZero() {
+		o.Time = d.now()
+	}
+	o.Time = o.Time.UTC()
 	o.PrincipalID, o.AttemptedID, o.SourceIP = clip(o.PrincipalID), clip(o.AttemptedID), clip(o.SourceIP)
 	o.Action, o.Resource = clip(o.Action), clip(o.Resource)
+	return o
+}
+
+// handle runs every detector over one normalized observation.
+func (d *Detector) handle(ctx context.Context, o Observation) {
+	t := o.Time
 	subject := "ip:" + o.SourceIP
 	if o.PrincipalID != "" {
 		subject = "principal:" + o.PrincipalID
@@ -164,8 +259,23 @@ func (d *Detector) outsideHours(o Observation, t time.Time) (hoursSpec, bool) {
 // count adds n to key's window total and reports whether this addition
 // carried it to the threshold (total >= thr) or, when strict, over it
 // (total > thr). Exactly one addition per key and window does, on any node.
+// Inside a batch it goes through the batch's ledger.
 func (d *Detector) count(ctx context.Context, key string, win time.Time, n, thr int, strict bool) (int, bool) {
-	total := d.add(ctx, key, win, n)
+	var total int
+	if b := d.batch; b != nil {
+		k := localKey{key, win.UnixNano()}
+		if b.collect {
+			if _, ok := b.sums[k]; !ok {
+				b.keys = append(b.keys, k)
+			}
+			b.sums[k] += n
+			return 0, false
+		}
+		b.running[k] += n
+		total = b.running[k]
+	} else {
+		total = d.add(ctx, key, win, n)
+	}
 	prev := total - n
 	if strict {
 		return total, prev <= thr && total > thr
@@ -187,6 +297,11 @@ func (d *Detector) add(ctx context.Context, key string, win time.Time, n int) in
 	if err == nil {
 		return total
 	}
+	return d.addLocal(localKey{key, win.UnixNano()}, win, n, err)
+}
+
+// addLocal counts on this node only, after the store failed with err.
+func (d *Detector) addLocal(k localKey, win time.Time, n int, err error) int {
 	if d.localWindow.IsZero() || win.After(d.localWindow) {
 		d.localWindow = win
 		oldest := win.Add(-2 * max(d.cfg.Window, d.cfg.Cooldown)).UnixNano()
@@ -197,7 +312,6 @@ func (d *Detector) add(ctx context.Context, key string, win time.Time, n int) in
 		}
 		d.log.Error("detect: shared count failed, counting on this node only", "err", err)
 	}
-	k := localKey{key, win.UnixNano()}
 	d.local[k] += n
 	return d.local[k]
 }
@@ -205,6 +319,9 @@ func (d *Detector) add(ctx context.Context, key string, win time.Time, n int) in
 // raise records, logs, counts, suspends for and sends one event, unless
 // the same kind was raised for the same subject in this cooldown window.
 func (d *Detector) raise(ctx context.Context, t time.Time, kind, severity, principal, subject string, o Observation, detail map[string]any) {
+	if d.batch != nil && d.batch.collect {
+		return // the first pass of a batch only collects counts
+	}
 	if d.add(ctx, "cool|"+kind+"|"+subject, t.Truncate(d.cfg.Cooldown), 1) > 1 {
 		return
 	}

@@ -4,9 +4,11 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"sort"
 	"time"
 
 	"github.com/cofferhq/coffer/internal/coffer"
+	"github.com/cofferhq/coffer/internal/detect"
 )
 
 // InsertSecurityEvent stores one security event.
@@ -70,6 +72,49 @@ func (db *DB) AddCount(ctx context.Context, key string, window time.Time, n int)
 		_, _ = db.write.exec(ctx, `DELETE FROM detect_counts WHERE window_start < $1`, micros(window.Add(-24*time.Hour)))
 	}
 	return int(total), nil
+}
+
+// AddCounts applies several increments in one transaction (one group
+// commit on SQLite) and returns each new total in order. Rows are touched
+// in key order, so concurrent nodes on PostgreSQL never deadlock.
+func (db *DB) AddCounts(ctx context.Context, adds []detect.CountAdd) ([]int, error) {
+	order := make([]int, len(adds))
+	for i := range order {
+		order[i] = i
+	}
+	sort.Slice(order, func(a, b int) bool {
+		x, y := adds[order[a]], adds[order[b]]
+		if x.Key != y.Key {
+			return x.Key < y.Key
+		}
+		return x.Window.Before(y.Window)
+	})
+	totals := make([]int, len(adds))
+	prune := time.Time{}
+	err := db.inTx(ctx, func(q querier) error {
+		for _, i := range order {
+			a := adds[i]
+			var total int64
+			if err := q.queryRow(ctx, `INSERT INTO detect_counts (key, window_start, count) VALUES ($1, $2, $3)
+				ON CONFLICT (key, window_start) DO UPDATE SET count = detect_counts.count + $3 RETURNING count`,
+				a.Key, micros(a.Window), int64(a.N)).Scan(&total); err != nil {
+				return err
+			}
+			totals[i] = int(total)
+			if total == int64(a.N) && a.Window.Second() == 0 && a.Window.Minute()%10 == 0 && a.Window.After(prune) {
+				prune = a.Window
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("store: add counts: %w", err)
+	}
+	if !prune.IsZero() {
+		// The first count of a fresh 10-minute boundary window prunes the day-old ones.
+		_, _ = db.write.exec(ctx, `DELETE FROM detect_counts WHERE window_start < $1`, micros(prune.Add(-24*time.Hour)))
+	}
+	return totals, nil
 }
 
 // SuspendPrincipal creates or replaces a suspension.

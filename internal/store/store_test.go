@@ -6,12 +6,14 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/cofferhq/coffer/internal/coffer"
+	"github.com/cofferhq/coffer/internal/detect"
 	"github.com/cofferhq/coffer/internal/store"
 	"github.com/cofferhq/coffer/internal/store/storetest"
 )
@@ -397,4 +399,55 @@ func BenchmarkRecordWriteRead(b *testing.B) {
 			})
 		})
 	}
+}
+
+func TestDetectCounters(t *testing.T) {
+	forEach(t, func(t *testing.T, db *store.DB) {
+		ctx := context.Background()
+		w1, w2 := t0, t0.Add(time.Minute)
+		if n, err := db.AddCount(ctx, "bulk|principal:c1", w1, 100); err != nil || n != 100 {
+			t.Fatalf("AddCount = %d, %v; want 100", n, err)
+		}
+		got, err := db.AddCounts(ctx, []detect.CountAdd{
+			{Key: "deny|principal:c1", Window: w1, N: 3},
+			{Key: "bulk|principal:c1", Window: w1, N: 50},
+			{Key: "bulk|principal:c1", Window: w2, N: 7},
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want := []int{3, 150, 7}; !slices.Equal(got, want) {
+			t.Fatalf("AddCounts = %v, want %v (totals in the order given)", got, want)
+		}
+
+		// Concurrent increments of one counter each see a distinct total.
+		var (
+			mu   sync.Mutex
+			seen = map[int]bool{}
+			wg   sync.WaitGroup
+		)
+		for range 8 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for range 25 {
+					tot, err := db.AddCounts(ctx, []detect.CountAdd{{Key: "enum|ip:10.0.0.1", Window: w1, N: 1}})
+					if err != nil {
+						t.Error(err)
+						return
+					}
+					mu.Lock()
+					if seen[tot[0]] {
+						t.Errorf("total %d seen twice", tot[0])
+					}
+					seen[tot[0]] = true
+					mu.Unlock()
+				}
+			}()
+		}
+		wg.Wait()
+		if len(seen) != 200 || !seen[200] {
+			t.Errorf("saw %d distinct totals (max 200 expected)", len(seen))
+		}
+	})
 }
