@@ -8,6 +8,7 @@ import (
 	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
+	"encoding/json/jsontext"
 	"errors"
 	"fmt"
 	"hash"
@@ -282,14 +283,71 @@ func VerifyCheckpoint(pub ed25519.PublicKey, c *Checkpoint) bool {
 type eventJSON Event
 
 // MarshalJSON encodes e with snake_case fields, empty lists as [], and an
-// extra "principal" field equal to principal_id.
+// extra "principal" field equal to principal_id. It writes the fields by
+// hand, in declaration order: every event is encoded inside the audit's
+// serial commit path, where reflection cost an eighth of the append.
 func (e Event) MarshalJSON() ([]byte, error) {
-	j := eventJSON(e)
-	j.Roles, j.Fields, j.ValueHMACs = nonNil(j.Roles), nonNil(j.Fields), nonNil(j.ValueHMACs)
-	return json.Marshal(struct {
-		eventJSON
-		Principal string `json:"principal"`
-	}{j, e.PrincipalID})
+	return e.AppendJSON(make([]byte, 0, 512))
+}
+
+// AppendJSON appends MarshalJSON's encoding of e to dst.
+func (e *Event) AppendJSON(dst []byte) ([]byte, error) {
+	var err error
+	str := func(name, v string) {
+		dst = append(dst, name...)
+		var qerr error
+		if dst, qerr = jsontext.AppendQuote(dst, v); qerr != nil && err == nil {
+			err = fmt.Errorf("audit: encode event: %w", qerr)
+		}
+	}
+	list := func(name string, vs []string) {
+		dst = append(dst, name...)
+		dst = append(dst, '[')
+		for i, v := range vs {
+			if i > 0 {
+				dst = append(dst, ',')
+			}
+			var qerr error
+			if dst, qerr = jsontext.AppendQuote(dst, v); qerr != nil && err == nil {
+				err = fmt.Errorf("audit: encode event: %w", qerr)
+			}
+		}
+		dst = append(dst, ']')
+	}
+	if y := e.Time.Year(); y < 0 || y > 9999 {
+		return nil, errors.New("audit: encode event: time outside years 0 to 9999")
+	}
+	str(`{"id":`, e.ID)
+	dst = append(dst, `,"seq":`...)
+	dst = strconv.AppendUint(dst, e.Seq, 10)
+	str(`,"node":`, e.Node)
+	dst = append(dst, `,"time":"`...)
+	dst = e.Time.AppendFormat(dst, time.RFC3339Nano)
+	dst = append(dst, '"')
+	str(`,"request_id":`, e.RequestID)
+	str(`,"principal_id":`, e.PrincipalID)
+	str(`,"principal_kind":`, e.PrincipalKind)
+	list(`,"roles":`, e.Roles)
+	str(`,"source_ip":`, e.SourceIP)
+	str(`,"action":`, e.Action)
+	str(`,"resource":`, e.Resource)
+	list(`,"fields":`, e.Fields)
+	str(`,"decision":`, e.Decision)
+	str(`,"rule":`, e.Rule)
+	str(`,"reason":`, e.Reason)
+	dst = append(dst, `,"status":`...)
+	dst = strconv.AppendInt(dst, int64(e.Status), 10)
+	dst = append(dst, `,"count":`...)
+	dst = strconv.AppendInt(dst, int64(e.Count), 10)
+	list(`,"value_hmacs":`, e.ValueHMACs)
+	str(`,"prev_hash":`, e.PrevHash)
+	str(`,"hash":`, e.Hash)
+	str(`,"principal":`, e.PrincipalID)
+	dst = append(dst, '}')
+	if err != nil {
+		return nil, err
+	}
+	return dst, nil
 }
 
 // UnmarshalJSON decodes what MarshalJSON encodes. It refuses unknown fields
@@ -317,11 +375,4 @@ func (e *Event) UnmarshalJSON(data []byte) error {
 	}
 	*e = Event(v.eventJSON)
 	return nil
-}
-
-func nonNil(s []string) []string {
-	if s == nil {
-		return []string{}
-	}
-	return s
 }

@@ -16,6 +16,17 @@ func (db *DB) AppendAudit(ctx context.Context, events []audit.Event, checkpoints
 	if len(events) == 0 && len(checkpoints) == 0 {
 		return nil
 	}
+	// Encoded before the transaction: on SQLite its closure runs in the
+	// one serial write path.
+	bodies := make([]string, len(events))
+	var buf []byte
+	for i := range events {
+		b, err := events[i].AppendJSON(buf[:0])
+		if err != nil {
+			return fmt.Errorf("store: encode audit event: %w", err)
+		}
+		bodies[i], buf = string(b), b
+	}
 	return db.inTx(ctx, func(q querier) error {
 		const cols = 9
 		per := db.rowsPerInsert(cols)
@@ -25,16 +36,12 @@ func (db *DB) AppendAudit(ctx context.Context, events []audit.Event, checkpoints
 			sb.WriteString(`INSERT INTO audit_events (node, seq, id, time, principal, action, body, hash, prev_hash) VALUES `)
 			args := make([]any, 0, len(chunk)*cols)
 			for i, e := range chunk {
-				body, err := json.Marshal(e)
-				if err != nil {
-					return fmt.Errorf("store: encode audit event: %w", err)
-				}
 				if i > 0 {
 					sb.WriteByte(',')
 				}
 				placeholders(&sb, i*cols, cols)
 				args = append(args, e.Node, int64(e.Seq), e.ID, micros(e.Time), e.PrincipalID, e.Action, // #nosec G115 -- seq < 2^63
-					string(body), e.Hash, e.PrevHash)
+					bodies[start+i], e.Hash, e.PrevHash)
 			}
 			if _, err := q.exec(ctx, sb.String(), args...); err != nil {
 				return fmt.Errorf("store: append audit events: %w", err)
