@@ -522,19 +522,54 @@ func (p *placeholderRewriter) sql(q string) string {
 	if v, ok := p.cache.Load(q); ok {
 		return v.(string)
 	}
-	b := []byte(q)
-	inString := false
-	for i := 0; i < len(b); i++ {
-		switch {
-		case b[i] == '\'':
-			inString = !inString
-		case !inString && b[i] == '$' && i+1 < len(b) && b[i+1] >= '0' && b[i+1] <= '9':
-			b[i] = '?'
-		}
-	}
-	out := string(b)
+	out := rewritePlaceholders(q)
 	if p.n.Add(1) < 100000 {
 		p.cache.Store(q, out)
 	}
 	return out
+}
+
+// rewritePlaceholders turns PostgreSQL's $N into SQLite's ?N, or into plain
+// ? when the statement names $1…$k once each and in order: SQLite looks a
+// numbered parameter's name up in a list on every bind, which made binding
+// a many-row INSERT quadratic; anonymous parameters have no names to look up.
+func rewritePlaceholders(q string) string {
+	type ph struct{ start, end, n int }
+	var (
+		phs      []ph
+		inString bool
+	)
+	for i := 0; i < len(q); i++ {
+		switch {
+		case q[i] == '\'':
+			inString = !inString
+		case !inString && q[i] == '$' && i+1 < len(q) && q[i+1] >= '0' && q[i+1] <= '9':
+			j, n := i+1, 0
+			for ; j < len(q) && q[j] >= '0' && q[j] <= '9'; j++ {
+				n = n*10 + int(q[j]-'0')
+			}
+			phs = append(phs, ph{i, j, n})
+			i = j - 1
+		}
+	}
+	ordered := true
+	for k, x := range phs {
+		if x.n != k+1 {
+			ordered = false
+			break
+		}
+	}
+	var b strings.Builder
+	b.Grow(len(q))
+	last := 0
+	for _, x := range phs {
+		b.WriteString(q[last:x.start])
+		b.WriteByte('?')
+		if !ordered {
+			b.WriteString(q[x.start+1 : x.end])
+		}
+		last = x.end
+	}
+	b.WriteString(q[last:])
+	return b.String()
 }
