@@ -208,6 +208,7 @@ func serveCmd(stdout, stderr io.Writer, env []string) *cobra.Command {
 func serve(ctx context.Context, cfg *config.Config, logw io.Writer, ready func(addr string)) error {
 	log := newLogger(logw, cfg.LogLevel)
 	app.Harden(log)
+	app.TuneRuntime(log)
 	srv, err := app.Open(ctx, cfg, app.Options{Logger: log})
 	if err != nil {
 		return &exitError{code: 1, err: err}
