@@ -51,6 +51,7 @@ const (
 	DefaultWebhookBackoff  = time.Second
 	DefaultWebhookTimeout  = 10 * time.Second
 	DefaultSyncInterval    = 15 * time.Second
+	DefaultBatchInterval   = 20 * time.Millisecond
 
 	// maxIDLen caps principal and attempted ids used in counter keys and
 	// events, so a client cannot make the detector store megabytes.
@@ -157,6 +158,12 @@ type Config struct {
 	// SyncInterval is how often suspensions are reloaded from the store,
 	// so that every node sees the others' (default 15s).
 	SyncInterval time.Duration
+	// BatchInterval is the least time between two passes over the queue
+	// (default 20ms): a busy server's observations are counted in one store
+	// transaction per interval instead of one per few requests, leaving the
+	// database's serial write path to the audit log. It delays detection by
+	// at most this much.
+	BatchInterval time.Duration
 }
 
 func (c Config) withDefaults() Config {
@@ -183,6 +190,7 @@ func (c Config) withDefaults() Config {
 	defDur(&c.WebhookBackoff, DefaultWebhookBackoff)
 	defDur(&c.WebhookTimeout, DefaultWebhookTimeout)
 	defDur(&c.SyncInterval, DefaultSyncInterval)
+	defDur(&c.BatchInterval, DefaultBatchInterval)
 	return c
 }
 
@@ -194,6 +202,7 @@ func (c Config) Validate() error {
 	for name, d := range map[string]time.Duration{
 		"window": c.Window, "suspend_for": c.SuspendFor, "cooldown": c.Cooldown,
 		"webhook_backoff": c.WebhookBackoff, "webhook_timeout": c.WebhookTimeout, "sync_interval": c.SyncInterval,
+		"batch_interval": c.BatchInterval,
 	} {
 		if d < 0 {
 			errs = append(errs, fmt.Errorf("detect.%s must not be negative", name))

@@ -28,10 +28,21 @@ const maxBatch = 1024
 func (d *Detector) process(ctx context.Context) {
 	defer close(d.procDone)
 	batch := make([]queued, 0, maxBatch)
+	var last time.Time
 	for {
 		select {
 		case q := <-d.queue:
+			if wait := d.cfg.BatchInterval - time.Since(last); wait > 0 && len(d.queue) < maxBatch-1 {
+				t := time.NewTimer(wait)
+				select {
+				case <-t.C:
+				case <-d.stop:
+				case <-ctx.Done():
+				}
+				t.Stop()
+			}
 			d.handleBatch(ctx, d.fill(append(batch[:0], q)))
+			last = time.Now()
 		case <-d.stop:
 			for {
 				select {

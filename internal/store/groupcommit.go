@@ -95,6 +95,21 @@ func (g *groupCommit) commit(batch []txReq) {
 		}
 		return
 	}
+	if len(batch) == 1 {
+		// Alone in the batch: no savepoint needed, the transaction is its.
+		r := batch[0]
+		err := r.ctx.Err()
+		if err == nil {
+			err = r.fn(tx)
+		}
+		if err != nil {
+			_ = tx.rollback(ctx)
+			r.done <- err
+			return
+		}
+		r.done <- mapErr(tx.commit(ctx))
+		return
+	}
 	ok := 0
 	for i, r := range batch {
 		if err := r.ctx.Err(); err != nil {
