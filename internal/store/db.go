@@ -307,6 +307,10 @@ func openSQLite(ctx context.Context, path string, o Options) (*DB, error) {
 		// 64 MiB of page cache per connection: B-tree pages of the random-key
 		// tables (tokens, blind indexes) stay in memory.
 		"cache_size(-65536)",
+		// Savepoint sub-journals (the group commit's per-caller savepoints)
+		// and temporary B-trees in memory, not in temporary files: a big
+		// batch's sub-journal otherwise costs a write per page it touches.
+		"temp_store(MEMORY)",
 	} {
 		v.Add("_pragma", p)
 	}
