@@ -31,7 +31,7 @@ type KeyRotation = httpapi.KeyRotation
 func rotatable(keyID string) bool {
 	for _, p := range []string{"collection/", "subject/", "tokens/"} {
 		if name, ok := strings.CutPrefix(keyID, p); ok && name != "" {
-			return keyID != "tokens/index"
+			return keyID != "tokens/index" && keyID != "tokens/order"
 		}
 	}
 	return false

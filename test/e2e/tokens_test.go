@@ -3,10 +3,14 @@ package e2e
 import (
 	"bytes"
 	"context"
+	"database/sql"
+	"encoding/binary"
 	"encoding/json"
 	"net/http"
+	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/cofferhq/coffer/client"
 	"github.com/cofferhq/coffer/internal/store/storetest"
@@ -147,4 +151,94 @@ func TestTokenBatchLimit(t *testing.T) {
 	if st != 413 {
 		t.Fatalf("10,001 items: %d %s", st, b)
 	}
+}
+
+// Random tokens of one batch are stored side by side (their rows' keys
+// start with an increasing prefix), yet the tokens themselves share no
+// structure a holder could use to link them, and any altered token is 404.
+func TestRandomTokensStoredTogetherButUnlinkable(t *testing.T) {
+	n := start(t, storetest.Backends()[0])
+	ctx := context.Background()
+	items := make([]tokenItem, 500)
+	for i := range items {
+		items[i] = tokenItem{Value: "ada@example.com", Type: "email"}
+	}
+	first, err := tokenize(t, n.admin, items...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	second, err := tokenize(t, n.admin, items...)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	// Unlinkable: after the fixed prefix, characters 2–4 of the base62
+	// body are close to uniform across one batch (linked tokens would share them).
+	seen := map[string]bool{}
+	for _, tok := range first {
+		body := strings.TrimPrefix(tok, "tok_em_")
+		if len(body) != 22 {
+			t.Fatalf("token %q: want tok_em_ and 22 base62 characters", tok)
+		}
+		seen[body[1:4]] = true
+	}
+	if len(seen) < 490 {
+		t.Errorf("only %d distinct 3-character slices in 500 tokens of one batch: tokens look linkable", len(seen))
+	}
+
+	// Stored together: the rows' keys sort in tokenize order, batch by batch.
+	db, err := sql.Open("sqlite", filepath.Join(n.dir, "coffer.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	var keys [][]byte
+	rows, err := db.Query(`SELECT mac FROM tokens WHERE mode = 'random' ORDER BY mac`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for rows.Next() {
+		var k []byte
+		if err := rows.Scan(&k); err != nil {
+			t.Fatal(err)
+		}
+		keys = append(keys, k)
+	}
+	rows.Close()
+	if len(keys) != 1000 {
+		t.Fatalf("%d random token rows, want 1000", len(keys))
+	}
+	vals, err := n.admin.Detokenize(ctx, append(append([]string{}, first...), second...))
+	if err != nil || len(vals) != 1000 {
+		t.Fatalf("detokenize both batches: %d values, %v", len(vals), err)
+	}
+	// The keys begin with the time they were made (µs, shifted by 8): all
+	// 1,000 lie within a minute of each other, where random keys would be
+	// spread over the whole 64-bit space (and over every page of the table).
+	lo, hi := binary.BigEndian.Uint64(keys[0][:8]), binary.BigEndian.Uint64(keys[len(keys)-1][:8])
+	if span := (hi - lo) >> 8; span > uint64(time.Minute/time.Microsecond) {
+		t.Errorf("the rows' key prefixes span %d µs: not stored together", span)
+	}
+	if now := uint64(time.Now().UnixMicro()); hi>>8 > now || now-hi>>8 > uint64(time.Minute/time.Microsecond) {
+		t.Errorf("key prefix %d is not the time the token was made (now %d µs)", hi>>8, now)
+	}
+
+	for _, bad := range []string{
+		first[0][:len(first[0])-1] + flip(first[0][len(first[0])-1]),
+		"tok_em_zzzzzzzzzzzzzzzzzzzzzz", // above 2^128
+		"tok_em_short",
+		"tok_em_!!!!!!!!!!!!!!!!!!!!!!",
+		"tok_cc_" + strings.TrimPrefix(first[0], "tok_em_"), // another type's prefix
+	} {
+		if _, err := n.admin.Detokenize(ctx, []string{bad}); client.StatusCode(err) != 404 {
+			t.Errorf("detokenize %q: %v, want 404", bad, err)
+		}
+	}
+}
+
+func flip(c byte) string {
+	if c == 'a' {
+		return "b"
+	}
+	return "a"
 }
