@@ -67,6 +67,11 @@ func normalize(f coffer.Field, raw json.RawMessage) (stored, indexed string, err
 	if err := json.Unmarshal(raw, &s); err != nil {
 		return "", "", invalid(f.Name, "must be a string")
 	}
+	return normalizeString(f, s)
+}
+
+// normalizeString is normalize for a value already decoded as a string.
+func normalizeString(f coffer.Field, s string) (stored, indexed string, err error) {
 	if !utf8.ValidString(s) || strings.ContainsRune(s, 0) {
 		return "", "", invalid(f.Name, "must be valid UTF-8 without NUL")
 	}
@@ -172,6 +177,9 @@ func ValidRoleName(s string) bool { return roleRE.MatchString(s) }
 // stored and its canonical (index) forms. Errors name the type, never the
 // value.
 func NormalizeValue(typ, value string) (stored, canonical string, err error) {
+	if typ != coffer.TypeInteger {
+		return normalizeString(coffer.Field{Name: "value", Type: typ}, value)
+	}
 	raw, err := json.Marshal(value)
 	if err != nil {
 		return "", "", invalid("value", "must be a string")
