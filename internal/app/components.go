@@ -36,6 +36,14 @@ type Options struct {
 	// that may run as the database owner; serving may not (see
 	// database_allow_superuser).
 	Offline bool
+	// AuditMaxBatch, when above 0, caps the events of one audit append; 1
+	// turns group commit off (one transaction and sync per event). Only
+	// benchmarks set it, to compare the two; it is not configurable.
+	AuditMaxBatch int
+	// AuditDiscard makes the audit writer drop events instead of storing
+	// them. Only the benchmark that measures what auditing costs sets it;
+	// no configuration, flag or environment variable can.
+	AuditDiscard bool
 	// provider, if set, is the root key provider already opened (an
 	// unsealed Shamir provider); nil opens the one cfg names.
 	provider keyprovider.Provider

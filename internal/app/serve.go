@@ -229,7 +229,12 @@ func (s *Server) openAudit(ctx context.Context) (*audit.Writer, error) {
 		sinks = append(sinks, audit.NewStream(os.Stdout))
 	}
 	m := s.metrics
-	return audit.NewWriter(ctx, s.c.db, audit.WriterConfig{
+	var st audit.Store = s.c.db
+	if s.c.opts.AuditDiscard {
+		st = discardAudit{s.c.db}
+	}
+	return audit.NewWriter(ctx, st, audit.WriterConfig{
+		MaxBatch:           s.c.opts.AuditMaxBatch,
 		Node:               s.c.cfg.Node,
 		HMACKey:            hmacKey,
 		SigningKey:         signKey,
@@ -481,4 +486,12 @@ func offIfZero(n int) int {
 		return -1
 	}
 	return n
+}
+
+// discardAudit stores no audit event: the baseline of the benchmark that
+// measures what auditing costs (Options.AuditDiscard).
+type discardAudit struct{ audit.Store }
+
+func (discardAudit) AppendAudit(context.Context, []audit.Event, []audit.Checkpoint) error {
+	return nil
 }

@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/cofferhq/coffer/client"
+	"github.com/cofferhq/coffer/internal/app"
 	"github.com/cofferhq/coffer/internal/store/storetest"
 )
 
@@ -124,4 +125,50 @@ func BenchmarkTransitBatchHTTPS(b *testing.B) {
 		}
 		b.ReportMetric(float64(1000*b.N)/b.Elapsed().Seconds(), "items/s")
 	})
+}
+
+// BenchmarkAuditCost: record reads over HTTPS, 32 at a time, with the audit
+// log group-committed (the default), with one append (one transaction and
+// sync) per event, and with no audit at all (a benchmark-only hook), on
+// both backends. req/s is the figure; the first over the last is what
+// auditing costs.
+func BenchmarkAuditCost(b *testing.B) {
+	modes := []struct {
+		name string
+		opts app.Options
+	}{
+		{"group-commit", app.Options{}},
+		{"append-per-event", app.Options{AuditMaxBatch: 1}},
+		{"no-audit", app.Options{AuditDiscard: true}},
+	}
+	for _, be := range storetest.Backends() {
+		for _, m := range modes {
+			b.Run(be.Name+"/"+m.name, func(b *testing.B) {
+				n := startWith(b, be, m.opts, "COFFER_LIMITS_RATE_LIMIT=0")
+				ctx := context.Background()
+				if err := n.admin.CreateCollection(ctx, customers); err != nil {
+					b.Fatal(err)
+				}
+				id, err := n.admin.CreateRecord(ctx, "customers", client.NewRecord{Owner: "u1", Data: map[string]any{
+					"name": "Ada Lovelace", "email": "ada@example.com", "card_number": "4111111111111111", "ssn": "123-45-6789"}})
+				if err != nil {
+					b.Fatal(err)
+				}
+				var fails atomic.Int64
+				b.ResetTimer()
+				b.SetParallelism(16)
+				b.RunParallel(func(pb *testing.PB) {
+					for pb.Next() {
+						if _, err := n.admin.GetRecord(ctx, "customers", id); err != nil {
+							fails.Add(1)
+						}
+					}
+				})
+				b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "req/s")
+				if fails.Load() > 0 {
+					b.Fatalf("%d reads failed", fails.Load())
+				}
+			})
+		}
+	}
 }

@@ -52,6 +52,7 @@ type node struct {
 	admin   *client.Client
 	raw     *http.Client // trusts the CA, no token
 	env     []string     // COFFER_* overrides for the server's config
+	opts    app.Options  // process-level options (the logger is set by serve)
 }
 
 // forEachBackend runs fn against a fresh deployment on SQLite and on PostgreSQL.
@@ -67,7 +68,13 @@ func forEachBackend(t *testing.T, fn func(t *testing.T, n *node)) {
 // start initialises a deployment in a temporary directory and serves it.
 func start(t testing.TB, b storetest.Backend, env ...string) *node {
 	t.Helper()
-	n := &node{t: t, dir: t.TempDir() + "/data", backend: b.Name, logs: &syncBuffer{}, env: env}
+	return startWith(t, b, app.Options{}, env...)
+}
+
+// startWith is start with process-level options (benchmark hooks).
+func startWith(t testing.TB, b storetest.Backend, opts app.Options, env ...string) *node {
+	t.Helper()
+	n := &node{t: t, dir: t.TempDir() + "/data", backend: b.Name, logs: &syncBuffer{}, env: env, opts: opts}
 	dbURL := ""
 	if b.Name != "sqlite" {
 		dbURL = b.DSN(t)
@@ -92,8 +99,9 @@ func (n *node) serve(addr string) {
 	if err != nil {
 		t.Fatalf("config: %v", err)
 	}
-	log := slog.New(slog.NewJSONHandler(n.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	n.srv, err = app.Open(context.Background(), cfg, app.Options{Logger: log})
+	opts := n.opts
+	opts.Logger = slog.New(slog.NewJSONHandler(n.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	n.srv, err = app.Open(context.Background(), cfg, opts)
 	if err != nil {
 		t.Fatalf("open server: %v", err)
 	}
