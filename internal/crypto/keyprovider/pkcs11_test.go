@@ -10,7 +10,6 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -18,17 +17,16 @@ import (
 
 	"github.com/miekg/pkcs11"
 
+	"github.com/cofferhq/coffer/internal/crypto/keyprovider/softhsmtest"
 	"github.com/cofferhq/coffer/internal/secret"
 )
 
 var _ Provider = (*PKCS11)(nil)
 
 const (
-	defaultSoftHSM = "/usr/lib/softhsm/libsofthsm2.so"
-	testToken      = "coffer-test"
-	otherToken     = "coffer-other"
-	testPIN        = "246810"
-	testSOPIN      = "13579111"
+	testToken  = "coffer-test"
+	otherToken = "coffer-other"
+	testPIN    = softhsmtest.PIN
 )
 
 // softhsm is the SoftHSM2 set up by TestMain: one token directory for the
@@ -53,35 +51,9 @@ func TestMain(m *testing.M) {
 }
 
 func setupSoftHSM(dir string) (string, error) {
-	module := os.Getenv("COFFER_TEST_PKCS11_MODULE")
-	if module == "" {
-		module = defaultSoftHSM
-	}
-	if _, err := os.Stat(module); err != nil {
-		softhsm.missing = true
-		return module, fmt.Errorf("SoftHSM2 module: %w (apt-get install -y softhsm2)", err)
-	}
-	tokens := filepath.Join(dir, "tokens")
-	if err := os.Mkdir(tokens, 0o700); err != nil {
-		return module, err
-	}
-	conf := filepath.Join(dir, "softhsm2.conf")
-	text := "directories.tokendir = " + tokens + "\nobjectstore.backend = file\nlog.level = ERROR\nslots.removable = false\n"
-	if err := os.WriteFile(conf, []byte(text), 0o600); err != nil {
-		return module, err
-	}
-	// Before the module is first initialised in this process.
-	if err := os.Setenv("SOFTHSM2_CONF", conf); err != nil {
-		return module, err
-	}
-	for _, label := range []string{testToken, otherToken} {
-		out, err := exec.Command("softhsm2-util", "--init-token", "--free", "--label", label,
-			"--pin", testPIN, "--so-pin", testSOPIN).CombinedOutput()
-		if err != nil {
-			return module, fmt.Errorf("softhsm2-util --init-token: %v: %s", err, out)
-		}
-	}
-	return module, nil
+	module, err := softhsmtest.Setup(dir, testToken, otherToken)
+	softhsm.missing = errors.Is(err, softhsmtest.ErrMissing)
+	return module, err
 }
 
 // hsmConfig returns the config of a key on the test token. Without
