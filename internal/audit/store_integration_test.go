@@ -66,6 +66,34 @@ func TestWriterOnRealStores(t *testing.T) {
 			if _, err := audit.Verify(ctx, db, signKey.Public().(ed25519.PublicKey), hmacKey); err != nil {
 				t.Fatalf("Verify after a refused duplicate: %v", err)
 			}
+			// An event and a checkpoint go in together or not at all, whichever
+			// of the two collides (on PostgreSQL they share one statement).
+			cps, err := db.Checkpoints(ctx, "n1")
+			if err != nil || len(cps) == 0 {
+				t.Fatalf("Checkpoints = %d, %v", len(cps), err)
+			}
+			fresh := dup
+			fresh.Seq, fresh.ID = 10_000, audit.EventID("n1", 10_000)
+			newCP := cps[0]
+			newCP.Seq = 10_000
+			for name, tc := range map[string]struct {
+				events []audit.Event
+				cps    []audit.Checkpoint
+			}{
+				"new event, existing checkpoint": {[]audit.Event{fresh}, []audit.Checkpoint{cps[0]}},
+				"existing event, new checkpoint": {[]audit.Event{dup}, []audit.Checkpoint{newCP}},
+			} {
+				if err := db.AppendAudit(ctx, tc.events, tc.cps); err == nil {
+					t.Fatalf("%s: the append succeeded", name)
+				}
+				head, _, err := db.AuditHead(ctx, "n1")
+				if err != nil || head != 200 {
+					t.Fatalf("%s: head = %d, %v; want 200 (nothing of the append stored)", name, head, err)
+				}
+				if got, err := db.Checkpoints(ctx, "n1"); err != nil || len(got) != len(cps) {
+					t.Fatalf("%s: %d checkpoints, %v; want %d", name, len(got), err, len(cps))
+				}
+			}
 		})
 	}
 }

@@ -385,7 +385,8 @@ func unstorable(args []any) bool {
 }
 
 func isInsert(s string) bool {
-	return strings.HasPrefix(strings.ToUpper(strings.TrimSpace(s)), "INSERT")
+	u := strings.ToUpper(strings.TrimSpace(s))
+	return strings.HasPrefix(u, "INSERT") || (strings.HasPrefix(u, "WITH") && strings.Contains(u, "INSERT"))
 }
 
 func (q pgQ) exec(ctx context.Context, s string, args ...any) (int64, error) {
