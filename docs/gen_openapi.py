@@ -56,6 +56,15 @@ schemas = {
 paths = {
   "/healthz": {"get": op("Liveness", {"200": jbody(obj({"status": S}))}, public=True, tags=["operations"])},
   "/readyz": {"get": op("Readiness: store, keys and audit", {"200": jbody({"type": "object"}), "503": jbody({"type": "object"}, "Not ready")}, public=True, tags=["operations"])},
+  # Answered only while a Shamir deployment is sealed (waiting for root key
+  # shares); an unsealed server routes neither. Marked x-coffer-sealed-only.
+  "/v1/sys/unseal": {"post": {**op("Give one root key share to a sealed server", {
+      "200": jbody(obj({"sealed": {"type": "boolean"}, "progress": {"type": "integer"}, "threshold": {"type": "integer"}})),
+      "400": problem("Malformed request"), "422": problem("Not a share of this key"), "429": problem("Too many attempts from this address")},
+      body=req(obj({"share": S}, ["share"])), public=True, tags=["operations"]), "x-coffer-sealed-only": True}},
+  "/v1/sys/seal-status": {"get": {**op("Unseal progress of a sealed server", {
+      "200": jbody(obj({"sealed": {"type": "boolean"}, "progress": {"type": "integer"}, "threshold": {"type": "integer"}}))},
+      public=True, tags=["operations"]), "x-coffer-sealed-only": True}},
   "/v1/openapi.json": {"get": op("This document", {"200": jbody({"type": "object"})}, public=True, tags=["operations"])},
   "/.well-known/oauth-authorization-server": {"get": op("RFC 8414 authorization server metadata", {"200": jbody({"type": "object"})}, public=True, tags=["auth"])},
   "/.well-known/jwks.json": {"get": op("JSON Web Key Set of the token signing keys", {"200": {"description": "OK", "content": {"application/jwk-set+json": {"schema": {"type": "object"}}}}}, public=True, tags=["auth"])},
@@ -111,6 +120,9 @@ paths = {
   "/v1/keys/{name}/decrypt": {"post": op("Decrypt with a transit key", {"200": jbody(obj({"plaintext": S}))}, body=req(obj({"ciphertext": S, "context": S}, ["ciphertext"])), params=[p("name", "key")], tags=["keys"])},
   "/v1/keys/{name}/rotate": {"post": op("Rotate a transit key", {"200": jbody({"type": "object"})}, params=[p("name", "key")], tags=["keys"])},
   "/v1/keys/{name}/rewrap": {"post": op("Rewrap a ciphertext to the newest version", {"200": jbody(obj({"ciphertext": S}))}, body=req(obj({"ciphertext": S, "context": S}, ["ciphertext"])), params=[p("name", "key")], tags=["keys"])},
+  "/v1/admin/keys/rotate": {"post": op("Rotate one of Coffer's own keys (collection/NAME, subject/NAME, tokens/TYPE[/fpe|/deterministic], jwt/signing); collection and subject keys are then rewrapped in the background. Needs admin on keys/KEY_ID.", {"200": jbody({"type": "object", "properties": {"key_id": S, "rewrap_scheduled": {"type": "boolean"}, "version": {"type": "integer"}}}),
+      "404": problem("No such key"), "409": problem("The key was destroyed")},
+      body=req(obj({"key_id": S}, ["key_id"])), tags=['keys'])},
   "/v1/audit/events": {"get": op("Audit events", {"200": jbody(obj({"events": {"type": "array", "items": ref("AuditEvent")}, "next": S}))},
       params=[q("limit", "at most this many", "integer"), q("principal", "principal id"), q("action", "action"), q("since", "RFC 3339 time"), q("after", "cursor from a previous page")], tags=["audit"])},
   "/v1/security/suspensions/{principal}": {"delete": op("Lift a principal's suspension", {"204": {"description": "Lifted"}}, params=[p("principal", "principal id")], tags=["audit"])},

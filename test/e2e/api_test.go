@@ -39,6 +39,14 @@ func TestOpenAPICoversEveryRoute(t *testing.T) {
 			if m == "parameters" {
 				continue
 			}
+			var o struct {
+				SealedOnly bool `json:"x-coffer-sealed-only"`
+			}
+			mustJSON(t, ops[m], &o)
+			if o.SealedOnly {
+				// A sealed server's route: TestShamirSealUnseal drives it.
+				continue
+			}
 			if !routed[m+" "+path] {
 				t.Errorf("documented %s %s is not routed", strings.ToUpper(m), path)
 			}

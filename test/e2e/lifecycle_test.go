@@ -427,6 +427,9 @@ func TestShamirSealUnseal(t *testing.T) {
 		}
 	}
 	sealedChecks()
+	if st, _, b := n.do("GET", "/v1/sys/seal-status", "", "", nil); st != 200 || strings.TrimSpace(string(b)) != `{"sealed":true,"progress":2,"threshold":3}` {
+		t.Fatalf("seal-status while sealed: %d %s", st, b)
+	}
 	st, _, b := unseal(shares[4])
 	if st != 200 || strings.TrimSpace(string(b)) != `{"sealed":false,"progress":3,"threshold":3}` {
 		t.Fatalf("last share: %d %s", st, b)
