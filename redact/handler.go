@@ -32,13 +32,19 @@ type HandlerOptions struct {
 	// Nil means DefaultSensitiveKeys(); an empty non-nil slice turns key
 	// matching off.
 	SensitiveKeys []string
+	// KeepTypes lists finding types (TypeIPv4, …) left as they are in
+	// messages and values, for logs where they are operational rather than
+	// personal: a server's own listen and peer addresses, say. Attribute
+	// keys in SensitiveKeys are redacted whatever their value.
+	KeepTypes []string
 }
 
 // handler is the redacting slog.Handler.
 type handler struct {
 	next slog.Handler
 	mode Mode
-	keys []string // normalised sensitive keys
+	keys []string        // normalised sensitive keys
+	keep map[string]bool // finding types left alone
 }
 
 // NewHandler returns a slog.Handler that redacts, then passes records to
@@ -53,6 +59,12 @@ func NewHandler(next slog.Handler, opts HandlerOptions) slog.Handler {
 		keys = DefaultSensitiveKeys()
 	}
 	h := &handler{next: next, mode: opts.Mode}
+	if len(opts.KeepTypes) > 0 {
+		h.keep = make(map[string]bool, len(opts.KeepTypes))
+		for _, t := range opts.KeepTypes {
+			h.keep[t] = true
+		}
+	}
 	for _, k := range keys {
 		if n := normKey(k); n != "" {
 			h.keys = append(h.keys, n)
@@ -97,7 +109,7 @@ func (h *handler) Enabled(ctx context.Context, level slog.Level) bool {
 
 // Handle redacts r and passes it to next.
 func (h *handler) Handle(ctx context.Context, r slog.Record) error {
-	out := slog.NewRecord(r.Time, r.Level, Redact(r.Message, h.mode), r.PC)
+	out := slog.NewRecord(r.Time, r.Level, h.redact(r.Message), r.PC)
 	r.Attrs(func(a slog.Attr) bool {
 		out.AddAttrs(h.attr(a))
 		return true
@@ -111,12 +123,12 @@ func (h *handler) WithAttrs(attrs []slog.Attr) slog.Handler {
 	for i, a := range attrs {
 		red[i] = h.attr(a)
 	}
-	return &handler{next: h.next.WithAttrs(red), mode: h.mode, keys: h.keys}
+	return &handler{next: h.next.WithAttrs(red), mode: h.mode, keys: h.keys, keep: h.keep}
 }
 
 // WithGroup opens a group on next.
 func (h *handler) WithGroup(name string) slog.Handler {
-	return &handler{next: h.next.WithGroup(name), mode: h.mode, keys: h.keys}
+	return &handler{next: h.next.WithGroup(name), mode: h.mode, keys: h.keys, keep: h.keep}
 }
 
 func (h *handler) attr(a slog.Attr) slog.Attr {
@@ -126,7 +138,7 @@ func (h *handler) attr(a slog.Attr) slog.Attr {
 	v := a.Value.Resolve()
 	switch v.Kind() {
 	case slog.KindString:
-		return slog.String(a.Key, Redact(v.String(), h.mode))
+		return slog.String(a.Key, h.redact(v.String()))
 	case slog.KindGroup:
 		g := v.Group()
 		red := make([]slog.Attr, len(g))
@@ -137,18 +149,38 @@ func (h *handler) attr(a slog.Attr) slog.Attr {
 	case slog.KindAny:
 		switch x := v.Any().(type) {
 		case error:
-			return slog.String(a.Key, Redact(x.Error(), h.mode))
+			return slog.String(a.Key, h.redact(x.Error()))
 		case fmt.Stringer:
-			return slog.String(a.Key, Redact(x.String(), h.mode))
+			return slog.String(a.Key, h.redact(x.String()))
 		case []byte:
-			return slog.String(a.Key, Redact(string(x), h.mode))
+			return slog.String(a.Key, h.redact(string(x)))
 		default:
 			// Keep the value's type unless its printed form holds a finding.
 			s := fmt.Sprintf("%+v", x)
-			if fs := Find(s); len(fs) > 0 {
+			if fs := h.find(s); len(fs) > 0 {
 				return slog.String(a.Key, redactFindings(s, fs, h.mode))
 			}
 		}
 	}
 	return slog.Attr{Key: a.Key, Value: v}
+}
+
+// find is Find without the findings of kept types.
+func (h *handler) find(text string) []Finding {
+	fs := Find(text)
+	if len(h.keep) == 0 || len(fs) == 0 {
+		return fs
+	}
+	out := fs[:0]
+	for _, f := range fs {
+		if !h.keep[f.Type] {
+			out = append(out, f)
+		}
+	}
+	return out
+}
+
+// redact is Redact without the findings of kept types.
+func (h *handler) redact(text string) string {
+	return redactFindings(text, h.find(text), h.mode)
 }

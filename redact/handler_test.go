@@ -167,3 +167,38 @@ func BenchmarkHandler(b *testing.B) {
 		logger.Info("user signed in", "user", "alice@example.com", "ip", "10.20.30.40", "status", 200, "password", "x")
 	}
 }
+
+// KeepTypes leaves the kept types alone in messages, values, errors and
+// printed structs, and redacts everything else as before.
+func TestHandlerKeepTypes(t *testing.T) {
+	var buf bytes.Buffer
+	log := slog.New(NewHandler(slog.NewJSONHandler(&buf, nil), HandlerOptions{KeepTypes: []string{TypeIPv4, TypeIPv6}}))
+	log.Info("listening on 127.0.0.1:8443 and [::1]:8443 for alice@example.com",
+		"err", errors.New("dial tcp 10.0.0.5:5432: refused for card 4111111111111111"),
+		"peer", struct{ Addr string }{"192.168.1.9"},
+		"password", "10.9.9.9",
+		"ip", "10.1.2.3")
+	var got map[string]any
+	if err := json.Unmarshal(buf.Bytes(), &got); err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]any{
+		"msg":      "listening on 127.0.0.1:8443 and [::1]:8443 for a****@e******.com",
+		"err":      "dial tcp 10.0.0.5:5432: refused for card ************1111",
+		"peer":     map[string]any{"Addr": "192.168.1.9"},
+		"password": Redacted,
+		"ip":       "10.1.2.3",
+	}
+	for k, w := range want {
+		if g, _ := json.Marshal(got[k]); string(g) != string(must(json.Marshal(w))) {
+			t.Errorf("%s = %s, want %s", k, g, must(json.Marshal(w)))
+		}
+	}
+}
+
+func must(b []byte, err error) []byte {
+	if err != nil {
+		panic(err)
+	}
+	return b
+}

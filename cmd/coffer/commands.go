@@ -174,7 +174,10 @@ func newLogger(w io.Writer, level string) *slog.Logger {
 	}
 	// Coffer's own logs pass through the same redactor it offers apps: a
 	// value that slips into a message or attribute is masked on the way out.
-	return slog.New(redact.NewHandler(slog.NewJSONHandler(w, &slog.HandlerOptions{Level: l}), redact.HandlerOptions{}))
+	// IP addresses stay: here they are listen addresses, database hosts and
+	// the sources of attacks, which an operator must be able to read.
+	return slog.New(redact.NewHandler(slog.NewJSONHandler(w, &slog.HandlerOptions{Level: l}),
+		redact.HandlerOptions{KeepTypes: []string{redact.TypeIPv4, redact.TypeIPv6}}))
 }
 
 func serveCmd(stdout, stderr io.Writer, env []string) *cobra.Command {
