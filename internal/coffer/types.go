@@ -95,6 +95,10 @@ type DataKey struct {
 	Wrapped []byte    // the key wrapped under the root key; never the plain key
 	State   string    // KeyActive, KeyRetired or KeyDestroyed
 	Created time.Time // when the version was made
+	// Uses counts the values sealed (AES-GCM encryptions, each with a
+	// random nonce) under the version, as flushed by every node: each
+	// node adds its count every few seconds, so it can lag a little.
+	Uses uint64
 }
 
 // Data key states.

@@ -62,7 +62,7 @@ func backupTables() []backupTable {
 			ci("canary"), ci("created_at"), ci("updated_at"), cin("expires_at")}, "collection, id"},
 		{"record_index", []column{ct("collection"), ct("field"), cb("mac"), ct("record_id"), ci("version")},
 			"collection, field, mac, record_id"},
-		{"data_keys", []column{ct("key_id"), ci("version"), cb("wrapped"), ct("state"), ci("created_at")}, "key_id, version"},
+		{"data_keys", []column{ct("key_id"), ci("version"), cb("wrapped"), ct("state"), ci("created_at"), ci("uses")}, "key_id, version"},
 		{"clients", []column{ct("id"), ct("name"), ct("secret_hash"), ct("roles"), ct("attributes"), ci("disabled"),
 			ci("created_at")}, "id"},
 		{"users", []column{ct("id"), ct("username"), ct("password_hash"), ct("roles"), ct("attributes"), cbn("totp_secret"),

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
+	"time"
 
 	"github.com/cofferhq/coffer/internal/coffer"
 )
@@ -15,7 +17,7 @@ var ErrVersionExists = fmt.Errorf("data key version exists: %w", ErrConflict)
 // DataKeys returns every stored version of a data key.
 func (db *DB) DataKeys(ctx context.Context, keyID string) ([]coffer.DataKey, error) {
 	rs, err := db.read.query(ctx,
-		`SELECT version, wrapped, state, created_at FROM data_keys WHERE key_id = $1 ORDER BY version`, keyID)
+		`SELECT version, wrapped, state, created_at, uses FROM data_keys WHERE key_id = $1 ORDER BY version`, keyID)
 	if err != nil {
 		return nil, fmt.Errorf("store: data keys: %w", err)
 	}
@@ -23,13 +25,14 @@ func (db *DB) DataKeys(ctx context.Context, keyID string) ([]coffer.DataKey, err
 	var out []coffer.DataKey
 	for rs.Next() {
 		var (
-			v, at int64
-			k     = coffer.DataKey{KeyID: keyID}
+			v, at, uses int64
+			k           = coffer.DataKey{KeyID: keyID}
 		)
-		if err := rs.Scan(&v, &k.Wrapped, &k.State, &at); err != nil {
+		if err := rs.Scan(&v, &k.Wrapped, &k.State, &at, &uses); err != nil {
 			return nil, fmt.Errorf("store: data keys: %w", err)
 		}
 		k.Version, k.Created = uint32(v), fromMicros(at) // #nosec G115 -- versions are stored from uint32
+		k.Uses = uint64(max(uses, 0))                    // #nosec G115 -- clamped to non-negative
 		out = append(out, k)
 	}
 	return out, rs.Err()
@@ -61,6 +64,90 @@ func (db *DB) SetDataKeyState(ctx context.Context, keyID string, version uint32,
 		return notFound("data key")
 	}
 	return nil
+}
+
+// AddDataKeyUses adds n to the count of values sealed under one key
+// version (coffer.DataKey.Uses), in one statement, so that every node can
+// add its own count concurrently. A version that does not exist (any
+// more) is not an error: there is nothing left to count.
+func (db *DB) AddDataKeyUses(ctx context.Context, keyID string, version uint32, n uint64) error {
+	if n == 0 {
+		return nil
+	}
+	if n > math.MaxInt64 {
+		return fmt.Errorf("store: add data key uses: count %d out of range", n)
+	}
+	_, err := db.write.exec(ctx, `UPDATE data_keys SET uses = uses + $1 WHERE key_id = $2 AND version = $3`,
+		int64(n), keyID, int64(version))
+	if err != nil {
+		return fmt.Errorf("store: add data key uses: %w", err)
+	}
+	return nil
+}
+
+// DueQuery selects the data keys DueDataKeys returns.
+type DueQuery struct {
+	// Prefix keeps the key ids that start with it ("collection/").
+	Prefix string
+	// After keeps the key ids ordered after it, to page; "" starts at
+	// the first.
+	After string
+	// CreatedBefore makes a version due when it was created before it;
+	// the zero time: age never makes a version due.
+	CreatedBefore time.Time
+	// UsesOver makes a version due when more than UsesOver values were
+	// sealed under it (as flushed); 0: uses never make a version due.
+	UsesOver uint64
+	// Limit bounds the result; it must be at least 1.
+	Limit int
+}
+
+// DueDataKeys returns the current version — the highest active one — of
+// each key id that matches q and is not destroyed, when that version is
+// due (older than q.CreatedBefore or used more than q.UsesOver times), in
+// key id order, at most q.Limit of them; Wrapped is left out. Page by
+// passing the last key id returned as q.After. It reads the whole
+// data_keys table: run it every few minutes, not per request.
+func (db *DB) DueDataKeys(ctx context.Context, q DueQuery) ([]coffer.DataKey, error) {
+	if q.Limit < 1 {
+		return nil, errors.New("store: due data keys: limit must be at least 1")
+	}
+	before := int64(math.MinInt64) // created_at < MinInt64 never holds
+	if !q.CreatedBefore.IsZero() {
+		before = micros(q.CreatedBefore)
+	}
+	usesOver := int64(math.MaxInt64) // uses > MaxInt64 never holds
+	if q.UsesOver > 0 && q.UsesOver < math.MaxInt64 {
+		usesOver = int64(q.UsesOver)
+	}
+	rs, err := db.read.query(ctx, `SELECT d.key_id, d.version, d.state, d.created_at, d.uses FROM data_keys d
+		WHERE d.state = $1 AND substr(d.key_id, 1, $2) = $3 AND d.key_id > $4
+		AND (d.created_at < $5 OR d.uses > $6)
+		AND NOT EXISTS (SELECT 1 FROM data_keys n WHERE n.key_id = d.key_id
+			AND ((n.version > d.version AND n.state = $1) OR n.state = $7))
+		ORDER BY d.key_id LIMIT $8`,
+		coffer.KeyActive, int64(len(q.Prefix)), q.Prefix, q.After, before, usesOver, coffer.KeyDestroyed, q.Limit)
+	if err != nil {
+		return nil, fmt.Errorf("store: due data keys: %w", err)
+	}
+	defer rs.Close()
+	var out []coffer.DataKey
+	for rs.Next() {
+		var (
+			k           coffer.DataKey
+			v, at, uses int64
+		)
+		if err := rs.Scan(&k.KeyID, &v, &k.State, &at, &uses); err != nil {
+			return nil, fmt.Errorf("store: due data keys: %w", err)
+		}
+		k.Version, k.Created = uint32(v), fromMicros(at) // #nosec G115 -- stored from uint32
+		k.Uses = uint64(max(uses, 0))                    // #nosec G115 -- clamped to non-negative
+		out = append(out, k)
+	}
+	if err := rs.Err(); err != nil {
+		return nil, fmt.Errorf("store: due data keys: %w", err)
+	}
+	return out, nil
 }
 
 // DestroyDataKeys erases the wrapped material of every version of a key and
