@@ -38,6 +38,20 @@
 // another node's retirement or destruction takes effect here within
 // CacheTTL (at once on the node that did it).
 //
+// # Use counts
+//
+// AES-GCM with random 96-bit nonces stays safe for about 2^32 encryptions
+// per key (NIST SP 800-38D); past that a nonce collision, which reveals
+// the authentication key, becomes too likely. So every Seal is counted
+// per (key id, version): an atomic add on the cached version, nothing
+// allocated. [Keyring.FlushUses] adds this node's counts to the Store's
+// ([UseStore], coffer.DataKey.Uses), which every node adds to; a version
+// that leaves the cache hands its count on first, and a count that cannot
+// be written is kept for the next flush. [Keyring.Uses] is the Store's
+// count plus this node's unflushed one. The keyring only counts: the
+// lifecycle jobs rotate a key whose current version is too used (or too
+// old), as an operator would.
+//
 // # Root key rotation
 //
 // [Keyring.RewrapRoot] adopts a new root key: it unwraps every stored

@@ -85,6 +85,11 @@ type Keyring struct {
 	// of loads, so a loader can reuse the versions it found cached).
 	mu   sync.RWMutex
 	keys map[string]*entry
+
+	// usesMu guards unflushed: the seal counts of versions dropped from
+	// the cache before FlushUses wrote them (see uses.go).
+	usesMu    sync.Mutex
+	unflushed map[useKey]uint64
 }
 
 // entry is what the cache holds for one key id.
@@ -105,6 +110,10 @@ type keyVersion struct {
 	aead    *envelope.AEAD
 	mac     secret.Key
 	export  secret.Key
+	// seals counts this node's Seals under the version that FlushUses
+	// has not yet added to the Store's count. Seal adds to it under mu's
+	// read lock; a version leaving the cache hands it on under mu's lock.
+	seals atomic.Uint64
 }
 
 func (v *keyVersion) zero() {
@@ -122,6 +131,8 @@ func New(p keyprovider.Provider, s Store, o Options) *Keyring {
 		maxKeys: o.MaxKeys,
 		seed:    maphash.MakeSeed(),
 		keys:    make(map[string]*entry),
+
+		unflushed: make(map[useKey]uint64),
 	}
 	kr.root.Store(&rootState{wrap: p})
 	if kr.rand == nil {
@@ -150,6 +161,9 @@ func (kr *Keyring) Seal(ctx context.Context, keyID string, plaintext, aad []byte
 	var out []byte
 	err := kr.withCurrent(ctx, keyID, func(v *keyVersion) (err error) {
 		out, err = v.aead.Seal(kr.rand, plaintext, aad)
+		if err == nil {
+			v.seals.Add(1) // one more random nonce under this version
+		}
 		return err
 	})
 	if err != nil {
@@ -509,6 +523,7 @@ func (kr *Keyring) install(keyID string, e *entry) {
 	if old := kr.keys[keyID]; old != nil {
 		for n, v := range old.versions {
 			if e.versions[n] != v {
+				kr.keepSeals(keyID, v)
 				v.zero()
 			}
 		}
@@ -567,6 +582,7 @@ func (kr *Keyring) evict(keyID string) {
 	defer kr.mu.Unlock()
 	if e := kr.keys[keyID]; e != nil {
 		for _, v := range e.versions {
+			kr.keepSeals(keyID, v)
 			v.zero()
 		}
 		delete(kr.keys, keyID)
@@ -574,7 +590,8 @@ func (kr *Keyring) evict(keyID string) {
 }
 
 // Close zeroes and drops every cached key. The Keyring stays usable: it
-// reloads from the Store on next use.
+// reloads from the Store on next use. Seal counts not yet flushed are
+// kept for the next FlushUses: call it after Close at shutdown.
 func (kr *Keyring) Close() error {
 	for i := range kr.loads {
 		kr.loads[i].Lock()
@@ -584,6 +601,7 @@ func (kr *Keyring) Close() error {
 	defer kr.mu.Unlock()
 	for id, e := range kr.keys {
 		for _, v := range e.versions {
+			kr.keepSeals(id, v)
 			v.zero()
 		}
 		delete(kr.keys, id)

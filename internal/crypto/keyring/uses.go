@@ -1,0 +1,127 @@
+package keyring
+
+import (
+	"context"
+	"errors"
+	"fmt"
+)
+
+// UseStore is what FlushUses needs of the Store besides Store: a way to add
+// this node's count of values sealed under a version to the count every
+// node shares. The SQL stores implement it; it must be safe for concurrent
+// use.
+type UseStore interface {
+	// AddDataKeyUses adds n to the count of values sealed under version
+	// of keyID (coffer.DataKey.Uses) atomically, so that several nodes
+	// may add at once, and durably before it returns. A version that
+	// does not exist is not an error: there is nothing left to count.
+	AddDataKeyUses(ctx context.Context, keyID string, version uint32, n uint64) error
+}
+
+// useKey names one version for counting.
+type useKey struct {
+	keyID   string
+	version uint32
+}
+
+// keepSeals moves the unflushed count of v, a version of keyID leaving the
+// cache, to kr.unflushed. The caller holds mu's write lock, so no Seal adds
+// to v meanwhile and none will afterwards.
+func (kr *Keyring) keepSeals(keyID string, v *keyVersion) {
+	n := v.seals.Swap(0)
+	if n == 0 {
+		return
+	}
+	kr.usesMu.Lock()
+	kr.unflushed[useKey{keyID, v.n}] += n
+	kr.usesMu.Unlock()
+}
+
+// takeSeals returns every unflushed count and sets them to zero. Each Seal
+// is in exactly one call's result: the cached counters are swapped, and a
+// version that leaves the cache meanwhile hands its count to unflushed,
+// which is taken after them.
+func (kr *Keyring) takeSeals() map[useKey]uint64 {
+	out := make(map[useKey]uint64)
+	kr.mu.RLock()
+	for id, e := range kr.keys {
+		for _, v := range e.versions {
+			if n := v.seals.Swap(0); n > 0 {
+				out[useKey{id, v.n}] += n
+			}
+		}
+	}
+	kr.mu.RUnlock()
+	kr.usesMu.Lock()
+	for k, n := range kr.unflushed {
+		out[k] += n
+	}
+	clear(kr.unflushed)
+	kr.usesMu.Unlock()
+	return out
+}
+
+// putBack returns counts that could not be flushed, for the next call.
+func (kr *Keyring) putBack(counts map[useKey]uint64) {
+	kr.usesMu.Lock()
+	defer kr.usesMu.Unlock()
+	for k, n := range counts {
+		kr.unflushed[k] += n
+	}
+}
+
+// FlushUses adds this node's count of Seals per version, made since the
+// last flush, to the Store's (coffer.DataKey.Uses), which every node adds
+// to. Call it every few seconds and once at shutdown (after Close is
+// fine). Counts that cannot be written are kept for the next call, and the
+// first error is returned. A Store that is no UseStore keeps no counts:
+// FlushUses then returns an error wrapping errors.ErrUnsupported and keeps
+// counting in memory.
+func (kr *Keyring) FlushUses(ctx context.Context) error {
+	us, ok := kr.store.(UseStore)
+	if !ok {
+		return fmt.Errorf("keyring: flush uses: the store keeps no use counts: %w", errors.ErrUnsupported)
+	}
+	counts := kr.takeSeals()
+	for k, n := range counts {
+		if err := us.AddDataKeyUses(ctx, k.keyID, k.version, n); err != nil {
+			kr.putBack(counts)
+			return fmt.Errorf("keyring: flush uses of %s version %d: %w", k.keyID, k.version, err)
+		}
+		delete(counts, k)
+	}
+	return nil
+}
+
+// Uses returns how many values were sealed under each version of keyID:
+// the Store's count, which every node adds to through FlushUses, plus this
+// node's count not yet flushed. Other nodes' counts arrive with their next
+// flush. A flush running at the same time may be counted twice, never
+// missed, so the total errs on the side of rotating early.
+func (kr *Keyring) Uses(ctx context.Context, keyID string) (map[uint32]uint64, error) {
+	out := make(map[uint32]uint64)
+	kr.mu.RLock()
+	if e := kr.keys[keyID]; e != nil {
+		for _, v := range e.versions {
+			if n := v.seals.Load(); n > 0 {
+				out[v.n] += n
+			}
+		}
+	}
+	kr.mu.RUnlock()
+	kr.usesMu.Lock()
+	for k, n := range kr.unflushed {
+		if k.keyID == keyID {
+			out[k.version] += n
+		}
+	}
+	kr.usesMu.Unlock()
+	rows, err := kr.store.DataKeys(ctx, keyID)
+	if err != nil {
+		return nil, fmt.Errorf("keyring: uses of %s: %w", keyID, err)
+	}
+	for _, r := range rows {
+		out[r.Version] += r.Uses
+	}
+	return out, nil
+}
