@@ -40,13 +40,14 @@ type Config struct {
 	// (refused by default: a superuser can rewrite the audit log).
 	DatabaseAllowSuperuser bool `yaml:"database_allow_superuser"`
 
-	RootKey  RootKey  `yaml:"root_key"`
-	TLS      TLS      `yaml:"tls"`
-	Auth     Auth     `yaml:"auth"`
-	Limits   Limits   `yaml:"limits"`
-	Timeouts Timeouts `yaml:"timeouts"`
-	Audit    Audit    `yaml:"audit"`
-	Detect   Detect   `yaml:"detect"`
+	RootKey  RootKey     `yaml:"root_key"`
+	TLS      TLS         `yaml:"tls"`
+	Auth     Auth        `yaml:"auth"`
+	Limits   Limits      `yaml:"limits"`
+	Timeouts Timeouts    `yaml:"timeouts"`
+	Audit    Audit       `yaml:"audit"`
+	Detect   Detect      `yaml:"detect"`
+	Keys     KeyRotation `yaml:"keys"`
 
 	// Dev marks a development instance (`coffer dev`).
 	Dev bool `yaml:"dev"`
@@ -237,6 +238,28 @@ type Detect struct {
 	Hours map[string]string `yaml:"hours,omitempty"`
 }
 
+// KeyRotation configures the automatic rotation of keyring data keys: the keys of
+// collections ("collection/NAME"), of token values ("tokens/TYPE") and of
+// data subjects ("subject/ID"). One node at a time checks every
+// RotateCheckInterval and rotates each key whose current version is due,
+// as `coffer keys rotate` would (values are then rewrapped).
+type KeyRotation struct {
+	// RotateAfter makes a key due when its current version is older
+	// (default 2160h, 90 days; 0: never by age). Subject keys are never
+	// rotated by age: each seals a handful of values, and rotating every
+	// one on a schedule would rewrap every subject's records for nothing.
+	RotateAfter Duration `yaml:"rotate_after"`
+	// RotateAfterUses makes a key due when its current version has sealed
+	// more values (AES-GCM encryptions with random nonces; default 2^30
+	// = 1073741824; 0: never by count; at most 2^32, the bound past which
+	// nonce collisions become likely).
+	RotateAfterUses int64 `yaml:"rotate_after_uses"`
+	// RotateCheckInterval is how often a node looks for due keys (default
+	// 10m). Keep it short enough that a busy key cannot seal far past
+	// RotateAfterUses between checks.
+	RotateCheckInterval Duration `yaml:"rotate_check_interval"`
+}
+
 // Webhook receives security events; each POST is signed with Secret.
 type Webhook struct {
 	URL    string `yaml:"url"`
@@ -253,6 +276,15 @@ const (
 	DefaultLogLevel      = "info"
 	// MaxTokenTTL bounds auth.token_ttl: access tokens are short-lived.
 	MaxTokenTTL = 24 * time.Hour
+	// DefaultRotateAfter is keys.rotate_after: 90 days.
+	DefaultRotateAfter = 90 * 24 * time.Hour
+	// DefaultRotateAfterUses is keys.rotate_after_uses: 2^30 encryptions,
+	// a quarter of the 2^32 that AES-GCM with random nonces allows a key.
+	DefaultRotateAfterUses = 1 << 30
+	// MaxRotateAfterUses bounds keys.rotate_after_uses: 2^32.
+	MaxRotateAfterUses = 1 << 32
+	// DefaultRotateCheckInterval is keys.rotate_check_interval.
+	DefaultRotateCheckInterval = 10 * time.Minute
 )
 
 // defaults returns a Config with every static default set; derived
@@ -296,6 +328,11 @@ func defaults(dir string) *Config {
 			DeniedBurst:     20,
 			Enumeration:     20,
 			SuspendFor:      Duration{time.Hour},
+		},
+		Keys: KeyRotation{
+			RotateAfter:         Duration{DefaultRotateAfter},
+			RotateAfterUses:     DefaultRotateAfterUses,
+			RotateCheckInterval: Duration{DefaultRotateCheckInterval},
 		},
 		LogLevel: DefaultLogLevel,
 		dir:      dir,

@@ -73,6 +73,9 @@ func TestDefaults(t *testing.T) {
 		{"detect.failed_auth_burst", c.Detect.FailedAuthBurst, 10},
 		{"detect.denied_burst", c.Detect.DeniedBurst, 20},
 		{"detect.enumeration", c.Detect.Enumeration, 20},
+		{"keys.rotate_after", c.Keys.RotateAfter.Duration, 2160 * time.Hour},
+		{"keys.rotate_after_uses", c.Keys.RotateAfterUses, int64(1 << 30)},
+		{"keys.rotate_check_interval", c.Keys.RotateCheckInterval.Duration, 10 * time.Minute},
 		{"dev", c.Dev, false},
 		{"node", c.Node, host},
 		{"log_level", c.LogLevel, "info"},
@@ -383,6 +386,10 @@ func TestInvalid(t *testing.T) {
 		{"fail/external same host same prefix", ext("    - issuer: https://idp.example/realms/b\n      audience: coffer\n"), nil, "auth.external[1].subject_prefix: \"ext:idp.example:\" starts with the prefix of auth.external[0]"},
 		{"fail/external prefix starts another", ext("      subject_prefix: 'ext:a:'\n    - issuer: https://idp2.example\n      audience: coffer\n      subject_prefix: 'ext:a:b:'\n"), nil, "auth.external[1].subject_prefix"},
 		{"fail/external role map not a mapping", ext("      role_map: [a, b]\n"), nil, "auth.external[0].role_map: want a mapping"},
+		{"fail/negative rotate after", "keys:\n  rotate_after: -1h\n", nil, "keys.rotate_after: must not be negative"},
+		{"fail/rotate after uses over 2^32", "keys:\n  rotate_after_uses: 4294967297\n", nil, "keys.rotate_after_uses: 4294967297 is over 2^32"},
+		{"fail/negative rotate after uses", "", []string{"COFFER_KEYS_ROTATE_AFTER_USES=-1"}, "keys.rotate_after_uses: must not be negative"},
+		{"fail/zero rotate check interval", "keys:\n  rotate_check_interval: 0s\n", nil, "keys.rotate_check_interval: must be positive"},
 		{"fail/log level", "log_level: loud\n", nil, `log_level: unknown level "loud"`},
 		{"fail/node with space", "node: 'a b'\n", nil, "node: must be"},
 		{"fail/env bool", "", []string{"COFFER_DEV=yes please"}, "COFFER_DEV: want true or false"},
@@ -719,5 +726,19 @@ func TestExternalIssuersFromFile(t *testing.T) {
 		if strings.HasPrefix(a, "HS") || strings.EqualFold(a, "none") {
 			t.Errorf("symmetric or no algorithm allowed: %s", a)
 		}
+	}
+}
+
+// TestKeyRotationSettings: keys.* from the file and the environment,
+// 0 turning a rule off, 2^32 the highest use count accepted.
+func TestKeyRotationSettings(t *testing.T) {
+	c := mustLoad(t, writeFile(t, "keys:\n  rotate_after: 720h\n  rotate_after_uses: 0\n"),
+		"COFFER_KEYS_ROTATE_CHECK_INTERVAL=30s")
+	if c.Keys.RotateAfter.Duration != 720*time.Hour || c.Keys.RotateAfterUses != 0 || c.Keys.RotateCheckInterval.Duration != 30*time.Second {
+		t.Fatalf("keys = %+v", c.Keys)
+	}
+	c = mustLoad(t, t.TempDir(), "COFFER_KEYS_ROTATE_AFTER=0", "COFFER_KEYS_ROTATE_AFTER_USES=4294967296")
+	if c.Keys.RotateAfter.Duration != 0 || c.Keys.RotateAfterUses != 1<<32 {
+		t.Fatalf("keys = %+v", c.Keys)
 	}
 }

@@ -149,6 +149,17 @@ func (c *Config) Validate() error {
 		}
 	}
 
+	if c.Keys.RotateAfter.Duration < 0 {
+		add("keys.rotate_after", "must not be negative (0: never rotate by age)")
+	}
+	switch {
+	case c.Keys.RotateAfterUses < 0:
+		add("keys.rotate_after_uses", "must not be negative (0: never rotate by use count)")
+	case c.Keys.RotateAfterUses > MaxRotateAfterUses:
+		add("keys.rotate_after_uses", "%d is over 2^32 (%d): AES-GCM with random nonces must rotate before that", c.Keys.RotateAfterUses, int64(MaxRotateAfterUses))
+	}
+	positive(add, "keys.rotate_check_interval", c.Keys.RotateCheckInterval)
+
 	if c.Node == "" || len(c.Node) > 128 || strings.ContainsFunc(c.Node, func(r rune) bool { return r <= ' ' || r == 0x7f }) {
 		add("node", "must be 1-128 characters without spaces")
 	}
