@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # HTTPS load run on loopback: /healthz as the baseline, then record create,
-# record read, search and a 1,000-item tokenize batch, 32 keep-alive
-# clients each, against a fresh SQLite deployment (or PostgreSQL with
-# COFFER_DATABASE_URL). Bounded in time; targets 127.0.0.1 only.
+# record read, search and 1,000-item tokenize batches (random, then
+# deterministic), 32 keep-alive clients each, against a fresh SQLite
+# deployment (or PostgreSQL with COFFER_DATABASE_URL). Bounded in time;
+# targets 127.0.0.1 only.
 #   bash bench/load.sh [seconds-per-run]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -32,9 +33,10 @@ rid=$(curl -sf --cacert "$ca" -H "$auth" -H 'Content-Type: application/json' -d 
 # The search target is unique: the create run adds thousands of ada@example.com.
 curl -sf --cacert "$ca" -H "$auth" -H 'Content-Type: application/json' \
   -d '{"owner":"u2","data":{"name":"Grace Hopper","email":"grace@example.com"}}' $url/v1/collections/customers/records >/dev/null
-python3 - "$work/batch.json" <<'PY'
+python3 - "$work/batch.json" "$work/batch-det.json" <<'PY'
 import json, sys
 json.dump({"items": [{"value": "ada%d@example.com" % i, "type": "email"} for i in range(1000)]}, open(sys.argv[1], "w"))
+json.dump({"items": [{"value": "ada%d@example.com" % i, "type": "email", "mode": "deterministic"} for i in range(1000)]}, open(sys.argv[2], "w"))
 PY
 run() { # name, then hey arguments
   local name=$1; shift
@@ -51,3 +53,4 @@ run "POST record (create)" -m POST -H "$auth" -T application/json -d "$rec" "$ur
 run "GET record (read)" -H "$auth" "$url/v1/collections/customers/records/$rid"
 run "POST search (1 hit)" -m POST -H "$auth" -T application/json -d '{"where":{"email":"grace@example.com"},"limit":10}' "$url/v1/collections/customers/records/search"
 run "POST tokenize (1,000 items)" -m POST -H "$auth" -T application/json -D "$work/batch.json" "$url/v1/tokenize"
+run "POST tokenize (1,000 det.)" -m POST -H "$auth" -T application/json -D "$work/batch-det.json" "$url/v1/tokenize"
