@@ -2,8 +2,22 @@
 // (records past their collection's retention are deleted in batches, with
 // their index entries) and the rewrap job (every sealed value is moved to the
 // newest version of its data key, in batches, resumable after a crash from a
-// saved cursor). A job runs on one node at a time under a lease in the
-// store, so any number of nodes can run the scheduler.
+// saved cursor), and the automatic rotation of data keys ([Jobs.AutoRotate]:
+// a key whose current version is older than its policy allows, or has
+// sealed more values than it allows, is rotated as an operator would, and
+// the rewrap follows). A job runs on one node at a time under a lease in
+// the store, so any number of nodes can run the scheduler.
+//
+// # Automatic rotation
+//
+// AES-GCM with random 96-bit nonces allows a key about 2^32 encryptions;
+// the keyring counts every seal per key version and the job rotates well
+// before (keys.rotate_after_uses, default 2^30), and after an age
+// (keys.rotate_after, default 90 days). [Rules] says which keys rotate by
+// which rule: collection and token value keys by both, subject keys by use
+// count only (an age rule would rewrap every subject's records on a
+// schedule for nothing), and never the keys whose MACs find rows or chain
+// the audit log. Rotations are logged by key id and versions only.
 //
 // Jobs open and reseal values only in memory; they must never log a value,
 // and a rewrap never overwrites a record changed since it was read.

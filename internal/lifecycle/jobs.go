@@ -22,6 +22,7 @@ type Store interface {
 	ReplaceValues(ctx context.Context, recs []coffer.SealedRecord, old [][]byte) (int, error)
 	PurgeExpired(ctx context.Context, now time.Time, limit int) (int64, error)
 	ResetJobState(ctx context.Context, job, state string, now time.Time) error
+	DueDataKeys(ctx context.Context, q store.DueQuery) ([]coffer.DataKey, error)
 }
 
 // Config holds the jobs' dependencies.
@@ -37,6 +38,9 @@ type Config struct {
 	LeaseTTL time.Duration
 	// OnRewrapped, if set, is told how many records each batch moved.
 	OnRewrapped func(n int)
+	// Rotation, if its Rotate is set, rotates data keys automatically
+	// (see AutoRotate).
+	Rotation RotationConfig
 }
 
 // KeyVersions is the keyring as the rewrap job needs it.
@@ -251,26 +255,45 @@ func (j *Jobs) Purge(ctx context.Context) (int64, error) {
 	return total, nil
 }
 
-// Run runs the purge every interval and the rewrap continuously in the
+// Run runs the purge and the rewrap every interval and, when
+// Config.Rotation is set, the automatic key rotation every
+// Rotation.Interval (followed at once by the rewrap it calls for), in the
 // background until ctx ends; errors are logged, never fatal.
 func (j *Jobs) Run(ctx context.Context, interval time.Duration) {
 	t := time.NewTicker(interval)
 	defer t.Stop()
+	var rotate <-chan time.Time
+	if r := j.c.Rotation; r.Rotate != nil && r.Interval > 0 {
+		rt := time.NewTicker(r.Interval)
+		defer rt.Stop()
+		rotate = rt.C
+	}
+	work := true
 	for {
-		if n, err := j.Purge(ctx); err != nil && err != ErrBusy && ctx.Err() == nil {
-			j.c.Logger.Warn("retention purge failed", "error", err)
-		} else if n > 0 {
-			j.c.Logger.Info("retention purge", "records", n)
-		}
-		if rep, err := j.Rewrap(ctx, 0); err != nil && err != ErrBusy && ctx.Err() == nil {
-			j.c.Logger.Warn("rewrap failed", "error", err)
-		} else if rep.Rewrapped > 0 {
-			j.c.Logger.Info("rewrap", "records", rep.Rewrapped)
+		if work {
+			j.purgeAndRewrap(ctx)
 		}
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
+			work = true
+		case <-rotate:
+			work = j.autoRotate(ctx)
 		}
+	}
+}
+
+// purgeAndRewrap runs the purge and the rewrap once, logging errors.
+func (j *Jobs) purgeAndRewrap(ctx context.Context) {
+	if n, err := j.Purge(ctx); err != nil && err != ErrBusy && ctx.Err() == nil {
+		j.c.Logger.Warn("retention purge failed", "error", err)
+	} else if n > 0 {
+		j.c.Logger.Info("retention purge", "records", n)
+	}
+	if rep, err := j.Rewrap(ctx, 0); err != nil && err != ErrBusy && ctx.Err() == nil {
+		j.c.Logger.Warn("rewrap failed", "error", err)
+	} else if rep.Rewrapped > 0 {
+		j.c.Logger.Info("rewrap", "records", rep.Rewrapped)
 	}
 }

@@ -1,0 +1,207 @@
+package lifecycle
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/cofferhq/coffer/internal/coffer"
+	"github.com/cofferhq/coffer/internal/store"
+)
+
+// AutoRotateJob names the lease of the automatic key rotation.
+const AutoRotateJob = "autorotate"
+
+// RotationPolicy says when the current version of a data key is due for
+// rotation. Which rules apply depends on the key id (see Rules).
+type RotationPolicy struct {
+	// After rotates a version older than this; 0: never by age.
+	After time.Duration
+	// AfterUses rotates a version that sealed more values than this
+	// (coffer.DataKey.Uses); 0: never by use count.
+	AfterUses uint64
+}
+
+// Rules reports which rules may rotate keyID automatically:
+//
+//   - collection keys ("collection/NAME") and token value keys
+//     ("tokens/TYPE"): by age and by use count;
+//   - subject keys ("subject/ID"): by use count only. Each protects the
+//     few values of one data subject, so it never comes near the GCM
+//     bound, while an age rule would, every RotateAfter, make a new
+//     version of every subject key and rewrap every subject's records,
+//     for no gain; erasing the subject destroys the key anyway;
+//   - nothing else. Blind index keys, tokens/index and tokens/order find
+//     rows by their MACs, audit keys chain the log, the root check key
+//     proves the root key; transit keys rotate themselves. Token FPE and
+//     deterministic keys ("tokens/TYPE/fpe", "…/deterministic") seal no
+//     value, and rotating them changes the token a value maps to: an
+//     operator does that on purpose, never a schedule.
+func Rules(keyID string) (byAge, byUses bool) {
+	if name, ok := strings.CutPrefix(keyID, "collection/"); ok && name != "" {
+		return true, true
+	}
+	if name, ok := strings.CutPrefix(keyID, "subject/"); ok && name != "" {
+		return false, true
+	}
+	if typ, ok := strings.CutPrefix(keyID, "tokens/"); ok && typ != "" &&
+		!strings.Contains(typ, "/") && typ != "index" && typ != "order" {
+		return true, true
+	}
+	return false, false
+}
+
+// Due reports whether k, the current version of its key id, is due at now
+// and why ("age" or "uses"), under the rules its key id allows.
+func (p RotationPolicy) Due(k coffer.DataKey, now time.Time) (reason string, due bool) {
+	if k.State != coffer.KeyActive {
+		return "", false
+	}
+	byAge, byUses := Rules(k.KeyID)
+	if byUses && p.AfterUses > 0 && k.Uses > p.AfterUses {
+		return "uses", true
+	}
+	if byAge && p.After > 0 && now.Sub(k.Created) > p.After {
+		return "age", true
+	}
+	return "", false
+}
+
+// RotationConfig configures the automatic rotation of data keys.
+type RotationConfig struct {
+	Policy RotationPolicy
+	// Interval is how often Run looks for due keys; 0 or less: never.
+	Interval time.Duration
+	// Rotate rotates keyID as an operator's rotation does (scheduling the
+	// rewrap of record keys) and returns the new version. Nil: no
+	// automatic rotation.
+	Rotate func(ctx context.Context, keyID string) (uint32, error)
+	// Flush, if set, writes this node's use counts to the store first
+	// (keyring.FlushUses), so its own recent seals count.
+	Flush func(ctx context.Context) error
+	// OnRotated, if set, is told of each automatic rotation.
+	OnRotated func(keyID string, from, to uint32)
+}
+
+// RotateReport says what an AutoRotate run did.
+type RotateReport struct {
+	// Rotated counts the keys rotated.
+	Rotated int
+	// Rewrap: a record key (collection or subject) was rotated, so its
+	// values wait for the rewrap job.
+	Rewrap bool
+}
+
+// dueScan is one prefix AutoRotate looks at, with whether age counts.
+type dueScan struct {
+	prefix string
+	byAge  bool
+}
+
+// dueScans lists the prefixes of the key ids Rules lets rotate, with their
+// rules (token FPE, deterministic, index and order keys come back from the
+// tokens/ scan when old and are skipped by Due).
+func dueScans() []dueScan {
+	return []dueScan{{"collection/", true}, {"tokens/", true}, {"subject/", false}}
+}
+
+// AutoRotate rotates every data key whose current version is due under
+// the policy of Config.Rotation, through Config.Rotation.Rotate, on one
+// node at a time (it returns ErrBusy when another node holds the job).
+// It flushes this node's use counts first. A key that fails to rotate is
+// logged and skipped, and the run goes on; the error returned then says
+// how many failed. Each rotation is logged with the key id and versions,
+// never key material.
+func (j *Jobs) AutoRotate(ctx context.Context) (RotateReport, error) {
+	var rep RotateReport
+	r := j.c.Rotation
+	if r.Rotate == nil || r.Policy.After <= 0 && r.Policy.AfterUses == 0 {
+		return rep, nil
+	}
+	ok, err := j.c.Store.AcquireLease(ctx, AutoRotateJob, j.c.Node, j.c.Now(), j.c.LeaseTTL)
+	if err != nil {
+		return rep, err
+	}
+	if !ok {
+		return rep, ErrBusy
+	}
+	defer func() { _ = j.c.Store.ReleaseLease(context.WithoutCancel(ctx), AutoRotateJob, j.c.Node) }()
+	if r.Flush != nil {
+		if err := r.Flush(ctx); err != nil && ctx.Err() == nil {
+			// The stored counts lag a little more; they still count.
+			j.c.Logger.Warn("data key use count flush failed", "error", err)
+		}
+	}
+	var (
+		failed   int
+		firstErr error
+	)
+	for _, s := range dueScans() {
+		now := j.c.Now()
+		q := store.DueQuery{Prefix: s.prefix, UsesOver: r.Policy.AfterUses, Limit: j.c.Batch}
+		if s.byAge && r.Policy.After > 0 {
+			q.CreatedBefore = now.Add(-r.Policy.After)
+		}
+		if q.CreatedBefore.IsZero() && q.UsesOver == 0 {
+			continue
+		}
+		for {
+			keys, err := j.c.Store.DueDataKeys(ctx, q)
+			if err != nil {
+				return rep, err
+			}
+			for _, k := range keys {
+				reason, due := r.Policy.Due(k, now)
+				if !due {
+					continue
+				}
+				v, err := r.Rotate(ctx, k.KeyID)
+				if err != nil {
+					if ctx.Err() != nil {
+						return rep, ctx.Err()
+					}
+					failed++
+					if firstErr == nil {
+						firstErr = err
+					}
+					j.c.Logger.Warn("automatic key rotation failed", "key_id", k.KeyID, "version", k.Version, "error", err)
+					continue
+				}
+				rep.Rotated++
+				rep.Rewrap = rep.Rewrap || !strings.HasPrefix(k.KeyID, "tokens/")
+				j.c.Logger.Info("data key rotated automatically", "key_id", k.KeyID,
+					"from_version", k.Version, "to_version", v, "reason", reason, "uses", k.Uses, "created", k.Created)
+				if r.OnRotated != nil {
+					r.OnRotated(k.KeyID, k.Version, v)
+				}
+			}
+			if len(keys) < q.Limit {
+				break
+			}
+			q.After = keys[len(keys)-1].KeyID
+			if _, err := j.c.Store.AcquireLease(ctx, AutoRotateJob, j.c.Node, j.c.Now(), j.c.LeaseTTL); err != nil {
+				return rep, err
+			}
+		}
+	}
+	if failed > 0 {
+		return rep, fmt.Errorf("lifecycle: %d keys due for rotation failed to rotate (first: %w)", failed, firstErr)
+	}
+	return rep, nil
+}
+
+// autoRotate runs AutoRotate for Run and logs what it did; it reports
+// whether a rewrap is waiting.
+func (j *Jobs) autoRotate(ctx context.Context) bool {
+	rep, err := j.AutoRotate(ctx)
+	switch {
+	case errors.Is(err, ErrBusy), ctx.Err() != nil:
+	case err != nil:
+		j.c.Logger.Warn("automatic key rotation failed", "error", err)
+	case rep.Rotated > 0:
+		j.c.Logger.Info("automatic key rotation", "keys", rep.Rotated)
+	}
+	return rep.Rewrap
+}
