@@ -75,6 +75,30 @@ func rotateKey(ctx context.Context, c *components, jobs *lifecycle.Jobs, keyID s
 	return out, nil
 }
 
+// autoRotation configures the jobs' automatic rotation of data keys from
+// cfg.Keys: each due key is rotated by rotateKey, as `coffer keys rotate`
+// does (so the record keys' rewrap is scheduled, and rotatable still
+// refuses what an operator may not rotate), and counted in the key
+// operations metric. The rotation is logged by the job.
+func (s *Server) autoRotation(c *components) lifecycle.RotationConfig {
+	k := s.cfg.Keys
+	return lifecycle.RotationConfig{
+		Policy: lifecycle.RotationPolicy{
+			After:     k.RotateAfter.Duration,
+			AfterUses: uint64(max(k.RotateAfterUses, 0)), // #nosec G115 -- clamped to non-negative; validated at most 2^32
+		},
+		Interval: k.RotateCheckInterval.Duration,
+		Flush:    c.keys.FlushUses,
+		Rotate: func(ctx context.Context, keyID string) (uint32, error) {
+			out, err := rotateKey(ctx, c, s.jobs, keyID)
+			return out.Version, err
+		},
+		OnRotated: func(string, uint32, uint32) {
+			s.metrics.KeyOps.WithLabelValues("auto_rotate").Inc()
+		},
+	}
+}
+
 // keyAdmin is the serving node's httpapi.KeyAdmin: after a rotation that
 // needs a rewrap it starts one at once instead of waiting for the
 // scheduler's next tick.

@@ -118,6 +118,7 @@ func (s *Server) build(ctx context.Context, o Options) error {
 	s.jobs = lifecycle.New(lifecycle.Config{
 		Store: c.db, Keys: c.keys, Node: cfg.Node, Now: c.opts.Now, Logger: s.log,
 		OnRewrapped: func(n int) { s.metrics.RewrapProcessed.Add(float64(n)) },
+		Rotation:    s.autoRotation(c),
 	})
 	go s.jobs.Run(bg, time.Minute)
 	go func() {
@@ -130,6 +131,9 @@ func (s *Server) build(ctx context.Context, o Options) error {
 			case <-t.C:
 				if err := c.transit.Flush(bg); err != nil && bg.Err() == nil {
 					s.log.Warn("transit use count flush failed", "error", err)
+				}
+				if err := c.keys.FlushUses(bg); err != nil && bg.Err() == nil {
+					s.log.Warn("data key use count flush failed", "error", err)
 				}
 			}
 		}
@@ -351,6 +355,11 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	}
 	if ferr := s.c.transit.Flush(ctx); ferr != nil {
 		s.log.Warn("transit use count flush failed", "error", ferr)
+	}
+	// Seals a background job makes after this are not counted: they
+	// are few, and the count only has to stay far below 2^32.
+	if ferr := s.c.keys.FlushUses(ctx); ferr != nil {
+		s.log.Warn("data key use count flush failed", "error", ferr)
 	}
 	if aerr := s.audit.Close(ctx); aerr != nil && err == nil {
 		err = fmt.Errorf("flush audit log: %w", aerr)

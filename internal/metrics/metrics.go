@@ -73,7 +73,7 @@ func New() *Metrics {
 			Name: "coffer_security_events_total", Help: "Security events raised by kind.",
 		}, []string{"kind"}),
 		KeyOps: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "coffer_key_operations_total", Help: "Key operations by kind (rotate, destroy, rewrap).",
+			Name: "coffer_key_operations_total", Help: "Key operations by kind (rotate, auto_rotate, destroy, rewrap).",
 		}, []string{"op"}),
 		CertExpiry: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "coffer_tls_certificate_expiry_timestamp_seconds", Help: "When the server certificate expires (Unix time).",
