@@ -1,0 +1,138 @@
+package e2e
+
+import (
+	"context"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/cofferhq/coffer/client"
+	"github.com/cofferhq/coffer/internal/coffer"
+	"github.com/cofferhq/coffer/internal/store/storetest"
+)
+
+// TestAutoRotateByUses: with keys.rotate_after_uses at 5, a collection key
+// that has sealed 6 values is rotated by the server on its own; every
+// record reads back before and after the rewrap, which then moves every
+// value to the new version; the rotation is logged and counted, and the
+// rewrap (3 values) does not make the new version due again.
+func TestAutoRotateByUses(t *testing.T) {
+	for _, b := range storetest.Backends() {
+		t.Run(b.Name, func(t *testing.T) {
+			t.Parallel()
+			n := start(t, b, "COFFER_KEYS_ROTATE_AFTER_USES=5", "COFFER_KEYS_ROTATE_CHECK_INTERVAL=100ms")
+			ctx := context.Background()
+			ln, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			srv := n.srv
+			go func() { _ = srv.ServeMetrics(ln) }()
+			if err := n.admin.CreateCollection(ctx, customers); err != nil {
+				t.Fatal(err)
+			}
+			const ssn = "123-45-6789"
+			want := map[string]string{}
+			for _, email := range []string{"rot-a@example.com", "rot-b@example.com"} {
+				data := map[string]any{"email": email}
+				if len(want) == 0 {
+					data["ssn"] = ssn
+				}
+				id, err := n.admin.CreateRecord(ctx, "customers", client.NewRecord{Owner: "o", Data: data})
+				if err != nil {
+					t.Fatal(err)
+				}
+				want[id] = email
+			}
+			readAll := func(when string) {
+				t.Helper()
+				for id, email := range want {
+					r, err := n.admin.GetRecord(ctx, "customers", id)
+					if err != nil || r.Data["email"] != email {
+						t.Fatalf("%s: record %s: %v %v", when, id, err, r)
+					}
+					if s, ok := r.Data["ssn"]; ok && s != ssn {
+						t.Fatalf("%s: record %s ssn %v", when, id, s)
+					}
+				}
+			}
+			db := n.openStore()
+			keyVersions := func() []coffer.DataKey {
+				t.Helper()
+				ks, err := db.DataKeys(ctx, "collection/customers")
+				if err != nil {
+					t.Fatal(err)
+				}
+				return ks
+			}
+			readAll("before rotation")
+			if ks := keyVersions(); len(ks) != 1 {
+				t.Fatalf("3 seals rotated the key: %+v", ks)
+			}
+			// Three updates of one field: 6 seals under version 1 in all.
+			var first string
+			for id := range want {
+				first = id
+				break
+			}
+			for i := range 3 {
+				email := "rot-" + string(rune('c'+i)) + "@example.com"
+				if err := n.admin.UpdateRecord(ctx, "customers", first, map[string]any{"email": email}); err != nil {
+					t.Fatal(err)
+				}
+				want[first] = email
+			}
+			waitFor(t, "the collection key to rotate on its own", func() bool { return len(keyVersions()) == 2 })
+			readAll("right after the rotation")
+			ks := keyVersions()
+			if ks[0].Uses < 6 || ks[1].State != coffer.KeyActive {
+				t.Fatalf("versions after rotation: %+v", ks)
+			}
+			waitFor(t, "the rewrap to move every value to version 2", func() bool {
+				v := versions(t, db, "customers")
+				return v[2] == 3 && len(v) == 1
+			})
+			readAll("after the rewrap")
+			if hits, err := n.admin.Search(ctx, "customers", map[string]any{"email": "rot-b@example.com"}, 10); err != nil || len(hits) != 1 {
+				t.Fatalf("search after rewrap: %v %v", hits, err)
+			}
+			// The rewrap sealed 3 values under version 2: not due again.
+			time.Sleep(500 * time.Millisecond)
+			if ks := keyVersions(); len(ks) != 2 {
+				t.Fatalf("rotated again: %d versions", len(ks))
+			}
+
+			logs := n.logs.String()
+			if !strings.Contains(logs, `"msg":"data key rotated automatically","key_id":"collection/customers","from_version":1,"to_version":2,"reason":"uses"`) {
+				t.Errorf("rotation not logged:\n%s", logs)
+			}
+			for _, secret := range []string{ssn, "rot-a@example.com", "rot-e@example.com"} {
+				if strings.Contains(logs, secret) {
+					t.Errorf("logs hold a value: %s", secret)
+				}
+			}
+			resp, err := http.Get("http://" + ln.Addr().String() + "/metrics")
+			if err != nil {
+				t.Fatal(err)
+			}
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if !strings.Contains(string(body), `coffer_key_operations_total{op="auto_rotate"} 1`) {
+				t.Errorf("rotation not counted:\n%s", grepLines(string(body), "coffer_key_operations"))
+			}
+		})
+	}
+}
+
+func grepLines(s, sub string) string {
+	var out []string
+	for l := range strings.Lines(s) {
+		if strings.Contains(l, sub) {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "")
+}
