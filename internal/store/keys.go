@@ -78,7 +78,7 @@ func (db *DB) AddDataKeyUses(ctx context.Context, keyID string, version uint32, 
 		return fmt.Errorf("store: add data key uses: count %d out of range", n)
 	}
 	_, err := db.write.exec(ctx, `UPDATE data_keys SET uses = uses + $1 WHERE key_id = $2 AND version = $3`,
-		int64(n), keyID, int64(version))
+		int64(n), keyID, int64(version)) // #nosec G115 -- n checked against MaxInt64 above
 	if err != nil {
 		return fmt.Errorf("store: add data key uses: %w", err)
 	}
@@ -118,7 +118,7 @@ func (db *DB) DueDataKeys(ctx context.Context, q DueQuery) ([]coffer.DataKey, er
 	}
 	usesOver := int64(math.MaxInt64) // uses > MaxInt64 never holds
 	if q.UsesOver > 0 && q.UsesOver < math.MaxInt64 {
-		usesOver = int64(q.UsesOver)
+		usesOver = int64(q.UsesOver) // #nosec G115 -- checked against MaxInt64
 	}
 	rs, err := db.read.query(ctx, `SELECT d.key_id, d.version, d.state, d.created_at, d.uses FROM data_keys d
 		WHERE d.state = $1 AND substr(d.key_id, 1, $2) = $3 AND d.key_id > $4
