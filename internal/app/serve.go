@@ -332,8 +332,16 @@ func (s *Server) Serve(ln net.Listener) error {
 func (s *Server) ServeMetrics(ln net.Listener) error {
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", s.metrics.Handler())
-	s.metSrv = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
-	err := s.metSrv.Serve(ln)
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	s.mu.Lock() // Shutdown reads metSrv under it
+	if s.closed {
+		s.mu.Unlock()
+		_ = ln.Close()
+		return nil
+	}
+	s.metSrv = srv
+	s.mu.Unlock()
+	err := srv.Serve(ln)
 	if errors.Is(err, http.ErrServerClosed) {
 		return nil
 	}
@@ -345,10 +353,11 @@ func (s *Server) ServeMetrics(ln net.Listener) error {
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.mu.Lock() // waits for an unseal that is building the components
 	s.closed = true
+	metSrv := s.metSrv
 	s.mu.Unlock()
 	err := s.httpSrv.Shutdown(ctx)
-	if s.metSrv != nil {
-		_ = s.metSrv.Shutdown(ctx)
+	if metSrv != nil {
+		_ = metSrv.Shutdown(ctx)
 	}
 	if s.c == nil { // still sealed: nothing was built
 		return err
