@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"io"
 
@@ -16,7 +17,7 @@ func backupCmd(stdout io.Writer, env []string) *cobra.Command {
 		Short: "Write an encrypted backup of the store (online: nodes keep serving)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			cfg, err := deploymentConfig(dir, dbURL, env)
+			cfg, err := deploymentConfig(cmd, dir, dbURL, env)
 			if err != nil {
 				return err
 			}
@@ -30,9 +31,8 @@ func backupCmd(stdout io.Writer, env []string) *cobra.Command {
 			return nil
 		},
 	}
-	dataDirFlag(cmd, env, &dir)
+	deploymentFlags(cmd, env, &dir, &dbURL)
 	cmd.Flags().StringVar(&out, "out", "", "the backup file to write")
-	cmd.Flags().StringVar(&dbURL, "database-url", "", "PostgreSQL URL (overrides the config)")
 	_ = cmd.MarkFlagRequired("out")
 	return cmd
 }
@@ -43,12 +43,24 @@ func restoreCmd(stdout io.Writer, env []string) *cobra.Command {
 		hosts []string
 	)
 	cmd := &cobra.Command{
-		Use:   "restore --data-dir NEWDIR --in FILE --root-key-file PATH",
+		Use:   "restore --data-dir NEWDIR --in FILE (--root-key-file PATH | --root-key-check-file PATH --unseal-shares-stdin)",
 		Short: "Make a new deployment from a backup, in an empty directory",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if err := needDir(opts.DataDir); err != nil {
 				return err
+			}
+			if (opts.RootKeyFile == "") == (opts.RootKeyCheckFile == "") {
+				return &exitError{code: 2, err: errors.New("give --root-key-file, or --root-key-check-file with --unseal-shares-stdin (a shamir deployment)")}
+			}
+			if fromStdin, _ := cmd.Flags().GetBool("unseal-shares-stdin"); fromStdin != (opts.RootKeyCheckFile != "") {
+				return &exitError{code: 2, err: errors.New("--unseal-shares-stdin goes with --root-key-check-file")}
+			} else if fromStdin {
+				shares, err := readShares(cmd.InOrStdin())
+				if err != nil {
+					return &exitError{code: 1, err: err}
+				}
+				opts.UnsealShares = shares
 			}
 			opts.Hosts = hosts
 			res, err := app.Restore(cmd.Context(), opts)
@@ -70,10 +82,11 @@ Start the server with: coffer serve --data-dir %s
 	dataDirFlag(cmd, env, &opts.DataDir)
 	cmd.Flags().StringVar(&opts.In, "in", "", "the backup file")
 	cmd.Flags().StringVar(&opts.RootKeyFile, "root-key-file", "", "the root key the backup was written under (mode 0600)")
+	cmd.Flags().StringVar(&opts.RootKeyCheckFile, "root-key-check-file", "", "a shamir deployment's root-key.check (with --unseal-shares-stdin)")
+	cmd.Flags().Bool("unseal-shares-stdin", false, "read root key shares, one per line, from standard input (with --root-key-check-file)")
 	cmd.Flags().StringVar(&opts.DatabaseURL, "database-url", "", "restore into this empty PostgreSQL database (default: SQLite in the data directory)")
 	cmd.Flags().StringVar(&opts.Listen, "listen", "", "address to serve on (default 127.0.0.1:8443)")
 	cmd.Flags().StringSliceVar(&hosts, "host", nil, "extra DNS name or IP for the server certificate (repeatable)")
 	_ = cmd.MarkFlagRequired("in")
-	_ = cmd.MarkFlagRequired("root-key-file")
 	return cmd
 }

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
 	"errors"
@@ -67,15 +68,51 @@ func lookup(env []string, key string) string {
 func deploymentFlags(cmd *cobra.Command, env []string, dir, dbURL *string) {
 	dataDirFlag(cmd, env, dir)
 	cmd.Flags().StringVar(dbURL, "database-url", "", "PostgreSQL URL (overrides the config)")
+	cmd.Flags().Bool("unseal-shares-stdin", false, "read root key shares, one per line, from standard input (shamir deployments)")
 }
 
 // deploymentConfig loads the configuration of the deployment in dir, with
-// --database-url applied over the file and the environment.
-func deploymentConfig(dir, dbURL string, env []string) (*config.Config, error) {
+// --database-url applied over the file and the environment, and with the
+// root key shares of --unseal-shares-stdin.
+func deploymentConfig(cmd *cobra.Command, dir, dbURL string, env []string) (*config.Config, error) {
 	if err := needDir(dir); err != nil {
 		return nil, err
 	}
-	return loadConfig(dir, env, map[string]string{"database_url": dbURL})
+	cfg, err := loadConfig(dir, env, map[string]string{"database_url": dbURL})
+	if err != nil {
+		return nil, err
+	}
+	if fromStdin, _ := cmd.Flags().GetBool("unseal-shares-stdin"); fromStdin {
+		if cfg.RootKey.Provider != config.ProviderShamir {
+			return nil, &exitError{code: 2, err: errors.New("--unseal-shares-stdin: this deployment's root key is not split into shares")}
+		}
+		if cfg.RootKey.UnsealShares, err = readShares(cmd.InOrStdin()); err != nil {
+			return nil, &exitError{code: 1, err: err}
+		}
+	}
+	return cfg, nil
+}
+
+// readShares reads non-empty lines (at most 255, each under 4 KiB).
+func readShares(r io.Reader) ([]string, error) {
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 4096), 4096)
+	var out []string
+	for sc.Scan() {
+		if line := strings.TrimSpace(sc.Text()); line != "" {
+			if len(out) == 255 {
+				return nil, errors.New("--unseal-shares-stdin: more than 255 shares")
+			}
+			out = append(out, line)
+		}
+	}
+	if err := sc.Err(); err != nil {
+		return nil, fmt.Errorf("--unseal-shares-stdin: reading shares: %w", err)
+	}
+	if len(out) == 0 {
+		return nil, errors.New("--unseal-shares-stdin: no share on standard input")
+	}
+	return out, nil
 }
 
 func needDir(dir string) error {
@@ -314,7 +351,7 @@ func migrateCmd(stdout io.Writer, env []string) *cobra.Command {
 		Short: "Apply the embedded database migrations",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			cfg, err := deploymentConfig(dir, dbURL, env)
+			cfg, err := deploymentConfig(cmd, dir, dbURL, env)
 			if err != nil {
 				return err
 			}
@@ -356,7 +393,7 @@ func auditCmd(stdout io.Writer, env []string) *cobra.Command {
 		Short: "Check the audit chain offline",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			cfg, err := deploymentConfig(dir, dbURL, env)
+			cfg, err := deploymentConfig(cmd, dir, dbURL, env)
 			if err != nil {
 				return err
 			}
@@ -386,7 +423,7 @@ func auditTailCmd(stdout io.Writer, env []string) *cobra.Command {
 		Short: "Print audit events as JSON lines, and follow new ones with -f",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			cfg, err := deploymentConfig(dir, dbURL, env)
+			cfg, err := deploymentConfig(cmd, dir, dbURL, env)
 			if err != nil {
 				return err
 			}

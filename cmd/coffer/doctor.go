@@ -20,7 +20,7 @@ func doctorCmd(stdout io.Writer, env []string) *cobra.Command {
 		Short: "Audit a deployment's configuration: one line per finding; exit 1 on a high one",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			cfg, err := deploymentConfig(dir, dbURL, env)
+			cfg, err := deploymentConfig(cmd, dir, dbURL, env)
 			if err != nil {
 				return err
 			}

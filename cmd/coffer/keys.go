@@ -28,7 +28,7 @@ func keysCmd(stdout io.Writer, env []string) *cobra.Command {
 		Short: "Make a new version of a key the one that encrypts (collection/NAME, subject/NAME, tokens/TYPE[/fpe], " + app.SigningKeyID + ")",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			cfg, err := deploymentConfig(dir, dbURL, env)
+			cfg, err := deploymentConfig(cmd, dir, dbURL, env)
 			if err != nil {
 				return err
 			}
@@ -54,7 +54,7 @@ func keysCmd(stdout io.Writer, env []string) *cobra.Command {
 		Short: "Rewrap every data key under a new root key file, then switch the config to it (stop the nodes first)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			cfg, err := deploymentConfig(dir, dbURL, env)
+			cfg, err := deploymentConfig(cmd, dir, dbURL, env)
 			if err != nil {
 				return err
 			}

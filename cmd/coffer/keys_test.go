@@ -80,8 +80,64 @@ func TestInitRootKeyProviders(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(dir, "root.key")); !os.IsNotExist(err) {
 		t.Fatal("shamir init wrote a root key file")
 	}
-	if code, _, errs := runCLI(t, "backup", "--data-dir", dir, "--out", filepath.Join(t.TempDir(), "b")); code != 1 || !strings.Contains(errs, "shares") {
+	backup := filepath.Join(t.TempDir(), "b")
+	if code, _, errs := runCLI(t, "backup", "--data-dir", dir, "--out", backup); code != 1 || !strings.Contains(errs, "--unseal-shares-stdin") {
 		t.Fatalf("offline backup of a sealed deployment: %d %q", code, errs)
+	}
+	// With shares on stdin an offline command unseals for itself: too few
+	// or a forged one are refused, enough (in any order) work.
+	forged := res.Shares[0][:len(res.Shares[0])-2] + "AA"
+	for _, tc := range []struct {
+		name, stdin string
+		ok          bool
+	}{
+		{"one share of two", res.Shares[1] + "\n", false},
+		{"a forged share", res.Shares[0] + "\n" + forged + "\n", false},
+		{"no share", "\n\n", false},
+		{"two shares", res.Shares[2] + "\n\n" + res.Shares[0] + "\n", true},
+	} {
+		code, out, errs := runCLIIn(t, tc.stdin, "backup", "--data-dir", dir, "--out", backup, "--unseal-shares-stdin")
+		if (code == 0) != tc.ok || strings.Contains(errs, "unknown flag") {
+			t.Fatalf("backup, %s: %d %q %q", tc.name, code, out, errs)
+		}
+		if !tc.ok && !strings.Contains(errs, "share") {
+			t.Fatalf("backup, %s: the error does not say what is wrong with the shares: %q", tc.name, errs)
+		}
+		for _, sh := range res.Shares {
+			if strings.Contains(out+errs, sh) {
+				t.Fatalf("backup, %s: a share was echoed", tc.name)
+			}
+		}
+	}
+	if code, out, errs := runCLIIn(t, res.Shares[0]+"\n"+res.Shares[1]+"\n", "audit", "verify", "--data-dir", dir, "--unseal-shares-stdin"); code != 0 {
+		t.Fatalf("audit verify with shares: %d %q %q", code, out, errs)
+	}
+	// The backup restores into a new shamir deployment: its check file and
+	// enough shares, never a key file; too few shares leave nothing behind.
+	restored := filepath.Join(t.TempDir(), "r")
+	check := filepath.Join(dir, "root-key.check")
+	if code, _, errs := runCLIIn(t, res.Shares[1]+"\n", "restore", "--data-dir", restored, "--in", backup,
+		"--root-key-check-file", check, "--unseal-shares-stdin"); code == 0 || !strings.Contains(errs, "shares") {
+		t.Fatalf("restore with one share: %d %q", code, errs)
+	}
+	if _, err := os.Stat(restored); !os.IsNotExist(err) {
+		t.Fatalf("a refused restore left %s behind: %v", restored, err)
+	}
+	if code, _, errs := runCLIIn(t, res.Shares[1]+"\n"+res.Shares[2]+"\n", "restore", "--data-dir", restored, "--in", backup,
+		"--root-key-check-file", check, "--unseal-shares-stdin"); code != 0 {
+		t.Fatalf("restore with shares: %d %q", code, errs)
+	}
+	if _, err := os.Stat(filepath.Join(restored, "root.key")); !os.IsNotExist(err) {
+		t.Fatal("a shamir restore wrote a root key file")
+	}
+	if code, out, errs := runCLIIn(t, res.Shares[0]+"\n"+res.Shares[2]+"\n", "audit", "verify", "--data-dir", restored, "--unseal-shares-stdin"); code != 0 {
+		t.Fatalf("audit verify of the restored deployment: %d %q %q", code, out, errs)
+	}
+	if code, _, errs := runCLI(t, "restore", "--data-dir", filepath.Join(t.TempDir(), "z"), "--in", backup); code != 2 {
+		t.Fatalf("restore without any root key: %d %q", code, errs)
+	}
+	if code, _, errs := runCLIIn(t, "x\n", "audit", "verify", "--data-dir", filepath.Join(t.TempDir(), "f"), "--unseal-shares-stdin"); code == 0 {
+		t.Fatalf("--unseal-shares-stdin on a deployment that does not exist: %q", errs)
 	}
 	if code, _, errs := runCLI(t, "init", "--data-dir", filepath.Join(t.TempDir(), "x"), "--shares", "3"); code != 1 || !strings.Contains(errs, "threshold") {
 		t.Fatalf("shares without threshold: %d %q", code, errs)

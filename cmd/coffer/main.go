@@ -35,8 +35,16 @@ func (e *exitError) Error() string {
 
 // run executes one command line and returns the process exit code.
 func run(ctx context.Context, args []string, stdout, stderr io.Writer, env []string) int {
+	return runIn(ctx, args, nil, stdout, stderr, env)
+}
+
+// runIn is run with stdin as the standard input (nil: the process's).
+func runIn(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer, env []string) int {
 	root := newRoot(ctx, stdout, stderr, env)
 	root.SetArgs(args)
+	if stdin != nil {
+		root.SetIn(stdin)
+	}
 	err := root.ExecuteContext(ctx)
 	if err == nil {
 		return 0

@@ -17,6 +17,14 @@ func runCLI(t *testing.T, args ...string) (int, string, string) {
 	return code, out.String(), errb.String()
 }
 
+// runCLIIn is runCLI with stdin as the standard input.
+func runCLIIn(t *testing.T, stdin string, args ...string) (int, string, string) {
+	t.Helper()
+	var out, errb bytes.Buffer
+	code := runIn(context.Background(), args, strings.NewReader(stdin), &out, &errb, nil)
+	return code, out.String(), errb.String()
+}
+
 func TestInitJSONAndRefuseReinit(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "data")
 	code, out, errs := runCLI(t, "init", "--data-dir", dir, "--json")

@@ -118,8 +118,17 @@ type RestoreOptions struct {
 	// In is the backup file.
 	In string
 	// RootKeyFile holds the root key the backup was written under (mode
-	// 0600); it is copied into DataDir.
+	// 0600); it is copied into DataDir. Leave it empty for a backup of a
+	// deployment whose root key is split into shares (provider shamir):
+	// give RootKeyCheckFile and UnsealShares instead.
 	RootKeyFile string
+	// RootKeyCheckFile is the shamir deployment's check blob
+	// (root-key.check); it is copied into DataDir, and the restored
+	// deployment starts sealed, as the original did.
+	RootKeyCheckFile string
+	// UnsealShares are enough of that deployment's root key shares to
+	// open the backup; they are never written anywhere.
+	UnsealShares []string
 	// DatabaseURL, if set, restores into that (empty) PostgreSQL database
 	// instead of SQLite in DataDir.
 	DatabaseURL string
@@ -170,9 +179,29 @@ func Restore(ctx context.Context, opts RestoreOptions) (res RestoreResult, err e
 	} else if !errors.Is(err, os.ErrNotExist) {
 		return res, fmt.Errorf("data directory: %w", err)
 	}
-	p, err := keyprovider.OpenFile(opts.RootKeyFile)
-	if err != nil {
-		return res, fmt.Errorf("root key: %w", err)
+	var p keyprovider.Provider
+	switch {
+	case opts.RootKeyFile != "" && opts.RootKeyCheckFile != "":
+		return res, errors.New("root key: give a root key file or a shamir check file with shares, not both")
+	case opts.RootKeyCheckFile != "":
+		check, err := os.ReadFile(opts.RootKeyCheckFile) // #nosec G304 -- the operator names the check file
+		if err != nil {
+			return res, fmt.Errorf("root key check file: %w", err)
+		}
+		sp, err := keyprovider.NewSealed(check, opts.Rand)
+		if err != nil {
+			return res, fmt.Errorf("root key check file %s: %w", opts.RootKeyCheckFile, err)
+		}
+		if err := unsealWith(sp, opts.UnsealShares); err != nil {
+			return res, err
+		}
+		p = sp
+	default:
+		fp, err := keyprovider.OpenFile(opts.RootKeyFile)
+		if err != nil {
+			return res, fmt.Errorf("root key: %w", err)
+		}
+		p = fp
 	}
 	in, err := os.Open(opts.In) // #nosec G304 -- the operator names the backup file
 	if err != nil {
@@ -204,7 +233,11 @@ func Restore(ctx context.Context, opts RestoreOptions) (res RestoreResult, err e
 	if err != nil {
 		return res, err
 	}
-	for k, v := range map[string]string{"listen": opts.Listen, "database_url": opts.DatabaseURL} {
+	settings := map[string]string{"listen": opts.Listen, "database_url": opts.DatabaseURL}
+	if opts.RootKeyCheckFile != "" {
+		settings["root_key.provider"] = config.ProviderShamir
+	}
+	for k, v := range settings {
 		if v != "" {
 			if err := cfg.Set(k, v); err != nil {
 				return res, err
@@ -214,7 +247,11 @@ func Restore(ctx context.Context, opts RestoreOptions) (res RestoreResult, err e
 	if err := cfg.Validate(); err != nil {
 		return res, err
 	}
-	if err := copyKeyFile(opts.RootKeyFile, cfg.RootKey.File); err != nil {
+	if opts.RootKeyCheckFile != "" {
+		if err := copyKeyFile(opts.RootKeyCheckFile, cfg.RootKey.CheckFile); err != nil {
+			return res, fmt.Errorf("copy root key check file: %w", err)
+		}
+	} else if err := copyKeyFile(opts.RootKeyFile, cfg.RootKey.File); err != nil {
 		return res, fmt.Errorf("copy root key: %w", err)
 	}
 	if err := makeTLS(cfg, opts.Rand, opts.Now(), opts.Hosts); err != nil {

@@ -2,6 +2,7 @@ package app
 
 import (
 	"context"
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"io"
@@ -19,7 +20,7 @@ import (
 // was run against a deployment whose root key is split into shares. Only a
 // serving node gathers shares (POST /v1/sys/unseal).
 var ErrSealedOffline = errors.New("root key: this deployment's root key is split into shares (provider shamir): " +
-	"offline commands cannot unseal it; run them through a serving, unsealed node")
+	"give enough shares on standard input, one per line, with --unseal-shares-stdin")
 
 // openOtherProvider opens the root key providers other than file and env.
 func openOtherProvider(cfg *config.Config) (keyprovider.Provider, error) {
@@ -31,7 +32,19 @@ func openOtherProvider(cfg *config.Config) (keyprovider.Provider, error) {
 		}
 		return p, nil
 	case config.ProviderShamir:
-		return nil, ErrSealedOffline
+		if len(cfg.RootKey.UnsealShares) == 0 {
+			return nil, ErrSealedOffline
+		}
+		// An offline command given the shares: unseal here, for this
+		// process only; the key is never written anywhere.
+		p, err := openSealedProvider(cfg, rand.Reader)
+		if err != nil {
+			return nil, err
+		}
+		if err := unsealWith(p, cfg.RootKey.UnsealShares); err != nil {
+			return nil, err
+		}
+		return p, nil
 	}
 	return nil, fmt.Errorf("root key: unknown provider %q", cfg.RootKey.Provider)
 }

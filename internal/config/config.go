@@ -76,6 +76,10 @@ type RootKey struct {
 	// PKCS11 locates the root key on a PKCS#11 token for the pkcs11
 	// provider. The PIN is never in the file: PINEnv names the variable.
 	PKCS11 RootKeyPKCS11 `yaml:"pkcs11"`
+	// UnsealShares, for the shamir provider, are root key shares an
+	// offline command read from its standard input (--unseal-shares-stdin).
+	// Never read from the file or the environment, never written out.
+	UnsealShares []string `yaml:"-" json:"-"`
 }
 
 // RootKeyPKCS11 says where a PKCS#11 root key lives.
