@@ -120,7 +120,7 @@ paths = {
   "/v1/keys/{name}/decrypt": {"post": op("Decrypt with a transit key", {"200": jbody(obj({"plaintext": S}))}, body=req(obj({"ciphertext": S, "context": S}, ["ciphertext"])), params=[p("name", "key")], tags=["keys"])},
   "/v1/keys/{name}/rotate": {"post": op("Rotate a transit key", {"200": jbody({"type": "object"})}, params=[p("name", "key")], tags=["keys"])},
   "/v1/keys/{name}/rewrap": {"post": op("Rewrap a ciphertext to the newest version", {"200": jbody(obj({"ciphertext": S}))}, body=req(obj({"ciphertext": S, "context": S}, ["ciphertext"])), params=[p("name", "key")], tags=["keys"])},
-  "/v1/admin/keys/rotate": {"post": op("Rotate one of Coffer's own keys (collection/NAME, subject/NAME, tokens/TYPE[/fpe|/deterministic], jwt/signing); collection and subject keys are then rewrapped in the background. Needs admin on keys/KEY_ID.", {"200": jbody({"type": "object", "properties": {"key_id": S, "rewrap_scheduled": {"type": "boolean"}, "version": {"type": "integer"}}}),
+  "/v1/admin/keys/rotate": {"post": op("Rotate one of Coffer's own keys (collection/NAME, subject/NAME, index/COLLECTION/FIELD, tokens/TYPE[/fpe|/deterministic], jwt/signing); collection and subject keys are then rewrapped, and index keys reindexed, in the background. Needs admin on keys/KEY_ID.", {"200": jbody({"type": "object", "properties": {"key_id": S, "rewrap_scheduled": {"type": "boolean"}, "reindex_scheduled": {"type": "boolean"}, "version": {"type": "integer"}}}),
       "404": problem("No such key"), "409": problem("The key was destroyed")},
       body=req(obj({"key_id": S}, ["key_id"])), tags=['keys'])},
   "/v1/audit/events": {"get": op("Audit events", {"200": jbody(obj({"events": {"type": "array", "items": ref("AuditEvent")}, "next": S}))},

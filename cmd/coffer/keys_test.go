@@ -34,8 +34,11 @@ func TestBackupRestoreRotateRootCLI(t *testing.T) {
 	if code, _, errs := runCLI(t, "restore", "--data-dir", r, "--in", file, "--root-key-file", filepath.Join(d1, "root.key")); code != 0 {
 		t.Fatalf("restore: %s", errs)
 	}
-	if code, _, errs := runCLI(t, "keys", "rotate", "--data-dir", r, "index/x/y"); code != 1 || !strings.Contains(errs, "cannot be rotated") {
-		t.Fatalf("rotate an index key: %d %q", code, errs)
+	if code, _, errs := runCLI(t, "keys", "rotate", "--data-dir", r, "tokens/index"); code != 1 || !strings.Contains(errs, "cannot be rotated") {
+		t.Fatalf("rotate the token index key: %d %q", code, errs)
+	}
+	if code, _, errs := runCLI(t, "keys", "rotate", "--data-dir", r, "index/x/y"); code != 1 || !strings.Contains(errs, "no such key") {
+		t.Fatalf("rotate an index key that does not exist: %d %q", code, errs)
 	}
 	newKey := filepath.Join(tmp, "new.key")
 	if err := keyprovider.CreateFile(newKey, rand.Reader); err != nil {

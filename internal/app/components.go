@@ -36,6 +36,11 @@ type Options struct {
 	// that may run as the database owner; serving may not (see
 	// database_allow_superuser).
 	Offline bool
+	// ReindexAfter overrides how old a new index key version must be
+	// before the reindex moves entries to it (default 0 on SQLite, the key
+	// cache time and a margin on PostgreSQL); negative moves at once.
+	// Tests set it.
+	ReindexAfter time.Duration
 	// AuditMaxBatch, when above 0, caps the events of one audit append; 1
 	// turns group commit off (one transaction and sync per event). Only
 	// benchmarks set it, to compare the two; it is not configurable.
@@ -61,8 +66,10 @@ type components struct {
 	identity *identity.Service
 	policies *policystore.Holder
 	vault    *vault.Vault
-	tokens   *token.Service
-	transit  *transit.Service
+	// reindexAfter is the vault's ReindexAfter (0: at once).
+	reindexAfter time.Duration
+	tokens       *token.Service
+	transit      *transit.Service
 }
 
 // ErrPendingMigrations: the database schema is older than this binary.
@@ -196,9 +203,16 @@ func open(ctx context.Context, cfg *config.Config, o Options) (*components, erro
 		return nil, err
 	}
 	masker := mask.New(hashKey)
+	reindexAfter := o.ReindexAfter
+	if reindexAfter == 0 && c.db.Dialect() == store.Postgres {
+		// Several nodes may share PostgreSQL: wait until every node's key
+		// cache holds a new index key version before moving entries to it.
+		reindexAfter = keyring.DefaultCacheTTL + 15*time.Second
+	}
+	c.reindexAfter = max(reindexAfter, 0)
 	c.vault = vault.New(vault.Config{
 		Store: c.db, Keys: c.keys, Policies: c.policies, Masker: masker,
-		Rand: o.Rand, Now: o.Now,
+		Rand: o.Rand, Now: o.Now, ReindexAfter: reindexAfter,
 	})
 	c.transit = transit.New(transit.Config{
 		Store: c.db, Versions: c.db, Keys: c.keys, Auth: c.policies, Now: o.Now, Log: o.Logger,

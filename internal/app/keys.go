@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/cofferhq/coffer/internal/coffer"
 	"github.com/cofferhq/coffer/internal/config"
@@ -24,11 +25,16 @@ const SigningKeyID = "jwt/signing"
 type KeyRotation = httpapi.KeyRotation
 
 // rotatable reports whether keyID is a keyring key an operator may rotate:
-// collection and subject keys (their values are then rewrapped) and token
-// keys. Blind index, audit, mask and root check keys are never rotated this
-// way (their MACs find rows or chain the log), nor transit keys (use their
-// own API).
+// collection and subject keys (their values are then rewrapped), blind
+// index keys index/COLLECTION/FIELD (their entries are then reindexed) and
+// token keys. The token index and order keys, audit, mask and root check
+// keys are never rotated this way (their MACs find rows or chain the log),
+// nor transit keys (use their own API).
 func rotatable(keyID string) bool {
+	if rest, ok := strings.CutPrefix(keyID, "index/"); ok {
+		c, f, ok := strings.Cut(rest, "/")
+		return ok && c != "" && f != "" && !strings.Contains(f, "/")
+	}
 	for _, p := range []string{"collection/", "subject/", "tokens/"} {
 		if name, ok := strings.CutPrefix(keyID, p); ok && name != "" {
 			return keyID != "tokens/index" && keyID != "tokens/order"
@@ -49,7 +55,7 @@ func rotateKey(ctx context.Context, c *components, jobs *lifecycle.Jobs, keyID s
 	}
 	if !rotatable(keyID) {
 		return out, coffer.Errorf(coffer.EINVALID,
-			"this key cannot be rotated here: rotate collection/NAME, subject/NAME, tokens/TYPE[/fpe|/deterministic] or %s (transit keys: POST /v1/keys/{name}/rotate)", SigningKeyID)
+			"this key cannot be rotated here: rotate collection/NAME, subject/NAME, index/COLLECTION/FIELD, tokens/TYPE[/fpe|/deterministic] or %s (transit keys: POST /v1/keys/{name}/rotate)", SigningKeyID)
 	}
 	rows, err := c.db.DataKeys(ctx, keyID)
 	if err != nil {
@@ -72,6 +78,9 @@ func rotateKey(ctx context.Context, c *components, jobs *lifecycle.Jobs, keyID s
 		}
 		out.RewrapScheduled = true
 	}
+	// A reindex needs no scheduling state: every run of the jobs looks for
+	// entries under an older version.
+	out.ReindexScheduled = strings.HasPrefix(keyID, "index/")
 	return out, nil
 }
 
@@ -115,6 +124,29 @@ func (a *keyAdmin) RotateKey(ctx context.Context, keyID string) (KeyRotation, er
 		return out, err
 	}
 	a.log.Info("key rotated", "key_id", keyID, "version", out.Version, "rewrap", out.RewrapScheduled)
+	if out.ReindexScheduled {
+		go func() {
+			// Once every node can know the new version (see
+			// vault.Config.ReindexAfter); the scheduler covers a restart.
+			if d := a.c.reindexAfter; d > 0 {
+				t := time.NewTimer(d + 100*time.Millisecond)
+				defer t.Stop()
+				select {
+				case <-t.C:
+				case <-a.bg.Done():
+					return
+				}
+			}
+			n, err := a.jobs.Reindex(a.bg)
+			switch {
+			case errors.Is(err, lifecycle.ErrBusy):
+			case err != nil && a.bg.Err() == nil:
+				a.log.Warn("reindex after rotation failed; the scheduler retries", "error", err)
+			case err == nil:
+				a.log.Info("reindex after rotation", "entries", n)
+			}
+		}()
+	}
 	if out.RewrapScheduled {
 		go func() {
 			rep, err := a.jobs.Rewrap(a.bg, 0)

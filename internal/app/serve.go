@@ -119,6 +119,10 @@ func (s *Server) build(ctx context.Context, o Options) error {
 		Store: c.db, Keys: c.keys, Node: cfg.Node, Now: c.opts.Now, Logger: s.log,
 		OnRewrapped: func(n int) { s.metrics.RewrapProcessed.Add(float64(n)) },
 		Rotation:    s.autoRotation(c),
+		Reindex: func(ctx context.Context) (int, error) {
+			rep, err := c.vault.Reindex(ctx, 500)
+			return rep.Moved, err
+		},
 	})
 	go s.jobs.Run(bg, time.Minute)
 	go func() {

@@ -135,6 +135,12 @@ type IndexEntry struct {
 	MAC     []byte
 }
 
+// IndexRef is one stored blind index entry of a record.
+type IndexRef struct {
+	RecordID string
+	IndexEntry
+}
+
 // Client is a service client as stored. The secret is kept only as a hash.
 type Client struct {
 	ID         string

@@ -21,6 +21,10 @@ type KeyRotation struct {
 	// RewrapScheduled says a background rewrap will move every value to
 	// the new version (collection and subject keys).
 	RewrapScheduled bool `json:"rewrap_scheduled"`
+	// ReindexScheduled says a background reindex will move every blind
+	// index entry of the field to the new version (index keys); search
+	// looks under both versions meanwhile.
+	ReindexScheduled bool `json:"reindex_scheduled,omitempty"`
 }
 
 // KeyAdmin rotates Coffer's own keys on an operator's request.

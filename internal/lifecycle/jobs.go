@@ -41,6 +41,10 @@ type Config struct {
 	// Rotation, if its Rotate is set, rotates data keys automatically
 	// (see AutoRotate).
 	Rotation RotationConfig
+	// Reindex, if set, moves blind index entries to their newest index key
+	// version (vault.Reindex) and says how many it moved; Jobs runs it
+	// under a lease with the others.
+	Reindex func(ctx context.Context) (int, error)
 }
 
 // KeyVersions is the keyring as the rewrap job needs it.
@@ -73,8 +77,9 @@ func New(c Config) *Jobs {
 
 // Job names.
 const (
-	RewrapJob = "rewrap"
-	PurgeJob  = "purge"
+	RewrapJob  = "rewrap"
+	PurgeJob   = "purge"
+	ReindexJob = "reindex"
 )
 
 // ErrBusy: another node holds the job's lease.
@@ -284,6 +289,24 @@ func (j *Jobs) Run(ctx context.Context, interval time.Duration) {
 	}
 }
 
+// Reindex runs Config.Reindex once while holding the reindex lease; it
+// returns ErrBusy when another node holds it. Moves are compare-and-swap,
+// so a run that outlives its lease and overlaps another stays correct.
+func (j *Jobs) Reindex(ctx context.Context) (int, error) {
+	if j.c.Reindex == nil {
+		return 0, nil
+	}
+	ok, err := j.c.Store.AcquireLease(ctx, ReindexJob, j.c.Node, j.c.Now(), j.c.LeaseTTL)
+	if err != nil {
+		return 0, err
+	}
+	if !ok {
+		return 0, ErrBusy
+	}
+	defer func() { _ = j.c.Store.ReleaseLease(context.WithoutCancel(ctx), ReindexJob, j.c.Node) }()
+	return j.c.Reindex(ctx)
+}
+
 // purgeAndRewrap runs the purge and the rewrap once, logging errors.
 func (j *Jobs) purgeAndRewrap(ctx context.Context) {
 	if n, err := j.Purge(ctx); err != nil && err != ErrBusy && ctx.Err() == nil {
@@ -295,5 +318,10 @@ func (j *Jobs) purgeAndRewrap(ctx context.Context) {
 		j.c.Logger.Warn("rewrap failed", "error", err)
 	} else if rep.Rewrapped > 0 {
 		j.c.Logger.Info("rewrap", "records", rep.Rewrapped)
+	}
+	if n, err := j.Reindex(ctx); err != nil && err != ErrBusy && ctx.Err() == nil {
+		j.c.Logger.Warn("reindex failed", "error", err)
+	} else if n > 0 {
+		j.c.Logger.Info("reindex", "entries", n)
 	}
 }

@@ -451,3 +451,45 @@ func TestDetectCounters(t *testing.T) {
 		}
 	})
 }
+
+// The reindex job's store side: stale entries listed in record id order
+// after a cursor, and a move that happens only if the entry is still the
+// one listed (a concurrent update wins).
+func TestReindexEntries(t *testing.T) {
+	forEach(t, func(t *testing.T, db *store.DB) {
+		ctx := context.Background()
+		mustCollection(t, db, "customers")
+		for i, v := range []uint32{1, 2, 1} {
+			id := fmt.Sprintf("r%d", i)
+			r := coffer.SealedRecord{ID: id, Collection: "customers", KeyID: "collection/customers", CreatedAt: t0, UpdatedAt: t0,
+				Values: map[string][]byte{"email": {byte(i)}}}
+			if err := db.InsertRecord(ctx, r, []coffer.IndexEntry{{Field: "email", Version: v, MAC: []byte{byte(i), 1}}}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		stale, err := db.StaleIndexEntries(ctx, "customers", "email", 2, "", 10)
+		if err != nil || len(stale) != 2 || stale[0].RecordID != "r0" || stale[1].RecordID != "r2" || stale[0].Version != 1 {
+			t.Fatalf("stale entries = %+v, %v; want r0 and r2 under version 1", stale, err)
+		}
+		if after, err := db.StaleIndexEntries(ctx, "customers", "email", 2, "r0", 10); err != nil || len(after) != 1 || after[0].RecordID != "r2" {
+			t.Fatalf("stale entries after r0 = %+v, %v", after, err)
+		}
+		next := coffer.IndexEntry{Field: "email", Version: 2, MAC: []byte{0, 2}}
+		if ok, err := db.MoveIndexEntry(ctx, "customers", "r0", stale[0].IndexEntry, next); err != nil || !ok {
+			t.Fatalf("move = %v, %v", ok, err)
+		}
+		// The same move again finds the old entry gone: nothing changes.
+		if ok, err := db.MoveIndexEntry(ctx, "customers", "r0", stale[0].IndexEntry, coffer.IndexEntry{Field: "email", Version: 2, MAC: []byte{7}}); err != nil || ok {
+			t.Fatalf("second move = %v, %v; want false", ok, err)
+		}
+		if ids, err := db.SearchIndex(ctx, "customers", "email", [][]byte{{0, 2}}, 10); err != nil || len(ids) != 1 || ids[0] != "r0" {
+			t.Fatalf("search under the moved MAC: %v %v", ids, err)
+		}
+		if ids, err := db.SearchIndex(ctx, "customers", "email", [][]byte{{0, 1}, {7}}, 10); err != nil || len(ids) != 0 {
+			t.Fatalf("search under the old MAC: %v %v", ids, err)
+		}
+		if left, err := db.StaleIndexEntries(ctx, "customers", "email", 2, "", 10); err != nil || len(left) != 1 || left[0].RecordID != "r2" {
+			t.Fatalf("stale after the move = %+v, %v", left, err)
+		}
+	})
+}

@@ -304,6 +304,46 @@ func (db *DB) SearchIndex(ctx context.Context, collection, field string, macs []
 	return ids, nil
 }
 
+// StaleIndexEntries returns the index entries of collection's field filed
+// under a key version below version, for record ids after afterID, in
+// record id order, at most limit: the reindex job's work list.
+func (db *DB) StaleIndexEntries(ctx context.Context, collection, field string, version uint32, afterID string, limit int) ([]coffer.IndexRef, error) {
+	rs, err := db.read.query(ctx, `SELECT record_id, mac, version FROM record_index
+		WHERE collection = $1 AND field = $2 AND version < $3 AND record_id > $4 ORDER BY record_id LIMIT $5`,
+		collection, field, int64(version), afterID, limit)
+	if err != nil {
+		return nil, fmt.Errorf("store: stale index entries: %w", err)
+	}
+	defer rs.Close()
+	var out []coffer.IndexRef
+	for rs.Next() {
+		var (
+			r = coffer.IndexRef{IndexEntry: coffer.IndexEntry{Field: field}}
+			v int64
+		)
+		if err := rs.Scan(&r.RecordID, &r.MAC, &v); err != nil {
+			return nil, fmt.Errorf("store: stale index entries: %w", err)
+		}
+		r.Version = uint32(v) // #nosec G115 -- stored from a uint32
+		out = append(out, r)
+	}
+	return out, rs.Err()
+}
+
+// MoveIndexEntry replaces one index entry of a record with its successor
+// under a newer key version, only if the entry is still as read: an update
+// of the record in between (which files its own, current entry) wins, and
+// MoveIndexEntry then reports false and changes nothing.
+func (db *DB) MoveIndexEntry(ctx context.Context, collection, recordID string, old, next coffer.IndexEntry) (bool, error) {
+	n, err := db.write.exec(ctx, `UPDATE record_index SET mac = $1, version = $2
+		WHERE collection = $3 AND record_id = $4 AND field = $5 AND mac = $6 AND version = $7`,
+		next.MAC, int64(next.Version), collection, recordID, old.Field, old.MAC, int64(old.Version))
+	if err != nil {
+		return false, fmt.Errorf("store: move index entry: %w", err)
+	}
+	return n == 1, nil
+}
+
 // SubjectRecords lists (collection, id) of every record of a data subject.
 func (db *DB) SubjectRecords(ctx context.Context, subject string) ([][2]string, error) {
 	rs, err := db.read.query(ctx, `SELECT collection, id FROM records WHERE subject = $1`, subject)

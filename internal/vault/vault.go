@@ -41,6 +41,8 @@ type Keys interface {
 	Seal(ctx context.Context, keyID string, plaintext, aad []byte) ([]byte, error)
 	Open(ctx context.Context, keyID string, env, aad []byte) ([]byte, error)
 	MAC(ctx context.Context, keyID string, data []byte) (version uint32, mac []byte, err error)
+	// MACAll is data's MAC under every active version, the newest first.
+	MACAll(ctx context.Context, keyID string, data []byte) (version uint32, macs [][]byte, err error)
 	Destroy(ctx context.Context, keyID string) error
 }
 
@@ -59,6 +61,13 @@ type Config struct {
 	Now      func() time.Time
 	// MaxSearchLimit caps a search's limit (default 1000).
 	MaxSearchLimit int
+	// ReindexAfter: Reindex moves entries to a field's newest index key
+	// version only once that version is this old, so that every node's
+	// key cache knows it first (a node that did not would search only
+	// the old version and miss moved entries). 0 moves at once: right for
+	// a single node (SQLite); several nodes need the keyring's cache time
+	// and a margin.
+	ReindexAfter time.Duration
 }
 
 // Vault runs the record use cases.
@@ -559,11 +568,13 @@ func (v *Vault) SearchRecords(ctx context.Context, c Caller, collection string, 
 		if err != nil {
 			return nil, err
 		}
-		_, mac, err := v.c.Keys.MAC(ctx, indexKeyID(collection, name), []byte(ix))
+		// Every live index key version: after a rotation the reindex job
+		// moves entries to the newest one in the background.
+		_, macs, err := v.c.Keys.MACAll(ctx, indexKeyID(collection, name), []byte(ix))
 		if err != nil {
 			return nil, fmt.Errorf("vault: index term: %w", err)
 		}
-		c.Note.ValueHMACs = append(c.Note.ValueHMACs, base64.RawURLEncoding.EncodeToString(mac[:12]))
+		c.Note.ValueHMACs = append(c.Note.ValueHMACs, base64.RawURLEncoding.EncodeToString(macs[0][:12]))
 		// One field and no per-record filter: the index gives exactly the
 		// page. Otherwise fetch more candidates for the intersection and
 		// the per-record decisions to thin out.
@@ -571,7 +582,7 @@ func (v *Vault) SearchRecords(ctx context.Context, c Caller, collection string, 
 		if len(names) > 1 || perRecord {
 			want = min(max(limit*4, 100), 10*v.c.MaxSearchLimit)
 		}
-		got, err := v.c.Store.SearchIndex(ctx, collection, name, [][]byte{mac}, want)
+		got, err := v.c.Store.SearchIndex(ctx, collection, name, macs, want)
 		if err != nil {
 			return nil, err
 		}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
@@ -173,8 +174,8 @@ func TestKeyRotationAndRewrap(t *testing.T) {
 			t.Fatalf("old token after signing key rotation: %d", st)
 		}
 		for key, status := range map[string]int{
-			"index/customers/email": 422, "audit/hmac": 422, "tokens/index": 422, "coffer/root-check": 422,
-			"collection/nope": 404, "": 422, "collection/a b": 422,
+			"index/customers": 422, "index/customers/email/x": 422, "audit/hmac": 422, "tokens/index": 422, "tokens/order": 422,
+			"coffer/root-check": 422, "collection/nope": 404, "index/customers/nope": 404, "": 422, "collection/a b": 422,
 		} {
 			if st, b := rotate(n, tok, key); st != status || !strings.Contains(string(b), "problem") && status >= 400 {
 				t.Errorf("rotate %q: %d %s, want %d", key, st, b, status)
@@ -468,5 +469,83 @@ func TestShamirSealUnseal(t *testing.T) {
 	}
 	if st, _, _ := n.do("GET", "/healthz", "", "", nil); st != http.StatusOK {
 		t.Fatal("healthz after unseal")
+	}
+}
+
+// TestIndexKeyRotationAndReindex: a field's blind index key rotated while
+// records exist; search finds old and new records at once (it looks under
+// both versions), the reindex moves every entry to the new version, and
+// search still finds them all afterwards, by the new version alone.
+func TestIndexKeyRotationAndReindex(t *testing.T) {
+	for _, be := range storetest.Backends() {
+		t.Run(be.Name, func(t *testing.T) {
+			t.Parallel()
+			// The reindex waits 2 s after the rotation (as it waits for
+			// every node's key cache on PostgreSQL): old entries are
+			// certainly there when the search right after looks for them.
+			testIndexKeyRotation(t, startWith(t, be, app.Options{ReindexAfter: 2 * time.Second}))
+		})
+	}
+}
+
+func testIndexKeyRotation(t *testing.T, n *node) {
+	{
+		ctx := context.Background()
+		if err := n.admin.CreateCollection(ctx, customers); err != nil {
+			t.Fatal(err)
+		}
+		emails := map[string]string{}
+		add := func(email string) {
+			id, err := n.admin.CreateRecord(ctx, "customers", client.NewRecord{Owner: "o", Data: map[string]any{"email": email}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			emails[email] = id
+		}
+		for i := range 5 {
+			add(fmt.Sprintf("old%d@example.com", i))
+		}
+		findAll := func(when string) {
+			t.Helper()
+			for email, id := range emails {
+				hits, err := n.admin.Search(ctx, "customers", map[string]any{"email": strings.ToUpper(email)}, 10)
+				if err != nil || len(hits) != 1 || hits[0].ID != id {
+					t.Fatalf("%s: search %s: %v %v", when, email, hits, err)
+				}
+			}
+		}
+		findAll("before rotation")
+		tok := n.token(n.init.ClientID, n.init.ClientSecret)
+		st, b := rotate(n, tok, "index/customers/email")
+		if st != 200 || !strings.Contains(string(b), `"reindex_scheduled":true`) || !strings.Contains(string(b), `"version":2`) {
+			t.Fatalf("rotate the index key: %d %s", st, b)
+		}
+		add("new@example.com")
+		db := n.openStore()
+		if stale, err := db.StaleIndexEntries(ctx, "customers", "email", 2, "", 100); err != nil || len(stale) != 5 {
+			t.Fatalf("right after the rotation: %d entries under version 1, %v; want 5", len(stale), err)
+		}
+		findAll("right after the rotation (old entries under version 1, the new one under 2)")
+		waitFor(t, "the reindex to move every entry to version 2", func() bool {
+			stale, err := db.StaleIndexEntries(ctx, "customers", "email", 2, "", 100)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return len(stale) == 0
+		})
+		findAll("after the reindex")
+		// Moved, not copied: one entry per record, every one under version 2.
+		all, err := db.StaleIndexEntries(ctx, "customers", "email", 3, "", 100)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(all) != len(emails) {
+			t.Fatalf("%d index entries for %d records", len(all), len(emails))
+		}
+		for _, e := range all {
+			if e.Version != 2 {
+				t.Fatalf("entry of %s under version %d", e.RecordID, e.Version)
+			}
+		}
 	}
 }

@@ -224,6 +224,29 @@ func (kr *Keyring) MACVersion(ctx context.Context, keyID string, version uint32,
 	return out, nil
 }
 
+// MACAll returns HMAC-SHA256 of data under every active version of keyID,
+// the newest first (creating version 1 on first use), with that newest
+// version: a blind index searched while a background reindex moves its
+// entries from an old version to the new one must look for both.
+func (kr *Keyring) MACAll(ctx context.Context, keyID string, data []byte) (uint32, [][]byte, error) {
+	cur, first, err := kr.MAC(ctx, keyID, data)
+	if err != nil {
+		return 0, nil, err
+	}
+	out := [][]byte{first}
+	for n := cur - 1; n >= 1; n-- {
+		m, err := kr.MACVersion(ctx, keyID, n, data)
+		if errors.Is(err, ErrKeyRetired) || errors.Is(err, ErrKeyNotFound) {
+			continue // retired once reindexed: nothing is filed under it
+		}
+		if err != nil {
+			return 0, nil, err
+		}
+		out = append(out, m)
+	}
+	return cur, out, nil
+}
+
 func mac(v *keyVersion, data []byte) []byte {
 	k := v.mac.Bytes()
 	defer clear(k)

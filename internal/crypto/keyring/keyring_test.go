@@ -896,3 +896,45 @@ func FuzzOpen(f *testing.F) {
 		}
 	})
 }
+
+// MACAll gives the MAC under every active version, newest first, and
+// skips a retired one: what a blind index search needs during a reindex.
+func TestMACAll(t *testing.T) {
+	f := newFixture(t)
+	kr := f.node()
+	const id = "index/customers/email"
+	data := []byte("ada@example.com")
+	v1, m1, err := kr.MAC(ctx, id, data)
+	if err != nil || v1 != 1 {
+		t.Fatalf("MAC = %d, %v", v1, err)
+	}
+	if cur, all, err := kr.MACAll(ctx, id, data); err != nil || cur != 1 || len(all) != 1 || !bytes.Equal(all[0], m1) {
+		t.Fatalf("MACAll before rotation = %d, %d MACs, %v", cur, len(all), err)
+	}
+	for range 2 {
+		if _, err := kr.Rotate(ctx, id); err != nil {
+			t.Fatal(err)
+		}
+	}
+	_, m3, err := kr.MAC(ctx, id, data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m2, err := kr.MACVersion(ctx, id, 2, data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cur, all, err := kr.MACAll(ctx, id, data)
+	if err != nil || cur != 3 || len(all) != 3 || !bytes.Equal(all[0], m3) || !bytes.Equal(all[1], m2) || !bytes.Equal(all[2], m1) {
+		t.Fatalf("MACAll after two rotations = %d, %d MACs, %v; want versions 3, 2, 1 in that order", cur, len(all), err)
+	}
+	if bytes.Equal(m1, m2) || bytes.Equal(m2, m3) {
+		t.Fatal("versions share a MAC key")
+	}
+	if err := kr.Retire(ctx, id, 1); err != nil {
+		t.Fatal(err)
+	}
+	if cur, all, err := kr.MACAll(ctx, id, data); err != nil || cur != 3 || len(all) != 2 || !bytes.Equal(all[1], m2) {
+		t.Fatalf("MACAll with version 1 retired = %d, %d MACs, %v; want 3 and 2", cur, len(all), err)
+	}
+}
