@@ -5,8 +5,10 @@
 // saved cursor), and the automatic rotation of data keys ([Jobs.AutoRotate]:
 // a key whose current version is older than its policy allows, or has
 // sealed more values than it allows, is rotated as an operator would, and
-// the rewrap follows). A job runs on one node at a time under a lease in
-// the store, so any number of nodes can run the scheduler.
+// the rewrap follows), and the reindex (Config.Reindex, vault.Reindex: blind
+// index entries move to their field's newest index key version after a
+// rotation). A job runs on one node at a time under a lease in the store,
+// so any number of nodes can run the scheduler.
 //
 // # Automatic rotation
 //
