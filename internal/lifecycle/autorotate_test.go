@@ -16,6 +16,7 @@ import (
 	"github.com/cofferhq/coffer/internal/lifecycle"
 	"github.com/cofferhq/coffer/internal/secret"
 	"github.com/cofferhq/coffer/internal/store/storetest"
+	"github.com/cofferhq/coffer/internal/testclock"
 )
 
 var day = 24 * time.Hour
@@ -66,24 +67,6 @@ func TestRotationPolicyDue(t *testing.T) {
 	}
 }
 
-// clock is a settable time.
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *clock) advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
-}
-
 // TestAutoRotate: against a real store and keyring with a pinned clock,
 // the job flushes this node's use counts, rotates exactly the due keys
 // it may rotate (subject keys by use only, never index, audit or token
@@ -103,7 +86,7 @@ func TestAutoRotate(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			clk := &clock{t: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
+			clk := testclock.New(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC))
 			kr := keyring.New(p, keyStore{db}, keyring.Options{Now: clk.Now})
 			sealN := func(keyID string, n int) {
 				t.Helper()
@@ -189,7 +172,7 @@ func TestAutoRotate(t *testing.T) {
 			}
 
 			a := jobs("a")
-			clk.advance(time.Hour)
+			clk.Advance(time.Hour)
 			// The counts were never flushed: the job flushes them first.
 			if rep := run(a, "subject/s"); !rep.Rewrap {
 				t.Fatalf("a subject key rotated without a rewrap: %+v", rep)
@@ -214,7 +197,7 @@ func TestAutoRotate(t *testing.T) {
 
 			// 91 days on, the age rule: collection and token value keys
 			// (paged two at a time), not subject keys nor the rest.
-			clk.advance(91 * day)
+			clk.Advance(91 * day)
 			failOn = "collection/b"
 			mu.Lock()
 			rotated = nil
@@ -242,7 +225,7 @@ func TestAutoRotate(t *testing.T) {
 			run(a) // nothing left due
 
 			// Rules off: nothing rotates, however old or used.
-			clk.advance(1000 * day)
+			clk.Advance(1000 * day)
 			off := lifecycle.New(lifecycle.Config{Store: db, Keys: kr, Node: "a", Now: clk.Now,
 				Rotation: lifecycle.RotationConfig{Rotate: func(context.Context, string) (uint32, error) {
 					t.Error("rotated with both rules off")

@@ -15,6 +15,7 @@ import (
 	"github.com/cofferhq/coffer/internal/crypto/keyprovider"
 	"github.com/cofferhq/coffer/internal/crypto/keyring"
 	"github.com/cofferhq/coffer/internal/secret"
+	"github.com/cofferhq/coffer/internal/testclock"
 )
 
 var ctx = context.Background()
@@ -205,30 +206,12 @@ func (k *countingKeys) Destroy(ctx context.Context, id string) error {
 	return k.Keys.Destroy(ctx, id)
 }
 
-// clock is a settable Now.
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *clock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
-}
-
 // fixture is one deployment: shared stores and root key, nodes on demand.
 type fixture struct {
 	provider keyprovider.Provider
 	ks       *keyStore
 	ms       *metaStore
-	clock    *clock
+	clock    *testclock.Clock
 	auth     *auth
 }
 
@@ -246,7 +229,7 @@ func newFixture(t testing.TB) *fixture {
 		provider: p,
 		ks:       &keyStore{keys: map[string]map[uint32]coffer.DataKey{}},
 		ms:       &metaStore{keys: map[string]TransitKey{}},
-		clock:    &clock{t: time.Date(2025, 6, 1, 12, 0, 0, 0, time.UTC)},
+		clock:    testclock.New(time.Date(2025, 6, 1, 12, 0, 0, 0, time.UTC)),
 		auth:     &auth{},
 	}
 	f.auth.set("admin", "read", "encrypt", "decrypt")

@@ -18,6 +18,7 @@ import (
 	"github.com/cofferhq/coffer/internal/crypto/envelope"
 	"github.com/cofferhq/coffer/internal/crypto/keyprovider"
 	"github.com/cofferhq/coffer/internal/secret"
+	"github.com/cofferhq/coffer/internal/testclock"
 )
 
 // memStore is an in-memory Store with the contract the SQL stores keep.
@@ -127,24 +128,6 @@ func (p *countingProvider) Unwrap(ctx context.Context, w, aad []byte) ([]byte, e
 	return p.Provider.Unwrap(ctx, w, aad)
 }
 
-// clock is a settable Now.
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *clock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
-}
-
 func newProvider(tb testing.TB) *countingProvider {
 	tb.Helper()
 	k, err := secret.Random(rand.Reader, keyprovider.RootKeySize)
@@ -161,11 +144,11 @@ func newProvider(tb testing.TB) *countingProvider {
 type fixture struct {
 	p     *countingProvider
 	s     *memStore
-	clock *clock
+	clock *testclock.Clock
 }
 
 func newFixture(tb testing.TB) *fixture {
-	return &fixture{p: newProvider(tb), s: newMemStore(), clock: &clock{t: time.Date(2025, 1, 2, 3, 4, 5, 0, time.UTC)}}
+	return &fixture{p: newProvider(tb), s: newMemStore(), clock: testclock.New(time.Date(2025, 1, 2, 3, 4, 5, 0, time.UTC))}
 }
 
 // node is one Coffer node's keyring over the fixture's shared store.

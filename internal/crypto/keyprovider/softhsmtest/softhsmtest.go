@@ -1,6 +1,3 @@
-// Package softhsmtest sets up SoftHSM2 tokens for the tests that run the
-// PKCS#11 root key provider against a real token (build tag pkcs11). It is
-// test support only: nothing in a Coffer binary imports it.
 package softhsmtest
 
 import (

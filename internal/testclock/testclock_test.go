@@ -1,0 +1,18 @@
+package testclock
+
+import (
+	"testing"
+	"time"
+)
+
+func TestAdvance(t *testing.T) {
+	t0 := time.Date(2026, 11, 29, 12, 0, 0, 0, time.UTC)
+	c := New(t0)
+	if !c.Now().Equal(t0) {
+		t.Fatalf("Now = %v, want %v", c.Now(), t0)
+	}
+	c.Advance(90 * time.Second)
+	if got := c.Now(); !got.Equal(t0.Add(90 * time.Second)) {
+		t.Fatalf("after Advance: %v", got)
+	}
+}
