@@ -21,6 +21,11 @@ type ReindexReport struct {
 var ErrReindexStore = errors.New("vault: the store cannot reindex")
 
 // reindexStore is what Reindex needs beyond Store.
+// retirer retires key versions (the keyring does).
+type retirer interface {
+	Retire(ctx context.Context, keyID string, version uint32) error
+}
+
 type reindexStore interface {
 	DataKeys(ctx context.Context, keyID string) ([]coffer.DataKey, error)
 	StaleIndexEntries(ctx context.Context, collection, field string, version uint32, afterID string, limit int) ([]coffer.IndexRef, error)
@@ -79,7 +84,7 @@ func (v *Vault) reindexField(ctx context.Context, st reindexStore, collection st
 			}
 		}
 	}
-	after := ""
+	after, skipped := "", 0
 	for {
 		if err := ctx.Err(); err != nil {
 			return err
@@ -89,7 +94,13 @@ func (v *Vault) reindexField(ctx context.Context, st reindexStore, collection st
 			return err
 		}
 		if len(refs) == 0 {
-			return nil
+			if skipped == 0 {
+				// Every entry moved (or none was stale): nothing is filed
+				// under an older version any more. Retire them, so search
+				// stops looking under them.
+				return v.retireOld(ctx, st, keyID, cur)
+			}
+			return nil // the next run tries the skipped ones again
 		}
 		ids := make([]string, len(refs))
 		for i, r := range refs {
@@ -113,6 +124,7 @@ func (v *Vault) reindexField(ctx context.Context, st reindexStore, collection st
 				rep.Moved++
 			} else {
 				rep.Skipped++
+				skipped++
 			}
 		}
 	}
@@ -144,4 +156,26 @@ func (v *Vault) reindexOne(ctx context.Context, st reindexStore, keyID string, f
 		return false, fmt.Errorf("vault: reindex %s: %w", keyID, err)
 	}
 	return st.MoveIndexEntry(ctx, rec.Collection, rec.ID, ref.IndexEntry, coffer.IndexEntry{Field: f.Name, Version: ver, MAC: mac})
+}
+
+// retireOld retires every active index key version below cur, once no
+// entry is filed under one. Each node's search stops looking under them
+// within its key cache time.
+func (v *Vault) retireOld(ctx context.Context, st reindexStore, keyID string, cur uint32) error {
+	r, ok := v.c.Keys.(retirer)
+	if !ok {
+		return nil
+	}
+	keys, err := st.DataKeys(ctx, keyID)
+	if err != nil {
+		return err
+	}
+	for _, k := range keys {
+		if k.Version < cur && k.State == coffer.KeyActive {
+			if err := r.Retire(ctx, keyID, k.Version); err != nil {
+				return fmt.Errorf("vault: retire %s version %d: %w", keyID, k.Version, err)
+			}
+		}
+	}
+	return nil
 }
