@@ -373,6 +373,7 @@ func (c *Config) finish() {
 	if c.derived == nil {
 		c.derived = map[string]bool{}
 	}
+	emptyToNil(reflect.ValueOf(c).Elem())
 	if c.DataDir == "" {
 		c.DataDir = c.dir
 	}
@@ -415,3 +416,28 @@ func hostname() string {
 }
 
 func joinPath(elem ...string) string { return filepath.Join(elem...) }
+
+// emptyToNil makes every empty list and map in v nil, so that a file that
+// says "webhooks: [ ]" (or a list of nothing) means what one without the key
+// means, and a configuration reads back as it was written (empty lists are
+// not written).
+func emptyToNil(v reflect.Value) {
+	switch v.Kind() {
+	case reflect.Struct:
+		for i := 0; i < v.NumField(); i++ {
+			if v.Type().Field(i).IsExported() {
+				emptyToNil(v.Field(i))
+			}
+		}
+	case reflect.Slice, reflect.Map:
+		if v.Len() == 0 && !v.IsNil() && v.CanSet() {
+			v.Set(reflect.Zero(v.Type()))
+			return
+		}
+		if v.Kind() == reflect.Slice {
+			for i := 0; i < v.Len(); i++ {
+				emptyToNil(v.Index(i))
+			}
+		}
+	}
+}
