@@ -128,3 +128,32 @@ func TestPolicyProblems(t *testing.T) {
 		t.Fatalf("policy in force changed: %d %s", st, b)
 	}
 }
+
+// Every answer over HTTPS carries the security headers: a success, a
+// refusal, an unrouted path, and a sealed server's answers alike.
+func TestSecurityHeadersOnEveryAnswer(t *testing.T) {
+	n := start(t, storetest.Backends()[0])
+	tok := n.token(n.init.ClientID, n.init.ClientSecret)
+	want := map[string]string{
+		"Strict-Transport-Security": "max-age=63072000; includeSubDomains",
+		"X-Content-Type-Options":    "nosniff",
+		"Cache-Control":             "no-store",
+		"X-Frame-Options":           "DENY",
+		"Content-Security-Policy":   "default-src 'none'; frame-ancestors 'none'",
+		"Referrer-Policy":           "no-referrer",
+	}
+	for _, tc := range []struct{ method, path, tok string }{
+		{"GET", "/healthz", ""},
+		{"GET", "/v1/collections", tok},
+		{"GET", "/v1/collections", ""},
+		{"GET", "/no/such/path", tok},
+		{"DELETE", "/healthz", ""},
+	} {
+		st, h, _ := n.do(tc.method, tc.path, tc.tok, "", nil)
+		for k, v := range want {
+			if h.Get(k) != v {
+				t.Errorf("%s %s (%d): %s = %q, want %q", tc.method, tc.path, st, k, h.Get(k), v)
+			}
+		}
+	}
+}
