@@ -22,23 +22,31 @@ const fileHeader = `# Coffer server configuration, written by coffer init.
 # and flags override both. Relative paths are relative to this directory.
 `
 
+// encode validates c and returns the absolute dir, the config file's path
+// in it and the file's contents (with the header).
+func (c *Config) encode(dir string) (abs, path string, b []byte, err error) {
+	if abs, err = filepath.Abs(dir); err != nil {
+		return "", "", nil, fmt.Errorf("config directory: %w", err)
+	}
+	if err := c.Validate(); err != nil {
+		return "", "", nil, err
+	}
+	body, err := c.forFile(abs).marshal()
+	if err != nil {
+		return "", "", nil, err
+	}
+	return abs, filepath.Join(abs, FileName), append([]byte(fileHeader), body...), nil
+}
+
 // Write validates c and writes it to dir/coffer.yaml with mode 0600. It
 // never overwrites: an existing file is an error wrapping fs.ErrExist.
 // Settings still derived from others are left out, and paths inside dir
 // are written relative to it, so the directory can move.
 func Write(dir string, c *Config) error {
-	abs, err := filepath.Abs(dir)
-	if err != nil {
-		return fmt.Errorf("config directory: %w", err)
-	}
-	if err := c.Validate(); err != nil {
-		return err
-	}
-	b, err := c.forFile(abs).marshal()
+	_, path, b, err := c.encode(dir)
 	if err != nil {
 		return err
 	}
-	path := filepath.Join(abs, FileName)
 	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600) // #nosec G304 -- DIR/coffer.yaml, DIR is the operator's data directory
 	if err != nil {
 		return fmt.Errorf("write config: %w", err)
@@ -54,7 +62,7 @@ func Write(dir string, c *Config) error {
 	if err := f.Chmod(0o600); err != nil {
 		return fail(err)
 	}
-	if _, err := f.Write(append([]byte(fileHeader), b...)); err != nil {
+	if _, err := f.Write(b); err != nil {
 		return fail(err)
 	}
 	if err := f.Sync(); err != nil {
@@ -200,18 +208,10 @@ func redactURL(s string, allQuery bool) string {
 // never half of one. Use it for changes the operator asked for (a new root
 // key file); Write is for a first configuration.
 func Replace(dir string, c *Config) error {
-	abs, err := filepath.Abs(dir)
-	if err != nil {
-		return fmt.Errorf("config directory: %w", err)
-	}
-	if err := c.Validate(); err != nil {
-		return err
-	}
-	b, err := c.forFile(abs).marshal()
+	abs, path, b, err := c.encode(dir)
 	if err != nil {
 		return err
 	}
-	path := filepath.Join(abs, FileName)
 	tmp := path + ".tmp"
 	if err := os.Remove(tmp); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return fmt.Errorf("replace config: %w", err)
@@ -220,7 +220,7 @@ func Replace(dir string, c *Config) error {
 	if err != nil {
 		return fmt.Errorf("replace config: %w", err)
 	}
-	_, werr := f.Write(append([]byte(fileHeader), b...))
+	_, werr := f.Write(b)
 	if werr == nil {
 		werr = f.Sync()
 	}
