@@ -27,25 +27,15 @@ func (db *DB) AppendAudit(ctx context.Context, events []audit.Event, checkpoints
 		}
 		bodies[i], buf = string(b), b
 	}
-	if db.dialect == Postgres && len(events) <= db.rowsPerInsert(9) && len(checkpoints) <= 1 {
+	if db.dialect == Postgres && len(events) <= db.rowsPerInsert(auditCols) && len(checkpoints) <= 1 {
 		return db.appendAuditOneStatement(ctx, events, bodies, checkpoints)
 	}
 	return db.inTx(ctx, func(q querier) error {
-		const cols = 9
-		per := db.rowsPerInsert(cols)
+		per := db.rowsPerInsert(auditCols)
 		for start := 0; start < len(events); start += per {
-			chunk := events[start:min(start+per, len(events))]
+			end := min(start+per, len(events))
 			var sb strings.Builder
-			sb.WriteString(`INSERT INTO audit_events (node, seq, id, time, principal, action, body, hash, prev_hash) VALUES `)
-			args := make([]any, 0, len(chunk)*cols)
-			for i, e := range chunk {
-				if i > 0 {
-					sb.WriteByte(',')
-				}
-				placeholders(&sb, i*cols, cols)
-				args = append(args, e.Node, int64(e.Seq), e.ID, micros(e.Time), e.PrincipalID, e.Action, // #nosec G115 -- seq < 2^63
-					bodies[start+i], e.Hash, e.PrevHash)
-			}
+			args := insertEvents(&sb, make([]any, 0, (end-start)*auditCols), events[start:end], bodies[start:end])
 			if _, err := q.exec(ctx, sb.String(), args...); err != nil {
 				return fmt.Errorf("store: append audit events: %w", err)
 			}
@@ -58,6 +48,25 @@ func (db *DB) AppendAudit(ctx context.Context, events []audit.Event, checkpoints
 		}
 		return nil
 	})
+}
+
+// auditCols is how many columns an audit_events row binds.
+const auditCols = 9
+
+// insertEvents writes a multi-row INSERT of events into sb, numbering its
+// placeholders after the args already bound, and returns args with the
+// events' values appended.
+func insertEvents(sb *strings.Builder, args []any, events []audit.Event, bodies []string) []any {
+	sb.WriteString(`INSERT INTO audit_events (node, seq, id, time, principal, action, body, hash, prev_hash) VALUES `)
+	for i, e := range events {
+		if i > 0 {
+			sb.WriteByte(',')
+		}
+		placeholders(sb, len(args), auditCols)
+		args = append(args, e.Node, int64(e.Seq), e.ID, micros(e.Time), e.PrincipalID, e.Action, // #nosec G115 -- seq < 2^63
+			bodies[i], e.Hash, e.PrevHash)
+	}
+	return args
 }
 
 // appendAuditOneStatement appends on PostgreSQL in one autocommitted
@@ -81,16 +90,7 @@ func (db *DB) appendAuditOneStatement(ctx context.Context, events []audit.Event,
 		}
 	}
 	if len(events) > 0 {
-		const cols = 9
-		sb.WriteString(`INSERT INTO audit_events (node, seq, id, time, principal, action, body, hash, prev_hash) VALUES `)
-		for i, e := range events {
-			if i > 0 {
-				sb.WriteByte(',')
-			}
-			placeholders(&sb, len(args), cols)
-			args = append(args, e.Node, int64(e.Seq), e.ID, micros(e.Time), e.PrincipalID, e.Action, // #nosec G115 -- seq < 2^63
-				bodies[i], e.Hash, e.PrevHash)
-		}
+		args = insertEvents(&sb, args, events, bodies)
 	}
 	if _, err := db.write.exec(ctx, sb.String(), args...); err != nil {
 		return fmt.Errorf("store: append audit: %w", err)
