@@ -66,10 +66,8 @@ type components struct {
 	identity *identity.Service
 	policies *policystore.Holder
 	vault    *vault.Vault
-	// reindexAfter is the vault's ReindexAfter (0: at once).
-	reindexAfter time.Duration
-	tokens       *token.Service
-	transit      *transit.Service
+	tokens   *token.Service
+	transit  *transit.Service
 }
 
 // ErrPendingMigrations: the database schema is older than this binary.
@@ -209,7 +207,6 @@ func open(ctx context.Context, cfg *config.Config, o Options) (*components, erro
 		// cache holds a new index key version before moving entries to it.
 		reindexAfter = keyring.DefaultCacheTTL + 15*time.Second
 	}
-	c.reindexAfter = max(reindexAfter, 0)
 	c.vault = vault.New(vault.Config{
 		Store: c.db, Keys: c.keys, Policies: c.policies, Masker: masker,
 		Rand: o.Rand, Now: o.Now, ReindexAfter: reindexAfter,

@@ -125,41 +125,45 @@ func (a *keyAdmin) RotateKey(ctx context.Context, keyID string) (KeyRotation, er
 	}
 	a.log.Info("key rotated", "key_id", keyID, "version", out.Version, "rewrap", out.RewrapScheduled)
 	if out.ReindexScheduled {
-		go func() {
-			// Once every node can know the new version (see
-			// vault.Config.ReindexAfter); the scheduler covers a restart.
-			if d := a.c.reindexAfter; d > 0 {
-				t := time.NewTimer(d + 100*time.Millisecond)
-				defer t.Stop()
-				select {
-				case <-t.C:
-				case <-a.bg.Done():
-					return
-				}
-			}
+		// Once every node can know the new version (see
+		// vault.Config.ReindexAfter).
+		a.soon("reindex", a.c.vault.ReindexDelay(), func() ([]any, error) {
 			n, err := a.jobs.Reindex(a.bg)
-			switch {
-			case errors.Is(err, lifecycle.ErrBusy):
-			case err != nil && a.bg.Err() == nil:
-				a.log.Warn("reindex after rotation failed; the scheduler retries", "error", err)
-			case err == nil:
-				a.log.Info("reindex after rotation", "entries", n)
-			}
-		}()
+			return []any{"entries", n}, err
+		})
 	}
 	if out.RewrapScheduled {
-		go func() {
+		a.soon("rewrap", 0, func() ([]any, error) {
 			rep, err := a.jobs.Rewrap(a.bg, 0)
-			switch {
-			case errors.Is(err, lifecycle.ErrBusy):
-			case err != nil && a.bg.Err() == nil:
-				a.log.Warn("rewrap after rotation failed; the scheduler retries", "error", err)
-			case err == nil:
-				a.log.Info("rewrap after rotation", "records", rep.Rewrapped, "done", rep.Done)
-			}
-		}()
+			return []any{"records", rep.Rewrapped, "done", rep.Done}, err
+		})
 	}
 	return out, nil
+}
+
+// soon runs a background job after delay, in the background context, and
+// logs its outcome; another node holding the job's lease is no failure, and
+// the scheduler retries a failed run.
+func (a *keyAdmin) soon(job string, delay time.Duration, run func() ([]any, error)) {
+	go func() {
+		if delay > 0 {
+			t := time.NewTimer(delay + 100*time.Millisecond)
+			defer t.Stop()
+			select {
+			case <-t.C:
+			case <-a.bg.Done():
+				return
+			}
+		}
+		attrs, err := run()
+		switch {
+		case errors.Is(err, lifecycle.ErrBusy):
+		case err != nil && a.bg.Err() == nil:
+			a.log.Warn(job+" after rotation failed; the scheduler retries", "error", err)
+		case err == nil:
+			a.log.Info(job+" after rotation", attrs...)
+		}
+	}()
 }
 
 // RotateKey rotates one of cfg's keyring keys offline, against the store

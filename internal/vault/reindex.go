@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/cofferhq/coffer/internal/coffer"
 )
@@ -17,15 +18,14 @@ type ReindexReport struct {
 	Skipped int
 }
 
+// ReindexDelay is how long after an index key rotation Reindex starts
+// moving entries (Config.ReindexAfter).
+func (v *Vault) ReindexDelay() time.Duration { return max(v.c.ReindexAfter, 0) }
+
 // ErrReindexStore: the store cannot list or move index entries.
 var ErrReindexStore = errors.New("vault: the store cannot reindex")
 
 // reindexStore is what Reindex needs beyond Store.
-// retirer retires key versions (the keyring does).
-type retirer interface {
-	Retire(ctx context.Context, keyID string, version uint32) error
-}
-
 type reindexStore interface {
 	DataKeys(ctx context.Context, keyID string) ([]coffer.DataKey, error)
 	StaleIndexEntries(ctx context.Context, collection, field string, version uint32, afterID string, limit int) ([]coffer.IndexRef, error)
@@ -66,7 +66,7 @@ func (v *Vault) Reindex(ctx context.Context, batch int) (ReindexReport, error) {
 
 func (v *Vault) reindexField(ctx context.Context, st reindexStore, collection string, f coffer.Field, batch int, rep *ReindexReport) error {
 	keyID := indexKeyID(collection, f.Name)
-	cur, _, err := v.c.Keys.MAC(ctx, keyID, nil)
+	cur, err := v.c.Keys.CurrentVersion(ctx, keyID)
 	if err != nil {
 		return fmt.Errorf("vault: reindex %s: %w", keyID, err)
 	}
@@ -162,17 +162,13 @@ func (v *Vault) reindexOne(ctx context.Context, st reindexStore, keyID string, f
 // entry is filed under one. Each node's search stops looking under them
 // within its key cache time.
 func (v *Vault) retireOld(ctx context.Context, st reindexStore, keyID string, cur uint32) error {
-	r, ok := v.c.Keys.(retirer)
-	if !ok {
-		return nil
-	}
 	keys, err := st.DataKeys(ctx, keyID)
 	if err != nil {
 		return err
 	}
 	for _, k := range keys {
 		if k.Version < cur && k.State == coffer.KeyActive {
-			if err := r.Retire(ctx, keyID, k.Version); err != nil {
+			if err := v.c.Keys.Retire(ctx, keyID, k.Version); err != nil {
 				return fmt.Errorf("vault: retire %s version %d: %w", keyID, k.Version, err)
 			}
 		}

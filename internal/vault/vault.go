@@ -44,6 +44,9 @@ type Keys interface {
 	// MACAll is data's MAC under every active version, the newest first.
 	MACAll(ctx context.Context, keyID string, data []byte) (version uint32, macs [][]byte, err error)
 	Destroy(ctx context.Context, keyID string) error
+	// CurrentVersion and Retire serve Reindex.
+	CurrentVersion(ctx context.Context, keyID string) (uint32, error)
+	Retire(ctx context.Context, keyID string, version uint32) error
 }
 
 // Policies gives the policy in force now (it may change between calls).
