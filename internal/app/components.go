@@ -45,6 +45,10 @@ type Options struct {
 	// turns group commit off (one transaction and sync per event). Only
 	// benchmarks set it, to compare the two; it is not configurable.
 	AuditMaxBatch int
+	// AuditGatherGap, when not 0, replaces the audit writer's gather gap
+	// (audit.WriterConfig.GatherGap; negative turns gathering off): for
+	// the benchmarks that compare the two.
+	AuditGatherGap time.Duration
 	// AuditDiscard makes the audit writer drop events instead of storing
 	// them. Only the benchmark that measures what auditing costs sets it;
 	// no configuration, flag or environment variable can.

@@ -243,6 +243,7 @@ func (s *Server) openAudit(ctx context.Context) (*audit.Writer, error) {
 	}
 	return audit.NewWriter(ctx, st, audit.WriterConfig{
 		MaxBatch:           s.c.opts.AuditMaxBatch,
+		GatherGap:          s.c.opts.AuditGatherGap,
 		Node:               s.c.cfg.Node,
 		HMACKey:            hmacKey,
 		SigningKey:         signKey,

@@ -21,6 +21,8 @@ const (
 	DefaultCheckpointInterval = 10 * time.Second
 	DefaultMaxBatch           = 256
 	DefaultAppendTimeout      = 10 * time.Second
+	DefaultGatherGap          = 50 * time.Microsecond
+	DefaultMaxGather          = time.Millisecond
 	// MaxStringBytes is the most bytes kept of any one string of an event;
 	// longer strings are cut (at a rune boundary).
 	MaxStringBytes = 1024
@@ -55,6 +57,15 @@ type WriterConfig struct {
 	// DefaultMaxBatch when 0. 1 turns group commit off (one append per
 	// event).
 	MaxBatch int
+	// GatherGap makes the writer, once it has a batch, wait for the next
+	// event as long as events keep coming at most this far apart (up to
+	// MaxGather in all), so that one commit and fsync serve more of them:
+	// under load that saves the CPU of many small commits for a little
+	// latency, and when requests stop coming it commits at once.
+	// DefaultGatherGap when 0; never waits when negative.
+	GatherGap time.Duration
+	// MaxGather bounds that wait: DefaultMaxGather when 0.
+	MaxGather time.Duration
 	// AppendTimeout bounds one store append and one sink write:
 	// DefaultAppendTimeout when 0.
 	AppendTimeout time.Duration
@@ -99,6 +110,8 @@ type Writer struct {
 	interval time.Duration
 	maxBatch int
 	timeout  time.Duration
+	gap      time.Duration
+	gather   time.Duration
 
 	reqs   chan *request
 	done   chan struct{} // closed when run exits
@@ -176,6 +189,12 @@ func NewWriter(ctx context.Context, store Store, cfg WriterConfig) (*Writer, err
 	}
 	if w.timeout <= 0 {
 		w.timeout = DefaultAppendTimeout
+	}
+	if w.gap = cfg.GatherGap; w.gap == 0 {
+		w.gap = DefaultGatherGap
+	}
+	if w.gather = cfg.MaxGather; w.gather <= 0 {
+		w.gather = DefaultMaxGather
 	}
 	w.reqs = make(chan *request, w.maxBatch)
 	if err := w.loadHead(ctx); err != nil {
@@ -333,8 +352,7 @@ func (w *Writer) run() {
 	for {
 		select {
 		case r := <-w.reqs:
-			batch = append(batch[:0], r)
-			batch = w.drain(batch)
+			batch = w.gatherMore(w.drain(append(batch[:0], r)))
 			// commit answers each request with its error and records it in
 			// Healthy; there is no one else to tell.
 			_ = w.commit(batch, false)
@@ -376,6 +394,36 @@ func (w *Writer) drain(batch []*request) []*request {
 		case r := <-w.reqs:
 			batch = append(batch, r)
 		default:
+			return batch
+		}
+	}
+	return batch
+}
+
+// gatherMore adds to batch the events that keep coming, each within w.gap
+// of the last, for at most w.gather, and returns it: group commit's batches
+// otherwise stay as small as the number of events that happened to wait
+// during the last commit. It stops at maxBatch, at the first gap and when
+// the writer is closed.
+func (w *Writer) gatherMore(batch []*request) []*request {
+	if w.gap < 0 || len(batch) >= w.maxBatch {
+		return batch
+	}
+	deadline := time.Now().Add(w.gather)
+	t := time.NewTimer(w.gap)
+	defer t.Stop()
+	for len(batch) < w.maxBatch {
+		select {
+		case r := <-w.reqs:
+			batch = w.drain(append(batch, r))
+			left := time.Until(deadline)
+			if left <= 0 {
+				return batch
+			}
+			t.Reset(min(w.gap, left))
+		case <-t.C:
+			return batch
+		case <-w.closeC:
 			return batch
 		}
 	}

@@ -187,6 +187,58 @@ func TestWriterMaxBatchOneAppendsEachEvent(t *testing.T) {
 	}
 }
 
+// Events that keep coming, each within the gather gap of the last, share
+// one append; with gathering off, events logged one after another each get
+// their own; and a lone event waits one gap, not MaxGather.
+func TestWriterGathersEventsThatKeepComing(t *testing.T) {
+	ctx := context.Background()
+	t.Run("gathers", func(t *testing.T) {
+		st := newMemStore()
+		w := newTestWriter(t, st, WriterConfig{GatherGap: 2 * time.Second, MaxGather: 10 * time.Second, CheckpointEvery: -1})
+		var wg sync.WaitGroup
+		for i := range 6 {
+			wg.Go(func() {
+				if err := w.Log(ctx, sampleEvent(i)); err != nil {
+					t.Error(err)
+				}
+			})
+			time.Sleep(20 * time.Millisecond)
+		}
+		wg.Wait()
+		if got := st.appends.Load(); got != 1 {
+			t.Fatalf("%d appends for 6 events 20ms apart with a 2s gap, want 1", got)
+		}
+	})
+	t.Run("off", func(t *testing.T) {
+		st := newMemStore()
+		w := newTestWriter(t, st, WriterConfig{GatherGap: -1, CheckpointEvery: -1})
+		for i := range 6 {
+			if err := w.Log(ctx, sampleEvent(i)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if got := st.appends.Load(); got != 6 {
+			t.Fatalf("%d appends for 6 events logged one after another, want 6", got)
+		}
+	})
+	t.Run("lone event", func(t *testing.T) {
+		st := newMemStore()
+		w := newTestWriter(t, st, WriterConfig{GatherGap: 10 * time.Millisecond, MaxGather: time.Hour, CheckpointEvery: -1})
+		start := time.Now()
+		for i := range 3 {
+			if err := w.Log(ctx, sampleEvent(i)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if d := time.Since(start); d > 30*time.Second {
+			t.Fatalf("3 lone events took %v: the writer waited for MaxGather", d)
+		}
+		if got := st.appends.Load(); got != 3 {
+			t.Fatalf("%d appends for 3 lone events, want 3", got)
+		}
+	})
+}
+
 func TestWriterFailsClosedAndRecovers(t *testing.T) {
 	st := newMemStore()
 	var failures atomic.Int64
