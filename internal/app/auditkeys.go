@@ -13,12 +13,18 @@ import (
 
 // The keyring ids of the audit keys: the HMAC key that chains the audit
 // log and the Ed25519 seed that signs its checkpoints. Both rotate (see
-// rotateKey); every version stays, never retired or destroyed, because
-// verifying the log needs the version each event and checkpoint names.
+// rotateKey); every version stays, never retired or destroyed (the keyring
+// refuses, see keyring.Permanent), because verifying the log needs the
+// version each event and checkpoint names.
 const (
 	AuditHMACKeyID    = "audit/hmac"
 	AuditSigningKeyID = "audit/signing"
 )
+
+// IsAuditKey reports whether keyID is one of the audit keys.
+func IsAuditKey(keyID string) bool {
+	return keyID == AuditHMACKeyID || keyID == AuditSigningKeyID
+}
 
 // auditKeySource is the audit Writer's audit.KeySource: the keyring's
 // current versions of the audit keys (version 1 is made on first use). A
