@@ -425,6 +425,30 @@ func TestWriterRefusesKeyVersionsGoingBack(t *testing.T) {
 	}
 }
 
+// TestWriterRefusesASigningKeyOlderThanItHolds: after a signing rotation
+// the writer holds the new key even before it signed anything with it; a
+// source that then goes back to the old one is refused, else the next
+// rotation's seal and the checkpoints after it would go back and forth.
+func TestWriterRefusesASigningKeyOlderThanItHolds(t *testing.T) {
+	st := newMemStore()
+	keys := newRotatingKeys()
+	w := newTestWriter(t, st, WriterConfig{Keys: keys, CheckpointEvery: -1})
+	logN(t, w, 1)
+	keys.rotateSigning()
+	logN(t, w, 1) // seals event 1 under v1; event 2 not checkpointed yet
+	keys.set(1, 1)
+	if err := w.Log(context.Background(), sampleEvent(3)); coffer.ErrorCode(err) != coffer.EUNAVAILABLE {
+		t.Fatalf("Log with the old signing key = %v, want EUNAVAILABLE", err)
+	}
+	keys.set(1, 2)
+	if err := w.Close(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if rep, err := Verify(context.Background(), st, keys.lookup()); err != nil || rep.Events != 2 || rep.Checkpoints != 2 {
+		t.Fatalf("Verify = %+v, %v", rep, err)
+	}
+}
+
 // TestSigningRotationAtACheckpoint: when nothing was written since the last
 // checkpoint there is nothing to seal, and no second checkpoint at the same
 // seq (the store would refuse it); on Close the seal and the final

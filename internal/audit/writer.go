@@ -272,7 +272,9 @@ func (w *Writer) headVersion(ctx context.Context, seq uint64) (uint32, error) {
 }
 
 // currentKeys asks the key source for the keys to use now and checks them:
-// well formed, and no older than the versions the log already holds.
+// well formed, and no older than the versions the log already holds or
+// the writer already uses (it would sign or chain under the newer one
+// next, and the versions would go back).
 func (w *Writer) currentKeys(ctx context.Context) (Keys, error) {
 	k, err := w.cfg.Keys.CurrentKeys(ctx)
 	if err != nil {
@@ -281,13 +283,13 @@ func (w *Writer) currentKeys(ctx context.Context) (Keys, error) {
 	if err := k.check(); err != nil {
 		return Keys{}, err
 	}
-	switch {
-	case k.HMACVersion < w.hmacMin:
-		return Keys{}, fmt.Errorf("audit: HMAC key version %d is older than version %d, which chained event %s",
-			k.HMACVersion, w.hmacMin, EventID(w.node, w.headSeq))
-	case k.SigningVersion < w.signMin:
-		return Keys{}, fmt.Errorf("audit: signing key version %d is older than version %d, which signed the last checkpoint",
-			k.SigningVersion, w.signMin)
+	if floor := max(w.hmacMin, w.keys.HMACVersion); k.HMACVersion < floor {
+		return Keys{}, fmt.Errorf("audit: HMAC key version %d is older than version %d, already in the chain or in use",
+			k.HMACVersion, floor)
+	}
+	if floor := max(w.signMin, w.keys.SigningVersion); k.SigningVersion < floor {
+		return Keys{}, fmt.Errorf("audit: signing key version %d is older than version %d, already in a checkpoint or in use",
+			k.SigningVersion, floor)
 	}
 	return k, nil
 }
