@@ -92,7 +92,7 @@ func (n *nodeChain) addCheckpoint(c Checkpoint) error {
 func (n *nodeChain) signature(c *Checkpoint) error {
 	v := EffectiveVersion(c.KeyVersion)
 	if v < n.signV {
-		return n.fail(c.Seq, "", "checkpoint signing key version went back from %d to %d (key_version edited, or signed with a retired key)", n.signV, v)
+		return n.fail(c.Seq, "", "checkpoint signing key version went back from %d to %d (key_version edited, or signed with an older, perhaps leaked, key)", n.signV, v)
 	}
 	pub, err := n.keys.public(n.ctx, v)
 	if errors.Is(err, errNoKey) {
@@ -138,7 +138,7 @@ func (n *nodeChain) event(e *Event) error {
 	if v < n.hmacV {
 		// Once a chain moved to a new key version, an event under an older
 		// one was made with a key that may have leaked.
-		return n.fail(e.Seq, e.ID, "HMAC key version went back from %d to %d (key_version edited, or chained with a retired key)", n.hmacV, v)
+		return n.fail(e.Seq, e.ID, "HMAC key version went back from %d to %d (key_version edited, or chained with an older, perhaps leaked, key)", n.hmacV, v)
 	}
 	c, err := n.keys.chainer(n.ctx, v)
 	if errors.Is(err, errNoKey) {
