@@ -49,7 +49,8 @@ schemas = {
                         "attributes": {"type": "object"}, "created_at": TS}, ["client_id", "client_secret"], True),
   "NewUser": obj({"username": S, "password": S, "roles": {"type": "array", "items": S}, "attributes": {"type": "object", "additionalProperties": S}}, ["username", "password"]),
   "AuditEvent": {"type": "object", "required": ["id", "time", "principal", "action", "resource", "decision", "reason", "status", "request_id", "hash", "prev_hash"],
-                 "properties": {k: S for k in ["id", "principal", "action", "resource", "decision", "reason", "rule", "request_id", "hash", "prev_hash", "node", "source_ip"]} | {"time": TS, "status": {"type": "integer"}, "count": {"type": "integer"}}},
+                 "properties": {k: S for k in ["id", "principal", "action", "resource", "decision", "reason", "rule", "request_id", "hash", "prev_hash", "node", "source_ip"]} | {"time": TS, "status": {"type": "integer"}, "count": {"type": "integer"},
+                   "key_version": {"type": "integer", "minimum": 1, "description": "version of the audit HMAC key (audit/hmac) that chained the event"}}},
   "SecurityEvent": obj({"id": S, "time": TS, "kind": S, "severity": S, "principal": S, "detail": {"type": "object"}}, ["id", "time", "kind", "principal", "detail"], True),
 }
 
@@ -120,7 +121,7 @@ paths = {
   "/v1/keys/{name}/decrypt": {"post": op("Decrypt with a transit key", {"200": jbody(obj({"plaintext": S}))}, body=req(obj({"ciphertext": S, "context": S}, ["ciphertext"])), params=[p("name", "key")], tags=["keys"])},
   "/v1/keys/{name}/rotate": {"post": op("Rotate a transit key", {"200": jbody({"type": "object"})}, params=[p("name", "key")], tags=["keys"])},
   "/v1/keys/{name}/rewrap": {"post": op("Rewrap a ciphertext to the newest version", {"200": jbody(obj({"ciphertext": S}))}, body=req(obj({"ciphertext": S, "context": S}, ["ciphertext"])), params=[p("name", "key")], tags=["keys"])},
-  "/v1/admin/keys/rotate": {"post": op("Rotate one of Coffer's own keys (collection/NAME, subject/NAME, index/COLLECTION/FIELD, tokens/TYPE[/fpe|/deterministic], jwt/signing); collection and subject keys are then rewrapped, and index keys reindexed, in the background. Needs admin on keys/KEY_ID.", {"200": jbody({"type": "object", "properties": {"key_id": S, "rewrap_scheduled": {"type": "boolean"}, "reindex_scheduled": {"type": "boolean"}, "version": {"type": "integer"}}}),
+  "/v1/admin/keys/rotate": {"post": op("Rotate one of Coffer's own keys (collection/NAME, subject/NAME, index/COLLECTION/FIELD, tokens/TYPE[/fpe|/deterministic], audit/hmac, audit/signing, jwt/signing); collection and subject keys are then rewrapped, and index keys reindexed, in the background; the audit log goes on under a new audit key version, and every older one is kept to verify it. Needs admin on keys/KEY_ID.", {"200": jbody({"type": "object", "properties": {"key_id": S, "rewrap_scheduled": {"type": "boolean"}, "reindex_scheduled": {"type": "boolean"}, "version": {"type": "integer"}}}),
       "404": problem("No such key"), "409": problem("The key was destroyed")},
       body=req(obj({"key_id": S}, ["key_id"])), tags=['keys'])},
   "/v1/audit/events": {"get": op("Audit events", {"200": jbody(obj({"events": {"type": "array", "items": ref("AuditEvent")}, "next": S}))},

@@ -24,9 +24,10 @@ func keysCmd(stdout io.Writer, env []string) *cobra.Command {
 	cmd := &cobra.Command{Use: "keys", Short: "Rotate Coffer's keys offline, against the store"}
 	var dir, dbURL, newKey string
 	rotate := &cobra.Command{
-		Use:   "rotate --data-dir DIR KEY_ID",
-		Short: "Make a new version of a key the one that encrypts (collection/NAME, subject/NAME, index/COLLECTION/FIELD, tokens/TYPE[/fpe], " + app.SigningKeyID + ")",
-		Args:  cobra.ExactArgs(1),
+		Use: "rotate --data-dir DIR KEY_ID",
+		Short: "Make a new version of a key the one that encrypts (collection/NAME, subject/NAME, index/COLLECTION/FIELD, tokens/TYPE[/fpe], " +
+			app.AuditHMACKeyID + ", " + app.AuditSigningKeyID + ", " + app.SigningKeyID + ")",
+		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			cfg, err := deploymentConfig(cmd, dir, dbURL, env)
 			if err != nil {
@@ -36,9 +37,14 @@ func keysCmd(stdout io.Writer, env []string) *cobra.Command {
 			if err != nil {
 				return &exitError{code: 1, err: err}
 			}
-			if res.Version > 0 {
+			switch {
+			case res.KeyID == app.AuditHMACKeyID:
+				fmt.Fprintf(stdout, "%s rotated: version %d now chains the audit log; every older version is kept to verify it\n", res.KeyID, res.Version)
+			case res.KeyID == app.AuditSigningKeyID:
+				fmt.Fprintf(stdout, "%s rotated: version %d now signs audit checkpoints; every older version is kept to verify them\n", res.KeyID, res.Version)
+			case res.Version > 0:
 				fmt.Fprintf(stdout, "%s rotated: version %d now encrypts; older versions still decrypt\n", res.KeyID, res.Version)
-			} else {
+			default:
 				fmt.Fprintf(stdout, "%s rotated: a new key signs; older ones verify until their tokens expire\n", res.KeyID)
 			}
 			if res.RewrapScheduled {

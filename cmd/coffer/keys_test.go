@@ -1,13 +1,18 @@
 package main
 
 import (
+	"bytes"
+	"context"
 	"crypto/rand"
 	"encoding/json"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
+	"github.com/cofferhq/coffer/internal/app"
+	"github.com/cofferhq/coffer/internal/config"
 	"github.com/cofferhq/coffer/internal/crypto/keyprovider"
 )
 
@@ -149,5 +154,107 @@ func TestInitRootKeyProviders(t *testing.T) {
 		"--pkcs11-module", "/nonexistent/libsofthsm2.so", "--pkcs11-token-label", "coffer", "--pkcs11-key-label", "root")
 	if code != 1 || !strings.Contains(errs, "PKCS#11") {
 		t.Fatalf("pkcs11 init: %d %q", code, errs)
+	}
+}
+
+// serveRequests opens the deployment in dir as `coffer serve` would, sends
+// it n requests with a bogus token (each denied, each audited) and shuts it
+// down, which signs the final audit checkpoint.
+func serveRequests(t *testing.T, dir string, env []string, n int) {
+	t.Helper()
+	ctx := context.Background()
+	cfg, err := config.Load(dir, env)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, err := app.Open(ctx, cfg, app.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range n {
+		req := httptest.NewRequest("GET", "/v1/collections", nil)
+		req.Header.Set("Authorization", "Bearer not-a-token")
+		rec := httptest.NewRecorder()
+		srv.Handler().ServeHTTP(rec, req)
+		if rec.Code != 401 {
+			t.Fatalf("request with a bogus token: %d %s", rec.Code, rec.Body)
+		}
+	}
+	if err := srv.Shutdown(ctx); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestRotateAuditKeysCLI: `coffer keys rotate` rotates both audit keys
+// offline between two runs of a node, and `coffer audit verify` checks the
+// log (database and file) across both versions, and still catches an
+// edited key version.
+func TestRotateAuditKeysCLI(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "data")
+	if code, _, errs := runCLI(t, "init", "--data-dir", dir); code != 0 {
+		t.Fatal(errs)
+	}
+	file := filepath.Join(dir, "audit.jsonl")
+	env := []string{"COFFER_AUDIT_FILE=" + file}
+	cli := func(args ...string) (int, string, string) {
+		t.Helper()
+		var out, errb bytes.Buffer
+		code := run(context.Background(), args, &out, &errb, env)
+		return code, out.String(), errb.String()
+	}
+	if code, _, errs := cli("keys", "rotate", "--data-dir", dir, "audit/hmac"); code != 1 || !strings.Contains(errs, "first serves") {
+		t.Fatalf("rotate the audit key of a deployment never served: %d %q", code, errs)
+	}
+	serveRequests(t, dir, env, 3)
+	for key, want := range map[string]string{
+		"audit/hmac":    "audit/hmac rotated: version 2 now chains the audit log",
+		"audit/signing": "audit/signing rotated: version 2 now signs audit checkpoints",
+	} {
+		if code, out, errs := cli("keys", "rotate", "--data-dir", dir, key); code != 0 || !strings.Contains(out, want) {
+			t.Fatalf("rotate %s: %d %q %q", key, code, out, errs)
+		}
+	}
+	if code, out, errs := cli("audit", "verify", "--data-dir", dir); code != 0 || out != "ok: 3 events\n" {
+		t.Fatalf("verify after the rotation: %d %q %q", code, out, errs)
+	}
+	serveRequests(t, dir, env, 4)
+	if code, out, errs := cli("audit", "verify", "--data-dir", dir); code != 0 || out != "ok: 7 events\n" {
+		t.Fatalf("verify across both key versions: %d %q %q", code, out, errs)
+	}
+	_, tail, _ := cli("audit", "tail", "--data-dir", dir, "--since", "1h")
+	if strings.Count(tail, `"key_version":1`) != 3 || strings.Count(tail, `"key_version":2`) != 4 {
+		t.Fatalf("audit tail does not show 3 events of version 1 and 4 of version 2:\n%s", tail)
+	}
+
+	// An event of the new version relabelled in the file: verify names it.
+	b, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(string(b), "\n")
+	var id string
+	for i, l := range lines {
+		if strings.Contains(l, `"key_version":2`) && strings.Contains(l, `"kind":"event"`) {
+			var line struct {
+				Event struct {
+					ID string `json:"id"`
+				} `json:"event"`
+			}
+			if err := json.Unmarshal([]byte(l), &line); err != nil {
+				t.Fatal(err)
+			}
+			id, lines[i] = line.Event.ID, strings.Replace(l, `"key_version":2`, `"key_version":3`, 1)
+			break
+		}
+	}
+	if id == "" {
+		t.Fatalf("no event of version 2 in the audit file:\n%s", b)
+	}
+	if err := os.WriteFile(file, []byte(strings.Join(lines, "\n")), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	code, _, errs := cli("audit", "verify", "--data-dir", dir)
+	if code != 1 || !strings.Contains(errs, "audit file") || !strings.Contains(errs, "event "+id) || !strings.Contains(errs, "version 3") {
+		t.Fatalf("verify of a relabelled event: %d %q", code, errs)
 	}
 }

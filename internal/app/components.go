@@ -2,7 +2,6 @@ package app
 
 import (
 	"context"
-	"crypto/ed25519"
 	"crypto/rand"
 	"errors"
 	"fmt"
@@ -282,18 +281,16 @@ func VerifyAudit(ctx context.Context, cfg *config.Config) (int, error) {
 		return 0, err
 	}
 	defer c.Close()
-	hmacKey, signKey, err := auditKeys(ctx, c)
-	if err != nil {
-		return 0, err
-	}
-	rep, err := audit.Verify(ctx, c.db, signKey.Public().(ed25519.PublicKey), hmacKey)
+	// Every version of the audit keys, as each event and checkpoint names.
+	keys := auditKeyLookup{c.keys}
+	rep, err := audit.Verify(ctx, c.db, keys)
 	if err != nil {
 		return 0, err
 	}
 	if cfg.Audit.File != "" {
 		files, err := audit.LogFiles(cfg.Audit.File)
 		if err == nil && len(files) > 0 {
-			if _, err := audit.VerifyFile(ctx, signKey.Public().(ed25519.PublicKey), hmacKey, files...); err != nil {
+			if _, err := audit.VerifyFile(ctx, keys, files...); err != nil {
 				return 0, fmt.Errorf("audit file: %w", err)
 			}
 		}

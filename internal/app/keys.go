@@ -26,11 +26,16 @@ type KeyRotation = httpapi.KeyRotation
 
 // rotatable reports whether keyID is a keyring key an operator may rotate:
 // collection and subject keys (their values are then rewrapped), blind
-// index keys index/COLLECTION/FIELD (their entries are then reindexed) and
-// token keys. The token index and order keys, audit, mask and root check
-// keys are never rotated this way (their MACs find rows or chain the log),
-// nor transit keys (use their own API).
+// index keys index/COLLECTION/FIELD (their entries are then reindexed),
+// token keys, and the audit keys audit/hmac and audit/signing (the log
+// goes on under the new version; every old one is kept for verification,
+// and the keyring refuses to retire or destroy them). The token index and
+// order keys, mask and root check keys are never rotated this way (their
+// MACs find rows), nor transit keys (use their own API).
 func rotatable(keyID string) bool {
+	if IsAuditKey(keyID) {
+		return true
+	}
 	if rest, ok := strings.CutPrefix(keyID, "index/"); ok {
 		c, f, ok := strings.Cut(rest, "/")
 		return ok && c != "" && f != "" && !strings.Contains(f, "/")
@@ -55,13 +60,17 @@ func rotateKey(ctx context.Context, c *components, jobs *lifecycle.Jobs, keyID s
 	}
 	if !rotatable(keyID) {
 		return out, coffer.Errorf(coffer.EINVALID,
-			"this key cannot be rotated here: rotate collection/NAME, subject/NAME, index/COLLECTION/FIELD, tokens/TYPE[/fpe|/deterministic] or %s (transit keys: POST /v1/keys/{name}/rotate)", SigningKeyID)
+			"this key cannot be rotated here: rotate collection/NAME, subject/NAME, index/COLLECTION/FIELD, tokens/TYPE[/fpe|/deterministic], %s, %s or %s (transit keys: POST /v1/keys/{name}/rotate)",
+			AuditHMACKeyID, AuditSigningKeyID, SigningKeyID)
 	}
 	rows, err := c.db.DataKeys(ctx, keyID)
 	if err != nil {
 		return out, err
 	}
 	if len(rows) == 0 {
+		if IsAuditKey(keyID) {
+			return out, coffer.Errorf(coffer.ENOTFOUND, "no such key: the audit keys are made when a node first serves")
+		}
 		return out, coffer.Errorf(coffer.ENOTFOUND, "no such key")
 	}
 	v, err := c.keys.Rotate(ctx, keyID)
@@ -168,9 +177,10 @@ func (a *keyAdmin) soon(job string, delay time.Duration, run func() ([]any, erro
 
 // RotateKey rotates one of cfg's keyring keys offline, against the store
 // (see rotatable for the key ids; SigningKeyID rotates the token signing
-// key). Running nodes use the new version within the keyring's cache time;
-// the rewrap of collection and subject keys is scheduled for the next
-// node that runs its background jobs.
+// key). Running nodes use the new version within the keyring's cache time
+// (the audit writer at its next batch after that); the rewrap of
+// collection and subject keys is scheduled for the next node that runs
+// its background jobs.
 func RotateKey(ctx context.Context, cfg *config.Config, keyID string) (KeyRotation, error) {
 	c, err := open(ctx, cfg, Options{Offline: true})
 	if err != nil {

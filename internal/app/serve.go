@@ -2,7 +2,6 @@ package app
 
 import (
 	"context"
-	"crypto/ed25519"
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
@@ -217,12 +216,9 @@ func (s *Server) initHTTP() error {
 	return nil
 }
 
-// openAudit starts the audit writer with keys from the key hierarchy.
+// openAudit starts the audit writer with keys from the key hierarchy,
+// following their rotations.
 func (s *Server) openAudit(ctx context.Context) (*audit.Writer, error) {
-	hmacKey, signKey, err := auditKeys(ctx, s.c)
-	if err != nil {
-		return nil, err
-	}
 	// The JSON-lines file (ECS fields, for Filebeat/Logstash) is a required
 	// sink when configured: if it cannot be written, requests fail closed.
 	var required, sinks []audit.Sink
@@ -245,8 +241,7 @@ func (s *Server) openAudit(ctx context.Context) (*audit.Writer, error) {
 		MaxBatch:           s.c.opts.AuditMaxBatch,
 		GatherGap:          s.c.opts.AuditGatherGap,
 		Node:               s.c.cfg.Node,
-		HMACKey:            hmacKey,
-		SigningKey:         signKey,
+		Keys:               &auditKeySource{keys: s.c.keys},
 		Now:                s.c.opts.Now,
 		CheckpointEvery:    offIfZero(s.c.cfg.Audit.CheckpointEvery),
 		CheckpointInterval: time.Duration(offIfZero(int(s.c.cfg.Audit.CheckpointInterval.Duration))),
@@ -263,20 +258,6 @@ func (s *Server) openAudit(ctx context.Context) (*audit.Writer, error) {
 			m.AuditWrites.Add(float64(b.Events))
 		},
 	})
-}
-
-// auditKeys returns the audit chain's HMAC key and checkpoint signing key,
-// both kept in the keyring (so only the root key holder can verify or forge).
-func auditKeys(ctx context.Context, c *components) ([]byte, ed25519.PrivateKey, error) {
-	_, hk, err := c.keys.Key(ctx, "audit/hmac")
-	if err != nil {
-		return nil, nil, fmt.Errorf("audit key: %w", err)
-	}
-	_, sk, err := c.keys.Key(ctx, "audit/signing")
-	if err != nil {
-		return nil, nil, fmt.Errorf("audit signing key: %w", err)
-	}
-	return hk.Bytes(), ed25519.NewKeyFromSeed(sk.Bytes()), nil
 }
 
 // Handler returns the HTTP handler (for tests that bring their own server):

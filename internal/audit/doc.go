@@ -20,12 +20,30 @@
 // Each node writes its own chain. Event n of node N has Seq n (from 1), ID
 // "N:n", and
 //
-//	Hash = hex(HMAC-SHA256(auditKey, rawPrevHash || Canonical(event)))
+//	Hash = hex(HMAC-SHA256(hmacKey[KeyVersion], rawPrevHash || Canonical(event)))
 //
 // where Canonical is a fixed-order, length-prefixed encoding of every field
 // except Hash (see Canonical), and the first event's PrevHash is Genesis(N).
 // Every CheckpointEvery events, every CheckpointInterval and on Close, the
-// Writer signs a Checkpoint (node, seq, hash, time) with an Ed25519 key.
+// Writer signs a Checkpoint (node, seq, hash, time) with an Ed25519 key,
+// and records the version of that key in the checkpoint.
+//
+// # Key rotation
+//
+// Both keys are versioned. Each event records the version of the HMAC key
+// that chained it (KeyVersion, JSON key_version), each checkpoint the
+// version of the key that signed it; a log written before the keys could
+// rotate records none, which means version 1, and its hashes and
+// signatures are unchanged (a version is bound into the hash or the signed
+// message only when it is above 1). The Writer asks its KeySource for the
+// current versions once per batch: after a rotation of the HMAC key the
+// next event is chained under the new version, its PrevHash still linking
+// to the event before; after a rotation of the signing key the events
+// written since the last checkpoint are first sealed by a checkpoint under
+// the old key. Verification looks every version up (KeyLookup), so no
+// version that chained or signed anything may ever be retired or
+// destroyed; a version that is unknown, or older than the one before it in
+// the same chain, is a finding naming the event.
 //
 // # What verification proves, and what it cannot
 //
@@ -47,6 +65,6 @@
 // # What this package must never do
 //
 // It never holds a value, never logs an event's contents outside the sinks,
-// never lets an event through when the store append failed (Log fails
-// closed), and never modifies or deletes a written event. It has no HTTP.
+// never lets an event through when the store append failed or the keys
+// could not be had (Log fails closed), and never modifies or deletes a written event. It has no HTTP.
 package audit

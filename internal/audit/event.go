@@ -51,6 +51,11 @@ type Event struct {
 	ValueHMACs    []string  `json:"value_hmacs"`    // keyed HMACs identifying values; never a value
 	PrevHash      string    `json:"prev_hash"`      // hex Hash of the previous event, or Genesis(Node)
 	Hash          string    `json:"hash"`           // hex HMAC-SHA256 over PrevHash and Canonical
+	// KeyVersion is the version of the audit HMAC key that chained the
+	// event. 0, as in events written before audit keys could rotate, means
+	// version 1 (see EffectiveVersion); its JSON form is always the
+	// effective version.
+	KeyVersion uint32 `json:"key_version"`
 }
 
 // Checkpoint is a signed statement that a node's chain had, at Seq, the
@@ -61,7 +66,15 @@ type Checkpoint struct {
 	Hash      string    `json:"hash"`
 	Time      time.Time `json:"time"` // UTC, microsecond precision
 	Signature []byte    `json:"signature"`
+	// KeyVersion is the version of the audit signing key that signed it;
+	// 0 (checkpoints written before audit keys could rotate) means 1.
+	KeyVersion uint32 `json:"key_version"`
 }
+
+// EffectiveVersion returns the key version a recorded KeyVersion stands
+// for: v itself, or 1 for 0 (a log written before audit keys could rotate
+// records none, and had only version 1).
+func EffectiveVersion(v uint32) uint32 { return max(v, 1) }
 
 // EventID returns the ID of event seq of node.
 func EventID(node string, seq uint64) string {
@@ -85,8 +98,18 @@ const canonicalLabel = "coffer-audit-event-v1\x00"
 // the bytes, Seq as 8 bytes big-endian, Time as its Unix microseconds,
 // Status and Count as 8-byte two's-complement integers, and string slices as
 // a 4-byte count followed by each string. A nil and an empty slice encode
-// the same. It is injective: two events with different fields never share
-// an encoding. Every string and list of e must be shorter than 2^32 (those
+// the same. KeyVersion is appended, as 4 bytes big-endian, only when it is
+// above 1: events chained under version 1 (and every event written before
+// audit keys could rotate, which records none) keep the encoding and hashes
+// they always had, and an event of a later version binds its version into
+// its hash like every other field. (A changed label also selects another
+// key, which fails on its own; binding makes the label covered whatever
+// the keys. Relabelling an event to an older, perhaps leaked, version and
+// rehashing it under that key is caught elsewhere: Verify refuses a chain
+// whose versions go down, and the signed checkpoints hold.) It is injective: two events with different fields
+// (taking KeyVersion 0 and 1 as the same) never share an encoding: every
+// field before KeyVersion is self-delimiting, so the length tells whether
+// a version follows. Every string and list of e must be shorter than 2^32 (those
 // [Writer.Log] chains hold at most [MaxStringBytes]); Canonical panics on a
 // longer one rather than encode it ambiguously.
 func Canonical(dst []byte, e *Event) []byte {
@@ -110,6 +133,9 @@ func Canonical(dst []byte, e *Event) []byte {
 	dst = binary.BigEndian.AppendUint64(dst, uint64(int64(e.Count)))  // #nosec G115 -- two's-complement reinterpretation (documented above), no bits lost
 	dst = appendStrings(dst, e.ValueHMACs)
 	dst = appendString(dst, e.PrevHash)
+	if e.KeyVersion > 1 {
+		dst = binary.BigEndian.AppendUint32(dst, e.KeyVersion)
+	}
 	return dst
 }
 
@@ -244,8 +270,9 @@ func (c *chainer) check(e *Event) (bool, error) {
 	return ok && hmac.Equal(raw, got[:]), nil
 }
 
-// ComputeHash returns the hex Hash of e under the audit HMAC key: what the
-// Writer stores in e.Hash. e.PrevHash must be a 64-digit lowercase hex hash.
+// ComputeHash returns the hex Hash of e under key, the version of the audit
+// HMAC key that e.KeyVersion names: what the Writer stores in e.Hash.
+// e.PrevHash must be a 64-digit lowercase hex hash.
 func ComputeHash(key []byte, e *Event) (string, error) {
 	return newChainer(key).hash(e)
 }
@@ -253,19 +280,25 @@ func ComputeHash(key []byte, e *Event) (string, error) {
 const checkpointLabel = "coffer-audit-checkpoint-v1\x00"
 
 // CheckpointMessage returns the bytes a checkpoint's Signature signs: a fixed
-// label, the node (length-prefixed), Seq, the hash (length-prefixed) and the
-// time in Unix microseconds.
+// label, the node (length-prefixed), Seq, the hash (length-prefixed), the
+// time in Unix microseconds and, only when KeyVersion is above 1, the
+// version as 4 bytes big-endian (so checkpoints of version 1, and those
+// written before audit keys could rotate, sign what they always signed).
 func CheckpointMessage(c *Checkpoint) []byte {
-	b := make([]byte, 0, len(checkpointLabel)+len(c.Node)+len(c.Hash)+24)
+	b := make([]byte, 0, len(checkpointLabel)+len(c.Node)+len(c.Hash)+28)
 	b = append(b, checkpointLabel...)
 	b = appendString(b, c.Node)
 	b = binary.BigEndian.AppendUint64(b, c.Seq)
 	b = appendString(b, c.Hash)
 	b = binary.BigEndian.AppendUint64(b, uint64(c.Time.UnixMicro()))
+	if c.KeyVersion > 1 {
+		b = binary.BigEndian.AppendUint32(b, c.KeyVersion)
+	}
 	return b
 }
 
-// SignCheckpoint sets c.Signature with key.
+// SignCheckpoint sets c.Signature with key, the version of the audit
+// signing key that c.KeyVersion names.
 func SignCheckpoint(key ed25519.PrivateKey, c *Checkpoint) {
 	c.Signature = ed25519.Sign(key, CheckpointMessage(c))
 }
@@ -282,8 +315,9 @@ func VerifyCheckpoint(pub ed25519.PublicKey, c *Checkpoint) bool {
 // eventJSON has Event's fields without its methods.
 type eventJSON Event
 
-// MarshalJSON encodes e with snake_case fields, empty lists as [], and an
-// extra "principal" field equal to principal_id. It writes the fields by
+// MarshalJSON encodes e with snake_case fields, empty lists as [],
+// key_version as the effective version (1 for 0), and an extra "principal"
+// field equal to principal_id. It writes the fields by
 // hand, in declaration order: every event is encoded inside the audit's
 // serial commit path, where reflection cost an eighth of the append.
 func (e Event) MarshalJSON() ([]byte, error) {
@@ -342,6 +376,8 @@ func (e *Event) AppendJSON(dst []byte) ([]byte, error) {
 	list(`,"value_hmacs":`, e.ValueHMACs)
 	str(`,"prev_hash":`, e.PrevHash)
 	str(`,"hash":`, e.Hash)
+	dst = append(dst, `,"key_version":`...)
+	dst = strconv.AppendUint(dst, uint64(EffectiveVersion(e.KeyVersion)), 10)
 	str(`,"principal":`, e.PrincipalID)
 	dst = append(dst, '}')
 	if err != nil {

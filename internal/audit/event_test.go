@@ -20,6 +20,13 @@ type vectorFile struct {
 	Events               json.RawMessage `json:"events"`
 	CheckpointMessageHex string          `json:"checkpoint_message_hex"`
 	Checkpoint           Checkpoint      `json:"checkpoint"`
+	// Rotated is an event and a checkpoint under version 2 of the keys.
+	Rotated struct {
+		HMACKeyHex           string     `json:"hmac_key_hex"`
+		Event                Event      `json:"event"`
+		CheckpointMessageHex string     `json:"checkpoint_message_hex"`
+		Checkpoint           Checkpoint `json:"checkpoint"`
+	} `json:"rotated"`
 }
 
 func TestKnownAnswerVector(t *testing.T) {
@@ -50,6 +57,58 @@ func TestKnownAnswerVector(t *testing.T) {
 	}
 	if got := hex.EncodeToString(CheckpointMessage(&v.Checkpoint)); got != v.CheckpointMessageHex {
 		t.Fatalf("checkpoint message %s, want %s", got, v.CheckpointMessageHex)
+	}
+	// The events above have no key_version (version 1) and hash as they
+	// always did; an event of version 2 binds its version.
+	for _, e := range events {
+		if e.KeyVersion != 0 {
+			t.Fatalf("event %s: key_version %d in a pre-rotation vector", e.ID, e.KeyVersion)
+		}
+	}
+	r := v.Rotated
+	key2, _ := hex.DecodeString(r.HMACKeyHex)
+	if r.Event.KeyVersion != 2 || r.Event.PrevHash != events[1].Hash {
+		t.Fatalf("rotated event: version %d, prev_hash %s", r.Event.KeyVersion, r.Event.PrevHash)
+	}
+	if got, err := ComputeHash(key2, &r.Event); err != nil || got != r.Event.Hash {
+		t.Fatalf("rotated event: hash %s (%v), want %s", got, err, r.Event.Hash)
+	}
+	unbound := r.Event
+	unbound.KeyVersion = 1
+	if got, _ := ComputeHash(key2, &unbound); got == r.Event.Hash {
+		t.Fatal("the key version is not bound into the hash")
+	}
+	if got := hex.EncodeToString(CheckpointMessage(&r.Checkpoint)); got != r.CheckpointMessageHex || r.Checkpoint.KeyVersion != 2 {
+		t.Fatalf("rotated checkpoint message %s (version %d), want %s", got, r.Checkpoint.KeyVersion, r.CheckpointMessageHex)
+	}
+}
+
+// TestVersionOneEncodesAsNoVersion: 0 (not recorded) and 1 are the same
+// version, in the hash, the checkpoint message and the JSON form.
+func TestVersionOneEncodesAsNoVersion(t *testing.T) {
+	e := sampleEvent(1)
+	e.PrevHash = Genesis("n1")
+	e1 := e
+	e1.KeyVersion = 1
+	if !bytes.Equal(Canonical(nil, &e), Canonical(nil, &e1)) {
+		t.Fatal("key version 1 changes the canonical encoding")
+	}
+	c := Checkpoint{Node: "n1", Seq: 1, Hash: e.PrevHash}
+	c1 := c
+	c1.KeyVersion = 1
+	if !bytes.Equal(CheckpointMessage(&c), CheckpointMessage(&c1)) {
+		t.Fatal("key version 1 changes the checkpoint message")
+	}
+	for _, ev := range []Event{e, e1} {
+		b, err := json.Marshal(ev)
+		if err != nil || !bytes.Contains(b, []byte(`"key_version":1,`)) {
+			t.Fatalf("JSON of version %d: %s, %v", ev.KeyVersion, b, err)
+		}
+	}
+	e.KeyVersion = 3
+	c.KeyVersion = 3
+	if bytes.Equal(Canonical(nil, &e), Canonical(nil, &e1)) || bytes.Equal(CheckpointMessage(&c), CheckpointMessage(&c1)) {
+		t.Fatal("key version 3 is not bound")
 	}
 }
 

@@ -179,6 +179,10 @@ var (
 	testHMACKey = []byte("0123456789abcdef0123456789abcdef")
 	testSignKey = ed25519.NewKeyFromSeed([]byte("audit-checkpoint-test-seed-32byt"))
 	testPubKey  = testSignKey.Public().(ed25519.PublicKey)
+	// testKeys is version 1 of both keys, as a writer's KeySource.
+	testKeys = Keys{HMACVersion: 1, HMACKey: testHMACKey, SigningVersion: 1, SigningKey: testSignKey}
+	// testLookup is version 1 of both keys, for the verifiers.
+	testLookup = KeyVersions{HMAC: map[uint32][]byte{1: testHMACKey}, Public: map[uint32]ed25519.PublicKey{1: testPubKey}}
 )
 
 // quietLogger drops the writer's expected failure logs.
@@ -206,7 +210,9 @@ func newTestWriter(t testing.TB, store Store, cfg WriterConfig) *Writer {
 	if cfg.Node == "" {
 		cfg.Node = "n1"
 	}
-	cfg.HMACKey, cfg.SigningKey = testHMACKey, testSignKey
+	if cfg.Keys == nil {
+		cfg.Keys = testKeys
+	}
 	if cfg.Logger == nil {
 		cfg.Logger = quietLogger
 	}

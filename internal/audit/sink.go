@@ -108,13 +108,15 @@ type ecsCoffer struct {
 	Fields        []string       `json:"fields,omitempty"`
 	Count         int            `json:"count,omitempty"`
 	ValueHMACs    []string       `json:"value_hmacs,omitempty"`
+	KeyVersion    uint32         `json:"key_version,omitempty"` // the HMAC key version; absent before audit keys rotated
 	Checkpoint    *ecsCheckpoint `json:"checkpoint,omitempty"`
 }
 
 type ecsCheckpoint struct {
-	Seq       uint64 `json:"seq"`
-	Hash      string `json:"hash"`
-	Signature []byte `json:"signature"`
+	Seq        uint64 `json:"seq"`
+	Hash       string `json:"hash"`
+	Signature  []byte `json:"signature"`
+	KeyVersion uint32 `json:"key_version,omitempty"` // the signing key version; absent before audit keys rotated
 }
 
 const (
@@ -148,7 +150,7 @@ func AppendECS(dst []byte, e *Event) ([]byte, error) {
 			ID: e.ID, Sequence: &seq, Reason: e.Reason},
 		Host: ecsHost{e.Node},
 		Coffer: ecsCoffer{Hash: e.Hash, PrevHash: e.PrevHash, PrincipalKind: e.PrincipalKind,
-			Decision: e.Decision, Fields: e.Fields, Count: e.Count, ValueHMACs: e.ValueHMACs},
+			Decision: e.Decision, Fields: e.Fields, Count: e.Count, ValueHMACs: e.ValueHMACs, KeyVersion: e.KeyVersion},
 	}
 	if e.PrincipalID != "" || len(e.Roles) > 0 {
 		l.User = &ecsUser{ID: e.PrincipalID, Roles: e.Roles}
@@ -176,7 +178,8 @@ func appendCheckpointECS(dst []byte, c *Checkpoint) ([]byte, error) {
 		ECS:       ecsVersion{ECSVersion},
 		Event:     ecsEvent{Kind: ecsKindState, Dataset: ecsDataset, Action: checkpointAction},
 		Host:      ecsHost{c.Node},
-		Coffer:    ecsCoffer{Checkpoint: &ecsCheckpoint{Seq: c.Seq, Hash: c.Hash, Signature: c.Signature}},
+		Coffer: ecsCoffer{Checkpoint: &ecsCheckpoint{Seq: c.Seq, Hash: c.Hash, Signature: c.Signature,
+			KeyVersion: c.KeyVersion}},
 	}
 	return appendLine(dst, &l)
 }
@@ -216,7 +219,7 @@ func ParseECS(line []byte) (*Event, *Checkpoint, error) {
 			return nil, nil, errors.New("audit: decode line: malformed checkpoint")
 		}
 		c := &Checkpoint{Node: l.Host.Name, Seq: l.Coffer.Checkpoint.Seq, Hash: l.Coffer.Checkpoint.Hash,
-			Time: t, Signature: l.Coffer.Checkpoint.Signature}
+			Time: t, Signature: l.Coffer.Checkpoint.Signature, KeyVersion: l.Coffer.Checkpoint.KeyVersion}
 		return nil, c, nil
 	}
 	if l.Event.Kind != ecsKindEvent || l.Event.Sequence == nil {
@@ -227,6 +230,7 @@ func ParseECS(line []byte) (*Event, *Checkpoint, error) {
 		PrincipalKind: l.Coffer.PrincipalKind, Action: l.Event.Action, Fields: l.Coffer.Fields,
 		Decision: l.Coffer.Decision, Reason: l.Event.Reason, Count: l.Coffer.Count,
 		ValueHMACs: l.Coffer.ValueHMACs, PrevHash: l.Coffer.PrevHash, Hash: l.Coffer.Hash,
+		KeyVersion: l.Coffer.KeyVersion,
 	}
 	if l.User != nil {
 		e.PrincipalID, e.Roles = l.User.ID, l.User.Roles

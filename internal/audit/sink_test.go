@@ -123,7 +123,7 @@ func TestJSONLFileRotatesAndVerifies(t *testing.T) {
 	if st.Mode().Perm() != 0o600 {
 		t.Fatalf("file mode %v, want 0600", st.Mode().Perm())
 	}
-	rep, err := VerifyFile(context.Background(), testPubKey, testHMACKey, files...)
+	rep, err := VerifyFile(context.Background(), testLookup, files...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -197,7 +197,7 @@ func TestVerifyFileDetectsTampering(t *testing.T) {
 			if err := os.WriteFile(path, []byte(out), 0o600); err != nil {
 				t.Fatal(err)
 			}
-			_, err = VerifyFile(context.Background(), testPubKey, testHMACKey, path)
+			_, err = VerifyFile(context.Background(), testLookup, path)
 			var verr *VerifyError
 			if !errors.As(err, &verr) {
 				t.Fatalf("VerifyFile = %v, want a *VerifyError", err)
@@ -236,7 +236,7 @@ func TestVerifyFileRefusesAStartAfterSeqOne(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, err = VerifyFile(context.Background(), testPubKey, testHMACKey, files[1:]...)
+	_, err = VerifyFile(context.Background(), testLookup, files[1:]...)
 	var verr *VerifyError
 	if !errors.As(err, &verr) || verr.Seq != 1 {
 		t.Fatalf("VerifyFile without the first file = %v, want seq 1 missing", err)
@@ -251,7 +251,7 @@ func TestVerifyFileRefusesForeignLines(t *testing.T) {
 	}
 	_, _ = f.WriteString(`{"msg":"hello"}` + "\n")
 	_ = f.Close()
-	if _, err := VerifyFile(context.Background(), testPubKey, testHMACKey, path); err == nil || !strings.Contains(err.Error(), "line 5") {
+	if _, err := VerifyFile(context.Background(), testLookup, path); err == nil || !strings.Contains(err.Error(), "line 5") {
 		t.Fatalf("VerifyFile = %v, want an error naming line 5", err)
 	}
 }
@@ -264,7 +264,7 @@ func TestJSONLFileCutsATornLastLine(t *testing.T) {
 	}
 	_, _ = f.WriteString(`{"@timestamp":"2024-`)
 	_ = f.Close()
-	if _, err := VerifyFile(context.Background(), testPubKey, testHMACKey, path); err == nil {
+	if _, err := VerifyFile(context.Background(), testLookup, path); err == nil {
 		t.Fatal("VerifyFile accepted a torn last line")
 	}
 	sink, err := NewJSONLFile(path, -1)
@@ -276,7 +276,7 @@ func TestJSONLFileCutsATornLastLine(t *testing.T) {
 	if err := w.Close(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	rep, err := VerifyFile(context.Background(), testPubKey, testHMACKey, path)
+	rep, err := VerifyFile(context.Background(), testLookup, path)
 	if err != nil || rep.Events != 7 {
 		t.Fatalf("VerifyFile after reopening = %+v, %v; want 7 events", rep, err)
 	}
@@ -294,7 +294,7 @@ func TestWriterBackfillsAFileSinkFromTheStore(t *testing.T) {
 	if err := w.Close(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	rep, err := VerifyFile(context.Background(), testPubKey, testHMACKey, path)
+	rep, err := VerifyFile(context.Background(), testLookup, path)
 	if err != nil || rep.Events != 43 {
 		t.Fatalf("VerifyFile = %+v, %v; want all 43 events from seq 1", rep, err)
 	}
@@ -315,7 +315,7 @@ func TestStreamSinkWritesLines(t *testing.T) {
 	if err := os.WriteFile(path, buf.Bytes(), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	rep, err := VerifyFile(context.Background(), testPubKey, testHMACKey, path)
+	rep, err := VerifyFile(context.Background(), testLookup, path)
 	if err != nil || rep.Events != 4 || rep.Checkpoints != 1 {
 		t.Fatalf("VerifyFile(stream output) = %+v, %v", rep, err)
 	}

@@ -3,6 +3,7 @@ package audit_test
 import (
 	"context"
 	"crypto/ed25519"
+	"fmt"
 	"io"
 	"log/slog"
 	"sync"
@@ -16,6 +17,10 @@ var (
 	hmacKey = []byte("integration-hmac-key-32-bytes-xx")
 	signKey = ed25519.NewKeyFromSeed([]byte("integration-signing-seed-32bytes"))
 	quiet   = slog.New(slog.NewTextHandler(io.Discard, nil))
+	// keys is version 1 of both audit keys; lookup finds them for Verify.
+	keys   = audit.Keys{HMACVersion: 1, HMACKey: hmacKey, SigningVersion: 1, SigningKey: signKey}
+	lookup = audit.KeyVersions{HMAC: map[uint32][]byte{1: hmacKey},
+		Public: map[uint32]ed25519.PublicKey{1: signKey.Public().(ed25519.PublicKey)}}
 )
 
 // TestWriterOnRealStores runs the writer and Verify on SQLite and
@@ -27,7 +32,7 @@ func TestWriterOnRealStores(t *testing.T) {
 			db := storetest.Open(t, b)
 			ctx := context.Background()
 			w, err := audit.NewWriter(ctx, db, audit.WriterConfig{
-				Node: "n1", HMACKey: hmacKey, SigningKey: signKey, CheckpointEvery: 50, Logger: quiet,
+				Node: "n1", Keys: keys, CheckpointEvery: 50, Logger: quiet,
 			})
 			if err != nil {
 				t.Fatal(err)
@@ -50,7 +55,7 @@ func TestWriterOnRealStores(t *testing.T) {
 			if err := w.Close(ctx); err != nil {
 				t.Fatal(err)
 			}
-			rep, err := audit.Verify(ctx, db, signKey.Public().(ed25519.PublicKey), hmacKey)
+			rep, err := audit.Verify(ctx, db, lookup)
 			if err != nil || rep.Events != 200 || rep.Checkpoints != 4 {
 				t.Fatalf("Verify = %+v, %v; want 200 events and 4 checkpoints", rep, err)
 			}
@@ -63,7 +68,7 @@ func TestWriterOnRealStores(t *testing.T) {
 			if err := db.AppendAudit(ctx, []audit.Event{dup}, nil); err == nil {
 				t.Fatal("the store accepted a duplicate (node, seq)")
 			}
-			if _, err := audit.Verify(ctx, db, signKey.Public().(ed25519.PublicKey), hmacKey); err != nil {
+			if _, err := audit.Verify(ctx, db, lookup); err != nil {
 				t.Fatalf("Verify after a refused duplicate: %v", err)
 			}
 			// An event and a checkpoint go in together or not at all, whichever
@@ -98,6 +103,112 @@ func TestWriterOnRealStores(t *testing.T) {
 	}
 }
 
+// versionedKeys is a KeySource whose current versions a test moves on,
+// keeping every version for Verify.
+type versionedKeys struct {
+	mu           sync.Mutex
+	hmacV, signV uint32
+}
+
+func (k *versionedKeys) rotate(hmac, sign bool) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if hmac {
+		k.hmacV++
+	}
+	if sign {
+		k.signV++
+	}
+}
+
+func versionKey(label string, v uint32) []byte { return []byte(fmt.Sprintf("%-28s%04d", label, v)) }
+
+func (k *versionedKeys) CurrentKeys(context.Context) (audit.Keys, error) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	return audit.Keys{HMACVersion: k.hmacV, HMACKey: versionKey("hmac", k.hmacV),
+		SigningVersion: k.signV, SigningKey: ed25519.NewKeyFromSeed(versionKey("signing", k.signV))}, nil
+}
+
+func (k *versionedKeys) lookup() audit.KeyVersions {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	out := audit.KeyVersions{HMAC: map[uint32][]byte{}, Public: map[uint32]ed25519.PublicKey{}}
+	for v := uint32(1); v <= k.hmacV; v++ {
+		out.HMAC[v] = versionKey("hmac", v)
+	}
+	for v := uint32(1); v <= k.signV; v++ {
+		out.Public[v] = ed25519.NewKeyFromSeed(versionKey("signing", v)).Public().(ed25519.PublicKey)
+	}
+	return out
+}
+
+// TestWriterRotatesOnRealStores rotates both audit keys while concurrent
+// writers log, restarts the writer, and verifies the stored chain (bodies
+// and checkpoint columns) on SQLite and PostgreSQL.
+func TestWriterRotatesOnRealStores(t *testing.T) {
+	for _, b := range storetest.Backends() {
+		t.Run(b.Name, func(t *testing.T) {
+			db := storetest.Open(t, b)
+			ctx := context.Background()
+			keys := &versionedKeys{hmacV: 1, signV: 1}
+			logSome := func(w *audit.Writer) {
+				var wg sync.WaitGroup
+				for range 5 {
+					wg.Go(func() {
+						for range 10 {
+							if err := w.Log(ctx, audit.Event{PrincipalID: "client-1", Action: "read", Status: 200}); err != nil {
+								t.Error(err)
+							}
+						}
+					})
+				}
+				wg.Wait()
+			}
+			w, err := audit.NewWriter(ctx, db, audit.WriterConfig{Node: "n1", Keys: keys, CheckpointEvery: 20, Logger: quiet})
+			if err != nil {
+				t.Fatal(err)
+			}
+			logSome(w)
+			keys.rotate(true, false)
+			logSome(w)
+			keys.rotate(false, true)
+			logSome(w)
+			if err := w.Close(ctx); err != nil {
+				t.Fatal(err)
+			}
+			keys.rotate(true, true)
+			w, err = audit.NewWriter(ctx, db, audit.WriterConfig{Node: "n1", Keys: keys, CheckpointEvery: 20, Logger: quiet})
+			if err != nil {
+				t.Fatal(err)
+			}
+			logSome(w)
+			if err := w.Close(ctx); err != nil {
+				t.Fatal(err)
+			}
+			rep, err := audit.Verify(ctx, db, keys.lookup())
+			if err != nil || rep.Events != 200 {
+				t.Fatalf("Verify = %+v, %v; want 200 events", rep, err)
+			}
+			cps, err := db.Checkpoints(ctx, "n1")
+			if err != nil {
+				t.Fatal(err)
+			}
+			seen := map[uint32]bool{}
+			for _, c := range cps {
+				seen[c.KeyVersion] = true
+			}
+			if !seen[1] || !seen[2] || !seen[3] || len(seen) != 3 {
+				t.Fatalf("checkpoint key versions %v, want 1, 2 and 3", seen)
+			}
+			last, err := db.ListAudit(ctx, audit.Filter{Limit: audit.MaxListLimit})
+			if err != nil || len(last) != 200 || last[0].KeyVersion != 1 || last[199].KeyVersion != 3 {
+				t.Fatalf("ListAudit: %d events, %v", len(last), err)
+			}
+		})
+	}
+}
+
 // BenchmarkLogSQLite compares group commit with one transaction per event
 // on the real SQLite store (synchronous=FULL).
 func BenchmarkLogSQLite(b *testing.B) {
@@ -112,7 +223,7 @@ func BenchmarkLogSQLite(b *testing.B) {
 			db := storetest.Open(b, storetest.Backends()[0])
 			ctx := context.Background()
 			w, err := audit.NewWriter(ctx, db, audit.WriterConfig{
-				Node: "n1", HMACKey: hmacKey, SigningKey: signKey, MaxBatch: bc.maxBatch, Logger: quiet,
+				Node: "n1", Keys: keys, MaxBatch: bc.maxBatch, Logger: quiet,
 			})
 			if err != nil {
 				b.Fatal(err)

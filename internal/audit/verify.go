@@ -3,7 +3,6 @@ package audit
 import (
 	"bufio"
 	"context"
-	"crypto/ed25519"
 	"errors"
 	"fmt"
 	"io"
@@ -38,19 +37,21 @@ func (e *VerifyError) Error() string {
 
 // nodeChain checks one node's events in order against its checkpoints.
 type nodeChain struct {
+	ctx    context.Context
 	node   string
-	pub    ed25519.PublicKey
-	c      *chainer
+	keys   *verifyKeys
 	next   uint64 // seq expected next
 	prev   string // hash expected in the next PrevHash
+	hmacV  uint32 // HMAC key version of the last event; versions never go down
+	signV  uint32 // signing key version of the last checkpoint checked
 	cps    []Checkpoint
 	lastCP uint64 // seq of the last checkpoint added
 	events int
 	cpsOK  int
 }
 
-func newNodeChain(node string, pub ed25519.PublicKey, c *chainer) *nodeChain {
-	return &nodeChain{node: node, pub: pub, c: c, next: 1, prev: Genesis(node)}
+func newNodeChain(ctx context.Context, node string, keys *verifyKeys) *nodeChain {
+	return &nodeChain{ctx: ctx, node: node, keys: keys, next: 1, prev: Genesis(node), hmacV: 1, signV: 1}
 }
 
 func (n *nodeChain) fail(seq uint64, id, format string, args ...any) *VerifyError {
@@ -61,8 +62,9 @@ func (n *nodeChain) fail(seq uint64, id, format string, args ...any) *VerifyErro
 }
 
 // addCheckpoint queues c, which must come in ascending Seq order, to be
-// checked when the walk reaches its event.
-func (n *nodeChain) addCheckpoint(c Checkpoint) *VerifyError {
+// checked when the walk reaches its event. It returns a *VerifyError for
+// a finding, another error when a key cannot be read.
+func (n *nodeChain) addCheckpoint(c Checkpoint) error {
 	if c.Node != n.node {
 		return n.fail(c.Seq, "", "checkpoint names node %q", c.Node)
 	}
@@ -85,9 +87,30 @@ func (n *nodeChain) addCheckpoint(c Checkpoint) *VerifyError {
 	return nil
 }
 
-func (n *nodeChain) checkCheckpoint(c *Checkpoint, hash string) *VerifyError {
-	if !VerifyCheckpoint(n.pub, c) {
+// signature checks c's signature under the signing key version it names,
+// which must not be older than the previous checkpoint's.
+func (n *nodeChain) signature(c *Checkpoint) error {
+	v := EffectiveVersion(c.KeyVersion)
+	if v < n.signV {
+		return n.fail(c.Seq, "", "checkpoint signing key version went back from %d to %d (key_version edited, or signed with an older, perhaps leaked, key)", n.signV, v)
+	}
+	pub, err := n.keys.public(n.ctx, v)
+	if errors.Is(err, errNoKey) {
+		return n.fail(c.Seq, "", "checkpoint names signing key version %d, which does not exist (key_version edited?)", v)
+	}
+	if err != nil {
+		return fmt.Errorf("%w (checkpoint at %s)", err, EventID(n.node, c.Seq))
+	}
+	if !VerifyCheckpoint(pub, c) {
 		return n.fail(c.Seq, "", "checkpoint signature is invalid")
+	}
+	n.signV = v
+	return nil
+}
+
+func (n *nodeChain) checkCheckpoint(c *Checkpoint, hash string) error {
+	if err := n.signature(c); err != nil {
+		return err
 	}
 	if c.Hash != hash {
 		return n.fail(c.Seq, "", "event hash differs from the signed checkpoint")
@@ -96,8 +119,9 @@ func (n *nodeChain) checkCheckpoint(c *Checkpoint, hash string) *VerifyError {
 	return nil
 }
 
-// event checks the next event of the walk.
-func (n *nodeChain) event(e *Event) *VerifyError {
+// event checks the next event of the walk. It returns a *VerifyError for a
+// finding, another error when a key cannot be read.
+func (n *nodeChain) event(e *Event) error {
 	switch {
 	case e.Seq > n.next:
 		return n.fail(n.next, "", "event missing: expected seq %d, found seq %d (deleted or reordered)", n.next, e.Seq)
@@ -110,16 +134,30 @@ func (n *nodeChain) event(e *Event) *VerifyError {
 	case e.PrevHash != n.prev:
 		return n.fail(e.Seq, e.ID, "prev_hash does not link to the previous event (inserted, deleted or reordered)")
 	}
-	ok, err := n.c.check(e)
+	v := EffectiveVersion(e.KeyVersion)
+	if v < n.hmacV {
+		// Once a chain moved to a new key version, an event under an older
+		// one was made with a key that may have leaked.
+		return n.fail(e.Seq, e.ID, "HMAC key version went back from %d to %d (key_version edited, or chained with an older, perhaps leaked, key)", n.hmacV, v)
+	}
+	c, err := n.keys.chainer(n.ctx, v)
+	if errors.Is(err, errNoKey) {
+		return n.fail(e.Seq, e.ID, "event names HMAC key version %d, which does not exist (key_version edited?)", v)
+	}
+	if err != nil {
+		return fmt.Errorf("%w (event %s)", err, e.ID)
+	}
+	ok, err := c.check(e)
 	if err != nil || !ok {
 		return n.fail(e.Seq, e.ID, "hash does not match the event (edited)")
 	}
 	if len(n.cps) > 0 && n.cps[0].Seq == e.Seq {
-		if verr := n.checkCheckpoint(&n.cps[0], e.Hash); verr != nil {
-			return verr
+		if err := n.checkCheckpoint(&n.cps[0], e.Hash); err != nil {
+			return err
 		}
 		n.cps = n.cps[1:]
 	}
+	n.hmacV = v
 	n.next++
 	n.prev = e.Hash
 	n.events++
@@ -128,74 +166,65 @@ func (n *nodeChain) event(e *Event) *VerifyError {
 
 // finish checks that no checkpoint is left beyond the last event: a signed
 // checkpoint the events no longer reach means the log was cut off.
-func (n *nodeChain) finish() *VerifyError {
+func (n *nodeChain) finish() error {
 	if len(n.cps) == 0 {
 		return nil
 	}
 	c := n.cps[len(n.cps)-1]
-	if !VerifyCheckpoint(n.pub, &c) {
-		return n.fail(c.Seq, "", "checkpoint signature is invalid")
+	if err := n.signature(&c); err != nil {
+		return err
 	}
 	return n.fail(n.next, "", "log cut off: a signed checkpoint is at seq %d but the last event is seq %d", c.Seq, n.next-1)
 }
 
-func checkKeys(pub ed25519.PublicKey, hmacKey []byte) error {
-	if len(pub) != ed25519.PublicKeySize {
-		return errors.New("audit: verify: public key is not an Ed25519 public key")
-	}
-	if len(hmacKey) < minHMACKeyLen {
-		return fmt.Errorf("audit: verify: HMAC key must be at least %d bytes", minHMACKeyLen)
-	}
-	return nil
-}
-
 // Verify checks every node's chain in store: seq contiguous from 1, each
 // PrevHash linking to the previous Hash (Genesis for the first), each Hash
-// recomputed under hmacKey, each checkpoint signed by pub and matching the
-// event at its seq, and no checkpoint beyond the last event. It returns a
-// *VerifyError naming the first bad event on any edit, deletion, insertion,
-// reordering or cut back to before the last checkpoint, or another error if
-// the store cannot be read. A cut that also removes every checkpoint after
+// recomputed under the HMAC key version the event names (key_version, 1
+// when absent), each checkpoint signed by the signing key version it names
+// and matching the event at its seq, key versions never going down along a
+// chain, and no checkpoint beyond the last event. keys looks the versions
+// up. It returns a *VerifyError naming the first bad event on any edit,
+// deletion, insertion, reordering, unknown or relabelled key version, or
+// cut back to before the last checkpoint, and another error if the store
+// or a key cannot be read. A cut that also removes every checkpoint after
 // it cannot be seen here (see the package documentation).
 //
 // It may run while a Writer appends: checkpoints are read before events, and
 // both are appended in one transaction, so every checkpoint read has its
 // event in the scan.
-func Verify(ctx context.Context, store Store, pub ed25519.PublicKey, hmacKey []byte) (Report, error) {
+func Verify(ctx context.Context, store Store, keys KeyLookup) (Report, error) {
 	var rep Report
-	if err := checkKeys(pub, hmacKey); err != nil {
-		return rep, err
+	if keys == nil {
+		return rep, errors.New("audit: verify: no keys")
 	}
 	nodes, err := store.AuditNodes(ctx)
 	if err != nil {
 		return rep, fmt.Errorf("audit: verify: list nodes: %w", err)
 	}
-	c := newChainer(hmacKey)
+	vk := newVerifyKeys(keys)
 	for _, node := range nodes {
-		n := newNodeChain(node, pub, c)
+		n := newNodeChain(ctx, node, vk)
 		cps, err := store.Checkpoints(ctx, node)
 		if err != nil {
 			return rep, fmt.Errorf("audit: verify: checkpoints of %q: %w", node, err)
 		}
 		for _, cp := range cps {
-			if verr := n.addCheckpoint(cp); verr != nil {
-				return rep, verr
+			if err := n.addCheckpoint(cp); err != nil {
+				return rep, err
 			}
 		}
-		var verr *VerifyError
+		var failed error
 		err = store.ScanAudit(ctx, node, 0, func(e Event) error {
 			if n.events&4095 == 0 {
 				if err := ctx.Err(); err != nil {
 					return err
 				}
 			}
-			if verr = n.event(&e); verr != nil {
-				return verr
-			}
-			return nil
+			failed = n.event(&e)
+			return failed
 		})
-		if verr != nil {
-			return rep, verr
+		if failed != nil {
+			return rep, failed
 		}
 		if cerr := (*CorruptEventError)(nil); errors.As(err, &cerr) {
 			return rep, n.fail(cerr.Seq, "", "stored event does not decode (edited)")
@@ -203,8 +232,8 @@ func Verify(ctx context.Context, store Store, pub ed25519.PublicKey, hmacKey []b
 		if err != nil {
 			return rep, fmt.Errorf("audit: verify: scan %q: %w", node, err)
 		}
-		if verr := n.finish(); verr != nil {
-			return rep, verr
+		if err := n.finish(); err != nil {
+			return rep, err
 		}
 		rep.Nodes++
 		rep.Events += n.events
@@ -216,19 +245,19 @@ func Verify(ctx context.Context, store Store, pub ed25519.PublicKey, hmacKey []b
 // VerifyFile checks the JSON lines written by a file or stream sink, read
 // from paths in order as one stream (pass LogFiles(path) for a rotated
 // file). Each node's events must start at seq 1 and be checked as Verify
-// does; a checkpoint line must match the event it follows. A line that is
-// not a sink line is an error naming the file and line.
-func VerifyFile(ctx context.Context, pub ed25519.PublicKey, hmacKey []byte, paths ...string) (Report, error) {
+// does, with keys; a checkpoint line must match the event it follows. A
+// line that is not a sink line is an error naming the file and line.
+func VerifyFile(ctx context.Context, keys KeyLookup, paths ...string) (Report, error) {
 	var rep Report
-	if err := checkKeys(pub, hmacKey); err != nil {
-		return rep, err
+	if keys == nil {
+		return rep, errors.New("audit: verify: no keys")
 	}
-	c := newChainer(hmacKey)
+	vk := newVerifyKeys(keys)
 	chains := map[string]*nodeChain{}
 	chain := func(node string) *nodeChain {
 		n := chains[node]
 		if n == nil {
-			n = newNodeChain(node, pub, c)
+			n = newNodeChain(ctx, node, vk)
 			chains[node] = n
 		}
 		return n
@@ -245,8 +274,8 @@ func VerifyFile(ctx context.Context, pub ed25519.PublicKey, hmacKey []byte, path
 	sort.Strings(names)
 	for _, name := range names {
 		n := chains[name]
-		if verr := n.finish(); verr != nil {
-			return rep, verr
+		if err := n.finish(); err != nil {
+			return rep, err
 		}
 		rep.Nodes++
 		rep.Events += n.events
@@ -280,13 +309,13 @@ func verifyOneFile(ctx context.Context, path string, chain func(string) *nodeCha
 			return fmt.Errorf("audit: verify file %s line %d: %w", path, line, err)
 		}
 		if cp != nil {
-			if verr := chain(cp.Node).addCheckpoint(*cp); verr != nil {
-				return verr
+			if err := chain(cp.Node).addCheckpoint(*cp); err != nil {
+				return err
 			}
 			continue
 		}
-		if verr := chain(e.Node).event(e); verr != nil {
-			return verr
+		if err := chain(e.Node).event(e); err != nil {
+			return err
 		}
 	}
 }

@@ -17,7 +17,7 @@ func buildLog(t testing.TB, n, every int, nodes ...string) *memStore {
 	st := newMemStore()
 	for _, node := range nodes {
 		w, err := NewWriter(context.Background(), st, WriterConfig{
-			Node: node, HMACKey: testHMACKey, SigningKey: testSignKey, Now: newFakeClock().Now, Logger: quietLogger,
+			Node: node, Keys: testKeys, Now: newFakeClock().Now, Logger: quietLogger,
 			CheckpointEvery: every, CheckpointInterval: -1,
 		})
 		if err != nil {
@@ -33,7 +33,7 @@ func buildLog(t testing.TB, n, every int, nodes ...string) *memStore {
 
 func TestVerifyIntactChain(t *testing.T) {
 	st := buildLog(t, 2500, 1000, "n1", "n2")
-	rep, err := Verify(context.Background(), st, testPubKey, testHMACKey)
+	rep, err := Verify(context.Background(), st, testLookup)
 	if err != nil {
 		t.Fatalf("Verify: %v", err)
 	}
@@ -45,7 +45,7 @@ func TestVerifyIntactChain(t *testing.T) {
 }
 
 func TestVerifyEmptyStore(t *testing.T) {
-	rep, err := Verify(context.Background(), newMemStore(), testPubKey, testHMACKey)
+	rep, err := Verify(context.Background(), newMemStore(), testLookup)
 	if err != nil || rep != (Report{}) {
 		t.Fatalf("Verify(empty) = %+v, %v", rep, err)
 	}
@@ -204,11 +204,11 @@ func TestVerifyDetectsTampering(t *testing.T) {
 			st := buildLog(t, 50, 10, "n0", "n1")
 			ev, cps := tt.tamper(slices.Clone(st.events["n1"]), slices.Clone(st.cps["n1"]))
 			st.events["n1"], st.cps["n1"] = ev, cps
-			key := testHMACKey
+			keys := testLookup
 			if tt.hmacKey != nil {
-				key = tt.hmacKey
+				keys = KeyVersions{HMAC: map[uint32][]byte{1: tt.hmacKey}, Public: testLookup.Public}
 			}
-			_, err := Verify(context.Background(), st, testPubKey, key)
+			_, err := Verify(context.Background(), st, keys)
 			var verr *VerifyError
 			if !errors.As(err, &verr) {
 				t.Fatalf("Verify = %v, want a *VerifyError", err)
@@ -235,7 +235,7 @@ func TestVerifyCannotSeeTailCutWithItsCheckpoints(t *testing.T) {
 	st := buildLog(t, 50, 10, "n1")
 	st.events["n1"] = st.events["n1"][:35]
 	st.cps["n1"] = st.cps["n1"][:3] // 10, 20, 30
-	rep, err := Verify(context.Background(), st, testPubKey, testHMACKey)
+	rep, err := Verify(context.Background(), st, testLookup)
 	if err != nil || rep.Events != 35 {
 		t.Fatalf("Verify = %+v, %v; the documented limit changed, update doc.go", rep, err)
 	}
@@ -243,11 +243,16 @@ func TestVerifyCannotSeeTailCutWithItsCheckpoints(t *testing.T) {
 
 func TestVerifyRefusesBadKeys(t *testing.T) {
 	st := buildLog(t, 3, 10, "n1")
-	if _, err := Verify(context.Background(), st, testPubKey[:10], testHMACKey); err == nil {
+	shortPub := KeyVersions{HMAC: testLookup.HMAC, Public: map[uint32]ed25519.PublicKey{1: testPubKey[:10]}}
+	if _, err := Verify(context.Background(), st, shortPub); err == nil {
 		t.Fatal("Verify accepted a short public key")
 	}
-	if _, err := Verify(context.Background(), st, testPubKey, []byte("short")); err == nil {
+	shortHMAC := KeyVersions{HMAC: map[uint32][]byte{1: []byte("short")}, Public: testLookup.Public}
+	if _, err := Verify(context.Background(), st, shortHMAC); err == nil {
 		t.Fatal("Verify accepted a short HMAC key")
+	}
+	if _, err := Verify(context.Background(), st, nil); err == nil {
+		t.Fatal("Verify ran without keys")
 	}
 }
 
@@ -265,7 +270,7 @@ func BenchmarkVerify100k(b *testing.B) {
 	b.ReportAllocs()
 	b.ResetTimer()
 	for b.Loop() {
-		rep, err := Verify(context.Background(), st, testPubKey, testHMACKey)
+		rep, err := Verify(context.Background(), st, testLookup)
 		if err != nil || rep.Events != 100_000 {
 			b.Fatalf("Verify = %+v, %v", rep, err)
 		}
@@ -291,7 +296,7 @@ func (c corruptStore) ScanAudit(ctx context.Context, node string, after uint64, 
 
 func TestVerifyNamesAnUndecodableStoredEvent(t *testing.T) {
 	st := buildLog(t, 20, 10, "n1")
-	_, err := Verify(context.Background(), corruptStore{st, 7}, testPubKey, testHMACKey)
+	_, err := Verify(context.Background(), corruptStore{st, 7}, testLookup)
 	var verr *VerifyError
 	if !errors.As(err, &verr) || verr.Seq != 7 || verr.EventID != "n1:7" {
 		t.Fatalf("Verify = %v, want a *VerifyError naming n1:7", err)

@@ -2,7 +2,6 @@ package audit
 
 import (
 	"context"
-	"crypto/ed25519"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -40,10 +39,11 @@ type WriterConfig struct {
 	// processes writing to one store: two writers on one node would fight
 	// over its sequence numbers.
 	Node string
-	// HMACKey keys the hash chain (at least 16 bytes; 32 recommended).
-	HMACKey []byte
-	// SigningKey signs checkpoints.
-	SigningKey ed25519.PrivateKey
+	// Keys gives the HMAC key that chains events and the key that signs
+	// checkpoints, each with its version. The Writer asks it once per
+	// batch, so a rotation takes effect without a restart (see
+	// KeySource); a fixed Keys value never rotates.
+	Keys KeySource
 	// Now returns the current time; time.Now when nil.
 	Now func() time.Time
 	// CheckpointEvery signs a checkpoint at every multiple of this many
@@ -103,7 +103,6 @@ type Writer struct {
 	store    Store
 	cfg      WriterConfig
 	node     string
-	chain    *chainer
 	log      *slog.Logger
 	now      func() time.Time
 	every    int
@@ -121,11 +120,15 @@ type Writer struct {
 
 	health atomic.Pointer[error]
 
-	// Owned by run.
+	// Owned by run (NewWriter sets them before it starts).
 	headSeq  uint64
 	headHash string
 	cpSeq    uint64
 	cpTime   time.Time
+	keys     Keys     // the keys of the last batch made durable
+	chain    *chainer // keyed with keys.HMACKey
+	hmacMin  uint32   // the HMAC key version of the stored head event
+	signMin  uint32   // the signing key version of the last stored checkpoint
 	reload   bool
 	sinks    []*sinkState
 	closeErr error
@@ -144,17 +147,16 @@ type request struct {
 }
 
 // NewWriter checks cfg, loads the node's chain head and last checkpoint
-// from store and starts the writer goroutine, which lives until Close.
+// from store, gets the current keys from cfg.Keys (failing if it cannot)
+// and starts the writer goroutine, which lives until Close.
 func NewWriter(ctx context.Context, store Store, cfg WriterConfig) (*Writer, error) {
 	switch {
 	case store == nil:
 		return nil, errors.New("audit: nil store")
 	case cfg.Node == "" || len(cfg.Node) > maxNodeLen || !utf8.ValidString(cfg.Node):
 		return nil, fmt.Errorf("audit: node name must be 1 to %d bytes of UTF-8", maxNodeLen)
-	case len(cfg.HMACKey) < minHMACKeyLen:
-		return nil, fmt.Errorf("audit: HMAC key must be at least %d bytes", minHMACKeyLen)
-	case len(cfg.SigningKey) != ed25519.PrivateKeySize:
-		return nil, errors.New("audit: signing key is not an Ed25519 private key")
+	case cfg.Keys == nil:
+		return nil, errors.New("audit: no key source")
 	case cfg.MaxBatch < 0:
 		return nil, errors.New("audit: MaxBatch must not be negative")
 	}
@@ -162,7 +164,6 @@ func NewWriter(ctx context.Context, store Store, cfg WriterConfig) (*Writer, err
 		store:    store,
 		cfg:      cfg,
 		node:     cfg.Node,
-		chain:    newChainer(append([]byte(nil), cfg.HMACKey...)),
 		log:      cfg.Logger,
 		now:      cfg.Now,
 		every:    cfg.CheckpointEvery,
@@ -200,6 +201,11 @@ func NewWriter(ctx context.Context, store Store, cfg WriterConfig) (*Writer, err
 	if err := w.loadHead(ctx); err != nil {
 		return nil, err
 	}
+	keys, err := w.currentKeys(ctx)
+	if err != nil {
+		return nil, err
+	}
+	w.keys, w.chain = keys, newChainer(keys.HMACKey)
 	for _, s := range cfg.RequiredSinks {
 		w.sinks = append(w.sinks, &sinkState{s: s, required: true, acked: w.headSeq, healthy: true})
 	}
@@ -240,25 +246,71 @@ func (w *Writer) position(s *sinkState) error {
 	return nil
 }
 
-// loadHead reads the durable head and last checkpoint of the node.
+// loadHead reads the durable head and last checkpoint of the node, and the
+// key versions they were made with (no later batch may use an older one).
 func (w *Writer) loadHead(ctx context.Context) error {
 	seq, hash, err := w.store.AuditHead(ctx, w.node)
 	if err != nil {
 		return fmt.Errorf("audit: load chain head: %w", err)
 	}
+	hmacMin := uint32(1)
 	if seq == 0 {
 		hash = Genesis(w.node)
+	} else if hmacMin, err = w.headVersion(ctx, seq); err != nil {
+		return err
 	}
 	cps, err := w.store.Checkpoints(ctx, w.node)
 	if err != nil {
 		return fmt.Errorf("audit: load checkpoints: %w", err)
 	}
-	w.headSeq, w.headHash = seq, hash
-	w.cpSeq, w.cpTime = 0, w.now()
+	w.headSeq, w.headHash, w.hmacMin = seq, hash, hmacMin
+	w.cpSeq, w.cpTime, w.signMin = 0, w.now(), 1
 	if n := len(cps); n > 0 {
 		w.cpSeq, w.cpTime = cps[n-1].Seq, cps[n-1].Time
+		w.signMin = EffectiveVersion(cps[n-1].KeyVersion)
 	}
 	return nil
+}
+
+// headVersion returns the HMAC key version of the node's event seq.
+func (w *Writer) headVersion(ctx context.Context, seq uint64) (uint32, error) {
+	errStop := errors.New("stop")
+	var v uint32
+	found := false
+	err := w.store.ScanAudit(ctx, w.node, seq-1, func(e Event) error {
+		v, found = EffectiveVersion(e.KeyVersion), e.Seq == seq
+		return errStop
+	})
+	if err != nil && !errors.Is(err, errStop) {
+		return 0, fmt.Errorf("audit: load chain head: %w", err)
+	}
+	if !found {
+		return 0, fmt.Errorf("audit: load chain head: event %s not found", EventID(w.node, seq))
+	}
+	return v, nil
+}
+
+// currentKeys asks the key source for the keys to use now and checks them:
+// well formed, and no older than the versions the log already holds or
+// the writer already uses (it would sign or chain under the newer one
+// next, and the versions would go back).
+func (w *Writer) currentKeys(ctx context.Context) (Keys, error) {
+	k, err := w.cfg.Keys.CurrentKeys(ctx)
+	if err != nil {
+		return Keys{}, fmt.Errorf("audit: keys: %w", err)
+	}
+	if err := k.check(); err != nil {
+		return Keys{}, err
+	}
+	if floor := max(w.hmacMin, w.keys.HMACVersion); k.HMACVersion < floor {
+		return Keys{}, fmt.Errorf("audit: HMAC key version %d is older than version %d, already in the chain or in use",
+			k.HMACVersion, floor)
+	}
+	if floor := max(w.signMin, w.keys.SigningVersion); k.SigningVersion < floor {
+		return Keys{}, fmt.Errorf("audit: signing key version %d is older than version %d, already in a checkpoint or in use",
+			k.SigningVersion, floor)
+	}
+	return k, nil
 }
 
 // Log chains e and blocks until the batch holding it is durably in the
@@ -461,35 +513,53 @@ func (w *Writer) commitBatch(batch []*request, forceCP bool) ([]Event, []Checkpo
 		}
 		w.reload = false
 	}
+	// One call per batch: a rotation takes effect at the next batch. No
+	// key, no event: the batch fails closed like a store failure.
+	keys, err := w.currentKeys(ctx)
+	if err != nil {
+		w.fail(len(batch), 0, 0, err)
+		return nil, nil, err
+	}
+	chain := w.chain
+	if keys.HMACVersion != w.keys.HMACVersion {
+		chain = newChainer(keys.HMACKey) // the chain goes on: prev_hash links across versions
+	}
 	events := make([]Event, len(batch))
 	seq, prev := w.headSeq, w.headHash
 	cpSeq, cpTime := w.cpSeq, w.cpTime
 	var cps []Checkpoint
 	now := w.now().UTC().Truncate(time.Microsecond)
+	if keys.SigningVersion != w.keys.SigningVersion && seq > cpSeq && w.keys.SigningVersion >= w.signMin {
+		// The signing key rotated: seal the events written since the last
+		// checkpoint under the old key first, so each key signs its own
+		// segment, then sign with the new one.
+		cps = append(cps, w.checkpoint(w.keys, seq, prev, now))
+		cpSeq, cpTime = seq, now
+	}
 	for i, r := range batch {
 		seq++
 		e := &events[i]
 		*e = r.e
-		e.Seq, e.Node, e.ID, e.PrevHash = seq, w.node, EventID(w.node, seq), prev
-		h, err := w.chain.hash(e)
+		e.Seq, e.Node, e.ID, e.PrevHash, e.KeyVersion = seq, w.node, EventID(w.node, seq), prev, keys.HMACVersion
+		h, err := chain.hash(e)
 		if err != nil {
 			return nil, nil, err // cannot happen: prev is always a hash we made
 		}
 		e.Hash, prev = h, h
 		if w.every > 0 && seq%uint64(w.every) == 0 {
-			cps = append(cps, w.checkpoint(seq, h, now))
+			cps = append(cps, w.checkpoint(keys, seq, h, now))
 			cpSeq, cpTime = seq, now
 		}
 	}
 	if seq > cpSeq && (forceCP || (w.interval > 0 && now.Sub(cpTime) >= w.interval)) {
-		cps = append(cps, w.checkpoint(seq, prev, now))
+		cps = append(cps, w.checkpoint(keys, seq, prev, now))
 		cpSeq, cpTime = seq, now
 	}
 	if len(events) == 0 && len(cps) == 0 {
 		return nil, nil, nil
 	}
 	start := time.Now()
-	err := w.store.AppendAudit(ctx, events, cps)
+	err = w.store.AppendAudit(ctx, events, cps)
 	d := time.Since(start)
 	if err != nil {
 		// The append may have committed before failing (a lost reply), so
@@ -499,6 +569,13 @@ func (w *Writer) commitBatch(batch []*request, forceCP bool) ([]Event, []Checkpo
 		return nil, nil, fmt.Errorf("audit: append: %w", err)
 	}
 	w.headSeq, w.headHash, w.cpSeq, w.cpTime = seq, prev, cpSeq, cpTime
+	w.keys, w.chain = keys, chain
+	if len(events) > 0 {
+		w.hmacMin = keys.HMACVersion
+	}
+	if len(cps) > 0 {
+		w.signMin = EffectiveVersion(cps[len(cps)-1].KeyVersion)
+	}
 	w.observe(BatchStats{Events: len(events), Checkpoints: len(cps), Duration: d})
 	if err := w.feedSinks(events, cps, true); err != nil {
 		return events, cps, err
@@ -508,8 +585,8 @@ func (w *Writer) commitBatch(batch []*request, forceCP bool) ([]Event, []Checkpo
 }
 
 func (w *Writer) fail(events, cps int, d time.Duration, err error) {
-	w.setHealth(fmt.Errorf("audit: store append failed: %w", err))
-	w.log.Error("audit append failed; requests fail closed", "node", w.node, "events", events, "error", err)
+	w.setHealth(fmt.Errorf("audit: batch failed: %w", err))
+	w.log.Error("audit batch failed; requests fail closed", "node", w.node, "events", events, "error", err)
 	w.observe(BatchStats{Events: events, Checkpoints: cps, Duration: d, Err: err})
 }
 
@@ -519,9 +596,10 @@ func (w *Writer) observe(s BatchStats) {
 	}
 }
 
-func (w *Writer) checkpoint(seq uint64, hash string, now time.Time) Checkpoint {
-	c := Checkpoint{Node: w.node, Seq: seq, Hash: hash, Time: now}
-	SignCheckpoint(w.cfg.SigningKey, &c)
+// checkpoint returns a checkpoint at seq signed by keys' signing key.
+func (w *Writer) checkpoint(keys Keys, seq uint64, hash string, now time.Time) Checkpoint {
+	c := Checkpoint{Node: w.node, Seq: seq, Hash: hash, Time: now, KeyVersion: keys.SigningVersion}
+	SignCheckpoint(keys.SigningKey, &c)
 	return c
 }
 

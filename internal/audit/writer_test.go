@@ -65,15 +65,26 @@ func TestWriterRejectsUnknownDecision(t *testing.T) {
 }
 
 func TestNewWriterRejectsBadConfig(t *testing.T) {
-	good := WriterConfig{Node: "n1", HMACKey: testHMACKey, SigningKey: testSignKey}
+	good := WriterConfig{Node: "n1", Keys: testKeys}
+	withKeys := func(edit func(*Keys)) func(*WriterConfig) {
+		return func(c *WriterConfig) {
+			k := testKeys
+			edit(&k)
+			c.Keys = k
+		}
+	}
 	tests := []struct {
 		name string
 		edit func(*WriterConfig)
 	}{
 		{"fail/no node", func(c *WriterConfig) { c.Node = "" }},
 		{"fail/node too long", func(c *WriterConfig) { c.Node = strings.Repeat("n", 200) }},
-		{"fail/short hmac key", func(c *WriterConfig) { c.HMACKey = []byte("short") }},
-		{"fail/no signing key", func(c *WriterConfig) { c.SigningKey = nil }},
+		{"fail/no key source", func(c *WriterConfig) { c.Keys = nil }},
+		{"fail/short hmac key", withKeys(func(k *Keys) { k.HMACKey = []byte("short") })},
+		{"fail/no signing key", withKeys(func(k *Keys) { k.SigningKey = nil })},
+		{"fail/hmac key version 0", withKeys(func(k *Keys) { k.HMACVersion = 0 })},
+		{"fail/signing key version 0", withKeys(func(k *Keys) { k.SigningVersion = 0 })},
+		{"fail/key source fails", func(c *WriterConfig) { c.Keys = failingKeys{errStoreDown} }},
 		{"fail/negative max batch", func(c *WriterConfig) { c.MaxBatch = -1 }},
 	}
 	for _, tt := range tests {
@@ -95,7 +106,7 @@ func TestWriterResumesFromStoredHead(t *testing.T) {
 	if err := w.Close(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	rep, err := Verify(context.Background(), st, testPubKey, testHMACKey)
+	rep, err := Verify(context.Background(), st, testLookup)
 	if err != nil || rep.Events != 35 {
 		t.Fatalf("Verify = %+v, %v; want 35 events", rep, err)
 	}
@@ -150,7 +161,7 @@ func TestWriterGroupCommitsConcurrentCallers(t *testing.T) {
 	if err := w.Close(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	rep, err := Verify(context.Background(), st, testPubKey, testHMACKey)
+	rep, err := Verify(context.Background(), st, testLookup)
 	if err != nil || rep.Events != callers*each {
 		t.Fatalf("Verify = %+v, %v", rep, err)
 	}
@@ -279,7 +290,7 @@ func TestWriterFailsClosedAndRecovers(t *testing.T) {
 	if err := w.Healthy(); err != nil {
 		t.Fatalf("Healthy() = %v after the store came back", err)
 	}
-	rep, err := Verify(context.Background(), st, testPubKey, testHMACKey)
+	rep, err := Verify(context.Background(), st, testLookup)
 	if err != nil || rep.Events != 7 {
 		t.Fatalf("Verify = %+v, %v; want 7 events chained from the durable head", rep, err)
 	}
@@ -296,7 +307,7 @@ func TestWriterRecoversFromCommitWithLostReply(t *testing.T) {
 		t.Fatal("Log succeeded though the store reported failure")
 	}
 	logN(t, w, 2)
-	rep, err := Verify(context.Background(), st, testPubKey, testHMACKey)
+	rep, err := Verify(context.Background(), st, testLookup)
 	if err != nil || rep.Events != 5 {
 		t.Fatalf("Verify = %+v, %v; want 5 events (the committed one kept)", rep, err)
 	}
@@ -364,7 +375,7 @@ func TestWriterFlushesQueuedEventsOnClose(t *testing.T) {
 	if got := int64(len(st.events["n1"])); got != ok.Load() {
 		t.Fatalf("store holds %d events, %d Log calls succeeded", got, ok.Load())
 	}
-	if _, err := Verify(context.Background(), st, testPubKey, testHMACKey); err != nil {
+	if _, err := Verify(context.Background(), st, testLookup); err != nil {
 		t.Fatal(err)
 	}
 }

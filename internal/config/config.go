@@ -243,15 +243,18 @@ type Detect struct {
 }
 
 // KeyRotation configures the automatic rotation of keyring data keys: the keys of
-// collections ("collection/NAME"), of token values ("tokens/TYPE") and of
-// data subjects ("subject/ID"). One node at a time checks every
-// RotateCheckInterval and rotates each key whose current version is due,
-// as `coffer keys rotate` would (values are then rewrapped).
+// collections ("collection/NAME"), of token values ("tokens/TYPE"), of
+// data subjects ("subject/ID") and of the audit log ("audit/hmac",
+// "audit/signing"). One node at a time checks every RotateCheckInterval
+// and rotates each key whose current version is due, as `coffer keys
+// rotate` would (values are then rewrapped; the audit log goes on under
+// the new version).
 type KeyRotation struct {
 	// RotateAfter makes a key due when its current version is older
 	// (default 2160h, 90 days; 0: never by age). Subject keys are never
 	// rotated by age: each seals a handful of values, and rotating every
 	// one on a schedule would rewrap every subject's records for nothing.
+	// Audit keys are rotated by age only: they seal no value.
 	RotateAfter Duration `yaml:"rotate_after"`
 	// RotateAfterUses makes a key due when its current version has sealed
 	// more values (AES-GCM encryptions with random nonces; default 2^30

@@ -41,6 +41,11 @@ type KeyAdmin interface {
 //
 //	POST /v1/admin/keys/rotate {"key_id": "collection/customers"}
 //
+// key_id is one of the keys the KeyAdmin rotates: collection/NAME,
+// subject/NAME, index/COLLECTION/FIELD, tokens/TYPE[/fpe|/deterministic],
+// audit/hmac and audit/signing (the audit log goes on under the new
+// version; the old ones stay to verify it) and jwt/signing.
+//
 // The caller needs action admin on resource keys/KEY_ID (a policy grants
 // it with "keys/*", or narrower with "keys/collection*").
 func KeyAdminRoutes(admin KeyAdmin, policies Policies) func(*Router) {

@@ -33,13 +33,22 @@ type RotationPolicy struct {
 //     bound, while an age rule would, every RotateAfter, make a new
 //     version of every subject key and rewrap every subject's records,
 //     for no gain; erasing the subject destroys the key anyway;
+//   - the audit keys ("audit/hmac", "audit/signing"): by age only. The
+//     audit log goes on under the new version with nothing to rewrap, and
+//     a key that leaked unnoticed stops being useful for new events or
+//     checkpoints (verification refuses a version that goes back). They
+//     seal no value, so use counts never grow. Every old version stays
+//     (the keyring refuses to retire or destroy them): verifying needs it;
 //   - nothing else. Blind index keys, tokens/index and tokens/order find
-//     rows by their MACs, audit keys chain the log, the root check key
-//     proves the root key; transit keys rotate themselves. Token FPE and
-//     deterministic keys ("tokens/TYPE/fpe", "…/deterministic") seal no
-//     value, and rotating them changes the token a value maps to: an
-//     operator does that on purpose, never a schedule.
+//     rows by their MACs, the root check key proves the root key; transit
+//     keys rotate themselves. Token FPE and deterministic keys
+//     ("tokens/TYPE/fpe", "…/deterministic") seal no value, and rotating
+//     them changes the token a value maps to: an operator does that on
+//     purpose, never a schedule.
 func Rules(keyID string) (byAge, byUses bool) {
+	if keyID == "audit/hmac" || keyID == "audit/signing" {
+		return true, false
+	}
 	if name, ok := strings.CutPrefix(keyID, "collection/"); ok && name != "" {
 		return true, true
 	}
@@ -90,7 +99,7 @@ type RotateReport struct {
 	// Rotated counts the keys rotated.
 	Rotated int
 	// Rewrap: a record key (collection or subject) was rotated, so its
-	// values wait for the rewrap job.
+	// values wait for the rewrap job. Token and audit keys need none.
 	Rewrap bool
 }
 
@@ -104,7 +113,7 @@ type dueScan struct {
 // rules (token FPE, deterministic, index and order keys come back from the
 // tokens/ scan when old and are skipped by Due).
 func dueScans() []dueScan {
-	return []dueScan{{"collection/", true}, {"tokens/", true}, {"subject/", false}}
+	return []dueScan{{"collection/", true}, {"tokens/", true}, {"subject/", false}, {"audit/", true}}
 }
 
 // AutoRotate rotates every data key whose current version is due under
@@ -170,7 +179,7 @@ func (j *Jobs) AutoRotate(ctx context.Context) (RotateReport, error) {
 					continue
 				}
 				rep.Rotated++
-				rep.Rewrap = rep.Rewrap || !strings.HasPrefix(k.KeyID, "tokens/")
+				rep.Rewrap = rep.Rewrap || strings.HasPrefix(k.KeyID, "collection/") || strings.HasPrefix(k.KeyID, "subject/")
 				j.c.Logger.Info("data key rotated automatically", "key_id", k.KeyID,
 					"from_version", k.Version, "to_version", v, "reason", reason, "uses", k.Uses, "created", k.Created)
 				if r.OnRotated != nil {

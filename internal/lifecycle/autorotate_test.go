@@ -53,7 +53,10 @@ func TestRotationPolicyDue(t *testing.T) {
 		{"token fpe key", p, key("tokens/card_number/fpe", old, 1<<40), ""},
 		{"token deterministic key", p, key("tokens/email/deterministic", old, 1<<40), ""},
 		{"index key", p, key("index/customers/email", old, 1<<40), ""},
-		{"audit key", p, key("audit/hmac", old, 1<<40), ""},
+		{"audit key old", p, key("audit/hmac", old, 0), "age"},
+		{"audit signing key old", p, key("audit/signing", old, 0), "age"},
+		{"audit key: never by uses", p, key("audit/hmac", young, 1<<40), ""},
+		{"audit-like key", p, key("audit/other", old, 1<<40), ""},
 		{"root check key", p, key(keyring.RootCheckKeyID, old, 1<<40), ""},
 		{"transit key", p, key("transit/payments", old, 1<<40), ""},
 		{"bare prefix", p, key("collection/", old, 1<<40), ""},
@@ -69,8 +72,8 @@ func TestRotationPolicyDue(t *testing.T) {
 
 // TestAutoRotate: against a real store and keyring with a pinned clock,
 // the job flushes this node's use counts, rotates exactly the due keys
-// it may rotate (subject keys by use only, never index, audit or token
-// FPE keys), once each, on one node at a time, and goes on past a key
+// it may rotate (subject keys by use only, audit keys by age only, never
+// index or token FPE keys), once each, on one node at a time, and goes on past a key
 // that fails to rotate.
 func TestAutoRotate(t *testing.T) {
 	for _, b := range storetest.Backends() {
@@ -129,7 +132,7 @@ func TestAutoRotate(t *testing.T) {
 								return 0, errors.New("refused")
 							}
 							v, err := kr.Rotate(ctx, keyID)
-							if err == nil && !strings.HasPrefix(keyID, "tokens/") {
+							if err == nil && (strings.HasPrefix(keyID, "collection/") || strings.HasPrefix(keyID, "subject/")) {
 								err = j.RequestRewrap(ctx)
 							}
 							return v, err
@@ -195,8 +198,8 @@ func TestAutoRotate(t *testing.T) {
 				t.Fatal(err)
 			}
 
-			// 91 days on, the age rule: collection and token value keys
-			// (paged two at a time), not subject keys nor the rest.
+			// 91 days on, the age rule: collection, token value and audit
+			// keys (paged two at a time), not subject keys nor the rest.
 			clk.Advance(91 * day)
 			failOn = "collection/b"
 			mu.Lock()
@@ -209,14 +212,14 @@ func TestAutoRotate(t *testing.T) {
 			mu.Lock()
 			got := slices.Sorted(slices.Values(rotated))
 			mu.Unlock()
-			if want := []string{"collection/a", "tokens/card_number"}; !slices.Equal(got, want) || rep.Rotated != 2 {
+			if want := []string{"audit/hmac", "collection/a", "tokens/card_number"}; !slices.Equal(got, want) || rep.Rotated != 3 {
 				t.Fatalf("age run rotated %v (%+v), want %v", got, rep, want)
 			}
 			failOn = ""
 			run(a, "collection/b") // the failed one is retried next time
 			for id, want := range map[string]uint32{
 				"collection/a": 3, "collection/b": 2, "subject/s": 2, "subject/t": 1, "tokens/card_number": 2,
-				"tokens/card_number/fpe": 1, "tokens/index": 1, "index/c/f": 1, "audit/hmac": 1,
+				"tokens/card_number/fpe": 1, "tokens/index": 1, "index/c/f": 1, "audit/hmac": 2,
 			} {
 				if v := current(id); v != want {
 					t.Errorf("%s at version %d, want %d", id, v, want)

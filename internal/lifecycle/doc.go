@@ -18,8 +18,10 @@
 // (keys.rotate_after, default 90 days). [Rules] says which keys rotate by
 // which rule: collection and token value keys by both, subject keys by use
 // count only (an age rule would rewrap every subject's records on a
-// schedule for nothing), and never the keys whose MACs find rows or chain
-// the audit log. Rotations are logged by key id and versions only.
+// schedule for nothing), the audit log's keys by age only (they seal no
+// value; the log goes on under the new version, and every old one is kept
+// for verification), and never the keys whose MACs find rows. Rotations
+// are logged by key id and versions only.
 //
 // Jobs open and reseal values only in memory; they must never log a value,
 // and a rewrap never overwrites a record changed since it was read.

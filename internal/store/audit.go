@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"math"
 	"strconv"
 	"strings"
 
@@ -41,8 +42,7 @@ func (db *DB) AppendAudit(ctx context.Context, events []audit.Event, checkpoints
 			}
 		}
 		for _, c := range checkpoints {
-			if _, err := q.exec(ctx, `INSERT INTO audit_checkpoints (node, seq, hash, time, signature) VALUES ($1, $2, $3, $4, $5)`,
-				c.Node, int64(c.Seq), c.Hash, micros(c.Time), c.Signature); err != nil { // #nosec G115 -- seq < 2^63
+			if _, err := q.exec(ctx, insertCheckpoint+`($1, $2, $3, $4, $5, $6)`, checkpointArgs(c)...); err != nil {
 				return fmt.Errorf("store: append audit checkpoint: %w", err)
 			}
 		}
@@ -52,6 +52,20 @@ func (db *DB) AppendAudit(ctx context.Context, events []audit.Event, checkpoints
 
 // auditCols is how many columns an audit_events row binds.
 const auditCols = 9
+
+// insertCheckpoint starts the INSERT of one audit checkpoint; its
+// checkpointCols values follow, from checkpointArgs.
+const insertCheckpoint = `INSERT INTO audit_checkpoints (node, seq, hash, time, signature, key_version) VALUES `
+
+// checkpointCols is how many columns an audit_checkpoints row binds.
+const checkpointCols = 6
+
+// checkpointArgs returns the values of c's row, in insertCheckpoint's
+// order. A checkpoint without a key version was signed by version 1.
+func checkpointArgs(c audit.Checkpoint) []any {
+	return []any{c.Node, int64(c.Seq), c.Hash, micros(c.Time), c.Signature, // #nosec G115 -- seq < 2^63
+		int64(audit.EffectiveVersion(c.KeyVersion))}
+}
 
 // insertEvents writes a multi-row INSERT of events into sb, numbering its
 // placeholders after the args already bound, and returns args with the
@@ -82,9 +96,9 @@ func (db *DB) appendAuditOneStatement(ctx context.Context, events []audit.Event,
 		if len(events) > 0 {
 			sb.WriteString(`WITH c AS (`)
 		}
-		sb.WriteString(`INSERT INTO audit_checkpoints (node, seq, hash, time, signature) VALUES `)
-		placeholders(&sb, 0, 5)
-		args = append(args, c.Node, int64(c.Seq), c.Hash, micros(c.Time), c.Signature) // #nosec G115 -- seq < 2^63
+		sb.WriteString(insertCheckpoint)
+		placeholders(&sb, 0, checkpointCols)
+		args = append(args, checkpointArgs(c)...)
 		if len(events) > 0 {
 			sb.WriteString(`) `)
 		}
@@ -205,7 +219,7 @@ func (db *DB) AuditNodes(ctx context.Context) ([]string, error) {
 
 // Checkpoints returns node's checkpoints in seq order.
 func (db *DB) Checkpoints(ctx context.Context, node string) ([]audit.Checkpoint, error) {
-	rs, err := db.read.query(ctx, `SELECT seq, hash, time, signature FROM audit_checkpoints WHERE node = $1 ORDER BY seq`, node)
+	rs, err := db.read.query(ctx, `SELECT seq, hash, time, signature, key_version FROM audit_checkpoints WHERE node = $1 ORDER BY seq`, node)
 	if err != nil {
 		return nil, fmt.Errorf("store: checkpoints: %w", err)
 	}
@@ -213,13 +227,19 @@ func (db *DB) Checkpoints(ctx context.Context, node string) ([]audit.Checkpoint,
 	var out []audit.Checkpoint
 	for rs.Next() {
 		var (
-			c       = audit.Checkpoint{Node: node}
-			seq, at int64
+			c            = audit.Checkpoint{Node: node}
+			seq, at, ver int64
 		)
-		if err := rs.Scan(&seq, &c.Hash, &at, &c.Signature); err != nil {
+		if err := rs.Scan(&seq, &c.Hash, &at, &c.Signature, &ver); err != nil {
 			return nil, fmt.Errorf("store: checkpoints: %w", err)
 		}
-		c.Seq, c.Time = uint64(seq), fromMicros(at) // #nosec G115 -- stored from uint64 < 2^63
+		if ver < 1 || ver > math.MaxUint32 {
+			// Only an edit outside Coffer puts it out of range (a CHECK
+			// keeps it at 1 or more): read as a version no key has, which
+			// verification reports naming the checkpoint.
+			ver = math.MaxUint32
+		}
+		c.Seq, c.Time, c.KeyVersion = uint64(seq), fromMicros(at), uint32(ver) // #nosec G115 -- seq stored from uint64 < 2^63; ver clamped above
 		out = append(out, c)
 	}
 	return out, rs.Err()

@@ -75,7 +75,7 @@ func backupTables() []backupTable {
 			ci("created_at")}, "mac"},
 		{"audit_events", []column{ct("node"), ci("seq"), ct("id"), ci("time"), ct("principal"), ct("action"), ct("body"),
 			ct("hash"), ct("prev_hash")}, "node, seq"},
-		{"audit_checkpoints", []column{ct("node"), ci("seq"), ct("hash"), ci("time"), cb("signature")}, "node, seq"},
+		{"audit_checkpoints", []column{ct("node"), ci("seq"), ct("hash"), ci("time"), cb("signature"), ci("key_version")}, "node, seq"},
 		{"security_events", []column{ct("id"), ci("time"), ct("kind"), ct("severity"), ct("principal"), ct("detail")}, "id"},
 		{"detect_counts", []column{ct("key"), ci("window_start"), ci("count")}, "key, window_start"},
 		{"suspensions", []column{ct("principal"), ci("until"), ct("reason")}, "principal"},

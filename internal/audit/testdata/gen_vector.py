@@ -6,6 +6,10 @@ import hashlib, hmac, json, struct, datetime
 def s(x): b = x.encode(); return struct.pack(">I", len(b)) + b
 def ss(xs): return struct.pack(">I", len(xs)) + b"".join(s(x) for x in xs)
 def u64(n): return struct.pack(">Q", n & (2**64 - 1))
+def u32(n): return struct.pack(">I", n)
+# A key version is bound (4 bytes big-endian, at the end) only when above 1,
+# so that logs from before audit keys could rotate keep their hashes.
+def version(v): return u32(v) if v > 1 else b""
 
 def genesis(node): return hashlib.sha256(b"coffer-audit-genesis-v1\x00" + node.encode()).hexdigest()
 
@@ -16,7 +20,7 @@ def canonical(e):
             s(e["request_id"]) + s(e["principal_id"]) + s(e["principal_kind"]) + ss(e["roles"]) +
             s(e["source_ip"]) + s(e["action"]) + s(e["resource"]) + ss(e["fields"]) + s(e["decision"]) +
             s(e["rule"]) + s(e["reason"]) + u64(e["status"]) + u64(e["count"]) + ss(e["value_hmacs"]) +
-            s(e["prev_hash"]))
+            s(e["prev_hash"]) + version(e.get("key_version", 0)))
 
 key = bytes(range(32))
 e = {"id": "n1:1", "seq": 1, "node": "n1", "time": "2024-05-01T12:00:00.123456Z", "request_id": "req-1",
@@ -30,8 +34,18 @@ h1 = hmac.new(key, bytes.fromhex(e["prev_hash"]) + canonical(e), hashlib.sha256)
 e2["prev_hash"] = h1
 h2 = hmac.new(key, bytes.fromhex(h1) + canonical(e2), hashlib.sha256).hexdigest()
 cp_msg = b"coffer-audit-checkpoint-v1\x00" + s("n1") + u64(2) + s(h2) + u64(1714564800123456)
+# After a rotation: event 3 chained under version 2 of the HMAC key, and a
+# checkpoint over it signed by version 2 of the signing key.
+key2 = bytes(range(32, 64))
+e3 = dict(e, id="n1:3", seq=3, prev_hash=h2, key_version=2)
+h3 = hmac.new(key2, bytes.fromhex(h2) + canonical(e3), hashlib.sha256).hexdigest()
+cp3_msg = b"coffer-audit-checkpoint-v1\x00" + s("n1") + u64(3) + s(h3) + u64(1714564800123456) + version(2)
 print(json.dumps({"hmac_key_hex": key.hex(), "genesis_n1": genesis("n1"),
                   "events": [dict(e, hash=h1), dict(e2, hash=h2)],
                   "checkpoint_message_hex": cp_msg.hex(),
-                  "checkpoint": {"node": "n1", "seq": 2, "hash": h2, "time": "2024-05-01T12:00:00.123456Z"}},
+                  "checkpoint": {"node": "n1", "seq": 2, "hash": h2, "time": "2024-05-01T12:00:00.123456Z"},
+                  "rotated": {"hmac_key_hex": key2.hex(), "event": dict(e3, hash=h3),
+                              "checkpoint_message_hex": cp3_msg.hex(),
+                              "checkpoint": {"node": "n1", "seq": 3, "hash": h3, "time": "2024-05-01T12:00:00.123456Z",
+                                             "key_version": 2}}},
                  indent=2, ensure_ascii=False))

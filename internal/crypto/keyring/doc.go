@@ -18,9 +18,10 @@
 // "subject/42", "index/customers/email"). Each id has versions 1, 2, …; the
 // highest active version encrypts, every active version decrypts, a retired
 // version no longer decrypts, and destroying an id destroys every version
-// (crypto-shredding). A wrapped key is bound to its id and version through
-// the wrap's additional data, so a wrapped key moved to another row does
-// not unwrap.
+// (crypto-shredding). The audit log's keys ([PermanentPrefix]) rotate but
+// are never retired or destroyed: verifying the log needs every version.
+// A wrapped key is bound to its id and version through the wrap's
+// additional data, so a wrapped key moved to another row does not unwrap.
 //
 // Each version's 32 random bytes are never used directly: HKDF-Expand
 // (SHA-256) derives the AES-256-GCM key (info "coffer/keyring/v1/aead"),

@@ -13,6 +13,7 @@ import (
 	"io"
 	"math"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -31,6 +32,17 @@ const (
 
 // RootCheckKeyID is the key id Check makes and unwraps to prove the root key.
 const RootCheckKeyID = "coffer/root-check"
+
+// PermanentPrefix starts the key ids whose every version is kept for good:
+// the audit log's keys ("audit/hmac" chains events, "audit/signing" signs
+// checkpoints). They rotate, but verifying the log needs the version each
+// event and checkpoint names for as long as the log is kept, so Retire and
+// Destroy refuse them whoever asks.
+const PermanentPrefix = "audit/"
+
+// Permanent reports whether keyID keeps every version for good (see
+// PermanentPrefix).
+func Permanent(keyID string) bool { return strings.HasPrefix(keyID, PermanentPrefix) }
 
 // dataKeySize is the length of every data key version: 256 bits.
 const dataKeySize = 32
@@ -676,8 +688,11 @@ func (kr *Keyring) Rotate(ctx context.Context, keyID string) (uint32, error) {
 // Retire stops version n of keyID from decrypting (ErrKeyRetired), once
 // every value has been moved to a newer version. The version that encrypts
 // cannot be retired (ErrCurrentVersion); rotate first. Retiring a retired
-// version does nothing.
+// version does nothing. A Permanent key id is refused (ErrKeyPermanent).
 func (kr *Keyring) Retire(ctx context.Context, keyID string, n uint32) error {
+	if Permanent(keyID) {
+		return fmt.Errorf("%w: %s", ErrKeyPermanent, keyID)
+	}
 	l := kr.stripe(keyID)
 	l.Lock()
 	defer l.Unlock()
@@ -716,8 +731,12 @@ func (kr *Keyring) Retire(ctx context.Context, keyID string, n uint32) error {
 // its wrapped bytes erased, and the cached keys are zeroed. Afterwards Open,
 // Seal, MAC and Key return ErrKeyDestroyed — here at once, on other nodes
 // within CacheTTL — and no new key is ever made for keyID. Destroying a key
-// id that never had a key records it as destroyed all the same.
+// id that never had a key records it as destroyed all the same. A
+// Permanent key id is refused (ErrKeyPermanent) and left as it is.
 func (kr *Keyring) Destroy(ctx context.Context, keyID string) error {
+	if Permanent(keyID) {
+		return fmt.Errorf("%w: %s", ErrKeyPermanent, keyID)
+	}
 	l := kr.stripe(keyID)
 	l.Lock()
 	defer l.Unlock()

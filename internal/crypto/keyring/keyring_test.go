@@ -532,6 +532,42 @@ func TestRetire(t *testing.T) {
 	}
 }
 
+// TestPermanentKeysKeepEveryVersion: the audit keys rotate, but no version
+// is ever retired or destroyed, and every one stays readable.
+func TestPermanentKeysKeepEveryVersion(t *testing.T) {
+	f := newFixture(t)
+	kr := f.node()
+	for _, id := range []string{"audit/hmac", "audit/signing"} {
+		_, k1, err := kr.Key(ctx, id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if v, err := kr.Rotate(ctx, id); err != nil || v != 2 {
+			t.Fatalf("Rotate(%s) = %d, %v", id, v, err)
+		}
+		if err := kr.Retire(ctx, id, 1); !errors.Is(err, ErrKeyPermanent) {
+			t.Fatalf("Retire(%s, 1) = %v, want ErrKeyPermanent", id, err)
+		}
+		if err := kr.Destroy(ctx, id); !errors.Is(err, ErrKeyPermanent) {
+			t.Fatalf("Destroy(%s) = %v, want ErrKeyPermanent", id, err)
+		}
+		for v := uint32(1); v <= 2; v++ {
+			if row := f.s.row(id, v); row.State != coffer.KeyActive || len(row.Wrapped) == 0 {
+				t.Fatalf("%s version %d: state %q, %d wrapped bytes", id, v, row.State, len(row.Wrapped))
+			}
+		}
+		for _, node := range []*Keyring{kr, f.node()} {
+			got, err := node.KeyVersion(ctx, id, 1)
+			if err != nil || !got.Equal(k1) {
+				t.Fatalf("%s version 1 after the refused retire and destroy: %v", id, err)
+			}
+		}
+	}
+	if !Permanent("audit/hmac") || Permanent("subject/audit/hmac") || Permanent("collection/audit") {
+		t.Fatal("Permanent matches the wrong key ids")
+	}
+}
+
 func TestConcurrentFirstUseMakesOneVersion(t *testing.T) {
 	for _, tt := range []struct {
 		name     string

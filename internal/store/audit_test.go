@@ -1,0 +1,139 @@
+package store_test
+
+import (
+	"context"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/cofferhq/coffer/internal/audit"
+	"github.com/cofferhq/coffer/internal/store"
+	"github.com/cofferhq/coffer/internal/store/storetest"
+)
+
+func auditEvent(seq uint64, v uint32) audit.Event {
+	return audit.Event{ID: audit.EventID("n1", seq), Seq: seq, Node: "n1", Time: t0.Add(time.Duration(seq) * time.Second),
+		PrincipalID: "client-1", Action: "read", Resource: "collections/customers", Status: 200,
+		PrevHash: audit.Genesis("n1"), Hash: audit.Genesis("n2"), KeyVersion: v}
+}
+
+func auditCheckpoint(seq uint64, v uint32) audit.Checkpoint {
+	return audit.Checkpoint{Node: "n1", Seq: seq, Hash: audit.Genesis("n2"), Time: t0.Add(time.Duration(seq) * time.Second),
+		Signature: []byte{1, 2, 3}, KeyVersion: v}
+}
+
+func eventVersions(t *testing.T, db *store.DB) []uint32 {
+	t.Helper()
+	var out []uint32
+	err := db.ScanAudit(context.Background(), "n1", 0, func(e audit.Event) error {
+		out = append(out, e.KeyVersion)
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+func checkpointVersions(t *testing.T, db *store.DB) []uint32 {
+	t.Helper()
+	cps, err := db.Checkpoints(context.Background(), "n1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []uint32
+	for _, c := range cps {
+		out = append(out, c.KeyVersion)
+	}
+	return out
+}
+
+// TestAuditKeyVersionsRoundTrip: the key version of every event (in its
+// body) and checkpoint (in its column) reads back as written, through
+// PostgreSQL's one-statement append and the transaction path that SQLite
+// always takes with its prepared statements (run twice, so the second time
+// uses the cached ones).
+func TestAuditKeyVersionsRoundTrip(t *testing.T) {
+	forEach(t, func(t *testing.T, db *store.DB) {
+		ctx := context.Background()
+		appends := []struct {
+			events []audit.Event
+			cps    []audit.Checkpoint
+		}{
+			{[]audit.Event{auditEvent(1, 1)}, []audit.Checkpoint{auditCheckpoint(1, 0)}}, // one statement on PostgreSQL
+			{[]audit.Event{auditEvent(2, 2), auditEvent(3, 2)}, []audit.Checkpoint{auditCheckpoint(2, 2), auditCheckpoint(3, 3)}},
+			{[]audit.Event{auditEvent(4, 7), auditEvent(5, 7)}, []audit.Checkpoint{auditCheckpoint(4, 3), auditCheckpoint(5, 9)}},
+			{nil, []audit.Checkpoint{auditCheckpoint(6, 12)}},
+		}
+		for i, a := range appends {
+			if err := db.AppendAudit(ctx, a.events, a.cps); err != nil {
+				t.Fatalf("append %d: %v", i, err)
+			}
+		}
+		if got, want := eventVersions(t, db), []uint32{1, 2, 2, 7, 7}; !slices.Equal(got, want) {
+			t.Fatalf("event key versions %v, want %v", got, want)
+		}
+		// A checkpoint without a version was signed by version 1.
+		if got, want := checkpointVersions(t, db), []uint32{1, 2, 3, 3, 9, 12}; !slices.Equal(got, want) {
+			t.Fatalf("checkpoint key versions %v, want %v", got, want)
+		}
+		listed, err := db.ListAudit(ctx, audit.Filter{Principal: "client-1"})
+		if err != nil || len(listed) != 5 || listed[3].KeyVersion != 7 {
+			t.Fatalf("ListAudit = %+v, %v", listed, err)
+		}
+	})
+}
+
+// TestAuditKeyVersionMigration: checkpoints stored before migration 3
+// read back as signed by version 1, new ones keep theirs, and the audit
+// tables stay append-only.
+func TestAuditKeyVersionMigration(t *testing.T) {
+	for _, b := range storetest.Backends() {
+		t.Run(b.Name, func(t *testing.T) {
+			t.Parallel()
+			ctx := context.Background()
+			db, err := store.Open(ctx, b.DSN(t), store.Options{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { _ = db.Close() })
+			if err := db.MigrateUpTo(ctx, 2); err != nil {
+				t.Fatal(err)
+			}
+			old := auditCheckpoint(1, 0)
+			if err := db.ExecRaw(ctx, `INSERT INTO audit_checkpoints (node, seq, hash, time, signature) VALUES ($1, $2, $3, $4, $5)`,
+				old.Node, int64(old.Seq), old.Hash, old.Time.UnixMicro(), old.Signature); err != nil {
+				t.Fatal(err)
+			}
+			if err := db.Migrate(ctx); err != nil {
+				t.Fatal(err)
+			}
+			if err := db.AppendAudit(ctx, nil, []audit.Checkpoint{auditCheckpoint(2, 5)}); err != nil {
+				t.Fatal(err)
+			}
+			if got, want := checkpointVersions(t, db), []uint32{1, 5}; !slices.Equal(got, want) {
+				t.Fatalf("checkpoint key versions %v, want %v", got, want)
+			}
+			blob := "X'00'"
+			if b.Name == store.Postgres {
+				blob = `'\x00'::bytea`
+			}
+			insert := `INSERT INTO audit_checkpoints (node, seq, hash, time, signature, key_version) VALUES ('n1', 3, 'h', 1, ` + blob + `, `
+			for _, q := range []string{
+				`UPDATE audit_checkpoints SET key_version = 2 WHERE seq = 1`,
+				`DELETE FROM audit_checkpoints WHERE seq = 2`,
+				insert + `0)`,
+			} {
+				if err := db.ExecRaw(ctx, q); err == nil {
+					t.Errorf("%s: accepted", q)
+				}
+			}
+			if err := db.ExecRaw(ctx, insert+`1)`); err != nil { // the same insert with a valid version goes in
+				t.Fatal(err)
+			}
+			if got, want := checkpointVersions(t, db), []uint32{1, 5, 1}; !slices.Equal(got, want) {
+				t.Fatalf("after refused writes: checkpoint key versions %v, want %v", got, want)
+			}
+		})
+	}
+}
