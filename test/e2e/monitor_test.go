@@ -263,7 +263,17 @@ var (
 	buildErr  error
 )
 
-// buildCoffer builds the coffer binary once per test run.
+// TestMain removes the binary buildCoffer built, if any, after the run.
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if binPath != "" {
+		_ = os.RemoveAll(filepath.Dir(binPath))
+	}
+	os.Exit(code)
+}
+
+// buildCoffer builds the coffer binary once per test run (removed by
+// TestMain).
 func buildCoffer(t *testing.T) string {
 	t.Helper()
 	buildOnce.Do(func() {
