@@ -6,7 +6,9 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/cofferhq/coffer/internal/coffer"
 	"github.com/cofferhq/coffer/internal/crypto/envelope"
 	"github.com/cofferhq/coffer/internal/crypto/keyprovider"
 	"github.com/cofferhq/coffer/internal/crypto/keyring"
@@ -14,8 +16,9 @@ import (
 	"github.com/cofferhq/coffer/internal/store/storetest"
 )
 
-// withKeyring runs fn with a keyring over the SQLite deployment in dir.
-func withKeyring(t *testing.T, dir string, fn func(kr *keyring.Keyring)) {
+// withKeyring runs fn with the store of the SQLite deployment in dir and a
+// keyring over it.
+func withKeyring(t *testing.T, dir string, fn func(kr *keyring.Keyring, db *store.DB)) {
 	t.Helper()
 	ctx := context.Background()
 	p, err := keyprovider.OpenFile(filepath.Join(dir, "root.key"))
@@ -29,7 +32,23 @@ func withKeyring(t *testing.T, dir string, fn func(kr *keyring.Keyring)) {
 	defer db.Close()
 	kr := keyring.New(p, db, keyring.Options{})
 	defer kr.Close()
-	fn(kr)
+	fn(kr, db)
+}
+
+// putSubjectRecord stores a record of subject whose searchable email is
+// sealed under the subject's key, as a write would.
+func putSubjectRecord(t *testing.T, kr *keyring.Keyring, db *store.DB, id, subject, email string) {
+	t.Helper()
+	ctx := context.Background()
+	env, err := kr.Seal(ctx, "subject/"+subject, []byte(email), envelope.AAD("people", id, "email"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now().UTC()
+	if err := db.InsertRecord(ctx, coffer.SealedRecord{ID: id, Collection: "people", Subject: subject, KeyID: "subject/" + subject,
+		CreatedAt: now, UpdatedAt: now, Values: map[string][]byte{"email": env}}, nil); err != nil {
+		t.Fatal(err)
+	}
 }
 
 // TestRestoreSubjectKeysCLI: restore takes subject keys from another
@@ -48,18 +67,19 @@ func TestRestoreSubjectKeysCLI(t *testing.T) {
 		t.Fatal(errs)
 	}
 	// Two subjects get keys after b0 and before b1; zed is erased after b1.
-	withKeyring(t, live, func(kr *keyring.Keyring) {
-		for _, s := range []string{"amy", "zed"} {
-			if _, err := kr.Seal(ctx, "subject/"+s, []byte("v"), envelope.AAD("c", "r", "f")); err != nil {
-				t.Fatal(err)
-			}
+	withKeyring(t, live, func(kr *keyring.Keyring, db *store.DB) {
+		if err := db.CreateCollection(ctx, coffer.Collection{Name: "people", CreatedAt: time.Now().UTC(),
+			Fields: []coffer.Field{{Name: "email", Type: coffer.TypeEmail, Searchable: true}}}); err != nil {
+			t.Fatal(err)
 		}
+		putSubjectRecord(t, kr, db, "r1", "amy", "amy@example.com")
+		putSubjectRecord(t, kr, db, "r2", "zed", "zed@example.com")
 	})
 	b1 := filepath.Join(tmp, "b1.backup")
 	if code, _, errs := runCLI(t, "backup", "--data-dir", live, "--out", b1); code != 0 {
 		t.Fatal(errs)
 	}
-	withKeyring(t, live, func(kr *keyring.Keyring) {
+	withKeyring(t, live, func(kr *keyring.Keyring, _ *store.DB) {
 		if err := kr.Destroy(ctx, "subject/zed"); err != nil {
 			t.Fatal(err)
 		}
@@ -74,7 +94,7 @@ func TestRestoreSubjectKeysCLI(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("restore with the live deployment's keys: %d %s %s", code, out, errs)
 	}
-	for _, want := range []string{"restored:          1", "erased there:      1", "missing there:     0", "an erasure must be made here too"} {
+	for _, want := range []string{"restored:          1 (their values read again; 1 search index entries rebuilt)", "erased there:      1", "missing there:     0", "an erasure must be made here too"} {
 		if !strings.Contains(out, want) {
 			t.Fatalf("restore output lacks %q:\n%s", want, out)
 		}
@@ -93,6 +113,23 @@ func TestRestoreSubjectKeysCLI(t *testing.T) {
 	code, out, errs = restore(filepath.Join(tmp, "r2"), b1, "--subject-keys-from-data-dir", old)
 	if code != 0 || !strings.Contains(out, "restored:          0") || !strings.Contains(out, "missing there:     2") {
 		t.Fatalf("restore from a source without the subjects: %d %s %s", code, out, errs)
+	}
+
+	// A source under the same root key whose key for amy is another one
+	// (made there after the restore): amy's values do not open, and the
+	// restore fails after the import, removing what it made.
+	withKeyring(t, old, func(kr *keyring.Keyring, _ *store.DB) {
+		if _, err := kr.Seal(ctx, "subject/amy", []byte("v"), envelope.AAD("c", "r", "f")); err != nil {
+			t.Fatal(err)
+		}
+	})
+	r4 := filepath.Join(tmp, "r4")
+	code, out, errs = restore(r4, b1, "--subject-keys-from-data-dir", old)
+	if code != 1 || !strings.Contains(errs, "not the deployment this backup was taken from") {
+		t.Fatalf("restore from a source with other subject keys: %d %s %s", code, out, errs)
+	}
+	if _, err := os.Stat(r4); !os.IsNotExist(err) {
+		t.Fatalf("a failed restore left %s behind: %v", r4, err)
 	}
 
 	// A source under another root key, and sources that are not one.
