@@ -34,7 +34,10 @@ type BackupResult struct {
 // a whole backup. The backup's data key is wrapped by the root key, which
 // the backup does not hold: keep the root key (and, after a root key
 // rotation, the old one for older backups). Subject keys are never in a
-// backup (see store.DB.Export): erasing a subject is final for backups too.
+// backup, not even wrapped (see store.DB.Export): erasing a subject is
+// final for backups too. Restore brings back the values of subjects not
+// erased by taking their keys from the live deployment
+// (RestoreOptions.SubjectKeysFromDataDir), never from the backup.
 func Backup(ctx context.Context, cfg *config.Config, out string) (BackupResult, error) {
 	res := BackupResult{File: out}
 	p, err := openProvider(cfg)
@@ -132,6 +135,16 @@ type RestoreOptions struct {
 	// DatabaseURL, if set, restores into that (empty) PostgreSQL database
 	// instead of SQLite in DataDir.
 	DatabaseURL string
+	// SubjectKeysFromDataDir names a deployment under the same root key
+	// (normally the live one, which may be serving meanwhile) to take the
+	// subject keys from: a backup holds none. Its store, found through
+	// its config file (the environment does not apply to it), is only
+	// ever read. See Restore.
+	SubjectKeysFromDataDir string
+	// SubjectKeysFromDatabaseURL names that deployment's PostgreSQL
+	// database directly, or overrides the one SubjectKeysFromDataDir's
+	// config names.
+	SubjectKeysFromDatabaseURL string
 	// Listen is written to the config (default 127.0.0.1:8443).
 	Listen string
 	// Hosts are extra DNS names or IPs for the server certificate.
@@ -140,10 +153,26 @@ type RestoreOptions struct {
 	Now   func() time.Time
 }
 
-// RestoreResult says where the restored deployment is.
+// RestoreResult says where the restored deployment is and, with a
+// subject-key source, what came back from it.
 type RestoreResult struct {
 	URL    string `json:"url"`
 	CACert string `json:"ca_cert"`
+	// SubjectKeysRestored counts the subject keys copied, wrapped, from
+	// the source: their subjects' values read again.
+	SubjectKeysRestored int `json:"subject_keys_restored"`
+	// SubjectKeysErased counts the backup's subjects the source has
+	// erased: their keys stay destroyed.
+	SubjectKeysErased int `json:"subject_keys_erased"`
+	// SubjectKeysMissing counts the backup's subjects the source has no
+	// key of at all: their keys stay destroyed too.
+	SubjectKeysMissing int `json:"subject_keys_missing"`
+	// IndexEntriesAdded counts the blind index entries filed for the
+	// records of the restored subjects (a backup leaves them out).
+	IndexEntriesAdded int `json:"index_entries_added"`
+	// SubjectValuesUnreadable counts values of restored subjects that
+	// stay unreadable because their key version is retired in the source.
+	SubjectValuesUnreadable int `json:"subject_values_unreadable"`
 }
 
 // Restore makes a new deployment in opts.DataDir from a backup: the
@@ -154,8 +183,21 @@ type RestoreResult struct {
 // that the root key opens the restored keys. A root key other than the
 // backup's fails with ErrWrongRootKey; any failure removes what Restore
 // made, so the directory is left as it was (absent or empty). Clients,
-// users, policies and the audit log come back as they were; subject-bound
-// values do not (their keys are never in a backup).
+// users, policies and the audit log come back as they were.
+//
+// Subject-bound values come back only with a subject-key source
+// (SubjectKeysFromDataDir or SubjectKeysFromDatabaseURL), since a backup
+// holds every subject key as a destroyed tombstone. The source is opened
+// read-only before anything is made and must be initialised under the
+// same root key (else ErrSubjectKeySourceRootKey) at this binary's schema.
+// Once the backup's rows are in and verified, each tombstone is replaced
+// by the source's versions of that key, copied wrapped, as they are
+// there: a subject the source erased (or never had) stays erased. The
+// restored keys must unwrap under the root key, and the blind index
+// entries the backup left out are filed again for their records; a value
+// they do not open means the source is not the backup's deployment, and
+// the restore fails. Without a source, subject-bound values stay
+// unreadable.
 func Restore(ctx context.Context, opts RestoreOptions) (res RestoreResult, err error) {
 	if opts.Rand == nil {
 		opts.Rand = rand.Reader
@@ -208,6 +250,15 @@ func Restore(ctx context.Context, opts RestoreOptions) (res RestoreResult, err e
 		return res, fmt.Errorf("backup file: %w", err)
 	}
 	defer in.Close()
+	// The subject-key source is checked before anything is made: a wrong
+	// one leaves nothing behind.
+	var src *store.DB
+	if opts.SubjectKeysFromDataDir != "" || opts.SubjectKeysFromDatabaseURL != "" {
+		if src, err = openSubjectKeySource(ctx, opts, dir, p); err != nil {
+			return res, err
+		}
+		defer src.Close()
+	}
 
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return res, fmt.Errorf("create data directory: %w", err)
@@ -276,10 +327,16 @@ func Restore(ctx context.Context, opts RestoreOptions) (res RestoreResult, err e
 	if err := checkRootKey(ctx, p, db); err != nil {
 		return res, fmt.Errorf("restored, but the root key does not open the restored keys: %w", err)
 	}
+	if src != nil {
+		if err := restoreSubjects(ctx, opts, p, db, src, &res); err != nil {
+			return res, err
+		}
+	}
 	if err := config.Write(dir, cfg); err != nil {
 		return res, fmt.Errorf("write config: %w", err)
 	}
-	return RestoreResult{URL: cfg.PublicURL, CACert: cfg.TLS.CAFile}, nil
+	res.URL, res.CACert = cfg.PublicURL, cfg.TLS.CAFile
+	return res, nil
 }
 
 // copyKeyFile copies a root key file (already read and checked by

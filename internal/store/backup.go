@@ -99,7 +99,17 @@ func backupTables() []backupTable {
 //
 // So erasing a subject in the live store (destroying its key) is final for
 // every backup, old ones included, because no backup ever had the key.
-// The price: subject-bound values are not recoverable from a backup.
+//
+// A restore may take the keys back from a second source that is not a
+// backup: a deployment under the same root key that still holds them,
+// normally the live one (RestoreSubjectKeys replaces each tombstone with
+// that store's versions, read through OpenReadOnly; a key destroyed there
+// stays a tombstone), after which the vault files the left-out index
+// entries again (UnindexedSubjectRecords, AddMissingIndexEntries). The
+// keys live only in running deployments, so an erasure there is still
+// final for every backup; and should every deployment holding them be
+// lost, subject-bound values are lost with them (a PostgreSQL replica,
+// not a backup, is what survives that).
 const subjectKeyPrefix = "subject/"
 
 // subjectIndexFilter keeps the index entries of subject-less records only.
@@ -163,7 +173,9 @@ func (db *DB) SchemaVersion(ctx context.Context) (int64, error) {
 //
 // Subject keys leave as destroyed tombstones and the index entries of
 // subject-bound records not at all (see subjectKeyPrefix): crypto-shredding
-// must reach every backup, including those taken before an erasure.
+// must reach every backup, including those taken before an erasure. A
+// restore gets the keys of subjects not erased from the live deployment
+// instead, never from the backup.
 func (db *DB) Export(ctx context.Context, fn func(table string, row []any) error) error {
 	return db.snapshot(ctx, func(q querier) error {
 		for _, t := range backupTables() {

@@ -74,6 +74,8 @@ type DB struct {
 	// group batches SQLite write transactions into one commit; nil on
 	// PostgreSQL, which syncs concurrent commits together itself.
 	group *groupCommit
+	// readOnly is set by OpenReadOnly: no write, no transaction, no migration.
+	readOnly bool
 }
 
 type txQuerier interface {
@@ -93,9 +95,26 @@ type Options struct {
 // PostgreSQL, anything else is a SQLite file path (created 0600).
 func Open(ctx context.Context, dsn string, o Options) (*DB, error) {
 	if strings.HasPrefix(dsn, "postgres://") || strings.HasPrefix(dsn, "postgresql://") {
-		return openPostgres(ctx, dsn, o)
+		return openPostgres(ctx, dsn, o, false)
 	}
 	return openSQLite(ctx, dsn, o)
+}
+
+// ErrReadOnly is returned for a write to a store opened with OpenReadOnly.
+var ErrReadOnly = errors.New("store: opened read-only")
+
+// OpenReadOnly opens the store named by dsn (as Open) for reading only,
+// for another deployment's store that may be serving at the time. It
+// never creates, migrates or writes anything, and the database refuses
+// writes as well: SQLite opens the existing file read-only (mode=ro,
+// query_only; in WAL mode a reader runs beside the serving writer), and
+// PostgreSQL sessions default to read-only transactions. Writes through
+// the returned DB fail with ErrReadOnly.
+func OpenReadOnly(ctx context.Context, dsn string) (*DB, error) {
+	if strings.HasPrefix(dsn, "postgres://") || strings.HasPrefix(dsn, "postgresql://") {
+		return openPostgres(ctx, dsn, Options{MaxConns: 4}, true)
+	}
+	return openSQLiteReadOnly(ctx, dsn)
 }
 
 // Dialect returns SQLite or Postgres.
@@ -123,6 +142,9 @@ func (db *DB) Ping(ctx context.Context) error {
 
 // Migrate applies every embedded migration not yet applied.
 func (db *DB) Migrate(ctx context.Context) error {
+	if db.readOnly {
+		return fmt.Errorf("store: migrate: %w", ErrReadOnly)
+	}
 	p, err := db.provider()
 	if err != nil {
 		return err
@@ -152,6 +174,9 @@ func (db *DB) provider() (*goose.Provider, error) {
 // inTx runs fn in a transaction on the write side, committing when fn
 // returns nil and rolling back otherwise.
 func (db *DB) inTx(ctx context.Context, fn func(q querier) error) error {
+	if db.readOnly {
+		return ErrReadOnly
+	}
 	if db.group != nil {
 		return db.group.run(ctx, fn)
 	}
@@ -272,6 +297,12 @@ type errRow struct{ r row }
 
 func (r errRow) Scan(dest ...any) error { return mapErr(r.r.Scan(dest...)) }
 
+// readOnlyQ is the write side of a read-only DB: it refuses every exec
+// before the database (which refuses writes too) sees it.
+type readOnlyQ struct{ querier }
+
+func (readOnlyQ) exec(context.Context, string, ...any) (int64, error) { return 0, ErrReadOnly }
+
 type sqlTx struct {
 	sqlQ
 	tx *sql.Tx
@@ -358,6 +389,54 @@ func openSQLite(ctx context.Context, path string, o Options) (*DB, error) {
 	db.group = newGroupCommit(db, 256)
 	db.group.idle = ws.prepareWanted
 	db.closers = append(db.closers, db.group.close)
+	return db, nil
+}
+
+// openSQLiteReadOnly opens an existing SQLite file for reading only: the
+// file must exist (nothing is created and no mode is changed), SQLite opens
+// it with mode=ro and query_only, and no pragma that writes is set. A
+// database in WAL mode is read beside its serving writer, each read
+// transaction seeing one snapshot.
+func openSQLiteReadOnly(ctx context.Context, path string) (*DB, error) {
+	if path == "" {
+		return nil, errors.New("store: empty SQLite path")
+	}
+	path = filepath.Clean(path)
+	fi, err := os.Stat(path)
+	if err != nil {
+		return nil, fmt.Errorf("store: open SQLite read-only: %w", err)
+	}
+	if !fi.Mode().IsRegular() {
+		return nil, fmt.Errorf("store: open SQLite read-only: %s is not a regular file", path)
+	}
+	v := url.Values{}
+	v.Add("_pragma", "busy_timeout(10000)")
+	v.Add("_pragma", "query_only(1)")
+	v.Set("mode", "ro")
+	r, err := sql.Open("sqlite", "file:"+path+"?"+v.Encode())
+	if err != nil {
+		return nil, fmt.Errorf("store: open SQLite read-only: %w", err)
+	}
+	r.SetMaxOpenConns(2)
+	r.SetMaxIdleConns(2)
+	// A query, not a ping: it proves the file is a database we can read.
+	var n int
+	if err := r.QueryRowContext(ctx, "SELECT COUNT(*) FROM sqlite_master").Scan(&n); err != nil {
+		_ = r.Close()
+		return nil, fmt.Errorf("store: open SQLite read-only: %w", err)
+	}
+	ph := &placeholderRewriter{}
+	q := sqlQ{ph: ph, db: r}
+	db := &DB{
+		dialect:  SQLite,
+		read:     q,
+		write:    readOnlyQ{q},
+		sqlDB:    r,
+		path:     path,
+		readOnly: true,
+		closers:  []func(){func() { _ = r.Close() }},
+	}
+	db.begin = func(context.Context) (txQuerier, error) { return nil, ErrReadOnly }
 	return db, nil
 }
 
@@ -448,11 +527,16 @@ type pgTx struct {
 func (t pgTx) commit(ctx context.Context) error   { return t.tx.Commit(ctx) }
 func (t pgTx) rollback(ctx context.Context) error { return t.tx.Rollback(ctx) }
 
-func openPostgres(ctx context.Context, dsn string, o Options) (*DB, error) {
+func openPostgres(ctx context.Context, dsn string, o Options, readOnly bool) (*DB, error) {
 	cfg, err := pgxpool.ParseConfig(dsn)
 	if err != nil {
 		// pgx's message can quote the DSN, password included.
 		return nil, errors.New("store: invalid PostgreSQL URL")
+	}
+	if readOnly {
+		// Every transaction of every session starts read-only: the server
+		// refuses a write even if one got past readOnlyQ.
+		cfg.ConnConfig.RuntimeParams["default_transaction_read_only"] = "on"
 	}
 	if o.MaxConns > 0 {
 		cfg.MaxConns = int32(min(o.MaxConns, 1<<16)) // #nosec G115 -- bounded above
@@ -476,6 +560,11 @@ func openPostgres(ctx context.Context, dsn string, o Options) (*DB, error) {
 		write:   pgQ{pool},
 		sqlDB:   sqlDB,
 		closers: []func(){pool.Close, func() { _ = sqlDB.Close() }},
+	}
+	if readOnly {
+		db.write, db.readOnly = readOnlyQ{pgQ{pool}}, true
+		db.begin = func(context.Context) (txQuerier, error) { return nil, ErrReadOnly }
+		return db, nil
 	}
 	db.begin = func(ctx context.Context) (txQuerier, error) {
 		tx, err := pool.Begin(ctx)

@@ -380,3 +380,81 @@ func (db *DB) DeleteSubjectRecords(ctx context.Context, subject string) (int64, 
 	})
 	return n, err
 }
+
+// UnindexedSubjectRecords returns the subject-bound records that have no
+// blind index entry at all although their data key is usable (it has an
+// active version and no destroyed one), ordered by (collection, id) after
+// the given position, at most limit. They are the records of a restored
+// backup whose subject keys came back (a backup leaves their entries out,
+// see subjectKeyPrefix); records of an erased subject are never listed.
+// Page by passing the last record's collection and id.
+func (db *DB) UnindexedSubjectRecords(ctx context.Context, collection, id string, limit int) ([]coffer.SealedRecord, error) {
+	if limit < 1 {
+		return nil, errors.New("store: unindexed subject records: limit must be at least 1")
+	}
+	rs, err := db.read.query(ctx, `SELECT `+recordCols+` FROM records r
+		WHERE r.subject <> '' AND (r.collection > $1 OR (r.collection = $1 AND r.id > $2))
+		AND EXISTS (SELECT 1 FROM data_keys k WHERE k.key_id = r.key_id AND k.state = $3)
+		AND NOT EXISTS (SELECT 1 FROM data_keys k WHERE k.key_id = r.key_id AND k.state = $4)
+		AND NOT EXISTS (SELECT 1 FROM record_index i WHERE i.collection = r.collection AND i.record_id = r.id)
+		ORDER BY r.collection, r.id LIMIT $5`,
+		collection, id, coffer.KeyActive, coffer.KeyDestroyed, limit)
+	if err != nil {
+		return nil, fmt.Errorf("store: unindexed subject records: %w", err)
+	}
+	defer rs.Close()
+	var out []coffer.SealedRecord
+	for rs.Next() {
+		r, err := scanRecord(rs)
+		if err != nil {
+			return nil, fmt.Errorf("store: unindexed subject records: %w", err)
+		}
+		out = append(out, r)
+	}
+	if err := rs.Err(); err != nil {
+		return nil, fmt.Errorf("store: unindexed subject records: %w", err)
+	}
+	return out, nil
+}
+
+// AddMissingIndexEntries files blind index entries for records that lack
+// them, in one transaction: idx[i] are the entries of recs[i], and each
+// goes in only if the record still holds the values it was read with
+// (recs[i].Values: an update in between files entries of its own) and has
+// no entry for that field yet. So it may run twice, or beside writers, and
+// never files a second entry for a field. It returns how many it added.
+func (db *DB) AddMissingIndexEntries(ctx context.Context, recs []coffer.SealedRecord, idx [][]coffer.IndexEntry) (int, error) {
+	if len(recs) != len(idx) {
+		return 0, errors.New("store: add index entries: one list of entries per record")
+	}
+	added := 0
+	err := db.inTx(ctx, func(q querier) error {
+		added = 0
+		for i, r := range recs {
+			if len(idx[i]) == 0 {
+				continue
+			}
+			vals, err := encodeValues(r.Values)
+			if err != nil {
+				return err
+			}
+			for _, e := range idx[i] {
+				n, err := q.exec(ctx, `INSERT INTO record_index (collection, field, mac, record_id, version)
+					SELECT r.collection, $1, $2, r.id, $3 FROM records r
+					WHERE r.collection = $4 AND r.id = $5 AND r.values_blob = $6
+					AND NOT EXISTS (SELECT 1 FROM record_index i
+						WHERE i.collection = r.collection AND i.record_id = r.id AND i.field = $1)`,
+					e.Field, e.MAC, int64(e.Version), r.Collection, r.ID, vals)
+				if err != nil {
+					return fmt.Errorf("store: add index entries: insert into record_index: %w", err)
+				}
+				added += int(n)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return 0, err
+	}
+	return added, nil
+}
