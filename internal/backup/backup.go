@@ -65,9 +65,16 @@ type Importer interface {
 	Import(ctx context.Context, next func() (table string, row []any, err error)) error
 }
 
+// OlderSchemaImporter is an Importer that can also take the rows of a
+// backup written at an older schema version (*store.DB can).
+type OlderSchemaImporter interface {
+	ImportSchema(ctx context.Context, schema int64, next func() (table string, row []any, err error)) error
+}
+
 // SchemaVersioner is implemented by stores that know their migration
 // version (*store.DB does). When both the source and the destination
-// implement it, Read refuses a backup of another schema version.
+// implement it, Read refuses a backup of a newer schema version, and of an
+// older one unless the destination is an OlderSchemaImporter.
 type SchemaVersioner interface {
 	SchemaVersion(ctx context.Context) (int64, error)
 }
@@ -305,13 +312,22 @@ func Read(ctx context.Context, r io.Reader, p keyprovider.Provider, dst Importer
 	if len(dek) != dataKeySize {
 		return ErrCorrupt
 	}
+	importRows := func(next func() (string, []any, error)) error { return dst.Import(ctx, next) }
 	if sv, ok := dst.(SchemaVersioner); ok && h.Schema != 0 {
 		v, err := sv.SchemaVersion(ctx)
 		if err != nil {
 			return fmt.Errorf("backup: %w", err)
 		}
-		if v != h.Schema {
-			return fmt.Errorf("%w: backup at %d, store at %d", ErrSchema, h.Schema, v)
+		switch {
+		case h.Schema > v:
+			return fmt.Errorf("%w: the backup is at %d, newer than this Coffer's %d: restore it with a newer Coffer", ErrSchema, h.Schema, v)
+		case h.Schema < v:
+			oi, ok := dst.(OlderSchemaImporter)
+			if !ok {
+				return fmt.Errorf("%w: backup at %d, store at %d", ErrSchema, h.Schema, v)
+			}
+			schema := h.Schema
+			importRows = func(next func() (string, []any, error)) error { return oi.ImportSchema(ctx, schema, next) }
 		}
 	}
 	aead, err := newAEAD(dek)
@@ -320,7 +336,7 @@ func Read(ctx context.Context, r io.Reader, p keyprovider.Provider, dst Importer
 	}
 	dec := newRowDecoder(newStreamReader(br, aead, h.NoncePrefix, hb))
 	finished := false
-	err = dst.Import(ctx, func() (string, []any, error) {
+	err = importRows(func() (string, []any, error) {
 		if err := ctx.Err(); err != nil {
 			return "", nil, err
 		}

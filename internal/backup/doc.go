@@ -51,6 +51,8 @@
 //
 // The magic's last byte and the header's format field are the format
 // version; Read refuses any version it does not know. The header's schema
-// version must equal the destination store's: restore with the Coffer
-// release that wrote the backup, then upgrade.
+// version must not be newer than the destination store's (restore with a
+// Coffer at least as new as the one that wrote the backup); an older one
+// restores into a store that is an OlderSchemaImporter, as *store.DB is,
+// the columns added since taking their defaults.
 package backup

@@ -32,6 +32,16 @@ type column struct {
 	name string
 	kind colKind
 	null bool // NULL allowed
+	// since is the migration that added the column to its table, 0 if the
+	// table had it from the start: a backup written at an older schema
+	// version has no value for it (see tablesAt).
+	since int64
+}
+
+// addedIn returns c as added by migration v.
+func (c column) addedIn(v int64) column {
+	c.since = v
+	return c
 }
 
 // backupTable is one table as backups see it: the columns in the order of a
@@ -53,8 +63,11 @@ func cbn(n string) column { return column{name: n, kind: kBlob, null: true} }
 // so Import can insert them in this order with foreign keys enforced. Table
 // and column names reach SQL text only from here, never from a backup file.
 //
-// A migration that adds a table or a column must add it here too; the store
-// tests fail until it does.
+// A migration that adds a table or a column must add it here too, a column
+// at the end of its table's list and marked addedIn(that migration), so
+// that backups of older schema versions still restore (see tablesAt); the
+// store tests fail until it does. Only columns that have a default (or may
+// be NULL) can be added this way.
 func backupTables() []backupTable {
 	return []backupTable{
 		{"collections", []column{ct("name"), ct("schema_json"), ci("retention_s"), ci("created_at")}, "name"},
@@ -62,7 +75,7 @@ func backupTables() []backupTable {
 			ci("canary"), ci("created_at"), ci("updated_at"), cin("expires_at")}, "collection, id"},
 		{"record_index", []column{ct("collection"), ct("field"), cb("mac"), ct("record_id"), ci("version")},
 			"collection, field, mac, record_id"},
-		{"data_keys", []column{ct("key_id"), ci("version"), cb("wrapped"), ct("state"), ci("created_at"), ci("uses")}, "key_id, version"},
+		{"data_keys", []column{ct("key_id"), ci("version"), cb("wrapped"), ct("state"), ci("created_at"), ci("uses").addedIn(2)}, "key_id, version"},
 		{"clients", []column{ct("id"), ct("name"), ct("secret_hash"), ct("roles"), ct("attributes"), ci("disabled"),
 			ci("created_at")}, "id"},
 		{"users", []column{ct("id"), ct("username"), ct("password_hash"), ct("roles"), ct("attributes"), cbn("totp_secret"),
@@ -75,7 +88,7 @@ func backupTables() []backupTable {
 			ci("created_at")}, "mac"},
 		{"audit_events", []column{ct("node"), ci("seq"), ct("id"), ci("time"), ct("principal"), ct("action"), ct("body"),
 			ct("hash"), ct("prev_hash")}, "node, seq"},
-		{"audit_checkpoints", []column{ct("node"), ci("seq"), ct("hash"), ci("time"), cb("signature"), ci("key_version")}, "node, seq"},
+		{"audit_checkpoints", []column{ct("node"), ci("seq"), ct("hash"), ci("time"), cb("signature"), ci("key_version").addedIn(3)}, "node, seq"},
 		{"security_events", []column{ct("id"), ci("time"), ct("kind"), ct("severity"), ct("principal"), ct("detail")}, "id"},
 		{"detect_counts", []column{ct("key"), ci("window_start"), ci("count")}, "key, window_start"},
 		{"suspensions", []column{ct("principal"), ci("until"), ct("reason")}, "principal"},
@@ -84,6 +97,29 @@ func backupTables() []backupTable {
 		{"jobs", []column{ct("name"), ct("state"), ct("lease_by"), ci("lease_until"), ci("updated_at")}, "name"},
 		{"meta", []column{ct("key"), ct("value")}, "key"},
 	}
+}
+
+// oldestRestorable is the oldest schema version whose backups Import can
+// take: every migration since has only added columns (see addedIn).
+const oldestRestorable = 1
+
+// tablesAt returns backupTables as schema version v has them: without the
+// columns added by later migrations. v 0 stands for the latest version.
+func tablesAt(v int64) []backupTable {
+	ts := backupTables()
+	if v <= 0 {
+		return ts
+	}
+	for i := range ts {
+		cols := make([]column, 0, len(ts[i].cols))
+		for _, c := range ts[i].cols {
+			if c.since <= v {
+				cols = append(cols, c)
+			}
+		}
+		ts[i].cols = cols
+	}
+	return ts
 }
 
 // Crypto-shredding reaches backups: a backup never holds what would make
@@ -177,8 +213,14 @@ func (db *DB) SchemaVersion(ctx context.Context) (int64, error) {
 // restore gets the keys of subjects not erased from the live deployment
 // instead, never from the backup.
 func (db *DB) Export(ctx context.Context, fn func(table string, row []any) error) error {
+	// A store not yet migrated to the latest version exports the columns
+	// its version has; the backup's header records that version.
+	v, err := db.SchemaVersion(ctx)
+	if err != nil {
+		return fmt.Errorf("store: export: %w", err)
+	}
 	return db.snapshot(ctx, func(q querier) error {
-		for _, t := range backupTables() {
+		for _, t := range tablesAt(v) {
 			if err := exportTable(ctx, q, t, fn); err != nil {
 				return err
 			}
@@ -360,7 +402,18 @@ const (
 // order; names from next only select from the fixed table list and never
 // reach SQL text. Rows go in as parameterized multi-row INSERTs.
 func (db *DB) Import(ctx context.Context, next func() (table string, row []any, err error)) error {
-	tables := backupTables()
+	return db.ImportSchema(ctx, 0, next)
+}
+
+// ImportSchema is Import for rows exported at an older schema version
+// (schema; 0: the latest): their tables lack the columns later migrations
+// added, which take their defaults here. The store itself must be migrated
+// to the latest version.
+func (db *DB) ImportSchema(ctx context.Context, schema int64, next func() (table string, row []any, err error)) error {
+	if schema != 0 && schema < oldestRestorable {
+		return fmt.Errorf("store: import: a backup of schema version %d cannot be restored (the oldest is %d)", schema, oldestRestorable)
+	}
+	tables := tablesAt(schema)
 	return db.inTx(ctx, func(q querier) error {
 		for _, t := range tables {
 			var one int

@@ -15,7 +15,10 @@ import (
 
 	_ "github.com/jackc/pgx/v5/stdlib" // database/sql driver "pgx" for raw test writes
 
+	"github.com/cofferhq/coffer/internal/backup"
 	"github.com/cofferhq/coffer/internal/coffer"
+	"github.com/cofferhq/coffer/internal/crypto/keyprovider"
+	"github.com/cofferhq/coffer/internal/secret"
 	"github.com/cofferhq/coffer/internal/store"
 	"github.com/cofferhq/coffer/internal/store/storetest"
 )
@@ -424,6 +427,72 @@ func TestSchemaVersion(t *testing.T) {
 			v, err := storetest.Open(t, b).SchemaVersion(context.Background())
 			if err != nil || v < 1 {
 				t.Fatalf("schema version %d, %v", v, err)
+			}
+		})
+	}
+}
+
+// A backup written by an older Coffer (a store at schema version 2, before
+// audit checkpoints recorded their key version) restores into a store at
+// the latest version: the columns added since take their defaults, and a
+// backup newer than the store is refused.
+func TestRestoreBackupOfOlderSchema(t *testing.T) {
+	ctx := context.Background()
+	p, err := keyprovider.NewLocal("test", secret.NewKey(bytes.Repeat([]byte{7}, 32)), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, b := range storetest.Backends() {
+		t.Run(b.Name, func(t *testing.T) {
+			t.Parallel()
+			old, err := store.Open(ctx, b.DSN(t), store.Options{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer old.Close()
+			if err := old.MigrateUpTo(ctx, 2); err != nil {
+				t.Fatal(err)
+			}
+			must := func(err error) {
+				t.Helper()
+				if err != nil {
+					t.Fatal(err)
+				}
+			}
+			must(old.ExecRaw(ctx, `INSERT INTO data_keys (key_id, version, wrapped, state, created_at, uses) VALUES ($1, $2, $3, $4, $5, $6)`,
+				"collection/people", 1, []byte("wrapped-key"), coffer.KeyActive, int64(1700000000000000), 42))
+			must(old.ExecRaw(ctx, `INSERT INTO audit_checkpoints (node, seq, hash, time, signature) VALUES ($1, $2, $3, $4, $5)`,
+				"n1", 1000, strings.Repeat("ab", 32), int64(1700000000000000), []byte("sig")))
+			var buf bytes.Buffer
+			must(backup.Write(ctx, &buf, p, old, nil))
+			h, err := backup.ReadHeader(bytes.NewReader(buf.Bytes()))
+			if err != nil || h.Schema != 2 {
+				t.Fatalf("header schema %d, %v; want 2", h.Schema, err)
+			}
+
+			dst := storetest.Open(t, b)
+			must(backup.Read(ctx, bytes.NewReader(buf.Bytes()), p, dst))
+			keys, err := dst.DataKeys(ctx, "collection/people")
+			if err != nil || len(keys) != 1 || keys[0].Uses != 42 || string(keys[0].Wrapped) != "wrapped-key" {
+				t.Fatalf("restored data keys %+v, %v", keys, err)
+			}
+			cps, err := dst.Checkpoints(ctx, "n1")
+			if err != nil || len(cps) != 1 || cps[0].Seq != 1000 || cps[0].KeyVersion != 1 {
+				t.Fatalf("restored checkpoints %+v, %v; want seq 1000 at key version 1", cps, err)
+			}
+
+			// The other way round: a backup of the latest schema into a
+			// store still at version 2 is refused, and writes nothing.
+			var latest bytes.Buffer
+			must(backup.Write(ctx, &latest, p, dst, nil))
+			older, err := store.Open(ctx, b.DSN(t), store.Options{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer older.Close()
+			must(older.MigrateUpTo(ctx, 2))
+			if err := backup.Read(ctx, bytes.NewReader(latest.Bytes()), p, older); !errors.Is(err, backup.ErrSchema) {
+				t.Fatalf("restore of a newer backup into an older store: %v, want ErrSchema", err)
 			}
 		})
 	}

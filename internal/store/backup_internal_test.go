@@ -1,0 +1,21 @@
+package store
+
+import "testing"
+
+// A column added by a migration goes at the end of its table's list, after
+// the columns of every earlier migration: a backup of an older schema
+// holds its rows in the order tablesAt gives for that version.
+func TestBackupColumnsAddedAtTheEnd(t *testing.T) {
+	for _, tb := range backupTables() {
+		var last int64
+		for _, c := range tb.cols {
+			if c.since < last {
+				t.Errorf("%s.%s (added in %d) follows a column added in %d", tb.name, c.name, c.since, last)
+			}
+			last = c.since
+		}
+	}
+	if got := len(tablesAt(oldestRestorable)); got != len(backupTables()) {
+		t.Fatalf("tablesAt(%d) has %d tables, want %d", oldestRestorable, got, len(backupTables()))
+	}
+}
