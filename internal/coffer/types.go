@@ -99,6 +99,11 @@ type DataKey struct {
 	// random nonce) under the version, as flushed by every node: each
 	// node adds its count every few seconds, so it can lag a little.
 	Uses uint64
+	// RewrapUses counts the part of Uses that the rewrap after a rotation
+	// made, resealing values moved from older versions (keyring Reseal);
+	// at most Uses. A version whose uses are mostly its rewrap holds its
+	// key's values: rotating it again would only reseal them again.
+	RewrapUses uint64
 }
 
 // Data key states.

@@ -49,7 +49,12 @@ type Config struct {
 
 // KeyVersions is the keyring as the rewrap job needs it.
 type KeyVersions interface {
-	Seal(ctx context.Context, keyID string, plaintext, aad []byte) ([]byte, error)
+	// Reseal seals a value moved from an older version of keyID under the
+	// newest one, counted as a rewrap use of that version
+	// (coffer.DataKey.RewrapUses) as well as a use, so that the rotation
+	// policy can tell a version filled by its own rewrap (see
+	// RotationPolicy.Due).
+	Reseal(ctx context.Context, keyID string, plaintext, aad []byte) ([]byte, error)
 	Open(ctx context.Context, keyID string, env, aad []byte) ([]byte, error)
 	// CurrentVersion is the version Seal uses now for keyID.
 	CurrentVersion(ctx context.Context, keyID string) (uint32, error)
@@ -218,7 +223,7 @@ func (j *Jobs) rewrapRecord(ctx context.Context, r coffer.SealedRecord, cur uint
 		if err != nil {
 			return r, false, fmt.Errorf("lifecycle: open a value for rewrap: %w", err)
 		}
-		ne, err := j.c.Keys.Seal(ctx, r.KeyID, pt, aad)
+		ne, err := j.c.Keys.Reseal(ctx, r.KeyID, pt, aad)
 		clear(pt)
 		if err != nil {
 			return r, false, fmt.Errorf("lifecycle: reseal a value: %w", err)

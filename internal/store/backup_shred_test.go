@@ -44,18 +44,18 @@ func TestExportShredsSubjectKeys(t *testing.T) {
 			} {
 				must(db.InsertDataKey(ctx, k))
 			}
-			// The use count travels with the key (the subject's too: a
-			// tombstone keeps its count).
-			must(db.AddDataKeyUses(ctx, "collection/people", 1, 7))
-			must(db.AddDataKeyUses(ctx, "subject/alice", 2, 3))
+			// The use counts travel with the key (the subject's too: a
+			// tombstone keeps its counts).
+			must(db.AddDataKeyUses(ctx, "collection/people", 1, 7, 4))
+			must(db.AddDataKeyUses(ctx, "subject/alice", 2, 3, 2))
 			got := export(t, db)
 			us := micros(bt0)
 			want := map[string][]string{
 				"data_keys": {
-					line("collection/people", int64(1), []byte("wrapped-people"), "active", us, int64(7)),
-					line("subject/alice", int64(1), []byte{}, "destroyed", us, int64(0)),
-					line("subject/alice", int64(2), []byte{}, "destroyed", us, int64(3)),
-					line("subjectless", int64(1), []byte("wrapped-other"), "active", us+1e6, int64(0)),
+					line("collection/people", int64(1), []byte("wrapped-people"), "active", us, int64(7), int64(4)),
+					line("subject/alice", int64(1), []byte{}, "destroyed", us, int64(0), int64(0)),
+					line("subject/alice", int64(2), []byte{}, "destroyed", us, int64(3), int64(2)),
+					line("subjectless", int64(1), []byte("wrapped-other"), "active", us+1e6, int64(0), int64(0)),
 				},
 				"record_index": {line("people", "email", []byte("n"), "n", int64(1))},
 			}

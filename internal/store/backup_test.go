@@ -128,6 +128,7 @@ func fill(t *testing.T, s rawStore) {
 		State: coffer.KeyRetired, Created: bt0}))
 	must(db.InsertDataKey(ctx, coffer.DataKey{KeyID: "collection/customers", Version: 2, Wrapped: []byte{},
 		State: coffer.KeyActive, Created: bt0}))
+	must(db.AddDataKeyUses(ctx, "collection/customers", 2, 30, 25)) // 25 of its 30 uses by the rewrap
 	must(db.CreateClient(ctx, coffer.Client{ID: "c1", Name: "billing", SecretHash: "$argon2id$x", Roles: []string{"reader"},
 		Attributes: map[string]string{"team": "pay"}, CreatedAt: bt0, Disabled: true}))
 	must(db.CreateUser(ctx, coffer.User{ID: "u1", Username: "ann", PasswordHash: "h", Roles: []string{"admin"},
@@ -289,6 +290,14 @@ func TestExportImportAcrossBackends(t *testing.T) {
 				v, _, src2, err := dst.db.Policy(ctx)
 				if err != nil || v != 1 || string(src2) != "rules: []\n" {
 					t.Fatalf("restored policy: %d %q %v", v, src2, err)
+				}
+				ks, err := dst.db.DataKeys(ctx, "collection/customers")
+				if err != nil || len(ks) != 2 || ks[1].Uses != 30 || ks[1].RewrapUses != 25 {
+					t.Fatalf("restored data keys: %+v %v", ks, err)
+				}
+				due, err := dst.db.DueDataKeys(ctx, store.DueQuery{Prefix: "collection/", UsesOver: 29, Limit: 10})
+				if err != nil || len(due) != 1 || due[0].Uses != 30 || due[0].RewrapUses != 25 {
+					t.Fatalf("restored due data keys: %+v %v", due, err)
 				}
 				toks, err := dst.db.Tokens(ctx, [][]byte{{0xab, 0}})
 				if err != nil || len(toks) != 1 {
@@ -473,7 +482,7 @@ func TestRestoreBackupOfOlderSchema(t *testing.T) {
 			dst := storetest.Open(t, b)
 			must(backup.Read(ctx, bytes.NewReader(buf.Bytes()), p, dst))
 			keys, err := dst.DataKeys(ctx, "collection/people")
-			if err != nil || len(keys) != 1 || keys[0].Uses != 42 || string(keys[0].Wrapped) != "wrapped-key" {
+			if err != nil || len(keys) != 1 || keys[0].Uses != 42 || keys[0].RewrapUses != 0 || string(keys[0].Wrapped) != "wrapped-key" {
 				t.Fatalf("restored data keys %+v, %v", keys, err)
 			}
 			cps, err := dst.Checkpoints(ctx, "n1")

@@ -12,7 +12,8 @@ import (
 )
 
 // TestDataKeyUses: counts added by several writers at once all arrive,
-// per version, and DataKeys returns them; a missing version is no error.
+// per version, with their rewrap counts, and DataKeys returns them; a
+// missing version is no error.
 func TestDataKeyUses(t *testing.T) {
 	forEach(t, func(t *testing.T, db *store.DB) {
 		ctx := context.Background()
@@ -23,41 +24,68 @@ func TestDataKeyUses(t *testing.T) {
 			}
 		}
 		ks, err := db.DataKeys(ctx, "collection/u")
-		if err != nil || len(ks) != 2 || ks[0].Uses != 0 || ks[1].Uses != 0 {
+		if err != nil || len(ks) != 2 || ks[0].Uses != 0 || ks[1].Uses != 0 || ks[0].RewrapUses != 0 || ks[1].RewrapUses != 0 {
 			t.Fatalf("new versions: %+v %v", ks, err)
 		}
 		var wg sync.WaitGroup
 		for range 8 { // like nodes flushing at the same time
 			wg.Go(func() {
 				for range 5 {
-					if err := db.AddDataKeyUses(ctx, "collection/u", 2, 3); err != nil {
+					if err := db.AddDataKeyUses(ctx, "collection/u", 2, 3, 1); err != nil {
 						t.Error(err)
 					}
 				}
 			})
 		}
+		// Both counts move in one step: a reader never sees one without
+		// the other.
+		done := make(chan struct{})
+		var reader sync.WaitGroup
+		reader.Go(func() {
+			for {
+				select {
+				case <-done:
+					return
+				default:
+				}
+				ks, err := db.DataKeys(ctx, "collection/u")
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				if ks[1].Uses != 3*ks[1].RewrapUses {
+					t.Errorf("torn counts: %d uses, %d rewrap uses", ks[1].Uses, ks[1].RewrapUses)
+					return
+				}
+			}
+		})
 		wg.Wait()
-		if err := db.AddDataKeyUses(ctx, "collection/u", 1, 1<<40); err != nil {
+		close(done)
+		reader.Wait()
+		if err := db.AddDataKeyUses(ctx, "collection/u", 1, 1<<40, 1<<40); err != nil {
 			t.Fatal(err)
 		}
-		if err := db.AddDataKeyUses(ctx, "collection/u", 1, 0); err != nil {
+		if err := db.AddDataKeyUses(ctx, "collection/u", 1, 0, 0); err != nil {
 			t.Fatal(err)
 		}
-		if err := db.AddDataKeyUses(ctx, "collection/none", 1, 5); err != nil {
+		if err := db.AddDataKeyUses(ctx, "collection/none", 1, 5, 2); err != nil {
 			t.Fatalf("missing key: %v", err)
 		}
-		if err := db.AddDataKeyUses(ctx, "collection/u", 1, 1<<63); err == nil {
-			t.Fatal("a count past int64 was accepted")
+		for _, c := range []struct{ uses, rewrap uint64 }{{1 << 63, 0}, {1 << 63, 1 << 63}, {2, 3}, {0, 1}} {
+			if err := db.AddDataKeyUses(ctx, "collection/u", 1, c.uses, c.rewrap); err == nil {
+				t.Fatalf("%d uses with %d rewrap uses accepted", c.uses, c.rewrap)
+			}
 		}
 		ks, err = db.DataKeys(ctx, "collection/u")
-		if err != nil || len(ks) != 2 || ks[0].Uses != 1<<40 || ks[1].Uses != 8*5*3 {
+		if err != nil || len(ks) != 2 || ks[0].Uses != 1<<40 || ks[0].RewrapUses != 1<<40 ||
+			ks[1].Uses != 8*5*3 || ks[1].RewrapUses != 8*5 {
 			t.Fatalf("uses: %+v %v", ks, err)
 		}
 		// Rewrapping under a new root key leaves the count alone.
 		if err := db.ReplaceWrapped(ctx, "collection/u", 2, []byte{2}, []byte{9}); err != nil {
 			t.Fatal(err)
 		}
-		if ks, _ = db.DataKeys(ctx, "collection/u"); ks[1].Uses != 120 {
+		if ks, _ = db.DataKeys(ctx, "collection/u"); ks[1].Uses != 120 || ks[1].RewrapUses != 40 {
 			t.Fatalf("uses after ReplaceWrapped: %+v", ks)
 		}
 	})
@@ -75,7 +103,7 @@ func TestDueDataKeys(t *testing.T) {
 			if err := db.InsertDataKey(ctx, k); err != nil {
 				t.Fatal(err)
 			}
-			if err := db.AddDataKeyUses(ctx, id, v, uses); err != nil {
+			if err := db.AddDataKeyUses(ctx, id, v, uses, uses/2); err != nil {
 				t.Fatal(err)
 			}
 		}
@@ -100,7 +128,7 @@ func TestDueDataKeys(t *testing.T) {
 				}
 				for _, k := range ks {
 					out = append(out, k.KeyID+"@"+string(rune('0'+k.Version)))
-					if k.Wrapped != nil || k.State != coffer.KeyActive {
+					if k.Wrapped != nil || k.State != coffer.KeyActive || k.RewrapUses != k.Uses/2 {
 						t.Fatalf("due key %+v", k)
 					}
 				}

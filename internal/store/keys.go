@@ -17,7 +17,7 @@ var ErrVersionExists = fmt.Errorf("data key version exists: %w", ErrConflict)
 // DataKeys returns every stored version of a data key.
 func (db *DB) DataKeys(ctx context.Context, keyID string) ([]coffer.DataKey, error) {
 	rs, err := db.read.query(ctx,
-		`SELECT version, wrapped, state, created_at, uses FROM data_keys WHERE key_id = $1 ORDER BY version`, keyID)
+		`SELECT version, wrapped, state, created_at, uses, rewrap_uses FROM data_keys WHERE key_id = $1 ORDER BY version`, keyID)
 	if err != nil {
 		return nil, fmt.Errorf("store: data keys: %w", err)
 	}
@@ -25,17 +25,22 @@ func (db *DB) DataKeys(ctx context.Context, keyID string) ([]coffer.DataKey, err
 	var out []coffer.DataKey
 	for rs.Next() {
 		var (
-			v, at, uses int64
-			k           = coffer.DataKey{KeyID: keyID}
+			v, at, uses, rewrap int64
+			k                   = coffer.DataKey{KeyID: keyID}
 		)
-		if err := rs.Scan(&v, &k.Wrapped, &k.State, &at, &uses); err != nil {
+		if err := rs.Scan(&v, &k.Wrapped, &k.State, &at, &uses, &rewrap); err != nil {
 			return nil, fmt.Errorf("store: data keys: %w", err)
 		}
 		k.Version, k.Created = uint32(v), fromMicros(at) // #nosec G115 -- versions are stored from uint32
-		k.Uses = uint64(max(uses, 0))                    // #nosec G115 -- clamped to non-negative
+		k.Uses, k.RewrapUses = counts(uses, rewrap)
 		out = append(out, k)
 	}
 	return out, rs.Err()
+}
+
+// counts converts stored use counts, clamped to non-negative.
+func counts(uses, rewrap int64) (uint64, uint64) {
+	return uint64(max(uses, 0)), uint64(max(rewrap, 0)) // #nosec G115 -- clamped to non-negative
 }
 
 // InsertDataKey stores a new wrapped key version; an error wrapping
@@ -66,19 +71,29 @@ func (db *DB) SetDataKeyState(ctx context.Context, keyID string, version uint32,
 	return nil
 }
 
-// AddDataKeyUses adds n to the count of values sealed under one key
-// version (coffer.DataKey.Uses), in one statement, so that every node can
-// add its own count concurrently. A version that does not exist (any
-// more) is not an error: there is nothing left to count.
-func (db *DB) AddDataKeyUses(ctx context.Context, keyID string, version uint32, n uint64) error {
-	if n == 0 {
+// AddDataKeyUses adds uses to the count of values sealed under one key
+// version (coffer.DataKey.Uses) and rewrapUses, the part of them that a
+// rewrap made, to its rewrap count (coffer.DataKey.RewrapUses), in one
+// statement, so that every node can add its own counts concurrently and
+// the rewrap count never passes the count. rewrapUses must be at most
+// uses. A version that does not exist (any more) is not an error: there
+// is nothing left to count.
+func (db *DB) AddDataKeyUses(ctx context.Context, keyID string, version uint32, uses, rewrapUses uint64) error {
+	if uses == 0 {
+		if rewrapUses != 0 {
+			return fmt.Errorf("store: add data key uses: %d rewrap uses out of 0 uses", rewrapUses)
+		}
 		return nil
 	}
-	if n > math.MaxInt64 {
-		return fmt.Errorf("store: add data key uses: count %d out of range", n)
+	if uses > math.MaxInt64 {
+		return fmt.Errorf("store: add data key uses: count %d out of range", uses)
 	}
-	_, err := db.write.exec(ctx, `UPDATE data_keys SET uses = uses + $1 WHERE key_id = $2 AND version = $3`,
-		int64(n), keyID, int64(version)) // #nosec G115 -- n checked against MaxInt64 above
+	if rewrapUses > uses {
+		return fmt.Errorf("store: add data key uses: %d rewrap uses out of %d uses", rewrapUses, uses)
+	}
+	_, err := db.write.exec(ctx, `UPDATE data_keys SET uses = uses + $1, rewrap_uses = rewrap_uses + $2
+		WHERE key_id = $3 AND version = $4`,
+		int64(uses), int64(rewrapUses), keyID, int64(version)) // #nosec G115 -- rewrapUses <= uses <= MaxInt64, checked above
 	if err != nil {
 		return fmt.Errorf("store: add data key uses: %w", err)
 	}
@@ -105,7 +120,9 @@ type DueQuery struct {
 // DueDataKeys returns the current version — the highest active one — of
 // each key id that matches q and is not destroyed, when that version is
 // due (older than q.CreatedBefore or used more than q.UsesOver times), in
-// key id order, at most q.Limit of them; Wrapped is left out. Page by
+// key id order, at most q.Limit of them; Wrapped is left out, Uses and
+// RewrapUses are filled (whether a rotation by uses would help is the
+// caller's call: lifecycle.RotationPolicy.Due). Page by
 // passing the last key id returned as q.After. It reads the whole
 // data_keys table: run it every few minutes, not per request.
 func (db *DB) DueDataKeys(ctx context.Context, q DueQuery) ([]coffer.DataKey, error) {
@@ -120,7 +137,7 @@ func (db *DB) DueDataKeys(ctx context.Context, q DueQuery) ([]coffer.DataKey, er
 	if q.UsesOver > 0 && q.UsesOver < math.MaxInt64 {
 		usesOver = int64(q.UsesOver) // #nosec G115 -- checked against MaxInt64
 	}
-	rs, err := db.read.query(ctx, `SELECT d.key_id, d.version, d.state, d.created_at, d.uses FROM data_keys d
+	rs, err := db.read.query(ctx, `SELECT d.key_id, d.version, d.state, d.created_at, d.uses, d.rewrap_uses FROM data_keys d
 		WHERE d.state = $1 AND substr(d.key_id, 1, $2) = $3 AND d.key_id > $4
 		AND (d.created_at < $5 OR d.uses > $6)
 		AND NOT EXISTS (SELECT 1 FROM data_keys n WHERE n.key_id = d.key_id
@@ -134,14 +151,14 @@ func (db *DB) DueDataKeys(ctx context.Context, q DueQuery) ([]coffer.DataKey, er
 	var out []coffer.DataKey
 	for rs.Next() {
 		var (
-			k           coffer.DataKey
-			v, at, uses int64
+			k                   coffer.DataKey
+			v, at, uses, rewrap int64
 		)
-		if err := rs.Scan(&k.KeyID, &v, &k.State, &at, &uses); err != nil {
+		if err := rs.Scan(&k.KeyID, &v, &k.State, &at, &uses, &rewrap); err != nil {
 			return nil, fmt.Errorf("store: due data keys: %w", err)
 		}
 		k.Version, k.Created = uint32(v), fromMicros(at) // #nosec G115 -- stored from uint32
-		k.Uses = uint64(max(uses, 0))                    // #nosec G115 -- clamped to non-negative
+		k.Uses, k.RewrapUses = counts(uses, rewrap)
 		out = append(out, k)
 	}
 	if err := rs.Err(); err != nil {

@@ -58,7 +58,7 @@ func (db *DB) SubjectKeyTombstones(ctx context.Context, after string, limit int)
 }
 
 // DataKeysIn returns every stored version of the given key ids (wrapped
-// bytes, state, creation time and use count as stored), in (key_id,
+// bytes, state, creation time and use counts as stored), in (key_id,
 // version) order, all read in one snapshot; key ids with no version are
 // simply absent. One query per 256 ids. It only reads, so it serves a
 // store opened with OpenReadOnly.
@@ -70,7 +70,7 @@ func (db *DB) DataKeysIn(ctx context.Context, keyIDs []string) ([]coffer.DataKey
 			chunk := keyIDs[start:min(start+per, len(keyIDs))]
 			var sb strings.Builder
 			args := make([]any, 0, len(chunk))
-			sb.WriteString(`SELECT key_id, version, wrapped, state, created_at, uses FROM data_keys WHERE key_id IN (`)
+			sb.WriteString(`SELECT key_id, version, wrapped, state, created_at, uses, rewrap_uses FROM data_keys WHERE key_id IN (`)
 			for i, id := range chunk {
 				if i > 0 {
 					sb.WriteByte(',')
@@ -86,15 +86,15 @@ func (db *DB) DataKeysIn(ctx context.Context, keyIDs []string) ([]coffer.DataKey
 			}
 			for rs.Next() {
 				var (
-					k           coffer.DataKey
-					v, at, uses int64
+					k                   coffer.DataKey
+					v, at, uses, rewrap int64
 				)
-				if err := rs.Scan(&k.KeyID, &v, &k.Wrapped, &k.State, &at, &uses); err != nil {
+				if err := rs.Scan(&k.KeyID, &v, &k.Wrapped, &k.State, &at, &uses, &rewrap); err != nil {
 					rs.Close()
 					return fmt.Errorf("store: data keys: %w", err)
 				}
 				k.Version, k.Created = uint32(v), fromMicros(at) // #nosec G115 -- versions are stored from uint32
-				k.Uses = uint64(max(uses, 0))                    // #nosec G115 -- clamped to non-negative
+				k.Uses, k.RewrapUses = counts(uses, rewrap)
 				out = append(out, k)
 			}
 			err = rs.Err()
@@ -165,9 +165,12 @@ func (db *DB) RestoreSubjectKeys(ctx context.Context, keys []coffer.DataKey) (in
 				if k.Uses > math.MaxInt64 {
 					return errors.New("store: restore subject keys: data_keys.uses out of range")
 				}
-				if _, err := q.exec(ctx, `INSERT INTO data_keys (key_id, version, wrapped, state, created_at, uses)
-					VALUES ($1, $2, $3, $4, $5, $6)`,
-					k.KeyID, int64(k.Version), k.Wrapped, k.State, micros(k.Created), int64(k.Uses)); err != nil { // #nosec G115 -- checked against MaxInt64 above
+				if k.RewrapUses > k.Uses {
+					return errors.New("store: restore subject keys: data_keys.rewrap_uses over uses")
+				}
+				if _, err := q.exec(ctx, `INSERT INTO data_keys (key_id, version, wrapped, state, created_at, uses, rewrap_uses)
+					VALUES ($1, $2, $3, $4, $5, $6, $7)`,
+					k.KeyID, int64(k.Version), k.Wrapped, k.State, micros(k.Created), int64(k.Uses), int64(k.RewrapUses)); err != nil { // #nosec G115 -- rewrap_uses <= uses <= MaxInt64, checked above
 					return fmt.Errorf("store: restore subject keys: insert into data_keys: %w", err)
 				}
 			}

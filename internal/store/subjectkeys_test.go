@@ -156,7 +156,7 @@ func TestRestoreSubjectKeys(t *testing.T) {
 		} {
 			must(src.InsertDataKey(ctx, k))
 		}
-		must(src.AddDataKeyUses(ctx, "subject/alice", 2, 5))
+		must(src.AddDataKeyUses(ctx, "subject/alice", 2, 5, 3))
 		for _, k := range []coffer.DataKey{
 			key("subject/alice", 1, "", coffer.KeyDestroyed), key("subject/alice", 2, "", coffer.KeyDestroyed),
 			key("subject/bob", 1, "", coffer.KeyDestroyed), key("subject/dave", 1, "", coffer.KeyDestroyed),
@@ -176,7 +176,7 @@ func TestRestoreSubjectKeys(t *testing.T) {
 		if err != nil || len(rows) != 3 || rows[0].KeyID != "subject/alice" || rows[2].KeyID != "subject/bob" {
 			t.Fatalf("source rows: %+v %v", rows, err)
 		}
-		if rows[1].Uses != 5 || rows[0].State != coffer.KeyRetired {
+		if rows[1].Uses != 5 || rows[1].RewrapUses != 3 || rows[0].State != coffer.KeyRetired {
 			t.Fatalf("source rows lost a use count or a state: %+v", rows)
 		}
 		alice := rows[:2]
@@ -189,6 +189,11 @@ func TestRestoreSubjectKeys(t *testing.T) {
 			"a subject the store never had": {key("subject/zoe", 1, "z1", coffer.KeyActive)},
 			"a version without key bytes":   {key("subject/dave", 1, "", coffer.KeyActive)},
 			"an unknown state":              {key("subject/dave", 1, "d1", "unknown")},
+			"more rewrap uses than uses": {func() coffer.DataKey {
+				k := dave
+				k.Uses, k.RewrapUses = 1, 2
+				return k
+			}()},
 		} {
 			if n, err := dst.RestoreSubjectKeys(ctx, batch); err == nil || n != 0 {
 				t.Fatalf("restore %s: %d %v", name, n, err)
@@ -211,7 +216,7 @@ func TestRestoreSubjectKeys(t *testing.T) {
 		for i := range got {
 			w := alice[i]
 			if got[i].Version != w.Version || !bytes.Equal(got[i].Wrapped, w.Wrapped) || got[i].State != w.State ||
-				!got[i].Created.Equal(w.Created) || got[i].Uses != w.Uses {
+				!got[i].Created.Equal(w.Created) || got[i].Uses != w.Uses || got[i].RewrapUses != w.RewrapUses {
 				t.Fatalf("restored version %d = %+v, want %+v", i, got[i], w)
 			}
 		}

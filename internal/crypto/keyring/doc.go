@@ -49,9 +49,14 @@
 // ([UseStore], coffer.DataKey.Uses), which every node adds to; a version
 // that leaves the cache hands its count on first, and a count that cannot
 // be written is kept for the next flush. [Keyring.Uses] is the Store's
-// count plus this node's unflushed one. The keyring only counts: the
-// lifecycle jobs rotate a key whose current version is too used (or too
-// old), as an operator would.
+// count plus this node's unflushed one. [Keyring.Reseal], which the rewrap
+// after a rotation uses to move values to the new version, counts like
+// Seal and also in a second count per version (coffer.DataKey.RewrapUses,
+// flushed with the first in one step): a version whose uses are mostly its
+// own values resealed is not made safer by another rotation, which would
+// only reseal them again. The keyring only counts: the lifecycle jobs
+// rotate a key whose current version is too used (or too old), as an
+// operator would.
 //
 // # Root key rotation
 //

@@ -101,7 +101,7 @@ type Keyring struct {
 	// usesMu guards unflushed: the seal counts of versions dropped from
 	// the cache before FlushUses wrote them (see uses.go).
 	usesMu    sync.Mutex
-	unflushed map[useKey]uint64
+	unflushed map[useKey]useCount
 }
 
 // entry is what the cache holds for one key id.
@@ -123,9 +123,12 @@ type keyVersion struct {
 	mac     secret.Key
 	export  secret.Key
 	// seals counts this node's Seals under the version that FlushUses
-	// has not yet added to the Store's count. Seal adds to it under mu's
-	// read lock; a version leaving the cache hands it on under mu's lock.
-	seals atomic.Uint64
+	// has not yet added to the Store's count, and reseals its Reseals
+	// (disjoint: each seal is in exactly one). Seal and Reseal add to
+	// them under mu's read lock; a version leaving the cache hands them on
+	// under mu's lock.
+	seals   atomic.Uint64
+	reseals atomic.Uint64
 }
 
 func (v *keyVersion) zero() {
@@ -144,7 +147,7 @@ func New(p keyprovider.Provider, s Store, o Options) *Keyring {
 		seed:    maphash.MakeSeed(),
 		keys:    make(map[string]*entry),
 
-		unflushed: make(map[useKey]uint64),
+		unflushed: make(map[useKey]useCount),
 	}
 	kr.root.Store(&rootState{wrap: p})
 	if kr.rand == nil {
@@ -170,13 +173,34 @@ func New(p keyprovider.Provider, s Store, o Options) *Keyring {
 // for it, and an error wrapping keyprovider.ErrUnwrap when a stored key
 // does not unwrap (wrong root key, or a wrapped key moved between rows).
 func (kr *Keyring) Seal(ctx context.Context, keyID string, plaintext, aad []byte) ([]byte, error) {
+	return kr.seal(ctx, keyID, plaintext, aad, false)
+}
+
+// Reseal is Seal for a value that was already sealed under an older
+// version of keyID and is moved to the newest one (the rewrap after a
+// rotation). It counts as a use of the version like any seal (each is one
+// more random nonce), and also in the version's rewrap count
+// (coffer.DataKey.RewrapUses), so that the rotation policy can tell a
+// version used by new values from one filled by its own rewrap.
+func (kr *Keyring) Reseal(ctx context.Context, keyID string, plaintext, aad []byte) ([]byte, error) {
+	return kr.seal(ctx, keyID, plaintext, aad, true)
+}
+
+// seal is Seal, counted as a Reseal when rewrap is set.
+func (kr *Keyring) seal(ctx context.Context, keyID string, plaintext, aad []byte, rewrap bool) ([]byte, error) {
 	var out []byte
 	err := kr.withCurrent(ctx, keyID, func(v *keyVersion) (err error) {
 		out, err = v.aead.Seal(kr.rand, plaintext, aad)
-		if err == nil {
-			v.seals.Add(1) // one more random nonce under this version
+		if err != nil {
+			return err
 		}
-		return err
+		// One more random nonce under this version.
+		if rewrap {
+			v.reseals.Add(1)
+		} else {
+			v.seals.Add(1)
+		}
+		return nil
 	})
 	if err != nil {
 		return nil, err

@@ -6,23 +6,31 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/cofferhq/coffer/internal/crypto/envelope"
 )
 
 // AddDataKeyUses makes memStore a UseStore, like the SQL stores.
-func (s *memStore) AddDataKeyUses(_ context.Context, keyID string, version uint32, n uint64) error {
+func (s *memStore) AddDataKeyUses(_ context.Context, keyID string, version uint32, n, rewrap uint64) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.fail != nil {
 		return s.fail
 	}
+	if rewrap > n {
+		return errors.New("more rewrap uses than uses")
+	}
 	if k, ok := s.keys[keyID][version]; ok {
 		k.Uses += n
+		k.RewrapUses += rewrap
 		s.keys[keyID][version] = k
 	}
 	return nil
 }
 
 func (s *memStore) uses(keyID string, v uint32) uint64 { return s.row(keyID, v).Uses }
+
+func (s *memStore) rewrapUses(keyID string, v uint32) uint64 { return s.row(keyID, v).RewrapUses }
 
 func wantUses(t *testing.T, kr *Keyring, keyID string, want map[uint32]uint64) {
 	t.Helper()
@@ -164,6 +172,62 @@ func TestFlushWithoutUseStore(t *testing.T) {
 	wantUses(t, kr, "a", map[uint32]uint64{1: 1}) // still counted here
 }
 
+// TestResealsCountedApart: a Reseal counts as a use like a Seal and also
+// as a rewrap use; a Seal never does. Both reach the store in one flush,
+// survive the cache, and a failed flush keeps both.
+func TestResealsCountedApart(t *testing.T) {
+	f := newFixture(t)
+	kr := New(f.p, f.s, Options{Now: f.clock.Now, CacheTTL: 30 * time.Second})
+	env := seal(t, kr, "collection/c", "x")
+	if _, err := kr.Rotate(ctx, "collection/c"); err != nil {
+		t.Fatal(err)
+	}
+	pt, err := kr.Open(ctx, "collection/c", env, envelope.AAD("collection/c", "rec", "field"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 3 {
+		env, err = kr.Reseal(ctx, "collection/c", pt, envelope.AAD("collection/c", "rec", "field"))
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	if v := version(t, env); v != 2 {
+		t.Fatalf("Reseal used version %d, want the newest, 2", v)
+	}
+	mustOpen(t, kr, "collection/c", env, "x")
+	seal(t, kr, "collection/c", "y")
+	wantUses(t, kr, "collection/c", map[uint32]uint64{1: 1, 2: 4}) // reseals are uses
+	f.clock.Advance(31 * time.Second)                              // the reload keeps the counts
+	seal(t, kr, "collection/c", "y")
+
+	boom := errors.New("database down")
+	f.s.mu.Lock()
+	f.s.fail = boom
+	f.s.mu.Unlock()
+	if err := kr.FlushUses(ctx); !errors.Is(err, boom) {
+		t.Fatalf("flush: %v, want the store's error", err)
+	}
+	f.s.mu.Lock()
+	f.s.fail = nil
+	f.s.mu.Unlock()
+	if _, err := kr.Reseal(ctx, "collection/c", pt, nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := kr.Close(); err != nil { // the counts move aside, still flushed
+		t.Fatal(err)
+	}
+	if err := kr.FlushUses(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct{ v, uses, rewrap uint64 }{{1, 1, 0}, {2, 6, 4}} {
+		v := uint32(c.v)
+		if u, r := f.s.uses("collection/c", v), f.s.rewrapUses("collection/c", v); u != c.uses || r != c.rewrap {
+			t.Errorf("version %d: %d uses, %d rewrap uses; want %d and %d", v, u, r, c.uses, c.rewrap)
+		}
+	}
+}
+
 // TestConcurrentSealsAllCounted: seals racing with flushes, reloads and
 // evictions on two nodes are each counted exactly once.
 func TestConcurrentSealsAllCounted(t *testing.T) {
@@ -190,9 +254,13 @@ func TestConcurrentSealsAllCounted(t *testing.T) {
 	var sealers sync.WaitGroup
 	for i := range workers {
 		kr := nodes[i%len(nodes)]
+		sealFn := kr.Seal
+		if i%4 == 3 {
+			sealFn = kr.Reseal // like the rewrap, on one of them
+		}
 		sealers.Go(func() {
 			for range each {
-				if _, err := kr.Seal(ctx, "collection/c", []byte("x"), nil); err != nil {
+				if _, err := sealFn(ctx, "collection/c", []byte("x"), nil); err != nil {
 					t.Error(err)
 					return
 				}
@@ -209,6 +277,9 @@ func TestConcurrentSealsAllCounted(t *testing.T) {
 	}
 	if n := f.s.uses("collection/c", 1); n != workers*each {
 		t.Fatalf("%d uses stored, want %d", n, workers*each)
+	}
+	if n := f.s.rewrapUses("collection/c", 1); n != workers/4*each {
+		t.Fatalf("%d rewrap uses stored, want %d", n, workers/4*each)
 	}
 }
 
@@ -233,5 +304,12 @@ func TestSealCountingAllocatesNothing(t *testing.T) {
 	})
 	if per > base {
 		t.Fatalf("Seal allocates %.0f times, sealing alone %.0f", per, base)
+	}
+	if re := testing.AllocsPerRun(200, func() {
+		if _, err := kr.Reseal(ctx, "collection/c", pt, aad); err != nil {
+			t.Fatal(err)
+		}
+	}); re > base {
+		t.Fatalf("Reseal allocates %.0f times, sealing alone %.0f", re, base)
 	}
 }
