@@ -97,7 +97,9 @@ func rotateKey(ctx context.Context, c *components, jobs *lifecycle.Jobs, keyID s
 // cfg.Keys: each due key is rotated by rotateKey, as `coffer keys rotate`
 // does (so the record keys' rewrap is scheduled, and rotatable still
 // refuses what an operator may not rotate), and counted in the key
-// operations metric. The rotation is logged by the job.
+// operations metric. A key left unrotated because it holds too many
+// values for a rotation to help is counted in its own metric. Both are
+// logged by the job.
 func (s *Server) autoRotation(c *components) lifecycle.RotationConfig {
 	k := s.cfg.Keys
 	return lifecycle.RotationConfig{
@@ -113,6 +115,9 @@ func (s *Server) autoRotation(c *components) lifecycle.RotationConfig {
 		},
 		OnRotated: func(string, uint32, uint32) {
 			s.metrics.KeyOps.WithLabelValues("auto_rotate").Inc()
+		},
+		OnTooManyValues: func(string) {
+			s.metrics.KeysTooManyValues.Inc()
 		},
 	}
 }

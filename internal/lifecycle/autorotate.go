@@ -16,15 +16,28 @@ const AutoRotateJob = "autorotate"
 
 // RotationPolicy says when the current version of a data key is due for
 // rotation. Which rules apply depends on the key id (see Rules).
+//
+// The use rule counts every value sealed under a version, those the
+// rewrap after a rotation resealed included: each is one more random GCM
+// nonce. So a key that holds more values than AfterUses allows fills its
+// new version past the bound as soon as the rewrap has run, and rotating
+// it again would only reseal the same values again, at every check. A
+// version is therefore due by uses only when more of its uses are new
+// values than the rewrap's (coffer.DataKey.RewrapUses): see Due. A key
+// over the bound that a rotation would not help is reported instead (see
+// TooManyValues), since only splitting it (its collection) or a higher
+// bound can.
 type RotationPolicy struct {
 	// After rotates a version older than this; 0: never by age.
 	After time.Duration
 	// AfterUses rotates a version that sealed more values than this
-	// (coffer.DataKey.Uses); 0: never by use count.
+	// (coffer.DataKey.Uses), unless most of them were resealed by the
+	// rewrap (see Due); 0: never by use count.
 	AfterUses uint64
 }
 
-// Rules reports which rules may rotate keyID automatically:
+// Rules reports which rules may rotate keyID automatically (the use count
+// rule only when a rotation helps: see RotationPolicy.Due):
 //
 //   - collection keys ("collection/NAME") and token value keys
 //     ("tokens/TYPE"): by age and by use count;
@@ -64,18 +77,62 @@ func Rules(keyID string) (byAge, byUses bool) {
 
 // Due reports whether k, the current version of its key id, is due at now
 // and why ("age" or "uses"), under the rules its key id allows.
+//
+// By uses, a version is due when it sealed more than AfterUses values and
+// more of them were new values than values resealed by the rewrap after
+// its rotation (Uses - RewrapUses > RewrapUses). For a key holding at most
+// AfterUses/2 values this is simply Uses > AfterUses. For a key holding
+// more, a rotation right after the rewrap would only reseal the same
+// values again: it waits until as many new values were sealed. So a key
+// never rotates by uses twice without more than AfterUses/2 new seals in
+// between (no rotation loop), the rewrap that follows costs fewer than
+// two reseals per new seal, and a key whose values are mostly updated,
+// not added, still has its count kept to about twice its values. See
+// TooManyValues for the versions over AfterUses this leaves unrotated.
 func (p RotationPolicy) Due(k coffer.DataKey, now time.Time) (reason string, due bool) {
 	if k.State != coffer.KeyActive {
 		return "", false
 	}
 	byAge, byUses := Rules(k.KeyID)
-	if byUses && p.AfterUses > 0 && k.Uses > p.AfterUses {
+	if byUses && p.overUses(k) && newSeals(k) > k.RewrapUses {
 		return "uses", true
 	}
 	if byAge && p.After > 0 && now.Sub(k.Created) > p.After {
 		return "age", true
 	}
 	return "", false
+}
+
+// TooManyValues reports whether k, the current version of its key id,
+// sealed more than AfterUses values under a rule that rotates it by uses,
+// yet is not due by uses (see Due) because most of its uses are its key's
+// own values resealed by the rewrap: the key holds more values than
+// AfterUses lets one key rotate away from (over half of it), and no
+// rotation brings it under the bound. Splitting the collection, or
+// raising AfterUses (keys.rotate_after_uses, at most 2^32) to well over
+// twice the key's values, does. It says nothing of the age rule, which
+// may still make k due.
+func (p RotationPolicy) TooManyValues(k coffer.DataKey) bool {
+	if k.State != coffer.KeyActive {
+		return false
+	}
+	_, byUses := Rules(k.KeyID)
+	return byUses && p.overUses(k) && newSeals(k) <= k.RewrapUses
+}
+
+// overUses reports whether k sealed more values than AfterUses allows.
+func (p RotationPolicy) overUses(k coffer.DataKey) bool {
+	return p.AfterUses > 0 && k.Uses > p.AfterUses
+}
+
+// newSeals is how many of k's uses sealed new values rather than values
+// the rewrap moved to it. The store adds both counts in one step, so
+// RewrapUses never passes Uses; were it to, there would be no new seals.
+func newSeals(k coffer.DataKey) uint64 {
+	if k.RewrapUses >= k.Uses {
+		return 0
+	}
+	return k.Uses - k.RewrapUses
 }
 
 // RotationConfig configures the automatic rotation of data keys.
@@ -92,6 +149,10 @@ type RotationConfig struct {
 	Flush func(ctx context.Context) error
 	// OnRotated, if set, is told of each automatic rotation.
 	OnRotated func(keyID string, from, to uint32)
+	// OnTooManyValues, if set, is told of each key left unrotated because
+	// it holds too many values for a rotation to bring it under
+	// Policy.AfterUses (RotationPolicy.TooManyValues), once per run.
+	OnTooManyValues func(keyID string)
 }
 
 // RotateReport says what an AutoRotate run did.
@@ -101,6 +162,10 @@ type RotateReport struct {
 	// Rewrap: a record key (collection or subject) was rotated, so its
 	// values wait for the rewrap job. Token and audit keys need none.
 	Rewrap bool
+	// TooManyValues counts the keys over Policy.AfterUses that were not
+	// rotated because a rotation would not bring them under it
+	// (RotationPolicy.TooManyValues); each was logged.
+	TooManyValues int
 }
 
 // dueScan is one prefix AutoRotate looks at, with whether age counts.
@@ -122,7 +187,11 @@ func dueScans() []dueScan {
 // It flushes this node's use counts first. A key that fails to rotate is
 // logged and skipped, and the run goes on; the error returned then says
 // how many failed. Each rotation is logged with the key id and versions,
-// never key material.
+// never key material. A key over the use bound that holds too many values
+// for a rotation to help (RotationPolicy.TooManyValues) is not rotated:
+// it is logged as a warning, with its key id and counts, and reported
+// (RotateReport.TooManyValues, RotationConfig.OnTooManyValues), at every
+// run until its collection is split or the bound raised.
 func (j *Jobs) AutoRotate(ctx context.Context) (RotateReport, error) {
 	var rep RotateReport
 	r := j.c.Rotation
@@ -164,6 +233,17 @@ func (j *Jobs) AutoRotate(ctx context.Context) (RotateReport, error) {
 			for _, k := range keys {
 				reason, due := r.Policy.Due(k, now)
 				if !due {
+					if r.Policy.TooManyValues(k) {
+						rep.TooManyValues++
+						j.c.Logger.Warn("data key holds more values than keys.rotate_after_uses allows one key: "+
+							"a rotation would only reseal them again, so it is not rotated by uses; "+
+							"split the collection or raise keys.rotate_after_uses (at most 2^32)",
+							"key_id", k.KeyID, "version", k.Version, "uses", k.Uses, "rewrap_uses", k.RewrapUses,
+							"rotate_after_uses", r.Policy.AfterUses)
+						if r.OnTooManyValues != nil {
+							r.OnTooManyValues(k.KeyID)
+						}
+					}
 					continue
 				}
 				v, err := r.Rotate(ctx, k.KeyID)

@@ -1,9 +1,12 @@
 package lifecycle_test
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
+	"encoding/base64"
 	"errors"
+	"log/slog"
 	"slices"
 	"strings"
 	"sync"
@@ -66,6 +69,170 @@ func TestRotationPolicyDue(t *testing.T) {
 			if due != (c.reason != "") || reason != c.reason {
 				t.Fatalf("Due = %q, %v; want %q", reason, due, c.reason)
 			}
+			if c.p.TooManyValues(c.k) { // no rewrap uses: rotating always helps
+				t.Fatal("TooManyValues without rewrap uses")
+			}
+		})
+	}
+}
+
+// TestRotationPolicyRewrapUses: by uses, a version is due only when more
+// of its uses sealed new values than the rewrap resealed; one over the
+// bound whose uses are mostly the rewrap's is not due but reported by
+// TooManyValues (the age rule still applies to it).
+func TestRotationPolicyRewrapUses(t *testing.T) {
+	now := time.Date(2026, 5, 1, 12, 0, 0, 0, time.UTC)
+	p := lifecycle.RotationPolicy{After: 90 * day, AfterUses: 1000}
+	young, old := now.Add(-day), now.Add(-91*day)
+	key := func(id string, created time.Time, uses, rewrap uint64) coffer.DataKey {
+		return coffer.DataKey{KeyID: id, Version: 2, State: coffer.KeyActive, Created: created, Uses: uses, RewrapUses: rewrap}
+	}
+	for _, c := range []struct {
+		name    string
+		p       lifecycle.RotationPolicy
+		k       coffer.DataKey
+		reason  string // "" when not due
+		tooMany bool
+	}{
+		{"few values rewrapped", p, key("collection/c", young, 1001, 400), "uses", false},
+		{"half the bound rewrapped", p, key("collection/c", young, 1001, 500), "uses", false},
+		{"just over half rewrapped", p, key("collection/c", young, 1001, 501), "", true},
+		{"many values rewrapped", p, key("collection/c", young, 1500, 1200), "", true},
+		{"only rewrapped values", p, key("collection/c", young, 5000, 5000), "", true},
+		{"as many new as rewrapped", p, key("collection/c", young, 2400, 1200), "", true},
+		{"more new than rewrapped", p, key("collection/c", young, 2401, 1200), "uses", false},
+		{"rewrapped but under the bound", p, key("collection/c", young, 1000, 1000), "", false},
+		{"rewrap count past uses", p, key("collection/c", young, 1500, 2000), "", true},
+		{"too many values, old", p, key("collection/c", old, 5000, 5000), "age", true},
+		{"subject, too many values", p, key("subject/s", young, 5000, 5000), "", true},
+		{"token value key, too many values", p, key("tokens/card_number", young, 5000, 5000), "", true},
+		{"audit key: no use rule", p, key("audit/hmac", young, 5000, 5000), "", false},
+		{"index key: no rule", p, key("index/c/f", old, 5000, 5000), "", false},
+		{"use rule off", lifecycle.RotationPolicy{After: 90 * day}, key("collection/c", young, 5000, 5000), "", false},
+		{"retired", p, coffer.DataKey{KeyID: "collection/c", State: coffer.KeyRetired, Uses: 5000, RewrapUses: 5000}, "", false},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			reason, due := c.p.Due(c.k, now)
+			if due != (c.reason != "") || reason != c.reason {
+				t.Fatalf("Due = %q, %v; want %q", reason, due, c.reason)
+			}
+			if got := c.p.TooManyValues(c.k); got != c.tooMany {
+				t.Fatalf("TooManyValues = %v, want %v", got, c.tooMany)
+			}
+		})
+	}
+}
+
+// TestAutoRotateKeyWithTooManyValues: against real stores, keyring and
+// rewrap, a collection key holding more values than rotate_after_uses is
+// rotated once by uses and rewrapped; the rewrap fills the new version
+// past the bound, which used to make it due again at once, rotating and
+// rewrapping everything at every check. Now the next runs leave it alone
+// and report it (logged with the key id and counts, counted), until more
+// new values than rewrapped ones are sealed under it.
+func TestAutoRotateKeyWithTooManyValues(t *testing.T) {
+	for _, b := range storetest.Backends() {
+		t.Run(b.Name, func(t *testing.T) {
+			t.Parallel()
+			ctx := context.Background()
+			f := setup(t, b)
+			f.insert(t, 20, 0, nil) // 40 values, 4 times the bound of 10
+			var (
+				logs    bytes.Buffer
+				reports []string
+				j       *lifecycle.Jobs
+			)
+			j = lifecycle.New(lifecycle.Config{Store: f.db, Keys: f.keys, Node: "a", Batch: 7,
+				Logger: slog.New(slog.NewJSONHandler(&logs, nil)),
+				Rotation: lifecycle.RotationConfig{
+					Policy: lifecycle.RotationPolicy{After: 90 * day, AfterUses: 10},
+					Flush:  f.keys.FlushUses,
+					Rotate: func(ctx context.Context, keyID string) (uint32, error) {
+						v, err := f.keys.Rotate(ctx, keyID)
+						if err == nil {
+							err = j.RequestRewrap(ctx)
+						}
+						return v, err
+					},
+					OnTooManyValues: func(keyID string) { reports = append(reports, keyID) },
+				}})
+			autoRotate := func(want lifecycle.RotateReport) {
+				t.Helper()
+				rep, err := j.AutoRotate(ctx)
+				if err != nil || rep != want {
+					t.Fatalf("AutoRotate = %+v, %v; want %+v", rep, err, want)
+				}
+			}
+			rewrap := func(want int) {
+				t.Helper()
+				rep, err := j.Rewrap(ctx, 0)
+				if err != nil || !rep.Done || rep.Rewrapped != want {
+					t.Fatalf("Rewrap = %+v, %v; want %d records moved", rep, err, want)
+				}
+			}
+			counts := func(v uint32) (uint64, uint64) {
+				t.Helper()
+				if err := f.keys.FlushUses(ctx); err != nil {
+					t.Fatal(err)
+				}
+				ks, err := f.db.DataKeys(ctx, "collection/c")
+				if err != nil || len(ks) < int(v) {
+					t.Fatalf("data keys: %+v %v", ks, err)
+				}
+				return ks[v-1].Uses, ks[v-1].RewrapUses
+			}
+
+			autoRotate(lifecycle.RotateReport{Rotated: 1, Rewrap: true}) // 40 seals over 10
+			rewrap(20)
+			if u, r := counts(2); u != 40 || r != 40 {
+				t.Fatalf("version 2 after the rewrap: %d uses, %d rewrap uses; want 40 and 40", u, r)
+			}
+			for range 2 { // not rotated again; reported at every run
+				autoRotate(lifecycle.RotateReport{TooManyValues: 1})
+			}
+			if v, err := f.keys.CurrentVersion(ctx, "collection/c"); err != nil || v != 2 {
+				t.Fatalf("current version %d, %v; want 2", v, err)
+			}
+			if len(reports) != 2 || reports[0] != "collection/c" {
+				t.Fatalf("reported %v", reports)
+			}
+			var warned int
+			for l := range strings.Lines(logs.String()) {
+				if !strings.Contains(l, "split the collection or raise keys.rotate_after_uses") {
+					continue
+				}
+				warned++
+				for _, want := range []string{`"level":"WARN"`, `"key_id":"collection/c"`, `"version":2`, `"uses":40`,
+					`"rewrap_uses":40`, `"rotate_after_uses":10`} {
+					if !strings.Contains(l, want) {
+						t.Errorf("warning lacks %s: %s", want, l)
+					}
+				}
+			}
+			if warned != 2 {
+				t.Fatalf("%d warnings, want one per run:\n%s", warned, logs.String())
+			}
+			ks, err := f.db.DataKeys(ctx, "collection/c")
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, k := range ks {
+				if len(k.Wrapped) > 0 && strings.Contains(logs.String(), base64.StdEncoding.EncodeToString(k.Wrapped)) {
+					t.Fatal("the logs hold a wrapped key")
+				}
+			}
+
+			// New values: once more of them than rewrapped ones were
+			// sealed, a rotation helps again, once.
+			f.insert(t, 20, 20, nil) // 40 new seals: as many, not more
+			autoRotate(lifecycle.RotateReport{TooManyValues: 1})
+			f.insert(t, 1, 40, nil) // 42 new seals
+			autoRotate(lifecycle.RotateReport{Rotated: 1, Rewrap: true})
+			rewrap(41)
+			if u, r := counts(3); u != 82 || r != 82 {
+				t.Fatalf("version 3 after the rewrap: %d uses, %d rewrap uses; want 82 and 82", u, r)
+			}
+			autoRotate(lifecycle.RotateReport{TooManyValues: 1})
 		})
 	}
 }

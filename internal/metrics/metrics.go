@@ -28,6 +28,10 @@ type Metrics struct {
 	KeyOps          *prometheus.CounterVec
 	CertExpiry      prometheus.Gauge
 	RewrapProcessed prometheus.Counter
+	// KeysTooManyValues counts, once per key per automatic rotation check,
+	// the data keys over keys.rotate_after_uses left unrotated because
+	// they hold too many values for a rotation to help.
+	KeysTooManyValues prometheus.Counter
 }
 
 // New registers every collector, with Go runtime and process collectors,
@@ -81,10 +85,15 @@ func New() *Metrics {
 		RewrapProcessed: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "coffer_rewrap_records_total", Help: "Records re-encrypted to the newest data key version.",
 		}),
+		KeysTooManyValues: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "coffer_key_rotation_too_many_values_total",
+			Help: "Data keys found over keys.rotate_after_uses but not rotated, once per key per automatic rotation check: " +
+				"the key holds too many values for a rotation to help (split its collection or raise keys.rotate_after_uses).",
+		}),
 	}
 	reg.MustRegister(m.Requests, m.Latency, m.AuthFailures, m.Decisions, m.Records, m.TokenValues,
 		m.AuditWrites, m.AuditFailures, m.AuditLatency, m.AuditBatch, m.SecurityEvents, m.KeyOps,
-		m.CertExpiry, m.RewrapProcessed,
+		m.CertExpiry, m.RewrapProcessed, m.KeysTooManyValues,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
