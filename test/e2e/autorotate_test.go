@@ -5,6 +5,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -126,6 +127,108 @@ func TestAutoRotateByUses(t *testing.T) {
 			resp.Body.Close()
 			if !strings.Contains(string(body), `coffer_key_operations_total{op="auto_rotate"} 1`) {
 				t.Errorf("rotation not counted:\n%s", grepLines(string(body), "coffer_key_operations"))
+			}
+		})
+	}
+}
+
+// TestAutoRotateKeyWithTooManyValues: with keys.rotate_after_uses at 5, a
+// collection key holding 8 values is rotated once by the server on its
+// own and rewrapped; the rewrap seals the 8 values under the new version,
+// over the bound again, which used to rotate and rewrap it at every check.
+// Now it stays at version 2 over many checks: the server warns, with the
+// key id and counts, that the key holds too many values for the bound, and
+// counts it in its own metric.
+func TestAutoRotateKeyWithTooManyValues(t *testing.T) {
+	for _, b := range storetest.Backends() {
+		t.Run(b.Name, func(t *testing.T) {
+			t.Parallel()
+			n := start(t, b, "COFFER_KEYS_ROTATE_AFTER_USES=5", "COFFER_KEYS_ROTATE_CHECK_INTERVAL=100ms")
+			ctx := context.Background()
+			ln, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			srv := n.srv
+			go func() { _ = srv.ServeMetrics(ln) }()
+			if err := n.admin.CreateCollection(ctx, customers); err != nil {
+				t.Fatal(err)
+			}
+			want := map[string]string{}
+			for i := range 4 { // 8 values, each sealed once
+				email := "many-" + string(rune('a'+i)) + "@example.com"
+				id, err := n.admin.CreateRecord(ctx, "customers", client.NewRecord{Owner: "o",
+					Data: map[string]any{"email": email, "name": "Many " + string(rune('A'+i))}})
+				if err != nil {
+					t.Fatal(err)
+				}
+				want[id] = email
+			}
+			db := n.openStore()
+			keyVersions := func() []coffer.DataKey {
+				t.Helper()
+				ks, err := db.DataKeys(ctx, "collection/customers")
+				if err != nil {
+					t.Fatal(err)
+				}
+				return ks
+			}
+			waitFor(t, "the collection key to rotate on its own", func() bool { return len(keyVersions()) >= 2 })
+			waitFor(t, "the rewrap to move every value to version 2", func() bool {
+				v := versions(t, db, "customers")
+				return v[2] == 8 && len(v) == 1
+			})
+			const warning = "split the collection or raise keys.rotate_after_uses"
+			waitFor(t, "the warning that the key holds too many values", func() bool {
+				return strings.Contains(n.logs.String(), warning)
+			})
+			time.Sleep(time.Second) // about ten more checks
+			ks := keyVersions()
+			if len(ks) != 2 {
+				t.Fatalf("rotated again after its rewrap: %d versions", len(ks))
+			}
+			if ks[1].Uses != 8 || ks[1].RewrapUses != 8 {
+				t.Fatalf("version 2: %d uses, %d rewrap uses; want 8 and 8", ks[1].Uses, ks[1].RewrapUses)
+			}
+			for id, email := range want {
+				r, err := n.admin.GetRecord(ctx, "customers", id)
+				if err != nil || r.Data["email"] != email {
+					t.Fatalf("record %s: %v %v", id, err, r)
+				}
+			}
+
+			logs := n.logs.String()
+			if c := strings.Count(logs, `"reason":"uses"`); c != 1 {
+				t.Errorf("%d rotations by uses logged, want 1", c)
+			}
+			for l := range strings.Lines(logs) {
+				if !strings.Contains(l, warning) {
+					continue
+				}
+				for _, w := range []string{`"level":"WARN"`, `"key_id":"collection/customers"`, `"version":2`,
+					`"rewrap_uses":8`, `"rotate_after_uses":5`} {
+					if !strings.Contains(l, w) {
+						t.Errorf("warning lacks %s: %s", w, l)
+					}
+				}
+			}
+			for _, secret := range []string{"many-a@example.com", "Many B"} {
+				if strings.Contains(logs, secret) {
+					t.Errorf("logs hold a value: %s", secret)
+				}
+			}
+			resp, err := http.Get("http://" + ln.Addr().String() + "/metrics")
+			if err != nil {
+				t.Fatal(err)
+			}
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if !strings.Contains(string(body), `coffer_key_operations_total{op="auto_rotate"} 1`) {
+				t.Errorf("rotations counted:\n%s", grepLines(string(body), "coffer_key_operations"))
+			}
+			if !regexp.MustCompile(`(?m)^coffer_key_rotation_too_many_values_total [1-9]`).Match(body) {
+				t.Errorf("the key with too many values was not counted:\n%s",
+					grepLines(string(body), "coffer_key_rotation_too_many_values_total"))
 			}
 		})
 	}
