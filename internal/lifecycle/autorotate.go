@@ -106,12 +106,11 @@ func (p RotationPolicy) Due(k coffer.DataKey, now time.Time) (reason string, due
 // TooManyValues reports whether k, the current version of its key id,
 // sealed more than AfterUses values under a rule that rotates it by uses,
 // yet is not due by uses (see Due) because most of its uses are its key's
-// own values resealed by the rewrap: the key holds more values than
-// AfterUses lets one key rotate away from (over half of it), and no
-// rotation brings it under the bound. Splitting the collection, or
-// raising AfterUses (keys.rotate_after_uses, at most 2^32) to well over
-// twice the key's values, does. It says nothing of the age rule, which
-// may still make k due.
+// own values resealed by the rewrap: the key holds too many values for
+// AfterUses (over half of it), and no rotation keeps it under the bound.
+// Splitting the collection, or raising AfterUses (keys.rotate_after_uses,
+// at most 2^32) to well over twice the key's values, does. It says
+// nothing of the age rule, which may still make k due.
 func (p RotationPolicy) TooManyValues(k coffer.DataKey) bool {
 	if k.State != coffer.KeyActive {
 		return false
@@ -235,8 +234,8 @@ func (j *Jobs) AutoRotate(ctx context.Context) (RotateReport, error) {
 				if !due {
 					if r.Policy.TooManyValues(k) {
 						rep.TooManyValues++
-						j.c.Logger.Warn("data key holds more values than keys.rotate_after_uses allows one key: "+
-							"a rotation would only reseal them again, so it is not rotated by uses; "+
+						j.c.Logger.Warn("data key holds too many values for keys.rotate_after_uses (over half of it): "+
+							"a rotation would only reseal them again, so it is not rotated by uses until new values outnumber them; "+
 							"split the collection or raise keys.rotate_after_uses (at most 2^32)",
 							"key_id", k.KeyID, "version", k.Version, "uses", k.Uses, "rewrap_uses", k.RewrapUses,
 							"rotate_after_uses", r.Policy.AfterUses)
