@@ -259,7 +259,15 @@ type KeyRotation struct {
 	// RotateAfterUses makes a key due when its current version has sealed
 	// more values (AES-GCM encryptions with random nonces; default 2^30
 	// = 1073741824; 0: never by count; at most 2^32, the bound past which
-	// nonce collisions become likely).
+	// nonce collisions become likely). The rewrap after a rotation seals
+	// every value of the key again under the new version, and those seals
+	// count: a key holding more than half this many values cannot be
+	// brought well under it by rotating. Such a key is rotated by count
+	// again only once more new values than rewrapped ones were sealed
+	// under its version (never at every check), and each check logs a
+	// warning naming it and counts it in the metric
+	// coffer_key_rotation_too_many_values_total. Split its collection, or
+	// raise this to well over twice the key's values (within 2^32).
 	RotateAfterUses int64 `yaml:"rotate_after_uses"`
 	// RotateCheckInterval is how often a node looks for due keys (default
 	// 10m). Keep it short enough that a busy key cannot seal far past

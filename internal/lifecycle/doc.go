@@ -23,6 +23,16 @@
 // for verification), and never the keys whose MACs find rows. Rotations
 // are logged by key id and versions only.
 //
+// The rewrap after a rotation reseals every value of the key under the
+// new version, and those seals count (the keyring counts them apart too,
+// coffer.DataKey.RewrapUses). A key holding more values than half the use
+// bound is over it again, or nearly, as soon as its rewrap has run, and
+// rotating it again would only reseal the same values: [RotationPolicy.Due]
+// makes such a version due by uses only once more new values than
+// rewrapped ones were sealed under it, and [Jobs.AutoRotate] warns of it
+// at every check ([RotationPolicy.TooManyValues]) with its key id and
+// counts: only splitting the collection or a higher bound helps.
+//
 // Jobs open and reseal values only in memory; they must never log a value,
 // and a rewrap never overwrites a record changed since it was read.
 package lifecycle
