@@ -3,7 +3,6 @@ package store
 import (
 	"context"
 	"database/sql"
-	"database/sql/driver"
 	"embed"
 	"errors"
 	"fmt"
@@ -389,34 +388,6 @@ func openSQLite(ctx context.Context, path string, o Options) (*DB, error) {
 	}
 	db.group = newGroupCommit(db, 256)
 	db.group.idle = ws.prepareWanted
-	// Batches commit without waiting for the disk, and their callers wait
-	// for the syncer instead (see groupCommit); every other write on the
-	// connection stays synchronous=FULL.
-	db.group.begin = func(ctx context.Context) (txQuerier, func(), error) {
-		conn, err := w.Conn(ctx)
-		if err != nil {
-			return nil, nil, err
-		}
-		restore := func() {
-			if _, err := conn.ExecContext(context.Background(), "PRAGMA synchronous=FULL"); err != nil {
-				// Never hand back a connection that would commit
-				// without syncing: the pool drops it.
-				_ = conn.Raw(func(any) error { return driver.ErrBadConn })
-			}
-			_ = conn.Close()
-		}
-		if _, err := conn.ExecContext(ctx, "PRAGMA synchronous=NORMAL"); err != nil {
-			restore()
-			return nil, nil, err
-		}
-		tx, err := conn.BeginTx(ctx, nil)
-		if err != nil {
-			restore()
-			return nil, nil, err
-		}
-		return sqlTx{sqlQ{ph: ph, db: tx, stmts: ws, tx: tx}, tx}, restore, nil
-	}
-	db.group.syncer = newWALSyncer(path)
 	db.closers = append(db.closers, db.group.close)
 	return db, nil
 }

@@ -7,22 +7,13 @@ import (
 )
 
 // groupCommit runs the write transactions of many concurrent callers in one
-// SQLite transaction, so they share one fsync (a commit costs a sync however
-// little it writes). Each
+// SQLite transaction, so they share one fsync (synchronous=FULL makes every
+// commit durable, and a commit costs a sync however little it writes). Each
 // caller's work runs inside its own SAVEPOINT: a caller whose work fails is
 // rolled back to it alone and gets its own error, the others commit. If the
 // commit itself fails, every caller of the batch gets that error and nothing
 // of the batch is stored. SQLite has one writer at a time anyway, so
 // batching costs no concurrency.
-//
-// Durability is pipelined: when begin is set, a batch commits with
-// synchronous=NORMAL (the WAL is written, not synced) and its callers are
-// answered by syncer only after an fsync of the WAL that started after the
-// commit, while the next batch already runs. A caller thus never hears of a
-// commit that a power loss could undo, and the write connection does not
-// sit idle through every fsync. SQLite's WAL is a log: an fsync makes every
-// earlier commit durable too, and recovery after a crash never keeps a
-// later commit without the earlier ones.
 type groupCommit struct {
 	db    *DB
 	reqs  chan txReq
@@ -31,13 +22,6 @@ type groupCommit struct {
 	limit int
 	// idle runs after each batch, while the write connection is free.
 	idle func()
-	// begin, if set, starts a batch's transaction with a relaxed sync and
-	// returns a func that restores the connection for other writers;
-	// batches then reach their callers through syncer. Nil: db.begin,
-	// and each commit is durable when it returns.
-	begin func(ctx context.Context) (txQuerier, func(), error)
-	// syncer makes the WAL durable and answers the callers; set with begin.
-	syncer *walSyncer
 }
 
 type txReq struct {
@@ -71,31 +55,6 @@ func (g *groupCommit) run(ctx context.Context, fn func(q querier) error) error {
 func (g *groupCommit) close() {
 	close(g.stop)
 	g.wg.Wait()
-	if g.syncer != nil {
-		g.syncer.close()
-	}
-}
-
-// reply answers the callers of a batch: at once, or once the WAL holding
-// the batch is synced.
-func (g *groupCommit) reply(batch []txReq, errs []error) {
-	if g.syncer != nil {
-		g.syncer.answer(batch, errs)
-		return
-	}
-	for i, r := range batch {
-		r.done <- errs[i]
-	}
-}
-
-// beginBatch starts a batch's transaction: through begin when set, else
-// db.begin with nothing to restore.
-func (g *groupCommit) beginBatch(ctx context.Context) (txQuerier, func(), error) {
-	if g.begin != nil {
-		return g.begin(ctx)
-	}
-	tx, err := g.db.begin(ctx)
-	return tx, func() {}, err
 }
 
 func (g *groupCommit) loop() {
@@ -125,24 +84,17 @@ func (g *groupCommit) loop() {
 }
 
 func (g *groupCommit) commit(batch []txReq) {
-	errs := make([]error, len(batch))
-	g.runBatch(batch, errs)
-	g.reply(batch, errs)
-}
-
-// runBatch runs batch in one transaction and sets each caller's error.
-func (g *groupCommit) runBatch(batch []txReq, errs []error) {
 	// The batch's own context: one caller's cancellation must not abort
 	// the others' transaction.
 	ctx := context.Background()
-	tx, done, err := g.beginBatch(ctx)
+	errs := make([]error, len(batch))
+	tx, err := g.db.begin(ctx)
 	if err != nil {
-		for i := range batch {
-			errs[i] = mapErr(err)
+		for _, r := range batch {
+			r.done <- mapErr(err)
 		}
 		return
 	}
-	defer done()
 	if len(batch) == 1 {
 		// Alone in the batch: no savepoint needed, the transaction is its.
 		r := batch[0]
@@ -152,10 +104,10 @@ func (g *groupCommit) runBatch(batch []txReq, errs []error) {
 		}
 		if err != nil {
 			_ = tx.rollback(ctx)
-			errs[0] = err
+			r.done <- err
 			return
 		}
-		errs[0] = mapErr(tx.commit(ctx))
+		r.done <- mapErr(tx.commit(ctx))
 		return
 	}
 	ok := 0
@@ -173,10 +125,11 @@ func (g *groupCommit) runBatch(batch []txReq, errs []error) {
 			if _, rerr := tx.exec(ctx, "ROLLBACK TO SAVEPOINT coffer_call"); rerr != nil {
 				// The transaction is unusable: fail the whole batch.
 				_ = tx.rollback(ctx)
-				for j := range batch {
+				for j, r := range batch {
 					if errs[j] == nil {
 						errs[j] = rerr
 					}
+					r.done <- errs[j]
 				}
 				return
 			}
@@ -193,9 +146,10 @@ func (g *groupCommit) runBatch(batch []txReq, errs []error) {
 	} else {
 		_ = tx.rollback(ctx)
 	}
-	for i := range batch {
+	for i, r := range batch {
 		if errs[i] == nil {
 			errs[i] = cerr
 		}
+		r.done <- errs[i]
 	}
 }
