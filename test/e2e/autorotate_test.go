@@ -2,9 +2,6 @@ package e2e
 
 import (
 	"context"
-	"io"
-	"net"
-	"net/http"
 	"regexp"
 	"strings"
 	"testing"
@@ -26,12 +23,7 @@ func TestAutoRotateByUses(t *testing.T) {
 			t.Parallel()
 			n := start(t, b, "COFFER_KEYS_ROTATE_AFTER_USES=5", "COFFER_KEYS_ROTATE_CHECK_INTERVAL=100ms")
 			ctx := context.Background()
-			ln, err := net.Listen("tcp", "127.0.0.1:0")
-			if err != nil {
-				t.Fatal(err)
-			}
-			srv := n.srv
-			go func() { _ = srv.ServeMetrics(ln) }()
+			n.serveMetrics()
 			if err := n.admin.CreateCollection(ctx, customers); err != nil {
 				t.Fatal(err)
 			}
@@ -119,14 +111,9 @@ func TestAutoRotateByUses(t *testing.T) {
 					t.Errorf("logs hold a value: %s", secret)
 				}
 			}
-			resp, err := http.Get("http://" + ln.Addr().String() + "/metrics")
-			if err != nil {
-				t.Fatal(err)
-			}
-			body, _ := io.ReadAll(resp.Body)
-			resp.Body.Close()
-			if !strings.Contains(string(body), `coffer_key_operations_total{op="auto_rotate"} 1`) {
-				t.Errorf("rotation not counted:\n%s", grepLines(string(body), "coffer_key_operations"))
+			body := n.scrapeMetrics()
+			if !strings.Contains(body, `coffer_key_operations_total{op="auto_rotate"} 1`) {
+				t.Errorf("rotation not counted:\n%s", grepLines(body, "coffer_key_operations"))
 			}
 		})
 	}
@@ -145,12 +132,7 @@ func TestAutoRotateKeyWithTooManyValues(t *testing.T) {
 			t.Parallel()
 			n := start(t, b, "COFFER_KEYS_ROTATE_AFTER_USES=5", "COFFER_KEYS_ROTATE_CHECK_INTERVAL=100ms")
 			ctx := context.Background()
-			ln, err := net.Listen("tcp", "127.0.0.1:0")
-			if err != nil {
-				t.Fatal(err)
-			}
-			srv := n.srv
-			go func() { _ = srv.ServeMetrics(ln) }()
+			n.serveMetrics()
 			if err := n.admin.CreateCollection(ctx, customers); err != nil {
 				t.Fatal(err)
 			}
@@ -217,18 +199,13 @@ func TestAutoRotateKeyWithTooManyValues(t *testing.T) {
 					t.Errorf("logs hold a value: %s", secret)
 				}
 			}
-			resp, err := http.Get("http://" + ln.Addr().String() + "/metrics")
-			if err != nil {
-				t.Fatal(err)
+			body := n.scrapeMetrics()
+			if !strings.Contains(body, `coffer_key_operations_total{op="auto_rotate"} 1`) {
+				t.Errorf("rotations counted:\n%s", grepLines(body, "coffer_key_operations"))
 			}
-			body, _ := io.ReadAll(resp.Body)
-			resp.Body.Close()
-			if !strings.Contains(string(body), `coffer_key_operations_total{op="auto_rotate"} 1`) {
-				t.Errorf("rotations counted:\n%s", grepLines(string(body), "coffer_key_operations"))
-			}
-			if !regexp.MustCompile(`(?m)^coffer_key_rotation_too_many_values_total [1-9]`).Match(body) {
+			if !regexp.MustCompile(`(?m)^coffer_key_rotation_too_many_values_total [1-9]`).MatchString(body) {
 				t.Errorf("the key with too many values was not counted:\n%s",
-					grepLines(string(body), "coffer_key_rotation_too_many_values_total"))
+					grepLines(body, "coffer_key_rotation_too_many_values_total"))
 			}
 		})
 	}

@@ -53,6 +53,38 @@ type node struct {
 	raw     *http.Client // trusts the CA, no token
 	env     []string     // COFFER_* overrides for the server's config
 	opts    app.Options  // process-level options (the logger is set by serve)
+	metrics string       // the metrics listener's address, once serveMetrics ran
+}
+
+// serveMetrics serves the server's metrics on a loopback port (once) and
+// returns the base URL.
+func (n *node) serveMetrics() string {
+	n.t.Helper()
+	if n.metrics == "" {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			n.t.Fatal(err)
+		}
+		srv := n.srv
+		go func() { _ = srv.ServeMetrics(ln) }()
+		n.metrics = "http://" + ln.Addr().String()
+	}
+	return n.metrics
+}
+
+// scrapeMetrics returns the server's /metrics text.
+func (n *node) scrapeMetrics() string {
+	n.t.Helper()
+	resp, err := http.Get(n.serveMetrics() + "/metrics")
+	if err != nil {
+		n.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil || resp.StatusCode != http.StatusOK {
+		n.t.Fatalf("GET /metrics: %d %v", resp.StatusCode, err)
+	}
+	return string(body)
 }
 
 // forEachBackend runs fn against a fresh deployment on SQLite and on PostgreSQL.

@@ -1,11 +1,7 @@
 package e2e
 
 import (
-	"bytes"
 	"context"
-	"io"
-	"net"
-	"net/http"
 	"os"
 	"os/exec"
 	"strings"
@@ -19,12 +15,7 @@ import (
 // Prometheus text format that promtool accepts, with no value or id in it.
 func TestMetrics(t *testing.T) {
 	n := start(t, storetest.Backends()[0])
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := n.srv
-	go func() { _ = srv.ServeMetrics(ln) }()
+	n.serveMetrics()
 	ctx := context.Background()
 	if err := n.admin.CreateCollection(ctx, customers); err != nil {
 		t.Fatal(err)
@@ -38,16 +29,7 @@ func TestMetrics(t *testing.T) {
 		t.Fatal(err)
 	}
 	n.do("GET", "/v1/collections", "bad-token", "", nil)
-	resp, err := http.Get("http://" + ln.Addr().String() + "/metrics")
-	if err != nil {
-		t.Fatal(err)
-	}
-	body, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	if resp.StatusCode != 200 {
-		t.Fatalf("metrics: %d", resp.StatusCode)
-	}
-	text := string(body)
+	text := n.scrapeMetrics()
 	for _, want := range []string{
 		`coffer_http_requests_total{code="201",route="POST /v1/collections/{c}/records"}`,
 		`coffer_records_total{op="read"}`,
@@ -73,7 +55,7 @@ func TestMetrics(t *testing.T) {
 		t.Skip("promtool not installed")
 	}
 	cmd := exec.Command(promtool, "check", "metrics")
-	cmd.Stdin = bytes.NewReader(body)
+	cmd.Stdin = strings.NewReader(text)
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("promtool check metrics: %v\n%s", err, out)
 	}
