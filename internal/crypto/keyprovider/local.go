@@ -189,6 +189,11 @@ func FromEnv(name string) (*Local, error) {
 // error is ErrInvalidKey alone: the decoder's message could echo input.
 func decodeKey(text []byte) (secret.Key, error) {
 	text = bytes.TrimSpace(text)
+	// The decoder skips CR and LF anywhere in its input, even in strict
+	// mode: a key has exactly one text, so refuse them inside it.
+	if bytes.ContainsAny(text, "\r\n") {
+		return secret.Key{}, ErrInvalidKey
+	}
 	raw := make([]byte, base64.StdEncoding.DecodedLen(len(text)))
 	defer clear(raw)
 	n, err := base64.StdEncoding.Strict().Decode(raw, text)
