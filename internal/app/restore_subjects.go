@@ -137,7 +137,7 @@ func restoreSubjects(ctx context.Context, opts RestoreOptions, p keyprovider.Pro
 				// copied.
 				res.SubjectKeysErased++
 			default:
-				copied = append(copied, versions...)
+				copied = append(copied, liveVersions(versions)...)
 				restored = append(restored, id)
 			}
 		}
@@ -179,13 +179,27 @@ func restoreSubjects(ctx context.Context, opts RestoreOptions, p keyprovider.Pro
 	return nil
 }
 
-// destroyed reports whether any version of a key is destroyed: then the
-// whole key is (keyring.Keyring.Destroy).
+// destroyed reports whether every version of a key is destroyed: then the
+// whole key is (keyring.Keyring.Destroy). A single destroyed version beside
+// live ones was ended on its own (keyring.Keyring.DestroyVersion).
 func destroyed(versions []coffer.DataKey) bool {
 	for _, v := range versions {
-		if v.State == coffer.KeyDestroyed {
-			return true
+		if v.State != coffer.KeyDestroyed {
+			return false
 		}
 	}
-	return false
+	return len(versions) > 0
+}
+
+// liveVersions returns the versions that are not destroyed: a version
+// destroyed on its own has no bytes to copy, and leaving it out keeps it
+// unreadable.
+func liveVersions(versions []coffer.DataKey) []coffer.DataKey {
+	var out []coffer.DataKey
+	for _, v := range versions {
+		if v.State != coffer.KeyDestroyed {
+			out = append(out, v)
+		}
+	}
+	return out
 }
