@@ -665,7 +665,10 @@ func keyVersionAttack(op string) func(t *testing.T, w *world) {
 					continue // not JSON-encodable: the body is refused whole (covered by the hostile-body cases)
 				}
 				r := w.n.call(t, "POST", "/v1/admin/keys/"+op, w.n.admin, `{"key_id":`+js(id)+`,"version":1}`)
-				if r.status != 404 && r.status != 422 {
+				// 409 for a subject the erasure attacks erased: its key is a
+				// destroyed tombstone.
+				erased := r.status == 409 && strings.HasPrefix(id, "subject/") && strings.Contains(string(r.body), "subject erased")
+				if r.status != 404 && r.status != 422 && !erased {
 					t.Errorf("key_id %q: %s (want 404 or 422)", id, r)
 				}
 			}
