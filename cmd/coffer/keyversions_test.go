@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"encoding/json"
+	"errors"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -133,4 +134,66 @@ func TestRetireKeyVersionCLIDeployments(t *testing.T) {
 	if code != 1 || !strings.Contains(errs, "no such key") {
 		t.Fatalf("retire on a Shamir deployment: %d %q %q", code, out, errs)
 	}
+}
+
+// TestRestoreAfterDestroyingSubjectKeyVersion: a backup taken before an
+// old subject key version was rewrapped away and destroyed restores with
+// the live deployment's subject keys; the values still under the destroyed
+// version are reported unreadable, the restore does not fail, and the
+// destroyed version does not come back.
+func TestRestoreAfterDestroyingSubjectKeyVersion(t *testing.T) {
+	ctx := context.Background()
+	tmp := t.TempDir()
+	live := filepath.Join(tmp, "live")
+	if code, _, errs := runCLI(t, "init", "--data-dir", live); code != 0 {
+		t.Fatal(errs)
+	}
+	withKeyring(t, live, func(kr *keyring.Keyring, db *store.DB) {
+		if err := db.CreateCollection(ctx, coffer.Collection{Name: "people", CreatedAt: time.Now().UTC(),
+			Fields: []coffer.Field{{Name: "email", Type: coffer.TypeEmail, Searchable: true}}}); err != nil {
+			t.Fatal(err)
+		}
+		putSubjectRecord(t, kr, db, "r1", "amy", "amy@example.com")
+	})
+	b1 := filepath.Join(tmp, "b1.backup")
+	if code, _, errs := runCLI(t, "backup", "--data-dir", live, "--out", b1); code != 0 {
+		t.Fatal(errs)
+	}
+	withKeyring(t, live, func(kr *keyring.Keyring, db *store.DB) {
+		if _, err := kr.Rotate(ctx, "subject/amy"); err != nil {
+			t.Fatal(err)
+		}
+		jobs := lifecycle.New(lifecycle.Config{Store: db, Keys: kr, Node: "cli-test"})
+		if err := jobs.RequestRewrap(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if rep, err := jobs.Rewrap(ctx, 0); err != nil || rep.Rewrapped != 1 {
+			t.Fatalf("rewrap: %+v %v", rep, err)
+		}
+		if err := kr.Retire(ctx, "subject/amy", 1); err != nil {
+			t.Fatal(err)
+		}
+		if err := kr.DestroyVersion(ctx, "subject/amy", 1); err != nil {
+			t.Fatal(err)
+		}
+	})
+	r := filepath.Join(tmp, "r")
+	code, out, errs := runCLI(t, "restore", "--data-dir", r, "--in", b1, "--root-key-file", filepath.Join(live, "root.key"),
+		"--subject-keys-from-data-dir", live)
+	if code != 0 || !strings.Contains(out, "restored:          1") || !strings.Contains(out, "1 values") {
+		t.Fatalf("restore: %d %s %s", code, out, errs)
+	}
+	withKeyring(t, r, func(kr *keyring.Keyring, db *store.DB) {
+		ks, err := db.DataKeys(ctx, "subject/amy")
+		if err != nil || len(ks) != 2 || ks[0].State != coffer.KeyDestroyed || len(ks[0].Wrapped) != 0 || ks[1].State != coffer.KeyActive {
+			t.Fatalf("restored subject key: %+v %v", ks, err)
+		}
+		rec, err := db.Record(ctx, "people", "r1")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := kr.Open(ctx, "subject/amy", rec.Values["email"], envelope.AAD("people", "r1", "email")); !errors.Is(err, keyring.ErrVersionDestroyed) {
+			t.Fatalf("a restored value under the destroyed version: %v", err)
+		}
+	})
 }

@@ -137,7 +137,9 @@ func restoreSubjects(ctx context.Context, opts RestoreOptions, p keyprovider.Pro
 				// copied.
 				res.SubjectKeysErased++
 			default:
-				copied = append(copied, liveVersions(versions)...)
+				// A version destroyed on its own comes as a tombstone
+				// (no bytes), so its values read as unreadable.
+				copied = append(copied, versions...)
 				restored = append(restored, id)
 			}
 		}
@@ -189,17 +191,4 @@ func destroyed(versions []coffer.DataKey) bool {
 		}
 	}
 	return len(versions) > 0
-}
-
-// liveVersions returns the versions that are not destroyed: a version
-// destroyed on its own has no bytes to copy, and leaving it out keeps it
-// unreadable.
-func liveVersions(versions []coffer.DataKey) []coffer.DataKey {
-	var out []coffer.DataKey
-	for _, v := range versions {
-		if v.State != coffer.KeyDestroyed {
-			out = append(out, v)
-		}
-	}
-	return out
 }
