@@ -78,11 +78,29 @@ func TestDestroyOneVersionSQLStores(t *testing.T) {
 			if _, err := kr.Open(ctx, id, old, aad); !errors.Is(err, keyring.ErrKeyRetired) {
 				t.Fatalf("open under a retired version: %v", err)
 			}
+			// The other node follows within its cache time.
+			if _, err := other.Open(ctx, id, old, aad); err != nil {
+				t.Fatalf("other node within its cache time of the retirement: %v", err)
+			}
+			clock += keyring.DefaultCacheTTL + time.Second
+			if _, err := other.Open(ctx, id, old, aad); !errors.Is(err, keyring.ErrKeyRetired) {
+				t.Fatalf("other node after its cache expired: %v", err)
+			}
 			if err := kr.Unretire(ctx, id, 1); err != nil {
 				t.Fatal(err)
 			}
+			if err := kr.Unretire(ctx, id, 1); err != nil {
+				t.Fatalf("unretire an active version: %v", err)
+			}
 			if pt, err := kr.Open(ctx, id, old, aad); err != nil || string(pt) != "v1 value" {
 				t.Fatalf("open after unretire: %q %v", pt, err)
+			}
+			if v, err := kr.CurrentVersion(ctx, id); err != nil || v != 2 {
+				t.Fatalf("current version after unretiring 1: %d %v", v, err)
+			}
+			clock += keyring.DefaultCacheTTL + time.Second
+			if pt, err := other.Open(ctx, id, old, aad); err != nil || string(pt) != "v1 value" {
+				t.Fatalf("other node after unretire and its cache time: %q %v", pt, err)
 			}
 			if err := kr.Retire(ctx, id, 1); err != nil {
 				t.Fatal(err)
