@@ -93,7 +93,7 @@ Clients, users and policies are those of the backup.
   missing there:     %d (stay unreadable)
 `, res.SubjectKeysRestored, res.IndexEntriesAdded, res.SubjectKeysErased, res.SubjectKeysMissing)
 				if res.SubjectValuesUnreadable > 0 {
-					fmt.Fprintf(stdout, "  WARNING: %d values of restored subjects stay unreadable: their key version is retired there.\n",
+					fmt.Fprintf(stdout, "  WARNING: %d values of restored subjects stay unreadable: their key version is retired or destroyed there.\n",
 						res.SubjectValuesUnreadable)
 				}
 				fmt.Fprintln(stdout, "This deployment now holds those subjects' keys: an erasure must be made here too.")

@@ -12,16 +12,18 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"strconv"
 	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/cofferhq/coffer/internal/app"
+	"github.com/cofferhq/coffer/internal/config"
 )
 
 func keysCmd(stdout io.Writer, env []string) *cobra.Command {
-	cmd := &cobra.Command{Use: "keys", Short: "Rotate Coffer's keys offline, against the store"}
+	cmd := &cobra.Command{Use: "keys", Short: "Rotate Coffer's keys, and retire or destroy old versions, offline, against the store"}
 	var dir, dbURL, newKey string
 	rotate := &cobra.Command{
 		Use: "rotate --data-dir DIR KEY_ID",
@@ -83,6 +85,42 @@ Restart every node with the new root key.
 	rotateRoot.Flags().StringVar(&newKey, "new-root-key", "", "the new root key file (32 bytes base64, mode 0600)")
 	_ = rotateRoot.MarkFlagRequired("new-root-key")
 	cmd.AddCommand(rotate, rotateRoot)
+	for _, vc := range []struct {
+		use, short string
+		do         func(context.Context, *config.Config, string, uint32) (app.KeyVersionChange, error)
+		done       string
+	}{
+		{"retire", "Stop an old version of a collection/NAME, subject/ID or tokens/TYPE key from decrypting, once no stored value is sealed under it (undo: keys unretire)",
+			app.RetireKeyVersion, "retired: it no longer decrypts (coffer keys unretire brings it back; destroy ends it for good)"},
+		{"unretire", "Make a retired key version decrypt again (to undo a retire)",
+			app.UnretireKeyVersion, "active again: it decrypts"},
+		{"destroy", "Erase a retired key version for good, once no stored value is sealed under it",
+			app.DestroyKeyVersion, "destroyed: its key bytes are erased; nothing sealed under it can be opened again"},
+	} {
+		sub := &cobra.Command{
+			Use:   vc.use + " --data-dir DIR KEY_ID VERSION",
+			Short: vc.short,
+			Args:  cobra.ExactArgs(2),
+			RunE: func(cmd *cobra.Command, args []string) error {
+				n, err := strconv.ParseUint(args[1], 10, 32)
+				if err != nil || n == 0 {
+					return &exitError{code: 2, err: errors.New("VERSION must be a key version number, 1 or more")}
+				}
+				cfg, err := deploymentConfig(cmd, dir, dbURL, env)
+				if err != nil {
+					return err
+				}
+				res, err := vc.do(cmd.Context(), cfg, args[0], uint32(n))
+				if err != nil {
+					return &exitError{code: 1, err: err}
+				}
+				fmt.Fprintf(stdout, "%s version %d %s\n", res.KeyID, res.Version, vc.done)
+				return nil
+			},
+		}
+		deploymentFlags(sub, env, &dir, &dbURL)
+		cmd.AddCommand(sub)
+	}
 	return cmd
 }
 

@@ -40,6 +40,11 @@ type Options struct {
 	// cache time and a margin on PostgreSQL); negative moves at once.
 	// Tests set it.
 	ReindexAfter time.Duration
+	// RetireAfter overrides how long a key version must have had a newer
+	// version before it may be retired (default DefaultRetireAfter: the
+	// key cache time and a margin, on every backend); negative means at
+	// once. Tests set it.
+	RetireAfter time.Duration
 	// AuditMaxBatch, when above 0, caps the events of one audit append; 1
 	// turns group commit off (one transaction and sync per event). Only
 	// benchmarks set it, to compare the two; it is not configurable.

@@ -137,6 +137,8 @@ func restoreSubjects(ctx context.Context, opts RestoreOptions, p keyprovider.Pro
 				// copied.
 				res.SubjectKeysErased++
 			default:
+				// A version destroyed on its own comes as a tombstone
+				// (no bytes), so its values read as unreadable.
 				copied = append(copied, versions...)
 				restored = append(restored, id)
 			}
@@ -179,13 +181,14 @@ func restoreSubjects(ctx context.Context, opts RestoreOptions, p keyprovider.Pro
 	return nil
 }
 
-// destroyed reports whether any version of a key is destroyed: then the
-// whole key is (keyring.Keyring.Destroy).
+// destroyed reports whether every version of a key is destroyed: then the
+// whole key is (keyring.Keyring.Destroy). A single destroyed version beside
+// live ones was ended on its own (keyring.Keyring.DestroyVersion).
 func destroyed(versions []coffer.DataKey) bool {
 	for _, v := range versions {
-		if v.State == coffer.KeyDestroyed {
-			return true
+		if v.State != coffer.KeyDestroyed {
+			return false
 		}
 	}
-	return false
+	return len(versions) > 0
 }

@@ -36,6 +36,31 @@ type KeyAdmin interface {
 	RotateKey(ctx context.Context, keyID string) (KeyRotation, error)
 }
 
+// KeyVersionChange is the answer to a retire, unretire or destroy of one
+// data key version.
+type KeyVersionChange struct {
+	KeyID   string `json:"key_id"`
+	Version uint32 `json:"version"`
+	// State is the version's state now: "retired", "active" or "destroyed".
+	State string `json:"state"`
+}
+
+// KeyVersionAdmin ends (or brings back) old versions of Coffer's data keys
+// on an operator's request. Errors are *coffer.Error for what the caller
+// got wrong (EINVALID for a key id whose versions are not ended this way
+// or a version 0, ENOTFOUND for an unknown key or version, ECONFLICT when
+// refusing would keep a stored value readable or the state forbids it);
+// anything else is internal.
+type KeyVersionAdmin interface {
+	// RetireKey stops version from decrypting, once no stored value is
+	// sealed under it and no node can still seal under it.
+	RetireKey(ctx context.Context, keyID string, version uint32) (KeyVersionChange, error)
+	// UnretireKey makes a retired version decrypt again.
+	UnretireKey(ctx context.Context, keyID string, version uint32) (KeyVersionChange, error)
+	// DestroyKey erases a retired version for good.
+	DestroyKey(ctx context.Context, keyID string, version uint32) (KeyVersionChange, error)
+}
+
 // KeyAdminRoutes returns the routes of Coffer's own key administration,
 // for Config.Extra:
 //
@@ -46,10 +71,20 @@ type KeyAdmin interface {
 // audit/hmac and audit/signing (the audit log goes on under the new
 // version; the old ones stay to verify it) and jwt/signing.
 //
+// When admin is also a KeyVersionAdmin, old versions of the keys that seal
+// stored values (collection/NAME, subject/ID, tokens/TYPE) can be ended:
+//
+//	POST /v1/admin/keys/retire   {"key_id": "collection/customers", "version": 1}
+//	POST /v1/admin/keys/unretire {"key_id": "collection/customers", "version": 1}
+//	POST /v1/admin/keys/destroy  {"key_id": "collection/customers", "version": 1}
+//
 // The caller needs action admin on resource keys/KEY_ID (a policy grants
 // it with "keys/*", or narrower with "keys/collection*").
 func KeyAdminRoutes(admin KeyAdmin, policies Policies) func(*Router) {
 	return func(rt *Router) {
+		if va, ok := admin.(KeyVersionAdmin); ok {
+			keyVersionRoutes(rt, va, policies)
+		}
 		rt.Handle("POST /v1/admin/keys/rotate", func(c *Call) (Reply, error) {
 			c.Note.Target("admin", "keys")
 			var req struct {
@@ -67,6 +102,46 @@ func KeyAdminRoutes(admin KeyAdmin, policies Policies) func(*Router) {
 				return Reply{}, err
 			}
 			out, err := admin.RotateKey(c.R.Context(), req.KeyID)
+			if err != nil {
+				return Reply{}, err
+			}
+			c.Note.Count = 1
+			return Reply{Body: out}, nil
+		})
+	}
+}
+
+// keyVersionRoutes adds the retire, unretire and destroy routes.
+func keyVersionRoutes(rt *Router, admin KeyVersionAdmin, policies Policies) {
+	for _, r := range []struct {
+		path string
+		do   func(context.Context, string, uint32) (KeyVersionChange, error)
+	}{
+		{"/v1/admin/keys/retire", admin.RetireKey},
+		{"/v1/admin/keys/unretire", admin.UnretireKey},
+		{"/v1/admin/keys/destroy", admin.DestroyKey},
+	} {
+		rt.Handle("POST "+r.path, func(c *Call) (Reply, error) {
+			c.Note.Target("admin", "keys")
+			var req struct {
+				KeyID   string  `json:"key_id"`
+				Version *uint32 `json:"version"`
+			}
+			if err := decodeJSON(c.R, &req); err != nil {
+				return Reply{}, err
+			}
+			if req.KeyID == "" || len(req.KeyID) > 300 || !printableASCII(req.KeyID) {
+				return Reply{}, coffer.Errorf(coffer.EINVALID, "key_id must be 1 to 300 printable ASCII characters")
+			}
+			if req.Version == nil || *req.Version == 0 {
+				return Reply{}, coffer.Errorf(coffer.EINVALID, "version must be a key version number, 1 or more")
+			}
+			res := "keys/" + req.KeyID
+			c.Note.Target("admin", res)
+			if err := policies.Allowed(c.Principal, "admin", res, c.IP, &c.Note); err != nil {
+				return Reply{}, err
+			}
+			out, err := r.do(c.R.Context(), req.KeyID, *req.Version)
 			if err != nil {
 				return Reply{}, err
 			}

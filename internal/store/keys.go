@@ -141,9 +141,9 @@ func (db *DB) DueDataKeys(ctx context.Context, q DueQuery) ([]coffer.DataKey, er
 		WHERE d.state = $1 AND substr(d.key_id, 1, $2) = $3 AND d.key_id > $4
 		AND (d.created_at < $5 OR d.uses > $6)
 		AND NOT EXISTS (SELECT 1 FROM data_keys n WHERE n.key_id = d.key_id
-			AND ((n.version > d.version AND n.state = $1) OR n.state = $7))
-		ORDER BY d.key_id LIMIT $8`,
-		coffer.KeyActive, int64(len(q.Prefix)), q.Prefix, q.After, before, usesOver, coffer.KeyDestroyed, q.Limit)
+			AND n.version > d.version AND n.state = $1)
+		ORDER BY d.key_id LIMIT $7`,
+		coffer.KeyActive, int64(len(q.Prefix)), q.Prefix, q.After, before, usesOver, q.Limit)
 	if err != nil {
 		return nil, fmt.Errorf("store: due data keys: %w", err)
 	}

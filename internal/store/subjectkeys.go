@@ -123,8 +123,10 @@ var ErrNotTombstone = errors.New("store: not a subject key tombstone")
 //
 // It refuses (nothing changes) a key id that is not a subject key, one
 // this store holds a live version of (only tombstones are replaced), and
-// a version that is not active or retired with wrapped bytes: a destroyed
-// key stays destroyed, never half restored. It returns how many key ids
+// a version that is not active or retired with wrapped bytes (or destroyed
+// without them, beside a live version of its key id: one version ended on
+// its own), and a key id whose every version is destroyed: a destroyed key
+// stays destroyed, never half restored. It returns how many key ids
 // it restored.
 func (db *DB) RestoreSubjectKeys(ctx context.Context, keys []coffer.DataKey) (int, error) {
 	byID := map[string][]coffer.DataKey{}
@@ -133,16 +135,31 @@ func (db *DB) RestoreSubjectKeys(ctx context.Context, keys []coffer.DataKey) (in
 		if !strings.HasPrefix(k.KeyID, subjectKeyPrefix) {
 			return 0, errors.New("store: restore subject keys: a key id is not a subject key")
 		}
-		if k.State != coffer.KeyActive && k.State != coffer.KeyRetired {
+		switch {
+		case k.State == coffer.KeyDestroyed:
+			// One version destroyed on its own (beside live ones, checked
+			// below): it comes back as a tombstone, its bytes erased.
+			if len(k.Wrapped) != 0 {
+				return 0, errors.New("store: restore subject keys: a destroyed version with wrapped bytes")
+			}
+		case k.State != coffer.KeyActive && k.State != coffer.KeyRetired:
 			return 0, fmt.Errorf("store: restore subject keys: a version in state %q: only active and retired versions are restored", k.State)
-		}
-		if len(k.Wrapped) == 0 {
+		case len(k.Wrapped) == 0:
 			return 0, errors.New("store: restore subject keys: a version without wrapped bytes")
 		}
 		if _, ok := byID[k.KeyID]; !ok {
 			order = append(order, k.KeyID)
 		}
 		byID[k.KeyID] = append(byID[k.KeyID], k)
+	}
+	for _, id := range order {
+		live := false
+		for _, k := range byID[id] {
+			live = live || k.State != coffer.KeyDestroyed
+		}
+		if !live {
+			return 0, errors.New("store: restore subject keys: every version of a key is destroyed: a destroyed key stays destroyed")
+		}
 	}
 	err := db.inTx(ctx, func(q querier) error {
 		for _, id := range order {
@@ -170,7 +187,7 @@ func (db *DB) RestoreSubjectKeys(ctx context.Context, keys []coffer.DataKey) (in
 				}
 				if _, err := q.exec(ctx, `INSERT INTO data_keys (key_id, version, wrapped, state, created_at, uses, rewrap_uses)
 					VALUES ($1, $2, $3, $4, $5, $6, $7)`,
-					k.KeyID, int64(k.Version), k.Wrapped, k.State, micros(k.Created), int64(k.Uses), int64(k.RewrapUses)); err != nil { // #nosec G115 -- rewrap_uses <= uses <= MaxInt64, checked above
+					k.KeyID, int64(k.Version), nonNilBytes(k.Wrapped), k.State, micros(k.Created), int64(k.Uses), int64(k.RewrapUses)); err != nil { // #nosec G115 -- rewrap_uses <= uses <= MaxInt64, checked above
 					return fmt.Errorf("store: restore subject keys: insert into data_keys: %w", err)
 				}
 			}

@@ -189,6 +189,8 @@ func TestRestoreSubjectKeys(t *testing.T) {
 			"a subject the store never had": {key("subject/zoe", 1, "z1", coffer.KeyActive)},
 			"a version without key bytes":   {key("subject/dave", 1, "", coffer.KeyActive)},
 			"an unknown state":              {key("subject/dave", 1, "d1", "unknown")},
+			"a destroyed version with key bytes": {key("subject/dave", 1, "d1", coffer.KeyDestroyed),
+				key("subject/dave", 2, "d2", coffer.KeyActive)},
 			"more rewrap uses than uses": {func() coffer.DataKey {
 				k := dave
 				k.Uses, k.RewrapUses = 1, 2
@@ -226,6 +228,16 @@ func TestRestoreSubjectKeys(t *testing.T) {
 		// Once restored, a key is live: a second copy is refused.
 		if _, err := dst.RestoreSubjectKeys(ctx, alice); !errors.Is(err, store.ErrNotTombstone) {
 			t.Fatalf("restore alice twice: %v", err)
+		}
+		// A key whose old version was destroyed on its own comes back
+		// with that version a tombstone.
+		dave2 := []coffer.DataKey{key("subject/dave", 1, "", coffer.KeyDestroyed), key("subject/dave", 2, "d2", coffer.KeyActive)}
+		if n, err := dst.RestoreSubjectKeys(ctx, dave2); err != nil || n != 1 {
+			t.Fatalf("restore dave with a destroyed version: %d %v", n, err)
+		}
+		if ks, err := dst.DataKeys(ctx, "subject/dave"); err != nil || len(ks) != 2 || ks[0].State != coffer.KeyDestroyed ||
+			len(ks[0].Wrapped) != 0 || ks[1].State != coffer.KeyActive || string(ks[1].Wrapped) != "d2" {
+			t.Fatalf("restored dave: %+v %v", ks, err)
 		}
 	})
 }

@@ -383,7 +383,8 @@ func (db *DB) DeleteSubjectRecords(ctx context.Context, subject string) (int64, 
 
 // UnindexedSubjectRecords returns the subject-bound records that have no
 // blind index entry at all although their data key is usable (it has an
-// active version and no destroyed one), ordered by (collection, id) after
+// active version; an erased subject's key has none, every version being
+// destroyed), ordered by (collection, id) after
 // the given position, at most limit. They are the records of a restored
 // backup whose subject keys came back (a backup leaves their entries out,
 // see subjectKeyPrefix); records of an erased subject are never listed.
@@ -395,10 +396,9 @@ func (db *DB) UnindexedSubjectRecords(ctx context.Context, collection, id string
 	rs, err := db.read.query(ctx, `SELECT `+recordCols+` FROM records r
 		WHERE r.subject <> '' AND (r.collection > $1 OR (r.collection = $1 AND r.id > $2))
 		AND EXISTS (SELECT 1 FROM data_keys k WHERE k.key_id = r.key_id AND k.state = $3)
-		AND NOT EXISTS (SELECT 1 FROM data_keys k WHERE k.key_id = r.key_id AND k.state = $4)
 		AND NOT EXISTS (SELECT 1 FROM record_index i WHERE i.collection = r.collection AND i.record_id = r.id)
-		ORDER BY r.collection, r.id LIMIT $5`,
-		collection, id, coffer.KeyActive, coffer.KeyDestroyed, limit)
+		ORDER BY r.collection, r.id LIMIT $4`,
+		collection, id, coffer.KeyActive, limit)
 	if err != nil {
 		return nil, fmt.Errorf("store: unindexed subject records: %w", err)
 	}

@@ -102,7 +102,7 @@ func (v *Vault) subjectEntries(ctx context.Context, col coffer.Collection, r cof
 		switch {
 		case errors.Is(err, keyring.ErrKeyDestroyed):
 			return nil, nil // erased since it was listed: no entry at all
-		case errors.Is(err, keyring.ErrKeyRetired), errors.Is(err, keyring.ErrKeyNotFound):
+		case errors.Is(err, keyring.ErrKeyRetired), errors.Is(err, keyring.ErrKeyNotFound), errors.Is(err, keyring.ErrVersionDestroyed):
 			rep.Unreadable++
 			continue
 		case errors.Is(err, envelope.ErrDecrypt):

@@ -458,6 +458,12 @@ func (v *Vault) shape(ctx context.Context, col coffer.Collection, r coffer.Seale
 			// gone for every purpose, even where a copy of it survives.
 			return View{}, &coffer.Error{Code: coffer.ENOTFOUND, Message: "record not found (its data subject was erased)", Cause: err}
 		}
+		if errors.Is(err, keyring.ErrKeyRetired) || errors.Is(err, keyring.ErrVersionDestroyed) {
+			// An operator ended the key version the value is sealed under
+			// (coffer keys retire/destroy refuse while values are on it).
+			return View{}, &coffer.Error{Code: coffer.ECONFLICT, Cause: err,
+				Message: "a value of this record is sealed under a retired or destroyed key version and cannot be opened (an operator may unretire a retired version)"}
+		}
 		if err != nil {
 			return View{}, fmt.Errorf("vault: open field of record: %w", err)
 		}

@@ -305,6 +305,9 @@ func sqlAttacks() []attack {
 				}
 			})
 		}},
+		{"POST /v1/admin/keys/retire", "SQL in the key id retires nothing", keyVersionAttack("retire")},
+		{"POST /v1/admin/keys/unretire", "SQL in the key id unretires nothing", keyVersionAttack("unretire")},
+		{"POST /v1/admin/keys/destroy", "SQL in the key id destroys nothing", keyVersionAttack("destroy")},
 		{"POST /v1/keys/{name}/encrypt", "SQL in the key name is 422", keyAttack("POST", "/encrypt", `{"plaintext":"cGxhbnRlZA=="}`)},
 		{"POST /v1/keys/{name}/decrypt", "SQL in the key name is 422", keyAttack("POST", "/decrypt", `{"ciphertext":"{CT}"}`)},
 		{"POST /v1/keys/{name}/rewrap", "SQL in the key name is 422", keyAttack("POST", "/rewrap", `{"ciphertext":"{CT}"}`)},
@@ -648,6 +651,27 @@ func transitAttack(suffix, field, msg string) func(t *testing.T, w *world) {
 				return
 			}
 			wantProblems(t, r, msg, msg)
+		})
+	}
+}
+
+// keyVersionAttack sends SQL payloads as the key id of a retire, unretire
+// or destroy of version 1: each is 404 or 422, and nothing changes.
+func keyVersionAttack(op string) func(t *testing.T, w *world) {
+	return func(t *testing.T, w *world) {
+		forEachPayload(t, func(t *testing.T, p string) {
+			for _, id := range []string{p, "collection/" + p, "subject/" + p, "tokens/" + p} {
+				if invalidUTF8(id) {
+					continue // not JSON-encodable: the body is refused whole (covered by the hostile-body cases)
+				}
+				r := w.n.call(t, "POST", "/v1/admin/keys/"+op, w.n.admin, `{"key_id":`+js(id)+`,"version":1}`)
+				// 409 for a subject the erasure attacks erased: its key is a
+				// destroyed tombstone.
+				erased := r.status == 409 && strings.HasPrefix(id, "subject/") && strings.Contains(string(r.body), "subject erased")
+				if r.status != 404 && r.status != 422 && !erased {
+					t.Errorf("key_id %q: %s (want 404 or 422)", id, r)
+				}
+			}
 		})
 	}
 }

@@ -17,8 +17,10 @@
 // A key id names what a key protects ("collection/customers",
 // "subject/42", "index/customers/email"). Each id has versions 1, 2, …; the
 // highest active version encrypts, every active version decrypts, a retired
-// version no longer decrypts, and destroying an id destroys every version
-// (crypto-shredding). The audit log's keys ([PermanentPrefix]) rotate but
+// version no longer decrypts (until [Keyring.Unretire]), destroying a
+// retired version ([Keyring.DestroyVersion]) erases it alone for good, and
+// destroying an id destroys every version (crypto-shredding); an id is
+// destroyed when every version is. The audit log's keys ([PermanentPrefix]) rotate but
 // are never retired or destroyed: verifying the log needs every version.
 // A wrapped key is bound to its id and version through the wrap's
 // additional data, so a wrapped key moved to another row does not unwrap.

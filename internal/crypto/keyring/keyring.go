@@ -272,7 +272,7 @@ func (kr *Keyring) MACAll(ctx context.Context, keyID string, data []byte) (uint3
 	out := [][]byte{first}
 	for n := cur - 1; n >= 1; n-- {
 		m, err := kr.MACVersion(ctx, keyID, n, data)
-		if errors.Is(err, ErrKeyRetired) || errors.Is(err, ErrKeyNotFound) {
+		if errors.Is(err, ErrKeyRetired) || errors.Is(err, ErrKeyNotFound) || errors.Is(err, ErrVersionDestroyed) {
 			continue // retired once reindexed: nothing is filed under it
 		}
 		if err != nil {
@@ -382,6 +382,8 @@ func (kr *Keyring) withVersion(ctx context.Context, keyID string, n uint32, unkn
 				err = unknown
 			case v.state == coffer.KeyRetired:
 				err = fmt.Errorf("%w: %s version %d", ErrKeyRetired, keyID, n)
+			case v.state == coffer.KeyDestroyed:
+				err = fmt.Errorf("%w: %s version %d", ErrVersionDestroyed, keyID, n)
 			default:
 				err = fn(v)
 			}
@@ -446,15 +448,20 @@ func (kr *Keyring) load(ctx context.Context, keyID string, old *entry) (*entry, 
 		return nil, fmt.Errorf("keyring: load %s: %w", keyID, err)
 	}
 	e := &entry{loaded: kr.now(), versions: make(map[uint32]*keyVersion, len(rows))}
+	// The key id is destroyed (crypto-shredded) when every version is:
+	// Destroy ends them all at once. A single destroyed version next to
+	// live ones is one DestroyVersion ended; it alone no longer opens.
+	live := 0
 	for _, r := range rows {
 		switch r.State {
 		case coffer.KeyActive, coffer.KeyRetired:
+			live++
 		case coffer.KeyDestroyed:
-			e.destroyed = true
 		default:
 			return nil, fmt.Errorf("keyring: load %s: version %d has unknown state %q", keyID, r.Version, r.State)
 		}
 	}
+	e.destroyed = len(rows) > 0 && live == 0
 	var made []*keyVersion
 	for _, r := range rows {
 		v := &keyVersion{n: r.Version, state: r.State}
@@ -736,10 +743,21 @@ func (kr *Keyring) Retire(ctx context.Context, keyID string, n uint32) error {
 		return fmt.Errorf("%w: %s version %d", ErrKeyNotFound, keyID, n)
 	case v.state == coffer.KeyRetired:
 		return nil
+	case v.state == coffer.KeyDestroyed:
+		return fmt.Errorf("%w: %s version %d", ErrVersionDestroyed, keyID, n)
 	case v == e.current:
 		return fmt.Errorf("%w: %s version %d", ErrCurrentVersion, keyID, n)
 	}
-	if err := kr.store.SetDataKeyState(ctx, keyID, n, coffer.KeyRetired); err != nil {
+	if vs, ok := kr.store.(VersionStore); ok {
+		done, err := vs.SwapDataKeyState(ctx, keyID, n, coffer.KeyActive, coffer.KeyRetired)
+		if err != nil {
+			return fmt.Errorf("keyring: retire %s version %d: %w", keyID, n, err)
+		}
+		if !done {
+			kr.evict(keyID)
+			return fmt.Errorf("keyring: retire %s version %d: its state changed meanwhile; try again", keyID, n)
+		}
+	} else if err := kr.store.SetDataKeyState(ctx, keyID, n, coffer.KeyRetired); err != nil {
 		return fmt.Errorf("keyring: retire %s version %d: %w", keyID, n, err)
 	}
 	e2, err := kr.load(ctx, keyID, e)

@@ -25,6 +25,20 @@ type Store interface {
 	DestroyDataKeys(ctx context.Context, keyID string) error
 }
 
+// VersionStore is what a Store also implements to end or bring back one
+// version of a key id (Keyring.DestroyVersion, Keyring.Unretire, and a
+// Retire that cannot undo a concurrent destruction). The SQLite and
+// PostgreSQL stores implement it.
+type VersionStore interface {
+	// SwapDataKeyState sets the state of one version to to only if it is
+	// from, and reports whether it did.
+	SwapDataKeyState(ctx context.Context, keyID string, version uint32, from, to string) (bool, error)
+	// DestroyRetiredDataKey sets one version to coffer.KeyDestroyed and
+	// erases its wrapped bytes, durably, only if it is coffer.KeyRetired,
+	// and reports whether it did.
+	DestroyRetiredDataKey(ctx context.Context, keyID string, version uint32) (bool, error)
+}
+
 // ErrVersionExists is what a Store's InsertDataKey wraps when the version
 // already exists.
 var ErrVersionExists = errors.New("keyring: data key version already exists")
@@ -37,6 +51,13 @@ var (
 	// ErrKeyRetired: the version was retired and no longer decrypts, or
 	// the key id has no active version left to encrypt with.
 	ErrKeyRetired = errors.New("keyring: key version retired")
+	// ErrVersionDestroyed: one version of a key id that lives on was
+	// destroyed (DestroyVersion); values sealed under it are gone for good.
+	// Other versions are unaffected.
+	ErrVersionDestroyed = errors.New("keyring: key version destroyed")
+	// ErrNotRetired: DestroyVersion was asked to destroy a version that is
+	// not retired; retire it first.
+	ErrNotRetired = errors.New("keyring: only a retired version can be destroyed; retire it first")
 	// ErrKeyNotFound: the key id has no versions, or not the one asked for.
 	ErrKeyNotFound = errors.New("keyring: no such key")
 	// ErrCurrentVersion: Retire was asked to retire the version that
