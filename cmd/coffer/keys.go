@@ -51,6 +51,7 @@ func keysCmd(stdout io.Writer, env []string) *cobra.Command {
 			}
 			if res.RewrapScheduled {
 				fmt.Fprintln(stdout, "rewrap scheduled: a serving node moves every value to the new version in the background")
+				fmt.Fprintf(stdout, "once it has, retire the old version (`coffer keys retire %s %d`) and later destroy it\n", res.KeyID, res.Version-1)
 			}
 			return nil
 		},
