@@ -71,6 +71,9 @@ func (s *Service) Create(ctx context.Context, c Caller, name string, spec KeySpe
 	if err := begin(c, "admin", name, 0); err != nil {
 		return KeyInfo{}, err
 	}
+	if name == WrappingKeyName {
+		return KeyInfo{}, coffer.Errorf(coffer.EINVALID, msgReservedName)
+	}
 	if err := s.authorize(c, "admin", name); err != nil {
 		return KeyInfo{}, err
 	}
