@@ -263,13 +263,9 @@ func (s *Service) Import(ctx context.Context, c Caller, name string, req ImportR
 	if err := s.authorize(c, "admin", name); err != nil {
 		return KeyInfo{}, err
 	}
-	h, err := oaepHash(req.HashFunction)
+	h, ct, err := checkImport(req)
 	if err != nil {
 		return KeyInfo{}, err
-	}
-	ct, err := base64.StdEncoding.DecodeString(req.Ciphertext)
-	if err != nil || len(ct) == 0 {
-		return KeyInfo{}, coffer.Errorf(coffer.EINVALID, "ciphertext must be standard base64 of the wrapped key")
 	}
 	switch _, err := s.c.Store.TransitKey(ctx, name); coffer.ErrorCode(err) {
 	case "":
@@ -278,18 +274,11 @@ func (s *Service) Import(ctx context.Context, c Caller, name string, req ImportR
 	default:
 		return KeyInfo{}, fmt.Errorf("transit: import key: %w", err)
 	}
-	w, err := s.wrappingKey(ctx)
+	material, err := s.unwrap(ctx, h, ct)
 	if err != nil {
 		return KeyInfo{}, err
 	}
-	material, err := unwrapImport(w.priv, h, ct)
-	if err != nil {
-		return KeyInfo{}, coffer.Errorf(coffer.EINVALID, MsgNotAKey)
-	}
 	defer clear(material)
-	if len(material) != importKeySize {
-		return KeyInfo{}, coffer.Errorf(coffer.EINVALID, msgImportSize)
-	}
 	// As in Create: the keyring first, then the row.
 	v, err := s.c.Keys.Import(ctx, KeyID(name), material)
 	if errors.Is(err, keyring.ErrKeyDestroyed) {
@@ -306,4 +295,65 @@ func (s *Service) Import(ctx context.Context, c Caller, name string, req ImportR
 		return KeyInfo{}, fmt.Errorf("transit: import key: %w", err)
 	}
 	return s.info(ctx, k)
+}
+
+// ImportVersion makes the key the caller brought the next version of the
+// existing transit key name, the one that encrypts from now on (action
+// admin, as Rotate). Older versions still decrypt down to
+// MinDecryptionVersion. Refusals are those of Import; a key that does not
+// exist is ENOTFOUND.
+func (s *Service) ImportVersion(ctx context.Context, c Caller, name string, req ImportRequest) (KeyInfo, error) {
+	if err := begin(c, "admin", name, 0); err != nil {
+		return KeyInfo{}, err
+	}
+	if err := s.authorize(c, "admin", name); err != nil {
+		return KeyInfo{}, err
+	}
+	h, ct, err := checkImport(req)
+	if err != nil {
+		return KeyInfo{}, err
+	}
+	if _, err := s.load(ctx, c, name); err != nil {
+		return KeyInfo{}, err
+	}
+	material, err := s.unwrap(ctx, h, ct)
+	if err != nil {
+		return KeyInfo{}, err
+	}
+	k, err := s.addVersion(ctx, name, 0, false, material)
+	if err != nil {
+		return KeyInfo{}, err
+	}
+	return s.info(ctx, k)
+}
+
+// checkImport reads an import request's hash function and ciphertext.
+func checkImport(req ImportRequest) (func() hash.Hash, []byte, error) {
+	h, err := oaepHash(req.HashFunction)
+	if err != nil {
+		return nil, nil, err
+	}
+	ct, err := base64.StdEncoding.DecodeString(req.Ciphertext)
+	if err != nil || len(ct) == 0 {
+		return nil, nil, coffer.Errorf(coffer.EINVALID, "ciphertext must be standard base64 of the wrapped key")
+	}
+	return h, ct, nil
+}
+
+// unwrap returns the 32-byte key an import ciphertext carries, or the
+// client error to answer. The caller zeroes it.
+func (s *Service) unwrap(ctx context.Context, h func() hash.Hash, ct []byte) ([]byte, error) {
+	w, err := s.wrappingKey(ctx)
+	if err != nil {
+		return nil, err
+	}
+	material, err := unwrapImport(w.priv, h, ct)
+	if err != nil {
+		return nil, coffer.Errorf(coffer.EINVALID, MsgNotAKey)
+	}
+	if len(material) != importKeySize {
+		clear(material)
+		return nil, coffer.Errorf(coffer.EINVALID, msgImportSize)
+	}
+	return material, nil
 }

@@ -290,3 +290,52 @@ func TestImportRefusals(t *testing.T) {
 		t.Fatal("WrappingKey without a metadata store succeeded")
 	}
 }
+
+func TestImportVersion(t *testing.T) {
+	f := newFixture(t)
+	meta := &kv{m: map[string]string{}}
+	n := f.node(withMeta(meta))
+	wk, err := n.WrappingKey(ctx, caller())
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub := publicKey(t, wk)
+	b64 := base64.StdEncoding.EncodeToString
+	k1, k2 := bytes.Repeat([]byte{1}, 32), bytes.Repeat([]byte{2}, 32)
+
+	_, err = n.ImportVersion(ctx, caller(), "missing", ImportRequest{Ciphertext: b64(byokWrap(t, pub, sha256.New, k2))})
+	wantCode(t, err, coffer.ENOTFOUND)
+
+	if _, err := n.Import(ctx, caller(), "byok", ImportRequest{Ciphertext: b64(byokWrap(t, pub, sha256.New, k1))}); err != nil {
+		t.Fatal(err)
+	}
+	old := mustEncrypt(t, n, "byok", Item{Plaintext: enc("one")})[0]
+	info, err := n.ImportVersion(ctx, caller(), "byok", ImportRequest{Ciphertext: b64(byokWrap(t, pub, sha256.New, k2))})
+	if err != nil || info.LatestVersion != 2 || info.MinDecryptionVersion != 1 || len(info.Versions) != 2 {
+		t.Fatalf("ImportVersion = %+v, %v", info, err)
+	}
+	cur := mustEncrypt(t, n, "byok", Item{Plaintext: enc("two")})[0]
+	if cur.KeyVersion != 2 || string(openIndependently(t, k2, "byok", cur.Ciphertext, nil)) != "two" {
+		t.Fatalf("after ImportVersion the key encrypts with version %d", cur.KeyVersion)
+	}
+	if string(openIndependently(t, k1, "byok", old.Ciphertext, nil)) != "one" {
+		t.Fatal("version 1 is not the first imported key")
+	}
+	mustDecrypt(t, f.node(withMeta(meta)), "byok", old.Ciphertext, "", "one")
+
+	bad := byokWrap(t, pub, sha256.New, k2)
+	bad[len(bad)-1] ^= 1
+	_, err = n.ImportVersion(ctx, caller(), "byok", ImportRequest{Ciphertext: b64(bad)})
+	wantCode(t, err, coffer.EINVALID)
+	if coffer.ErrorMessage(err) != MsgNotAKey {
+		t.Fatalf("message %q", coffer.ErrorMessage(err))
+	}
+	_, err = n.ImportVersion(ctx, caller(), "byok", ImportRequest{Ciphertext: b64(byokWrap(t, pub, sha256.New, k2[:24]))})
+	wantCode(t, err, coffer.EINVALID)
+	if f.ks.count(KeyID("byok")) != 2 {
+		t.Fatal("a refused ImportVersion added a version")
+	}
+	f.auth.set("read", "encrypt", "decrypt")
+	_, err = n.ImportVersion(ctx, caller(), "byok", ImportRequest{Ciphertext: b64(byokWrap(t, pub, sha256.New, k2))})
+	wantCode(t, err, coffer.EFORBIDDEN)
+}

@@ -133,6 +133,10 @@ func idorAttacks() []attack {
 			r := w.n.call(t, "POST", "/v1/keys/imported/import", w.tokenA, map[string]any{"ciphertext": "AAAA"})
 			wantProblem(t, r, 403, "not allowed to admin keys/imported")
 		}},
+		{"POST /v1/keys/{name}/import_version", "a customer imports a version of k1: 403", func(t *testing.T, w *world) {
+			r := w.n.call(t, "POST", "/v1/keys/k1/import_version", w.tokenA, map[string]any{"ciphertext": "AAAA"})
+			wantProblem(t, r, 403, "not allowed to admin keys/k1")
+		}},
 		{"GET /v1/audit/events", "a customer reads the audit log: 403", func(t *testing.T, w *world) {
 			wantProblem(t, w.n.call(t, "GET", "/v1/audit/events", w.tokenA, nil), 403, "not allowed to read audit")
 		}},

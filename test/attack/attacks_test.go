@@ -117,6 +117,7 @@ func protected(w *world) []sample {
 		{"POST /v1/keys/{name}/config", "POST", "/v1/keys/k1/config"},
 		{"POST /v1/keys/{name}/rotate", "POST", "/v1/keys/k1/rotate"},
 		{"POST /v1/keys/{name}/import", "POST", "/v1/keys/imported/import"},
+		{"POST /v1/keys/{name}/import_version", "POST", "/v1/keys/k1/import_version"},
 		{"POST /v1/keys/{name}/encrypt", "POST", "/v1/keys/k1/encrypt"},
 		{"POST /v1/keys/{name}/decrypt", "POST", "/v1/keys/k1/decrypt"},
 		{"POST /v1/keys/{name}/rewrap", "POST", "/v1/keys/k1/rewrap"},

@@ -329,6 +329,20 @@ func sqlAttacks() []attack {
 				}
 			})
 		}},
+		{"POST /v1/keys/{name}/import_version", "SQL in the key name is 422", keyAttack("POST", "/import_version", `{"ciphertext":"AAAA"}`)},
+		{"POST /v1/keys/{name}/import_version", "SQL in the hash function and ciphertext adds no version to k1", func(t *testing.T, w *world) {
+			forEachPayload(t, func(t *testing.T, p string) {
+				if invalidUTF8(p) {
+					return
+				}
+				r := w.n.call(t, "POST", "/v1/keys/k1/import_version", w.n.admin, `{"ciphertext":"AAAA","hash_function":`+js(p)+`}`)
+				wantProblem(t, r, 422, "hash_function must be SHA1, SHA256, SHA384 or SHA512")
+				r = w.n.call(t, "POST", "/v1/keys/k1/import_version", w.n.admin, `{"ciphertext":`+js(p)+`}`)
+				if r.status != 422 {
+					t.Errorf("ciphertext %q: %s (want 422)", p, r)
+				}
+			})
+		}},
 		{"GET /v1/keys/wrapping_key", "the wrapping key is one public key, the same each time", func(t *testing.T, w *world) {
 			var a, b struct {
 				PublicKey string `json:"public_key"`

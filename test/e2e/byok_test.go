@@ -211,6 +211,30 @@ func TestTransitBYOKImport(t *testing.T) {
 		problem(st, b, 403, "")
 		st, _, b = n.postJSON("/v1/keys/other/import", supTok, map[string]any{"ciphertext": byokWrap(t, pub, key)})
 		problem(st, b, 403, "")
+		st, _, b = n.postJSON("/v1/keys/byok/import_version", supTok, map[string]any{"ciphertext": byokWrap(t, pub, key)})
+		problem(st, b, 403, "")
+
+		// A second key brought as the next version encrypts from then on;
+		// the first still decrypts.
+		key2 := []byte("fedcba9876543210FEDCBA9876543210")
+		st, _, b = n.postJSON("/v1/keys/byok/import_version", tok, map[string]any{"ciphertext": byokWrap(t, pub, key2)})
+		if st != 200 {
+			t.Fatalf("import_version: %d %s", st, b)
+		}
+		mustJSON(t, b, &info)
+		if info.LatestVersion != 2 || info.Exportable {
+			t.Fatalf("after import_version: %s", b)
+		}
+		st, _, b = n.postJSON("/v1/keys/byok/encrypt", tok, map[string]any{"plaintext": base64.StdEncoding.EncodeToString([]byte("v2"))})
+		var enc2 struct {
+			Ciphertext string `json:"ciphertext"`
+		}
+		mustJSON(t, b, &enc2)
+		if st != 200 || !strings.HasPrefix(enc2.Ciphertext, "coffer:v2:") || string(openTransit(t, key2, "byok", enc2.Ciphertext, nil)) != "v2" {
+			t.Fatalf("encrypt after import_version: %d %s", st, b)
+		}
+		st, _, b = n.postJSON("/v1/keys/missing/import_version", tok, map[string]any{"ciphertext": byokWrap(t, pub, key2)})
+		problem(st, b, 404, "transit key not found")
 
 		// Audited.
 		st, _, b = n.do("GET", "/v1/audit/events?action=admin&limit=500", tok, "", nil)
