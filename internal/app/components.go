@@ -220,7 +220,7 @@ func open(ctx context.Context, cfg *config.Config, o Options) (*components, erro
 		Rand: o.Rand, Now: o.Now, ReindexAfter: reindexAfter,
 	})
 	c.transit = transit.New(transit.Config{
-		Store: c.db, Versions: c.db, Keys: c.keys, Auth: c.policies, Now: o.Now, Log: o.Logger,
+		Store: c.db, Versions: c.db, Keys: c.keys, Auth: c.policies, Meta: c.db, Now: o.Now, Log: o.Logger,
 		MaxBatch: cfg.Limits.MaxBatchItems,
 	})
 	c.tokens = token.New(token.Config{

@@ -18,6 +18,9 @@ type Transit interface {
 	Encrypt(ctx context.Context, c transit.Caller, name string, items []transit.Item) ([]transit.Ciphertext, error)
 	Decrypt(ctx context.Context, c transit.Caller, name string, items []transit.CiphertextItem) ([]transit.Decrypted, error)
 	Rewrap(ctx context.Context, c transit.Caller, name string, items []transit.CiphertextItem) ([]transit.Ciphertext, error)
+	WrappingKey(ctx context.Context, c transit.Caller) (transit.WrappingKey, error)
+	Import(ctx context.Context, c transit.Caller, name string, req transit.ImportRequest) (transit.KeyInfo, error)
+	ImportVersion(ctx context.Context, c transit.Caller, name string, req transit.ImportRequest) (transit.KeyInfo, error)
 }
 
 func (c *Call) transitCaller() transit.Caller {
@@ -26,10 +29,15 @@ func (c *Call) transitCaller() transit.Caller {
 
 func (s *Server) transitRoutes() {
 	s.handle("POST /v1/keys", 0, s.createKey)
+	// The literal segment wins over {name}: no key may be called
+	// wrapping_key (transit refuses the name).
+	s.handle("GET /v1/keys/wrapping_key", 0, s.wrappingKey)
 	s.handle("GET /v1/keys/{name}", 0, s.getKey)
 	s.handle("DELETE /v1/keys/{name}", 0, s.deleteKey)
 	s.handle("POST /v1/keys/{name}/config", 0, s.configureKey)
 	s.handle("POST /v1/keys/{name}/rotate", 0, s.rotateKey)
+	s.handle("POST /v1/keys/{name}/import", 0, s.importKey)
+	s.handle("POST /v1/keys/{name}/import_version", 0, s.importKeyVersion)
 	s.handle("POST /v1/keys/{name}/encrypt", 0, s.encrypt)
 	s.handle("POST /v1/keys/{name}/decrypt", 0, s.decrypt)
 	s.handle("POST /v1/keys/{name}/rewrap", 0, s.rewrap)
@@ -49,6 +57,46 @@ func (s *Server) createKey(c *Call) (Reply, error) {
 		return Reply{}, err
 	}
 	return Reply{Status: http.StatusCreated, Body: info}, nil
+}
+
+// wrappingKey answers the RSA public key that bring-your-own-key imports
+// are wrapped for.
+func (s *Server) wrappingKey(c *Call) (Reply, error) {
+	wk, err := s.c.Transit.WrappingKey(c.R.Context(), c.transitCaller())
+	if err != nil {
+		return Reply{}, err
+	}
+	return Reply{Body: wk}, nil
+}
+
+// importKey creates a transit key from a key the caller wrapped for the
+// wrapping key.
+func (s *Server) importKey(c *Call) (Reply, error) {
+	c.Note.Target("admin", "keys")
+	var req transit.ImportRequest
+	if err := decodeJSON(c.R, &req); err != nil {
+		return Reply{}, err
+	}
+	info, err := s.c.Transit.Import(c.R.Context(), c.transitCaller(), c.R.PathValue("name"), req)
+	if err != nil {
+		return Reply{}, err
+	}
+	return Reply{Status: http.StatusCreated, Body: info}, nil
+}
+
+// importKeyVersion makes a key the caller wrapped for the wrapping key the
+// next version of an existing transit key.
+func (s *Server) importKeyVersion(c *Call) (Reply, error) {
+	c.Note.Target("admin", "keys")
+	var req transit.ImportRequest
+	if err := decodeJSON(c.R, &req); err != nil {
+		return Reply{}, err
+	}
+	info, err := s.c.Transit.ImportVersion(c.R.Context(), c.transitCaller(), c.R.PathValue("name"), req)
+	if err != nil {
+		return Reply{}, err
+	}
+	return Reply{Body: info}, nil
 }
 
 func (s *Server) getKey(c *Call) (Reply, error) {

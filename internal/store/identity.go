@@ -459,6 +459,22 @@ func (db *DB) Meta(ctx context.Context, key string) (string, error) {
 	return v, nil
 }
 
+// AddMeta sets a metadata value only if key has none, and returns the
+// value key holds afterwards: value when it was added, the existing one
+// when another node (or an earlier call) set it first.
+func (db *DB) AddMeta(ctx context.Context, key, value string) (string, error) {
+	_, err := db.write.exec(ctx, `INSERT INTO meta (key, value) VALUES ($1, $2)
+		ON CONFLICT (key) DO NOTHING`, key, value)
+	if err != nil {
+		return "", fmt.Errorf("store: add meta: %w", err)
+	}
+	var v string
+	if err := db.write.queryRow(ctx, `SELECT value FROM meta WHERE key = $1`, key).Scan(&v); err != nil {
+		return "", fmt.Errorf("store: add meta: read back: %w", err)
+	}
+	return v, nil
+}
+
 // SetMeta sets a metadata value.
 func (db *DB) SetMeta(ctx context.Context, key, value string) error {
 	_, err := db.write.exec(ctx, `INSERT INTO meta (key, value) VALUES ($1, $2)

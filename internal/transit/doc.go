@@ -34,7 +34,8 @@
 //
 // # Actions
 //
-// Create, Rotate, Configure and Delete need "admin"; Get needs "read";
+// Create, Rotate, Configure, Delete, Import, ImportVersion and WrappingKey
+// need "admin"; Get needs "read";
 // Encrypt needs "encrypt"; Decrypt needs "decrypt"; Rewrap needs both
 // "decrypt" and "encrypt". Each call records its target in the caller's
 // AccessNote (the policy action, or "rewrap" for Rewrap, on "keys/NAME")
@@ -55,6 +56,19 @@
 // [Service.Flush] runs: call it on a ticker and at shutdown. A node that
 // dies loses at most its unflushed counts, and nodes rotating at once make
 // one extra version; both are far inside the margin RotateAfter leaves.
+//
+// # Bring your own key
+//
+// [Service.Import] creates a key, and [Service.ImportVersion] adds a
+// version, from a 32-byte key the caller brings, wrapped as in Vault's
+// transit BYOK scheme: RSA-OAEP of a fresh AES-256 key under the
+// deployment's RSA-4096 wrapping key ([Service.WrappingKey]), then RFC 5649
+// key wrap with padding of the key under it. The wrapping key's private key
+// is sealed by the keyring (key id "transit-byok/wrapping-key") in the
+// [Meta] store and never leaves the process; an imported key is a keyring
+// version like any other and is never exportable. Every ciphertext that
+// does not unwrap is one 422, [MsgNotAKey]. Both need "admin", as Create;
+// the name "wrapping_key" is reserved.
 //
 // Names of deleted keys are not reused: the keyring never makes a new key
 // for a destroyed key id, so creating a key under a deleted key's name is

@@ -71,6 +71,9 @@ func (s *Service) Create(ctx context.Context, c Caller, name string, spec KeySpe
 	if err := begin(c, "admin", name, 0); err != nil {
 		return KeyInfo{}, err
 	}
+	if name == WrappingKeyName {
+		return KeyInfo{}, coffer.Errorf(coffer.EINVALID, msgReservedName)
+	}
 	if err := s.authorize(c, "admin", name); err != nil {
 		return KeyInfo{}, err
 	}
@@ -224,6 +227,13 @@ func (s *Service) Delete(ctx context.Context, c Caller, name string) error {
 // it does nothing when the key's latest version is no longer seen (another
 // call rotated it meanwhile).
 func (s *Service) rotate(ctx context.Context, name string, seen uint32, auto bool) (TransitKey, error) {
+	return s.addVersion(ctx, name, seen, auto, nil)
+}
+
+// addVersion is rotate, the new version made from material (zeroed by the
+// keyring) when it is not nil.
+func (s *Service) addVersion(ctx context.Context, name string, seen uint32, auto bool, material []byte) (TransitKey, error) {
+	defer clear(material)
 	ks := s.state(name)
 	ks.admin.Lock()
 	defer ks.admin.Unlock()
@@ -237,7 +247,12 @@ func (s *Service) rotate(ctx context.Context, name string, seen uint32, auto boo
 	if auto && k.LatestVersion != seen {
 		return k, nil
 	}
-	v, err := s.c.Keys.Rotate(ctx, KeyID(name))
+	var v uint32
+	if material != nil {
+		v, err = s.c.Keys.Import(ctx, KeyID(name), material)
+	} else {
+		v, err = s.c.Keys.Rotate(ctx, KeyID(name))
+	}
 	if errors.Is(err, keyring.ErrKeyDestroyed) {
 		return TransitKey{}, coffer.Errorf(coffer.ENOTFOUND, msgNotFound)
 	}

@@ -81,6 +81,9 @@ type Keys interface {
 	Seal(ctx context.Context, keyID string, plaintext, aad []byte) ([]byte, error)
 	Open(ctx context.Context, keyID string, env, aad []byte) ([]byte, error)
 	Rotate(ctx context.Context, keyID string) (uint32, error)
+	// Import makes a new version from the given 32-byte material, which
+	// it zeroes, and returns it.
+	Import(ctx context.Context, keyID string, material []byte) (uint32, error)
 	Destroy(ctx context.Context, keyID string) error
 }
 
@@ -101,6 +104,9 @@ type Config struct {
 	Versions Versions
 	Keys     Keys
 	Auth     Authorizer
+	// Meta keeps the sealed wrapping key of imports; without it the
+	// wrapping key and imports fail.
+	Meta Meta
 	// Now tells the time for creation and key age; nil means time.Now.
 	Now func() time.Time
 	// Log receives failures that do not fail a request (a count that
@@ -127,6 +133,10 @@ type Service struct {
 
 	mu   sync.Mutex
 	keys map[string]*keyState
+
+	// byokMu guards byok, the wrapping key of imports once loaded.
+	byokMu sync.Mutex
+	byok   *wrapping
 }
 
 // New returns a Service.

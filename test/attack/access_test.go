@@ -126,6 +126,17 @@ func idorAttacks() []attack {
 			r := w.n.call(t, "POST", "/v1/keys/k1/decrypt", w.tokenA, map[string]any{"ciphertext": w.ciphertext})
 			wantProblem(t, r, 403, "not allowed to decrypt keys/k1")
 		}},
+		{"GET /v1/keys/wrapping_key", "a customer fetches the wrapping key: 403", func(t *testing.T, w *world) {
+			wantProblem(t, w.n.call(t, "GET", "/v1/keys/wrapping_key", w.tokenA, nil), 403, "not allowed to admin keys/wrapping_key")
+		}},
+		{"POST /v1/keys/{name}/import", "a customer imports a key: 403", func(t *testing.T, w *world) {
+			r := w.n.call(t, "POST", "/v1/keys/imported/import", w.tokenA, map[string]any{"ciphertext": "AAAA"})
+			wantProblem(t, r, 403, "not allowed to admin keys/imported")
+		}},
+		{"POST /v1/keys/{name}/import_version", "a customer imports a version of k1: 403", func(t *testing.T, w *world) {
+			r := w.n.call(t, "POST", "/v1/keys/k1/import_version", w.tokenA, map[string]any{"ciphertext": "AAAA"})
+			wantProblem(t, r, 403, "not allowed to admin keys/k1")
+		}},
 		{"GET /v1/audit/events", "a customer reads the audit log: 403", func(t *testing.T, w *world) {
 			wantProblem(t, w.n.call(t, "GET", "/v1/audit/events", w.tokenA, nil), 403, "not allowed to read audit")
 		}},
@@ -212,6 +223,12 @@ func massAssignmentAttacks() []attack {
 		{"POST /v1/keys", "making a key exportable or choosing its versions is 422", func(t *testing.T, w *world) {
 			for _, f := range []string{`"exportable":true`, `"latest_version":9`, `"min_decryption_version":1`} {
 				r := w.n.call(t, "POST", "/v1/keys", w.n.admin, `{"name":"minted",`+f+`}`)
+				wantProblem(t, r, 422, `unknown field "`+string(bytes.SplitN([]byte(f), []byte(`"`), 3)[1])+`"`)
+			}
+		}},
+		{"POST /v1/keys/{name}/import", "making an imported key exportable or choosing its version is 422", func(t *testing.T, w *world) {
+			for _, f := range []string{`"exportable":true`, `"version":9`, `"deletable":true`} {
+				r := w.n.call(t, "POST", "/v1/keys/minted/import", w.n.admin, `{"ciphertext":"AAAA",`+f+`}`)
 				wantProblem(t, r, 422, `unknown field "`+string(bytes.SplitN([]byte(f), []byte(`"`), 3)[1])+`"`)
 			}
 		}},

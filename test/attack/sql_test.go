@@ -308,6 +308,51 @@ func sqlAttacks() []attack {
 		{"POST /v1/admin/keys/retire", "SQL in the key id retires nothing", keyVersionAttack("retire")},
 		{"POST /v1/admin/keys/unretire", "SQL in the key id unretires nothing", keyVersionAttack("unretire")},
 		{"POST /v1/admin/keys/destroy", "SQL in the key id destroys nothing", keyVersionAttack("destroy")},
+		{"POST /v1/keys/{name}/import", "SQL in the key name and hash function imports nothing", func(t *testing.T, w *world) {
+			forEachPayload(t, func(t *testing.T, p string) {
+				r := w.n.call(t, "POST", "/v1/keys/"+esc(p)+"/import", w.n.admin, `{"ciphertext":"AAAA"}`)
+				switch {
+				case keyName.MatchString(p) && r.status == 409: // "_" may have been made by another case
+				case keyName.MatchString(p):
+					wantProblem(t, r, 422, "the ciphertext does not unwrap to a key")
+				default:
+					wantProblem(t, r, 422, "key name must match [a-z0-9_-]{1,64}")
+				}
+				if invalidUTF8(p) {
+					return
+				}
+				r = w.n.call(t, "POST", "/v1/keys/imported/import", w.n.admin, `{"ciphertext":"AAAA","hash_function":`+js(p)+`}`)
+				wantProblem(t, r, 422, "hash_function must be SHA1, SHA256, SHA384 or SHA512")
+				r = w.n.call(t, "POST", "/v1/keys/imported/import", w.n.admin, `{"ciphertext":`+js(p)+`}`)
+				if r.status != 422 {
+					t.Errorf("ciphertext %q: %s (want 422)", p, r)
+				}
+			})
+		}},
+		{"POST /v1/keys/{name}/import_version", "SQL in the key name is 422", keyAttack("POST", "/import_version", `{"ciphertext":"AAAA"}`)},
+		{"POST /v1/keys/{name}/import_version", "SQL in the hash function and ciphertext adds no version to k1", func(t *testing.T, w *world) {
+			forEachPayload(t, func(t *testing.T, p string) {
+				if invalidUTF8(p) {
+					return
+				}
+				r := w.n.call(t, "POST", "/v1/keys/k1/import_version", w.n.admin, `{"ciphertext":"AAAA","hash_function":`+js(p)+`}`)
+				wantProblem(t, r, 422, "hash_function must be SHA1, SHA256, SHA384 or SHA512")
+				r = w.n.call(t, "POST", "/v1/keys/k1/import_version", w.n.admin, `{"ciphertext":`+js(p)+`}`)
+				if r.status != 422 {
+					t.Errorf("ciphertext %q: %s (want 422)", p, r)
+				}
+			})
+		}},
+		{"GET /v1/keys/wrapping_key", "the wrapping key is one public key, the same each time", func(t *testing.T, w *world) {
+			var a, b struct {
+				PublicKey string `json:"public_key"`
+			}
+			wantJSON(t, w.n.call(t, "GET", "/v1/keys/wrapping_key", w.n.admin, nil), 200, &a)
+			wantJSON(t, w.n.call(t, "GET", "/v1/keys/wrapping_key", w.n.admin, nil), 200, &b)
+			if !strings.HasPrefix(a.PublicKey, "-----BEGIN PUBLIC KEY-----") || a != b || strings.Contains(a.PublicKey, "PRIVATE") {
+				t.Fatalf("wrapping key answers %q then %q", a.PublicKey, b.PublicKey)
+			}
+		}},
 		{"POST /v1/keys/{name}/encrypt", "SQL in the key name is 422", keyAttack("POST", "/encrypt", `{"plaintext":"cGxhbnRlZA=="}`)},
 		{"POST /v1/keys/{name}/decrypt", "SQL in the key name is 422", keyAttack("POST", "/decrypt", `{"ciphertext":"{CT}"}`)},
 		{"POST /v1/keys/{name}/rewrap", "SQL in the key name is 422", keyAttack("POST", "/rewrap", `{"ciphertext":"{CT}"}`)},

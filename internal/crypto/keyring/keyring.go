@@ -561,6 +561,12 @@ func (kr *Keyring) create(ctx context.Context, keyID string, n uint32) (*keyVers
 	defer k.Zero()
 	raw := k.Bytes()
 	defer clear(raw)
+	return kr.createFrom(ctx, keyID, n, raw)
+}
+
+// createFrom wraps and stores raw as version n of keyID. The caller
+// zeroes raw.
+func (kr *Keyring) createFrom(ctx context.Context, keyID string, n uint32, raw []byte) (*keyVersion, error) {
 	p := kr.root.Load().wrap
 	wrapped, err := p.Wrap(ctx, raw, wrapAAD(keyID, n))
 	if err != nil {
@@ -679,6 +685,30 @@ func (kr *Keyring) Close() error {
 // and on other nodes within CacheTTL, and returns it. Older active versions
 // still decrypt. Rotating a key id without versions makes version 1.
 func (kr *Keyring) Rotate(ctx context.Context, keyID string) (uint32, error) {
+	return kr.addVersion(ctx, keyID, nil)
+}
+
+// Import makes a new version of keyID from the given material, a key the
+// caller brought (transit's bring-your-own-key import), and returns it: it
+// is wrapped under the root key and stored like a version Rotate makes,
+// becomes the active version that encrypts, and its seals are counted the
+// same way. The material must be exactly 32 bytes (ErrMaterialSize);
+// Import zeroes it before it returns, whatever happens. A Permanent key id
+// is refused (ErrKeyPermanent): the audit log's keys are Coffer's own.
+func (kr *Keyring) Import(ctx context.Context, keyID string, material []byte) (uint32, error) {
+	defer clear(material)
+	if Permanent(keyID) {
+		return 0, fmt.Errorf("%w: %s", ErrKeyPermanent, keyID)
+	}
+	if len(material) != dataKeySize {
+		return 0, fmt.Errorf("%w: %s: got %d bytes", ErrMaterialSize, keyID, len(material))
+	}
+	return kr.addVersion(ctx, keyID, material)
+}
+
+// addVersion makes the next version of keyID, from material when it is
+// not nil and from random bytes otherwise.
+func (kr *Keyring) addVersion(ctx context.Context, keyID string, material []byte) (uint32, error) {
 	l := kr.stripe(keyID)
 	l.Lock()
 	defer l.Unlock()
@@ -697,7 +727,12 @@ func (kr *Keyring) Rotate(ctx context.Context, keyID string) (uint32, error) {
 		if e.max == math.MaxUint32 {
 			return 0, fmt.Errorf("keyring: %s has no version numbers left", keyID)
 		}
-		v, err := kr.create(ctx, keyID, e.max+1)
+		var v *keyVersion
+		if material != nil {
+			v, err = kr.createFrom(ctx, keyID, e.max+1, material)
+		} else {
+			v, err = kr.create(ctx, keyID, e.max+1)
+		}
 		if errors.Is(err, ErrVersionExists) {
 			continue // another node rotated at the same time: go past it
 		}
@@ -713,7 +748,7 @@ func (kr *Keyring) Rotate(ctx context.Context, keyID string) (uint32, error) {
 		kr.mu.Unlock()
 		return v.n, nil
 	}
-	return 0, fmt.Errorf("keyring: rotate %s: other nodes keep rotating it; try again", keyID)
+	return 0, fmt.Errorf("keyring: add a version to %s: other nodes keep rotating it; try again", keyID)
 }
 
 // Retire stops version n of keyID from decrypting (ErrKeyRetired), once

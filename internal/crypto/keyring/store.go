@@ -66,6 +66,9 @@ var (
 	// ErrWrongRootKey: the root key cannot unwrap the keys in the Store;
 	// it is not the root key they were made with.
 	ErrWrongRootKey = errors.New("keyring: wrong root key: it cannot unwrap the keys in the store")
+	// ErrMaterialSize: Import was given key material that is not 32
+	// bytes (a data key is AES-256).
+	ErrMaterialSize = errors.New("keyring: imported key material must be 32 bytes")
 	// ErrKeyPermanent: Retire or Destroy was asked to end a version of a
 	// key id that must keep every version (see Permanent).
 	ErrKeyPermanent = errors.New("keyring: every version of this key is kept for good; it cannot be retired or destroyed")

@@ -1,0 +1,276 @@
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"crypto/aes"
+	"crypto/cipher"
+	"crypto/hkdf"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/sha256"
+	"crypto/x509"
+	"encoding/base64"
+	"encoding/binary"
+	"encoding/json"
+	"encoding/pem"
+	"strings"
+	"testing"
+
+	"github.com/tink-crypto/tink-go/v2/kwp/subtle"
+)
+
+// byokWrap does what a client of the Vault transit BYOK scheme does:
+// RSA-OAEP (SHA-256, empty label) of a fresh AES-256 key under the
+// wrapping key, followed by the RFC 5649 key wrap of key under that AES key.
+func byokWrap(t *testing.T, publicPEM string, key []byte) string {
+	t.Helper()
+	blk, _ := pem.Decode([]byte(publicPEM))
+	if blk == nil || blk.Type != "PUBLIC KEY" {
+		t.Fatalf("public_key is not a PEM public key: %q", publicPEM)
+	}
+	k, err := x509.ParsePKIXPublicKey(blk.Bytes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub, ok := k.(*rsa.PublicKey)
+	if !ok || pub.N.BitLen() != 4096 {
+		t.Fatalf("wrapping key is %T, want RSA-4096", k)
+	}
+	ephemeral := make([]byte, 32)
+	if _, err := rand.Read(ephemeral); err != nil {
+		t.Fatal(err)
+	}
+	head, err := rsa.EncryptOAEP(sha256.New(), rand.Reader, pub, ephemeral, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kwp, err := subtle.NewKWP(ephemeral)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tail, err := kwp.Wrap(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return base64.StdEncoding.EncodeToString(append(head, tail...))
+}
+
+// openTransit decrypts a transit ciphertext with nothing but the raw key,
+// as internal/transit/ciphertext.go and the keyring lay it out:
+// "coffer:vN:" + base64(0x01 ‖ N as 4 bytes big endian ‖ 12-byte nonce ‖
+// AES-256-GCM ciphertext and tag), under the GCM key
+// HKDF-Expand(SHA-256, key, "coffer/keyring/v1/aead", 32), with additional
+// data the 5 header bytes ‖ "transit", the key name and the context, each
+// prefixed by its length as a uvarint.
+func openTransit(t *testing.T, key []byte, name, ct string, bound []byte) []byte {
+	t.Helper()
+	rest, ok := strings.CutPrefix(ct, "coffer:v")
+	if !ok {
+		t.Fatalf("ciphertext %q: no coffer:v prefix", ct)
+	}
+	_, body, ok := strings.Cut(rest, ":")
+	if !ok {
+		t.Fatalf("ciphertext %q: no version", ct)
+	}
+	env, err := base64.StdEncoding.DecodeString(body)
+	if err != nil || len(env) < 5+12+16 || env[0] != 0x01 {
+		t.Fatalf("ciphertext %q: not an envelope (%v)", ct, err)
+	}
+	gcmKey, err := hkdf.Expand(sha256.New, key, "coffer/keyring/v1/aead", 32)
+	if err != nil {
+		t.Fatal(err)
+	}
+	block, err := aes.NewCipher(gcmKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	gcm, err := cipher.NewGCM(block)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ad := bytes.Clone(env[:5])
+	for _, part := range []string{"transit", name, string(bound)} {
+		ad = binary.AppendUvarint(ad, uint64(len(part)))
+		ad = append(ad, part...)
+	}
+	pt, err := gcm.Open(nil, env[5:17], env[17:], ad)
+	if err != nil {
+		t.Fatalf("the ciphertext does not open under the imported key: %v", err)
+	}
+	return pt
+}
+
+// TestTransitBYOKImport: a key wrapped client-side for the wrapping key is
+// imported, and what Coffer then encrypts opens with that key alone, in
+// the test. Refusals, access and a restart are checked too.
+func TestTransitBYOKImport(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, n *node) {
+		tok := n.token(n.init.ClientID, n.init.ClientSecret)
+		wrappingKey := func(tok string) string {
+			t.Helper()
+			st, _, b := n.do("GET", "/v1/keys/wrapping_key", tok, "", nil)
+			if st != 200 {
+				t.Fatalf("GET /v1/keys/wrapping_key: %d %s", st, b)
+			}
+			var out struct {
+				PublicKey string `json:"public_key"`
+			}
+			mustJSON(t, b, &out)
+			if strings.Contains(string(b), "PRIVATE") {
+				t.Fatal("the wrapping key answer holds a private key")
+			}
+			return out.PublicKey
+		}
+		pub := wrappingKey(tok)
+		if pub2 := wrappingKey(tok); pub2 != pub {
+			t.Fatal("the wrapping key changed between two calls")
+		}
+
+		key := []byte("0123456789abcdef0123456789ABCDEF") // the key we bring
+		st, _, b := n.postJSON("/v1/keys/byok/import", tok, map[string]any{"ciphertext": byokWrap(t, pub, key), "hash_function": "SHA256"})
+		if st != 201 {
+			t.Fatalf("import: %d %s", st, b)
+		}
+		var info struct {
+			Name          string `json:"name"`
+			LatestVersion uint32 `json:"latest_version"`
+			Exportable    bool   `json:"exportable"`
+		}
+		mustJSON(t, b, &info)
+		if info.Name != "byok" || info.LatestVersion != 1 || info.Exportable {
+			t.Fatalf("imported key: %s", b)
+		}
+		if bytes.Contains(b, []byte(base64.StdEncoding.EncodeToString(key))) || bytes.Contains(b, key) {
+			t.Fatal("the import answer holds the key")
+		}
+
+		bound := []byte("tenant-42")
+		st, _, b = n.postJSON("/v1/keys/byok/encrypt", tok, map[string]any{
+			"plaintext": base64.StdEncoding.EncodeToString([]byte("4111 1111 1111 1111")),
+			"context":   base64.StdEncoding.EncodeToString(bound)})
+		if st != 200 {
+			t.Fatalf("encrypt: %d %s", st, b)
+		}
+		var enc struct {
+			Ciphertext string `json:"ciphertext"`
+		}
+		mustJSON(t, b, &enc)
+		if !strings.HasPrefix(enc.Ciphertext, "coffer:v1:") {
+			t.Fatalf("ciphertext %q, want version 1", enc.Ciphertext)
+		}
+		if got := openTransit(t, key, "byok", enc.Ciphertext, bound); string(got) != "4111 1111 1111 1111" {
+			t.Fatalf("independent decryption = %q", got)
+		}
+
+		problem := func(st int, b []byte, wantStatus int, wantDetail string) {
+			t.Helper()
+			var p struct {
+				Detail string `json:"detail"`
+			}
+			_ = json.Unmarshal(b, &p)
+			if st != wantStatus || (wantDetail != "" && p.Detail != wantDetail) {
+				t.Fatalf("got %d %s, want %d %q", st, b, wantStatus, wantDetail)
+			}
+		}
+		// The name is taken; the reserved name cannot be made.
+		st, _, b = n.postJSON("/v1/keys/byok/import", tok, map[string]any{"ciphertext": byokWrap(t, pub, key)})
+		problem(st, b, 409, "transit key exists")
+		st, _, b = n.postJSON("/v1/keys", tok, map[string]any{"name": "wrapping_key"})
+		problem(st, b, 422, "the key name wrapping_key is reserved")
+		// Anything that does not unwrap is one answer.
+		good, _ := base64.StdEncoding.DecodeString(byokWrap(t, pub, key))
+		for name, ct := range map[string][]byte{
+			"tampered OAEP": append(append([]byte{good[0] ^ 1}, good[1:512]...), good[512:]...),
+			"tampered KWP":  append(bytes.Clone(good[:len(good)-1]), good[len(good)-1]^1),
+			"truncated":     good[:len(good)-8],
+		} {
+			st, _, b = n.postJSON("/v1/keys/fresh/import", tok, map[string]any{"ciphertext": base64.StdEncoding.EncodeToString(ct)})
+			if st != 422 || !strings.Contains(string(b), `"the ciphertext does not unwrap to a key"`) {
+				t.Fatalf("%s: %d %s", name, st, b)
+			}
+		}
+		st, _, b = n.postJSON("/v1/keys/fresh/import", tok, map[string]any{"ciphertext": byokWrap(t, pub, key), "hash_function": "SHA384"})
+		problem(st, b, 422, "the ciphertext does not unwrap to a key")
+		st, _, b = n.postJSON("/v1/keys/fresh/import", tok, map[string]any{"ciphertext": byokWrap(t, pub, key[:16])})
+		problem(st, b, 422, "the imported key must be 32 bytes (an AES-256-GCM key)")
+		if st, _, b := n.do("GET", "/v1/keys/fresh", tok, "", nil); st != 404 {
+			t.Fatalf("a refused import made a key: %d %s", st, b)
+		}
+
+		// Without admin on keys: 403 for both.
+		if err := n.admin.PutPolicy(context.Background(), []byte(accessPolicy), "yaml"); err != nil {
+			t.Fatal(err)
+		}
+		sup, err := n.admin.CreateClient(context.Background(), "support-desk", []string{"support"}, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		supTok := n.token(sup.ClientID, sup.ClientSecret)
+		st, _, b = n.do("GET", "/v1/keys/wrapping_key", supTok, "", nil)
+		problem(st, b, 403, "")
+		st, _, b = n.postJSON("/v1/keys/other/import", supTok, map[string]any{"ciphertext": byokWrap(t, pub, key)})
+		problem(st, b, 403, "")
+		st, _, b = n.postJSON("/v1/keys/byok/import_version", supTok, map[string]any{"ciphertext": byokWrap(t, pub, key)})
+		problem(st, b, 403, "")
+
+		// A second key brought as the next version encrypts from then on;
+		// the first still decrypts.
+		key2 := []byte("fedcba9876543210FEDCBA9876543210")
+		st, _, b = n.postJSON("/v1/keys/byok/import_version", tok, map[string]any{"ciphertext": byokWrap(t, pub, key2)})
+		if st != 200 {
+			t.Fatalf("import_version: %d %s", st, b)
+		}
+		mustJSON(t, b, &info)
+		if info.LatestVersion != 2 || info.Exportable {
+			t.Fatalf("after import_version: %s", b)
+		}
+		st, _, b = n.postJSON("/v1/keys/byok/encrypt", tok, map[string]any{"plaintext": base64.StdEncoding.EncodeToString([]byte("v2"))})
+		var enc2 struct {
+			Ciphertext string `json:"ciphertext"`
+		}
+		mustJSON(t, b, &enc2)
+		if st != 200 || !strings.HasPrefix(enc2.Ciphertext, "coffer:v2:") || string(openTransit(t, key2, "byok", enc2.Ciphertext, nil)) != "v2" {
+			t.Fatalf("encrypt after import_version: %d %s", st, b)
+		}
+		st, _, b = n.postJSON("/v1/keys/missing/import_version", tok, map[string]any{"ciphertext": byokWrap(t, pub, key2)})
+		problem(st, b, 404, "transit key not found")
+
+		// Audited.
+		st, _, b = n.do("GET", "/v1/audit/events?action=admin&limit=500", tok, "", nil)
+		if st != 200 {
+			t.Fatalf("audit: %d %s", st, b)
+		}
+		var evs struct {
+			Events []struct {
+				Resource string `json:"resource"`
+				Status   int    `json:"status"`
+			} `json:"events"`
+		}
+		mustJSON(t, b, &evs)
+		seen := map[string]bool{}
+		for _, e := range evs.Events {
+			seen[e.Resource+" "+string(rune('0'+e.Status/100))] = true
+		}
+		for _, want := range []string{"keys/wrapping_key 2", "keys/wrapping_key 4", "keys/byok 2", "keys/byok 4", "keys/other 4"} {
+			if !seen[want] {
+				t.Errorf("no audit event %q (have %v)", want, seen)
+			}
+		}
+		if strings.Contains(n.logs.String(), base64.StdEncoding.EncodeToString(key)) || strings.Contains(n.logs.String(), string(key)) {
+			t.Error("the log holds the imported key")
+		}
+
+		// A restart keeps the wrapping key and the imported key.
+		n.restart()
+		tok = n.token(n.init.ClientID, n.init.ClientSecret)
+		if got := wrappingKey(tok); got != pub {
+			t.Fatal("the wrapping key changed across a restart")
+		}
+		st, _, b = n.postJSON("/v1/keys/byok/decrypt", tok, map[string]any{"ciphertext": enc.Ciphertext,
+			"context": base64.StdEncoding.EncodeToString(bound)})
+		if st != 200 || !strings.Contains(string(b), base64.StdEncoding.EncodeToString([]byte("4111 1111 1111 1111"))) {
+			t.Fatalf("decrypt after restart: %d %s", st, b)
+		}
+	})
+}
