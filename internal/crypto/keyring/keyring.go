@@ -759,23 +759,12 @@ func (kr *Keyring) Retire(ctx context.Context, keyID string, n uint32) error {
 	if Permanent(keyID) {
 		return fmt.Errorf("%w: %s", ErrKeyPermanent, keyID)
 	}
-	l := kr.stripe(keyID)
-	l.Lock()
-	defer l.Unlock()
-	kr.mu.RLock()
-	cur := kr.keys[keyID]
-	kr.mu.RUnlock()
-	e, err := kr.load(ctx, keyID, cur)
+	e, v, unlock, err := kr.lockVersion(ctx, keyID, n)
 	if err != nil {
 		return err
 	}
-	kr.install(keyID, e)
-	v := e.versions[n]
+	defer unlock()
 	switch {
-	case e.destroyed:
-		return fmt.Errorf("%w: %s", ErrKeyDestroyed, keyID)
-	case v == nil:
-		return fmt.Errorf("%w: %s version %d", ErrKeyNotFound, keyID, n)
 	case v.state == coffer.KeyRetired:
 		return nil
 	case v.state == coffer.KeyDestroyed:
@@ -795,12 +784,48 @@ func (kr *Keyring) Retire(ctx context.Context, keyID string, n uint32) error {
 	} else if err := kr.store.SetDataKeyState(ctx, keyID, n, coffer.KeyRetired); err != nil {
 		return fmt.Errorf("keyring: retire %s version %d: %w", keyID, n, err)
 	}
-	e2, err := kr.load(ctx, keyID, e)
+	// The cache must not still let version n decrypt.
+	return kr.reload(ctx, keyID, e)
+}
+
+// lockVersion takes keyID's stripe lock, reloads the key id from the Store
+// into the cache and returns it with its version n, and the func that
+// releases the lock. It fails, the lock released, when the key id is
+// destroyed or has no version n.
+func (kr *Keyring) lockVersion(ctx context.Context, keyID string, n uint32) (*entry, *keyVersion, func(), error) {
+	l := kr.stripe(keyID)
+	l.Lock()
+	kr.mu.RLock()
+	cur := kr.keys[keyID]
+	kr.mu.RUnlock()
+	e, err := kr.load(ctx, keyID, cur)
 	if err != nil {
-		kr.evict(keyID) // the cache would still let version n decrypt
+		l.Unlock()
+		return nil, nil, nil, err
+	}
+	kr.install(keyID, e)
+	v := e.versions[n]
+	switch {
+	case e.destroyed:
+		l.Unlock()
+		return nil, nil, nil, fmt.Errorf("%w: %s", ErrKeyDestroyed, keyID)
+	case v == nil:
+		l.Unlock()
+		return nil, nil, nil, fmt.Errorf("%w: %s version %d", ErrKeyNotFound, keyID, n)
+	}
+	return e, v, l.Unlock, nil
+}
+
+// reload loads keyID afresh after a change to the Store (seen is what the
+// cache held) and installs it; if that fails it evicts the key id, so that
+// no stale state stays cached.
+func (kr *Keyring) reload(ctx context.Context, keyID string, seen *entry) error {
+	e, err := kr.load(ctx, keyID, seen)
+	if err != nil {
+		kr.evict(keyID)
 		return err
 	}
-	kr.install(keyID, e2)
+	kr.install(keyID, e)
 	return nil
 }
 

@@ -69,24 +69,11 @@ func (kr *Keyring) endVersion(ctx context.Context, keyID string, n uint32, what 
 	if !ok {
 		return fmt.Errorf("keyring: %s %s version %d: the store cannot change one version", what, keyID, n)
 	}
-	l := kr.stripe(keyID)
-	l.Lock()
-	defer l.Unlock()
-	kr.mu.RLock()
-	cur := kr.keys[keyID]
-	kr.mu.RUnlock()
-	e, err := kr.load(ctx, keyID, cur)
+	e, v, unlock, err := kr.lockVersion(ctx, keyID, n)
 	if err != nil {
 		return err
 	}
-	kr.install(keyID, e)
-	v := e.versions[n]
-	switch {
-	case e.destroyed:
-		return fmt.Errorf("%w: %s", ErrKeyDestroyed, keyID)
-	case v == nil:
-		return fmt.Errorf("%w: %s version %d", ErrKeyNotFound, keyID, n)
-	}
+	defer unlock()
 	changed, err := change(vs, v, e)
 	if err != nil {
 		kr.evict(keyID) // whatever the Store holds now, reload it on next use
@@ -95,11 +82,5 @@ func (kr *Keyring) endVersion(ctx context.Context, keyID string, n uint32, what 
 	if !changed {
 		return nil
 	}
-	e2, err := kr.load(ctx, keyID, e)
-	if err != nil {
-		kr.evict(keyID) // the cache must not keep the old state
-		return err
-	}
-	kr.install(keyID, e2)
-	return nil
+	return kr.reload(ctx, keyID, e)
 }
