@@ -3,26 +3,18 @@ package transit
 import (
 	"bytes"
 	"context"
-	"crypto/aes"
-	"crypto/cipher"
-	"crypto/hkdf"
-	"crypto/rand"
 	"crypto/rsa"
 	"crypto/sha1" // #nosec G505 -- the OAEP hash some BYOK tooling uses
 	"crypto/sha256"
-	"crypto/x509"
 	"encoding/base64"
-	"encoding/binary"
 	"encoding/hex"
-	"encoding/pem"
 	"hash"
 	"strings"
 	"sync"
 	"testing"
 
-	"github.com/tink-crypto/tink-go/v2/kwp/subtle"
-
 	"github.com/cofferhq/coffer/internal/coffer"
+	"github.com/cofferhq/coffer/internal/transit/transittest"
 )
 
 // kv is an in-memory Meta with the store's contract.
@@ -91,81 +83,33 @@ func TestUnwrapKWPKnownAnswer(t *testing.T) {
 	}
 }
 
-// byokWrap is what a client does: RSA-OAEP of a fresh AES-256 key, then
-// KWP of key under it.
+// byokWrap is what a client does (transittest.Wrap), with the OAEP hash h.
 func byokWrap(t testing.TB, pub *rsa.PublicKey, h func() hash.Hash, key []byte) []byte {
 	t.Helper()
-	aesKey := make([]byte, 32)
-	if _, err := rand.Read(aesKey); err != nil {
-		t.Fatal(err)
-	}
-	head, err := rsa.EncryptOAEP(h(), rand.Reader, pub, aesKey, nil)
+	ct, err := transittest.Wrap(pub, h(), key)
 	if err != nil {
 		t.Fatal(err)
 	}
-	w, err := subtle.NewKWP(aesKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tail, err := w.Wrap(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return append(head, tail...)
+	return ct
 }
 
 func publicKey(t testing.TB, w WrappingKey) *rsa.PublicKey {
 	t.Helper()
-	b, _ := pem.Decode([]byte(w.PublicKey))
-	if b == nil || b.Type != "PUBLIC KEY" {
-		t.Fatalf("public_key is not a PEM public key: %q", w.PublicKey)
-	}
-	k, err := x509.ParsePKIXPublicKey(b.Bytes)
+	pub, err := transittest.ParsePublicKey(w.PublicKey)
 	if err != nil {
 		t.Fatal(err)
 	}
-	pub, ok := k.(*rsa.PublicKey)
-	if !ok || pub.N.BitLen() != 4096 {
-		t.Fatalf("wrapping key is %T, want RSA-4096", k)
+	if pub.N.BitLen() != 4096 {
+		t.Fatalf("wrapping key of %d bits, want 4096", pub.N.BitLen())
 	}
 	return pub
 }
 
-// openIndependently decrypts a transit ciphertext from the raw key alone,
-// following the documented layout: coffer:vN:BASE64 of 0x01 ‖ version
-// (4 bytes, big endian) ‖ nonce (12) ‖ AES-256-GCM sealed data, the GCM key
-// being HKDF-Expand(SHA-256, key, "coffer/keyring/v1/aead", 32) and the
-// additional data the 5 header bytes ‖ each of "transit", the key name and
-// the context prefixed by its uvarint length.
+// openIndependently decrypts a transit ciphertext from the raw key alone
+// (transittest.Open), not through this package.
 func openIndependently(t testing.TB, key []byte, name, ct string, bound []byte) []byte {
 	t.Helper()
-	rest, ok := strings.CutPrefix(ct, "coffer:v")
-	if !ok {
-		t.Fatalf("ciphertext %q has no coffer:v prefix", ct)
-	}
-	_, body, _ := strings.Cut(rest, ":")
-	env, err := base64.StdEncoding.DecodeString(body)
-	if err != nil || len(env) < 5+12+16 || env[0] != 1 {
-		t.Fatalf("ciphertext body: %v", err)
-	}
-	gk, err := hkdf.Expand(sha256.New, key, "coffer/keyring/v1/aead", 32)
-	if err != nil {
-		t.Fatal(err)
-	}
-	block, err := aes.NewCipher(gk)
-	if err != nil {
-		t.Fatal(err)
-	}
-	gcm, err := cipher.NewGCM(block)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ad := bytes.Clone(env[:5])
-	for _, p := range []string{"transit", name, string(bound)} {
-		ad = binary.AppendUvarint(ad, uint64(len(p)))
-		ad = append(ad, p...)
-	}
-	pt, err := gcm.Open(nil, env[5:17], env[17:], ad)
+	pt, err := transittest.Open(key, name, ct, bound)
 	if err != nil {
 		t.Fatalf("the ciphertext does not open with the imported key: %v", err)
 	}

@@ -3,100 +3,40 @@ package e2e
 import (
 	"bytes"
 	"context"
-	"crypto/aes"
-	"crypto/cipher"
-	"crypto/hkdf"
-	"crypto/rand"
-	"crypto/rsa"
 	"crypto/sha256"
-	"crypto/x509"
 	"encoding/base64"
-	"encoding/binary"
 	"encoding/json"
-	"encoding/pem"
 	"strings"
 	"testing"
 
-	"github.com/tink-crypto/tink-go/v2/kwp/subtle"
+	"github.com/cofferhq/coffer/internal/transit/transittest"
 )
 
-// byokWrap does what a client of the Vault transit BYOK scheme does:
-// RSA-OAEP (SHA-256, empty label) of a fresh AES-256 key under the
-// wrapping key, followed by the RFC 5649 key wrap of key under that AES key.
+// byokWrap does what a client of the BYOK import does (transittest.Wrap,
+// SHA-256) for the wrapping key in publicPEM, and base64-encodes it.
 func byokWrap(t *testing.T, publicPEM string, key []byte) string {
 	t.Helper()
-	blk, _ := pem.Decode([]byte(publicPEM))
-	if blk == nil || blk.Type != "PUBLIC KEY" {
-		t.Fatalf("public_key is not a PEM public key: %q", publicPEM)
-	}
-	k, err := x509.ParsePKIXPublicKey(blk.Bytes)
+	pub, err := transittest.ParsePublicKey(publicPEM)
 	if err != nil {
 		t.Fatal(err)
 	}
-	pub, ok := k.(*rsa.PublicKey)
-	if !ok || pub.N.BitLen() != 4096 {
-		t.Fatalf("wrapping key is %T, want RSA-4096", k)
+	if pub.N.BitLen() != 4096 {
+		t.Fatalf("wrapping key of %d bits, want RSA-4096", pub.N.BitLen())
 	}
-	ephemeral := make([]byte, 32)
-	if _, err := rand.Read(ephemeral); err != nil {
-		t.Fatal(err)
-	}
-	head, err := rsa.EncryptOAEP(sha256.New(), rand.Reader, pub, ephemeral, nil)
+	ct, err := transittest.Wrap(pub, sha256.New(), key)
 	if err != nil {
 		t.Fatal(err)
 	}
-	kwp, err := subtle.NewKWP(ephemeral)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tail, err := kwp.Wrap(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return base64.StdEncoding.EncodeToString(append(head, tail...))
+	return base64.StdEncoding.EncodeToString(ct)
 }
 
-// openTransit decrypts a transit ciphertext with nothing but the raw key,
-// as internal/transit/ciphertext.go and the keyring lay it out:
-// "coffer:vN:" + base64(0x01 ‖ N as 4 bytes big endian ‖ 12-byte nonce ‖
-// AES-256-GCM ciphertext and tag), under the GCM key
-// HKDF-Expand(SHA-256, key, "coffer/keyring/v1/aead", 32), with additional
-// data the 5 header bytes ‖ "transit", the key name and the context, each
-// prefixed by its length as a uvarint.
+// openTransit decrypts a transit ciphertext with nothing but the raw key
+// (transittest.Open), not through the server.
 func openTransit(t *testing.T, key []byte, name, ct string, bound []byte) []byte {
 	t.Helper()
-	rest, ok := strings.CutPrefix(ct, "coffer:v")
-	if !ok {
-		t.Fatalf("ciphertext %q: no coffer:v prefix", ct)
-	}
-	_, body, ok := strings.Cut(rest, ":")
-	if !ok {
-		t.Fatalf("ciphertext %q: no version", ct)
-	}
-	env, err := base64.StdEncoding.DecodeString(body)
-	if err != nil || len(env) < 5+12+16 || env[0] != 0x01 {
-		t.Fatalf("ciphertext %q: not an envelope (%v)", ct, err)
-	}
-	gcmKey, err := hkdf.Expand(sha256.New, key, "coffer/keyring/v1/aead", 32)
+	pt, err := transittest.Open(key, name, ct, bound)
 	if err != nil {
-		t.Fatal(err)
-	}
-	block, err := aes.NewCipher(gcmKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	gcm, err := cipher.NewGCM(block)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ad := bytes.Clone(env[:5])
-	for _, part := range []string{"transit", name, string(bound)} {
-		ad = binary.AppendUvarint(ad, uint64(len(part)))
-		ad = append(ad, part...)
-	}
-	pt, err := gcm.Open(nil, env[5:17], env[17:], ad)
-	if err != nil {
-		t.Fatalf("the ciphertext does not open under the imported key: %v", err)
+		t.Fatalf("ciphertext %q does not open under the imported key: %v", ct, err)
 	}
 	return pt
 }
