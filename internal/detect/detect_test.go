@@ -19,6 +19,7 @@ import (
 	_ "time/tzdata" // pin zone data so the hours tests do not depend on the host
 
 	"github.com/cofferhq/coffer/internal/coffer"
+	"github.com/cofferhq/coffer/internal/testlog"
 )
 
 // memStore is an in-memory Store for these tests.
@@ -891,23 +892,8 @@ func withRoles(o Observation, roles ...string) Observation {
 	return o
 }
 
-// syncBuffer is a bytes.Buffer safe for a logger and a test to share.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
+// syncBuffer is a buffer safe for a logger and a test to share.
+type syncBuffer = testlog.Buffer
 
 func waitFor(t *testing.T, cond func() bool) {
 	t.Helper()
