@@ -19,7 +19,6 @@ import (
 
 	"github.com/cofferhq/coffer/internal/coffer"
 	"github.com/cofferhq/coffer/internal/crypto/envelope"
-	"github.com/cofferhq/coffer/internal/crypto/keyring"
 )
 
 // Bring-your-own-key import follows the well-known Vault transit scheme, so
@@ -254,47 +253,21 @@ func unwrapKWP(kek, wrapped []byte) ([]byte, error) {
 // deleted, is a conflict; a ciphertext that does not unwrap is one generic
 // 422 (MsgNotAKey), and a key that is not 32 bytes another.
 func (s *Service) Import(ctx context.Context, c Caller, name string, req ImportRequest) (KeyInfo, error) {
-	if err := begin(c, "admin", name, 0); err != nil {
-		return KeyInfo{}, err
-	}
-	if name == WrappingKeyName {
-		return KeyInfo{}, coffer.Errorf(coffer.EINVALID, msgReservedName)
-	}
-	if err := s.authorize(c, "admin", name); err != nil {
+	if err := s.admitNew(c, name); err != nil {
 		return KeyInfo{}, err
 	}
 	h, ct, err := checkImport(req)
 	if err != nil {
 		return KeyInfo{}, err
 	}
-	switch _, err := s.c.Store.TransitKey(ctx, name); coffer.ErrorCode(err) {
-	case "":
-		return KeyInfo{}, coffer.Errorf(coffer.ECONFLICT, "transit key exists")
-	case coffer.ENOTFOUND:
-	default:
-		return KeyInfo{}, fmt.Errorf("transit: import key: %w", err)
-	}
-	material, err := s.unwrap(ctx, h, ct)
-	if err != nil {
-		return KeyInfo{}, err
-	}
-	defer clear(material)
-	// As in Create: the keyring first, then the row.
-	v, err := s.c.Keys.Import(ctx, KeyID(name), material)
-	if errors.Is(err, keyring.ErrKeyDestroyed) {
-		return KeyInfo{}, coffer.Errorf(coffer.ECONFLICT, "a deleted transit key had this name; names are not reused")
-	}
-	if err != nil {
-		return KeyInfo{}, fmt.Errorf("transit: import key: %w", err)
-	}
-	k := TransitKey{Name: name, CreatedAt: s.c.Now().UTC(), MinDecryptionVersion: v, LatestVersion: v}
-	if err := s.c.Store.CreateTransitKey(ctx, k); err != nil {
-		if coffer.ErrorCode(err) == coffer.ECONFLICT {
-			return KeyInfo{}, coffer.Errorf(coffer.ECONFLICT, "transit key exists")
+	return s.createKey(ctx, TransitKey{Name: name}, "import", func() (uint32, error) {
+		material, err := s.unwrap(ctx, h, ct)
+		if err != nil {
+			return 0, err
 		}
-		return KeyInfo{}, fmt.Errorf("transit: import key: %w", err)
-	}
-	return s.info(ctx, k)
+		defer clear(material)
+		return s.c.Keys.Import(ctx, KeyID(name), material)
+	})
 }
 
 // ImportVersion makes the key the caller brought the next version of the

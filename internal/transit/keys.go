@@ -68,45 +68,62 @@ func parsePeriod(s string) (time.Duration, error) {
 // Create makes a transit key with version 1 (action admin). A key of that
 // name, live or deleted, is a conflict.
 func (s *Service) Create(ctx context.Context, c Caller, name string, spec KeySpec) (KeyInfo, error) {
-	if err := begin(c, "admin", name, 0); err != nil {
-		return KeyInfo{}, err
-	}
-	if name == WrappingKeyName {
-		return KeyInfo{}, coffer.Errorf(coffer.EINVALID, msgReservedName)
-	}
-	if err := s.authorize(c, "admin", name); err != nil {
+	if err := s.admitNew(c, name); err != nil {
 		return KeyInfo{}, err
 	}
 	period, err := parsePeriod(spec.AutoRotatePeriod)
 	if err != nil {
 		return KeyInfo{}, err
 	}
-	switch _, err := s.c.Store.TransitKey(ctx, name); coffer.ErrorCode(err) {
+	k := TransitKey{Name: name, Deletable: spec.Deletable, AutoRotatePeriod: period}
+	return s.createKey(ctx, k, "create", func() (uint32, error) {
+		// Rotate makes a version nothing has used, even if an earlier
+		// attempt left versions behind (MinDecryptionVersion hides them).
+		return s.c.Keys.Rotate(ctx, KeyID(name))
+	})
+}
+
+// admitNew checks that c may create the transit key name (action admin)
+// and that the name is not the reserved one.
+func (s *Service) admitNew(c Caller, name string) error {
+	if err := begin(c, "admin", name, 0); err != nil {
+		return err
+	}
+	if name == WrappingKeyName {
+		return coffer.Errorf(coffer.EINVALID, msgReservedName)
+	}
+	return s.authorize(c, "admin", name)
+}
+
+// createKey stores the new transit key k, its first version made by
+// first: the keyring first, then the row, so that a key visible in the
+// store always has material. A key of that name, live or deleted, is a
+// conflict; a *coffer.Error from first is returned as it is. op names
+// the operation in other errors.
+func (s *Service) createKey(ctx context.Context, k TransitKey, op string, first func() (uint32, error)) (KeyInfo, error) {
+	switch _, err := s.c.Store.TransitKey(ctx, k.Name); coffer.ErrorCode(err) {
 	case "":
 		return KeyInfo{}, coffer.Errorf(coffer.ECONFLICT, "transit key exists")
 	case coffer.ENOTFOUND:
 	default:
-		return KeyInfo{}, fmt.Errorf("transit: create key: %w", err)
+		return KeyInfo{}, fmt.Errorf("transit: %s key: %w", op, err)
 	}
-	// The keyring first, then the row: a key visible in the store always
-	// has material, and Rotate makes a version nothing has used, even if an
-	// earlier attempt left versions behind (MinDecryptionVersion hides them).
-	v, err := s.c.Keys.Rotate(ctx, KeyID(name))
-	if errors.Is(err, keyring.ErrKeyDestroyed) {
+	v, err := first()
+	var ce *coffer.Error
+	switch {
+	case errors.Is(err, keyring.ErrKeyDestroyed):
 		return KeyInfo{}, coffer.Errorf(coffer.ECONFLICT, "a deleted transit key had this name; names are not reused")
+	case errors.As(err, &ce):
+		return KeyInfo{}, err
+	case err != nil:
+		return KeyInfo{}, fmt.Errorf("transit: %s key: %w", op, err)
 	}
-	if err != nil {
-		return KeyInfo{}, fmt.Errorf("transit: create key: %w", err)
-	}
-	k := TransitKey{
-		Name: name, CreatedAt: s.c.Now().UTC(), MinDecryptionVersion: v, LatestVersion: v,
-		Deletable: spec.Deletable, AutoRotatePeriod: period,
-	}
+	k.CreatedAt, k.MinDecryptionVersion, k.LatestVersion = s.c.Now().UTC(), v, v
 	if err := s.c.Store.CreateTransitKey(ctx, k); err != nil {
 		if coffer.ErrorCode(err) == coffer.ECONFLICT {
 			return KeyInfo{}, coffer.Errorf(coffer.ECONFLICT, "transit key exists")
 		}
-		return KeyInfo{}, fmt.Errorf("transit: create key: %w", err)
+		return KeyInfo{}, fmt.Errorf("transit: %s key: %w", op, err)
 	}
 	return s.info(ctx, k)
 }
