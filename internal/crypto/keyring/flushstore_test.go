@@ -28,6 +28,20 @@ func (k sqlKeys) InsertDataKey(ctx context.Context, dk coffer.DataKey) error {
 	return err
 }
 
+// newRootProvider returns a local root key provider with a random key.
+func newRootProvider(t testing.TB) keyprovider.Provider {
+	t.Helper()
+	root, err := secret.Random(rand.Reader, keyprovider.RootKeySize)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := keyprovider.NewLocal("test", root, rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
 // TestFlushUsesToSQLStores: against real SQLite and PostgreSQL stores,
 // FlushUses writes every seal to data_keys.uses and the Reseals alone also
 // to data_keys.rewrap_uses, per version, and two nodes' flushes add up.
@@ -37,14 +51,7 @@ func TestFlushUsesToSQLStores(t *testing.T) {
 			t.Parallel()
 			ctx := context.Background()
 			db := storetest.Open(t, b)
-			root, err := secret.Random(rand.Reader, keyprovider.RootKeySize)
-			if err != nil {
-				t.Fatal(err)
-			}
-			p, err := keyprovider.NewLocal("test", root, rand.Reader)
-			if err != nil {
-				t.Fatal(err)
-			}
+			p := newRootProvider(t)
 			if _, ok := keyring.Store(sqlKeys{db}).(keyring.UseStore); !ok {
 				t.Fatal("the SQL store is no UseStore")
 			}

@@ -3,16 +3,13 @@ package keyring_test
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
 	"errors"
 	"testing"
 	"time"
 
 	"github.com/cofferhq/coffer/internal/coffer"
 	"github.com/cofferhq/coffer/internal/crypto/envelope"
-	"github.com/cofferhq/coffer/internal/crypto/keyprovider"
 	"github.com/cofferhq/coffer/internal/crypto/keyring"
-	"github.com/cofferhq/coffer/internal/secret"
 	"github.com/cofferhq/coffer/internal/store/storetest"
 )
 
@@ -28,14 +25,7 @@ func TestDestroyOneVersionSQLStores(t *testing.T) {
 			t.Parallel()
 			ctx := context.Background()
 			db := storetest.Open(t, b)
-			root, err := secret.Random(rand.Reader, keyprovider.RootKeySize)
-			if err != nil {
-				t.Fatal(err)
-			}
-			p, err := keyprovider.NewLocal("test", root, rand.Reader)
-			if err != nil {
-				t.Fatal(err)
-			}
+			p := newRootProvider(t)
 			if _, ok := keyring.Store(sqlKeys{db}).(keyring.VersionStore); !ok {
 				t.Fatal("the SQL store is no VersionStore")
 			}
