@@ -416,6 +416,43 @@ func (s *Service) orderCipher(ctx context.Context) (cipher.Block, error) {
 	return blk, nil
 }
 
+// rows looks up the rows of tokens, keyed by their storage keys macs, and
+// sets macs[i] to the key a row was found under. A token that reads as a
+// random one but was issued before random tokens were enciphered (by
+// Coffer's first release), or a format-preserving token of that time that
+// happens to begin with "tok_", is stored under its whole index MAC,
+// full[i]: those are looked up in a second query, only for the tokens the
+// first did not find, so current tokens cost nothing more.
+func (s *Service) rows(ctx context.Context, tokens []string, macs, full [][]byte) (map[string]coffer.StoredToken, error) {
+	rows, err := s.c.Store.Tokens(ctx, macs)
+	if err != nil {
+		return nil, err
+	}
+	var legacy [][]byte
+	for i, tok := range tokens {
+		if _, ok := rows[string(macs[i])]; !ok && strings.HasPrefix(tok, "tok_") {
+			legacy = append(legacy, full[i])
+		}
+	}
+	if len(legacy) == 0 {
+		return rows, nil
+	}
+	old, err := s.c.Store.Tokens(ctx, legacy)
+	if err != nil {
+		return nil, err
+	}
+	for i, tok := range tokens {
+		if _, ok := rows[string(macs[i])]; ok || !strings.HasPrefix(tok, "tok_") {
+			continue
+		}
+		if r, ok := old[string(full[i])]; ok {
+			rows[string(full[i])] = r
+			macs[i] = full[i]
+		}
+	}
+	return rows, nil
+}
+
 // storageKey returns the key tok's row would be stored under, and the index
 // MAC of tok (whose head the audit records). A random token whose text does
 // not decode gets a key no row has.
@@ -512,6 +549,7 @@ func (s *Service) Detokenize(ctx context.Context, c Caller, tokens []string) ([]
 		return nil, coffer.Errorf(coffer.ETOOLARGE, "at most %d tokens per request", s.c.MaxItems)
 	}
 	macs := make([][]byte, len(tokens))
+	full := make([][]byte, len(tokens))
 	for i, tok := range tokens {
 		if tok == "" || len(tok) > 512 {
 			return nil, coffer.Errorf(coffer.EINVALID, "tokens[%d] is not a token", i)
@@ -520,10 +558,10 @@ func (s *Service) Detokenize(ctx context.Context, c Caller, tokens []string) ([]
 		if err != nil {
 			return nil, err
 		}
-		macs[i] = key
+		macs[i], full[i] = key, mac
 		c.Note.ValueHMACs = append(c.Note.ValueHMACs, base64.RawURLEncoding.EncodeToString(mac[:12]))
 	}
-	rows, err := s.c.Store.Tokens(ctx, macs)
+	rows, err := s.rows(ctx, tokens, macs, full)
 	if err != nil {
 		return nil, err
 	}
