@@ -93,12 +93,7 @@ func KeyAdminRoutes(admin KeyAdmin, policies Policies) func(*Router) {
 			if err := decodeJSON(c.R, &req); err != nil {
 				return Reply{}, err
 			}
-			if req.KeyID == "" || len(req.KeyID) > 300 || !printableASCII(req.KeyID) {
-				return Reply{}, coffer.Errorf(coffer.EINVALID, "key_id must be 1 to 300 printable ASCII characters")
-			}
-			res := "keys/" + req.KeyID
-			c.Note.Target("admin", res)
-			if err := policies.Allowed(c.Principal, "admin", res, c.IP, &c.Note); err != nil {
+			if err := admitKeyID(c, policies, req.KeyID); err != nil {
 				return Reply{}, err
 			}
 			out, err := admin.RotateKey(c.R.Context(), req.KeyID)
@@ -130,15 +125,10 @@ func keyVersionRoutes(rt *Router, admin KeyVersionAdmin, policies Policies) {
 			if err := decodeJSON(c.R, &req); err != nil {
 				return Reply{}, err
 			}
-			if req.KeyID == "" || len(req.KeyID) > 300 || !printableASCII(req.KeyID) {
-				return Reply{}, coffer.Errorf(coffer.EINVALID, "key_id must be 1 to 300 printable ASCII characters")
-			}
 			if req.Version == nil || *req.Version == 0 {
 				return Reply{}, coffer.Errorf(coffer.EINVALID, "version must be a key version number, 1 or more")
 			}
-			res := "keys/" + req.KeyID
-			c.Note.Target("admin", res)
-			if err := policies.Allowed(c.Principal, "admin", res, c.IP, &c.Note); err != nil {
+			if err := admitKeyID(c, policies, req.KeyID); err != nil {
 				return Reply{}, err
 			}
 			out, err := r.do(c.R.Context(), req.KeyID, *req.Version)
@@ -149,6 +139,17 @@ func keyVersionRoutes(rt *Router, admin KeyVersionAdmin, policies Policies) {
 			return Reply{Body: out}, nil
 		})
 	}
+}
+
+// admitKeyID checks keyID's form, notes it as the call's resource and
+// checks that the caller may administer it.
+func admitKeyID(c *Call, policies Policies, keyID string) error {
+	if keyID == "" || len(keyID) > 300 || !printableASCII(keyID) {
+		return coffer.Errorf(coffer.EINVALID, "key_id must be 1 to 300 printable ASCII characters")
+	}
+	res := "keys/" + keyID
+	c.Note.Target("admin", res)
+	return policies.Allowed(c.Principal, "admin", res, c.IP, &c.Note)
 }
 
 func printableASCII(s string) bool {
