@@ -44,6 +44,8 @@ func keysCmd(stdout io.Writer, env []string) *cobra.Command {
 				fmt.Fprintf(stdout, "%s rotated: version %d now chains the audit log; every older version is kept to verify it\n", res.KeyID, res.Version)
 			case res.KeyID == app.AuditSigningKeyID:
 				fmt.Fprintf(stdout, "%s rotated: version %d now signs audit checkpoints; every older version is kept to verify them\n", res.KeyID, res.Version)
+			case res.ReindexScheduled:
+				fmt.Fprintf(stdout, "%s rotated: version %d now MACs new entries; search looks under every version until a serving node has reindexed\n", res.KeyID, res.Version)
 			case res.Version > 0:
 				fmt.Fprintf(stdout, "%s rotated: version %d now encrypts; older versions still decrypt\n", res.KeyID, res.Version)
 			default:
@@ -51,7 +53,7 @@ func keysCmd(stdout io.Writer, env []string) *cobra.Command {
 			}
 			if res.RewrapScheduled {
 				fmt.Fprintln(stdout, "rewrap scheduled: a serving node moves every value to the new version in the background")
-				fmt.Fprintf(stdout, "once it has, retire the old version (`coffer keys retire %s %d`) and later destroy it\n", res.KeyID, res.Version-1)
+				fmt.Fprintf(stdout, "once it has, retire the older versions (`coffer keys retire %s VERSION`) and later destroy them\n", res.KeyID)
 			}
 			return nil
 		},
