@@ -406,7 +406,9 @@ func (s *Service) orderCipher(ctx context.Context) (cipher.Block, error) {
 	if err != nil {
 		return nil, fmt.Errorf("token: order key: %w", err)
 	}
-	blk, err = aes.NewCipher(k.Bytes())
+	raw := k.Bytes() // a copy: the cipher keeps its own schedule
+	blk, err = aes.NewCipher(raw)
+	clear(raw)
 	if err != nil {
 		return nil, fmt.Errorf("token: order key: %w", err)
 	}
