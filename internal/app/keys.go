@@ -16,6 +16,7 @@ import (
 	"github.com/cofferhq/coffer/internal/crypto/keyring"
 	"github.com/cofferhq/coffer/internal/httpapi"
 	"github.com/cofferhq/coffer/internal/lifecycle"
+	"github.com/cofferhq/coffer/internal/token"
 )
 
 // SigningKeyID names the access token signing key for RotateKey.
@@ -42,7 +43,7 @@ func rotatable(keyID string) bool {
 	}
 	for _, p := range []string{"collection/", "subject/", "tokens/"} {
 		if name, ok := strings.CutPrefix(keyID, p); ok && name != "" {
-			return keyID != "tokens/index" && keyID != "tokens/order"
+			return !token.FixedKey(keyID)
 		}
 	}
 	return false

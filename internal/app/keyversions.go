@@ -12,6 +12,7 @@ import (
 	"github.com/cofferhq/coffer/internal/config"
 	"github.com/cofferhq/coffer/internal/crypto/keyring"
 	"github.com/cofferhq/coffer/internal/httpapi"
+	"github.com/cofferhq/coffer/internal/token"
 )
 
 // KeyVersionChange is what a retire, unretire or destroy of one key
@@ -39,10 +40,7 @@ func retirable(keyID string) bool {
 			return name != ""
 		}
 	}
-	if typ, ok := strings.CutPrefix(keyID, "tokens/"); ok {
-		return typ != "" && !strings.Contains(typ, "/") && typ != "index" && typ != "order"
-	}
-	return false
+	return token.ValueKey(keyID)
 }
 
 // errNotRetirable is the answer for a key id whose versions are not ended

@@ -125,6 +125,18 @@ const (
 	keyMACLen = 24
 )
 
+// FixedKey reports whether keyID is one of the token keys that are never
+// rotated, retired or destroyed: the index and order keys find the rows.
+func FixedKey(keyID string) bool { return keyID == indexKeyID || keyID == orderKeyID }
+
+// ValueKey reports whether keyID is the key that seals the values of one
+// token type ("tokens/TYPE"), as opposed to its deterministic or
+// format-preserving keys and the fixed keys.
+func ValueKey(keyID string) bool {
+	typ, ok := strings.CutPrefix(keyID, "tokens/")
+	return ok && typ != "" && !strings.Contains(typ, "/") && !FixedKey(keyID)
+}
+
 func valueKeyID(typ string) string { return "tokens/" + typ }
 func detKeyID(typ string) string   { return "tokens/" + typ + "/deterministic" }
 func fpeKeyID(typ string) string   { return "tokens/" + typ + "/fpe" }
