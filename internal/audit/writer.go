@@ -57,11 +57,13 @@ type WriterConfig struct {
 	// DefaultMaxBatch when 0. 1 turns group commit off (one append per
 	// event).
 	MaxBatch int
-	// GatherGap makes the writer, once it has a batch, wait for the next
-	// event as long as events keep coming at most this far apart (up to
-	// MaxGather in all), so that one commit and fsync serve more of them:
-	// under load that saves the CPU of many small commits for a little
-	// latency, and when requests stop coming it commits at once.
+	// GatherGap makes the writer, under load, once it has a batch, wait
+	// for the next event as long as events keep coming at most this far
+	// apart (up to MaxGather in all), so that one commit and fsync serve
+	// more of them: that saves the CPU of many small commits for a little
+	// latency. Load means the batch, or the one before it, holds more than
+	// one event; a lone event after a lone event never waits (an idle
+	// process's timers fire no sooner than about a millisecond).
 	// DefaultGatherGap when 0; never waits when negative.
 	GatherGap time.Duration
 	// MaxGather bounds that wait: DefaultMaxGather when 0.
@@ -121,17 +123,18 @@ type Writer struct {
 	health atomic.Pointer[error]
 
 	// Owned by run (NewWriter sets them before it starts).
-	headSeq  uint64
-	headHash string
-	cpSeq    uint64
-	cpTime   time.Time
-	keys     Keys     // the keys of the last batch made durable
-	chain    *chainer // keyed with keys.HMACKey
-	hmacMin  uint32   // the HMAC key version of the stored head event
-	signMin  uint32   // the signing key version of the last stored checkpoint
-	reload   bool
-	sinks    []*sinkState
-	closeErr error
+	lastBatch int // events in the last batch run took
+	headSeq   uint64
+	headHash  string
+	cpSeq     uint64
+	cpTime    time.Time
+	keys      Keys     // the keys of the last batch made durable
+	chain     *chainer // keyed with keys.HMACKey
+	hmacMin   uint32   // the HMAC key version of the stored head event
+	signMin   uint32   // the signing key version of the last stored checkpoint
+	reload    bool
+	sinks     []*sinkState
+	closeErr  error
 }
 
 type sinkState struct {
@@ -405,6 +408,7 @@ func (w *Writer) run() {
 		select {
 		case r := <-w.reqs:
 			batch = w.gatherMore(w.drain(append(batch[:0], r)))
+			w.lastBatch = len(batch)
 			// commit answers each request with its error and records it in
 			// Healthy; there is no one else to tell.
 			_ = w.commit(batch, false)
@@ -456,9 +460,10 @@ func (w *Writer) drain(batch []*request) []*request {
 // of the last, for at most w.gather, and returns it: group commit's batches
 // otherwise stay as small as the number of events that happened to wait
 // during the last commit. It stops at maxBatch, at the first gap and when
-// the writer is closed.
+// the writer is closed, and does not wait at all without signs of load
+// (see WriterConfig.GatherGap).
 func (w *Writer) gatherMore(batch []*request) []*request {
-	if w.gap < 0 || len(batch) >= w.maxBatch {
+	if w.gap < 0 || len(batch) >= w.maxBatch || (len(batch) == 1 && w.lastBatch <= 1) {
 		return batch
 	}
 	deadline := time.Now().Add(w.gather)
