@@ -92,7 +92,9 @@ func (l auditKeyLookup) PublicKeyVersion(ctx context.Context, v uint32) (ed25519
 		return nil, err
 	}
 	defer clear(seed)
-	return ed25519.NewKeyFromSeed(seed).Public().(ed25519.PublicKey), nil
+	priv := ed25519.NewKeyFromSeed(seed)
+	defer clear(priv) // Public returns a copy
+	return priv.Public().(ed25519.PublicKey), nil
 }
 
 func (l auditKeyLookup) version(ctx context.Context, keyID string, v uint32) ([]byte, error) {

@@ -130,8 +130,8 @@ type Writer struct {
 	cpTime    time.Time
 	keys      Keys     // the keys of the last batch made durable
 	chain     *chainer // keyed with keys.HMACKey
-	hmacMin   uint32   // the HMAC key version of the stored head event
-	signMin   uint32   // the signing key version of the last stored checkpoint
+	hmacMin   uint32   // the HMAC key version of the head event, as loaded from the store
+	signMin   uint32   // the signing key version of the last checkpoint, as loaded from the store
 	reload    bool
 	sinks     []*sinkState
 	closeErr  error
@@ -575,12 +575,6 @@ func (w *Writer) commitBatch(batch []*request, forceCP bool) ([]Event, []Checkpo
 	}
 	w.headSeq, w.headHash, w.cpSeq, w.cpTime = seq, prev, cpSeq, cpTime
 	w.keys, w.chain = keys, chain
-	if len(events) > 0 {
-		w.hmacMin = keys.HMACVersion
-	}
-	if len(cps) > 0 {
-		w.signMin = EffectiveVersion(cps[len(cps)-1].KeyVersion)
-	}
 	w.observe(BatchStats{Events: len(events), Checkpoints: len(cps), Duration: d})
 	if err := w.feedSinks(events, cps, true); err != nil {
 		return events, cps, err

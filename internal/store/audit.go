@@ -41,8 +41,11 @@ func (db *DB) AppendAudit(ctx context.Context, events []audit.Event, checkpoints
 				return fmt.Errorf("store: append audit events: %w", err)
 			}
 		}
+		var cp strings.Builder
+		cp.WriteString(insertCheckpoint)
+		placeholders(&cp, 0, checkpointCols)
 		for _, c := range checkpoints {
-			if _, err := q.exec(ctx, insertCheckpoint+`($1, $2, $3, $4, $5, $6)`, checkpointArgs(c)...); err != nil {
+			if _, err := q.exec(ctx, cp.String(), checkpointArgs(c)...); err != nil {
 				return fmt.Errorf("store: append audit checkpoint: %w", err)
 			}
 		}
