@@ -844,21 +844,8 @@ func (kr *Keyring) Destroy(ctx context.Context, keyID string) error {
 	defer l.Unlock()
 	// Whatever happens next, this node forgets the keys now.
 	kr.evict(keyID)
-	rows, err := kr.store.DataKeys(ctx, keyID)
-	if err != nil {
-		return fmt.Errorf("keyring: destroy %s: %w", keyID, err)
-	}
-	if len(rows) == 0 {
-		// A tombstone, so that no node makes a first version later.
-		err := kr.store.InsertDataKey(ctx, coffer.DataKey{
-			KeyID: keyID, Version: 1, State: coffer.KeyDestroyed, Created: kr.now().UTC(),
-		})
-		if err != nil && !errors.Is(err, ErrVersionExists) {
-			return fmt.Errorf("keyring: destroy %s: %w", keyID, err)
-		}
-	}
-	if err := kr.store.DestroyDataKeys(ctx, keyID); err != nil {
-		return fmt.Errorf("keyring: destroy %s: %w", keyID, err)
+	if err := kr.destroyAll(ctx, keyID); err != nil {
+		return err
 	}
 	e, err := kr.load(ctx, keyID, nil)
 	if err != nil {
@@ -869,6 +856,39 @@ func (kr *Keyring) Destroy(ctx context.Context, keyID string) error {
 	}
 	kr.install(keyID, e)
 	return nil
+}
+
+// destroyAll destroys every version of keyID in the Store and puts a
+// destroyed tombstone above them. A key id counts as destroyed only while
+// every version is (see load), so the tombstone is what keeps it so: a
+// node that read the versions before the erasure and now adds the next one
+// collides with it (ErrVersionExists), reloads and finds the key
+// destroyed. A version added between the read and the tombstone is
+// destroyed on the next attempt.
+func (kr *Keyring) destroyAll(ctx context.Context, keyID string) error {
+	for range maxAttempts {
+		rows, err := kr.store.DataKeys(ctx, keyID)
+		if err != nil {
+			return fmt.Errorf("keyring: destroy %s: %w", keyID, err)
+		}
+		if err := kr.store.DestroyDataKeys(ctx, keyID); err != nil {
+			return fmt.Errorf("keyring: destroy %s: %w", keyID, err)
+		}
+		next := uint32(1)
+		for _, r := range rows {
+			next = max(next, r.Version+1)
+		}
+		err = kr.store.InsertDataKey(ctx, coffer.DataKey{
+			KeyID: keyID, Version: next, State: coffer.KeyDestroyed, Created: kr.now().UTC(),
+		})
+		if !errors.Is(err, ErrVersionExists) {
+			if err != nil {
+				return fmt.Errorf("keyring: destroy %s: %w", keyID, err)
+			}
+			return nil
+		}
+	}
+	return fmt.Errorf("keyring: destroy %s: other nodes keep adding versions; try again", keyID)
 }
 
 // Check proves that the Provider holds the root key the Store's keys were

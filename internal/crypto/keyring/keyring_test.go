@@ -477,8 +477,19 @@ func TestDestroy(t *testing.T) {
 		checkDestroyed(t, other)
 	})
 	t.Run("destroyed/on a new node", func(t *testing.T) { checkDestroyed(t, f.node()) })
-	if n := f.s.versions(id); n != 2 {
-		t.Fatalf("store has %d versions after Seal of a destroyed key, want 2 (no new key)", n)
+	// The two versions and Destroy's tombstone above them, all destroyed:
+	// no Seal made a new key.
+	rows, err := f.s.DataKeys(ctx, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rows) != 3 {
+		t.Fatalf("store has %d versions after Seal of a destroyed key, want 3 (2 and the tombstone; no new key)", len(rows))
+	}
+	for _, r := range rows {
+		if r.State != coffer.KeyDestroyed || len(r.Wrapped) != 0 {
+			t.Fatalf("version %d is %s with %d wrapped bytes after Destroy", r.Version, r.State, len(r.Wrapped))
+		}
 	}
 }
 

@@ -157,3 +157,40 @@ func TestDestroyOneVersionSQLStores(t *testing.T) {
 		})
 	}
 }
+
+// TestDestroyOutlastsARacingRotation: a node that read a key's versions
+// before another node erased it, and then adds the next version, collides
+// with Destroy's tombstone instead of bringing the key back; a rotation
+// from any node afterwards is refused, and nothing seals under the key.
+func TestDestroyOutlastsARacingRotation(t *testing.T) {
+	for _, b := range storetest.Backends() {
+		t.Run(b.Name, func(t *testing.T) {
+			t.Parallel()
+			ctx := context.Background()
+			db := storetest.Open(t, b)
+			p := newRootProvider(t)
+			a := keyring.New(p, sqlKeys{db}, keyring.Options{})
+			id := "subject/racing"
+			if _, err := a.Seal(ctx, id, []byte("v"), nil); err != nil {
+				t.Fatal(err)
+			}
+			if err := keyring.New(p, sqlKeys{db}, keyring.Options{}).Destroy(ctx, id); err != nil {
+				t.Fatal(err)
+			}
+			// What a racing rotation that read version 1 as the newest
+			// writes now: version 2, active.
+			err := sqlKeys{db}.InsertDataKey(ctx, coffer.DataKey{KeyID: id, Version: 2, State: coffer.KeyActive,
+				Wrapped: []byte("racing"), Created: time.Now().UTC()})
+			if !errors.Is(err, keyring.ErrVersionExists) {
+				t.Fatalf("a racing version 2 after the erasure: %v, want ErrVersionExists", err)
+			}
+			if _, err := a.Rotate(ctx, id); !errors.Is(err, keyring.ErrKeyDestroyed) {
+				t.Fatalf("rotate after the erasure: %v, want ErrKeyDestroyed", err)
+			}
+			fresh := keyring.New(p, sqlKeys{db}, keyring.Options{})
+			if _, err := fresh.Seal(ctx, id, []byte("v"), nil); !errors.Is(err, keyring.ErrKeyDestroyed) {
+				t.Fatalf("seal after the erasure: %v, want ErrKeyDestroyed", err)
+			}
+		})
+	}
+}
