@@ -9,6 +9,7 @@ import (
 
 	"github.com/cofferhq/coffer/internal/coffer"
 	"github.com/cofferhq/coffer/internal/store"
+	"github.com/cofferhq/coffer/internal/token"
 )
 
 // AutoRotateJob names the lease of the automatic key rotation.
@@ -68,8 +69,7 @@ func Rules(keyID string) (byAge, byUses bool) {
 	if name, ok := strings.CutPrefix(keyID, "subject/"); ok && name != "" {
 		return false, true
 	}
-	if typ, ok := strings.CutPrefix(keyID, "tokens/"); ok && typ != "" &&
-		!strings.Contains(typ, "/") && typ != "index" && typ != "order" {
+	if token.ValueKey(keyID) {
 		return true, true
 	}
 	return false, false
