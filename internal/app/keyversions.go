@@ -70,7 +70,6 @@ func keyVersionRows(ctx context.Context, c *components, keyID string, version ui
 		row     coffer.DataKey
 		found   bool
 		current uint32
-		live    bool
 	)
 	for _, r := range rows {
 		if r.Version == version {
@@ -79,9 +78,8 @@ func keyVersionRows(ctx context.Context, c *components, keyID string, version ui
 		if r.State == coffer.KeyActive {
 			current = max(current, r.Version)
 		}
-		live = live || r.State != coffer.KeyDestroyed
 	}
-	if !live {
+	if coffer.Erased(rows) {
 		return nil, coffer.DataKey{}, 0, coffer.Errorf(coffer.ECONFLICT, "the key was destroyed (its subject erased)")
 	}
 	if !found {

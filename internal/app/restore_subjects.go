@@ -131,7 +131,7 @@ func restoreSubjects(ctx context.Context, opts RestoreOptions, p keyprovider.Pro
 			switch {
 			case len(versions) == 0:
 				res.SubjectKeysMissing++
-			case destroyed(versions):
+			case coffer.Erased(versions):
 				// Erased in the source: the tombstone stays, and not a
 				// byte of a version that may have escaped the erasure is
 				// copied.
@@ -179,16 +179,4 @@ func restoreSubjects(ctx context.Context, opts RestoreOptions, p keyprovider.Pro
 	}
 	res.IndexEntriesAdded, res.SubjectValuesUnreadable = rep.Entries, rep.Unreadable
 	return nil
-}
-
-// destroyed reports whether every version of a key is destroyed: then the
-// whole key is (keyring.Keyring.Destroy). A single destroyed version beside
-// live ones was ended on its own (keyring.Keyring.DestroyVersion).
-func destroyed(versions []coffer.DataKey) bool {
-	for _, v := range versions {
-		if v.State != coffer.KeyDestroyed {
-			return false
-		}
-	}
-	return len(versions) > 0
 }

@@ -282,3 +282,15 @@ type Suspension struct {
 	Until     time.Time
 	Reason    string
 }
+
+// Erased reports whether versions, every version of one key id, are all
+// destroyed: the key id is crypto-shredded. One destroyed version beside
+// live ones is only that version ended.
+func Erased(versions []DataKey) bool {
+	for _, v := range versions {
+		if v.State != KeyDestroyed {
+			return false
+		}
+	}
+	return len(versions) > 0
+}

@@ -153,11 +153,7 @@ func (db *DB) RestoreSubjectKeys(ctx context.Context, keys []coffer.DataKey) (in
 		byID[k.KeyID] = append(byID[k.KeyID], k)
 	}
 	for _, id := range order {
-		live := false
-		for _, k := range byID[id] {
-			live = live || k.State != coffer.KeyDestroyed
-		}
-		if !live {
+		if coffer.Erased(byID[id]) {
 			return 0, errors.New("store: restore subject keys: every version of a key is destroyed: a destroyed key stays destroyed")
 		}
 	}

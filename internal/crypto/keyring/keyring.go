@@ -451,17 +451,14 @@ func (kr *Keyring) load(ctx context.Context, keyID string, old *entry) (*entry, 
 	// The key id is destroyed (crypto-shredded) when every version is:
 	// Destroy ends them all at once. A single destroyed version next to
 	// live ones is one DestroyVersion ended; it alone no longer opens.
-	live := 0
 	for _, r := range rows {
 		switch r.State {
-		case coffer.KeyActive, coffer.KeyRetired:
-			live++
-		case coffer.KeyDestroyed:
+		case coffer.KeyActive, coffer.KeyRetired, coffer.KeyDestroyed:
 		default:
 			return nil, fmt.Errorf("keyring: load %s: version %d has unknown state %q", keyID, r.Version, r.State)
 		}
 	}
-	e.destroyed = len(rows) > 0 && live == 0
+	e.destroyed = coffer.Erased(rows)
 	var made []*keyVersion
 	for _, r := range rows {
 		v := &keyVersion{n: r.Version, state: r.State}
