@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/cofferhq/coffer/internal/coffer"
+	"github.com/cofferhq/coffer/internal/crypto/envelope"
+	"github.com/cofferhq/coffer/internal/crypto/keyring"
 )
 
 // ReindexReport says what one Reindex pass did.
@@ -130,26 +132,46 @@ func (v *Vault) reindexField(ctx context.Context, st reindexStore, collection st
 	}
 }
 
+// errStoredInvalid: a stored value that no longer validates as its field.
+var errStoredInvalid = errors.New("vault: a stored value no longer validates")
+
+// storedIndexForm opens rec's value env of field f and returns the form
+// its blind index entry is made from, as on write: a stored value is
+// already normalised, and integers are stored in their canonical decimal
+// form. Errors from opening come back unchanged; a value that no longer
+// validates is errStoredInvalid. The plaintext bytes are cleared.
+func (v *Vault) storedIndexForm(ctx context.Context, rec coffer.SealedRecord, f coffer.Field, env []byte) (string, error) {
+	pt, err := v.c.Keys.Open(ctx, rec.KeyID, env, aad(rec.Collection, rec.ID, f.Name))
+	if err != nil {
+		return "", err
+	}
+	indexed := string(pt)
+	clear(pt)
+	if f.Type != coffer.TypeInteger {
+		if _, indexed, err = normalizeString(f, indexed); err != nil {
+			return "", errStoredInvalid
+		}
+	}
+	return indexed, nil
+}
+
 // reindexOne moves one entry; false when there is nothing to move it for.
 func (v *Vault) reindexOne(ctx context.Context, st reindexStore, keyID string, f coffer.Field, rec coffer.SealedRecord, ref coffer.IndexRef) (bool, error) {
 	env, ok := rec.Values[f.Name]
 	if rec.ID == "" || !ok {
 		return false, nil // the record or the field is gone
 	}
-	pt, err := v.c.Keys.Open(ctx, rec.KeyID, env, aad(rec.Collection, rec.ID, f.Name))
-	if err != nil {
-		// A subject erased meanwhile, or a value rewrapped and updated
-		// since the listing: not this job's to decide.
-		return false, nil //nolint:nilerr // counted as skipped
-	}
-	// A stored value is already normalised; its index form is derived as
-	// on write (integers are stored in their canonical decimal form).
-	indexed := string(pt)
-	clear(pt)
-	if f.Type != coffer.TypeInteger {
-		if _, indexed, err = normalizeString(f, indexed); err != nil {
-			return false, nil //nolint:nilerr // a stored value that no longer validates: leave its entry
-		}
+	indexed, err := v.storedIndexForm(ctx, rec, f, env)
+	switch {
+	case errors.Is(err, keyring.ErrKeyDestroyed), errors.Is(err, keyring.ErrKeyRetired),
+		errors.Is(err, keyring.ErrKeyNotFound), errors.Is(err, keyring.ErrVersionDestroyed),
+		errors.Is(err, envelope.ErrDecrypt), errors.Is(err, errStoredInvalid):
+		// A subject erased meanwhile, a value rewrapped and updated since
+		// the listing, or one that no longer validates: not this job's to
+		// decide; its entry stays.
+		return false, nil
+	case err != nil:
+		return false, fmt.Errorf("vault: reindex %s: %w", keyID, err)
 	}
 	ver, mac, err := v.c.Keys.MAC(ctx, keyID, []byte(indexed))
 	if err != nil {

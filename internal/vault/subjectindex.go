@@ -98,11 +98,12 @@ func (v *Vault) subjectEntries(ctx context.Context, col coffer.Collection, r cof
 		if !f.Searchable || !ok {
 			continue
 		}
-		pt, err := v.c.Keys.Open(ctx, r.KeyID, env, aad(r.Collection, r.ID, f.Name))
+		indexed, err := v.storedIndexForm(ctx, r, f, env)
 		switch {
 		case errors.Is(err, keyring.ErrKeyDestroyed):
 			return nil, nil // erased since it was listed: no entry at all
-		case errors.Is(err, keyring.ErrKeyRetired), errors.Is(err, keyring.ErrKeyNotFound), errors.Is(err, keyring.ErrVersionDestroyed):
+		case errors.Is(err, keyring.ErrKeyRetired), errors.Is(err, keyring.ErrKeyNotFound),
+			errors.Is(err, keyring.ErrVersionDestroyed), errors.Is(err, errStoredInvalid):
 			rep.Unreadable++
 			continue
 		case errors.Is(err, envelope.ErrDecrypt):
@@ -110,16 +111,6 @@ func (v *Vault) subjectEntries(ctx context.Context, col coffer.Collection, r cof
 			continue
 		case err != nil:
 			return nil, fmt.Errorf("vault: index subject records: open a value of a record: %w", err)
-		}
-		// A stored value is already normalised; its index form is derived
-		// as on write (integers are stored in their canonical form).
-		indexed := string(pt)
-		clear(pt)
-		if f.Type != coffer.TypeInteger {
-			if _, indexed, err = normalizeString(f, indexed); err != nil {
-				rep.Unreadable++ // a stored value that no longer validates
-				continue
-			}
 		}
 		ver, mac, err := v.c.Keys.MAC(ctx, indexKeyID(r.Collection, f.Name), []byte(indexed))
 		if err != nil {
