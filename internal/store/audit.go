@@ -28,8 +28,8 @@ func (db *DB) AppendAudit(ctx context.Context, events []audit.Event, checkpoints
 		}
 		bodies[i], buf = string(b), b
 	}
-	if db.dialect == Postgres && len(events) <= db.rowsPerInsert(auditCols) && len(checkpoints) <= 1 {
-		return db.appendAuditOneStatement(ctx, events, bodies, checkpoints)
+	if db.dialect == Postgres {
+		return db.appendAuditPostgres(ctx, events, bodies, checkpoints)
 	}
 	return db.inTx(ctx, func(q querier) error {
 		per := db.rowsPerInsert(auditCols)
@@ -41,15 +41,7 @@ func (db *DB) AppendAudit(ctx context.Context, events []audit.Event, checkpoints
 				return fmt.Errorf("store: append audit events: %w", err)
 			}
 		}
-		var cp strings.Builder
-		cp.WriteString(insertCheckpoint)
-		placeholders(&cp, 0, checkpointCols)
-		for _, c := range checkpoints {
-			if _, err := q.exec(ctx, cp.String(), checkpointArgs(c)...); err != nil {
-				return fmt.Errorf("store: append audit checkpoint: %w", err)
-			}
-		}
-		return nil
+		return insertCheckpoints(ctx, q, checkpoints)
 	})
 }
 
@@ -86,31 +78,77 @@ func insertEvents(sb *strings.Builder, args []any, events []audit.Event, bodies 
 	return args
 }
 
-// appendAuditOneStatement appends on PostgreSQL in one autocommitted
-// statement (the checkpoint, if any, in a data-modifying WITH): one round
-// trip instead of BEGIN, INSERTs and COMMIT, and just as atomic.
-func (db *DB) appendAuditOneStatement(ctx context.Context, events []audit.Event, bodies []string, checkpoints []audit.Checkpoint) error {
+// insertEventsUnnest inserts audit events on PostgreSQL from one array per
+// column (unnestArgs), numbered from $1: one statement text whatever the
+// batch size, so it is parsed and planned once per connection, and nine
+// parameters instead of nine per event.
+const insertEventsUnnest = `INSERT INTO audit_events (node, seq, id, time, principal, action, body, hash, prev_hash)
+ SELECT * FROM unnest($1::text[], $2::bigint[], $3::text[], $4::bigint[], $5::text[], $6::text[], $7::text[], $8::text[], $9::text[])`
+
+// unnestArgs returns insertEventsUnnest's arguments for events.
+func unnestArgs(events []audit.Event, bodies []string) []any {
+	n := len(events)
+	nodes, ids, principals, actions, hashes, prevs := make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n)
+	seqs, times := make([]int64, n), make([]int64, n)
+	for i := range events {
+		e := &events[i]
+		nodes[i], seqs[i], ids[i], times[i] = e.Node, int64(e.Seq), e.ID, micros(e.Time) // #nosec G115 -- seq < 2^63
+		principals[i], actions[i], hashes[i], prevs[i] = e.PrincipalID, e.Action, e.Hash, e.PrevHash
+	}
+	return []any{nodes, seqs, ids, times, principals, actions, bodies, hashes, prevs}
+}
+
+// appendAuditPostgres appends on PostgreSQL. With at most one checkpoint
+// (every batch but one that crosses a signing key rotation) it is one
+// autocommitted statement, the checkpoint in a data-modifying WITH: one
+// round trip instead of BEGIN, INSERTs and COMMIT, and just as atomic.
+func (db *DB) appendAuditPostgres(ctx context.Context, events []audit.Event, bodies []string, checkpoints []audit.Checkpoint) error {
+	if len(checkpoints) > 1 {
+		return db.inTx(ctx, func(q querier) error {
+			if len(events) > 0 {
+				if _, err := q.exec(ctx, insertEventsUnnest, unnestArgs(events, bodies)...); err != nil {
+					return fmt.Errorf("store: append audit events: %w", err)
+				}
+			}
+			return insertCheckpoints(ctx, q, checkpoints)
+		})
+	}
 	var (
 		sb   strings.Builder
 		args []any
 	)
+	if len(events) > 0 {
+		args = unnestArgs(events, bodies)
+	}
 	if len(checkpoints) == 1 {
-		c := checkpoints[0]
 		if len(events) > 0 {
 			sb.WriteString(`WITH c AS (`)
 		}
 		sb.WriteString(insertCheckpoint)
-		placeholders(&sb, 0, checkpointCols)
-		args = append(args, checkpointArgs(c)...)
+		placeholders(&sb, len(args), checkpointCols)
 		if len(events) > 0 {
 			sb.WriteString(`) `)
 		}
+		args = append(args, checkpointArgs(checkpoints[0])...)
 	}
 	if len(events) > 0 {
-		args = insertEvents(&sb, args, events, bodies)
+		sb.WriteString(insertEventsUnnest)
 	}
 	if _, err := db.write.exec(ctx, sb.String(), args...); err != nil {
 		return fmt.Errorf("store: append audit: %w", err)
+	}
+	return nil
+}
+
+// insertCheckpoints inserts checkpoints one statement each.
+func insertCheckpoints(ctx context.Context, q querier, checkpoints []audit.Checkpoint) error {
+	var cp strings.Builder
+	cp.WriteString(insertCheckpoint)
+	placeholders(&cp, 0, checkpointCols)
+	for _, c := range checkpoints {
+		if _, err := q.exec(ctx, cp.String(), checkpointArgs(c)...); err != nil {
+			return fmt.Errorf("store: append audit checkpoint: %w", err)
+		}
 	}
 	return nil
 }

@@ -2,7 +2,9 @@ package store_test
 
 import (
 	"context"
+	"fmt"
 	"slices"
+	"syscall"
 	"testing"
 	"time"
 
@@ -135,5 +137,50 @@ func TestAuditKeyVersionMigration(t *testing.T) {
 				t.Fatalf("after refused writes: checkpoint key versions %v, want %v", got, want)
 			}
 		})
+	}
+}
+
+// processCPU returns the user and system CPU time this process has used.
+func processCPU() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// BenchmarkAppendAudit appends batches of 1 to 128 events the size of a
+// record read's, one transaction each: what one commit costs apart from
+// what each event costs. cpu-µs/event is this process's CPU (on
+// PostgreSQL the server's own is left out).
+func BenchmarkAppendAudit(b *testing.B) {
+	for _, be := range storetest.Backends() {
+		for _, n := range []int{1, 8, 32, 128} {
+			b.Run(fmt.Sprintf("%s/%d-per-append", be.Name, n), func(b *testing.B) {
+				db := storetest.Open(b, be)
+				ctx := context.Background()
+				var seq uint64
+				prev := audit.Genesis("n1")
+				events := make([]audit.Event, n)
+				cpu0 := processCPU()
+				b.ResetTimer()
+				for b.Loop() {
+					for j := range events {
+						seq++
+						events[j] = audit.Event{ID: audit.EventID("n1", seq), Seq: seq, Node: "n1", Time: time.Now().UTC().Truncate(time.Microsecond),
+							RequestID: "8a7c0e6b1f2d3c4b5a697887", PrincipalID: "client-admin", PrincipalKind: "client", Roles: []string{"admin"},
+							SourceIP: "127.0.0.1", Action: "read", Resource: "collections/customers/rec_01JDQ4V6X9ZK3M8N2P5R7T0W1Y",
+							Fields: []string{"name", "email", "card_number", "ssn"}, Decision: "allow", Rule: "admin-all", Status: 200, Count: 1,
+							PrevHash: prev, Hash: fmt.Sprintf("%064x", seq), KeyVersion: 1}
+						prev = events[j].Hash
+					}
+					if err := db.AppendAudit(ctx, events, nil); err != nil {
+						b.Fatal(err)
+					}
+				}
+				b.ReportMetric(float64((processCPU()-cpu0).Microseconds())/float64(b.N*n), "cpu-µs/event")
+				b.ReportMetric(float64(b.Elapsed().Microseconds())/float64(b.N*n), "µs/event")
+			})
+		}
 	}
 }

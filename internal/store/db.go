@@ -10,6 +10,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -455,9 +456,17 @@ type pgQ struct {
 // PostgreSQL no row can match one, so lookups find nothing rather than fail
 // with a server error, and writes are refused as invalid input.
 func unstorable(args []any) bool {
+	bad := func(s string) bool { return strings.ContainsRune(s, 0) || !utf8.ValidString(s) }
 	for _, a := range args {
-		if s, ok := a.(string); ok && (strings.ContainsRune(s, 0) || !utf8.ValidString(s)) {
-			return true
+		switch v := a.(type) {
+		case string:
+			if bad(v) {
+				return true
+			}
+		case []string:
+			if slices.ContainsFunc(v, bad) {
+				return true
+			}
 		}
 	}
 	return false
