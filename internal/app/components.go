@@ -49,13 +49,16 @@ type Options struct {
 	// turns group commit off (one transaction and sync per event). Only
 	// benchmarks set it, to compare the two; it is not configurable.
 	AuditMaxBatch int
-	// AuditGatherGap, when not 0, replaces the audit writer's gather gap
-	// (audit.WriterConfig.GatherGap; negative turns gathering off): for
-	// the benchmarks that compare the two.
-	AuditGatherGap time.Duration
-	// AuditDiscard makes the audit writer drop events instead of storing
-	// them. Only the benchmark that measures what auditing costs sets it;
-	// no configuration, flag or environment variable can.
+	// AuditGather, when not 0, replaces how long the audit writer gathers
+	// events while the process is busy (audit.WriterConfig.Gather;
+	// negative turns gathering off): for the benchmarks that compare the
+	// two.
+	AuditGather time.Duration
+	// AuditDiscard answers requests without writing their audit events:
+	// no chaining, no append, no wait (the detectors and metrics still see
+	// every request). Only the benchmark that measures what auditing costs
+	// sets it, as its baseline; no configuration, flag or environment
+	// variable can.
 	AuditDiscard bool
 	// provider, if set, is the root key provider already opened (an
 	// unsealed Shamir provider); nil opens the one cfg names.
