@@ -4,7 +4,9 @@ import (
 	"context"
 	"encoding/base64"
 	"fmt"
+	"os"
 	"runtime"
+	"runtime/debug"
 	"sync/atomic"
 	"syscall"
 	"testing"
@@ -24,10 +26,23 @@ func processCPU() time.Duration {
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
+// servingRuntime gives the benchmark's process the garbage collector target
+// `coffer serve` sets (app.TuneRuntime), unless GOGC is set, and restores
+// the test binary's afterwards: the server under measurement runs in this
+// process, and should run as it does in production.
+func servingRuntime(b *testing.B) {
+	if os.Getenv("GOGC") != "" {
+		return
+	}
+	prev := debug.SetGCPercent(app.DefaultGCPercent)
+	b.Cleanup(func() { debug.SetGCPercent(prev) })
+}
+
 // BenchmarkRecordHTTPS measures record create and read through the whole
 // server over real HTTPS (in-process client, 32 goroutines), audit included.
 // The load script (bench/load.sh) measures the same from another process.
 func BenchmarkRecordHTTPS(b *testing.B) {
+	servingRuntime(b)
 	for _, be := range storetest.Backends() {
 		b.Run(be.Name, func(b *testing.B) {
 			n := start(b, be, "COFFER_LIMITS_RATE_LIMIT=0")
@@ -74,6 +89,7 @@ func BenchmarkRecordHTTPS(b *testing.B) {
 // random and deterministic, through the server over HTTPS, two at a time;
 // values/s is the figure that matters.
 func BenchmarkTokenizeBatchHTTPS(b *testing.B) {
+	servingRuntime(b)
 	for _, be := range storetest.Backends() {
 		for _, mode := range []string{"random", "deterministic"} {
 			b.Run(be.Name+"/"+mode, func(b *testing.B) {
@@ -103,6 +119,7 @@ func BenchmarkTokenizeBatchHTTPS(b *testing.B) {
 // BenchmarkTransitBatchHTTPS: 1,000-item transit encrypt and decrypt
 // batches of 100-byte plaintexts through the server over HTTPS.
 func BenchmarkTransitBatchHTTPS(b *testing.B) {
+	servingRuntime(b)
 	n := start(b, storetest.Backends()[0], "COFFER_LIMITS_RATE_LIMIT=0")
 	tok := n.token(n.init.ClientID, n.init.ClientSecret)
 	if st, _, body := n.postJSON("/v1/keys", tok, map[string]any{"name": "payments"}); st != 201 {
@@ -151,6 +168,7 @@ func BenchmarkTransitBatchHTTPS(b *testing.B) {
 // req/s and cpu-µs/req are the figures; group commit against no audit is
 // what auditing costs.
 func BenchmarkAuditCost(b *testing.B) {
+	servingRuntime(b)
 	modes := []struct {
 		name string
 		opts app.Options
