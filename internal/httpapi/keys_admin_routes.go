@@ -4,6 +4,7 @@ import (
 	"context"
 	"log/slog"
 	"net/http"
+	"strconv"
 	"sync"
 	"time"
 
@@ -79,21 +80,23 @@ type KeyVersionAdmin interface {
 //	POST /v1/admin/keys/destroy  {"key_id": "collection/customers", "version": 1}
 //
 // The caller needs action admin on resource keys/KEY_ID (a policy grants
-// it with "keys/*", or narrower with "keys/collection*").
+// it with "keys/*", or narrower with "keys/collection*"). The audit log
+// records each call as action keys.rotate, keys.retire, keys.unretire or
+// keys.destroy on keys/KEY_ID (keys/KEY_ID/versions/N for one version).
 func KeyAdminRoutes(admin KeyAdmin, policies Policies) func(*Router) {
 	return func(rt *Router) {
 		if va, ok := admin.(KeyVersionAdmin); ok {
 			keyVersionRoutes(rt, va, policies)
 		}
 		rt.Handle("POST /v1/admin/keys/rotate", func(c *Call) (Reply, error) {
-			c.Note.Target("admin", "keys")
+			c.Note.Target("keys.rotate", "keys")
 			var req struct {
 				KeyID string `json:"key_id"`
 			}
 			if err := decodeJSON(c.R, &req); err != nil {
 				return Reply{}, err
 			}
-			if err := admitKeyID(c, policies, req.KeyID); err != nil {
+			if err := admitKeyID(c, policies, "keys.rotate", req.KeyID, 0); err != nil {
 				return Reply{}, err
 			}
 			out, err := admin.RotateKey(c.R.Context(), req.KeyID)
@@ -109,15 +112,16 @@ func KeyAdminRoutes(admin KeyAdmin, policies Policies) func(*Router) {
 // keyVersionRoutes adds the retire, unretire and destroy routes.
 func keyVersionRoutes(rt *Router, admin KeyVersionAdmin, policies Policies) {
 	for _, r := range []struct {
-		path string
-		do   func(context.Context, string, uint32) (KeyVersionChange, error)
+		op string
+		do func(context.Context, string, uint32) (KeyVersionChange, error)
 	}{
-		{"/v1/admin/keys/retire", admin.RetireKey},
-		{"/v1/admin/keys/unretire", admin.UnretireKey},
-		{"/v1/admin/keys/destroy", admin.DestroyKey},
+		{"retire", admin.RetireKey},
+		{"unretire", admin.UnretireKey},
+		{"destroy", admin.DestroyKey},
 	} {
-		rt.Handle("POST "+r.path, func(c *Call) (Reply, error) {
-			c.Note.Target("admin", "keys")
+		action := "keys." + r.op
+		rt.Handle("POST /v1/admin/keys/"+r.op, func(c *Call) (Reply, error) {
+			c.Note.Target(action, "keys")
 			var req struct {
 				KeyID   string  `json:"key_id"`
 				Version *uint32 `json:"version"`
@@ -128,7 +132,7 @@ func keyVersionRoutes(rt *Router, admin KeyVersionAdmin, policies Policies) {
 			if req.Version == nil || *req.Version == 0 {
 				return Reply{}, coffer.Errorf(coffer.EINVALID, "version must be a key version number, 1 or more")
 			}
-			if err := admitKeyID(c, policies, req.KeyID); err != nil {
+			if err := admitKeyID(c, policies, action, req.KeyID, *req.Version); err != nil {
 				return Reply{}, err
 			}
 			out, err := r.do(c.R.Context(), req.KeyID, *req.Version)
@@ -141,15 +145,24 @@ func keyVersionRoutes(rt *Router, admin KeyVersionAdmin, policies Policies) {
 	}
 }
 
-// admitKeyID checks keyID's form, notes it as the call's resource and
-// checks that the caller may administer it.
-func admitKeyID(c *Call, policies Policies, keyID string) error {
+// admitKeyID checks keyID's form and that the caller may administer it
+// (policy action admin on keys/KEY_ID), and notes the call for the audit
+// log as action (keys.rotate, keys.retire, …) on keys/KEY_ID, or on
+// keys/KEY_ID/versions/N when it changes one version: the policy asks only
+// for admin, but the log must tell a rotation from a destruction, and
+// which version went.
+func admitKeyID(c *Call, policies Policies, action, keyID string, version uint32) error {
 	if keyID == "" || len(keyID) > 300 || !printableASCII(keyID) {
 		return coffer.Errorf(coffer.EINVALID, "key_id must be 1 to 300 printable ASCII characters")
 	}
 	res := "keys/" + keyID
 	c.Note.Target("admin", res)
-	return policies.Allowed(c.Principal, "admin", res, c.IP, &c.Note)
+	err := policies.Allowed(c.Principal, "admin", res, c.IP, &c.Note)
+	if version > 0 {
+		res += "/versions/" + strconv.FormatUint(uint64(version), 10)
+	}
+	c.Note.Target(action, res)
+	return err
 }
 
 func printableASCII(s string) bool {

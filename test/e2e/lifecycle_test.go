@@ -3,6 +3,7 @@ package e2e
 import (
 	"context"
 	"crypto/rand"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -183,6 +184,26 @@ func TestKeyRotationAndRewrap(t *testing.T) {
 		}
 		if st, _ := rotate(n, "", "collection/customers"); st != 401 {
 			t.Errorf("rotate without a token: %d", st)
+		}
+		// Audited as rotations, refused ones too, not as a bare "admin".
+		st, _, b = n.do("GET", "/v1/audit/events?action=keys.rotate&limit=100", tok, "", nil)
+		var evs struct {
+			Events []struct {
+				Resource string `json:"resource"`
+				Status   int    `json:"status"`
+			} `json:"events"`
+		}
+		if err := json.Unmarshal(b, &evs); st != 200 || err != nil {
+			t.Fatalf("audit: %d %s", st, b)
+		}
+		seen := map[string]bool{}
+		for _, e := range evs.Events {
+			seen[fmt.Sprintf("%s %d", e.Resource, e.Status)] = true
+		}
+		for _, want := range []string{"keys/collection/customers 200", "keys/jwt/signing 200", "keys/collection/nope 404", "keys/mask/hash 422"} {
+			if !seen[want] {
+				t.Errorf("no keys.rotate audit event %q among %v", want, seen)
+			}
 		}
 	})
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -190,11 +191,14 @@ func TestRetireAndDestroyKeyVersion(t *testing.T) {
 			}
 			readAll("at the end")
 
-			// The operations are audited like a rotation.
-			st, _, body = n.do("GET", "/v1/audit/events?action=admin&limit=200", tok, "", nil)
+			// Each operation is audited as what it was, on the version it
+			// changed; the policy asked only for admin on the key.
+			st, _, body = n.do("GET", "/v1/audit/events?limit=500", tok, "", nil)
 			var evs struct {
 				Events []struct {
+					Action   string `json:"action"`
 					Resource string `json:"resource"`
+					Decision string `json:"decision"`
 					Status   int    `json:"status"`
 				} `json:"events"`
 			}
@@ -204,14 +208,21 @@ func TestRetireAndDestroyKeyVersion(t *testing.T) {
 			if err := json.Unmarshal(body, &evs); err != nil {
 				t.Fatal(err)
 			}
-			seen := map[int]bool{}
+			seen := map[string]bool{}
 			for _, e := range evs.Events {
-				if e.Resource == "keys/collection/customers" {
-					seen[e.Status] = true
+				if strings.HasPrefix(e.Action, "keys.") {
+					seen[fmt.Sprintf("%s %s %d %s", e.Action, e.Resource, e.Status, e.Decision)] = true
 				}
 			}
-			if !seen[200] || !seen[409] {
-				t.Errorf("audit events of keys/collection/customers: statuses %v", seen)
+			const v1res = "keys/collection/customers/versions/1"
+			for _, want := range []string{
+				"keys.retire " + v1res + " 409 allow", "keys.retire " + v1res + " 200 allow",
+				"keys.unretire " + v1res + " 200 allow", "keys.unretire " + v1res + " 409 allow",
+				"keys.destroy " + v1res + " 200 allow",
+			} {
+				if !seen[want] {
+					t.Errorf("no audit event %q among %v", want, seen)
+				}
 			}
 		})
 	}
