@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/cofferhq/coffer/internal/app"
+	"github.com/cofferhq/coffer/internal/audit"
 	"github.com/cofferhq/coffer/internal/coffer"
 	"github.com/cofferhq/coffer/internal/crypto/envelope"
 	"github.com/cofferhq/coffer/internal/crypto/keyring"
@@ -194,6 +195,77 @@ func TestRestoreAfterDestroyingSubjectKeyVersion(t *testing.T) {
 		}
 		if _, err := kr.Open(ctx, "subject/amy", rec.Values["email"], envelope.AAD("people", "r1", "email")); !errors.Is(err, keyring.ErrVersionDestroyed) {
 			t.Fatalf("a restored value under the destroyed version: %v", err)
+		}
+	})
+}
+
+// TestOfflineKeyOperationsAudited: `coffer keys …` writes each operation
+// to the deployment's offline audit chain, before (no event, nothing done)
+// and after (the outcome); audit verify checks that chain too.
+func TestOfflineKeyOperationsAudited(t *testing.T) {
+	ctx := context.Background()
+	dir := filepath.Join(t.TempDir(), "data")
+	if code, _, errs := runCLI(t, "init", "--data-dir", dir); code != 0 {
+		t.Fatal(errs)
+	}
+	withKeyring(t, dir, func(kr *keyring.Keyring, db *store.DB) {
+		if err := db.CreateCollection(ctx, coffer.Collection{Name: "people", CreatedAt: time.Now().UTC(),
+			Fields: []coffer.Field{{Name: "email", Type: coffer.TypeEmail}}}); err != nil {
+			t.Fatal(err)
+		}
+		putSubjectRecord(t, kr, db, "r1", "s1", "a@example.com")
+	})
+	if code, _, errs := runCLI(t, "keys", "rotate", "--data-dir", dir, "subject/s1"); code != 0 {
+		t.Fatal(errs)
+	}
+	if code, _, _ := runCLI(t, "keys", "retire", "--data-dir", dir, "subject/s1", "1"); code != 1 {
+		t.Fatal("retire of a version just replaced succeeded")
+	}
+	var got []string
+	withKeyring(t, dir, func(_ *keyring.Keyring, db *store.DB) {
+		evs, err := db.ListAudit(ctx, audit.Filter{Limit: audit.MaxListLimit})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, e := range evs {
+			if !strings.HasSuffix(e.Node, app.OfflineNodeSuffix) {
+				continue
+			}
+			if e.PrincipalKind != coffer.KindOperator || !strings.HasPrefix(e.PrincipalID, "os") || e.Decision != audit.DecisionAllow {
+				t.Errorf("offline event %s: principal %s %q, decision %q", e.ID, e.PrincipalKind, e.PrincipalID, e.Decision)
+			}
+			got = append(got, e.Action+" "+e.Resource+" "+strings.SplitN(e.Reason, ":", 2)[0])
+		}
+	})
+	want := []string{
+		"keys.rotate keys/subject/s1 started", "keys.rotate keys/subject/s1 done",
+		"keys.retire keys/subject/s1/versions/1 started", "keys.retire keys/subject/s1/versions/1 " + coffer.ECONFLICT,
+	}
+	if strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Fatalf("offline audit events:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+	if code, out, errs := runCLI(t, "audit", "verify", "--data-dir", dir); code != 0 || !strings.Contains(out, "ok") {
+		t.Fatalf("audit verify: %d %q %q", code, out, errs)
+	}
+
+	// No audit, no operation: with the offline chain unwritable the
+	// rotation is refused and the key keeps its version.
+	raw, err := sql.Open("sqlite", filepath.Join(dir, "coffer.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer raw.Close()
+	if _, err := raw.ExecContext(ctx, `CREATE TRIGGER refuse_offline BEFORE INSERT ON audit_events
+		WHEN NEW.node LIKE '%/offline' BEGIN SELECT RAISE(ABORT, 'audit disk gone'); END`); err != nil {
+		t.Fatal(err)
+	}
+	code, _, errs := runCLI(t, "keys", "rotate", "--data-dir", dir, "subject/s1")
+	if code != 1 || !strings.Contains(errs, "audit log unavailable, nothing done") {
+		t.Fatalf("rotate with the audit log unwritable: %d %q", code, errs)
+	}
+	withKeyring(t, dir, func(kr *keyring.Keyring, _ *store.DB) {
+		if v, err := kr.CurrentVersion(ctx, "subject/s1"); err != nil || v != 2 {
+			t.Fatalf("subject/s1 is at version %d (%v) after a refused rotation, want 2", v, err)
 		}
 	})
 }

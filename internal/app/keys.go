@@ -194,7 +194,12 @@ func RotateKey(ctx context.Context, cfg *config.Config, keyID string) (KeyRotati
 	}
 	defer c.Close()
 	jobs := lifecycle.New(lifecycle.Config{Store: c.db, Keys: c.keys, Node: cfg.Node})
-	return rotateKey(ctx, c, jobs, keyID)
+	out := KeyRotation{KeyID: keyID}
+	err = auditedOffline(ctx, c, "keys.rotate", "keys/"+keyID, func() (err error) {
+		out, err = rotateKey(ctx, c, jobs, keyID)
+		return err
+	})
+	return out, err
 }
 
 // RootRotation is what RotateRoot did.
@@ -246,11 +251,20 @@ func RotateRoot(ctx context.Context, cfg *config.Config, newKeyFile string) (Roo
 		return out, err
 	}
 	defer c.Close()
-	n, err := c.keys.RewrapRoot(ctx, np, keyStore{c.db})
-	out.Rewrapped = n
-	if err != nil {
-		return out, fmt.Errorf("rewrap under the new root key (%d moved; run again to finish): %w", n, err)
+	err = auditedOffline(ctx, c, "keys.rotate_root", "keys/root", func() error {
+		n, err := c.keys.RewrapRoot(ctx, np, keyStore{c.db})
+		out.Rewrapped = n
+		if err != nil {
+			return fmt.Errorf("rewrap under the new root key (%d moved; run again to finish): %w", n, err)
+		}
+		return nil
+	})
+	if err != nil && !errors.Is(err, ErrNotAudited) {
+		return out, err
 	}
+	// Rewrapped but not audited: the store is under the new key already,
+	// so the config must follow it; the error is reported at the end.
+	notAudited := err
 	if err := os.Rename(oldAbs, oldKept); err != nil {
 		return out, fmt.Errorf("the store is now under the new root key, but keeping the old key as %s failed (point root_key.file at %s by hand): %w", oldKept, newAbs, err)
 	}
@@ -261,5 +275,5 @@ func RotateRoot(ctx context.Context, cfg *config.Config, newKeyFile string) (Roo
 		return out, fmt.Errorf("the store is now under the new root key, but the config could not be updated (set root_key.file to %s by hand): %w", newAbs, err)
 	}
 	out.NewKeyFile, out.OldKeyFile = newAbs, oldKept
-	return out, nil
+	return out, notAudited
 }

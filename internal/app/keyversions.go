@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"strconv"
 	"strings"
 	"time"
 
@@ -237,7 +238,7 @@ func retireWait(c *components) time.Duration {
 // refuses). Running nodes stop decrypting with it within the keyring's
 // cache time.
 func RetireKeyVersion(ctx context.Context, cfg *config.Config, keyID string, version uint32) (KeyVersionChange, error) {
-	return offlineKeyVersion(ctx, cfg, func(c *components) (KeyVersionChange, error) {
+	return offlineKeyVersion(ctx, cfg, "keys.retire", keyID, version, func(c *components) (KeyVersionChange, error) {
 		return retireKeyVersion(ctx, c, keyID, version, retireWait(c))
 	})
 }
@@ -246,25 +247,33 @@ func RetireKeyVersion(ctx context.Context, cfg *config.Config, keyID string, ver
 // retirement made too early. Running nodes decrypt with it again within
 // the keyring's cache time.
 func UnretireKeyVersion(ctx context.Context, cfg *config.Config, keyID string, version uint32) (KeyVersionChange, error) {
-	return offlineKeyVersion(ctx, cfg, func(c *components) (KeyVersionChange, error) {
+	return offlineKeyVersion(ctx, cfg, "keys.unretire", keyID, version, func(c *components) (KeyVersionChange, error) {
 		return unretireKeyVersion(ctx, c, keyID, version)
 	})
 }
 
 // DestroyKeyVersion destroys one retired version offline, for good.
 func DestroyKeyVersion(ctx context.Context, cfg *config.Config, keyID string, version uint32) (KeyVersionChange, error) {
-	return offlineKeyVersion(ctx, cfg, func(c *components) (KeyVersionChange, error) {
+	return offlineKeyVersion(ctx, cfg, "keys.destroy", keyID, version, func(c *components) (KeyVersionChange, error) {
 		return destroyKeyVersion(ctx, c, keyID, version)
 	})
 }
 
-func offlineKeyVersion(ctx context.Context, cfg *config.Config, fn func(*components) (KeyVersionChange, error)) (KeyVersionChange, error) {
+// offlineKeyVersion runs fn, a change to one version of keyID, on cfg's
+// store, audited as action on keys/KEY_ID/versions/N (as the API records
+// it) on the offline chain.
+func offlineKeyVersion(ctx context.Context, cfg *config.Config, action, keyID string, version uint32, fn func(*components) (KeyVersionChange, error)) (KeyVersionChange, error) {
 	c, err := open(ctx, cfg, Options{Offline: true})
 	if err != nil {
 		return KeyVersionChange{}, err
 	}
 	defer c.Close()
-	return fn(c)
+	var out KeyVersionChange
+	err = auditedOffline(ctx, c, action, "keys/"+keyID+"/versions/"+strconv.FormatUint(uint64(version), 10), func() (err error) {
+		out, err = fn(c)
+		return err
+	})
+	return out, err
 }
 
 // RetireKey, UnretireKey and DestroyKey make keyAdmin an

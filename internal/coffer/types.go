@@ -7,6 +7,10 @@ const (
 	KindClient   = "client"   // a service client (OAuth client credentials or mTLS)
 	KindUser     = "user"     // a human user (password, optional TOTP)
 	KindExternal = "external" // a token from a trusted external issuer
+	// KindOperator is who runs an offline command (coffer keys …) on the
+	// data directory or database itself: never a caller of the API, only
+	// the principal of that command's audit events.
+	KindOperator = "operator"
 )
 
 // Principal is an authenticated caller.

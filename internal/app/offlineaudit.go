@@ -1,0 +1,85 @@
+package app
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"os"
+	"os/user"
+	"strconv"
+
+	"github.com/cofferhq/coffer/internal/audit"
+	"github.com/cofferhq/coffer/internal/coffer"
+)
+
+// OfflineNodeSuffix names the audit chain that offline commands write to:
+// NODE/offline. A serving node's chain has one writer, the node itself, so
+// a command run beside it keeps its own chain, which `coffer audit verify`
+// checks like any other.
+const OfflineNodeSuffix = "/offline"
+
+// ErrNotAudited is wrapped by an offline operation's error when the
+// operation was done but its outcome could not be written to the audit log
+// (its start was).
+var ErrNotAudited = errors.New("the outcome could not be written to the audit log")
+
+// auditedOffline runs op, an offline administrative operation on c,
+// between two events on the deployment's offline audit chain: one before,
+// naming the action and resource and who runs it ("started"), and one after
+// with the outcome ("done", or the error). No first event, no operation:
+// an audit log that cannot be written refuses the command as it would a
+// request. Each run seals the chain with a signed checkpoint.
+func auditedOffline(ctx context.Context, c *components, action, resource string, op func() error) error {
+	w, err := audit.NewWriter(ctx, c.db, audit.WriterConfig{
+		Node: c.cfg.Node + OfflineNodeSuffix,
+		Keys: &auditKeySource{keys: c.keys},
+		Now:  c.opts.Now,
+		// One command, two events: nothing to gather.
+		Gather: -1,
+		Logger: c.opts.Logger,
+	})
+	if err != nil {
+		return fmt.Errorf("audit log unavailable, nothing done: %w", err)
+	}
+	var rid [12]byte
+	if _, err := rand.Read(rid[:]); err != nil {
+		_ = w.Close(ctx)
+		return err
+	}
+	e := audit.Event{
+		RequestID: hex.EncodeToString(rid[:]), PrincipalID: operator(), PrincipalKind: coffer.KindOperator,
+		SourceIP: "local", Action: action, Resource: resource, Decision: audit.DecisionAllow, Rule: "offline",
+		Reason: "started",
+	}
+	if err := w.Log(ctx, e); err != nil {
+		_ = w.Close(ctx)
+		return fmt.Errorf("audit log unavailable, nothing done: %w", err)
+	}
+	opErr := op()
+	e.Reason = "done"
+	if opErr != nil {
+		e.Reason = coffer.ErrorCode(opErr) + ": " + coffer.ErrorMessage(opErr)
+	}
+	lerr := w.Log(ctx, e)
+	if cerr := w.Close(ctx); lerr == nil {
+		lerr = cerr
+	}
+	switch {
+	case opErr != nil:
+		return opErr
+	case lerr != nil:
+		return fmt.Errorf("%s %s: %w: %w", action, resource, ErrNotAudited, lerr)
+	}
+	return nil
+}
+
+// operator names who runs an offline command: the operating system user,
+// or its uid where the user database has no entry (a container).
+func operator() string {
+	if u, err := user.Current(); err == nil && u.Username != "" {
+		return "os:" + u.Username
+	}
+	return "os-uid:" + strconv.Itoa(os.Getuid())
+}
