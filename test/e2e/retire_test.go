@@ -60,10 +60,15 @@ func TestRetireAndDestroyKeyVersion(t *testing.T) {
 			}
 			db := n.openStore()
 			// Keep the rewrap from running until the test says so: hold
-			// its lease as another node.
-			if ok, err := db.AcquireLease(ctx, lifecycle.RewrapJob, "e2e-test", time.Now(), time.Hour); err != nil || !ok {
-				t.Fatalf("hold the rewrap lease: %v %v", ok, err)
-			}
+			// its lease as another node (once the node's own run, if one
+			// started, has let it go).
+			waitFor(t, "the rewrap lease", func() bool {
+				ok, err := db.AcquireLease(ctx, lifecycle.RewrapJob, "e2e-test", time.Now(), time.Hour)
+				if err != nil {
+					t.Fatalf("hold the rewrap lease: %v", err)
+				}
+				return ok
+			})
 			var keptID string
 			for id := range want {
 				keptID = id
