@@ -20,6 +20,25 @@ import (
 	"github.com/cofferhq/coffer/internal/store/storetest"
 )
 
+// initWithSubjectRecord initialises a SQLite deployment holding record r1
+// of collection people, sealed under subject s1's key, and returns its data
+// directory.
+func initWithSubjectRecord(t *testing.T) string {
+	t.Helper()
+	dir := filepath.Join(t.TempDir(), "data")
+	if code, _, errs := runCLI(t, "init", "--data-dir", dir); code != 0 {
+		t.Fatal(errs)
+	}
+	withKeyring(t, dir, func(kr *keyring.Keyring, db *store.DB) {
+		if err := db.CreateCollection(context.Background(), coffer.Collection{Name: "people", CreatedAt: time.Now().UTC(),
+			Fields: []coffer.Field{{Name: "email", Type: coffer.TypeEmail}}}); err != nil {
+			t.Fatal(err)
+		}
+		putSubjectRecord(t, kr, db, "r1", "s1", "a@example.com")
+	})
+	return dir
+}
+
 // TestRetireDestroyKeyVersionCLI: `coffer keys retire|unretire|destroy`
 // offline on SQLite: refused while the newer version is too young and
 // while a value is sealed under the old one; after the rewrap the old
@@ -27,17 +46,7 @@ import (
 // still opens under the new version.
 func TestRetireDestroyKeyVersionCLI(t *testing.T) {
 	ctx := context.Background()
-	dir := filepath.Join(t.TempDir(), "data")
-	if code, _, errs := runCLI(t, "init", "--data-dir", dir); code != 0 {
-		t.Fatal(errs)
-	}
-	withKeyring(t, dir, func(kr *keyring.Keyring, db *store.DB) {
-		if err := db.CreateCollection(ctx, coffer.Collection{Name: "people", CreatedAt: time.Now().UTC(),
-			Fields: []coffer.Field{{Name: "email", Type: coffer.TypeEmail}}}); err != nil {
-			t.Fatal(err)
-		}
-		putSubjectRecord(t, kr, db, "r1", "s1", "a@example.com")
-	})
+	dir := initWithSubjectRecord(t)
 	if code, out, errs := runCLI(t, "keys", "rotate", "--data-dir", dir, "subject/s1"); code != 0 || !strings.Contains(out, "version 2") {
 		t.Fatalf("rotate: %d %q %q", code, out, errs)
 	}
@@ -204,17 +213,7 @@ func TestRestoreAfterDestroyingSubjectKeyVersion(t *testing.T) {
 // and after (the outcome); audit verify checks that chain too.
 func TestOfflineKeyOperationsAudited(t *testing.T) {
 	ctx := context.Background()
-	dir := filepath.Join(t.TempDir(), "data")
-	if code, _, errs := runCLI(t, "init", "--data-dir", dir); code != 0 {
-		t.Fatal(errs)
-	}
-	withKeyring(t, dir, func(kr *keyring.Keyring, db *store.DB) {
-		if err := db.CreateCollection(ctx, coffer.Collection{Name: "people", CreatedAt: time.Now().UTC(),
-			Fields: []coffer.Field{{Name: "email", Type: coffer.TypeEmail}}}); err != nil {
-			t.Fatal(err)
-		}
-		putSubjectRecord(t, kr, db, "r1", "s1", "a@example.com")
-	})
+	dir := initWithSubjectRecord(t)
 	if code, _, errs := runCLI(t, "keys", "rotate", "--data-dir", dir, "subject/s1"); code != 0 {
 		t.Fatal(errs)
 	}

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"slices"
-	"syscall"
 	"testing"
 	"time"
 
@@ -140,15 +139,6 @@ func TestAuditKeyVersionMigration(t *testing.T) {
 	}
 }
 
-// processCPU returns the user and system CPU time this process has used.
-func processCPU() time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		return 0
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
-}
-
 // BenchmarkAppendAudit appends batches of 1 to 128 events the size of a
 // record read's, one transaction each: what one commit costs apart from
 // what each event costs. cpu-µs/event is this process's CPU (on
@@ -162,7 +152,7 @@ func BenchmarkAppendAudit(b *testing.B) {
 				var seq uint64
 				prev := audit.Genesis("n1")
 				events := make([]audit.Event, n)
-				cpu0 := processCPU()
+				cpu0 := storetest.ProcessCPU()
 				b.ResetTimer()
 				for b.Loop() {
 					for j := range events {
@@ -178,7 +168,7 @@ func BenchmarkAppendAudit(b *testing.B) {
 						b.Fatal(err)
 					}
 				}
-				b.ReportMetric(float64((processCPU()-cpu0).Microseconds())/float64(b.N*n), "cpu-µs/event")
+				b.ReportMetric(float64((storetest.ProcessCPU()-cpu0).Microseconds())/float64(b.N*n), "cpu-µs/event")
 				b.ReportMetric(float64(b.Elapsed().Microseconds())/float64(b.N*n), "µs/event")
 			})
 		}

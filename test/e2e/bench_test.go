@@ -8,23 +8,12 @@ import (
 	"runtime"
 	"runtime/debug"
 	"sync/atomic"
-	"syscall"
 	"testing"
-	"time"
 
 	"github.com/cofferhq/coffer/client"
 	"github.com/cofferhq/coffer/internal/app"
 	"github.com/cofferhq/coffer/internal/store/storetest"
 )
-
-// processCPU returns the user and system CPU time this process has used.
-func processCPU() time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		return 0
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
-}
 
 // servingRuntime gives the benchmark's process the garbage collector target
 // `coffer serve` sets (app.TuneRuntime), unless GOGC is set, and restores
@@ -193,7 +182,7 @@ func BenchmarkAuditCost(b *testing.B) {
 						b.Fatal(err)
 					}
 					var fails atomic.Int64
-					cpu0 := processCPU()
+					cpu0 := storetest.ProcessCPU()
 					b.ResetTimer()
 					b.SetParallelism(max(clients/runtime.GOMAXPROCS(0), 1))
 					b.RunParallel(func(pb *testing.PB) {
@@ -206,7 +195,7 @@ func BenchmarkAuditCost(b *testing.B) {
 					b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "req/s")
 					// CPU per request (server and in-process client together)
 					// varies less than throughput on a shared machine.
-					b.ReportMetric(float64((processCPU()-cpu0).Microseconds())/float64(b.N), "cpu-µs/req")
+					b.ReportMetric(float64((storetest.ProcessCPU()-cpu0).Microseconds())/float64(b.N), "cpu-µs/req")
 					if fails.Load() > 0 {
 						b.Fatalf("%d reads failed", fails.Load())
 					}
