@@ -208,8 +208,8 @@ func TestRestoreAfterDestroyingSubjectKeyVersion(t *testing.T) {
 	})
 }
 
-// TestOfflineKeyOperationsAudited: `coffer keys …` writes each operation
-// to the deployment's offline audit chain, before (no event, nothing done)
+// TestOfflineKeyOperationsAudited: `coffer keys …` and `coffer backup`
+// write each operation to the deployment's offline audit chain, before (no event, nothing done)
 // and after (the outcome); audit verify checks that chain too.
 func TestOfflineKeyOperationsAudited(t *testing.T) {
 	ctx := context.Background()
@@ -219,6 +219,9 @@ func TestOfflineKeyOperationsAudited(t *testing.T) {
 	}
 	if code, _, _ := runCLI(t, "keys", "retire", "--data-dir", dir, "subject/s1", "1"); code != 1 {
 		t.Fatal("retire of a version just replaced succeeded")
+	}
+	if code, _, errs := runCLI(t, "backup", "--data-dir", dir, "--out", filepath.Join(t.TempDir(), "b.coffer")); code != 0 {
+		t.Fatalf("backup: %s", errs)
 	}
 	var got []string
 	withKeyring(t, dir, func(_ *keyring.Keyring, db *store.DB) {
@@ -239,6 +242,7 @@ func TestOfflineKeyOperationsAudited(t *testing.T) {
 	want := []string{
 		"keys.rotate keys/subject/s1 started", "keys.rotate keys/subject/s1 done",
 		"keys.retire keys/subject/s1/versions/1 started", "keys.retire keys/subject/s1/versions/1 " + coffer.ECONFLICT,
+		"backup deployment started", "backup deployment done",
 	}
 	if strings.Join(got, "\n") != strings.Join(want, "\n") {
 		t.Fatalf("offline audit events:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))

@@ -62,13 +62,33 @@ func Backup(ctx context.Context, cfg *config.Config, out string) (BackupResult, 
 	if err := checkRootKey(ctx, p, db); err != nil {
 		return res, err
 	}
+	// A backup reads every stored value: audited like the key commands,
+	// on the offline chain (no event, no backup).
+	kr := keyring.New(p, keyStore{db}, keyring.Options{})
+	defer kr.Close()
+	c := &components{cfg: cfg, db: db, keys: kr}
+	err = auditedOffline(ctx, c, "backup", "deployment", func() error {
+		return writeBackup(ctx, p, db, out)
+	})
+	if err != nil {
+		return res, err
+	}
+	if fi, err := os.Stat(out); err == nil {
+		res.Bytes = fi.Size()
+	}
+	return res, nil
+}
+
+// writeBackup writes db's backup under p to out, through a temporary file
+// renamed into place once synced.
+func writeBackup(ctx context.Context, p keyprovider.Provider, db *store.DB, out string) error {
 	tmp := out + ".tmp"
 	if err := os.Remove(tmp); err != nil && !errors.Is(err, os.ErrNotExist) {
-		return res, err
+		return err
 	}
 	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600) // #nosec G304 -- the operator names the backup file
 	if err != nil {
-		return res, fmt.Errorf("backup file: %w", err)
+		return fmt.Errorf("backup file: %w", err)
 	}
 	werr := backup.Write(ctx, f, p, db, rand.Reader)
 	if werr == nil {
@@ -82,13 +102,10 @@ func Backup(ctx context.Context, cfg *config.Config, out string) (BackupResult, 
 	}
 	if werr != nil {
 		_ = os.Remove(tmp)
-		return res, werr
+		return werr
 	}
 	syncDir(filepath.Dir(out))
-	if fi, err := os.Stat(out); err == nil {
-		res.Bytes = fi.Size()
-	}
-	return res, nil
+	return nil
 }
 
 // checkRootKey proves p opens the check key of a store that has one.
