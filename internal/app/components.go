@@ -49,11 +49,10 @@ type Options struct {
 	// turns group commit off (one transaction and sync per event). Only
 	// benchmarks set it, to compare the two; it is not configurable.
 	AuditMaxBatch int
-	// AuditGather, when not 0, replaces how long the audit writer gathers
-	// events while the process is busy (audit.WriterConfig.Gather;
-	// negative turns gathering off): for the benchmarks that compare the
-	// two.
-	AuditGather time.Duration
+	// AuditGatherGap, when not 0, replaces the audit writer's gather gap
+	// (audit.WriterConfig.GatherGap; negative turns gathering off): for
+	// the benchmarks that compare the two.
+	AuditGatherGap time.Duration
 	// AuditDiscard answers requests without writing their audit events:
 	// no chaining, no append, no wait (the detectors and metrics still see
 	// every request). Only the benchmark that measures what auditing costs

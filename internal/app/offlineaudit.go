@@ -37,8 +37,8 @@ func auditedOffline(ctx context.Context, c *components, action, resource string,
 		Keys: &auditKeySource{keys: c.keys},
 		Now:  c.opts.Now,
 		// One command, two events: nothing to gather.
-		Gather: -1,
-		Logger: c.opts.Logger,
+		GatherGap: -1,
+		Logger:    c.opts.Logger,
 	})
 	if err != nil {
 		return fmt.Errorf("audit log unavailable, nothing done: %w", err)

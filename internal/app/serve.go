@@ -235,7 +235,7 @@ func (s *Server) openAudit(ctx context.Context) (*audit.Writer, error) {
 	m := s.metrics
 	return audit.NewWriter(ctx, s.c.db, audit.WriterConfig{
 		MaxBatch:           s.c.opts.AuditMaxBatch,
-		Gather:             s.c.opts.AuditGather,
+		GatherGap:          s.c.opts.AuditGatherGap,
 		Node:               s.c.cfg.Node,
 		Keys:               &auditKeySource{keys: s.c.keys},
 		Now:                s.c.opts.Now,

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"runtime/metrics"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -21,16 +20,14 @@ const (
 	DefaultCheckpointInterval = 10 * time.Second
 	DefaultMaxBatch           = 256
 	DefaultAppendTimeout      = 10 * time.Second
-	DefaultGather             = 2 * time.Millisecond
+	DefaultGatherGap          = 50 * time.Microsecond
+	DefaultMaxGather          = time.Millisecond
 	// MaxStringBytes is the most bytes kept of any one string of an event;
 	// longer strings are cut (at a rune boundary).
 	MaxStringBytes = 1024
-	// gatherPoll is how often a gathering writer asks Busy again while no
-	// event arrives.
-	gatherPoll    = 100 * time.Microsecond
-	minHMACKeyLen = 16
-	maxNodeLen    = 128
-	sinkScanChunk = 1000
+	minHMACKeyLen  = 16
+	maxNodeLen     = 128
+	sinkScanChunk  = 1000
 )
 
 // ErrClosed is returned by Log after Close.
@@ -60,18 +57,17 @@ type WriterConfig struct {
 	// DefaultMaxBatch when 0. 1 turns group commit off (one append per
 	// event).
 	MaxBatch int
-	// Gather bounds how long the writer, once it holds a batch, keeps it
-	// open to take more events while the process is busy (see Busy), so
-	// that one commit and one sync serve more of them. Waiting costs no
-	// throughput then: the processors have other work until the commit.
-	// When the process is not busy the writer commits at once, so a
-	// lightly loaded server adds no latency. DefaultGather when 0; never
-	// gathers when negative.
-	Gather time.Duration
-	// Busy reports whether the process has work waiting for a processor.
-	// nil asks the Go scheduler whether any goroutine is runnable but not
-	// running (runtime/metrics "/sched/goroutines/runnable").
-	Busy func() bool
+	// GatherGap makes the writer, under load, once it has a batch, wait
+	// for the next event as long as events keep coming at most this far
+	// apart (up to MaxGather in all), so that one commit and fsync serve
+	// more of them: that saves the CPU of many small commits for a little
+	// latency. Load means the batch, or the one before it, holds more than
+	// one event; a lone event after a lone event never waits (an idle
+	// process's timers fire no sooner than about a millisecond).
+	// DefaultGatherGap when 0; never waits when negative.
+	GatherGap time.Duration
+	// MaxGather bounds that wait: DefaultMaxGather when 0.
+	MaxGather time.Duration
 	// AppendTimeout bounds one store append and one sink write:
 	// DefaultAppendTimeout when 0.
 	AppendTimeout time.Duration
@@ -115,8 +111,8 @@ type Writer struct {
 	interval time.Duration
 	maxBatch int
 	timeout  time.Duration
+	gap      time.Duration
 	gather   time.Duration
-	busy     func() bool
 
 	reqs   chan *request
 	done   chan struct{} // closed when run exits
@@ -127,17 +123,18 @@ type Writer struct {
 	health atomic.Pointer[error]
 
 	// Owned by run (NewWriter sets them before it starts).
-	headSeq  uint64
-	headHash string
-	cpSeq    uint64
-	cpTime   time.Time
-	keys     Keys     // the keys of the last batch made durable
-	chain    *chainer // keyed with keys.HMACKey
-	hmacMin  uint32   // the HMAC key version of the head event, as loaded from the store
-	signMin  uint32   // the signing key version of the last checkpoint, as loaded from the store
-	reload   bool
-	sinks    []*sinkState
-	closeErr error
+	lastBatch int // events in the last batch run took
+	headSeq   uint64
+	headHash  string
+	cpSeq     uint64
+	cpTime    time.Time
+	keys      Keys     // the keys of the last batch made durable
+	chain     *chainer // keyed with keys.HMACKey
+	hmacMin   uint32   // the HMAC key version of the head event, as loaded from the store
+	signMin   uint32   // the signing key version of the last checkpoint, as loaded from the store
+	reload    bool
+	sinks     []*sinkState
+	closeErr  error
 }
 
 type sinkState struct {
@@ -197,11 +194,11 @@ func NewWriter(ctx context.Context, store Store, cfg WriterConfig) (*Writer, err
 	if w.timeout <= 0 {
 		w.timeout = DefaultAppendTimeout
 	}
-	if w.gather = cfg.Gather; w.gather == 0 {
-		w.gather = DefaultGather
+	if w.gap = cfg.GatherGap; w.gap == 0 {
+		w.gap = DefaultGatherGap
 	}
-	if w.busy = cfg.Busy; w.busy == nil {
-		w.busy = newSchedBusy().busy
+	if w.gather = cfg.MaxGather; w.gather <= 0 {
+		w.gather = DefaultMaxGather
 	}
 	w.reqs = make(chan *request, w.maxBatch)
 	if err := w.loadHead(ctx); err != nil {
@@ -411,6 +408,7 @@ func (w *Writer) run() {
 		select {
 		case r := <-w.reqs:
 			batch = w.gatherMore(w.drain(append(batch[:0], r)))
+			w.lastBatch = len(batch)
 			// commit answers each request with its error and records it in
 			// Healthy; there is no one else to tell.
 			_ = w.commit(batch, false)
@@ -458,51 +456,35 @@ func (w *Writer) drain(batch []*request) []*request {
 	return batch
 }
 
-// gatherMore adds to batch the events that arrive while the process is
-// busy, for at most w.gather, and returns it: group commit's batches
+// gatherMore adds to batch the events that keep coming, each within w.gap
+// of the last, for at most w.gather, and returns it: group commit's batches
 // otherwise stay as small as the number of events that happened to wait
-// during the last commit, and each commit costs a sync. It stops at
-// maxBatch, when the process is no longer busy (asked after each event and
-// every gatherPoll), and when the writer is closed.
+// during the last commit. It stops at maxBatch, at the first gap and when
+// the writer is closed, and does not wait at all without signs of load
+// (see WriterConfig.GatherGap).
 func (w *Writer) gatherMore(batch []*request) []*request {
-	if w.gather < 0 || len(batch) >= w.maxBatch || !w.busy() {
+	if w.gap < 0 || len(batch) >= w.maxBatch || (len(batch) == 1 && w.lastBatch <= 1) {
 		return batch
 	}
 	deadline := time.Now().Add(w.gather)
-	t := time.NewTimer(gatherPoll)
+	t := time.NewTimer(w.gap)
 	defer t.Stop()
 	for len(batch) < w.maxBatch {
 		select {
 		case r := <-w.reqs:
 			batch = w.drain(append(batch, r))
+			left := time.Until(deadline)
+			if left <= 0 {
+				return batch
+			}
+			t.Reset(min(w.gap, left))
 		case <-t.C:
-			t.Reset(gatherPoll)
-		case <-w.closeC:
 			return batch
-		}
-		if !time.Now().Before(deadline) || !w.busy() {
+		case <-w.closeC:
 			return batch
 		}
 	}
 	return batch
-}
-
-// schedBusy reads the Go scheduler's count of runnable goroutines. It is
-// used by one goroutine at a time (the writer's).
-type schedBusy struct{ s [1]metrics.Sample }
-
-func newSchedBusy() *schedBusy {
-	b := &schedBusy{}
-	b.s[0].Name = "/sched/goroutines/runnable:goroutines"
-	return b
-}
-
-// busy reports whether a goroutine is ready to run but waiting for a
-// processor. A runtime without the metric is never busy: the writer then
-// commits at once, as without gathering.
-func (b *schedBusy) busy() bool {
-	metrics.Read(b.s[:])
-	return b.s[0].Value.Kind() == metrics.KindUint64 && b.s[0].Value.Uint64() > 0
 }
 
 // commit chains batch from the durable head, appends it with its

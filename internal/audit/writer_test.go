@@ -3,7 +3,6 @@ package audit
 import (
 	"context"
 	"errors"
-	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -199,118 +198,69 @@ func TestWriterMaxBatchOneAppendsEachEvent(t *testing.T) {
 	}
 }
 
-// While the process is busy, events share one append for up to Gather;
-// once it is not (or never was, or gathering is off) the writer commits at
-// once, so a lightly loaded server waits for nothing.
-func TestWriterGathersWhileBusy(t *testing.T) {
+// Under load, events that keep coming, each within the gather gap of the
+// last, share one append; with gathering off, or without signs of load
+// (lone events one after another), each gets its own, and a lone event
+// waits for no gap at all.
+func TestWriterGathersEventsThatKeepComing(t *testing.T) {
 	ctx := context.Background()
-	always := func(v bool) func() bool { return func() bool { return v } }
-	logSpaced := func(t *testing.T, w *Writer, n int, gap time.Duration) {
-		t.Helper()
+	t.Run("gathers", func(t *testing.T) {
+		st := newMemStore()
+		st.delay = 30 * time.Millisecond
+		w := newTestWriter(t, st, WriterConfig{GatherGap: 500 * time.Millisecond, MaxGather: 10 * time.Second, CheckpointEvery: -1})
+		// Load: four at once, three of which queue behind the first's
+		// append and form a batch of more than one.
 		var wg sync.WaitGroup
-		for i := range n {
+		for i := range 4 {
 			wg.Go(func() {
 				if err := w.Log(ctx, sampleEvent(i)); err != nil {
 					t.Error(err)
 				}
 			})
-			time.Sleep(gap)
 		}
 		wg.Wait()
-	}
-	t.Run("gathers", func(t *testing.T) {
-		st := newMemStore()
-		w := newTestWriter(t, st, WriterConfig{Gather: 500 * time.Millisecond, Busy: always(true), CheckpointEvery: -1})
-		logSpaced(t, w, 6, 20*time.Millisecond)
-		if got := st.appends.Load(); got != 1 {
-			t.Fatalf("%d appends for 6 events 20ms apart while busy, want 1", got)
+		before := st.appends.Load()
+		for i := range 6 {
+			wg.Go(func() {
+				if err := w.Log(ctx, sampleEvent(10+i)); err != nil {
+					t.Error(err)
+				}
+			})
+			time.Sleep(20 * time.Millisecond)
+		}
+		wg.Wait()
+		if got := st.appends.Load() - before; got != 1 {
+			t.Fatalf("%d appends for 6 events 20ms apart under load with a 500ms gap, want 1", got)
 		}
 	})
-	t.Run("stops when no longer busy", func(t *testing.T) {
+	t.Run("off", func(t *testing.T) {
 		st := newMemStore()
-		var busy atomic.Bool
-		busy.Store(true)
-		w := newTestWriter(t, st, WriterConfig{Gather: time.Hour, Busy: busy.Load, CheckpointEvery: -1})
-		done := make(chan error, 1)
-		go func() { done <- w.Log(ctx, sampleEvent(1)) }()
-		select {
-		case err := <-done:
-			t.Fatalf("Log returned (%v) while the writer should still gather", err)
-		case <-time.After(100 * time.Millisecond):
-		}
-		busy.Store(false)
-		select {
-		case err := <-done:
-			if err != nil {
+		w := newTestWriter(t, st, WriterConfig{GatherGap: -1, CheckpointEvery: -1})
+		for i := range 6 {
+			if err := w.Log(ctx, sampleEvent(i)); err != nil {
 				t.Fatal(err)
 			}
-		case <-time.After(30 * time.Second):
-			t.Fatal("the writer kept gathering once the process was no longer busy")
 		}
-		if got := st.appends.Load(); got != 1 {
-			t.Fatalf("%d appends, want 1", got)
+		if got := st.appends.Load(); got != 6 {
+			t.Fatalf("%d appends for 6 events logged one after another, want 6", got)
 		}
 	})
-	for _, tc := range []struct {
-		name string
-		cfg  WriterConfig
-	}{
-		{"not busy", WriterConfig{Gather: time.Hour, Busy: always(false), CheckpointEvery: -1}},
-		{"off", WriterConfig{Gather: -1, Busy: always(true), CheckpointEvery: -1}},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			st := newMemStore()
-			w := newTestWriter(t, st, tc.cfg)
-			start := time.Now()
-			logSpaced(t, w, 6, 20*time.Millisecond)
-			if d := time.Since(start); d > 30*time.Second {
-				t.Fatalf("6 events took %v: the writer gathered", d)
+	t.Run("lone events", func(t *testing.T) {
+		st := newMemStore()
+		w := newTestWriter(t, st, WriterConfig{GatherGap: time.Hour, MaxGather: time.Hour, CheckpointEvery: -1})
+		start := time.Now()
+		for i := range 3 {
+			if err := w.Log(ctx, sampleEvent(i)); err != nil {
+				t.Fatal(err)
 			}
-			if got := st.appends.Load(); got != 6 {
-				t.Fatalf("%d appends for 6 events 20ms apart, want 6", got)
-			}
-		})
-	}
-}
-
-// The default Busy reads the Go scheduler: goroutines that outnumber the
-// processors leave some runnable, and once they stop none is.
-func TestSchedBusy(t *testing.T) {
-	b := newSchedBusy()
-	seen := func(want bool) bool {
-		for range 2000 {
-			if b.busy() == want {
-				return true
-			}
-			time.Sleep(time.Millisecond)
 		}
-		return false
-	}
-	var stop atomic.Bool
-	var wg sync.WaitGroup
-	for range 4 * runtime.GOMAXPROCS(0) {
-		wg.Go(func() {
-			for !stop.Load() {
-				runtime.Gosched()
-			}
-		})
-	}
-	busy := seen(true)
-	stop.Store(true)
-	wg.Wait()
-	if !busy {
-		t.Fatal("never busy with more spinning goroutines than processors")
-	}
-	if !seen(false) {
-		t.Fatal("still busy after the spinning goroutines ended")
-	}
-}
-
-func BenchmarkSchedBusy(b *testing.B) {
-	s := newSchedBusy()
-	for b.Loop() {
-		s.busy()
-	}
+		if d := time.Since(start); d > 30*time.Second {
+			t.Fatalf("3 lone events took %v: the writer waited for a gap", d)
+		}
+		if got := st.appends.Load(); got != 3 {
+			t.Fatalf("%d appends for 3 lone events, want 3", got)
+		}
+	})
 }
 
 func TestWriterFailsClosedAndRecovers(t *testing.T) {

@@ -163,7 +163,7 @@ func BenchmarkAuditCost(b *testing.B) {
 		opts app.Options
 	}{
 		{"group-commit", app.Options{}},
-		{"group-commit-no-gather", app.Options{AuditGather: -1}},
+		{"group-commit-no-gather", app.Options{AuditGatherGap: -1}},
 		{"append-per-event", app.Options{AuditMaxBatch: 1}},
 		{"no-audit", app.Options{AuditDiscard: true}},
 	}
