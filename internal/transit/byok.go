@@ -96,10 +96,10 @@ type wrapping struct {
 // WrappingKey returns the deployment's wrapping key (action admin on
 // keys/wrapping_key, as creating a key), making it on first use.
 func (s *Service) WrappingKey(ctx context.Context, c Caller) (WrappingKey, error) {
-	if err := begin(c, "admin", WrappingKeyName, 0); err != nil {
+	if err := begin(c, "keys.wrapping_key", WrappingKeyName, 0); err != nil {
 		return WrappingKey{}, err
 	}
-	if err := s.authorize(c, "admin", WrappingKeyName); err != nil {
+	if err := s.authorizeAdmin(c, "wrapping_key", WrappingKeyName); err != nil {
 		return WrappingKey{}, err
 	}
 	w, err := s.wrappingKey(ctx)
@@ -253,7 +253,7 @@ func unwrapKWP(kek, wrapped []byte) ([]byte, error) {
 // deleted, is a conflict; a ciphertext that does not unwrap is one generic
 // 422 (MsgNotAKey), and a key that is not 32 bytes another.
 func (s *Service) Import(ctx context.Context, c Caller, name string, req ImportRequest) (KeyInfo, error) {
-	if err := s.admitNew(c, name); err != nil {
+	if err := s.admitNew(c, "import", name); err != nil {
 		return KeyInfo{}, err
 	}
 	h, ct, err := checkImport(req)
@@ -276,10 +276,10 @@ func (s *Service) Import(ctx context.Context, c Caller, name string, req ImportR
 // MinDecryptionVersion. Refusals are those of Import; a key that does not
 // exist is ENOTFOUND.
 func (s *Service) ImportVersion(ctx context.Context, c Caller, name string, req ImportRequest) (KeyInfo, error) {
-	if err := begin(c, "admin", name, 0); err != nil {
+	if err := begin(c, "keys.import_version", name, 0); err != nil {
 		return KeyInfo{}, err
 	}
-	if err := s.authorize(c, "admin", name); err != nil {
+	if err := s.authorizeAdmin(c, "import_version", name); err != nil {
 		return KeyInfo{}, err
 	}
 	h, ct, err := checkImport(req)

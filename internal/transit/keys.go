@@ -68,7 +68,7 @@ func parsePeriod(s string) (time.Duration, error) {
 // Create makes a transit key with version 1 (action admin). A key of that
 // name, live or deleted, is a conflict.
 func (s *Service) Create(ctx context.Context, c Caller, name string, spec KeySpec) (KeyInfo, error) {
-	if err := s.admitNew(c, name); err != nil {
+	if err := s.admitNew(c, "create", name); err != nil {
 		return KeyInfo{}, err
 	}
 	period, err := parsePeriod(spec.AutoRotatePeriod)
@@ -83,16 +83,16 @@ func (s *Service) Create(ctx context.Context, c Caller, name string, spec KeySpe
 	})
 }
 
-// admitNew checks that c may create the transit key name (action admin)
-// and that the name is not the reserved one.
-func (s *Service) admitNew(c Caller, name string) error {
-	if err := begin(c, "admin", name, 0); err != nil {
+// admitNew checks that c may create the transit key name (action admin,
+// audited as keys.OP) and that the name is not the reserved one.
+func (s *Service) admitNew(c Caller, op, name string) error {
+	if err := begin(c, "keys."+op, name, 0); err != nil {
 		return err
 	}
 	if name == WrappingKeyName {
 		return coffer.Errorf(coffer.EINVALID, msgReservedName)
 	}
-	return s.authorize(c, "admin", name)
+	return s.authorizeAdmin(c, op, name)
 }
 
 // createKey stores the new transit key k, its first version made by
@@ -146,10 +146,10 @@ func (s *Service) Get(ctx context.Context, c Caller, name string) (KeyInfo, erro
 // Rotate makes a new version of the key the one that encrypts (action
 // admin). Older versions still decrypt down to MinDecryptionVersion.
 func (s *Service) Rotate(ctx context.Context, c Caller, name string) (KeyInfo, error) {
-	if err := begin(c, "admin", name, 0); err != nil {
+	if err := begin(c, "keys.rotate", name, 0); err != nil {
 		return KeyInfo{}, err
 	}
-	if err := s.authorize(c, "admin", name); err != nil {
+	if err := s.authorizeAdmin(c, "rotate", name); err != nil {
 		return KeyInfo{}, err
 	}
 	if _, err := s.load(ctx, c, name); err != nil {
@@ -165,10 +165,10 @@ func (s *Service) Rotate(ctx context.Context, c Caller, name string) (KeyInfo, e
 // Configure changes a key's minimum decryption version, deletability and
 // rotation period (action admin).
 func (s *Service) Configure(ctx context.Context, c Caller, name string, cfg KeyConfig) (KeyInfo, error) {
-	if err := begin(c, "admin", name, 0); err != nil {
+	if err := begin(c, "keys.configure", name, 0); err != nil {
 		return KeyInfo{}, err
 	}
-	if err := s.authorize(c, "admin", name); err != nil {
+	if err := s.authorizeAdmin(c, "configure", name); err != nil {
 		return KeyInfo{}, err
 	}
 	ks := s.state(name)
@@ -211,10 +211,10 @@ func (s *Service) Configure(ctx context.Context, c Caller, name string, cfg KeyC
 // gone for good, and its name is not reused. A key that is not deletable
 // is a conflict and stays as it was.
 func (s *Service) Delete(ctx context.Context, c Caller, name string) error {
-	if err := begin(c, "admin", name, 0); err != nil {
+	if err := begin(c, "keys.delete", name, 0); err != nil {
 		return err
 	}
-	if err := s.authorize(c, "admin", name); err != nil {
+	if err := s.authorizeAdmin(c, "delete", name); err != nil {
 		return err
 	}
 	ks := s.state(name)

@@ -221,6 +221,18 @@ func begin(c Caller, action, name string, count int) error {
 	return nil
 }
 
+// authorizeAdmin authorizes an administrative call (policy action admin
+// on keys/NAME) and notes it for the audit log as action keys.OP: the
+// policy asks only for admin, but the log must tell a rotation from a
+// deletion.
+func (s *Service) authorizeAdmin(c Caller, op, name string) error {
+	err := s.authorize(c, "admin", name)
+	if c.Note != nil {
+		c.Note.Action = "keys." + op
+	}
+	return err
+}
+
 // authorize asks the Authorizer and makes sure the note holds the decision.
 func (s *Service) authorize(c Caller, action, name string) error {
 	err := s.c.Auth.Allowed(c.Principal, action, Resource(name), c.IP, c.Note)

@@ -614,3 +614,29 @@ func TestPolicyOutageDeniesAsAnInternalError(t *testing.T) {
 		t.Fatalf("keyring calls %d, note %+v", n.keys.calls.Load(), c.Note)
 	}
 }
+
+// Administrative calls are authorized as admin on keys/NAME but noted for
+// the audit log as what they did, refused ones too.
+func TestAdminCallsNoteTheirOperation(t *testing.T) {
+	f := newFixture(t)
+	n := f.node()
+	check := func(what, wantAction, wantDecision string, do func(Caller) error) {
+		t.Helper()
+		c := caller()
+		err := do(c)
+		if (err == nil) != (wantDecision == "allow") || c.Note.Action != wantAction || c.Note.Resource != "keys/k" || c.Note.Decision != wantDecision {
+			t.Errorf("%s: %v, note %+v; want %s, %s on keys/k", what, err, *c.Note, wantAction, wantDecision)
+		}
+	}
+	check("create", "keys.create", "allow", func(c Caller) error { _, err := n.Create(ctx, c, "k", KeySpec{Deletable: true}); return err })
+	check("rotate", "keys.rotate", "allow", func(c Caller) error { _, err := n.Rotate(ctx, c, "k"); return err })
+	check("configure", "keys.configure", "allow", func(c Caller) error {
+		v := uint32(2)
+		_, err := n.Configure(ctx, c, "k", KeyConfig{MinDecryptionVersion: &v})
+		return err
+	})
+	f.auth.set("read", "encrypt", "decrypt")
+	check("delete without admin", "keys.delete", "deny", func(c Caller) error { return n.Delete(ctx, c, "k") })
+	f.auth.set("admin", "read", "encrypt", "decrypt")
+	check("delete", "keys.delete", "allow", func(c Caller) error { return n.Delete(ctx, c, "k") })
+}

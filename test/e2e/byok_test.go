@@ -176,13 +176,14 @@ func TestTransitBYOKImport(t *testing.T) {
 		st, _, b = n.postJSON("/v1/keys/missing/import_version", tok, map[string]any{"ciphertext": byokWrap(t, pub, key2)})
 		problem(st, b, 404, "transit key not found")
 
-		// Audited.
-		st, _, b = n.do("GET", "/v1/audit/events?action=admin&limit=500", tok, "", nil)
+		// Audited as what each call did.
+		st, _, b = n.do("GET", "/v1/audit/events?limit=500", tok, "", nil)
 		if st != 200 {
 			t.Fatalf("audit: %d %s", st, b)
 		}
 		var evs struct {
 			Events []struct {
+				Action   string `json:"action"`
 				Resource string `json:"resource"`
 				Status   int    `json:"status"`
 			} `json:"events"`
@@ -190,9 +191,10 @@ func TestTransitBYOKImport(t *testing.T) {
 		mustJSON(t, b, &evs)
 		seen := map[string]bool{}
 		for _, e := range evs.Events {
-			seen[e.Resource+" "+string(rune('0'+e.Status/100))] = true
+			seen[e.Action+" "+e.Resource+" "+string(rune('0'+e.Status/100))] = true
 		}
-		for _, want := range []string{"keys/wrapping_key 2", "keys/wrapping_key 4", "keys/byok 2", "keys/byok 4", "keys/other 4"} {
+		for _, want := range []string{"keys.wrapping_key keys/wrapping_key 2", "keys.create keys/wrapping_key 4",
+			"keys.import keys/byok 2", "keys.import_version keys/byok 2", "keys.import keys/byok 4", "keys.import keys/other 4"} {
 			if !seen[want] {
 				t.Errorf("no audit event %q (have %v)", want, seen)
 			}
