@@ -114,33 +114,46 @@ func rotate(n *node, tok, keyID string) (int, []byte) {
 	return st, b
 }
 
+// customerRecords creates the customers collection on n and returns the
+// records a test writes to it (id → email), add, which writes record i
+// (an email and an SSN), and readAll, which reads every one back and fails
+// the test on a wrong or unreadable value: the before-and-after of a key
+// change.
+func customerRecords(t *testing.T, n *node) (want map[string]string, add func(i int), readAll func(when string)) {
+	t.Helper()
+	ctx := context.Background()
+	if err := n.admin.CreateCollection(ctx, customers); err != nil {
+		t.Fatal(err)
+	}
+	want = map[string]string{}
+	add = func(i int) {
+		t.Helper()
+		email := "user" + string(rune('a'+i)) + "@example.com"
+		id, err := n.admin.CreateRecord(ctx, "customers", client.NewRecord{Owner: "o", Data: map[string]any{"email": email, "ssn": "123-45-6789"}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		want[id] = email
+	}
+	readAll = func(when string) {
+		t.Helper()
+		for id, email := range want {
+			r, err := n.admin.GetRecord(ctx, "customers", id)
+			if err != nil || r.Data["email"] != email || r.Data["ssn"] != "123-45-6789" {
+				t.Fatalf("%s: record %s: %v %v", when, id, err, r)
+			}
+		}
+	}
+	return want, add, readAll
+}
+
 // TestKeyRotationAndRewrap: a collection key rotated while records exist;
 // records on either version read back; the rewrap moves every value to the
 // newest version; keys that must not rotate this way are refused.
 func TestKeyRotationAndRewrap(t *testing.T) {
 	forEachBackend(t, func(t *testing.T, n *node) {
 		ctx := context.Background()
-		if err := n.admin.CreateCollection(ctx, customers); err != nil {
-			t.Fatal(err)
-		}
-		want := map[string]string{}
-		add := func(i int) {
-			email := "user" + string(rune('a'+i)) + "@example.com"
-			id, err := n.admin.CreateRecord(ctx, "customers", client.NewRecord{Owner: "o", Data: map[string]any{"email": email, "ssn": "123-45-6789"}})
-			if err != nil {
-				t.Fatal(err)
-			}
-			want[id] = email
-		}
-		readAll := func(when string) {
-			t.Helper()
-			for id, email := range want {
-				r, err := n.admin.GetRecord(ctx, "customers", id)
-				if err != nil || r.Data["email"] != email || r.Data["ssn"] != "123-45-6789" {
-					t.Fatalf("%s: record %s: %v %v", when, id, err, r)
-				}
-			}
-		}
+		_, add, readAll := customerRecords(t, n)
 		for i := range 4 {
 			add(i)
 		}

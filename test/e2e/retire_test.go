@@ -37,26 +37,9 @@ func TestRetireAndDestroyKeyVersion(t *testing.T) {
 			t.Parallel()
 			n := startWith(t, b, app.Options{RetireAfter: wait})
 			ctx := context.Background()
-			if err := n.admin.CreateCollection(ctx, customers); err != nil {
-				t.Fatal(err)
-			}
-			want := map[string]string{}
+			want, add, readAll := customerRecords(t, n)
 			for i := range 4 {
-				email := "user" + string(rune('a'+i)) + "@example.com"
-				id, err := n.admin.CreateRecord(ctx, "customers", client.NewRecord{Owner: "o", Data: map[string]any{"email": email, "ssn": "123-45-6789"}})
-				if err != nil {
-					t.Fatal(err)
-				}
-				want[id] = email
-			}
-			readAll := func(when string) {
-				t.Helper()
-				for id, email := range want {
-					r, err := n.admin.GetRecord(ctx, "customers", id)
-					if err != nil || r.Data["email"] != email || r.Data["ssn"] != "123-45-6789" {
-						t.Fatalf("%s: record %s: %v %v", when, id, err, r)
-					}
-				}
+				add(i)
 			}
 			db := n.openStore()
 			// Keep the rewrap from running until the test says so: hold
