@@ -5,8 +5,11 @@ import (
 	"database/sql"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"path/filepath"
+	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -249,6 +252,23 @@ func TestOfflineKeyOperationsAudited(t *testing.T) {
 	}
 	if code, out, errs := runCLI(t, "audit", "verify", "--data-dir", dir); code != 0 || !strings.Contains(out, "ok") {
 		t.Fatalf("audit verify: %d %q %q", code, out, errs)
+	}
+
+	// Offline commands run at once share the chain: each still gets its
+	// events in, and the chain verifies.
+	var wg sync.WaitGroup
+	codes := make([]int, 4)
+	for i := range codes {
+		wg.Go(func() {
+			codes[i], _, _ = runCLI(t, "backup", "--data-dir", dir, "--out", filepath.Join(t.TempDir(), fmt.Sprintf("b%d.coffer", i)))
+		})
+	}
+	wg.Wait()
+	if slices.ContainsFunc(codes, func(c int) bool { return c != 0 }) {
+		t.Fatalf("concurrent backups: exit codes %v", codes)
+	}
+	if code, out, errs := runCLI(t, "audit", "verify", "--data-dir", dir); code != 0 || !strings.Contains(out, "ok: ") {
+		t.Fatalf("audit verify after concurrent offline commands: %d %q %q", code, out, errs)
 	}
 
 	// No audit, no operation: with the offline chain unwritable the

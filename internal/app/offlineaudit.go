@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/user"
 	"strconv"
+	"time"
 
 	"github.com/cofferhq/coffer/internal/audit"
 	"github.com/cofferhq/coffer/internal/coffer"
@@ -53,7 +54,7 @@ func auditedOffline(ctx context.Context, c *components, action, resource string,
 		SourceIP: "local", Action: action, Resource: resource, Decision: audit.DecisionAllow, Rule: "offline",
 		Reason: "started",
 	}
-	if err := w.Log(ctx, e); err != nil {
+	if err := logRetrying(ctx, w, e); err != nil {
 		_ = w.Close(ctx)
 		return fmt.Errorf("audit log unavailable, nothing done: %w", err)
 	}
@@ -62,7 +63,7 @@ func auditedOffline(ctx context.Context, c *components, action, resource string,
 	if opErr != nil {
 		e.Reason = coffer.ErrorCode(opErr) + ": " + coffer.ErrorMessage(opErr)
 	}
-	lerr := w.Log(ctx, e)
+	lerr := logRetrying(ctx, w, e)
 	if cerr := w.Close(ctx); lerr == nil {
 		lerr = cerr
 	}
@@ -73,6 +74,21 @@ func auditedOffline(ctx context.Context, c *components, action, resource string,
 		return fmt.Errorf("%s %s: %w: %w", action, resource, ErrNotAudited, lerr)
 	}
 	return nil
+}
+
+// logRetrying logs e, trying again a few times: two offline commands run
+// at once share the chain, and the one that loses the race for the next
+// sequence number fails its append; the writer then reloads the head, so
+// the next try chains after the winner's event.
+func logRetrying(ctx context.Context, w *audit.Writer, e audit.Event) error {
+	var err error
+	for try := 0; try < 5; try++ {
+		if err = w.Log(ctx, e); err == nil || ctx.Err() != nil {
+			return err
+		}
+		time.Sleep(time.Duration(try+1) * 20 * time.Millisecond)
+	}
+	return err
 }
 
 // operator names who runs an offline command: the operating system user,
