@@ -69,9 +69,6 @@ func rotateKey(ctx context.Context, c *components, jobs *lifecycle.Jobs, keyID s
 		return out, err
 	}
 	if len(rows) == 0 {
-		if IsAuditKey(keyID) {
-			return out, coffer.Errorf(coffer.ENOTFOUND, "no such key: the audit keys are made when a node first serves")
-		}
 		return out, coffer.Errorf(coffer.ENOTFOUND, "no such key")
 	}
 	v, err := c.keys.Rotate(ctx, keyID)
