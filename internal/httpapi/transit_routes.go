@@ -44,7 +44,7 @@ func (s *Server) transitRoutes() {
 }
 
 func (s *Server) createKey(c *Call) (Reply, error) {
-	c.Note.Target("admin", "keys")
+	c.Note.Target("keys.create", "keys")
 	var req struct {
 		Name string `json:"name"`
 		transit.KeySpec
@@ -72,7 +72,7 @@ func (s *Server) wrappingKey(c *Call) (Reply, error) {
 // importKey creates a transit key from a key the caller wrapped for the
 // wrapping key.
 func (s *Server) importKey(c *Call) (Reply, error) {
-	c.Note.Target("admin", "keys")
+	c.Note.Target("keys.import", "keys")
 	var req transit.ImportRequest
 	if err := decodeJSON(c.R, &req); err != nil {
 		return Reply{}, err
@@ -87,7 +87,7 @@ func (s *Server) importKey(c *Call) (Reply, error) {
 // importKeyVersion makes a key the caller wrapped for the wrapping key the
 // next version of an existing transit key.
 func (s *Server) importKeyVersion(c *Call) (Reply, error) {
-	c.Note.Target("admin", "keys")
+	c.Note.Target("keys.import_version", "keys")
 	var req transit.ImportRequest
 	if err := decodeJSON(c.R, &req); err != nil {
 		return Reply{}, err
@@ -115,6 +115,7 @@ func (s *Server) deleteKey(c *Call) (Reply, error) {
 }
 
 func (s *Server) configureKey(c *Call) (Reply, error) {
+	c.Note.Target("keys.configure", "keys")
 	var cfg transit.KeyConfig
 	if err := decodeJSON(c.R, &cfg); err != nil {
 		return Reply{}, err

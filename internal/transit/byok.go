@@ -96,10 +96,7 @@ type wrapping struct {
 // WrappingKey returns the deployment's wrapping key (action admin on
 // keys/wrapping_key, as creating a key), making it on first use.
 func (s *Service) WrappingKey(ctx context.Context, c Caller) (WrappingKey, error) {
-	if err := begin(c, "keys.wrapping_key", WrappingKeyName, 0); err != nil {
-		return WrappingKey{}, err
-	}
-	if err := s.authorizeAdmin(c, "wrapping_key", WrappingKeyName); err != nil {
+	if err := s.admitAdmin(c, "wrapping_key", WrappingKeyName); err != nil {
 		return WrappingKey{}, err
 	}
 	w, err := s.wrappingKey(ctx)
@@ -276,10 +273,7 @@ func (s *Service) Import(ctx context.Context, c Caller, name string, req ImportR
 // MinDecryptionVersion. Refusals are those of Import; a key that does not
 // exist is ENOTFOUND.
 func (s *Service) ImportVersion(ctx context.Context, c Caller, name string, req ImportRequest) (KeyInfo, error) {
-	if err := begin(c, "keys.import_version", name, 0); err != nil {
-		return KeyInfo{}, err
-	}
-	if err := s.authorizeAdmin(c, "import_version", name); err != nil {
+	if err := s.admitAdmin(c, "import_version", name); err != nil {
 		return KeyInfo{}, err
 	}
 	h, ct, err := checkImport(req)

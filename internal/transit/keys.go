@@ -86,13 +86,11 @@ func (s *Service) Create(ctx context.Context, c Caller, name string, spec KeySpe
 // admitNew checks that c may create the transit key name (action admin,
 // audited as keys.OP) and that the name is not the reserved one.
 func (s *Service) admitNew(c Caller, op, name string) error {
-	if err := begin(c, "keys."+op, name, 0); err != nil {
-		return err
-	}
 	if name == WrappingKeyName {
+		_ = begin(c, "keys."+op, name, 0) // notes the call; the name is valid
 		return coffer.Errorf(coffer.EINVALID, msgReservedName)
 	}
-	return s.authorizeAdmin(c, op, name)
+	return s.admitAdmin(c, op, name)
 }
 
 // createKey stores the new transit key k, its first version made by
@@ -146,10 +144,7 @@ func (s *Service) Get(ctx context.Context, c Caller, name string) (KeyInfo, erro
 // Rotate makes a new version of the key the one that encrypts (action
 // admin). Older versions still decrypt down to MinDecryptionVersion.
 func (s *Service) Rotate(ctx context.Context, c Caller, name string) (KeyInfo, error) {
-	if err := begin(c, "keys.rotate", name, 0); err != nil {
-		return KeyInfo{}, err
-	}
-	if err := s.authorizeAdmin(c, "rotate", name); err != nil {
+	if err := s.admitAdmin(c, "rotate", name); err != nil {
 		return KeyInfo{}, err
 	}
 	if _, err := s.load(ctx, c, name); err != nil {
@@ -165,10 +160,7 @@ func (s *Service) Rotate(ctx context.Context, c Caller, name string) (KeyInfo, e
 // Configure changes a key's minimum decryption version, deletability and
 // rotation period (action admin).
 func (s *Service) Configure(ctx context.Context, c Caller, name string, cfg KeyConfig) (KeyInfo, error) {
-	if err := begin(c, "keys.configure", name, 0); err != nil {
-		return KeyInfo{}, err
-	}
-	if err := s.authorizeAdmin(c, "configure", name); err != nil {
+	if err := s.admitAdmin(c, "configure", name); err != nil {
 		return KeyInfo{}, err
 	}
 	ks := s.state(name)
@@ -211,10 +203,7 @@ func (s *Service) Configure(ctx context.Context, c Caller, name string, cfg KeyC
 // gone for good, and its name is not reused. A key that is not deletable
 // is a conflict and stays as it was.
 func (s *Service) Delete(ctx context.Context, c Caller, name string) error {
-	if err := begin(c, "keys.delete", name, 0); err != nil {
-		return err
-	}
-	if err := s.authorizeAdmin(c, "delete", name); err != nil {
+	if err := s.admitAdmin(c, "delete", name); err != nil {
 		return err
 	}
 	ks := s.state(name)

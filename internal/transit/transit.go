@@ -221,14 +221,18 @@ func begin(c Caller, action, name string, count int) error {
 	return nil
 }
 
-// authorizeAdmin authorizes an administrative call (policy action admin
-// on keys/NAME) and notes it for the audit log as action keys.OP: the
-// policy asks only for admin, but the log must tell a rotation from a
-// deletion.
-func (s *Service) authorizeAdmin(c Caller, op, name string) error {
+// admitAdmin begins an administrative call on the key name and authorizes
+// it (policy action admin on keys/NAME), noting it for the audit log as
+// action keys.OP: the policy asks only for admin, but the log must tell a
+// rotation from a deletion.
+func (s *Service) admitAdmin(c Caller, op, name string) error {
+	action := "keys." + op
+	if err := begin(c, action, name, 0); err != nil {
+		return err
+	}
 	err := s.authorize(c, "admin", name)
 	if c.Note != nil {
-		c.Note.Action = "keys." + op
+		c.Note.Action = action
 	}
 	return err
 }
