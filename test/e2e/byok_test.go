@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/json"
+	"net/http"
 	"strings"
 	"testing"
 
@@ -68,7 +69,7 @@ func TestTransitBYOKImport(t *testing.T) {
 		}
 
 		key := []byte("0123456789abcdef0123456789ABCDEF") // the key we bring
-		st, _, b := n.postJSON("/v1/keys/byok/import", tok, map[string]any{"ciphertext": byokWrap(t, pub, key), "hash_function": "SHA256"})
+		st, h, b := n.postJSON("/v1/keys/byok/import", tok, map[string]any{"ciphertext": byokWrap(t, pub, key), "hash_function": "SHA256"})
 		if st != 201 {
 			t.Fatalf("import: %d %s", st, b)
 		}
@@ -103,21 +104,21 @@ func TestTransitBYOKImport(t *testing.T) {
 			t.Fatalf("independent decryption = %q", got)
 		}
 
-		problem := func(st int, b []byte, wantStatus int, wantDetail string) {
+		problem := func(st int, h http.Header, b []byte, wantStatus int, wantDetail string) {
 			t.Helper()
 			var p struct {
 				Detail string `json:"detail"`
 			}
 			_ = json.Unmarshal(b, &p)
-			if st != wantStatus || (wantDetail != "" && p.Detail != wantDetail) {
-				t.Fatalf("got %d %s, want %d %q", st, b, wantStatus, wantDetail)
+			if st != wantStatus || h.Get("Content-Type") != "application/problem+json" || (wantDetail != "" && p.Detail != wantDetail) {
+				t.Fatalf("got %d %s (%s), want %d %q as problem+json", st, b, h.Get("Content-Type"), wantStatus, wantDetail)
 			}
 		}
 		// The name is taken; the reserved name cannot be made.
-		st, _, b = n.postJSON("/v1/keys/byok/import", tok, map[string]any{"ciphertext": byokWrap(t, pub, key)})
-		problem(st, b, 409, "transit key exists")
-		st, _, b = n.postJSON("/v1/keys", tok, map[string]any{"name": "wrapping_key"})
-		problem(st, b, 422, "the key name wrapping_key is reserved")
+		st, h, b = n.postJSON("/v1/keys/byok/import", tok, map[string]any{"ciphertext": byokWrap(t, pub, key)})
+		problem(st, h, b, 409, "transit key exists")
+		st, h, b = n.postJSON("/v1/keys", tok, map[string]any{"name": "wrapping_key"})
+		problem(st, h, b, 422, "the key name wrapping_key is reserved")
 		// Anything that does not unwrap is one answer.
 		good, _ := base64.StdEncoding.DecodeString(byokWrap(t, pub, key))
 		for name, ct := range map[string][]byte{
@@ -130,10 +131,10 @@ func TestTransitBYOKImport(t *testing.T) {
 				t.Fatalf("%s: %d %s", name, st, b)
 			}
 		}
-		st, _, b = n.postJSON("/v1/keys/fresh/import", tok, map[string]any{"ciphertext": byokWrap(t, pub, key), "hash_function": "SHA384"})
-		problem(st, b, 422, "the ciphertext does not unwrap to a key")
-		st, _, b = n.postJSON("/v1/keys/fresh/import", tok, map[string]any{"ciphertext": byokWrap(t, pub, key[:16])})
-		problem(st, b, 422, "the imported key must be 32 bytes (an AES-256-GCM key)")
+		st, h, b = n.postJSON("/v1/keys/fresh/import", tok, map[string]any{"ciphertext": byokWrap(t, pub, key), "hash_function": "SHA384"})
+		problem(st, h, b, 422, "the ciphertext does not unwrap to a key")
+		st, h, b = n.postJSON("/v1/keys/fresh/import", tok, map[string]any{"ciphertext": byokWrap(t, pub, key[:16])})
+		problem(st, h, b, 422, "the imported key must be 32 bytes (an AES-256-GCM key)")
 		if st, _, b := n.do("GET", "/v1/keys/fresh", tok, "", nil); st != 404 {
 			t.Fatalf("a refused import made a key: %d %s", st, b)
 		}
@@ -147,12 +148,12 @@ func TestTransitBYOKImport(t *testing.T) {
 			t.Fatal(err)
 		}
 		supTok := n.token(sup.ClientID, sup.ClientSecret)
-		st, _, b = n.do("GET", "/v1/keys/wrapping_key", supTok, "", nil)
-		problem(st, b, 403, "")
-		st, _, b = n.postJSON("/v1/keys/other/import", supTok, map[string]any{"ciphertext": byokWrap(t, pub, key)})
-		problem(st, b, 403, "")
-		st, _, b = n.postJSON("/v1/keys/byok/import_version", supTok, map[string]any{"ciphertext": byokWrap(t, pub, key)})
-		problem(st, b, 403, "")
+		st, h, b = n.do("GET", "/v1/keys/wrapping_key", supTok, "", nil)
+		problem(st, h, b, 403, "")
+		st, h, b = n.postJSON("/v1/keys/other/import", supTok, map[string]any{"ciphertext": byokWrap(t, pub, key)})
+		problem(st, h, b, 403, "")
+		st, h, b = n.postJSON("/v1/keys/byok/import_version", supTok, map[string]any{"ciphertext": byokWrap(t, pub, key)})
+		problem(st, h, b, 403, "")
 
 		// A second key brought as the next version encrypts from then on;
 		// the first still decrypts.
@@ -173,8 +174,8 @@ func TestTransitBYOKImport(t *testing.T) {
 		if st != 200 || !strings.HasPrefix(enc2.Ciphertext, "coffer:v2:") || string(openTransit(t, key2, "byok", enc2.Ciphertext, nil)) != "v2" {
 			t.Fatalf("encrypt after import_version: %d %s", st, b)
 		}
-		st, _, b = n.postJSON("/v1/keys/missing/import_version", tok, map[string]any{"ciphertext": byokWrap(t, pub, key2)})
-		problem(st, b, 404, "transit key not found")
+		st, h, b = n.postJSON("/v1/keys/missing/import_version", tok, map[string]any{"ciphertext": byokWrap(t, pub, key2)})
+		problem(st, h, b, 404, "transit key not found")
 
 		// Audited as what each call did.
 		st, _, b = n.do("GET", "/v1/audit/events?limit=500", tok, "", nil)
