@@ -69,7 +69,7 @@ func TestTransitBYOKImport(t *testing.T) {
 		}
 
 		key := []byte("0123456789abcdef0123456789ABCDEF") // the key we bring
-		st, h, b := n.postJSON("/v1/keys/byok/import", tok, map[string]any{"ciphertext": byokWrap(t, pub, key), "hash_function": "SHA256"})
+		st, _, b := n.postJSON("/v1/keys/byok/import", tok, map[string]any{"ciphertext": byokWrap(t, pub, key), "hash_function": "SHA256"})
 		if st != 201 {
 			t.Fatalf("import: %d %s", st, b)
 		}
@@ -115,6 +115,7 @@ func TestTransitBYOKImport(t *testing.T) {
 			}
 		}
 		// The name is taken; the reserved name cannot be made.
+		var h http.Header
 		st, h, b = n.postJSON("/v1/keys/byok/import", tok, map[string]any{"ciphertext": byokWrap(t, pub, key)})
 		problem(st, h, b, 409, "transit key exists")
 		st, h, b = n.postJSON("/v1/keys", tok, map[string]any{"name": "wrapping_key"})
