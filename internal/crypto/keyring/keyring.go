@@ -868,6 +868,11 @@ func (kr *Keyring) destroyAll(ctx context.Context, keyID string) error {
 		if err != nil {
 			return fmt.Errorf("keyring: destroy %s: %w", keyID, err)
 		}
+		if coffer.Erased(rows) {
+			// Already erased, tombstone and all: a repeated erasure adds
+			// no row (a racing rotation collides with the tombstone there).
+			return nil
+		}
 		if err := kr.store.DestroyDataKeys(ctx, keyID); err != nil {
 			return fmt.Errorf("keyring: destroy %s: %w", keyID, err)
 		}

@@ -451,6 +451,14 @@ func TestDestroy(t *testing.T) {
 	if !cached.mac.IsZero() || !cached.export.IsZero() {
 		t.Fatal("Destroy left the cached key bytes in memory")
 	}
+	// Erasing again (a retried request) changes nothing and adds no row.
+	before, _ := f.s.DataKeys(ctx, id)
+	if err := kr.Destroy(ctx, id); err != nil {
+		t.Fatal(err)
+	}
+	if after, _ := f.s.DataKeys(ctx, id); len(after) != len(before) {
+		t.Fatalf("a repeated Destroy left %d rows, had %d", len(after), len(before))
+	}
 	checkDestroyed := func(t *testing.T, kr *Keyring) {
 		t.Helper()
 		for _, env := range [][]byte{e1, e2} {
