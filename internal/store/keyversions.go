@@ -35,12 +35,13 @@ func (db *DB) DestroyRetiredDataKey(ctx context.Context, keyID string, version u
 // an administrative check, not for requests.
 func (db *DB) CountSealedUnder(ctx context.Context, keyID string, version uint32) (int64, error) {
 	var (
-		q    string
-		args []any
+		q       string
+		args    []any
+		records bool // rows are records' values blobs, not one token's sealed value
 	)
 	switch {
 	case strings.HasPrefix(keyID, "collection/") || strings.HasPrefix(keyID, "subject/"):
-		q, args = `SELECT values_blob FROM records WHERE key_id = $1`, []any{keyID}
+		q, args, records = `SELECT values_blob FROM records WHERE key_id = $1`, []any{keyID}, true
 	case strings.HasPrefix(keyID, "tokens/"):
 		typ := strings.TrimPrefix(keyID, "tokens/")
 		if typ == "" || strings.Contains(typ, "/") {
@@ -55,7 +56,6 @@ func (db *DB) CountSealedUnder(ctx context.Context, keyID string, version uint32
 		return 0, fmt.Errorf("store: count sealed values: %w", err)
 	}
 	defer rs.Close()
-	records := strings.HasPrefix(q, "SELECT values_blob")
 	var n int64
 	for rs.Next() {
 		var b []byte
