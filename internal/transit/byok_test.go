@@ -283,3 +283,42 @@ func TestImportVersion(t *testing.T) {
 	_, err = n.ImportVersion(ctx, caller(), "byok", ImportRequest{Ciphertext: b64(byokWrap(t, pub, sha256.New, k2))})
 	wantCode(t, err, coffer.EFORBIDDEN)
 }
+
+// Imports racing for one name on a node: one wins, the others are
+// refused, and the key that encrypts is the winner's.
+func TestConcurrentImportsOfOneName(t *testing.T) {
+	f := newFixture(t)
+	n := f.node(withMeta(&kv{m: map[string]string{}}))
+	wk, err := n.WrappingKey(ctx, caller())
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub := publicKey(t, wk)
+	keys := make([][]byte, 6)
+	errs := make([]error, len(keys))
+	var wg sync.WaitGroup
+	for i := range keys {
+		keys[i] = bytes.Repeat([]byte{byte(0x20 + i)}, 32)
+		ct := base64.StdEncoding.EncodeToString(byokWrap(t, pub, sha256.New, keys[i]))
+		wg.Go(func() { _, errs[i] = n.Import(ctx, caller(), "race", ImportRequest{Ciphertext: ct}) })
+	}
+	wg.Wait()
+	winner := -1
+	for i, err := range errs {
+		switch {
+		case err == nil && winner < 0:
+			winner = i
+		case err == nil:
+			t.Fatalf("imports %d and %d both succeeded", winner, i)
+		default:
+			wantCode(t, err, coffer.ECONFLICT)
+		}
+	}
+	if winner < 0 {
+		t.Fatal("no import succeeded")
+	}
+	out := mustEncrypt(t, n, "race", Item{Plaintext: enc("x")})
+	if got := openIndependently(t, keys[winner], "race", out[0].Ciphertext, nil); string(got) != "x" {
+		t.Fatalf("the key that encrypts is not the winning import's: %q", got)
+	}
+}

@@ -99,6 +99,12 @@ func (s *Service) admitNew(c Caller, op, name string) error {
 // conflict; a *coffer.Error from first is returned as it is. op names
 // the operation in other errors.
 func (s *Service) createKey(ctx context.Context, k TransitKey, op string, first func() (uint32, error)) (KeyInfo, error) {
+	// One creation of a name at a time on this node: two racing imports
+	// would each add a version, and the loser's (refused) key would be the
+	// one that encrypts.
+	ks := s.state(k.Name)
+	ks.admin.Lock()
+	defer ks.admin.Unlock()
 	switch _, err := s.c.Store.TransitKey(ctx, k.Name); coffer.ErrorCode(err) {
 	case "":
 		return KeyInfo{}, coffer.Errorf(coffer.ECONFLICT, "transit key exists")
