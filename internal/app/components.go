@@ -59,6 +59,14 @@ type Options struct {
 	// sets it, as its baseline; no configuration, flag or environment
 	// variable can.
 	AuditDiscard bool
+	// AuditFlushFloor writes each audit batch to a preallocated scratch
+	// file in the data directory and fdatasyncs it, and stores nothing
+	// else (no database append, no checkpoints): the floor any audit log
+	// durable before the answer pays on the host. Only the benchmark that
+	// measures what auditing costs sets it, to tell the host's flush from
+	// Coffer's own work; no configuration, flag or environment variable
+	// can.
+	AuditFlushFloor bool
 	// provider, if set, is the root key provider already opened (an
 	// unsealed Shamir provider); nil opens the one cfg names.
 	provider keyprovider.Provider

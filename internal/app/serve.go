@@ -233,7 +233,15 @@ func (s *Server) openAudit(ctx context.Context) (*audit.Writer, error) {
 		sinks = append(sinks, audit.NewStream(os.Stdout))
 	}
 	m := s.metrics
-	return audit.NewWriter(ctx, s.c.db, audit.WriterConfig{
+	var store audit.Store = s.c.db
+	if s.c.opts.AuditFlushFloor {
+		floor, err := newFlushFloorStore(ctx, s.c.db, s.c.cfg.DataDir)
+		if err != nil {
+			return nil, err
+		}
+		store = floor
+	}
+	return audit.NewWriter(ctx, store, audit.WriterConfig{
 		MaxBatch:           s.c.opts.AuditMaxBatch,
 		GatherGap:          s.c.opts.AuditGatherGap,
 		Node:               s.c.cfg.Node,

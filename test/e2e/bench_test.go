@@ -7,8 +7,10 @@ import (
 	"os"
 	"runtime"
 	"runtime/debug"
+	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/cofferhq/coffer/client"
 	"github.com/cofferhq/coffer/internal/app"
@@ -203,4 +205,130 @@ func BenchmarkAuditCost(b *testing.B) {
 			}
 		}
 	}
+}
+
+// BenchmarkAuditCostPaired measures what auditing costs a record read the
+// way BenchmarkAuditCost does, but with both servers, audited and without
+// any audit (Options.AuditDiscard), started in one process and measured in
+// alternating slices of b.N/auditCostSlices reads each, the order flipped
+// every round. This host's speed drifts by ±20 % from one run to the next,
+// more than the cost being measured; slices a few hundred milliseconds
+// apart see the same host, so the drift falls on both modes alike. It
+// reports each mode's req/s and CPU per read, and cost-% = 100 × (1 −
+// audited/unaudited req/s). The audited server is the shipped one
+// ("audit"), or on SQLite also one whose audit store only writes each batch
+// to a file and syncs it ("flush-floor", Options.AuditFlushFloor): what any
+// audit durable before the answer costs on this host, whatever it stores.
+// Run it with -benchtime of at least 20000x so each slice is long enough to
+// reach steady state; TMPDIR on a tmpfs makes every flush free.
+func BenchmarkAuditCostPaired(b *testing.B) {
+	servingRuntime(b)
+	modes := []struct {
+		name string
+		opts app.Options
+	}{
+		{"audit", app.Options{}},
+		{"flush-floor", app.Options{AuditFlushFloor: true}},
+	}
+	for _, be := range storetest.Backends() {
+		for _, clients := range []int{32, 256} {
+			for _, m := range modes {
+				if m.opts.AuditFlushFloor && be.Name != "sqlite" {
+					continue // it stores nothing: the backend makes no difference
+				}
+				b.Run(fmt.Sprintf("%s/%d-clients/%s", be.Name, clients, m.name), func(b *testing.B) {
+					audited := newReadTarget(b, startWith(b, be, m.opts, "COFFER_LIMITS_RATE_LIMIT=0"))
+					bare := newReadTarget(b, startWith(b, be, app.Options{AuditDiscard: true}, "COFFER_LIMITS_RATE_LIMIT=0"))
+					slice := max(b.N/auditCostSlices, 1)
+					// Warm both: connections, statement caches, page caches.
+					audited.run(b, clients, slice/4)
+					bare.run(b, clients, slice/4)
+					audited.reset()
+					bare.reset()
+					b.ResetTimer()
+					for round := range auditCostSlices {
+						if round%2 == 0 {
+							audited.run(b, clients, slice)
+							bare.run(b, clients, slice)
+						} else {
+							bare.run(b, clients, slice)
+							audited.run(b, clients, slice)
+						}
+					}
+					b.StopTimer()
+					a, u := audited.rate(), bare.rate()
+					b.ReportMetric(a, "audited-req/s")
+					b.ReportMetric(u, "unaudited-req/s")
+					b.ReportMetric(audited.cpuPerRead(), "audited-cpu-µs/req")
+					b.ReportMetric(bare.cpuPerRead(), "unaudited-cpu-µs/req")
+					b.ReportMetric(100*(1-a/u), "cost-%")
+				})
+			}
+		}
+	}
+}
+
+// auditCostSlices is how many slices each mode of BenchmarkAuditCostPaired
+// runs.
+const auditCostSlices = 20
+
+// readTarget is one server of BenchmarkAuditCostPaired with a record to
+// read, and the time and CPU its measured slices took.
+type readTarget struct {
+	n          *node
+	id         string
+	reads      int
+	wall, cpus time.Duration
+}
+
+func newReadTarget(b *testing.B, n *node) *readTarget {
+	ctx := context.Background()
+	if err := n.admin.CreateCollection(ctx, customers); err != nil {
+		b.Fatal(err)
+	}
+	id, err := n.admin.CreateRecord(ctx, "customers", client.NewRecord{Owner: "u1", Data: map[string]any{
+		"name": "Ada Lovelace", "email": "ada@example.com", "card_number": "4111111111111111", "ssn": "123-45-6789"}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	return &readTarget{n: n, id: id}
+}
+
+// run reads the record reads times from clients goroutines and adds the
+// slice to t's totals.
+func (t *readTarget) run(b *testing.B, clients, reads int) {
+	ctx := context.Background()
+	var (
+		left  atomic.Int64
+		fails atomic.Int64
+		wg    sync.WaitGroup
+	)
+	left.Store(int64(reads))
+	cpu0, t0 := storetest.ProcessCPU(), time.Now()
+	for range clients {
+		wg.Go(func() {
+			for left.Add(-1) >= 0 {
+				if _, err := t.n.admin.GetRecord(ctx, "customers", t.id); err != nil {
+					fails.Add(1)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	wall, cpu := time.Since(t0), storetest.ProcessCPU()-cpu0
+	if fails.Load() > 0 {
+		b.Fatalf("%d reads failed", fails.Load())
+	}
+	t.reads += reads
+	t.wall += wall
+	t.cpus += cpu
+}
+
+// reset forgets the slices run so far (the warm-up).
+func (t *readTarget) reset() { t.reads, t.wall, t.cpus = 0, 0, 0 }
+
+func (t *readTarget) rate() float64 { return float64(t.reads) / t.wall.Seconds() }
+
+func (t *readTarget) cpuPerRead() float64 {
+	return float64(t.cpus.Microseconds()) / float64(t.reads)
 }
