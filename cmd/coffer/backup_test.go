@@ -102,6 +102,13 @@ func TestRestoreSubjectKeysCLI(t *testing.T) {
 	if code, out, errs := runCLI(t, "audit", "verify", "--data-dir", r1); code != 0 {
 		t.Fatalf("the restored deployment: %d %s %s", code, out, errs)
 	}
+	// The restore is on the restored deployment's offline chain, after
+	// the backup's start (its end is written after the snapshot).
+	want := []string{"backup deployment started", "backup deployment done", "backup deployment started",
+		"restore deployment started", "restore deployment done"}
+	if got := offlineEvents(t, r1); strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Fatalf("the restored deployment's offline events:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
 
 	// A deployment under the same root key that never had those subjects
 	// (b0 restored without a source): both are missing there.

@@ -214,21 +214,14 @@ func TestRestoreAfterDestroyingSubjectKeyVersion(t *testing.T) {
 // TestOfflineKeyOperationsAudited: `coffer keys …` and `coffer backup`
 // write each operation to the deployment's offline audit chain, before (no event, nothing done)
 // and after (the outcome); audit verify checks that chain too.
-func TestOfflineKeyOperationsAudited(t *testing.T) {
-	ctx := context.Background()
-	dir := initWithSubjectRecord(t)
-	if code, _, errs := runCLI(t, "keys", "rotate", "--data-dir", dir, "subject/s1"); code != 0 {
-		t.Fatal(errs)
-	}
-	if code, _, _ := runCLI(t, "keys", "retire", "--data-dir", dir, "subject/s1", "1"); code != 1 {
-		t.Fatal("retire of a version just replaced succeeded")
-	}
-	if code, _, errs := runCLI(t, "backup", "--data-dir", dir, "--out", filepath.Join(t.TempDir(), "b.coffer")); code != 0 {
-		t.Fatalf("backup: %s", errs)
-	}
+// offlineEvents returns the events of dir's offline audit chains, oldest
+// first, as "ACTION RESOURCE OUTCOME" (the reason up to its first colon),
+// after checking that each names an operator and was allowed.
+func offlineEvents(t *testing.T, dir string) []string {
+	t.Helper()
 	var got []string
 	withKeyring(t, dir, func(_ *keyring.Keyring, db *store.DB) {
-		evs, err := db.ListAudit(ctx, audit.Filter{Limit: audit.MaxListLimit})
+		evs, err := db.ListAudit(context.Background(), audit.Filter{Limit: audit.MaxListLimit})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -242,6 +235,22 @@ func TestOfflineKeyOperationsAudited(t *testing.T) {
 			got = append(got, e.Action+" "+e.Resource+" "+strings.SplitN(e.Reason, ":", 2)[0])
 		}
 	})
+	return got
+}
+
+func TestOfflineKeyOperationsAudited(t *testing.T) {
+	ctx := context.Background()
+	dir := initWithSubjectRecord(t)
+	if code, _, errs := runCLI(t, "keys", "rotate", "--data-dir", dir, "subject/s1"); code != 0 {
+		t.Fatal(errs)
+	}
+	if code, _, _ := runCLI(t, "keys", "retire", "--data-dir", dir, "subject/s1", "1"); code != 1 {
+		t.Fatal("retire of a version just replaced succeeded")
+	}
+	if code, _, errs := runCLI(t, "backup", "--data-dir", dir, "--out", filepath.Join(t.TempDir(), "b.coffer")); code != 0 {
+		t.Fatalf("backup: %s", errs)
+	}
+	got := offlineEvents(t, dir)
 	want := []string{
 		"keys.rotate keys/subject/s1 started", "keys.rotate keys/subject/s1 done",
 		"keys.retire keys/subject/s1/versions/1 started", "keys.retire keys/subject/s1/versions/1 " + coffer.ECONFLICT,

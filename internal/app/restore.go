@@ -200,7 +200,9 @@ type RestoreResult struct {
 // that the root key opens the restored keys. A root key other than the
 // backup's fails with ErrWrongRootKey; any failure removes what Restore
 // made, so the directory is left as it was (absent or empty). Clients,
-// users, policies and the audit log come back as they were.
+// users, policies and the audit log come back as they were, and the
+// restore itself is recorded on the new deployment's offline audit chain
+// (action "restore"): if it cannot be, nothing is restored.
 //
 // Subject-bound values come back only with a subject-key source
 // (SubjectKeysFromDataDir or SubjectKeysFromDatabaseURL), since a backup
@@ -344,10 +346,21 @@ func Restore(ctx context.Context, opts RestoreOptions) (res RestoreResult, err e
 	if err := checkRootKey(ctx, p, db); err != nil {
 		return res, fmt.Errorf("restored, but the root key does not open the restored keys: %w", err)
 	}
-	if src != nil {
-		if err := restoreSubjects(ctx, opts, p, db, src, &res); err != nil {
-			return res, err
+	// The restore is audited on the new deployment's offline chain, which
+	// continues the backup's: no event, no deployment (the directory is
+	// removed). Restoring subjects reads the live deployment's keys, so it
+	// runs between the two events.
+	kr := keyring.New(p, keyStore{db}, keyring.Options{})
+	defer kr.Close()
+	c := &components{cfg: cfg, db: db, keys: kr, opts: Options{Now: opts.Now}}
+	err = auditedOffline(ctx, c, "restore", "deployment", func() error {
+		if src == nil {
+			return nil
 		}
+		return restoreSubjects(ctx, opts, p, db, src, &res)
+	})
+	if err != nil {
+		return res, err
 	}
 	if err := config.Write(dir, cfg); err != nil {
 		return res, fmt.Errorf("write config: %w", err)
