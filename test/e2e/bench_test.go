@@ -173,23 +173,15 @@ func BenchmarkAuditCost(b *testing.B) {
 		for _, clients := range []int{32, 256} {
 			for _, m := range modes {
 				b.Run(fmt.Sprintf("%s/%d-clients/%s", be.Name, clients, m.name), func(b *testing.B) {
-					n := startWith(b, be, m.opts, "COFFER_LIMITS_RATE_LIMIT=0")
+					t := newReadTarget(b, startWith(b, be, m.opts, "COFFER_LIMITS_RATE_LIMIT=0"))
 					ctx := context.Background()
-					if err := n.admin.CreateCollection(ctx, customers); err != nil {
-						b.Fatal(err)
-					}
-					id, err := n.admin.CreateRecord(ctx, "customers", client.NewRecord{Owner: "u1", Data: map[string]any{
-						"name": "Ada Lovelace", "email": "ada@example.com", "card_number": "4111111111111111", "ssn": "123-45-6789"}})
-					if err != nil {
-						b.Fatal(err)
-					}
 					var fails atomic.Int64
 					cpu0 := storetest.ProcessCPU()
 					b.ResetTimer()
 					b.SetParallelism(max(clients/runtime.GOMAXPROCS(0), 1))
 					b.RunParallel(func(pb *testing.PB) {
 						for pb.Next() {
-							if _, err := n.admin.GetRecord(ctx, "customers", id); err != nil {
+							if _, err := t.n.admin.GetRecord(ctx, "customers", t.id); err != nil {
 								fails.Add(1)
 							}
 						}
@@ -281,6 +273,8 @@ type readTarget struct {
 	wall, cpus time.Duration
 }
 
+// newReadTarget creates on n the customers collection and one record to
+// read.
 func newReadTarget(b *testing.B, n *node) *readTarget {
 	ctx := context.Background()
 	if err := n.admin.CreateCollection(ctx, customers); err != nil {
