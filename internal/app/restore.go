@@ -199,7 +199,8 @@ type RestoreResult struct {
 // row of the backup, verified before anything is committed. It then checks
 // that the root key opens the restored keys. A root key other than the
 // backup's fails with ErrWrongRootKey; any failure removes what Restore
-// made, so the directory is left as it was (absent or empty). Clients,
+// made, so the directory is left as it was (absent or empty), and a
+// PostgreSQL database it imported into is emptied again. Clients,
 // users, policies and the audit log come back as they were, and the
 // restore itself is recorded on the new deployment's offline audit chain
 // (action "restore"): if it cannot be, nothing is restored.
@@ -343,6 +344,16 @@ func Restore(ctx context.Context, opts RestoreOptions) (res RestoreResult, err e
 		}
 		return res, err
 	}
+	// From here a failure leaves rows in a PostgreSQL database (a SQLite
+	// one goes with the directory): empty it again, before db closes.
+	defer func() {
+		if err == nil {
+			return
+		}
+		if derr := db.DiscardRestore(context.WithoutCancel(ctx)); derr != nil {
+			err = fmt.Errorf("%w (and emptying the database again failed, so empty it before restoring into it: %v)", err, derr)
+		}
+	}()
 	if err := checkRootKey(ctx, p, db); err != nil {
 		return res, fmt.Errorf("restored, but the root key does not open the restored keys: %w", err)
 	}

@@ -406,6 +406,31 @@ func (db *DB) Import(ctx context.Context, next func() (table string, row []any, 
 	return db.ImportSchema(ctx, 0, next)
 }
 
+// DiscardRestore empties every table of a PostgreSQL store, for a restore
+// whose import went in (into a store Import found empty) but whose later
+// steps failed: the database is left as the restore found it, so that it
+// can be restored into again. It must never be called on any other store:
+// it removes everything, the append-only audit tables included (TRUNCATE
+// is not the DELETE their triggers refuse). On SQLite it does nothing; the
+// restore removes the database file instead.
+func (db *DB) DiscardRestore(ctx context.Context) error {
+	if db.dialect != Postgres {
+		return nil
+	}
+	if db.readOnly {
+		return ErrReadOnly
+	}
+	names := make([]string, 0, len(backupTables()))
+	for _, t := range backupTables() {
+		names = append(names, t.name)
+	}
+	// Only the fixed table names are in the text.
+	if _, err := db.write.exec(ctx, "TRUNCATE "+strings.Join(names, ", ")); err != nil {
+		return fmt.Errorf("store: discard restore: %w", err)
+	}
+	return nil
+}
+
 // ImportSchema is Import for rows exported at an older schema version
 // (schema; 0: the latest): their tables lack the columns later migrations
 // added, which take their defaults here. The store itself must be migrated

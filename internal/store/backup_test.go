@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
@@ -336,6 +337,45 @@ func TestImportRefusesNonEmptyStore(t *testing.T) {
 			}
 			if d := export(t, dst.db); len(d) != 1 || len(d["meta"]) != 1 {
 				t.Fatalf("store changed by refused import: %v", d)
+			}
+		})
+	}
+}
+
+// TestDiscardRestore: on PostgreSQL a restore that failed after its
+// import empties the database, the append-only audit tables included, so
+// that it can be restored into again; on SQLite (whose file the restore
+// removes) it changes nothing.
+func TestDiscardRestore(t *testing.T) {
+	for _, b := range storetest.Backends() {
+		t.Run(b.Name, func(t *testing.T) {
+			t.Parallel()
+			ctx := context.Background()
+			src := openRaw(t, b)
+			fill(t, src)
+			dst := openRaw(t, b)
+			if err := dst.db.Import(ctx, rowsOf(t, src.db)); err != nil {
+				t.Fatal(err)
+			}
+			imported := export(t, dst.db)
+			if len(imported["audit_events"]) == 0 {
+				t.Fatal("the fixture has no audit events to discard")
+			}
+			if err := dst.db.DiscardRestore(ctx); err != nil {
+				t.Fatal(err)
+			}
+			left := export(t, dst.db)
+			if b.Name == "sqlite" {
+				if !reflect.DeepEqual(left, imported) {
+					t.Fatal("DiscardRestore changed a SQLite store")
+				}
+				return
+			}
+			if len(left) != 0 {
+				t.Fatalf("rows left after DiscardRestore: %v", left)
+			}
+			if err := dst.db.Import(ctx, rowsOf(t, src.db)); err != nil {
+				t.Fatalf("import after DiscardRestore: %v", err)
 			}
 		})
 	}

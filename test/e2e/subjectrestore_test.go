@@ -56,7 +56,14 @@ func TestRestoreWithSubjectKeys(t *testing.T) {
 			if err := n.admin.CreateCollection(ctx, customers); err != nil {
 				t.Fatal(err)
 			}
-			mk := func(subject, email string) string {
+			// A backup from before any subject: restored, it is a
+			// deployment under the same root key whose subject keys, made
+			// later, are not this one's.
+			early := filepath.Join(t.TempDir(), "early.backup")
+			if _, err := app.Backup(ctx, n.loadCfg(), early); err != nil {
+				t.Fatalf("backup: %v", err)
+			}
+			mkOn := func(n *node, subject, email string) string {
 				t.Helper()
 				id, err := n.admin.CreateRecord(ctx, "customers", client.NewRecord{Owner: "o", Subject: subject,
 					Data: map[string]any{"email": email, "name": "N " + email, "age": 42}})
@@ -65,6 +72,7 @@ func TestRestoreWithSubjectKeys(t *testing.T) {
 				}
 				return id
 			}
+			mk := func(subject, email string) string { t.Helper(); return mkOn(n, subject, email) }
 			alice1 := mk("alice", "alice@example.com")
 			alice2 := mk("alice", "alice.two@example.com")
 			bob := mk("bob", "bob@example.com")
@@ -107,6 +115,23 @@ func TestRestoreWithSubjectKeys(t *testing.T) {
 			}
 			if _, err := os.Stat(refused.dir); !os.IsNotExist(err) {
 				t.Fatalf("a refused restore left %s behind: %v", refused.dir, err)
+			}
+
+			// A source whose key for alice is another one: her values do
+			// not open, and the restore fails after its import. The target
+			// is left as it was (an empty database on PostgreSQL), so the
+			// restore below can use it.
+			stranger, _, err := restoreInto(t, n, b, early, rootKey, "", nil)
+			if err != nil {
+				t.Fatalf("restore the early backup: %v", err)
+			}
+			mkOn(stranger, "alice", "someone.else@example.com")
+			failed, _, err := restoreInto(t, n, b, file, rootKey, target, func(o *app.RestoreOptions) { o.SubjectKeysFromDataDir = stranger.dir })
+			if err == nil || !strings.Contains(err.Error(), "not the deployment this backup was taken from") {
+				t.Fatalf("a source with other subject keys: %v", err)
+			}
+			if _, err := os.Stat(failed.dir); !os.IsNotExist(err) {
+				t.Fatalf("a failed restore left %s behind: %v", failed.dir, err)
 			}
 
 			// The live deployment, serving all along, is the source.
