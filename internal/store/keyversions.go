@@ -40,8 +40,16 @@ func (db *DB) CountSealedUnder(ctx context.Context, keyID string, version uint32
 		records bool // rows are records' values blobs, not one token's sealed value
 	)
 	switch {
-	case strings.HasPrefix(keyID, "collection/") || strings.HasPrefix(keyID, "subject/"):
-		q, args, records = `SELECT values_blob FROM records WHERE key_id = $1`, []any{keyID}, true
+	// A record's key id is made from its collection or its subject
+	// (vault.keyIDFor), so the scan can go through the primary key or the
+	// subject index instead of the whole table.
+	case strings.HasPrefix(keyID, "collection/"):
+		q, args, records = `SELECT values_blob FROM records WHERE collection = $1 AND key_id = $2`,
+			[]any{strings.TrimPrefix(keyID, "collection/"), keyID}, true
+	case strings.HasPrefix(keyID, "subject/"):
+		// subject <> '' lets the planner use the partial subject index.
+		q, args, records = `SELECT values_blob FROM records WHERE subject = $1 AND subject <> '' AND key_id = $2`,
+			[]any{strings.TrimPrefix(keyID, "subject/"), keyID}, true
 	case strings.HasPrefix(keyID, "tokens/"):
 		typ := strings.TrimPrefix(keyID, "tokens/")
 		if typ == "" || strings.Contains(typ, "/") {

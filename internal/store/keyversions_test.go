@@ -35,6 +35,12 @@ func TestCountSealedUnder(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
+		// A subject's key seals its records in every collection.
+		mustCollection(t, db, "orders")
+		if err := db.InsertRecord(ctx, coffer.SealedRecord{Collection: "orders", ID: "d", Subject: "s1", KeyID: "subject/s1",
+			Values: map[string][]byte{"item": env(1)}, CreatedAt: t0, UpdatedAt: t0}, nil); err != nil {
+			t.Fatal(err)
+		}
 		err := db.PutTokens(ctx, []coffer.StoredToken{
 			{MAC: []byte{1}, Type: "ssn", Mode: "random", Sealed: env(1), CreatedAt: t0},
 			{MAC: []byte{2}, Type: "ssn", Mode: "deterministic", Version: 1, Sealed: env(3), CreatedAt: t0},
@@ -50,7 +56,7 @@ func TestCountSealedUnder(t *testing.T) {
 			want int64
 		}{
 			{"collection/customers", 1, 2}, {"collection/customers", 2, 1}, {"collection/customers", 3, 0},
-			{"subject/s1", 1, 1}, {"subject/s2", 1, 0},
+			{"subject/s1", 1, 2}, {"subject/s2", 1, 0},
 			{"tokens/ssn", 1, 1}, {"tokens/ssn", 3, 1}, {"tokens/email", 1, 1}, {"tokens/phone", 1, 0},
 		} {
 			if n, err := db.CountSealedUnder(ctx, tc.key, tc.v); err != nil || n != tc.want {
