@@ -2,6 +2,7 @@ package app
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -24,16 +25,18 @@ const flushFloorSize = 64 << 20
 // other method is the real store's, which stays empty.
 type flushFloorStore struct {
 	audit.Store
-	mu  sync.Mutex
-	f   *os.File
-	off int64
-	buf []byte
+	mu     sync.Mutex // guards everything below
+	f      *os.File
+	closed bool
+	off    int64
+	buf    []byte
 }
 
-// newFlushFloorStore allocates the scratch file in dir and closes it when
-// ctx ends.
+// newFlushFloorStore allocates the scratch file in dir, and closes and
+// removes it when ctx ends.
 func newFlushFloorStore(ctx context.Context, s audit.Store, dir string) (*flushFloorStore, error) {
-	f, err := os.OpenFile(filepath.Join(dir, "audit-flush-floor.scratch"), os.O_CREATE|os.O_RDWR|os.O_TRUNC, 0o600) // #nosec G304 -- a fixed name in the data directory
+	path := filepath.Join(dir, "audit-flush-floor.scratch")
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR|os.O_TRUNC, 0o600) // #nosec G304 -- a fixed name in the data directory
 	if err != nil {
 		return nil, fmt.Errorf("audit flush floor: %w", err)
 	}
@@ -47,8 +50,16 @@ func newFlushFloorStore(ctx context.Context, s audit.Store, dir string) (*flushF
 		_ = f.Close()
 		return nil, fmt.Errorf("audit flush floor: %w", err)
 	}
-	context.AfterFunc(ctx, func() { _ = f.Close() })
-	return &flushFloorStore{Store: s, f: f}, nil
+	fs := &flushFloorStore{Store: s, f: f}
+	context.AfterFunc(ctx, func() {
+		// Under the lock: an append still running keeps its descriptor.
+		fs.mu.Lock()
+		defer fs.mu.Unlock()
+		fs.closed = true
+		_ = fs.f.Close()
+		_ = os.Remove(path)
+	})
+	return fs, nil
 }
 
 // AppendAudit writes events' encodings, one line each, and syncs them;
@@ -56,6 +67,9 @@ func newFlushFloorStore(ctx context.Context, s audit.Store, dir string) (*flushF
 func (s *flushFloorStore) AppendAudit(_ context.Context, events []audit.Event, _ []audit.Checkpoint) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.closed {
+		return errors.New("audit flush floor: closed")
+	}
 	buf := s.buf[:0]
 	for i := range events {
 		b, err := events[i].AppendJSON(buf)

@@ -54,6 +54,10 @@ func TestFlushFloorStore(t *testing.T) {
 	if s.off != int64(len(lines[1])+1) {
 		t.Fatalf("offset after wrapping = %d, want %d", s.off, len(lines[1])+1)
 	}
+	head := make([]byte, len(lines[1]))
+	if _, err := s.f.ReadAt(head, 0); err != nil || !bytes.Equal(head, lines[1]) {
+		t.Fatalf("after wrapping the file starts with %q (%v), want %q", head, err, lines[1])
+	}
 	cancel()
 	// AfterFunc runs in its own goroutine: wait for the close.
 	deadline := time.Now().Add(5 * time.Second)
@@ -62,5 +66,8 @@ func TestFlushFloorStore(t *testing.T) {
 			t.Fatal("the scratch file is still open after its context ended")
 		}
 		time.Sleep(time.Millisecond)
+	}
+	if _, err := os.Stat(path); !os.IsNotExist(err) {
+		t.Fatalf("the scratch file is still there after its context ended: %v", err)
 	}
 }

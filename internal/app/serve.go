@@ -221,6 +221,14 @@ func (s *Server) initHTTP() error {
 func (s *Server) openAudit(ctx context.Context) (*audit.Writer, error) {
 	// The JSON-lines file (ECS fields, for Filebeat/Logstash) is a required
 	// sink when configured: if it cannot be written, requests fail closed.
+	var store audit.Store = s.c.db
+	if s.c.opts.AuditFlushFloor {
+		floor, err := newFlushFloorStore(ctx, s.c.db, s.c.cfg.DataDir)
+		if err != nil {
+			return nil, err
+		}
+		store = floor
+	}
 	var required, sinks []audit.Sink
 	if s.c.cfg.Audit.File != "" {
 		f, err := audit.NewJSONLFile(s.c.cfg.Audit.File, 0)
@@ -233,15 +241,7 @@ func (s *Server) openAudit(ctx context.Context) (*audit.Writer, error) {
 		sinks = append(sinks, audit.NewStream(os.Stdout))
 	}
 	m := s.metrics
-	var store audit.Store = s.c.db
-	if s.c.opts.AuditFlushFloor {
-		floor, err := newFlushFloorStore(ctx, s.c.db, s.c.cfg.DataDir)
-		if err != nil {
-			return nil, err
-		}
-		store = floor
-	}
-	return audit.NewWriter(ctx, store, audit.WriterConfig{
+	w, err := audit.NewWriter(ctx, store, audit.WriterConfig{
 		MaxBatch:           s.c.opts.AuditMaxBatch,
 		GatherGap:          s.c.opts.AuditGatherGap,
 		Node:               s.c.cfg.Node,
@@ -262,6 +262,14 @@ func (s *Server) openAudit(ctx context.Context) (*audit.Writer, error) {
 			m.AuditWrites.Add(float64(b.Events))
 		},
 	})
+	if err != nil {
+		// The writer did not start: the sinks opened for it are not its.
+		for _, sk := range required {
+			_ = sk.Close()
+		}
+		return nil, err
+	}
+	return w, nil
 }
 
 // Handler returns the HTTP handler (for tests that bring their own server):
