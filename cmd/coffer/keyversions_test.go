@@ -211,9 +211,6 @@ func TestRestoreAfterDestroyingSubjectKeyVersion(t *testing.T) {
 	})
 }
 
-// TestOfflineKeyOperationsAudited: `coffer keys …` and `coffer backup`
-// write each operation to the deployment's offline audit chain, before (no event, nothing done)
-// and after (the outcome); audit verify checks that chain too.
 // offlineEvents returns the events of dir's offline audit chains, oldest
 // first, as "ACTION RESOURCE OUTCOME" (the reason up to its first colon),
 // after checking that each names an operator and was allowed.
@@ -238,6 +235,9 @@ func offlineEvents(t *testing.T, dir string) []string {
 	return got
 }
 
+// TestOfflineKeyOperationsAudited: `coffer keys …` and `coffer backup`
+// write each operation to the deployment's offline audit chain, before (no event, nothing done)
+// and after (the outcome); audit verify checks that chain too.
 func TestOfflineKeyOperationsAudited(t *testing.T) {
 	ctx := context.Background()
 	dir := initWithSubjectRecord(t)

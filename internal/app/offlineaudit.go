@@ -54,8 +54,14 @@ func auditedOffline(ctx context.Context, c *components, action, resource string,
 		SourceIP: "local", Action: action, Resource: resource, Decision: audit.DecisionAllow, Rule: "offline",
 		Reason: "started",
 	}
+	// The outcome is written, and the writer waited for, even when ctx
+	// is cancelled (an interrupted command): an operation that ran gets
+	// its outcome recorded, and no write outlives this call (a failed
+	// restore empties its database after it returns).
+	after, cancel := context.WithTimeout(context.WithoutCancel(ctx), offlineAuditTimeout)
+	defer cancel()
 	if err := logRetrying(ctx, w, e); err != nil {
-		_ = w.Close(ctx)
+		_ = w.Close(after)
 		return fmt.Errorf("audit log unavailable, nothing done: %w", err)
 	}
 	opErr := op()
@@ -63,8 +69,8 @@ func auditedOffline(ctx context.Context, c *components, action, resource string,
 	if opErr != nil {
 		e.Reason = coffer.ErrorCode(opErr) + ": " + coffer.ErrorMessage(opErr)
 	}
-	lerr := logRetrying(ctx, w, e)
-	if cerr := w.Close(ctx); lerr == nil {
+	lerr := logRetrying(after, w, e)
+	if cerr := w.Close(after); lerr == nil {
 		lerr = cerr
 	}
 	switch {
@@ -75,6 +81,11 @@ func auditedOffline(ctx context.Context, c *components, action, resource string,
 	}
 	return nil
 }
+
+// offlineAuditTimeout bounds how long an offline command waits for its
+// outcome event and for its audit writer to close, once it can no longer
+// be cancelled.
+const offlineAuditTimeout = 30 * time.Second
 
 // logRetrying logs e, trying again a few times: two offline commands run
 // at once share the chain, and the one that loses the race for the next

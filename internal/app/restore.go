@@ -350,17 +350,20 @@ func Restore(ctx context.Context, opts RestoreOptions) (res RestoreResult, err e
 		if err == nil {
 			return
 		}
-		if derr := db.DiscardRestore(context.WithoutCancel(ctx)); derr != nil {
+		dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
+		defer cancel()
+		if derr := db.DiscardRestore(dctx); derr != nil {
 			err = fmt.Errorf("%w (and emptying the database again failed, so empty it before restoring into it: %v)", err, derr)
 		}
 	}()
 	if err := checkRootKey(ctx, p, db); err != nil {
 		return res, fmt.Errorf("restored, but the root key does not open the restored keys: %w", err)
 	}
-	// The restore is audited on the new deployment's offline chain, which
-	// continues the backup's: no event, no deployment (the directory is
-	// removed). Restoring subjects reads the live deployment's keys, so it
-	// runs between the two events.
+	// The restore is audited on the new deployment's offline chain
+	// (NODE/offline, which continues the backup's when the node name is
+	// the same): no event, no deployment (the directory is removed).
+	// Restoring subjects reads the live deployment's keys, so it runs
+	// between the two events.
 	kr := keyring.New(p, keyStore{db}, keyring.Options{})
 	defer kr.Close()
 	c := &components{cfg: cfg, db: db, keys: kr, opts: Options{Now: opts.Now}}
