@@ -2,7 +2,6 @@ package transit
 
 import (
 	"context"
-	"encoding/binary"
 	"errors"
 	"fmt"
 
@@ -254,79 +253,38 @@ func (s *Service) open(ctx context.Context, k TransitKey, env, bound []byte) ([]
 	return nil, fmt.Errorf("transit: open: %w", err)
 }
 
-// sealer seals a batch under one key and tracks the versions it used.
+// sealer seals a batch under one key.
 type sealer struct {
-	s         *Service
-	k         TransitKey
-	refreshed bool
-	maxSeen   uint32
+	s *Service
+	k TransitKey
 }
 
 func (s *Service) sealer(k TransitKey) *sealer { return &sealer{s: s, k: k} }
 
-// seal seals one value under the keyring's newest version of the key.
-//
-// A keyring caches a key id's versions for a while, so after another node
-// rotated, this node may still seal under the older version; if that
-// version is below the minimum decryption version, the ciphertext would
-// never decrypt. So when the version sealed under is older than the
-// latest the store knows, seal makes the keyring reload (once per batch)
-// and seals again, and it refuses to return a ciphertext below the
-// minimum decryption version.
+// seal seals one value under the version the store records as the key's
+// latest, never a newer one the keyring may hold: a version encrypts only
+// once the rotation or import that made it has recorded it, so a version
+// whose recording failed, or whose import lost the race for a new name to
+// another node's, never does. The minimum decryption version is at most
+// the latest, so the ciphertext decrypts for as long as its version lives.
 func (sl *sealer) seal(ctx context.Context, pt, bound []byte) (Ciphertext, error) {
-	keyID := KeyID(sl.k.Name)
-	ad := aad(sl.k.Name, bound)
-	for {
-		env, err := sl.s.c.Keys.Seal(ctx, keyID, pt, ad)
-		if errors.Is(err, keyring.ErrKeyDestroyed) {
-			return Ciphertext{}, coffer.Errorf(coffer.ENOTFOUND, msgNotFound) // deleted meanwhile
-		}
-		if err != nil {
-			return Ciphertext{}, fmt.Errorf("transit: seal: %w", err)
-		}
-		v, err := envelope.KeyVersion(env)
-		if err != nil {
-			return Ciphertext{}, fmt.Errorf("transit: seal: %w", err)
-		}
-		if v < sl.k.LatestVersion && !sl.refreshed {
-			sl.refreshed = true
-			sl.s.reload(ctx, keyID, sl.k.LatestVersion)
-			continue
-		}
-		if v < sl.k.MinDecryptionVersion {
-			return Ciphertext{}, &coffer.Error{Code: coffer.EUNAVAILABLE, RetryAfterSeconds: 1,
-				Message: "transit key versions are being updated; try again"}
-		}
-		text, err := FormatCiphertext(env)
-		if err != nil {
-			return Ciphertext{}, fmt.Errorf("transit: seal: %w", err)
-		}
-		sl.maxSeen = max(sl.maxSeen, v)
-		return Ciphertext{Ciphertext: text, KeyVersion: v}, nil
+	env, err := sl.s.c.Keys.SealVersion(ctx, KeyID(sl.k.Name), sl.k.LatestVersion, pt, aad(sl.k.Name, bound))
+	switch {
+	case errors.Is(err, keyring.ErrKeyDestroyed):
+		return Ciphertext{}, coffer.Errorf(coffer.ENOTFOUND, msgNotFound) // deleted meanwhile
+	case errors.Is(err, keyring.ErrKeyRetired), errors.Is(err, keyring.ErrVersionDestroyed):
+		return Ciphertext{}, coffer.Errorf(coffer.ECONFLICT, "the transit key's latest version is retired; rotate the key")
+	case err != nil:
+		return Ciphertext{}, fmt.Errorf("transit: seal: %w", err)
 	}
+	text, err := FormatCiphertext(env)
+	if err != nil {
+		return Ciphertext{}, fmt.Errorf("transit: seal: %w", err)
+	}
+	return Ciphertext{Ciphertext: text, KeyVersion: sl.k.LatestVersion}, nil
 }
 
-// finishSeal counts a batch's encryptions and records a latest version the
-// store did not know yet.
+// finishSeal counts a batch's encryptions.
 func (s *Service) finishSeal(ctx context.Context, sl *sealer, n int) {
 	s.count(ctx, sl.k.Name, n)
-	if sl.maxSeen > sl.k.LatestVersion {
-		if err := s.healLatest(ctx, sl.k.Name, sl.maxSeen); err != nil {
-			// The ciphertexts are good; the next encryption tries again.
-			s.c.Log.WarnContext(ctx, "transit: record latest key version",
-				"key", sl.k.Name, "error", err.Error())
-		}
-	}
-}
-
-// reload makes the keyring reload keyID's versions now. The keyring's
-// documented contract is to reload a key id at once when asked to open an
-// envelope of a version newer than any it holds; an envelope that cannot
-// open (a zero nonce and tag) of that version is the cheapest such request.
-// Its ErrDecrypt is the expected answer.
-func (s *Service) reload(ctx context.Context, keyID string, version uint32) {
-	probe := make([]byte, envelope.Overhead)
-	probe[0] = envelope.FormatVersion
-	binary.BigEndian.PutUint32(probe[1:envelope.HeaderSize], version)
-	_, _ = s.c.Keys.Open(ctx, keyID, probe, nil)
 }

@@ -99,9 +99,9 @@ func (s *Service) admitNew(c Caller, op, name string) error {
 // conflict; a *coffer.Error from first is returned as it is. op names
 // the operation in other errors.
 func (s *Service) createKey(ctx context.Context, k TransitKey, op string, first func() (uint32, error)) (KeyInfo, error) {
-	// One creation of a name at a time on this node: two racing imports
-	// would each add a version, and the loser's (refused) key would be the
-	// one that encrypts.
+	// One creation of a name at a time on this node, so that racing
+	// imports leave no versions behind. Across nodes the loser's version
+	// stays, unrecorded: it never encrypts (see sealer.seal).
 	ks := s.state(k.Name)
 	ks.admin.Lock()
 	defer ks.admin.Unlock()
@@ -275,29 +275,11 @@ func (s *Service) addVersion(ctx context.Context, name string, seen uint32, auto
 	k.EncryptionsSinceRotate = 0
 	ks.pending.Store(0)
 	if err := s.c.Store.UpdateTransitKey(ctx, k); err != nil {
-		// The keyring already encrypts with v; the next encryption that
-		// sees it records it (see healLatest).
+		// v encrypts only once recorded (see sealer.seal): unrecorded, it
+		// is never used, and the next rotation goes past it.
 		return TransitKey{}, fmt.Errorf("transit: rotate key: record version %d: %w", v, err)
 	}
 	return k, nil
-}
-
-// healLatest records version v as the latest when the store lags behind
-// the keyring (a rotation whose update failed, or another node's rotation
-// between its keyring step and its store step).
-func (s *Service) healLatest(ctx context.Context, name string, v uint32) error {
-	ks := s.state(name)
-	ks.admin.Lock()
-	defer ks.admin.Unlock()
-	k, err := s.c.Store.TransitKey(ctx, name)
-	if err != nil {
-		return err
-	}
-	if k.LatestVersion >= v {
-		return nil
-	}
-	k.LatestVersion, k.EncryptionsSinceRotate = v, 0
-	return s.c.Store.UpdateTransitKey(ctx, k)
 }
 
 // info shapes k and its versions for a caller.

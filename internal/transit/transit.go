@@ -79,6 +79,8 @@ type Versions interface {
 // id, after which every method returns keyring.ErrKeyDestroyed.
 type Keys interface {
 	Seal(ctx context.Context, keyID string, plaintext, aad []byte) ([]byte, error)
+	// SealVersion seals under version n of keyID, not the newest.
+	SealVersion(ctx context.Context, keyID string, n uint32, plaintext, aad []byte) ([]byte, error)
 	Open(ctx context.Context, keyID string, env, aad []byte) ([]byte, error)
 	Rotate(ctx context.Context, keyID string) (uint32, error)
 	// Import makes a new version from the given 32-byte material, which

@@ -561,19 +561,45 @@ func TestNodeWithAStaleKeyringNeverEncryptsBelowTheMinimum(t *testing.T) {
 	mustDecrypt(t, a, "k", got.Ciphertext, "", "y")
 }
 
-func TestStoreBehindTheKeyringIsHealed(t *testing.T) {
+// TestUnrecordedVersionNeverEncrypts: a version the keyring holds but the
+// store does not record as the latest (a rotation whose store update was
+// lost, an import that lost the race for a new name to another node) is
+// never used to encrypt, and nothing sealed under it decrypts; the next
+// rotation goes past it.
+func TestUnrecordedVersionNeverEncrypts(t *testing.T) {
 	f := newFixture(t)
 	n := f.node()
 	mustCreate(t, n, "k", KeySpec{})
-	// A rotation whose store update was lost.
-	if _, err := n.keys.Rotate(ctx, "transit/k"); err != nil {
+	if _, err := n.keys.Rotate(ctx, "transit/k"); err != nil { // v2, its update lost
+		t.Fatal(err)
+	}
+	material := bytes.Repeat([]byte{7}, 32)
+	if _, err := n.keys.Import(ctx, "transit/k", bytes.Clone(material)); err != nil { // v3, the other node's import
 		t.Fatal(err)
 	}
 	ct := mustEncrypt(t, n, "k", Item{Plaintext: enc("x")})[0]
-	if ct.KeyVersion != 2 || f.ms.get(t, "k").LatestVersion != 2 {
-		t.Fatalf("ciphertext v%d, store latest %d", ct.KeyVersion, f.ms.get(t, "k").LatestVersion)
+	if ct.KeyVersion != 1 || f.ms.get(t, "k").LatestVersion != 1 {
+		t.Fatalf("ciphertext v%d, store latest %d; want 1 and 1", ct.KeyVersion, f.ms.get(t, "k").LatestVersion)
 	}
 	mustDecrypt(t, n, "k", ct.Ciphertext, "", "x")
+	// Whoever brought v3's material cannot make a ciphertext the key opens.
+	forged, err := n.keys.SealVersion(ctx, "transit/k", 3, []byte("forged"), aad("k", nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	text, err := FormatCiphertext(forged)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = n.Decrypt(ctx, caller(), "k", []CiphertextItem{{Ciphertext: text}})
+	wantCode(t, err, coffer.EMALFORMED)
+	info, err := n.Rotate(ctx, caller(), "k")
+	if err != nil || info.LatestVersion != 4 {
+		t.Fatalf("rotate after unrecorded versions: %+v %v, want latest 4", info, err)
+	}
+	if ct := mustEncrypt(t, n, "k", Item{Plaintext: enc("y")})[0]; ct.KeyVersion != 4 {
+		t.Fatalf("encrypted under v%d after the rotation, want 4", ct.KeyVersion)
+	}
 }
 
 func TestPlaintextNeverPrints(t *testing.T) {

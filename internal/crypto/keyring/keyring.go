@@ -176,6 +176,27 @@ func (kr *Keyring) Seal(ctx context.Context, keyID string, plaintext, aad []byte
 	return kr.seal(ctx, keyID, plaintext, aad, false)
 }
 
+// SealVersion is Seal under version n of keyID, for a caller that keeps
+// its own record of which version encrypts (transit's latest version):
+// a newer version the keyring holds, made by a rotation or an import whose
+// caller has not recorded it (yet, or ever), is not used. It counts as a
+// seal of n. It returns ErrKeyRetired or ErrVersionDestroyed for a version
+// in that state, ErrKeyNotFound for a key id without that version, and
+// ErrKeyDestroyed for a destroyed key id; it never makes a version.
+func (kr *Keyring) SealVersion(ctx context.Context, keyID string, n uint32, plaintext, aad []byte) ([]byte, error) {
+	var out []byte
+	err := kr.withVersion(ctx, keyID, n, ErrKeyNotFound, func(v *keyVersion) (err error) {
+		if out, err = v.aead.Seal(kr.rand, plaintext, aad); err == nil {
+			v.seals.Add(1) // one more random nonce under this version
+		}
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // Reseal is Seal for a value that was already sealed under an older
 // version of keyID and is moved to the newest one (the rewrap after a
 // rotation). It counts as a use of the version like any seal (each is one
