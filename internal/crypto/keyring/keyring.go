@@ -57,6 +57,11 @@ const (
 // maxAttempts bounds the cache-miss retries of one call.
 const maxAttempts = 3
 
+// maxVersionAttempts bounds the tries of one rotation or import. Each
+// lost try means another node's new version went in first, so this many
+// nodes rotating one key at once all succeed.
+const maxVersionAttempts = 8
+
 // loadStripes is the number of locks that serialise loading (per key id,
 // by hash), so one key id is loaded or created by one goroutine at a time.
 const loadStripes = 64
@@ -730,7 +735,7 @@ func (kr *Keyring) addVersion(ctx context.Context, keyID string, material []byte
 	l := kr.stripe(keyID)
 	l.Lock()
 	defer l.Unlock()
-	for range maxAttempts {
+	for range maxVersionAttempts {
 		kr.mu.RLock()
 		cur := kr.keys[keyID]
 		kr.mu.RUnlock()
