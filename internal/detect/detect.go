@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -509,14 +510,24 @@ func (d *Detector) Suspended(id string) bool {
 
 // Lift ends the suspension of principal id, in the store and here. Other
 // nodes follow within Config.SyncInterval. Lifting a principal that is not
-// suspended is not an error.
+// suspended is not an error, and writes and logs nothing: the id is what
+// the caller sent, which names no suspension.
 func (d *Detector) Lift(ctx context.Context, id string) error {
-	if err := d.store.SuspendPrincipal(ctx, id, d.now(), "lifted"); err != nil {
+	list, err := d.store.Suspensions(ctx)
+	if err != nil {
 		return fmt.Errorf("lift suspension: %w", err)
 	}
+	now := d.now()
+	suspended := slices.ContainsFunc(list, func(s Suspension) bool { return s.Principal == id && s.Until.After(now) })
 	d.mu.Lock()
-	delete(d.suspended, id)
+	delete(d.suspended, id) // whatever this node believed, the store says
 	d.mu.Unlock()
+	if !suspended {
+		return nil
+	}
+	if err := d.store.SuspendPrincipal(ctx, id, now, "lifted"); err != nil {
+		return fmt.Errorf("lift suspension: %w", err)
+	}
 	d.log.Info("detect: suspension lifted", "principal", id)
 	return nil
 }

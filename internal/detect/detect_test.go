@@ -433,6 +433,18 @@ func TestSuspension(t *testing.T) {
 	if b.Suspended("c1") {
 		t.Error("second node still suspends c1 after Lift and a sync")
 	}
+
+	// Lifting what is not suspended (any id an admin sends) stores nothing.
+	if err := a.Lift(ctx, "' OR '1'='1"); err != nil {
+		t.Fatal(err)
+	}
+	list, err := s.Suspensions(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(list) != 1 || list[0].Principal != "c1" {
+		t.Errorf("suspensions after lifting a principal never suspended: %+v", list)
+	}
 }
 
 func TestSuspensionExpires(t *testing.T) {
