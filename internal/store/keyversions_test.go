@@ -114,3 +114,33 @@ func TestDestroyRetiredDataKey(t *testing.T) {
 		}
 	})
 }
+
+// TestUpdateTransitKeyNeverLowersLatest: two nodes rotating one transit key
+// at once each write the version they made over what they read; the
+// stored latest version must end at the newer one whatever the order, and
+// every other field is written as given.
+func TestUpdateTransitKeyNeverLowersLatest(t *testing.T) {
+	forEach(t, func(t *testing.T, db *store.DB) {
+		ctx := context.Background()
+		k := coffer.TransitKey{Name: "k", CreatedAt: t0, MinDecryptionVersion: 1, LatestVersion: 1}
+		if err := db.CreateTransitKey(ctx, k); err != nil {
+			t.Fatal(err)
+		}
+		k.LatestVersion = 3 // node b's rotation, recorded first
+		if err := db.UpdateTransitKey(ctx, k); err != nil {
+			t.Fatal(err)
+		}
+		k.LatestVersion, k.MinDecryptionVersion, k.Deletable = 2, 2, true // node a's, from its older read
+		if err := db.UpdateTransitKey(ctx, k); err != nil {
+			t.Fatal(err)
+		}
+		got, err := db.TransitKey(ctx, "k")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got.LatestVersion != 3 || got.MinDecryptionVersion != 2 || !got.Deletable {
+			t.Fatalf("stored after the late update: latest %d, min %d, deletable %v; want 3, 2, true",
+				got.LatestVersion, got.MinDecryptionVersion, got.Deletable)
+		}
+	})
+}

@@ -46,8 +46,13 @@ func (db *DB) TransitKey(ctx context.Context, name string) (coffer.TransitKey, e
 }
 
 // UpdateTransitKey replaces a transit key's metadata; ENOTFOUND if none.
+// The latest version never goes back: the stored one stays when it is
+// newer, so two nodes rotating at once, each writing what it read plus its
+// own version, settle on the newer version, under which values are
+// already being sealed.
 func (db *DB) UpdateTransitKey(ctx context.Context, k coffer.TransitKey) error {
-	n, err := db.write.exec(ctx, `UPDATE transit_keys SET min_decryption_version = $1, latest_version = $2,
+	n, err := db.write.exec(ctx, `UPDATE transit_keys SET min_decryption_version = $1,
+		latest_version = CASE WHEN latest_version > $2 THEN latest_version ELSE $2 END,
 		deletable = $3, auto_rotate_s = $4, encryptions = $5 WHERE name = $6`,
 		int64(k.MinDecryptionVersion), int64(k.LatestVersion), b2i(k.Deletable),
 		int64(k.AutoRotatePeriod/time.Second), k.EncryptionsSinceRotate, k.Name)

@@ -56,6 +56,10 @@
 // [Service.Flush] runs: call it on a ticker and at shutdown. A node that
 // dies loses at most its unflushed counts, and nodes rotating at once make
 // one extra version; both are far inside the margin RotateAfter leaves.
+// The store's latest version only rises (Store.UpdateTransitKey), so
+// nodes rotating at once settle on the newest, and values are sealed
+// only under the version it records, never a newer one the keyring holds
+// but no rotation recorded.
 //
 // # Bring your own key
 //

@@ -84,9 +84,25 @@ type metaStore struct {
 	mu     sync.Mutex
 	keys   map[string]TransitKey
 	writes atomic.Int64 // calls that change something
+	// afterMiss and beforeCreate, when set, run once (outside the lock)
+	// after a TransitKey that found nothing and before a
+	// CreateTransitKey: a test makes another node's calls land between.
+	afterMiss, beforeCreate func()
+}
+
+// hook returns *h and clears it.
+func (s *metaStore) hook(h *func()) func() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	fn := *h
+	*h = nil
+	return fn
 }
 
 func (s *metaStore) CreateTransitKey(_ context.Context, k TransitKey) error {
+	if fn := s.hook(&s.beforeCreate); fn != nil {
+		fn()
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if _, ok := s.keys[k.Name]; ok {
@@ -99,9 +115,12 @@ func (s *metaStore) CreateTransitKey(_ context.Context, k TransitKey) error {
 
 func (s *metaStore) TransitKey(_ context.Context, name string) (TransitKey, error) {
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	k, ok := s.keys[name]
+	s.mu.Unlock()
 	if !ok {
+		if fn := s.hook(&s.afterMiss); fn != nil {
+			fn()
+		}
 		return TransitKey{}, coffer.Errorf(coffer.ENOTFOUND, "transit key not found")
 	}
 	return k, nil
@@ -110,10 +129,12 @@ func (s *metaStore) TransitKey(_ context.Context, name string) (TransitKey, erro
 func (s *metaStore) UpdateTransitKey(_ context.Context, k TransitKey) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if _, ok := s.keys[k.Name]; !ok {
+	old, ok := s.keys[k.Name]
+	if !ok {
 		return coffer.Errorf(coffer.ENOTFOUND, "transit key not found")
 	}
 	s.writes.Add(1)
+	k.LatestVersion = max(k.LatestVersion, old.LatestVersion)
 	s.keys[k.Name] = k
 	return nil
 }

@@ -125,6 +125,14 @@ func (s *Service) createKey(ctx context.Context, k TransitKey, op string, first 
 	k.CreatedAt, k.MinDecryptionVersion, k.LatestVersion = s.c.Now().UTC(), v, v
 	if err := s.c.Store.CreateTransitKey(ctx, k); err != nil {
 		if coffer.ErrorCode(err) == coffer.ECONFLICT {
+			// Another node made the name first, with its own version: v
+			// is not the key's, and must neither encrypt (it never will:
+			// sealer.seal) nor decrypt once a rotation records a version
+			// above it. An imported v is material this caller holds.
+			if derr := s.c.Keys.Disown(context.WithoutCancel(ctx), KeyID(k.Name), v); derr != nil {
+				s.c.Log.WarnContext(ctx, "transit: retire the version of a refused creation",
+					"key", k.Name, "version", v, "error", derr.Error())
+			}
 			return KeyInfo{}, coffer.Errorf(coffer.ECONFLICT, "transit key exists")
 		}
 		return KeyInfo{}, fmt.Errorf("transit: %s key: %w", op, err)

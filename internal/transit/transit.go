@@ -53,7 +53,8 @@ type Store interface {
 	CreateTransitKey(ctx context.Context, k TransitKey) error
 	// TransitKey returns the key called name.
 	TransitKey(ctx context.Context, name string) (TransitKey, error)
-	// UpdateTransitKey replaces every field of the stored key k.Name.
+	// UpdateTransitKey replaces every field of the stored key k.Name but
+	// LatestVersion, which it only raises (a stored newer one stays).
 	UpdateTransitKey(ctx context.Context, k TransitKey) error
 	// DeleteTransitKey removes the key called name.
 	DeleteTransitKey(ctx context.Context, name string) error
@@ -74,9 +75,12 @@ type Versions interface {
 //
 // Open returns envelope.ErrDecrypt for an envelope that does not open and
 // reloads a key id at once for an envelope of a version newer than any it
-// holds; Seal uses the newest version and creates version 1 on first use;
-// Rotate makes a new version and returns it; Destroy crypto-shreds the key
-// id, after which every method returns keyring.ErrKeyDestroyed.
+// holds; transit keys seal with SealVersion under the version the store
+// records as latest, and Seal (the newest version, version 1 made on first
+// use) serves only the import wrapping key; Rotate and Import make a new
+// version and return it; Disown retires one this service could not
+// record; Destroy crypto-shreds the key id, after which every method
+// returns keyring.ErrKeyDestroyed.
 type Keys interface {
 	Seal(ctx context.Context, keyID string, plaintext, aad []byte) ([]byte, error)
 	// SealVersion seals under version n of keyID, not the newest.
@@ -87,6 +91,9 @@ type Keys interface {
 	// it zeroes, and returns it.
 	Import(ctx context.Context, keyID string, material []byte) (uint32, error)
 	Destroy(ctx context.Context, keyID string) error
+	// Disown retires version n, newest or not: a version this service
+	// made but could not record.
+	Disown(ctx context.Context, keyID string, n uint32) error
 }
 
 // Authorizer decides whether a principal may act on a resource.

@@ -602,6 +602,51 @@ func TestUnrecordedVersionNeverEncrypts(t *testing.T) {
 	}
 }
 
+// TestRefusedCreationOnAnotherNodeIsDisowned: node b creates a name just
+// after node a did, having checked before a's row was in; b's version,
+// newer than a's, is refused with the name and retired, so that once a
+// rotation records a version above it, nothing sealed under it (by whoever
+// holds its material) decrypts or rewraps.
+func TestRefusedCreationOnAnotherNodeIsDisowned(t *testing.T) {
+	f := newFixture(t)
+	a, b := f.node(), f.node()
+	var forged string
+	f.ms.afterMiss = func() {
+		mustCreate(t, a, "k", KeySpec{}) // a: v1, recorded
+		f.ms.beforeCreate = func() {
+			// b's own version, v2, exists now: seal under it, as whoever
+			// brought its material could.
+			env, err := b.keys.SealVersion(ctx, "transit/k", 2, []byte("forged"), aad("k", nil))
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			if forged, err = FormatCiphertext(env); err != nil {
+				t.Error(err)
+			}
+		}
+	}
+	if _, err := b.Create(ctx, caller(), "k", KeySpec{}); coffer.ErrorCode(err) != coffer.ECONFLICT {
+		t.Fatalf("the later creation: %v, want a conflict", err)
+	}
+	if forged == "" {
+		t.Fatal("the race did not happen as staged")
+	}
+	info, err := a.Rotate(ctx, caller(), "k")
+	if err != nil || info.LatestVersion != 3 {
+		t.Fatalf("rotate: %+v %v, want latest 3", info, err)
+	}
+	for _, n := range []node{a, b} {
+		_, err := n.Decrypt(ctx, caller(), "k", []CiphertextItem{{Ciphertext: forged}})
+		wantCode(t, err, coffer.EMALFORMED)
+		_, err = n.Rewrap(ctx, caller(), "k", []CiphertextItem{{Ciphertext: forged}})
+		wantCode(t, err, coffer.EMALFORMED)
+		if ct := mustEncrypt(t, n, "k", Item{Plaintext: enc("x")})[0]; ct.KeyVersion != 3 {
+			t.Fatalf("encrypted under v%d, want 3", ct.KeyVersion)
+		}
+	}
+}
+
 func TestPlaintextNeverPrints(t *testing.T) {
 	const value = "c2VjcmV0IHZhbHVl"
 	it := Item{Plaintext: value, Context: value}

@@ -704,8 +704,9 @@ func (kr *Keyring) Close() error {
 	return nil
 }
 
-// Rotate makes a new version of keyID the one that encrypts, here at once
-// and on other nodes within CacheTTL, and returns it. Older active versions
+// Rotate makes a new version of keyID the one Seal encrypts with, here at
+// once and on other nodes within CacheTTL, and returns it (a SealVersion
+// caller uses it once it records it). Older active versions
 // still decrypt. Rotating a key id without versions makes version 1.
 func (kr *Keyring) Rotate(ctx context.Context, keyID string) (uint32, error) {
 	return kr.addVersion(ctx, keyID, nil)
@@ -714,8 +715,8 @@ func (kr *Keyring) Rotate(ctx context.Context, keyID string) (uint32, error) {
 // Import makes a new version of keyID from the given material, a key the
 // caller brought (transit's bring-your-own-key import), and returns it: it
 // is wrapped under the root key and stored like a version Rotate makes,
-// becomes the active version that encrypts, and its seals are counted the
-// same way. The material must be exactly 32 bytes (ErrMaterialSize);
+// becomes the active version Seal encrypts with (a SealVersion caller's
+// once it records it), and its seals are counted the same way. The material must be exactly 32 bytes (ErrMaterialSize);
 // Import zeroes it before it returns, whatever happens. A Permanent key id
 // is refused (ErrKeyPermanent): the audit log's keys are Coffer's own.
 func (kr *Keyring) Import(ctx context.Context, keyID string, material []byte) (uint32, error) {
@@ -779,6 +780,22 @@ func (kr *Keyring) addVersion(ctx context.Context, keyID string, material []byte
 // cannot be retired (ErrCurrentVersion); rotate first. Retiring a retired
 // version does nothing. A Permanent key id is refused (ErrKeyPermanent).
 func (kr *Keyring) Retire(ctx context.Context, keyID string, n uint32) error {
+	return kr.retire(ctx, keyID, n, false)
+}
+
+// Disown retires version n of keyID even if it is the newest: for a caller
+// that seals with SealVersion under versions it records itself (transit),
+// to end a version it made but could not record (its record failed, or
+// another node's won), so that the version neither encrypts nor, once a
+// later version is recorded above it, decrypts. Seal and Reseal then use
+// the newest version still active. A Permanent key id is refused
+// (ErrKeyPermanent).
+func (kr *Keyring) Disown(ctx context.Context, keyID string, n uint32) error {
+	return kr.retire(ctx, keyID, n, true)
+}
+
+// retire is Retire, and Disown with newest.
+func (kr *Keyring) retire(ctx context.Context, keyID string, n uint32, newest bool) error {
 	if Permanent(keyID) {
 		return fmt.Errorf("%w: %s", ErrKeyPermanent, keyID)
 	}
@@ -792,7 +809,7 @@ func (kr *Keyring) Retire(ctx context.Context, keyID string, n uint32) error {
 		return nil
 	case v.state == coffer.KeyDestroyed:
 		return fmt.Errorf("%w: %s version %d", ErrVersionDestroyed, keyID, n)
-	case v == e.current:
+	case v == e.current && !newest:
 		return fmt.Errorf("%w: %s version %d", ErrCurrentVersion, keyID, n)
 	}
 	if vs, ok := kr.store.(VersionStore); ok {

@@ -551,6 +551,41 @@ func TestRetire(t *testing.T) {
 	}
 }
 
+// TestDisown: the newest version, which Retire refuses, can be disowned:
+// it then neither opens nor seals, Seal falls back to the newest version
+// still active, SealVersion under it is refused, and a Permanent key id
+// is refused.
+func TestDisown(t *testing.T) {
+	f := newFixture(t)
+	kr := f.node()
+	const id = "transit/k"
+	seal(t, kr, id, "v1")
+	if _, err := kr.Rotate(ctx, id); err != nil {
+		t.Fatal(err)
+	}
+	e2 := seal(t, kr, id, "v2")
+	if err := kr.Disown(ctx, id, 2); err != nil {
+		t.Fatal(err)
+	}
+	if f.s.row(id, 2).State != coffer.KeyRetired {
+		t.Fatal("version 2 not retired in the store")
+	}
+	for name, node := range map[string]*Keyring{"disowning node": kr, "new node": f.node()} {
+		if _, err := open(node, id, e2); !errors.Is(err, ErrKeyRetired) {
+			t.Errorf("%s: Open of v2: err = %v, want ErrKeyRetired", name, err)
+		}
+		if v := version(t, seal(t, node, id, "x")); v != 1 {
+			t.Errorf("%s: Seal after disowning v2 used v%d, want 1", name, v)
+		}
+		if _, err := node.SealVersion(ctx, id, 2, []byte("x"), nil); !errors.Is(err, ErrKeyRetired) {
+			t.Errorf("%s: SealVersion(2): err = %v, want ErrKeyRetired", name, err)
+		}
+	}
+	if err := kr.Disown(ctx, "audit/hmac", 1); !errors.Is(err, ErrKeyPermanent) {
+		t.Fatalf("Disown of an audit key: %v, want ErrKeyPermanent", err)
+	}
+}
+
 // TestPermanentKeysKeepEveryVersion: the audit keys rotate, but no version
 // is ever retired or destroyed, and every one stays readable.
 func TestPermanentKeysKeepEveryVersion(t *testing.T) {
