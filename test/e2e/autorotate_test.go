@@ -169,8 +169,12 @@ func TestAutoRotateKeyWithTooManyValues(t *testing.T) {
 			if len(ks) != 2 {
 				t.Fatalf("rotated again after its rewrap: %d versions", len(ks))
 			}
-			if ks[1].Uses != 8 || ks[1].RewrapUses != 8 {
-				t.Fatalf("version 2: %d uses, %d rewrap uses; want 8 and 8", ks[1].Uses, ks[1].RewrapUses)
+			// Each value is sealed once under version 2: moved there by the
+			// rewrap, or, for a record created after the rotation (a check
+			// may run before the last create), sealed there at once. Only
+			// the latter count towards the next rotation, and stay below it.
+			if fresh := ks[1].Uses - ks[1].RewrapUses; ks[1].Uses != 8 || ks[1].RewrapUses == 0 || fresh >= 5 {
+				t.Fatalf("version 2: %d uses, %d rewrap uses; want 8, of which at most 4 not rewraps", ks[1].Uses, ks[1].RewrapUses)
 			}
 			for id, email := range want {
 				r, err := n.admin.GetRecord(ctx, "customers", id)
