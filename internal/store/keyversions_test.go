@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/binary"
 	"testing"
+	"time"
 
 	"github.com/cofferhq/coffer/internal/coffer"
 	"github.com/cofferhq/coffer/internal/crypto/envelope"
@@ -115,32 +116,57 @@ func TestDestroyRetiredDataKey(t *testing.T) {
 	})
 }
 
-// TestUpdateTransitKeyNeverLowersLatest: two nodes rotating one transit key
-// at once each write the version they made over what they read; the
-// stored latest version must end at the newer one whatever the order, and
-// every other field is written as given.
-func TestUpdateTransitKeyNeverLowersLatest(t *testing.T) {
+// TestTransitKeyUpdatesKeepEachOther: a rotation and a configuration of
+// one transit key on two nodes each write only their own fields, so
+// neither undoes the other whatever the order; and of two nodes rotating
+// at once, the stored latest version ends at the newer one.
+func TestTransitKeyUpdatesKeepEachOther(t *testing.T) {
 	forEach(t, func(t *testing.T, db *store.DB) {
 		ctx := context.Background()
 		k := coffer.TransitKey{Name: "k", CreatedAt: t0, MinDecryptionVersion: 1, LatestVersion: 1}
 		if err := db.CreateTransitKey(ctx, k); err != nil {
 			t.Fatal(err)
 		}
-		k.LatestVersion = 3 // node b's rotation, recorded first
-		if err := db.UpdateTransitKey(ctx, k); err != nil {
+		if _, err := db.AddTransitEncryptions(ctx, "k", 7); err != nil {
 			t.Fatal(err)
 		}
-		k.LatestVersion, k.MinDecryptionVersion, k.Deletable = 2, 2, true // node a's, from its older read
-		if err := db.UpdateTransitKey(ctx, k); err != nil {
+		if err := db.RecordTransitVersion(ctx, "k", 3); err != nil { // node b's rotation, recorded first
+			t.Fatal(err)
+		}
+		if err := db.RecordTransitVersion(ctx, "k", 2); err != nil { // node a's, later
+			t.Fatal(err)
+		}
+		// A configuration from a read made before either rotation.
+		k.MinDecryptionVersion, k.Deletable, k.AutoRotatePeriod = 1, true, time.Hour
+		if err := db.ConfigureTransitKey(ctx, k); err != nil {
 			t.Fatal(err)
 		}
 		got, err := db.TransitKey(ctx, "k")
 		if err != nil {
 			t.Fatal(err)
 		}
-		if got.LatestVersion != 3 || got.MinDecryptionVersion != 2 || !got.Deletable {
-			t.Fatalf("stored after the late update: latest %d, min %d, deletable %v; want 3, 2, true",
-				got.LatestVersion, got.MinDecryptionVersion, got.Deletable)
+		want := coffer.TransitKey{Name: "k", CreatedAt: t0, MinDecryptionVersion: 1, LatestVersion: 3, Deletable: true, AutoRotatePeriod: time.Hour}
+		if got.CreatedAt.Equal(t0) {
+			got.CreatedAt = t0 // same instant; compare the rest as values
+		}
+		if got != want {
+			t.Fatalf("stored: %+v\nwant    %+v", got, want)
+		}
+		// A rotation recorded after a configuration keeps its settings.
+		k.MinDecryptionVersion = 3
+		if err := db.ConfigureTransitKey(ctx, k); err != nil {
+			t.Fatal(err)
+		}
+		if err := db.RecordTransitVersion(ctx, "k", 4); err != nil {
+			t.Fatal(err)
+		}
+		if got, err = db.TransitKey(ctx, "k"); err != nil || got.MinDecryptionVersion != 3 || got.LatestVersion != 4 {
+			t.Fatalf("after configure then rotate: %+v %v", got, err)
+		}
+		for _, err := range []error{db.ConfigureTransitKey(ctx, coffer.TransitKey{Name: "none"}), db.RecordTransitVersion(ctx, "none", 1)} {
+			if coffer.ErrorCode(err) != coffer.ENOTFOUND {
+				t.Errorf("update of a key that does not exist: %v, want not found", err)
+			}
 		}
 	})
 }

@@ -45,19 +45,34 @@ func (db *DB) TransitKey(ctx context.Context, name string) (coffer.TransitKey, e
 	return k, nil
 }
 
-// UpdateTransitKey replaces a transit key's metadata; ENOTFOUND if none.
-// The latest version never goes back: the stored one stays when it is
-// newer, so two nodes rotating at once, each writing what it read plus its
-// own version, settle on the newer version, under which values are
-// already being sealed.
-func (db *DB) UpdateTransitKey(ctx context.Context, k coffer.TransitKey) error {
-	n, err := db.write.exec(ctx, `UPDATE transit_keys SET min_decryption_version = $1,
-		latest_version = CASE WHEN latest_version > $2 THEN latest_version ELSE $2 END,
-		deletable = $3, auto_rotate_s = $4, encryptions = $5 WHERE name = $6`,
-		int64(k.MinDecryptionVersion), int64(k.LatestVersion), b2i(k.Deletable),
-		int64(k.AutoRotatePeriod/time.Second), k.EncryptionsSinceRotate, k.Name)
+// ConfigureTransitKey writes a transit key's settings: its minimum
+// decryption version, deletability and rotation period, and nothing else,
+// so that a rotation recorded meanwhile (RecordTransitVersion) stays;
+// ENOTFOUND if none.
+func (db *DB) ConfigureTransitKey(ctx context.Context, k coffer.TransitKey) error {
+	n, err := db.write.exec(ctx, `UPDATE transit_keys SET min_decryption_version = $1, deletable = $2, auto_rotate_s = $3
+		WHERE name = $4`, int64(k.MinDecryptionVersion), b2i(k.Deletable), int64(k.AutoRotatePeriod/time.Second), k.Name)
 	if err != nil {
-		return fmt.Errorf("store: update transit key: %w", err)
+		return fmt.Errorf("store: configure transit key: %w", err)
+	}
+	if n == 0 {
+		return notFound("transit key")
+	}
+	return nil
+}
+
+// RecordTransitVersion records version v as a transit key's latest and
+// restarts its encryption count, touching no setting (a configuration
+// written meanwhile stays). The latest version never goes back: a stored
+// newer one stays, so two nodes rotating at once settle on the newer
+// version, under which values are already being sealed. ENOTFOUND if
+// there is no such key.
+func (db *DB) RecordTransitVersion(ctx context.Context, name string, v uint32) error {
+	n, err := db.write.exec(ctx, `UPDATE transit_keys
+		SET latest_version = CASE WHEN latest_version > $1 THEN latest_version ELSE $1 END, encryptions = 0
+		WHERE name = $2`, int64(v), name)
+	if err != nil {
+		return fmt.Errorf("store: record transit key version: %w", err)
 	}
 	if n == 0 {
 		return notFound("transit key")

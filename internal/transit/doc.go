@@ -56,7 +56,7 @@
 // [Service.Flush] runs: call it on a ticker and at shutdown. A node that
 // dies loses at most its unflushed counts, and nodes rotating at once make
 // one extra version; both are far inside the margin RotateAfter leaves.
-// The store's latest version only rises (Store.UpdateTransitKey), so
+// The store's latest version only rises (Store.RecordTransitVersion), so
 // nodes rotating at once settle on the newest, and values are sealed
 // only under the version it records, never a newer one the keyring holds
 // but no rotation recorded.

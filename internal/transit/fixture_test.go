@@ -126,7 +126,7 @@ func (s *metaStore) TransitKey(_ context.Context, name string) (TransitKey, erro
 	return k, nil
 }
 
-func (s *metaStore) UpdateTransitKey(_ context.Context, k TransitKey) error {
+func (s *metaStore) ConfigureTransitKey(_ context.Context, k TransitKey) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	old, ok := s.keys[k.Name]
@@ -134,8 +134,21 @@ func (s *metaStore) UpdateTransitKey(_ context.Context, k TransitKey) error {
 		return coffer.Errorf(coffer.ENOTFOUND, "transit key not found")
 	}
 	s.writes.Add(1)
-	k.LatestVersion = max(k.LatestVersion, old.LatestVersion)
-	s.keys[k.Name] = k
+	old.MinDecryptionVersion, old.Deletable, old.AutoRotatePeriod = k.MinDecryptionVersion, k.Deletable, k.AutoRotatePeriod
+	s.keys[k.Name] = old
+	return nil
+}
+
+func (s *metaStore) RecordTransitVersion(_ context.Context, name string, v uint32) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	old, ok := s.keys[name]
+	if !ok {
+		return coffer.Errorf(coffer.ENOTFOUND, "transit key not found")
+	}
+	s.writes.Add(1)
+	old.LatestVersion, old.EncryptionsSinceRotate = max(old.LatestVersion, v), 0
+	s.keys[name] = old
 	return nil
 }
 

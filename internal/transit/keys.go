@@ -206,7 +206,7 @@ func (s *Service) Configure(ctx context.Context, c Caller, name string, cfg KeyC
 	if cfg.Deletable != nil {
 		k.Deletable = *cfg.Deletable
 	}
-	if err := s.c.Store.UpdateTransitKey(ctx, k); err != nil {
+	if err := s.c.Store.ConfigureTransitKey(ctx, k); err != nil {
 		return KeyInfo{}, fmt.Errorf("transit: configure key: %w", err)
 	}
 	return s.info(ctx, k)
@@ -282,7 +282,7 @@ func (s *Service) addVersion(ctx context.Context, name string, seen uint32, auto
 	k.LatestVersion = max(k.LatestVersion, v)
 	k.EncryptionsSinceRotate = 0
 	ks.pending.Store(0)
-	if err := s.c.Store.UpdateTransitKey(ctx, k); err != nil {
+	if err := s.c.Store.RecordTransitVersion(ctx, name, v); err != nil {
 		// v encrypts only once recorded (see sealer.seal): unrecorded, it
 		// is never used, and the next rotation goes past it.
 		return TransitKey{}, fmt.Errorf("transit: rotate key: record version %d: %w", v, err)

@@ -53,9 +53,13 @@ type Store interface {
 	CreateTransitKey(ctx context.Context, k TransitKey) error
 	// TransitKey returns the key called name.
 	TransitKey(ctx context.Context, name string) (TransitKey, error)
-	// UpdateTransitKey replaces every field of the stored key k.Name but
-	// LatestVersion, which it only raises (a stored newer one stays).
-	UpdateTransitKey(ctx context.Context, k TransitKey) error
+	// ConfigureTransitKey writes k.Name's MinDecryptionVersion, Deletable
+	// and AutoRotatePeriod, and no other field.
+	ConfigureTransitKey(ctx context.Context, k TransitKey) error
+	// RecordTransitVersion raises name's LatestVersion to v (a stored
+	// newer one stays) and zeroes its EncryptionsSinceRotate, and writes
+	// no other field.
+	RecordTransitVersion(ctx context.Context, name string, v uint32) error
 	// DeleteTransitKey removes the key called name.
 	DeleteTransitKey(ctx context.Context, name string) error
 	// AddTransitEncryptions adds n to the key's EncryptionsSinceRotate in
