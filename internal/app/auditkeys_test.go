@@ -4,15 +4,12 @@ import (
 	"bytes"
 	"context"
 	"crypto/ed25519"
-	"crypto/rand"
 	"errors"
 	"testing"
 
 	"github.com/cofferhq/coffer/internal/audit"
-	"github.com/cofferhq/coffer/internal/crypto/keyprovider"
 	"github.com/cofferhq/coffer/internal/crypto/keyring"
 	"github.com/cofferhq/coffer/internal/lifecycle"
-	"github.com/cofferhq/coffer/internal/secret"
 	"github.com/cofferhq/coffer/internal/store/storetest"
 )
 
@@ -45,15 +42,7 @@ func TestAuditKeySourceAndLookup(t *testing.T) {
 		t.Run(b.Name, func(t *testing.T) {
 			t.Parallel()
 			ctx := context.Background()
-			root, err := secret.Random(rand.Reader, 32)
-			if err != nil {
-				t.Fatal(err)
-			}
-			p, err := keyprovider.NewLocal("test", root, rand.Reader)
-			if err != nil {
-				t.Fatal(err)
-			}
-			kr := keyring.New(p, keyStore{storetest.Open(t, b)}, keyring.Options{})
+			kr := newKeyring(t, storetest.Open(t, b))
 			lookup := auditKeyLookup{kr}
 			if _, err := lookup.HMACKeyVersion(ctx, 1); !errors.Is(err, audit.ErrUnknownKeyVersion) {
 				t.Fatalf("lookup before any key: %v, want ErrUnknownKeyVersion (and no key made)", err)

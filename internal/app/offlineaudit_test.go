@@ -10,6 +10,7 @@ import (
 	"github.com/cofferhq/coffer/internal/crypto/keyprovider"
 	"github.com/cofferhq/coffer/internal/crypto/keyring"
 	"github.com/cofferhq/coffer/internal/secret"
+	"github.com/cofferhq/coffer/internal/store"
 	"github.com/cofferhq/coffer/internal/store/storetest"
 )
 
@@ -21,21 +22,12 @@ func TestOfflineAuditOutlivesCancel(t *testing.T) {
 	for _, b := range storetest.Backends() {
 		t.Run(b.Name, func(t *testing.T) {
 			t.Parallel()
-			root, err := secret.Random(rand.Reader, 32)
-			if err != nil {
-				t.Fatal(err)
-			}
-			p, err := keyprovider.NewLocal("test", root, rand.Reader)
-			if err != nil {
-				t.Fatal(err)
-			}
 			db := storetest.Open(t, b)
-			kr := keyring.New(p, keyStore{db}, keyring.Options{})
-			defer kr.Close()
+			kr := newKeyring(t, db)
 			c := &components{cfg: &config.Config{Node: "n1"}, db: db, keys: kr}
 			ctx, cancel := context.WithCancel(context.Background())
 			defer cancel()
-			err = auditedOffline(ctx, c, "backup", "deployment", func() error {
+			err := auditedOffline(ctx, c, "backup", "deployment", func() error {
 				cancel() // the operator interrupts while the operation runs
 				return nil
 			})
@@ -55,4 +47,21 @@ func TestOfflineAuditOutlivesCancel(t *testing.T) {
 			}
 		})
 	}
+}
+
+// newKeyring returns a keyring over db under a fresh random root key,
+// closed when the test ends.
+func newKeyring(t *testing.T, db *store.DB) *keyring.Keyring {
+	t.Helper()
+	root, err := secret.Random(rand.Reader, 32)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := keyprovider.NewLocal("test", root, rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kr := keyring.New(p, keyStore{db}, keyring.Options{})
+	t.Cleanup(func() { _ = kr.Close() })
+	return kr
 }
