@@ -127,6 +127,82 @@ func TestDetectionAndWebhooks(t *testing.T) {
 	})
 }
 
+// TestSuspensionResponse: with data.canary configured to suspend, a client
+// that reads a canary record is refused (403) on its next requests, new
+// tokens included, until an admin lifts the suspension over the API; then
+// it reads again. Lifting a principal that is not suspended is a 204 that
+// changes nothing.
+func TestSuspensionResponse(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, n *node) {
+		ctx := context.Background()
+		n.stop()
+		withConfig(t, n.dir, func(c *config.Config) {
+			c.Detect.SuspendOn = []string{detect.KindCanary}
+		})
+		n.serve("127.0.0.1:0")
+		if err := n.admin.CreateCollection(ctx, customers); err != nil {
+			t.Fatal(err)
+		}
+		if err := n.admin.PutPolicy(ctx, []byte(accessPolicy), "yaml"); err != nil {
+			t.Fatal(err)
+		}
+		sup, err := n.admin.CreateClient(ctx, "support-desk", []string{"support"}, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		admTok := n.token(n.init.ClientID, n.init.ClientSecret)
+		plain, err := n.admin.CreateRecord(ctx, "customers", client.NewRecord{Owner: "o", Data: map[string]any{"name": "Real"}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		st, _, b := n.postJSON("/v1/collections/customers/records", admTok,
+			map[string]any{"owner": "o", "canary": true, "data": map[string]any{"name": "Decoy", "email": "decoy@example.com"}})
+		var canary struct{ ID string }
+		mustJSON(t, b, &canary)
+		if st != 201 || canary.ID == "" {
+			t.Fatalf("plant a canary: %d %s", st, b)
+		}
+		supTok := n.token(sup.ClientID, sup.ClientSecret)
+		read := func(tok, id string) (int, []byte) {
+			st, _, b := n.do("GET", "/v1/collections/customers/records/"+id, tok, "", nil)
+			return st, b
+		}
+		if st, b := read(supTok, plain); st != 200 {
+			t.Fatalf("support reads a record: %d %s", st, b)
+		}
+		if st, b := read(supTok, canary.ID); st != 200 {
+			t.Fatalf("support reads the canary: %d %s", st, b)
+		}
+		// The suspension follows the event, not the request.
+		deadline := time.Now().Add(10 * time.Second)
+		st, b = read(supTok, plain)
+		for st == 200 && time.Now().Before(deadline) {
+			time.Sleep(50 * time.Millisecond)
+			st, b = read(supTok, plain)
+		}
+		if st != 403 || !strings.Contains(string(b), "suspended") {
+			t.Fatalf("a suspended client reads: %d %s", st, b)
+		}
+		if st, b := read(n.token(sup.ClientID, sup.ClientSecret), plain); st != 403 {
+			t.Fatalf("a suspended client with a new token reads: %d %s", st, b)
+		}
+
+		// Lifting someone never suspended: 204, nothing else changes.
+		if st, _, b := n.do("DELETE", "/v1/security/suspensions/nobody", admTok, "", nil); st != 204 {
+			t.Fatalf("lift a principal never suspended: %d %s", st, b)
+		}
+		if st, b := read(supTok, plain); st != 403 {
+			t.Fatalf("still suspended after lifting someone else: %d %s", st, b)
+		}
+		if st, _, b := n.do("DELETE", "/v1/security/suspensions/"+sup.ClientID, admTok, "", nil); st != 204 {
+			t.Fatalf("lift the suspension: %d %s", st, b)
+		}
+		if st, b := read(supTok, plain); st != 200 {
+			t.Fatalf("read after the suspension is lifted: %d %s", st, b)
+		}
+	})
+}
+
 // TestAuditTrail: every request is in the audit log with its decision, no
 // value is, and the chain verifies offline — and fails once the database is
 // edited.
