@@ -59,13 +59,13 @@ func Backup(ctx context.Context, cfg *config.Config, out string) (BackupResult, 
 	}
 	// A backup under a root key that does not open the store's keys could
 	// never be restored: check first.
-	if err := checkRootKey(ctx, p, db); err != nil {
+	kr := keyring.New(p, keyStore{db}, keyring.Options{})
+	defer kr.Close()
+	if err := checkRootKey(ctx, kr, db); err != nil {
 		return res, err
 	}
 	// A backup reads every stored value: audited like the key commands,
 	// on the offline chain (no event, no backup).
-	kr := keyring.New(p, keyStore{db}, keyring.Options{})
-	defer kr.Close()
 	c := &components{cfg: cfg, db: db, keys: kr}
 	err = auditedOffline(ctx, c, "backup", "deployment", func() error {
 		return writeBackup(ctx, p, db, out)
@@ -108,8 +108,9 @@ func writeBackup(ctx context.Context, p keyprovider.Provider, db *store.DB, out 
 	return nil
 }
 
-// checkRootKey proves p opens the check key of a store that has one.
-func checkRootKey(ctx context.Context, p keyprovider.Provider, db *store.DB) error {
+// checkRootKey proves that kr's root key opens the check key of db, a
+// store that must have one.
+func checkRootKey(ctx context.Context, kr *keyring.Keyring, db *store.DB) error {
 	rows, err := db.DataKeys(ctx, keyring.RootCheckKeyID)
 	if err != nil {
 		return err
@@ -117,7 +118,7 @@ func checkRootKey(ctx context.Context, p keyprovider.Provider, db *store.DB) err
 	if len(rows) == 0 {
 		return errors.New("the store has no root key check: it was never initialised")
 	}
-	err = keyring.New(p, keyStore{db}, keyring.Options{}).Check(ctx)
+	err = kr.Check(ctx)
 	if errors.Is(err, keyring.ErrWrongRootKey) {
 		return errors.New("root key: this is not the root key this deployment was initialised with")
 	}
@@ -356,7 +357,9 @@ func Restore(ctx context.Context, opts RestoreOptions) (res RestoreResult, err e
 			err = fmt.Errorf("%w (and emptying the database again failed, so empty it before restoring into it: %v)", err, derr)
 		}
 	}()
-	if err := checkRootKey(ctx, p, db); err != nil {
+	kr := keyring.New(p, keyStore{db}, keyring.Options{})
+	defer kr.Close()
+	if err := checkRootKey(ctx, kr, db); err != nil {
 		return res, fmt.Errorf("restored, but the root key does not open the restored keys: %w", err)
 	}
 	// The restore is audited on the new deployment's offline chain
@@ -364,8 +367,6 @@ func Restore(ctx context.Context, opts RestoreOptions) (res RestoreResult, err e
 	// the same): no event, no deployment (the directory is removed).
 	// Restoring subjects reads the live deployment's keys, so it runs
 	// between the two events.
-	kr := keyring.New(p, keyStore{db}, keyring.Options{})
-	defer kr.Close()
 	c := &components{cfg: cfg, db: db, keys: kr, opts: Options{Now: opts.Now}}
 	err = auditedOffline(ctx, c, "restore", "deployment", func() error {
 		if src == nil {
