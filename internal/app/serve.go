@@ -426,7 +426,7 @@ func (a auditAdapter) Audit(ctx context.Context, e httpapi.Entry) error {
 	}
 	o := detect.Observation{
 		Time: e.Time, SourceIP: e.SourceIP, Action: e.Note.Action, Resource: e.Note.Resource,
-		Decision: e.Note.Decision, Status: e.Status, Count: e.Note.Count,
+		Decision: e.Note.Decision, Status: e.Status, Count: e.Note.Count, Values: e.Note.Values, Linkable: e.Note.Linkable,
 		Missing: e.Note.Missing, Canary: e.Note.Canary,
 		AuthFailure: e.Status == http.StatusUnauthorized || (e.Status == http.StatusTooManyRequests && (e.Note.Action == "token" || e.Note.Action == "login")), AttemptedID: truncate(e.AttemptedID, 128),
 	}
@@ -472,6 +472,7 @@ func (s *Server) openDetector(ctx context.Context) (*detect.Detector, error) {
 	cfg := detect.Config{
 		Window: dc.Window.Duration, BulkReadValues: dc.BulkReadValues, FailedAuthBurst: dc.FailedAuthBurst,
 		DeniedBurst: dc.DeniedBurst, Enumeration: dc.Enumeration, Hours: dc.Hours,
+		BulkTokenizeValues: dc.BulkTokenizeValues, BulkTokenizeLinkable: dc.BulkTokenizeLinkable,
 		SuspendOn: dc.SuspendOn, SuspendFor: dc.SuspendFor.Duration,
 	}
 	for _, w := range dc.Webhooks {

@@ -213,6 +213,13 @@ type AccessNote struct {
 	Fields   []string
 	// Count is how many records or values were returned or written.
 	Count int
+	// Values is how many values were returned: every field of every
+	// record read or searched (plain or masked), every value detokenized
+	// or decrypted. The bulk read detector counts these.
+	Values int
+	// Linkable is how many of a tokenize request's items were tokenized
+	// in a linkable mode (deterministic or format-preserving).
+	Linkable int
 	// ValueHMACs identify values (search terms, tokens) by keyed MAC.
 	ValueHMACs []string
 	// Missing is true when the request named something that does not exist
@@ -297,4 +304,16 @@ func Erased(versions []DataKey) bool {
 		}
 	}
 	return len(versions) > 0
+}
+
+// CountAdd is one increment of a counter shared by every node through the
+// store: N (which may be negative, to give back) added to the counter of
+// (Key, Window), whose total is summed from Since (zero: this window only).
+// The detectors and the quotas count this way, in slices of a sliding
+// window. Keys hold names and ids, never a value.
+type CountAdd struct {
+	Key    string
+	Window time.Time
+	N      int
+	Since  time.Time
 }

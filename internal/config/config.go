@@ -226,12 +226,19 @@ type Audit struct {
 
 // Detect configures the anomaly detectors.
 type Detect struct {
-	Window          Duration  `yaml:"window"`            // sliding window (default 1m)
-	BulkReadValues  int       `yaml:"bulk_read_values"`  // values read by one principal per window (default 500)
-	FailedAuthBurst int       `yaml:"failed_auth_burst"` // failed authentications per window (default 10)
-	DeniedBurst     int       `yaml:"denied_burst"`      // denied requests per window (default 20)
-	Enumeration     int       `yaml:"enumeration"`       // reads/searches of unknown ids per window (default 20)
-	Webhooks        []Webhook `yaml:"webhooks,omitempty"`
+	Window          Duration `yaml:"window"`            // sliding window (default 1m), counted in twelfths
+	BulkReadValues  int      `yaml:"bulk_read_values"`  // values read or detokenized by one principal per window (default 500)
+	FailedAuthBurst int      `yaml:"failed_auth_burst"` // failed authentications per window (default 10)
+	DeniedBurst     int      `yaml:"denied_burst"`      // denied requests per window (default 20)
+	Enumeration     int      `yaml:"enumeration"`       // reads/searches of unknown ids per window (default 20)
+	// BulkTokenizeValues: values tokenized (any mode) by one principal per
+	// window (default 1000) before data.bulk_tokenize.
+	BulkTokenizeValues int `yaml:"bulk_tokenize_values"`
+	// BulkTokenizeLinkable: values tokenized deterministically or
+	// format-preserving by one principal per window (default 200) before
+	// data.bulk_tokenize.
+	BulkTokenizeLinkable int       `yaml:"bulk_tokenize_linkable"`
+	Webhooks             []Webhook `yaml:"webhooks,omitempty"`
 	// SuspendOn lists security event kinds that also suspend the principal
 	// (tokens refused until an admin lifts it or SuspendFor passes).
 	SuspendOn  []string `yaml:"suspend_on,omitempty"`
@@ -343,6 +350,9 @@ func defaults(dir string) *Config {
 			DeniedBurst:     20,
 			Enumeration:     20,
 			SuspendFor:      Duration{time.Hour},
+
+			BulkTokenizeValues:   1000,
+			BulkTokenizeLinkable: 200,
 		},
 		Keys: KeyRotation{
 			RotateAfter:         Duration{DefaultRotateAfter},

@@ -135,6 +135,8 @@ func (c *Config) Validate() error {
 
 	positive(add, "detect.window", c.Detect.Window)
 	atLeastOne(add, "detect.bulk_read_values", int64(c.Detect.BulkReadValues))
+	atLeastOne(add, "detect.bulk_tokenize_values", int64(c.Detect.BulkTokenizeValues))
+	atLeastOne(add, "detect.bulk_tokenize_linkable", int64(c.Detect.BulkTokenizeLinkable))
 	atLeastOne(add, "detect.failed_auth_burst", int64(c.Detect.FailedAuthBurst))
 	atLeastOne(add, "detect.denied_burst", int64(c.Detect.DeniedBurst))
 	atLeastOne(add, "detect.enumeration", int64(c.Detect.Enumeration))

@@ -25,6 +25,11 @@ const (
 	KindEnumeration = "data.enumeration"
 	KindUnusualHour = "data.unusual_hour"
 	KindCanary      = "data.canary"
+	// KindBulkTokenize: one principal tokenized many values in a window.
+	// Linkable (deterministic, format-preserving) tokenization is a
+	// dictionary oracle for low-entropy values, so it has its own, lower
+	// threshold.
+	KindBulkTokenize = "data.bulk_tokenize"
 )
 
 // Severities of security events.
@@ -35,24 +40,34 @@ const (
 
 // Kinds lists every kind of security event, for validation and metrics.
 func Kinds() []string {
-	return []string{KindBruteForce, KindDeniedBurst, KindBulkRead, KindEnumeration, KindUnusualHour, KindCanary}
+	return []string{KindBruteForce, KindDeniedBurst, KindBulkRead, KindBulkTokenize, KindEnumeration, KindUnusualHour, KindCanary}
 }
 
 // Defaults.
 const (
-	DefaultWindow          = time.Minute
-	DefaultBulkReadValues  = 500
-	DefaultFailedAuthBurst = 10
-	DefaultDeniedBurst     = 20
-	DefaultEnumeration     = 20
-	DefaultSuspendFor      = time.Hour
-	DefaultQueueSize       = 4096
-	DefaultWebhookQueue    = 256
-	DefaultWebhookAttempts = 5
-	DefaultWebhookBackoff  = time.Second
-	DefaultWebhookTimeout  = 10 * time.Second
-	DefaultSyncInterval    = 15 * time.Second
-	DefaultBatchInterval   = 20 * time.Millisecond
+	DefaultWindow         = time.Minute
+	DefaultBulkReadValues = 500
+	// DefaultBulkTokenizeValues and DefaultBulkTokenizeLinkable are the
+	// data.bulk_tokenize thresholds: values tokenized in any mode, and
+	// of those the linkable (deterministic or format-preserving) ones.
+	DefaultBulkTokenizeValues   = 1000
+	DefaultBulkTokenizeLinkable = 200
+	DefaultFailedAuthBurst      = 10
+	DefaultDeniedBurst          = 20
+	DefaultEnumeration          = 20
+	DefaultSuspendFor           = time.Hour
+	DefaultQueueSize            = 4096
+	DefaultWebhookQueue         = 256
+	DefaultWebhookAttempts      = 5
+	DefaultWebhookBackoff       = time.Second
+	DefaultWebhookTimeout       = 10 * time.Second
+	DefaultSyncInterval         = 15 * time.Second
+	DefaultBatchInterval        = 20 * time.Millisecond
+
+	// windowSlices is how many slices a window is counted in: a count
+	// "within the window" at time t is the sum of the slices that start
+	// at or after t's slice start minus the window (see [Detector.count]).
+	windowSlices = 12
 
 	// maxIDLen caps principal and attempted ids used in counter keys and
 	// events, so a client cannot make the detector store megabytes.
@@ -80,8 +95,16 @@ type Observation struct {
 	Decision string
 	// Status is the HTTP status of the answer.
 	Status int
-	// Count is how many values or records were returned.
+	// Count is how many records, tokens or items the request returned or
+	// handled.
 	Count int
+	// Values is how many values the request returned: the fields of every
+	// record read or searched (plain or masked), the values detokenized or
+	// decrypted. data.bulk_read counts these.
+	Values int
+	// Linkable is how many of a tokenize request's Count items were
+	// tokenized in a linkable mode (deterministic or format-preserving).
+	Linkable int
 	// Missing is true when the request named something that does not exist.
 	Missing bool
 	// Canary is true when the request touched a canary record or token.
@@ -112,11 +135,23 @@ func (w Webhook) LogValue() slog.Value { return slog.StringValue(redactURL(w.URL
 
 // Config tunes the detectors. Zero values take the defaults.
 type Config struct {
-	// Window is the length of a counting window (default 1m).
+	// Window is the length of the sliding counting window (default 1m).
+	// Counts are kept in twelfths of it: a threshold reached within any
+	// span of Window is always seen, and one spread over up to 13/12 of
+	// it may be.
 	Window time.Duration
-	// BulkReadValues: more values than this read by one principal in a
-	// window raise data.bulk_read (default 500).
+	// BulkReadValues: more values than this read, searched, detokenized
+	// or decrypted by one principal in a window raise data.bulk_read
+	// (default 500). A record read counts each field it returns.
 	BulkReadValues int
+	// BulkTokenizeValues: more values than this tokenized (in any mode)
+	// by one principal in a window raise data.bulk_tokenize (default
+	// 1000).
+	BulkTokenizeValues int
+	// BulkTokenizeLinkable: more values than this tokenized in a linkable
+	// mode (deterministic or format-preserving) by one principal in a
+	// window raise data.bulk_tokenize (default 200).
+	BulkTokenizeLinkable int
 	// FailedAuthBurst: this many failed authentications in a window, for
 	// one attempted principal or one source IP, raise auth.bruteforce
 	// (default 10).
@@ -180,6 +215,8 @@ func (c Config) withDefaults() Config {
 	}
 	defDur(&c.Window, DefaultWindow)
 	def(&c.BulkReadValues, DefaultBulkReadValues)
+	def(&c.BulkTokenizeValues, DefaultBulkTokenizeValues)
+	def(&c.BulkTokenizeLinkable, DefaultBulkTokenizeLinkable)
 	def(&c.FailedAuthBurst, DefaultFailedAuthBurst)
 	def(&c.DeniedBurst, DefaultDeniedBurst)
 	def(&c.Enumeration, DefaultEnumeration)
@@ -210,7 +247,8 @@ func (c Config) Validate() error {
 		}
 	}
 	for name, n := range map[string]int{
-		"bulk_read_values": c.BulkReadValues, "failed_auth_burst": c.FailedAuthBurst,
+		"bulk_read_values": c.BulkReadValues, "bulk_tokenize_values": c.BulkTokenizeValues,
+		"bulk_tokenize_linkable": c.BulkTokenizeLinkable, "failed_auth_burst": c.FailedAuthBurst,
 		"denied_burst": c.DeniedBurst, "enumeration": c.Enumeration, "queue_size": c.QueueSize,
 		"webhook_queue": c.WebhookQueue, "webhook_attempts": c.WebhookAttempts,
 	} {
@@ -281,6 +319,11 @@ type Store interface {
 	// AddCounts applies several distinct (key, window) increments in one
 	// transaction, each as AddCount would, and returns each new total in
 	// order: the detector makes one round trip per batch of observations.
+	// When an increment's Since is before its Window, its total also
+	// holds the counts of the same key's windows that start at or after
+	// Since and before Window (a sliding window made of slices); the
+	// increment itself is still atomic, so concurrent callers still each
+	// see a distinct total.
 	AddCounts(ctx context.Context, adds []CountAdd) (totals []int, err error)
 	// SuspendPrincipal creates or replaces the suspension of principal id.
 	// An until at or before now lifts it (the row may be kept or deleted).
@@ -291,11 +334,7 @@ type Store interface {
 }
 
 // CountAdd is one increment of AddCounts.
-type CountAdd struct {
-	Key    string
-	Window time.Time
-	N      int
-}
+type CountAdd = coffer.CountAdd
 
 // Deps are the detector's collaborators.
 type Deps struct {

@@ -77,9 +77,30 @@ func (s *memStore) AddCounts(ctx context.Context, adds []CountAdd) ([]int, error
 		if err != nil {
 			return nil, err
 		}
-		out[i] = n
+		out[i] = n + s.sum(a.Key, a.Since, a.Window)
 	}
 	return out, nil
+}
+
+// sum adds key's counts of the windows in [since, before).
+func (s *memStore) sum(key string, since, before time.Time) int {
+	if since.IsZero() {
+		return 0
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	total := 0
+	for k, n := range s.counts {
+		name, at, _ := strings.Cut(k, "@")
+		var ns int64
+		if _, err := fmt.Sscan(at, &ns); err != nil || name != key {
+			continue
+		}
+		if w := time.Unix(0, ns); !w.Before(since) && w.Before(before) {
+			total += n
+		}
+	}
+	return total
 }
 
 func (s *memStore) SuspendPrincipal(_ context.Context, id string, until time.Time, reason string) error {
@@ -142,10 +163,15 @@ func flush(t *testing.T, d *Detector) {
 	}
 }
 
+// read is a read of n values (n records of one field each).
 func read(at time.Time, who string, n int) Observation {
 	return Observation{Time: at, PrincipalID: who, PrincipalKind: "client", SourceIP: "10.0.0.1",
-		Action: "read", Resource: "collections/customers", Decision: "allow", Status: 200, Count: n}
+		Action: "read", Resource: "collections/customers", Decision: "allow", Status: 200, Count: n, Values: n}
 }
+
+// apart is further apart than the default window and one of its slices:
+// counts that far apart never add up.
+const apart = DefaultWindow + DefaultWindow/windowSlices
 
 func TestBulkRead(t *testing.T) {
 	tests := []struct {
@@ -157,11 +183,12 @@ func TestBulkRead(t *testing.T) {
 		{"one event for 600 values in a window", repeat(6, read(t0, "c1", 100)), 1, 600},
 		{"one event for 2000 values in a window", repeat(20, read(t0, "c1", 100)), 1, 600},
 		{"no event at exactly the threshold", repeat(5, read(t0, "c1", 100)), 0, 0},
-		{"no event when split across two windows",
-			append(repeat(3, read(t0, "c1", 100)), repeat(3, read(t0.Add(time.Minute), "c1", 100))...), 0, 0},
+		{"no event when split further apart than the window",
+			append(repeat(3, read(t0, "c1", 100)), repeat(3, read(t0.Add(apart), "c1", 100))...), 0, 0},
 		{"no event when split across principals",
 			append(repeat(3, read(t0, "c1", 100)), repeat(3, read(t0, "c2", 100))...), 0, 0},
-		{"no event for tokenize (values sent, not returned)", repeat(6, with(read(t0, "c1", 100), func(o *Observation) { o.Action = "tokenize" })), 0, 0},
+		{"no event for tokenize (values sent, not returned)", repeat(6, with(read(t0, "c1", 100), func(o *Observation) { o.Action, o.Values = "tokenize", 0 })), 0, 0},
+		{"one event for updates answered with 600 values", repeat(6, with(read(t0, "c1", 100), func(o *Observation) { o.Action = "update" })), 1, 600},
 		{"no event for denied reads", repeat(6, with(read(t0, "c1", 100), func(o *Observation) { o.Decision = "deny" })), 0, 0},
 		{"one event for detokenize of 600 values at once", []Observation{with(read(t0, "c1", 600), func(o *Observation) { o.Action = "detokenize" })}, 1, 600},
 	}
@@ -223,8 +250,8 @@ func TestBruteForce(t *testing.T) {
 		{"no event for 9 failures", repeat(9, fail("10.0.0.1", "alice")), 0, ""},
 		{"one event for one id from many ips", fromManyIPs, 1, "alice"},
 		{"one event for many ids from one ip", forManyIDs, 1, "user9"},
-		{"no event for failures spread over windows",
-			append(repeat(5, fail("10.0.0.1", "alice")), repeat(5, with(fail("10.0.0.1", "alice"), func(o *Observation) { o.Time = t0.Add(time.Minute) }))...), 0, ""},
+		{"no event for failures spread wider than the window",
+			append(repeat(5, fail("10.0.0.1", "alice")), repeat(5, with(fail("10.0.0.1", "alice"), func(o *Observation) { o.Time = t0.Add(apart) }))...), 0, ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -952,7 +979,8 @@ func TestBatchCrossesThresholdWhereSequentialWould(t *testing.T) {
 	if byWho["c1"] != 530 || byWho["c2"] != 600 {
 		t.Errorf("crossing totals = %v, want c1 530 and c2 600", byWho)
 	}
-	if got := s.counts[fmt.Sprintf("%s@%d", "bulk|principal:c1", t0.Truncate(time.Minute).UnixNano())]; got != 650 {
-		t.Errorf("stored c1 count = %d, want 650", got)
+	// The 450 are an earlier slice of the window; this batch's 200 are in t0's.
+	if got := s.counts[fmt.Sprintf("%s@%d", "bulk|principal:c1", t0.Truncate(DefaultWindow/windowSlices).UnixNano())]; got != 200 {
+		t.Errorf("stored c1 count of t0's slice = %d, want 200", got)
 	}
 }

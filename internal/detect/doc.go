@@ -11,26 +11,36 @@
 // dropped, counted ([Detector.Dropped]) and logged. One goroutine started by
 // [Detector.Start] works through the queue.
 //
-// Counts are kept per fixed window (the observation time truncated to
-// Config.Window) in the store through [Store.AddCount], so every node of a
-// cluster adds to the same totals. An event is raised by the one call that
-// carries a total across its threshold, which makes it once per key and
-// window cluster-wide without coordination. The kinds:
+// Counts are kept over a sliding window: each observation adds to the
+// slice (a twelfth of Config.Window) its time falls in, through
+// [Store.AddCounts] so that every node of a cluster adds to the same
+// totals, and a total is the sum of the slices from one window before the
+// observation's slice through it. A burst within any span of the window is
+// therefore always counted whole, wherever minute boundaries fall (one
+// spread over up to 13/12 of the window may be too). An event is raised by
+// the one addition whose atomic increment carries a total across its
+// threshold. The kinds:
 //
 //	auth.bruteforce      failed logins or token requests reach FailedAuthBurst
-//	                     per window, per attempted principal or per source IP
-//	access.denied_burst  denied requests reach DeniedBurst per window
+//	                     in a window, per attempted principal or per source IP
+//	access.denied_burst  denied requests reach DeniedBurst in a window
 //	data.enumeration     requests naming missing records or tokens reach
-//	                     Enumeration per window
-//	data.bulk_read       values read, searched, detokenized or decrypted by
-//	                     one principal exceed BulkReadValues per window
+//	                     Enumeration in a window
+//	data.bulk_read       values that left for one principal (Observation.Values:
+//	                     each field of each record read, searched or answered
+//	                     to an update; each value detokenized or decrypted)
+//	                     exceed BulkReadValues in a window
+//	data.bulk_tokenize   values tokenized by one principal exceed
+//	                     BulkTokenizeValues in a window, or those tokenized in
+//	                     a linkable mode (deterministic, format-preserving:
+//	                     a dictionary oracle) exceed BulkTokenizeLinkable
 //	data.unusual_hour    an allowed request outside the principal's or its
 //	                     roles' configured hours
 //	data.canary          any touch of a canary record or token, at once
 //
 // Config.Cooldown (default: the window) keeps the same kind for the same
 // principal (or source) from being raised more than once per cooldown
-// window, again through a shared count.
+// window, through a shared count of fixed cooldown windows.
 //
 // Each event is stored, logged, counted through Deps.OnEvent and POSTed to
 // every configured webhook, signed as described at [VerifySignature], with

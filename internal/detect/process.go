@@ -10,14 +10,11 @@ import (
 	"github.com/google/uuid"
 )
 
-// isRead reports whether action returns values to the caller, so that its
-// Count adds to data.bulk_read.
-func isRead(action string) bool {
-	switch action {
-	case "read", "search", "detokenize", "decrypt":
-		return true
-	}
-	return false
+// isTokenize reports whether action tokenizes values, so that its Count
+// adds to data.bulk_tokenize: "tokenize", and "tokenize_linkable" where
+// linkable modes are an action of their own.
+func isTokenize(action string) bool {
+	return action == "tokenize" || action == "tokenize_linkable"
 }
 
 // maxBatch bounds how many queued observations one pass takes.
@@ -127,7 +124,8 @@ func (d *Detector) addBatch(ctx context.Context, b *batchCounts) map[localKey]in
 	}
 	adds := make([]CountAdd, len(b.keys))
 	for i, k := range b.keys {
-		adds[i] = CountAdd{Key: k.key, Window: time.Unix(0, k.win).UTC(), N: b.sums[k]}
+		win := time.Unix(0, k.win).UTC()
+		adds[i] = CountAdd{Key: k.key, Window: win, N: b.sums[k], Since: d.since(win)}
 	}
 	sctx, cancel := context.WithTimeout(ctx, storeTimeout)
 	totals, err := d.store.AddCounts(sctx, adds)
@@ -140,7 +138,7 @@ func (d *Detector) addBatch(ctx context.Context, b *batchCounts) map[localKey]in
 		if err == nil {
 			total = totals[i]
 		} else {
-			total = d.addLocal(k, adds[i].Window, adds[i].N, err)
+			total = d.addLocal(k, adds[i].Window, adds[i].N, err, true)
 		}
 		base[k] = total - adds[i].N
 	}
@@ -166,7 +164,7 @@ func (d *Detector) handle(ctx context.Context, o Observation) {
 	if o.PrincipalID != "" {
 		subject = "principal:" + o.PrincipalID
 	}
-	win := t.Truncate(d.cfg.Window)
+	win := d.slice(t)
 
 	if o.Canary {
 		det := d.detail(o, nil)
@@ -176,23 +174,26 @@ func (d *Detector) handle(ctx context.Context, o Observation) {
 	if o.AuthFailure {
 		d.authFailure(ctx, t, win, o)
 	} else if o.Decision == "deny" {
-		if total, ok := d.count(ctx, "deny|"+subject, win, 1, d.cfg.DeniedBurst, false); ok {
-			d.raise(ctx, t, KindDeniedBurst, SeverityMedium, o.PrincipalID, subject, o,
-				d.detail(o, windowDetail(total, d.cfg.DeniedBurst, d.cfg.Window, win)))
-		}
+		d.threshold(ctx, o, KindDeniedBurst, SeverityMedium, "deny|"+subject, subject, win, 1, d.cfg.DeniedBurst, false, nil)
 	}
 
 	if o.Missing {
-		if total, ok := d.count(ctx, "enum|"+subject, win, 1, d.cfg.Enumeration, false); ok {
-			d.raise(ctx, t, KindEnumeration, SeverityMedium, o.PrincipalID, subject, o,
-				d.detail(o, windowDetail(total, d.cfg.Enumeration, d.cfg.Window, win)))
-		}
+		d.threshold(ctx, o, KindEnumeration, SeverityMedium, "enum|"+subject, subject, win, 1, d.cfg.Enumeration, false, nil)
 	}
 
-	if o.Count > 0 && o.Decision != "deny" && isRead(o.Action) {
-		if total, ok := d.count(ctx, "bulk|"+subject, win, o.Count, d.cfg.BulkReadValues, true); ok {
-			d.raise(ctx, t, KindBulkRead, SeverityHigh, o.PrincipalID, subject, o,
-				d.detail(o, windowDetail(total, d.cfg.BulkReadValues, d.cfg.Window, win)))
+	if o.Decision != "deny" && o.Status < 400 {
+		// Whatever the route (a read, a search, a detokenize, a decrypt,
+		// an update answered with the record): values that left count.
+		if o.Values > 0 {
+			d.threshold(ctx, o, KindBulkRead, SeverityHigh, "bulk|"+subject, subject, win, o.Values, d.cfg.BulkReadValues, true, nil)
+		}
+		if o.Count > 0 && isTokenize(o.Action) {
+			d.threshold(ctx, o, KindBulkTokenize, SeverityHigh, "tok|"+subject, subject, win, o.Count, d.cfg.BulkTokenizeValues, true,
+				map[string]any{"modes": "any"})
+			if o.Linkable > 0 {
+				d.threshold(ctx, o, KindBulkTokenize, SeverityHigh, "tokl|"+subject, subject, win, o.Linkable, d.cfg.BulkTokenizeLinkable, true,
+					map[string]any{"modes": "linkable"})
+			}
 		}
 	}
 
@@ -204,6 +205,32 @@ func (d *Detector) handle(ctx context.Context, o Observation) {
 	}
 }
 
+// threshold counts n for key in the sliding window ending in slice win
+// and raises kind, with extra in its detail, when this observation
+// carries the count to thr (or, when strict, over it).
+func (d *Detector) threshold(ctx context.Context, o Observation, kind, severity, key, subject string, win time.Time, n, thr int, strict bool, extra map[string]any) {
+	if total, ok := d.count(ctx, key, win, n, thr, strict); ok {
+		det := windowDetail(total, thr, d.cfg.Window, d.since(win))
+		for k, v := range extra {
+			det[k] = v
+		}
+		d.raise(ctx, o.Time, kind, severity, o.PrincipalID, subject, o, d.detail(o, det))
+	}
+}
+
+// sliceLen is the length of one slice of the sliding window.
+func (d *Detector) sliceLen() time.Duration {
+	return max(d.cfg.Window/windowSlices, 1)
+}
+
+// slice returns the start of the slice holding t.
+func (d *Detector) slice(t time.Time) time.Time { return t.Truncate(d.sliceLen()) }
+
+// since returns the start of the oldest slice counted with slice win:
+// the window's length before it, so that the slices from since through
+// win cover at least the Window before any time inside win.
+func (d *Detector) since(win time.Time) time.Time { return win.Add(-d.cfg.Window) }
+
 // authFailure counts a failed authentication per attempted principal and
 // per source IP; one event covers both when they cross together.
 func (d *Detector) authFailure(ctx context.Context, t, win time.Time, o Observation) {
@@ -212,7 +239,7 @@ func (d *Detector) authFailure(ctx context.Context, t, win time.Time, o Observat
 		who = o.AttemptedID
 	}
 	thr := d.cfg.FailedAuthBurst
-	det := map[string]any{"threshold": thr, "window": d.cfg.Window.String(), "window_start": win.Format(time.RFC3339)}
+	det := map[string]any{"threshold": thr, "window": d.cfg.Window.String(), "window_start": d.since(win).Format(time.RFC3339)}
 	subject := ""
 	if who != "" {
 		if total, ok := d.count(ctx, "auth|id|"+who, win, 1, thr, false); ok {
@@ -267,10 +294,12 @@ func (d *Detector) outsideHours(o Observation, t time.Time) (hoursSpec, bool) {
 	return h, ok && !h.contains(t)
 }
 
-// count adds n to key's window total and reports whether this addition
-// carried it to the threshold (total >= thr) or, when strict, over it
-// (total > thr). Exactly one addition per key and window does, on any node.
-// Inside a batch it goes through the batch's ledger.
+// count adds n to key's count in slice win and reports whether this
+// addition carried the key's total over the sliding window (the slices
+// from since(win) through win) to the threshold (total >= thr) or, when
+// strict, over it (total > thr). Across nodes, the one addition that
+// crosses is the one whose atomic increment does. Inside a batch it goes
+// through the batch's ledger.
 func (d *Detector) count(ctx context.Context, key string, win time.Time, n, thr int, strict bool) (int, bool) {
 	var total int
 	if b := d.batch; b != nil {
@@ -285,7 +314,7 @@ func (d *Detector) count(ctx context.Context, key string, win time.Time, n, thr 
 		b.running[k] += n
 		total = b.running[k]
 	} else {
-		total = d.add(ctx, key, win, n)
+		total = d.add(ctx, key, win, d.since(win), n)
 	}
 	prev := total - n
 	if strict {
@@ -299,20 +328,26 @@ type localKey struct {
 	win int64
 }
 
-// add adds n through the store; when the store fails it counts in memory
-// so detection goes on (per node) while the database is unreachable.
-func (d *Detector) add(ctx context.Context, key string, win time.Time, n int) int {
+// add adds n to (key, win) through the store and returns the total from
+// since (zero: win alone); when the store fails it counts in memory so
+// detection goes on (per node) while the database is unreachable.
+func (d *Detector) add(ctx context.Context, key string, win, since time.Time, n int) int {
 	sctx, cancel := context.WithTimeout(ctx, storeTimeout)
-	total, err := d.store.AddCount(sctx, key, win, n)
+	totals, err := d.store.AddCounts(sctx, []CountAdd{{Key: key, Window: win, N: n, Since: since}})
 	cancel()
-	if err == nil {
-		return total
+	if err == nil && len(totals) == 1 {
+		return totals[0]
 	}
-	return d.addLocal(localKey{key, win.UnixNano()}, win, n, err)
+	if err == nil {
+		err = errors.New("detect: store returned the wrong number of totals")
+	}
+	return d.addLocal(localKey{key, win.UnixNano()}, win, n, err, !since.IsZero())
 }
 
-// addLocal counts on this node only, after the store failed with err.
-func (d *Detector) addLocal(k localKey, win time.Time, n int, err error) int {
+// addLocal counts on this node only, after the store failed with err, and
+// returns the total of the sliding window ending in win (when sliding) or
+// of win alone.
+func (d *Detector) addLocal(k localKey, win time.Time, n int, err error, sliding bool) int {
 	if d.localWindow.IsZero() || win.After(d.localWindow) {
 		d.localWindow = win
 		oldest := win.Add(-2 * max(d.cfg.Window, d.cfg.Cooldown)).UnixNano()
@@ -324,7 +359,13 @@ func (d *Detector) addLocal(k localKey, win time.Time, n int, err error) int {
 		d.log.Error("detect: shared count failed, counting on this node only", "err", err)
 	}
 	d.local[k] += n
-	return d.local[k]
+	total := d.local[k]
+	if sliding {
+		for s := d.since(win); s.Before(win); s = s.Add(d.sliceLen()) {
+			total += d.local[localKey{k.key, s.UnixNano()}]
+		}
+	}
+	return total
 }
 
 // raise records, logs, counts, suspends for and sends one event, unless
@@ -333,7 +374,7 @@ func (d *Detector) raise(ctx context.Context, t time.Time, kind, severity, princ
 	if d.batch != nil && d.batch.collect {
 		return // the first pass of a batch only collects counts
 	}
-	if d.add(ctx, "cool|"+kind+"|"+subject, t.Truncate(d.cfg.Cooldown), 1) > 1 {
+	if d.add(ctx, "cool|"+kind+"|"+subject, t.Truncate(d.cfg.Cooldown), time.Time{}, 1) > 1 {
 		return
 	}
 	id, err := uuid.NewRandomFromReader(d.rand)
@@ -396,8 +437,10 @@ func (d *Detector) detail(o Observation, extra map[string]any) map[string]any {
 	return m
 }
 
-func windowDetail(total, thr int, window time.Duration, win time.Time) map[string]any {
-	return map[string]any{"count": total, "threshold": thr, "window": window.String(), "window_start": win.Format(time.RFC3339)}
+// windowDetail describes a crossed threshold: the total over the sliding
+// window, which started at since at the earliest.
+func windowDetail(total, thr int, window time.Duration, since time.Time) map[string]any {
+	return map[string]any{"count": total, "threshold": thr, "window": window.String(), "window_start": since.Format(time.RFC3339)}
 }
 
 // clip bounds an id taken from a request.

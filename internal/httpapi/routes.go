@@ -430,10 +430,17 @@ func (s *Server) tokenize(c *Call) (Reply, error) {
 	if err := decodeJSON(c.R, &req); err != nil {
 		return Reply{}, err
 	}
+	linkable := 0
+	for _, it := range req.Items {
+		if it.Mode != "" && it.Mode != token.Random {
+			linkable++
+		}
+	}
 	toks, err := s.c.Tokens.Tokenize(c.R.Context(), c.Caller(), req.Items)
 	if err != nil {
 		return Reply{}, err
 	}
+	c.Note.Linkable = linkable
 	return Reply{Body: map[string]any{"tokens": toks}}, nil
 }
 

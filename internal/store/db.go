@@ -77,6 +77,9 @@ type DB struct {
 	group *groupCommit
 	// readOnly is set by OpenReadOnly: no write, no transaction, no migration.
 	readOnly bool
+	// countsPruned is the ten-minute mark (Unix µs) up to which this node
+	// last pruned the detectors' counters.
+	countsPruned atomic.Int64
 }
 
 type txQuerier interface {

@@ -60,23 +60,23 @@ func (db *DB) AddCount(ctx context.Context, key string, window time.Time, n int)
 	// Through inTx: on SQLite the increments of concurrent requests share
 	// the group commit's one sync instead of one each.
 	err := db.inTx(ctx, func(q querier) error {
-		return q.queryRow(ctx, `INSERT INTO detect_counts (key, window_start, count) VALUES ($1, $2, $3)
-			ON CONFLICT (key, window_start) DO UPDATE SET count = detect_counts.count + $3 RETURNING count`,
-			key, micros(window), int64(n)).Scan(&total)
+		var err error
+		total, err = addCount(ctx, q, detect.CountAdd{Key: key, Window: window, N: n})
+		return err
 	})
 	if err != nil {
 		return 0, fmt.Errorf("store: add count: %w", err)
 	}
-	if total == int64(n) && window.Second() == 0 && window.Minute()%10 == 0 {
-		// The first count of a fresh 10-minute boundary window prunes the day-old ones.
-		_, _ = db.write.exec(ctx, `DELETE FROM detect_counts WHERE window_start < $1`, micros(window.Add(-24*time.Hour)))
+	if total == int64(n) {
+		db.pruneCounts(ctx, window)
 	}
 	return int(total), nil
 }
 
 // AddCounts applies several increments in one transaction (one group
-// commit on SQLite) and returns each new total in order. Rows are touched
-// in key order, so concurrent nodes on PostgreSQL never deadlock.
+// commit on SQLite) and returns each new total in order, summed from the
+// increment's Since where it is before its Window. Rows are touched in key
+// order, so concurrent nodes on PostgreSQL never deadlock.
 func (db *DB) AddCounts(ctx context.Context, adds []detect.CountAdd) ([]int, error) {
 	order := make([]int, len(adds))
 	for i := range order {
@@ -90,19 +90,16 @@ func (db *DB) AddCounts(ctx context.Context, adds []detect.CountAdd) ([]int, err
 		return x.Window.Before(y.Window)
 	})
 	totals := make([]int, len(adds))
-	prune := time.Time{}
+	var fresh time.Time
 	err := db.inTx(ctx, func(q querier) error {
 		for _, i := range order {
-			a := adds[i]
-			var total int64
-			if err := q.queryRow(ctx, `INSERT INTO detect_counts (key, window_start, count) VALUES ($1, $2, $3)
-				ON CONFLICT (key, window_start) DO UPDATE SET count = detect_counts.count + $3 RETURNING count`,
-				a.Key, micros(a.Window), int64(a.N)).Scan(&total); err != nil {
+			total, err := addCount(ctx, q, adds[i])
+			if err != nil {
 				return err
 			}
 			totals[i] = int(total)
-			if total == int64(a.N) && a.Window.Second() == 0 && a.Window.Minute()%10 == 0 && a.Window.After(prune) {
-				prune = a.Window
+			if total == int64(adds[i].N) && adds[i].Window.After(fresh) {
+				fresh = adds[i].Window
 			}
 		}
 		return nil
@@ -110,11 +107,61 @@ func (db *DB) AddCounts(ctx context.Context, adds []detect.CountAdd) ([]int, err
 	if err != nil {
 		return nil, fmt.Errorf("store: add counts: %w", err)
 	}
-	if !prune.IsZero() {
-		// The first count of a fresh 10-minute boundary window prunes the day-old ones.
-		_, _ = db.write.exec(ctx, `DELETE FROM detect_counts WHERE window_start < $1`, micros(prune.Add(-24*time.Hour)))
+	if !fresh.IsZero() {
+		db.pruneCounts(ctx, fresh)
 	}
 	return totals, nil
+}
+
+// addCount is one increment: the upsert of (Key, Window), whose row lock
+// orders concurrent increments of one counter on every node, then the sum
+// of the key's earlier windows from Since, if any.
+func addCount(ctx context.Context, q querier, a detect.CountAdd) (int64, error) {
+	var total, earlier int64
+	if err := q.queryRow(ctx, `INSERT INTO detect_counts (key, window_start, count) VALUES ($1, $2, $3)
+		ON CONFLICT (key, window_start) DO UPDATE SET count = detect_counts.count + $3 RETURNING count`,
+		a.Key, micros(a.Window), int64(a.N)).Scan(&total); err != nil {
+		return 0, err
+	}
+	if a.Since.IsZero() || !a.Since.Before(a.Window) {
+		return total, nil
+	}
+	if err := q.queryRow(ctx, `SELECT CAST(COALESCE(SUM(count), 0) AS BIGINT) FROM detect_counts
+		WHERE key = $1 AND window_start >= $2 AND window_start < $3`,
+		a.Key, micros(a.Since), micros(a.Window)).Scan(&earlier); err != nil {
+		return 0, err
+	}
+	return total + earlier, nil
+}
+
+// pruneCounts deletes the counters whose window started more than a day
+// before window, at most once per ten minutes of window time per node.
+func (db *DB) pruneCounts(ctx context.Context, window time.Time) {
+	mark := window.Truncate(10 * time.Minute).UnixMicro()
+	if last := db.countsPruned.Load(); mark <= last || !db.countsPruned.CompareAndSwap(last, mark) {
+		return
+	}
+	_, _ = db.write.exec(ctx, `DELETE FROM detect_counts WHERE window_start < $1`, micros(window.Add(-24*time.Hour)))
+}
+
+// Counts returns the counters of key whose window starts at or after since
+// and before before, oldest first, as increments (Key, Window, N).
+func (db *DB) Counts(ctx context.Context, key string, since, before time.Time) ([]coffer.CountAdd, error) {
+	rs, err := db.read.query(ctx, `SELECT window_start, count FROM detect_counts
+		WHERE key = $1 AND window_start >= $2 AND window_start < $3 ORDER BY window_start`, key, micros(since), micros(before))
+	if err != nil {
+		return nil, fmt.Errorf("store: counts: %w", err)
+	}
+	defer rs.Close()
+	var out []coffer.CountAdd
+	for rs.Next() {
+		var at, n int64
+		if err := rs.Scan(&at, &n); err != nil {
+			return nil, fmt.Errorf("store: counts: %w", err)
+		}
+		out = append(out, coffer.CountAdd{Key: key, Window: fromMicros(at), N: int(n)})
+	}
+	return out, rs.Err()
 }
 
 // SuspendPrincipal creates or replaces a suspension.

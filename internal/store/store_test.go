@@ -452,6 +452,69 @@ func TestDetectCounters(t *testing.T) {
 	})
 }
 
+// A sliding window is summed from slices: each increment's total holds the
+// key's slices from Since up to its own, and nothing of other keys or of
+// slices before Since. Concurrent increments of one slice, summed with the
+// slices before it, still each see a distinct total.
+func TestDetectCountersSliding(t *testing.T) {
+	forEach(t, func(t *testing.T, db *store.DB) {
+		ctx := context.Background()
+		s := 5 * time.Second
+		w := func(i int) time.Time { return t0.Add(time.Duration(i) * s) }
+		if _, err := db.AddCounts(ctx, []detect.CountAdd{
+			{Key: "bulk|principal:c1", Window: w(0), N: 100},
+			{Key: "bulk|principal:c1", Window: w(3), N: 20},
+			{Key: "bulk|principal:c2", Window: w(3), N: 7},
+		}); err != nil {
+			t.Fatal(err)
+		}
+		got, err := db.AddCounts(ctx, []detect.CountAdd{
+			{Key: "bulk|principal:c1", Window: w(12), N: 1, Since: w(0)},
+			{Key: "bulk|principal:c1", Window: w(13), N: 2, Since: w(1)},
+			{Key: "bulk|principal:c2", Window: w(4), N: 1, Since: w(0)},
+			{Key: "bulk|principal:c3", Window: w(4), N: 9, Since: w(0)},
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		// c1 at w12 from w0: 100+20+1; at w13 from w1: 20+1+2 (w0 left the
+		// window); c2: 7+1; c3: its own only.
+		if want := []int{121, 23, 8, 9}; !slices.Equal(got, want) {
+			t.Fatalf("sliding totals = %v, want %v", got, want)
+		}
+
+		var (
+			mu   sync.Mutex
+			seen = map[int]bool{}
+			wg   sync.WaitGroup
+		)
+		for range 4 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for range 25 {
+					tot, err := db.AddCounts(ctx, []detect.CountAdd{{Key: "bulk|principal:c1", Window: w(14), N: 1, Since: w(2)}})
+					if err != nil {
+						t.Error(err)
+						return
+					}
+					mu.Lock()
+					if seen[tot[0]] {
+						t.Errorf("sliding total %d seen twice", tot[0])
+					}
+					seen[tot[0]] = true
+					mu.Unlock()
+				}
+			}()
+		}
+		wg.Wait()
+		// From w2: 20 (w3) + 1 (w12) + 2 (w13) + 100 concurrent ones.
+		if len(seen) != 100 || !seen[123] {
+			t.Errorf("saw %d distinct sliding totals, want 100 ending at 123", len(seen))
+		}
+	})
+}
+
 // The reindex job's store side: stale entries listed in record id order
 // after a cursor, and a move that happens only if the entry is still the
 // one listed (a concurrent update wins).

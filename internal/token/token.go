@@ -635,6 +635,6 @@ func (s *Service) Detokenize(ctx context.Context, c Caller, tokens []string) ([]
 		}
 		out[i] = v
 	}
-	c.Note.Count = len(out)
+	c.Note.Count, c.Note.Values = len(out), len(out)
 	return out, nil
 }

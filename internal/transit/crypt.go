@@ -183,6 +183,9 @@ func (s *Service) Decrypt(ctx context.Context, c Caller, name string, items []Ci
 		out[i].Plaintext = Plaintext(b64.EncodeToString(pt))
 		clear(pt)
 	}
+	if c.Note != nil {
+		c.Note.Values = len(out)
+	}
 	return out, nil
 }
 

@@ -425,7 +425,7 @@ func (v *Vault) GetRecord(ctx context.Context, c Caller, collection, id string) 
 	if err != nil {
 		return View{}, err
 	}
-	c.Note.Fields, c.Note.Count = sortedKeys(view.Data), 1
+	c.Note.Fields, c.Note.Count, c.Note.Values = sortedKeys(view.Data), 1, len(view.Data)
 	return view, nil
 }
 
@@ -635,6 +635,7 @@ func (v *Vault) SearchRecords(ctx context.Context, c Caller, collection string, 
 			return nil, err
 		}
 		out = append(out, view)
+		c.Note.Values += len(view.Data)
 	}
 	if perRecord && !allowedAny {
 		// Nothing visible: answer like an empty search, and note the denial.
