@@ -24,6 +24,7 @@ import (
 	"github.com/cofferhq/coffer/internal/lifecycle"
 	"github.com/cofferhq/coffer/internal/metrics"
 	"github.com/cofferhq/coffer/internal/pki"
+	"github.com/cofferhq/coffer/internal/quota"
 )
 
 // Server is a running Coffer node.
@@ -158,6 +159,7 @@ func (s *Server) build(ctx context.Context, o Options) error {
 		Identity:     c.identity,
 		Policies:     c.policies,
 		Audit:        auditAdapter{w: s.audit, d: s.detector, m: s.metrics, discard: s.c.opts.AuditDiscard},
+		Quotas:       s.quotas(c),
 		Detector:     s.detector,
 		Logger:       c.opts.Logger,
 		PublicURL:    cfg.PublicURL,
@@ -464,6 +466,24 @@ func (a auditAdapter) count(e httpapi.Entry) {
 			a.m.Records.WithLabelValues(e.Note.Action).Add(float64(e.Note.Count))
 		}
 	}
+}
+
+// quotas meters each principal's tokenization against limits.*_per_hour,
+// through the store's shared counters, counting refusals in the metrics.
+func (s *Server) quotas(c *components) *quota.Meter {
+	l := s.cfg.Limits
+	cfg := quota.Config{
+		Limits: map[string]int{quota.Tokenize: l.TokenizePerHour, quota.TokenizeLinkable: l.TokenizeLinkablePerHour},
+		Roles:  map[string]map[string]int{},
+	}
+	for role, rl := range l.Roles {
+		cfg.Roles[role] = map[string]int{quota.Tokenize: rl.TokenizePerHour, quota.TokenizeLinkable: rl.TokenizeLinkablePerHour}
+	}
+	m := s.metrics
+	for _, k := range quota.Kinds() {
+		m.QuotaRefusals.WithLabelValues(k) // exported at 0
+	}
+	return quota.New(cfg, c.db, c.opts.Now, func(kind string) { m.QuotaRefusals.WithLabelValues(kind).Inc() })
 }
 
 // openDetector starts the anomaly detectors with their thresholds from config.

@@ -198,6 +198,26 @@ type Limits struct {
 	RateLimit float64 `yaml:"rate_limit"`
 	// RateBurst is the bucket size (default 100).
 	RateBurst int `yaml:"rate_burst"`
+	// TokenizePerHour is how many values one principal may tokenize, in
+	// any mode, within any hour, counted across nodes; over it, tokenize
+	// answers 429 with Retry-After (default 0: no quota).
+	TokenizePerHour int `yaml:"tokenize_per_hour"`
+	// TokenizeLinkablePerHour is how many values one principal may
+	// tokenize in a linkable mode (deterministic or format-preserving)
+	// within any hour: each such token answers "is this the value?" for a
+	// guess, so low-entropy values (SSNs, card numbers with a known BIN)
+	// fall to enough of them (default 10000; 0: no quota).
+	TokenizeLinkablePerHour int `yaml:"tokenize_linkable_per_hour"`
+	// Roles replaces the quotas above for the principals holding a role
+	// (of several roles, the largest applies); a key left out or 0 keeps
+	// the default.
+	Roles map[string]RoleLimits `yaml:"roles,omitempty"`
+}
+
+// RoleLimits are one role's quotas (see Limits).
+type RoleLimits struct {
+	TokenizePerHour         int `yaml:"tokenize_per_hour,omitempty"`
+	TokenizeLinkablePerHour int `yaml:"tokenize_linkable_per_hour,omitempty"`
 }
 
 // Timeouts of the HTTP server.
@@ -307,6 +327,8 @@ const (
 	MaxRotateAfterUses = 1 << 32
 	// DefaultRotateCheckInterval is keys.rotate_check_interval.
 	DefaultRotateCheckInterval = 10 * time.Minute
+	// DefaultTokenizeLinkablePerHour is limits.tokenize_linkable_per_hour.
+	DefaultTokenizeLinkablePerHour = 10000
 )
 
 // defaults returns a Config with every static default set; derived
@@ -331,6 +353,8 @@ func defaults(dir string) *Config {
 			MaxBatchItems: 10000,
 			RateLimit:     1000,
 			RateBurst:     2000,
+
+			TokenizeLinkablePerHour: DefaultTokenizeLinkablePerHour,
 		},
 		Timeouts: Timeouts{
 			ReadHeader: Duration{5 * time.Second},

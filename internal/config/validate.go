@@ -120,6 +120,18 @@ func (c *Config) Validate() error {
 		add("limits.rate_burst", "must be at least 1")
 	}
 
+	for key, n := range map[string]int{"limits.tokenize_per_hour": c.Limits.TokenizePerHour,
+		"limits.tokenize_linkable_per_hour": c.Limits.TokenizeLinkablePerHour} {
+		if n < 0 {
+			add(key, "must not be negative (0: no quota)")
+		}
+	}
+	for role, l := range c.Limits.Roles {
+		if l.TokenizePerHour < 0 || l.TokenizeLinkablePerHour < 0 {
+			add("limits.roles."+printable(role), "quotas must not be negative (0 or left out: the default)")
+		}
+	}
+
 	positive(add, "timeouts.read_header", c.Timeouts.ReadHeader)
 	positive(add, "timeouts.read", c.Timeouts.Read)
 	positive(add, "timeouts.write", c.Timeouts.Write)

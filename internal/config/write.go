@@ -124,6 +124,7 @@ func (c *Config) clone() *Config {
 	out.derived = maps.Clone(c.derived)
 	out.Auth.External = slices.Clone(c.Auth.External)
 	out.Detect.Webhooks = slices.Clone(c.Detect.Webhooks)
+	out.Limits.Roles = maps.Clone(c.Limits.Roles)
 	return &out
 }
 

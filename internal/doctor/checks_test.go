@@ -265,6 +265,7 @@ func TestListenersAndLimits(t *testing.T) {
 		{"API on every interface is info", []string{"listen", "0.0.0.0:8443"}, []string{"info listen.all_interfaces"}},
 		{"API on every interface with client certs is fine", []string{"listen", "0.0.0.0:8443", "tls.client_certs", "true"}, []string{}},
 		{"rate limit off is medium", []string{"limits.rate_limit", "0"}, []string{"medium limits.rate_limit_disabled"}},
+		{"no linkable tokenize quota is medium", []string{"limits.tokenize_linkable_per_hour", "0"}, []string{"medium limits.tokenize_linkable_unlimited"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -78,17 +78,28 @@ func checkListeners(st *state) []Finding {
 	return out
 }
 
-// checkRateLimit flags rate limiting turned off.
+// checkRateLimit flags rate limiting, and the quota on linkable
+// tokenization, turned off.
 func checkRateLimit(st *state) []Finding {
-	if st.cfg.Limits.RateLimit > 0 {
-		return nil
+	var out []Finding
+	if st.cfg.Limits.RateLimit <= 0 {
+		out = append(out, Finding{
+			ID: "limits.rate_limit_disabled", Severity: Medium,
+			Title:  "per-principal rate limiting is disabled",
+			Detail: "limits.rate_limit is 0",
+			Fix:    "set limits.rate_limit (requests per second per principal, e.g. 50) and limits.rate_burst",
+		})
 	}
-	return []Finding{{
-		ID: "limits.rate_limit_disabled", Severity: Medium,
-		Title:  "per-principal rate limiting is disabled",
-		Detail: "limits.rate_limit is 0",
-		Fix:    "set limits.rate_limit (requests per second per principal, e.g. 50) and limits.rate_burst",
-	}}
+	if st.cfg.Limits.TokenizeLinkablePerHour <= 0 {
+		out = append(out, Finding{
+			ID: "limits.tokenize_linkable_unlimited", Severity: Medium,
+			Title: "linkable tokenization has no per-principal quota",
+			Detail: "limits.tokenize_linkable_per_hour is 0: a principal allowed to tokenize deterministically or " +
+				"format-preserving can test guesses of low-entropy values (SSNs, card numbers) without bound",
+			Fix: "set limits.tokenize_linkable_per_hour (default 10000), and a larger quota for the roles that need one under limits.roles",
+		})
+	}
+	return out
 }
 
 // checkAuditSink advises a file copy of the audit log: it lets a log cut

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/cofferhq/coffer/internal/coffer"
+	"github.com/cofferhq/coffer/internal/quota"
 	"github.com/cofferhq/coffer/internal/token"
 	"github.com/cofferhq/coffer/internal/vault"
 )
@@ -436,8 +437,19 @@ func (s *Server) tokenize(c *Call) (Reply, error) {
 			linkable++
 		}
 	}
+	refund := func(context.Context) {}
+	if s.c.Quotas != nil {
+		var err error
+		refund, err = s.c.Quotas.Take(c.R.Context(), c.Principal,
+			map[string]int{quota.Tokenize: len(req.Items), quota.TokenizeLinkable: linkable})
+		if err != nil {
+			c.Note.Deny("tokenize quota")
+			return Reply{}, err
+		}
+	}
 	toks, err := s.c.Tokens.Tokenize(c.R.Context(), c.Caller(), req.Items)
 	if err != nil {
+		refund(c.R.Context())
 		return Reply{}, err
 	}
 	c.Note.Linkable = linkable

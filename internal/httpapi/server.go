@@ -59,6 +59,15 @@ type Detector interface {
 	Events(ctx context.Context, since time.Time, kind string, limit int) ([]coffer.SecurityEvent, error)
 }
 
+// Quotas charges a principal's use against its quotas, across nodes.
+type Quotas interface {
+	// Take charges use (quota kind → units) to p, all or none, and returns
+	// a refund for work then not done. Errors are *coffer.Error: 429 with
+	// Retry-After over a quota, 413 for more than a whole quota at once,
+	// 503 when the use cannot be counted.
+	Take(ctx context.Context, p *coffer.Principal, use map[string]int) (refund func(context.Context), err error)
+}
+
 // Auditor writes one audit entry durably; an error fails the request.
 type Auditor interface {
 	Audit(ctx context.Context, e Entry) error
@@ -102,7 +111,9 @@ type Config struct {
 	Identity Identity
 	Policies Policies
 	Audit    Auditor
-	Logger   *slog.Logger
+	// Quotas, if set, meters tokenization per principal.
+	Quotas Quotas
+	Logger *slog.Logger
 	// PublicURL is the base URL clients use (the token issuer).
 	PublicURL string
 	// Ready lists named readiness checks for /readyz.

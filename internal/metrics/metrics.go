@@ -32,6 +32,9 @@ type Metrics struct {
 	// the data keys over keys.rotate_after_uses left unrotated because
 	// they hold too many values for a rotation to help.
 	KeysTooManyValues prometheus.Counter
+	// QuotaRefusals counts requests refused by a per-principal quota, by
+	// quota kind.
+	QuotaRefusals *prometheus.CounterVec
 }
 
 // New registers every collector, with Go runtime and process collectors,
@@ -90,10 +93,13 @@ func New() *Metrics {
 			Help: "Data keys found over keys.rotate_after_uses but not rotated, once per key per automatic rotation check: " +
 				"the key holds too many values for a rotation to help (split its collection or raise keys.rotate_after_uses).",
 		}),
+		QuotaRefusals: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "coffer_quota_refusals_total", Help: "Requests refused by a per-principal quota (limits.*_per_hour), by quota.",
+		}, []string{"quota"}),
 	}
 	reg.MustRegister(m.Requests, m.Latency, m.AuthFailures, m.Decisions, m.Records, m.TokenValues,
 		m.AuditWrites, m.AuditFailures, m.AuditLatency, m.AuditBatch, m.SecurityEvents, m.KeyOps,
-		m.CertExpiry, m.RewrapProcessed, m.KeysTooManyValues,
+		m.CertExpiry, m.RewrapProcessed, m.KeysTooManyValues, m.QuotaRefusals,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }

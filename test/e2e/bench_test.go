@@ -84,7 +84,7 @@ func BenchmarkTokenizeBatchHTTPS(b *testing.B) {
 	for _, be := range storetest.Backends() {
 		for _, mode := range []string{"random", "deterministic"} {
 			b.Run(be.Name+"/"+mode, func(b *testing.B) {
-				n := start(b, be, "COFFER_LIMITS_RATE_LIMIT=0")
+				n := start(b, be, "COFFER_LIMITS_RATE_LIMIT=0", "COFFER_LIMITS_TOKENIZE_LINKABLE_PER_HOUR=0")
 				ctx := context.Background()
 				items := make([]client.TokenItem, 1000)
 				for i := range items {
