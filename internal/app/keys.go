@@ -95,9 +95,9 @@ func rotateKey(ctx context.Context, c *components, jobs *lifecycle.Jobs, keyID s
 // cfg.Keys: each due key is rotated by rotateKey, as `coffer keys rotate`
 // does (so the record keys' rewrap is scheduled, and rotatable still
 // refuses what an operator may not rotate), and counted in the key
-// operations metric. A key left unrotated because it holds too many
-// values for a rotation to help is counted in its own metric. Both are
-// logged by the job.
+// operations metric (auto_rotate, ok or error). A key left unrotated
+// because it holds too many values for a rotation to help is counted in
+// its own metric. Both are logged by the job.
 func (s *Server) autoRotation(c *components) lifecycle.RotationConfig {
 	k := s.cfg.Keys
 	return lifecycle.RotationConfig{
@@ -109,10 +109,13 @@ func (s *Server) autoRotation(c *components) lifecycle.RotationConfig {
 		Flush:    c.keys.FlushUses,
 		Rotate: func(ctx context.Context, keyID string) (uint32, error) {
 			out, err := rotateKey(ctx, c, s.jobs, keyID)
+			switch {
+			case err == nil:
+				s.metrics.KeyOps.WithLabelValues("auto_rotate", "ok").Inc()
+			case ctx.Err() == nil:
+				s.metrics.KeyOps.WithLabelValues("auto_rotate", "error").Inc()
+			}
 			return out.Version, err
-		},
-		OnRotated: func(string, uint32, uint32) {
-			s.metrics.KeyOps.WithLabelValues("auto_rotate").Inc()
 		},
 		OnTooManyValues: func(string) {
 			s.metrics.KeysTooManyValues.Inc()

@@ -117,10 +117,22 @@ func (s *Server) build(ctx context.Context, o Options) error {
 	go c.policies.Watch(bg, 2*time.Second)
 	s.jobs = lifecycle.New(lifecycle.Config{
 		Store: c.db, Keys: c.keys, Node: cfg.Node, Now: c.opts.Now, Logger: s.log,
-		OnRewrapped: func(n int) { s.metrics.RewrapProcessed.Add(float64(n)) },
-		Rotation:    s.autoRotation(c),
+		OnRewrapped: func(n int) {
+			s.metrics.RewrapProcessed.Add(float64(n))
+			if n > 0 {
+				s.metrics.KeyOps.WithLabelValues("rewrap_job", "ok").Inc()
+			}
+		},
+		OnRewrapFailed: func(error) { s.metrics.KeyOps.WithLabelValues("rewrap_job", "error").Inc() },
+		Rotation:       s.autoRotation(c),
 		Reindex: func(ctx context.Context) (int, error) {
 			rep, err := c.vault.Reindex(ctx, 500)
+			switch {
+			case err != nil && ctx.Err() == nil:
+				s.metrics.KeyOps.WithLabelValues("reindex_job", "error").Inc()
+			case err == nil && rep.Moved > 0:
+				s.metrics.KeyOps.WithLabelValues("reindex_job", "ok").Inc()
+			}
 			return rep.Moved, err
 		},
 	})
@@ -440,8 +452,39 @@ func (a auditAdapter) Audit(ctx context.Context, e httpapi.Entry) error {
 	return nil
 }
 
+// keyOperation returns the key operation a request with this audit action
+// and resource was, if any: transit key administration and Coffer's own
+// (both audited as keys.OP; reading the BYOK wrapping key is none), a
+// transit rewrap, and the erasure of a data subject, which destroys its key.
+func keyOperation(action, resource string) (string, bool) {
+	switch action {
+	case "keys.create", "keys.import", "keys.import_version", "keys.configure", "keys.delete",
+		"keys.rotate", "keys.retire", "keys.unretire", "keys.destroy":
+		return strings.TrimPrefix(action, "keys."), true
+	case "rewrap":
+		return "rewrap", true
+	case "delete":
+		return "erase_subject", resource == "subjects" || strings.HasPrefix(resource, "subjects/")
+	}
+	return "", false
+}
+
+// outcome labels a request's status for the key operations metric.
+func outcome(status int) string {
+	switch {
+	case status >= 500:
+		return "error"
+	case status >= 400:
+		return "refused"
+	}
+	return "ok"
+}
+
 // count feeds the request's outcome to the metrics: bounded labels only.
 func (a auditAdapter) count(e httpapi.Entry) {
+	if op, ok := keyOperation(e.Note.Action, e.Note.Resource); ok {
+		a.m.KeyOps.WithLabelValues(op, outcome(e.Status)).Inc()
+	}
 	if e.Status == http.StatusUnauthorized {
 		method := "bearer"
 		switch e.Note.Action {

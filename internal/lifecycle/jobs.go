@@ -3,6 +3,7 @@ package lifecycle
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"time"
@@ -38,6 +39,9 @@ type Config struct {
 	LeaseTTL time.Duration
 	// OnRewrapped, if set, is told how many records each batch moved.
 	OnRewrapped func(n int)
+	// OnRewrapFailed, if set, is told of each rewrap run that failed
+	// (not of one another node held, nor of one cut short by ctx).
+	OnRewrapFailed func(err error)
 	// Rotation, if its Rotate is set, rotates data keys automatically
 	// (see AutoRotate).
 	Rotation RotationConfig
@@ -108,6 +112,14 @@ type RewrapReport struct {
 // the saved cursor, so a run killed half-way loses nothing and redoes
 // nothing already moved. It returns ErrBusy when another node holds the job.
 func (j *Jobs) Rewrap(ctx context.Context, maxBatches int) (RewrapReport, error) {
+	rep, err := j.rewrap(ctx, maxBatches)
+	if err != nil && !errors.Is(err, ErrBusy) && ctx.Err() == nil && j.c.OnRewrapFailed != nil {
+		j.c.OnRewrapFailed(err)
+	}
+	return rep, err
+}
+
+func (j *Jobs) rewrap(ctx context.Context, maxBatches int) (RewrapReport, error) {
 	var rep RewrapReport
 	ok, err := j.c.Store.AcquireLease(ctx, RewrapJob, j.c.Node, j.c.Now(), j.c.LeaseTTL)
 	if err != nil {

@@ -80,8 +80,11 @@ func New() *Metrics {
 			Name: "coffer_security_events_total", Help: "Security events raised by kind.",
 		}, []string{"kind"}),
 		KeyOps: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "coffer_key_operations_total", Help: "Key operations by kind (rotate, auto_rotate, destroy, rewrap).",
-		}, []string{"op"}),
+			Name: "coffer_key_operations_total",
+			Help: "Key operations by kind (op: create, import, import_version, configure, rotate, auto_rotate, retire, unretire, " +
+				"destroy, delete, rewrap, erase_subject, rewrap_job, reindex_job) and outcome (ok; refused: the request was " +
+				"refused, 4xx; error: it failed, 5xx or a failed background run).",
+		}, []string{"op", "outcome"}),
 		CertExpiry: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "coffer_tls_certificate_expiry_timestamp_seconds", Help: "When the server certificate expires (Unix time).",
 		}),

@@ -112,7 +112,7 @@ func TestAutoRotateByUses(t *testing.T) {
 				}
 			}
 			body := n.scrapeMetrics()
-			if !strings.Contains(body, `coffer_key_operations_total{op="auto_rotate"} 1`) {
+			if !strings.Contains(body, `coffer_key_operations_total{op="auto_rotate",outcome="ok"} 1`) {
 				t.Errorf("rotation not counted:\n%s", grepLines(body, "coffer_key_operations"))
 			}
 		})
@@ -204,7 +204,7 @@ func TestAutoRotateKeyWithTooManyValues(t *testing.T) {
 				}
 			}
 			body := n.scrapeMetrics()
-			if !strings.Contains(body, `coffer_key_operations_total{op="auto_rotate"} 1`) {
+			if !strings.Contains(body, `coffer_key_operations_total{op="auto_rotate",outcome="ok"} 1`) {
 				t.Errorf("rotations counted:\n%s", grepLines(body, "coffer_key_operations"))
 			}
 			if !regexp.MustCompile(`(?m)^coffer_key_rotation_too_many_values_total [1-9]`).MatchString(body) {
