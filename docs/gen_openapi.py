@@ -55,7 +55,13 @@ schemas = {
   "AuditEvent": {"type": "object", "required": ["id", "time", "principal", "action", "resource", "decision", "reason", "status", "request_id", "hash", "prev_hash"],
                  "properties": {k: S for k in ["id", "principal", "action", "resource", "decision", "reason", "rule", "request_id", "hash", "prev_hash", "node", "source_ip"]} | {"time": TS, "status": {"type": "integer"}, "count": {"type": "integer"},
                    "key_version": {"type": "integer", "minimum": 1, "description": "version of the audit HMAC key (audit/hmac) that chained the event"}}},
-  "SecurityEvent": obj({"id": S, "time": TS, "kind": S, "severity": S, "principal": S, "detail": {"type": "object"}}, ["id", "time", "kind", "principal", "detail"], True),
+  "SecurityEvent": obj({"id": S, "time": TS, "severity": S, "principal": S, "detail": {"type": "object"},
+      "kind": {"type": "string", "description": "auth.bruteforce, access.denied_burst, data.bulk_read (values that left for one principal, "
+               "every field of every record read or searched and every value detokenized or decrypted, over detect.bulk_read_values "
+               "within a sliding detect.window), data.bulk_tokenize (values tokenized by one principal over detect.bulk_tokenize_values, "
+               "or deterministically or format-preserving over detect.bulk_tokenize_linkable, within a sliding window), data.enumeration, "
+               "data.unusual_hour, data.canary"}}, ["id", "time", "kind", "principal", "detail"], True),
+  "UnsealStatus": obj({"sealed": {"type": "boolean"}, "progress": {"type": "integer"}, "threshold": {"type": "integer"}}),
 }
 
 paths = {
@@ -63,12 +69,25 @@ paths = {
   "/readyz": {"get": op("Readiness: store, keys and audit", {"200": jbody({"type": "object"}), "503": jbody({"type": "object"}, "Not ready")}, public=True, tags=["operations"])},
   # Answered only while a Shamir deployment is sealed (waiting for root key
   # shares); an unsealed server routes neither. Marked x-coffer-sealed-only.
-  "/v1/sys/unseal": {"post": {**op("Give one root key share to a sealed server", {
-      "200": jbody(obj({"sealed": {"type": "boolean"}, "progress": {"type": "integer"}, "threshold": {"type": "integer"}})),
-      "400": problem("Malformed request"), "422": problem("Not a share of this key"), "429": problem("Too many attempts from this address")},
+  "/v1/sys/unseal": {"post": {**op("Give one root key share to a sealed server. The check file commits to every share of the split: "
+      "a share that is not the one committed to for its number (forged, of another deployment, altered) is refused (422) and not held, "
+      "so strangers cannot stand in the way of the holders. A check file made before commitments holds any share until threshold of "
+      "them fail to combine; a share then replaces the held one of its number, and the first unseal upgrades the file. "
+      "Rate-limited per source address (per /64 for IPv6).", {
+      "200": jbody(ref("UnsealStatus")),
+      "400": problem("Malformed request"), "422": problem("Not one of this deployment's shares, or the shares held do not make the key"),
+      "429": problem("Too many attempts from this address (Retry-After)")},
       body=req(obj({"share": S}, ["share"])), public=True, tags=["operations"]), "x-coffer-sealed-only": True}},
+  "/v1/sys/unseal/reset": {"post": {**op("Drop every share a sealed server holds, so the holders start again. Authenticated by the "
+      "reset token the sealed server writes to DATA_DIR/unseal-reset.token (0600): whoever can read the data directory could restart the "
+      "server, and this is that restart without the downtime (coffer unseal --reset --data-dir DIR). The token is removed once unsealed. "
+      "Rate-limited as /v1/sys/unseal.", {
+      "200": jbody(ref("UnsealStatus")), "400": problem("Malformed request"), "401": problem("Wrong reset token"),
+      "429": problem("Too many attempts from this address (Retry-After)"),
+      "503": problem("The server could not write its reset token: restart it instead")},
+      body=req(obj({"reset_token": S}, ["reset_token"])), public=True, tags=["operations"]), "x-coffer-sealed-only": True}},
   "/v1/sys/seal-status": {"get": {**op("Unseal progress of a sealed server", {
-      "200": jbody(obj({"sealed": {"type": "boolean"}, "progress": {"type": "integer"}, "threshold": {"type": "integer"}}))},
+      "200": jbody(ref("UnsealStatus"))},
       public=True, tags=["operations"]), "x-coffer-sealed-only": True}},
   "/v1/openapi.json": {"get": op("This document", {"200": jbody({"type": "object"})}, public=True, tags=["operations"])},
   "/.well-known/oauth-authorization-server": {"get": op("RFC 8414 authorization server metadata", {"200": jbody({"type": "object"})}, public=True, tags=["auth"])},
@@ -111,7 +130,11 @@ paths = {
   "/v1/collections/{c}/records/search": {"post": op("Exact-match search on searchable fields (blind index)", {"200": jbody(obj({"records": {"type": "array", "items": ref("Record")}}))},
       body=req(ref("Search")), params=[p("c", "collection")], tags=["records"])},
   "/v1/subjects/{subject}": {"delete": op("Erase a data subject everywhere (crypto-shredding)", {"200": jbody({"type": "object"})}, params=[p("subject", "data subject")], tags=["records"])},
-  "/v1/tokenize": {"post": op("Replace values with tokens (batch, same order)", {"200": jbody(obj({"tokens": {"type": "array", "items": S}}))},
+  "/v1/tokenize": {"post": op("Replace values with tokens (batch, same order). Metered per principal over a sliding hour, across "
+      "nodes: limits.tokenize_linkable_per_hour (default 10000) values in deterministic or format_preserving mode, "
+      "limits.tokenize_per_hour (default none) in any mode, replaced per role under limits.roles. Over a quota: 429 with "
+      "Retry-After (when enough earlier use has left the hour), audited as a denial; a request larger than a whole quota: 413. "
+      "Volume raises data.bulk_tokenize.", {"200": jbody(obj({"tokens": {"type": "array", "items": S}}))},
       body=req(obj({"items": {"type": "array", "maxItems": 10000, "items": ref("TokenItem")}}, ["items"])), tags=["tokens"])},
   "/v1/detokenize": {"post": op("Values of tokens, all or nothing", {"200": jbody(obj({"values": {"type": "array", "items": S}})), "404": problem("Unknown or expired token")},
       body=req(obj({"tokens": {"type": "array", "maxItems": 10000, "items": S}}, ["tokens"])), tags=["tokens"])},
@@ -150,7 +173,7 @@ paths = {
   "/v1/audit/events": {"get": op("Audit events", {"200": jbody(obj({"events": {"type": "array", "items": ref("AuditEvent")}, "next": S}))},
       params=[q("limit", "at most this many", "integer"), q("principal", "principal id"), q("action", "action"), q("since", "RFC 3339 time"), q("after", "cursor from a previous page")], tags=["audit"])},
   "/v1/security/suspensions/{principal}": {"delete": op("Lift a principal's suspension", {"204": {"description": "Lifted"}}, params=[p("principal", "principal id")], tags=["audit"])},
-  "/v1/security/events": {"get": op("Security events raised by the detectors", {"200": jbody(obj({"events": {"type": "array", "items": ref("SecurityEvent")}}))},
+  "/v1/security/events": {"get": op("Security events raised by the detectors (kinds: see SecurityEvent)", {"200": jbody(obj({"events": {"type": "array", "items": ref("SecurityEvent")}}))},
       params=[q("since", "RFC 3339 time"), q("kind", "event kind")], tags=["audit"])},
 }
 

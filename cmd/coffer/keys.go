@@ -128,25 +128,37 @@ Restart every node with the new root key.
 }
 
 func unsealCmd(stdout io.Writer, env []string) *cobra.Command {
-	var url, caFile string
+	var url, caFile, dir string
+	var reset bool
 	cmd := &cobra.Command{
-		Use:   "unseal --url URL --ca-file FILE < shares",
-		Short: "Post root key shares (one per line on stdin) to a sealed server",
-		Args:  cobra.NoArgs,
+		Use:   "unseal --url URL --ca-file FILE < shares | unseal --reset --data-dir DIR",
+		Short: "Post root key shares (one per line on stdin) to a sealed server, or drop the shares it holds",
+		Long: "Posts each share read from standard input to a sealed server and prints its progress; exits 0 when every\n" +
+			"share was accepted (the server may still wait for other holders' shares) and 1 when one was refused.\n" +
+			"With --reset it drops every share the sealed server holds, authenticated by the reset token in the\n" +
+			"server's data directory (DIR/unseal-reset.token), so it must run where that directory is readable.",
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if reset {
+				return unsealReset(cmd, stdout, env, dir, url, caFile)
+			}
+			if url == "" {
+				return &exitError{code: 2, err: errors.New("--url is required")}
+			}
 			hc, err := caClient(caFile)
 			if err != nil {
 				return &exitError{code: 2, err: err}
 			}
 			sc := bufio.NewScanner(cmd.InOrStdin())
 			sent := 0
+			var st unsealStatus
 			for sc.Scan() {
 				share := strings.TrimSpace(sc.Text())
 				if share == "" {
 					continue
 				}
-				st, err := postShare(cmd.Context(), hc, strings.TrimRight(url, "/"), share)
 				sent++
+				st, err = postSealed(cmd.Context(), hc, strings.TrimRight(url, "/")+"/v1/sys/unseal", map[string]string{"share": share})
 				if err != nil {
 					return &exitError{code: 1, err: fmt.Errorf("share %d: %w", sent, err)}
 				}
@@ -159,13 +171,61 @@ func unsealCmd(stdout io.Writer, env []string) *cobra.Command {
 			if err := sc.Err(); err != nil {
 				return &exitError{code: 1, err: err}
 			}
-			return &exitError{code: 1, err: errors.New("still sealed: more shares are needed")}
+			if sent == 0 {
+				return &exitError{code: 1, err: errors.New("no share on standard input")}
+			}
+			// Every share given was taken: the rest are other holders' to give.
+			fmt.Fprintf(stdout, "still sealed: %d of %d shares held; the server waits for %d more\n",
+				st.Progress, st.Threshold, st.Threshold-st.Progress)
+			return nil
 		},
 	}
-	cmd.Flags().StringVar(&url, "url", lookup(env, "COFFER_URL"), "the server's URL (env COFFER_URL)")
-	cmd.Flags().StringVar(&caFile, "ca-file", "", "CA certificate to trust for the server (PEM)")
-	_ = cmd.MarkFlagRequired("url")
+	cmd.Flags().StringVar(&url, "url", lookup(env, "COFFER_URL"), "the server's URL (env COFFER_URL; with --reset, default the config's public_url)")
+	cmd.Flags().StringVar(&caFile, "ca-file", "", "CA certificate to trust for the server (PEM; with --reset, default the config's tls.ca_file)")
+	cmd.Flags().BoolVar(&reset, "reset", false, "drop every share the sealed server holds (needs --data-dir)")
+	dataDirFlag(cmd, env, &dir)
 	return cmd
+}
+
+// unsealReset posts the reset token of the deployment in dir to its
+// sealed server.
+func unsealReset(cmd *cobra.Command, stdout io.Writer, env []string, dir, url, caFile string) error {
+	if err := needDir(dir); err != nil {
+		return err
+	}
+	cfg, err := loadConfig(dir, env, nil)
+	if err != nil {
+		return err
+	}
+	if url == "" {
+		url = cfg.PublicURL
+	}
+	if caFile == "" {
+		caFile = cfg.TLS.CAFile
+	}
+	tok, err := os.ReadFile(app.UnsealResetFile(cfg)) // #nosec G304 -- a file in the operator's data directory
+	if errors.Is(err, os.ErrNotExist) {
+		return &exitError{code: 1, err: fmt.Errorf("%s does not exist: the server is not sealed, or is not running from this data directory", app.UnsealResetFile(cfg))}
+	}
+	if err != nil {
+		return &exitError{code: 1, err: err}
+	}
+	hc, err := caClient(caFile)
+	if err != nil {
+		return &exitError{code: 2, err: err}
+	}
+	st, err := postSealed(cmd.Context(), hc, strings.TrimRight(url, "/")+"/v1/sys/unseal/reset",
+		map[string]string{"reset_token": strings.TrimSpace(string(tok))})
+	clear(tok)
+	if err != nil {
+		return &exitError{code: 1, err: fmt.Errorf("reset: %w", err)}
+	}
+	if !st.Sealed {
+		fmt.Fprintln(stdout, "the server is not sealed: nothing to reset")
+		return nil
+	}
+	fmt.Fprintf(stdout, "reset: the server holds %d of %d shares; give them again\n", st.Progress, st.Threshold)
+	return nil
 }
 
 type unsealStatus struct {
@@ -174,14 +234,16 @@ type unsealStatus struct {
 	Threshold int  `json:"threshold"`
 }
 
-func postShare(ctx context.Context, hc *http.Client, url, share string) (unsealStatus, error) {
+// postSealed posts body to one of a sealed server's routes and returns the
+// progress it answers.
+func postSealed(ctx context.Context, hc *http.Client, url string, body map[string]string) (unsealStatus, error) {
 	var st unsealStatus
-	body, err := json.Marshal(map[string]string{"share": share})
+	b, err := json.Marshal(body)
 	if err != nil {
 		return st, err
 	}
-	defer clear(body)
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url+"/v1/sys/unseal", bytes.NewReader(body))
+	defer clear(b)
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(b))
 	if err != nil {
 		return st, err
 	}
@@ -191,7 +253,7 @@ func postShare(ctx context.Context, hc *http.Client, url, share string) (unsealS
 		return st, err
 	}
 	defer resp.Body.Close()
-	b, err := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+	out, err := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
 	if err != nil {
 		return st, err
 	}
@@ -199,10 +261,10 @@ func postShare(ctx context.Context, hc *http.Client, url, share string) (unsealS
 		var p struct {
 			Detail string `json:"detail"`
 		}
-		_ = json.Unmarshal(b, &p)
+		_ = json.Unmarshal(out, &p)
 		return st, fmt.Errorf("refused (%d): %s", resp.StatusCode, p.Detail)
 	}
-	if err := json.Unmarshal(b, &st); err != nil {
+	if err := json.Unmarshal(out, &st); err != nil {
 		return st, fmt.Errorf("unexpected answer: %w", err)
 	}
 	return st, nil

@@ -3,17 +3,21 @@ package app
 import (
 	"context"
 	"crypto/rand"
+	"crypto/subtle"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
 
 	"github.com/cofferhq/coffer/internal/coffer"
 	"github.com/cofferhq/coffer/internal/config"
 	"github.com/cofferhq/coffer/internal/crypto/keyprovider"
 	"github.com/cofferhq/coffer/internal/crypto/shamir"
 	"github.com/cofferhq/coffer/internal/httpapi"
+	"github.com/cofferhq/coffer/internal/pki"
 )
 
 // ErrSealedOffline: an offline command (backup, keys rotate, audit verify…)
@@ -166,11 +170,19 @@ func (s *Server) unseal(ctx context.Context, share string) (httpapi.UnsealStatus
 	if err != nil {
 		return s.sealStatus(), coffer.Errorf(coffer.EINVALID, "not a root key share: check it for a typo")
 	}
+	replaced := s.sealed.Replaced()
 	done, err := s.sealed.Unseal([][]byte{raw})
 	clear(raw)
+	if s.sealed.Replaced() > replaced {
+		s.log.Warn("unseal: a share replaced a different one of the same number held before: " +
+			"one of them was forged or mistyped (this check file has no share commitments)")
+	}
 	switch {
+	case errors.Is(err, keyprovider.ErrUnknownShare):
+		return s.sealStatus(), coffer.Errorf(coffer.EINVALID, "not one of this deployment's root key shares")
 	case errors.Is(err, keyprovider.ErrInvalidShare):
-		return s.sealStatus(), coffer.Errorf(coffer.EINVALID, "invalid share: malformed, or conflicts with a share given before")
+		return s.sealStatus(), coffer.Errorf(coffer.EINVALID,
+			"invalid share: malformed, or another share of that number is held; give the others, then this one again")
 	case errors.Is(err, keyprovider.ErrWrongShares):
 		s.log.Warn("unseal: the shares given do not make the root key; waiting for more")
 		return s.sealStatus(), coffer.Errorf(coffer.EINVALID, "the shares given so far do not make the root key: one of them is wrong; give another share")
@@ -184,9 +196,96 @@ func (s *Server) unseal(ctx context.Context, share string) (httpapi.UnsealStatus
 		return s.sealStatus(), &coffer.Error{Code: coffer.EUNAVAILABLE,
 			Message: "the root key is unsealed, but the server could not start: see its log", RetryAfterSeconds: 5}
 	}
+	s.dropResetToken()
+	s.upgradeCheckFile()
 	s.log.Info("unsealed: serving")
 	return s.sealStatus(), nil
 }
+
+// upgradeCheckFile stores, after unsealing a check file written before
+// share commitments, the same check with a commitment to every share
+// (derived from the right shares just given), so that from the next start
+// on a forged share is refused on submission. The key and the shares do
+// not change.
+func (s *Server) upgradeCheckFile() {
+	up := s.sealed.UpgradedCheck()
+	if up == nil {
+		return
+	}
+	path := s.cfg.RootKey.CheckFile
+	if err := pki.WriteAtomic(path, up, 0o600); err != nil {
+		s.log.Error("root key check file has no share commitments and could not be upgraded: "+
+			"until it is, forged shares can delay unsealing (coffer doctor)", "file", path, "error", err)
+		return
+	}
+	s.log.Info("root key check file upgraded with a commitment to each share: forged shares are now refused", "file", path)
+}
+
+// unsealResetFile, in the data directory, holds the token that resets a
+// sealed server's unseal progress (POST /v1/sys/unseal/reset, coffer
+// unseal --reset): whoever can read the data directory can restart the
+// server anyway, and the reset is that restart without the downtime.
+const unsealResetFile = "unseal-reset.token"
+
+// UnsealResetFile returns the path of the unseal reset token of cfg's
+// deployment.
+func UnsealResetFile(cfg *config.Config) string {
+	return filepath.Join(cfg.DataDir, unsealResetFile)
+}
+
+// makeResetToken writes a new random reset token (0600) for this sealed
+// run; without it (the data directory not writable) reset is refused.
+func (s *Server) makeResetToken(r io.Reader) {
+	if r == nil {
+		r = rand.Reader
+	}
+	var b [32]byte
+	if _, err := io.ReadFull(r, b[:]); err != nil {
+		s.log.Error("unseal reset token", "error", err)
+		return
+	}
+	tok := []byte(base64.RawURLEncoding.EncodeToString(b[:]))
+	path := UnsealResetFile(s.cfg)
+	if err := pki.WriteAtomic(path, append(tok, '\n'), 0o600); err != nil {
+		s.log.Warn("unseal reset is unavailable: its token could not be written", "file", path, "error", err)
+		return
+	}
+	s.resetToken.Store(&tok)
+}
+
+// dropResetToken forgets and removes the reset token: once unsealed or
+// shut down there is nothing to reset.
+func (s *Server) dropResetToken() {
+	if s.resetToken.Swap(nil) != nil {
+		if err := os.Remove(UnsealResetFile(s.cfg)); err != nil && !errors.Is(err, os.ErrNotExist) {
+			s.log.Warn("removing the unseal reset token", "error", err)
+		}
+	}
+}
+
+// unsealReset drops the shares a sealed server holds, for a caller that
+// shows the reset token of its data directory. It is the
+// httpapi.SealedConfig.Reset of a shamir deployment.
+func (s *Server) unsealReset(_ context.Context, token string) (httpapi.UnsealStatus, error) {
+	if st := s.sealStatus(); !st.Sealed {
+		return st, nil
+	}
+	want := s.resetToken.Load()
+	if want == nil {
+		return s.sealStatus(), &coffer.Error{Code: coffer.EUNAVAILABLE, RetryAfterSeconds: sealedResetRetry,
+			Message: "unseal reset is unavailable: the server could not write its reset token (see its log); restart it instead"}
+	}
+	if subtle.ConstantTimeCompare([]byte(strings.TrimSpace(token)), *want) != 1 {
+		return s.sealStatus(), coffer.Errorf(coffer.EUNAUTHENTICATED,
+			"a reset needs the token in the server's data directory (%s)", unsealResetFile)
+	}
+	s.sealed.Reset()
+	s.log.Warn("unseal: every share held was dropped by a reset; give the shares again")
+	return s.sealStatus(), nil
+}
+
+// sealedResetRetry is the Retry-After of a reset that cannot be made.
+const sealedResetRetry = 60
 
 // sealStatus reports the unseal progress; Sealed stays true until the
 // components are built and serving.

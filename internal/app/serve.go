@@ -48,6 +48,8 @@ type Server struct {
 	// sealedH answers until the components are built.
 	sealed  *keyprovider.Sealed
 	sealedH http.Handler
+	// resetToken resets the unseal progress while sealed (see unsealReset).
+	resetToken atomic.Pointer[[]byte]
 	// live is the API once the components are built.
 	live atomic.Pointer[httpapi.Server]
 	// mu serialises building the components (on unseal) with Shutdown.
@@ -77,10 +79,15 @@ func Open(ctx context.Context, cfg *config.Config, o Options) (*Server, error) {
 			return nil, err
 		}
 		s.sealed = p
-		s.sealedH = httpapi.NewSealed(httpapi.SealedConfig{Unseal: s.unseal, Status: s.sealStatus, Logger: s.log, Now: o.Now})
+		s.sealedH = httpapi.NewSealed(httpapi.SealedConfig{Unseal: s.unseal, Reset: s.unsealReset, Status: s.sealStatus, Logger: s.log, Now: o.Now})
 		if err := s.initHTTP(); err != nil {
 			return nil, err
 		}
+		if !p.Committed() {
+			s.log.Warn("the root key check file has no share commitments: forged shares can delay unsealing until it is upgraded, at this unseal",
+				"file", cfg.RootKey.CheckFile)
+		}
+		s.makeResetToken(o.Rand)
 		_, need := p.Progress()
 		s.log.Warn("sealed: waiting for root key shares (POST /v1/sys/unseal or coffer unseal)", "threshold", need)
 		return s, nil
@@ -290,7 +297,7 @@ func (s *Server) openAudit(ctx context.Context) (*audit.Writer, error) {
 // the API, or while sealed the sealed answers.
 func (s *Server) Handler() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if s.sealedH != nil && (r.URL.Path == httpapi.UnsealPath || r.URL.Path == httpapi.SealStatusPath) {
+		if s.sealedH != nil && (r.URL.Path == httpapi.UnsealPath || r.URL.Path == httpapi.UnsealResetPath || r.URL.Path == httpapi.SealStatusPath) {
 			s.sealedH.ServeHTTP(w, r)
 			return
 		}
@@ -372,6 +379,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		_ = metSrv.Shutdown(ctx)
 	}
 	if s.c == nil { // still sealed: nothing was built
+		s.dropResetToken()
 		return err
 	}
 	if ferr := s.c.transit.Flush(ctx); ferr != nil {

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"net"
 	"net/url"
+	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -17,6 +18,7 @@ import (
 
 	"github.com/cofferhq/coffer/internal/coffer"
 	"github.com/cofferhq/coffer/internal/config"
+	"github.com/cofferhq/coffer/internal/crypto/keyprovider"
 	"github.com/cofferhq/coffer/internal/pki"
 	"github.com/cofferhq/coffer/internal/policy"
 )
@@ -272,6 +274,35 @@ func TestListenersAndLimits(t *testing.T) {
 			st := &state{cfg: testConfig(t, tt.kv...)}
 			fs := append(checkListeners(st), checkRateLimit(st)...)
 			if got := ids(fs); !slices.Equal(got, tt.want) {
+				t.Fatalf("findings = %q, want %q", got, tt.want)
+			}
+		})
+	}
+}
+
+// A shamir check file without share commitments (written before them)
+// is flagged: forged shares can delay unsealing until it is upgraded.
+func TestShareCommitments(t *testing.T) {
+	_, committed, err := keyprovider.SplitRootKey(rand.Reader, 3, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tt := range []struct {
+		name  string
+		check []byte
+		want  []string
+	}{
+		{"committed is fine", committed, []string{}},
+		{"format 1 is medium", append([]byte{1, 2, 3}, make([]byte, 64)...), []string{"medium root_key.share_commitments"}},
+		{"garbage is high", []byte("not a check"), []string{"high root_key.check_file"}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "root-key.check")
+			if err := os.WriteFile(path, tt.check, 0o600); err != nil {
+				t.Fatal(err)
+			}
+			st := &state{cfg: testConfig(t, "root_key.provider", "shamir", "root_key.check_file", path)}
+			if got := ids(checkRootKey(st)); !slices.Equal(got, tt.want) {
 				t.Fatalf("findings = %q, want %q", got, tt.want)
 			}
 		})

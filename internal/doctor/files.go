@@ -10,6 +10,7 @@ import (
 	"strings"
 
 	"github.com/cofferhq/coffer/internal/config"
+	"github.com/cofferhq/coffer/internal/crypto/keyprovider"
 )
 
 // Names the development setup leaves behind (see `coffer dev`).
@@ -200,6 +201,8 @@ func checkRootKey(st *state) []Finding {
 			Detail: "variable " + rk.Env + ": inherited by child processes and readable in /proc/PID/environ by the same user",
 			Fix:    "keep the root key in a 0600 file (root_key.provider: file) or a KMS/HSM",
 		}}
+	case config.ProviderShamir:
+		return checkShareCommitments(rk.CheckFile)
 	case config.ProviderFile, "":
 	default:
 		return nil // config validation refuses other providers
@@ -254,6 +257,34 @@ func checkRootKey(st *state) []Finding {
 		})
 	}
 	return append(out, ownerFinding("root_key.owner", "the root key file", path, fi)...)
+}
+
+// checkShareCommitments flags a shamir check file without a commitment to
+// each share: the sealed server cannot refuse forged shares, which can
+// delay unsealing.
+func checkShareCommitments(path string) []Finding {
+	b, err := os.ReadFile(path) // #nosec G304 -- the operator's root key check file
+	if err != nil {
+		return []Finding{unchecked("root_key.check_file", "the root key check file", err)}
+	}
+	s, err := keyprovider.NewSealed(b, nil)
+	if err != nil {
+		return []Finding{{
+			ID: "root_key.check_file", Severity: High,
+			Title: "the root key check file is not one coffer init wrote", Detail: path,
+			Fix: "restore root-key.check from a backup of the data directory; without it no share unseals",
+		}}
+	}
+	if s.Committed() {
+		return nil
+	}
+	return []Finding{{
+		ID: "root_key.share_commitments", Severity: Medium,
+		Title: "the root key check file has no share commitments",
+		Detail: path + ": a sealed server cannot tell a forged share from a right one until they fail to combine, " +
+			"so anyone who reaches POST /v1/sys/unseal can delay unsealing",
+		Fix: "unseal once with a release that commits to shares: the server rewrites the file (or see SECURITY.md, Root key)",
+	}}
 }
 
 // checkTLSKeyFiles checks the server key (0600), the certificate (not

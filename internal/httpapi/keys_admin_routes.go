@@ -4,6 +4,7 @@ import (
 	"context"
 	"log/slog"
 	"net/http"
+	"net/netip"
 	"strconv"
 	"sync"
 	"time"
@@ -176,8 +177,9 @@ func printableASCII(s string) bool {
 
 // Paths a sealed server answers.
 const (
-	UnsealPath     = "/v1/sys/unseal"
-	SealStatusPath = "/v1/sys/seal-status"
+	UnsealPath      = "/v1/sys/unseal"
+	UnsealResetPath = "/v1/sys/unseal/reset"
+	SealStatusPath  = "/v1/sys/seal-status"
 )
 
 // UnsealStatus is the answer of the unseal endpoints.
@@ -192,13 +194,16 @@ type SealedConfig struct {
 	// Unseal takes one share in text form; it returns the progress and,
 	// for a share refused, a *coffer.Error. It must never log the share.
 	Unseal func(ctx context.Context, share string) (UnsealStatus, error)
+	// Reset, if set, drops the shares held for a caller showing the reset
+	// token (a *coffer.Error when it is wrong); nil answers 404.
+	Reset func(ctx context.Context, token string) (UnsealStatus, error)
 	// Status reports the progress.
 	Status func() UnsealStatus
 	// Logger receives one line per unseal attempt (the audit log is not
 	// available while sealed): source address and outcome, never a share.
 	Logger *slog.Logger
-	// RatePerSecond and Burst limit unseal attempts per source address
-	// (defaults 1 and 5).
+	// RatePerSecond and Burst limit unseal and reset attempts per source
+	// address, IPv6 addresses per /64 (defaults 1 and 5).
 	RatePerSecond float64
 	Burst         int
 	Now           func() time.Time
@@ -207,9 +212,11 @@ type SealedConfig struct {
 // NewSealed returns the handler of a server whose root key is still
 // sealed: GET /healthz answers 200 (the process is alive), GET /readyz 503,
 // POST /v1/sys/unseal {"share"} and GET /v1/sys/seal-status answer the
-// progress, and every other request is a 503 problem with Retry-After.
-// The unseal route needs no token (nothing can verify one yet) and is
-// rate-limited per source address.
+// progress, POST /v1/sys/unseal/reset {"reset_token"} drops the shares
+// held, and every other request is a 503 problem with Retry-After. The
+// unseal route needs no token (nothing can verify one yet): a share is
+// checked against the commitments of the check blob, and the routes are
+// rate-limited per source address (per /64 for IPv6).
 func NewSealed(c SealedConfig) http.Handler {
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
@@ -249,7 +256,11 @@ func (h *sealedHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, h.c.Status())
 	case r.URL.Path == UnsealPath && r.Method == http.MethodPost:
 		h.unseal(w, r, rid)
-	case r.URL.Path == UnsealPath || r.URL.Path == SealStatusPath:
+	case r.URL.Path == UnsealResetPath && r.Method == http.MethodPost && h.c.Reset != nil:
+		h.reset(w, r, rid)
+	case r.URL.Path == UnsealResetPath && h.c.Reset == nil:
+		writeProblem(w, coffer.Errorf(coffer.ENOTFOUND, "no such endpoint"), rid)
+	case r.URL.Path == UnsealPath || r.URL.Path == UnsealResetPath || r.URL.Path == SealStatusPath:
 		writeProblem(w, &coffer.Error{Code: "method_not_allowed", Message: "method not allowed on this path"}, rid)
 	default:
 		writeProblem(w, &coffer.Error{Code: coffer.EUNAVAILABLE, RetryAfterSeconds: sealedRetry,
@@ -258,37 +269,63 @@ func (h *sealedHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 }
 
 func (h *sealedHandler) unseal(w http.ResponseWriter, r *http.Request, rid string) {
+	var req struct {
+		Share string `json:"share"`
+	}
+	h.call(w, r, rid, "unseal", &req, func(ctx context.Context) (UnsealStatus, error) {
+		st, err := h.c.Unseal(ctx, req.Share)
+		req.Share = ""
+		return st, err
+	})
+}
+
+// reset drops the shares held, for a caller with the reset token.
+func (h *sealedHandler) reset(w http.ResponseWriter, r *http.Request, rid string) {
+	var req struct {
+		ResetToken string `json:"reset_token"`
+	}
+	h.call(w, r, rid, "unseal_reset", &req, func(ctx context.Context) (UnsealStatus, error) {
+		return h.c.Reset(ctx, req.ResetToken)
+	})
+}
+
+// call answers one rate-limited POST of a sealed server: req decoded from
+// the body, then do, logged as event with the source address and the
+// outcome (never the body).
+func (h *sealedHandler) call(w http.ResponseWriter, r *http.Request, rid, event string, req any, do func(context.Context) (UnsealStatus, error)) {
 	ip := clientIP(r)
-	log := h.c.Logger.With("event", "unseal", "source_ip", ip, "request_id", rid)
+	log := h.c.Logger.With("event", event, "source_ip", ip, "request_id", rid)
 	if !h.allow(ip) {
-		log.Warn("unseal attempt rate limited")
+		log.Warn(event + " attempt rate limited")
 		writeProblem(w, &coffer.Error{Code: coffer.ERATELIMIT, Message: "too many unseal attempts", RetryAfterSeconds: 1}, rid)
 		return
 	}
 	r.Body = http.MaxBytesReader(w, r.Body, 4<<10)
-	var req struct {
-		Share string `json:"share"`
-	}
-	if err := decodeJSON(r, &req); err != nil {
-		log.Warn("unseal attempt refused", "reason", "malformed request")
+	if err := decodeJSON(r, req); err != nil {
+		log.Warn(event+" attempt refused", "reason", "malformed request")
 		writeProblem(w, err, rid)
 		return
 	}
-	st, err := h.c.Unseal(r.Context(), req.Share)
-	req.Share = ""
+	st, err := do(r.Context())
 	if err != nil {
 		status, _ := problemFor(err, rid)
-		log.Warn("unseal attempt refused", "status", status, "reason", coffer.ErrorMessage(err),
+		log.Warn(event+" attempt refused", "status", status, "reason", coffer.ErrorMessage(err),
 			"progress", st.Progress, "threshold", st.Threshold)
 		writeProblem(w, err, rid)
 		return
 	}
-	log.Info("unseal share accepted", "progress", st.Progress, "threshold", st.Threshold, "sealed", st.Sealed)
+	log.Info(event+" accepted", "progress", st.Progress, "threshold", st.Threshold, "sealed", st.Sealed)
 	writeJSON(w, http.StatusOK, st)
 }
 
-// allow applies the per-address limit on unseal attempts.
+// allow applies the per-address limit on unseal attempts: per address,
+// and per /64 for IPv6, where one host commonly holds a whole /64.
 func (h *sealedHandler) allow(ip string) bool {
+	if a, err := netip.ParseAddr(ip); err == nil && a.Is6() && !a.Is4In6() {
+		if p, err := a.Prefix(64); err == nil {
+			ip = p.String()
+		}
+	}
 	now := h.c.Now()
 	h.mu.Lock()
 	defer h.mu.Unlock()

@@ -308,6 +308,13 @@ func WriteKeyPair(certFile, keyFile string, certPEM, keyPEM []byte) error {
 	return nil
 }
 
+// WriteAtomic replaces path with data (mode perm) through a synced
+// temporary file in the same directory renamed over it: a crash leaves the
+// old file or the new one, never half of one.
+func WriteAtomic(path string, data []byte, perm os.FileMode) error {
+	return writeAtomic(path, data, perm)
+}
+
 func writeAtomic(path string, data []byte, perm os.FileMode) error {
 	dir := filepath.Dir(path)
 	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp*")

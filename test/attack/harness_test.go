@@ -36,6 +36,9 @@ func (c *clock) Advance(d time.Duration) { c.offset.Add(int64(d)) }
 type setup struct {
 	// settings are config keys set (as flags would) before the server opens.
 	settings map[string]string
+	// shares and threshold, when set, split the root key: the node starts
+	// sealed, without an admin token, and init's shares are in n.init.
+	shares, threshold int
 }
 
 // node is one running server over real HTTPS.
@@ -89,7 +92,8 @@ func start(t testing.TB, b storetest.Backend, s setup) *node {
 		dbURL = b.DSN(t)
 	}
 	var err error
-	n.init, err = app.Init(context.Background(), app.InitOptions{DataDir: n.dir, DatabaseURL: dbURL, Listen: "127.0.0.1:0"})
+	n.init, err = app.Init(context.Background(), app.InitOptions{DataDir: n.dir, DatabaseURL: dbURL, Listen: "127.0.0.1:0",
+		Shares: s.shares, Threshold: s.threshold})
 	if err != nil {
 		t.Fatalf("init: %v", err)
 	}
@@ -102,7 +106,9 @@ func start(t testing.TB, b storetest.Backend, s setup) *node {
 	n.raw = n.from("127.0.0.1")
 	t.Cleanup(n.stop)
 	n.serve(s)
-	n.admin = n.token(n.init.ClientID, n.init.ClientSecret)
+	if s.shares == 0 {
+		n.admin = n.token(n.init.ClientID, n.init.ClientSecret)
+	}
 	return n
 }
 

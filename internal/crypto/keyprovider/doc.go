@@ -40,10 +40,22 @@
 // # Shamir shares
 //
 // [SplitRootKey] makes a root key, splits it into shares (package shamir)
-// for several people to keep, and returns a check blob: an AES-GCM seal of
-// a constant under a key derived (HKDF-SHA256) from the root key, headed
-// by the threshold and share count, which it authenticates. [Sealed]
-// starts sealed, answering [ErrSealed], collects shares through
-// [Sealed.Unseal] until the threshold, and once the combined key opens the
-// check blob behaves as a [Local] over it.
+// for several people to keep, and returns a check blob: the threshold and
+// share count, a commitment to each share (SHA-256 under a fixed label),
+// and an AES-GCM seal of a constant under a key derived (HKDF-SHA256) from
+// the root key, which authenticates everything before it. [Sealed] starts
+// sealed, answering [ErrSealed], collects shares through [Sealed.Unseal]
+// until the threshold, and once the combined key opens the check blob
+// behaves as a [Local] over it.
+//
+// Shares arrive unauthenticated (anyone may reach a sealed server), so a
+// share that is not the one committed to for its number is refused on
+// submission ([ErrUnknownShare]) and never held: a stranger's forged
+// shares cannot stand in the way of the holders' right ones. Check blobs
+// written before commitments (format 1) are still read; with them a share
+// is only refuted when threshold shares fail to combine, after which a
+// share replaces the held one of its number; once unsealed,
+// [Sealed.UpgradedCheck] gives the committed blob of the same split
+// (every share follows from threshold right ones, [shamir.Evaluate]) to
+// store in place of the old one.
 package keyprovider

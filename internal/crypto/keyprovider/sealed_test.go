@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"encoding/json"
 	"errors"
+	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -33,6 +35,43 @@ func split(t *testing.T) ([][]byte, []string, []byte) {
 		}
 	}
 	return shares, texts, check
+}
+
+// legacy returns the shares and the check blob (format 1, without share
+// commitments) of a 3-of-5 split made by an earlier release: the
+// deployments that exist.
+func legacy(t *testing.T) ([][]byte, []string, []byte) {
+	t.Helper()
+	b, err := os.ReadFile("testdata/check-v1.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var v struct {
+		Shares []string `json:"shares"`
+		Check  []byte   `json:"check"`
+	}
+	if err := json.Unmarshal(b, &v); err != nil {
+		t.Fatal(err)
+	}
+	shares := make([][]byte, len(v.Shares))
+	for i, tx := range v.Shares {
+		if shares[i], err = shamir.DecodeShare(tx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return shares, v.Shares, v.Check
+}
+
+// forged returns a share numbered x that no split made, with a valid
+// checksum once encoded: what a stranger can post.
+func forged(t *testing.T, x byte) []byte {
+	t.Helper()
+	sh := make([]byte, shareSize)
+	if _, err := rand.Read(sh[1:]); err != nil {
+		t.Fatal(err)
+	}
+	sh[0] = x
+	return sh
 }
 
 func newSealed(t *testing.T, check []byte) *Sealed {
@@ -110,8 +149,10 @@ func TestSealedUnsealsWithAllSharesInOneCall(t *testing.T) {
 	}
 }
 
+// Without commitments (a format 1 blob) a wrong share is held until the
+// combination fails; the right ones then get past it.
 func TestSealedWrongSharesKeepProgress(t *testing.T) {
-	shares, texts, check := split(t)
+	shares, texts, check := legacy(t)
 	s := newSealed(t, check)
 	bad := bytes.Clone(shares[1])
 	bad[7] ^= 0x40
@@ -143,12 +184,118 @@ func TestSealedSharesOfAnotherSplitFail(t *testing.T) {
 	_, _, check := split(t)
 	other, _, _ := split(t)
 	s := newSealed(t, check)
+	if done, err := s.Unseal(other[:3]); done || !errors.Is(err, ErrUnknownShare) {
+		t.Fatalf("shares of another split: %v, %v; want ErrUnknownShare", done, err)
+	}
+	if have, _ := s.Progress(); have != 0 {
+		t.Fatalf("Progress after shares of another split = %d, want 0", have)
+	}
+	// Without commitments they are only refuted together.
+	_, _, legacyCheck := legacy(t)
+	s = newSealed(t, legacyCheck)
 	if done, err := s.Unseal(other[:3]); done || !errors.Is(err, ErrWrongShares) {
-		t.Fatalf("shares of another split: %v, %v", done, err)
+		t.Fatalf("shares of another split, format 1: %v, %v", done, err)
 	}
 	s.Reset()
 	if have, _ := s.Progress(); have != 0 {
 		t.Fatalf("Progress after Reset = %d", have)
+	}
+}
+
+// #16.3: a stranger posts a forged share for every number before the key
+// holders come. With commitments in the check blob none is held, and the
+// right shares unseal.
+func TestSealedRefusesForgedSharesForEveryNumber(t *testing.T) {
+	shares, _, check := split(t)
+	s := newSealed(t, check)
+	if !s.Committed() {
+		t.Fatal("a new split's check blob holds no commitments")
+	}
+	for x := byte(1); x <= 5; x++ {
+		if done, err := s.Unseal([][]byte{forged(t, x)}); done || !errors.Is(err, ErrUnknownShare) {
+			t.Fatalf("forged share %d: %v, %v; want ErrUnknownShare", x, done, err)
+		}
+	}
+	if have, _ := s.Progress(); have != 0 {
+		t.Fatalf("Progress after forged shares = %d, want 0", have)
+	}
+	for i, sh := range [][]byte{shares[4], shares[0], shares[2]} {
+		if done, err := s.Unseal([][]byte{sh}); err != nil || done != (i == 2) {
+			t.Fatalf("right share %d: %v, %v", i+1, done, err)
+		}
+	}
+	if s.UpgradedCheck() != nil {
+		t.Fatal("a committed check blob was upgraded")
+	}
+}
+
+// #16.3 for deployments made before commitments: forged shares for every
+// number are held (nothing can tell them yet), the combination fails, and
+// the right shares, given next, replace them and unseal. The provider then
+// offers a committed check blob for the same key, which refuses the forged
+// shares and accepts the right ones.
+func TestSealedLegacyForgedSharesGiveWayAndUpgrade(t *testing.T) {
+	ctx := context.Background()
+	shares, _, check := legacy(t)
+	s := newSealed(t, check)
+	if s.Committed() {
+		t.Fatal("a format 1 blob reported commitments")
+	}
+	fakes := make([][]byte, 5)
+	for x := range fakes {
+		fakes[x] = forged(t, byte(x+1))
+		if _, err := s.Unseal([][]byte{fakes[x]}); err != nil && !errors.Is(err, ErrWrongShares) {
+			t.Fatalf("forged share %d: %v", x+1, err)
+		}
+	}
+	for i, sh := range [][]byte{shares[3], shares[1], shares[0]} {
+		done, err := s.Unseal([][]byte{sh})
+		if i < 2 && (done || !errors.Is(err, ErrWrongShares)) {
+			t.Fatalf("right share %d among forged ones: %v, %v", i+1, done, err)
+		}
+		if i == 2 && (!done || err != nil) {
+			t.Fatalf("third right share: %v, %v; want unsealed", done, err)
+		}
+	}
+	if got := s.Replaced(); got != 3 {
+		t.Fatalf("Replaced = %d, want 3", got)
+	}
+	upgraded := s.UpgradedCheck()
+	if upgraded == nil || upgraded[0] != checkFormat {
+		t.Fatalf("no committed check blob after unsealing a format 1 one: %x", upgraded)
+	}
+	u := newSealed(t, upgraded)
+	for x, f := range fakes {
+		if _, err := u.Unseal([][]byte{f}); !errors.Is(err, ErrUnknownShare) {
+			t.Fatalf("forged share %d against the upgraded blob: %v", x+1, err)
+		}
+	}
+	if done, err := u.Unseal([][]byte{shares[2], shares[4], shares[1]}); !done || err != nil {
+		t.Fatalf("right shares against the upgraded blob: %v, %v", done, err)
+	}
+	w, err := s.Wrap(ctx, []byte("dk"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, err := u.Unwrap(ctx, w, nil); err != nil || string(got) != "dk" {
+		t.Fatalf("the upgraded blob's key differs: %q, %v", got, err)
+	}
+}
+
+// Without commitments, a different share for a number already held is
+// refused while the shares held have not failed to combine: a stranger
+// cannot replace a holder's right share.
+func TestSealedLegacyConflictRefusedBeforeFailure(t *testing.T) {
+	shares, _, check := legacy(t)
+	s := newSealed(t, check)
+	if _, err := s.Unseal([][]byte{shares[0]}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Unseal([][]byte{forged(t, 1)}); !errors.Is(err, ErrInvalidShare) {
+		t.Fatalf("a forged share for a held number: %v, want ErrInvalidShare", err)
+	}
+	if done, err := s.Unseal([][]byte{shares[1], shares[2]}); !done || err != nil {
+		t.Fatalf("right shares: %v, %v", done, err)
 	}
 }
 
@@ -166,6 +313,7 @@ func TestSealedRefusesInvalidShares(t *testing.T) {
 		{"refused/x above n", append([]byte{6}, shares[1][1:]...)},
 		{"refused/empty", nil},
 		{"refused/conflicts with a held share", conflicting},
+		{"refused/not the committed share", forged(t, 2)},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -176,8 +324,8 @@ func TestSealedRefusesInvalidShares(t *testing.T) {
 			// The call is all or nothing: the good share beside the bad
 			// one is not taken either.
 			done, err := s.Unseal([][]byte{shares[2], tt.share})
-			if done || !errors.Is(err, ErrInvalidShare) {
-				t.Fatalf("Unseal = %v, %v; want ErrInvalidShare", done, err)
+			if done || !(errors.Is(err, ErrInvalidShare) || errors.Is(err, ErrUnknownShare)) {
+				t.Fatalf("Unseal = %v, %v; want ErrInvalidShare or ErrUnknownShare", done, err)
 			}
 			if have, _ := s.Progress(); have != 1 {
 				t.Fatalf("Progress = %d, want 1 (kept, nothing added)", have)
@@ -207,7 +355,8 @@ func TestNewSealedRefusesBadCheck(t *testing.T) {
 	}{
 		{"refused/empty", nil},
 		{"refused/truncated", check[:10]},
-		{"refused/other format", append([]byte{2}, check[1:]...)},
+		{"refused/other format", append([]byte{3}, check[1:]...)},
+		{"refused/commitments cut short", check[:3+5*32]},
 		{"refused/threshold 1", append([]byte{1, 1}, check[2:]...)},
 		{"refused/threshold above n", append([]byte{1, 6}, check[2:]...)},
 	}

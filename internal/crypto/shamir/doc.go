@@ -2,8 +2,9 @@
 // recover it and fewer of which reveal nothing about it (Shamir's secret
 // sharing over GF(2^8)), and encodes shares as text for people to keep.
 //
-// It owns the field arithmetic, [Split], [Combine], and the share text
-// format ([EncodeShare], [DecodeShare]) with its checksum.
+// It owns the field arithmetic, [Split], [Combine], [Evaluate] (any share
+// of a split from threshold of them), and the share text format
+// ([EncodeShare], [DecodeShare]) with its checksum.
 //
 // It must never put a secret or a share in an error, a log or a String;
 // never make randomness of its own (the caller passes an io.Reader, in

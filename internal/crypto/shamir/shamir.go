@@ -64,6 +64,28 @@ func Split(secret []byte, n, threshold int, r io.Reader) ([][]byte, error) {
 // lengths or without data, x = 0, or a repeated x. Extra shares beyond
 // the threshold are harmless when they are right.
 func Combine(shares [][]byte) ([]byte, error) {
+	return interpolate(shares, 0)
+}
+
+// Evaluate returns the share numbered x (1…255) of the polynomials that
+// shares determine: given threshold right shares of a split, it is the
+// share Split made for x (for x ≤ n), which lets a holder of the secret's
+// shares check or commit to the others. Errors as for Combine, and
+// ErrInvalidShares for x = 0 (that is the secret: use Combine).
+func Evaluate(shares [][]byte, x byte) ([]byte, error) {
+	if x == 0 {
+		return nil, ErrInvalidShares
+	}
+	y, err := interpolate(shares, x)
+	if err != nil {
+		return nil, err
+	}
+	return append([]byte{x}, y...), nil
+}
+
+// interpolate evaluates at x the polynomials through shares (Lagrange),
+// byte by byte.
+func interpolate(shares [][]byte, x byte) ([]byte, error) {
 	if len(shares) < MinThreshold {
 		return nil, ErrInvalidShares
 	}
@@ -78,28 +100,28 @@ func Combine(shares [][]byte) ([]byte, error) {
 		}
 		seen[s[0]] = true
 	}
-	// The Lagrange basis at 0 depends only on the public x coordinates:
-	// w_j = Π_{m≠j} x_m / (x_m - x_j), and subtraction is XOR.
+	// The Lagrange basis at x depends only on the public x coordinates:
+	// w_j = Π_{m≠j} (x - x_m) / (x_j - x_m), and subtraction is XOR.
 	w := make([]byte, len(shares))
 	for j, sj := range shares {
 		num, den := byte(1), byte(1)
 		for m, sm := range shares {
 			if m != j {
-				num = mul(num, sm[0])
-				den = mul(den, sm[0]^sj[0])
+				num = mul(num, x^sm[0])
+				den = mul(den, sj[0]^sm[0])
 			}
 		}
 		w[j] = mul(num, inv(den))
 	}
-	secret := make([]byte, size-1)
-	for i := range secret {
+	out := make([]byte, size-1)
+	for i := range out {
 		var y byte
 		for j, s := range shares {
 			y ^= mul(s[1+i], w[j])
 		}
-		secret[i] = y
+		out[i] = y
 	}
-	return secret, nil
+	return out, nil
 }
 
 // mul multiplies in GF(2^8) modulo x^8+x^4+x^3+x+1 without branches or

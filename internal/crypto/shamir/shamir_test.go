@@ -132,6 +132,36 @@ func TestEveryThresholdSubsetRecovers(t *testing.T) {
 	}
 }
 
+// Any threshold of right shares give back every other share Split made,
+// and a wrong one among them gives none of them back.
+func TestEvaluateGivesEveryShare(t *testing.T) {
+	shares, err := Split(random(t, 32), 6, 3, rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	subsets(shares, 3, func(sub [][]byte) {
+		for _, want := range shares {
+			got, err := Evaluate(sub, want[0])
+			if err != nil || !bytes.Equal(got, want) {
+				t.Fatalf("Evaluate(%v, %d) = %x, %v; want share %d", xs(sub), want[0], got, err, want[0])
+			}
+		}
+	})
+	bad := [][]byte{shares[0], shares[1], append([]byte(nil), shares[2]...)}
+	bad[2][5] ^= 1
+	for _, want := range shares[3:] {
+		if got, _ := Evaluate(bad, want[0]); bytes.Equal(got, want) {
+			t.Fatalf("a wrong share still gave back share %d", want[0])
+		}
+	}
+	if _, err := Evaluate(shares[:3], 0); err != ErrInvalidShares {
+		t.Fatalf("Evaluate at 0: %v, want ErrInvalidShares", err)
+	}
+	if _, err := Evaluate(shares[:1], 4); err != ErrInvalidShares {
+		t.Fatalf("Evaluate of one share: %v, want ErrInvalidShares", err)
+	}
+}
+
 func TestFewerThanThresholdGiveAWrongSecret(t *testing.T) {
 	secret := random(t, 32)
 	shares, err := Split(secret, 5, 3, rand.Reader)
