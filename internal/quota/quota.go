@@ -18,7 +18,7 @@ const (
 	// TokenizeLinkable counts values tokenized in a linkable mode
 	// (deterministic or format-preserving): each is an answer of a
 	// dictionary oracle for low-entropy values.
-	TokenizeLinkable = "tokenize_linkable"
+	TokenizeLinkable = "tokenize_linkable" // #nosec G101 -- a quota kind, not a credential
 )
 
 // Kinds lists every kind of quota.
