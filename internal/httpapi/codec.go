@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"reflect"
 	"strings"
 	"unicode/utf8"
 
@@ -83,7 +84,7 @@ func jsonError(err error) error {
 		if field == "" {
 			field = "body"
 		}
-		return coffer.Errorf(coffer.EINVALID, "field %q must be of JSON type %s", truncate(field), jsonType(te.Type.String()))
+		return coffer.Errorf(coffer.EINVALID, "field %q must be of JSON type %s", truncate(field), jsonType(te.Type))
 	case errors.As(err, &se), errors.Is(err, io.ErrUnexpectedEOF):
 		return coffer.Errorf(coffer.EMALFORMED, "request body is not valid JSON")
 	case strings.HasPrefix(err.Error(), "json: unknown field "):
@@ -93,20 +94,30 @@ func jsonError(err error) error {
 	return coffer.Errorf(coffer.EMALFORMED, "request body is not valid JSON")
 }
 
-func jsonType(goType string) string {
-	switch {
-	case strings.HasPrefix(goType, "map["), strings.HasPrefix(goType, "struct"), strings.Contains(goType, "."):
-		return "object"
-	case strings.HasPrefix(goType, "[]"):
+// jsonType names the JSON type that decodes into t.
+func jsonType(t reflect.Type) string {
+	switch t.Kind() {
+	case reflect.Pointer:
+		return jsonType(t.Elem())
+	case reflect.Slice:
+		if t.Elem().Kind() == reflect.Uint8 {
+			return "string" // base64
+		}
 		return "array"
-	case strings.HasPrefix(goType, "int"), strings.HasPrefix(goType, "uint"), strings.HasPrefix(goType, "float"):
+	case reflect.Array:
+		return "array"
+	case reflect.Map, reflect.Struct:
+		return "object"
+	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
+		reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64, reflect.Uintptr,
+		reflect.Float32, reflect.Float64:
 		return "number"
-	case goType == "bool":
+	case reflect.Bool:
 		return "boolean"
-	case goType == "string":
+	case reflect.String:
 		return "string"
 	}
-	return fmt.Sprintf("%q", goType)
+	return fmt.Sprintf("%q", t.String())
 }
 
 // truncate keeps an attacker-chosen name short in a message.

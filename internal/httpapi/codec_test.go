@@ -88,3 +88,39 @@ func stringsIn(v any) []string {
 	}
 	return nil
 }
+
+// TestWrongTypeNamesTheJSONType: a value of the wrong JSON type is a 422
+// naming the JSON type the field takes, for named types, slices of named
+// types and pointers too.
+func TestWrongTypeNamesTheJSONType(t *testing.T) {
+	type named string
+	type item struct {
+		V named `json:"v"`
+	}
+	var v struct {
+		S     named          `json:"s"`
+		Items []item         `json:"items"`
+		Bytes []byte         `json:"bytes"`
+		M     map[string]int `json:"m"`
+		P     *int           `json:"p"`
+		B     bool           `json:"b"`
+		One   item           `json:"one"`
+	}
+	for body, want := range map[string]string{
+		`{"s":1}`:             `field "s" must be of JSON type string`,
+		`{"items":{}}`:        `field "items" must be of JSON type array`,
+		`{"items":[1]}`:       `field "items.0" must be of JSON type object`,
+		`{"items":[{"v":1}]}`: `field "items.0.v" must be of JSON type string`,
+		`{"bytes":1}`:         `field "bytes" must be of JSON type string`,
+		`{"m":[]}`:            `field "m" must be of JSON type object`,
+		`{"m":{"a":"x"}}`:     `field "m.a" must be of JSON type number`,
+		`{"p":"x"}`:           `field "p" must be of JSON type number`,
+		`{"b":"x"}`:           `field "b" must be of JSON type boolean`,
+		`{"one":"x"}`:         `field "one" must be of JSON type object`,
+	} {
+		err := decodeBytes([]byte(body), &v)
+		if coffer.ErrorCode(err) != coffer.EINVALID || coffer.ErrorMessage(err) != want {
+			t.Errorf("%s: %v, want %q", body, err, want)
+		}
+	}
+}
