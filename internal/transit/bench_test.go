@@ -53,3 +53,46 @@ func BenchmarkEncrypt100(b *testing.B)          { benchEncrypt(b, 1) }
 func BenchmarkDecrypt100(b *testing.B)          { benchDecrypt(b, 1) }
 func BenchmarkEncrypt100Batch1000(b *testing.B) { benchEncrypt(b, 1000) }
 func BenchmarkDecrypt100Batch1000(b *testing.B) { benchDecrypt(b, 1000) }
+
+// BenchmarkBatchVsSingle: 1,000 100-byte values per op, in process,
+// as one batch_input (EncryptBatch, DecryptBatch) and as 1,000 calls of
+// one item; ns/item is the figure to compare.
+func BenchmarkBatchVsSingle(b *testing.B) {
+	f := newFixture(b)
+	n := f.node()
+	items, in := benchItems(b, n, 1000)
+	batch := make([]BatchItem, len(items))
+	for i := range items {
+		batch[i] = BatchItem{Item: items[i]}
+	}
+	cbatch := make([]BatchCiphertextItem, len(in))
+	for i := range in {
+		cbatch[i] = BatchCiphertextItem{CiphertextItem: in[i]}
+	}
+	run := func(name string, op func() error) {
+		b.Run(name, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				if err := op(); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*1000), "ns/item")
+		})
+	}
+	// singles runs op on one item at a time.
+	singles := func(op func(i int) error) func() error {
+		return func() error {
+			for i := range items {
+				if err := op(i); err != nil {
+					return err
+				}
+			}
+			return nil
+		}
+	}
+	run("encrypt/batch_input-1000", func() error { _, err := n.EncryptBatch(ctx, caller(), "bench", batch); return err })
+	run("encrypt/single-x1000", singles(func(i int) error { _, err := n.Encrypt(ctx, caller(), "bench", items[i:i+1]); return err }))
+	run("decrypt/batch_input-1000", func() error { _, err := n.DecryptBatch(ctx, caller(), "bench", cbatch); return err })
+	run("decrypt/single-x1000", singles(func(i int) error { _, err := n.Decrypt(ctx, caller(), "bench", in[i:i+1]); return err }))
+}

@@ -15,11 +15,23 @@ func aad(name string, bound []byte) []byte {
 	return envelope.AAD("transit", name, string(bound))
 }
 
-// decoded is one validated item.
+// decoded is one item, decoded, or the problem that makes it unusable.
 type decoded struct {
 	plaintext []byte // Encrypt only
 	env       []byte // Decrypt and Rewrap only
 	context   []byte
+	// problem says why the item cannot be used, naming the field and
+	// never its value ("plaintext must be standard base64"); "" when it
+	// can. kind is its code: EINVALID, ETOOLARGE, or EMALFORMED for a
+	// ciphertext that was altered (problem is then MsgUndecryptable).
+	problem, kind string
+}
+
+// fail marks the item unusable.
+func (d *decoded) fail(kind, problem string) {
+	clear(d.plaintext)
+	d.plaintext, d.env, d.context = nil, nil, nil
+	d.kind, d.problem = kind, problem
 }
 
 // clearAll zeroes every decoded plaintext.
@@ -29,46 +41,49 @@ func clearAll(items []decoded) {
 	}
 }
 
-// decodeB64 decodes an item's base64 field of at most max bytes; it
-// reports a problem naming the field, never its value.
-func decodeB64(field string, i int, v Plaintext, max int) ([]byte, string, error) {
+// usable counts the items without a problem.
+func usable(items []decoded) int {
+	n := 0
+	for i := range items {
+		if items[i].problem == "" {
+			n++
+		}
+	}
+	return n
+}
+
+// decodeField decodes an item's base64 field of at most max bytes; a
+// problem names the field, never its value.
+func decodeField(field string, v Plaintext, max int) (b []byte, kind, problem string) {
 	if b64.DecodedLen(len(v)) > max+2 {
-		return nil, "", coffer.Errorf(coffer.ETOOLARGE, "items[%d].%s: at most %d bytes", i, field, max)
+		return nil, coffer.ETOOLARGE, fmt.Sprintf("%s: at most %d bytes", field, max)
 	}
 	b, err := b64.DecodeString(string(v))
 	if err != nil {
-		return nil, fmt.Sprintf("items[%d].%s must be standard base64", i, field), nil
+		return nil, coffer.EINVALID, field + " must be standard base64"
 	}
 	if len(b) > max {
 		clear(b)
-		return nil, "", coffer.Errorf(coffer.ETOOLARGE, "items[%d].%s: at most %d bytes", i, field, max)
+		return nil, coffer.ETOOLARGE, fmt.Sprintf("%s: at most %d bytes", field, max)
 	}
-	return b, "", nil
+	return b, "", ""
 }
 
-// decodeItems validates every item to encrypt before any is encrypted.
-func (s *Service) decodeItems(items []Item) ([]decoded, error) {
+// decodeItems decodes every item to encrypt; an item that cannot be used
+// carries its problem.
+func (s *Service) decodeItems(items []Item) []decoded {
 	out := make([]decoded, len(items))
-	var problems []string
 	for i, it := range items {
-		pt, p, err := decodeB64("plaintext", i, it.Plaintext, s.c.MaxPlaintextBytes)
-		if err == nil && p == "" {
-			out[i].plaintext = pt
-			out[i].context, p, err = decodeB64("context", i, it.Context, s.c.MaxContextBytes)
-		}
-		if err != nil {
-			clearAll(out)
-			return nil, err
+		d := &out[i]
+		var kind, p string
+		if d.plaintext, kind, p = decodeField("plaintext", it.Plaintext, s.c.MaxPlaintextBytes); p == "" {
+			d.context, kind, p = decodeField("context", it.Context, s.c.MaxContextBytes)
 		}
 		if p != "" {
-			problems = append(problems, p)
+			d.fail(kind, p)
 		}
 	}
-	if len(problems) > 0 {
-		clearAll(out)
-		return nil, problemsError(problems)
-	}
-	return out, nil
+	return out
 }
 
 // maxCiphertextLen bounds a ciphertext text before it is decoded.
@@ -76,41 +91,158 @@ func (s *Service) maxCiphertextLen() int {
 	return len(ciphertextPrefix) + maxVersionDigits + 1 + b64.EncodedLen(s.c.MaxPlaintextBytes+envelope.Overhead)
 }
 
-// decodeCiphertexts validates every ciphertext before any is opened. A
-// malformed one is a 422; one whose prefix and header versions differ
-// was altered and gets the opaque error.
-func (s *Service) decodeCiphertexts(items []CiphertextItem) ([]decoded, error) {
+// decodeCiphertexts decodes every ciphertext to open. A malformed one
+// carries its problem; one whose prefix and header versions differ was
+// altered and carries the opaque one.
+func (s *Service) decodeCiphertexts(items []CiphertextItem) []decoded {
 	out := make([]decoded, len(items))
-	var problems []string
-	altered := false
 	for i, it := range items {
+		d := &out[i]
 		if len(it.Ciphertext) > s.maxCiphertextLen() {
-			return nil, coffer.Errorf(coffer.ETOOLARGE, "items[%d].ciphertext is too long", i)
+			d.fail(coffer.ETOOLARGE, "ciphertext is too long")
+			continue
 		}
 		_, env, err := ParseCiphertext(it.Ciphertext)
 		switch {
 		case errors.Is(err, ErrVersionMismatch):
-			altered = true
+			d.fail(coffer.EMALFORMED, MsgUndecryptable)
 		case err != nil:
-			problems = append(problems, fmt.Sprintf("items[%d].ciphertext must be coffer:vN:BASE64 as encrypt returns it", i))
+			d.fail(coffer.EINVALID, "ciphertext must be coffer:vN:BASE64 as encrypt returns it")
 		}
-		out[i].env = env
-		c, p, err := decodeB64("context", i, it.Context, s.c.MaxContextBytes)
-		if err != nil {
-			return nil, err
+		c, kind, p := decodeField("context", it.Context, s.c.MaxContextBytes)
+		switch {
+		case p != "" && (d.problem == "" || d.kind == coffer.EMALFORMED || kind == coffer.ETOOLARGE):
+			d.fail(kind, p)
+		case d.problem == "":
+			d.env, d.context = env, c
 		}
-		if p != "" {
-			problems = append(problems, p)
+	}
+	return out
+}
+
+// allOrNothing is the verdict on a batch that must succeed whole: the
+// first item over a size limit (413), else every malformed item (422),
+// else, if any ciphertext was altered, the opaque error.
+func allOrNothing(items []decoded) error {
+	var problems []string
+	altered := false
+	for i, d := range items {
+		switch d.kind {
+		case coffer.ETOOLARGE:
+			return coffer.Errorf(coffer.ETOOLARGE, "items[%d].%s", i, d.problem)
+		case coffer.EINVALID:
+			problems = append(problems, fmt.Sprintf("items[%d].%s", i, d.problem))
+		case coffer.EMALFORMED:
+			altered = true
 		}
-		out[i].context = c
 	}
 	if len(problems) > 0 {
-		return nil, problemsError(problems)
+		return problemsError(problems)
 	}
 	if altered {
-		return nil, undecryptable()
+		return undecryptable()
 	}
-	return out, nil
+	return nil
+}
+
+// itemFailure is how a call takes an item that fails to open: an
+// all-or-nothing call returns err (the opaque error) and stops; a batch
+// records it as the item's error and returns nil to go on.
+type itemFailure func(i int, err error) error
+
+// failWhole is the itemFailure of the all-or-nothing calls.
+func failWhole(_ int, err error) error { return err }
+
+// sealEach seals every usable item of in under the key's latest version,
+// rotating the key first when a rotation is due, and hands put each
+// ciphertext. It returns how many it sealed.
+func (s *Service) sealEach(ctx context.Context, c Caller, name string, in []decoded, put func(int, Ciphertext)) (int, error) {
+	k, err := s.load(ctx, c, name)
+	if err != nil {
+		return 0, err
+	}
+	n := usable(in)
+	if n == 0 {
+		return 0, nil
+	}
+	if k, err = s.maybeRotate(ctx, k, n); err != nil {
+		return 0, err
+	}
+	sl := s.sealer(k)
+	sealed := 0
+	for i := range in {
+		if in[i].problem != "" {
+			continue
+		}
+		ct, err := sl.seal(ctx, in[i].plaintext, in[i].context)
+		if err != nil {
+			s.count(ctx, name, sealed)
+			return sealed, err
+		}
+		put(i, ct)
+		sealed++
+	}
+	s.count(ctx, name, sealed)
+	return sealed, nil
+}
+
+// openEach opens every usable item of in and hands put each plaintext,
+// which put must not keep: it is zeroed once put returns. An item that
+// does not decrypt goes to failed; with reseal set, every plaintext is
+// sealed again under the key's latest version (rotating it first when
+// due) and put gets the ciphertext instead. It returns how many items
+// it completed.
+func (s *Service) openEach(ctx context.Context, c Caller, name string, in []decoded, failed itemFailure, reseal bool,
+	put func(i int, pt []byte, ct Ciphertext)) (int, error) {
+	k, err := s.load(ctx, c, name)
+	if err != nil {
+		return 0, err
+	}
+	if usable(in) == 0 {
+		return 0, nil
+	}
+	var sl *sealer
+	if reseal {
+		if k, err = s.maybeRotate(ctx, k, usable(in)); err != nil {
+			return 0, err
+		}
+		sl = s.sealer(k)
+	}
+	done := 0
+	finish := func(err error) (int, error) {
+		if reseal {
+			s.count(ctx, name, done)
+		}
+		return done, err
+	}
+	for i := range in {
+		if in[i].problem != "" {
+			continue
+		}
+		pt, err := s.open(ctx, k, in[i].env, in[i].context)
+		if coffer.ErrorCode(err) == coffer.EMALFORMED { // the opaque error
+			if err = failed(i, err); err != nil {
+				return finish(err)
+			}
+			continue
+		}
+		if err != nil {
+			return finish(err)
+		}
+		var ct Ciphertext
+		if reseal {
+			ct, err = sl.seal(ctx, pt, in[i].context)
+		}
+		if err == nil {
+			put(i, pt, ct)
+		}
+		clear(pt)
+		if err != nil {
+			return finish(err)
+		}
+		done++
+	}
+	return finish(nil)
 }
 
 // Encrypt encrypts a batch of values under the key's latest version
@@ -118,36 +250,18 @@ func (s *Service) decodeCiphertexts(items []CiphertextItem) ([]decoded, error) {
 // item is validated before any is encrypted; the answer holds one
 // ciphertext per item, in order.
 func (s *Service) Encrypt(ctx context.Context, c Caller, name string, items []Item) ([]Ciphertext, error) {
-	if err := begin(c, "encrypt", name, len(items)); err != nil {
+	if err := s.admit(c, "encrypt", name, len(items), "items"); err != nil {
 		return nil, err
 	}
-	if err := s.authorize(c, "encrypt", name); err != nil {
-		return nil, err
-	}
-	if err := s.checkBatch(len(items)); err != nil {
-		return nil, err
-	}
-	in, err := s.decodeItems(items)
-	if err != nil {
-		return nil, err
-	}
+	in := s.decodeItems(items)
 	defer clearAll(in)
-	k, err := s.load(ctx, c, name)
-	if err != nil {
+	if err := allOrNothing(in); err != nil {
 		return nil, err
 	}
-	if k, err = s.maybeRotate(ctx, k, len(in)); err != nil {
-		return nil, err
-	}
-	sl := s.sealer(k)
 	out := make([]Ciphertext, len(in))
-	for i := range in {
-		if out[i], err = sl.seal(ctx, in[i].plaintext, in[i].context); err != nil {
-			s.count(ctx, name, i)
-			return nil, err
-		}
+	if _, err := s.sealEach(ctx, c, name, in, func(i int, ct Ciphertext) { out[i] = ct }); err != nil {
+		return nil, err
 	}
-	s.finishSeal(ctx, sl, len(in))
 	return out, nil
 }
 
@@ -157,31 +271,19 @@ func (s *Service) Encrypt(ctx context.Context, c Caller, name string, items []It
 // below the key's minimum decryption version — fails the whole call with
 // the one opaque error (EMALFORMED, MsgUndecryptable).
 func (s *Service) Decrypt(ctx context.Context, c Caller, name string, items []CiphertextItem) ([]Decrypted, error) {
-	if err := begin(c, "decrypt", name, len(items)); err != nil {
+	if err := s.admit(c, "decrypt", name, len(items), "items"); err != nil {
 		return nil, err
 	}
-	if err := s.authorize(c, "decrypt", name); err != nil {
-		return nil, err
-	}
-	if err := s.checkBatch(len(items)); err != nil {
-		return nil, err
-	}
-	in, err := s.decodeCiphertexts(items)
-	if err != nil {
-		return nil, err
-	}
-	k, err := s.load(ctx, c, name)
-	if err != nil {
+	in := s.decodeCiphertexts(items)
+	if err := allOrNothing(in); err != nil {
 		return nil, err
 	}
 	out := make([]Decrypted, len(in))
-	for i := range in {
-		pt, err := s.open(ctx, k, in[i].env, in[i].context)
-		if err != nil {
-			return nil, err
-		}
+	_, err := s.openEach(ctx, c, name, in, failWhole, false, func(i int, pt []byte, _ Ciphertext) {
 		out[i].Plaintext = Plaintext(b64.EncodeToString(pt))
-		clear(pt)
+	})
+	if err != nil {
+		return nil, err
 	}
 	if c.Note != nil {
 		c.Note.Values = len(out)
@@ -193,46 +295,36 @@ func (s *Service) Decrypt(ctx context.Context, c Caller, name string, items []Ci
 // (actions decrypt and encrypt), without returning any plaintext. A
 // ciphertext that does not decrypt fails the call as in Decrypt.
 func (s *Service) Rewrap(ctx context.Context, c Caller, name string, items []CiphertextItem) ([]Ciphertext, error) {
-	if err := begin(c, "rewrap", name, len(items)); err != nil {
+	if err := s.admit(c, "rewrap", name, len(items), "items"); err != nil {
 		return nil, err
 	}
-	if err := s.authorize(c, "decrypt", name); err != nil {
+	in := s.decodeCiphertexts(items)
+	if err := allOrNothing(in); err != nil {
 		return nil, err
 	}
-	if err := s.authorize(c, "encrypt", name); err != nil {
-		return nil, err
-	}
-	if err := s.checkBatch(len(items)); err != nil {
-		return nil, err
-	}
-	in, err := s.decodeCiphertexts(items)
-	if err != nil {
-		return nil, err
-	}
-	k, err := s.load(ctx, c, name)
-	if err != nil {
-		return nil, err
-	}
-	if k, err = s.maybeRotate(ctx, k, len(in)); err != nil {
-		return nil, err
-	}
-	sl := s.sealer(k)
 	out := make([]Ciphertext, len(in))
-	for i := range in {
-		pt, err := s.open(ctx, k, in[i].env, in[i].context)
-		if err != nil {
-			s.count(ctx, name, i)
-			return nil, err
-		}
-		out[i], err = sl.seal(ctx, pt, in[i].context)
-		clear(pt)
-		if err != nil {
-			s.count(ctx, name, i)
-			return nil, err
+	_, err := s.openEach(ctx, c, name, in, failWhole, true, func(i int, _ []byte, ct Ciphertext) { out[i] = ct })
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// admit begins an encrypt, decrypt or rewrap call of n items (field
+// names them in a refusal), authorizes it — rewrap needs both decrypt
+// and encrypt — and checks the batch size.
+func (s *Service) admit(c Caller, action, name string, n int, field string) error {
+	if err := begin(c, action, name, n); err != nil {
+		return err
+	}
+	for _, a := range []string{"decrypt", "encrypt"} {
+		if action == a || action == "rewrap" {
+			if err := s.authorize(c, a, name); err != nil {
+				return err
+			}
 		}
 	}
-	s.finishSeal(ctx, sl, len(in))
-	return out, nil
+	return s.checkBatch(n, field)
 }
 
 // open opens one envelope of k. Every failure that a ciphertext can cause
@@ -285,9 +377,4 @@ func (sl *sealer) seal(ctx context.Context, pt, bound []byte) (Ciphertext, error
 		return Ciphertext{}, fmt.Errorf("transit: seal: %w", err)
 	}
 	return Ciphertext{Ciphertext: text, KeyVersion: sl.k.LatestVersion}, nil
-}
-
-// finishSeal counts a batch's encryptions.
-func (s *Service) finishSeal(ctx context.Context, sl *sealer, n int) {
-	s.count(ctx, sl.k.Name, n)
 }

@@ -41,6 +41,19 @@
 // AccessNote (the policy action, or "rewrap" for Rewrap, on "keys/NAME")
 // and the number of items in Count. A denied call does nothing else.
 //
+// # Batches
+//
+// Encrypt, Decrypt and Rewrap take up to Config.MaxBatch items, all or
+// nothing: every item is checked before any is used, and one bad item
+// fails the call. EncryptBatch, DecryptBatch and RewrapBatch take the same
+// items as Vault's transit batch_input and answer its batch_results: each
+// item succeeds or carries its own error, a message that names the field
+// and never holds the value, and every ciphertext that does not open has
+// the one opaque MsgUndecryptable, so a batch is no better an oracle than
+// a single call. The policy, the key, the batch size and outages still
+// fail the whole call. A batch's note counts the items that succeeded and
+// its Reason says "batch of N: K ok, F failed".
+//
 // # Rotation
 //
 // A key rotates when an admin asks, and automatically before an encryption

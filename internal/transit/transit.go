@@ -14,8 +14,9 @@ import (
 // Defaults for Config.
 const (
 	// DefaultMaxBatch is how many items one Encrypt, Decrypt or Rewrap
-	// takes at most.
-	DefaultMaxBatch = 10000
+	// (or one of their batch forms) takes at most; the server's default
+	// limits.max_batch_items is the same.
+	DefaultMaxBatch = 1000
 	// DefaultMaxPlaintextBytes bounds one decoded plaintext.
 	DefaultMaxPlaintextBytes = 1 << 20
 	// DefaultMaxContextBytes bounds one decoded context.
@@ -295,13 +296,13 @@ func problemsError(problems []string) error {
 	return &coffer.Error{Code: coffer.EINVALID, Message: strings.Join(problems, "; "), Problems: problems}
 }
 
-// checkBatch checks the number of items.
-func (s *Service) checkBatch(n int) error {
+// checkBatch checks the number of items; field names them in a refusal.
+func (s *Service) checkBatch(n int, field string) error {
 	switch {
 	case n == 0:
-		return coffer.Errorf(coffer.EINVALID, "items: at least one item is required")
+		return coffer.Errorf(coffer.EINVALID, "%s: at least one item is required", field)
 	case n > s.c.MaxBatch:
-		return coffer.Errorf(coffer.ETOOLARGE, "items: at most %d items per request", s.c.MaxBatch)
+		return coffer.Errorf(coffer.ETOOLARGE, "%s: at most %d items per request", field, s.c.MaxBatch)
 	}
 	return nil
 }
