@@ -191,12 +191,15 @@ func (x ExternalIssuer) EffectiveSubjectPrefix() string {
 
 // Limits bounds requests.
 type Limits struct {
-	MaxBodyBytes  int64 `yaml:"max_body_bytes"`  // default 1 MiB
-	MaxBatchItems int   `yaml:"max_batch_items"` // default 10000
+	MaxBodyBytes int64 `yaml:"max_body_bytes"` // default 1 MiB
+	// MaxBatchItems bounds the items of one transit encrypt, decrypt or
+	// rewrap (items or batch_input) and one tokenize or detokenize
+	// (default 1000; more is 413).
+	MaxBatchItems int `yaml:"max_batch_items"`
 	// RateLimit is each principal's sustained requests per second (a token
-	// bucket; default 50; 0 disables rate limiting).
+	// bucket; default 1000; 0 disables rate limiting).
 	RateLimit float64 `yaml:"rate_limit"`
-	// RateBurst is the bucket size (default 100).
+	// RateBurst is the bucket size (default 2000).
 	RateBurst int `yaml:"rate_burst"`
 	// TokenizePerHour is how many values one principal may tokenize, in
 	// any mode, within any hour, counted across nodes; over it, tokenize
@@ -350,7 +353,7 @@ func defaults(dir string) *Config {
 		},
 		Limits: Limits{
 			MaxBodyBytes:  1 << 20,
-			MaxBatchItems: 10000,
+			MaxBatchItems: 1000,
 			RateLimit:     1000,
 			RateBurst:     2000,
 

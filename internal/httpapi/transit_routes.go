@@ -18,6 +18,9 @@ type Transit interface {
 	Encrypt(ctx context.Context, c transit.Caller, name string, items []transit.Item) ([]transit.Ciphertext, error)
 	Decrypt(ctx context.Context, c transit.Caller, name string, items []transit.CiphertextItem) ([]transit.Decrypted, error)
 	Rewrap(ctx context.Context, c transit.Caller, name string, items []transit.CiphertextItem) ([]transit.Ciphertext, error)
+	EncryptBatch(ctx context.Context, c transit.Caller, name string, items []transit.BatchItem) ([]transit.BatchCiphertext, error)
+	DecryptBatch(ctx context.Context, c transit.Caller, name string, items []transit.BatchCiphertextItem) ([]transit.BatchDecrypted, error)
+	RewrapBatch(ctx context.Context, c transit.Caller, name string, items []transit.BatchCiphertextItem) ([]transit.BatchCiphertext, error)
 	WrappingKey(ctx context.Context, c transit.Caller) (transit.WrappingKey, error)
 	Import(ctx context.Context, c transit.Caller, name string, req transit.ImportRequest) (transit.KeyInfo, error)
 	ImportVersion(ctx context.Context, c transit.Caller, name string, req transit.ImportRequest) (transit.KeyInfo, error)
@@ -135,14 +138,26 @@ func (s *Server) rotateKey(c *Call) (Reply, error) {
 	return Reply{Body: info}, nil
 }
 
+// The three forms of encrypt, decrypt and rewrap: one value (API.md's
+// form), "items" (all or nothing: any bad item fails the request), or
+// Vault's "batch_input" (each item succeeds or fails alone, answered as
+// "batch_results").
 func (s *Server) encrypt(c *Call) (Reply, error) {
 	c.Note.Target("encrypt", "keys/"+c.R.PathValue("name"))
 	var req struct {
 		transit.Item
-		Items []transit.Item `json:"items"`
+		Items      []transit.Item      `json:"items"`
+		BatchInput []transit.BatchItem `json:"batch_input"`
 	}
 	if err := decodeJSON(c.R, &req); err != nil {
 		return Reply{}, err
+	}
+	name := c.R.PathValue("name")
+	if req.BatchInput != nil {
+		if req.Items != nil || req.Item != (transit.Item{}) {
+			return Reply{}, coffer.Errorf(coffer.EINVALID, "give one of plaintext, items or batch_input")
+		}
+		return batchReply(s.c.Transit.EncryptBatch(c.R.Context(), c.transitCaller(), name, req.BatchInput))
 	}
 	single := req.Items == nil
 	items := req.Items
@@ -151,7 +166,7 @@ func (s *Server) encrypt(c *Call) (Reply, error) {
 	} else if req.Plaintext != "" {
 		return Reply{}, coffer.Errorf(coffer.EINVALID, "give either plaintext or items, not both")
 	}
-	out, err := s.c.Transit.Encrypt(c.R.Context(), c.transitCaller(), c.R.PathValue("name"), items)
+	out, err := s.c.Transit.Encrypt(c.R.Context(), c.transitCaller(), name, items)
 	if err != nil {
 		return Reply{}, err
 	}
@@ -161,32 +176,54 @@ func (s *Server) encrypt(c *Call) (Reply, error) {
 	return Reply{Body: map[string]any{"items": out}}, nil
 }
 
-// ciphertextItems reads one ciphertext (API.md's form) or a batch under
-// "items"; single says which.
-func ciphertextItems(c *Call) (items []transit.CiphertextItem, single bool, err error) {
-	var req struct {
-		transit.CiphertextItem
-		Items []transit.CiphertextItem `json:"items"`
+// batchReply answers a batch's results, or its error.
+func batchReply[R any](out []R, err error) (Reply, error) {
+	if err != nil {
+		return Reply{}, err
 	}
+	return Reply{Body: map[string]any{"batch_results": out}}, nil
+}
+
+// ciphertextRequest is a decrypt or rewrap body in any of its three forms.
+type ciphertextRequest struct {
+	transit.CiphertextItem
+	Items      []transit.CiphertextItem      `json:"items"`
+	BatchInput []transit.BatchCiphertextItem `json:"batch_input"`
+}
+
+// ciphertextItems reads one ciphertext (API.md's form), a batch under
+// "items" (single says which), or a batch_input (batch is non-nil).
+func ciphertextItems(c *Call) (items []transit.CiphertextItem, single bool, batch []transit.BatchCiphertextItem, err error) {
+	var req ciphertextRequest
 	if err := decodeJSON(c.R, &req); err != nil {
-		return nil, false, err
+		return nil, false, nil, err
+	}
+	if req.BatchInput != nil {
+		if req.Items != nil || req.CiphertextItem != (transit.CiphertextItem{}) {
+			return nil, false, nil, coffer.Errorf(coffer.EINVALID, "give one of ciphertext, items or batch_input")
+		}
+		return nil, false, req.BatchInput, nil
 	}
 	if req.Items == nil {
-		return []transit.CiphertextItem{req.CiphertextItem}, true, nil
+		return []transit.CiphertextItem{req.CiphertextItem}, true, nil, nil
 	}
 	if req.Ciphertext != "" {
-		return nil, false, coffer.Errorf(coffer.EINVALID, "give either ciphertext or items, not both")
+		return nil, false, nil, coffer.Errorf(coffer.EINVALID, "give either ciphertext or items, not both")
 	}
-	return req.Items, false, nil
+	return req.Items, false, nil, nil
 }
 
 func (s *Server) decrypt(c *Call) (Reply, error) {
 	c.Note.Target("decrypt", "keys/"+c.R.PathValue("name"))
-	items, single, err := ciphertextItems(c)
+	items, single, batch, err := ciphertextItems(c)
 	if err != nil {
 		return Reply{}, err
 	}
-	out, err := s.c.Transit.Decrypt(c.R.Context(), c.transitCaller(), c.R.PathValue("name"), items)
+	name := c.R.PathValue("name")
+	if batch != nil {
+		return batchReply(s.c.Transit.DecryptBatch(c.R.Context(), c.transitCaller(), name, batch))
+	}
+	out, err := s.c.Transit.Decrypt(c.R.Context(), c.transitCaller(), name, items)
 	if err != nil {
 		return Reply{}, err
 	}
@@ -198,11 +235,15 @@ func (s *Server) decrypt(c *Call) (Reply, error) {
 
 func (s *Server) rewrap(c *Call) (Reply, error) {
 	c.Note.Target("rewrap", "keys/"+c.R.PathValue("name"))
-	items, single, err := ciphertextItems(c)
+	items, single, batch, err := ciphertextItems(c)
 	if err != nil {
 		return Reply{}, err
 	}
-	out, err := s.c.Transit.Rewrap(c.R.Context(), c.transitCaller(), c.R.PathValue("name"), items)
+	name := c.R.PathValue("name")
+	if batch != nil {
+		return batchReply(s.c.Transit.RewrapBatch(c.R.Context(), c.transitCaller(), name, batch))
+	}
+	out, err := s.c.Transit.Rewrap(c.R.Context(), c.transitCaller(), name, items)
 	if err != nil {
 		return Reply{}, err
 	}
