@@ -23,6 +23,7 @@ func attacks() []attack {
 	var all []attack
 	for _, group := range [][]attack{
 		authAttacks(), sqlAttacks(), idorAttacks(), massAssignmentAttacks(), bodyAttacks(), publicAttacks(),
+		batchAttacks(),
 	} {
 		all = append(all, group...)
 	}
