@@ -26,6 +26,21 @@ def q(name, desc, typ="string"): return {"name": name, "in": "query", "required"
 obj = lambda props, req=None, extra=False: {"type": "object", "properties": props, **({"required": req} if req else {}), "additionalProperties": extra}
 S = {"type": "string"}
 TS = {"type": "string", "format": "date-time"}
+B64 = {"type": "string", "contentEncoding": "base64", "description": "standard base64"}
+CT = {"type": "string", "pattern": "^coffer:v[1-9][0-9]*:", "description": "coffer:vN:BASE64, as encrypt returns it"}
+REF = {"type": "string", "description": "echoed in the item's result, to match the two"}
+MAX_BATCH = 1000  # limits.max_batch_items, default
+def batch(item): return {"type": "array", "minItems": 1, "maxItems": MAX_BATCH, "items": ref(item)}
+def transit_body(single, item, batch_item):
+    return req({"oneOf": [ref(single), obj({"items": batch(item)}, ["items"]), obj({"batch_input": batch(batch_item)}, ["batch_input"])]})
+def transit_ok(single, result):
+    return jbody({"oneOf": [ref(single), obj({"items": {"type": "array", "items": ref(single)}}, ["items"]),
+                            obj({"batch_results": {"type": "array", "items": ref(result)}}, ["batch_results"])]})
+TRANSIT_FORMS = (" Three forms: one value; 'items', all or nothing (any bad item fails the request: 422 naming each, 400 for a ciphertext that does not open); "
+                 "or Vault-style 'batch_input', answered 200 with 'batch_results' in order, where each item succeeds or carries its own 'error' "
+                 "(Vault 1.12 and later answer 400 when an item fails; Coffer answers 200 and keeps problem+json for whole-request errors). "
+                 "A malformed envelope is still 400/422; an unknown key 404; more items than limits.max_batch_items (default 1000) is 413. "
+                 "A batch is one audit event: count = items that succeeded, reason = 'batch of N: K ok, F failed'.")
 
 schemas = {
   "Problem": obj({"type": S, "title": S, "status": {"type": "integer"}, "detail": S, "request_id": S,
@@ -33,6 +48,16 @@ schemas = {
   "TokenResponse": obj({"access_token": S, "token_type": {"const": "Bearer"}, "expires_in": {"type": "integer"}, "scope": S},
                        ["access_token", "token_type", "expires_in"]),
   "OAuthError": obj({"error": S, "error_description": S}, ["error"]),
+  "TransitItem": obj({"plaintext": B64, "context": B64}, ["plaintext"]),
+  "TransitCiphertextItem": obj({"ciphertext": CT, "context": B64}, ["ciphertext"]),
+  "TransitCiphertext": obj({"ciphertext": CT, "key_version": {"type": "integer", "minimum": 1}}, ["ciphertext", "key_version"]),
+  "TransitPlaintext": obj({"plaintext": B64}, ["plaintext"]),
+  "TransitBatchItem": obj({"plaintext": B64, "context": B64, "reference": REF}),
+  "TransitBatchCiphertextItem": obj({"ciphertext": CT, "context": B64, "reference": REF}),
+  "TransitBatchError": obj({"error": {"type": "string", "description": "Why this item failed; names the field, never its value. Every ciphertext that parses but does not open (altered, another key's, another context, a version the key lacks or below min_decryption_version) has the one message 'ciphertext cannot be decrypted'."},
+                            "reference": REF}, ["error"]),
+  "TransitBatchCiphertextResult": {"oneOf": [obj({"ciphertext": CT, "key_version": {"type": "integer", "minimum": 1}, "reference": REF}, ["ciphertext", "key_version"]), ref("TransitBatchError")]},
+  "TransitBatchPlaintextResult": {"oneOf": [obj({"plaintext": B64, "reference": REF}, ["plaintext"]), ref("TransitBatchError")]},
   "KeyVersionRequest": obj({"key_id": {"type": "string", "description": "collection/NAME, subject/ID or tokens/TYPE"},
                             "version": {"type": "integer", "minimum": 1, "maximum": 4294967295}}, ["key_id", "version"]),
   "KeyVersionChange": obj({"key_id": S, "version": {"type": "integer"}, "state": {"enum": ["active", "retired", "destroyed"]}},
@@ -135,9 +160,9 @@ paths = {
       "limits.tokenize_per_hour (default none) in any mode, replaced per role under limits.roles. Over a quota: 429 with "
       "Retry-After (when enough earlier use has left the hour), audited as a denial; a request larger than a whole quota: 413. "
       "Volume raises data.bulk_tokenize.", {"200": jbody(obj({"tokens": {"type": "array", "items": S}}))},
-      body=req(obj({"items": {"type": "array", "maxItems": 10000, "items": ref("TokenItem")}}, ["items"])), tags=["tokens"])},
+      body=req(obj({"items": {"type": "array", "maxItems": MAX_BATCH, "items": ref("TokenItem")}}, ["items"])), tags=["tokens"])},
   "/v1/detokenize": {"post": op("Values of tokens, all or nothing", {"200": jbody(obj({"values": {"type": "array", "items": S}})), "404": problem("Unknown or expired token")},
-      body=req(obj({"tokens": {"type": "array", "maxItems": 10000, "items": S}}, ["tokens"])), tags=["tokens"])},
+      body=req(obj({"tokens": {"type": "array", "maxItems": MAX_BATCH, "items": S}}, ["tokens"])), tags=["tokens"])},
   "/v1/inspect": {"post": op("Find sensitive data in free text", {"200": jbody({"type": "object"})}, body=req(obj({"text": S}, ["text"])), tags=["tokens"])},
   "/v1/redact": {"post": op("Redact sensitive data in free text", {"200": jbody(obj({"text": S}))}, body=req(obj({"text": S, "mode": {"enum": ["mask", "placeholder"]}}, ["text"])), tags=["tokens"])},
   "/v1/keys": {"post": op("Create a transit key", {"201": jbody({"type": "object"}), "409": problem("Exists")}, body=req(obj({"name": S}, ["name"])), tags=["keys"])},
@@ -154,10 +179,16 @@ paths = {
   "/v1/keys/{name}": {"get": op("Transit key metadata", {"200": jbody({"type": "object"})}, params=[p("name", "key")], tags=["keys"]),
                       "delete": op("Delete a transit key marked deletable (destroys its material)", {"204": {"description": "Deleted"}, "409": problem("Not deletable")}, params=[p("name", "key")], tags=["keys"])},
   "/v1/keys/{name}/config": {"post": op("Configure a transit key: min_decryption_version, deletable, auto_rotate_period", {"200": jbody({"type": "object"})}, body=req({"type": "object"}), params=[p("name", "key")], tags=["keys"])},
-  "/v1/keys/{name}/encrypt": {"post": op("Encrypt with a transit key", {"200": jbody(obj({"ciphertext": S}))}, body=req(obj({"plaintext": S, "context": S}, ["plaintext"])), params=[p("name", "key")], tags=["keys"])},
-  "/v1/keys/{name}/decrypt": {"post": op("Decrypt with a transit key", {"200": jbody(obj({"plaintext": S}))}, body=req(obj({"ciphertext": S, "context": S}, ["ciphertext"])), params=[p("name", "key")], tags=["keys"])},
+  "/v1/keys/{name}/encrypt": {"post": op("Encrypt with a transit key under its latest version (encrypt on keys/NAME)." + TRANSIT_FORMS,
+      {"200": transit_ok("TransitCiphertext", "TransitBatchCiphertextResult"), "404": problem("No such key")},
+      body=transit_body("TransitItem", "TransitItem", "TransitBatchItem"), params=[p("name", "key")], tags=["keys"])},
+  "/v1/keys/{name}/decrypt": {"post": op("Decrypt with a transit key (decrypt on keys/NAME)." + TRANSIT_FORMS,
+      {"200": transit_ok("TransitPlaintext", "TransitBatchPlaintextResult"), "404": problem("No such key")},
+      body=transit_body("TransitCiphertextItem", "TransitCiphertextItem", "TransitBatchCiphertextItem"), params=[p("name", "key")], tags=["keys"])},
   "/v1/keys/{name}/rotate": {"post": op("Rotate a transit key", {"200": jbody({"type": "object"})}, params=[p("name", "key")], tags=["keys"])},
-  "/v1/keys/{name}/rewrap": {"post": op("Rewrap a ciphertext to the latest recorded version", {"200": jbody(obj({"ciphertext": S}))}, body=req(obj({"ciphertext": S, "context": S}, ["ciphertext"])), params=[p("name", "key")], tags=["keys"])},
+  "/v1/keys/{name}/rewrap": {"post": op("Rewrap ciphertexts to the latest recorded version without answering the plaintext (decrypt and encrypt on keys/NAME)." + TRANSIT_FORMS,
+      {"200": transit_ok("TransitCiphertext", "TransitBatchCiphertextResult"), "404": problem("No such key")},
+      body=transit_body("TransitCiphertextItem", "TransitCiphertextItem", "TransitBatchCiphertextItem"), params=[p("name", "key")], tags=["keys"])},
   "/v1/admin/keys/rotate": {"post": op("Rotate one of Coffer's own keys (collection/NAME, subject/NAME, index/COLLECTION/FIELD, tokens/TYPE[/fpe|/deterministic], audit/hmac, audit/signing, jwt/signing); collection and subject keys are then rewrapped, and index keys reindexed, in the background; the audit log goes on under a new audit key version, and every older one is kept to verify it. Needs admin on keys/KEY_ID.", {"200": jbody({"type": "object", "properties": {"key_id": S, "rewrap_scheduled": {"type": "boolean"}, "reindex_scheduled": {"type": "boolean"}, "version": {"type": "integer"}}}),
       "404": problem("No such key"), "409": problem("The key was destroyed")},
       body=req(obj({"key_id": S}, ["key_id"])), tags=['keys'])},
