@@ -131,10 +131,10 @@ class ClientTest(unittest.TestCase):
         since = dt.datetime.now(dt.timezone.utc) - dt.timedelta(seconds=1)
         self.c.encrypt("payments", b"audited")
         evs = self.c.audit_events(action="encrypt", since=since, limit=50)
-        self.assertTrue(evs)
+        self.assertTrue(any(e["resource"] == "keys/payments" and e["status"] == 200 for e in evs))
         for e in evs:
             self.assertEqual(e["action"], "encrypt")
-            self.assertEqual(e["resource"], "keys/payments")
+            self.assertTrue(e["resource"].startswith("keys/"), e)
             self.assertNotIn("audited", str(e))
             self.assertNotIn(base64.b64encode(b"audited").decode(), str(e))
         self.assertEqual(len(self.c.audit_events(limit=2)), 2)
