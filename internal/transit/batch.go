@@ -143,6 +143,9 @@ func (s *Service) openBatch(ctx context.Context, c Caller, action, name string, 
 		return nil, err
 	}
 	noteBatch(c, len(in), n)
+	if c.Note != nil && action == "decrypt" {
+		c.Note.Values = n // the values answered, for the bulk read detector
+	}
 	sts := make([]BatchStatus, len(in))
 	for i := range in {
 		sts[i] = BatchStatus{Error: in[i].problem, Reference: items[i].Reference}
@@ -161,7 +164,8 @@ func failItem(in []decoded) itemFailure {
 
 // noteBatch records a batch's outcome for the audit log: Count is the
 // items that succeeded (values returned or written), and Reason says how
-// many of how many failed. Neither holds a value.
+// many of how many failed. Neither holds a value. A decrypt also notes the
+// values it answered (Values).
 func noteBatch(c Caller, total, ok int) {
 	if c.Note == nil {
 		return

@@ -28,13 +28,18 @@ func ciphertextBatch(items ...CiphertextItem) []BatchCiphertextItem {
 }
 
 // wantBatchNote checks the note of a batch call: its target, the items
-// that succeeded as Count, and the outcome counts as Reason.
+// that succeeded as Count (and as Values, the values answered, for a
+// decrypt), and the outcome counts as Reason.
 func wantBatchNote(t *testing.T, c Caller, action string, total, ok int) {
 	t.Helper()
 	want := fmt.Sprintf("batch of %d: %d ok, %d failed", total, ok, total-ok)
+	values := 0
+	if action == "decrypt" {
+		values = ok
+	}
 	if c.Note.Action != action || c.Note.Resource != "keys/k" || c.Note.Decision != "allow" ||
-		c.Note.Count != ok || c.Note.Reason != want {
-		t.Fatalf("note = %+v, want %s on keys/k allowed, count %d, reason %q", *c.Note, action, ok, want)
+		c.Note.Count != ok || c.Note.Values != values || c.Note.Reason != want {
+		t.Fatalf("note = %+v, want %s on keys/k allowed, count %d, values %d, reason %q", *c.Note, action, ok, values, want)
 	}
 }
 
