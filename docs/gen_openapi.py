@@ -29,7 +29,7 @@ TS = {"type": "string", "format": "date-time"}
 B64 = {"type": "string", "contentEncoding": "base64", "description": "standard base64"}
 CT = {"type": "string", "pattern": "^coffer:v[1-9][0-9]*:", "description": "coffer:vN:BASE64, as encrypt returns it"}
 REF = {"type": "string", "description": "echoed in the item's result, to match the two"}
-MAX_BATCH = 1000  # limits.max_batch_items, default
+MAX_BATCH = 10000  # limits.max_batch_items, default
 def batch(item): return {"type": "array", "minItems": 1, "maxItems": MAX_BATCH, "items": ref(item)}
 def transit_body(single, item, batch_item):
     return req({"oneOf": [ref(single), obj({"items": batch(item)}, ["items"]), obj({"batch_input": batch(batch_item)}, ["batch_input"])]})
@@ -39,7 +39,7 @@ def transit_ok(single, result):
 TRANSIT_FORMS = (" Three forms: one value; 'items', all or nothing (any bad item fails the request: 422 naming each, 400 for a ciphertext that does not open); "
                  "or Vault-style 'batch_input', answered 200 with 'batch_results' in order, where each item succeeds or carries its own 'error' "
                  "(Vault 1.12 and later answer 400 when an item fails; Coffer answers 200 and keeps problem+json for whole-request errors). "
-                 "A malformed envelope is still 400/422; an unknown key 404; more items than limits.max_batch_items (default 1000) is 413. "
+                 "A malformed envelope is still 400/422; an unknown key 404; more items than limits.max_batch_items (default 10000) is 413. "
                  "A batch is one audit event: count = items that succeeded, reason = 'batch of N: K ok, F failed'.")
 
 schemas = {

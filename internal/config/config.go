@@ -194,7 +194,7 @@ type Limits struct {
 	MaxBodyBytes int64 `yaml:"max_body_bytes"` // default 1 MiB
 	// MaxBatchItems bounds the items of one transit encrypt, decrypt or
 	// rewrap (items or batch_input) and one tokenize or detokenize
-	// (default 1000; more is 413).
+	// (default 10000; more is 413).
 	MaxBatchItems int `yaml:"max_batch_items"`
 	// RateLimit is each principal's sustained requests per second (a token
 	// bucket; default 1000; 0 disables rate limiting).
@@ -353,7 +353,7 @@ func defaults(dir string) *Config {
 		},
 		Limits: Limits{
 			MaxBodyBytes:  1 << 20,
-			MaxBatchItems: 1000,
+			MaxBatchItems: 10000,
 			RateLimit:     1000,
 			RateBurst:     2000,
 

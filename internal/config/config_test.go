@@ -58,7 +58,7 @@ func TestDefaults(t *testing.T) {
 		{"auth.token_ttl", c.Auth.TokenTTL.Duration, 15 * time.Minute},
 		{"auth.lockout.max_failures", c.Auth.Lockout.MaxFailures, 5},
 		{"limits.max_body_bytes", c.Limits.MaxBodyBytes, int64(1 << 20)},
-		{"limits.max_batch_items", c.Limits.MaxBatchItems, 1000},
+		{"limits.max_batch_items", c.Limits.MaxBatchItems, 10000},
 		{"limits.rate_limit", c.Limits.RateLimit, 1000.0},
 		{"limits.rate_burst", c.Limits.RateBurst, 2000},
 		{"timeouts.read_header", c.Timeouts.ReadHeader.Duration, 5 * time.Second},
@@ -118,7 +118,7 @@ limits:
 	if c.Listen != "127.0.0.1:9000" || c.Auth.TokenTTL.Duration != 10*time.Minute || c.Limits.RateLimit != 5 {
 		t.Fatalf("file not applied: %s %s %v", c.Listen, c.Auth.TokenTTL, c.Limits.RateLimit)
 	}
-	if c.Limits.MaxBatchItems != 1000 || c.Timeouts.Read.Duration != 30*time.Second {
+	if c.Limits.MaxBatchItems != 10000 || c.Timeouts.Read.Duration != 30*time.Second {
 		t.Error("keys absent from the file lost their defaults")
 	}
 	if c.PublicURL != "https://127.0.0.1:9000" || c.Auth.Issuer != c.PublicURL {

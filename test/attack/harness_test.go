@@ -71,6 +71,7 @@ var baseSettings = map[string]string{
 	"detect.enumeration":        "100000",
 	"limits.rate_limit":         "100000",
 	"limits.rate_burst":         "100000",
+	"limits.max_batch_items":    "1000",
 }
 
 // forEachBackend runs fn against a fresh deployment on SQLite and on PostgreSQL.
