@@ -50,22 +50,29 @@ func ParseView(s string) (View, bool) {
 
 // Actions a rule may grant.
 const (
-	ActionCreate     = "create"
-	ActionRead       = "read"
-	ActionUpdate     = "update"
-	ActionDelete     = "delete"
-	ActionSearch     = "search"
-	ActionTokenize   = "tokenize"
-	ActionDetokenize = "detokenize"
-	ActionEncrypt    = "encrypt"
-	ActionDecrypt    = "decrypt"
-	ActionAdmin      = "admin"
+	ActionCreate   = "create"
+	ActionRead     = "read"
+	ActionUpdate   = "update"
+	ActionDelete   = "delete"
+	ActionSearch   = "search"
+	ActionTokenize = "tokenize"
+	// ActionTokenizeLinkable grants the linkable token modes
+	// (deterministic and format_preserving) on tokens/TYPE. The same value
+	// always gives the same linkable token, so whoever may make them can
+	// tokenize guesses and compare: for a low-entropy type (a card number
+	// with a known BIN and last four, an SSN, a phone number) it is as
+	// good as detokenize. ActionTokenize alone makes random tokens only.
+	ActionTokenizeLinkable = "tokenize_linkable"
+	ActionDetokenize       = "detokenize"
+	ActionEncrypt          = "encrypt"
+	ActionDecrypt          = "decrypt"
+	ActionAdmin            = "admin"
 )
 
 // Actions lists every action a policy may name, besides "*".
 func Actions() []string {
 	return []string{ActionCreate, ActionRead, ActionUpdate, ActionDelete, ActionSearch,
-		ActionTokenize, ActionDetokenize, ActionEncrypt, ActionDecrypt, ActionAdmin}
+		ActionTokenize, ActionTokenizeLinkable, ActionDetokenize, ActionEncrypt, ActionDecrypt, ActionAdmin}
 }
 
 // actionSet is a bit set of actions.
@@ -82,9 +89,10 @@ const (
 	actEncrypt
 	actDecrypt
 	actAdmin
+	actTokenizeLinkable
 
 	actAll = actCreate | actRead | actUpdate | actDelete | actSearch | actTokenize |
-		actDetokenize | actEncrypt | actDecrypt | actAdmin
+		actDetokenize | actEncrypt | actDecrypt | actAdmin | actTokenizeLinkable
 	// actViews are the actions field views apply to.
 	actViews = actRead | actSearch | actDetokenize
 )
@@ -105,6 +113,8 @@ func actionBit(a string) actionSet {
 		return actSearch
 	case ActionTokenize:
 		return actTokenize
+	case ActionTokenizeLinkable:
+		return actTokenizeLinkable
 	case ActionDetokenize:
 		return actDetokenize
 	case ActionEncrypt:
