@@ -61,7 +61,9 @@ func TestRewriteTokenizeLinkable(t *testing.T) {
 	if err != nil {
 		t.Fatalf("rewritten document does not load: %v\n%s", err, out)
 	}
-	who := func(role string) *coffer.Principal { return &coffer.Principal{ID: "p", Roles: []string{role}, MFA: true} }
+	who := func(role string) *coffer.Principal {
+		return &coffer.Principal{ID: "p", Roles: []string{role}, MFA: true}
+	}
 	for _, c := range []struct {
 		role, action, res string
 		allowed           bool
