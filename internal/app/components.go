@@ -236,6 +236,7 @@ func open(ctx context.Context, cfg *config.Config, o Options) (*components, erro
 	c.tokens = token.New(token.Config{
 		Store: c.db, Keys: c.keys, Policies: c.policies, Masker: masker,
 		Rand: o.Rand, Now: o.Now, MaxItems: cfg.Limits.MaxBatchItems,
+		CardKeepFirstSix: cfg.Tokens.CardKeepFirstSix, CardLuhnValid: cfg.Tokens.CardLuhnValid,
 	})
 	return c, nil
 }

@@ -45,7 +45,7 @@ func TestDetokenizeFirstReleaseRandomToken(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := c.db.PutTokens(ctx, []coffer.StoredToken{{MAC: mac, Type: coffer.TypeEmail, Mode: token.Random,
+	if _, err := c.db.PutTokens(ctx, []coffer.StoredToken{{MAC: mac, Type: coffer.TypeEmail, Mode: token.Random,
 		Sealed: sealed, CreatedAt: time.Now().UTC()}}); err != nil {
 		t.Fatal(err)
 	}

@@ -227,6 +227,10 @@ type AccessNote struct {
 	Missing bool
 	// Canary is true when a canary record or token was touched.
 	Canary bool
+	// TokenModes counts the items of a tokenize request by mode
+	// ("random", "deterministic", "format_preserving"), so that the
+	// detectors can count linkable tokenization apart.
+	TokenModes map[string]int
 }
 
 // Allow records an allowing decision.
@@ -253,7 +257,7 @@ func (n *AccessNote) Target(action, resource string) {
 // StoredToken is a token's row: looked up by a keyed MAC of the token, never
 // by the token itself. Sealed holds the value for random and deterministic
 // tokens and is empty for format-preserving ones (vaultless: the row only
-// records the type and key version needed to reverse them).
+// records the type, key version and options needed to reverse them).
 type StoredToken struct {
 	MAC       []byte
 	Type      string
@@ -263,6 +267,10 @@ type StoredToken struct {
 	Canary    bool
 	ExpiresAt *time.Time
 	CreatedAt time.Time
+	// FPEOptions are the options a format-preserving token was made with
+	// (a bit set the token package defines; 0 for every other mode, and
+	// for tokens made before options were recorded, which had none).
+	FPEOptions uint8
 }
 
 // TransitKey is a transit key's metadata; its material lives only in the

@@ -48,6 +48,7 @@ type Config struct {
 	Audit    Audit       `yaml:"audit"`
 	Detect   Detect      `yaml:"detect"`
 	Keys     KeyRotation `yaml:"keys"`
+	Tokens   Tokens      `yaml:"tokens"`
 
 	// Dev marks a development instance (`coffer dev`).
 	Dev bool `yaml:"dev"`
@@ -303,6 +304,21 @@ type KeyRotation struct {
 	// 10m). Keep it short enough that a busy key cannot seal far past
 	// RotateAfterUses between checks.
 	RotateCheckInterval Duration `yaml:"rotate_check_interval"`
+}
+
+// Tokens configures the format-preserving card tokens made from now on.
+// Each token records the options it was made with and is reversed with
+// those, so changing them never changes what an existing token means; a
+// value tokenized again under other options gets another token.
+type Tokens struct {
+	// CardKeepFirstSix keeps a card's first six digits (the issuer's IIN)
+	// in its token as well as the last four (default false). The fewer
+	// digits are enciphered, the fewer guesses recover a card from its
+	// token by whoever may make linkable tokens (tokenize_linkable).
+	CardKeepFirstSix bool `yaml:"card_keep_first_six"`
+	// CardLuhnValid makes card tokens pass the Luhn check (default false:
+	// they fail it, so that no token can be taken for a card number).
+	CardLuhnValid bool `yaml:"card_luhn_valid"`
 }
 
 // Webhook receives security events; each POST is signed with Secret.

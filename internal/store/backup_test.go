@@ -142,10 +142,15 @@ func fill(t *testing.T, s rawStore) {
 	must(err)
 	_, err = db.SavePolicy(ctx, "yaml", []byte("rules: []\n"), bt0)
 	must(err)
-	must(db.PutTokens(ctx, []coffer.StoredToken{
+	conflicts, err := db.PutTokens(ctx, []coffer.StoredToken{
 		{MAC: []byte{0xaa}, Type: "card", Mode: "random", Version: 1, Sealed: []byte{1}, ExpiresAt: &exp, CreatedAt: bt0},
 		{MAC: []byte{0xab, 0}, Type: "email", Mode: "deterministic", Version: 3, Sealed: []byte{}, Canary: true, CreatedAt: bt0},
-	}))
+		{MAC: []byte{0xac}, Type: "card_number", Mode: "format_preserving", Version: 2, Sealed: []byte{}, CreatedAt: bt0, FPEOptions: 3},
+	})
+	must(err)
+	if len(conflicts) != 0 {
+		t.Fatalf("conflicts %x", conflicts)
+	}
 	ok, err := db.AcquireLease(ctx, "rewrap", "node-a", bt0, time.Minute)
 	must(err)
 	if !ok {
@@ -300,9 +305,12 @@ func TestExportImportAcrossBackends(t *testing.T) {
 				if err != nil || len(due) != 1 || due[0].Uses != 30 || due[0].RewrapUses != 25 {
 					t.Fatalf("restored due data keys: %+v %v", due, err)
 				}
-				toks, err := dst.db.Tokens(ctx, [][]byte{{0xab, 0}})
-				if err != nil || len(toks) != 1 {
+				toks, err := dst.db.Tokens(ctx, [][]byte{{0xab, 0}, {0xac}})
+				if err != nil || len(toks) != 2 || toks[string([]byte{0xac})].FPEOptions != 3 {
 					t.Fatalf("restored tokens: %v %v", toks, err)
+				}
+				if _, _, _, schema, err := dst.db.StoredPolicy(ctx); err != nil || schema < 10 {
+					t.Fatalf("restored policy's schema version: %d %v", schema, err)
 				}
 				// The audit tables stay append-only after a restore.
 				if _, err := dst.raw.Exec(`DELETE FROM audit_events`); err == nil {
@@ -512,6 +520,8 @@ func TestRestoreBackupOfOlderSchema(t *testing.T) {
 				"collection/people", 1, []byte("wrapped-key"), coffer.KeyActive, int64(1700000000000000), 42))
 			must(old.ExecRaw(ctx, `INSERT INTO audit_checkpoints (node, seq, hash, time, signature) VALUES ($1, $2, $3, $4, $5)`,
 				"n1", 1000, strings.Repeat("ab", 32), int64(1700000000000000), []byte("sig")))
+			must(old.ExecRaw(ctx, `INSERT INTO policy (id, version, format, source, updated_at) VALUES (1, 7, 'yaml', $1, 0)`,
+				[]byte("roles: {}")))
 			var buf bytes.Buffer
 			must(backup.Write(ctx, &buf, p, old, nil))
 			h, err := backup.ReadHeader(bytes.NewReader(buf.Bytes()))
@@ -524,6 +534,12 @@ func TestRestoreBackupOfOlderSchema(t *testing.T) {
 			keys, err := dst.DataKeys(ctx, "collection/people")
 			if err != nil || len(keys) != 1 || keys[0].Uses != 42 || keys[0].RewrapUses != 0 || string(keys[0].Wrapped) != "wrapped-key" {
 				t.Fatalf("restored data keys %+v, %v", keys, err)
+			}
+			// A policy of the older schema comes back as written for the
+			// policy language of its time (schema 0), for the restore to
+			// rewrite (app.Restore, policy.Rewrites).
+			if v, _, _, schema, err := dst.StoredPolicy(ctx); err != nil || v != 7 || schema != 0 {
+				t.Fatalf("restored policy: version %d schema %d, %v", v, schema, err)
 			}
 			cps, err := dst.Checkpoints(ctx, "n1")
 			if err != nil || len(cps) != 1 || cps[0].Seq != 1000 || cps[0].KeyVersion != 1 {

@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -157,6 +158,31 @@ func (db *DB) Migrate(ctx context.Context) error {
 		return fmt.Errorf("store: migrate: %w", err)
 	}
 	return nil
+}
+
+// latestMigration returns the number of the newest migration embedded for
+// dialect: the schema version this Coffer writes for.
+func latestMigration(dialect string) (int64, error) {
+	entries, err := fs.ReadDir(migrations, "migrations/"+dialect)
+	if err != nil {
+		return 0, fmt.Errorf("store: migrations: %w", err)
+	}
+	var latest int64
+	for _, e := range entries {
+		num, _, ok := strings.Cut(e.Name(), "_")
+		if !ok {
+			continue
+		}
+		n, err := strconv.ParseInt(num, 10, 64)
+		if err != nil {
+			continue
+		}
+		latest = max(latest, n)
+	}
+	if latest == 0 {
+		return 0, errors.New("store: no migrations embedded")
+	}
+	return latest, nil
 }
 
 func (db *DB) provider() (*goose.Provider, error) {

@@ -400,24 +400,61 @@ func (db *DB) ClearAuthFailures(ctx context.Context, key string) error {
 	return nil
 }
 
-// SavePolicy stores the policy document and returns its new version.
+// SavePolicy stores the policy document and returns its new version. It
+// records the document as written for this Coffer's policy language (the
+// latest schema version it knows; see StoredPolicy).
 func (db *DB) SavePolicy(ctx context.Context, format string, source []byte, now time.Time) (int64, error) {
+	return db.savePolicy(ctx, -1, format, source, now)
+}
+
+// RewritePolicy replaces the stored document by a rewritten one (see
+// policy.ApplyRewrites), as SavePolicy does, if and only if the stored one
+// is still at version (otherwise ECONFLICT: it changed meanwhile, and the
+// rewrite must start again from it).
+func (db *DB) RewritePolicy(ctx context.Context, version int64, format string, source []byte, now time.Time) (int64, error) {
+	return db.savePolicy(ctx, version, format, source, now)
+}
+
+// savePolicy is SavePolicy, and RewritePolicy when from is not -1.
+func (db *DB) savePolicy(ctx context.Context, from int64, format string, source []byte, now time.Time) (int64, error) {
+	latest, err := latestMigration(db.dialect)
+	if err != nil {
+		return 0, err
+	}
 	var v int64
-	err := db.inTx(ctx, func(q querier) error {
+	err = db.inTx(ctx, func(q querier) error {
 		e := q.queryRow(ctx, `SELECT version FROM policy WHERE id = 1`).Scan(&v)
 		if e != nil && !errors.Is(e, ErrNotFound) {
 			return fmt.Errorf("store: policy: %w", e)
 		}
+		if from >= 0 && v != from {
+			return coffer.Errorf(coffer.ECONFLICT, "the policy changed meanwhile")
+		}
 		v++
-		_, e = q.exec(ctx, `INSERT INTO policy (id, version, format, source, updated_at) VALUES (1, $1, $2, $3, $4)
-			ON CONFLICT (id) DO UPDATE SET version = $1, format = $2, source = $3, updated_at = $4`,
-			v, format, source, micros(now))
+		_, e = q.exec(ctx, `INSERT INTO policy (id, version, format, source, updated_at, schema_version) VALUES (1, $1, $2, $3, $4, $5)
+			ON CONFLICT (id) DO UPDATE SET version = $1, format = $2, source = $3, updated_at = $4, schema_version = $5`,
+			v, format, source, micros(now), latest)
 		if e != nil {
 			return fmt.Errorf("store: save policy: %w", e)
 		}
 		return nil
 	})
 	return v, err
+}
+
+// StoredPolicy is Policy with the schema version of the Coffer that saved
+// the document: the meaning of the policy language it was written for. 0
+// means a Coffer from before that was recorded (schema 10).
+func (db *DB) StoredPolicy(ctx context.Context) (version int64, format string, source []byte, schema int64, err error) {
+	err = db.read.queryRow(ctx, `SELECT version, format, source, schema_version FROM policy WHERE id = 1`).
+		Scan(&version, &format, &source, &schema)
+	if errors.Is(err, ErrNotFound) {
+		return 0, "", nil, 0, notFound("policy")
+	}
+	if err != nil {
+		return 0, "", nil, 0, fmt.Errorf("store: policy: %w", err)
+	}
+	return version, format, source, schema, nil
 }
 
 // Policy returns the stored policy document; ENOTFOUND if none was saved.

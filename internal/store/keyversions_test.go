@@ -42,7 +42,7 @@ func TestCountSealedUnder(t *testing.T) {
 			Values: map[string][]byte{"item": env(1)}, CreatedAt: t0, UpdatedAt: t0}, nil); err != nil {
 			t.Fatal(err)
 		}
-		err := db.PutTokens(ctx, []coffer.StoredToken{
+		_, err := db.PutTokens(ctx, []coffer.StoredToken{
 			{MAC: []byte{1}, Type: "ssn", Mode: "random", Sealed: env(1), CreatedAt: t0},
 			{MAC: []byte{2}, Type: "ssn", Mode: "deterministic", Version: 1, Sealed: env(3), CreatedAt: t0},
 			{MAC: []byte{3}, Type: "ssn", Mode: "format_preserving", Version: 1, CreatedAt: t0},

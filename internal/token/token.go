@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"math/bits"
+	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -48,7 +49,14 @@ var codeTypes = func() map[string]string {
 
 // Store keeps token rows.
 type Store interface {
-	PutTokens(ctx context.Context, ts []coffer.StoredToken) error
+	// PutTokens writes rows with distinct MACs, all or nothing. A row
+	// whose MAC is stored already is merged into the stored one: the
+	// later expiry wins (no expiry beats any), a stored canary stays one,
+	// and an expired row is replaced. A canary over a stored token that
+	// is not one, and a stored row of another type, mode, version or
+	// FPEOptions, are conflicts: then nothing is written and their MACs
+	// are returned.
+	PutTokens(ctx context.Context, ts []coffer.StoredToken) (conflicts [][]byte, err error)
 	Tokens(ctx context.Context, macs [][]byte) (map[string]coffer.StoredToken, error)
 }
 
@@ -75,7 +83,9 @@ type Config struct {
 	Now      func() time.Time
 	// MaxItems bounds a batch (default 10,000).
 	MaxItems int
-	// FPE options for card numbers.
+	// FPE options for the card number tokens made from now on. Each token
+	// records the options it was made with, and detokenize uses those:
+	// changing these never changes what an existing token means.
 	CardKeepFirstSix bool
 	CardLuhnValid    bool
 }
@@ -141,12 +151,14 @@ func valueKeyID(typ string) string { return "tokens/" + typ }
 func detKeyID(typ string) string   { return "tokens/" + typ + "/deterministic" }
 func fpeKeyID(typ string) string   { return "tokens/" + typ + "/fpe" }
 
-func (s *Service) authorize(c Caller, action string, types map[string]bool) (map[string]policy.Decision, error) {
+// authorize decides action on tokens/TYPE for every type of types, and
+// records the allowing rules (appended to rules, the ones already allowed
+// in this request) in the note; the first type denied is a 403.
+func (s *Service) authorize(c Caller, action string, types map[string]bool, rules *[]string) (map[string]policy.Decision, error) {
 	p := s.c.Policies.Current()
 	out := make(map[string]policy.Decision, len(types))
 	now := s.c.Now()
-	var rules []string
-	for typ := range types {
+	for _, typ := range sortedKeys(types) {
 		res := "tokens/" + typ
 		d := p.Decide(policy.Input{Principal: c.Principal, Action: action, Resource: res, Time: now, IP: c.IP})
 		if !d.Allowed {
@@ -155,10 +167,21 @@ func (s *Service) authorize(c Caller, action string, types map[string]bool) (map
 			return nil, coffer.Errorf(coffer.EFORBIDDEN, "not allowed to %s %s", action, res)
 		}
 		out[typ] = d
-		rules = append(rules, d.Rule)
+		*rules = append(*rules, d.Rule)
 	}
-	c.Note.Allow(strings.Join(rules, ","))
+	c.Note.Allow(strings.Join(*rules, ","))
 	return out, nil
+}
+
+// sortedKeys returns the keys of m in order, so that a request's first
+// refusal does not depend on map order.
+func sortedKeys(m map[string]bool) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
 }
 
 func (s *Service) tokenizer(ctx context.Context, typ string, version uint32) (*fpe.Tokenizer, uint32, error) {
@@ -198,11 +221,46 @@ func (s *Service) tokenizer(ctx context.Context, typ string, version uint32) (*f
 	return t, version, nil
 }
 
-func (s *Service) fpeOptions(typ string) fpe.Options {
+// FPE options as a token row records them (coffer.StoredToken.FPEOptions).
+const (
+	optKeepFirstSix uint8 = 1 << iota
+	optLuhnValid
+)
+
+// fpeOptions returns the options new format-preserving tokens of typ are
+// made with, as a row records them.
+func (s *Service) fpeOptions(typ string) uint8 {
+	var o uint8
 	if typ == coffer.TypeCardNumber {
-		return fpe.Options{KeepFirstSix: s.c.CardKeepFirstSix, LuhnValid: s.c.CardLuhnValid}
+		if s.c.CardKeepFirstSix {
+			o |= optKeepFirstSix
+		}
+		if s.c.CardLuhnValid {
+			o |= optLuhnValid
+		}
 	}
-	return fpe.Options{}
+	return o
+}
+
+// options returns the fpe.Options a row's recorded options stand for.
+func options(typ string, o uint8) fpe.Options {
+	if typ != coffer.TypeCardNumber {
+		return fpe.Options{}
+	}
+	return fpe.Options{KeepFirstSix: o&optKeepFirstSix != 0, LuhnValid: o&optLuhnValid != 0}
+}
+
+// Linkable reports whether mode makes linkable tokens: the same value
+// always gives the same token, so whoever may make them can tokenize
+// guesses and compare. They need the action tokenize_linkable.
+func Linkable(mode string) bool { return mode == Deterministic || mode == FormatPreserving }
+
+// action returns the policy action that tokenizing in mode needs.
+func action(mode string) string {
+	if Linkable(mode) {
+		return policy.ActionTokenizeLinkable
+	}
+	return policy.ActionTokenize
 }
 
 func itemErr(i int, msg string) *coffer.Error {
@@ -211,7 +269,14 @@ func itemErr(i int, msg string) *coffer.Error {
 
 // Tokenize replaces each value with a token, in order. All items are
 // validated and authorized before anything is stored: a bad item fails the
-// whole batch.
+// whole batch. Random items need tokenize on tokens/TYPE, linkable ones
+// (deterministic, format_preserving) tokenize_linkable, canaries also
+// admin.
+//
+// A linkable token of a value tokenized before is the stored one: its
+// settings are merged as Store.PutTokens says (the later expiry, a canary
+// stays one); a canary over a token that is not one, and a token that
+// already means something else, are a 409 naming the item.
 func (s *Service) Tokenize(ctx context.Context, c Caller, items []Item) ([]string, error) {
 	c.Note.Target("tokenize", "tokens")
 	if len(items) == 0 {
@@ -221,6 +286,8 @@ func (s *Service) Tokenize(ctx context.Context, c Caller, items []Item) ([]strin
 		return nil, coffer.Errorf(coffer.ETOOLARGE, "at most %d items per request", s.c.MaxItems)
 	}
 	types := map[string]bool{}
+	byAction := map[string]map[string]bool{}
+	modes := map[string]int{}
 	for i := range items {
 		it := &items[i]
 		if it.Mode == "" {
@@ -233,14 +300,27 @@ func (s *Service) Tokenize(ctx context.Context, c Caller, items []Item) ([]strin
 			return nil, itemErr(i, "mode must be random, deterministic or format_preserving")
 		}
 		types[it.Type] = true
+		a := action(it.Mode)
+		if byAction[a] == nil {
+			byAction[a] = map[string]bool{}
+		}
+		byAction[a][it.Type] = true
+		modes[it.Mode]++
 	}
+	c.Note.TokenModes = modes
 	if len(types) == 1 {
 		for t := range types {
 			c.Note.Resource = "tokens/" + t
 		}
 	}
-	if _, err := s.authorize(c, "tokenize", types); err != nil {
-		return nil, err
+	var rules []string
+	for _, a := range []string{policy.ActionTokenize, policy.ActionTokenizeLinkable} {
+		if byAction[a] == nil {
+			continue
+		}
+		if _, err := s.authorize(c, a, byAction[a], &rules); err != nil {
+			return nil, err
+		}
 	}
 	canaryTypes := map[string]bool{}
 	for _, it := range items {
@@ -249,109 +329,156 @@ func (s *Service) Tokenize(ctx context.Context, c Caller, items []Item) ([]strin
 		}
 	}
 	if len(canaryTypes) > 0 {
-		if _, err := s.authorize(c, "admin", canaryTypes); err != nil {
+		if _, err := s.authorize(c, policy.ActionAdmin, canaryTypes, &rules); err != nil {
 			return nil, err
 		}
 	}
 	now := s.c.Now().UTC()
 	out := make([]string, len(items))
 	rows := make([]coffer.StoredToken, 0, len(items))
+	// item is the first item of each row; a linkable token made twice in
+	// one batch is one row, merged as PutTokens merges.
+	var item []int
+	byMAC := map[string]int{}
 	for i, it := range items {
-		stored, canon, err := vault.NormalizeValue(it.Type, it.Value)
+		row, tok, err := s.token(ctx, i, it, now)
 		if err != nil {
-			return nil, itemErr(i, "value is not a valid "+it.Type)
+			return nil, err
 		}
-		var exp *time.Time
-		if it.TTL != "" {
-			d, err := time.ParseDuration(it.TTL)
-			if err != nil || d < time.Second || d > 100*365*24*time.Hour {
-				return nil, itemErr(i, "ttl must be a Go duration between 1s and 100 years")
-			}
-			e := now.Add(d)
-			exp = &e
-		}
-		var (
-			tok string
-			row = coffer.StoredToken{Type: it.Type, Mode: it.Mode, CreatedAt: now, ExpiresAt: exp, Canary: it.Canary}
-		)
-		switch it.Mode {
-		case Random:
-			tok, row.MAC, err = s.randomToken(ctx, it.Type)
-		case Deterministic:
-			var v uint32
-			var mac []byte
-			v, mac, err = s.c.Keys.MAC(ctx, detKeyID(it.Type), []byte(canon))
-			if err == nil {
-				tok = "dtk_" + typeCodes[it.Type] + "_v" + strconv.FormatUint(uint64(v), 10) + "_" + base62(mac[:16])
-				row.Version = v
-			}
-		case FormatPreserving:
-			var t *fpe.Tokenizer
-			t, row.Version, err = s.tokenizer(ctx, it.Type, 0)
-			if err == nil {
-				tok, err = t.Tokenize(it.Type, stored, s.fpeOptions(it.Type))
-				if errors.Is(err, fpe.ErrDomainTooSmall) {
-					return nil, itemErr(i, "value is too short for a format-preserving token (FF1 needs a domain of at least 1,000,000)")
-				}
-				if errors.Is(err, fpe.ErrInvalidValue) || errors.Is(err, fpe.ErrUnsupportedType) {
-					return nil, itemErr(i, "value cannot be format-preserving tokenized as "+it.Type)
-				}
-				if err == nil && (strings.HasPrefix(tok, "tok_") || strings.HasPrefix(tok, "dtk_")) {
-					// Detokenize would read it as a random or deterministic token.
-					return nil, coffer.Errorf(coffer.ECONFLICT, "items[%d]: the format-preserving token looks like a random or deterministic one; use another mode for this value", i)
-				}
-			}
-		}
-		if err != nil {
-			return nil, fmt.Errorf("token: tokenize: %w", err)
-		}
-		if it.Mode != Random {
-			if row.MAC, err = s.tokenMAC(ctx, tok); err != nil {
+		out[i] = tok
+		if j, ok := byMAC[string(row.MAC)]; ok {
+			if err := mergeRow(&rows[j], row, i); err != nil {
 				return nil, err
 			}
+			continue
 		}
-		if it.Mode != FormatPreserving {
-			row.Sealed, err = s.c.Keys.Seal(ctx, valueKeyID(it.Type), []byte(stored), tokenAAD(it.Type, row.MAC))
-			if err != nil {
-				return nil, fmt.Errorf("token: seal: %w", err)
-			}
-		}
+		byMAC[string(row.MAC)] = len(rows)
 		rows = append(rows, row)
-		out[i] = tok
+		item = append(item, i)
 	}
-	if err := s.checkCollisions(ctx, rows); err != nil {
+	conflicts, err := s.c.Store.PutTokens(ctx, rows)
+	if err != nil {
 		return nil, err
 	}
-	if err := s.c.Store.PutTokens(ctx, rows); err != nil {
-		return nil, err
+	if len(conflicts) > 0 {
+		return nil, s.conflict(ctx, rows, item, conflicts, now)
 	}
 	c.Note.Count = len(out)
 	return out, nil
 }
 
-// checkCollisions refuses a format-preserving token that another type or
-// key version already produced (possible only across versions or types;
-// vanishingly rare), so detokenize can never be ambiguous.
-func (s *Service) checkCollisions(ctx context.Context, rows []coffer.StoredToken) error {
-	var macs [][]byte
-	for _, r := range rows {
-		if r.Mode == FormatPreserving {
-			macs = append(macs, r.MAC)
+// token makes item i's token and the row to store.
+func (s *Service) token(ctx context.Context, i int, it Item, now time.Time) (coffer.StoredToken, string, error) {
+	row := coffer.StoredToken{Type: it.Type, Mode: it.Mode, CreatedAt: now, Canary: it.Canary}
+	stored, canon, err := vault.NormalizeValue(it.Type, it.Value)
+	if err != nil {
+		return row, "", itemErr(i, "value is not a valid "+it.Type)
+	}
+	if it.TTL != "" {
+		d, err := time.ParseDuration(it.TTL)
+		if err != nil || d < time.Second || d > 100*365*24*time.Hour {
+			return row, "", itemErr(i, "ttl must be a Go duration between 1s and 100 years")
+		}
+		e := now.Add(d)
+		row.ExpiresAt = &e
+	}
+	var tok string
+	switch it.Mode {
+	case Random:
+		tok, row.MAC, err = s.randomToken(ctx, it.Type)
+	case Deterministic:
+		var v uint32
+		var mac []byte
+		v, mac, err = s.c.Keys.MAC(ctx, detKeyID(it.Type), []byte(canon))
+		if err == nil {
+			tok = "dtk_" + typeCodes[it.Type] + "_v" + strconv.FormatUint(uint64(v), 10) + "_" + base62(mac[:16])
+			row.Version = v
+		}
+	case FormatPreserving:
+		var t *fpe.Tokenizer
+		t, row.Version, err = s.tokenizer(ctx, it.Type, 0)
+		if err == nil {
+			row.FPEOptions = s.fpeOptions(it.Type)
+			tok, err = t.Tokenize(it.Type, stored, options(it.Type, row.FPEOptions))
+			if errors.Is(err, fpe.ErrDomainTooSmall) {
+				return row, "", itemErr(i, "value is too short for a format-preserving token (FF1 needs a domain of at least 1,000,000)")
+			}
+			if errors.Is(err, fpe.ErrInvalidValue) || errors.Is(err, fpe.ErrUnsupportedType) {
+				return row, "", itemErr(i, "value cannot be format-preserving tokenized as "+it.Type)
+			}
+			if err == nil && (strings.HasPrefix(tok, "tok_") || strings.HasPrefix(tok, "dtk_")) {
+				// Detokenize would read it as a random or deterministic token.
+				return row, "", coffer.Errorf(coffer.ECONFLICT, "items[%d]: the format-preserving token looks like a random or deterministic one; use another mode for this value", i)
+			}
 		}
 	}
-	if len(macs) == 0 {
-		return nil
+	if err != nil {
+		return row, "", fmt.Errorf("token: tokenize: %w", err)
 	}
-	have, err := s.c.Store.Tokens(ctx, macs)
+	if it.Mode != Random {
+		if row.MAC, err = s.tokenMAC(ctx, tok); err != nil {
+			return row, "", err
+		}
+	}
+	if it.Mode != FormatPreserving {
+		row.Sealed, err = s.c.Keys.Seal(ctx, valueKeyID(it.Type), []byte(stored), tokenAAD(it.Type, row.MAC))
+		if err != nil {
+			return row, "", fmt.Errorf("token: seal: %w", err)
+		}
+	}
+	return row, tok, nil
+}
+
+// mergeRow merges row, made for item i, into dst, a row of the same batch
+// with the same MAC, as PutTokens merges with a stored row.
+func mergeRow(dst *coffer.StoredToken, row coffer.StoredToken, i int) error {
+	if dst.Type != row.Type || dst.Mode != row.Mode || dst.Version != row.Version || dst.FPEOptions != row.FPEOptions {
+		return collision(i)
+	}
+	if dst.Canary != row.Canary {
+		return coffer.Errorf(coffer.ECONFLICT, "items[%d]: the same value is tokenized as a canary and as a real token in one request", i)
+	}
+	switch {
+	case dst.ExpiresAt == nil || row.ExpiresAt == nil:
+		dst.ExpiresAt = nil
+	case row.ExpiresAt.After(*dst.ExpiresAt):
+		dst.ExpiresAt = row.ExpiresAt
+	}
+	return nil
+}
+
+func collision(i int) error {
+	return coffer.Errorf(coffer.ECONFLICT, "items[%d]: the token collides with an existing token of another type, key version or format; use another mode for this value", i)
+}
+
+// conflict names the first item whose row PutTokens refused (rows[k] was
+// made for items[item[k]]): a token that means something else, or a
+// canary over a real token. No value is in it.
+func (s *Service) conflict(ctx context.Context, rows []coffer.StoredToken, item []int, conflicts [][]byte, now time.Time) error {
+	have, err := s.c.Store.Tokens(ctx, conflicts)
 	if err != nil {
 		return err
 	}
-	for _, r := range rows {
-		if h, ok := have[string(r.MAC)]; ok && (h.Type != r.Type || h.Version != r.Version || h.Mode != r.Mode) {
-			return coffer.Errorf(coffer.ECONFLICT, "a format-preserving token collides with an existing token; use another mode for this value")
-		}
+	bad := map[string]bool{}
+	for _, m := range conflicts {
+		bad[string(m)] = true
 	}
-	return nil
+	for k, r := range rows {
+		if !bad[string(r.MAC)] {
+			continue
+		}
+		h, ok := have[string(r.MAC)]
+		switch {
+		case !ok || h.ExpiresAt != nil && !now.Before(*h.ExpiresAt):
+			// Changed meanwhile (expired, or made by another request).
+		case h.Type != r.Type || h.Mode != r.Mode || h.Version != r.Version || h.FPEOptions != r.FPEOptions:
+			return collision(item[k])
+		case r.Canary && !h.Canary:
+			return coffer.Errorf(coffer.ECONFLICT, "items[%d]: a token of this value exists and is not a canary; plant canaries only for decoy values", item[k])
+		}
+		return coffer.Errorf(coffer.ECONFLICT, "items[%d]: the token of this value was changed by another request meanwhile; try again", item[k])
+	}
+	return errors.New("token: tokenize: the store reported conflicts for rows it was not given")
 }
 
 func tokenAAD(typ string, mac []byte) []byte {
@@ -553,7 +680,15 @@ func typeOf(tok string) (string, bool) {
 }
 
 // Detokenize returns the values of tokens, in order, all or nothing: every
-// token must exist, be unexpired and be of a type the caller may detokenize.
+// token must exist, be unexpired and be of a type the caller may
+// detokenize (and see, masked or plain).
+//
+// Its answer never tells a caller whether a token exists unless the
+// caller could detokenize it: rights are checked before any lookup. A
+// caller who may see no token type gets the same 403 whatever the tokens;
+// a random or deterministic token names its type, which is checked before
+// the lookup too (403); a format-preserving token does not, so one of a
+// type the caller may not see is answered as an unknown one (404).
 func (s *Service) Detokenize(ctx context.Context, c Caller, tokens []string) ([]string, error) {
 	c.Note.Target("detokenize", "tokens")
 	if len(tokens) == 0 {
@@ -562,12 +697,41 @@ func (s *Service) Detokenize(ctx context.Context, c Caller, tokens []string) ([]
 	if len(tokens) > s.c.MaxItems {
 		return nil, coffer.Errorf(coffer.ETOOLARGE, "at most %d tokens per request", s.c.MaxItems)
 	}
-	macs := make([][]byte, len(tokens))
-	full := make([][]byte, len(tokens))
 	for i, tok := range tokens {
 		if tok == "" || len(tok) > 512 {
 			return nil, coffer.Errorf(coffer.EINVALID, "tokens[%d] is not a token", i)
 		}
+	}
+	// Before any lookup: which types may the caller see?
+	p := s.c.Policies.Current()
+	now := s.c.Now()
+	seen := make(map[string]policy.Decision, len(typeCodes))
+	var denied string
+	for _, typ := range sortedTypes() {
+		d := p.Decide(policy.Input{Principal: c.Principal, Action: policy.ActionDetokenize, Resource: "tokens/" + typ, Time: now, IP: c.IP})
+		switch {
+		case d.Allowed && d.View(typ) != policy.Deny:
+			seen[typ] = d
+		case denied == "" && !d.Allowed:
+			denied = d.Reason
+		case denied == "":
+			denied = "field view of " + typ + " is deny"
+		}
+	}
+	if len(seen) == 0 {
+		c.Note.Deny(denied)
+		return nil, coffer.Errorf(coffer.EFORBIDDEN, "not allowed to detokenize tokens")
+	}
+	for _, tok := range tokens {
+		if t, ok := typeOf(tok); ok {
+			if _, ok := seen[t]; !ok {
+				return nil, s.refuse(c, t)
+			}
+		}
+	}
+	macs := make([][]byte, len(tokens))
+	full := make([][]byte, len(tokens))
+	for i, tok := range tokens {
 		key, mac, err := s.storageKey(ctx, tok)
 		if err != nil {
 			return nil, err
@@ -579,20 +743,26 @@ func (s *Service) Detokenize(ctx context.Context, c Caller, tokens []string) ([]
 	if err != nil {
 		return nil, err
 	}
-	now := s.c.Now()
 	types := map[string]bool{}
 	for i, tok := range tokens {
 		r, ok := rows[string(macs[i])]
 		if !ok || (r.ExpiresAt != nil && !now.Before(*r.ExpiresAt)) {
 			c.Note.Missing = true
-			return nil, coffer.Errorf(coffer.ENOTFOUND, "tokens[%d] is unknown or expired", i)
+			return nil, unknown(i)
 		}
 		if t, ok := typeOf(tok); ok && t != r.Type {
 			c.Note.Missing = true
-			return nil, coffer.Errorf(coffer.ENOTFOUND, "tokens[%d] is unknown or expired", i)
+			return nil, unknown(i)
 		}
 		if r.Canary {
 			c.Note.Canary = true
+		}
+		if _, ok := seen[r.Type]; !ok {
+			// Format-preserving, of a type the caller may not see:
+			// answered as an unknown token, so that the answer does not
+			// say it exists.
+			_ = s.refuse(c, r.Type)
+			return nil, unknown(i)
 		}
 		types[r.Type] = true
 	}
@@ -601,16 +771,11 @@ func (s *Service) Detokenize(ctx context.Context, c Caller, tokens []string) ([]
 			c.Note.Resource = "tokens/" + t
 		}
 	}
-	ds, err := s.authorize(c, "detokenize", types)
-	if err != nil {
-		return nil, err
+	var rules []string
+	for _, typ := range sortedKeys(types) {
+		rules = append(rules, seen[typ].Rule)
 	}
-	for typ := range types {
-		if ds[typ].View(typ) == policy.Deny {
-			c.Note.Deny("field view of " + typ + " is deny")
-			return nil, coffer.Errorf(coffer.EFORBIDDEN, "not allowed to see values of tokens/%s", typ)
-		}
-	}
+	c.Note.Allow(strings.Join(rules, ","))
 	out := make([]string, len(tokens))
 	for i, tok := range tokens {
 		r := rows[string(macs[i])]
@@ -620,7 +785,7 @@ func (s *Service) Detokenize(ctx context.Context, c Caller, tokens []string) ([]
 			if err != nil {
 				return nil, err
 			}
-			if v, err = t.Detokenize(r.Type, tok, s.fpeOptions(r.Type)); err != nil {
+			if v, err = t.Detokenize(r.Type, tok, options(r.Type, r.FPEOptions)); err != nil {
 				return nil, fmt.Errorf("token: detokenize: %w", err)
 			}
 		} else {
@@ -630,11 +795,34 @@ func (s *Service) Detokenize(ctx context.Context, c Caller, tokens []string) ([]
 			}
 			v = string(pt)
 		}
-		if ds[r.Type].View(r.Type) == policy.Masked {
+		if seen[r.Type].View(r.Type) == policy.Masked {
 			v = s.c.Masker.Mask(mask.Default(r.Type), v)
 		}
 		out[i] = v
 	}
 	c.Note.Count, c.Note.Values = len(out), len(out)
 	return out, nil
+}
+
+// refuse records in the note that the caller may not see tokens of typ,
+// and returns the 403 to answer when the token itself names typ.
+func (s *Service) refuse(c Caller, typ string) error {
+	res := "tokens/" + typ
+	c.Note.Target("detokenize", res)
+	c.Note.Deny("no right to detokenize and see " + res)
+	return coffer.Errorf(coffer.EFORBIDDEN, "not allowed to detokenize %s", res)
+}
+
+func unknown(i int) error {
+	return coffer.Errorf(coffer.ENOTFOUND, "tokens[%d] is unknown or expired", i)
+}
+
+// sortedTypes returns every token type, in order.
+func sortedTypes() []string {
+	out := make([]string, 0, len(typeCodes))
+	for t := range typeCodes {
+		out = append(out, t)
+	}
+	sort.Strings(out)
+	return out
 }
