@@ -98,6 +98,7 @@ Clients, users and policies are those of the backup.
 				}
 				fmt.Fprintln(stdout, "This deployment now holds those subjects' keys: an erasure must be made here too.")
 			}
+			printPolicyChanges(stdout, res.PolicyChanges)
 			fmt.Fprintf(stdout, "\nStart the server with: coffer serve --data-dir %s\n", opts.DataDir)
 			return nil
 		},

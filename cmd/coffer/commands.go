@@ -355,15 +355,34 @@ func migrateCmd(stdout io.Writer, env []string) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			if err := app.Migrate(cmd.Context(), cfg); err != nil {
+			changes, err := app.Migrate(cmd.Context(), cfg)
+			if err != nil {
 				return &exitError{code: 1, err: err}
 			}
 			fmt.Fprintln(stdout, "migrations applied")
+			lines := make([]string, len(changes))
+			for i, c := range changes {
+				lines[i] = c.String()
+			}
+			printPolicyChanges(stdout, lines)
 			return nil
 		},
 	}
 	deploymentFlags(cmd, env, &dir, &dbURL)
 	return cmd
+}
+
+// printPolicyChanges prints what an upgrade changed in the stored policy,
+// for the operator to review.
+func printPolicyChanges(w io.Writer, changes []string) {
+	if len(changes) == 0 {
+		return
+	}
+	fmt.Fprintf(w, "\nThe stored policy was written for an older policy language and was rewritten (a new policy version).\n"+
+		"Review each change (GET /v1/policy) and remove what the roles do not need (%d):\n", len(changes))
+	for _, c := range changes {
+		fmt.Fprintln(w, "  - "+c)
+	}
 }
 
 func versionCmd(stdout io.Writer) *cobra.Command {

@@ -156,12 +156,28 @@ func open(ctx context.Context, cfg *config.Config, o Options) (*components, erro
 			c.Close()
 			return nil, err
 		}
+		changes, err := rewritePolicy(ctx, c.db, o.Now())
+		if err != nil {
+			c.Close()
+			return nil, err
+		}
+		for _, ch := range changes {
+			o.Logger.Warn("stored policy rewritten for this version; review it", "rewrite", ch.Rewrite, "rule", ch.Path, "change", ch.Message)
+		}
 	} else if pending, err := c.db.Pending(ctx); err != nil {
 		c.Close()
 		return nil, err
 	} else if pending {
 		c.Close()
 		return nil, ErrPendingMigrations
+	} else if !o.Offline {
+		if pending, err := policyRewritePending(ctx, c.db); err != nil || pending {
+			c.Close()
+			if err == nil {
+				err = ErrPolicyRewritePending
+			}
+			return nil, err
+		}
 	}
 	if !o.Migrate && !o.Offline && !cfg.DatabaseAllowSuperuser {
 		if super, err := c.db.IsSuperuser(ctx); err != nil || super {
@@ -251,20 +267,27 @@ func (c *components) maskKey(ctx context.Context) ([]byte, error) {
 	return k.Bytes(), nil
 }
 
-// Migrate applies pending migrations to cfg's database.
-func Migrate(ctx context.Context, cfg *config.Config) error {
+// Migrate applies pending migrations to cfg's database, then rewrites a
+// stored policy document written for an older meaning of the policy
+// language (policy.Rewrites) and returns what that changed, for the
+// operator to review. The rewrite is a new policy version, like a PUT.
+func Migrate(ctx context.Context, cfg *config.Config) ([]PolicyChange, error) {
 	db, err := store.Open(ctx, dsn(cfg), store.Options{})
 	if err != nil {
-		return err
+		return nil, err
 	}
 	defer db.Close()
 	if err := db.Migrate(ctx); err != nil {
-		return err
+		return nil, err
+	}
+	changes, err := rewritePolicy(ctx, db, time.Now())
+	if err != nil {
+		return nil, err
 	}
 	if cfg.DatabaseAppRole != "" {
-		return db.GrantAppRole(ctx, cfg.DatabaseAppRole)
+		return changes, db.GrantAppRole(ctx, cfg.DatabaseAppRole)
 	}
-	return nil
+	return changes, nil
 }
 
 // keyStore adapts the store to the keyring: a version that exists already

@@ -191,6 +191,9 @@ type RestoreResult struct {
 	// SubjectValuesUnreadable counts values of restored subjects that
 	// stay unreadable because their key version is retired in the source.
 	SubjectValuesUnreadable int `json:"subject_values_unreadable"`
+	// PolicyChanges lists what the rewrite of a policy stored by an
+	// older version changed (see Migrate), for review.
+	PolicyChanges []string `json:"policy_changes,omitempty"`
 }
 
 // Restore makes a new deployment in opts.DataDir from a backup: the
@@ -369,6 +372,15 @@ func Restore(ctx context.Context, opts RestoreOptions) (res RestoreResult, err e
 	// between the two events.
 	c := &components{cfg: cfg, db: db, keys: kr, opts: Options{Now: opts.Now}}
 	err = auditedOffline(ctx, c, "restore", "deployment", func() error {
+		// A backup of an older version holds a policy written for the
+		// policy language of its time.
+		changes, err := rewritePolicy(ctx, db, opts.Now())
+		if err != nil {
+			return err
+		}
+		for _, ch := range changes {
+			res.PolicyChanges = append(res.PolicyChanges, ch.String())
+		}
 		if src == nil {
 			return nil
 		}

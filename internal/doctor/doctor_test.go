@@ -458,7 +458,7 @@ func TestPostgres(t *testing.T) {
 	role := fmt.Sprintf("coffer_doctor_%x", b)
 	t.Cleanup(func() { dropRole(t, ownerDSN, role) })
 	d.set(t, "database_app_role", role)
-	if err := app.Migrate(ctx, d.cfg); err != nil {
+	if _, err := app.Migrate(ctx, d.cfg); err != nil {
 		t.Fatal(err)
 	}
 	u, err := url.Parse(ownerDSN)

@@ -34,7 +34,7 @@ func TestLeastPrivilege(t *testing.T) {
 	if err := cfg.Set("database_app_role", role); err != nil {
 		t.Fatal(err)
 	}
-	if err := app.Migrate(ctx, cfg); err != nil {
+	if _, err := app.Migrate(ctx, cfg); err != nil {
 		t.Fatalf("migrate with an app role: %v", err)
 	}
 	u, _ := url.Parse(ownerDSN)

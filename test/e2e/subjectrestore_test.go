@@ -5,6 +5,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 
@@ -141,7 +142,7 @@ func TestRestoreWithSubjectKeys(t *testing.T) {
 			}
 			// alice: values, three entries (one per email); bob: erased.
 			want := app.RestoreResult{URL: res.URL, CACert: res.CACert, SubjectKeysRestored: 1, SubjectKeysErased: 1, IndexEntriesAdded: 3}
-			if res != want {
+			if !reflect.DeepEqual(res, want) {
 				t.Fatalf("restore result: %+v\nwant %+v", res, want)
 			}
 			for id, email := range map[string]string{alice1: "alice@example.com", alice2: "alice.two@example.com",

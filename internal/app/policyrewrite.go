@@ -1,0 +1,71 @@
+package app
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/cofferhq/coffer/internal/coffer"
+	"github.com/cofferhq/coffer/internal/policy"
+	"github.com/cofferhq/coffer/internal/store"
+)
+
+// PolicyChange is one change an upgrade made to the stored policy
+// document (policy.Rewrites); `coffer migrate` prints each for review.
+type PolicyChange = policy.Change
+
+// ErrPolicyRewritePending is the error of a node started on a store whose
+// policy document was written for an older meaning of the policy language
+// and not yet rewritten: serving it would silently change what it grants.
+var ErrPolicyRewritePending = errors.New("the stored policy was written for an older policy language: run `coffer migrate`, which rewrites it and prints what changed")
+
+// rewritePolicy applies every pending policy.Rewrites to the document in
+// db and returns what changed (nothing when no policy was ever saved, or
+// none is pending). The rewritten document replaces the stored one as a
+// new version, unless the document changed meanwhile, in which case it
+// starts again from the new one.
+func rewritePolicy(ctx context.Context, db *store.DB, now time.Time) ([]PolicyChange, error) {
+	for range 3 {
+		v, format, src, schema, err := db.StoredPolicy(ctx)
+		if coffer.ErrorCode(err) == coffer.ENOTFOUND {
+			return nil, nil
+		}
+		if err != nil {
+			return nil, err
+		}
+		out, changes, err := policy.ApplyRewrites(src, format, schema, policy.Rewrites())
+		if err != nil {
+			return nil, fmt.Errorf("stored policy version %d: %w", v, err)
+		}
+		if len(changes) == 0 {
+			return nil, nil
+		}
+		_, err = db.RewritePolicy(ctx, v, format, out, now)
+		if coffer.ErrorCode(err) == coffer.ECONFLICT {
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		return changes, nil
+	}
+	return nil, errors.New("the stored policy keeps changing while coffer migrate rewrites it; try again")
+}
+
+// policyRewritePending reports whether the stored policy still needs a
+// rewrite (see rewritePolicy).
+func policyRewritePending(ctx context.Context, db *store.DB) (bool, error) {
+	v, format, src, schema, err := db.StoredPolicy(ctx)
+	if coffer.ErrorCode(err) == coffer.ENOTFOUND {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	_, changes, err := policy.ApplyRewrites(src, format, schema, policy.Rewrites())
+	if err != nil {
+		return false, fmt.Errorf("stored policy version %d: %w", v, err)
+	}
+	return len(changes) > 0, nil
+}
