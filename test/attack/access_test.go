@@ -120,7 +120,7 @@ func idorAttacks() []attack {
 		}},
 		{"POST /v1/detokenize", "a customer detokenizes a planted token: 403", func(t *testing.T, w *world) {
 			// No right to detokenize any type: one answer, whatever the
-			// tokens (see oracle_test.go).
+			// tokens (see tokenoracle_test.go).
 			r := w.n.call(t, "POST", "/v1/detokenize", w.tokenA, map[string]any{"tokens": w.tokens})
 			wantProblem(t, r, 403, "not allowed to detokenize tokens")
 		}},
