@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/cofferhq/coffer/internal/audit"
@@ -17,6 +18,7 @@ import (
 	"github.com/cofferhq/coffer/internal/crypto/keyprovider"
 	"github.com/cofferhq/coffer/internal/crypto/keyring"
 	"github.com/cofferhq/coffer/internal/identity"
+	"github.com/cofferhq/coffer/internal/lifecycle"
 	"github.com/cofferhq/coffer/internal/mask"
 	"github.com/cofferhq/coffer/internal/policystore"
 	"github.com/cofferhq/coffer/internal/store"
@@ -189,7 +191,12 @@ func open(ctx context.Context, cfg *config.Config, o Options) (*components, erro
 			return nil, err
 		}
 	}
-	c.keys = keyring.New(c.provider, keyStore{c.db}, keyring.Options{Rand: o.Rand, Now: o.Now})
+	c.keys = keyring.New(c.provider, keyStore{c.db}, keyring.Options{Rand: o.Rand, Now: o.Now,
+		// With rotation by use count configured, a key that reaches the
+		// hard stop between two checks is rotated at once rather than
+		// refused (it stops there otherwise).
+		RotateAtLimit: cfg.Keys.RotateAfterUses > 0,
+		OnLimitRotate: func(keyID string, from, to uint32) { c.limitRotated(keyID, from, to) }})
 	if err := c.keys.Check(ctx); err != nil {
 		c.Close()
 		if errors.Is(err, keyring.ErrWrongRootKey) {
@@ -255,6 +262,22 @@ func open(ctx context.Context, cfg *config.Config, o Options) (*components, erro
 		CardKeepFirstSix: cfg.Tokens.CardKeepFirstSix, CardLuhnValid: cfg.Tokens.CardLuhnValid,
 	})
 	return c, nil
+}
+
+// limitRotated is told of a key the keyring rotated at its use bound: it
+// logs it and, for the keys of record values, schedules the rewrap, as a
+// rotation by `coffer keys rotate` would.
+func (c *components) limitRotated(keyID string, from, to uint32) {
+	c.opts.Logger.Warn("data key reached its use bound and was rotated at once: lower keys.rotate_after_uses or keys.rotate_check_interval so that the scheduled rotation comes first",
+		"key_id", keyID, "from_version", from, "to_version", to)
+	if !strings.HasPrefix(keyID, "collection/") && !strings.HasPrefix(keyID, "subject/") {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := lifecycle.RequestRewrap(ctx, c.db, c.opts.Now()); err != nil {
+		c.opts.Logger.Warn("the rewrap after a rotation at the use bound could not be scheduled", "key_id", keyID, "error", err)
+	}
 }
 
 // maskKey is the key of the "hash" masker: stable pseudonyms that reveal

@@ -105,8 +105,9 @@ func (s *Server) autoRotation(c *components) lifecycle.RotationConfig {
 			After:     k.RotateAfter.Duration,
 			AfterUses: uint64(max(k.RotateAfterUses, 0)), // #nosec G115 -- clamped to non-negative; validated at most 2^32
 		},
-		Interval: k.RotateCheckInterval.Duration,
-		Flush:    c.keys.FlushUses,
+		Interval:  k.RotateCheckInterval.Duration,
+		Flush:     c.keys.FlushUses,
+		RootWraps: c.keys.RootWraps,
 		Rotate: func(ctx context.Context, keyID string) (uint32, error) {
 			out, err := rotateKey(ctx, c, s.jobs, keyID)
 			switch {

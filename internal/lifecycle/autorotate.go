@@ -152,6 +152,11 @@ type RotationConfig struct {
 	// it holds too many values for a rotation to bring it under
 	// Policy.AfterUses (RotationPolicy.TooManyValues), once per run.
 	OnTooManyValues func(keyID string)
+	// RootWraps, if set, tells how many data keys the root key wrapped
+	// (keyring.RootWraps). Past Policy.AfterUses each run logs a warning:
+	// only an operator can rotate the root key (it needs the new key),
+	// and at the keyring's hard stop no data key can be made.
+	RootWraps func(ctx context.Context) (uint64, error)
 }
 
 // RotateReport says what an AutoRotate run did.
@@ -165,6 +170,9 @@ type RotateReport struct {
 	// rotated because a rotation would not bring them under it
 	// (RotationPolicy.TooManyValues); each was logged.
 	TooManyValues int
+	// RootOverUses: the root key wrapped more data keys than
+	// Policy.AfterUses; it was logged.
+	RootOverUses bool
 }
 
 // dueScan is one prefix AutoRotate looks at, with whether age counts.
@@ -272,6 +280,15 @@ func (j *Jobs) AutoRotate(ctx context.Context) (RotateReport, error) {
 			if _, err := j.c.Store.AcquireLease(ctx, AutoRotateJob, j.c.Node, j.c.Now(), j.c.LeaseTTL); err != nil {
 				return rep, err
 			}
+		}
+	}
+	if r.RootWraps != nil && r.Policy.AfterUses > 0 {
+		if n, err := r.RootWraps(ctx); err != nil {
+			j.c.Logger.Warn("root key wrap count unavailable", "error", err)
+		} else if n > r.Policy.AfterUses {
+			rep.RootOverUses = true
+			j.c.Logger.Warn("the root key wrapped more data keys than keys.rotate_after_uses: rotate it (coffer keys rotate-root); "+
+				"at the hard stop no data key can be made", "root_wraps", n, "rotate_after_uses", r.Policy.AfterUses)
 		}
 	}
 	if failed > 0 {

@@ -407,3 +407,45 @@ func TestAutoRotate(t *testing.T) {
 		})
 	}
 }
+
+// #16.7: root key wraps count like a data key's seals; past the use bound
+// every run warns that the root key must be rotated (only an operator
+// can: it needs the new key).
+func TestAutoRotateWarnsOfRootKeyOverUses(t *testing.T) {
+	for _, b := range storetest.Backends() {
+		t.Run(b.Name, func(t *testing.T) {
+			t.Parallel()
+			ctx := context.Background()
+			f := setup(t, b)
+			if err := f.keys.Check(ctx); err != nil {
+				t.Fatal(err)
+			}
+			f.insert(t, 1, 0, nil)
+			var logs bytes.Buffer
+			run := func(afterUses uint64) lifecycle.RotateReport {
+				t.Helper()
+				j := lifecycle.New(lifecycle.Config{Store: f.db, Keys: f.keys, Node: "a", Batch: 7,
+					Logger: slog.New(slog.NewJSONHandler(&logs, nil)),
+					Rotation: lifecycle.RotationConfig{
+						Policy:    lifecycle.RotationPolicy{AfterUses: afterUses},
+						Flush:     f.keys.FlushUses,
+						Rotate:    func(context.Context, string) (uint32, error) { return 0, nil },
+						RootWraps: f.keys.RootWraps,
+					}})
+				rep, err := j.AutoRotate(ctx)
+				if err != nil {
+					t.Fatal(err)
+				}
+				return rep
+			}
+			// The check key and collection/c: two wraps.
+			if rep := run(2); rep.RootOverUses {
+				t.Fatalf("two wraps over a bound of 2: %+v", rep)
+			}
+			if rep := run(1); !rep.RootOverUses || !strings.Contains(logs.String(), "coffer keys rotate-root") ||
+				!strings.Contains(logs.String(), `"root_wraps":2`) {
+				t.Fatalf("two wraps over a bound of 1: %+v\n%s", rep, logs.String())
+			}
+		})
+	}
+}

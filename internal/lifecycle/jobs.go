@@ -250,7 +250,18 @@ func (j *Jobs) rewrapRecord(ctx context.Context, r coffer.SealedRecord, cur uint
 // rotation). The scheduler picks it up on its next tick, on whichever node
 // holds the lease.
 func (j *Jobs) RequestRewrap(ctx context.Context) error {
-	return j.c.Store.ResetJobState(ctx, RewrapJob, `{"done":false}`, j.c.Now())
+	return RequestRewrap(ctx, j.c.Store, j.c.Now())
+}
+
+// JobStateStore is what RequestRewrap needs of the store.
+type JobStateStore interface {
+	ResetJobState(ctx context.Context, job, state string, now time.Time) error
+}
+
+// RequestRewrap is Jobs.RequestRewrap for a caller that has the store but
+// not the jobs (the keyring's rotation at the use bound).
+func RequestRewrap(ctx context.Context, s JobStateStore, now time.Time) error {
+	return s.ResetJobState(ctx, RewrapJob, `{"done":false}`, now)
 }
 
 // Purge deletes expired records in batches until none are left or ctx ends.

@@ -100,6 +100,22 @@ func (db *DB) AddDataKeyUses(ctx context.Context, keyID string, version uint32, 
 	return nil
 }
 
+// SetDataKeyUses sets the use count of one version to uses and its
+// rewrap count to 0 (keyring.UseResetStore: the count of wraps under a
+// new root key, kept on the root check key). A version that does not
+// exist is not an error.
+func (db *DB) SetDataKeyUses(ctx context.Context, keyID string, version uint32, uses uint64) error {
+	if uses > math.MaxInt64 {
+		return fmt.Errorf("store: set data key uses: count %d out of range", uses)
+	}
+	_, err := db.write.exec(ctx, `UPDATE data_keys SET uses = $1, rewrap_uses = 0 WHERE key_id = $2 AND version = $3`,
+		int64(uses), keyID, int64(version)) // #nosec G115 -- uses <= MaxInt64, checked above
+	if err != nil {
+		return fmt.Errorf("store: set data key uses: %w", err)
+	}
+	return nil
+}
+
 // DueQuery selects the data keys DueDataKeys returns.
 type DueQuery struct {
 	// Prefix keeps the key ids that start with it ("collection/").

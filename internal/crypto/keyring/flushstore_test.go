@@ -112,3 +112,42 @@ func TestFlushUsesToSQLStores(t *testing.T) {
 		})
 	}
 }
+
+// TestRootWrapsInSQLStores: against real SQLite and PostgreSQL stores,
+// root key wraps are flushed as uses of the root check key and read by
+// every node, and the store can start the count again (a root rotation).
+func TestRootWrapsInSQLStores(t *testing.T) {
+	for _, b := range storetest.Backends() {
+		t.Run(b.Name, func(t *testing.T) {
+			t.Parallel()
+			ctx := context.Background()
+			db := storetest.Open(t, b)
+			p := newRootProvider(t)
+			if _, ok := keyring.Store(sqlKeys{db}).(keyring.UseResetStore); !ok {
+				t.Fatal("the SQL store is no UseResetStore")
+			}
+			a := keyring.New(p, sqlKeys{db}, keyring.Options{})
+			if err := a.Check(ctx); err != nil {
+				t.Fatal(err)
+			}
+			for _, id := range []string{"collection/x", "subject/y"} {
+				if _, err := a.Seal(ctx, id, []byte("v"), envelope.AAD(id)); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if err := a.FlushUses(ctx); err != nil {
+				t.Fatal(err)
+			}
+			other := keyring.New(p, sqlKeys{db}, keyring.Options{})
+			if n, err := other.RootWraps(ctx); err != nil || n != 3 {
+				t.Fatalf("another node sees %d root wraps (%v), want 3", n, err)
+			}
+			if err := db.SetDataKeyUses(ctx, keyring.RootCheckKeyID, 1, 1); err != nil {
+				t.Fatal(err)
+			}
+			if n, err := other.RootWraps(ctx); err != nil || n != 1 {
+				t.Fatalf("after a reset: %d root wraps (%v), want 1", n, err)
+			}
+		})
+	}
+}

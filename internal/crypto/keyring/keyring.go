@@ -28,6 +28,13 @@ import (
 const (
 	DefaultCacheTTL = 30 * time.Second
 	DefaultMaxKeys  = 10000
+	// DefaultSealLimit is the hard stop of a data key version and of the
+	// root key: 2^32 - 2^28 encryptions with random 96-bit nonces. NIST SP
+	// 800-38D bounds a key at 2^32; the margin of 2^28 covers what other
+	// nodes sealed that this one has not seen yet (their counts arrive
+	// with their flushes and this node's reloads, within CacheTTL: at
+	// 30 s that is nine million seals a second across the deployment).
+	DefaultSealLimit = 1<<32 - 1<<28
 )
 
 // RootCheckKeyID is the key id Check makes and unwraps to prove the root key.
@@ -79,6 +86,21 @@ type Options struct {
 	// MaxKeys bounds how many key ids are cached; 0 or less means
 	// DefaultMaxKeys. Past it, stale and then arbitrary ids are evicted.
 	MaxKeys int
+	// SealLimit is the hard stop of every data key version: a version
+	// that sealed this many values (by the count every node shares, see
+	// Use counts in the package doc) refuses to seal more (ErrUseLimit).
+	// It also bounds the wraps under the root key. 0 means
+	// DefaultSealLimit; more than that is DefaultSealLimit too.
+	SealLimit uint64
+	// RotateAtLimit makes Seal rotate a key whose current version is at
+	// SealLimit, once, and seal under the new version, instead of refusing
+	// (the lifecycle's rotation by use count should have rotated it
+	// before; set it when that rotation is configured). Reseal (a rewrap)
+	// and SealVersion (transit, which records its own versions) never
+	// rotate: they refuse.
+	RotateAtLimit bool
+	// OnLimitRotate, if set, is told of each rotation RotateAtLimit made.
+	OnLimitRotate func(keyID string, from, to uint32)
 }
 
 // Keyring seals, opens and MACs values under versioned data keys. It is
@@ -107,6 +129,12 @@ type Keyring struct {
 	// the cache before FlushUses wrote them (see uses.go).
 	usesMu    sync.Mutex
 	unflushed map[useKey]useCount
+
+	limit         uint64
+	rotateAtLimit bool
+	onLimitRotate func(keyID string, from, to uint32)
+	// rootUses counts the wraps under the root key (see rootuses.go).
+	rootUses rootUses
 }
 
 // entry is what the cache holds for one key id.
@@ -134,7 +162,14 @@ type keyVersion struct {
 	// under mu's lock.
 	seals   atomic.Uint64
 	reseals atomic.Uint64
+	// base is the Store's count of the version when it was loaded, plus
+	// what FlushUses wrote of this node's since: with seals and reseals,
+	// the count SealLimit is checked against.
+	base atomic.Uint64
 }
+
+// used is the version's count as this node knows it.
+func (v *keyVersion) used() uint64 { return v.base.Load() + v.seals.Load() + v.reseals.Load() }
 
 func (v *keyVersion) zero() {
 	v.mac.Zero()
@@ -152,7 +187,13 @@ func New(p keyprovider.Provider, s Store, o Options) *Keyring {
 		seed:    maphash.MakeSeed(),
 		keys:    make(map[string]*entry),
 
-		unflushed: make(map[useKey]useCount),
+		unflushed:     make(map[useKey]useCount),
+		limit:         o.SealLimit,
+		rotateAtLimit: o.RotateAtLimit,
+		onLimitRotate: o.OnLimitRotate,
+	}
+	if kr.limit == 0 || kr.limit > DefaultSealLimit {
+		kr.limit = DefaultSealLimit
 	}
 	kr.root.Store(&rootState{wrap: p})
 	if kr.rand == nil {
@@ -191,6 +232,9 @@ func (kr *Keyring) Seal(ctx context.Context, keyID string, plaintext, aad []byte
 func (kr *Keyring) SealVersion(ctx context.Context, keyID string, n uint32, plaintext, aad []byte) ([]byte, error) {
 	var out []byte
 	err := kr.withVersion(ctx, keyID, n, ErrKeyNotFound, func(v *keyVersion) (err error) {
+		if v.used() >= kr.limit {
+			return useLimit(keyID, v.n)
+		}
 		if out, err = v.aead.Seal(kr.rand, plaintext, aad); err == nil {
 			v.seals.Add(1) // one more random nonce under this version
 		}
@@ -212,10 +256,34 @@ func (kr *Keyring) Reseal(ctx context.Context, keyID string, plaintext, aad []by
 	return kr.seal(ctx, keyID, plaintext, aad, true)
 }
 
-// seal is Seal, counted as a Reseal when rewrap is set.
+// seal is Seal, counted as a Reseal when rewrap is set. A version at the
+// seal limit refuses; with RotateAtLimit, a Seal (never a Reseal) rotates
+// the key once and seals under the new version.
 func (kr *Keyring) seal(ctx context.Context, keyID string, plaintext, aad []byte, rewrap bool) ([]byte, error) {
-	var out []byte
-	err := kr.withCurrent(ctx, keyID, func(v *keyVersion) (err error) {
+	out, full, err := kr.sealCurrent(ctx, keyID, plaintext, aad, rewrap)
+	if full == 0 || rewrap || !kr.rotateAtLimit {
+		return out, err
+	}
+	from := full
+	to, rerr := kr.addVersion(ctx, keyID, nil, from)
+	if rerr != nil {
+		return nil, fmt.Errorf("%w (and rotating it failed: %w)", err, rerr)
+	}
+	if to > 0 && kr.onLimitRotate != nil {
+		kr.onLimitRotate(keyID, from, to)
+	}
+	out, _, err = kr.sealCurrent(ctx, keyID, plaintext, aad, rewrap)
+	return out, err
+}
+
+// sealCurrent seals under the current version of keyID; when that
+// version is at the seal limit it returns the version and the error.
+func (kr *Keyring) sealCurrent(ctx context.Context, keyID string, plaintext, aad []byte, rewrap bool) (out []byte, full uint32, err error) {
+	err = kr.withCurrent(ctx, keyID, func(v *keyVersion) (err error) {
+		if v.used() >= kr.limit {
+			full = v.n
+			return useLimit(keyID, v.n)
+		}
 		out, err = v.aead.Seal(kr.rand, plaintext, aad)
 		if err != nil {
 			return err
@@ -229,9 +297,17 @@ func (kr *Keyring) seal(ctx context.Context, keyID string, plaintext, aad []byte
 		return nil
 	})
 	if err != nil {
-		return nil, err
+		return nil, full, err
 	}
-	return out, nil
+	return out, 0, nil
+}
+
+// useLimit is the error of a version at the seal limit: ErrUseLimit for
+// callers, a 503 for clients.
+func useLimit(keyID string, n uint32) error {
+	return &coffer.Error{Code: coffer.EUNAVAILABLE, RetryAfterSeconds: 60,
+		Message: "a data key reached its use bound and must be rotated before it seals more values",
+		Cause:   fmt.Errorf("%w: %s version %d", ErrUseLimit, keyID, n)}
 }
 
 // Open decrypts an envelope of keyID bound to aad, with the version its
@@ -491,6 +567,11 @@ func (kr *Keyring) load(ctx context.Context, keyID string, old *entry) (*entry, 
 		if r.State == coffer.KeyActive && !e.destroyed {
 			if ov := old.reusable(r); ov != nil {
 				v = ov
+				// The Store's count has this node's flushes and the
+				// other nodes'; never count lower than before.
+				if b := v.base.Load(); r.Uses > b {
+					v.base.CompareAndSwap(b, r.Uses)
+				}
 			} else {
 				if v, err = kr.unwrap(ctx, r); err != nil {
 					for _, m := range made {
@@ -541,7 +622,12 @@ func (kr *Keyring) unwrap(ctx context.Context, r coffer.DataKey) (*keyVersion, e
 	if len(raw) != dataKeySize {
 		return nil, fmt.Errorf("keyring: unwrap %s version %d: data key is %d bytes, want %d", r.KeyID, r.Version, len(raw), dataKeySize)
 	}
-	return derive(r.Version, r.State, r.Wrapped, raw)
+	v, err := derive(r.Version, r.State, r.Wrapped, raw)
+	if err != nil {
+		return nil, err
+	}
+	v.base.Store(r.Uses)
+	return v, nil
 }
 
 // derive builds an active version from its raw key bytes.
@@ -590,8 +676,12 @@ func (kr *Keyring) create(ctx context.Context, keyID string, n uint32) (*keyVers
 // createFrom wraps and stores raw as version n of keyID. The caller
 // zeroes raw.
 func (kr *Keyring) createFrom(ctx context.Context, keyID string, n uint32, raw []byte) (*keyVersion, error) {
+	if err := kr.admitRootWrap(ctx); err != nil {
+		return nil, err
+	}
 	p := kr.root.Load().wrap
 	wrapped, err := p.Wrap(ctx, raw, wrapAAD(keyID, n))
+	kr.rootUses.wraps.Add(1)
 	if err != nil {
 		return nil, fmt.Errorf("keyring: wrap %s version %d with %s: %w", keyID, n, p.Name(), err)
 	}
@@ -709,7 +799,7 @@ func (kr *Keyring) Close() error {
 // caller uses it once it records it). Older active versions
 // still decrypt. Rotating a key id without versions makes version 1.
 func (kr *Keyring) Rotate(ctx context.Context, keyID string) (uint32, error) {
-	return kr.addVersion(ctx, keyID, nil)
+	return kr.addVersion(ctx, keyID, nil, 0)
 }
 
 // Import makes a new version of keyID from the given material, a key the
@@ -727,12 +817,15 @@ func (kr *Keyring) Import(ctx context.Context, keyID string, material []byte) (u
 	if len(material) != dataKeySize {
 		return 0, fmt.Errorf("%w: %s: got %d bytes", ErrMaterialSize, keyID, len(material))
 	}
-	return kr.addVersion(ctx, keyID, material)
+	return kr.addVersion(ctx, keyID, material, 0)
 }
 
 // addVersion makes the next version of keyID, from material when it is
-// not nil and from random bytes otherwise.
-func (kr *Keyring) addVersion(ctx context.Context, keyID string, material []byte) (uint32, error) {
+// not nil and from random bytes otherwise. With ifCurrent set, it makes
+// one only while version ifCurrent is the one that encrypts, and returns
+// 0 when another caller or node rotated it first (callers that found it
+// at the seal limit at once make one new version between them).
+func (kr *Keyring) addVersion(ctx context.Context, keyID string, material []byte, ifCurrent uint32) (uint32, error) {
 	l := kr.stripe(keyID)
 	l.Lock()
 	defer l.Unlock()
@@ -747,6 +840,9 @@ func (kr *Keyring) addVersion(ctx context.Context, keyID string, material []byte
 		kr.install(keyID, e)
 		if e.destroyed {
 			return 0, fmt.Errorf("%w: %s", ErrKeyDestroyed, keyID)
+		}
+		if ifCurrent != 0 && e.current != nil && e.current.n != ifCurrent {
+			return 0, nil
 		}
 		if e.max == math.MaxUint32 {
 			return 0, fmt.Errorf("keyring: %s has no version numbers left", keyID)

@@ -116,11 +116,15 @@ func (kr *Keyring) RewrapRoot(ctx context.Context, newProvider keyprovider.Provi
 	st := kr.root.Load()
 	from := append([]keyprovider.Provider{st.wrap}, st.old...)
 	kr.root.Store(&rootState{wrap: newProvider, old: from})
+	// Wraps counted so far were under the old root key; from here on they
+	// are under the new one (see rootuses.go).
+	oldWraps := kr.rootUses.wraps.Swap(0)
 	defer func() {
 		if err != nil {
 			// Wrap under the old root key again, and keep unwrapping
 			// under the new one what was moved.
 			kr.root.Store(&rootState{wrap: st.wrap, old: append(slices.Clone(st.old), newProvider)})
+			kr.rootUses.wraps.Add(oldWraps)
 		}
 	}()
 
@@ -147,6 +151,10 @@ func (kr *Keyring) RewrapRoot(ctx context.Context, newProvider keyprovider.Provi
 		}
 		if conflicts == 0 {
 			kr.root.Store(&rootState{wrap: newProvider})
+			// The new root key wrapped the probe and every version moved.
+			// Should the count not be written, the old one, higher, stays:
+			// it errs on the side of the bound.
+			_ = kr.restartRootWraps(ctx, uint64(n)+1) // #nosec G115 -- n counts rows, never negative
 			return n, nil
 		}
 	}

@@ -69,6 +69,11 @@ var (
 	// ErrMaterialSize: Import was given key material that is not 32
 	// bytes (a data key is AES-256).
 	ErrMaterialSize = errors.New("keyring: imported key material must be 32 bytes")
+	// ErrUseLimit: the version that would seal, or the root key that
+	// would wrap, is at its hard stop (Options.SealLimit): it must be
+	// rotated first. The error that wraps it is also a *coffer.Error with
+	// EUNAVAILABLE, so a client is told to try again later.
+	ErrUseLimit = errors.New("keyring: key at its use bound")
 	// ErrKeyPermanent: Retire or Destroy was asked to end a version of a
 	// key id that must keep every version (see Permanent).
 	ErrKeyPermanent = errors.New("keyring: every version of this key is kept for good; it cannot be retired or destroyed")

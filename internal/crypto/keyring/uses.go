@@ -73,6 +73,8 @@ func (kr *Keyring) takeSeals() map[useKey]useCount {
 			if n := swapCounts(v); n.total() > 0 {
 				k := useKey{id, v.n}
 				out[k] = out[k].add(n)
+				// On their way to the Store: still this version's.
+				v.base.Add(n.total())
 			}
 		}
 	}
@@ -116,5 +118,5 @@ func (kr *Keyring) FlushUses(ctx context.Context) error {
 		}
 		delete(counts, k)
 	}
-	return nil
+	return kr.flushRootWraps(ctx, us)
 }
