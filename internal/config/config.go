@@ -299,6 +299,12 @@ type KeyRotation struct {
 	// warning naming it and counts it in the metric
 	// coffer_key_rotation_too_many_values_total. Split its collection, or
 	// raise this to well over twice the key's values (within 2^32).
+	// Whatever this says, a version that sealed 2^32 - 2^28 values seals
+	// no more (the hard stop, with a margin for other nodes' counts not
+	// yet seen): with this above 0 it is rotated at once, with 0 every
+	// write under it is refused (503) until it is rotated. The root key
+	// counts its wraps the same way and stops there too; past this bound
+	// each check warns that it must be rotated (coffer keys rotate-root).
 	RotateAfterUses int64 `yaml:"rotate_after_uses"`
 	// RotateCheckInterval is how often a node looks for due keys (default
 	// 10m). Keep it short enough that a busy key cannot seal far past
