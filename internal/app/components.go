@@ -254,7 +254,10 @@ func open(ctx context.Context, cfg *config.Config, o Options) (*components, erro
 	})
 	c.transit = transit.New(transit.Config{
 		Store: c.db, Versions: c.db, Keys: c.keys, Auth: c.policies, Meta: c.db, Now: o.Now, Log: o.Logger,
-		MaxBatch: cfg.Limits.MaxBatchItems,
+		MaxBatch:               cfg.Limits.MaxBatchItems,
+		WrappingKeyRotateAfter: cfg.Transit.BYOK.WrappingKeyRotateAfter.Duration,
+		WrappingKeyGrace:       cfg.Transit.BYOK.WrappingKeyGrace.Duration,
+		AllowSHA1:              cfg.Transit.BYOK.AllowSHA1,
 	})
 	c.tokens = token.New(token.Config{
 		Store: c.db, Keys: c.keys, Policies: c.policies, Masker: masker,

@@ -49,6 +49,7 @@ type Config struct {
 	Detect   Detect      `yaml:"detect"`
 	Keys     KeyRotation `yaml:"keys"`
 	Tokens   Tokens      `yaml:"tokens"`
+	Transit  Transit     `yaml:"transit"`
 
 	// Dev marks a development instance (`coffer dev`).
 	Dev bool `yaml:"dev"`
@@ -327,6 +328,29 @@ type Tokens struct {
 	CardLuhnValid bool `yaml:"card_luhn_valid"`
 }
 
+// Transit configures transit keys.
+type Transit struct {
+	BYOK BYOK `yaml:"byok"`
+}
+
+// BYOK configures bring-your-own-key imports of transit keys
+// (POST /v1/keys/{name}/import): the RSA wrapping key they are wrapped for
+// and the RSA-OAEP hashes accepted.
+type BYOK struct {
+	// WrappingKeyRotateAfter makes a new wrapping key once the current
+	// one is this old (default 720h, 30 days; 0: never). A key made before
+	// wrapping keys rotated is of unknown age: it is replaced at once.
+	WrappingKeyRotateAfter Duration `yaml:"wrapping_key_rotate_after"`
+	// WrappingKeyGrace is how long after a rotation the previous wrapping
+	// key still unwraps imports already wrapped for it (default 1h, at
+	// most 24h; 0: not at all); it is deleted after.
+	WrappingKeyGrace Duration `yaml:"wrapping_key_grace"`
+	// AllowSHA1 accepts hash_function SHA1 (RSA-OAEP with SHA-1) for
+	// tooling that cannot do better (default false: such an import is a
+	// 422 saying so).
+	AllowSHA1 bool `yaml:"allow_sha1"`
+}
+
 // Webhook receives security events; each POST is signed with Secret.
 type Webhook struct {
 	URL    string `yaml:"url"`
@@ -354,6 +378,12 @@ const (
 	DefaultRotateCheckInterval = 10 * time.Minute
 	// DefaultTokenizeLinkablePerHour is limits.tokenize_linkable_per_hour.
 	DefaultTokenizeLinkablePerHour = 10000
+	// DefaultWrappingKeyRotateAfter is transit.byok.wrapping_key_rotate_after.
+	DefaultWrappingKeyRotateAfter = 30 * 24 * time.Hour
+	// DefaultWrappingKeyGrace is transit.byok.wrapping_key_grace.
+	DefaultWrappingKeyGrace = time.Hour
+	// MaxWrappingKeyGrace bounds transit.byok.wrapping_key_grace.
+	MaxWrappingKeyGrace = 24 * time.Hour
 )
 
 // defaults returns a Config with every static default set; derived
@@ -408,6 +438,10 @@ func defaults(dir string) *Config {
 			RotateAfterUses:     DefaultRotateAfterUses,
 			RotateCheckInterval: Duration{DefaultRotateCheckInterval},
 		},
+		Transit: Transit{BYOK: BYOK{
+			WrappingKeyRotateAfter: Duration{DefaultWrappingKeyRotateAfter},
+			WrappingKeyGrace:       Duration{DefaultWrappingKeyGrace},
+		}},
 		LogLevel: DefaultLogLevel,
 		dir:      dir,
 		derived:  map[string]bool{},

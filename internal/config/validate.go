@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // ValidationError lists every problem of a configuration, each starting
@@ -173,6 +174,20 @@ func (c *Config) Validate() error {
 		add("keys.rotate_after_uses", "%d is over 2^32 (%d): AES-GCM with random nonces must rotate before that", c.Keys.RotateAfterUses, int64(MaxRotateAfterUses))
 	}
 	positive(add, "keys.rotate_check_interval", c.Keys.RotateCheckInterval)
+
+	b := c.Transit.BYOK
+	switch {
+	case b.WrappingKeyRotateAfter.Duration < 0:
+		add("transit.byok.wrapping_key_rotate_after", "must not be negative (0: never rotate)")
+	case b.WrappingKeyRotateAfter.Duration > 0 && b.WrappingKeyRotateAfter.Duration < time.Hour:
+		add("transit.byok.wrapping_key_rotate_after", "must be at least 1h (an RSA-4096 key takes seconds to make)")
+	}
+	switch {
+	case b.WrappingKeyGrace.Duration < 0 || b.WrappingKeyGrace.Duration > MaxWrappingKeyGrace:
+		add("transit.byok.wrapping_key_grace", "must be between 0 and 24h: the old key is kept only for imports already wrapped for it")
+	case b.WrappingKeyRotateAfter.Duration > 0 && b.WrappingKeyGrace.Duration >= b.WrappingKeyRotateAfter.Duration:
+		add("transit.byok.wrapping_key_grace", "must be shorter than transit.byok.wrapping_key_rotate_after")
+	}
 
 	if c.Node == "" || len(c.Node) > 128 || strings.ContainsFunc(c.Node, func(r rune) bool { return r <= ' ' || r == 0x7f }) {
 		add("node", "must be 1-128 characters without spaces")

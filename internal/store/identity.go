@@ -512,6 +512,14 @@ func (db *DB) AddMeta(ctx context.Context, key, value string) (string, error) {
 	return v, nil
 }
 
+// DeleteMeta removes a metadata value; one that is not set is no error.
+func (db *DB) DeleteMeta(ctx context.Context, key string) error {
+	if _, err := db.write.exec(ctx, `DELETE FROM meta WHERE key = $1`, key); err != nil {
+		return fmt.Errorf("store: delete meta: %w", err)
+	}
+	return nil
+}
+
 // SetMeta sets a metadata value.
 func (db *DB) SetMeta(ctx context.Context, key, value string) error {
 	_, err := db.write.exec(ctx, `INSERT INTO meta (key, value) VALUES ($1, $2)

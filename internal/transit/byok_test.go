@@ -43,6 +43,20 @@ func (s *kv) AddMeta(_ context.Context, key, value string) (string, error) {
 	return value, nil
 }
 
+func (s *kv) DeleteMeta(_ context.Context, key string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.m, key)
+	return nil
+}
+
+func (s *kv) has(key string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	_, ok := s.m[key]
+	return ok
+}
+
 func unhex(t testing.TB, s string) []byte {
 	t.Helper()
 	b, err := hex.DecodeString(s)
@@ -127,11 +141,11 @@ func TestImportEncryptsWithTheImportedKey(t *testing.T) {
 		t.Fatal(err)
 	}
 	pub := publicKey(t, wk)
-	if sealed := meta.m[wrappingKeyMeta]; sealed == "" || strings.Contains(sealed, "PRIVATE") {
+	if sealed := meta.m[wrappingKeyMetaV(1)]; sealed == "" || strings.Contains(sealed, "PRIVATE") {
 		t.Fatalf("stored wrapping key %q: want a sealed envelope", sealed)
 	}
 	// Another node (and a restart) reads the same key back.
-	if wk2, err := f.node(withMeta(meta)).WrappingKey(ctx, caller()); err != nil || wk2 != wk {
+	if wk2, err := f.node(withMeta(meta)).WrappingKey(ctx, caller()); err != nil || wk2.PublicKey != wk.PublicKey || wk2.Version != wk.Version {
 		t.Fatalf("second node's wrapping key differs: %v", err)
 	}
 
@@ -150,10 +164,16 @@ func TestImportEncryptsWithTheImportedKey(t *testing.T) {
 	}
 	mustDecrypt(t, f.node(withMeta(meta)), "byok", out[0].Ciphertext, string(enc("tenant-1")), "card 4111")
 
-	// SHA-1 as the OAEP hash, when named, works too.
+	// SHA-1 as the OAEP hash is refused, unless allowed; then it works.
 	other := bytes.Repeat([]byte{0x11}, 32)
-	if _, err := n.Import(ctx, caller(), "byok-sha1", ImportRequest{HashFunction: "SHA1",
-		Ciphertext: base64.StdEncoding.EncodeToString(byokWrap(t, pub, sha1.New, other))}); err != nil {
+	sha1Req := ImportRequest{HashFunction: "SHA1", Ciphertext: base64.StdEncoding.EncodeToString(byokWrap(t, pub, sha1.New, other))}
+	_, err = n.Import(ctx, caller(), "byok-sha1", sha1Req)
+	wantCode(t, err, coffer.EINVALID)
+	if coffer.ErrorMessage(err) != MsgSHA1Refused {
+		t.Fatalf("SHA-1 refused with %q", coffer.ErrorMessage(err))
+	}
+	allow := f.node(withMeta(meta), func(c *Config) { c.AllowSHA1 = true })
+	if _, err := allow.Import(ctx, caller(), "byok-sha1", sha1Req); err != nil {
 		t.Fatal(err)
 	}
 
@@ -194,6 +214,7 @@ func TestImportRefusals(t *testing.T) {
 		{"short", ImportRequest{Ciphertext: b64(good[:100])}, coffer.EINVALID, MsgNotAKey},
 		{"wrong hash function", ImportRequest{Ciphertext: b64(good), HashFunction: "SHA512"}, coffer.EINVALID, MsgNotAKey},
 		{"wrapped with SHA-1, said SHA-256", ImportRequest{Ciphertext: b64(byokWrap(t, pub, sha1.New, key))}, coffer.EINVALID, MsgNotAKey},
+		{"SHA-1 not allowed", ImportRequest{Ciphertext: b64(byokWrap(t, pub, sha1.New, key)), HashFunction: "SHA1"}, coffer.EINVALID, MsgSHA1Refused},
 		{"unknown hash function", ImportRequest{Ciphertext: b64(good), HashFunction: "MD5"}, coffer.EINVALID, ""},
 		{"not base64", ImportRequest{Ciphertext: "%%%"}, coffer.EINVALID, ""},
 		{"empty", ImportRequest{}, coffer.EINVALID, ""},

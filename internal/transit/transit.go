@@ -138,6 +138,19 @@ type Config struct {
 	// FlushEvery is how many unflushed encryptions of a key a node holds
 	// before it flushes them (default DefaultFlushEvery).
 	FlushEvery int64
+	// WrappingKeyRotateAfter makes a new import wrapping key once the
+	// current one is this old (0: never).
+	WrappingKeyRotateAfter time.Duration
+	// WrappingKeyGrace is how long after a rotation the previous wrapping
+	// key still unwraps imports wrapped for it (0: not at all).
+	WrappingKeyGrace time.Duration
+	// AllowSHA1 accepts RSA-OAEP with SHA-1 (hash_function SHA1) in
+	// imports, for tooling that cannot do better; refused by default.
+	AllowSHA1 bool
+
+	// wrappingBits is the RSA size of new wrapping keys (0: 4096); only
+	// this package's tests set it.
+	wrappingBits int
 }
 
 // Service runs the transit use cases. It is safe for concurrent use; make
@@ -148,9 +161,9 @@ type Service struct {
 	mu   sync.Mutex
 	keys map[string]*keyState
 
-	// byokMu guards byok, the wrapping key of imports once loaded.
+	// byokMu guards byok, the wrapping keys of imports once loaded.
 	byokMu sync.Mutex
-	byok   *wrapping
+	byok   byokKeys
 }
 
 // New returns a Service.
