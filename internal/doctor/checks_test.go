@@ -75,6 +75,12 @@ func TestAnalysePolicy(t *testing.T) {
 			[]string{}},
 		{"collection without sensitive fields is fine", mfaAdmin + "  support:\n    - resources: [\"collections/notes\"]\n      actions: [read]\n",
 			[]string{}},
+		{"linkable card tokens without detokenize are low", mfaAdmin + "  svc:\n    - resources: [\"tokens/card_number\", \"tokens/email\"]\n      actions: [tokenize_linkable]\n",
+			[]string{"low policy.linkable_tokens"}},
+		{"linkable tokens with detokenize are fine", mfaAdmin + "  svc:\n    - resources: [\"tokens/card_number\"]\n      actions: [tokenize_linkable, detokenize]\n",
+			[]string{}},
+		{"linkable email tokens are fine", mfaAdmin + "  svc:\n    - resources: [\"tokens/email\"]\n      actions: [tokenize_linkable]\n",
+			[]string{}},
 		{"write-only rule shows nothing", mfaAdmin + "  intake:\n    - resources: [\"collections/customers\"]\n      actions: [create]\n",
 			[]string{}},
 		{"constant true condition is medium", mfaAdmin + "  customer:\n    - resources: [\"collections/notes\"]\n      actions: [read]\n      when: \"true\"\n",
@@ -268,11 +274,13 @@ func TestListenersAndLimits(t *testing.T) {
 		{"API on every interface with client certs is fine", []string{"listen", "0.0.0.0:8443", "tls.client_certs", "true"}, []string{}},
 		{"rate limit off is medium", []string{"limits.rate_limit", "0"}, []string{"medium limits.rate_limit_disabled"}},
 		{"no linkable tokenize quota is medium", []string{"limits.tokenize_linkable_per_hour", "0"}, []string{"medium limits.tokenize_linkable_unlimited"}},
+		{"SHA-1 imports are low", []string{"transit.byok.allow_sha1", "true"}, []string{"low transit.byok_sha1"}},
+		{"a wrapping key that never rotates is low", []string{"transit.byok.wrapping_key_rotate_after", "0"}, []string{"low transit.byok_wrapping_key_never_rotates"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			st := &state{cfg: testConfig(t, tt.kv...)}
-			fs := append(checkListeners(st), checkRateLimit(st)...)
+			fs := append(append(checkListeners(st), checkRateLimit(st)...), checkBYOK(st)...)
 			if got := ids(fs); !slices.Equal(got, tt.want) {
 				t.Fatalf("findings = %q, want %q", got, tt.want)
 			}

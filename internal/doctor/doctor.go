@@ -215,6 +215,7 @@ func Run(ctx context.Context, opts Options) (Report, error) {
 		checkTLSKeyFiles,
 		checkListeners,
 		checkRateLimit,
+		checkBYOK,
 		checkAuditSink,
 		checkDSN,
 		checkDatabaseFile, // before the store is opened: opening sets the mode

@@ -8,6 +8,7 @@ import (
 	"crypto/rand"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"database/sql"
 	"encoding/json"
 	"encoding/pem"
 	"errors"
@@ -292,6 +293,26 @@ func TestMisconfigurations(t *testing.T) {
       fields: {email: masked, "*": plain}
 `)
 		}, "policy.plain_sensitive", doctor.Medium},
+		{"a policy waiting for its rewrite is high", func(t *testing.T, d *deployment, _ *doctor.Options) {
+			d.savePolicy(t, hardenedPolicy+`  billing:
+    - resources: ["tokens/card_number"]
+      actions: [tokenize, detokenize]
+`)
+			// As an older Coffer left it: schema_version 0.
+			kind, dsn := d.cfg.Database()
+			driver := "sqlite"
+			if kind != config.DatabaseSQLite {
+				driver = "pgx"
+			}
+			sdb, err := sql.Open(driver, dsn)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer sdb.Close()
+			if _, err := sdb.Exec(`UPDATE policy SET schema_version = 0`); err != nil {
+				t.Fatal(err)
+			}
+		}, "policy.rewrite_pending", doctor.High},
 		{"constant true condition is medium", func(t *testing.T, d *deployment, _ *doctor.Options) {
 			d.savePolicy(t, hardenedPolicy+`  customer:
     - resources: ["collections/customers"]

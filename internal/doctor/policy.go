@@ -84,6 +84,16 @@ func checkPolicy(ctx context.Context, st *state) []Finding {
 				Fix:    "PUT a corrected policy (`coffer policy test` checks it first)",
 			}}
 		}
+		if _, _, _, schema, err := st.db.StoredPolicy(ctx); err == nil {
+			if _, changes, err := policy.ApplyRewrites(src, format, schema, policy.Rewrites()); err == nil && len(changes) > 0 {
+				out = append(out, Finding{
+					ID: "policy.rewrite_pending", Severity: High,
+					Title:  "the stored policy was written for an older policy language: the server will not start",
+					Detail: fmt.Sprintf("policy version %d: %d rules to rewrite", version, len(changes)),
+					Fix:    "run `coffer migrate`: it rewrites the policy and prints each change to review",
+				})
+			}
+		}
 	}
 	fs, err := analysePolicy(p, st.collections)
 	if err != nil {
@@ -148,6 +158,7 @@ func analysePolicy(p *policy.Policy, cols []coffer.Collection) ([]Finding, error
 			}
 			if name != adminRole {
 				out = append(out, plainSensitive(ruleName, r, cols)...)
+				out = append(out, linkableTokens(ruleName, r)...)
 			}
 		}
 		if admin && !role.RequireMFA {
@@ -160,6 +171,34 @@ func analysePolicy(p *policy.Policy, cols []coffer.Collection) ([]Finding, error
 		}
 	}
 	return out, nil
+}
+
+// lowEntropyTokenTypes are the token types whose values are few enough
+// to be found by tokenizing guesses.
+var lowEntropyTokenTypes = []string{coffer.TypeCardNumber, coffer.TypeSSN, coffer.TypePhone}
+
+// linkableTokens flags a rule that grants tokenize_linkable on a
+// low-entropy token type without detokenize on it: the role can recover
+// those values all the same, by tokenizing guesses and comparing.
+func linkableTokens(ruleName string, r policyRule) []Finding {
+	if !slices.Contains(r.Actions, policy.ActionTokenizeLinkable) || slices.Contains(r.Actions, policy.ActionDetokenize) {
+		return nil
+	}
+	var types []string
+	for _, typ := range lowEntropyTokenTypes {
+		if slices.ContainsFunc(r.Resources, func(pat string) bool { return matchResource(pat, "tokens/"+typ) }) {
+			types = append(types, typ)
+		}
+	}
+	if len(types) == 0 {
+		return nil
+	}
+	return []Finding{{
+		ID: "policy.linkable_tokens", Severity: Low,
+		Title:  "a rule grants linkable tokens of low-entropy values without detokenize: that is as good as detokenize",
+		Detail: fmt.Sprintf("rule %s: tokenize_linkable on %s", ruleName, strings.Join(types, ", ")),
+		Fix:    "grant tokenize (random tokens) unless the role needs deterministic or format-preserving tokens; if it does, treat it as holding detokenize",
+	}}
 }
 
 // viewActions are the actions field views apply to.

@@ -102,6 +102,27 @@ func checkRateLimit(st *state) []Finding {
 	return out
 }
 
+// checkBYOK flags the weaker settings of transit key imports.
+func checkBYOK(st *state) []Finding {
+	var out []Finding
+	b := st.cfg.Transit.BYOK
+	if b.AllowSHA1 {
+		out = append(out, Finding{
+			ID: "transit.byok_sha1", Severity: Low,
+			Title: "transit key imports accept RSA-OAEP with SHA-1",
+			Fix:   "wrap imports with SHA-256 and unset transit.byok.allow_sha1",
+		})
+	}
+	if b.WrappingKeyRotateAfter.Duration == 0 {
+		out = append(out, Finding{
+			ID: "transit.byok_wrapping_key_never_rotates", Severity: Low,
+			Title: "the import wrapping key never rotates",
+			Fix:   "set transit.byok.wrapping_key_rotate_after (default 720h)",
+		})
+	}
+	return out
+}
+
 // checkAuditSink advises a file copy of the audit log: it lets a log cut
 // back in the database be noticed.
 func checkAuditSink(st *state) []Finding {
