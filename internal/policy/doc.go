@@ -6,9 +6,14 @@
 //
 // # What it owns
 //
-//   - The document format (API.md, "Policy document"), read as YAML or JSON,
-//     strictly: every problem in a document is reported at once, each with
-//     its path, and nothing of a document with a problem is used.
+//   - The document format (API.md, "Policy document", and the action
+//     tokenize_linkable: deterministic and format-preserving tokens, which
+//     tokenize no longer grants), read as YAML or JSON, strictly: every
+//     problem in a document is reported at once, each with its path, and
+//     nothing of a document with a problem is used.
+//   - The rewrites an upgrade makes to documents stored for an older
+//     meaning of the language (Rewrites, ApplyRewrites), which `coffer
+//     migrate` applies once and prints for review.
 //   - The CEL environment of conditions: principal, resource and request
 //     as declared object types, so a misspelt field is a load-time problem,
 //     and a cost limit on every evaluation.
