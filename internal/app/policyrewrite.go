@@ -27,19 +27,9 @@ var ErrPolicyRewritePending = errors.New("the stored policy was written for an o
 // starts again from the new one.
 func rewritePolicy(ctx context.Context, db *store.DB, now time.Time) ([]PolicyChange, error) {
 	for range 3 {
-		v, format, src, schema, err := db.StoredPolicy(ctx)
-		if coffer.ErrorCode(err) == coffer.ENOTFOUND {
-			return nil, nil
-		}
-		if err != nil {
+		v, format, out, changes, err := pendingRewrite(ctx, db)
+		if err != nil || len(changes) == 0 {
 			return nil, err
-		}
-		out, changes, err := policy.ApplyRewrites(src, format, schema, policy.Rewrites())
-		if err != nil {
-			return nil, fmt.Errorf("stored policy version %d: %w", v, err)
-		}
-		if len(changes) == 0 {
-			return nil, nil
 		}
 		_, err = db.RewritePolicy(ctx, v, format, out, now)
 		if coffer.ErrorCode(err) == coffer.ECONFLICT {
@@ -56,16 +46,24 @@ func rewritePolicy(ctx context.Context, db *store.DB, now time.Time) ([]PolicyCh
 // policyRewritePending reports whether the stored policy still needs a
 // rewrite (see rewritePolicy).
 func policyRewritePending(ctx context.Context, db *store.DB) (bool, error) {
+	_, _, _, changes, err := pendingRewrite(ctx, db)
+	return len(changes) > 0, err
+}
+
+// pendingRewrite returns the stored policy's version and format, the
+// document rewritten, and what changed; no changes when no policy was
+// ever saved or none is pending.
+func pendingRewrite(ctx context.Context, db *store.DB) (v int64, format string, out []byte, changes []PolicyChange, err error) {
 	v, format, src, schema, err := db.StoredPolicy(ctx)
 	if coffer.ErrorCode(err) == coffer.ENOTFOUND {
-		return false, nil
+		return 0, "", nil, nil, nil
 	}
 	if err != nil {
-		return false, err
+		return 0, "", nil, nil, err
 	}
-	_, changes, err := policy.ApplyRewrites(src, format, schema, policy.Rewrites())
+	out, changes, err = policy.ApplyRewrites(src, format, schema, policy.Rewrites())
 	if err != nil {
-		return false, fmt.Errorf("stored policy version %d: %w", v, err)
+		return 0, "", nil, nil, fmt.Errorf("stored policy version %d: %w", v, err)
 	}
-	return len(changes) > 0, nil
+	return v, format, out, changes, nil
 }

@@ -62,7 +62,7 @@ const (
 	// tokenize guesses and compare: for a low-entropy type (a card number
 	// with a known BIN and last four, an SSN, a phone number) it is as
 	// good as detokenize. ActionTokenize alone makes random tokens only.
-	ActionTokenizeLinkable = "tokenize_linkable"
+	ActionTokenizeLinkable = "tokenize_linkable" // #nosec G101 -- a policy action name, not a credential
 	ActionDetokenize       = "detokenize"
 	ActionEncrypt          = "encrypt"
 	ActionDecrypt          = "decrypt"

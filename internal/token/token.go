@@ -9,8 +9,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"math/bits"
-	"sort"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -158,7 +159,9 @@ func (s *Service) authorize(c Caller, action string, types map[string]bool, rule
 	p := s.c.Policies.Current()
 	out := make(map[string]policy.Decision, len(types))
 	now := s.c.Now()
-	for _, typ := range sortedKeys(types) {
+	// In order, so that a request's first refusal does not depend on map
+	// order.
+	for _, typ := range slices.Sorted(maps.Keys(types)) {
 		res := "tokens/" + typ
 		d := p.Decide(policy.Input{Principal: c.Principal, Action: action, Resource: res, Time: now, IP: c.IP})
 		if !d.Allowed {
@@ -171,17 +174,6 @@ func (s *Service) authorize(c Caller, action string, types map[string]bool, rule
 	}
 	c.Note.Allow(strings.Join(*rules, ","))
 	return out, nil
-}
-
-// sortedKeys returns the keys of m in order, so that a request's first
-// refusal does not depend on map order.
-func sortedKeys(m map[string]bool) []string {
-	out := make([]string, 0, len(m))
-	for k := range m {
-		out = append(out, k)
-	}
-	sort.Strings(out)
-	return out
 }
 
 func (s *Service) tokenizer(ctx context.Context, typ string, version uint32) (*fpe.Tokenizer, uint32, error) {
@@ -707,7 +699,7 @@ func (s *Service) Detokenize(ctx context.Context, c Caller, tokens []string) ([]
 	now := s.c.Now()
 	seen := make(map[string]policy.Decision, len(typeCodes))
 	var denied string
-	for _, typ := range sortedTypes() {
+	for _, typ := range slices.Sorted(maps.Keys(typeCodes)) {
 		d := p.Decide(policy.Input{Principal: c.Principal, Action: policy.ActionDetokenize, Resource: "tokens/" + typ, Time: now, IP: c.IP})
 		switch {
 		case d.Allowed && d.View(typ) != policy.Deny:
@@ -772,7 +764,7 @@ func (s *Service) Detokenize(ctx context.Context, c Caller, tokens []string) ([]
 		}
 	}
 	var rules []string
-	for _, typ := range sortedKeys(types) {
+	for _, typ := range slices.Sorted(maps.Keys(types)) {
 		rules = append(rules, seen[typ].Rule)
 	}
 	c.Note.Allow(strings.Join(rules, ","))
@@ -815,14 +807,4 @@ func (s *Service) refuse(c Caller, typ string) error {
 
 func unknown(i int) error {
 	return coffer.Errorf(coffer.ENOTFOUND, "tokens[%d] is unknown or expired", i)
-}
-
-// sortedTypes returns every token type, in order.
-func sortedTypes() []string {
-	out := make([]string, 0, len(typeCodes))
-	for t := range typeCodes {
-		out = append(out, t)
-	}
-	sort.Strings(out)
-	return out
 }
