@@ -227,10 +227,6 @@ type AccessNote struct {
 	Missing bool
 	// Canary is true when a canary record or token was touched.
 	Canary bool
-	// TokenModes counts the items of a tokenize request by mode
-	// ("random", "deterministic", "format_preserving"), so that the
-	// detectors can count linkable tokenization apart.
-	TokenModes map[string]int
 }
 
 // Allow records an allowing decision.

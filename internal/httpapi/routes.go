@@ -433,7 +433,7 @@ func (s *Server) tokenize(c *Call) (Reply, error) {
 	}
 	linkable := 0
 	for _, it := range req.Items {
-		if it.Mode != "" && it.Mode != token.Random {
+		if token.Linkable(it.Mode) {
 			linkable++
 		}
 	}

@@ -279,7 +279,6 @@ func (s *Service) Tokenize(ctx context.Context, c Caller, items []Item) ([]strin
 	}
 	types := map[string]bool{}
 	byAction := map[string]map[string]bool{}
-	modes := map[string]int{}
 	for i := range items {
 		it := &items[i]
 		if it.Mode == "" {
@@ -297,9 +296,7 @@ func (s *Service) Tokenize(ctx context.Context, c Caller, items []Item) ([]strin
 			byAction[a] = map[string]bool{}
 		}
 		byAction[a][it.Type] = true
-		modes[it.Mode]++
 	}
-	c.Note.TokenModes = modes
 	if len(types) == 1 {
 		for t := range types {
 			c.Note.Resource = "tokens/" + t
