@@ -45,6 +45,7 @@ type principal struct {
 
 type resource struct {
 	Owner      string `cel:"owner"`
+	Subject    string `cel:"subject"`
 	Collection string `cel:"collection"`
 	ID         string `cel:"id"`
 }
@@ -82,7 +83,7 @@ func (a *activation) fits() bool {
 	p := &a.principal
 	if len(p.Roles) > hintList || len(p.Attributes) > hintList ||
 		len(p.ID) > hintString || len(p.Kind) > hintString ||
-		len(a.resource.Owner) > hintString || len(a.resource.Collection) > hintString ||
+		len(a.resource.Owner) > hintString || len(a.resource.Subject) > hintString || len(a.resource.Collection) > hintString ||
 		len(a.resource.ID) > hintString || len(a.request.IP) > hintString {
 		return false
 	}
@@ -106,9 +107,10 @@ type condition struct {
 	fast cel.Program
 	// tracked stops at CostLimit.
 	tracked cel.Program
-	// readsOwner is set when the condition may read resource.owner (any use
-	// of resource other than resource.collection and resource.id).
-	readsOwner bool
+	// readsRecord is set when the condition may read what only the stored
+	// record tells: resource.owner or resource.subject (any use of
+	// resource other than resource.collection and resource.id).
+	readsRecord bool
 }
 
 // eval evaluates the condition; any error, a non-bool or a panic is false
@@ -187,7 +189,7 @@ func (e *celEnv) compile(src string) (*condition, []string) {
 	if est.Min > CostLimit {
 		return nil, []string{fmt.Sprintf("condition always costs more than the limit (%d > %d)", est.Min, CostLimit)}
 	}
-	c := &condition{readsOwner: readsOwner(checked.NativeRep())}
+	c := &condition{readsRecord: readsRecord(checked.NativeRep())}
 	if c.tracked, err = e.env.Program(checked, cel.EvalOptions(cel.OptOptimize), cel.CostLimit(CostLimit)); err != nil {
 		return nil, []string{"cannot plan: " + err.Error()}
 	}
@@ -199,10 +201,10 @@ func (e *celEnv) compile(src string) (*condition, []string) {
 	return c, nil
 }
 
-// readsOwner reports whether the expression uses the resource variable
+// readsRecord reports whether the expression uses the resource variable
 // other than as resource.collection or resource.id (which the server knows
 // without loading the record).
-func readsOwner(a *celast.AST) bool {
+func readsRecord(a *celast.AST) bool {
 	idents, known := 0, 0
 	celast.PreOrderVisit(celast.NavigateAST(a), celast.NewExprVisitor(func(e celast.Expr) {
 		switch e.Kind() {

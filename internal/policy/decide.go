@@ -112,9 +112,9 @@ func (p *Policy) Decide(in Input) Decision {
 }
 
 // NeedsResource reports whether deciding action on resource for p may
-// depend on the record's owner: some rule that could grant it has a
-// condition that reads resource.owner. When false the server may decide
-// before (or without) loading the record.
+// depend on the stored record: some rule that could grant it has a
+// condition that reads resource.owner or resource.subject. When false the
+// server may decide before (or without) loading the record.
 func (p *Policy) NeedsResource(pr *coffer.Principal, action, resource string) bool {
 	if p == nil || pr == nil {
 		return false
@@ -129,12 +129,45 @@ func (p *Policy) NeedsResource(pr *coffer.Principal, action, resource string) bo
 			continue
 		}
 		for _, ru := range r.rules {
-			if ru.cond != nil && ru.cond.readsOwner && ru.matches(act, resource) {
+			if ru.cond != nil && ru.cond.readsRecord && ru.matches(act, resource) {
 				return true
 			}
 		}
 	}
 	return false
+}
+
+// BestView returns the most permissive view of field that any rule of
+// p's roles able to grant action on resource may give, conditions aside
+// (a rule whose condition reads the record may allow one record and not
+// another): Plain only when some such rule could show the field plain.
+// A caller whose best view of a field is not Plain can never be shown it
+// in plain, whatever the record.
+func (p *Policy) BestView(pr *coffer.Principal, action, resource, field string) View {
+	if p == nil || pr == nil {
+		return Deny
+	}
+	act := actionBit(action)
+	if act == 0 {
+		return Deny
+	}
+	v := Deny
+	for _, rn := range pr.Roles {
+		r := p.roles[rn]
+		if r == nil || (r.requireMFA && !pr.MFA) {
+			continue
+		}
+		for _, ru := range r.rules {
+			if !ru.matches(act, resource) {
+				continue
+			}
+			if ru.fields == nil || act&actViews == 0 {
+				return Plain
+			}
+			v = max(v, ru.fields.view(field))
+		}
+	}
+	return v
 }
 
 // activation returns a pooled activation filled from in.
@@ -145,7 +178,7 @@ func (p *Policy) activation(in *Input) *activation {
 	}
 	pr := in.Principal
 	a.principal = principal{ID: pr.ID, Kind: pr.Kind, Roles: pr.Roles, Attributes: pr.Attributes, MFA: pr.MFA}
-	a.resource = resource{Owner: in.Owner, Collection: in.Collection, ID: in.ID}
+	a.resource = resource{Owner: in.Owner, Subject: in.Subject, Collection: in.Collection, ID: in.ID}
 	if a.resource.Collection == "" {
 		if name, ok := strings.CutPrefix(in.Resource, "collections/"); ok {
 			a.resource.Collection = name

@@ -203,11 +203,14 @@ type Input struct {
 	// Resource is what is acted on: "collections/customers",
 	// "tokens/card_number", "keys/payments", "audit", "policy", …
 	Resource string
-	// Owner, Collection and ID describe the record acted on, when there is
-	// one; CEL sees them as resource.owner, resource.collection and
-	// resource.id. Collection is taken from a "collections/NAME" resource
-	// when empty.
-	Owner, Collection, ID string
+	// Owner, Subject, Collection and ID describe the record acted on, when
+	// there is one; CEL sees them as resource.owner, resource.subject (the
+	// data subject whose key seals the record's values, "" for none),
+	// resource.collection and resource.id. Collection is taken from a
+	// "collections/NAME" resource when empty. On a create, Owner and
+	// Subject are the ones the new record asks for; on an erasure
+	// (resource "subjects") Subject is the subject to erase.
+	Owner, Subject, Collection, ID string
 	// Time and IP are the request's, seen as request.time and request.ip.
 	Time time.Time
 	IP   string

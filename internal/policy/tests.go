@@ -43,6 +43,7 @@ type testCase struct {
 	Action     string            `yaml:"action"`
 	Resource   string            `yaml:"resource"`
 	Owner      string            `yaml:"owner"`
+	Subject    string            `yaml:"subject"`
 	Collection string            `yaml:"collection"`
 	ID         string            `yaml:"id"`
 	IP         string            `yaml:"ip"`
@@ -59,7 +60,7 @@ type testCase struct {
 //	    principal: {id: u1, kind: user, roles: [support], attributes: {team: eu}, mfa: false}
 //	    action: read
 //	    resource: collections/customers
-//	    owner: u1                      # also: collection, id, ip, time (RFC 3339)
+//	    owner: u1                      # also: subject, collection, id, ip, time (RFC 3339)
 //	    expect: allow                  # or deny
 //	    fields: {email: masked, ssn: deny}
 //
@@ -139,7 +140,7 @@ func (tc *testCase) input() (Input, error) {
 	in := Input{
 		Principal: &coffer.Principal{ID: tc.Principal.ID, Kind: tc.Principal.Kind, Roles: tc.Principal.Roles,
 			Attributes: tc.Principal.Attributes, MFA: tc.Principal.MFA},
-		Action: tc.Action, Resource: tc.Resource, Owner: tc.Owner, Collection: tc.Collection, ID: tc.ID, IP: tc.IP,
+		Action: tc.Action, Resource: tc.Resource, Owner: tc.Owner, Subject: tc.Subject, Collection: tc.Collection, ID: tc.ID, IP: tc.IP,
 	}
 	if tc.Action == "" || tc.Resource == "" {
 		return in, errors.New("action and resource are required")

@@ -266,7 +266,7 @@ func (v *Vault) CreateRecord(ctx context.Context, c Caller, collection string, n
 		return "", fmt.Errorf("vault: record id: %w", err)
 	}
 	rid := id.String()
-	if _, err := v.decide(c, "create", res, policy.Input{Owner: nr.Owner, Collection: collection, ID: rid}, false); err != nil {
+	if _, err := v.decide(c, "create", res, policy.Input{Owner: nr.Owner, Subject: nr.Subject, Collection: collection, ID: rid}, false); err != nil {
 		return "", err
 	}
 	if nr.Canary {
@@ -389,7 +389,7 @@ func (v *Vault) loadRecord(ctx context.Context, c Caller, collection, id string)
 }
 
 // authorizeRecord decides action on one stored record: when the decision
-// depends on the record (an owner rule) a denial is a 404, so a caller
+// depends on the record (an owner or subject rule) a denial is a 404, so a caller
 // cannot learn that a record it may not see exists.
 func (v *Vault) authorizeRecord(ctx context.Context, c Caller, action, collection, id string) (coffer.SealedRecord, policy.Decision, error) {
 	res := collectionResource(collection)
@@ -407,7 +407,7 @@ func (v *Vault) authorizeRecord(ctx context.Context, c Caller, action, collectio
 	if err != nil {
 		return r, policy.Decision{}, err
 	}
-	d, err := v.decide(c, action, res, policy.Input{Owner: r.Owner, Collection: collection, ID: id}, true)
+	d, err := v.decide(c, action, res, policy.Input{Owner: r.Owner, Subject: r.Subject, Collection: collection, ID: id}, true)
 	return r, d, err
 }
 
@@ -567,12 +567,17 @@ func (v *Vault) SearchRecords(ctx context.Context, c Caller, collection string, 
 		names = append(names, name)
 	}
 	sort.Strings(names)
-	var ids []string
-	for i, name := range names {
-		f, ok := col.Field(name)
-		if !ok || !f.Searchable {
+	for _, name := range names {
+		if f, ok := col.Field(name); !ok || !f.Searchable {
 			return nil, coffer.Errorf(coffer.EINVALID, "field %q is not a searchable field of collection %q", truncName(name), collection)
 		}
+	}
+	if err := searchableBy(c, p, d, perRecord, res, names); err != nil {
+		return nil, err
+	}
+	var ids []string
+	for i, name := range names {
+		f, _ := col.Field(name)
 		_, ix, err := normalize(f, s.Where[name])
 		if err != nil {
 			return nil, err
@@ -620,8 +625,11 @@ func (v *Vault) SearchRecords(ctx context.Context, c Caller, collection string, 
 		rd := d
 		if perRecord {
 			rd = p.Decide(policy.Input{Principal: c.Principal, Action: "search", Resource: res,
-				Owner: r.Owner, Collection: collection, ID: r.ID, Time: now, IP: c.IP})
-			if !rd.Allowed {
+				Owner: r.Owner, Subject: r.Subject, Collection: collection, ID: r.ID, Time: now, IP: c.IP})
+			if !rd.Allowed || !allPlain(rd, names) {
+				// A record whose searched values the caller may not see
+				// in plain is never a hit, whatever they are: otherwise
+				// the answer would tell a right guess from a wrong one.
 				continue
 			}
 			allowedAny = true
@@ -648,6 +656,35 @@ func (v *Vault) SearchRecords(ctx context.Context, c Caller, collection string, 
 	return out, nil
 }
 
+// searchableBy refuses (403, naming the field) a search by a field the
+// caller may not see in plain: one hit or none would confirm a guess of a
+// value it may not see (a masked view shows only what the mask shows, so
+// it may not search either). With per-record decisions the best view any
+// rule may give decides here, and each record's own decision later.
+func searchableBy(c Caller, p *policy.Policy, d policy.Decision, perRecord bool, res string, names []string) error {
+	for _, name := range names {
+		view := d.View(name)
+		if perRecord {
+			view = p.BestView(c.Principal, "search", res, name)
+		}
+		if view != policy.Plain {
+			c.Note.Deny("the caller's view of field " + name + " is " + view.String())
+			return coffer.Errorf(coffer.EFORBIDDEN, "not allowed to search by field %q: the caller may not see it in plain", name)
+		}
+	}
+	return nil
+}
+
+// allPlain reports whether d shows every named field plain.
+func allPlain(d policy.Decision, names []string) bool {
+	for _, name := range names {
+		if d.View(name) != policy.Plain {
+			return false
+		}
+	}
+	return true
+}
+
 func intersect(a, b []string) []string {
 	in := make(map[string]bool, len(b))
 	for _, x := range b {
@@ -671,7 +708,7 @@ func (v *Vault) EraseSubject(ctx context.Context, c Caller, subject string) (int
 	if subject == "" || !validAttr(subject) {
 		return 0, coffer.Errorf(coffer.EINVALID, "subject must be a UTF-8 string of 1 to 256 bytes")
 	}
-	if _, err := v.decide(c, "delete", "subjects", policy.Input{}, false); err != nil {
+	if _, err := v.decide(c, "delete", "subjects", policy.Input{Subject: subject}, false); err != nil {
 		return 0, err
 	}
 	if err := v.c.Keys.Destroy(ctx, keyIDFor("", subject)); err != nil {
