@@ -449,7 +449,7 @@ func (a auditAdapter) Audit(ctx context.Context, e httpapi.Entry) error {
 	o := detect.Observation{
 		Time: e.Time, SourceIP: e.SourceIP, Action: e.Note.Action, Resource: e.Note.Resource,
 		Decision: e.Note.Decision, Status: e.Status, Count: e.Note.Count, Values: e.Note.Values, Linkable: e.Note.Linkable,
-		Missing: e.Note.Missing, Canary: e.Note.Canary,
+		Missing: e.Note.Missing, Canary: e.Note.Canary, Tampered: e.Note.Tampered,
 		AuthFailure: e.Status == http.StatusUnauthorized || (e.Status == http.StatusTooManyRequests && (e.Note.Action == "token" || e.Note.Action == "login")), AttemptedID: truncate(e.AttemptedID, 128),
 	}
 	if e.Principal != nil {

@@ -20,11 +20,34 @@ const (
 	EINTERNAL        = "internal"        // 500: a bug or an outage, never bad input
 )
 
+// Problem types more specific than an error code: a client branches on
+// them (the HTTP layer serves https://coffer.dev/problems/TYPE), each is
+// documented in the OpenAPI document.
+const (
+	// ProblemSubjectErased: a write names a data subject that was erased
+	// (409); an erased subject stays erased.
+	ProblemSubjectErased = "subject-erased"
+	// ProblemIntegrity: a stored record failed its integrity check (409):
+	// its data was changed outside Coffer. A security event is raised.
+	ProblemIntegrity = "integrity"
+	// ProblemKeyDestroyed: a key was destroyed (crypto-shredded) (409).
+	ProblemKeyDestroyed = "key-destroyed"
+	// ProblemKeyVersionDestroyed: a value is sealed under a key version
+	// that was destroyed (409); it is gone for good.
+	ProblemKeyVersionDestroyed = "key-version-destroyed"
+	// ProblemKeyRetired: a value is sealed under a retired key version, or
+	// a key has no active version to seal with (409).
+	ProblemKeyRetired = "key-retired"
+)
+
 // Error is a domain error: a code callers branch on and a message that is
 // safe to show a client. Message must never contain a submitted value, a key
 // or a secret. Cause, if set, is for logs only and never reaches a client.
 type Error struct {
-	Code    string
+	Code string
+	// Type, if set, is a problem type more specific than Code (one of the
+	// Problem… constants); the status is still Code's.
+	Type    string
 	Message string
 	// Problems lists every individual problem where there are several
 	// (a policy that does not compile, several invalid fields).

@@ -118,7 +118,8 @@ const (
 )
 
 // SealedRecord is a record as stored: metadata in the clear, each value
-// sealed separately under a data key with its own AAD.
+// sealed separately under a data key with its own AAD, and (since records
+// carry a revision) the metadata and field set authenticated by Seal.
 type SealedRecord struct {
 	ID         string
 	Collection string
@@ -134,6 +135,16 @@ type SealedRecord struct {
 	Values map[string][]byte
 	// Canary marks a decoy record: any read of it is a security event.
 	Canary bool
+	// Revision counts the record's writes: 1 when created, one more per
+	// update. It is bound into every value's AAD, so a value from an
+	// earlier revision does not open. 0 marks a record written before
+	// records carried revisions (readable; upgraded on its next write or
+	// by the rewrap job).
+	Revision uint64
+	// Seal authenticates the metadata above and the set of fields: an
+	// envelope of no plaintext sealed under KeyID whose AAD is all of it
+	// (see the vault). Empty exactly when Revision is 0.
+	Seal []byte
 }
 
 // IndexEntry is one blind-index entry of a searchable field: a keyed MAC of
@@ -227,6 +238,9 @@ type AccessNote struct {
 	Missing bool
 	// Canary is true when a canary record or token was touched.
 	Canary bool
+	// Tampered lists the ids of records that failed their integrity check
+	// (their stored data was changed outside Coffer): a security event.
+	Tampered []string
 }
 
 // Allow records an allowing decision.

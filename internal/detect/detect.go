@@ -30,6 +30,9 @@ const (
 	// dictionary oracle for low-entropy values, so it has its own, lower
 	// threshold.
 	KindBulkTokenize = "data.bulk_tokenize"
+	// KindIntegrity: a record failed its integrity check on a read or a
+	// search: its stored data was changed outside Coffer.
+	KindIntegrity = "data.integrity"
 )
 
 // Severities of security events.
@@ -40,7 +43,7 @@ const (
 
 // Kinds lists every kind of security event, for validation and metrics.
 func Kinds() []string {
-	return []string{KindBruteForce, KindDeniedBurst, KindBulkRead, KindBulkTokenize, KindEnumeration, KindUnusualHour, KindCanary}
+	return []string{KindBruteForce, KindDeniedBurst, KindBulkRead, KindBulkTokenize, KindEnumeration, KindUnusualHour, KindCanary, KindIntegrity}
 }
 
 // Defaults.
@@ -72,6 +75,8 @@ const (
 	// maxIDLen caps principal and attempted ids used in counter keys and
 	// events, so a client cannot make the detector store megabytes.
 	maxIDLen = 256
+	// maxTampered caps the record ids one data.integrity event names.
+	maxTampered = 20
 	// storeTimeout bounds each store call made by the detector.
 	storeTimeout = 5 * time.Second
 )
@@ -109,6 +114,9 @@ type Observation struct {
 	Missing bool
 	// Canary is true when the request touched a canary record or token.
 	Canary bool
+	// Tampered lists the records (by id) that failed their integrity
+	// check: their stored data was changed outside Coffer.
+	Tampered []string
 	// AuthFailure is true for a failed login or token request.
 	AuthFailure bool
 	// AttemptedID is the client id or username a failed authentication

@@ -37,6 +37,9 @@
 //	data.unusual_hour    an allowed request outside the principal's or its
 //	                     roles' configured hours
 //	data.canary          any touch of a canary record or token, at once
+//	data.integrity       a record failed its integrity check on a read or a
+//	                     search (its stored data was changed outside Coffer,
+//	                     or a blind index row was planted), at once
 //
 // Config.Cooldown (default: the window) keeps the same kind for the same
 // principal (or source) from being raised more than once per cooldown

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"strings"
 	"time"
 
 	"github.com/cofferhq/coffer/internal/coffer"
@@ -154,6 +155,13 @@ func (d *Detector) normalize(o Observation) Observation {
 	o.Time = o.Time.UTC()
 	o.PrincipalID, o.AttemptedID, o.SourceIP = clip(o.PrincipalID), clip(o.AttemptedID), clip(o.SourceIP)
 	o.Action, o.Resource = clip(o.Action), clip(o.Resource)
+	if len(o.Tampered) > 0 {
+		ids := make([]string, 0, min(len(o.Tampered), maxTampered))
+		for _, id := range o.Tampered[:min(len(o.Tampered), maxTampered)] {
+			ids = append(ids, clip(id))
+		}
+		o.Tampered = ids
+	}
 	return o
 }
 
@@ -169,6 +177,13 @@ func (d *Detector) handle(ctx context.Context, o Observation) {
 	if o.Canary {
 		det := d.detail(o, nil)
 		d.raise(ctx, t, KindCanary, SeverityHigh, o.PrincipalID, subject+"|"+o.Resource, o, det)
+	}
+
+	if len(o.Tampered) > 0 {
+		// At once, and once per cooldown for the same records (not per
+		// principal: each tampered record is news).
+		det := d.detail(o, map[string]any{"records": o.Tampered})
+		d.raise(ctx, t, KindIntegrity, SeverityHigh, o.PrincipalID, o.Resource+"|"+strings.Join(o.Tampered, ","), o, det)
 	}
 
 	if o.AuthFailure {

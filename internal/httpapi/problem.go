@@ -42,15 +42,19 @@ func problemFor(err error, requestID string) (int, Problem) {
 	if !ok {
 		status, code = http.StatusInternalServerError, coffer.EINTERNAL
 	}
+	typ := code
+	var ce *coffer.Error
+	if asErr(err, &ce) && ce.Type != "" {
+		typ = ce.Type
+	}
 	p := Problem{
-		Type:      "https://coffer.dev/problems/" + code,
+		Type:      "https://coffer.dev/problems/" + typ,
 		Title:     http.StatusText(status),
 		Status:    status,
 		Detail:    coffer.ErrorMessage(err),
 		RequestID: requestID,
 	}
-	var ce *coffer.Error
-	if asErr(err, &ce) {
+	if ce != nil {
 		p.Problems = ce.Problems
 	}
 	return status, p

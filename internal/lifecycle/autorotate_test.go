@@ -136,7 +136,7 @@ func TestAutoRotateKeyWithTooManyValues(t *testing.T) {
 			t.Parallel()
 			ctx := context.Background()
 			f := setup(t, b)
-			f.insert(t, 20, 0, nil) // 40 values, 4 times the bound of 10
+			f.insert(t, 20, 0, nil) // 60 seals (40 values, 20 records), 6 times the bound of 10
 			var (
 				logs    bytes.Buffer
 				reports []string
@@ -182,10 +182,10 @@ func TestAutoRotateKeyWithTooManyValues(t *testing.T) {
 				return ks[v-1].Uses, ks[v-1].RewrapUses
 			}
 
-			autoRotate(lifecycle.RotateReport{Rotated: 1, Rewrap: true}) // 40 seals over 10
+			autoRotate(lifecycle.RotateReport{Rotated: 1, Rewrap: true}) // 60 seals over 10
 			rewrap(20)
-			if u, r := counts(2); u != 40 || r != 40 {
-				t.Fatalf("version 2 after the rewrap: %d uses, %d rewrap uses; want 40 and 40", u, r)
+			if u, r := counts(2); u != 60 || r != 60 {
+				t.Fatalf("version 2 after the rewrap: %d uses, %d rewrap uses; want 60 and 60", u, r)
 			}
 			for range 2 { // not rotated again; reported at every run
 				autoRotate(lifecycle.RotateReport{TooManyValues: 1})
@@ -202,8 +202,8 @@ func TestAutoRotateKeyWithTooManyValues(t *testing.T) {
 					continue
 				}
 				warned++
-				for _, want := range []string{`"level":"WARN"`, `"key_id":"collection/c"`, `"version":2`, `"uses":40`,
-					`"rewrap_uses":40`, `"rotate_after_uses":10`} {
+				for _, want := range []string{`"level":"WARN"`, `"key_id":"collection/c"`, `"version":2`, `"uses":60`,
+					`"rewrap_uses":60`, `"rotate_after_uses":10`} {
 					if !strings.Contains(l, want) {
 						t.Errorf("warning lacks %s: %s", want, l)
 					}
@@ -224,13 +224,13 @@ func TestAutoRotateKeyWithTooManyValues(t *testing.T) {
 
 			// New values: once more of them than rewrapped ones were
 			// sealed, a rotation helps again, once.
-			f.insert(t, 20, 20, nil) // 40 new seals: as many, not more
+			f.insert(t, 20, 20, nil) // 60 new seals: as many, not more
 			autoRotate(lifecycle.RotateReport{TooManyValues: 1})
-			f.insert(t, 1, 40, nil) // 42 new seals
+			f.insert(t, 1, 40, nil) // 63 new seals
 			autoRotate(lifecycle.RotateReport{Rotated: 1, Rewrap: true})
 			rewrap(41)
-			if u, r := counts(3); u != 82 || r != 82 {
-				t.Fatalf("version 3 after the rewrap: %d uses, %d rewrap uses; want 82 and 82", u, r)
+			if u, r := counts(3); u != 123 || r != 123 {
+				t.Fatalf("version 3 after the rewrap: %d uses, %d rewrap uses; want 123 and 123", u, r)
 			}
 			autoRotate(lifecycle.RotateReport{TooManyValues: 1})
 		})

@@ -9,8 +9,9 @@ import (
 	"time"
 
 	"github.com/cofferhq/coffer/internal/coffer"
-	"github.com/cofferhq/coffer/internal/crypto/envelope"
+	"github.com/cofferhq/coffer/internal/crypto/keyring"
 	"github.com/cofferhq/coffer/internal/store"
+	"github.com/cofferhq/coffer/internal/vault"
 )
 
 // Store is what the jobs need.
@@ -104,7 +105,12 @@ type rewrapState struct {
 // RewrapReport says what a rewrap run did.
 type RewrapReport struct {
 	Scanned, Rewrapped int
-	Done               bool
+	// Skipped counts records left as they were: a value's key or version
+	// ended (an erased subject, a retired or destroyed version), or the
+	// record failed its integrity check (also in Tampered). Each is logged
+	// by collection and id.
+	Skipped, Tampered int
+	Done              bool
 }
 
 // Rewrap moves every value sealed under an older key version to the newest
@@ -168,7 +174,19 @@ func (j *Jobs) rewrap(ctx context.Context, maxBatches int) (RewrapReport, error)
 			if cur == 0 {
 				continue
 			}
-			next, moved, err := j.rewrapRecord(ctx, r, cur)
+			next, moved, err := vault.RewrapRecord(ctx, j.c.Keys, r, cur)
+			if skip(err) {
+				rep.Skipped++
+				if errors.Is(err, vault.ErrTampered) {
+					rep.Tampered++
+					j.c.Logger.Error("rewrap: a record failed its integrity check; left as it is",
+						"collection", r.Collection, "record", r.ID)
+				} else {
+					j.c.Logger.Warn("rewrap: a record cannot be opened; left as it is",
+						"collection", r.Collection, "record", r.ID, "error", err)
+				}
+				continue
+			}
 			if err != nil {
 				return rep, err
 			}
@@ -219,31 +237,14 @@ func (j *Jobs) save(ctx context.Context, st rewrapState) error {
 	return j.c.Store.SetJobState(ctx, RewrapJob, j.c.Node, string(b), j.c.Now())
 }
 
-// rewrapRecord reseals every value of r under an older version than cur.
-func (j *Jobs) rewrapRecord(ctx context.Context, r coffer.SealedRecord, cur uint32) (coffer.SealedRecord, bool, error) {
-	next := r
-	next.Values = make(map[string][]byte, len(r.Values))
-	moved := false
-	for f, env := range r.Values {
-		v, err := envelope.KeyVersion(env)
-		if err != nil || v >= cur {
-			next.Values[f] = env
-			continue
-		}
-		aad := envelope.AAD(r.Collection, r.ID, f)
-		pt, err := j.c.Keys.Open(ctx, r.KeyID, env, aad)
-		if err != nil {
-			return r, false, fmt.Errorf("lifecycle: open a value for rewrap: %w", err)
-		}
-		ne, err := j.c.Keys.Reseal(ctx, r.KeyID, pt, aad)
-		clear(pt)
-		if err != nil {
-			return r, false, fmt.Errorf("lifecycle: reseal a value: %w", err)
-		}
-		next.Values[f] = ne
-		moved = true
-	}
-	return next, moved, nil
+// skip reports whether the rewrap leaves a record for err and goes on:
+// an ended key or version (an operator's act, not a fault, which would
+// otherwise stop every later run at the same record) or a failed
+// integrity check.
+func skip(err error) bool {
+	return errors.Is(err, vault.ErrTampered) || errors.Is(err, keyring.ErrKeyDestroyed) ||
+		errors.Is(err, keyring.ErrKeyRetired) || errors.Is(err, keyring.ErrVersionDestroyed) ||
+		errors.Is(err, keyring.ErrKeyNotFound)
 }
 
 // RequestRewrap schedules a rewrap run from the beginning (after a key

@@ -1,6 +1,7 @@
 package lifecycle_test
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"errors"
@@ -16,6 +17,7 @@ import (
 	"github.com/cofferhq/coffer/internal/secret"
 	"github.com/cofferhq/coffer/internal/store"
 	"github.com/cofferhq/coffer/internal/store/storetest"
+	"github.com/cofferhq/coffer/internal/vault"
 )
 
 // keyStore maps the store's duplicate-version error to the keyring's.
@@ -53,19 +55,42 @@ func setup(tb testing.TB, b storetest.Backend) fixture {
 	return fixture{db: db, keys: kr}
 }
 
+// insert stores n records r<start>… as the vault writes them: values
+// "ID-f" and "ID-g" and a Seal, three seals each.
 func (f fixture) insert(tb testing.TB, n, start int, expires *time.Time) {
+	tb.Helper()
+	f.put(tb, n, start, expires, 1)
+}
+
+// insertLegacy stores records as written before records carried a
+// revision (format 1): the values alone, with the AAD (collection, id,
+// field).
+func (f fixture) insertLegacy(tb testing.TB, n, start int) {
+	tb.Helper()
+	f.put(tb, n, start, nil, 0)
+}
+
+func (f fixture) put(tb testing.TB, n, start int, expires *time.Time, revision uint64) {
 	tb.Helper()
 	ctx := context.Background()
 	for i := start; i < start+n; i++ {
 		id := fmt.Sprintf("r%06d", i)
-		r := coffer.SealedRecord{ID: id, Collection: "c", KeyID: "collection/c", CreatedAt: time.Now(), UpdatedAt: time.Now(),
-			ExpiresAt: expires, Values: map[string][]byte{}}
-		for _, fld := range []string{"f", "g"} {
-			env, err := f.keys.Seal(ctx, r.KeyID, []byte(id+"-"+fld), envelope.AAD("c", id, fld))
-			if err != nil {
+		now := time.Now().UTC()
+		r := coffer.SealedRecord{ID: id, Collection: "c", KeyID: "collection/c", CreatedAt: now, UpdatedAt: now,
+			ExpiresAt: expires, Values: map[string][]byte{}, Revision: revision}
+		pts := map[string][]byte{"f": []byte(id + "-f"), "g": []byte(id + "-g")}
+		if revision > 0 {
+			if err := vault.SealRecord(ctx, f.keys, &r, pts); err != nil {
 				tb.Fatal(err)
 			}
-			r.Values[fld] = env
+		} else {
+			for fld, pt := range pts {
+				env, err := f.keys.Seal(ctx, r.KeyID, pt, envelope.AAD("c", id, fld))
+				if err != nil {
+					tb.Fatal(err)
+				}
+				r.Values[fld] = env
+			}
 		}
 		if err := f.db.InsertRecord(ctx, r, []coffer.IndexEntry{{Field: "f", Version: 1, MAC: []byte(id)}}); err != nil {
 			tb.Fatal(err)
@@ -117,7 +142,7 @@ func TestRewrapResumesAfterAKill(t *testing.T) {
 					if v, _ := envelope.KeyVersion(env); v != 2 {
 						t.Fatalf("%s.%s still on v%d", r.ID, fld, v)
 					}
-					pt, err := f.keys.Open(ctx, r.KeyID, env, envelope.AAD("c", r.ID, fld))
+					pt, err := f.keys.Open(ctx, r.KeyID, env, envelope.AAD("c", r.ID, fld, "1"))
 					if err != nil || string(pt) != r.ID+"-"+fld {
 						t.Fatalf("%s.%s after rewrap: %q %v", r.ID, fld, pt, err)
 					}
@@ -191,6 +216,88 @@ func BenchmarkRewrap(b *testing.B) {
 				}
 			}
 			b.ReportMetric(float64(n*b.N)/b.Elapsed().Seconds(), "records/s")
+		})
+	}
+}
+
+// TestRewrapUpgradesAndSkips: the rewrap moves records written before
+// records carried a revision (format 1) to format 2 in place, whatever
+// their key version, and leaves as they are (and goes on past) a record
+// that fails its integrity check and records whose key version ended.
+func TestRewrapUpgradesAndSkips(t *testing.T) {
+	for _, b := range storetest.Backends() {
+		t.Run(b.Name, func(t *testing.T) {
+			t.Parallel()
+			ctx := context.Background()
+			f := setup(t, b)
+			f.insertLegacy(t, 10, 0)
+			j := lifecycle.New(lifecycle.Config{Store: f.db, Keys: f.keys, Node: "a", Batch: 4})
+			rep, err := j.Rewrap(ctx, 0)
+			if err != nil || !rep.Done || rep.Rewrapped != 10 || rep.Skipped != 0 {
+				t.Fatalf("upgrade run: %+v %v", rep, err)
+			}
+			recs, err := f.db.RecordsAfter(ctx, "", "", 100)
+			if err != nil || len(recs) != 10 {
+				t.Fatalf("records: %d %v", len(recs), err)
+			}
+			for _, r := range recs {
+				if r.Revision != 1 || len(r.Seal) == 0 {
+					t.Fatalf("%s not upgraded: revision %d, seal %d bytes", r.ID, r.Revision, len(r.Seal))
+				}
+				for fld, env := range r.Values {
+					if pt, err := f.keys.Open(ctx, r.KeyID, env, envelope.AAD("c", r.ID, fld, "1")); err != nil || string(pt) != r.ID+"-"+fld {
+						t.Fatalf("%s.%s after the upgrade: %q %v", r.ID, fld, pt, err)
+					}
+				}
+			}
+			if err := j.RequestRewrap(ctx); err != nil {
+				t.Fatal(err)
+			}
+			if rep, err := j.Rewrap(ctx, 0); err != nil || rep.Rewrapped != 0 {
+				t.Fatalf("second run moved upgraded records again: %+v %v", rep, err)
+			}
+
+			// A tampered record (its owner edited after sealing) and two
+			// whose version an operator retired behind the job's back.
+			now := time.Now().UTC()
+			bad := coffer.SealedRecord{ID: "t0", Collection: "c", KeyID: "collection/c", CreatedAt: now, UpdatedAt: now, Revision: 1}
+			if err := vault.SealRecord(ctx, f.keys, &bad, map[string][]byte{"f": []byte("x")}); err != nil {
+				t.Fatal(err)
+			}
+			bad.Owner = "mallory"
+			if err := f.db.InsertRecord(ctx, bad, nil); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := f.keys.Rotate(ctx, "collection/c"); err != nil {
+				t.Fatal(err)
+			}
+			if err := j.RequestRewrap(ctx); err != nil {
+				t.Fatal(err)
+			}
+			rep, err = j.Rewrap(ctx, 0)
+			if err != nil || !rep.Done || rep.Rewrapped != 10 || rep.Skipped != 1 || rep.Tampered != 1 {
+				t.Fatalf("run past a tampered record: %+v %v", rep, err)
+			}
+			if got, err := f.db.Record(ctx, "c", "t0"); err != nil || !bytes.Equal(got.Seal, bad.Seal) {
+				t.Fatalf("the tampered record was resealed: %v", err)
+			}
+			if err := f.db.DeleteRecord(ctx, "c", "t0"); err != nil {
+				t.Fatal(err)
+			}
+			f.insert(t, 2, 100, nil) // under version 2
+			if _, err := f.keys.Rotate(ctx, "collection/c"); err != nil {
+				t.Fatal(err)
+			}
+			if err := f.keys.Retire(ctx, "collection/c", 2); err != nil {
+				t.Fatal(err)
+			}
+			if err := j.RequestRewrap(ctx); err != nil {
+				t.Fatal(err)
+			}
+			rep, err = j.Rewrap(ctx, 0)
+			if err != nil || !rep.Done || rep.Skipped != 12 || rep.Tampered != 0 {
+				t.Fatalf("run past records of a retired version: %+v %v", rep, err)
+			}
 		})
 	}
 }

@@ -72,7 +72,7 @@ func backupTables() []backupTable {
 	return []backupTable{
 		{"collections", []column{ct("name"), ct("schema_json"), ci("retention_s"), ci("created_at")}, "name"},
 		{"records", []column{ct("collection"), ct("id"), ct("owner"), ct("subject"), ct("key_id"), cb("values_blob"),
-			ci("canary"), ci("created_at"), ci("updated_at"), cin("expires_at")}, "collection, id"},
+			ci("canary"), ci("created_at"), ci("updated_at"), cin("expires_at"), ci("revision").addedIn(9), cbn("meta_seal").addedIn(9)}, "collection, id"},
 		{"record_index", []column{ct("collection"), ct("field"), cb("mac"), ct("record_id"), ci("version")},
 			"collection, field, mac, record_id"},
 		{"data_keys", []column{ct("key_id"), ci("version"), cb("wrapped"), ct("state"), ci("created_at"), ci("uses").addedIn(2),

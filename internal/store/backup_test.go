@@ -392,7 +392,7 @@ func TestDiscardRestore(t *testing.T) {
 func TestImportRollsBackEverything(t *testing.T) {
 	errBoom := errors.New("stream broke")
 	good := []any{"customers", `{"fields":[]}`, int64(0), int64(1)}
-	record := []any{"customers", "r1", "", "", "k", []byte{1}, int64(0), int64(1), int64(1), nil}
+	record := []any{"customers", "r1", "", "", "k", []byte{1}, int64(0), int64(1), int64(1), nil, int64(0), nil}
 	for _, tc := range []struct {
 		name string
 		rows []any // each a [2]any{table, row} or an error

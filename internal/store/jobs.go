@@ -93,9 +93,12 @@ func (db *DB) RecordsAfter(ctx context.Context, collection, id string, limit int
 	return out, rs.Err()
 }
 
-// ReplaceValues swaps the sealed values of records in one transaction, each
-// only if its values are still old[i] (compare-and-swap, so a concurrent
-// update always wins over a rewrap). It returns how many were replaced.
+// ReplaceValues swaps the sealed values, revision and seal of records in
+// one transaction, each only if its values are still old[i]
+// (compare-and-swap: every write of a record seals all its values again,
+// under fresh nonces, so equal values mean no write in between, and a
+// concurrent update always wins over a rewrap). It returns how many were
+// replaced.
 func (db *DB) ReplaceValues(ctx context.Context, recs []coffer.SealedRecord, old [][]byte) (int, error) {
 	n := 0
 	err := db.inTx(ctx, func(q querier) error {
@@ -105,8 +108,9 @@ func (db *DB) ReplaceValues(ctx context.Context, recs []coffer.SealedRecord, old
 			if err != nil {
 				return err
 			}
-			k, err := q.exec(ctx, `UPDATE records SET values_blob = $1 WHERE collection = $2 AND id = $3 AND values_blob = $4`,
-				vals, r.Collection, r.ID, old[i])
+			k, err := q.exec(ctx, `UPDATE records SET values_blob = $1, revision = $2, meta_seal = $3
+				WHERE collection = $4 AND id = $5 AND values_blob = $6`,
+				vals, revision(r.Revision), nullBytes(r.Seal), r.Collection, r.ID, old[i])
 			if err != nil {
 				return fmt.Errorf("store: replace values: %w", err)
 			}

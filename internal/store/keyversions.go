@@ -44,11 +44,11 @@ func (db *DB) CountSealedUnder(ctx context.Context, keyID string, version uint32
 	// (vault.keyIDFor), so the scan can go through the primary key or the
 	// subject index instead of the whole table.
 	case strings.HasPrefix(keyID, "collection/"):
-		q, args, records = `SELECT values_blob FROM records WHERE collection = $1 AND key_id = $2`,
+		q, args, records = `SELECT values_blob, meta_seal FROM records WHERE collection = $1 AND key_id = $2`,
 			[]any{strings.TrimPrefix(keyID, "collection/"), keyID}, true
 	case strings.HasPrefix(keyID, "subject/"):
 		// subject <> '' lets the planner use the partial subject index.
-		q, args, records = `SELECT values_blob FROM records WHERE subject = $1 AND subject <> '' AND key_id = $2`,
+		q, args, records = `SELECT values_blob, meta_seal FROM records WHERE subject = $1 AND subject <> '' AND key_id = $2`,
 			[]any{strings.TrimPrefix(keyID, "subject/"), keyID}, true
 	case strings.HasPrefix(keyID, "tokens/"):
 		typ := strings.TrimPrefix(keyID, "tokens/")
@@ -66,9 +66,16 @@ func (db *DB) CountSealedUnder(ctx context.Context, keyID string, version uint32
 	defer rs.Close()
 	var n int64
 	for rs.Next() {
-		var b []byte
-		if err := rs.Scan(&b); err != nil {
+		var b, seal []byte
+		dest := []any{&b}
+		if records {
+			dest = append(dest, &seal)
+		}
+		if err := rs.Scan(dest...); err != nil {
 			return 0, fmt.Errorf("store: count sealed values: %w", err)
+		}
+		if len(seal) > 0 && sealedUnder(seal, version) {
+			n++ // a record's seal is sealed under the record's key too
 		}
 		if !records {
 			if len(b) > 0 && sealedUnder(b, version) {

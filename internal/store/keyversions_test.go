@@ -19,7 +19,7 @@ func env(v uint32) []byte {
 	return b
 }
 
-// TestCountSealedUnder counts the record values and token values sealed
+// TestCountSealedUnder counts the record values (and records' seals) and token values sealed
 // under one version of a key, by their envelope header, and nothing else.
 func TestCountSealedUnder(t *testing.T) {
 	forEach(t, func(t *testing.T, db *store.DB) {
@@ -27,7 +27,7 @@ func TestCountSealedUnder(t *testing.T) {
 		mustCollection(t, db, "customers")
 		recs := []coffer.SealedRecord{
 			{ID: "a", KeyID: "collection/customers", Values: map[string][]byte{"email": env(1), "name": env(2)}},
-			{ID: "b", KeyID: "collection/customers", Values: map[string][]byte{"email": env(1)}},
+			{ID: "b", KeyID: "collection/customers", Values: map[string][]byte{"email": env(1)}, Revision: 1, Seal: env(3)},
 			{ID: "c", Subject: "s1", KeyID: "subject/s1", Values: map[string][]byte{"email": env(1)}},
 		}
 		for _, r := range recs {
@@ -56,7 +56,8 @@ func TestCountSealedUnder(t *testing.T) {
 			v    uint32
 			want int64
 		}{
-			{"collection/customers", 1, 2}, {"collection/customers", 2, 1}, {"collection/customers", 3, 0},
+			{"collection/customers", 1, 2}, {"collection/customers", 2, 1}, {"collection/customers", 3, 1}, // b's seal
+			{"collection/customers", 4, 0},
 			{"subject/s1", 1, 2}, {"subject/s2", 1, 0},
 			{"tokens/ssn", 1, 1}, {"tokens/ssn", 3, 1}, {"tokens/email", 1, 1}, {"tokens/phone", 1, 0},
 		} {

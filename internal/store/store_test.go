@@ -77,7 +77,8 @@ func TestRecords(t *testing.T) {
 		r := coffer.SealedRecord{
 			ID: "r1", Collection: "customers", Owner: "alice", Subject: "s1", KeyID: "subject/s1",
 			CreatedAt: t0, UpdatedAt: t0, ExpiresAt: &exp,
-			Values: map[string][]byte{"email": {1, 2, 3, 0, 255}},
+			Values:   map[string][]byte{"email": {1, 2, 3, 0, 255}},
+			Revision: 1, Seal: []byte{4, 5, 6},
 		}
 		mac := []byte{9, 9, 9}
 		if err := db.InsertRecord(ctx, r, []coffer.IndexEntry{{Field: "email", Version: 1, MAC: mac}}); err != nil {
@@ -91,18 +92,38 @@ func TestRecords(t *testing.T) {
 			t.Fatal(err)
 		}
 		if got.Owner != "alice" || got.Subject != "s1" || got.KeyID != "subject/s1" ||
-			!bytes.Equal(got.Values["email"], r.Values["email"]) || got.ExpiresAt == nil || !got.ExpiresAt.Equal(exp) {
+			!bytes.Equal(got.Values["email"], r.Values["email"]) || got.ExpiresAt == nil || !got.ExpiresAt.Equal(exp) ||
+			got.Revision != 1 || !bytes.Equal(got.Seal, r.Seal) {
 			t.Fatalf("record round trip: %+v", got)
 		}
 		ids, err := db.SearchIndex(ctx, "customers", "email", [][]byte{{1}, mac}, 10)
 		if err != nil || len(ids) != 1 || ids[0] != "r1" {
 			t.Fatalf("search: %v %v", ids, err)
 		}
-		// Update replaces the index entry of the field.
+		// Update replaces the index entry of the field, from the revision
+		// it was made from only.
 		got.Values["email"] = []byte{7}
 		got.UpdatedAt = t0.Add(time.Minute)
+		got.Revision, got.Seal = 2, []byte{7, 7}
 		if err := db.UpdateRecord(ctx, got, []string{"email"}, []coffer.IndexEntry{{Field: "email", Version: 1, MAC: []byte{8}}}); err != nil {
 			t.Fatal(err)
+		}
+		if err := db.UpdateRecord(ctx, got, nil, nil); coffer.ErrorCode(err) != coffer.ECONFLICT {
+			t.Fatalf("an update made from a revision since replaced: %v, want a conflict", err)
+		}
+		if again, err := db.Record(ctx, "customers", "r1"); err != nil || again.Revision != 2 || !bytes.Equal(again.Seal, []byte{7, 7}) {
+			t.Fatalf("after the update: %+v %v", again, err)
+		}
+		gone := got
+		gone.ID, gone.Revision = "nope", 3
+		if err := db.UpdateRecord(ctx, gone, nil, nil); coffer.ErrorCode(err) != coffer.ENOTFOUND {
+			t.Fatalf("update of a missing record: %v", err)
+		}
+		if has, err := db.IndexHas(ctx, "customers", "email", "r1", [][]byte{{1}, {8}}); err != nil || !has {
+			t.Fatalf("IndexHas of r1's entry: %v %v", has, err)
+		}
+		if has, err := db.IndexHas(ctx, "customers", "email", "r2", [][]byte{{8}}); err != nil || has {
+			t.Fatalf("IndexHas of another record: %v %v", has, err)
 		}
 		if ids, _ := db.SearchIndex(ctx, "customers", "email", [][]byte{mac}, 10); len(ids) != 0 {
 			t.Fatalf("stale index entry after update: %v", ids)

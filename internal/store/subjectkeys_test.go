@@ -290,6 +290,7 @@ func TestUnindexedSubjectRecords(t *testing.T) {
 		changed := got[1]
 		changed.Values = map[string][]byte{"email": {9}}
 		changed.UpdatedAt = t0.Add(time.Second)
+		changed.Revision++
 		must(db.UpdateRecord(ctx, changed, nil, nil))
 		n, err := db.AddMissingIndexEntries(ctx, got, [][]coffer.IndexEntry{entry(1), entry(2)})
 		if err != nil || n != 1 {

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"strconv"
 	"strings"
 	"time"
@@ -106,6 +107,19 @@ func nullTime(t *time.Time) sql.NullInt64 {
 	return sql.NullInt64{Int64: micros(*t), Valid: true}
 }
 
+// nullBytes stores an empty byte slice as NULL.
+func nullBytes(b []byte) any {
+	if len(b) == 0 {
+		return nil
+	}
+	return b
+}
+
+// revision is a record revision as stored.
+func revision(r uint64) int64 {
+	return int64(min(r, math.MaxInt64)) // #nosec G115 -- clamped to the int64 range
+}
+
 func b2i(b bool) int64 {
 	if b {
 		return 1
@@ -122,10 +136,10 @@ func (db *DB) InsertRecord(ctx context.Context, r coffer.SealedRecord, idx []cof
 	}
 	return db.inTx(ctx, func(q querier) error {
 		_, err := q.exec(ctx, `INSERT INTO records
-			(collection, id, owner, subject, key_id, values_blob, canary, created_at, updated_at, expires_at)
-			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)`,
+			(collection, id, owner, subject, key_id, values_blob, canary, created_at, updated_at, expires_at, revision, meta_seal)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)`,
 			r.Collection, r.ID, r.Owner, r.Subject, r.KeyID, vals, b2i(r.Canary),
-			micros(r.CreatedAt), micros(r.UpdatedAt), nullTime(r.ExpiresAt))
+			micros(r.CreatedAt), micros(r.UpdatedAt), nullTime(r.ExpiresAt), revision(r.Revision), nullBytes(r.Seal))
 		if errors.Is(err, ErrConflict) {
 			return &coffer.Error{Code: coffer.ECONFLICT, Message: "record already exists", Cause: err}
 		}
@@ -147,7 +161,7 @@ func insertIndex(ctx context.Context, q querier, collection, id string, idx []co
 	return nil
 }
 
-const recordCols = `collection, id, owner, subject, key_id, values_blob, canary, created_at, updated_at, expires_at`
+const recordCols = `collection, id, owner, subject, key_id, values_blob, canary, created_at, updated_at, expires_at, revision, meta_seal`
 
 func scanRecord(s interface{ Scan(...any) error }) (coffer.SealedRecord, error) {
 	var (
@@ -156,10 +170,12 @@ func scanRecord(s interface{ Scan(...any) error }) (coffer.SealedRecord, error) 
 		canary     int64
 		crAt, upAt int64
 		exp        sql.NullInt64
+		rev        int64
 	)
-	if err := s.Scan(&r.Collection, &r.ID, &r.Owner, &r.Subject, &r.KeyID, &vals, &canary, &crAt, &upAt, &exp); err != nil {
+	if err := s.Scan(&r.Collection, &r.ID, &r.Owner, &r.Subject, &r.KeyID, &vals, &canary, &crAt, &upAt, &exp, &rev, &r.Seal); err != nil {
 		return r, err
 	}
+	r.Revision = uint64(max(rev, 0)) // #nosec G115 -- clamped to non-negative
 	if err := json.Unmarshal(vals, &r.Values); err != nil {
 		return r, fmt.Errorf("store: decode sealed values: %w", err)
 	}
@@ -226,23 +242,38 @@ func (db *DB) Records(ctx context.Context, collection string, ids []string) ([]c
 	return out, nil
 }
 
-// UpdateRecord replaces a record's sealed values, owner and update time,
-// and replaces the index entries of the fields named in idxFields with idx,
-// in one transaction. ENOTFOUND if the record is gone.
+// UpdateRecord replaces a record's sealed values, owner, update time,
+// revision and seal, and replaces the index entries of the fields named in
+// idxFields with idx, in one transaction — only if the stored record is
+// still at revision r.Revision-1, the one the update was made from
+// (compare-and-swap: a concurrent update of the record wins, and this one
+// is ECONFLICT, to be made again from the new revision). ENOTFOUND if the
+// record is gone.
 func (db *DB) UpdateRecord(ctx context.Context, r coffer.SealedRecord, idxFields []string, idx []coffer.IndexEntry) error {
 	vals, err := encodeValues(r.Values)
 	if err != nil {
 		return err
 	}
+	if r.Revision == 0 {
+		return errors.New("store: update record: an update makes revision 1 or more")
+	}
 	return db.inTx(ctx, func(q querier) error {
-		n, err := q.exec(ctx, `UPDATE records SET values_blob = $1, owner = $2, updated_at = $3, key_id = $4
-			WHERE collection = $5 AND id = $6`,
-			vals, r.Owner, micros(r.UpdatedAt), r.KeyID, r.Collection, r.ID)
+		n, err := q.exec(ctx, `UPDATE records SET values_blob = $1, owner = $2, updated_at = $3, key_id = $4, revision = $5, meta_seal = $6
+			WHERE collection = $7 AND id = $8 AND revision = $9`,
+			vals, r.Owner, micros(r.UpdatedAt), r.KeyID, revision(r.Revision), nullBytes(r.Seal), r.Collection, r.ID, revision(r.Revision-1))
 		if err != nil {
 			return fmt.Errorf("store: update record: %w", err)
 		}
 		if n == 0 {
-			return notFound("record")
+			var one int
+			err := q.queryRow(ctx, `SELECT 1 FROM records WHERE collection = $1 AND id = $2`, r.Collection, r.ID).Scan(&one)
+			if errors.Is(err, ErrNotFound) {
+				return notFound("record")
+			}
+			if err != nil {
+				return fmt.Errorf("store: update record: %w", err)
+			}
+			return &coffer.Error{Code: coffer.ECONFLICT, Message: "the record was changed by another request meanwhile; try again"}
 		}
 		for _, f := range idxFields {
 			if _, err := q.exec(ctx, `DELETE FROM record_index WHERE collection = $1 AND record_id = $2 AND field = $3`,
@@ -302,6 +333,24 @@ func (db *DB) SearchIndex(ctx context.Context, collection, field string, macs []
 		}
 	}
 	return ids, nil
+}
+
+// IndexHas reports whether record id of collection has an index entry for
+// field with one of the given MACs.
+func (db *DB) IndexHas(ctx context.Context, collection, field, id string, macs [][]byte) (bool, error) {
+	for _, mac := range macs {
+		var one int
+		err := db.read.queryRow(ctx, `SELECT 1 FROM record_index
+			WHERE collection = $1 AND field = $2 AND mac = $3 AND record_id = $4`, collection, field, mac, id).Scan(&one)
+		if errors.Is(err, ErrNotFound) {
+			continue
+		}
+		if err != nil {
+			return false, fmt.Errorf("store: index entry: %w", err)
+		}
+		return true, nil
+	}
+	return false, nil
 }
 
 // StaleIndexEntries returns the index entries of collection's field filed

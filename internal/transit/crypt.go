@@ -340,7 +340,11 @@ func (s *Service) open(ctx context.Context, k TransitKey, env, bound []byte) ([]
 	switch {
 	case err == nil:
 		return pt, nil
-	case errors.Is(err, envelope.ErrDecrypt), errors.Is(err, keyring.ErrKeyRetired), errors.Is(err, keyring.ErrKeyNotFound):
+	case errors.Is(err, envelope.ErrDecrypt), errors.Is(err, keyring.ErrKeyRetired), errors.Is(err, keyring.ErrKeyNotFound),
+		errors.Is(err, keyring.ErrVersionDestroyed):
+		// A version destroyed behind the key's back (its minimum
+		// decryption version says it decrypts) opens nothing: the same
+		// opaque answer as any other ciphertext that does not decrypt.
 		return nil, undecryptable()
 	case errors.Is(err, keyring.ErrKeyDestroyed):
 		return nil, coffer.Errorf(coffer.ENOTFOUND, msgNotFound) // deleted meanwhile

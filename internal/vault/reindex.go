@@ -141,7 +141,7 @@ var errStoredInvalid = errors.New("vault: a stored value no longer validates")
 // form. Errors from opening come back unchanged; a value that no longer
 // validates is errStoredInvalid. The plaintext bytes are cleared.
 func (v *Vault) storedIndexForm(ctx context.Context, rec coffer.SealedRecord, f coffer.Field, env []byte) (string, error) {
-	pt, err := v.c.Keys.Open(ctx, rec.KeyID, env, aad(rec.Collection, rec.ID, f.Name))
+	pt, err := v.c.Keys.Open(ctx, rec.KeyID, env, valueAAD(&rec, f.Name))
 	if err != nil {
 		return "", err
 	}

@@ -2,6 +2,7 @@ package vault
 
 import (
 	"context"
+	"crypto/subtle"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
@@ -33,6 +34,9 @@ type Store interface {
 	UpdateRecord(ctx context.Context, r coffer.SealedRecord, idxFields []string, idx []coffer.IndexEntry) error
 	DeleteRecord(ctx context.Context, collection, id string) error
 	SearchIndex(ctx context.Context, collection, field string, macs [][]byte, limit int) ([]string, error)
+	// IndexHas reports whether record id has an index entry for field
+	// with one of macs.
+	IndexHas(ctx context.Context, collection, field, id string, macs [][]byte) (bool, error)
 	DeleteSubjectRecords(ctx context.Context, subject string) (int64, error)
 }
 
@@ -224,8 +228,6 @@ func keyIDFor(collection, subject string) string {
 
 func indexKeyID(collection, field string) string { return "index/" + collection + "/" + field }
 
-func aad(collection, id, field string) []byte { return envelope.AAD(collection, id, field) }
-
 func validAttr(s string) bool {
 	return len(s) <= 256 && !strings.ContainsRune(s, 0) && strings.ToValidUTF8(s, "") == s
 }
@@ -285,15 +287,20 @@ func (v *Vault) CreateRecord(ctx context.Context, c Caller, collection string, n
 	rec := coffer.SealedRecord{
 		ID: rid, Collection: collection, Owner: nr.Owner, Subject: nr.Subject,
 		CreatedAt: now, UpdatedAt: now, KeyID: keyIDFor(collection, nr.Subject),
-		Values: make(map[string][]byte, len(nr.Data)), Canary: nr.Canary,
+		Values: make(map[string][]byte, len(nr.Data)), Canary: nr.Canary, Revision: 1,
 	}
 	if col.Retention > 0 {
 		exp := now.Add(col.Retention)
 		rec.ExpiresAt = &exp
 	}
-	idx, fields, err := v.sealFields(ctx, col, &rec, nr.Data)
+	pts, idx, fields, err := v.prepareFields(ctx, col, nr.Data)
 	if err != nil {
 		return "", err
+	}
+	err = SealRecord(ctx, v.c.Keys, &rec, pts)
+	clearAll(pts)
+	if err != nil {
+		return "", writeErr(rec.KeyID, err)
 	}
 	c.Note.Fields, c.Note.Count = fields, 1
 	if err := v.c.Store.InsertRecord(ctx, rec, idx); err != nil {
@@ -302,10 +309,11 @@ func (v *Vault) CreateRecord(ctx context.Context, c Caller, collection string, n
 	return rid, nil
 }
 
-// sealFields validates every field of data against the schema first (so a
-// bad request stores nothing), then seals each value into rec and returns
-// the blind-index entries of the searchable ones.
-func (v *Vault) sealFields(ctx context.Context, col coffer.Collection, rec *coffer.SealedRecord, data map[string]json.RawMessage) ([]coffer.IndexEntry, []string, error) {
+// prepareFields validates every field of data against the schema (so a
+// bad request stores nothing) and returns each value's stored form, to be
+// sealed (SealRecord), the blind-index entries of the searchable ones and
+// the field names, sorted.
+func (v *Vault) prepareFields(ctx context.Context, col coffer.Collection, data map[string]json.RawMessage) (map[string][]byte, []coffer.IndexEntry, []string, error) {
 	names := make([]string, 0, len(data))
 	for name := range data {
 		names = append(names, name)
@@ -331,24 +339,28 @@ func (v *Vault) sealFields(ctx context.Context, col coffer.Collection, rec *coff
 		vals = append(vals, norm{f, s, ix})
 	}
 	if len(problems) > 0 {
-		return nil, nil, &coffer.Error{Code: coffer.EINVALID, Message: strings.Join(problems, "; "), Problems: problems}
+		return nil, nil, nil, &coffer.Error{Code: coffer.EINVALID, Message: strings.Join(problems, "; "), Problems: problems}
 	}
 	var idx []coffer.IndexEntry
+	pts := make(map[string][]byte, len(vals))
 	for _, n := range vals {
-		env, err := v.c.Keys.Seal(ctx, rec.KeyID, []byte(n.stored), aad(rec.Collection, rec.ID, n.f.Name))
-		if err != nil {
-			return nil, nil, fmt.Errorf("vault: seal field: %w", err)
-		}
-		rec.Values[n.f.Name] = env
+		pts[n.f.Name] = []byte(n.stored)
 		if n.f.Searchable {
-			ver, mac, err := v.c.Keys.MAC(ctx, indexKeyID(rec.Collection, n.f.Name), []byte(n.indexed))
+			ver, mac, err := v.c.Keys.MAC(ctx, indexKeyID(col.Name, n.f.Name), []byte(n.indexed))
 			if err != nil {
-				return nil, nil, fmt.Errorf("vault: index field: %w", err)
+				return nil, nil, nil, fmt.Errorf("vault: index field: %w", err)
 			}
 			idx = append(idx, coffer.IndexEntry{Field: n.f.Name, Version: ver, MAC: mac})
 		}
 	}
-	return idx, names, nil
+	return pts, idx, names, nil
+}
+
+// clearAll zeroes the plaintexts of m.
+func clearAll(m map[string][]byte) {
+	for _, pt := range m {
+		clear(pt)
+	}
 }
 
 // truncName keeps an unknown field name short in an error message. Field
@@ -389,26 +401,42 @@ func (v *Vault) loadRecord(ctx context.Context, c Caller, collection, id string)
 }
 
 // authorizeRecord decides action on one stored record: when the decision
-// depends on the record (an owner or subject rule) a denial is a 404, so a caller
-// cannot learn that a record it may not see exists.
+// depends on the record (an owner or subject rule) a denial is a 404, so a
+// caller cannot learn that a record it may not see exists. Once allowed,
+// the record is checked (verify) before anything is done with it — but a
+// delete the decision allowed without reading the record goes ahead
+// whatever its state, so that a damaged record can be removed.
 func (v *Vault) authorizeRecord(ctx context.Context, c Caller, action, collection, id string) (coffer.SealedRecord, policy.Decision, error) {
 	res := collectionResource(collection)
 	c.Note.Target(action, res)
 	p := v.c.Policies.Current()
-	if !p.NeedsResource(c.Principal, action, res) {
-		d, err := v.decide(c, action, res, policy.Input{Collection: collection, ID: id}, false)
-		if err != nil {
-			return coffer.SealedRecord{}, d, err
+	perRecord := p.NeedsResource(c.Principal, action, res)
+	var (
+		r   coffer.SealedRecord
+		d   policy.Decision
+		err error
+	)
+	if perRecord {
+		if r, err = v.loadRecord(ctx, c, collection, id); err != nil {
+			return r, d, err
 		}
-		r, err := v.loadRecord(ctx, c, collection, id)
+		d, err = v.decide(c, action, res, policy.Input{Owner: r.Owner, Subject: r.Subject, Collection: collection, ID: id}, true)
+	} else if d, err = v.decide(c, action, res, policy.Input{Collection: collection, ID: id}, false); err == nil {
+		r, err = v.loadRecord(ctx, c, collection, id)
+	}
+	if err != nil || (action == "delete" && !perRecord) {
 		return r, d, err
 	}
-	r, err := v.loadRecord(ctx, c, collection, id)
-	if err != nil {
-		return r, policy.Decision{}, err
+	if err := verify(ctx, v.c.Keys, &r); err != nil {
+		if errors.Is(err, errTampered) {
+			tampered(c, r.ID)
+		}
+		if action == "update" {
+			return r, d, writeErr(r.KeyID, err)
+		}
+		return r, d, readErr(err)
 	}
-	d, err := v.decide(c, action, res, policy.Input{Owner: r.Owner, Subject: r.Subject, Collection: collection, ID: id}, true)
-	return r, d, err
+	return r, d, nil
 }
 
 // GetRecord returns one record shaped by the caller's field views.
@@ -422,6 +450,9 @@ func (v *Vault) GetRecord(ctx context.Context, c Caller, collection, id string) 
 		return View{}, err
 	}
 	view, err := v.shape(ctx, col, r, d)
+	if errors.Is(err, errTampered) {
+		tampered(c, r.ID)
+	}
 	if err != nil {
 		return View{}, err
 	}
@@ -452,20 +483,9 @@ func (v *Vault) shape(ctx context.Context, col coffer.Collection, r coffer.Seale
 		if view == policy.Deny {
 			continue
 		}
-		pt, err := v.c.Keys.Open(ctx, r.KeyID, env, aad(r.Collection, r.ID, name))
-		if errors.Is(err, keyring.ErrKeyDestroyed) {
-			// The data subject was erased (crypto-shredded): the record is
-			// gone for every purpose, even where a copy of it survives.
-			return View{}, &coffer.Error{Code: coffer.ENOTFOUND, Message: "record not found (its data subject was erased)", Cause: err}
-		}
-		if errors.Is(err, keyring.ErrKeyRetired) || errors.Is(err, keyring.ErrVersionDestroyed) {
-			// An operator ended the key version the value is sealed under
-			// (coffer keys retire/destroy refuse while values are on it).
-			return View{}, &coffer.Error{Code: coffer.ECONFLICT, Cause: err,
-				Message: "a value of this record is sealed under a retired or destroyed key version and cannot be opened (an operator may unretire a retired version)"}
-		}
+		pt, err := v.c.Keys.Open(ctx, r.KeyID, env, valueAAD(&r, name))
 		if err != nil {
-			return View{}, fmt.Errorf("vault: open field of record: %w", err)
+			return View{}, fmt.Errorf("vault: open field of record: %w", readErr(err))
 		}
 		if view == policy.Masked {
 			m := f.Mask
@@ -485,8 +505,28 @@ type Patch struct {
 	Data map[string]json.RawMessage `json:"data"`
 }
 
-// UpdateRecord replaces the given fields of a record.
+// updateAttempts bounds how often an update is made again after a
+// concurrent update of the same record went first.
+const updateAttempts = 4
+
+// UpdateRecord replaces the given fields of a record. The record moves to
+// its next revision: every value is sealed again under it (the patched
+// ones from the request, the others as they were), with a new Seal, and
+// it is stored only if no other update went first (else it is made again
+// from the record as that one left it).
 func (v *Vault) UpdateRecord(ctx context.Context, c Caller, collection, id string, p Patch) error {
+	for attempt := 1; ; attempt++ {
+		err := v.updateOnce(ctx, c, collection, id, p)
+		if attempt == updateAttempts || !errors.Is(err, errUpdateRaced) {
+			return err
+		}
+	}
+}
+
+// errUpdateRaced: another update of the record was stored first.
+var errUpdateRaced = errors.New("vault: the record was updated meanwhile")
+
+func (v *Vault) updateOnce(ctx context.Context, c Caller, collection, id string, p Patch) error {
 	r, _, err := v.authorizeRecord(ctx, c, "update", collection, id)
 	if err != nil {
 		return err
@@ -500,13 +540,28 @@ func (v *Vault) UpdateRecord(ctx context.Context, c Caller, collection, id strin
 	}
 	next := r
 	next.Values = make(map[string][]byte, len(r.Values)+len(p.Data))
-	for k, e := range r.Values {
-		next.Values[k] = e
-	}
+	next.Revision = r.Revision + 1
 	next.UpdatedAt = v.c.Now().UTC()
-	idx, fields, err := v.sealFields(ctx, col, &next, p.Data)
+	pts, idx, fields, err := v.prepareFields(ctx, col, p.Data)
+	defer clearAll(pts)
 	if err != nil {
 		return err
+	}
+	for name, env := range r.Values {
+		if _, patched := pts[name]; patched {
+			continue
+		}
+		pt, err := v.c.Keys.Open(ctx, r.KeyID, env, valueAAD(&r, name))
+		if errors.Is(err, envelope.ErrDecrypt) {
+			tampered(c, r.ID)
+		}
+		if err != nil {
+			return fmt.Errorf("vault: open a kept field: %w", writeErr(r.KeyID, err))
+		}
+		pts[name] = pt // kept as it was
+	}
+	if err := SealRecord(ctx, v.c.Keys, &next, pts); err != nil {
+		return writeErr(next.KeyID, err)
 	}
 	var idxFields []string
 	for _, name := range fields {
@@ -515,7 +570,11 @@ func (v *Vault) UpdateRecord(ctx context.Context, c Caller, collection, id strin
 		}
 	}
 	c.Note.Fields, c.Note.Count = fields, 1
-	return v.c.Store.UpdateRecord(ctx, next, idxFields, idx)
+	err = v.c.Store.UpdateRecord(ctx, next, idxFields, idx)
+	if coffer.ErrorCode(err) == coffer.ECONFLICT {
+		return &coffer.Error{Code: coffer.ECONFLICT, Message: coffer.ErrorMessage(err), Cause: errUpdateRaced}
+	}
+	return err
 }
 
 // DeleteRecord deletes a record.
@@ -576,18 +635,22 @@ func (v *Vault) SearchRecords(ctx context.Context, c Caller, collection string, 
 		return nil, err
 	}
 	var ids []string
+	terms := make(map[string]string, len(names))
+	termMACs := make(map[string][][]byte, len(names))
 	for i, name := range names {
 		f, _ := col.Field(name)
 		_, ix, err := normalize(f, s.Where[name])
 		if err != nil {
 			return nil, err
 		}
+		terms[name] = ix
 		// Every live index key version: after a rotation the reindex job
 		// moves entries to the newest one in the background.
 		_, macs, err := v.c.Keys.MACAll(ctx, indexKeyID(collection, name), []byte(ix))
 		if err != nil {
 			return nil, fmt.Errorf("vault: index term: %w", err)
 		}
+		termMACs[name] = macs
 		c.Note.ValueHMACs = append(c.Note.ValueHMACs, base64.RawURLEncoding.EncodeToString(macs[0][:12]))
 		// One field and no per-record filter: the index gives exactly the
 		// page. Otherwise fetch more candidates for the intersection and
@@ -635,10 +698,27 @@ func (v *Vault) SearchRecords(ctx context.Context, c Caller, collection string, 
 			allowedAny = true
 			c.Note.Allow(rd.Rule)
 		}
+		switch err := v.checkHit(ctx, col, &r, terms, termMACs); {
+		case errors.Is(err, errChanged):
+			continue // updated since the index named it: no longer a hit
+		case errors.Is(err, errTampered):
+			// A planted index row, or a record changed outside Coffer:
+			// never a hit, and a security event.
+			tampered(c, r.ID)
+			continue
+		case errors.Is(err, keyring.ErrKeyDestroyed):
+			continue // its data subject was erased: gone for every purpose
+		case err != nil:
+			return nil, readErr(err)
+		}
 		if r.Canary {
 			c.Note.Canary = true
 		}
 		view, err := v.shape(ctx, col, r, rd)
+		if errors.Is(err, errTampered) {
+			tampered(c, r.ID)
+			continue
+		}
 		if err != nil {
 			return nil, err
 		}
@@ -654,6 +734,61 @@ func (v *Vault) SearchRecords(ctx context.Context, c Caller, collection string, 
 		c.Note.Missing = true
 	}
 	return out, nil
+}
+
+// errChanged: a search hit was updated after the index named it.
+var errChanged = errors.New("vault: the record changed since the index named it")
+
+// checkHit verifies a record the blind index named for a search: its data
+// authenticates (verify), and each searched field holds the value searched
+// for — the index is only a hint, and a row planted in it must pull no
+// other record in. It returns errTampered when not, errChanged when the
+// record was updated meanwhile (its index no longer names it, or its
+// revision moved on), and the keyring's error when a value does not open.
+func (v *Vault) checkHit(ctx context.Context, col coffer.Collection, r *coffer.SealedRecord, terms map[string]string, macs map[string][][]byte) error {
+	if err := verify(ctx, v.c.Keys, r); err != nil {
+		return err
+	}
+	for name, term := range terms {
+		f, _ := col.Field(name)
+		env, ok := r.Values[name]
+		if !ok {
+			return errTampered
+		}
+		indexed, err := v.storedIndexForm(ctx, *r, f, env)
+		switch {
+		case errors.Is(err, envelope.ErrDecrypt):
+			return errTampered
+		case errors.Is(err, errStoredInvalid):
+			return errChanged // valid when written, not under today's rules: not this term
+		case err != nil:
+			return err
+		}
+		if subtle.ConstantTimeCompare([]byte(indexed), []byte(term)) != 1 {
+			return v.recheck(ctx, r, name, macs[name])
+		}
+	}
+	return nil
+}
+
+// recheck tells a planted index row from an update that raced the search:
+// the value of field does not match the term, so either the record was
+// updated since the index was read (the index no longer names it for the
+// term, or the record's revision moved on: errChanged) or the index names
+// a record whose value it was never made from (errTampered).
+func (v *Vault) recheck(ctx context.Context, r *coffer.SealedRecord, field string, macs [][]byte) error {
+	has, err := v.c.Store.IndexHas(ctx, r.Collection, field, r.ID, macs)
+	if err != nil {
+		return err
+	}
+	if !has {
+		return errChanged
+	}
+	now, err := v.c.Store.Record(ctx, r.Collection, r.ID)
+	if err != nil || now.Revision != r.Revision {
+		return errChanged
+	}
+	return errTampered
 }
 
 // searchableBy refuses (403, naming the field) a search by a field the

@@ -29,6 +29,13 @@ type problem struct {
 // detail itself names) and, for a 401, that it challenges with Bearer.
 func wantProblem(t testing.TB, r reply, status int, detail string) problem {
 	t.Helper()
+	return wantTypedProblem(t, r, status, problemCode[status], detail)
+}
+
+// wantTypedProblem is wantProblem for a problem of a type more specific
+// than its status (https://coffer.dev/problems/TYPE).
+func wantTypedProblem(t testing.TB, r reply, status int, typ, detail string) problem {
+	t.Helper()
 	if r.status != status {
 		t.Fatalf("got %s, want %d %q", r, status, detail)
 	}
@@ -41,7 +48,7 @@ func wantProblem(t testing.TB, r reply, status int, detail string) problem {
 	if err := dec.Decode(&p); err != nil {
 		t.Fatalf("problem body %q: %v", r.body, err)
 	}
-	if want := "https://coffer.dev/problems/" + problemCode[status]; p.Type != want {
+	if want := "https://coffer.dev/problems/" + typ; p.Type != want {
 		t.Errorf("type %q, want %q", p.Type, want)
 	}
 	if p.Title != http.StatusText(status) || p.Status != status {

@@ -78,9 +78,10 @@ func TestFieldViewsAndOwnership(t *testing.T) {
 		if _, ok := r.Data["ssn"]; ok {
 			t.Fatalf("support sees the SSN: %v", r.Data)
 		}
-		hits, err := sc.Search(ctx, "customers", map[string]any{"email": "alice@example.com"}, 5)
-		if err != nil || len(hits) != 1 || hits[0].Data["email"] != "a****@e******.com" {
-			t.Fatalf("support search: %v %+v", err, hits)
+		// Support may not search by the email it sees masked (one hit or
+		// none would confirm a guess), only by what it sees in plain.
+		if _, err := sc.Search(ctx, "customers", map[string]any{"email": "alice@example.com"}, 5); client.StatusCode(err) != 403 {
+			t.Fatalf("support search by a masked field: %v, want 403", err)
 		}
 		if err := sc.UpdateRecord(ctx, "customers", aliceRec, map[string]any{"name": "X"}); client.StatusCode(err) != 403 {
 			t.Fatalf("support update: %v", err)

@@ -3,6 +3,7 @@ package e2e
 import (
 	"context"
 	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -120,8 +121,9 @@ func TestAutoRotateByUses(t *testing.T) {
 }
 
 // TestAutoRotateKeyWithTooManyValues: with keys.rotate_after_uses at 5, a
-// collection key holding 8 values is rotated once by the server on its
-// own and rewrapped; the rewrap seals the 8 values under the new version,
+// collection key holding 8 values (and 4 records' seals) is rotated once
+// by the server on its own and rewrapped; the rewrap seals the 12 under
+// the new version,
 // over the bound again, which used to rotate and rewrap it at every check.
 // Now it stays at version 2 over many checks: the server warns, with the
 // key id and counts, that the key holds too many values for the bound, and
@@ -137,7 +139,7 @@ func TestAutoRotateKeyWithTooManyValues(t *testing.T) {
 				t.Fatal(err)
 			}
 			want := map[string]string{}
-			for i := range 4 { // 8 values, each sealed once
+			for i := range 4 { // 8 values and 4 records' seals, each sealed once
 				email := "many-" + string(rune('a'+i)) + "@example.com"
 				id, err := n.admin.CreateRecord(ctx, "customers", client.NewRecord{Owner: "o",
 					Data: map[string]any{"email": email, "name": "Many " + string(rune('A'+i))}})
@@ -169,12 +171,13 @@ func TestAutoRotateKeyWithTooManyValues(t *testing.T) {
 			if len(ks) != 2 {
 				t.Fatalf("rotated again after its rewrap: %d versions", len(ks))
 			}
-			// Each value is sealed once under version 2: moved there by the
-			// rewrap, or, for a record created after the rotation (a check
-			// may run before the last create), sealed there at once. Only
-			// the latter count towards the next rotation, and stay below it.
-			if fresh := ks[1].Uses - ks[1].RewrapUses; ks[1].Uses != 8 || ks[1].RewrapUses == 0 || fresh >= 5 {
-				t.Fatalf("version 2: %d uses, %d rewrap uses; want 8, of which at most 4 not rewraps", ks[1].Uses, ks[1].RewrapUses)
+			// Each value (and each record's seal) is sealed once under
+			// version 2: moved there by the rewrap, or, for a record
+			// created after the rotation (a check may run before the last
+			// create), sealed there at once. Only the latter count towards
+			// the next rotation, and stay below it.
+			if fresh := ks[1].Uses - ks[1].RewrapUses; ks[1].Uses != 12 || ks[1].RewrapUses == 0 || fresh >= 5 {
+				t.Fatalf("version 2: %d uses, %d rewrap uses; want 12, of which at most 4 not rewraps", ks[1].Uses, ks[1].RewrapUses)
 			}
 			for id, email := range want {
 				r, err := n.admin.GetRecord(ctx, "customers", id)
@@ -192,7 +195,7 @@ func TestAutoRotateKeyWithTooManyValues(t *testing.T) {
 					continue
 				}
 				for _, w := range []string{`"level":"WARN"`, `"key_id":"collection/customers"`, `"version":2`,
-					`"rewrap_uses":8`, `"rotate_after_uses":5`} {
+					`"rewrap_uses":` + strconv.FormatUint(ks[1].RewrapUses, 10), `"rotate_after_uses":5`} {
 					if !strings.Contains(l, w) {
 						t.Errorf("warning lacks %s: %s", w, l)
 					}

@@ -72,7 +72,8 @@ func TestRetireAndDestroyKeyVersion(t *testing.T) {
 			}
 			time.Sleep(time.Until(rotated.Add(wait + 200*time.Millisecond)))
 			st, b := keyVersionCall(n, tok, "retire", v1)
-			if st != 409 || !strings.Contains(string(b), "8 stored values are still sealed under version 1") {
+			// 8 values and the 4 records' seals.
+			if st != 409 || !strings.Contains(string(b), "12 stored values are still sealed under version 1") {
 				t.Fatalf("retire version 1 before the rewrap: %d %s", st, b)
 			}
 			for _, tc := range []struct {

@@ -43,18 +43,27 @@ type VersionStore interface {
 // already exists.
 var ErrVersionExists = errors.New("keyring: data key version already exists")
 
-// Errors callers branch on.
+// Errors callers branch on (with errors.Is).
+//
+// The three that say a key or version has ended are also domain errors
+// (*coffer.Error, 409 with a problem type of their own, a message safe to
+// show), so that a path that meets one without a more specific answer
+// still gives a documented 4xx, never an internal error: ending keys is
+// an operator's act, not a fault.
 var (
 	// ErrKeyDestroyed: the key id was destroyed (crypto-shredded); its
 	// values are gone for good and it seals nothing new.
-	ErrKeyDestroyed = errors.New("keyring: key destroyed")
+	ErrKeyDestroyed error = &coffer.Error{Code: coffer.ECONFLICT, Type: coffer.ProblemKeyDestroyed,
+		Message: "the key was destroyed; what it sealed is gone for good, and it seals nothing new"}
 	// ErrKeyRetired: the version was retired and no longer decrypts, or
 	// the key id has no active version left to encrypt with.
-	ErrKeyRetired = errors.New("keyring: key version retired")
+	ErrKeyRetired error = &coffer.Error{Code: coffer.ECONFLICT, Type: coffer.ProblemKeyRetired,
+		Message: "the key has no active version to seal with, or a value is sealed under a retired version (an operator may unretire it)"}
 	// ErrVersionDestroyed: one version of a key id that lives on was
 	// destroyed (DestroyVersion); values sealed under it are gone for good.
 	// Other versions are unaffected.
-	ErrVersionDestroyed = errors.New("keyring: key version destroyed")
+	ErrVersionDestroyed error = &coffer.Error{Code: coffer.ECONFLICT, Type: coffer.ProblemKeyVersionDestroyed,
+		Message: "a value is sealed under a key version that was destroyed; it is gone for good"}
 	// ErrNotRetired: DestroyVersion was asked to destroy a version that is
 	// not retired; retire it first.
 	ErrNotRetired = errors.New("keyring: only a retired version can be destroyed; retire it first")
