@@ -136,9 +136,9 @@ func (v *Vault) reindexField(ctx context.Context, st reindexStore, collection st
 var errStoredInvalid = errors.New("vault: a stored value no longer validates")
 
 // storedIndexForm opens rec's value env of field f and returns the form
-// its blind index entry is made from, as on write: a stored value is
-// already normalised, and integers are stored in their canonical decimal
-// form. Errors from opening come back unchanged; a value that no longer
+// its blind index entry is made from, as on write today: a stored value
+// is normalised again (text written before it was put in NFC is now), and
+// integers are stored in their canonical decimal form. Errors from opening come back unchanged; a value that no longer
 // validates is errStoredInvalid. The plaintext bytes are cleared.
 func (v *Vault) storedIndexForm(ctx context.Context, rec coffer.SealedRecord, f coffer.Field, env []byte) (string, error) {
 	pt, err := v.c.Keys.Open(ctx, rec.KeyID, env, valueAAD(&rec, f.Name))
@@ -148,7 +148,7 @@ func (v *Vault) storedIndexForm(ctx context.Context, rec coffer.SealedRecord, f 
 	indexed := string(pt)
 	clear(pt)
 	if f.Type != coffer.TypeInteger {
-		if _, indexed, err = normalizeString(f, indexed); err != nil {
+		if _, indexed, err = normalizeText(f, indexed, false); err != nil {
 			return "", errStoredInvalid
 		}
 	}

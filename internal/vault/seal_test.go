@@ -134,3 +134,57 @@ func TestRecordFormats(t *testing.T) {
 		})
 	}
 }
+
+// TestIndexFormsBeforeNormalisation: a blind index entry filed before text
+// was normalised (an email lowercased by simple mapping) is still found
+// by a search typed as it was stored; once the index key is rotated and
+// the reindex has run, the entry is in today's form (Unicode case
+// folding), found by any equivalent spelling.
+func TestIndexFormsBeforeNormalisation(t *testing.T) {
+	for _, b := range storetest.Backends() {
+		t.Run(b.Name, func(t *testing.T) {
+			t.Parallel()
+			ctx := context.Background()
+			db := storetest.Open(t, b)
+			v, kr, admin := testVault(t, db)
+			now := time.Now().UTC()
+			const stored = "Stra\u00dfe@example.de"
+			r := coffer.SealedRecord{ID: "old", Collection: "people", KeyID: "collection/people", CreatedAt: now, UpdatedAt: now, Revision: 1}
+			if err := vault.SealRecord(ctx, kr, &r, map[string][]byte{"email": []byte(stored)}); err != nil {
+				t.Fatal(err)
+			}
+			ver, mac, err := kr.MAC(ctx, "index/people/email", []byte("stra\u00dfe@example.de")) // strings.ToLower, as then
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := db.InsertRecord(ctx, r, []coffer.IndexEntry{{Field: "email", Version: ver, MAC: mac}}); err != nil {
+				t.Fatal(err)
+			}
+			search := func(email string) int {
+				t.Helper()
+				hits, err := v.SearchRecords(ctx, admin, "people", vault.Search{Where: map[string]json.RawMessage{"email": raw(email)}})
+				if err != nil {
+					t.Fatal(err)
+				}
+				return len(hits)
+			}
+			if n := search(stored); n != 1 {
+				t.Fatalf("search as stored before the reindex: %d hits", n)
+			}
+			if n := search("STRASSE@example.de"); n != 0 {
+				t.Fatalf("an equivalent spelling before the reindex: %d hits", n)
+			}
+			if _, err := kr.Rotate(ctx, "index/people/email"); err != nil {
+				t.Fatal(err)
+			}
+			if rep, err := v.Reindex(ctx, 10); err != nil || rep.Moved != 1 {
+				t.Fatalf("reindex: %+v %v", rep, err)
+			}
+			for _, email := range []string{stored, "STRASSE@example.de", "strasse@EXAMPLE.de"} {
+				if n := search(email); n != 1 {
+					t.Fatalf("search %+q after the reindex: %d hits", email, n)
+				}
+			}
+		})
+	}
+}

@@ -9,7 +9,11 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode"
 	"unicode/utf8"
+
+	"golang.org/x/text/cases"
+	"golang.org/x/text/unicode/norm"
 
 	"github.com/cofferhq/coffer/internal/coffer"
 )
@@ -70,8 +74,26 @@ func normalize(f coffer.Field, raw json.RawMessage) (stored, indexed string, err
 	return normalizeString(f, s)
 }
 
-// normalizeString is normalize for a value already decoded as a string.
+// normalizeString is normalize for a value already decoded as a string:
+// the value of a request, checked strictly (see normalizeText).
 func normalizeString(f coffer.Field, s string) (stored, indexed string, err error) {
+	return normalizeText(f, s, true)
+}
+
+// normalizeText validates s as a value of field f and returns its stored
+// and index forms. Text is Unicode text: canonically equivalent strings
+// are one value, stored in NFC (so "e" with a combining acute accent and
+// "é" are the same, and a Kelvin sign K is the letter K it is equivalent
+// to); an email's index form also folds case by Unicode's full case
+// folding ("Straße" and "STRASSE" are one address), where a string's
+// keeps case (exact match). With strict set — a value a request submits —
+// an email is refused where it holds look-alikes that are not equivalent:
+// compatibility characters (fullwidth letters, ligatures: NFKC would
+// change them) or a part (the local part, a domain label) mixing scripts
+// (Latin "paypal" with a Cyrillic "а"). A value read back from the store
+// was checked when written and is not refused again (the rules may have
+// grown since).
+func normalizeText(f coffer.Field, s string, strict bool) (stored, indexed string, err error) {
 	if !utf8.ValidString(s) || strings.ContainsRune(s, 0) {
 		return "", "", invalid(f.Name, "must be valid UTF-8 without NUL")
 	}
@@ -81,16 +103,26 @@ func normalizeString(f coffer.Field, s string) (stored, indexed string, err erro
 	s = strings.TrimSpace(s)
 	switch f.Type {
 	case coffer.TypeString:
+		s = norm.NFC.String(s)
 		if s == "" {
 			return "", "", invalid(f.Name, "must not be empty")
 		}
 		return s, s, nil
 	case coffer.TypeEmail:
+		s = norm.NFC.String(s)
 		a, err := mail.ParseAddress(s)
 		if err != nil || a.Address != s || a.Name != "" || len(s) > 254 || !strings.Contains(s[strings.LastIndexByte(s, '@')+1:], ".") {
 			return "", "", invalid(f.Name, "must be an email address")
 		}
-		return s, strings.ToLower(s), nil
+		if strict {
+			if norm.NFKC.String(s) != s {
+				return "", "", invalid(f.Name, "must not hold compatibility characters (fullwidth letters, ligatures and other look-alikes)")
+			}
+			if mixesScripts(s) {
+				return "", "", invalid(f.Name, "must not mix scripts within its local part or a domain label (look-alike letters)")
+			}
+		}
+		return s, norm.NFC.String(cases.Fold().String(s)), nil
 	case coffer.TypePhone:
 		d := digits(s)
 		if !phoneRE.MatchString(s) || len(d) < 7 || len(d) > 15 {
@@ -126,6 +158,89 @@ func normalizeString(f coffer.Field, s string) (stored, indexed string, err erro
 		return d, d, nil
 	}
 	return "", "", invalid(f.Name, "has an unknown type")
+}
+
+// legacyIndexForm is the index form a value had before text was
+// normalised (an email lowercased by simple mapping, a string as given),
+// or "" where it cannot differ from today's: entries filed then are found
+// until a reindex (after an index key rotation) files them anew.
+func legacyIndexForm(f coffer.Field, raw []byte) string {
+	if f.Type != coffer.TypeString && f.Type != coffer.TypeEmail {
+		return ""
+	}
+	var s string
+	if json.Unmarshal(raw, &s) != nil {
+		return ""
+	}
+	s = strings.TrimSpace(s)
+	if f.Type == coffer.TypeEmail {
+		s = strings.ToLower(s)
+	}
+	return s
+}
+
+// scriptSets are the combinations of scripts one part of an email may
+// mix (Unicode TS #39's "highly restrictive" level): Latin with the
+// scripts written beside it in Japanese, Chinese and Korean.
+var scriptSets = [][]string{
+	{"Latin", "Han", "Hiragana", "Katakana"},
+	{"Latin", "Han", "Bopomofo"},
+	{"Latin", "Han", "Hangul"},
+}
+
+// mixesScripts reports whether the local part or a domain label of email
+// address s holds letters of scripts no scriptSets entry allows together.
+// Digits, punctuation and marks (scripts Common and Inherited) belong to
+// any script.
+func mixesScripts(s string) bool {
+	at := strings.LastIndexByte(s, '@')
+	parts := append([]string{s[:at]}, strings.Split(s[at+1:], ".")...)
+	for _, p := range parts {
+		seen := map[string]bool{}
+		for _, r := range p {
+			if sc := scriptOf(r); sc != "" {
+				seen[sc] = true
+			}
+		}
+		if len(seen) > 1 && !allowedTogether(seen) {
+			return true
+		}
+	}
+	return false
+}
+
+func allowedTogether(seen map[string]bool) bool {
+	for _, set := range scriptSets {
+		n := 0
+		for _, sc := range set {
+			if seen[sc] {
+				n++
+			}
+		}
+		if n == len(seen) {
+			return true
+		}
+	}
+	return false
+}
+
+// scriptOf names the script of r, "" for Common and Inherited.
+func scriptOf(r rune) string {
+	if r < utf8.RuneSelf {
+		if ('a' <= r && r <= 'z') || ('A' <= r && r <= 'Z') {
+			return "Latin"
+		}
+		return ""
+	}
+	if unicode.In(r, unicode.Common, unicode.Inherited) {
+		return ""
+	}
+	for name, table := range unicode.Scripts {
+		if unicode.Is(table, r) {
+			return name
+		}
+	}
+	return ""
 }
 
 func digits(s string) string {

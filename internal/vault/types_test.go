@@ -37,6 +37,19 @@ func TestNormalize(t *testing.T) {
 		{"fail/string null", coffer.TypeString, `null`, "", "", false},
 		{"fail/string NUL", coffer.TypeString, `"a\u0000b"`, "", "", false},
 		{"fail/string number", coffer.TypeString, `5`, "", "", false},
+		// Unicode: canonically equivalent text is the same value (NFC);
+		// emails fold case by Unicode rules; look-alikes that are not
+		// equivalent are refused in emails.
+		{"ok/string composed (NFC)", coffer.TypeString, `"Cafe\u0301"`, "Caf\u00e9", "Caf\u00e9", true},
+		{"ok/string keeps case", coffer.TypeString, `"ADA"`, "ADA", "ADA", true},
+		{"ok/email with a Kelvin sign is the K it is equivalent to", coffer.TypeEmail, `"\u212Aate@example.com"`,
+			"Kate@example.com", "kate@example.com", true},
+		{"ok/email folded by Unicode rules", coffer.TypeEmail, `"Stra\u00dfe@Example.de"`, "Stra\u00dfe@Example.de", "strasse@example.de", true},
+		{"ok/email in one other script", coffer.TypeEmail, `"\u043a\u0430\u0442\u044f@example.com"`,
+			"\u043a\u0430\u0442\u044f@example.com", "\u043a\u0430\u0442\u044f@example.com", true},
+		{"fail/email mixing Latin and Cyrillic look-alikes", coffer.TypeEmail, `"p\u0430ypal@example.com"`, "", "", false},
+		{"fail/email domain mixing scripts", coffer.TypeEmail, `"ann@ex\u0430mple.com"`, "", "", false},
+		{"fail/email with fullwidth compatibility forms", coffer.TypeEmail, `"\uff4bate@example.com"`, "", "", false},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -51,7 +64,7 @@ func TestNormalize(t *testing.T) {
 				return
 			}
 			if s != c.stored || ix != c.indexed {
-				t.Fatalf("got (%q, %q), want (%q, %q)", s, ix, c.stored, c.indexed)
+				t.Fatalf("got (%+q, %+q), want (%+q, %+q)", s, ix, c.stored, c.indexed)
 			}
 		})
 	}

@@ -645,10 +645,19 @@ func (v *Vault) SearchRecords(ctx context.Context, c Caller, collection string, 
 		}
 		terms[name] = ix
 		// Every live index key version: after a rotation the reindex job
-		// moves entries to the newest one in the background.
+		// moves entries to the newest one in the background. And the form
+		// a value was indexed in before text was normalised, where it
+		// differs, until that reindex has filed the entries anew.
 		_, macs, err := v.c.Keys.MACAll(ctx, indexKeyID(collection, name), []byte(ix))
 		if err != nil {
 			return nil, fmt.Errorf("vault: index term: %w", err)
+		}
+		if old := legacyIndexForm(f, s.Where[name]); old != "" && old != ix {
+			_, more, err := v.c.Keys.MACAll(ctx, indexKeyID(collection, name), []byte(old))
+			if err != nil {
+				return nil, fmt.Errorf("vault: index term: %w", err)
+			}
+			macs = append(macs, more...)
 		}
 		termMACs[name] = macs
 		c.Note.ValueHMACs = append(c.Note.ValueHMACs, base64.RawURLEncoding.EncodeToString(macs[0][:12]))
