@@ -27,7 +27,7 @@ func keysCmd(stdout io.Writer, env []string) *cobra.Command {
 	var dir, dbURL, newKey string
 	rotate := &cobra.Command{
 		Use: "rotate --data-dir DIR KEY_ID",
-		Short: "Make a new version of a key the one that encrypts (collection/NAME, subject/NAME, index/COLLECTION/FIELD, tokens/TYPE[/fpe], " +
+		Short: "Make a new version of a key the one that encrypts (collection/NAME, subject/NAME, index/COLLECTION/FIELD, mask/hash/COLLECTION/FIELD, tokens/TYPE[/fpe], " +
 			app.AuditHMACKeyID + ", " + app.AuditSigningKeyID + ", " + app.SigningKeyID + ")",
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {

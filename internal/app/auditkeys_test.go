@@ -34,6 +34,22 @@ func TestAuditKeysRotateButAreKept(t *testing.T) {
 	}
 }
 
+// TestPseudonymKeysRotate: an operator may rotate the hash mask's key of
+// one field (mask/hash/COLLECTION/FIELD); no schedule does.
+func TestPseudonymKeysRotate(t *testing.T) {
+	if !rotatable("mask/hash/leads/email") {
+		t.Error("mask/hash/leads/email is not rotatable")
+	}
+	for _, id := range []string{"mask/hash/leads", "mask/hash//email", "mask/hash/leads/email/x"} {
+		if rotatable(id) {
+			t.Errorf("%s is rotatable", id)
+		}
+	}
+	if byAge, byUses := lifecycle.Rules("mask/hash/leads/email"); byAge || byUses {
+		t.Errorf("lifecycle.Rules(mask/hash/…) = %v, %v; want never on a schedule", byAge, byUses)
+	}
+}
+
 // TestAuditKeySourceAndLookup: against a real keyring and store, the
 // writer's source follows a rotation (deriving a key only when its version
 // changes), and the verifiers' lookup finds every version and no other.

@@ -236,12 +236,9 @@ func open(ctx context.Context, cfg *config.Config, o Options) (*components, erro
 		c.Close()
 		return nil, err
 	}
-	hashKey, err := c.maskKey(ctx)
-	if err != nil {
-		c.Close()
-		return nil, err
-	}
-	masker := mask.New(hashKey)
+	// The hash mask is keyed per collection and field by the vault
+	// (vault.PseudonymKeyID); elsewhere it redacts.
+	masker := mask.New(nil)
 	reindexAfter := o.ReindexAfter
 	if reindexAfter == 0 && c.db.Dialect() == store.Postgres {
 		// Several nodes may share PostgreSQL: wait until every node's key
@@ -281,16 +278,6 @@ func (c *components) limitRotated(keyID string, from, to uint32) {
 	if err := lifecycle.RequestRewrap(ctx, c.db, c.opts.Now()); err != nil {
 		c.opts.Logger.Warn("the rewrap after a rotation at the use bound could not be scheduled", "key_id", keyID, "error", err)
 	}
-}
-
-// maskKey is the key of the "hash" masker: stable pseudonyms that reveal
-// nothing without it.
-func (c *components) maskKey(ctx context.Context) ([]byte, error) {
-	_, k, err := c.keys.Key(ctx, "mask/hash")
-	if err != nil {
-		return nil, fmt.Errorf("mask key: %w", err)
-	}
-	return k.Bytes(), nil
 }
 
 // Migrate applies pending migrations to cfg's database, then rewrites a

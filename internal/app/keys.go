@@ -28,18 +28,22 @@ type KeyRotation = httpapi.KeyRotation
 // rotatable reports whether keyID is a keyring key an operator may rotate:
 // collection and subject keys (their values are then rewrapped), blind
 // index keys index/COLLECTION/FIELD (their entries are then reindexed),
-// token keys, and the audit keys audit/hmac and audit/signing (the log
-// goes on under the new version; every old one is kept for verification,
-// and the keyring refuses to retire or destroy them). The token index and
-// order keys, mask and root check keys are never rotated this way (their
-// MACs find rows), nor transit keys (use their own API).
+// pseudonym keys mask/hash/COLLECTION/FIELD (the hash mask's pseudonyms
+// of that field change), token keys, and the audit keys audit/hmac and
+// audit/signing (the log goes on under the new version; every old one is
+// kept for verification, and the keyring refuses to retire or destroy
+// them). The token index and order keys and the root check key are never
+// rotated this way (their MACs find rows), nor transit keys (use their
+// own API).
 func rotatable(keyID string) bool {
 	if IsAuditKey(keyID) {
 		return true
 	}
-	if rest, ok := strings.CutPrefix(keyID, "index/"); ok {
-		c, f, ok := strings.Cut(rest, "/")
-		return ok && c != "" && f != "" && !strings.Contains(f, "/")
+	for _, p := range []string{"index/", "mask/hash/"} {
+		if rest, ok := strings.CutPrefix(keyID, p); ok {
+			c, f, ok := strings.Cut(rest, "/")
+			return ok && c != "" && f != "" && !strings.Contains(f, "/")
+		}
 	}
 	for _, p := range []string{"collection/", "subject/", "tokens/"} {
 		if name, ok := strings.CutPrefix(keyID, p); ok && name != "" {
@@ -61,7 +65,7 @@ func rotateKey(ctx context.Context, c *components, jobs *lifecycle.Jobs, keyID s
 	}
 	if !rotatable(keyID) {
 		return out, coffer.Errorf(coffer.EINVALID,
-			"this key cannot be rotated here: rotate collection/NAME, subject/NAME, index/COLLECTION/FIELD, tokens/TYPE[/fpe|/deterministic], %s, %s or %s (transit keys: POST /v1/keys/{name}/rotate)",
+			"this key cannot be rotated here: rotate collection/NAME, subject/NAME, index/COLLECTION/FIELD, mask/hash/COLLECTION/FIELD, tokens/TYPE[/fpe|/deterministic], %s, %s or %s (transit keys: POST /v1/keys/{name}/rotate)",
 			AuditHMACKeyID, AuditSigningKeyID, SigningKeyID)
 	}
 	rows, err := c.db.DataKeys(ctx, keyID)

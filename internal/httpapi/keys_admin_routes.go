@@ -69,7 +69,8 @@ type KeyVersionAdmin interface {
 //	POST /v1/admin/keys/rotate {"key_id": "collection/customers"}
 //
 // key_id is one of the keys the KeyAdmin rotates: collection/NAME,
-// subject/NAME, index/COLLECTION/FIELD, tokens/TYPE[/fpe|/deterministic],
+// subject/NAME, index/COLLECTION/FIELD, mask/hash/COLLECTION/FIELD,
+// tokens/TYPE[/fpe|/deterministic],
 // audit/hmac and audit/signing (the audit log goes on under the new
 // version; the old ones stay to verify it) and jwt/signing.
 //

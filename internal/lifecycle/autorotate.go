@@ -58,7 +58,9 @@ type RotationPolicy struct {
 //     keys rotate themselves. Token FPE and deterministic keys
 //     ("tokens/TYPE/fpe", "…/deterministic") seal no value, and rotating
 //     them changes the token a value maps to: an operator does that on
-//     purpose, never a schedule.
+//     purpose, never a schedule. Likewise the hash mask's pseudonym keys
+//     ("mask/hash/COLLECTION/FIELD"): rotating one changes every
+//     pseudonym of its field.
 func Rules(keyID string) (byAge, byUses bool) {
 	if keyID == "audit/hmac" || keyID == "audit/signing" {
 		return true, false

@@ -27,9 +27,12 @@
 //     masked like a single label.
 //   - name: initials: "Ada Lovelace" → "A. L.".
 //   - redact: "[REDACTED]" whatever the value.
-//   - hash: "h:" and the first 16 hex digits of HMAC-SHA256 under the
-//     Masker's key: a stable pseudonym that joins equal values without
-//     revealing them. Without a key it redacts.
+//   - hash: "h:" and the first 16 hex digits of HMAC-SHA256 of the value
+//     (Pseudonym, PseudonymInput): a stable pseudonym that joins equal
+//     values without revealing them. The vault keys it per collection and
+//     field (the keyring's mask/hash/COLLECTION/FIELD, rotatable), so
+//     pseudonyms do not link across fields; a Masker uses its own key,
+//     and without one it redacts.
 //   - partial(first,last,char): the first and last runes stay, the others
 //     become char ("*" when omitted); when first+last would show the whole
 //     value, everything is masked.

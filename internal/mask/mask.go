@@ -179,9 +179,23 @@ func (m *Masker) hash(value string) string {
 		return Redacted
 	}
 	h := hmac.New(sha256.New, m.hashKey)
-	h.Write([]byte("coffer/mask/hash/v1\x00"))
-	h.Write([]byte(value))
-	return "h:" + hex.EncodeToString(h.Sum(nil)[:8])
+	h.Write(PseudonymInput(value))
+	return Pseudonym(h.Sum(nil))
+}
+
+// PseudonymInput is what the hash mask MACs for value: a label that keeps
+// the MAC apart from any other use of its key, then the value.
+func PseudonymInput(value string) []byte {
+	return append([]byte("coffer/mask/hash/v1\x00"), value...)
+}
+
+// Pseudonym is the hash mask's output for mac, an HMAC-SHA256 of
+// PseudonymInput(value): "h:" and its first 16 hex digits.
+func Pseudonym(mac []byte) string {
+	if len(mac) < 8 {
+		return Redacted
+	}
+	return "h:" + hex.EncodeToString(mac[:8])
 }
 
 func isCardSep(r rune) bool  { return r == ' ' || r == '-' }

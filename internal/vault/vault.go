@@ -228,6 +228,20 @@ func keyIDFor(collection, subject string) string {
 
 func indexKeyID(collection, field string) string { return "index/" + collection + "/" + field }
 
+// PseudonymKeyID names the key of the hash mask's pseudonyms of one field:
+// one per collection and field, so that pseudonyms link nothing across
+// fields, and rotatable (pseudonyms change with it).
+func PseudonymKeyID(collection, field string) string { return "mask/hash/" + collection + "/" + field }
+
+// pseudonym is the hash mask of value pt of collection's field.
+func (v *Vault) pseudonym(ctx context.Context, collection, field string, pt []byte) (string, error) {
+	_, m, err := v.c.Keys.MAC(ctx, PseudonymKeyID(collection, field), mask.PseudonymInput(string(pt)))
+	if err != nil {
+		return "", fmt.Errorf("vault: pseudonym: %w", err)
+	}
+	return mask.Pseudonym(m), nil
+}
+
 func validAttr(s string) bool {
 	return len(s) <= 256 && !strings.ContainsRune(s, 0) && strings.ToValidUTF8(s, "") == s
 }
@@ -491,6 +505,15 @@ func (v *Vault) shape(ctx context.Context, col coffer.Collection, r coffer.Seale
 			m := f.Mask
 			if m == "" {
 				m = mask.Default(f.Type)
+			}
+			if m == mask.Hash {
+				p, err := v.pseudonym(ctx, col.Name, name, pt)
+				clear(pt)
+				if err != nil {
+					return View{}, err
+				}
+				out.Data[name] = p
+				continue
 			}
 			out.Data[name] = v.c.Masker.Mask(m, string(pt))
 			continue
