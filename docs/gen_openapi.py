@@ -42,8 +42,18 @@ TRANSIT_FORMS = (" Three forms: one value; 'items', all or nothing (any bad item
                  "A malformed envelope is still 400/422; an unknown key 404; more items than limits.max_batch_items (default 10000) is 413. "
                  "A batch is one audit event: count = items that succeeded, reason = 'batch of N: K ok, F failed'.")
 
+PROBLEM_TYPES = ("https://coffer.dev/problems/ and the error code (malformed, unauthenticated, forbidden, not_found, conflict, too_large, "
+                 "invalid, rate_limited, unavailable, internal), or one of these more specific types (status 409): "
+                 "subject-erased (a write names a data subject that was erased; an erased subject stays erased); "
+                 "integrity (a stored record failed its integrity check: its data was changed outside Coffer; a data.integrity security event is raised); "
+                 "key-destroyed (the key was destroyed: what it sealed is gone for good); "
+                 "key-version-destroyed (a value is sealed under a key version that was destroyed); "
+                 "key-retired (a value is sealed under a retired key version, or the key has no active version to seal with)")
+ERASED = problem("subject-erased: the record's data subject was erased; or key-retired / key-destroyed: the key has no version to seal with")
+INTEGRITY = "integrity: the record failed its integrity check (changed outside Coffer)"
+
 schemas = {
-  "Problem": obj({"type": S, "title": S, "status": {"type": "integer"}, "detail": S, "request_id": S,
+  "Problem": obj({"type": {"type": "string", "description": PROBLEM_TYPES}, "title": S, "status": {"type": "integer"}, "detail": S, "request_id": S,
                   "problems": {"type": "array", "items": S}}, ["type", "title", "status", "detail", "request_id"]),
   "TokenResponse": obj({"access_token": S, "token_type": {"const": "Bearer"}, "expires_in": {"type": "integer"}, "scope": S},
                        ["access_token", "token_type", "expires_in"]),
@@ -157,14 +167,18 @@ paths = {
   "/v1/collections": {"post": op("Create a collection", {"201": jbody(ref("Collection"), "Created"), "409": problem("Exists")}, body=req(ref("Collection")), tags=["records"]),
                       "get": op("List collections", {"200": jbody(obj({"collections": {"type": "array", "items": ref("Collection")}}))}, tags=["records"])},
   "/v1/collections/{c}": {"get": op("A collection's schema", {"200": jbody(ref("Collection")), "404": problem("Unknown")}, params=[p("c", "collection")], tags=["records"])},
-  "/v1/collections/{c}/records": {"post": op("Create a record", {"201": jbody(obj({"id": S}, ["id"]), "Created"), "404": problem("Unknown collection")},
+  "/v1/collections/{c}/records": {"post": op("Create a record; binding it to a data subject's key (subject) is decided by policy like the owner (resource.subject)", {"201": jbody(obj({"id": S}, ["id"]), "Created"), "404": problem("Unknown collection"),
+      "409": ERASED},
       body=req(ref("NewRecord")), params=[p("c", "collection")], tags=["records"])},
   "/v1/collections/{c}/records/{id}": {
-      "get": op("Read a record, shaped by the caller's field views", {"200": jbody(ref("Record")), "404": problem("Unknown or not to be known")}, params=[p("c", "collection"), p("id", "record id")], tags=["records"]),
-      "patch": op("Replace some fields", {"200": jbody(ref("Record")), "204": {"description": "Updated; not readable by the caller"}, "404": problem("Unknown")},
+      "get": op("Read a record, shaped by the caller's field views", {"200": jbody(ref("Record")), "404": problem("Unknown or not to be known, or its data subject was erased"),
+                "409": problem(INTEGRITY + "; or conflict: a value is sealed under a retired or destroyed key version")}, params=[p("c", "collection"), p("id", "record id")], tags=["records"]),
+      "patch": op("Replace some fields (the record moves to its next revision)", {"200": jbody(ref("Record")), "204": {"description": "Updated; not readable by the caller"}, "404": problem("Unknown"),
+                  "409": problem("subject-erased, " + INTEGRITY + ", key-retired or key-version-destroyed; or conflict: other updates of the record went first, try again")},
                   body=req(obj({"data": {"type": "object", "additionalProperties": True}}, ["data"])), params=[p("c", "collection"), p("id", "record id")], tags=["records"]),
       "delete": op("Delete a record", {"204": {"description": "Deleted"}, "404": problem("Unknown")}, params=[p("c", "collection"), p("id", "record id")], tags=["records"])},
-  "/v1/collections/{c}/records/search": {"post": op("Exact-match search on searchable fields (blind index)", {"200": jbody(obj({"records": {"type": "array", "items": ref("Record")}}))},
+  "/v1/collections/{c}/records/search": {"post": op("Exact-match search on searchable fields (blind index); every field in where must be one the caller sees in plain (403 naming it otherwise: a hit or none would confirm a guess). Each hit is checked after decryption; a record the index named wrongly, or that fails its integrity check, is left out and raises a data.integrity security event",
+      {"200": jbody(obj({"records": {"type": "array", "items": ref("Record")}})), "409": problem("conflict: a hit's value is sealed under a retired or destroyed key version")},
       body=req(ref("Search")), params=[p("c", "collection")], tags=["records"])},
   "/v1/subjects/{subject}": {"delete": op("Erase a data subject everywhere (crypto-shredding)", {"200": jbody({"type": "object"})}, params=[p("subject", "data subject")], tags=["records"])},
   "/v1/tokenize": {"post": op("Replace values with tokens (batch, same order, all or nothing). Random items need tokenize on tokens/TYPE, deterministic and format_preserving items tokenize_linkable, canaries also admin. Metered per principal over a sliding hour, across "
@@ -179,7 +193,8 @@ paths = {
   "/v1/detokenize": {"post": op("Values of tokens, all or nothing. Rights are checked before any lookup, so the answer never says whether a token exists to a caller who could not detokenize it.",
       {"200": jbody(obj({"values": {"type": "array", "items": S}})),
        "403": problem("No detokenize right (with a view other than deny) on any token type: the same answer whatever the tokens; or a random or deterministic token, which names its type, of a type not granted"),
-       "404": problem("tokens[i] is unknown or expired, or is a format-preserving token of a type the caller may not detokenize")},
+       "404": problem("tokens[i] is unknown or expired, or is a format-preserving token of a type the caller may not detokenize"),
+       "409": problem("key-version-destroyed or key-retired: a token's value is sealed under an ended key version")},
       body=req(obj({"tokens": {"type": "array", "maxItems": MAX_BATCH, "items": S}}, ["tokens"])), tags=["tokens"])},
   "/v1/inspect": {"post": op("Find sensitive data in free text", {"200": jbody({"type": "object"})}, body=req(obj({"text": S}, ["text"])), tags=["tokens"])},
   "/v1/redact": {"post": op("Redact sensitive data in free text", {"200": jbody(obj({"text": S}))}, body=req(obj({"text": S, "mode": {"enum": ["mask", "placeholder"]}}, ["text"])), tags=["tokens"])},
