@@ -14,6 +14,7 @@ import (
 	"github.com/cofferhq/coffer/internal/config"
 	"github.com/cofferhq/coffer/internal/crypto/keyprovider"
 	"github.com/cofferhq/coffer/internal/crypto/keyring"
+	"github.com/cofferhq/coffer/internal/lifecycle"
 	"github.com/cofferhq/coffer/internal/pki"
 	"github.com/cofferhq/coffer/internal/store"
 )
@@ -364,6 +365,12 @@ func Restore(ctx context.Context, opts RestoreOptions) (res RestoreResult, err e
 	defer kr.Close()
 	if err := checkRootKey(ctx, kr, db); err != nil {
 		return res, fmt.Errorf("restored, but the root key does not open the restored keys: %w", err)
+	}
+	// A backup made before records carried revisions holds records of the
+	// older format, and its rewrap job may say done: run it again, so the
+	// restored deployment upgrades them (it moves nothing that is current).
+	if err := db.ResetJobState(ctx, lifecycle.RewrapJob, `{"done":false}`, opts.Now()); err != nil {
+		return res, fmt.Errorf("restored, but the rewrap could not be scheduled: %w", err)
 	}
 	// The restore is audited on the new deployment's offline chain
 	// (NODE/offline, which continues the backup's when the node name is
