@@ -2,18 +2,13 @@ package vault_test
 
 import (
 	"context"
-	"crypto/rand"
 	"slices"
 	"testing"
 	"time"
 
 	"github.com/cofferhq/coffer/internal/coffer"
 	"github.com/cofferhq/coffer/internal/crypto/envelope"
-	"github.com/cofferhq/coffer/internal/crypto/keyprovider"
-	"github.com/cofferhq/coffer/internal/crypto/keyring"
-	"github.com/cofferhq/coffer/internal/secret"
 	"github.com/cofferhq/coffer/internal/store"
-	"github.com/cofferhq/coffer/internal/store/storetest"
 	"github.com/cofferhq/coffer/internal/vault"
 )
 
@@ -23,25 +18,12 @@ import (
 // subject-less records get none; a value its key does not open is counted
 // and left out; a second run files nothing.
 func TestIndexSubjectRecords(t *testing.T) {
-	for _, b := range storetest.Backends() {
-		t.Run(b.Name, func(t *testing.T) {
-			t.Parallel()
-			testIndexSubjectRecords(t, storetest.Open(t, b))
-		})
-	}
+	forEachBackend(t, testIndexSubjectRecords)
 }
 
 func testIndexSubjectRecords(t *testing.T, db *store.DB) {
 	ctx := context.Background()
-	root, err := secret.Random(rand.Reader, keyprovider.RootKeySize)
-	if err != nil {
-		t.Fatal(err)
-	}
-	p, err := keyprovider.NewLocal("test", root, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	kr := keyring.New(p, db, keyring.Options{})
+	kr := testKeyring(t, db)
 	v := vault.New(vault.Config{Store: db, Keys: kr})
 	now := time.Now().UTC()
 	col := coffer.Collection{Name: "people", CreatedAt: now, Fields: []coffer.Field{
