@@ -103,3 +103,42 @@ func TestRunTestsRejectsBadTables(t *testing.T) {
 		t.Error("RunTests(nil) succeeded")
 	}
 }
+
+// TestRunTestsSubject: a test case names the record's data subject, seen
+// by conditions as resource.subject.
+func TestRunTestsSubject(t *testing.T) {
+	p, err := Load([]byte(`roles:
+  intake:
+    - resources: ["collections/patients"]
+      actions: [create]
+      when: resource.subject == principal.attributes["subject"]
+`), FormatYAML)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := RunTests(p, []byte(`tests:
+  - name: its own subject
+    principal: {id: c, roles: [intake], attributes: {subject: s1}}
+    action: create
+    resource: collections/patients
+    subject: s1
+    expect: allow
+  - name: another subject
+    principal: {id: c, roles: [intake], attributes: {subject: s1}}
+    action: create
+    resource: collections/patients
+    subject: s2
+    expect: deny
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 2 {
+		t.Fatalf("%d results, want 2", len(got))
+	}
+	for _, r := range got {
+		if !r.Pass {
+			t.Errorf("%s: %s", r.Name, r.Message)
+		}
+	}
+}
