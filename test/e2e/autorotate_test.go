@@ -13,16 +13,18 @@ import (
 	"github.com/cofferhq/coffer/internal/store/storetest"
 )
 
-// TestAutoRotateByUses: with keys.rotate_after_uses at 5, a collection key
-// that has sealed 6 values is rotated by the server on its own; every
-// record reads back before and after the rewrap, which then moves every
-// value to the new version; the rotation is logged and counted, and the
-// rewrap (3 values) does not make the new version due again.
+// TestAutoRotateByUses: with keys.rotate_after_uses at 12, a collection
+// key that has sealed 14 values (3 values and 2 records' seals on create,
+// then 3 updates of a record, each sealing its 2 values and its seal
+// again) is rotated by the server on its own; every record reads back
+// before and after the rewrap, which then moves every value to the new
+// version; the rotation is logged and counted, and the rewrap (3 values
+// and 2 seals) does not make the new version due again.
 func TestAutoRotateByUses(t *testing.T) {
 	for _, b := range storetest.Backends() {
 		t.Run(b.Name, func(t *testing.T) {
 			t.Parallel()
-			n := start(t, b, "COFFER_KEYS_ROTATE_AFTER_USES=5", "COFFER_KEYS_ROTATE_CHECK_INTERVAL=100ms")
+			n := start(t, b, "COFFER_KEYS_ROTATE_AFTER_USES=12", "COFFER_KEYS_ROTATE_CHECK_INTERVAL=100ms")
 			ctx := context.Background()
 			n.serveMetrics()
 			if err := n.admin.CreateCollection(ctx, customers); err != nil {
@@ -64,13 +66,16 @@ func TestAutoRotateByUses(t *testing.T) {
 			}
 			readAll("before rotation")
 			if ks := keyVersions(); len(ks) != 1 {
-				t.Fatalf("3 seals rotated the key: %+v", ks)
+				t.Fatalf("5 seals rotated the key: %+v", ks)
 			}
-			// Three updates of one field: 6 seals under version 1 in all.
-			// Update one record; search later for the other, whose email stays.
+			// Three updates of one field, each sealing the record again
+			// (email, ssn, seal): 14 seals under version 1 in all, over 12
+			// only with the last.
+			// Update the record with the ssn; search later for the other,
+			// whose email stays.
 			var first, other string
 			for id := range want {
-				if first == "" {
+				if r, err := n.admin.GetRecord(ctx, "customers", id); err == nil && r.Data["ssn"] != nil {
 					first = id
 				} else {
 					other = id
@@ -86,7 +91,7 @@ func TestAutoRotateByUses(t *testing.T) {
 			waitFor(t, "the collection key to rotate on its own", func() bool { return len(keyVersions()) == 2 })
 			readAll("right after the rotation")
 			ks := keyVersions()
-			if ks[0].Uses < 6 || ks[1].State != coffer.KeyActive {
+			if ks[0].Uses < 13 || ks[1].State != coffer.KeyActive {
 				t.Fatalf("versions after rotation: %+v", ks)
 			}
 			waitFor(t, "the rewrap to move every value to version 2", func() bool {
@@ -97,7 +102,8 @@ func TestAutoRotateByUses(t *testing.T) {
 			if hits, err := n.admin.Search(ctx, "customers", map[string]any{"email": want[other]}, 10); err != nil || len(hits) != 1 {
 				t.Fatalf("search after rewrap: %v %v", hits, err)
 			}
-			// The rewrap sealed 3 values under version 2: not due again.
+			// The rewrap sealed 3 values and 2 seals under version 2: not
+			// due again.
 			time.Sleep(500 * time.Millisecond)
 			if ks := keyVersions(); len(ks) != 2 {
 				t.Fatalf("rotated again: %d versions", len(ks))
@@ -120,7 +126,7 @@ func TestAutoRotateByUses(t *testing.T) {
 	}
 }
 
-// TestAutoRotateKeyWithTooManyValues: with keys.rotate_after_uses at 5, a
+// TestAutoRotateKeyWithTooManyValues: with keys.rotate_after_uses at 8, a
 // collection key holding 8 values (and 4 records' seals) is rotated once
 // by the server on its own and rewrapped; the rewrap seals the 12 under
 // the new version,
@@ -132,7 +138,7 @@ func TestAutoRotateKeyWithTooManyValues(t *testing.T) {
 	for _, b := range storetest.Backends() {
 		t.Run(b.Name, func(t *testing.T) {
 			t.Parallel()
-			n := start(t, b, "COFFER_KEYS_ROTATE_AFTER_USES=5", "COFFER_KEYS_ROTATE_CHECK_INTERVAL=100ms")
+			n := start(t, b, "COFFER_KEYS_ROTATE_AFTER_USES=8", "COFFER_KEYS_ROTATE_CHECK_INTERVAL=100ms")
 			ctx := context.Background()
 			n.serveMetrics()
 			if err := n.admin.CreateCollection(ctx, customers); err != nil {
@@ -174,10 +180,10 @@ func TestAutoRotateKeyWithTooManyValues(t *testing.T) {
 			// Each value (and each record's seal) is sealed once under
 			// version 2: moved there by the rewrap, or, for a record
 			// created after the rotation (a check may run before the last
-			// create), sealed there at once. Only the latter count towards
-			// the next rotation, and stay below it.
-			if fresh := ks[1].Uses - ks[1].RewrapUses; ks[1].Uses != 12 || ks[1].RewrapUses == 0 || fresh >= 5 {
-				t.Fatalf("version 2: %d uses, %d rewrap uses; want 12, of which at most 4 not rewraps", ks[1].Uses, ks[1].RewrapUses)
+			// create: 9 seals are over 8), sealed there at once. Only the
+			// latter count towards the next rotation, and stay below it.
+			if fresh := ks[1].Uses - ks[1].RewrapUses; ks[1].Uses != 12 || ks[1].RewrapUses == 0 || fresh > 3 {
+				t.Fatalf("version 2: %d uses, %d rewrap uses; want 12, of which at most 3 not rewraps", ks[1].Uses, ks[1].RewrapUses)
 			}
 			for id, email := range want {
 				r, err := n.admin.GetRecord(ctx, "customers", id)
@@ -195,7 +201,7 @@ func TestAutoRotateKeyWithTooManyValues(t *testing.T) {
 					continue
 				}
 				for _, w := range []string{`"level":"WARN"`, `"key_id":"collection/customers"`, `"version":2`,
-					`"rewrap_uses":` + strconv.FormatUint(ks[1].RewrapUses, 10), `"rotate_after_uses":5`} {
+					`"rewrap_uses":` + strconv.FormatUint(ks[1].RewrapUses, 10), `"rotate_after_uses":8`} {
 					if !strings.Contains(l, w) {
 						t.Errorf("warning lacks %s: %s", w, l)
 					}
