@@ -136,7 +136,7 @@ func TestSearchOracles(t *testing.T) {
 			var tok struct{ Tokens []string }
 			n.must(t, 200, "POST", "/v1/tokenize", teller, `{"items":[{"value":"123-45-6789","type":"ssn"}]}`, &tok)
 			wantProblem(t, n.call(t, "POST", "/v1/detokenize", teller, map[string]any{"tokens": tok.Tokens}), 403,
-				"not allowed to see values of tokens/ssn")
+				"not allowed to detokenize tokens")
 		})
 		noEchoInLog(t, n)
 	})
