@@ -1,6 +1,7 @@
 package app
 
 import (
+	"slices"
 	"context"
 	"crypto/rand"
 	"errors"
@@ -229,7 +230,14 @@ func open(ctx context.Context, cfg *config.Config, o Options) (*components, erro
 		Store: c.db, Sealer: c.keys, Tokens: c.jwt, Rand: o.Rand, Now: o.Now, Logger: o.Logger,
 		External: c.external,
 		Lockout: identity.Lockout{MaxFailures: cfg.Auth.Lockout.MaxFailures, Window: cfg.Auth.Lockout.Window.Duration,
-			Base: cfg.Auth.Lockout.Base.Duration, Max: cfg.Auth.Lockout.Max.Duration},
+			Base: cfg.Auth.Lockout.Base.Duration, Max: cfg.Auth.Lockout.Max.Duration,
+			AddressMaxFailures: cfg.Auth.Lockout.AddressMaxFailures},
+		MaxConcurrentHashes: cfg.Auth.Hashing.MaxConcurrent, HashQueueTimeout: cfg.Auth.Hashing.QueueTimeout.Duration,
+		MACs: c.keys, EnrolmentCodeTTL: cfg.Auth.MFAEnrolmentCodeTTL.Duration, ReauthMaxAge: cfg.Auth.ReauthMaxAge.Duration,
+		RolesNeedMFA: func(roles []string) bool {
+			p := c.policies.Current()
+			return slices.ContainsFunc(roles, p.RequiresMFA)
+		},
 	})
 	c.policies = policystore.New(c.db, o.Now, o.Logger)
 	if err := c.policies.Load(ctx); err != nil {

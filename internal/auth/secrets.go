@@ -41,6 +41,22 @@ func NewClientSecret(r io.Reader) (string, error) {
 	return ClientSecretPrefix + s, nil
 }
 
+// NewEnrolmentCode returns a one-time MFA enrolment code, "mfa_" and 32
+// lower-case base32 characters from r (160 bits), and the hash to store
+// ([EnrolmentCodeHash]). Show the code once.
+func NewEnrolmentCode(r io.Reader) (code, hash string, err error) {
+	s, err := randomString(r, lower32, 32)
+	if err != nil {
+		return "", "", fmt.Errorf("auth: new enrolment code: %w", err)
+	}
+	code = "mfa_" + s
+	return code, EnrolmentCodeHash(code), nil
+}
+
+// EnrolmentCodeHash returns "sha256$" and the hex SHA-256 of code: as for
+// client secrets, a fast hash is enough for 160 random bits.
+func EnrolmentCodeHash(code string) string { return sha256Hash(code) }
+
 // NewClientID returns a new client id: "cl_" followed by 20 lower-case
 // base32 characters drawn uniformly from r (100 bits).
 func NewClientID(r io.Reader) (string, error) {

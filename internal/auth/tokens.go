@@ -348,7 +348,7 @@ func (t *Tokens) Verify(token string) (*coffer.Principal, error) {
 	p := &coffer.Principal{
 		ID: c.Subject, Kind: c.Kind, Roles: c.Roles, Attributes: c.Attrs,
 		MFA:     slices.Contains(c.AMR, "otp") || slices.Contains(c.AMR, "mfa"),
-		TokenID: c.ID, TokenExpiry: exp,
+		TokenID: c.ID, TokenExpiry: exp, AuthTime: c.IssuedAt.Time(),
 	}
 	if p.Roles == nil {
 		p.Roles = []string{}

@@ -25,6 +25,9 @@ type Principal struct {
 	TokenID string `json:"-"`
 	// TokenExpiry is when that token expires.
 	TokenExpiry time.Time `json:"-"`
+	// AuthTime is when that token was issued (its iat): how fresh the
+	// sign-in behind this request is.
+	AuthTime time.Time `json:"-"`
 }
 
 // HasRole reports whether p has role r.
@@ -174,8 +177,12 @@ type Client struct {
 
 // User is a human user as stored.
 type User struct {
-	ID           string
-	Username     string
+	ID       string
+	Username string
+	// UsernameKey identifies the account: the username normalised and
+	// case-folded (auth.Username). Empty for a user made before usernames
+	// were normalised, until a node fills it in.
+	UsernameKey  string
 	PasswordHash string
 	Roles        []string
 	Attributes   map[string]string

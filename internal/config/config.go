@@ -116,17 +116,44 @@ type Auth struct {
 	// TokenTTL is the access token lifetime (default 15m, at most 24h).
 	TokenTTL Duration `yaml:"token_ttl"`
 	Lockout  Lockout  `yaml:"lockout"`
+	// Hashing bounds the password hashing (argon2id, 64 MiB each) that
+	// unauthenticated logins can start.
+	Hashing Hashing `yaml:"hashing"`
+	// MFAEnrolmentCodeTTL is how long a one-time MFA enrolment code issued
+	// by an admin stays valid (default 72h).
+	MFAEnrolmentCodeTTL Duration `yaml:"mfa_enrolment_code_ttl"`
+	// ReauthMaxAge is the oldest access token accepted for operations that
+	// need a fresh sign-in, such as resetting a user's MFA (default 5m).
+	ReauthMaxAge Duration `yaml:"reauth_max_age"`
 	// External lists trusted external OIDC issuers.
 	External []ExternalIssuer `yaml:"external,omitempty"`
 }
 
-// Lockout locks an account and a source address out after repeated
-// failures, for a time that doubles from Base up to Max.
+// Lockout locks an account out after MaxFailures failed attempts within
+// Window, for a time that doubles from Base up to Max; a source address is
+// locked the same way after AddressMaxFailures failures across accounts,
+// and then only for accounts that are unknown or already failing (see
+// SECURITY.md, "Lockout").
 type Lockout struct {
-	MaxFailures int      `yaml:"max_failures"` // failures within Window before a lockout (default 5)
+	MaxFailures int      `yaml:"max_failures"` // failures of one account within Window before a lockout (default 5)
 	Window      Duration `yaml:"window"`       // default 15m
 	Base        Duration `yaml:"base"`         // first lockout (default 1m)
 	Max         Duration `yaml:"max"`          // longest lockout (default 1h)
+	// AddressMaxFailures is the spray budget of one source address: its
+	// failures across all accounts within Window before it is locked
+	// (default 100).
+	AddressMaxFailures int `yaml:"address_max_failures"`
+}
+
+// Hashing bounds concurrent password verifications.
+type Hashing struct {
+	// MaxConcurrent is how many argon2id hashes run at once on a node
+	// (0: one per 256 MiB of the Go memory limit when GOMEMLIMIT is set,
+	// else twice the CPUs; at most 64).
+	MaxConcurrent int `yaml:"max_concurrent"`
+	// QueueTimeout is how long a login waits for a free slot before it is
+	// answered 503 with Retry-After (default 2s).
+	QueueTimeout Duration `yaml:"queue_timeout"`
 }
 
 // ExternalIssuer is an OIDC issuer whose tokens Coffer accepts.
@@ -161,6 +188,17 @@ type ExternalIssuer struct {
 	// MFAACRValues lists acr values that count as multi-factor, besides an
 	// amr with mfa, otp or hwk.
 	MFAACRValues []string `yaml:"mfa_acr_values,omitempty"`
+	// TokenTypes lists the JWS typ header values accepted, compared without
+	// case and with or without "application/" (default: at+jwt, the RFC
+	// 9068 access-token type). Listing "JWT" also accepts tokens that do
+	// not say they are access tokens, such as OpenID Connect ID tokens:
+	// only do so for an issuer that cannot type its access tokens, and
+	// give it an audience its ID tokens never carry.
+	TokenTypes []string `yaml:"token_types,omitempty"`
+	// AllowMissingJTI accepts tokens without a jti claim (refused by
+	// default, since RFC 9068 requires one). Such a token is revoked by
+	// the SHA-256 of the whole token instead of its jti.
+	AllowMissingJTI bool `yaml:"allow_missing_jti,omitempty"`
 }
 
 // ExternalAlgorithms returns the JWS algorithms an external issuer may be
@@ -401,7 +439,12 @@ func defaults(dir string) *Config {
 				Window:      Duration{15 * time.Minute},
 				Base:        Duration{time.Minute},
 				Max:         Duration{time.Hour},
+
+				AddressMaxFailures: 100,
 			},
+			Hashing:             Hashing{QueueTimeout: Duration{2 * time.Second}},
+			MFAEnrolmentCodeTTL: Duration{72 * time.Hour},
+			ReauthMaxAge:        Duration{5 * time.Minute},
 		},
 		Limits: Limits{
 			MaxBodyBytes:  1 << 20,

@@ -110,6 +110,16 @@ func (c *Config) Validate() error {
 	if c.Auth.Lockout.Max.Duration < c.Auth.Lockout.Base.Duration {
 		add("auth.lockout.max", "must not be less than auth.lockout.base")
 	}
+	atLeastOne(add, "auth.lockout.address_max_failures", int64(c.Auth.Lockout.AddressMaxFailures))
+	if c.Auth.Lockout.AddressMaxFailures < c.Auth.Lockout.MaxFailures {
+		add("auth.lockout.address_max_failures", "must not be less than auth.lockout.max_failures")
+	}
+	if c.Auth.Hashing.MaxConcurrent < 0 || c.Auth.Hashing.MaxConcurrent > 64 {
+		add("auth.hashing.max_concurrent", "must be 0 (automatic) to 64")
+	}
+	positive(add, "auth.hashing.queue_timeout", c.Auth.Hashing.QueueTimeout)
+	positive(add, "auth.mfa_enrolment_code_ttl", c.Auth.MFAEnrolmentCodeTTL)
+	positive(add, "auth.reauth_max_age", c.Auth.ReauthMaxAge)
 	c.validateExternal(add)
 
 	atLeastOne(add, "limits.max_body_bytes", c.Limits.MaxBodyBytes)

@@ -76,9 +76,19 @@ func (s *Server) mfa(c *Call) (Reply, error) {
 
 func (s *Server) startTOTP(c *Call) (Reply, error) {
 	c.Note.Target("enrol", "users/"+c.Principal.ID)
-	// Any signed-in user may enrol their own second factor.
-	en, err := s.c.Identity.StartTOTP(c.R.Context(), c.Principal, "Coffer")
+	var req struct {
+		EnrolmentCode string `json:"enrolment_code"`
+	}
+	if c.R.ContentLength != 0 {
+		if err := decodeJSON(c.R, &req); err != nil {
+			return Reply{}, err
+		}
+	}
+	// Any signed-in user may enrol their own second factor; one whose
+	// roles require MFA only with an admin's one-time enrolment code.
+	en, err := s.c.Identity.StartTOTP(c.R.Context(), c.Principal, "Coffer", req.EnrolmentCode)
 	if err != nil {
+		c.Note.Deny("TOTP enrolment refused")
 		return Reply{}, err
 	}
 	c.Note.Allow("self")
@@ -98,6 +108,59 @@ func (s *Server) confirmTOTP(c *Call) (Reply, error) {
 		return Reply{}, err
 	}
 	c.Note.Allow("self")
+	return Reply{Status: http.StatusNoContent}, nil
+}
+
+// mayManageUserMFA is the one decision of who may issue an MFA enrolment
+// code for, or reset the MFA of, which user: `update` on `users`, and the
+// right to grant every role the user holds (grantable), so that nobody
+// takes over a principal more privileged than they may create. The same
+// rule decides every operation on another principal's credentials.
+func (s *Server) mayManageUserMFA(c *Call, id string) error {
+	if err := s.c.Policies.Allowed(c.Principal, "update", "users", c.IP, &c.Note); err != nil {
+		return err
+	}
+	u, err := s.c.Identity.User(c.R.Context(), id)
+	if err != nil {
+		return err
+	}
+	if err := s.grantable(c, "users", u.Roles); err != nil {
+		c.Note.Deny("the user holds roles the caller may not grant")
+		return coffer.Errorf(coffer.EFORBIDDEN, "managing the MFA of a user needs the right to grant all of its roles")
+	}
+	return nil
+}
+
+func (s *Server) issueEnrolmentCode(c *Call) (Reply, error) {
+	id := c.R.PathValue("id")
+	c.Note.Target("update", "users/"+id)
+	if err := s.mayManageUserMFA(c, id); err != nil {
+		return Reply{}, err
+	}
+	ec, err := s.c.Identity.IssueEnrolmentCode(c.R.Context(), id)
+	if err != nil {
+		return Reply{}, err
+	}
+	c.Note.Count = 1
+	return Reply{Status: http.StatusCreated, Body: ec}, nil
+}
+
+func (s *Server) resetMFA(c *Call) (Reply, error) {
+	id := c.R.PathValue("id")
+	c.Note.Target("update", "users/"+id)
+	if err := s.mayManageUserMFA(c, id); err != nil {
+		return Reply{}, err
+	}
+	// Taking a user's second factor away needs a sign-in of the last
+	// minutes, not just any live token.
+	if err := s.c.Identity.RequireFreshAuth(c.Principal); err != nil {
+		c.Note.Deny("re-authentication required")
+		return Reply{}, err
+	}
+	if err := s.c.Identity.ResetMFA(c.R.Context(), id); err != nil {
+		return Reply{}, err
+	}
+	c.Note.Count = 1
 	return Reply{Status: http.StatusNoContent}, nil
 }
 

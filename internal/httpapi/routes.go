@@ -39,6 +39,8 @@ func (s *Server) routes() {
 	s.handle("DELETE /v1/clients/{id}", 0, s.deleteClient)
 	s.handle("POST /v1/clients/{id}/rotate", 0, s.rotateClient)
 	s.handle("POST /v1/users", 0, s.createUser)
+	s.handle("POST /v1/users/{id}/mfa/enrolment-code", 0, s.issueEnrolmentCode)
+	s.handle("DELETE /v1/users/{id}/mfa", 0, s.resetMFA)
 	s.handle("POST /v1/policy/check", 0, s.checkPolicy)
 	s.handle("GET /v1/policy", 0, s.getPolicy)
 	s.handle("PUT /v1/policy", 0, s.putPolicy)

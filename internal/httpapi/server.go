@@ -40,8 +40,12 @@ type Identity interface {
 	CreateUser(ctx context.Context, username, password string, roles []string, attrs map[string]string) (identity.NewUser, error)
 	Login(ctx context.Context, username, password, ip string) (identity.LoginResult, error)
 	CompleteMFA(ctx context.Context, mfaToken, code, ip string) (identity.Issued, *coffer.Principal, error)
-	StartTOTP(ctx context.Context, p *coffer.Principal, issuer string) (identity.TOTPEnrolment, error)
+	StartTOTP(ctx context.Context, p *coffer.Principal, issuer, enrolmentCode string) (identity.TOTPEnrolment, error)
 	ConfirmTOTP(ctx context.Context, p *coffer.Principal, code string) error
+	User(ctx context.Context, id string) (identity.UserInfo, error)
+	IssueEnrolmentCode(ctx context.Context, userID string) (identity.EnrolmentCode, error)
+	ResetMFA(ctx context.Context, userID string) error
+	RequireFreshAuth(p *coffer.Principal) error
 	AuthenticateClientCert(ctx context.Context, clientID string) (*coffer.Principal, error)
 }
 

@@ -26,8 +26,14 @@ type Store interface {
 	RevokeToken(ctx context.Context, jti string, expires time.Time) error
 	RevokedSince(ctx context.Context, now time.Time) ([]string, error)
 	AuthFailure(ctx context.Context, key string, now time.Time, window time.Duration, lock func(int) time.Duration) (int, time.Time, error)
+	ReserveAuthAttempt(ctx context.Context, key string, now time.Time, window time.Duration, lock func(int) time.Duration) (int, time.Time, error)
+	AuthFailures(ctx context.Context, key string, now time.Time, window time.Duration) (int, error)
 	AuthLockedUntil(ctx context.Context, key string) (time.Time, error)
 	ClearAuthFailures(ctx context.Context, key string) error
+	// UseTokenID records a one-time token id until expires; false if it
+	// was recorded already (the token was used).
+	UseTokenID(ctx context.Context, id string, expires time.Time) (bool, error)
+	IsRevoked(ctx context.Context, jti string) (bool, error)
 	UserStore
 }
 
@@ -58,36 +64,35 @@ type Config struct {
 	External *auth.External
 	// Lockout is the brute-force schedule (zero value: auth.LockoutDelay's).
 	Lockout Lockout
+	// MaxConcurrentHashes bounds the argon2id hashes running at once on
+	// this node (0: DefaultHashConcurrency); a login that finds no slot
+	// within HashQueueTimeout (default 2s) is answered 503.
+	MaxConcurrentHashes int
+	HashQueueTimeout    time.Duration
+	// MACs keys recovery-code hashes (the keyring).
+	MACs MACer
+	// RolesNeedMFA reports whether any of roles requires MFA under the
+	// policy in force (nil: none does).
+	RolesNeedMFA func(roles []string) bool
+	// EnrolmentCodeTTL is how long an MFA enrolment code is valid
+	// (default 72h).
+	EnrolmentCodeTTL time.Duration
+	// ReauthMaxAge is the oldest token accepted where a fresh sign-in is
+	// required (default 5m).
+	ReauthMaxAge time.Duration
 }
 
-// Lockout locks an account or address out after MaxFailures failures
-// within Window, for Base, doubling with each further failure up to Max.
-type Lockout struct {
-	MaxFailures int
-	Window      time.Duration
-	Base, Max   time.Duration
-}
-
-func (l Lockout) delay(failures int) time.Duration {
-	if l.MaxFailures <= 0 || l.Base <= 0 {
-		return auth.LockoutDelay(failures)
-	}
-	if failures < l.MaxFailures {
-		return 0
-	}
-	n := failures - l.MaxFailures
-	if n >= 30 {
-		return l.Max
-	}
-	if d := l.Base << n; d < l.Max && d > 0 {
-		return d
-	}
-	return l.Max
+// MACer makes and checks HMAC-SHA256 MACs under versioned keyring keys.
+type MACer interface {
+	MAC(ctx context.Context, keyID string, data []byte) (uint32, []byte, error)
+	MACVersion(ctx context.Context, keyID string, version uint32, data []byte) ([]byte, error)
 }
 
 // Service is the identity service.
 type Service struct {
 	c Config
+
+	gate *hashGate
 
 	mu      sync.RWMutex
 	revoked map[string]struct{}
@@ -110,7 +115,13 @@ func New(c Config) *Service {
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
-	return &Service{c: c, revoked: map[string]struct{}{}}
+	if c.EnrolmentCodeTTL <= 0 {
+		c.EnrolmentCodeTTL = 72 * time.Hour
+	}
+	if c.ReauthMaxAge <= 0 {
+		c.ReauthMaxAge = 5 * time.Minute
+	}
+	return &Service{c: c, revoked: map[string]struct{}{}, gate: newHashGate(c.MaxConcurrentHashes, c.HashQueueTimeout)}
 }
 
 // Start loads (creating if needed) the signing keys and the revocation set,
@@ -118,6 +129,14 @@ func New(c Config) *Service {
 func (s *Service) Start(ctx context.Context) error {
 	if err := s.refresh(ctx); err != nil {
 		return err
+	}
+	// Users made before usernames were normalised get their account key.
+	n, err := s.c.Store.FillUsernameKeys(ctx, auth.UsernameKey)
+	if err != nil {
+		return fmt.Errorf("identity: username keys: %w", err)
+	}
+	if n > 0 {
+		s.c.Logger.InfoContext(ctx, "normalised the usernames of existing users", "users", n)
 	}
 	go func() {
 		t := time.NewTicker(s.c.RefreshInterval)
@@ -310,39 +329,13 @@ func (s *Service) issue(p coffer.Principal, amr []string) (Issued, error) {
 // ErrInvalidClient is the RFC 6749 invalid_client failure.
 var ErrInvalidClient = &coffer.Error{Code: coffer.EUNAUTHENTICATED, Message: "invalid_client"}
 
-// checkLock returns a 429 error while key is locked out.
-func (s *Service) checkLock(ctx context.Context, keys ...string) error {
-	now := s.c.Now()
-	for _, k := range keys {
-		until, err := s.c.Store.AuthLockedUntil(ctx, k)
-		if err != nil {
-			return err
-		}
-		if until.After(now) {
-			secs := int(until.Sub(now).Seconds()) + 1
-			return &coffer.Error{Code: coffer.ERATELIMIT, Message: "too many failed attempts; try again later", RetryAfterSeconds: secs}
-		}
-	}
-	return nil
-}
-
-func (s *Service) fail(ctx context.Context, method, principal, ip string, keys ...string) {
-	for _, k := range keys {
-		if _, _, err := s.c.Store.AuthFailure(ctx, k, s.c.Now(), s.c.Lockout.Window, s.c.Lockout.delay); err != nil {
-			s.c.Logger.WarnContext(ctx, "recording an auth failure failed", "error", err)
-		}
-	}
-	if s.c.OnAuthFailure != nil {
-		s.c.OnAuthFailure(method, principal, ip)
-	}
-}
-
-// ClientCredentials runs the client-credentials grant: it checks the
-// lockouts of the client and of the source address, verifies the secret in
-// constant time, and issues an access token.
+// ClientCredentials runs the client-credentials grant: it admits the
+// attempt under the lockout rules (see Lockout), verifies the secret in
+// constant time, and issues an access token. Client secrets are SHA-256
+// hashes of 256 random bits, cheap to check, so they take no hashing slot.
 func (s *Service) ClientCredentials(ctx context.Context, clientID, secret, ip string) (Issued, *coffer.Principal, error) {
-	keys := []string{"client:" + clientID, "ip:" + ip}
-	if err := s.checkLock(ctx, keys...); err != nil {
+	a, err := s.begin(ctx, "client_secret", clientID, "client:"+clientID, ip)
+	if err != nil {
 		return Issued{}, nil, err
 	}
 	c, err := s.c.Store.Client(ctx, clientID)
@@ -356,10 +349,9 @@ func (s *Service) ClientCredentials(ctx context.Context, clientID, secret, ip st
 	}
 	ok := auth.VerifyClientSecret(hash, secret)
 	if err != nil || !ok || c.Disabled {
-		s.fail(ctx, "client_secret", clientID, ip, keys...)
-		return Issued{}, nil, ErrInvalidClient
+		return Issued{}, nil, a.failed(ctx, ErrInvalidClient)
 	}
-	_ = s.c.Store.ClearAuthFailures(ctx, keys[0])
+	a.succeeded(ctx)
 	p := coffer.Principal{ID: c.ID, Kind: coffer.KindClient, Roles: c.Roles, Attributes: c.Attributes}
 	iss, err := s.issue(p, []string{"client_secret"})
 	if err != nil {

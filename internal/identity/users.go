@@ -5,6 +5,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
+	"io"
 	"time"
 
 	"github.com/google/uuid"
@@ -17,15 +18,22 @@ import (
 type UserStore interface {
 	CreateUser(ctx context.Context, u coffer.User) error
 	User(ctx context.Context, id string) (coffer.User, error)
-	UserByName(ctx context.Context, username string) (coffer.User, error)
+	// UserByName finds a user by account key, or a user made before keys
+	// existed by exact username.
+	UserByName(ctx context.Context, key, username string) (coffer.User, error)
+	FillUsernameKeys(ctx context.Context, keyOf func(username string) string) (int, error)
 	UpdateUserMFA(ctx context.Context, u coffer.User) error
 	UseTOTPStep(ctx context.Context, userID string, step int64) (bool, error)
 	UseRecoveryHash(ctx context.Context, userID, hash string) (bool, error)
+	SetMFAEnrolmentCode(ctx context.Context, userID, hash string, expires time.Time) error
+	UseMFAEnrolmentCode(ctx context.Context, userID, hash string, now time.Time) (bool, error)
+	ResetUserMFA(ctx context.Context, userID string) error
 }
 
 const (
-	mfaKeyID  = "auth/mfa-token"
-	totpKeyID = "auth/totp"
+	mfaKeyID      = "auth/mfa-token"
+	totpKeyID     = "auth/totp"
+	recoveryKeyID = "auth/recovery"
 	// MFATokenTTL is how long the second login step may take.
 	MFATokenTTL = 5 * time.Minute
 )
@@ -42,19 +50,26 @@ type NewUser struct {
 func (s *Service) users() (UserStore, error) { return s.c.Store, nil }
 
 // CreateUser makes a user with an argon2id password hash, after checking the
-// password policy.
+// password policy. The username is normalised (auth.Username): one that
+// differs from an existing one only by case, width, surrounding spaces or
+// look-alike letters is the same account (409), and one that mixes
+// scripts is refused (422).
 func (s *Service) CreateUser(ctx context.Context, username, password string, roles []string, attrs map[string]string) (NewUser, error) {
 	us, err := s.users()
 	if err != nil {
 		return NewUser{}, err
 	}
-	if len(username) < 1 || len(username) > 128 {
-		return NewUser{}, coffer.Errorf(coffer.EINVALID, "username must be 1 to 128 bytes")
+	display, key, err := auth.Username(username)
+	if err != nil {
+		return NewUser{}, &coffer.Error{Code: coffer.EINVALID, Message: err.Error(), Cause: err}
 	}
-	if err := auth.CheckPasswordPolicy(password, username); err != nil {
+	if err := auth.CheckPasswordPolicy(password, display); err != nil {
 		return NewUser{}, err
 	}
-	hash, err := auth.HashPassword(s.c.Rand, password)
+	var hash string
+	if err := s.hashing(ctx, "user:"+key, func() { hash, err = auth.HashPassword(s.c.Rand, password) }); err != nil {
+		return NewUser{}, err
+	}
 	if err != nil {
 		return NewUser{}, fmt.Errorf("identity: hash password: %w", err)
 	}
@@ -66,11 +81,12 @@ func (s *Service) CreateUser(ctx context.Context, username, password string, rol
 		roles = []string{}
 	}
 	now := s.c.Now().UTC()
-	u := coffer.User{ID: "u_" + id.String(), Username: username, PasswordHash: hash, Roles: roles, Attributes: attrs, CreatedAt: now}
+	u := coffer.User{ID: "u_" + id.String(), Username: display, UsernameKey: key, PasswordHash: hash, Roles: roles,
+		Attributes: attrs, CreatedAt: now}
 	if err := us.CreateUser(ctx, u); err != nil {
 		return NewUser{}, err
 	}
-	return NewUser{ID: u.ID, Username: username, Roles: roles, Attributes: attrs, CreatedAt: now}, nil
+	return NewUser{ID: u.ID, Username: display, Roles: roles, Attributes: attrs, CreatedAt: now}, nil
 }
 
 // LoginResult is either a token or a request for the second factor.
@@ -84,37 +100,58 @@ type LoginResult struct {
 type mfaClaims struct {
 	UserID  string `json:"u"`
 	Expires int64  `json:"e"`
+	// Nonce names this token, so that it completes one login only.
+	Nonce string `json:"n"`
 }
 
-// Login checks a username and password. A user with confirmed TOTP gets an
-// mfa_token for the second step instead of an access token.
+// Login checks a username and password under the lockout rules (see
+// Lockout): the account is the username's key, so case and look-alike
+// variants share one budget. A user with confirmed TOTP gets a
+// single-use mfa_token for the second step instead of an access token.
 func (s *Service) Login(ctx context.Context, username, password, ip string) (LoginResult, error) {
 	us, err := s.users()
 	if err != nil {
 		return LoginResult{}, err
 	}
-	keys := []string{"user:" + username, "ip:" + ip}
-	if err := s.checkLock(ctx, keys...); err != nil {
+	key := auth.UsernameKey(username)
+	acct := "user:" + key
+	if key == "" {
+		acct = "user:!" + username // no valid username: only a made-up or pre-normalisation one
+	}
+	a, err := s.begin(ctx, "password", username, acct, ip)
+	if err != nil {
 		return LoginResult{}, err
 	}
-	u, err := us.UserByName(ctx, username)
+	u, err := us.UserByName(ctx, key, username)
 	if err != nil && coffer.ErrorCode(err) != coffer.ENOTFOUND {
 		return LoginResult{}, err
 	}
 	ok := false
-	if err != nil {
-		auth.DummyVerify() // the same work for an unknown user
-	} else if ok, err = auth.VerifyPassword(u.PasswordHash, password); err != nil {
-		ok = false
+	known := err == nil
+	if herr := s.hashing(ctx, acct, func() {
+		if !known {
+			auth.DummyVerify() // the same work for an unknown user
+			return
+		}
+		var verr error
+		if ok, verr = auth.VerifyPassword(u.PasswordHash, password); verr != nil {
+			ok = false
+		}
+	}); herr != nil {
+		return LoginResult{}, herr
 	}
 	if !ok || u.Disabled {
-		s.fail(ctx, "password", username, ip, keys...)
-		return LoginResult{}, coffer.Errorf(coffer.EUNAUTHENTICATED, "invalid username or password")
+		return LoginResult{}, a.failed(ctx, coffer.Errorf(coffer.EUNAUTHENTICATED, "invalid username or password"))
 	}
-	_ = s.c.Store.ClearAuthFailures(ctx, keys[0])
+	a.succeeded(ctx)
 	p := coffer.Principal{ID: u.ID, Kind: coffer.KindUser, Roles: u.Roles, Attributes: u.Attributes}
 	if u.TOTPConfirmed {
-		b, _ := json.Marshal(mfaClaims{UserID: u.ID, Expires: s.c.Now().Add(MFATokenTTL).Unix()})
+		nonce := make([]byte, 16)
+		if _, err := io.ReadFull(s.c.Rand, nonce); err != nil {
+			return LoginResult{}, fmt.Errorf("identity: mfa token: %w", err)
+		}
+		b, _ := json.Marshal(mfaClaims{UserID: u.ID, Expires: s.c.Now().Add(MFATokenTTL).Unix(),
+			Nonce: base64.RawURLEncoding.EncodeToString(nonce)})
 		sealed, err := s.c.Sealer.Seal(ctx, mfaKeyID, b, []byte("mfa-token"))
 		if err != nil {
 			return LoginResult{}, fmt.Errorf("identity: mfa token: %w", err)
@@ -129,8 +166,9 @@ func (s *Service) Login(ctx context.Context, username, password, ip string) (Log
 }
 
 // CompleteMFA finishes a login with a TOTP code or a recovery code. A code
-// is accepted once: its time step is recorded in the store, so neither this
-// node nor another accepts it again.
+// is accepted once: its time step is recorded in the store (a recovery
+// code is removed by a conditional update), so neither this node nor
+// another accepts it again; and an mfa_token completes one login only.
 func (s *Service) CompleteMFA(ctx context.Context, mfaToken, code, ip string) (Issued, *coffer.Principal, error) {
 	us, err := s.users()
 	if err != nil {
@@ -146,11 +184,18 @@ func (s *Service) CompleteMFA(ctx context.Context, mfaToken, code, ip string) (I
 		return Issued{}, nil, bad
 	}
 	var mc mfaClaims
-	if json.Unmarshal(pt, &mc) != nil || s.c.Now().Unix() > mc.Expires {
+	if json.Unmarshal(pt, &mc) != nil || s.c.Now().Unix() > mc.Expires || mc.Nonce == "" {
 		return Issued{}, nil, bad
 	}
-	keys := []string{"mfa:" + mc.UserID, "ip:" + ip}
-	if err := s.checkLock(ctx, keys...); err != nil {
+	tokenID := "mfa-token:" + mc.Nonce
+	s.mu.RLock()
+	_, used := s.revoked[tokenID]
+	s.mu.RUnlock()
+	if used {
+		return Issued{}, nil, bad
+	}
+	a, err := s.begin(ctx, "totp", mc.UserID, "mfa:"+mc.UserID, ip)
+	if err != nil {
 		return Issued{}, nil, err
 	}
 	u, err := us.User(ctx, mc.UserID)
@@ -158,6 +203,14 @@ func (s *Service) CompleteMFA(ctx context.Context, mfaToken, code, ip string) (I
 		return Issued{}, nil, bad
 	}
 	if !u.TOTPConfirmed || u.Disabled {
+		return Issued{}, nil, bad
+	}
+	// A used token is refused before its code is looked at, so a refused
+	// replay spends no code.
+	if used, err := s.c.Store.IsRevoked(ctx, tokenID); err != nil || used {
+		if err != nil {
+			return Issued{}, nil, err
+		}
 		return Issued{}, nil, bad
 	}
 	accepted := false
@@ -173,22 +226,44 @@ func (s *Service) CompleteMFA(ctx context.Context, mfaToken, code, ip string) (I
 				return Issued{}, nil, err
 			}
 		}
-	} else if i, ok := auth.MatchRecoveryCode(u.RecoveryHashes, code); ok {
-		if accepted, err = us.UseRecoveryHash(ctx, u.ID, u.RecoveryHashes[i]); err != nil {
+	} else {
+		i, ok, err := auth.MatchRecoveryCode(u.RecoveryHashes, code, s.recoveryMAC(ctx))
+		if err != nil {
 			return Issued{}, nil, err
+		}
+		if ok {
+			if accepted, err = us.UseRecoveryHash(ctx, u.ID, u.RecoveryHashes[i]); err != nil {
+				return Issued{}, nil, err
+			}
 		}
 	}
 	if !accepted {
-		s.fail(ctx, "totp", u.Username, ip, keys...)
+		return Issued{}, nil, a.failed(ctx, bad)
+	}
+	// The token completes this login and no other, on any node.
+	if first, err := s.c.Store.UseTokenID(ctx, tokenID, time.Unix(mc.Expires, 0).Add(time.Minute)); err != nil || !first {
+		if err != nil {
+			return Issued{}, nil, err
+		}
 		return Issued{}, nil, bad
 	}
-	_ = s.c.Store.ClearAuthFailures(ctx, keys[0])
+	s.mu.Lock()
+	s.revoked[tokenID] = struct{}{}
+	s.mu.Unlock()
+	a.succeeded(ctx)
 	p := coffer.Principal{ID: u.ID, Kind: coffer.KindUser, Roles: u.Roles, Attributes: u.Attributes, MFA: true}
 	iss, err := s.issue(p, []string{"pwd", "otp"})
 	if err != nil {
 		return Issued{}, nil, err
 	}
 	return iss, &p, nil
+}
+
+// recoveryMAC MACs normalised recovery codes under the recovery key.
+func (s *Service) recoveryMAC(ctx context.Context) auth.RecoveryMAC {
+	return func(version uint32, norm []byte) ([]byte, error) {
+		return s.c.MACs.MACVersion(ctx, recoveryKeyID, version, norm)
+	}
 }
 
 // TOTPEnrolment is the answer to starting TOTP enrolment.
@@ -198,9 +273,23 @@ type TOTPEnrolment struct {
 	RecoveryCodes []string `json:"recovery_codes"`
 }
 
+// ErrEnrolmentCodeRequired refuses TOTP enrolment without a valid
+// one-time enrolment code to a user whose roles require MFA.
+var ErrEnrolmentCodeRequired = coffer.Errorf(coffer.EFORBIDDEN,
+	"your roles require MFA: enrolment needs a one-time enrolment_code from an admin (POST /v1/users/{id}/mfa/enrolment-code)")
+
+// needsMFA reports whether any of roles requires MFA under the policy.
+func (s *Service) needsMFA(roles []string) bool {
+	return s.c.RolesNeedMFA != nil && s.c.RolesNeedMFA(roles)
+}
+
 // StartTOTP begins (or restarts, while unconfirmed) TOTP enrolment for a
-// signed-in user. Once confirmed, enrolment cannot be restarted this way.
-func (s *Service) StartTOTP(ctx context.Context, p *coffer.Principal, issuer string) (TOTPEnrolment, error) {
+// signed-in user. Once confirmed, enrolment cannot be restarted this way
+// (an admin resets it: ResetMFA). A user whose roles require MFA must
+// bring a one-time enrolment code issued by an admin, consumed here:
+// otherwise whoever had only the password could enrol their own
+// authenticator and gain the roles that MFA guards.
+func (s *Service) StartTOTP(ctx context.Context, p *coffer.Principal, issuer, enrolmentCode string) (TOTPEnrolment, error) {
 	us, err := s.users()
 	if err != nil {
 		return TOTPEnrolment{}, err
@@ -213,15 +302,36 @@ func (s *Service) StartTOTP(ctx context.Context, p *coffer.Principal, issuer str
 		return TOTPEnrolment{}, err
 	}
 	if u.TOTPConfirmed {
-		return TOTPEnrolment{}, coffer.Errorf(coffer.ECONFLICT, "TOTP is already enrolled")
+		return TOTPEnrolment{}, coffer.Errorf(coffer.ECONFLICT, "TOTP is already enrolled; an admin can reset it")
+	}
+	if s.needsMFA(u.Roles) || enrolmentCode != "" {
+		if enrolmentCode == "" || len(enrolmentCode) > 128 {
+			return TOTPEnrolment{}, ErrEnrolmentCodeRequired
+		}
+		ok, err := us.UseMFAEnrolmentCode(ctx, u.ID, auth.EnrolmentCodeHash(enrolmentCode), s.c.Now())
+		if err != nil {
+			return TOTPEnrolment{}, err
+		}
+		if !ok {
+			return TOTPEnrolment{}, coffer.Errorf(coffer.EFORBIDDEN, "the enrolment code is wrong, used or expired")
+		}
 	}
 	secret, url, err := auth.NewTOTP(s.c.Rand, issuer, u.Username)
 	if err != nil {
 		return TOTPEnrolment{}, fmt.Errorf("identity: TOTP: %w", err)
 	}
-	codes, hashes, err := auth.NewRecoveryCodes(s.c.Rand, 10)
+	codes, err := auth.NewRecoveryCodes(s.c.Rand, 10)
 	if err != nil {
 		return TOTPEnrolment{}, fmt.Errorf("identity: recovery codes: %w", err)
+	}
+	hashes := make([]string, len(codes))
+	for i, c := range codes {
+		norm, _ := auth.NormalizeRecoveryCode(c)
+		v, mac, err := s.c.MACs.MAC(ctx, recoveryKeyID, []byte(norm))
+		if err != nil {
+			return TOTPEnrolment{}, fmt.Errorf("identity: recovery codes: %w", err)
+		}
+		hashes[i] = auth.RecoveryHash(v, mac)
 	}
 	if u.TOTPSecret, err = s.c.Sealer.Seal(ctx, totpKeyID, []byte(secret), []byte(u.ID)); err != nil {
 		return TOTPEnrolment{}, fmt.Errorf("identity: seal TOTP secret: %w", err)
@@ -266,4 +376,80 @@ func (s *Service) ConfirmTOTP(ctx context.Context, p *coffer.Principal, code str
 	}
 	u.TOTPConfirmed = true
 	return us.UpdateUserMFA(ctx, u)
+}
+
+// UserInfo is a user as admins see it (never a secret).
+type UserInfo struct {
+	ID         string            `json:"id"`
+	Username   string            `json:"username"`
+	Roles      []string          `json:"roles"`
+	Attributes map[string]string `json:"attributes,omitempty"`
+	MFA        bool              `json:"mfa_enrolled"`
+	Disabled   bool              `json:"disabled"`
+	CreatedAt  time.Time         `json:"created_at"`
+}
+
+// User returns a user by id (ENOTFOUND if none), for deciding who may act
+// on it.
+func (s *Service) User(ctx context.Context, id string) (UserInfo, error) {
+	u, err := s.c.Store.User(ctx, id)
+	if err != nil {
+		return UserInfo{}, err
+	}
+	return UserInfo{ID: u.ID, Username: u.Username, Roles: u.Roles, Attributes: u.Attributes, MFA: u.TOTPConfirmed,
+		Disabled: u.Disabled, CreatedAt: u.CreatedAt}, nil
+}
+
+// EnrolmentCode is a one-time MFA enrolment code as issued (shown once).
+type EnrolmentCode struct {
+	UserID    string    `json:"user_id"`
+	Code      string    `json:"enrolment_code"`
+	ExpiresAt time.Time `json:"expires_at"`
+}
+
+// IssueEnrolmentCode makes a one-time MFA enrolment code for a user who
+// has not enrolled (409 otherwise), replacing any earlier code; only its
+// hash is stored. The caller decides who may (see httpapi).
+func (s *Service) IssueEnrolmentCode(ctx context.Context, userID string) (EnrolmentCode, error) {
+	u, err := s.c.Store.User(ctx, userID)
+	if err != nil {
+		return EnrolmentCode{}, err
+	}
+	if u.TOTPConfirmed {
+		return EnrolmentCode{}, coffer.Errorf(coffer.ECONFLICT, "the user has MFA already; reset it first (DELETE /v1/users/{id}/mfa)")
+	}
+	code, hash, err := auth.NewEnrolmentCode(s.c.Rand)
+	if err != nil {
+		return EnrolmentCode{}, err
+	}
+	exp := s.c.Now().Add(s.c.EnrolmentCodeTTL).UTC().Truncate(time.Second)
+	if err := s.c.Store.SetMFAEnrolmentCode(ctx, u.ID, hash, exp); err != nil {
+		return EnrolmentCode{}, err
+	}
+	return EnrolmentCode{UserID: u.ID, Code: code, ExpiresAt: exp}, nil
+}
+
+// ResetMFA removes a user's TOTP enrolment and recovery codes, so that
+// the user enrols again (with an enrolment code where the roles need
+// MFA). Its MFA lockout is forgotten too. The caller decides who may.
+func (s *Service) ResetMFA(ctx context.Context, userID string) error {
+	if err := s.c.Store.ResetUserMFA(ctx, userID); err != nil {
+		return err
+	}
+	if err := s.c.Store.ClearAuthFailures(ctx, "mfa:"+userID); err != nil {
+		return err
+	}
+	return nil
+}
+
+// RequireFreshAuth refuses (401) a principal whose token is older than
+// the re-authentication age: operations that change how others sign in
+// need a sign-in of the last few minutes, not a token that may have been
+// lying around.
+func (s *Service) RequireFreshAuth(p *coffer.Principal) error {
+	if p == nil || p.AuthTime.IsZero() || s.c.Now().Sub(p.AuthTime) > s.c.ReauthMaxAge {
+		return &coffer.Error{Code: coffer.EUNAUTHENTICATED, Message: fmt.Sprintf(
+			"this operation needs a fresh sign-in: get a new access token (at most %s old) and retry", s.c.ReauthMaxAge)}
+	}
+	return nil
 }

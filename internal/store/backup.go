@@ -56,6 +56,7 @@ func ci(n string) column  { return column{name: n, kind: kInt} }
 func ct(n string) column  { return column{name: n, kind: kText} }
 func cb(n string) column  { return column{name: n, kind: kBlob} }
 func cin(n string) column { return column{name: n, kind: kInt, null: true} }
+func ctn(n string) column { return column{name: n, kind: kText, null: true} }
 func cbn(n string) column { return column{name: n, kind: kBlob, null: true} }
 
 // backupTables lists every table of the schema (goose's version table
@@ -80,7 +81,8 @@ func backupTables() []backupTable {
 		{"clients", []column{ct("id"), ct("name"), ct("secret_hash"), ct("roles"), ct("attributes"), ci("disabled"),
 			ci("created_at")}, "id"},
 		{"users", []column{ct("id"), ct("username"), ct("password_hash"), ct("roles"), ct("attributes"), cbn("totp_secret"),
-			ci("totp_confirmed"), ci("totp_last_step"), ct("recovery_hashes"), ci("disabled"), ci("created_at")}, "id"},
+			ci("totp_confirmed"), ci("totp_last_step"), ct("recovery_hashes"), ci("disabled"), ci("created_at"),
+			ctn("username_key").addedIn(7), ct("mfa_enrolment_hash").addedIn(7), ci("mfa_enrolment_expires").addedIn(7)}, "id"},
 		{"signing_keys", []column{ct("kid"), cb("sealed"), ci("active"), ci("created_at"), ci("not_after")}, "kid"},
 		{"revoked_tokens", []column{ct("jti"), ci("expires_at")}, "jti"},
 		{"auth_failures", []column{ct("key"), ci("failures"), ci("locked_until"), ci("updated_at")}, "key"},

@@ -286,11 +286,11 @@ func TestExportImportAcrossBackends(t *testing.T) {
 				if err != nil || len(ids) != 1 || ids[0] != "r007" {
 					t.Fatalf("restored index: %v %v", ids, err)
 				}
-				u, err := dst.db.UserByName(ctx, "ann")
+				u, err := dst.db.UserByName(ctx, "", "ann")
 				if err != nil || string(u.TOTPSecret) != "totp-sealed" || u.TOTPLastStep != math.MaxInt64 {
 					t.Fatalf("restored user: %+v %v", u, err)
 				}
-				if u, err := dst.db.UserByName(ctx, "bob"); err != nil || u.TOTPSecret != nil {
+				if u, err := dst.db.UserByName(ctx, "", "bob"); err != nil || u.TOTPSecret != nil {
 					t.Fatalf("restored user without TOTP: %+v %v", u, err)
 				}
 				v, _, src2, err := dst.db.Policy(ctx)

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/cofferhq/coffer/internal/coffer"
@@ -129,11 +130,15 @@ func (db *DB) CreateUser(ctx context.Context, u coffer.User) error {
 	if err != nil {
 		return err
 	}
+	var key any // NULL for none: the unique index allows many NULLs
+	if u.UsernameKey != "" {
+		key = u.UsernameKey
+	}
 	_, err = db.write.exec(ctx, `INSERT INTO users (id, username, password_hash, roles, attributes,
-		totp_secret, totp_confirmed, totp_last_step, recovery_hashes, disabled, created_at)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)`,
+		totp_secret, totp_confirmed, totp_last_step, recovery_hashes, disabled, created_at, username_key)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)`,
 		u.ID, u.Username, u.PasswordHash, roles, attrs, u.TOTPSecret, b2i(u.TOTPConfirmed),
-		u.TOTPLastStep, rec, b2i(u.Disabled), micros(u.CreatedAt))
+		u.TOTPLastStep, rec, b2i(u.Disabled), micros(u.CreatedAt), key)
 	if errors.Is(err, ErrConflict) {
 		return &coffer.Error{Code: coffer.ECONFLICT, Message: "username already exists", Cause: err}
 	}
@@ -151,17 +156,21 @@ func nonNil(s []string) []string {
 }
 
 const userCols = `id, username, password_hash, roles, attributes, totp_secret, totp_confirmed,
-	totp_last_step, recovery_hashes, disabled, created_at`
+	totp_last_step, recovery_hashes, disabled, created_at, username_key`
 
 func scanUser(s interface{ Scan(...any) error }) (coffer.User, error) {
 	var (
 		u                 coffer.User
 		roles, attrs, rec string
 		conf, dis, at     int64
+		key               *string
 	)
 	if err := s.Scan(&u.ID, &u.Username, &u.PasswordHash, &roles, &attrs, &u.TOTPSecret, &conf,
-		&u.TOTPLastStep, &rec, &dis, &at); err != nil {
+		&u.TOTPLastStep, &rec, &dis, &at, &key); err != nil {
 		return u, err
+	}
+	if key != nil {
+		u.UsernameKey = *key
 	}
 	for _, p := range []struct {
 		s string
@@ -187,9 +196,14 @@ func (db *DB) User(ctx context.Context, id string) (coffer.User, error) {
 	return u, nil
 }
 
-// UserByName returns a user by username; ENOTFOUND if there is none.
-func (db *DB) UserByName(ctx context.Context, username string) (coffer.User, error) {
-	u, err := scanUser(db.read.queryRow(ctx, `SELECT `+userCols+` FROM users WHERE username = $1`, username))
+// UserByName returns the user whose account key is key, or, when none
+// has it, the user made before usernames were normalised whose key is not
+// yet set and whose username is exactly username; ENOTFOUND if there is
+// neither. An empty key matches nothing.
+func (db *DB) UserByName(ctx context.Context, key, username string) (coffer.User, error) {
+	u, err := scanUser(db.read.queryRow(ctx, `SELECT `+userCols+` FROM users
+		WHERE username_key = $1 OR (username_key IS NULL AND username = $2)
+		ORDER BY username_key IS NULL LIMIT 1`, key, username))
 	if errors.Is(err, ErrNotFound) {
 		return u, notFound("user")
 	}
@@ -197,6 +211,88 @@ func (db *DB) UserByName(ctx context.Context, username string) (coffer.User, err
 		return u, fmt.Errorf("store: user: %w", err)
 	}
 	return u, nil
+}
+
+// FillUsernameKeys gives each user without an account key the key keyOf
+// returns for its username, oldest user first; a user whose key another
+// user holds already (or for which keyOf returns "") keeps none and stays
+// reachable by its exact username. It returns how many it filled. Nodes
+// may run it at once: a key taken meanwhile is skipped.
+func (db *DB) FillUsernameKeys(ctx context.Context, keyOf func(username string) string) (int, error) {
+	rs, err := db.read.query(ctx, `SELECT id, username FROM users WHERE username_key IS NULL ORDER BY created_at, id`)
+	if err != nil {
+		return 0, fmt.Errorf("store: username keys: %w", err)
+	}
+	type pending struct{ id, key string }
+	var todo []pending
+	for rs.Next() {
+		var id, name string
+		if err := rs.Scan(&id, &name); err != nil {
+			rs.Close()
+			return 0, fmt.Errorf("store: username keys: %w", err)
+		}
+		if k := keyOf(name); k != "" {
+			todo = append(todo, pending{id, k})
+		}
+	}
+	rs.Close()
+	if err := rs.Err(); err != nil {
+		return 0, fmt.Errorf("store: username keys: %w", err)
+	}
+	filled := 0
+	for _, p := range todo {
+		n, err := db.write.exec(ctx, `UPDATE users SET username_key = $1 WHERE id = $2 AND username_key IS NULL
+			AND NOT EXISTS (SELECT 1 FROM users WHERE username_key = $1)`, p.key, p.id)
+		if errors.Is(err, ErrConflict) {
+			continue
+		}
+		if err != nil {
+			return filled, fmt.Errorf("store: username keys: %w", err)
+		}
+		filled += int(n)
+	}
+	return filled, nil
+}
+
+// SetMFAEnrolmentCode stores the hash of a user's one-time MFA enrolment
+// code and its expiry, replacing any earlier one; ENOTFOUND if no user.
+func (db *DB) SetMFAEnrolmentCode(ctx context.Context, userID, hash string, expires time.Time) error {
+	n, err := db.write.exec(ctx, `UPDATE users SET mfa_enrolment_hash = $1, mfa_enrolment_expires = $2 WHERE id = $3`,
+		hash, micros(expires), userID)
+	if err != nil {
+		return fmt.Errorf("store: MFA enrolment code: %w", err)
+	}
+	if n == 0 {
+		return notFound("user")
+	}
+	return nil
+}
+
+// UseMFAEnrolmentCode consumes a user's enrolment code if hash is its
+// hash and it has not expired at now, in one conditional UPDATE, so that
+// a code enrols once however many requests race for it.
+func (db *DB) UseMFAEnrolmentCode(ctx context.Context, userID, hash string, now time.Time) (bool, error) {
+	n, err := db.write.exec(ctx, `UPDATE users SET mfa_enrolment_hash = '', mfa_enrolment_expires = 0
+		WHERE id = $1 AND mfa_enrolment_hash = $2 AND mfa_enrolment_hash <> '' AND mfa_enrolment_expires > $3`,
+		userID, hash, micros(now))
+	if err != nil {
+		return false, fmt.Errorf("store: MFA enrolment code: %w", err)
+	}
+	return n == 1, nil
+}
+
+// ResetUserMFA removes a user's TOTP secret, confirmation, recovery codes
+// and enrolment code; the used-step record stays, so no old code replays.
+func (db *DB) ResetUserMFA(ctx context.Context, userID string) error {
+	n, err := db.write.exec(ctx, `UPDATE users SET totp_secret = NULL, totp_confirmed = 0, recovery_hashes = '[]',
+		mfa_enrolment_hash = '', mfa_enrolment_expires = 0 WHERE id = $1`, userID)
+	if err != nil {
+		return fmt.Errorf("store: reset MFA: %w", err)
+	}
+	if n == 0 {
+		return notFound("user")
+	}
+	return nil
 }
 
 // UpdateUserMFA stores a user's TOTP state and recovery hashes.
@@ -228,38 +324,38 @@ func (db *DB) UseTOTPStep(ctx context.Context, userID string, step int64) (bool,
 	return n == 1, nil
 }
 
-// UseRecoveryHash removes one recovery-code hash if still present; false if
-// it was already used.
+// UseRecoveryHash removes one recovery-code hash if still present; false
+// if it was already used. The removal is a conditional UPDATE on the list
+// as it was read (compare and swap), so of two requests racing with one
+// code on any number of nodes exactly one removes it; a request that lost
+// to the use of another code reads the list again.
 func (db *DB) UseRecoveryHash(ctx context.Context, userID, hash string) (bool, error) {
-	used := false
-	err := db.inTx(ctx, func(q querier) error {
+	for range 16 {
 		var rec string
-		if err := q.queryRow(ctx, `SELECT recovery_hashes FROM users WHERE id = $1`, userID).Scan(&rec); err != nil {
-			return fmt.Errorf("store: recovery codes: %w", err)
+		if err := db.write.queryRow(ctx, `SELECT recovery_hashes FROM users WHERE id = $1`, userID).Scan(&rec); err != nil {
+			return false, fmt.Errorf("store: recovery codes: %w", err)
 		}
 		var hs []string
 		if err := json.Unmarshal([]byte(rec), &hs); err != nil {
-			return fmt.Errorf("store: recovery codes: %w", err)
+			return false, fmt.Errorf("store: recovery codes: %w", err)
 		}
-		kept := hs[:0]
-		for _, h := range hs {
-			if h == hash && !used {
-				used = true
-				continue
-			}
-			kept = append(kept, h)
+		i := slices.Index(hs, hash)
+		if i < 0 {
+			return false, nil
 		}
-		if !used {
-			return nil
-		}
-		b, err := encodeJSON(nonNil(kept))
+		b, err := encodeJSON(nonNil(slices.Delete(hs, i, i+1)))
 		if err != nil {
-			return err
+			return false, err
 		}
-		_, err = q.exec(ctx, `UPDATE users SET recovery_hashes = $1 WHERE id = $2`, b, userID)
-		return err
-	})
-	return used, err
+		n, err := db.write.exec(ctx, `UPDATE users SET recovery_hashes = $1 WHERE id = $2 AND recovery_hashes = $3`, b, userID, rec)
+		if err != nil {
+			return false, fmt.Errorf("store: recovery codes: %w", err)
+		}
+		if n == 1 {
+			return true, nil
+		}
+	}
+	return false, errors.New("store: recovery codes: too much contention")
 }
 
 // SigningKeys lists every stored JWT signing key.
@@ -312,6 +408,18 @@ func (db *DB) RevokeToken(ctx context.Context, jti string, expires time.Time) er
 	return nil
 }
 
+// UseTokenID records a one-time token id (say, an MFA token's) as
+// revoked until expires, and reports whether this call recorded it: false
+// means the token was used already, on this node or another.
+func (db *DB) UseTokenID(ctx context.Context, id string, expires time.Time) (bool, error) {
+	n, err := db.write.exec(ctx, `INSERT INTO revoked_tokens (jti, expires_at) VALUES ($1, $2) ON CONFLICT DO NOTHING`,
+		id, micros(expires))
+	if err != nil {
+		return false, fmt.Errorf("store: use token: %w", err)
+	}
+	return n == 1, nil
+}
+
 // IsRevoked reports whether a token id was revoked.
 func (db *DB) IsRevoked(ctx context.Context, jti string) (bool, error) {
 	var n int64
@@ -352,31 +460,95 @@ func (db *DB) PurgeRevoked(ctx context.Context, now time.Time) (int64, error) {
 
 // AuthFailure records one failed authentication for key (an account or a
 // source address) and returns the failure count; lockUntil is computed by
-// the caller from the count via lock(count) and stored.
+// the caller from the count via lock(count) and stored. Concurrent
+// failures of one key are all counted, on every node.
 func (db *DB) AuthFailure(ctx context.Context, key string, now time.Time, window time.Duration, lock func(failures int) time.Duration) (failures int, lockedUntil time.Time, err error) {
 	err = db.inTx(ctx, func(q querier) error {
-		var n, until, updated int64
-		e := q.queryRow(ctx, `SELECT failures, locked_until, updated_at FROM auth_failures WHERE key = $1`, key).Scan(&n, &until, &updated)
-		if e != nil && !errors.Is(e, ErrNotFound) {
-			return fmt.Errorf("store: auth failures: %w", e)
+		n, _, err := db.lockAuthRow(ctx, q, key, now, window)
+		if err != nil {
+			return err
 		}
-		// Failures older than the window are forgiven, unless a lockout is
-		// still running.
-		if window > 0 && now.Sub(fromMicros(updated)) > window && fromMicros(until).Before(now) {
-			n = 0
-		}
-		n++
-		lockedUntil = now.Add(lock(int(n)))
-		failures = int(n)
-		_, e = q.exec(ctx, `INSERT INTO auth_failures (key, failures, locked_until, updated_at) VALUES ($1, $2, $3, $4)
-			ON CONFLICT (key) DO UPDATE SET failures = $2, locked_until = $3, updated_at = $4`,
-			key, n, micros(lockedUntil), micros(now))
-		if e != nil {
-			return fmt.Errorf("store: auth failures: %w", e)
-		}
-		return nil
+		failures, lockedUntil = n+1, now.Add(lock(n+1))
+		return putAuthRow(ctx, q, key, failures, lockedUntil, now)
 	})
 	return failures, lockedUntil, err
+}
+
+// ReserveAuthAttempt takes one attempt of key's budget before the
+// credential is checked, so that concurrent attempts on any number of
+// nodes cannot all pass a lock check made before any of them failed.
+// While key is locked it counts nothing and returns the lock's end
+// (after now); otherwise it counts the attempt as a failure, stores the
+// lock lock(count) calls for (which applies to the attempts after this
+// one), and returns the failures counted before it with a zero time. A
+// success undoes the count with ClearAuthFailures.
+func (db *DB) ReserveAuthAttempt(ctx context.Context, key string, now time.Time, window time.Duration, lock func(failures int) time.Duration) (prior int, lockedUntil time.Time, err error) {
+	err = db.inTx(ctx, func(q querier) error {
+		n, until, err := db.lockAuthRow(ctx, q, key, now, window)
+		if err != nil {
+			return err
+		}
+		if until.After(now) {
+			prior, lockedUntil = n, until
+			return nil
+		}
+		prior = n
+		return putAuthRow(ctx, q, key, n+1, now.Add(lock(n+1)), now)
+	})
+	return prior, lockedUntil, err
+}
+
+// AuthFailures returns the failures counted for key within window (0 for
+// none, or when they are older than window and no lock runs).
+func (db *DB) AuthFailures(ctx context.Context, key string, now time.Time, window time.Duration) (int, error) {
+	var n, until, updated int64
+	err := db.read.queryRow(ctx, `SELECT failures, locked_until, updated_at FROM auth_failures WHERE key = $1`, key).Scan(&n, &until, &updated)
+	if errors.Is(err, ErrNotFound) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, fmt.Errorf("store: auth failures: %w", err)
+	}
+	return int(forgive(n, until, updated, now, window)), nil
+}
+
+// forgive returns n, or 0 when the failures are older than window and no
+// lockout is still running.
+func forgive(n, until, updated int64, now time.Time, window time.Duration) int64 {
+	if window > 0 && now.Sub(fromMicros(updated)) > window && fromMicros(until).Before(now) {
+		return 0
+	}
+	return n
+}
+
+// lockAuthRow returns key's counted failures (0 if forgiven) and lock end,
+// holding the row until the transaction ends. The row is made first so
+// that there is one to lock: on PostgreSQL, SELECT … FOR UPDATE makes
+// concurrent transactions on one key wait for each other instead of all
+// reading the same count; SQLite runs one write transaction at a time.
+func (db *DB) lockAuthRow(ctx context.Context, q querier, key string, now time.Time, window time.Duration) (int, time.Time, error) {
+	if _, err := q.exec(ctx, `INSERT INTO auth_failures (key, failures, locked_until, updated_at) VALUES ($1, 0, 0, $2)
+		ON CONFLICT (key) DO NOTHING`, key, micros(now)); err != nil {
+		return 0, time.Time{}, fmt.Errorf("store: auth failures: %w", err)
+	}
+	sel := `SELECT failures, locked_until, updated_at FROM auth_failures WHERE key = $1`
+	if db.dialect == Postgres {
+		sel = `SELECT failures, locked_until, updated_at FROM auth_failures WHERE key = $1 FOR UPDATE`
+	}
+	var n, until, updated int64
+	if err := q.queryRow(ctx, sel, key).Scan(&n, &until, &updated); err != nil {
+		return 0, time.Time{}, fmt.Errorf("store: auth failures: %w", err)
+	}
+	return int(forgive(n, until, updated, now, window)), fromMicros(until), nil
+}
+
+func putAuthRow(ctx context.Context, q querier, key string, failures int, lockedUntil, now time.Time) error {
+	_, err := q.exec(ctx, `UPDATE auth_failures SET failures = $1, locked_until = $2, updated_at = $3 WHERE key = $4`,
+		failures, micros(lockedUntil), micros(now), key)
+	if err != nil {
+		return fmt.Errorf("store: auth failures: %w", err)
+	}
+	return nil
 }
 
 // AuthLockedUntil returns until when key is locked out (zero if never).

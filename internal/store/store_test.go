@@ -269,7 +269,7 @@ func TestClientsUsersAndAuthState(t *testing.T) {
 		if ok, _ := db.UseTOTPStep(ctx, "u1", 100); ok {
 			t.Fatal("TOTP step replay accepted")
 		}
-		u1, _ := db.UserByName(ctx, "ada")
+		u1, _ := db.UserByName(ctx, "", "ada")
 		u1.RecoveryHashes = []string{"h1", "h2"}
 		u1.TOTPConfirmed = true
 		if err := db.UpdateUserMFA(ctx, u1); err != nil {

@@ -161,10 +161,24 @@ func TestMFA(t *testing.T) {
 		if st, _, b := n.postJSON("/v1/users", admTok, map[string]any{"username": "sec", "password": "password1234", "roles": []string{"secadmin"}}); st != 422 {
 			t.Fatalf("common password accepted: %d %s", st, b)
 		}
-		if st, _, b := n.postJSON("/v1/users", admTok, map[string]any{"username": "sec", "password": pw, "roles": []string{"secadmin"}}); st != 201 {
+		st, _, b := n.postJSON("/v1/users", admTok, map[string]any{"username": "sec", "password": pw, "roles": []string{"secadmin"}})
+		if st != 201 {
 			t.Fatalf("create user: %d %s", st, b)
 		}
-		st, _, b := n.postJSON("/v1/auth/login", "", map[string]string{"username": "sec", "password": pw})
+		var created struct {
+			ID string `json:"id"`
+		}
+		mustJSON(t, b, &created)
+		// secadmin requires MFA: enrolment needs an admin's one-time code.
+		st, _, b = n.postJSON("/v1/users/"+created.ID+"/mfa/enrolment-code", admTok, nil)
+		var ec struct {
+			Code string `json:"enrolment_code"`
+		}
+		mustJSON(t, b, &ec)
+		if st != 201 || ec.Code == "" {
+			t.Fatalf("enrolment code: %d %s", st, b)
+		}
+		st, _, b = n.postJSON("/v1/auth/login", "", map[string]string{"username": "sec", "password": pw})
 		var tr tokenResp
 		mustJSON(t, b, &tr)
 		if st != 200 || tr.AccessToken == "" {
@@ -175,7 +189,7 @@ func TestMFA(t *testing.T) {
 			t.Fatalf("require_mfa role without MFA: %d %s", st, b)
 		}
 		// Enrol TOTP.
-		st, _, b = n.postJSON("/v1/auth/mfa/totp", tr.AccessToken, map[string]any{})
+		st, _, b = n.postJSON("/v1/auth/mfa/totp", tr.AccessToken, map[string]any{"enrolment_code": ec.Code})
 		var en struct {
 			Secret        string   `json:"secret"`
 			OTPAuthURL    string   `json:"otpauth_url"`
@@ -209,6 +223,13 @@ func TestMFA(t *testing.T) {
 		mustJSON(t, b, &fin)
 		if st != 200 || fin.AccessToken == "" {
 			t.Fatalf("mfa with recovery code: %d %s", st, b)
+		}
+		// (with a fresh mfa_token: the used one is refused anyway)
+		st, _, b = n.postJSON("/v1/auth/login", "", map[string]string{"username": "sec", "password": pw})
+		tr = tokenResp{}
+		mustJSON(t, b, &tr)
+		if st != 200 || tr.MFAToken == "" {
+			t.Fatalf("login again: %d %s", st, b)
 		}
 		if st, _, _ := n.postJSON("/v1/auth/mfa", "", map[string]string{"mfa_token": tr.MFAToken, "code": en.RecoveryCodes[0]}); st != 401 {
 			t.Fatalf("recovery code reused: %d", st)
