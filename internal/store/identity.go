@@ -196,14 +196,16 @@ func (db *DB) User(ctx context.Context, id string) (coffer.User, error) {
 	return u, nil
 }
 
-// UserByName returns the user whose account key is key, or, when none
-// has it, the user made before usernames were normalised whose key is not
-// yet set and whose username is exactly username; ENOTFOUND if there is
-// neither. An empty key matches nothing.
+// UserByName returns the user whose username is exactly username, else
+// the one whose account key is key; ENOTFOUND if there is neither. An
+// empty key matches nothing. The exact name comes first so that every
+// user made before usernames were normalised stays reachable, even one
+// whose key an older look-alike took (it keeps no key); for the others
+// the exact name and the key find the same user.
 func (db *DB) UserByName(ctx context.Context, key, username string) (coffer.User, error) {
 	u, err := scanUser(db.read.queryRow(ctx, `SELECT `+userCols+` FROM users
-		WHERE username_key = $1 OR (username_key IS NULL AND username = $2)
-		ORDER BY username_key IS NULL LIMIT 1`, key, username))
+		WHERE username = $2 OR username_key = $1
+		ORDER BY CASE WHEN username = $2 THEN 0 ELSE 1 END LIMIT 1`, key, username))
 	if errors.Is(err, ErrNotFound) {
 		return u, notFound("user")
 	}
@@ -468,7 +470,7 @@ func (db *DB) AuthFailure(ctx context.Context, key string, now time.Time, window
 		if err != nil {
 			return err
 		}
-		failures, lockedUntil = n+1, now.Add(lock(n+1))
+		failures, lockedUntil = n+1, lockEnd(now, lock(n+1))
 		return putAuthRow(ctx, q, key, failures, lockedUntil, now)
 	})
 	return failures, lockedUntil, err
@@ -493,7 +495,7 @@ func (db *DB) ReserveAuthAttempt(ctx context.Context, key string, now time.Time,
 			return nil
 		}
 		prior = n
-		return putAuthRow(ctx, q, key, n+1, now.Add(lock(n+1)), now)
+		return putAuthRow(ctx, q, key, n+1, lockEnd(now, lock(n+1)), now)
 	})
 	return prior, lockedUntil, err
 }
@@ -527,24 +529,47 @@ func forgive(n, until, updated int64, now time.Time, window time.Duration) int64
 // concurrent transactions on one key wait for each other instead of all
 // reading the same count; SQLite runs one write transaction at a time.
 func (db *DB) lockAuthRow(ctx context.Context, q querier, key string, now time.Time, window time.Duration) (int, time.Time, error) {
-	if _, err := q.exec(ctx, `INSERT INTO auth_failures (key, failures, locked_until, updated_at) VALUES ($1, 0, 0, $2)
-		ON CONFLICT (key) DO NOTHING`, key, micros(now)); err != nil {
-		return 0, time.Time{}, fmt.Errorf("store: auth failures: %w", err)
-	}
 	sel := `SELECT failures, locked_until, updated_at FROM auth_failures WHERE key = $1`
 	if db.dialect == Postgres {
 		sel = `SELECT failures, locked_until, updated_at FROM auth_failures WHERE key = $1 FOR UPDATE`
 	}
-	var n, until, updated int64
-	if err := q.queryRow(ctx, sel, key).Scan(&n, &until, &updated); err != nil {
-		return 0, time.Time{}, fmt.Errorf("store: auth failures: %w", err)
+	// A success on another connection may delete the row between the
+	// INSERT and the SELECT: then make it again.
+	for range 4 {
+		if _, err := q.exec(ctx, `INSERT INTO auth_failures (key, failures, locked_until, updated_at) VALUES ($1, 0, 0, $2)
+			ON CONFLICT (key) DO NOTHING`, key, micros(now)); err != nil {
+			return 0, time.Time{}, fmt.Errorf("store: auth failures: %w", err)
+		}
+		var n, until, updated int64
+		err := q.queryRow(ctx, sel, key).Scan(&n, &until, &updated)
+		if errors.Is(err, ErrNotFound) {
+			continue
+		}
+		if err != nil {
+			return 0, time.Time{}, fmt.Errorf("store: auth failures: %w", err)
+		}
+		return int(forgive(n, until, updated, now, window)), fromMicros(until), nil
 	}
-	return int(forgive(n, until, updated, now, window)), fromMicros(until), nil
+	return 0, time.Time{}, errors.New("store: auth failures: the row keeps disappearing")
+}
+
+// lockEnd is now+d, or the zero time (stored as 0) for no lock: never
+// now itself, which a concurrent attempt that read the clock a moment
+// earlier would take for a running lock.
+func lockEnd(now time.Time, d time.Duration) time.Time {
+	if d <= 0 {
+		return time.Time{}
+	}
+	return now.Add(d)
 }
 
 func putAuthRow(ctx context.Context, q querier, key string, failures int, lockedUntil, now time.Time) error {
+	until := int64(0)
+	if !lockedUntil.IsZero() {
+		until = micros(lockedUntil)
+	}
 	_, err := q.exec(ctx, `UPDATE auth_failures SET failures = $1, locked_until = $2, updated_at = $3 WHERE key = $4`,
-		failures, micros(lockedUntil), micros(now), key)
+		failures, until, micros(now), key)
 	if err != nil {
 		return fmt.Errorf("store: auth failures: %w", err)
 	}

@@ -23,7 +23,7 @@ func attacks() []attack {
 	var all []attack
 	for _, group := range [][]attack{
 		authAttacks(), sqlAttacks(), idorAttacks(), massAssignmentAttacks(), bodyAttacks(), publicAttacks(),
-		batchAttacks(),
+		batchAttacks(), mfaAdminAttacks(),
 	} {
 		all = append(all, group...)
 	}
@@ -95,6 +95,8 @@ func protected(w *world) []sample {
 		{"DELETE /v1/clients/{id}", "DELETE", "/v1/clients/" + w.clientA},
 		{"POST /v1/clients/{id}/rotate", "POST", "/v1/clients/" + w.clientA + "/rotate"},
 		{"POST /v1/users", "POST", "/v1/users"},
+		{"POST /v1/users/{id}/mfa/enrolment-code", "POST", "/v1/users/" + w.aliceID + "/mfa/enrolment-code"},
+		{"DELETE /v1/users/{id}/mfa", "DELETE", "/v1/users/" + w.aliceID + "/mfa"},
 		{"POST /v1/policy/check", "POST", "/v1/policy/check"},
 		{"GET /v1/policy", "GET", "/v1/policy"},
 		{"PUT /v1/policy", "PUT", "/v1/policy"},

@@ -65,13 +65,14 @@ type node struct {
 // purpose, and lockouts or suspensions of 127.0.0.1 would hide the
 // answers under test behind 429s and 403s.
 var baseSettings = map[string]string{
-	"auth.lockout.max_failures": "100000",
-	"detect.failed_auth_burst":  "100000",
-	"detect.denied_burst":       "100000",
-	"detect.enumeration":        "100000",
-	"limits.rate_limit":         "100000",
-	"limits.rate_burst":         "100000",
-	"limits.max_batch_items":    "1000",
+	"auth.lockout.max_failures":         "100000",
+	"auth.lockout.address_max_failures": "100000",
+	"detect.failed_auth_burst":          "100000",
+	"detect.denied_burst":               "100000",
+	"detect.enumeration":                "100000",
+	"limits.rate_limit":                 "100000",
+	"limits.rate_burst":                 "100000",
+	"limits.max_batch_items":            "1000",
 }
 
 // forEachBackend runs fn against a fresh deployment on SQLite and on PostgreSQL.

@@ -53,6 +53,7 @@ type world struct {
 	// clerk may create clients but not grant roles it lacks.
 	clerkID, tokenClerk string
 	recA, recB, recC    string   // records owned by A, B and a third owner "owner-c" (subject "subject-c")
+	aliceID             string   // the planted user alice (role support)
 	tokens              []string // planted tokens of tokenValue
 	ciphertext          string   // transit ciphertext of "planted" under key k1
 	forged              map[string]string
@@ -90,7 +91,11 @@ func plantWorld(t *testing.T, n *node) *world {
 		{"value": tokenValue, "type": "card_number", "mode": "deterministic"},
 	}}, &tok)
 	w.tokens = tok.Tokens
-	n.must(t, 201, "POST", "/v1/users", n.admin, map[string]any{"username": "alice", "password": alicePassword, "roles": []string{"support"}}, nil)
+	var alice struct {
+		ID string `json:"id"`
+	}
+	n.must(t, 201, "POST", "/v1/users", n.admin, map[string]any{"username": "alice", "password": alicePassword, "roles": []string{"support"}}, &alice)
+	w.aliceID = alice.ID
 	n.must(t, 201, "POST", "/v1/keys", n.admin, map[string]any{"name": "k1"}, nil)
 	var ct struct {
 		Ciphertext string `json:"ciphertext"`
