@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"context"
+	"crypto/rand"
 	"errors"
 	"net/http"
 	"strconv"
@@ -14,6 +15,8 @@ import (
 	"golang.org/x/oauth2"
 	"golang.org/x/oauth2/clientcredentials"
 
+	"github.com/cofferhq/coffer/internal/auth"
+	"github.com/cofferhq/coffer/internal/coffer"
 	"github.com/cofferhq/coffer/internal/store/storetest"
 )
 
@@ -398,6 +401,87 @@ func TestRequireMFAEnrolment(t *testing.T) {
 		}
 		if st, _, _ := n.postJSON("/v1/auth/mfa/totp", tr.AccessToken, map[string]any{"enrolment_code": ec.Code}); st != 403 {
 			t.Fatalf("a used enrolment code enrols again: %d", st)
+		}
+	})
+}
+
+// TestUsernames: usernames that differ by case, width, surrounding space
+// or look-alike letters are one account; mixing scripts is refused; users
+// made before normalisation stay reachable (#15.10).
+func TestUsernames(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, n *node) {
+		tok := n.token(n.init.ClientID, n.init.ClientSecret)
+		create := func(name string) int {
+			st, _, _ := n.postJSON("/v1/users", tok, map[string]any{"username": name, "password": userPassword})
+			return st
+		}
+		if st := create("alice"); st != 201 {
+			t.Fatalf("alice: %d", st)
+		}
+		for _, name := range []string{"Alice", "alice ", " ALICE", "ａｌｉｃｅ"} {
+			if st := create(name); st != 409 {
+				t.Errorf("%q beside alice: %d, want 409", name, st)
+			}
+		}
+		if st := create("аlice"); st != 422 { // Cyrillic а
+			t.Errorf("Cyrillic-Latin mix: %d, want 422", st)
+		}
+		if st := create("ace"); st != 201 {
+			t.Fatalf("ace: %d", st)
+		}
+		if st := create("асе"); st != 409 { // all Cyrillic, looks like ace
+			t.Errorf("whole-script look-alike of ace: %d, want 409", st)
+		}
+		for _, name := range []string{"alice", "Alice", "ALICE ", "ａｌｉｃｅ"} {
+			if st, _, _ := n.login(name, userPassword); st != 200 {
+				t.Errorf("login as %q: %d", name, st)
+			}
+		}
+		// One budget for all spellings: 5 failures across them lock alice.
+		for i, name := range []string{"alice", "Alice", "ALICE", "alice ", "Alice "} {
+			if st, _, _ := n.login(name, "wrong password "+strconv.Itoa(i)); st != 401 {
+				t.Fatalf("failure %d as %q: %d", i, name, st)
+			}
+		}
+		if st, _, _ := n.login("aLiCe", userPassword); st != 429 {
+			t.Fatalf("alice after five failures under other spellings: %d, want 429", st)
+		}
+
+		// Users made before normalisation: a look-alike pair stays two
+		// reachable accounts, each by its exact name.
+		n.stop()
+		db := n.openStore()
+		hash, err := auth.HashPassword(rand.Reader, userPassword)
+		if err != nil {
+			t.Fatal(err)
+		}
+		old := time.Now().Add(-time.Hour)
+		for i, name := range []string{"Carol", "carol", "dan the man"} {
+			u := coffer.User{ID: "u_legacy" + strconv.Itoa(i), Username: name, PasswordHash: hash, Roles: []string{},
+				CreatedAt: old.Add(time.Duration(i) * time.Second)}
+			if err := db.CreateUser(context.Background(), u); err != nil {
+				t.Fatal(err)
+			}
+		}
+		n.restart()
+		for name, want := range map[string]string{"Carol": "u_legacy0", "carol": "u_legacy1", "CAROL": "u_legacy0",
+			"dan the man": "u_legacy2", "Dan  The Man": "u_legacy2"} {
+			st, _, b := n.postJSON("/v1/auth/login", "", map[string]string{"username": name, "password": userPassword})
+			var tr tokenResp
+			mustJSON(t, b, &tr)
+			if st != 200 {
+				t.Errorf("legacy login as %q: %d %s", name, st, b)
+				continue
+			}
+			var in struct {
+				Sub string `json:"sub"`
+			}
+			_, _, ib := n.do("POST", "/v1/oauth/introspect", n.token(n.init.ClientID, n.init.ClientSecret),
+				"application/x-www-form-urlencoded", strings.NewReader("token="+tr.AccessToken))
+			mustJSON(t, ib, &in)
+			if in.Sub != want {
+				t.Errorf("legacy login as %q signed in %s, want %s", name, in.Sub, want)
+			}
 		}
 	})
 }
