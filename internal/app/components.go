@@ -219,6 +219,7 @@ func open(ctx context.Context, cfg *config.Config, o Options) (*components, erro
 				Issuer: x.Issuer, Audience: x.Audience, RolesClaim: x.RolesClaim, JWKSURL: x.JWKSURL,
 				CAFile: x.CAFile, RoleMap: x.RoleMap, SubjectPrefix: x.EffectiveSubjectPrefix(),
 				Algorithms: x.Algorithms, AttributeClaims: x.AttributeClaims, MFAACRValues: x.MFAACRValues,
+				TokenTypes: x.TokenTypes, AllowMissingJTI: x.AllowMissingJTI,
 			})
 		}
 		if c.external, err = auth.NewExternal(ctx, ext, auth.ExternalOptions{Now: o.Now, Logger: o.Logger}); err != nil {

@@ -10,6 +10,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/base64"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -95,7 +96,22 @@ type ExternalConfig struct {
 	// MFAACRValues lists acr values that mean a second factor was used, in
 	// addition to an amr with "mfa", "otp" or "hwk".
 	MFAACRValues []string
+	// TokenTypes lists the accepted values of the JWS typ header, compared
+	// without case and with or without "application/" (default: at+jwt,
+	// RFC 9068 §2.1). A token with no typ is refused. Listing "JWT" also
+	// accepts tokens that do not say they are access tokens, OpenID
+	// Connect ID tokens among them.
+	TokenTypes []string
+	// AllowMissingJTI accepts tokens without a jti (refused by default:
+	// RFC 9068 requires one, and revocation needs a handle). Such a
+	// token's TokenID is the subject prefix and "sha256:" with the hex
+	// SHA-256 of the whole token, so it can still be revoked.
+	AllowMissingJTI bool
 }
+
+// DefaultExternalTokenTypes are the typ values accepted when an issuer
+// lists none: the RFC 9068 access-token type.
+func DefaultExternalTokenTypes() []string { return []string{"at+jwt"} }
 
 // ExternalOptions tunes [NewExternal]. Zero values take the defaults.
 type ExternalOptions struct {
@@ -174,6 +190,7 @@ type extIssuer struct {
 	prefix  string
 	roleMap map[string]string
 	mfaACR  []string
+	types   []string // normalised typ values accepted
 	client  *http.Client
 
 	mu        sync.Mutex
@@ -319,6 +336,16 @@ func (e *External) newIssuer(c ExternalConfig, base *http.Client) (*extIssuer, e
 		is.roleMap[from] = to
 	}
 	is.cfg.RoleMap = nil // is.roleMap is the copy in use
+	types := c.TokenTypes
+	if len(types) == 0 {
+		types = DefaultExternalTokenTypes()
+	}
+	for _, typ := range types {
+		if strings.TrimSpace(typ) == "" {
+			return nil, errors.New("token types: empty type")
+		}
+		is.types = append(is.types, normTyp(typ))
+	}
 	is.cfg.AttributeClaims = slices.Clone(c.AttributeClaims)
 
 	client, err := externalClient(base, c.CAFile)
@@ -441,15 +468,19 @@ func extInvalid(is *extIssuer, reason string) error {
 // Verify checks token against the configured issuer named by its iss and
 // returns its principal: a compact JWS with exactly one signature, alg in
 // the issuer's list, a kid naming a key of the issuer's JWKS that fits the
-// alg, a valid signature, iss equal to the issuer, the audience among aud,
-// exp present and not passed, nbf and iat (when present) not in the
-// future, all within the leeway, and a printable sub of at most 255 bytes.
+// alg, a typ header among the issuer's token types (at+jwt by default, so
+// that an ID token is not taken for an access token), a valid signature,
+// iss equal to the issuer, the audience among aud, exp present and not
+// passed, nbf and iat (when present) not in the future, all within the
+// leeway, a printable sub of at most 255 bytes, and a jti unless the
+// issuer allows tokens without one.
 //
 // The principal has ID = subject prefix + sub, Kind coffer.KindExternal,
 // the mapped roles (unmapped ones dropped), the configured attribute
 // claims that are short printable strings, MFA when amr has "mfa", "otp"
 // or "hwk" or acr is one of the configured values, TokenID = subject
-// prefix + jti (when there is a jti) and TokenExpiry = exp.
+// prefix + jti (without a jti: subject prefix + "sha256:" + the token's
+// hex SHA-256), TokenExpiry = exp and AuthTime = iat.
 //
 // Every refusal, including a token from an issuer not configured, wraps
 // ErrInvalidToken; its text names the reason and never the token. ctx
@@ -525,7 +556,12 @@ func (e *External) Verify(ctx context.Context, token string) (*coffer.Principal,
 	case payload == nil:
 		return nil, extInvalid(is, "bad signature")
 	}
-	p, err := e.principal(is, payload)
+	// An ID token or any other JWT of the issuer is not an access token.
+	typ, _ := h.ExtraHeaders[jose.HeaderType].(string)
+	if typ == "" || !slices.Contains(is.types, normTyp(typ)) {
+		return nil, extInvalid(is, "typ is not an accepted access-token type")
+	}
+	p, err := e.principal(is, payload, sum)
 	if err != nil {
 		return nil, err
 	}
@@ -776,7 +812,14 @@ func keyFits(k jose.JSONWebKey, alg jose.SignatureAlgorithm) bool {
 }
 
 // principal checks the verified claims of payload and builds the principal.
-func (e *External) principal(is *extIssuer, payload []byte) (*coffer.Principal, error) {
+// normTyp is a typ header value compared as RFC 7515 §4.1.9 says: without
+// case, "application/" optional.
+func normTyp(typ string) string {
+	t := strings.ToLower(strings.TrimSpace(typ))
+	return strings.TrimPrefix(t, "application/")
+}
+
+func (e *External) principal(is *extIssuer, payload []byte, sum [sha256.Size]byte) (*coffer.Principal, error) {
 	var raw map[string]json.RawMessage
 	if err := json.Unmarshal(payload, &raw); err != nil {
 		return nil, extInvalid(is, "malformed claims")
@@ -815,6 +858,8 @@ func (e *External) principal(is *extIssuer, payload []byte) (*coffer.Principal, 
 		return nil, extInvalid(is, "sub missing, too long or not printable")
 	case jti != "" && !safeClaimString(jti, maxExternalSubject):
 		return nil, extInvalid(is, "jti too long or not printable")
+	case jti == "" && !is.cfg.AllowMissingJTI:
+		return nil, extInvalid(is, "jti missing")
 	}
 
 	p := &coffer.Principal{
@@ -825,6 +870,11 @@ func (e *External) principal(is *extIssuer, payload []byte) (*coffer.Principal, 
 	}
 	if jti != "" {
 		p.TokenID = is.prefix + jti
+	} else {
+		p.TokenID = is.prefix + "sha256:" + hex.EncodeToString(sum[:])
+	}
+	if iat != nil {
+		p.AuthTime = iat.Time()
 	}
 	for _, name := range is.cfg.AttributeClaims {
 		var v string

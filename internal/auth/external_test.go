@@ -154,7 +154,16 @@ func (ti *oidcIssuer) sign(kid string, claims map[string]any) string {
 
 func signJWT(t testing.TB, sk jose.SigningKey, kid string, claims map[string]any) string {
 	t.Helper()
-	opts := (&jose.SignerOptions{}).WithType("JWT")
+	return signTyped(t, sk, kid, "at+jwt", claims)
+}
+
+// signTyped is signJWT with a typ header ("" for none).
+func signTyped(t testing.TB, sk jose.SigningKey, kid, typ string, claims map[string]any) string {
+	t.Helper()
+	opts := &jose.SignerOptions{}
+	if typ != "" {
+		opts = opts.WithType(jose.ContentType(typ))
+	}
 	if kid != "" {
 		opts = opts.WithHeader("kid", kid)
 	}
@@ -247,7 +256,7 @@ func newExtFixture(t testing.TB, tune func(*ExternalConfig)) *extFixture {
 }
 
 func TestExternalVerifyAccepts(t *testing.T) {
-	f := newExtFixture(t, nil)
+	f := newExtFixture(t, func(c *ExternalConfig) { c.AllowMissingJTI = true })
 	host := strings.TrimPrefix(f.idp.URL(), "https://")
 	tests := []struct {
 		name string
@@ -303,6 +312,17 @@ func TestExternalVerifyAccepts(t *testing.T) {
 				t.Errorf("expiry = %v, want %v", p.TokenExpiry, tt.want.TokenExpiry)
 			}
 			p.TokenExpiry = tt.want.TokenExpiry
+			if _, has := c["jti"]; !has {
+				// Without a jti, revoked by the token's hash.
+				if h := strings.TrimPrefix(p.TokenID, "ext:"+host+":sha256:"); len(h) != 64 || h == p.TokenID {
+					t.Errorf("token id without jti = %q, want the prefix and sha256:HEX", p.TokenID)
+				}
+				tt.want.TokenID = p.TokenID
+			}
+			if iat, ok := c["iat"].(int64); ok && !p.AuthTime.Equal(time.Unix(iat, 0)) {
+				t.Errorf("auth time = %v, want iat %v", p.AuthTime, time.Unix(iat, 0))
+			}
+			p.AuthTime = time.Time{}
 			if !reflect.DeepEqual(*p, tt.want) {
 				t.Errorf("principal = %+v\nwant        %+v", *p, tt.want)
 			}
@@ -442,6 +462,13 @@ func TestExternalVerifyRefuses(t *testing.T) {
 			b := strings.Split(f.idp.sign("rsa-1", f.idp.claims(map[string]any{"sub": "admin"})), ".")
 			return a[0] + "." + b[1] + "." + a[2]
 		}, "bad signature"},
+		{"fail/an ID token (typ JWT)", func() string {
+			return signTyped(t, jose.SigningKey{Algorithm: jose.RS256, Key: f.idp.key("rsa-1").priv}, "rsa-1", "JWT", valid)
+		}, "typ is not an accepted access-token type"},
+		{"fail/no typ", func() string {
+			return signTyped(t, jose.SigningKey{Algorithm: jose.RS256, Key: f.idp.key("rsa-1").priv}, "rsa-1", "", valid)
+		}, "typ is not an accepted access-token type"},
+		{"fail/no jti", func() string { return f.idp.sign("rsa-1", f.idp.claims(map[string]any{"jti": nil})) }, "jti missing"},
 		{"fail/not a JWT", func() string { return "not.a.jwt" }, "malformed JWT"},
 		{"fail/empty", func() string { return "" }, "empty"},
 		{"fail/too long", func() string { return strings.Repeat("a", MaxExternalTokenLen+1) }, "too long"},

@@ -257,6 +257,12 @@ func (c *Config) validateExternal(add func(string, string, ...any)) {
 				break
 			}
 		}
+		for _, typ := range x.TokenTypes {
+			if strings.TrimSpace(typ) == "" {
+				add(key+".token_types", "types must not be empty")
+				break
+			}
+		}
 		prefixes[i] = x.EffectiveSubjectPrefix()
 		if !strings.Contains(prefixes[i], ":") {
 			add(key+".subject_prefix", "must contain a ':' so that external ids never look like Coffer's own")

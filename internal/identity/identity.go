@@ -281,10 +281,15 @@ func (s *Service) Authenticate(ctx context.Context, token string) (*coffer.Princ
 
 // Revoke revokes an access token (RFC 7009): it is refused by this node at
 // once and by every node within the refresh interval. Revoking a token that
-// does not verify is not an error (RFC 7009 §2.2).
+// does not verify is not an error (RFC 7009 §2.2). A trusted external
+// issuer's token is revoked at Coffer the same way, by its jti (or, where
+// the issuer may leave jti out, by its hash).
 func (s *Service) Revoke(ctx context.Context, token string) error {
 	p, err := s.c.Tokens.Verify(token)
-	if err != nil {
+	if _, ext := s.c.External.Issuer(token); ext {
+		p, err = s.c.External.Verify(ctx, token)
+	}
+	if err != nil || p.TokenID == "" {
 		return nil
 	}
 	if err := s.c.Store.RevokeToken(ctx, p.TokenID, p.TokenExpiry); err != nil {
