@@ -166,7 +166,7 @@ func analysePolicy(p *policy.Policy, cols []coffer.Collection) ([]Finding, error
 				ID: "policy.admin_without_mfa", Severity: High,
 				Title:  "an admin role does not require MFA",
 				Detail: "role " + name + " may do everything (or administer everything) with one factor",
-				Fix:    "set require_mfa: true on the role and give it to users with TOTP; service clients get narrower roles",
+				Fix:    "set require_mfa: true on the role and give it to users who enrol TOTP with an admin's one-time enrolment code (POST /v1/users/{id}/mfa/enrolment-code); service clients get narrower roles",
 			})
 		}
 	}
