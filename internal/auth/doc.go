@@ -1,7 +1,8 @@
 // Package auth holds Coffer's credential and token primitives: client ids
 // and secrets, argon2id password hashes and the password policy, EdDSA JWT
-// access tokens (RFC 9068) with their signing keys and JWKS, TOTP (RFC 6238)
-// and recovery codes, and the lockout arithmetic.
+// access tokens (RFC 9068) with their signing keys and JWKS, TOTP (RFC 6238),
+// recovery and enrolment codes, username normalisation (PRECIS, RFC 8265,
+// with look-alike folding), and the lockout arithmetic.
 //
 // It owns the cryptographic decisions about credentials — formats, parameters,
 // algorithms, constant-time comparisons — and nothing else. It keeps no

@@ -112,10 +112,11 @@ func (s *Server) confirmTOTP(c *Call) (Reply, error) {
 }
 
 // mayManageUserMFA is the one decision of who may issue an MFA enrolment
-// code for, or reset the MFA of, which user: `update` on `users`, and the
+// code for, or reset the MFA of, which user: `update` on `users`, the
 // right to grant every role the user holds (grantable), so that nobody
-// takes over a principal more privileged than they may create. The same
-// rule decides every operation on another principal's credentials.
+// takes over a principal more privileged than they may create, and a
+// sign-in of the last minutes (a token that has been lying around does
+// not change how someone else signs in).
 func (s *Server) mayManageUserMFA(c *Call, id string) error {
 	if err := s.c.Policies.Allowed(c.Principal, "update", "users", c.IP, &c.Note); err != nil {
 		return err
@@ -127,6 +128,10 @@ func (s *Server) mayManageUserMFA(c *Call, id string) error {
 	if err := s.grantable(c, "users", u.Roles); err != nil {
 		c.Note.Deny("the user holds roles the caller may not grant")
 		return coffer.Errorf(coffer.EFORBIDDEN, "managing the MFA of a user needs the right to grant all of its roles")
+	}
+	if err := s.c.Identity.RequireFreshAuth(c.Principal); err != nil {
+		c.Note.Deny("re-authentication required")
+		return err
 	}
 	return nil
 }
@@ -149,12 +154,6 @@ func (s *Server) resetMFA(c *Call) (Reply, error) {
 	id := c.R.PathValue("id")
 	c.Note.Target("update", "users/"+id)
 	if err := s.mayManageUserMFA(c, id); err != nil {
-		return Reply{}, err
-	}
-	// Taking a user's second factor away needs a sign-in of the last
-	// minutes, not just any live token.
-	if err := s.c.Identity.RequireFreshAuth(c.Principal); err != nil {
-		c.Note.Deny("re-authentication required")
 		return Reply{}, err
 	}
 	if err := s.c.Identity.ResetMFA(c.R.Context(), id); err != nil {

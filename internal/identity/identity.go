@@ -477,5 +477,7 @@ func (s *Service) AuthenticateClientCert(ctx context.Context, clientID string) (
 		}
 		return nil, coffer.Errorf(coffer.EUNAUTHENTICATED, "client certificate names no active client")
 	}
-	return &coffer.Principal{ID: c.ID, Kind: coffer.KindClient, Roles: c.Roles, Attributes: c.Attributes}, nil
+	// The handshake of this connection proved the key: a fresh sign-in.
+	return &coffer.Principal{ID: c.ID, Kind: coffer.KindClient, Roles: c.Roles, Attributes: c.Attributes,
+		AuthTime: s.c.Now()}, nil
 }
