@@ -446,7 +446,8 @@ func auditTailCmd(stdout io.Writer, env []string) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			if err := app.TailAudit(cmd.Context(), cfg, stdout, time.Now().Add(-since), follow); err != nil {
+			warn := slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), &slog.HandlerOptions{Level: slog.LevelWarn}))
+			if err := app.TailAudit(cmd.Context(), cfg, stdout, warn, time.Now().Add(-since), follow); err != nil {
 				return &exitError{code: 1, err: err}
 			}
 			return nil

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"log/slog"
 	"time"
 
 	"github.com/cofferhq/coffer/internal/audit"
@@ -14,9 +15,11 @@ import (
 // TailAudit prints audit events from since on, one JSON object a line, in
 // (time, node, seq) order; with follow it keeps polling for new ones until
 // ctx ends. It reads the store directly (it needs the data directory and the
-// root key), so it works while the server is down too.
-func TailAudit(ctx context.Context, cfg *config.Config, w io.Writer, since time.Time, follow bool) error {
-	c, err := open(ctx, cfg, Options{Offline: true})
+// root key), so it works while the server is down too. Events come from
+// their hashed bodies; a stored row whose columns disagree with its body is
+// reported to log (a warning for the operator: run `coffer audit verify`).
+func TailAudit(ctx context.Context, cfg *config.Config, w io.Writer, log *slog.Logger, since time.Time, follow bool) error {
+	c, err := open(ctx, cfg, Options{Offline: true, Logger: log})
 	if err != nil {
 		return err
 	}
@@ -24,20 +27,20 @@ func TailAudit(ctx context.Context, cfg *config.Config, w io.Writer, since time.
 	enc := json.NewEncoder(w)
 	f := audit.Filter{Since: since, Limit: audit.MaxListLimit}
 	for {
-		evs, err := c.db.ListAudit(ctx, f)
+		p, err := c.db.ListAuditPage(ctx, f)
 		if err != nil {
 			return fmt.Errorf("audit tail: %w", err)
 		}
-		for _, e := range evs {
+		flagCorrupt(c.opts.Logger, p.Corrupt)
+		for _, e := range p.Events {
 			if err := enc.Encode(e); err != nil {
 				return err
 			}
 		}
-		if len(evs) > 0 {
-			cur := audit.CursorOf(evs[len(evs)-1])
-			f.After = &cur
+		if p.Last != nil {
+			f.After = p.Last
 		}
-		if len(evs) == audit.MaxListLimit {
+		if p.More {
 			continue // more waiting: no pause
 		}
 		if !follow {

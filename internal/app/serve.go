@@ -174,7 +174,7 @@ func (s *Server) build(ctx context.Context, o Options) error {
 		Vault:        c.vault,
 		Tokens:       c.tokens,
 		Transit:      c.transit,
-		AuditLog:     c.db,
+		AuditLog:     auditReader{db: c.db, log: s.log, mismatch: s.metrics.AuditRowMismatches.Inc},
 		Identity:     c.identity,
 		Policies:     c.policies,
 		Audit:        auditAdapter{w: s.audit, d: s.detector, m: s.metrics, discard: s.c.opts.AuditDiscard},

@@ -9,10 +9,12 @@ import (
 
 // Store keeps the audit log durably. store/sqlite and store/postgres
 // implement it. Events are kept as written: the store indexes some fields as
-// columns and keeps each event's JSON (json.Marshal of the Event) as its
-// body, and never modifies or deletes either. Events read back are decoded
-// from the body (json.Unmarshal into an Event), so that verification checks
-// exactly what is stored. All methods are safe for concurrent use.
+// columns ([Columns]) and keeps each event's JSON (json.Marshal of the
+// Event) as its body, and never modifies or deletes either. Events read
+// back are decoded from the body (json.Unmarshal into an Event), so that
+// verification checks exactly what is stored; the columns are never
+// trusted: each row's are checked against its body ([CheckColumns]). All
+// methods are safe for concurrent use.
 type Store interface {
 	// AppendAudit writes events and checkpoints in one transaction: all or
 	// nothing, durable (committed and synced) when it returns nil. It must
@@ -27,8 +29,9 @@ type Store interface {
 	// ScanAudit calls fn for each event of node with Seq > afterSeq, in
 	// ascending Seq order (events appended while it runs may be included).
 	// It stops and returns fn's error as is when fn returns one. A stored
-	// body that does not decode is reported with the error of DecodeStored
-	// (a *CorruptEventError), so that Verify can name the event.
+	// body that does not decode, or a row whose columns disagree with its
+	// body, is reported with the error of DecodeStored or CheckColumns (a
+	// *CorruptEventError), so that Verify can name the event.
 	ScanAudit(ctx context.Context, node string, afterSeq uint64, fn func(Event) error) error
 
 	// AuditNodes returns every node that has events or checkpoints, sorted.
@@ -38,20 +41,29 @@ type Store interface {
 	Checkpoints(ctx context.Context, node string) ([]Checkpoint, error)
 
 	// ListAudit returns at most f.Limit events of every node matching f, in
-	// ascending (Time, Node, Seq) order.
+	// ascending (Time, Node, Seq) order. Like a Page's Events, each is
+	// decoded from its body and matches f by its body; rows whose columns
+	// disagree with their bodies are left out.
 	ListAudit(ctx context.Context, f Filter) ([]Event, error)
 }
 
-// CorruptEventError says that a stored event's body does not decode: it was
-// edited outside Coffer. Verify turns it into a *VerifyError naming Seq.
+// CorruptEventError says that a stored event's body does not decode, or
+// that a column stored beside it (Column) disagrees with it: it was edited
+// outside Coffer. Verify turns it into a *VerifyError naming Seq.
 type CorruptEventError struct {
 	Node string
 	Seq  uint64 // from the store's seq column
-	Err  error
+	// Column names the column that disagrees with the body; "" when the
+	// body itself does not decode.
+	Column string
+	Err    error
 }
 
 // Error implements error.
 func (e *CorruptEventError) Error() string {
+	if e.Column != "" {
+		return fmt.Sprintf("audit: stored event %s: column %s disagrees with the hashed body", EventID(e.Node, e.Seq), e.Column)
+	}
 	return fmt.Sprintf("audit: stored event %s does not decode: %v", EventID(e.Node, e.Seq), e.Err)
 }
 
@@ -66,6 +78,84 @@ func DecodeStored(node string, seq uint64, body []byte) (Event, error) {
 		return Event{}, &CorruptEventError{Node: node, Seq: seq, Err: err}
 	}
 	return e, nil
+}
+
+// Columns are the values a store keeps beside an event's body, to index
+// and filter on (node, seq, id, time, principal, action, hash, prev_hash).
+// The hash chain covers only the body, so a column can be edited without
+// breaking it: CheckColumns compares them with the body on every read.
+type Columns struct {
+	Node      string
+	Seq       uint64
+	ID        string
+	Time      time.Time // compared in microseconds, the stored precision
+	Principal string    // the body's principal_id
+	Action    string
+	Hash      string
+	PrevHash  string
+}
+
+// ColumnsOf returns the columns a store keeps for e.
+func ColumnsOf(e *Event) Columns {
+	return Columns{Node: e.Node, Seq: e.Seq, ID: e.ID, Time: e.Time, Principal: e.PrincipalID,
+		Action: e.Action, Hash: e.Hash, PrevHash: e.PrevHash}
+}
+
+// CheckColumns returns nil when c are the columns of e, the event decoded
+// from the same row's body, and otherwise a *CorruptEventError naming the
+// first column that differs (and the row by its node and seq columns).
+func CheckColumns(c Columns, e *Event) error {
+	want := ColumnsOf(e)
+	col := ""
+	switch {
+	case c.Node != want.Node:
+		col = "node"
+	case c.Seq != want.Seq:
+		col = "seq"
+	case c.ID != want.ID:
+		col = "id"
+	case c.Time.UnixMicro() != want.Time.UnixMicro():
+		col = "time"
+	case c.Principal != want.Principal:
+		col = "principal"
+	case c.Action != want.Action:
+		col = "action"
+	case c.Hash != want.Hash:
+		col = "hash"
+	case c.PrevHash != want.PrevHash:
+		col = "prev_hash"
+	default:
+		return nil
+	}
+	return &CorruptEventError{Node: c.Node, Seq: c.Seq, Column: col,
+		Err: fmt.Errorf("column %s disagrees with the hashed body", col)}
+}
+
+// Page is one answer of a listing: the events matching the filter, and
+// what the store read but could not trust.
+type Page struct {
+	// Events match the filter by their bodies, in (Time, Node, Seq) order.
+	Events []Event
+	// Corrupt lists the rows read whose body does not decode or whose
+	// columns disagree with their body (a *CorruptEventError each). A row
+	// whose body decodes and matches the filter is still in Events: the
+	// answer comes from the body, never from a column.
+	Corrupt []*CorruptEventError
+	// Last is the position, by the store's columns, of the last row read
+	// (nil when none was): pass it as Filter.After for the next page.
+	Last *Cursor
+	// More is true when the store read Filter.Limit rows, so more may
+	// follow.
+	More bool
+}
+
+// Matches reports whether e, decoded from a body, matches f's principal,
+// action and since; f.After is a position in the store's order and is
+// left to the store.
+func (f Filter) Matches(e *Event) bool {
+	return (f.Principal == "" || e.PrincipalID == f.Principal) &&
+		(f.Action == "" || e.Action == f.Action) &&
+		(f.Since.IsZero() || e.Time.UnixMicro() >= f.Since.UnixMicro())
 }
 
 // List limits for Filter.Limit.

@@ -227,7 +227,7 @@ func Verify(ctx context.Context, store Store, keys KeyLookup) (Report, error) {
 			return rep, failed
 		}
 		if cerr := (*CorruptEventError)(nil); errors.As(err, &cerr) {
-			return rep, n.fail(cerr.Seq, "", "stored event does not decode (edited)")
+			return rep, corruptFinding(n, cerr)
 		}
 		if err != nil {
 			return rep, fmt.Errorf("audit: verify: scan %q: %w", node, err)
@@ -240,6 +240,15 @@ func Verify(ctx context.Context, store Store, keys KeyLookup) (Report, error) {
 		rep.Checkpoints += n.cpsOK
 	}
 	return rep, nil
+}
+
+// corruptFinding turns a stored row that does not decode, or whose columns
+// disagree with its body, into a finding naming it.
+func corruptFinding(n *nodeChain, cerr *CorruptEventError) *VerifyError {
+	if cerr.Column != "" {
+		return n.fail(cerr.Seq, "", "column %s disagrees with the event's hashed body (edited outside Coffer)", cerr.Column)
+	}
+	return n.fail(cerr.Seq, "", "stored event does not decode (edited)")
 }
 
 // VerifyFile checks the JSON lines written by a file or stream sink, read

@@ -10,9 +10,12 @@ import (
 	"github.com/cofferhq/coffer/internal/coffer"
 )
 
-// AuditLog lists audit events.
+// AuditLog lists audit events. The page's events come from their hashed
+// bodies and match the filter by them; rows it could not trust are in
+// Page.Corrupt, for the AuditLog to flag (the answer leaves them out unless
+// their body matches).
 type AuditLog interface {
-	ListAudit(ctx context.Context, f audit.Filter) ([]audit.Event, error)
+	ListAuditPage(ctx context.Context, f audit.Filter) (audit.Page, error)
 }
 
 // encodeCursor makes an opaque paging cursor from an event position.
@@ -61,16 +64,19 @@ func (s *Server) auditEvents(c *Call) (Reply, error) {
 		}
 		f.After = cur
 	}
-	evs, err := s.c.AuditLog.ListAudit(c.R.Context(), f)
+	page, err := s.c.AuditLog.ListAuditPage(c.R.Context(), f)
 	if err != nil {
 		return Reply{}, err
 	}
+	evs := page.Events
 	if evs == nil {
 		evs = []audit.Event{}
 	}
 	out := map[string]any{"events": evs}
-	if len(evs) == f.EffectiveLimit() {
-		out["next"] = encodeCursor(audit.CursorOf(evs[len(evs)-1]))
+	if page.More && page.Last != nil {
+		// After the last row read, not the last event served: a row left
+		// out must not end the paging early.
+		out["next"] = encodeCursor(*page.Last)
 	}
 	c.Note.Count = len(evs)
 	return Reply{Body: out}, nil

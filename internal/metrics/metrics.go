@@ -35,6 +35,16 @@ type Metrics struct {
 	// QuotaRefusals counts requests refused by a per-principal quota, by
 	// quota kind.
 	QuotaRefusals *prometheus.CounterVec
+	// AuditRowMismatches counts the stored audit rows read whose columns
+	// disagree with their hashed body (or whose body does not decode):
+	// edits made in the database outside Coffer.
+	AuditRowMismatches prometheus.Counter
+	// AuditWitnessLag is how long the oldest signed checkpoint not yet
+	// taken by the audit witness has waited, in seconds (0 when none
+	// waits or no witness is configured).
+	AuditWitnessLag prometheus.Gauge
+	// AuditWitnessFailures counts failed deliveries to the audit witness.
+	AuditWitnessFailures prometheus.Counter
 }
 
 // New registers every collector, with Go runtime and process collectors,
@@ -99,11 +109,24 @@ func New() *Metrics {
 		QuotaRefusals: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "coffer_quota_refusals_total", Help: "Requests refused by a per-principal quota (limits.*_per_hour), by quota.",
 		}, []string{"quota"}),
+		AuditRowMismatches: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "coffer_audit_row_mismatches_total",
+			Help: "Stored audit rows read whose columns disagree with their hashed body, or whose body does not decode: edits made in the database.",
+		}),
+		AuditWitnessLag: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "coffer_audit_witness_lag_seconds",
+			Help: "How long the oldest signed audit checkpoint not yet taken by the witness has waited (0: none waits).",
+		}),
+		AuditWitnessFailures: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "coffer_audit_witness_failures_total",
+			Help: "Failed deliveries of signed audit checkpoints to the witness.",
+		}),
 	}
 	reg.MustRegister(m.Requests, m.Latency, m.AuthFailures, m.Decisions, m.Records, m.TokenValues,
 		m.AuditWrites, m.AuditFailures, m.AuditLatency, m.AuditBatch, m.SecurityEvents, m.KeyOps,
 		m.CertExpiry, m.RewrapProcessed, m.KeysTooManyValues, m.QuotaRefusals,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	reg.MustRegister(m.AuditRowMismatches, m.AuditWitnessLag, m.AuditWitnessFailures)
 	return m
 }
 

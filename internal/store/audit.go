@@ -2,7 +2,7 @@ package store
 
 import (
 	"context"
-	"encoding/json"
+	"errors"
 	"fmt"
 	"math"
 	"strconv"
@@ -187,36 +187,60 @@ func (db *DB) AuditHead(ctx context.Context, node string) (uint64, string, error
 	return uint64(seq), hash, nil // #nosec G115 -- stored from uint64 < 2^63
 }
 
-func decodeEvent(body string) (audit.Event, error) {
-	var e audit.Event
-	if err := json.Unmarshal([]byte(body), &e); err != nil {
-		return e, fmt.Errorf("store: decode audit event: %w", err)
+// auditRowCols are the columns of an audit row, in scanRow's order.
+const auditRowCols = `node, seq, id, time, principal, action, hash, prev_hash, body`
+
+// auditRow is one stored audit event as read: its columns and its body.
+type auditRow struct {
+	cols audit.Columns
+	body string
+}
+
+// scanRow reads one row of auditRowCols.
+func scanRow(rs rows) (auditRow, error) {
+	var (
+		r       auditRow
+		seq, at int64
+	)
+	if err := rs.Scan(&r.cols.Node, &seq, &r.cols.ID, &at, &r.cols.Principal, &r.cols.Action,
+		&r.cols.Hash, &r.cols.PrevHash, &r.body); err != nil {
+		return r, err
 	}
-	return e, nil
+	r.cols.Seq, r.cols.Time = uint64(seq), fromMicros(at) // #nosec G115 -- seq stored from uint64 < 2^63 (a negative one edited in fails CheckColumns)
+	return r, nil
+}
+
+// decode returns the row's event, from its body, with a
+// *audit.CorruptEventError when the body does not decode (and a zero
+// event) or when a column disagrees with it (and the body's event).
+func (r auditRow) decode() (audit.Event, error) {
+	e, err := audit.DecodeStored(r.cols.Node, r.cols.Seq, []byte(r.body))
+	if err != nil {
+		return audit.Event{}, err
+	}
+	return e, audit.CheckColumns(r.cols, &e)
 }
 
 // ScanAudit calls fn for each event of node after afterSeq, in seq order,
-// paging through the table so memory stays bounded.
+// paging through the table so memory stays bounded. A row whose body does
+// not decode or whose columns disagree with it ends the scan with its
+// *audit.CorruptEventError.
 func (db *DB) ScanAudit(ctx context.Context, node string, afterSeq uint64, fn func(audit.Event) error) error {
 	after := int64(afterSeq) // #nosec G115 -- seq < 2^63
 	for {
-		rs, err := db.read.query(ctx, `SELECT seq, body FROM audit_events WHERE node = $1 AND seq > $2 ORDER BY seq LIMIT 5000`, node, after)
+		rs, err := db.read.query(ctx, `SELECT `+auditRowCols+` FROM audit_events WHERE node = $1 AND seq > $2 ORDER BY seq LIMIT 5000`, node, after)
 		if err != nil {
 			return fmt.Errorf("store: scan audit: %w", err)
 		}
-		type row struct {
-			seq  int64
-			body string
-		}
-		var page []row
+		var page []auditRow
 		for rs.Next() {
-			var r row
-			if err := rs.Scan(&r.seq, &r.body); err != nil {
+			r, err := scanRow(rs)
+			if err != nil {
 				rs.Close()
 				return fmt.Errorf("store: scan audit: %w", err)
 			}
 			page = append(page, r)
-			after = r.seq
+			after = int64(r.cols.Seq) // #nosec G115 -- read from an int64 just above
 		}
 		err = rs.Err()
 		rs.Close()
@@ -224,9 +248,10 @@ func (db *DB) ScanAudit(ctx context.Context, node string, afterSeq uint64, fn fu
 			return fmt.Errorf("store: scan audit: %w", err)
 		}
 		for _, r := range page {
-			// An undecodable (edited) body is a verification finding naming
-			// that event, not a generic error.
-			e, err := audit.DecodeStored(node, uint64(r.seq), []byte(r.body)) // #nosec G115 -- seq < 2^63
+			// An undecodable (edited) body, or a column edited apart from
+			// its body, is a verification finding naming that event, not a
+			// generic error.
+			e, err := r.decode()
 			if err != nil {
 				return err
 			}
@@ -286,8 +311,18 @@ func (db *DB) Checkpoints(ctx context.Context, node string) ([]audit.Checkpoint,
 	return out, rs.Err()
 }
 
-// ListAudit returns events matching f in (time, node, seq) order.
+// ListAudit returns the events of ListAuditPage.
 func (db *DB) ListAudit(ctx context.Context, f audit.Filter) ([]audit.Event, error) {
+	p, err := db.ListAuditPage(ctx, f)
+	return p.Events, err
+}
+
+// ListAuditPage reads up to f's limit of rows whose columns match f, in
+// (time, node, seq) order, and answers from their bodies: an event is in
+// the page only if its body decodes and matches f (audit.Filter.Matches);
+// every row whose body does not decode or whose columns disagree with it
+// is listed in Corrupt. The columns only narrow down which rows are read.
+func (db *DB) ListAuditPage(ctx context.Context, f audit.Filter) (audit.Page, error) {
 	var (
 		where []string
 		args  []any
@@ -309,28 +344,44 @@ func (db *DB) ListAudit(ctx context.Context, f audit.Filter) ([]audit.Event, err
 		t, n, s := arg(micros(f.After.Time)), arg(f.After.Node), arg(int64(f.After.Seq)) // #nosec G115 -- seq < 2^63
 		where = append(where, "(time > "+t+" OR (time = "+t+" AND (node > "+n+" OR (node = "+n+" AND seq > "+s+"))))")
 	}
-	q := `SELECT body FROM audit_events`
+	q := `SELECT ` + auditRowCols + ` FROM audit_events`
 	if len(where) > 0 {
 		q += " WHERE " + strings.Join(where, " AND ")
 	}
 	// Only column names and placeholders are in the text; values are bound.
-	q += " ORDER BY time, node, seq LIMIT " + arg(int64(f.EffectiveLimit()))
+	limit := f.EffectiveLimit()
+	q += " ORDER BY time, node, seq LIMIT " + arg(int64(limit))
+	var p audit.Page
 	rs, err := db.read.query(ctx, q, args...)
 	if err != nil {
-		return nil, fmt.Errorf("store: list audit: %w", err)
+		return p, fmt.Errorf("store: list audit: %w", err)
 	}
 	defer rs.Close()
-	var out []audit.Event
+	n := 0
 	for rs.Next() {
-		var body string
-		if err := rs.Scan(&body); err != nil {
-			return nil, fmt.Errorf("store: list audit: %w", err)
-		}
-		e, err := decodeEvent(body)
+		r, err := scanRow(rs)
 		if err != nil {
-			return nil, err
+			return audit.Page{}, fmt.Errorf("store: list audit: %w", err)
 		}
-		out = append(out, e)
+		n++
+		p.Last = &audit.Cursor{Time: r.cols.Time, Node: r.cols.Node, Seq: r.cols.Seq}
+		e, err := r.decode()
+		var cerr *audit.CorruptEventError
+		if errors.As(err, &cerr) {
+			p.Corrupt = append(p.Corrupt, cerr)
+		} else if err != nil {
+			return audit.Page{}, err
+		}
+		if cerr != nil && cerr.Column == "" {
+			continue // no body to answer from
+		}
+		if f.Matches(&e) {
+			p.Events = append(p.Events, e)
+		}
 	}
-	return out, rs.Err()
+	if err := rs.Err(); err != nil {
+		return audit.Page{}, fmt.Errorf("store: list audit: %w", err)
+	}
+	p.More = n == limit
+	return p, nil
 }

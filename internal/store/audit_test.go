@@ -2,6 +2,7 @@ package store_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"testing"
@@ -173,4 +174,53 @@ func BenchmarkAppendAudit(b *testing.B) {
 			})
 		}
 	}
+}
+
+// TestAuditColumnsCheckedAgainstBodies edits the columns kept beside an
+// event's body, past the append-only triggers: a scan names the event and
+// the column, and a listing answers from the bodies, reports the row, and
+// serves it only when its body matches the filter.
+func TestAuditColumnsCheckedAgainstBodies(t *testing.T) {
+	forEach(t, func(t *testing.T, db *store.DB) {
+		ctx := context.Background()
+		events := []audit.Event{auditEvent(1, 1), auditEvent(2, 1), auditEvent(3, 1)}
+		if err := db.AppendAudit(ctx, events, nil); err != nil {
+			t.Fatal(err)
+		}
+		drop := `DROP TRIGGER audit_events_no_update`
+		if db.Dialect() == store.Postgres {
+			drop = `DROP TRIGGER audit_events_append_only ON audit_events`
+		}
+		if err := db.ExecRaw(ctx, drop); err != nil {
+			t.Fatal(err)
+		}
+		if err := db.ExecRaw(ctx, `UPDATE audit_events SET principal = 'mallory' WHERE seq = 2`); err != nil {
+			t.Fatal(err)
+		}
+		var cerr *audit.CorruptEventError
+		err := db.ScanAudit(ctx, "n1", 0, func(audit.Event) error { return nil })
+		if !errors.As(err, &cerr) || cerr.Seq != 2 || cerr.Column != "principal" {
+			t.Fatalf("ScanAudit = %v; want the principal column of seq 2 named", err)
+		}
+		p, err := db.ListAuditPage(ctx, audit.Filter{Principal: "mallory"})
+		if err != nil || len(p.Events) != 0 || len(p.Corrupt) != 1 || p.Corrupt[0].Seq != 2 || p.More || p.Last == nil || p.Last.Seq != 2 {
+			t.Fatalf("?principal=mallory: %+v, %v; want no event and seq 2 reported", p, err)
+		}
+		p, err = db.ListAuditPage(ctx, audit.Filter{Principal: "client-1", Limit: 1})
+		if err != nil || len(p.Events) != 1 || !p.More || p.Last.Seq != 1 {
+			t.Fatalf("?principal=client-1&limit=1: %+v, %v", p, err)
+		}
+		// Unfiltered, the relabelled row still answers from its body.
+		p, err = db.ListAuditPage(ctx, audit.Filter{})
+		if err != nil || len(p.Events) != 3 || p.Events[1].PrincipalID != "client-1" || len(p.Corrupt) != 1 {
+			t.Fatalf("unfiltered: %+v, %v", p, err)
+		}
+		if err := db.ExecRaw(ctx, `UPDATE audit_events SET body = '{"id":1}' WHERE seq = 3`); err != nil {
+			t.Fatal(err)
+		}
+		p, err = db.ListAuditPage(ctx, audit.Filter{})
+		if err != nil || len(p.Events) != 2 || len(p.Corrupt) != 2 || p.Corrupt[1].Column != "" {
+			t.Fatalf("with an undecodable body: %+v, %v", p, err)
+		}
+	})
 }

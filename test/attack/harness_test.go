@@ -119,6 +119,28 @@ func start(t testing.TB, b storetest.Backend, s setup) *node {
 func (n *node) serve(s setup) {
 	t := n.t
 	t.Helper()
+	cfg := n.config(s)
+	log := slog.New(slog.NewJSONHandler(n.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	var err error
+	n.srv, err = app.Open(context.Background(), cfg, app.Options{Logger: log, Now: n.clock.Now})
+	if err != nil {
+		t.Fatalf("open server: %v", err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatalf("listen: %v", err)
+	}
+	n.addr = ln.Addr().String()
+	n.url = "https://" + n.addr
+	srv := n.srv
+	go func() { _ = srv.Serve(ln) }()
+}
+
+// config loads the deployment's configuration with the settings, as
+// serve does (offline commands such as audit verify read the same).
+func (n *node) config(s setup) *config.Config {
+	t := n.t
+	t.Helper()
 	var env []string
 	if n.backend != "sqlite" {
 		// The test database role is a superuser (the e2e suite covers
@@ -139,19 +161,7 @@ func (n *node) serve(s setup) {
 	if err := cfg.Validate(); err != nil {
 		t.Fatalf("config: %v", err)
 	}
-	log := slog.New(slog.NewJSONHandler(n.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	n.srv, err = app.Open(context.Background(), cfg, app.Options{Logger: log, Now: n.clock.Now})
-	if err != nil {
-		t.Fatalf("open server: %v", err)
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatalf("listen: %v", err)
-	}
-	n.addr = ln.Addr().String()
-	n.url = "https://" + n.addr
-	srv := n.srv
-	go func() { _ = srv.Serve(ln) }()
+	return cfg
 }
 
 // reopen stops the server and serves the same deployment with other settings.

@@ -1,0 +1,44 @@
+package storetest
+
+import (
+	"context"
+	"database/sql"
+	"strings"
+	"testing"
+
+	_ "github.com/jackc/pgx/v5/stdlib" // database/sql driver "pgx"
+	_ "modernc.org/sqlite"             // database/sql driver "sqlite"
+)
+
+// Intruder opens the database at dsn (a SQLite path or a postgres:// URL,
+// as config.Database returns it) with its own connection, as someone with
+// write access to the database would, and drops the triggers that keep the
+// audit tables append-only, as such an intruder could. Statements take $1,
+// $2, … placeholders on both backends. The connection closes at cleanup.
+func Intruder(tb testing.TB, dsn string) *sql.DB {
+	tb.Helper()
+	driver, drops := "sqlite", []string{
+		`DROP TRIGGER IF EXISTS audit_events_no_update`,
+		`DROP TRIGGER IF EXISTS audit_events_no_delete`,
+		`DROP TRIGGER IF EXISTS audit_checkpoints_no_update`,
+		`DROP TRIGGER IF EXISTS audit_checkpoints_no_delete`,
+	}
+	if strings.HasPrefix(dsn, "postgres://") || strings.HasPrefix(dsn, "postgresql://") {
+		driver, drops = "pgx", []string{
+			`DROP TRIGGER IF EXISTS audit_events_append_only ON audit_events`,
+			`DROP TRIGGER IF EXISTS audit_checkpoints_append_only ON audit_checkpoints`,
+		}
+	}
+	db, err := sql.Open(driver, dsn)
+	if err != nil {
+		tb.Fatalf("intruder: open: %v", err)
+	}
+	db.SetMaxOpenConns(1)
+	tb.Cleanup(func() { _ = db.Close() })
+	for _, q := range drops {
+		if _, err := db.ExecContext(context.Background(), q); err != nil {
+			tb.Fatalf("intruder: %s: %v", q, err)
+		}
+	}
+	return db
+}
