@@ -406,11 +406,17 @@ func versionCmd(stdout io.Writer) *cobra.Command {
 
 func auditCmd(stdout io.Writer, env []string) *cobra.Command {
 	cmd := &cobra.Command{Use: "audit", Short: "Work with the audit log"}
-	var dir, dbURL string
+	var dir, dbURL, witnessTarget string
 	verify := &cobra.Command{
-		Use:   "verify --data-dir DIR",
-		Short: "Check the audit chain offline",
-		Args:  cobra.NoArgs,
+		Use:   "verify --data-dir DIR [--witness FILE|URL]",
+		Short: "Check the audit chain offline, against the file sink and the witness",
+		Long: "Checks every audit chain in the database (hashes, links, signed checkpoints, and that every\n" +
+			"column stored beside an event matches its hashed body), checks the file sink's files (audit.file,\n" +
+			"rotated ones included) and compares them with the database event by event and checkpoint by\n" +
+			"checkpoint, both ways, and compares the witness's newest signed checkpoint of each node with the\n" +
+			"database (audit.witness, or --witness). Prints \"ok: N events\", or every finding with its node\n" +
+			"and seq and exits 1.",
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cfg, err := deploymentConfig(cmd, dir, dbURL, env)
 			if err != nil {
@@ -418,7 +424,7 @@ func auditCmd(stdout io.Writer, env []string) *cobra.Command {
 			}
 			ctx, cancel := context.WithTimeout(cmd.Context(), 10*time.Minute)
 			defer cancel()
-			n, err := app.VerifyAudit(ctx, cfg)
+			n, err := app.VerifyAuditAgainst(ctx, cfg, witnessTarget)
 			if err != nil {
 				return &exitError{code: 1, err: err}
 			}
@@ -427,6 +433,8 @@ func auditCmd(stdout io.Writer, env []string) *cobra.Command {
 		},
 	}
 	deploymentFlags(verify, env, &dir, &dbURL)
+	verify.Flags().StringVar(&witnessTarget, "witness", "",
+		"compare with this witness instead of audit.witness: an https:// URL (its GET answer) or a witness file")
 	cmd.AddCommand(verify, auditTailCmd(stdout, env))
 	return cmd
 }

@@ -26,6 +26,7 @@ import (
 	"github.com/cofferhq/coffer/internal/token"
 	"github.com/cofferhq/coffer/internal/transit"
 	"github.com/cofferhq/coffer/internal/vault"
+	"github.com/cofferhq/coffer/internal/witness"
 )
 
 // Options are process-level inputs that tests pin.
@@ -333,28 +334,50 @@ func (k keyStore) ReplaceWrapped(ctx context.Context, keyID string, version uint
 	return err
 }
 
-// VerifyAudit checks every audit chain in cfg's store offline and returns
-// how many events are intact; a tampered log is an error naming the first
-// bad event.
+// VerifyAudit checks every audit chain in cfg's store offline, compares the
+// store with every copy the configuration names (the file sink's file
+// set, the witness), and returns how many events the store holds intact.
+// Anything found is an audit.Findings error naming each node and seq.
 func VerifyAudit(ctx context.Context, cfg *config.Config) (int, error) {
+	return VerifyAuditAgainst(ctx, cfg, "")
+}
+
+// VerifyAuditAgainst is VerifyAudit with witness (an https:// URL or a
+// file path) as the witness instead of audit.witness, when not empty. The
+// witness is read first, before the store, so that a checkpoint it took
+// while the check runs is already in the store.
+func VerifyAuditAgainst(ctx context.Context, cfg *config.Config, witnessTarget string) (int, error) {
+	copies := audit.Copies{Witness: witnessTarget}
+	if copies.Witness == "" {
+		copies.Witness = cfg.Audit.Witness
+	}
+	if copies.Witness != "" {
+		cps, err := witness.Read(ctx, copies.Witness, cfg.Audit.WitnessCAFile)
+		if err != nil {
+			return 0, fmt.Errorf("audit witness: %w", err)
+		}
+		copies.Witnessed = cps
+		if witness.IsURL(copies.Witness) {
+			copies.Witness = "the witness " + witness.SafeURL(copies.Witness)
+		} else {
+			copies.Witness = "the witness " + copies.Witness
+		}
+	}
+	if cfg.Audit.File != "" {
+		// Events are written to the file from the first one on (or caught
+		// up from the store when the sink is added): the serving node's
+		// chain must be there whole.
+		copies.Files, copies.FileNode = []string{cfg.Audit.File}, cfg.Node
+	}
 	c, err := open(ctx, cfg, Options{Offline: true})
 	if err != nil {
 		return 0, err
 	}
 	defer c.Close()
 	// Every version of the audit keys, as each event and checkpoint names.
-	keys := auditKeyLookup{c.keys}
-	rep, err := audit.Verify(ctx, c.db, keys)
+	rep, err := audit.VerifyAll(ctx, c.db, auditKeyLookup{c.keys}, copies)
 	if err != nil {
 		return 0, err
-	}
-	if cfg.Audit.File != "" {
-		files, err := audit.LogFiles(cfg.Audit.File)
-		if err == nil && len(files) > 0 {
-			if _, err := audit.VerifyFile(ctx, keys, files...); err != nil {
-				return 0, fmt.Errorf("audit file: %w", err)
-			}
-		}
 	}
 	return rep.Events, nil
 }

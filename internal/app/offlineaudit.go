@@ -33,15 +33,31 @@ var ErrNotAudited = errors.New("the outcome could not be written to the audit lo
 // an audit log that cannot be written refuses the command as it would a
 // request. Each run seals the chain with a signed checkpoint.
 func auditedOffline(ctx context.Context, c *components, action, resource string, op func() error) error {
+	node := c.cfg.Node + OfflineNodeSuffix
+	var sinks []audit.Sink
+	if c.cfg.Audit.Witness != "" {
+		// The run's closing checkpoint goes to the witness too (best
+		// effort: the writer's Close waits a few seconds for it), so that
+		// the offline chain cannot be cut back unseen either.
+		wit, err := openWitness(ctx, c, node, c.opts.Logger, nil)
+		if err != nil {
+			return fmt.Errorf("audit log unavailable, nothing done: %w", err)
+		}
+		sinks = append(sinks, wit)
+	}
 	w, err := audit.NewWriter(ctx, c.db, audit.WriterConfig{
-		Node: c.cfg.Node + OfflineNodeSuffix,
+		Node: node,
 		Keys: &auditKeySource{keys: c.keys},
 		Now:  c.opts.Now,
 		// One command, two events: nothing to gather.
 		GatherGap: -1,
 		Logger:    c.opts.Logger,
+		Sinks:     sinks,
 	})
 	if err != nil {
+		for _, sk := range sinks {
+			_ = sk.Close()
+		}
 		return fmt.Errorf("audit log unavailable, nothing done: %w", err)
 	}
 	var rid [12]byte

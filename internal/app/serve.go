@@ -25,6 +25,7 @@ import (
 	"github.com/cofferhq/coffer/internal/metrics"
 	"github.com/cofferhq/coffer/internal/pki"
 	"github.com/cofferhq/coffer/internal/quota"
+	"github.com/cofferhq/coffer/internal/witness"
 )
 
 // Server is a running Coffer node.
@@ -55,6 +56,10 @@ type Server struct {
 	// mu serialises building the components (on unseal) with Shutdown.
 	mu     sync.Mutex
 	closed bool
+
+	// witness delivers the audit checkpoints to audit.witness (nil when
+	// none is configured); the audit writer owns and closes it.
+	witness *witness.Sink
 }
 
 // Open builds a server from cfg and starts its background work (key and
@@ -170,6 +175,14 @@ func (s *Server) build(ctx context.Context, o Options) error {
 		return fail(err)
 	}
 	admin := &keyAdmin{c: c, jobs: s.jobs, bg: bg, log: s.log}
+	ready := map[string]httpapi.Readiness{
+		"store": c.db.Ping,
+		"keys":  c.keys.Check,
+		"audit": func(context.Context) error { return s.audit.Healthy() },
+	}
+	if s.witness != nil {
+		ready["witness"] = s.witness.Ready
+	}
 	s.api = httpapi.New(httpapi.Config{
 		Vault:        c.vault,
 		Tokens:       c.tokens,
@@ -187,12 +200,8 @@ func (s *Server) build(ctx context.Context, o Options) error {
 		RateBurst:    cfg.Limits.RateBurst,
 		Observe:      s.metrics.ObserveRequest,
 		Now:          c.opts.Now,
-		Ready: map[string]httpapi.Readiness{
-			"store": c.db.Ping,
-			"keys":  c.keys.Check,
-			"audit": func(context.Context) error { return s.audit.Healthy() },
-		},
-		Extra: httpapi.KeyAdminRoutes(admin, c.policies),
+		Ready:        ready,
+		Extra:        httpapi.KeyAdminRoutes(admin, c.policies),
 	})
 	if ci, err := pki.CertInfo(cfg.TLS.CertFile); err == nil {
 		s.metrics.CertExpiry.Set(float64(ci.NotAfter.Unix()))
@@ -262,6 +271,17 @@ func (s *Server) openAudit(ctx context.Context) (*audit.Writer, error) {
 		sinks = append(sinks, audit.NewStream(os.Stdout))
 	}
 	m := s.metrics
+	if s.c.cfg.Audit.Witness != "" {
+		wit, err := openWitness(ctx, s.c, s.c.cfg.Node, s.log, m)
+		if err != nil {
+			for _, sk := range required {
+				_ = sk.Close()
+			}
+			return nil, err
+		}
+		s.witness = wit
+		sinks = append(sinks, wit)
+	}
 	w, err := audit.NewWriter(ctx, store, audit.WriterConfig{
 		MaxBatch:           s.c.opts.AuditMaxBatch,
 		GatherGap:          s.c.opts.AuditGatherGap,
@@ -285,7 +305,7 @@ func (s *Server) openAudit(ctx context.Context) (*audit.Writer, error) {
 	})
 	if err != nil {
 		// The writer did not start: the sinks opened for it are not its.
-		for _, sk := range required {
+		for _, sk := range append(required, sinks...) {
 			_ = sk.Close()
 		}
 		return nil, err

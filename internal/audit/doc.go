@@ -49,14 +49,20 @@
 //
 // Verify detects any edit of a stored event, a deleted, inserted or
 // reordered event, a forged checkpoint, and a log cut back to before its
-// last checkpoint. It cannot detect a tail cut beyond the last checkpoint
-// (the newest events after the last signed checkpoint removed) when the
-// checkpoints after the cut are removed too: nothing in the store then
-// remembers that those events existed. That is why the store's audit tables
-// are append-only for the application role, why checkpoints are written at
-// least every CheckpointInterval and on shutdown, and why the file sink
-// also receives every checkpoint: compare the file (VerifyFile) with the
-// store to catch a cut made in only one of them.
+// last checkpoint. Every column a store keeps beside an event's body (node,
+// seq, id, time, principal, action, hash, prev_hash: [Columns]) is checked
+// against the body ([CheckColumns]), so a column edited to hide an event
+// from a filtered listing is named too. Verify cannot detect a tail cut
+// beyond the last checkpoint (the newest events removed with every
+// checkpoint after them): nothing in the store then remembers that those
+// events existed. That is why the store's audit tables are append-only for
+// the application role, why checkpoints are written at least every
+// CheckpointInterval and on shutdown, and why copies are kept where the
+// store's attacker cannot rewrite them: the file sink receives every event
+// and checkpoint, and a witness (package witness) every checkpoint.
+// VerifyAll compares the store with them, both ways: an event or a
+// checkpoint in one and not the other, or a different hash, is a finding
+// naming the node and seq ([Findings]).
 //
 // Anyone holding the HMAC key can recompute hashes, so the key stays in the
 // keyring; the checkpoint signature needs only the public key to check, and

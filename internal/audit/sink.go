@@ -491,6 +491,9 @@ func (s *JSONLFile) Close() error {
 	return err
 }
 
+// errGap is wrapped by LogFiles' error for a gap in the numbering.
+var errGap = errors.New("audit: log file missing from the set")
+
 // LogFiles returns the files of the file sink at path, oldest first: the
 // rotated PATH.1, PATH.2, … then PATH itself if it exists. A gap in the
 // numbering is an error (a rotated file was removed).
@@ -525,7 +528,7 @@ func LogFiles(path string) ([]string, error) {
 	files := make([]string, 0, len(nums)+1)
 	for i, n := range nums {
 		if n != i+1 {
-			return nil, fmt.Errorf("audit: log file %s.%d is missing", path, i+1)
+			return nil, fmt.Errorf("%w: %s.%d is missing", errGap, path, i+1)
 		}
 		files = append(files, path+"."+strconv.Itoa(n))
 	}

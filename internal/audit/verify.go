@@ -193,46 +193,29 @@ func (n *nodeChain) finish() error {
 // both are appended in one transaction, so every checkpoint read has its
 // event in the scan.
 func Verify(ctx context.Context, store Store, keys KeyLookup) (Report, error) {
-	var rep Report
 	if keys == nil {
-		return rep, errors.New("audit: verify: no keys")
+		return Report{}, errors.New("audit: verify: no keys")
 	}
+	return verifyStore(ctx, store, newVerifyKeys(keys), nil)
+}
+
+// verifyStore is Verify. With found nil it returns the first finding;
+// otherwise it appends each chain's first finding to *found and goes on
+// with the next chain (a finding is then no error).
+func verifyStore(ctx context.Context, store Store, vk *verifyKeys, found *[]*VerifyError) (Report, error) {
+	var rep Report
 	nodes, err := store.AuditNodes(ctx)
 	if err != nil {
 		return rep, fmt.Errorf("audit: verify: list nodes: %w", err)
 	}
-	vk := newVerifyKeys(keys)
 	for _, node := range nodes {
-		n := newNodeChain(ctx, node, vk)
-		cps, err := store.Checkpoints(ctx, node)
-		if err != nil {
-			return rep, fmt.Errorf("audit: verify: checkpoints of %q: %w", node, err)
-		}
-		for _, cp := range cps {
-			if err := n.addCheckpoint(cp); err != nil {
-				return rep, err
-			}
-		}
-		var failed error
-		err = store.ScanAudit(ctx, node, 0, func(e Event) error {
-			if n.events&4095 == 0 {
-				if err := ctx.Err(); err != nil {
-					return err
-				}
-			}
-			failed = n.event(&e)
-			return failed
-		})
-		if failed != nil {
-			return rep, failed
-		}
-		if cerr := (*CorruptEventError)(nil); errors.As(err, &cerr) {
-			return rep, corruptFinding(n, cerr)
-		}
-		if err != nil {
-			return rep, fmt.Errorf("audit: verify: scan %q: %w", node, err)
-		}
-		if err := n.finish(); err != nil {
+		n, err := verifyStoreNode(ctx, store, vk, node)
+		var verr *VerifyError
+		switch {
+		case errors.As(err, &verr) && found != nil:
+			*found = append(*found, verr)
+			continue
+		case err != nil:
 			return rep, err
 		}
 		rep.Nodes++
@@ -240,6 +223,44 @@ func Verify(ctx context.Context, store Store, keys KeyLookup) (Report, error) {
 		rep.Checkpoints += n.cpsOK
 	}
 	return rep, nil
+}
+
+// verifyStoreNode checks one node's chain in store, returning its first
+// finding (a *VerifyError) or an error reading the store or a key.
+func verifyStoreNode(ctx context.Context, store Store, vk *verifyKeys, node string) (*nodeChain, error) {
+	n := newNodeChain(ctx, node, vk)
+	cps, err := store.Checkpoints(ctx, node)
+	if err != nil {
+		return nil, fmt.Errorf("audit: verify: checkpoints of %q: %w", node, err)
+	}
+	for _, cp := range cps {
+		if err := n.addCheckpoint(cp); err != nil {
+			return nil, err
+		}
+	}
+	var failed error
+	err = store.ScanAudit(ctx, node, 0, func(e Event) error {
+		if n.events&4095 == 0 {
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+		}
+		failed = n.event(&e)
+		return failed
+	})
+	if failed != nil {
+		return nil, failed
+	}
+	if cerr := (*CorruptEventError)(nil); errors.As(err, &cerr) {
+		return nil, corruptFinding(n, cerr)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("audit: verify: scan %q: %w", node, err)
+	}
+	if err := n.finish(); err != nil {
+		return nil, err
+	}
+	return n, nil
 }
 
 // corruptFinding turns a stored row that does not decode, or whose columns
@@ -257,24 +278,64 @@ func corruptFinding(n *nodeChain, cerr *CorruptEventError) *VerifyError {
 // does, with keys; a checkpoint line must match the event it follows. A
 // line that is not a sink line is an error naming the file and line.
 func VerifyFile(ctx context.Context, keys KeyLookup, paths ...string) (Report, error) {
-	var rep Report
 	if keys == nil {
-		return rep, errors.New("audit: verify: no keys")
+		return Report{}, errors.New("audit: verify: no keys")
 	}
-	vk := newVerifyKeys(keys)
+	rep, found, _, err := verifyFileChains(ctx, newVerifyKeys(keys), func(line func(*Event, *Checkpoint) error) error {
+		for _, p := range paths {
+			if err := readSinkFile(ctx, p, line); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	switch {
+	case err != nil:
+		return rep, err
+	case len(found) > 0:
+		return rep, found[0]
+	}
+	return rep, nil
+}
+
+// verifyFileChains checks the chains of the lines read calls its argument
+// with (a file set's), each node on its own: the first finding of each node
+// (in the order met) is returned, and that node's later lines are skipped.
+// It also returns every node the lines hold, sorted. An error of read
+// (an unreadable file or line) is returned.
+func verifyFileChains(ctx context.Context, vk *verifyKeys, read func(line func(*Event, *Checkpoint) error) error) (Report, []*VerifyError, []string, error) {
+	var (
+		rep   Report
+		found []*VerifyError
+	)
 	chains := map[string]*nodeChain{}
-	chain := func(node string) *nodeChain {
+	broken := map[string]bool{}
+	check := func(node string, err error) error {
+		var verr *VerifyError
+		if errors.As(err, &verr) {
+			found = append(found, verr)
+			broken[node] = true
+			return nil
+		}
+		return err
+	}
+	line := func(e *Event, cp *Checkpoint) error {
+		node := e.nodeOr(cp)
+		if broken[node] {
+			return nil
+		}
 		n := chains[node]
 		if n == nil {
 			n = newNodeChain(ctx, node, vk)
 			chains[node] = n
 		}
-		return n
-	}
-	for _, p := range paths {
-		if err := verifyOneFile(ctx, p, chain); err != nil {
-			return rep, err
+		if cp != nil {
+			return check(node, n.addCheckpoint(*cp))
 		}
+		return check(node, n.event(e))
+	}
+	if err := read(line); err != nil {
+		return rep, found, nil, err
 	}
 	names := make([]string, 0, len(chains))
 	for name := range chains {
@@ -282,18 +343,35 @@ func VerifyFile(ctx context.Context, keys KeyLookup, paths ...string) (Report, e
 	}
 	sort.Strings(names)
 	for _, name := range names {
+		if broken[name] {
+			continue
+		}
 		n := chains[name]
-		if err := n.finish(); err != nil {
-			return rep, err
+		if err := check(name, n.finish()); err != nil {
+			return rep, found, nil, err
+		}
+		if broken[name] {
+			continue
 		}
 		rep.Nodes++
 		rep.Events += n.events
 		rep.Checkpoints += n.cpsOK
 	}
-	return rep, nil
+	return rep, found, names, nil
 }
 
-func verifyOneFile(ctx context.Context, path string, chain func(string) *nodeChain) error {
+// nodeOr returns the node of e, or of cp when e is nil.
+func (e *Event) nodeOr(cp *Checkpoint) string {
+	if e == nil {
+		return cp.Node
+	}
+	return e.Node
+}
+
+// readSinkFile calls fn with each line of a sink file, decoded: an event or
+// a checkpoint. It stops at fn's first error, and at a line that does not
+// read or decode, with an error naming the file and line.
+func readSinkFile(ctx context.Context, path string, fn func(*Event, *Checkpoint) error) error {
 	f, err := os.Open(path) // #nosec G304 -- the audit file the operator asked to verify, opened read-only
 	if err != nil {
 		return fmt.Errorf("audit: verify file: %w", err)
@@ -317,13 +395,7 @@ func verifyOneFile(ctx context.Context, path string, chain func(string) *nodeCha
 		if err != nil {
 			return fmt.Errorf("audit: verify file %s line %d: %w", path, line, err)
 		}
-		if cp != nil {
-			if err := chain(cp.Node).addCheckpoint(*cp); err != nil {
-				return err
-			}
-			continue
-		}
-		if err := chain(e.Node).event(e); err != nil {
+		if err := fn(e, cp); err != nil {
 			return err
 		}
 	}

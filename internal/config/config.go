@@ -285,6 +285,23 @@ type Audit struct {
 	// CheckpointInterval signs a checkpoint at least this often (default
 	// 10m; 0: by count only).
 	CheckpointInterval Duration `yaml:"checkpoint_interval"`
+	// Witness, if set, also receives every signed checkpoint, somewhere
+	// the database's attacker cannot rewrite: an https:// URL (each
+	// checkpoint POSTed as JSON, signed with WitnessSecret; GET returns the
+	// newest per node) or an absolute file path, best on another volume
+	// (one JSON line per checkpoint). `coffer audit verify` compares its
+	// newest checkpoints with the database. See docs/audit-witness.md.
+	Witness string `yaml:"witness,omitempty"`
+	// WitnessSecret signs each POST to an https witness (HMAC-SHA256 of
+	// the body, X-Coffer-Signature, as security-event webhooks are).
+	WitnessSecret string `yaml:"witness_secret,omitempty"`
+	// WitnessCAFile, if set, holds the PEM certificates that an https
+	// witness's certificate must chain to (default: the system's roots).
+	WitnessCAFile string `yaml:"witness_ca_file,omitempty" path:"true"`
+	// WitnessMaxLag is how long a signed checkpoint may wait for the
+	// witness to take it before the node reports itself not ready
+	// (/readyz) and raises the alarm (default 1m).
+	WitnessMaxLag Duration `yaml:"witness_max_lag"`
 }
 
 // Detect configures the anomaly detectors.
@@ -464,6 +481,7 @@ func defaults(dir string) *Config {
 		Audit: Audit{
 			CheckpointEvery:    1000,
 			CheckpointInterval: Duration{10 * time.Minute},
+			WitnessMaxLag:      Duration{time.Minute},
 		},
 		Detect: Detect{
 			Window:          Duration{time.Minute},

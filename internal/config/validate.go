@@ -155,6 +155,24 @@ func (c *Config) Validate() error {
 	if c.Audit.CheckpointInterval.Duration < 0 {
 		add("audit.checkpoint_interval", "must not be negative")
 	}
+	switch w := c.Audit.Witness; {
+	case w == "":
+		if c.Audit.WitnessSecret != "" {
+			add("audit.witness_secret", "is set but audit.witness is not")
+		}
+	case strings.Contains(w, "://"):
+		if err := checkHTTPSURL(w); err != nil {
+			add("audit.witness", "%v (or an absolute file path)", err)
+		}
+		if c.Audit.WitnessSecret == "" {
+			add("audit.witness_secret", "must be set for an https witness (it signs each checkpoint sent)")
+		}
+	case !filepath.IsAbs(w):
+		add("audit.witness", "must be an https:// URL or an absolute file path")
+	case c.Audit.WitnessSecret != "":
+		add("audit.witness_secret", "is only for an https witness")
+	}
+	positive(add, "audit.witness_max_lag", c.Audit.WitnessMaxLag)
 
 	positive(add, "detect.window", c.Detect.Window)
 	atLeastOne(add, "detect.bulk_read_values", int64(c.Detect.BulkReadValues))

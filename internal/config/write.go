@@ -132,11 +132,17 @@ func (c *Config) clone() *Config {
 const redactedMark = "REDACTED"
 
 // Redacted returns a copy of c that is safe to print or log: the DSN
-// password and any password query parameter, webhook secrets and webhook
-// URL credentials and query values are replaced by REDACTED.
+// password and any password query parameter, webhook and witness secrets
+// and webhook URL credentials and query values are replaced by REDACTED.
 func (c Config) Redacted() *Config {
 	out := c.clone()
 	out.DatabaseURL = redactDSN(out.DatabaseURL)
+	if out.Audit.WitnessSecret != "" {
+		out.Audit.WitnessSecret = redactedMark
+	}
+	if strings.Contains(out.Audit.Witness, "://") {
+		out.Audit.Witness = redactURL(out.Audit.Witness, true)
+	}
 	for i := range out.Detect.Webhooks {
 		w := &out.Detect.Webhooks[i]
 		w.URL = redactURL(w.URL, true)

@@ -158,6 +158,7 @@ func TestHardenedDeploymentHasNoHighFinding(t *testing.T) {
 		"medium clients.bootstrap_admin",
 		"low audit.no_file_sink",
 		"low tls.ca_key_online",
+		"info audit.no_witness",
 		"info audit.verified",
 	}
 	var got []string
@@ -337,6 +338,10 @@ func TestMisconfigurations(t *testing.T) {
 			}
 		}, "audit.verify", doctor.High},
 		{"no audit file sink is low", func(*testing.T, *deployment, *doctor.Options) {}, "audit.no_file_sink", doctor.Low},
+		{"no audit witness is info", func(*testing.T, *deployment, *doctor.Options) {}, "audit.no_witness", doctor.Info},
+		{"a witness file beside the database is medium", func(t *testing.T, d *deployment, _ *doctor.Options) {
+			d.set(t, "audit.witness", filepath.Join(d.dir, "witness.jsonl"))
+		}, "audit.witness_same_volume", doctor.Medium},
 		{"SQLite file readable by others is high", func(t *testing.T, d *deployment, _ *doctor.Options) {
 			_, path := d.cfg.Database()
 			chmod(t, path, 0o644)
@@ -407,9 +412,13 @@ func TestDevDirectoryName(t *testing.T) {
 func TestAuditFileSinkSilencesAdvice(t *testing.T) {
 	d := hardened(t, "")
 	d.set(t, "audit.file", filepath.Join(d.dir, "audit.log"))
+	if err := d.cfg.Set("audit.witness_secret", "s3cret"); err != nil {
+		t.Fatal(err)
+	}
+	d.set(t, "audit.witness", "https://witness.example/coffer")
 	rep := run(t, d.options())
-	if has(rep, "audit.no_file_sink", doctor.Low) {
-		t.Fatalf("audit.file set, still advised:%s", summary(rep))
+	if has(rep, "audit.no_file_sink", doctor.Low) || has(rep, "audit.no_witness", doctor.Info) {
+		t.Fatalf("audit.file and audit.witness set, still advised:%s", summary(rep))
 	}
 }
 

@@ -18,3 +18,14 @@ func foreignOwner(fi fs.FileInfo) (uid uint32, foreign bool) {
 	me := os.Getuid()
 	return st.Uid, me >= 0 && uint64(st.Uid) != uint64(me)
 }
+
+// sameDevice reports whether a and b are on one file system, and whether
+// that could be told.
+func sameDevice(a, b fs.FileInfo) (same, known bool) {
+	sa, ok1 := a.Sys().(*syscall.Stat_t)
+	sb, ok2 := b.Sys().(*syscall.Stat_t)
+	if !ok1 || !ok2 {
+		return false, false
+	}
+	return sa.Dev == sb.Dev, true
+}

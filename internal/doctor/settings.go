@@ -7,6 +7,7 @@ import (
 	"io/fs"
 	"net"
 	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 
@@ -123,30 +124,72 @@ func checkBYOK(st *state) []Finding {
 	return out
 }
 
-// checkAuditSink advises a file copy of the audit log: it lets a log cut
-// back in the database be noticed.
+// checkAuditSink advises a file copy of the audit log and a witness of its
+// signed checkpoints: each lets a log cut back in the database (its newest
+// events deleted with the checkpoints after them) be noticed, which the
+// database alone cannot show.
 func checkAuditSink(st *state) []Finding {
+	out := checkAuditWitness(st)
 	f := st.cfg.Audit.File
 	if f == "" {
-		return []Finding{{
+		return append(out, Finding{
 			ID: "audit.no_file_sink", Severity: Low,
 			Title: "the audit log has no file copy",
-			Fix:   "set audit.file and ship it off the host: `coffer audit verify` then compares it with the database",
-		}}
+			Fix: "set audit.file and ship it off the host: `coffer audit verify` then checks the file's own chain " +
+				"(rotated files included) and compares it with the database event by event and checkpoint by " +
+				"checkpoint, both ways, so a cut or an edit in either shows, with its node and seq",
+		})
 	}
 	fi, err := os.Stat(f)
 	if errors.Is(err, fs.ErrNotExist) {
-		return nil // created by the first event
+		return out // created by the first event
 	}
 	if err != nil {
-		return []Finding{unchecked("audit.file_permissions", "the audit file", err)}
+		return append(out, unchecked("audit.file_permissions", "the audit file", err))
 	}
 	if perm := fi.Mode().Perm(); perm&0o022 != 0 {
-		return []Finding{{
+		return append(out, Finding{
 			ID: "audit.file_permissions", Severity: Medium,
 			Title:  "the audit file is writable by group or others",
 			Detail: fmt.Sprintf("%s has mode %04o", f, perm),
 			Fix:    "chmod 600 " + f,
+		})
+	}
+	return out
+}
+
+// checkAuditWitness advises a witness of the signed checkpoints, and one
+// that does not share the database's volume.
+func checkAuditWitness(st *state) []Finding {
+	w := st.cfg.Audit.Witness
+	if w == "" {
+		return []Finding{{
+			ID: "audit.no_witness", Severity: Info,
+			Title: "no witness keeps the audit log's signed checkpoints",
+			Fix: "set audit.witness to an https URL (with audit.witness_secret) or to a file on another volume: " +
+				"`coffer audit verify` then compares the witness's newest checkpoint of each node with the database, " +
+				"and a node whose witness falls behind audit.witness_max_lag reports itself not ready",
+		}}
+	}
+	if strings.Contains(w, "://") {
+		return nil
+	}
+	kind, dsn := st.cfg.Database()
+	near := st.cfg.DataDir
+	if kind == config.DatabaseSQLite {
+		near = dsn
+	}
+	wi, err1 := os.Stat(filepath.Dir(w))
+	di, err2 := os.Stat(near)
+	if err1 != nil || err2 != nil {
+		return nil // not made yet: the first checkpoint creates it
+	}
+	if same, known := sameDevice(wi, di); known && same {
+		return []Finding{{
+			ID: "audit.witness_same_volume", Severity: Medium,
+			Title:  "the audit witness file is on the same volume as the database",
+			Detail: fmt.Sprintf("%s and %s share a file system: whoever can rewrite one can likely rewrite the other", w, near),
+			Fix:    "put audit.witness on another volume, ideally one this host can only append to, or use an https witness",
 		}}
 	}
 	return nil
@@ -167,9 +210,9 @@ func checkAudit(ctx context.Context, verify func(context.Context) (int, error)) 
 	case errors.As(err, &verr):
 		return []Finding{{
 			ID: "audit.verify", Severity: High,
-			Title:  "the audit log does not verify: an event was changed, removed or reordered",
+			Title:  "the audit log does not verify: an event was changed, removed or reordered, or the database differs from the file copy or the witness",
 			Detail: safeError(err),
-			Fix:    "treat it as an incident: compare with the audit file copy and the backups, find who had write access to the database",
+			Fix:    "treat it as an incident: `coffer audit verify` lists every finding with its node and seq; find who had write access to the database (or the file)",
 		}}
 	case err != nil:
 		// Fail closed: a log that cannot be read may be a tampered one.
