@@ -101,7 +101,8 @@ schemas = {
   "NewUser": obj({"username": S, "password": S, "roles": {"type": "array", "items": S}, "attributes": {"type": "object", "additionalProperties": S}}, ["username", "password"]),
   "AuditEvent": {"type": "object", "required": ["id", "time", "principal", "action", "resource", "decision", "reason", "status", "request_id", "hash", "prev_hash"],
                  "properties": {k: S for k in ["id", "principal", "action", "resource", "decision", "reason", "rule", "request_id", "hash", "prev_hash", "node", "source_ip"]} | {"time": TS, "status": {"type": "integer"}, "count": {"type": "integer"},
-                   "key_version": {"type": "integer", "minimum": 1, "description": "version of the audit HMAC key (audit/hmac) that chained the event"}}},
+                   "key_version": {"type": "integer", "minimum": 1, "description": "version of the audit HMAC key (audit/hmac) that chained the event"},
+                   "value_hmacs": {"type": "array", "items": S, "description": "the values the request named (search terms, detokenized tokens), each as v<key version>.<base64url of a 128-bit HMAC> under an audit-only key (audit-value/COLLECTION/FIELD, audit-value/tokens) bound to the principal; never a value, never a MAC the database holds"}}},
   "SecurityEvent": obj({"id": S, "time": TS, "severity": S, "principal": S, "detail": {"type": "object"},
       "kind": {"type": "string", "description": "auth.bruteforce, access.denied_burst, data.bulk_read (values that left for one principal, "
                "every field of every record read or searched and every value detokenized or decrypted, over detect.bulk_read_values "
@@ -247,7 +248,7 @@ paths = {
   "/v1/admin/keys/destroy": {"post": op("Destroy a retired key version for good: its wrapped key bytes are erased and nothing sealed under it can be opened again (backups taken before hold their own copy of the key). Refused (409) unless the version is retired, and while any stored value is sealed under it. Destroying a destroyed version does nothing. Needs admin on keys/KEY_ID.", {"200": jbody(ref("KeyVersionChange")),
       "404": problem("No such key or version"), "409": problem("Refused for safety: the version is not retired, or values are still sealed under it")},
       body=req(ref("KeyVersionRequest")), tags=['keys'])},
-  "/v1/audit/events": {"get": op("Audit events", {"200": jbody(obj({"events": {"type": "array", "items": ref("AuditEvent")}, "next": S}))},
+  "/v1/audit/events": {"get": op("Audit events, each decoded from its hashed body; principal, action and since are checked against the body, so a stored row whose columns were edited apart from it is never answered as matching (it is logged and counted)", {"200": jbody(obj({"events": {"type": "array", "items": ref("AuditEvent")}, "next": S}))},
       params=[q("limit", "at most this many", "integer"), q("principal", "principal id"), q("action", "action"), q("since", "RFC 3339 time"), q("after", "cursor from a previous page")], tags=["audit"])},
   "/v1/security/suspensions/{principal}": {"delete": op("Lift a principal's suspension", {"204": {"description": "Lifted"}}, params=[p("principal", "principal id")], tags=["audit"])},
   "/v1/security/events": {"get": op("Security events raised by the detectors (kinds: see SecurityEvent)", {"200": jbody(obj({"events": {"type": "array", "items": ref("SecurityEvent")}}))},

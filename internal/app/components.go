@@ -258,6 +258,7 @@ func open(ctx context.Context, cfg *config.Config, o Options) (*components, erro
 	c.vault = vault.New(vault.Config{
 		Store: c.db, Keys: c.keys, Policies: c.policies, Masker: masker,
 		Rand: o.Rand, Now: o.Now, ReindexAfter: reindexAfter,
+		ShredAuditValues: func(ctx context.Context) error { return shredAuditValues(ctx, c.keys, c.db, o.Now()) },
 	})
 	c.transit = transit.New(transit.Config{
 		Store: c.db, Versions: c.db, Keys: c.keys, Auth: c.policies, Meta: c.db, Now: o.Now, Log: o.Logger,

@@ -9,8 +9,9 @@
 // An event says who did what to which resource, what the policy decided and
 // why, how the request ended and how many records or values it touched. It
 // names fields, never their contents. Where an event must identify a value
-// (a search term, a token) it carries a keyed HMAC of it, made by the caller
-// with a key that never leaves the server. A submitted value, a plaintext, a
+// (a search term, a token) it carries a keyed HMAC of it (ValueHMAC), under
+// an audit-only key that never leaves the server and is never a blind
+// index or token key, bound to the principal. A submitted value, a plaintext, a
 // token, a key or a secret must never be put into any field of an Event:
 // the log is kept forever, copied to files and shipped to log stores, and
 // cannot be edited afterwards by design.

@@ -132,9 +132,14 @@ func tablesAt(v int64) []backupTable {
 //     their wrapped bytes left out. The live store keeps them; a restored
 //     backup holds the subjects' records, sealed, but no key opens them,
 //     and no new key is ever made for those subjects there.
+//
 //   - The blind index entries of records that name a subject are left
 //     out: a MAC under an index key (which backups do carry) would let
 //     whoever holds the backup and the root key confirm a guessed value.
+//
+//   - The audit value keys ("audit-value/…") are left out: erasing a
+//     subject shreds their versions in the live store (see
+//     auditValueKeyFilter).
 //
 // So erasing a subject in the live store (destroying its key) is final for
 // every backup, old ones included, because no backup ever had the key.
@@ -155,11 +160,21 @@ const subjectKeyPrefix = "subject/"
 const subjectIndexFilter = `NOT EXISTS (SELECT 1 FROM records r WHERE r.collection = record_index.collection
 	AND r.id = record_index.record_id AND r.subject <> '')`
 
+// auditValueKeyFilter keeps every data key but the audit value keys
+// (audit.ValueKeyPrefix, "audit-value/", 12 bytes): erasing a subject
+// shreds their versions so that no key ties the audit log's MACs of past
+// searches to a value, and a backup holding them would undo that. A
+// restored deployment makes new ones on first use.
+const auditValueKeyFilter = `substr(key_id, 1, 12) <> 'audit-value/'`
+
 // filter is the fixed SQL condition that leaves t's rows out of backups,
 // or "".
 func (t backupTable) filter() string {
-	if t.name == "record_index" {
+	switch t.name {
+	case "record_index":
 		return subjectIndexFilter
+	case "data_keys":
+		return auditValueKeyFilter
 	}
 	return ""
 }

@@ -1,6 +1,11 @@
 package store
 
-import "testing"
+import (
+	"strconv"
+	"testing"
+
+	"github.com/cofferhq/coffer/internal/audit"
+)
 
 // A column added by a migration goes at the end of its table's list, after
 // the columns of every earlier migration: a backup of an older schema
@@ -17,5 +22,14 @@ func TestBackupColumnsAddedAtTheEnd(t *testing.T) {
 	}
 	if got := len(tablesAt(oldestRestorable)); got != len(backupTables()) {
 		t.Fatalf("tablesAt(%d) has %d tables, want %d", oldestRestorable, got, len(backupTables()))
+	}
+}
+
+// TestAuditValueKeyFilterNamesThePrefix: the fixed filter leaves out
+// exactly the audit value keys' prefix.
+func TestAuditValueKeyFilterNamesThePrefix(t *testing.T) {
+	want := "substr(key_id, 1, " + strconv.Itoa(len(audit.ValueKeyPrefix)) + ") <> '" + audit.ValueKeyPrefix + "'"
+	if auditValueKeyFilter != want {
+		t.Fatalf("auditValueKeyFilter = %s, want %s", auditValueKeyFilter, want)
 	}
 }

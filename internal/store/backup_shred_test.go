@@ -11,9 +11,10 @@ import (
 	"github.com/cofferhq/coffer/internal/store/storetest"
 )
 
-// TestExportShredsSubjectKeys: a backup carries no subject key material
-// and no blind index entry of a subject-bound record, so erasing a subject
-// later is final for backups taken before; everything else is exported.
+// TestExportShredsSubjectKeys: a backup carries no subject key material,
+// no blind index entry of a subject-bound record and no audit value key,
+// so erasing a subject later is final for backups taken before;
+// everything else is exported.
 func TestExportShredsSubjectKeys(t *testing.T) {
 	for _, b := range storetest.Backends() {
 		t.Run(b.Name, func(t *testing.T) {
@@ -41,6 +42,9 @@ func TestExportShredsSubjectKeys(t *testing.T) {
 				{KeyID: "subject/alice", Version: 2, Wrapped: []byte("wrapped-alice-2"), State: coffer.KeyActive, Created: bt0},
 				{KeyID: "collection/people", Version: 1, Wrapped: []byte("wrapped-people"), State: coffer.KeyActive, Created: bt0},
 				{KeyID: "subjectless", Version: 1, Wrapped: []byte("wrapped-other"), State: coffer.KeyActive, Created: bt0.Add(time.Second)},
+				// The audit value keys leave no trace: erasure shreds them.
+				{KeyID: "audit-value/people/email", Version: 1, Wrapped: []byte("wrapped-audit-value"), State: coffer.KeyActive, Created: bt0},
+				{KeyID: "audit-value/tokens", Version: 1, Wrapped: []byte("wrapped-audit-tokens"), State: coffer.KeyActive, Created: bt0},
 			} {
 				must(db.InsertDataKey(ctx, k))
 			}

@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/aes"
 	"crypto/cipher"
-	"encoding/base64"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -18,6 +17,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/cofferhq/coffer/internal/audit"
 	"github.com/cofferhq/coffer/internal/coffer"
 	"github.com/cofferhq/coffer/internal/crypto/envelope"
 	"github.com/cofferhq/coffer/internal/mask"
@@ -726,7 +726,13 @@ func (s *Service) Detokenize(ctx context.Context, c Caller, tokens []string) ([]
 			return nil, err
 		}
 		macs[i], full[i] = key, mac
-		c.Note.ValueHMACs = append(c.Note.ValueHMACs, base64.RawURLEncoding.EncodeToString(mac[:12]))
+		// The audit names the token under an audit-only key, bound to the
+		// caller: never the token's MAC, its row's key in a database copy.
+		vh, err := audit.ValueHMAC(ctx, s.c.Keys, audit.TokenValueKeyID, c.PrincipalID(), []byte(tok))
+		if err != nil {
+			return nil, fmt.Errorf("token: audit value: %w", err)
+		}
+		c.Note.ValueHMACs = append(c.Note.ValueHMACs, vh)
 	}
 	rows, err := s.rows(ctx, tokens, macs, full)
 	if err != nil {

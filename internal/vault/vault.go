@@ -3,7 +3,6 @@ package vault
 import (
 	"context"
 	"crypto/subtle"
-	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -15,6 +14,7 @@ import (
 
 	"github.com/google/uuid"
 
+	"github.com/cofferhq/coffer/internal/audit"
 	"github.com/cofferhq/coffer/internal/coffer"
 	"github.com/cofferhq/coffer/internal/crypto/envelope"
 	"github.com/cofferhq/coffer/internal/crypto/keyring"
@@ -75,6 +75,12 @@ type Config struct {
 	// a single node (SQLite); several nodes need the keyring's cache time
 	// and a margin.
 	ReindexAfter time.Duration
+	// ShredAuditValues, if set, makes every searched value the audit log
+	// names unlinkable (it destroys the audit value keys' versions in use
+	// and starts new ones): EraseSubject calls it once the caller may
+	// erase and before anything is destroyed, since an erased subject's
+	// values may have been searched for.
+	ShredAuditValues func(ctx context.Context) error
 }
 
 // Vault runs the record use cases.
@@ -103,6 +109,14 @@ type Caller struct {
 	Principal *coffer.Principal
 	IP        string
 	Note      *coffer.AccessNote
+}
+
+// PrincipalID returns the caller's principal id, "" for none.
+func (c Caller) PrincipalID() string {
+	if c.Principal == nil {
+		return ""
+	}
+	return c.Principal.ID
 }
 
 // CollectionSpec is the body of a create-collection request.
@@ -683,7 +697,13 @@ func (v *Vault) SearchRecords(ctx context.Context, c Caller, collection string, 
 			macs = append(macs, more...)
 		}
 		termMACs[name] = macs
-		c.Note.ValueHMACs = append(c.Note.ValueHMACs, base64.RawURLEncoding.EncodeToString(macs[0][:12]))
+		// The audit names the term under an audit-only key, bound to the
+		// caller: never the index MAC, which a database copy holds.
+		vh, err := audit.ValueHMAC(ctx, v.c.Keys, audit.SearchValueKeyID(collection, name), c.PrincipalID(), []byte(ix))
+		if err != nil {
+			return nil, fmt.Errorf("vault: audit value: %w", err)
+		}
+		c.Note.ValueHMACs = append(c.Note.ValueHMACs, vh)
 		// One field and no per-record filter: the index gives exactly the
 		// page. Otherwise fetch more candidates for the intersection and
 		// the per-record decisions to thin out.
@@ -877,6 +897,12 @@ func (v *Vault) EraseSubject(ctx context.Context, c Caller, subject string) (int
 	}
 	if _, err := v.decide(c, "delete", "subjects", policy.Input{Subject: subject}, false); err != nil {
 		return 0, err
+	}
+	if v.c.ShredAuditValues != nil {
+		// First, so that a failure leaves nothing half erased to retry.
+		if err := v.c.ShredAuditValues(ctx); err != nil {
+			return 0, fmt.Errorf("vault: shred audit value keys: %w", err)
+		}
 	}
 	if err := v.c.Keys.Destroy(ctx, keyIDFor("", subject)); err != nil {
 		return 0, fmt.Errorf("vault: destroy subject key: %w", err)
