@@ -18,6 +18,7 @@ import (
 	"github.com/cofferhq/coffer/internal/config"
 	"github.com/cofferhq/coffer/internal/crypto/keyprovider"
 	"github.com/cofferhq/coffer/internal/crypto/keyring"
+	"github.com/cofferhq/coffer/internal/detect"
 	"github.com/cofferhq/coffer/internal/identity"
 	"github.com/cofferhq/coffer/internal/lifecycle"
 	"github.com/cofferhq/coffer/internal/mask"
@@ -359,7 +360,7 @@ func VerifyAuditAgainst(ctx context.Context, cfg *config.Config, witnessTarget s
 		}
 		copies.Witnessed = cps
 		if witness.IsURL(copies.Witness) {
-			copies.Witness = "the witness " + witness.SafeURL(copies.Witness)
+			copies.Witness = "the witness " + detect.RedactURL(copies.Witness)
 		} else {
 			copies.Witness = "the witness " + copies.Witness
 		}

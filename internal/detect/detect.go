@@ -133,13 +133,13 @@ type Webhook struct {
 
 // String names the webhook by the scheme and host of its URL only: never
 // its secret, nor the URL's path or query, which often hold a token.
-func (w Webhook) String() string { return "webhook " + redactURL(w.URL) }
+func (w Webhook) String() string { return "webhook " + RedactURL(w.URL) }
 
 // GoString is String, so %#v cannot print the secret either.
 func (w Webhook) GoString() string { return w.String() }
 
 // LogValue logs what String shows.
-func (w Webhook) LogValue() slog.Value { return slog.StringValue(redactURL(w.URL)) }
+func (w Webhook) LogValue() slog.Value { return slog.StringValue(RedactURL(w.URL)) }
 
 // Config tunes the detectors. Zero values take the defaults.
 type Config struct {

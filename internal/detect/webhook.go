@@ -151,15 +151,23 @@ func (e statusError) retryable() bool {
 func (h *hookWorker) post(ctx context.Context, body []byte) error {
 	ctx, cancel := context.WithTimeout(ctx, h.d.cfg.WebhookTimeout)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, h.hook.URL, bytes.NewReader(body))
+	return SignedPost(ctx, h.d.http, h.hook.URL, "coffer-webhook/1", h.hook.Secret, h.d.now(), body)
+}
+
+// SignedPost POSTs body, JSON, to target with hc, signed as webhooks are
+// (X-Coffer-Signature over body under secret, X-Coffer-Timestamp at now),
+// and returns nil on a 2xx answer. An error never repeats the URL, whose
+// path or query may carry a token. The audit witness is fed this way too.
+func SignedPost(ctx context.Context, hc *http.Client, target, userAgent, secret string, now time.Time, body []byte) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, target, bytes.NewReader(body))
 	if err != nil {
 		return errors.New("bad webhook url")
 	}
 	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("User-Agent", "coffer-webhook/1")
-	req.Header.Set(HeaderTimestamp, strconv.FormatInt(h.d.now().Unix(), 10))
-	req.Header.Set(HeaderSignature, Sign(h.hook.Secret, body))
-	resp, err := h.d.http.Do(req)
+	req.Header.Set("User-Agent", userAgent)
+	req.Header.Set(HeaderTimestamp, strconv.FormatInt(now.Unix(), 10))
+	req.Header.Set(HeaderSignature, Sign(secret, body))
+	resp, err := hc.Do(req)
 	if err != nil {
 		// A *url.Error repeats the URL, which may hold a token in its path
 		// or query (chat webhooks do): keep only the cause.
@@ -177,9 +185,9 @@ func (h *hookWorker) post(ctx context.Context, body []byte) error {
 	return nil
 }
 
-// redactURL keeps a URL's scheme and host: paths and queries of webhook
-// URLs often carry a token.
-func redactURL(raw string) string {
+// RedactURL keeps a URL's scheme and host, and "/…" for any path or
+// query: paths and queries of webhook URLs often carry a token.
+func RedactURL(raw string) string {
 	u, err := url.Parse(raw)
 	if err != nil || u.Host == "" {
 		return "(invalid url)"

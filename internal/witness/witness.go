@@ -15,7 +15,6 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -114,9 +113,9 @@ func New(cfg Config) (*Sink, error) {
 		if err != nil {
 			return nil, err
 		}
-		s.name = SafeURL(cfg.Target)
+		s.name = detect.RedactURL(cfg.Target)
 		s.deliver = func(ctx context.Context, body []byte) error {
-			return post(ctx, hc, cfg.Target, cfg.Secret, cfg.Now, body)
+			return detect.SignedPost(ctx, hc, cfg.Target, userAgent, cfg.Secret, cfg.Now(), body)
 		}
 	case filepath.IsAbs(cfg.Target):
 		s.name = cfg.Target
@@ -235,7 +234,9 @@ func (s *Sink) run() {
 		case <-retryC:
 		case <-s.stop:
 			ctx, cancel := context.WithTimeout(context.Background(), closeTimeout)
-			s.flush(ctx)
+			// What is left is logged by Close; the last one is sent again
+			// at the next start.
+			_ = s.flush(ctx)
 			cancel()
 			if retry != nil {
 				retry.Stop()
@@ -324,52 +325,6 @@ func httpClient(target, caFile string) (*http.Client, error) {
 	}, nil
 }
 
-// post makes one signed delivery attempt.
-func post(ctx context.Context, hc *http.Client, target, secret string, now func() time.Time, body []byte) error {
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, target, bytes.NewReader(body))
-	if err != nil {
-		return errors.New("bad witness url")
-	}
-	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("User-Agent", userAgent)
-	req.Header.Set(detect.HeaderTimestamp, strconv.FormatInt(now().Unix(), 10))
-	req.Header.Set(detect.HeaderSignature, detect.Sign(secret, body))
-	resp, err := hc.Do(req)
-	if err != nil {
-		return fmt.Errorf("post: %w", urlCause(err))
-	}
-	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
-	_ = resp.Body.Close()
-	if resp.StatusCode < 200 || resp.StatusCode > 299 {
-		return fmt.Errorf("the witness answered %d", resp.StatusCode)
-	}
-	return nil
-}
-
-// urlCause drops the URL a *url.Error repeats: its path or query may
-// carry a token.
-func urlCause(err error) error {
-	var ue *url.Error
-	if errors.As(err, &ue) {
-		return ue.Err
-	}
-	return err
-}
-
-// SafeURL returns a URL fit for logs and messages: its scheme and host,
-// and "/…" for any path or query (they may carry a token).
-func SafeURL(raw string) string {
-	u, err := url.Parse(raw)
-	if err != nil || u.Host == "" {
-		return "(invalid url)"
-	}
-	s := u.Scheme + "://" + u.Host
-	if (u.Path != "" && u.Path != "/") || u.RawQuery != "" {
-		s += "/…"
-	}
-	return s
-}
-
 // appendLine appends body and a newline to the witness file (created
 // 0600, its directory 0700, if missing) and syncs it.
 func appendLine(path string, body []byte) error {
@@ -440,17 +395,23 @@ func readURL(ctx context.Context, target, caFile string) ([]audit.Checkpoint, er
 	req.Header.Set("User-Agent", userAgent)
 	resp, err := hc.Do(req)
 	if err != nil {
-		return nil, fmt.Errorf("witness %s: %w", SafeURL(target), urlCause(err))
+		// A *url.Error repeats the URL, whose path or query may carry a
+		// token: keep only the cause.
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			err = ue.Err
+		}
+		return nil, fmt.Errorf("witness %s: %w", detect.RedactURL(target), err)
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		return nil, fmt.Errorf("witness %s answered %d", SafeURL(target), resp.StatusCode)
+		return nil, fmt.Errorf("witness %s answered %d", detect.RedactURL(target), resp.StatusCode)
 	}
 	var out struct {
 		Checkpoints []audit.Checkpoint `json:"checkpoints"`
 	}
 	if err := json.NewDecoder(io.LimitReader(resp.Body, maxReadBytes)).Decode(&out); err != nil {
-		return nil, fmt.Errorf("witness %s: the answer is not a list of checkpoints: %w", SafeURL(target), err)
+		return nil, fmt.Errorf("witness %s: the answer is not a list of checkpoints: %w", detect.RedactURL(target), err)
 	}
 	return out.Checkpoints, nil
 }
