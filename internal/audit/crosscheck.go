@@ -110,6 +110,9 @@ func VerifyAll(ctx context.Context, store Store, keys KeyLookup, c Copies) (Repo
 		if err != nil {
 			return rep, err
 		}
+		for _, f := range chainFound {
+			f.Reason = "in the audit file " + path + ": " + f.Reason
+		}
 		found = append(found, chainFound...)
 		if c.FileNode != "" && !contains(nodes, c.FileNode) {
 			nodes = append(nodes, c.FileNode)
