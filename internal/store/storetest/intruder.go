@@ -3,6 +3,7 @@ package storetest
 import (
 	"context"
 	"database/sql"
+	"net/url"
 	"strings"
 	"testing"
 
@@ -28,6 +29,10 @@ func Intruder(tb testing.TB, dsn string) *sql.DB {
 			`DROP TRIGGER IF EXISTS audit_events_append_only ON audit_events`,
 			`DROP TRIGGER IF EXISTS audit_checkpoints_append_only ON audit_checkpoints`,
 		}
+	}
+	if driver == "sqlite" {
+		// The server may be writing: wait for its lock as it does.
+		dsn = "file:" + dsn + "?" + url.Values{"_pragma": {"busy_timeout(10000)"}}.Encode()
 	}
 	db, err := sql.Open(driver, dsn)
 	if err != nil {
