@@ -599,7 +599,10 @@ func (db *DB) ClearAuthFailures(ctx context.Context, key string) error {
 
 // SavePolicy stores the policy document and returns its new version. It
 // records the document as written for this Coffer's policy language (the
-// latest schema version it knows; see StoredPolicy).
+// latest schema version it knows; see StoredPolicy). The version is raised
+// in the one statement that writes the document, so saves racing on
+// PostgreSQL (read committed) each get their own version and the highest
+// holds the document saved last.
 func (db *DB) SavePolicy(ctx context.Context, format string, source []byte, now time.Time) (int64, error) {
 	return db.savePolicy(ctx, -1, format, source, now)
 }
@@ -612,31 +615,31 @@ func (db *DB) RewritePolicy(ctx context.Context, version int64, format string, s
 	return db.savePolicy(ctx, version, format, source, now)
 }
 
-// savePolicy is SavePolicy, and RewritePolicy when from is not -1.
+// savePolicy is SavePolicy, and RewritePolicy when from is not -1: the
+// update then applies only to version from, in the same one statement.
 func (db *DB) savePolicy(ctx context.Context, from int64, format string, source []byte, now time.Time) (int64, error) {
 	latest, err := latestMigration(db.dialect)
 	if err != nil {
 		return 0, err
 	}
 	var v int64
-	err = db.inTx(ctx, func(q querier) error {
-		e := q.queryRow(ctx, `SELECT version FROM policy WHERE id = 1`).Scan(&v)
-		if e != nil && !errors.Is(e, ErrNotFound) {
-			return fmt.Errorf("store: policy: %w", e)
+	if from >= 0 {
+		err = db.write.queryRow(ctx, `UPDATE policy SET version = version + 1, format = $1, source = $2, updated_at = $3,
+			schema_version = $4 WHERE id = 1 AND version = $5 RETURNING version`,
+			format, source, micros(now), latest, from).Scan(&v)
+		if errors.Is(err, ErrNotFound) {
+			return 0, coffer.Errorf(coffer.ECONFLICT, "the policy changed meanwhile")
 		}
-		if from >= 0 && v != from {
-			return coffer.Errorf(coffer.ECONFLICT, "the policy changed meanwhile")
-		}
-		v++
-		_, e = q.exec(ctx, `INSERT INTO policy (id, version, format, source, updated_at, schema_version) VALUES (1, $1, $2, $3, $4, $5)
-			ON CONFLICT (id) DO UPDATE SET version = $1, format = $2, source = $3, updated_at = $4, schema_version = $5`,
-			v, format, source, micros(now), latest)
-		if e != nil {
-			return fmt.Errorf("store: save policy: %w", e)
-		}
-		return nil
-	})
-	return v, err
+	} else {
+		err = db.write.queryRow(ctx, `INSERT INTO policy (id, version, format, source, updated_at, schema_version)
+			VALUES (1, 1, $1, $2, $3, $4)
+			ON CONFLICT (id) DO UPDATE SET version = policy.version + 1, format = $1, source = $2, updated_at = $3, schema_version = $4
+			RETURNING version`, format, source, micros(now), latest).Scan(&v)
+	}
+	if err != nil {
+		return 0, fmt.Errorf("store: save policy: %w", err)
+	}
+	return v, nil
 }
 
 // StoredPolicy is Policy with the schema version of the Coffer that saved

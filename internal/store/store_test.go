@@ -577,3 +577,44 @@ func TestReindexEntries(t *testing.T) {
 		}
 	})
 }
+
+// TestConcurrentPolicySavesEachGetAVersion: policy saves racing on one
+// database each make a version of their own, and the last version holds
+// the document saved last: nodes reload the policy when its version
+// rises, so two saves under one version would leave them on different
+// policies.
+func TestConcurrentPolicySavesEachGetAVersion(t *testing.T) {
+	forEach(t, func(t *testing.T, db *store.DB) {
+		ctx := context.Background()
+		const n = 16
+		var (
+			mu   sync.Mutex
+			seen = map[int64]string{}
+			wg   sync.WaitGroup
+		)
+		for i := range n {
+			wg.Go(func() {
+				doc := fmt.Sprintf("roles: {r%d: []}", i)
+				v, err := db.SavePolicy(ctx, "yaml", []byte(doc), t0)
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				mu.Lock()
+				defer mu.Unlock()
+				if other, dup := seen[v]; dup {
+					t.Errorf("%q and %q were both saved as version %d", other, doc, v)
+				}
+				seen[v] = doc
+			})
+		}
+		wg.Wait()
+		v, _, src, err := db.Policy(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if v != n || string(src) != seen[n] {
+			t.Fatalf("stored version %d holds %q; want version %d holding %q", v, src, n, seen[n])
+		}
+	})
+}
