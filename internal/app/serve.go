@@ -200,6 +200,9 @@ func (s *Server) build(ctx context.Context, o Options) error {
 		RateBurst:    cfg.Limits.RateBurst,
 		Observe:      s.metrics.ObserveRequest,
 		Now:          c.opts.Now,
+		// A handler's work outlives its caller (it is audited either
+		// way), up to the time the answer could still be sent.
+		HandlerTimeout: cfg.Timeouts.Write.Duration,
 		Ready:        ready,
 		Extra:        httpapi.KeyAdminRoutes(admin, c.policies),
 	})
@@ -431,8 +434,10 @@ func (s *Server) teardown() {
 	}
 }
 
-// auditAdapter turns an HTTP call's entry into an audit event and, once it
-// is durable, into an observation for the detectors.
+// auditAdapter turns an HTTP call's entry into an audit event and into an
+// observation for the detectors and the metrics. The detectors see every
+// request, whether or not its event could be written: a burst must not
+// hide behind an audit outage.
 type auditAdapter struct {
 	w *audit.Writer
 	d *detect.Detector
@@ -461,10 +466,14 @@ func (a auditAdapter) Audit(ctx context.Context, e httpapi.Entry) error {
 	} else if e.AttemptedID != "" {
 		ev.PrincipalID = "unauthenticated:" + truncate(e.AttemptedID, 128)
 	}
+	var err error
 	if !a.discard {
-		if err := a.w.Log(ctx, ev); err != nil {
-			return err
-		}
+		err = a.w.Log(ctx, ev)
+	}
+	if err != nil && !errors.Is(err, audit.ErrNotDurable) {
+		// A failed batch is counted once by the writer; an event not
+		// confirmed within the server's bound is counted here.
+		a.m.AuditFailures.Inc()
 	}
 	o := detect.Observation{
 		Time: e.Time, SourceIP: e.SourceIP, Action: e.Note.Action, Resource: e.Note.Resource,
@@ -477,7 +486,16 @@ func (a auditAdapter) Audit(ctx context.Context, e httpapi.Entry) error {
 	}
 	a.d.Observe(ctx, o)
 	a.count(e)
-	return nil
+	return err
+}
+
+// Healthy makes auditAdapter an httpapi.AuditHealth: the API refuses
+// requests while the audit writer cannot make events durable.
+func (a auditAdapter) Healthy() error {
+	if a.discard {
+		return nil
+	}
+	return a.w.Healthy()
 }
 
 // keyOperation returns the key operation a request with this audit action

@@ -381,7 +381,7 @@ func TestWriterFailsClosedWithoutKeys(t *testing.T) {
 	if err := w.Close(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	if rep, err := Verify(context.Background(), st, keys.lookup()); err != nil || rep.Events != 7 {
+	if rep, err := Verify(context.Background(), st, keys.lookup()); err != nil || rep.Events != 8 { // 3, the outage, 4
 		t.Fatalf("Verify = %+v, %v", rep, err)
 	}
 }
@@ -420,7 +420,7 @@ func TestWriterRefusesKeyVersionsGoingBack(t *testing.T) {
 	if err := w2.Close(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	if rep, err := Verify(context.Background(), st, keys.lookup()); err != nil || rep.Events != 4 {
+	if rep, err := Verify(context.Background(), st, keys.lookup()); err != nil || rep.Events != 5 { // 2, the outage, 1, 1
 		t.Fatalf("Verify = %+v, %v", rep, err)
 	}
 }
@@ -444,7 +444,7 @@ func TestWriterRefusesASigningKeyOlderThanItHolds(t *testing.T) {
 	if err := w.Close(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	if rep, err := Verify(context.Background(), st, keys.lookup()); err != nil || rep.Events != 2 || rep.Checkpoints != 2 {
+	if rep, err := Verify(context.Background(), st, keys.lookup()); err != nil || rep.Events != 3 || rep.Checkpoints != 2 { // 2 and the outage
 		t.Fatalf("Verify = %+v, %v", rep, err)
 	}
 }

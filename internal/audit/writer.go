@@ -22,6 +22,7 @@ const (
 	DefaultAppendTimeout      = 10 * time.Second
 	DefaultGatherGap          = 50 * time.Microsecond
 	DefaultMaxGather          = time.Millisecond
+	DefaultRetryInterval      = time.Second
 	// MaxStringBytes is the most bytes kept of any one string of an event;
 	// longer strings are cut (at a rune boundary).
 	MaxStringBytes = 1024
@@ -32,6 +33,19 @@ const (
 
 // ErrClosed is returned by Log after Close.
 var ErrClosed = errors.New("audit: writer closed")
+
+// ErrNotDurable is wrapped by Log's error when the store append of the
+// event's batch failed (or the keys to chain it could not be had): the
+// failure BatchStats.Err reports for the batch, and that the outage
+// event records (see ActionOutage).
+var ErrNotDurable = errors.New("audit: event not made durable")
+
+// ActionOutage is the action of the event the Writer appends first once
+// appends work again after failing: its Reason says since when they failed,
+// its Count how many events (of requests that were refused) could not be
+// written, up to. It makes an outage, and the events it cost, part of the
+// chain itself.
+const ActionOutage = "audit.outage"
 
 // WriterConfig configures a Writer.
 type WriterConfig struct {
@@ -71,6 +85,11 @@ type WriterConfig struct {
 	// AppendTimeout bounds one store append and one sink write:
 	// DefaultAppendTimeout when 0.
 	AppendTimeout time.Duration
+	// RetryInterval is how often an unhealthy writer tries on its own to
+	// become healthy again, without waiting for an event to write: it
+	// appends the outage event, or brings required sinks up to the head.
+	// DefaultRetryInterval when 0.
+	RetryInterval time.Duration
 	// Sinks receive every batch after the store made it durable, best
 	// effort: a failure is logged, counted and retried with the next batch,
 	// but fails no request.
@@ -113,6 +132,7 @@ type Writer struct {
 	timeout  time.Duration
 	gap      time.Duration
 	gather   time.Duration
+	retry    time.Duration
 
 	reqs   chan *request
 	done   chan struct{} // closed when run exits
@@ -135,6 +155,10 @@ type Writer struct {
 	reload    bool
 	sinks     []*sinkState
 	closeErr  error
+	// outageSince is when appends began to fail (zero while they work),
+	// lost how many events failed since.
+	outageSince time.Time
+	lost        int
 }
 
 type sinkState struct {
@@ -199,6 +223,9 @@ func NewWriter(ctx context.Context, store Store, cfg WriterConfig) (*Writer, err
 	}
 	if w.gather = cfg.MaxGather; w.gather <= 0 {
 		w.gather = DefaultMaxGather
+	}
+	if w.retry = cfg.RetryInterval; w.retry <= 0 {
+		w.retry = DefaultRetryInterval
 	}
 	w.reqs = make(chan *request, w.maxBatch)
 	if err := w.loadHead(ctx); err != nil {
@@ -355,7 +382,8 @@ func unavailable(err error) error {
 }
 
 // Healthy returns nil when the last store append and every required sink
-// succeeded and the writer is open, for readiness checks.
+// succeeded and the writer is open, for readiness checks. An unhealthy
+// writer retries on its own every RetryInterval.
 func (w *Writer) Healthy() error {
 	select {
 	case <-w.closeC:
@@ -403,6 +431,8 @@ func (w *Writer) run() {
 		defer t.Stop()
 		tick = t.C
 	}
+	retry := time.NewTicker(w.retry)
+	defer retry.Stop()
 	batch := make([]*request, 0, w.maxBatch)
 	for {
 		select {
@@ -418,6 +448,8 @@ func (w *Writer) run() {
 				// next tick or batch tries again.
 				_ = w.commit(nil, true)
 			}
+		case <-retry.C:
+			w.recover()
 		case <-w.closeC:
 			// Log holds the read lock while it sends, so once closed is
 			// set no send is in flight: whatever is queued is all there is.
@@ -440,6 +472,32 @@ func (w *Writer) run() {
 			w.closeErr = err
 			return
 		}
+	}
+}
+
+// recover tries to make an unhealthy writer healthy: after an outage it
+// appends the outage event (commitBatch adds it to any batch); with only a
+// required sink behind, it brings the sink up to the head.
+func (w *Writer) recover() {
+	if w.health.Load() == nil {
+		return
+	}
+	if !w.outageSince.IsZero() {
+		_ = w.commit(nil, false) // records the outcome in Healthy
+		return
+	}
+	if w.feedSinks(nil, nil, true) == nil {
+		w.setHealth(nil)
+	}
+}
+
+// outageEvent is the event that records an outage once appends work again.
+func (w *Writer) outageEvent(now time.Time) Event {
+	return Event{
+		Action: ActionOutage, Resource: "audit", Status: 503, Count: w.lost,
+		Reason: fmt.Sprintf("audit appends failed from %s; up to %d events of requests refused meanwhile are missing",
+			w.outageSince.UTC().Format(time.RFC3339Nano), w.lost),
+		Time: now,
 	}
 }
 
@@ -495,6 +553,7 @@ func (w *Writer) commit(batch []*request, forceCP bool) error {
 	if err != nil {
 		err = unavailable(err)
 	}
+
 	for _, r := range batch {
 		r.done <- err
 	}
@@ -507,14 +566,16 @@ func (w *Writer) commit(batch []*request, forceCP bool) error {
 }
 
 // commitBatch does commit's work up to answering the requests. It returns
-// the events and checkpoints it appended.
+// the events and checkpoints it appended. After an outage the batch
+// begins with the outage event. An error for which the batch's events are
+// not durable wraps ErrNotDurable.
 func (w *Writer) commitBatch(batch []*request, forceCP bool) ([]Event, []Checkpoint, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), w.timeout)
 	defer cancel()
 	if w.reload {
 		if err := w.loadHead(ctx); err != nil {
-			w.fail(len(batch), 0, 0, err)
-			return nil, nil, err
+			w.fail(len(batch), len(batch), 0, 0, err)
+			return nil, nil, fmt.Errorf("%w: %w", ErrNotDurable, err)
 		}
 		w.reload = false
 	}
@@ -522,18 +583,24 @@ func (w *Writer) commitBatch(batch []*request, forceCP bool) ([]Event, []Checkpo
 	// key, no event: the batch fails closed like a store failure.
 	keys, err := w.currentKeys(ctx)
 	if err != nil {
-		w.fail(len(batch), 0, 0, err)
-		return nil, nil, err
+		w.fail(len(batch), len(batch), 0, 0, err)
+		return nil, nil, fmt.Errorf("%w: %w", ErrNotDurable, err)
 	}
 	chain := w.chain
 	if keys.HMACVersion != w.keys.HMACVersion {
 		chain = newChainer(keys.HMACKey) // the chain goes on: prev_hash links across versions
 	}
-	events := make([]Event, len(batch))
+	now := w.now().UTC().Truncate(time.Microsecond)
+	events := make([]Event, 0, len(batch)+1)
+	if !w.outageSince.IsZero() {
+		events = append(events, w.outageEvent(now))
+	}
+	for _, r := range batch {
+		events = append(events, r.e)
+	}
 	seq, prev := w.headSeq, w.headHash
 	cpSeq, cpTime := w.cpSeq, w.cpTime
 	var cps []Checkpoint
-	now := w.now().UTC().Truncate(time.Microsecond)
 	if keys.SigningVersion != w.keys.SigningVersion && seq > cpSeq && w.keys.SigningVersion >= w.signMin {
 		// The signing key rotated: seal the events written since the last
 		// checkpoint under the old key first, so each key signs its own
@@ -541,10 +608,9 @@ func (w *Writer) commitBatch(batch []*request, forceCP bool) ([]Event, []Checkpo
 		cps = append(cps, w.checkpoint(w.keys, seq, prev, now))
 		cpSeq, cpTime = seq, now
 	}
-	for i, r := range batch {
+	for i := range events {
 		seq++
 		e := &events[i]
-		*e = r.e
 		e.Seq, e.Node, e.ID, e.PrevHash, e.KeyVersion = seq, w.node, EventID(w.node, seq), prev, keys.HMACVersion
 		h, err := chain.hash(e)
 		if err != nil {
@@ -570,10 +636,11 @@ func (w *Writer) commitBatch(batch []*request, forceCP bool) ([]Event, []Checkpo
 		// The append may have committed before failing (a lost reply), so
 		// the next batch re-reads the head rather than trusting ours.
 		w.reload = true
-		w.fail(len(events), len(cps), d, err)
-		return nil, nil, fmt.Errorf("audit: append: %w", err)
+		w.fail(len(batch), len(events), len(cps), d, err)
+		return nil, nil, fmt.Errorf("%w: append: %w", ErrNotDurable, err)
 	}
 	w.headSeq, w.headHash, w.cpSeq, w.cpTime = seq, prev, cpSeq, cpTime
+	w.outageSince, w.lost = time.Time{}, 0
 	w.keys, w.chain = keys, chain
 	w.observe(BatchStats{Events: len(events), Checkpoints: len(cps), Duration: d})
 	if err := w.feedSinks(events, cps, true); err != nil {
@@ -583,7 +650,13 @@ func (w *Writer) commitBatch(batch []*request, forceCP bool) ([]Event, []Checkpo
 	return events, cps, nil
 }
 
-func (w *Writer) fail(events, cps int, d time.Duration, err error) {
+// fail records a batch that could not be made durable: lost of its
+// events were requests' (the rest the outage event), cps checkpoints.
+func (w *Writer) fail(lost, events, cps int, d time.Duration, err error) {
+	if w.outageSince.IsZero() {
+		w.outageSince = w.now()
+	}
+	w.lost += lost
 	w.setHealth(fmt.Errorf("audit: batch failed: %w", err))
 	w.log.Error("audit batch failed; requests fail closed", "node", w.node, "events", events, "error", err)
 	w.observe(BatchStats{Events: events, Checkpoints: cps, Duration: d, Err: err})

@@ -304,8 +304,49 @@ func TestWriterFailsClosedAndRecovers(t *testing.T) {
 		t.Fatalf("Healthy() = %v after the store came back", err)
 	}
 	rep, err := Verify(context.Background(), st, testLookup)
-	if err != nil || rep.Events != 7 {
-		t.Fatalf("Verify = %+v, %v; want 7 events chained from the durable head", rep, err)
+	if err != nil || rep.Events != 8 {
+		t.Fatalf("Verify = %+v, %v; want 8 events (3, the outage, 4) chained from the durable head", rep, err)
+	}
+	// The chain says that the 20 refused events are missing, and from when.
+	st.mu.Lock()
+	e := st.events["n1"][3]
+	st.mu.Unlock()
+	if e.Action != ActionOutage || e.Count != 20 || e.Status != 503 ||
+		!strings.Contains(e.Reason, "up to 20 events") {
+		t.Fatalf("event 4 = %+v, want the outage event counting 20", e)
+	}
+}
+
+// TestWriterRecoversOnItsOwn: an unhealthy writer does not wait for an
+// event to find out that the store is back (a server refuses requests
+// while it is unhealthy, so none would come): it appends the outage event
+// by itself, and is healthy again.
+func TestWriterRecoversOnItsOwn(t *testing.T) {
+	st := newMemStore()
+	w := newTestWriter(t, st, WriterConfig{RetryInterval: time.Millisecond})
+	logN(t, w, 2)
+	st.setFail(errStoreDown)
+	for i := range 3 {
+		if err := w.Log(context.Background(), sampleEvent(i)); !errors.Is(err, ErrNotDurable) || !errors.Is(err, errStoreDown) {
+			t.Fatalf("Log with the store down = %v, want ErrNotDurable", err)
+		}
+	}
+	if w.Healthy() == nil {
+		t.Fatal("Healthy() = nil with the store down")
+	}
+	st.setFail(nil)
+	for w.Healthy() != nil {
+		time.Sleep(time.Millisecond) // until the writer's own retry (the test's timeout bounds it)
+	}
+	st.mu.Lock()
+	evs := append([]Event(nil), st.events["n1"]...)
+	st.mu.Unlock()
+	if len(evs) != 3 || evs[2].Action != ActionOutage || evs[2].Count != 3 {
+		t.Fatalf("store holds %d events, last %+v; want 2 and the outage event counting 3", len(evs), evs[len(evs)-1])
+	}
+	logN(t, w, 1)
+	if rep, err := Verify(context.Background(), st, testLookup); err != nil || rep.Events != 4 {
+		t.Fatalf("Verify = %+v, %v", rep, err)
 	}
 }
 
@@ -321,8 +362,8 @@ func TestWriterRecoversFromCommitWithLostReply(t *testing.T) {
 	}
 	logN(t, w, 2)
 	rep, err := Verify(context.Background(), st, testLookup)
-	if err != nil || rep.Events != 5 {
-		t.Fatalf("Verify = %+v, %v; want 5 events (the committed one kept)", rep, err)
+	if err != nil || rep.Events != 6 {
+		t.Fatalf("Verify = %+v, %v; want 6 events (the committed one kept, and the outage event)", rep, err)
 	}
 }
 

@@ -73,8 +73,19 @@ type Quotas interface {
 }
 
 // Auditor writes one audit entry durably; an error fails the request.
+// The server calls Audit with a context the caller cannot cancel (it
+// outlives the connection, bounded by Config.AuditTimeout): a request
+// whose handler ran is audited whether or not its caller is still there.
 type Auditor interface {
 	Audit(ctx context.Context, e Entry) error
+}
+
+// AuditHealth is what an Auditor may also offer: Healthy returns an error
+// while audit events cannot be made durable. The server then refuses every
+// audited request before its handler runs (503), so that no write is
+// carried out while its audit event would be lost.
+type AuditHealth interface {
+	Healthy() error
 }
 
 // Entry is one request's audit record, before the audit log chains it.
@@ -130,9 +141,22 @@ type Config struct {
 	RateBurst int
 	Observe   Observer
 	Now       func() time.Time
+	// HandlerTimeout bounds a handler's work, which the caller hanging up
+	// does not cut short (0: no bound). Set it to the server's write
+	// timeout: an answer later than that cannot be sent anyway.
+	HandlerTimeout time.Duration
+	// AuditTimeout bounds the wait for a request's audit write
+	// (DefaultAuditTimeout when 0).
+	AuditTimeout time.Duration
 	// Extra registers more routes (later capabilities) on the same stack.
 	Extra func(r *Router)
 }
+
+// DefaultAuditTimeout bounds the wait for one request's audit write: well
+// above the audit writer's own bound on a store append
+// (audit.DefaultAppendTimeout), so that it ends only when the writer is
+// stuck.
+const DefaultAuditTimeout = 30 * time.Second
 
 // Server is Coffer's HTTP handler.
 type Server struct {
@@ -160,6 +184,9 @@ func New(c Config) *Server {
 	}
 	if c.Now == nil {
 		c.Now = time.Now
+	}
+	if c.AuditTimeout <= 0 {
+		c.AuditTimeout = DefaultAuditTimeout
 	}
 	s := &Server{c: c, mux: http.NewServeMux(), limiters: map[string]*limiter{}}
 	s.routes()
@@ -269,8 +296,24 @@ func clientIP(r *http.Request) string {
 }
 
 // serve runs one call: authenticate, rate-limit, handle, audit, answer.
+//
+// The handler and the audit write run on contexts detached from the
+// caller: a caller that hangs up once its request is sent can neither cut a
+// write short halfway nor keep a write that was done out of the audit log.
+// A request that was handled is audited, with the outcome it had.
 func (s *Server) serve(w http.ResponseWriter, r *http.Request, route string, opts int, h HandlerFunc) {
 	start := s.c.Now()
+	audited := opts&noAudit == 0 && s.c.Audit != nil
+	// The caller's cancellation ends neither the work nor its audit; the
+	// handler's time is bounded by the server's, the audit's by its own.
+	detached := context.WithoutCancel(r.Context())
+	ctx, cancel := context.WithCancel(detached)
+	if s.c.HandlerTimeout > 0 {
+		cancel()
+		ctx, cancel = context.WithTimeout(detached, s.c.HandlerTimeout)
+	}
+	defer cancel()
+	r = r.WithContext(ctx)
 	c := &Call{W: w, R: r, RequestID: newRequestID(), IP: clientIP(r), header: w.Header()}
 	w.Header().Set("X-Request-Id", c.RequestID)
 	r.Body = http.MaxBytesReader(w, r.Body, s.c.MaxBodyBytes)
@@ -280,6 +323,17 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request, route string, opt
 			s.c.Observe(route, status, s.c.Now().Sub(start))
 		}
 	}()
+	if audited {
+		// Fail closed before acting: while audit events cannot be made
+		// durable, nothing is done that would go unrecorded.
+		if ah, ok := s.c.Audit.(AuditHealth); ok {
+			if err := ah.Healthy(); err != nil {
+				status = writeProblem(w, &coffer.Error{Code: coffer.EUNAVAILABLE, Cause: err, RetryAfterSeconds: 5,
+					Message: "audit log unavailable; request not carried out"}, c.RequestID)
+				return
+			}
+		}
+	}
 	defer func() {
 		if v := recover(); v != nil {
 			if v == http.ErrAbortHandler {
@@ -305,7 +359,7 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request, route string, opt
 		status = reply.Status
 	}
 	// Audit before the answer leaves; no audit, no answer.
-	if opts&noAudit == 0 && s.c.Audit != nil && (c.Note.Action != "" || c.Principal != nil || c.Attempted != "" || status >= 400) {
+	if audited && (c.Note.Action != "" || c.Principal != nil || c.Attempted != "" || status >= 400) {
 		if c.Note.Action == "" {
 			c.Note.Action = "request"
 			c.Note.Resource = route
@@ -318,8 +372,15 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request, route string, opt
 		}
 		e := Entry{Time: start, RequestID: c.RequestID, Principal: c.Principal, AttemptedID: c.Attempted,
 			SourceIP: c.IP, Method: r.Method, Route: route, Status: status, Note: c.Note}
-		if aerr := s.c.Audit.Audit(r.Context(), e); aerr != nil {
-			s.c.Logger.Error("audit write failed: refusing to answer", "route", route, "request_id", c.RequestID, "error", aerr)
+		actx, acancel := context.WithTimeout(detached, s.c.AuditTimeout)
+		aerr := s.c.Audit.Audit(actx, e)
+		acancel()
+		if aerr != nil {
+			// What the handler did stays done (its store writes are
+			// committed): say what, by name, so it can be reconciled.
+			s.c.Logger.Error("audit write failed: refusing to answer; the request's outcome is not in the audit log",
+				"route", route, "request_id", c.RequestID, "action", c.Note.Action, "resource", c.Note.Resource,
+				"status", status, "error", aerr)
 			status = writeProblem(w, &coffer.Error{Code: coffer.EUNAVAILABLE, Message: "audit log unavailable; request not answered", RetryAfterSeconds: 5}, c.RequestID)
 			return
 		}

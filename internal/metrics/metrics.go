@@ -76,7 +76,7 @@ func New() *Metrics {
 			Name: "coffer_audit_events_total", Help: "Audit events durably written.",
 		}),
 		AuditFailures: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "coffer_audit_write_failures_total", Help: "Audit batches that failed to be written (requests failed closed).",
+			Name: "coffer_audit_write_failures_total", Help: "Audit batches that failed to be written, and requests whose audit event was not confirmed otherwise (a required sink down, the writer closed or stuck); such requests fail closed.",
 		}),
 		AuditLatency: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name: "coffer_audit_write_duration_seconds", Help: "Latency of one audit batch append.",
