@@ -51,8 +51,10 @@ func auditedOffline(ctx context.Context, c *components, action, resource string,
 		Now:  c.opts.Now,
 		// One command, two events: nothing to gather.
 		GatherGap: -1,
-		Logger:    c.opts.Logger,
-		Sinks:     sinks,
+		// logRetrying logs a failed event again: nothing is lost.
+		CallerRetries: true,
+		Logger:        c.opts.Logger,
+		Sinks:         sinks,
 	})
 	if err != nil {
 		for _, sk := range sinks {

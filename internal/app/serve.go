@@ -200,9 +200,6 @@ func (s *Server) build(ctx context.Context, o Options) error {
 		RateBurst:    cfg.Limits.RateBurst,
 		Observe:      s.metrics.ObserveRequest,
 		Now:          c.opts.Now,
-		// A handler's work outlives its caller (it is audited either
-		// way), up to the time the answer could still be sent.
-		HandlerTimeout: cfg.Timeouts.Write.Duration,
 		Ready:        ready,
 		Extra:        httpapi.KeyAdminRoutes(admin, c.policies),
 	})

@@ -90,6 +90,11 @@ type WriterConfig struct {
 	// appends the outage event, or brings required sinks up to the head.
 	// DefaultRetryInterval when 0.
 	RetryInterval time.Duration
+	// CallerRetries says the caller logs again an event whose Log failed
+	// (offline commands racing for one chain do): its failure costs no
+	// event, so the writer appends no outage event for it and does not
+	// retry on its own.
+	CallerRetries bool
 	// Sinks receive every batch after the store made it durable, best
 	// effort: a failure is logged, counted and retried with the next batch,
 	// but fails no request.
@@ -479,7 +484,7 @@ func (w *Writer) run() {
 // appends the outage event (commitBatch adds it to any batch); with only a
 // required sink behind, it brings the sink up to the head.
 func (w *Writer) recover() {
-	if w.health.Load() == nil {
+	if w.health.Load() == nil || w.cfg.CallerRetries {
 		return
 	}
 	if !w.outageSince.IsZero() {
@@ -653,7 +658,7 @@ func (w *Writer) commitBatch(batch []*request, forceCP bool) ([]Event, []Checkpo
 // fail records a batch that could not be made durable: lost of its
 // events were requests' (the rest the outage event), cps checkpoints.
 func (w *Writer) fail(lost, events, cps int, d time.Duration, err error) {
-	if w.outageSince.IsZero() {
+	if w.outageSince.IsZero() && !w.cfg.CallerRetries {
 		w.outageSince = w.now()
 	}
 	w.lost += lost

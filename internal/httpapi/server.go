@@ -142,8 +142,8 @@ type Config struct {
 	Observe   Observer
 	Now       func() time.Time
 	// HandlerTimeout bounds a handler's work, which the caller hanging up
-	// does not cut short (0: no bound). Set it to the server's write
-	// timeout: an answer later than that cannot be sent anyway.
+	// does not cut short: DefaultHandlerTimeout when 0. It only keeps a
+	// handler stuck on a dependency from living for ever.
 	HandlerTimeout time.Duration
 	// AuditTimeout bounds the wait for a request's audit write
 	// (DefaultAuditTimeout when 0).
@@ -151,6 +151,10 @@ type Config struct {
 	// Extra registers more routes (later capabilities) on the same stack.
 	Extra func(r *Router)
 }
+
+// DefaultHandlerTimeout bounds one handler's work: far longer than any
+// request takes (the slowest, making the RSA wrapping key, takes seconds).
+const DefaultHandlerTimeout = 5 * time.Minute
 
 // DefaultAuditTimeout bounds the wait for one request's audit write: well
 // above the audit writer's own bound on a store append
@@ -187,6 +191,9 @@ func New(c Config) *Server {
 	}
 	if c.AuditTimeout <= 0 {
 		c.AuditTimeout = DefaultAuditTimeout
+	}
+	if c.HandlerTimeout <= 0 {
+		c.HandlerTimeout = DefaultHandlerTimeout
 	}
 	s := &Server{c: c, mux: http.NewServeMux(), limiters: map[string]*limiter{}}
 	s.routes()
@@ -304,14 +311,10 @@ func clientIP(r *http.Request) string {
 func (s *Server) serve(w http.ResponseWriter, r *http.Request, route string, opts int, h HandlerFunc) {
 	start := s.c.Now()
 	audited := opts&noAudit == 0 && s.c.Audit != nil
-	// The caller's cancellation ends neither the work nor its audit; the
-	// handler's time is bounded by the server's, the audit's by its own.
+	// The caller's cancellation ends neither the work nor its audit; each
+	// has a bound of its own.
 	detached := context.WithoutCancel(r.Context())
-	ctx, cancel := context.WithCancel(detached)
-	if s.c.HandlerTimeout > 0 {
-		cancel()
-		ctx, cancel = context.WithTimeout(detached, s.c.HandlerTimeout)
-	}
+	ctx, cancel := context.WithTimeout(detached, s.c.HandlerTimeout)
 	defer cancel()
 	r = r.WithContext(ctx)
 	c := &Call{W: w, R: r, RequestID: newRequestID(), IP: clientIP(r), header: w.Header()}
