@@ -24,8 +24,8 @@ const (
 	DecisionDeny  = "deny"
 )
 
-// Event is one audited action. It holds names, counts and keyed HMACs,
-// never a submitted value (see the package documentation).
+// Event is one audited action. It holds names, ids, counts and keyed
+// HMACs, never a submitted value (see the package documentation).
 //
 // The Writer assigns ID, Seq, Node, Time, PrevHash and Hash; the caller fills
 // in the rest. Its JSON form (MarshalJSON) also carries "principal", a copy
@@ -56,7 +56,17 @@ type Event struct {
 	// version 1 (see EffectiveVersion); its JSON form is always the
 	// effective version.
 	KeyVersion uint32 `json:"key_version"`
+	// Targets names, by path, each thing the action touched:
+	// collections/C/records/ID, subjects/S, keys/NAME/versions/N,
+	// clients/ID, users/ID, tokens/TYPE/ID, … — ids, never a value, a
+	// token or a secret. At most MaxTargets (Count says how many there
+	// were when more). Events written before targets existed have none.
+	Targets []string `json:"targets"`
 }
+
+// MaxTargets is the most targets an event keeps; the Writer cuts a longer
+// list (the event's Count still says how many things were touched).
+const MaxTargets = 10000
 
 // Checkpoint is a signed statement that a node's chain had, at Seq, the
 // event whose hash is Hash. Signature is Ed25519 over CheckpointMessage.
@@ -90,10 +100,16 @@ func Genesis(node string) string {
 	return hex.EncodeToString(h.Sum(nil))
 }
 
-const canonicalLabel = "coffer-audit-event-v1\x00"
+const (
+	canonicalLabel   = "coffer-audit-event-v1\x00"
+	canonicalLabelV2 = "coffer-audit-event-v2\x00"
+)
 
 // Canonical appends to dst the canonical encoding of every field of e except
-// Hash, and returns the extended slice. The encoding is a fixed label, then
+// Hash, and returns the extended slice.
+//
+// An event without Targets (every event written before they existed) is
+// encoded in form 1: a fixed label, then
 // the fields in declaration order: strings as a 4-byte big-endian length and
 // the bytes, Seq as 8 bytes big-endian, Time as its Unix microseconds,
 // Status and Count as 8-byte two's-complement integers, and string slices as
@@ -109,11 +125,33 @@ const canonicalLabel = "coffer-audit-event-v1\x00"
 // whose versions go down, and the signed checkpoints hold.) It is injective: two events with different fields
 // (taking KeyVersion 0 and 1 as the same) never share an encoding: every
 // field before KeyVersion is self-delimiting, so the length tells whether
-// a version follows. Every string and list of e must be shorter than 2^32 (those
+// a version follows.
+//
+// An event with Targets is encoded in form 2: another label, the same
+// fields up to PrevHash, then the effective KeyVersion (always, 4 bytes
+// big-endian) and Targets as a list. The label tells the forms apart, and
+// each form is injective on its own; removing an event's targets, or
+// adding some, changes its form and so its hash.
+//
+// Every string and list of e must be shorter than 2^32 (those
 // [Writer.Log] chains hold at most [MaxStringBytes]); Canonical panics on a
 // longer one rather than encode it ambiguously.
 func Canonical(dst []byte, e *Event) []byte {
-	dst = append(dst, canonicalLabel...)
+	if len(e.Targets) > 0 {
+		dst = appendFields(append(dst, canonicalLabelV2...), e)
+		dst = binary.BigEndian.AppendUint32(dst, EffectiveVersion(e.KeyVersion))
+		return appendStrings(dst, e.Targets)
+	}
+	dst = appendFields(append(dst, canonicalLabel...), e)
+	if e.KeyVersion > 1 {
+		dst = binary.BigEndian.AppendUint32(dst, e.KeyVersion)
+	}
+	return dst
+}
+
+// appendFields appends the fields both forms of Canonical encode alike,
+// ID to PrevHash.
+func appendFields(dst []byte, e *Event) []byte {
 	dst = appendString(dst, e.ID)
 	dst = binary.BigEndian.AppendUint64(dst, e.Seq)
 	dst = appendString(dst, e.Node)
@@ -132,11 +170,7 @@ func Canonical(dst []byte, e *Event) []byte {
 	dst = binary.BigEndian.AppendUint64(dst, uint64(int64(e.Status))) // #nosec G115 -- two's-complement reinterpretation (documented above), no bits lost
 	dst = binary.BigEndian.AppendUint64(dst, uint64(int64(e.Count)))  // #nosec G115 -- two's-complement reinterpretation (documented above), no bits lost
 	dst = appendStrings(dst, e.ValueHMACs)
-	dst = appendString(dst, e.PrevHash)
-	if e.KeyVersion > 1 {
-		dst = binary.BigEndian.AppendUint32(dst, e.KeyVersion)
-	}
-	return dst
+	return appendString(dst, e.PrevHash)
 }
 
 func appendString(dst []byte, s string) []byte {
@@ -172,7 +206,7 @@ func fitsCanonical(e *Event) bool {
 			return false
 		}
 	}
-	for _, ss := range [...][]string{e.Roles, e.Fields, e.ValueHMACs} {
+	for _, ss := range [...][]string{e.Roles, e.Fields, e.ValueHMACs, e.Targets} {
 		if !fits(len(ss)) {
 			return false
 		}
@@ -378,6 +412,7 @@ func (e *Event) AppendJSON(dst []byte) ([]byte, error) {
 	str(`,"hash":`, e.Hash)
 	dst = append(dst, `,"key_version":`...)
 	dst = strconv.AppendUint(dst, uint64(EffectiveVersion(e.KeyVersion)), 10)
+	list(`,"targets":`, e.Targets)
 	str(`,"principal":`, e.PrincipalID)
 	dst = append(dst, '}')
 	if err != nil {

@@ -27,6 +27,11 @@ type vectorFile struct {
 		CheckpointMessageHex string     `json:"checkpoint_message_hex"`
 		Checkpoint           Checkpoint `json:"checkpoint"`
 	} `json:"rotated"`
+	// Targeted are events that name their targets (the second form).
+	Targeted []struct {
+		HMACKeyHex string `json:"hmac_key_hex"`
+		Event      Event  `json:"event"`
+	} `json:"targeted"`
 }
 
 func TestKnownAnswerVector(t *testing.T) {
@@ -80,6 +85,21 @@ func TestKnownAnswerVector(t *testing.T) {
 	}
 	if got := hex.EncodeToString(CheckpointMessage(&r.Checkpoint)); got != r.CheckpointMessageHex || r.Checkpoint.KeyVersion != 2 {
 		t.Fatalf("rotated checkpoint message %s (version %d), want %s", got, r.Checkpoint.KeyVersion, r.CheckpointMessageHex)
+	}
+	if len(v.Targeted) != 2 {
+		t.Fatalf("%d targeted events in the vector, want 2", len(v.Targeted))
+	}
+	for _, tv := range v.Targeted {
+		k, _ := hex.DecodeString(tv.HMACKeyHex)
+		e := tv.Event
+		if got, err := ComputeHash(k, &e); err != nil || got != e.Hash {
+			t.Fatalf("targeted event %s: hash %s (%v), want %s", e.ID, got, err, e.Hash)
+		}
+		// Without its targets the event is in the first form: another hash.
+		e.Targets = nil
+		if got, _ := ComputeHash(k, &e); got == tv.Event.Hash {
+			t.Fatalf("targeted event %s: its targets are not bound", e.ID)
+		}
 	}
 }
 
@@ -198,6 +218,45 @@ func TestCanonicalIsInjective(t *testing.T) {
 	}
 	if !bytes.Equal(Canonical(nil, &Event{Roles: []string{}}), Canonical(nil, &Event{})) {
 		t.Fatal("nil and empty lists encode differently")
+	}
+	if !bytes.Equal(Canonical(nil, &Event{Targets: []string{}}), Canonical(nil, &Event{})) {
+		t.Fatal("an empty target list does not encode as none")
+	}
+}
+
+// TestCanonicalFormsAreDisjoint: an event that names targets never shares
+// an encoding with one that does not, whatever its other fields (the
+// second form's label differs, and so does the tail it ends with), and
+// bytes moved between the targets and their neighbours show.
+func TestCanonicalFormsAreDisjoint(t *testing.T) {
+	prev := Genesis("n1")
+	events := map[string]*Event{
+		"no targets":            {PrevHash: prev},
+		"no targets, version 2": {PrevHash: prev, KeyVersion: 2},
+		"one target":            {PrevHash: prev, Targets: []string{"a"}},
+		"one target, version 2": {PrevHash: prev, Targets: []string{"a"}, KeyVersion: 2},
+		"two targets":           {PrevHash: prev, Targets: []string{"a", "b"}},
+		"joined targets":        {PrevHash: prev, Targets: []string{"ab"}},
+		"empty target":          {PrevHash: prev, Targets: []string{""}},
+		"prev hash moved":       {PrevHash: prev + "a", Targets: []string{""}},
+		// A first-form event whose prev_hash ends in the bytes a second
+		// form would add cannot pass for one: the labels differ.
+		"no targets, long prev": {PrevHash: prev + "\x00\x00\x00\x01\x00\x00\x00\x01\x00\x00\x00\x01a"},
+	}
+	encs := map[string]string{}
+	for name, ev := range events {
+		k := string(Canonical(nil, ev))
+		if other, dup := encs[k]; dup {
+			t.Fatalf("events %q and %q share an encoding", name, other)
+		}
+		encs[k] = name
+	}
+	// Version 0 and 1 stay the same version in the second form.
+	a := Event{PrevHash: prev, Targets: []string{"a"}}
+	b := a
+	b.KeyVersion = 1
+	if !bytes.Equal(Canonical(nil, &a), Canonical(nil, &b)) {
+		t.Fatal("key version 0 and 1 encode differently in the second form")
 	}
 }
 

@@ -14,7 +14,7 @@ func reflectJSON(t *testing.T, e Event) []byte {
 	t.Helper()
 	j := eventJSON(e)
 	j.KeyVersion = EffectiveVersion(j.KeyVersion) // written as the version it stands for
-	for _, l := range []*[]string{&j.Roles, &j.Fields, &j.ValueHMACs} {
+	for _, l := range []*[]string{&j.Roles, &j.Fields, &j.ValueHMACs, &j.Targets} {
 		if *l == nil {
 			*l = []string{}
 		}
@@ -63,7 +63,7 @@ func TestMarshalJSONMatchesReflection(t *testing.T) {
 			Roles: randStrings(r), SourceIP: randString(r), Action: randString(r), Resource: randString(r),
 			Fields: randStrings(r), Decision: randString(r), Rule: randString(r), Reason: randString(r),
 			Status: r.IntN(600) - 1, Count: r.Int() - r.Int(), ValueHMACs: randStrings(r),
-			PrevHash: randString(r), Hash: randString(r), KeyVersion: r.Uint32N(4),
+			PrevHash: randString(r), Hash: randString(r), KeyVersion: r.Uint32N(4), Targets: randStrings(r),
 		}
 		if i%7 == 0 {
 			e.Time = time.Time{}

@@ -231,8 +231,15 @@ func newTestWriter(t testing.TB, store Store, cfg WriterConfig) *Writer {
 }
 
 // sampleEvent returns a plausible event for the i-th request.
+// sampleEvent is a read of a record; odd ones name the record read (in
+// the second canonical form), even ones do not (the first form).
 func sampleEvent(i int) Event {
+	var targets []string
+	if i%2 == 1 {
+		targets = []string{"collections/customers/records/r-" + strconv.Itoa(i)}
+	}
 	return Event{
+		Targets:       targets,
 		RequestID:     "req-" + strconv.Itoa(i),
 		PrincipalID:   "client-" + strconv.Itoa(i%7),
 		PrincipalKind: "client",

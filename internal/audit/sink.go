@@ -109,6 +109,7 @@ type ecsCoffer struct {
 	Count         int            `json:"count,omitempty"`
 	ValueHMACs    []string       `json:"value_hmacs,omitempty"`
 	KeyVersion    uint32         `json:"key_version,omitempty"` // the HMAC key version; absent before audit keys rotated
+	Targets       []string       `json:"targets,omitempty"`     // what the action touched; absent before events named it
 	Checkpoint    *ecsCheckpoint `json:"checkpoint,omitempty"`
 }
 
@@ -150,7 +151,8 @@ func AppendECS(dst []byte, e *Event) ([]byte, error) {
 			ID: e.ID, Sequence: &seq, Reason: e.Reason},
 		Host: ecsHost{e.Node},
 		Coffer: ecsCoffer{Hash: e.Hash, PrevHash: e.PrevHash, PrincipalKind: e.PrincipalKind,
-			Decision: e.Decision, Fields: e.Fields, Count: e.Count, ValueHMACs: e.ValueHMACs, KeyVersion: e.KeyVersion},
+			Decision: e.Decision, Fields: e.Fields, Count: e.Count, ValueHMACs: e.ValueHMACs, KeyVersion: e.KeyVersion,
+			Targets: e.Targets},
 	}
 	if e.PrincipalID != "" || len(e.Roles) > 0 {
 		l.User = &ecsUser{ID: e.PrincipalID, Roles: e.Roles}
@@ -230,7 +232,7 @@ func ParseECS(line []byte) (*Event, *Checkpoint, error) {
 		PrincipalKind: l.Coffer.PrincipalKind, Action: l.Event.Action, Fields: l.Coffer.Fields,
 		Decision: l.Coffer.Decision, Reason: l.Event.Reason, Count: l.Coffer.Count,
 		ValueHMACs: l.Coffer.ValueHMACs, PrevHash: l.Coffer.PrevHash, Hash: l.Coffer.Hash,
-		KeyVersion: l.Coffer.KeyVersion,
+		KeyVersion: l.Coffer.KeyVersion, Targets: l.Coffer.Targets,
 	}
 	if l.User != nil {
 		e.PrincipalID, e.Roles = l.User.ID, l.User.Roles

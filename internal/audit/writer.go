@@ -783,6 +783,28 @@ func sanitize(e *Event) {
 	}
 	// Copy the lists: they are often the caller's (a principal's roles).
 	e.Roles, e.Fields, e.ValueHMACs = cleanAll(e.Roles), cleanAll(e.Fields), cleanAll(e.ValueHMACs)
+	e.Targets = cleanAll(distinct(e.Targets, MaxTargets))
+}
+
+// distinct returns the first max different strings of ss, in order (a
+// request that touches one thing twice, as a PATCH that reads the record
+// back, names it once).
+func distinct(ss []string, max int) []string {
+	if len(ss) < 2 {
+		return ss
+	}
+	seen := make(map[string]bool, len(ss))
+	out := make([]string, 0, min(len(ss), max))
+	for _, s := range ss {
+		if len(out) == max {
+			break
+		}
+		if !seen[s] {
+			seen[s] = true
+			out = append(out, s)
+		}
+	}
+	return out
 }
 
 func cleanAll(ss []string) []string {

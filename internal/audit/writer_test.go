@@ -3,6 +3,8 @@ package audit
 import (
 	"context"
 	"errors"
+	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -52,6 +54,37 @@ func TestWriterSanitizesStrings(t *testing.T) {
 	}
 	if len(got.Reason) != MaxStringBytes || !strings.HasSuffix(got.Reason, "é") {
 		t.Fatalf("reason cut to %d bytes, want %d at a rune boundary", len(got.Reason), MaxStringBytes)
+	}
+}
+
+// TestWriterNamesEachTargetOnce: an event names each target once, in the
+// order first touched, and at most MaxTargets of them.
+func TestWriterNamesEachTargetOnce(t *testing.T) {
+	st := newMemStore()
+	w := newTestWriter(t, st, WriterConfig{})
+	e := sampleEvent(1)
+	e.Targets = []string{"b", "a", "b", "c", "a"}
+	if err := w.Log(context.Background(), e); err != nil {
+		t.Fatal(err)
+	}
+	many := sampleEvent(2)
+	for i := range MaxTargets + 10 {
+		many.Targets = append(many.Targets, strconv.Itoa(i))
+	}
+	if err := w.Log(context.Background(), many); err != nil {
+		t.Fatal(err)
+	}
+	st.mu.Lock()
+	got := st.events["n1"]
+	st.mu.Unlock()
+	if !slices.Equal(got[0].Targets, []string{"b", "a", "c"}) {
+		t.Fatalf("targets %q, want [b a c]", got[0].Targets)
+	}
+	if n := len(got[1].Targets); n != MaxTargets || got[1].Targets[n-1] != strconv.Itoa(MaxTargets-1) {
+		t.Fatalf("%d targets kept, want the first %d", n, MaxTargets)
+	}
+	if rep, err := Verify(context.Background(), st, testLookup); err != nil || rep.Events != 2 {
+		t.Fatalf("Verify = %+v, %v", rep, err)
 	}
 }
 
