@@ -13,7 +13,7 @@ def req(schema): return {"required": True, "content": {"application/json": {"sch
 STD = {"400": problem("Malformed request"), "401": problem("Not authenticated"),
        "403": problem("Not allowed"), "413": problem("Body too large"),
        "422": problem("Valid JSON that breaks the schema"), "429": problem("Rate limited or locked out"),
-       "503": problem("Not ready, or the audit log is unavailable")}
+       "503": problem("Not ready, or the audit log is unavailable: the request was not carried out (or, when the audit log failed while it ran, its outcome could not be recorded)")}
 def op(summary, responses, body=None, tags=None, public=False, params=None):
     o = {"summary": summary, "responses": {**responses, **({} if public else STD)}}
     if body: o["requestBody"] = body
@@ -102,7 +102,9 @@ schemas = {
   "AuditEvent": {"type": "object", "required": ["id", "time", "principal", "action", "resource", "decision", "reason", "status", "request_id", "hash", "prev_hash"],
                  "properties": {k: S for k in ["id", "principal", "action", "resource", "decision", "reason", "rule", "request_id", "hash", "prev_hash", "node", "source_ip"]} | {"time": TS, "status": {"type": "integer"}, "count": {"type": "integer"},
                    "key_version": {"type": "integer", "minimum": 1, "description": "version of the audit HMAC key (audit/hmac) that chained the event"},
-                   "value_hmacs": {"type": "array", "items": S, "description": "the values the request named (search terms, detokenized tokens), each as v<key version>.<base64url of a 128-bit HMAC> under an audit-only key (audit-value/COLLECTION/FIELD, audit-value/tokens) bound to the principal; never a value, never a MAC the database holds"}}},
+                   "value_hmacs": {"type": "array", "items": S, "description": "the values the request named (search terms, detokenized tokens), each as v<key version>.<base64url of a 128-bit HMAC> under an audit-only key (audit-value/COLLECTION/FIELD, audit-value/tokens) bound to the principal; never a value, never a MAC the database holds"},
+                   "targets": {"type": "array", "items": S, "description": "what the action touched, by path: collections/C (schema), collections/C/records/ID, subjects/S, keys/NAME/versions/N (transit) or keys/KEY_ID/versions/N (Coffer's own keys), keys/NAME, clients/ID, users/ID, tokens/TYPE/ID (random tokens, by keyed MAC; deterministic and format-preserving ones are only counted), access_tokens/JTI, policy/versions/N, suspensions/PRINCIPAL. Ids only, never a value, token or secret; free-form parts are path-escaped; at most 10000 (count says how many when more). Empty in events written before targets existed. Bound into the event's hash."}},
+                 "description": "One audited request. After audit appends failed, the first event written again has action audit.outage: its reason says since when, its count how many events (of requests refused meanwhile) are missing, at most."},
   "SecurityEvent": obj({"id": S, "time": TS, "severity": S, "principal": S, "detail": {"type": "object"},
       "kind": {"type": "string", "description": "auth.bruteforce, access.denied_burst, data.bulk_read (values that left for one principal, "
                "every field of every record read or searched and every value detokenized or decrypted, over detect.bulk_read_values "

@@ -457,6 +457,7 @@ func (a auditAdapter) Audit(ctx context.Context, e httpapi.Entry) error {
 		Status:     e.Status,
 		Count:      e.Note.Count,
 		ValueHMACs: e.Note.ValueHMACs,
+		Targets:    e.Note.Targets,
 	}
 	if e.Principal != nil {
 		ev.PrincipalID, ev.PrincipalKind, ev.Roles = e.Principal.ID, e.Principal.Kind, e.Principal.Roles

@@ -248,6 +248,18 @@ type AccessNote struct {
 	// Tampered lists the ids of records that failed their integrity check
 	// (their stored data was changed outside Coffer): a security event.
 	Tampered []string
+	// Targets name, each by a path of targets.go, the things the request
+	// touched: the record created, read, changed or deleted, the subject
+	// erased, the key version made or used, the client or user changed.
+	// Ids only: never a value, a token or a secret.
+	Targets []string
+}
+
+// Touch records things the request touched (see Targets).
+func (n *AccessNote) Touch(targets ...string) {
+	if n != nil {
+		n.Targets = append(n.Targets, targets...)
+	}
 }
 
 // Allow records an allowing decision.

@@ -558,11 +558,12 @@ func (d *Detector) Suspended(id string) bool {
 // Lift ends the suspension of principal id, in the store and here. Other
 // nodes follow within Config.SyncInterval. Lifting a principal that is not
 // suspended is not an error, and writes and logs nothing: the id is what
-// the caller sent, which names no suspension.
-func (d *Detector) Lift(ctx context.Context, id string) error {
+// the caller sent, which names no suspension. It reports whether there was
+// a suspension to lift.
+func (d *Detector) Lift(ctx context.Context, id string) (bool, error) {
 	list, err := d.store.Suspensions(ctx)
 	if err != nil {
-		return fmt.Errorf("lift suspension: %w", err)
+		return false, fmt.Errorf("lift suspension: %w", err)
 	}
 	now := d.now()
 	suspended := slices.ContainsFunc(list, func(s Suspension) bool { return s.Principal == id && s.Until.After(now) })
@@ -570,13 +571,13 @@ func (d *Detector) Lift(ctx context.Context, id string) error {
 	delete(d.suspended, id) // whatever this node believed, the store says
 	d.mu.Unlock()
 	if !suspended {
-		return nil
+		return false, nil
 	}
 	if err := d.store.SuspendPrincipal(ctx, id, now, "lifted"); err != nil {
-		return fmt.Errorf("lift suspension: %w", err)
+		return false, fmt.Errorf("lift suspension: %w", err)
 	}
 	d.log.Info("detect: suspension lifted", "principal", id)
-	return nil
+	return true, nil
 }
 
 func (d *Detector) syncLoop(ctx context.Context) {

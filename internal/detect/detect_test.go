@@ -450,8 +450,8 @@ func TestSuspension(t *testing.T) {
 		t.Fatal("second node does not see the stored suspension")
 	}
 
-	if err := a.Lift(ctx, "c1"); err != nil {
-		t.Fatal(err)
+	if lifted, err := a.Lift(ctx, "c1"); err != nil || !lifted {
+		t.Fatalf("Lift(c1) = %v, %v; want lifted", lifted, err)
 	}
 	if a.Suspended("c1") {
 		t.Error("c1 still suspended after Lift")
@@ -462,8 +462,8 @@ func TestSuspension(t *testing.T) {
 	}
 
 	// Lifting what is not suspended (any id an admin sends) stores nothing.
-	if err := a.Lift(ctx, "' OR '1'='1"); err != nil {
-		t.Fatal(err)
+	if lifted, err := a.Lift(ctx, "' OR '1'='1"); err != nil || lifted {
+		t.Fatalf("Lift of a principal never suspended = %v, %v; want nothing lifted", lifted, err)
 	}
 	list, err := s.Suspensions(ctx)
 	if err != nil {

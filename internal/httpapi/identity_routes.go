@@ -44,6 +44,7 @@ func (s *Server) login(c *Call) (Reply, error) {
 		return Reply{}, err
 	}
 	c.Principal = res.Principal
+	c.Note.Touch(coffer.UserTarget(res.Principal.ID))
 	if res.MFARequired {
 		c.Note.Allow("password; MFA required")
 		return Reply{Body: map[string]any{"mfa_required": true, "mfa_token": res.MFAToken}}, nil
@@ -70,6 +71,7 @@ func (s *Server) mfa(c *Call) (Reply, error) {
 		return Reply{}, err
 	}
 	c.Principal = p
+	c.Note.Touch(coffer.UserTarget(p.ID))
 	c.Note.Allow("password+totp")
 	return Reply{Body: iss}, nil
 }
@@ -91,6 +93,7 @@ func (s *Server) startTOTP(c *Call) (Reply, error) {
 		c.Note.Deny("TOTP enrolment refused")
 		return Reply{}, err
 	}
+	c.Note.Touch(coffer.UserTarget(c.Principal.ID))
 	c.Note.Allow("self")
 	return Reply{Body: en}, nil
 }
@@ -107,6 +110,7 @@ func (s *Server) confirmTOTP(c *Call) (Reply, error) {
 		c.Note.Deny("TOTP confirmation failed")
 		return Reply{}, err
 	}
+	c.Note.Touch(coffer.UserTarget(c.Principal.ID))
 	c.Note.Allow("self")
 	return Reply{Status: http.StatusNoContent}, nil
 }
@@ -228,6 +232,7 @@ func (s *Server) deleteClient(c *Call) (Reply, error) {
 	if err := s.c.Identity.DeleteClient(c.R.Context(), c.R.PathValue("id")); err != nil {
 		return Reply{}, err
 	}
+	c.Note.Touch(coffer.ClientTarget(c.R.PathValue("id")))
 	return Reply{Status: http.StatusNoContent}, nil
 }
 
@@ -240,6 +245,7 @@ func (s *Server) rotateClient(c *Call) (Reply, error) {
 	if err != nil {
 		return Reply{}, err
 	}
+	c.Note.Touch(coffer.ClientTarget(nc.ClientID))
 	return Reply{Body: nc}, nil
 }
 
@@ -271,6 +277,7 @@ func (s *Server) createUser(c *Call) (Reply, error) {
 		return Reply{}, err
 	}
 	c.Note.Count = 1
+	c.Note.Touch(coffer.UserTarget(u.ID))
 	return Reply{Status: http.StatusCreated, Body: u}, nil
 }
 

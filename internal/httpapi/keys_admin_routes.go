@@ -106,6 +106,11 @@ func KeyAdminRoutes(admin KeyAdmin, policies Policies) func(*Router) {
 				return Reply{}, err
 			}
 			c.Note.Count = 1
+			if out.Version > 0 {
+				c.Note.Touch(coffer.KeyVersionTarget(req.KeyID, out.Version))
+			} else {
+				c.Note.Touch(coffer.KeyTarget(req.KeyID)) // the token signing key's versions are named, not numbered
+			}
 			return Reply{Body: out}, nil
 		})
 	}
@@ -142,6 +147,7 @@ func keyVersionRoutes(rt *Router, admin KeyVersionAdmin, policies Policies) {
 				return Reply{}, err
 			}
 			c.Note.Count = 1
+			c.Note.Touch(coffer.KeyVersionTarget(req.KeyID, *req.Version))
 			return Reply{Body: out}, nil
 		})
 	}

@@ -204,6 +204,7 @@ func (s *Server) token(c *Call) (Reply, error) {
 	}
 	c.Principal = p
 	c.Note.Allow("client_credentials")
+	c.Note.Touch(coffer.ClientTarget(p.ID))
 	return Reply{Body: iss}, nil
 }
 
@@ -235,8 +236,13 @@ func (s *Server) revoke(c *Call) (Reply, error) {
 	}
 	// Whoever holds a token may revoke it (RFC 7009 lets the server decide
 	// how to authenticate; the token itself is the credential here).
-	if err := s.c.Identity.Revoke(c.R.Context(), tok); err != nil {
+	id, err := s.c.Identity.Revoke(c.R.Context(), tok)
+	if err != nil {
 		return Reply{}, err
+	}
+	if id != "" {
+		c.Note.Count = 1
+		c.Note.Touch(coffer.AccessTokenTarget(id))
 	}
 	c.Note.Allow("token holder")
 	return Reply{Status: http.StatusOK}, nil
@@ -271,6 +277,7 @@ func (s *Server) createClient(c *Call) (Reply, error) {
 		return Reply{}, err
 	}
 	c.Note.Count = 1
+	c.Note.Touch(coffer.ClientTarget(nc.ClientID))
 	return Reply{Status: http.StatusCreated, Body: nc}, nil
 }
 

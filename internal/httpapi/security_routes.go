@@ -58,8 +58,13 @@ func (s *Server) liftSuspension(c *Call) (Reply, error) {
 	if !printable(id) {
 		return Reply{Status: http.StatusNoContent}, nil // no principal has such an id: nothing to lift
 	}
-	if err := s.c.Detector.Lift(c.R.Context(), id); err != nil {
+	lifted, err := s.c.Detector.Lift(c.R.Context(), id)
+	if err != nil {
 		return Reply{}, err
+	}
+	if lifted {
+		c.Note.Count = 1
+		c.Note.Touch(coffer.SuspensionTarget(id))
 	}
 	return Reply{Status: http.StatusNoContent}, nil
 }

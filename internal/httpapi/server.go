@@ -30,7 +30,9 @@ import (
 type Identity interface {
 	Authenticate(ctx context.Context, token string) (*coffer.Principal, error)
 	ClientCredentials(ctx context.Context, clientID, secret, ip string) (identity.Issued, *coffer.Principal, error)
-	Revoke(ctx context.Context, token string) error
+	// Revoke revokes an access token and returns its token id ("" when
+	// the token does not verify: nothing was revoked).
+	Revoke(ctx context.Context, token string) (string, error)
 	JWKS() ([]byte, error)
 	CreateClient(ctx context.Context, name string, roles []string, attrs map[string]string) (identity.NewClient, error)
 	Clients(ctx context.Context) ([]identity.ClientInfo, error)
@@ -59,7 +61,8 @@ type Tokens interface {
 // suspended principals.
 type Detector interface {
 	Suspended(id string) bool
-	Lift(ctx context.Context, id string) error
+	// Lift lifts id's suspension and reports whether it was suspended.
+	Lift(ctx context.Context, id string) (bool, error)
 	Events(ctx context.Context, since time.Time, kind string, limit int) ([]coffer.SecurityEvent, error)
 }
 
@@ -383,7 +386,7 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request, route string, opt
 			// committed): say what, by name, so it can be reconciled.
 			s.c.Logger.Error("audit write failed: refusing to answer; the request's outcome is not in the audit log",
 				"route", route, "request_id", c.RequestID, "action", c.Note.Action, "resource", c.Note.Resource,
-				"status", status, "error", aerr)
+				"targets", c.Note.Targets, "status", status, "error", aerr)
 			status = writeProblem(w, &coffer.Error{Code: coffer.EUNAVAILABLE, Message: "audit log unavailable; request not answered", RetryAfterSeconds: 5}, c.RequestID)
 			return
 		}

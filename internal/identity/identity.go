@@ -280,25 +280,26 @@ func (s *Service) Authenticate(ctx context.Context, token string) (*coffer.Princ
 }
 
 // Revoke revokes an access token (RFC 7009): it is refused by this node at
-// once and by every node within the refresh interval. Revoking a token that
-// does not verify is not an error (RFC 7009 §2.2). A trusted external
-// issuer's token is revoked at Coffer the same way, by its jti (or, where
-// the issuer may leave jti out, by its hash).
-func (s *Service) Revoke(ctx context.Context, token string) error {
+// once and by every node within the refresh interval. It returns the
+// token's id, for the audit log. Revoking a token that does not verify is
+// not an error (RFC 7009 §2.2), and revokes nothing: the id is "". A
+// trusted external issuer's token is revoked at Coffer the same way, by its
+// jti (or, where the issuer may leave jti out, by its hash).
+func (s *Service) Revoke(ctx context.Context, token string) (string, error) {
 	p, err := s.c.Tokens.Verify(token)
 	if _, ext := s.c.External.Issuer(token); ext {
 		p, err = s.c.External.Verify(ctx, token)
 	}
 	if err != nil || p.TokenID == "" {
-		return nil
+		return "", nil
 	}
 	if err := s.c.Store.RevokeToken(ctx, p.TokenID, p.TokenExpiry); err != nil {
-		return fmt.Errorf("identity: revoke: %w", err)
+		return "", fmt.Errorf("identity: revoke: %w", err)
 	}
 	s.mu.Lock()
 	s.revoked[p.TokenID] = struct{}{}
 	s.mu.Unlock()
-	return nil
+	return p.TokenID, nil
 }
 
 // JWKS returns the published signing keys as a JSON Web Key Set.

@@ -127,6 +127,7 @@ func (h *Holder) Put(ctx context.Context, p *coffer.Principal, data []byte, form
 	if err != nil {
 		return fmt.Errorf("policystore: save: %w", err)
 	}
+	note.Touch(coffer.PolicyTarget(v))
 	h.cur.Store(np)
 	h.ver.Store(v)
 	if h.Reload != nil {

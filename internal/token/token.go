@@ -345,6 +345,17 @@ func (s *Service) Tokenize(ctx context.Context, c Caller, items []Item) ([]strin
 		rows = append(rows, row)
 		item = append(item, i)
 	}
+	// The audit names each token as Detokenize does: under the audit-only
+	// token value key, bound to the caller (never the token, nor its MAC,
+	// its row's key in a database copy). Made before anything is stored.
+	targets := make([]string, len(out))
+	for i, tok := range out {
+		vh, err := audit.ValueHMAC(ctx, s.c.Keys, audit.TokenValueKeyID, c.PrincipalID(), []byte(tok))
+		if err != nil {
+			return nil, fmt.Errorf("token: audit value: %w", err)
+		}
+		targets[i] = coffer.TokenTarget(items[i].Type, vh)
+	}
 	conflicts, err := s.c.Store.PutTokens(ctx, rows)
 	if err != nil {
 		return nil, err
@@ -353,6 +364,7 @@ func (s *Service) Tokenize(ctx context.Context, c Caller, items []Item) ([]strin
 		return nil, s.conflict(ctx, rows, item, conflicts, now)
 	}
 	c.Note.Count = len(out)
+	c.Note.Touch(targets...)
 	return out, nil
 }
 

@@ -415,14 +415,14 @@ func (s *Service) Import(ctx context.Context, c Caller, name string, req ImportR
 	if err != nil {
 		return KeyInfo{}, err
 	}
-	return s.createKey(ctx, TransitKey{Name: name}, "import", func() (uint32, error) {
+	return c.touched(s.createKey(ctx, TransitKey{Name: name}, "import", func() (uint32, error) {
 		material, err := s.unwrap(ctx, h, ct)
 		if err != nil {
 			return 0, err
 		}
 		defer clear(material)
 		return s.c.Keys.Import(ctx, KeyID(name), material)
-	})
+	}))
 }
 
 // ImportVersion makes the key the caller brought the next version of the
@@ -449,7 +449,7 @@ func (s *Service) ImportVersion(ctx context.Context, c Caller, name string, req 
 	if err != nil {
 		return KeyInfo{}, err
 	}
-	return s.info(ctx, k)
+	return c.touched(s.info(ctx, k))
 }
 
 // checkImport reads an import request's hash function and ciphertext.

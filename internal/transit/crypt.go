@@ -170,20 +170,25 @@ func (s *Service) sealEach(ctx context.Context, c Caller, name string, in []deco
 	}
 	sl := s.sealer(k)
 	sealed := 0
+	finish := func(err error) (int, error) {
+		s.count(ctx, name, sealed)
+		if sealed > 0 {
+			c.Note.Touch(coffer.KeyVersionTarget(name, k.LatestVersion))
+		}
+		return sealed, err
+	}
 	for i := range in {
 		if in[i].problem != "" {
 			continue
 		}
 		ct, err := sl.seal(ctx, in[i].plaintext, in[i].context)
 		if err != nil {
-			s.count(ctx, name, sealed)
-			return sealed, err
+			return finish(err)
 		}
 		put(i, ct)
 		sealed++
 	}
-	s.count(ctx, name, sealed)
-	return sealed, nil
+	return finish(nil)
 }
 
 // openEach opens every usable item of in and hands put each plaintext,
@@ -191,7 +196,8 @@ func (s *Service) sealEach(ctx context.Context, c Caller, name string, in []deco
 // does not decrypt goes to failed; with reseal set, every plaintext is
 // sealed again under the key's latest version (rotating it first when
 // due) and put gets the ciphertext instead. It returns how many items
-// it completed.
+// it completed, and notes each key version it opened or sealed under as a
+// target of c's call.
 func (s *Service) openEach(ctx context.Context, c Caller, name string, in []decoded, failed itemFailure, reseal bool,
 	put func(i int, pt []byte, ct Ciphertext)) (int, error) {
 	k, err := s.load(ctx, c, name)
@@ -209,9 +215,13 @@ func (s *Service) openEach(ctx context.Context, c Caller, name string, in []deco
 		sl = s.sealer(k)
 	}
 	done := 0
+	opened := map[uint32]bool{}
 	finish := func(err error) (int, error) {
 		if reseal {
 			s.count(ctx, name, done)
+			if done > 0 {
+				c.Note.Touch(coffer.KeyVersionTarget(name, k.LatestVersion))
+			}
 		}
 		return done, err
 	}
@@ -228,6 +238,10 @@ func (s *Service) openEach(ctx context.Context, c Caller, name string, in []deco
 		}
 		if err != nil {
 			return finish(err)
+		}
+		if v, verr := envelope.KeyVersion(in[i].env); verr == nil && !opened[v] {
+			opened[v] = true
+			c.Note.Touch(coffer.KeyVersionTarget(name, v))
 		}
 		var ct Ciphertext
 		if reseal {

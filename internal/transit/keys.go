@@ -76,11 +76,11 @@ func (s *Service) Create(ctx context.Context, c Caller, name string, spec KeySpe
 		return KeyInfo{}, err
 	}
 	k := TransitKey{Name: name, Deletable: spec.Deletable, AutoRotatePeriod: period}
-	return s.createKey(ctx, k, "create", func() (uint32, error) {
+	return c.touched(s.createKey(ctx, k, "create", func() (uint32, error) {
 		// Rotate makes a version nothing has used, even if an earlier
 		// attempt left versions behind (MinDecryptionVersion hides them).
 		return s.c.Keys.Rotate(ctx, KeyID(name))
-	})
+	}))
 }
 
 // admitNew checks that c may create the transit key name (action admin,
@@ -168,7 +168,7 @@ func (s *Service) Rotate(ctx context.Context, c Caller, name string) (KeyInfo, e
 	if err != nil {
 		return KeyInfo{}, err
 	}
-	return s.info(ctx, k)
+	return c.touched(s.info(ctx, k))
 }
 
 // Configure changes a key's minimum decryption version, deletability and
@@ -209,6 +209,7 @@ func (s *Service) Configure(ctx context.Context, c Caller, name string, cfg KeyC
 	if err := s.c.Store.ConfigureTransitKey(ctx, k); err != nil {
 		return KeyInfo{}, fmt.Errorf("transit: configure key: %w", err)
 	}
+	c.Note.Touch(coffer.KeyTarget(name))
 	return s.info(ctx, k)
 }
 
@@ -236,6 +237,7 @@ func (s *Service) Delete(ctx context.Context, c Caller, name string) error {
 	if err := s.c.Keys.Destroy(ctx, KeyID(name)); err != nil {
 		return fmt.Errorf("transit: delete key: %w", err)
 	}
+	c.Note.Touch(coffer.KeyTarget(name))
 	if err := s.c.Store.DeleteTransitKey(ctx, name); err != nil && coffer.ErrorCode(err) != coffer.ENOTFOUND {
 		return fmt.Errorf("transit: delete key: %w", err)
 	}

@@ -248,6 +248,16 @@ func begin(c Caller, action, name string, count int) error {
 	return nil
 }
 
+// touched notes, when err is nil, the version of the key that info shows
+// as its latest (the one a creation, import or rotation made) as a target
+// of c's call, and returns info and err.
+func (c Caller) touched(info KeyInfo, err error) (KeyInfo, error) {
+	if err == nil {
+		c.Note.Touch(coffer.KeyVersionTarget(info.Name, info.LatestVersion))
+	}
+	return info, err
+}
+
 // admitAdmin begins an administrative call on the key name and authorizes
 // it (policy action admin on keys/NAME), noting it for the audit log as
 // action keys.OP: the policy asks only for admin, but the log must tell a

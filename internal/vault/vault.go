@@ -200,6 +200,7 @@ func (v *Vault) CreateCollection(ctx context.Context, c Caller, spec CollectionS
 	if err := v.c.Store.CreateCollection(ctx, col); err != nil {
 		return coffer.Collection{}, err
 	}
+	c.Note.Touch(coffer.CollectionTarget(col.Name))
 	return col, nil
 }
 
@@ -334,6 +335,7 @@ func (v *Vault) CreateRecord(ctx context.Context, c Caller, collection string, n
 	if err := v.c.Store.InsertRecord(ctx, rec, idx); err != nil {
 		return "", err
 	}
+	c.Note.Touch(coffer.RecordTarget(collection, rid))
 	return rid, nil
 }
 
@@ -424,6 +426,9 @@ func (v *Vault) loadRecord(ctx context.Context, c Caller, collection, id string)
 	}
 	if r.Canary {
 		c.Note.Canary = true
+	}
+	if err == nil {
+		c.Note.Touch(coffer.RecordTarget(collection, id))
 	}
 	return r, err
 }
@@ -776,6 +781,7 @@ func (v *Vault) SearchRecords(ctx context.Context, c Caller, collection string, 
 		}
 		out = append(out, view)
 		c.Note.Values += len(view.Data)
+		c.Note.Touch(coffer.RecordTarget(collection, r.ID))
 	}
 	if perRecord && !allowedAny {
 		// Nothing visible: answer like an empty search, and note the denial.
@@ -907,6 +913,7 @@ func (v *Vault) EraseSubject(ctx context.Context, c Caller, subject string) (int
 	if err := v.c.Keys.Destroy(ctx, keyIDFor("", subject)); err != nil {
 		return 0, fmt.Errorf("vault: destroy subject key: %w", err)
 	}
+	c.Note.Touch(coffer.SubjectTarget(subject))
 	n, err := v.c.Store.DeleteSubjectRecords(ctx, subject)
 	if err != nil {
 		return 0, err
