@@ -171,24 +171,10 @@ func (s *storm) value(v string) string {
 	return v
 }
 
-// stormConfig loads n's configuration as its server does.
-func stormConfig(t *testing.T, n *node) *config.Config {
-	t.Helper()
-	var env []string
-	if n.backend != "sqlite" {
-		env = append(env, "COFFER_DATABASE_ALLOW_SUPERUSER=true")
-	}
-	cfg, err := config.Load(n.dir, env)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return cfg
-}
-
 // stormStore opens n's store beside its server.
 func stormStore(t *testing.T, n *node) *store.DB {
 	t.Helper()
-	_, dsn := stormConfig(t, n).Database()
+	_, dsn := n.config(setup{}).Database()
 	db, err := store.Open(context.Background(), dsn, store.Options{MaxConns: 2})
 	if err != nil {
 		t.Fatal(err)
@@ -438,14 +424,19 @@ func TestDisconnectStorm(t *testing.T) {
 			reqs = append(reqs, jsonReq("POST", "/v1/keys", admin, map[string]any{"name": k}))
 		}
 		s.run("transit create", reqs)
-		check("transit create", func(t *testing.T, ev phaseEvents) {
+		// firstVersions names the first version of each key of names that
+		// exists.
+		firstVersions := func(names []string) []string {
 			var made []string
-			for _, k := range keys {
+			for _, k := range names {
 				if _, err := db.TransitKey(ctx, k); err == nil {
 					made = append(made, coffer.KeyVersionTarget(k, 1))
 				}
 			}
-			sameSet(t, "transit keys created", made, ev.ok().targets(t))
+			return made
+		}
+		check("transit create", func(t *testing.T, ev phaseEvents) {
+			sameSet(t, "transit keys created", firstVersions(keys), ev.ok().targets(t))
 		})
 
 		create("/v1/keys", map[string]any{"name": "storm-rot"})
@@ -587,13 +578,7 @@ func TestDisconnectStorm(t *testing.T) {
 		}
 		s.run("transit import", reqs)
 		check("transit import", func(t *testing.T, ev phaseEvents) {
-			var made []string
-			for _, k := range imports {
-				if _, err := db.TransitKey(ctx, k); err == nil {
-					made = append(made, coffer.KeyVersionTarget(k, 1))
-				}
-			}
-			sameSet(t, "transit keys imported", made, ev.ok().targets(t))
+			sameSet(t, "transit keys imported", firstVersions(imports), ev.ok().targets(t))
 		})
 		create("/v1/keys/storm-impv/import", map[string]any{"ciphertext": wrapped()})
 		reqs = nil
@@ -799,7 +784,7 @@ func TestDisconnectStorm(t *testing.T) {
 		check("users create", func(t *testing.T, ev phaseEvents) {
 			var made []string
 			for _, u := range users {
-				if got, err := db.UserByName(ctx, u); err == nil {
+				if got, err := db.UserByName(ctx, "", u); err == nil {
 					made = append(made, coffer.UserTarget(got.ID))
 				}
 			}
@@ -931,7 +916,7 @@ func TestDisconnectStorm(t *testing.T) {
 		t.Logf("%d requests closed abruptly, %d handled", s.sent, len(s.handled))
 
 		byRequest := map[string][]audit.Event{}
-		cfg := stormConfig(t, n)
+		cfg := n.config(setup{})
 		err = db.ScanAudit(ctx, cfg.Node, 0, func(e audit.Event) error {
 			byRequest[e.RequestID] = append(byRequest[e.RequestID], e)
 			return nil
@@ -1022,36 +1007,41 @@ func laterVersions(t *testing.T, db *store.DB, name string) []string {
 func stormSQL(t *testing.T, n *node, query string, fn func(scan func(...any) error)) {
 	t.Helper()
 	ctx := context.Background()
-	kind, dsn := stormConfig(t, n).Database()
+	kind, dsn := n.config(setup{}).Database()
+	var (
+		rows interface {
+			Next() bool
+			Scan(...any) error
+			Err() error
+		}
+		err error
+	)
 	if kind == config.DatabaseSQLite {
-		db, err := sql.Open("sqlite", dsn)
-		if err != nil {
-			t.Fatal(err)
+		db, oerr := sql.Open("sqlite", dsn)
+		if oerr != nil {
+			t.Fatal(oerr)
 		}
 		defer db.Close()
-		rows, err := db.QueryContext(ctx, query)
-		if err != nil {
-			t.Fatal(err)
+		var r *sql.Rows
+		if r, err = db.QueryContext(ctx, query); err == nil {
+			defer r.Close()
+			rows = r
 		}
-		defer rows.Close()
-		for rows.Next() {
-			fn(rows.Scan)
+	} else {
+		conn, cerr := pgx.Connect(ctx, dsn)
+		if cerr != nil {
+			t.Fatal(cerr)
 		}
-		if err := rows.Err(); err != nil {
-			t.Fatal(err)
+		defer conn.Close(ctx)
+		var r pgx.Rows
+		if r, err = conn.Query(ctx, query); err == nil {
+			defer r.Close()
+			rows = r
 		}
-		return
 	}
-	conn, err := pgx.Connect(ctx, dsn)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer conn.Close(ctx)
-	rows, err := conn.Query(ctx, query)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer rows.Close()
 	for rows.Next() {
 		fn(rows.Scan)
 	}
