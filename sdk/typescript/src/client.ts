@@ -115,6 +115,8 @@ export interface AuditEvent {
   request_id: string;
   hash: string;
   prev_hash: string;
+  /** What the action touched, by path (`collections/C/records/ID`, `subjects/S`, …): ids, never values. Empty in events written before events named it. */
+  targets?: string[];
   [key: string]: unknown;
 }
 
