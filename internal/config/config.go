@@ -50,6 +50,10 @@ type Config struct {
 	Keys     KeyRotation `yaml:"keys"`
 	Tokens   Tokens      `yaml:"tokens"`
 	Transit  Transit     `yaml:"transit"`
+	// Relay tokenizes and detokenizes fields of HTTP traffic on its way
+	// to configured upstreams (docs/relay.md); off while Relay.Listen is
+	// empty.
+	Relay Relay `yaml:"relay,omitempty"`
 
 	// Dev marks a development instance (`coffer dev`).
 	Dev bool `yaml:"dev"`
@@ -404,6 +408,74 @@ type BYOK struct {
 	// tooling that cannot do better (default false: such an import is a
 	// 422 saying so).
 	AllowSHA1 bool `yaml:"allow_sha1"`
+}
+
+// Relay configures the relay: an HTTPS reverse proxy in front of
+// configured upstreams that tokenizes, detokenizes and masks listed fields
+// of the bodies passing through, acting as one client (docs/relay.md).
+type Relay struct {
+	// Listen is the relay's HTTPS address (served with the server
+	// certificate); the relay is off while it is empty.
+	Listen string `yaml:"listen,omitempty"`
+	// Client is the id of the client the relay acts as: its roles decide
+	// what the relay may tokenize and detokenize, and every relayed call
+	// is audited under it.
+	Client string `yaml:"client,omitempty"`
+	// UpstreamCAFile, if set, holds the PEM certificates that https
+	// upstreams' certificates must chain to (default: the system's roots).
+	// Upstream certificates are always verified.
+	UpstreamCAFile string `yaml:"upstream_ca_file,omitempty" path:"true"`
+	// UpstreamTimeout bounds the wait for an upstream's response headers
+	// (0: 30s); past it the relay answers 504.
+	UpstreamTimeout Duration `yaml:"upstream_timeout,omitempty"`
+	// Routes are matched in order against a request's method and path;
+	// an unmatched request is answered 404 and not forwarded. They reload
+	// on SIGHUP.
+	Routes []RelayRoute `yaml:"routes,omitempty"`
+}
+
+// RelayRoute is one relayed route.
+type RelayRoute struct {
+	// Name labels the route in audit events and metrics (unique;
+	// letters, digits, '-', '_').
+	Name string `yaml:"name"`
+	// Match selects the requests of the route.
+	Match RelayMatch `yaml:"match"`
+	// Upstream is the scheme://host[:port] requests are sent to, with the
+	// request's path and query kept (http or https; no path, user, query
+	// or fragment).
+	Upstream string `yaml:"upstream"`
+	// Request is applied to the request's body (and query) before it is
+	// forwarded, Response to the upstream's answer before it is returned.
+	Request  RelaySection `yaml:"request,omitempty"`
+	Response RelaySection `yaml:"response,omitempty"`
+}
+
+// RelayMatch selects requests by method and path.
+type RelayMatch struct {
+	// Method is an HTTP method (GET, POST, …) or "*" for any.
+	Method string `yaml:"method"`
+	// Path is an exact path ("/signup") or a prefix ending in "/*"
+	// ("/api/*" matches /api/ and everything under it).
+	Path string `yaml:"path"`
+}
+
+// RelaySection lists what happens to the fields of one body. A field is
+// a dotted path with "[*]" for every array element (card.number,
+// items[*].email) and means the same in JSON and in form bodies.
+type RelaySection struct {
+	Tokenize   []RelayField `yaml:"tokenize,omitempty"`
+	Detokenize []RelayField `yaml:"detokenize,omitempty"`
+	Mask       []RelayField `yaml:"mask,omitempty"`
+}
+
+// RelayField is one field of a section. Tokenize takes type and mode;
+// detokenize takes neither (a token knows its type); mask takes masker.
+type RelayField struct {
+	Field  string `yaml:"field"`
+	Type   string `yaml:"type,omitempty"`
+	Mode   string `yaml:"mode,omitempty"`
+	Masker string `yaml:"masker,omitempty"`
 }
 
 // Webhook receives security events; each POST is signed with Secret.

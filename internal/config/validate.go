@@ -217,6 +217,8 @@ func (c *Config) Validate() error {
 		add("transit.byok.wrapping_key_grace", "must be shorter than transit.byok.wrapping_key_rotate_after")
 	}
 
+	c.validateRelay(add)
+
 	if c.Node == "" || len(c.Node) > 128 || strings.ContainsFunc(c.Node, func(r rune) bool { return r <= ' ' || r == 0x7f }) {
 		add("node", "must be 1-128 characters without spaces")
 	}

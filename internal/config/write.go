@@ -125,6 +125,7 @@ func (c *Config) clone() *Config {
 	out.Auth.External = slices.Clone(c.Auth.External)
 	out.Detect.Webhooks = slices.Clone(c.Detect.Webhooks)
 	out.Limits.Roles = maps.Clone(c.Limits.Roles)
+	out.Relay.Routes = cloneRoutes(c.Relay.Routes)
 	return &out
 }
 
