@@ -10,9 +10,11 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"os/signal"
 	"path/filepath"
 	"runtime/debug"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -230,11 +232,12 @@ func serveCmd(stdout, stderr io.Writer, env []string) *cobra.Command {
 			if !app.Initialised(dir) {
 				return &exitError{code: 1, err: fmt.Errorf("%s is not an initialised data directory: run `coffer init --data-dir %s` first", dir, dir)}
 			}
-			cfg, err := loadConfig(dir, env, map[string]string{"listen": listen, "metrics_listen": metricsListen, "database_url": dbURL})
+			flags := map[string]string{"listen": listen, "metrics_listen": metricsListen, "database_url": dbURL}
+			cfg, err := loadConfig(dir, env, flags)
 			if err != nil {
 				return err
 			}
-			return serve(cmd.Context(), cfg, stderr, nil)
+			return serve(cmd.Context(), cfg, stderr, nil, func() (*config.Config, error) { return loadConfig(dir, env, flags) })
 		},
 	}
 	dataDirFlag(cmd, env, &dir)
@@ -244,8 +247,10 @@ func serveCmd(stdout, stderr io.Writer, env []string) *cobra.Command {
 	return cmd
 }
 
-// serve runs a server until ctx ends (SIGINT/SIGTERM), then drains.
-func serve(ctx context.Context, cfg *config.Config, logw io.Writer, ready func(addr string)) error {
+// serve runs a server until ctx ends (SIGINT/SIGTERM), then drains. On
+// SIGHUP it loads the configuration again (reload) and reloads the
+// relay's routes.
+func serve(ctx context.Context, cfg *config.Config, logw io.Writer, ready func(addr string), reload func() (*config.Config, error)) error {
 	log := newLogger(logw, cfg.LogLevel)
 	app.Harden(log)
 	app.TuneRuntime(log)
@@ -268,6 +273,32 @@ func serve(ctx context.Context, cfg *config.Config, logw io.Writer, ready func(a
 		}
 		go func() { errc <- srv.ServeMetrics(mln) }()
 	}
+	if cfg.Relay.Listen != "" {
+		rln, err := app.Listen(cfg.Relay.Listen)
+		if err != nil {
+			_ = srv.Shutdown(context.Background())
+			return &exitError{code: 1, err: fmt.Errorf("relay: %w", err)}
+		}
+		go func() { errc <- srv.ServeRelay(rln) }()
+		log.Info("coffer relay serving", "url", "https://"+rln.Addr().String(), "routes", len(cfg.Relay.Routes))
+	}
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer func() {
+		signal.Stop(hup)
+		close(hup) // ends the reloader: no signal is sent after Stop
+	}()
+	go func() {
+		for range hup {
+			ncfg, err := reload()
+			if err == nil {
+				err = srv.ReloadRelay(ncfg)
+			}
+			if err != nil {
+				log.Error("SIGHUP: configuration not reloaded; the running relay routes are kept", "error", err)
+			}
+		}
+	}()
 	log.Info("coffer serving", "url", "https://"+ln.Addr().String(), "metrics", cfg.MetricsListen, "version", version)
 	if ready != nil {
 		ready(ln.Addr().String())
@@ -314,13 +345,14 @@ func devCmd(stdout, stderr io.Writer, env []string) *cobra.Command {
 			} else if b, err := os.ReadFile(credsFile); err == nil { // #nosec G304 -- our own data dir
 				_ = json.Unmarshal(b, &res)
 			}
-			cfg, err := loadConfig(dir, env, map[string]string{"listen": listen})
+			flags := map[string]string{"listen": listen}
+			cfg, err := loadConfig(dir, env, flags)
 			if err != nil {
 				return err
 			}
 			return serve(cmd.Context(), cfg, stderr, func(addr string) {
 				printDev(stdout, res, addr)
-			})
+			}, func() (*config.Config, error) { return loadConfig(dir, env, flags) })
 		},
 	}
 	cmd.Flags().StringVar(&dir, "data-dir", ".coffer-dev", "data directory")

@@ -25,6 +25,7 @@ import (
 	"github.com/cofferhq/coffer/internal/metrics"
 	"github.com/cofferhq/coffer/internal/pki"
 	"github.com/cofferhq/coffer/internal/quota"
+	"github.com/cofferhq/coffer/internal/relay"
 	"github.com/cofferhq/coffer/internal/witness"
 )
 
@@ -56,6 +57,11 @@ type Server struct {
 	// mu serialises building the components (on unseal) with Shutdown.
 	mu     sync.Mutex
 	closed bool
+
+	// relay is the relay once the components are built (nil while sealed
+	// or when relay.listen is empty); relaySrv serves it.
+	relay    atomic.Pointer[relay.Relay]
+	relaySrv *http.Server
 
 	// witness delivers the audit checkpoints to audit.witness (nil when
 	// none is configured); the audit writer owns and closes it.
@@ -205,6 +211,15 @@ func (s *Server) build(ctx context.Context, o Options) error {
 	})
 	if ci, err := pki.CertInfo(cfg.TLS.CertFile); err == nil {
 		s.metrics.CertExpiry.Set(float64(ci.NotAfter.Unix()))
+	}
+	rl, err := s.openRelay(c)
+	if err != nil {
+		s.detector.Close()
+		_ = s.audit.Close(context.WithoutCancel(ctx))
+		return fail(err)
+	}
+	if rl != nil {
+		s.relay.Store(rl)
 	}
 	s.live.Store(s.api)
 	return nil
@@ -392,8 +407,12 @@ func (s *Server) ServeMetrics(ln net.Listener) error {
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.mu.Lock() // waits for an unseal that is building the components
 	s.closed = true
-	metSrv := s.metSrv
+	metSrv, relaySrv := s.metSrv, s.relaySrv
 	s.mu.Unlock()
+	if relaySrv != nil {
+		// First: relayed calls use the API's components.
+		_ = relaySrv.Shutdown(ctx)
+	}
 	err := s.httpSrv.Shutdown(ctx)
 	if metSrv != nil {
 		_ = metSrv.Shutdown(ctx)

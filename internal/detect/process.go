@@ -14,8 +14,9 @@ import (
 // isTokenize reports whether action tokenizes values, so that its Count
 // adds to data.bulk_tokenize: "tokenize", and "tokenize_linkable" where
 // linkable modes are an action of their own.
+// A relayed call ("relay") counts its tokenized values in Count.
 func isTokenize(action string) bool {
-	return action == "tokenize" || action == "tokenize_linkable"
+	return action == "tokenize" || action == "tokenize_linkable" || action == "relay"
 }
 
 // maxBatch bounds how many queued observations one pass takes.

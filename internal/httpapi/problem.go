@@ -22,6 +22,32 @@ var statusOf = map[string]int{
 	coffer.EINTERNAL:        http.StatusInternalServerError,
 	"method_not_allowed":    http.StatusMethodNotAllowed,
 	"unsupported_media":     http.StatusUnsupportedMediaType,
+	CodeBadGateway:          http.StatusBadGateway,
+	CodeGatewayTimeout:      http.StatusGatewayTimeout,
+}
+
+// Codes of the relay's answers about its upstreams (internal/relay).
+const (
+	// CodeBadGateway: an upstream could not be reached, or its answer
+	// could not be transformed as its route says (502).
+	CodeBadGateway = "bad_gateway"
+	// CodeGatewayTimeout: an upstream did not answer in time (504).
+	CodeGatewayTimeout = "gateway_timeout"
+)
+
+// StatusOf returns the status the one table gives err (500 for anything
+// that is not a *coffer.Error with a known code).
+func StatusOf(err error) int {
+	if st, ok := statusOf[coffer.ErrorCode(err)]; ok {
+		return st
+	}
+	return http.StatusInternalServerError
+}
+
+// WriteProblem writes err as problem+json, as every API answer is, and
+// returns the status written (for the relay, which shares this table).
+func WriteProblem(w http.ResponseWriter, err error, requestID string) int {
+	return writeProblem(w, err, requestID)
 }
 
 // Problem is an RFC 9457 problem details body.

@@ -45,6 +45,11 @@ type Metrics struct {
 	AuditWitnessLag prometheus.Gauge
 	// AuditWitnessFailures counts failed deliveries to the audit witness.
 	AuditWitnessFailures prometheus.Counter
+	// RelayRequests counts relayed calls by route (a configured route's
+	// name, or "unmatched") and outcome (internal/relay's Outcomes).
+	RelayRequests *prometheus.CounterVec
+	// RelayLatency is the relay's latency by route, upstream included.
+	RelayLatency *prometheus.HistogramVec
 }
 
 // New registers every collector, with Go runtime and process collectors,
@@ -121,12 +126,20 @@ func New() *Metrics {
 			Name: "coffer_audit_witness_failures_total",
 			Help: "Failed deliveries of signed audit checkpoints to the witness.",
 		}),
+		RelayRequests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "coffer_relay_requests_total",
+			Help: "Calls to the relay by route and outcome (forwarded, refused, unreachable, timeout, bad_upstream, error, unmatched).",
+		}, []string{"route", "outcome"}),
+		RelayLatency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "coffer_relay_request_duration_seconds", Help: "Latency of relayed calls by route, the upstream's time included.",
+			Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30},
+		}, []string{"route"}),
 	}
 	reg.MustRegister(m.Requests, m.Latency, m.AuthFailures, m.Decisions, m.Records, m.TokenValues,
 		m.AuditWrites, m.AuditFailures, m.AuditLatency, m.AuditBatch, m.SecurityEvents, m.KeyOps,
 		m.CertExpiry, m.RewrapProcessed, m.KeysTooManyValues, m.QuotaRefusals,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	reg.MustRegister(m.AuditRowMismatches, m.AuditWitnessLag, m.AuditWitnessFailures)
+	reg.MustRegister(m.AuditRowMismatches, m.AuditWitnessLag, m.AuditWitnessFailures, m.RelayRequests, m.RelayLatency)
 	return m
 }
 
