@@ -338,14 +338,21 @@ func (c *checker) envPrefix(prefix string) bool {
 var (
 	// invocationRe finds `coffer`, `./bin/coffer` or `go run ./cmd/coffer`
 	// as a command; `/var/lib/coffer` is a path.
-	invocationRe = regexp.MustCompile(`(?:^|[\s(=;|&])(?:[\w./-]*(?:bin|cmd)/)?coffer(?:\s|$)`)
+	invocationRe = regexp.MustCompile(`(?:^|[\s(=;|&])(?:[\w./-]*(?:bin|cmd)/)?coffer`)
 	wordRe       = regexp.MustCompile(`^[a-z][a-z0-9-]*$`)
 )
 
 // commands checks every `coffer …` invocation in s.
 func (c *checker) commands(file string, n int, s string) {
 	for _, loc := range invocationRe.FindAllStringIndex(s, -1) {
-		c.invocation(file, n, s[loc[1]:])
+		rest := s[loc[1]:]
+		if rest != "" && !unicode.IsSpace(rune(rest[0])) {
+			continue // coffer.yaml, coffer_http_requests_total
+		}
+		if f := strings.Fields(rest); len(f) > 0 && f[0] == "coffer" {
+			continue // `sudo -u coffer coffer init`: the user, then the command
+		}
+		c.invocation(file, n, rest)
 	}
 }
 
