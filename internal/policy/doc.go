@@ -6,7 +6,7 @@
 //
 // # What it owns
 //
-//   - The document format (API.md, "Policy document", and the action
+//   - The document format (docs/policy.md; API.md, "Policy document", and the action
 //     tokenize_linkable: deterministic and format-preserving tokens, which
 //     tokenize no longer grants), read as YAML or JSON, strictly: every
 //     problem in a document is reported at once, each with its path, and
