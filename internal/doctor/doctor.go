@@ -214,6 +214,7 @@ func Run(ctx context.Context, opts Options) (Report, error) {
 		checkServerCert,
 		checkTLSKeyFiles,
 		checkListeners,
+		checkRelay,
 		checkRateLimit,
 		checkBYOK,
 		checkAuditSink,
@@ -280,6 +281,7 @@ func checkStore(ctx context.Context, st *state) []Finding {
 	out = append(out, checkPostgresRoles(ctx, st)...)
 	out = append(out, checkPolicy(ctx, st)...)
 	out = append(out, checkClients(ctx, st)...)
+	out = append(out, checkRelayClient(ctx, st)...)
 	out = append(out, checkRetention(st)...)
 	return out
 }

@@ -140,7 +140,7 @@ const relayRoutes = `
       request: {tokenize: [{field: ssn, type: ssn}]}
 `
 
-func startRelay(t *testing.T, n *node) *relayEnv {
+func startRelay(t testing.TB, n *node) *relayEnv {
 	t.Helper()
 	ctx := context.Background()
 	if err := n.admin.PutPolicy(ctx, []byte(relayPolicy), "yaml"); err != nil {
