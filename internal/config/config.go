@@ -519,7 +519,7 @@ func defaults(dir string) *Config {
 		TransitCompatMount: DefaultTransitCompatMount,
 		LogLevel:           DefaultLogLevel,
 		dir:                dir,
-		derived:  map[string]bool{},
+		derived:            map[string]bool{},
 	}
 }
 
