@@ -50,7 +50,18 @@ func vaultBinary(t *testing.T) string {
 // JSON output, decoded.
 func vaultCLI(t *testing.T, bin, addr, ca, token, stdin string, args ...string) map[string]any {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	out := vaultCLIRaw(t, bin, addr, ca, token, stdin, args...)
+	var v map[string]any
+	if err := json.Unmarshal(out, &v); err != nil {
+		t.Fatalf("vault %s: output is not JSON: %s", strings.Join(args, " "), out)
+	}
+	return v
+}
+
+// vaultCLIRaw runs the vault CLI and returns its standard output.
+func vaultCLIRaw(t *testing.T, bin, addr, ca, token, stdin string, args ...string) []byte {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, bin, args...) // #nosec G204 -- the test's own arguments
 	cmd.Env = []string{"VAULT_ADDR=" + addr, "VAULT_TOKEN=" + token, "VAULT_CACERT=" + ca, "VAULT_FORMAT=json",
@@ -61,16 +72,13 @@ func vaultCLI(t *testing.T, bin, addr, ca, token, stdin string, args ...string) 
 	if err := cmd.Run(); err != nil {
 		t.Fatalf("vault %s: %v\n%s%s", strings.Join(args, " "), err, out.String(), errb.String())
 	}
-	var v map[string]any
-	if err := json.Unmarshal(out.Bytes(), &v); err != nil {
-		t.Fatalf("vault %s: output is not JSON: %s", strings.Join(args, " "), out.String())
-	}
-	return v
+	return out.Bytes()
 }
 
 // TestVaultCLI: the vault CLI (1.14.2, unchanged) against Coffer on both
 // backends, a Coffer access token as VAULT_TOKEN: create, encrypt, decrypt,
-// rotate, rewrap, read, list, and a batch from stdin.
+// rotate, rewrap, read, list, a batch from stdin, and a key brought with
+// `vault transit import` (Vault's BYOK wrapping, done by the CLI).
 func TestVaultCLI(t *testing.T) {
 	bin := vaultBinary(t)
 	forEachBackend(t, func(t *testing.T, n *node) {
@@ -122,6 +130,14 @@ func TestVaultCLI(t *testing.T) {
 		out2, _ := data(run(in, "write", "transit/decrypt/app", "-"))["batch_results"].([]any)
 		if len(out2) != 2 || out2[0].(map[string]any)["plaintext"] != b64s("one") || out2[1].(map[string]any)["plaintext"] != b64s("hello from the vault CLI") {
 			t.Fatalf("batch decrypt: %v", out2)
+		}
+		material := b64s(strings.Repeat("k", 32))
+		if out := vaultCLIRaw(t, bin, n.url, n.init.CACert, tok, "", "transit", "import", "transit/keys/brought", material); !bytes.Contains(out, []byte("Success!")) {
+			t.Fatalf("transit import: %s", out)
+		}
+		ict, _ := data(run("", "write", "transit/encrypt/brought", "plaintext="+b64s("x")))["ciphertext"].(string)
+		if pt := data(run("", "write", "transit/decrypt/brought", "ciphertext="+ict))["plaintext"]; pt != b64s("x") {
+			t.Fatalf("imported key: %v", pt)
 		}
 	})
 }
