@@ -52,7 +52,38 @@ PROBLEM_TYPES = ("https://coffer.dev/problems/ and the error code (malformed, un
 ERASED = problem("subject-erased: the record's data subject was erased; or key-retired / key-destroyed: the key has no version to seal with")
 INTEGRITY = "integrity: the record failed its integrity check (changed outside Coffer)"
 
+VAULT_SUMMARY = {
+  "get": "Vault transit API: keys/NAME (key info), keys?list=true (the keys the caller may read; 404 when none exist), wrapping_key",
+  "post": "Vault transit API: keys/NAME (create, aes256-gcm96 only), keys/NAME/rotate, keys/NAME/config, keys/NAME/import, keys/NAME/import_version, "
+          "encrypt/NAME, decrypt/NAME, rewrap/NAME (plaintext, ciphertext, context, key_version, batch_input → batch_results), "
+          "hmac/NAME[/ALGORITHM], verify/NAME[/ALGORITHM] (HMAC only), datakey/plaintext|wrapped/NAME",
+}
+VAULT_SUMMARY["put"] = VAULT_SUMMARY["post"] + " (the vault CLI and Go client write with PUT)"
+VAULT_ERR = {"description": "Vault's error shape", "content": {"application/json": {"schema": ref("VaultErrors")}}}
+def vault_op(method):
+    return {"summary": VAULT_SUMMARY[method],
+            "description": ("HashiCorp Vault's transit engine API, served on Coffer's transit keys so that Vault's clients work unchanged "
+                            "(mount configurable: transit_compat_mount; off with transit_compat: false). The access token is a Coffer access token, "
+                            "sent as X-Vault-Token or Authorization: Bearer. Every call is decided by Coffer's policy on keys/NAME as on /v1/keys "
+                            "(hmac needs encrypt, verify decrypt, datakey encrypt, list read on each key listed) and audited with its targets. "
+                            "Ciphertexts and HMACs are vault:vN:BASE64; vault:vN: and coffer:vN: ciphertexts decrypt on both surfaces. "
+                            "Answers are Vault's envelope; errors are {\"errors\":[...]} with Vault's statuses (400 for bad input and for a key that "
+                            "does not exist on encrypt/decrypt/rewrap, 403 for a missing, invalid or refused token, 404 for a read of nothing and for "
+                            "a path Vault's transit engine does not have, 405 for a method it does not take). See docs/vault-compat.md."),
+            "tags": ["vault-compat"], "security": [{"bearer": []}, {"vaultToken": []}],
+            "parameters": [p("path...", "the path under the mount, as in Vault: keys/NAME, encrypt/NAME, …"),
+                           q("list", "true on GET keys: list the keys")],
+            **({"requestBody": {"required": False, "content": {"application/json": {"schema": {"type": "object", "additionalProperties": True}}}}} if method != "get" else {}),
+            "responses": {"200": jbody(ref("VaultResponse"), "Vault's envelope; a batch_input with failed items answers 400 with the same envelope, or partial_failure_response_code"),
+                          "204": {"description": "import, import_version"},
+                          "400": VAULT_ERR, "403": VAULT_ERR, "404": VAULT_ERR, "405": VAULT_ERR, "413": VAULT_ERR, "429": VAULT_ERR, "503": VAULT_ERR}}
+
 schemas = {
+  "VaultErrors": obj({"errors": {"type": "array", "items": S}}, ["errors"]),
+  "VaultResponse": obj({"request_id": S, "lease_id": S, "renewable": {"type": "boolean"}, "lease_duration": {"type": "integer"},
+                        "data": {"type": "object", "additionalProperties": True}, "wrap_info": {"type": "null"},
+                        "warnings": {"type": ["array", "null"], "items": S}, "auth": {"type": "null"}},
+                       ["request_id", "lease_id", "renewable", "lease_duration", "data", "wrap_info", "warnings", "auth"]),
   "Problem": obj({"type": {"type": "string", "description": PROBLEM_TYPES}, "title": S, "status": {"type": "integer"}, "detail": S, "request_id": S,
                   "problems": {"type": "array", "items": S}}, ["type", "title", "status", "detail", "request_id"]),
   "TokenResponse": obj({"access_token": S, "token_type": {"const": "Bearer"}, "expires_in": {"type": "integer"}, "scope": S},
@@ -250,6 +281,9 @@ paths = {
   "/v1/admin/keys/destroy": {"post": op("Destroy a retired key version for good: its wrapped key bytes are erased and nothing sealed under it can be opened again (backups taken before hold their own copy of the key). Refused (409) unless the version is retired, and while any stored value is sealed under it. Destroying a destroyed version does nothing. Needs admin on keys/KEY_ID.", {"200": jbody(ref("KeyVersionChange")),
       "404": problem("No such key or version"), "409": problem("Refused for safety: the version is not retired, or values are still sealed under it")},
       body=req(ref("KeyVersionRequest")), tags=['keys'])},
+  # The Vault-compatible transit surface (internal/vaultcompat, docs/vault-compat.md): Vault's own paths, bodies,
+  # envelope and {"errors":[...]} errors, routed as one pattern per method and dispatched as Vault's router does.
+  "/v1/transit/{path...}": {m: vault_op(m) for m in ("get", "post", "put")},
   "/v1/audit/events": {"get": op("Audit events, each decoded from its hashed body; principal, action and since are checked against the body, so a stored row whose columns were edited apart from it is never answered as matching (it is logged and counted)", {"200": jbody(obj({"events": {"type": "array", "items": ref("AuditEvent")}, "next": S}))},
       params=[q("limit", "at most this many", "integer"), q("principal", "principal id"), q("action", "action"), q("since", "RFC 3339 time"), q("after", "cursor from a previous page")], tags=["audit"])},
   "/v1/security/suspensions/{principal}": {"delete": op("Lift a principal's suspension", {"204": {"description": "Lifted"}}, params=[p("principal", "principal id")], tags=["audit"])},
@@ -264,6 +298,7 @@ doc = {
   "security": [{"bearer": []}],
   "components": {"schemas": schemas, "securitySchemes": {
       "bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"},
+      "vaultToken": {"type": "apiKey", "in": "header", "name": "X-Vault-Token", "description": "a Coffer access token, on the Vault-compatible transit surface only"},
       "oauth2": {"type": "oauth2", "flows": {"clientCredentials": {"tokenUrl": "/v1/oauth/token", "scopes": {}}}}}},
   "paths": paths,
 }

@@ -26,6 +26,7 @@ import (
 	"github.com/cofferhq/coffer/internal/pki"
 	"github.com/cofferhq/coffer/internal/quota"
 	"github.com/cofferhq/coffer/internal/relay"
+	"github.com/cofferhq/coffer/internal/vaultcompat"
 	"github.com/cofferhq/coffer/internal/witness"
 )
 
@@ -207,7 +208,7 @@ func (s *Server) build(ctx context.Context, o Options) error {
 		Observe:      s.metrics.ObserveRequest,
 		Now:          c.opts.Now,
 		Ready:        ready,
-		Extra:        httpapi.KeyAdminRoutes(admin, c.policies),
+		Extra:        extraRoutes(cfg, httpapi.KeyAdminRoutes(admin, c.policies), c.transit),
 	})
 	if ci, err := pki.CertInfo(cfg.TLS.CertFile); err == nil {
 		s.metrics.CertExpiry.Set(float64(ci.NotAfter.Unix()))
@@ -223,6 +224,17 @@ func (s *Server) build(ctx context.Context, o Options) error {
 	}
 	s.live.Store(s.api)
 	return nil
+}
+
+// extraRoutes adds to Coffer's own key administration the Vault-compatible
+// transit surface, unless transit_compat turns it off.
+func extraRoutes(cfg *config.Config, keyAdmin func(*httpapi.Router), t vaultcompat.Transit) func(*httpapi.Router) {
+	return func(rt *httpapi.Router) {
+		keyAdmin(rt)
+		if cfg.TransitCompat {
+			vaultcompat.Routes(vaultcompat.Config{Transit: t, Mount: cfg.TransitCompatMount})(rt)
+		}
+	}
 }
 
 // initHTTP loads the TLS configuration and makes the HTTP server.

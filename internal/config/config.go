@@ -55,6 +55,14 @@ type Config struct {
 	// empty.
 	Relay Relay `yaml:"relay,omitempty"`
 
+	// TransitCompat serves the transit keys in the dialect of Vault's
+	// transit engine under /v1/TransitCompatMount/ (default true; see
+	// docs/vault-compat.md). false turns the surface off.
+	TransitCompat bool `yaml:"transit_compat"`
+	// TransitCompatMount is the path the Vault-compatible surface answers
+	// under /v1/ (default "transit", Vault's own default mount).
+	TransitCompatMount string `yaml:"transit_compat_mount"`
+
 	// Dev marks a development instance (`coffer dev`).
 	Dev bool `yaml:"dev"`
 	// Node names this node in logs, audit events and leases (default: host name).
@@ -486,6 +494,10 @@ type Webhook struct {
 
 // Defaults.
 const (
+	// DefaultTransitCompatMount is where the Vault-compatible transit
+	// surface answers: /v1/transit/, Vault's default mount.
+	DefaultTransitCompatMount = "transit"
+
 	DefaultListen        = "127.0.0.1:8443"
 	DefaultMetricsListen = "127.0.0.1:9464"
 	DefaultAudience      = "coffer"
@@ -575,9 +587,11 @@ func defaults(dir string) *Config {
 			WrappingKeyRotateAfter: Duration{DefaultWrappingKeyRotateAfter},
 			WrappingKeyGrace:       Duration{DefaultWrappingKeyGrace},
 		}},
-		LogLevel: DefaultLogLevel,
-		dir:      dir,
-		derived:  map[string]bool{},
+		TransitCompat:      true,
+		TransitCompatMount: DefaultTransitCompatMount,
+		LogLevel:           DefaultLogLevel,
+		dir:                dir,
+		derived:            map[string]bool{},
 	}
 }
 

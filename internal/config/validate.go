@@ -33,6 +33,11 @@ func (c *Config) Validate() error {
 	if c.DataDir == "" || !filepath.IsAbs(c.DataDir) {
 		add("data_dir", "must be set")
 	}
+	if c.TransitCompat {
+		if msg := checkMount(c.TransitCompatMount); msg != "" {
+			add("transit_compat_mount", "%s", msg)
+		}
+	}
 	if err := checkAddr(c.Listen); err != nil {
 		add("listen", "%v", err)
 	}
@@ -386,4 +391,27 @@ func printable(s string) string {
 		return s[:max] + "…"
 	}
 	return s
+}
+
+// coffersPaths are the first segments under /v1/ that Coffer's own API
+// uses: the Vault-compatible surface may not be mounted on one.
+var coffersPaths = []string{"oauth", "auth", "clients", "users", "policy", "collections", "subjects", "tokenize",
+	"detokenize", "inspect", "redact", "keys", "audit", "security", "admin", "sys", "openapi.json", "ui"}
+
+// checkMount checks a mount path of the Vault-compatible surface: one or
+// more segments of a-z 0-9 _ -, not one of Coffer's own paths.
+func checkMount(m string) string {
+	if m == "" {
+		return "must be set while transit_compat is on"
+	}
+	segs := strings.Split(m, "/")
+	for _, s := range segs {
+		if s == "" || len(s) > 64 || strings.Trim(s, "abcdefghijklmnopqrstuvwxyz0123456789_-") != "" {
+			return "must be path segments of 1 to 64 of a-z 0-9 _ -, without a leading or trailing slash, like \"transit\""
+		}
+	}
+	if slices.Contains(coffersPaths, segs[0]) {
+		return fmt.Sprintf("%q is one of Coffer's own API paths", segs[0])
+	}
+	return ""
 }

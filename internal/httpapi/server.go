@@ -173,7 +173,8 @@ type Server struct {
 	limMu    sync.Mutex
 	limiters map[string]*limiter
 
-	routeList []string
+	routeList    []string
+	prefixStyles []prefixStyle
 }
 
 type limiter struct {
@@ -246,11 +247,69 @@ type Router struct{ s *Server }
 // Handle registers an authenticated, audited route.
 func (rt *Router) Handle(pattern string, h HandlerFunc) { rt.s.handle(pattern, 0, h) }
 
+// HandleStyled registers an authenticated, audited route that speaks
+// another API's dialect (st): its errors, and the header its callers send
+// their access token in. The stack — authentication, policy, rate limit,
+// audit before the answer — is the same as every route's.
+func (rt *Router) HandleStyled(pattern string, st *Style, h HandlerFunc) {
+	rt.s.handleStyled(pattern, 0, st, h)
+}
+
+// StylePrefix makes the 404 and 405 answers for paths under prefix (no
+// route of the mux matched them) speak st's dialect too.
+func (rt *Router) StylePrefix(prefix string, st *Style) {
+	rt.s.prefixStyles = append(rt.s.prefixStyles, prefixStyle{prefix: prefix, st: st})
+}
+
+// Style is a route's dialect: how its errors look and where its callers
+// put their access token. The zero Style, and a nil one, is Coffer's own
+// (RFC 9457 problems, Authorization: Bearer).
+type Style struct {
+	// TokenHeader, when set, is a header that carries an access token as
+	// Authorization: Bearer does (the Vault-compatible surface's
+	// X-Vault-Token); Authorization is still read first.
+	TokenHeader string
+	// Status maps an error to the status its answer has; nil is Coffer's
+	// table. The audit event records this status.
+	Status func(err error) int
+	// Write writes the answer to err and returns its status, which must be
+	// Status(err). It must hold only err's client-safe message
+	// (coffer.ErrorMessage), never a cause.
+	Write func(w http.ResponseWriter, err error, requestID string) int
+}
+
+// prefixStyle is the dialect of unrouted paths under a prefix.
+type prefixStyle struct {
+	prefix string
+	st     *Style
+}
+
+// status is the status of err's answer in st's dialect.
+func (st *Style) status(err error, requestID string) int {
+	if st != nil && st.Status != nil {
+		return st.Status(err)
+	}
+	status, _ := problemFor(err, requestID)
+	return status
+}
+
+// write writes the answer to err in st's dialect.
+func (st *Style) write(w http.ResponseWriter, err error, requestID string) int {
+	if st != nil && st.Write != nil {
+		return st.Write(w, err, requestID)
+	}
+	return writeProblem(w, err, requestID)
+}
+
 func (s *Server) handle(pattern string, opts int, h HandlerFunc) {
+	s.handleStyled(pattern, opts, nil, h)
+}
+
+func (s *Server) handleStyled(pattern string, opts int, st *Style, h HandlerFunc) {
 	route := pattern
 	s.routeList = append(s.routeList, pattern)
 	s.mux.Handle(pattern, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		s.serve(w, r, route, opts, h)
+		s.serve(w, r, route, opts, st, h)
 	}))
 }
 
@@ -272,14 +331,20 @@ func (s *Server) unrouted(w http.ResponseWriter, r *http.Request) {
 	h.ServeHTTP(rec, r)
 	rid := newRequestID()
 	w.Header().Set("X-Request-Id", rid)
+	var st *Style
+	for _, ps := range s.prefixStyles {
+		if strings.HasPrefix(r.URL.Path, ps.prefix) {
+			st = ps.st
+		}
+	}
 	if rec.status == http.StatusMethodNotAllowed {
 		if a := rec.header.Get("Allow"); a != "" {
 			w.Header().Set("Allow", a)
 		}
-		writeProblem(w, &coffer.Error{Code: "method_not_allowed", Message: "method not allowed on this path"}, rid)
+		st.write(w, &coffer.Error{Code: "method_not_allowed", Message: "method not allowed on this path"}, rid)
 		return
 	}
-	writeProblem(w, coffer.Errorf(coffer.ENOTFOUND, "no such endpoint"), rid)
+	st.write(w, coffer.Errorf(coffer.ENOTFOUND, "no such endpoint"), rid)
 }
 
 type statusRecorder struct {
@@ -311,7 +376,7 @@ func clientIP(r *http.Request) string {
 // caller: a caller that hangs up once its request is sent can neither cut a
 // write short halfway nor keep a write that was done out of the audit log.
 // A request that was handled is audited, with the outcome it had.
-func (s *Server) serve(w http.ResponseWriter, r *http.Request, route string, opts int, h HandlerFunc) {
+func (s *Server) serve(w http.ResponseWriter, r *http.Request, route string, opts int, st *Style, h HandlerFunc) {
 	start := s.c.Now()
 	audited := opts&noAudit == 0 && s.c.Audit != nil
 	// The caller's cancellation ends neither the work nor its audit; each
@@ -334,7 +399,7 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request, route string, opt
 		// durable, nothing is done that would go unrecorded.
 		if ah, ok := s.c.Audit.(AuditHealth); ok {
 			if err := ah.Healthy(); err != nil {
-				status = writeProblem(w, &coffer.Error{Code: coffer.EUNAVAILABLE, Cause: err, RetryAfterSeconds: 5,
+				status = st.write(w, &coffer.Error{Code: coffer.EUNAVAILABLE, Cause: err, RetryAfterSeconds: 5,
 					Message: "audit log unavailable; request not carried out"}, c.RequestID)
 				return
 			}
@@ -347,17 +412,17 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request, route string, opt
 			}
 			s.c.Logger.Error("panic serving request", "route", route, "request_id", c.RequestID,
 				"panic", fmt.Sprint(v), "stack", string(debug.Stack()))
-			status = writeProblem(w, errors.New("panic"), c.RequestID)
+			status = st.write(w, errors.New("panic"), c.RequestID)
 		}
 	}()
 
-	reply, err := s.run(c, opts, h)
+	reply, err := s.run(c, opts, st, h)
 	var body []byte
 	if err == nil {
 		body, err = encodeReply(&reply)
 	}
 	if err != nil {
-		status, _ = problemFor(err, c.RequestID)
+		status = st.status(err, c.RequestID)
 		if status == http.StatusInternalServerError {
 			s.c.Logger.Error("request failed", "route", route, "request_id", c.RequestID, "error", err)
 		}
@@ -387,12 +452,12 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request, route string, opt
 			s.c.Logger.Error("audit write failed: refusing to answer; the request's outcome is not in the audit log",
 				"route", route, "request_id", c.RequestID, "action", c.Note.Action, "resource", c.Note.Resource,
 				"targets", c.Note.Targets, "status", status, "error", aerr)
-			status = writeProblem(w, &coffer.Error{Code: coffer.EUNAVAILABLE, Message: "audit log unavailable; request not answered", RetryAfterSeconds: 5}, c.RequestID)
+			status = st.write(w, &coffer.Error{Code: coffer.EUNAVAILABLE, Message: "audit log unavailable; request not answered", RetryAfterSeconds: 5}, c.RequestID)
 			return
 		}
 	}
 	if err != nil {
-		status = writeProblem(w, err, c.RequestID)
+		status = st.write(w, err, c.RequestID)
 		return
 	}
 	if reply.ContentType != "" {
@@ -426,9 +491,9 @@ func encodeReply(rp *Reply) ([]byte, error) {
 	return buf.Bytes(), nil
 }
 
-func (s *Server) run(c *Call, opts int, h HandlerFunc) (Reply, error) {
+func (s *Server) run(c *Call, opts int, st *Style, h HandlerFunc) (Reply, error) {
 	if opts&public == 0 {
-		p, err := s.authenticate(c)
+		p, err := s.authenticate(c, st)
 		if err != nil {
 			return Reply{}, err
 		}
@@ -447,8 +512,16 @@ func (s *Server) run(c *Call, opts int, h HandlerFunc) (Reply, error) {
 // authenticate reads the bearer token or, without one, a client
 // certificate issued by Coffer's CA (verified by the TLS layer when client
 // certificates are enabled).
-func (s *Server) authenticate(c *Call) (*coffer.Principal, error) {
+//
+// A styled route also takes the token in its own header (st.TokenHeader),
+// when no Authorization header is sent.
+func (s *Server) authenticate(c *Call, st *Style) (*coffer.Principal, error) {
 	authz := c.R.Header.Get("Authorization")
+	if authz == "" && st != nil && st.TokenHeader != "" {
+		if tok := strings.TrimSpace(c.R.Header.Get(st.TokenHeader)); tok != "" {
+			authz = "Bearer " + tok
+		}
+	}
 	if authz == "" && c.R.TLS != nil && len(c.R.TLS.VerifiedChains) > 0 && len(c.R.TLS.VerifiedChains[0]) > 0 {
 		if name, ok := pki.ClientName(c.R.TLS.VerifiedChains[0][0]); ok {
 			p, err := s.c.Identity.AuthenticateClientCert(c.R.Context(), name)

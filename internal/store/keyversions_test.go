@@ -3,6 +3,7 @@ package store_test
 import (
 	"context"
 	"encoding/binary"
+	"strings"
 	"testing"
 	"time"
 
@@ -168,6 +169,28 @@ func TestTransitKeyUpdatesKeepEachOther(t *testing.T) {
 			if coffer.ErrorCode(err) != coffer.ENOTFOUND {
 				t.Errorf("update of a key that does not exist: %v, want not found", err)
 			}
+		}
+	})
+}
+
+// TestTransitKeyNames: the names of every transit key, in order, and none
+// once deleted.
+func TestTransitKeyNames(t *testing.T) {
+	forEach(t, func(t *testing.T, db *store.DB) {
+		ctx := context.Background()
+		if names, err := db.TransitKeyNames(ctx); err != nil || len(names) != 0 {
+			t.Fatalf("empty store: %v %v", names, err)
+		}
+		for _, n := range []string{"b", "a", "c"} {
+			if err := db.CreateTransitKey(ctx, coffer.TransitKey{Name: n, CreatedAt: t0, MinDecryptionVersion: 1, LatestVersion: 1}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := db.DeleteTransitKey(ctx, "c"); err != nil {
+			t.Fatal(err)
+		}
+		if names, err := db.TransitKeyNames(ctx); err != nil || strings.Join(names, ",") != "a,b" {
+			t.Fatalf("names %v %v, want a,b", names, err)
 		}
 	})
 }

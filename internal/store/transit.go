@@ -80,6 +80,27 @@ func (db *DB) RecordTransitVersion(ctx context.Context, name string, v uint32) e
 	return nil
 }
 
+// TransitKeyNames returns the name of every transit key, in order.
+func (db *DB) TransitKeyNames(ctx context.Context) ([]string, error) {
+	rs, err := db.read.query(ctx, `SELECT name FROM transit_keys ORDER BY name`)
+	if err != nil {
+		return nil, fmt.Errorf("store: transit key names: %w", err)
+	}
+	defer rs.Close()
+	var out []string
+	for rs.Next() {
+		var name string
+		if err := rs.Scan(&name); err != nil {
+			return nil, fmt.Errorf("store: transit key names: %w", err)
+		}
+		out = append(out, name)
+	}
+	if err := rs.Err(); err != nil {
+		return nil, fmt.Errorf("store: transit key names: %w", err)
+	}
+	return out, nil
+}
+
 // DeleteTransitKey removes a transit key's metadata; ENOTFOUND if none.
 func (db *DB) DeleteTransitKey(ctx context.Context, name string) error {
 	n, err := db.write.exec(ctx, `DELETE FROM transit_keys WHERE name = $1`, name)

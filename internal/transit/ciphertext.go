@@ -9,8 +9,13 @@ import (
 	"github.com/cofferhq/coffer/internal/crypto/envelope"
 )
 
-// ciphertextPrefix starts every transit ciphertext; the key version follows.
+// ciphertextPrefix starts every transit ciphertext of Coffer's own API;
+// the key version follows.
 const ciphertextPrefix = "coffer:v"
+
+// vaultPrefix starts the same ciphertexts on the Vault-compatible surface
+// (internal/vaultcompat), which shows them as Vault's transit engine does.
+const vaultPrefix = "vault:v"
 
 // maxVersionDigits is the length of the largest uint32 in decimal.
 const maxVersionDigits = 10
@@ -46,8 +51,20 @@ func FormatCiphertext(env []byte) (string, error) {
 	return b.String(), nil
 }
 
+// VaultCiphertext returns the text the Vault-compatible surface shows for a
+// ciphertext FormatCiphertext wrote: the same envelope after vault:vN:
+// instead of coffer:vN:. Any other text is returned as it is.
+func VaultCiphertext(ct string) string {
+	if rest, ok := strings.CutPrefix(ct, ciphertextPrefix); ok {
+		return vaultPrefix + rest
+	}
+	return ct
+}
+
 // ParseCiphertext returns the key version and the envelope of a
-// ciphertext text. It accepts exactly the texts FormatCiphertext writes:
+// ciphertext text. It accepts exactly the texts FormatCiphertext writes,
+// and the same texts under vault:vN: (VaultCiphertext), so that a
+// ciphertext decrypts on both surfaces:
 // the version has no sign, no leading zero and is at least 1, the base64 is
 // standard, padded and canonical, and the envelope is at least
 // envelope.Overhead bytes of a known format. It returns
@@ -57,7 +74,9 @@ func FormatCiphertext(env []byte) (string, error) {
 func ParseCiphertext(s string) (uint32, []byte, error) {
 	rest, ok := strings.CutPrefix(s, ciphertextPrefix)
 	if !ok {
-		return 0, nil, ErrMalformedCiphertext
+		if rest, ok = strings.CutPrefix(s, vaultPrefix); !ok {
+			return 0, nil, ErrMalformedCiphertext
+		}
 	}
 	digits, body, ok := strings.Cut(rest, ":")
 	if !ok || len(digits) == 0 || len(digits) > maxVersionDigits || digits[0] == '0' {

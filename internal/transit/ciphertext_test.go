@@ -59,7 +59,10 @@ func TestParseCiphertextRefuses(t *testing.T) {
 		want     error
 	}{
 		{"malformed/empty", "", ErrMalformedCiphertext},
-		{"malformed/other prefix", "vault:v3:" + body, ErrMalformedCiphertext},
+		{"malformed/other prefix", "vaults:v3:" + body, ErrMalformedCiphertext},
+		{"malformed/upper-case vault prefix", "VAULT:v3:" + body, ErrMalformedCiphertext},
+		{"malformed/vault prefix, leading zero", "vault:v03:" + body, ErrMalformedCiphertext},
+		{"mismatch/vault prefix newer than header", "vault:v4:" + body, ErrVersionMismatch},
 		{"malformed/no version", "coffer:v:" + body, ErrMalformedCiphertext},
 		{"malformed/version 0", "coffer:v0:" + body, ErrMalformedCiphertext},
 		{"malformed/leading zero", "coffer:v03:" + body, ErrMalformedCiphertext},
@@ -96,6 +99,7 @@ func FuzzParseCiphertext(f *testing.F) {
 	f.Add("coffer:v2:" + base64.StdEncoding.EncodeToString(env)[:20] + "\n" + base64.StdEncoding.EncodeToString(env)[20:])
 	f.Add("coffer:v4294967295:AAAA")
 	f.Add("coffer:v1:")
+	f.Add(VaultCiphertext(good))
 	f.Add("coffer:v")
 	f.Fuzz(func(t *testing.T, s string) {
 		v, env, err := ParseCiphertext(s)
@@ -110,6 +114,9 @@ func FuzzParseCiphertext(f *testing.F) {
 			t.Fatalf("parsed version %d, header %d (%v)", v, hv, herr)
 		}
 		again, err := FormatCiphertext(env)
+		if strings.HasPrefix(s, "vault:") {
+			again = VaultCiphertext(again)
+		}
 		if err != nil || again != s {
 			t.Fatalf("%q parses but formats back as %q (%v)", s, again, err)
 		}

@@ -6,6 +6,7 @@ import (
 	"crypto/rand"
 	"encoding/base64"
 	"fmt"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -111,6 +112,17 @@ func (s *metaStore) CreateTransitKey(_ context.Context, k TransitKey) error {
 	s.writes.Add(1)
 	s.keys[k.Name] = k
 	return nil
+}
+
+func (s *metaStore) TransitKeyNames(context.Context) ([]string, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	names := make([]string, 0, len(s.keys))
+	for n := range s.keys {
+		names = append(names, n)
+	}
+	slices.Sort(names)
+	return names, nil
 }
 
 func (s *metaStore) TransitKey(_ context.Context, name string) (TransitKey, error) {

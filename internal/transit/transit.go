@@ -61,6 +61,8 @@ type Store interface {
 	// newer one stays) and zeroes its EncryptionsSinceRotate, and writes
 	// no other field.
 	RecordTransitVersion(ctx context.Context, name string, v uint32) error
+	// TransitKeyNames returns the names of every key, in order.
+	TransitKeyNames(ctx context.Context) ([]string, error)
 	// DeleteTransitKey removes the key called name.
 	DeleteTransitKey(ctx context.Context, name string) error
 	// AddTransitEncryptions adds n to the key's EncryptionsSinceRotate in
@@ -99,6 +101,10 @@ type Keys interface {
 	// Disown retires version n, newest or not: a version this service
 	// made but could not record.
 	Disown(ctx context.Context, keyID string, n uint32) error
+	// MACVersion returns HMAC-SHA256 of data under the MAC key of
+	// version n of keyID (never the key Seal encrypts with); an unknown,
+	// retired or destroyed version is an error as in Open.
+	MACVersion(ctx context.Context, keyID string, n uint32, data []byte) ([]byte, error)
 }
 
 // Authorizer decides whether a principal may act on a resource.

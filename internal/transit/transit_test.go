@@ -142,6 +142,23 @@ func TestUndecryptableCiphertextsShareOneOpaqueError(t *testing.T) {
 	mustDecrypt(t, n, "a", good, ctxA, "secret value")
 }
 
+// TestVaultPrefixDecryptsOnBothSurfaces: a ciphertext shown as Vault's
+// transit engine shows it (vault:vN:) is the same envelope and decrypts,
+// and one altered under that prefix is the one opaque error.
+func TestVaultPrefixDecryptsOnBothSurfaces(t *testing.T) {
+	f := newFixture(t)
+	n := f.node()
+	mustCreate(t, n, "k", KeySpec{})
+	good := mustEncrypt(t, n, "k", Item{Plaintext: enc("x"), Context: enc("ctx")})[0].Ciphertext
+	vault := VaultCiphertext(good)
+	if !strings.HasPrefix(vault, "vault:v1:") || strings.TrimPrefix(vault, "vault:") != strings.TrimPrefix(good, "coffer:") {
+		t.Fatalf("VaultCiphertext(%q) = %q", good, vault)
+	}
+	mustDecrypt(t, n, "k", vault, string(enc("ctx")), "x")
+	_, err := n.Decrypt(ctx, caller(), "k", []CiphertextItem{{Ciphertext: vault, Context: enc("other")}})
+	wantCode(t, err, coffer.EMALFORMED)
+}
+
 func TestMalformedCiphertextsAre422WithoutTheValue(t *testing.T) {
 	f := newFixture(t)
 	n := f.node()
@@ -149,7 +166,7 @@ func TestMalformedCiphertextsAre422WithoutTheValue(t *testing.T) {
 	good := mustEncrypt(t, n, "k", Item{Plaintext: enc("x")})[0].Ciphertext
 	body := strings.SplitN(good, ":", 3)[2]
 	for _, ct := range []string{
-		"", "vault:v1:" + body, "coffer:v0:" + body, "coffer:v01:" + body, "coffer:v-1:" + body,
+		"", "vault:v0:" + body, "VAULT:v1:" + body, "coffer:v0:" + body, "coffer:v01:" + body, "coffer:v-1:" + body,
 		"coffer:v1:" + body + "!", "coffer:v1:" + body[:8], "coffer:v1:AAAA",
 		"coffer:v99999999999:" + body, "coffer:v1:\n" + body, "COFFER:V1:" + body, "coffer:v1",
 	} {

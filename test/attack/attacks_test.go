@@ -23,7 +23,7 @@ func attacks() []attack {
 	var all []attack
 	for _, group := range [][]attack{
 		authAttacks(), sqlAttacks(), idorAttacks(), massAssignmentAttacks(), bodyAttacks(), publicAttacks(),
-		batchAttacks(), mfaAdminAttacks(),
+		batchAttacks(), mfaAdminAttacks(), vaultAttacks(),
 	} {
 		all = append(all, group...)
 	}
