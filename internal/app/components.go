@@ -236,9 +236,9 @@ func open(ctx context.Context, cfg *config.Config, o Options) (*components, erro
 		Issuer:        issuer,
 		AcceptIssuers: accept,
 		Audience:      cfg.Auth.Audience,
-		TTL:      cfg.Auth.TokenTTL.Duration,
-		Now:      o.Now,
-		Rand:     o.Rand,
+		TTL:           cfg.Auth.TokenTTL.Duration,
+		Now:           o.Now,
+		Rand:          o.Rand,
 	})
 	if len(cfg.Auth.External) > 0 {
 		ext := make([]auth.ExternalConfig, 0, len(cfg.Auth.External))
