@@ -199,10 +199,6 @@ func open(ctx context.Context, cfg *config.Config, o Options) (*components, erro
 		c.Close()
 		return nil, err
 	}
-	if err := c.resolveNode(ctx); err != nil {
-		c.Close()
-		return nil, err
-	}
 	if !o.Migrate && !o.Offline && !cfg.DatabaseAllowSuperuser {
 		if super, err := c.db.IsSuperuser(ctx); err != nil || super {
 			c.Close()
@@ -225,6 +221,11 @@ func open(ctx context.Context, cfg *config.Config, o Options) (*components, erro
 			return nil, errors.New("root key: this is not the root key this deployment was initialised with")
 		}
 		return nil, fmt.Errorf("root key check: %w", err)
+	}
+	// After the root key check: a node of another deployment keeps nothing.
+	if err := c.resolveNode(ctx); err != nil {
+		c.Close()
+		return nil, err
 	}
 	issuer, accept, err := c.deploymentIssuer(ctx)
 	if err != nil {

@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -69,9 +70,10 @@ func (n *node) copyNode(env ...string) *node {
 	return m
 }
 
-// open opens a server on dir with env and returns the error, for the
-// tests of what a node refuses.
-func openServer(t testing.TB, dir string, opts app.Options, env ...string) (*app.Server, *syncBuffer, error) {
+// openServer opens a server on dir with env and returns the error, for
+// the tests of what a node refuses, and a stop function (also run at
+// cleanup; once).
+func openServer(t testing.TB, dir string, opts app.Options, env ...string) (func(), *syncBuffer, error) {
 	t.Helper()
 	cfg, err := config.Load(dir, env)
 	if err != nil {
@@ -80,14 +82,18 @@ func openServer(t testing.TB, dir string, opts app.Options, env ...string) (*app
 	logs := &syncBuffer{}
 	opts.Logger = slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	srv, err := app.Open(context.Background(), cfg, opts)
-	if err == nil {
-		t.Cleanup(func() {
-			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-			defer cancel()
-			_ = srv.Shutdown(ctx)
-		})
+	if err != nil {
+		return func() {}, logs, err
 	}
-	return srv, logs, err
+	stop := sync.OnceFunc(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := srv.Shutdown(ctx); err != nil {
+			t.Errorf("shutdown: %v", err)
+		}
+	})
+	t.Cleanup(stop)
+	return stop, logs, nil
 }
 
 type nodeView struct {
