@@ -143,11 +143,17 @@ schemas = {
                "or deterministically or format-preserving over detect.bulk_tokenize_linkable, within a sliding window), data.enumeration, "
                "data.unusual_hour, data.canary"}}, ["id", "time", "kind", "principal", "detail"], True),
   "UnsealStatus": obj({"sealed": {"type": "boolean"}, "progress": {"type": "integer"}, "threshold": {"type": "integer"}}),
+  "Node": obj({"node": {"type": "string", "description": "the node id: the node setting, or the id generated once and kept in the node's data directory"},
+               "host": S, "version": {"type": "string", "description": "the Coffer version the node runs"},
+               "schema_version": {"type": "integer", "description": "the database schema version the node was built for"},
+               "started_at": TS, "last_heartbeat": TS, "lease_until": {"type": "string", "format": "date-time", "description": "the node counts as live until then unless it renews its lease"},
+               "self": {"type": "boolean", "description": "true for the node that answered"}},
+              ["node", "host", "version", "schema_version", "started_at", "last_heartbeat", "lease_until", "self"]),
 }
 
 paths = {
   "/healthz": {"get": op("Liveness", {"200": jbody(obj({"status": S}))}, public=True, tags=["operations"])},
-  "/readyz": {"get": op("Readiness: store, keys, audit, and the audit witness when audit.witness is set (503 while a signed checkpoint has waited for it longer than audit.witness_max_lag)", {"200": jbody({"type": "object"}), "503": jbody({"type": "object"}, "Not ready")}, public=True, tags=["operations"])},
+  "/readyz": {"get": op("Readiness: store, keys, audit, node (this node holds the lease on its node id), and the audit witness when audit.witness is set (503 while a signed checkpoint has waited for it longer than audit.witness_max_lag)", {"200": jbody({"type": "object"}), "503": jbody({"type": "object"}, "Not ready")}, public=True, tags=["operations"])},
   # Answered only while a Shamir deployment is sealed (waiting for root key
   # shares); an unsealed server routes neither. Marked x-coffer-sealed-only.
   "/v1/sys/unseal": {"post": {**op("Give one root key share to a sealed server. The check file commits to every share of the split: "
@@ -286,6 +292,7 @@ paths = {
   "/v1/transit/{path...}": {m: vault_op(m) for m in ("get", "post", "put")},
   "/v1/audit/events": {"get": op("Audit events, each decoded from its hashed body; principal, action and since are checked against the body, so a stored row whose columns were edited apart from it is never answered as matching (it is logged and counted)", {"200": jbody(obj({"events": {"type": "array", "items": ref("AuditEvent")}, "next": S}))},
       params=[q("limit", "at most this many", "integer"), q("principal", "principal id"), q("action", "action"), q("since", "RFC 3339 time"), q("after", "cursor from a previous page")], tags=["audit"])},
+  "/v1/sys/nodes": {"get": op("The deployment's live nodes (each holding the lease on its node id), their versions and last heartbeats. Needs read on nodes; audited.", {"200": jbody(obj({"nodes": {"type": "array", "items": ref("Node")}}, ["nodes"]))}, tags=["operations"])},
   "/v1/security/suspensions/{principal}": {"delete": op("Lift a principal's suspension", {"204": {"description": "Lifted"}}, params=[p("principal", "principal id")], tags=["audit"])},
   "/v1/security/events": {"get": op("Security events raised by the detectors (kinds: see SecurityEvent)", {"200": jbody(obj({"events": {"type": "array", "items": ref("SecurityEvent")}}))},
       params=[q("since", "RFC 3339 time"), q("kind", "event kind")], tags=["audit"])},

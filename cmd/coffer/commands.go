@@ -254,7 +254,7 @@ func serve(ctx context.Context, cfg *config.Config, logw io.Writer, ready func(a
 	log := newLogger(logw, cfg.LogLevel)
 	app.Harden(log)
 	app.TuneRuntime(log)
-	srv, err := app.Open(ctx, cfg, app.Options{Logger: log})
+	srv, err := app.Open(ctx, cfg, app.Options{Logger: log, Version: binaryVersion()})
 	if err != nil {
 		return &exitError{code: 1, err: err}
 	}
@@ -417,21 +417,26 @@ func printPolicyChanges(w io.Writer, changes []string) {
 	}
 }
 
+// binaryVersion is the version set at build time, or the module's.
+func binaryVersion() string {
+	v := version
+	if bi, ok := debug.ReadBuildInfo(); ok && v == "dev" && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
+		v = bi.Main.Version
+	}
+	return v
+}
+
 func versionCmd(stdout io.Writer) *cobra.Command {
 	return &cobra.Command{
 		Use:   "version",
 		Short: "Print the version",
 		Args:  cobra.NoArgs,
 		Run: func(*cobra.Command, []string) {
-			v := version
 			goVersion := ""
 			if bi, ok := debug.ReadBuildInfo(); ok {
 				goVersion = bi.GoVersion
-				if v == "dev" && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
-					v = bi.Main.Version
-				}
 			}
-			fmt.Fprintf(stdout, "coffer %s (%s)\n", v, goVersion)
+			fmt.Fprintf(stdout, "coffer %s (%s)\n", binaryVersion(), goVersion)
 		},
 	}
 }

@@ -72,6 +72,13 @@ type Options struct {
 	// Coffer's own work; no configuration, flag or environment variable
 	// can.
 	AuditFlushFloor bool
+	// Version is this binary's version, shown by GET /v1/sys/nodes
+	// (default "dev").
+	Version string
+	// NodeLeaseTTL and NodeHeartbeat override the node lease's length and
+	// renewal period (cluster.DefaultLeaseTTL, DefaultHeartbeat). Tests
+	// shorten them.
+	NodeLeaseTTL, NodeHeartbeat time.Duration
 	// provider, if set, is the root key provider already opened (an
 	// unsealed Shamir provider); nil opens the one cfg names.
 	provider keyprovider.Provider
@@ -91,6 +98,10 @@ type components struct {
 	vault    *vault.Vault
 	tokens   *token.Service
 	transit  *transit.Service
+	// issuer is the iss of the tokens this node issues (deploymentIssuer).
+	issuer string
+	// schema is the schema version this binary was built for.
+	schema int64
 }
 
 // ErrPendingMigrations: the database schema is older than this binary.
@@ -184,6 +195,10 @@ func open(ctx context.Context, cfg *config.Config, o Options) (*components, erro
 			return nil, err
 		}
 	}
+	if err := c.checkSchema(ctx); err != nil {
+		c.Close()
+		return nil, err
+	}
 	if !o.Migrate && !o.Offline && !cfg.DatabaseAllowSuperuser {
 		if super, err := c.db.IsSuperuser(ctx); err != nil || super {
 			c.Close()
@@ -207,12 +222,24 @@ func open(ctx context.Context, cfg *config.Config, o Options) (*components, erro
 		}
 		return nil, fmt.Errorf("root key check: %w", err)
 	}
+	// After the root key check: a node of another deployment keeps nothing.
+	if err := c.resolveNode(ctx); err != nil {
+		c.Close()
+		return nil, err
+	}
+	issuer, accept, err := c.deploymentIssuer(ctx)
+	if err != nil {
+		c.Close()
+		return nil, err
+	}
+	c.issuer = issuer
 	c.jwt = auth.NewTokens(auth.TokenConfig{
-		Issuer:   cfg.Auth.Issuer,
-		Audience: cfg.Auth.Audience,
-		TTL:      cfg.Auth.TokenTTL.Duration,
-		Now:      o.Now,
-		Rand:     o.Rand,
+		Issuer:        issuer,
+		AcceptIssuers: accept,
+		Audience:      cfg.Auth.Audience,
+		TTL:           cfg.Auth.TokenTTL.Duration,
+		Now:           o.Now,
+		Rand:          o.Rand,
 	})
 	if len(cfg.Auth.External) > 0 {
 		ext := make([]auth.ExternalConfig, 0, len(cfg.Auth.External))
@@ -382,4 +409,11 @@ func VerifyAuditAgainst(ctx context.Context, cfg *config.Config, witnessTarget s
 		return 0, err
 	}
 	return rep.Events, nil
+}
+
+func (o Options) version() string {
+	if o.Version == "" {
+		return "dev"
+	}
+	return o.Version
 }

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/cofferhq/coffer/internal/audit"
+	"github.com/cofferhq/coffer/internal/cluster"
 	"github.com/cofferhq/coffer/internal/config"
 	"github.com/cofferhq/coffer/internal/crypto/keyprovider"
 	"github.com/cofferhq/coffer/internal/detect"
@@ -63,6 +64,9 @@ type Server struct {
 	// or when relay.listen is empty); relaySrv serves it.
 	relay    atomic.Pointer[relay.Relay]
 	relaySrv *http.Server
+
+	// member holds this node's lease on its node id.
+	member *cluster.Member
 
 	// witness delivers the audit checkpoints to audit.witness (nil when
 	// none is configured); the audit writer owns and closes it.
@@ -122,10 +126,24 @@ func (s *Server) build(ctx context.Context, o Options) error {
 		return err
 	}
 	s.c = c
+	host, _ := os.Hostname()
+	s.member, err = cluster.Join(ctx, cluster.Config{
+		Store: c.db, Node: cfg.Node, Host: host, Version: o.version(), Schema: c.schema,
+		TTL: o.NodeLeaseTTL, Heartbeat: o.NodeHeartbeat, Now: c.opts.Now, Rand: c.opts.Rand, Logger: s.log,
+		Hint: clusterHint(cfg),
+	})
+	if err != nil {
+		c.Close()
+		s.c = nil
+		return err
+	}
 	bg, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	s.cancel = cancel
+	go s.member.Run(bg)
 	fail := func(err error) error {
 		cancel()
+		_ = s.member.Leave(context.WithoutCancel(ctx))
+		s.member = nil
 		c.Close()
 		s.c = nil
 		return err
@@ -186,6 +204,7 @@ func (s *Server) build(ctx context.Context, o Options) error {
 		"store": c.db.Ping,
 		"keys":  c.keys.Check,
 		"audit": func(context.Context) error { return s.audit.Healthy() },
+		"node":  func(context.Context) error { return s.member.Healthy() },
 	}
 	if s.witness != nil {
 		ready["witness"] = s.witness.Ready
@@ -202,13 +221,17 @@ func (s *Server) build(ctx context.Context, o Options) error {
 		Detector:     s.detector,
 		Logger:       c.opts.Logger,
 		PublicURL:    cfg.PublicURL,
+		Issuer:       c.issuer,
 		MaxBodyBytes: cfg.Limits.MaxBodyBytes,
 		RateLimit:    cfg.Limits.RateLimit,
 		RateBurst:    cfg.Limits.RateBurst,
 		Observe:      s.metrics.ObserveRequest,
 		Now:          c.opts.Now,
 		Ready:        ready,
-		Extra:        extraRoutes(cfg, httpapi.KeyAdminRoutes(admin, c.policies), c.transit),
+		Extra: extraRoutes(cfg, func(rt *httpapi.Router) {
+			httpapi.KeyAdminRoutes(admin, c.policies)(rt)
+			httpapi.NodeRoutes(c.db, c.policies, cfg.Node, c.opts.Now)(rt)
+		}, c.transit),
 	})
 	if ci, err := pki.CertInfo(cfg.TLS.CertFile); err == nil {
 		s.metrics.CertExpiry.Set(float64(ci.NotAfter.Unix()))
@@ -456,6 +479,14 @@ func (s *Server) teardown() {
 	}
 	if s.cancel != nil {
 		s.cancel()
+	}
+	if s.member != nil {
+		// After the last audit event: the id may be taken again at once.
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		if err := s.member.Leave(ctx); err != nil {
+			s.log.Warn("node lease release failed; a restart waits for it to run out", "error", err)
+		}
+		cancel()
 	}
 	if s.c != nil {
 		s.c.Close()

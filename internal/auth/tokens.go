@@ -48,8 +48,14 @@ var ErrNoSigningKey = errors.New("auth: no usable signing key")
 
 // TokenConfig configures [NewTokens]. Zero values take the defaults.
 type TokenConfig struct {
-	// Issuer is the "iss" of issued tokens and the only one Verify accepts.
+	// Issuer is the "iss" of issued tokens; Verify accepts it and
+	// AcceptIssuers, no other.
 	Issuer string
+	// AcceptIssuers are other iss values of this deployment's own tokens
+	// that Verify accepts (a node whose auth.issuer differs from the
+	// deployment's accepts both). Tokens must still be signed by one of
+	// the keys set with SetKeys.
+	AcceptIssuers []string
 	// Audience is the "aud" of issued tokens; Verify requires it among a
 	// token's audiences.
 	Audience string
@@ -366,7 +372,7 @@ func (t *Tokens) Verify(token string) (*coffer.Principal, error) {
 func (t *Tokens) checkClaims(c *accessClaims, now time.Time) (time.Time, error) {
 	lw := t.cfg.Leeway
 	switch {
-	case c.Issuer != t.cfg.Issuer:
+	case c.Issuer != t.cfg.Issuer && !slices.Contains(t.cfg.AcceptIssuers, c.Issuer):
 		return time.Time{}, invalid("wrong iss")
 	case !c.Audience.Contains(t.cfg.Audience):
 		return time.Time{}, invalid("wrong aud")

@@ -354,3 +354,20 @@ type CountAdd struct {
 	N      int
 	Since  time.Time
 }
+
+// Node is a member of the deployment as its row in the store says: the
+// process (Instance, random per start) holding the lease on node id ID,
+// renewed by its heartbeat until LeaseUntil.
+type Node struct {
+	ID            string    `json:"node"`
+	Instance      string    `json:"-"`
+	Host          string    `json:"host"`
+	Version       string    `json:"version"`
+	SchemaVersion int64     `json:"schema_version"`
+	StartedAt     time.Time `json:"started_at"`
+	HeartbeatAt   time.Time `json:"last_heartbeat"`
+	LeaseUntil    time.Time `json:"lease_until"`
+}
+
+// Live reports whether n's lease runs at now.
+func (n Node) Live(now time.Time) bool { return now.Before(n.LeaseUntil) }

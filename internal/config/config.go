@@ -65,7 +65,10 @@ type Config struct {
 
 	// Dev marks a development instance (`coffer dev`).
 	Dev bool `yaml:"dev"`
-	// Node names this node in logs, audit events and leases (default: host name).
+	// Node names this node in logs, audit events and leases. Unset, it is
+	// the id kept in DataDir/node-id when that file was made on this host
+	// at this path; otherwise the host name, which serve replaces with a
+	// generated id that it keeps there (see docs/cluster.md).
 	Node string `yaml:"node,omitempty"`
 	// LogLevel is debug, info, warn or error (default info).
 	LogLevel string `yaml:"log_level"`
@@ -121,7 +124,9 @@ type TLS struct {
 
 // Auth configures token issuing and login protection.
 type Auth struct {
-	// Issuer is the iss of access tokens (default PublicURL).
+	// Issuer is the iss of access tokens. Unset, it is the deployment's,
+	// kept in the database: the public_url of the first node that served
+	// it, shared by every node (see docs/cluster.md).
 	Issuer string `yaml:"issuer,omitempty"`
 	// Audience is the aud of access tokens (default "coffer").
 	Audience string `yaml:"audience"`
@@ -597,6 +602,11 @@ func defaults(dir string) *Config {
 
 // Dir returns the configuration directory the config was loaded from.
 func (c *Config) Dir() string { return c.dir }
+
+// Derived reports whether the setting key (such as "node" or
+// "auth.issuer") was derived from other settings rather than given by the
+// file, the environment or a flag.
+func (c *Config) Derived(key string) bool { return c.derived[key] }
 
 // Database kinds returned by Database.
 const (

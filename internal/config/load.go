@@ -16,6 +16,8 @@ import (
 	"strings"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/cofferhq/coffer/internal/cluster"
 )
 
 // ErrUnknownKey is wrapped by errors for a key that Config does not have,
@@ -364,7 +366,15 @@ func (c *Config) derivations() []derivation {
 		{"tls.key_file", &c.TLS.KeyFile, tlsFile("server-key.pem")},
 		{"tls.ca_file", &c.TLS.CAFile, tlsFile("ca.pem")},
 		{"tls.ca_key_file", &c.TLS.CAKeyFile, tlsFile("ca-key.pem")},
-		{"node", &c.Node, hostname},
+		{"node", &c.Node, func() string {
+			// The id serve made and kept in the data directory, when it
+			// was made here (internal/cluster); the host name before that.
+			h := hostname()
+			if id, ok := cluster.KeptID(c.DataDir, h); ok {
+				return id
+			}
+			return h
+		}},
 	}
 }
 

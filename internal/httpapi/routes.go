@@ -99,8 +99,12 @@ func (s *Server) readyz(c *Call) (Reply, error) {
 
 func (s *Server) metadata(*Call) (Reply, error) {
 	base := strings.TrimRight(s.c.PublicURL, "/")
+	issuer := s.c.Issuer
+	if issuer == "" {
+		issuer = base
+	}
 	return Reply{Body: map[string]any{
-		"issuer":                                           base,
+		"issuer":                                           issuer,
 		"token_endpoint":                                   base + "/v1/oauth/token",
 		"jwks_uri":                                         base + "/.well-known/jwks.json",
 		"revocation_endpoint":                              base + "/v1/oauth/revoke",

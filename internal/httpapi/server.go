@@ -132,8 +132,11 @@ type Config struct {
 	// Quotas, if set, meters tokenization per principal.
 	Quotas Quotas
 	Logger *slog.Logger
-	// PublicURL is the base URL clients use (the token issuer).
+	// PublicURL is the base URL clients use.
 	PublicURL string
+	// Issuer is the iss of the tokens this node issues, named by the
+	// RFC 8414 metadata (default PublicURL).
+	Issuer string
 	// Ready lists named readiness checks for /readyz.
 	Ready map[string]Readiness
 	// MaxBodyBytes limits a request body (default 1 MiB).

@@ -49,7 +49,7 @@ func (e *ProblemsError) Error() string {
 }
 
 // Resources that stand alone (no name), besides "*".
-var plainResources = [...]string{"audit", "policy", "clients", "users", "security", "subjects", "inspect"}
+var plainResources = [...]string{"audit", "policy", "clients", "users", "security", "subjects", "inspect", "nodes"}
 
 // Resource kinds that take a name: KIND/NAME.
 var namedResources = [...]string{"collections", "tokens", "keys"}

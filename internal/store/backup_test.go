@@ -158,6 +158,12 @@ func fill(t *testing.T, s rawStore) {
 	}
 	must(db.SetJobState(ctx, "rewrap", "node-a", `{"after":"r010"}`, bt0))
 	must(db.SetMeta(ctx, "node_id", "n-1"))
+	ok, err = db.AcquireNodeLease(ctx, coffer.Node{ID: "n-1", Instance: "i-1", Host: "h", Version: "v1.2.3", SchemaVersion: 15,
+		StartedAt: bt0, HeartbeatAt: bt0.Add(time.Second), LeaseUntil: bt0.Add(time.Minute)})
+	must(err)
+	if !ok {
+		t.Fatal("node lease not acquired")
+	}
 
 	// Tables whose store methods belong to other packages' work.
 	for _, q := range []struct {
