@@ -550,3 +550,42 @@ func selfSigned(t *testing.T) tls.Certificate {
 	}
 	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}
 }
+
+// TestRelayReloadAndClient: a reload swaps the routes at once, a bad one
+// keeps the running routes, and a relay whose client is gone relays
+// nothing.
+func TestRelayReloadAndClient(t *testing.T) {
+	n := start(t, storetest.Backends()[0])
+	e := startRelay(t, n)
+	body := func() io.Reader { return strings.NewReader(`{"card":{"number":"4111111111111111"}}`) }
+	cfg := n.loadCfg()
+	cfg.Relay.Routes[0].Match.Path = "/register"
+	if err := n.srv.ReloadRelay(cfg); err != nil {
+		t.Fatal(err)
+	}
+	if st, _, b := e.send("POST", "/signup", "application/json", body()); st != 404 {
+		t.Fatalf("old path after reload: %d %s", st, b)
+	}
+	if st, _, b := e.send("POST", "/register", "application/json", body()); st != 200 {
+		t.Fatalf("new path after reload: %d %s", st, b)
+	}
+	bad := n.loadCfg()
+	bad.Relay.Routes[0].Request.Tokenize[0].Type = "pan"
+	if err := n.srv.ReloadRelay(bad); err == nil || !strings.Contains(err.Error(), `relay.routes[0].request.tokenize[0].type: "pan" is not a token type`) {
+		t.Fatalf("bad reload: %v", err)
+	}
+	if st, _, b := e.send("POST", "/register", "application/json", body()); st != 200 {
+		t.Fatalf("a bad reload must keep the running routes: %d %s", st, b)
+	}
+	tok := n.token(n.init.ClientID, n.init.ClientSecret)
+	if st, _, b := n.do("DELETE", "/v1/clients/"+e.clientID, tok, "", nil); st != 204 {
+		t.Fatalf("delete client: %d %s", st, b)
+	}
+	before := e.app.count()
+	if st, _, b := e.send("POST", "/register", "application/json", body()); st != 503 {
+		t.Fatalf("relay without its client: %d %s", st, b)
+	}
+	if e.app.count() != before {
+		t.Fatal("a relay without its client forwarded a request")
+	}
+}
