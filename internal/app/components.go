@@ -79,6 +79,11 @@ type Options struct {
 	// renewal period (cluster.DefaultLeaseTTL, DefaultHeartbeat). Tests
 	// shorten them.
 	NodeLeaseTTL, NodeHeartbeat time.Duration
+	// PollInterval, when above 0, replaces how often a node polls the
+	// store for what other nodes changed (policy, revocations, signing
+	// keys: 2s; suspensions: 15s), the fallback of change notifications.
+	// Tests lengthen it to show that notifications alone propagate.
+	PollInterval time.Duration
 	// provider, if set, is the root key provider already opened (an
 	// unsealed Shamir provider); nil opens the one cfg names.
 	provider keyprovider.Provider
@@ -263,7 +268,8 @@ func open(ctx context.Context, cfg *config.Config, o Options) (*components, erro
 			Base: cfg.Auth.Lockout.Base.Duration, Max: cfg.Auth.Lockout.Max.Duration,
 			AddressMaxFailures: cfg.Auth.Lockout.AddressMaxFailures},
 		MaxConcurrentHashes: cfg.Auth.Hashing.MaxConcurrent, HashQueueTimeout: cfg.Auth.Hashing.QueueTimeout.Duration,
-		MACs: c.keys, EnrolmentCodeTTL: cfg.Auth.MFAEnrolmentCodeTTL.Duration, ReauthMaxAge: cfg.Auth.ReauthMaxAge.Duration,
+		RefreshInterval: o.PollInterval,
+		MACs:            c.keys, EnrolmentCodeTTL: cfg.Auth.MFAEnrolmentCodeTTL.Duration, ReauthMaxAge: cfg.Auth.ReauthMaxAge.Duration,
 		RolesNeedMFA: func(roles []string) bool {
 			p := c.policies.Current()
 			return slices.ContainsFunc(roles, p.RequiresMFA)

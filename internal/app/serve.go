@@ -1,6 +1,7 @@
 package app
 
 import (
+	"cmp"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -27,6 +28,7 @@ import (
 	"github.com/cofferhq/coffer/internal/pki"
 	"github.com/cofferhq/coffer/internal/quota"
 	"github.com/cofferhq/coffer/internal/relay"
+	"github.com/cofferhq/coffer/internal/store"
 	"github.com/cofferhq/coffer/internal/vaultcompat"
 	"github.com/cofferhq/coffer/internal/witness"
 )
@@ -67,6 +69,8 @@ type Server struct {
 
 	// member holds this node's lease on its node id.
 	member *cluster.Member
+	// follower listens for what other nodes change (PostgreSQL only).
+	follower *cluster.Follower
 
 	// witness delivers the audit checkpoints to audit.witness (nil when
 	// none is configured); the audit writer owns and closes it.
@@ -151,7 +155,7 @@ func (s *Server) build(ctx context.Context, o Options) error {
 	if err := c.identity.Start(bg); err != nil {
 		return fail(err)
 	}
-	go c.policies.Watch(bg, 2*time.Second)
+	go c.policies.Watch(bg, cmp.Or(o.PollInterval, 2*time.Second))
 	s.jobs = lifecycle.New(lifecycle.Config{
 		Store: c.db, Keys: c.keys, Node: cfg.Node, Now: c.opts.Now, Logger: s.log,
 		OnRewrapped: func(n int) {
@@ -208,6 +212,20 @@ func (s *Server) build(ctx context.Context, o Options) error {
 	}
 	if s.witness != nil {
 		ready["witness"] = s.witness.Ready
+	}
+	if c.db.Dialect() == store.Postgres {
+		s.follower = cluster.NewFollower(cluster.FollowConfig{
+			Listen:  c.db.ListenChanges,
+			Changed: func(table string) { s.changed(bg, table) },
+			Resync: func(ctx context.Context) {
+				for _, t := range changeTables {
+					s.changed(ctx, t)
+				}
+			},
+			Now: c.opts.Now, Logger: s.log,
+		})
+		go s.follower.Run(bg)
+		ready["changes"] = func(context.Context) error { return s.follower.Healthy() }
 	}
 	s.api = httpapi.New(httpapi.Config{
 		Vault:        c.vault,
@@ -643,6 +661,7 @@ func (s *Server) openDetector(ctx context.Context) (*detect.Detector, error) {
 		DeniedBurst: dc.DeniedBurst, Enumeration: dc.Enumeration, Hours: dc.Hours,
 		BulkTokenizeValues: dc.BulkTokenizeValues, BulkTokenizeLinkable: dc.BulkTokenizeLinkable,
 		SuspendOn: dc.SuspendOn, SuspendFor: dc.SuspendFor.Duration,
+		SyncInterval: s.c.opts.PollInterval,
 	}
 	for _, w := range dc.Webhooks {
 		cfg.Webhooks = append(cfg.Webhooks, detect.Webhook{URL: w.URL, Secret: w.Secret})
@@ -677,4 +696,29 @@ func offIfZero(n int) int {
 		return -1
 	}
 	return n
+}
+
+// changeTables are the tables whose changes a node follows (migration
+// 15's triggers announce them): what it caches of each.
+var changeTables = []string{"policy", "revoked_tokens", "signing_keys", "clients", "users", "suspensions",
+	"collections", "data_keys", "transit_keys"}
+
+// changed reloads what this node caches of table, which another node (or
+// an offline command) changed.
+func (s *Server) changed(ctx context.Context, table string) {
+	c := s.c
+	switch table {
+	case "policy":
+		c.policies.Refresh(ctx)
+	case "revoked_tokens", "signing_keys", "clients", "users":
+		if err := c.identity.Refresh(ctx); err != nil && ctx.Err() == nil {
+			s.log.Warn("identity refresh after a change failed", "table", table, "error", err)
+		}
+	case "suspensions":
+		s.detector.SyncSuspensions(ctx)
+	case "collections":
+		c.vault.ForgetSchemas()
+	case "data_keys", "transit_keys":
+		c.keys.Expire()
+	}
 }

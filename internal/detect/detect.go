@@ -594,6 +594,10 @@ func (d *Detector) syncLoop(ctx context.Context) {
 }
 
 // syncSuspensions replaces the in-memory suspensions by the store's.
+// SyncSuspensions reloads the suspensions from the store now (another
+// node changed them), besides the periodic sync.
+func (d *Detector) SyncSuspensions(ctx context.Context) { d.syncSuspensions(ctx) }
+
 func (d *Detector) syncSuspensions(ctx context.Context) {
 	ctx, cancel := context.WithTimeout(ctx, storeTimeout)
 	defer cancel()

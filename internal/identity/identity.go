@@ -155,6 +155,10 @@ func (s *Service) Start(ctx context.Context) error {
 	return nil
 }
 
+// Refresh reloads the signing keys and the revocation set from the store
+// now (another node changed them), besides the periodic refresh.
+func (s *Service) Refresh(ctx context.Context) error { return s.refresh(ctx) }
+
 func (s *Service) refresh(ctx context.Context) error {
 	if err := s.loadSigningKeys(ctx); err != nil {
 		return err

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -26,6 +27,8 @@ type Holder struct {
 	cur    atomic.Pointer[policy.Policy]
 	ver    atomic.Int64
 	Reload func() // called after a new policy is swapped in, if set
+
+	refreshMu sync.Mutex // serialises Refresh
 }
 
 // New returns a Holder; call Load before serving.
@@ -77,14 +80,23 @@ func (h *Holder) Watch(ctx context.Context, interval time.Duration) {
 		case <-ctx.Done():
 			return
 		case <-t.C:
-			v, err := h.store.PolicyVersion(ctx)
-			if err != nil || v <= h.ver.Load() {
-				continue
-			}
-			if err := h.Load(ctx); err != nil {
-				h.log.Error("policy reload failed; keeping the policy in force", "error", err)
-			}
+			h.Refresh(ctx)
 		}
+	}
+}
+
+// Refresh loads the stored policy if it is newer than the one in force (a
+// change announced by another node, or Watch's poll). Calls are
+// serialised, so an older load never replaces a newer one.
+func (h *Holder) Refresh(ctx context.Context) {
+	h.refreshMu.Lock()
+	defer h.refreshMu.Unlock()
+	v, err := h.store.PolicyVersion(ctx)
+	if err != nil || v <= h.ver.Load() {
+		return
+	}
+	if err := h.Load(ctx); err != nil {
+		h.log.Error("policy reload failed; keeping the policy in force", "error", err)
 	}
 }
 

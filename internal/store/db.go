@@ -78,6 +78,8 @@ type DB struct {
 	group *groupCommit
 	// readOnly is set by OpenReadOnly: no write, no transaction, no migration.
 	readOnly bool
+	// pool is the PostgreSQL pool (nil on SQLite), for ListenChanges.
+	pool *pgxpool.Pool
 	// countsPruned is the ten-minute mark (Unix µs) up to which this node
 	// last pruned the detectors' counters.
 	countsPruned atomic.Int64
@@ -597,6 +599,7 @@ func openPostgres(ctx context.Context, dsn string, o Options, readOnly bool) (*D
 		read:    pgQ{pool},
 		write:   pgQ{pool},
 		sqlDB:   sqlDB,
+		pool:    pool,
 		closers: []func(){pool.Close, func() { _ = sqlDB.Close() }},
 	}
 	if readOnly {

@@ -261,6 +261,14 @@ func validAttr(s string) bool {
 	return len(s) <= 256 && !strings.ContainsRune(s, 0) && strings.ToValidUTF8(s, "") == s
 }
 
+// ForgetSchemas empties the collection schema cache (another node
+// changed a collection): the next use of each reads the store.
+func (v *Vault) ForgetSchemas() {
+	v.mu.Lock()
+	clear(v.schemas)
+	v.mu.Unlock()
+}
+
 // loadCollection fetches a collection (from the cache when it can), noting
 // a missing one.
 func (v *Vault) loadCollection(ctx context.Context, c Caller, name string) (coffer.Collection, error) {

@@ -115,6 +115,8 @@ type Keyring struct {
 	now     func() time.Time
 	ttl     time.Duration
 	maxKeys int
+	// gen is raised by Expire: an entry loaded under an older gen is stale.
+	gen atomic.Uint64
 
 	seed  maphash.Seed
 	loads [loadStripes]sync.Mutex
@@ -140,6 +142,7 @@ type Keyring struct {
 // entry is what the cache holds for one key id.
 type entry struct {
 	loaded    time.Time
+	gen       uint64 // kr.gen when its load began: older than Expire, stale
 	versions  map[uint32]*keyVersion
 	max       uint32      // highest version in any state; 0 when none
 	current   *keyVersion // highest active version; nil when none
@@ -501,8 +504,14 @@ func (kr *Keyring) withVersion(ctx context.Context, keyID string, n uint32, unkn
 }
 
 func (kr *Keyring) fresh(e *entry) bool {
-	return kr.now().Sub(e.loaded) < kr.ttl
+	return e.gen == kr.gen.Load() && kr.now().Sub(e.loaded) < kr.ttl
 }
+
+// Expire makes every cached key id stale: its next use reloads it from
+// the Store (another node rotated, retired or destroyed a version). Key
+// versions whose wrapped bytes did not change are reused, not unwrapped
+// again.
+func (kr *Keyring) Expire() { kr.gen.Add(1) }
 
 func (kr *Keyring) stripe(keyID string) *sync.Mutex {
 	return &kr.loads[maphash.String(kr.seed, keyID)%loadStripes]
@@ -545,11 +554,12 @@ func (kr *Keyring) refresh(ctx context.Context, keyID string, seen *entry, creat
 // load reads every version of keyID from the Store and unwraps the active
 // ones, reusing the versions of old whose wrapped bytes did not change.
 func (kr *Keyring) load(ctx context.Context, keyID string, old *entry) (*entry, error) {
+	gen := kr.gen.Load()
 	rows, err := kr.store.DataKeys(ctx, keyID)
 	if err != nil {
 		return nil, fmt.Errorf("keyring: load %s: %w", keyID, err)
 	}
-	e := &entry{loaded: kr.now(), versions: make(map[uint32]*keyVersion, len(rows))}
+	e := &entry{loaded: kr.now(), gen: gen, versions: make(map[uint32]*keyVersion, len(rows))}
 	// The key id is destroyed (crypto-shredded) when every version is:
 	// Destroy ends them all at once. A single destroyed version next to
 	// live ones is one DestroyVersion ended; it alone no longer opens.

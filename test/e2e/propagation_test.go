@@ -1,0 +1,133 @@
+package e2e
+
+import (
+	"context"
+	"io"
+	"net/http"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/cofferhq/coffer/internal/config"
+	"github.com/cofferhq/coffer/internal/store"
+)
+
+// status sends GET path with token and returns the status, 0 when the
+// request failed (it is retried).
+func (n *node) status(path, token string) int {
+	req, err := http.NewRequest("GET", n.url+path, nil)
+	if err != nil {
+		return 0
+	}
+	req.Header.Set("Authorization", "Bearer "+token)
+	resp, err := n.raw.Do(req)
+	if err != nil {
+		return 0
+	}
+	_, _ = io.Copy(io.Discard, resp.Body)
+	_ = resp.Body.Close()
+	return resp.StatusCode
+}
+
+// waitStatus polls each node with token on path until it answers want,
+// and returns how long each took from start; it fails after 10 s (a
+// bound far above any propagation, not a timing assertion).
+func waitStatus(t *testing.T, nodes []*node, token, path string, want int, start time.Time) []time.Duration {
+	t.Helper()
+	out := make([]time.Duration, len(nodes))
+	var wg sync.WaitGroup
+	for i, n := range nodes {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				st := n.status(path, token)
+				if st == want {
+					out[i] = time.Since(start)
+					return
+				}
+				if time.Since(start) > 10*time.Second {
+					t.Errorf("%s still answers %d, not %d, 10 s after the change", n.addr, st, want)
+					return
+				}
+				time.Sleep(time.Millisecond)
+			}
+		}()
+	}
+	wg.Wait()
+	if t.Failed() {
+		t.FailNow()
+	}
+	return out
+}
+
+// TestChangesReachEveryNode: three nodes on one PostgreSQL, polling the
+// store only once an hour. A token revoked on one node, a principal
+// suspended, its suspension lifted, and a policy change are seen by the
+// other two through LISTEN/NOTIFY; the test records how long each took
+// after the call that made the change returned (BENCHMARKS.md).
+func TestChangesReachEveryNode(t *testing.T) {
+	opts := clusterOpts
+	opts.PollInterval = time.Hour
+	a := startWith(t, postgres(), opts)
+	b, c := a.copyNode(), a.copyNode()
+	others := []*node{b, c}
+	cfg, err := config.Load(a.dir, a.env)
+	if err != nil {
+		t.Fatal(err)
+	}
+	db, err := store.Open(context.Background(), cfg.DatabaseURL, store.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = db.Close() })
+
+	var revoke, suspend, lift []time.Duration
+	const rounds = 10
+	for i := range rounds {
+		id, secret := a.newServiceClient("svc-"+strings.Repeat("x", i+1), "admin")
+		tok := a.token(id, secret)
+		waitStatus(t, others, tok, "/v1/collections", 200, time.Now())
+
+		if st, _, body := a.do("POST", "/v1/oauth/revoke", "", "application/x-www-form-urlencoded", strings.NewReader("token="+tok)); st != 200 {
+			t.Fatalf("revoke: %d %s", st, body)
+		}
+		revoke = append(revoke, waitStatus(t, others, tok, "/v1/collections", 401, time.Now())...)
+
+		tok = a.token(id, secret)
+		waitStatus(t, others, tok, "/v1/collections", 200, time.Now())
+		// What the detector on a node does when it suspends a principal.
+		if err := db.SuspendPrincipal(context.Background(), id, time.Now().Add(time.Hour), "test"); err != nil {
+			t.Fatal(err)
+		}
+		suspend = append(suspend, waitStatus(t, others, tok, "/v1/collections", 403, time.Now())...)
+
+		admin := a.token(a.init.ClientID, a.init.ClientSecret)
+		if st, _, body := a.do("DELETE", "/v1/security/suspensions/"+id, admin, "", nil); st != 204 {
+			t.Fatalf("lift: %d %s", st, body)
+		}
+		lift = append(lift, waitStatus(t, others, tok, "/v1/collections", 200, time.Now())...)
+	}
+
+	// A policy change: the viewer role may read the audit log once the
+	// policy says so, on every node.
+	vid, vsecret := a.newServiceClient("viewer", "viewer")
+	vtok := a.token(vid, vsecret)
+	waitStatus(t, others, vtok, "/v1/audit/events?limit=1", 403, time.Now())
+	admin := a.token(a.init.ClientID, a.init.ClientSecret)
+	pol := "roles:\n  admin:\n    - resources: [\"*\"]\n      actions: [\"*\"]\n  viewer:\n    - resources: [audit]\n      actions: [read]\n"
+	if st, _, body := a.do("PUT", "/v1/policy", admin, "application/yaml", strings.NewReader(pol)); st != 204 {
+		t.Fatalf("put policy: %d %s", st, body)
+	}
+	policy := waitStatus(t, others, vtok, "/v1/audit/events?limit=1", 200, time.Now())
+
+	for _, m := range []struct {
+		what string
+		d    []time.Duration
+	}{{"revocation", revoke}, {"suspension", suspend}, {"lifted suspension", lift}, {"policy", policy}} {
+		slices.Sort(m.d)
+		t.Logf("%s seen by the other nodes after: median %v, max %v (%d observations)", m.what, m.d[len(m.d)/2], m.d[len(m.d)-1], len(m.d))
+	}
+}
