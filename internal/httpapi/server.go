@@ -38,6 +38,8 @@ type Identity interface {
 	Clients(ctx context.Context) ([]identity.ClientInfo, error)
 	RotateClientSecret(ctx context.Context, id string) (identity.NewClient, error)
 	DeleteClient(ctx context.Context, id string) error
+	Client(ctx context.Context, id string) (identity.ClientInfo, error)
+	UpdateClient(ctx context.Context, was, next identity.ClientInfo) (identity.ClientInfo, error)
 	Introspect(ctx context.Context, token string) identity.Introspection
 	CreateUser(ctx context.Context, username, password string, roles []string, attrs map[string]string) (identity.NewUser, error)
 	Login(ctx context.Context, username, password, ip string) (identity.LoginResult, error)
@@ -45,6 +47,8 @@ type Identity interface {
 	StartTOTP(ctx context.Context, p *coffer.Principal, issuer, enrolmentCode string) (identity.TOTPEnrolment, error)
 	ConfirmTOTP(ctx context.Context, p *coffer.Principal, code string) error
 	User(ctx context.Context, id string) (identity.UserInfo, error)
+	UpdateUser(ctx context.Context, was, next identity.UserInfo) (identity.UserInfo, error)
+	DeleteUser(ctx context.Context, id string) error
 	IssueEnrolmentCode(ctx context.Context, userID string) (identity.EnrolmentCode, error)
 	ResetMFA(ctx context.Context, userID string) error
 	RequireFreshAuth(p *coffer.Principal) error
