@@ -6,7 +6,7 @@ import (
 
 	"github.com/cofferhq/coffer/internal/coffer"
 	"github.com/cofferhq/coffer/internal/policy"
-	)
+)
 
 func (s *Server) introspect(c *Call) (Reply, error) {
 	c.Note.Target("introspect", "tokens")

@@ -58,11 +58,11 @@ type world struct {
 	// manager may create, update and delete clients and users, but holds
 	// no admin and only the attribute team=ops.
 	managerID, tokenManager string
-	recA, recB, recC    string   // records owned by A, B and a third owner "owner-c" (subject "subject-c")
-	aliceID             string   // the planted user alice (role support)
-	tokens              []string // planted tokens of tokenValue
-	ciphertext          string   // transit ciphertext of "planted" under key k1
-	forged              map[string]string
+	recA, recB, recC        string   // records owned by A, B and a third owner "owner-c" (subject "subject-c")
+	aliceID                 string   // the planted user alice (role support)
+	tokens                  []string // planted tokens of tokenValue
+	ciphertext              string   // transit ciphertext of "planted" under key k1
+	forged                  map[string]string
 }
 
 // alicePassword is the planted user alice's password.
