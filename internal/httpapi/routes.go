@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"time"
 
@@ -315,11 +316,19 @@ func (s *Server) putPolicy(c *Call) (Reply, error) {
 	default:
 		return Reply{}, &coffer.Error{Code: "unsupported_media", Message: "Content-Type must be application/json or application/yaml"}
 	}
+	force := false
+	if v := c.R.URL.Query().Get("force"); v != "" {
+		f, err := strconv.ParseBool(v)
+		if err != nil {
+			return Reply{}, coffer.Errorf(coffer.EINVALID, "force must be true or false")
+		}
+		force = f
+	}
 	b, err := readBody(c.R)
 	if err != nil {
 		return Reply{}, err
 	}
-	if err := s.c.Policies.Put(c.R.Context(), c.Principal, b, format, &c.Note); err != nil {
+	if err := s.c.Policies.Put(c.R.Context(), c.Principal, c.IP, b, format, force, &c.Note); err != nil {
 		return Reply{}, err
 	}
 	return Reply{Status: http.StatusNoContent}, nil

@@ -112,7 +112,10 @@ type Entry struct {
 // Policies gives access to the policy document.
 type Policies interface {
 	Get(ctx context.Context) (data []byte, format string, err error)
-	Put(ctx context.Context, p *coffer.Principal, data []byte, format string, note *coffer.AccessNote) error
+	// Put replaces the policy for p calling from ip; unless force, a
+	// document under which no principal could change the policy again is
+	// refused (422 policy-lockout).
+	Put(ctx context.Context, p *coffer.Principal, ip string, data []byte, format string, force bool, note *coffer.AccessNote) error
 	Allowed(p *coffer.Principal, action, resource, ip string, note *coffer.AccessNote) error
 	Check(in policy.Input) policy.Decision
 }
