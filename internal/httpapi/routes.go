@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"net/http"
 	"net/url"
-	"strconv"
 	"strings"
 	"time"
 
@@ -317,12 +316,12 @@ func (s *Server) putPolicy(c *Call) (Reply, error) {
 		return Reply{}, &coffer.Error{Code: "unsupported_media", Message: "Content-Type must be application/json or application/yaml"}
 	}
 	force := false
-	if v := c.R.URL.Query().Get("force"); v != "" {
-		f, err := strconv.ParseBool(v)
-		if err != nil {
-			return Reply{}, coffer.Errorf(coffer.EINVALID, "force must be true or false")
-		}
-		force = f
+	switch q := c.R.URL.Query(); {
+	case !q.Has("force"), q.Get("force") == "false" && len(q["force"]) == 1:
+	case q.Get("force") == "true" && len(q["force"]) == 1:
+		force = true
+	default:
+		return Reply{}, coffer.Errorf(coffer.EINVALID, "force must be true or false")
 	}
 	b, err := readBody(c.R)
 	if err != nil {

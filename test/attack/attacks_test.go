@@ -23,7 +23,7 @@ func attacks() []attack {
 	var all []attack
 	for _, group := range [][]attack{
 		authAttacks(), sqlAttacks(), idorAttacks(), massAssignmentAttacks(), bodyAttacks(), publicAttacks(),
-		batchAttacks(), mfaAdminAttacks(), escalationAttacks(),
+		batchAttacks(), mfaAdminAttacks(), escalationAttacks(), policyLockoutAttacks(),
 	} {
 		all = append(all, group...)
 	}
