@@ -429,8 +429,8 @@ func (s *Service) DeleteUser(ctx context.Context, id string) error {
 }
 
 // Principals lists every client and user that is not disabled as the
-// principal it signs in as (a user with confirmed TOTP as after an MFA
-// sign-in), for asking who could still do something under a policy.
+// principal it signs in as (see PrincipalsOf), for asking who could still
+// do something under a policy.
 func (s *Service) Principals(ctx context.Context) ([]coffer.Principal, error) {
 	cs, err := s.c.Store.Clients(ctx)
 	if err != nil {
@@ -440,6 +440,13 @@ func (s *Service) Principals(ctx context.Context) ([]coffer.Principal, error) {
 	if err != nil {
 		return nil, err
 	}
+	return PrincipalsOf(cs, us), nil
+}
+
+// PrincipalsOf returns the clients and users that are not disabled as
+// the principals they sign in as, a user with confirmed TOTP as after an
+// MFA sign-in.
+func PrincipalsOf(cs []coffer.Client, us []coffer.User) []coffer.Principal {
 	out := make([]coffer.Principal, 0, len(cs)+len(us))
 	for _, c := range cs {
 		if !c.Disabled {
@@ -452,7 +459,7 @@ func (s *Service) Principals(ctx context.Context) ([]coffer.Principal, error) {
 				MFA: u.TOTPConfirmed})
 		}
 	}
-	return out, nil
+	return out
 }
 
 // EnrolmentCode is a one-time MFA enrolment code as issued (shown once).

@@ -164,32 +164,38 @@ func (h *Holder) put(ctx context.Context, caller *coffer.Principal, ip string, d
 	return v, nil
 }
 
-// lockout returns a 422 policy-lockout problem when, under np, neither
-// the caller (as it called, from ip) nor any principal Principals lists
-// (from no address) could update the policy now: the document would lock
-// every administrator out, with only the offline break-glass left. An
-// external principal counts only as the caller. Principals failing is an
-// error (fail closed).
+// lockout applies Lockout to np, the caller and the principals
+// Principals lists; Principals failing is an error (fail closed).
 func (h *Holder) lockout(ctx context.Context, np *policy.Policy, caller *coffer.Principal, ip string) error {
-	now := h.now()
-	may := func(pr *coffer.Principal, ip string) bool {
-		return np.Decide(policy.Input{Principal: pr, Action: "update", Resource: "policy", Time: now, IP: ip}).Allowed
-	}
-	if caller != nil && may(caller, ip) {
-		return nil
-	}
-	if h.Principals != nil {
-		ps, err := h.Principals(ctx)
-		if err != nil {
+	var others []coffer.Principal
+	if h.Principals != nil && (caller == nil || !mayChange(np, caller, ip, h.now())) {
+		var err error
+		if others, err = h.Principals(ctx); err != nil {
 			return fmt.Errorf("policystore: who could change the policy: %w", err)
 		}
-		for i := range ps {
-			if may(&ps[i], "") {
-				return nil
-			}
+	}
+	return Lockout(np, caller, ip, others, h.now())
+}
+
+func mayChange(p *policy.Policy, pr *coffer.Principal, ip string, now time.Time) bool {
+	return p.Decide(policy.Input{Principal: pr, Action: "update", Resource: "policy", Time: now, IP: ip}).Allowed
+}
+
+// Lockout returns a 422 policy-lockout problem when, under p at now,
+// neither the caller (nil for none; as it called, from ip) nor any of
+// others (from no address) could update the policy: the document would
+// lock every administrator out, with only the offline break-glass left.
+// The problem says which roles could grant it, if any.
+func Lockout(p *policy.Policy, caller *coffer.Principal, ip string, others []coffer.Principal, now time.Time) error {
+	if caller != nil && mayChange(p, caller, ip, now) {
+		return nil
+	}
+	for i := range others {
+		if mayChange(p, &others[i], "", now) {
+			return nil
 		}
 	}
-	granting := np.RolesGranting("update", "policy")
+	granting := p.RolesGranting("update", "policy")
 	if len(granting) > 10 {
 		granting = append(granting[:10], "…")
 	}
