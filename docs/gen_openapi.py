@@ -14,6 +14,12 @@ STD = {"400": problem("Malformed request"), "401": problem("Not authenticated"),
        "403": problem("Not allowed"), "413": problem("Body too large"),
        "422": problem("Valid JSON that breaks the schema"), "429": problem("Rate limited or locked out"),
        "503": problem("Not ready, or the audit log is unavailable: the request was not carried out (or, when the audit log failed while it ran, its outcome could not be recorded)")}
+# The grant rule (httpapi grants.go): who may give roles and attributes, and act on a principal holding them.
+GRANT_RULE = ("the right to grant everything the principal holds: each of its roles and attributes (key=value) held by the caller, "
+              "or admin on the resource (clients or users)")
+HELD = problem("Not allowed: the action itself, or the principal holds roles or attributes the caller lacks and the caller has no admin on the resource "
+               "(an operation on a principal is as good as granting what it holds), or the change would give one the caller lacks")
+GRANT_403 = problem("Not allowed: a role or an attribute (key=value) the caller does not hold, without admin on the resource")
 def op(summary, responses, body=None, tags=None, public=False, params=None):
     o = {"summary": summary, "responses": {**responses, **({} if public else STD)}}
     if body: o["requestBody"] = body
@@ -126,6 +132,12 @@ schemas = {
   "PolicyDocument": obj({"roles": {"type": "object", "additionalProperties": {"oneOf": [
       {"type": "array", "items": ref("PolicyRule")},
       obj({"require_mfa": {"type": "boolean"}, "rules": {"type": "array", "items": ref("PolicyRule")}}, ["rules"])]}}}, ["roles"]),
+  "ClientInfo": obj({"client_id": S, "name": S, "roles": {"type": "array", "items": S}, "attributes": {"type": "object", "additionalProperties": S},
+                     "disabled": {"type": "boolean"}, "created_at": TS}, ["client_id", "name", "roles", "disabled"]),
+  "ClientPatch": obj({"name": S, "roles": {"type": "array", "items": S}, "attributes": {"type": "object", "additionalProperties": S}, "disabled": {"type": "boolean"}}),
+  "UserInfo": obj({"id": S, "username": S, "roles": {"type": "array", "items": S}, "attributes": {"type": "object", "additionalProperties": S},
+                   "mfa_enrolled": {"type": "boolean"}, "disabled": {"type": "boolean"}, "created_at": TS}, ["id", "username", "roles", "disabled"]),
+  "UserPatch": obj({"roles": {"type": "array", "items": S}, "attributes": {"type": "object", "additionalProperties": S}, "disabled": {"type": "boolean"}}),
   "NewClient": obj({"name": S, "roles": {"type": "array", "items": S}, "attributes": {"type": "object", "additionalProperties": S}}, ["name"]),
   "CreatedClient": obj({"client_id": S, "client_secret": S, "name": S, "roles": {"type": "array", "items": S},
                         "attributes": {"type": "object"}, "created_at": TS}, ["client_id", "client_secret"], True),
@@ -201,18 +213,28 @@ paths = {
       body={"required": False, "content": {"application/json": {"schema": obj({"enrolment_code": S})}}}, tags=["auth"])},
   "/v1/auth/mfa/totp/confirm": {"post": op("Confirm TOTP enrolment with a code", {"204": {"description": "Enrolled"}, "200": jbody(obj({"recovery_codes": {"type": "array", "items": S}}))},
       body=req(obj({"code": S}, ["code"])), tags=["auth"])},
-  "/v1/clients": {"post": op("Create a service client (secret shown once)", {"201": jbody(ref("CreatedClient"), "Created")}, body=req(ref("NewClient")), tags=["admin"]),
+  "/v1/clients": {"post": op("Create a service client (secret shown once). Each role and attribute (key=value) given must be one the caller holds, or the caller needs admin on clients", {"201": jbody(ref("CreatedClient"), "Created"), "403": GRANT_403}, body=req(ref("NewClient")), tags=["admin"]),
                   "get": op("List service clients", {"200": jbody({"type": "object"})}, tags=["admin"])},
-  "/v1/clients/{id}": {"delete": op("Delete a client", {"204": {"description": "Deleted"}, "404": problem("Unknown")}, params=[p("id", "client id")], tags=["admin"])},
-  "/v1/clients/{id}/rotate": {"post": op("Rotate a client's secret", {"200": jbody(ref("CreatedClient"))}, params=[p("id", "client id")], tags=["admin"])},
-  "/v1/users": {"post": op("Create a user. The username is normalised (PRECIS UsernameCasePreserved; the account key is case folded with look-alike letters folded): one that differs from an existing user only by case, width, spaces or look-alike letters is taken (409); one that mixes scripts is refused (422)", {"201": jbody(obj({"id": S, "username": S, "roles": {"type": "array", "items": S}}, ["id"], True), "Created"), "409": problem("Username taken")}, body=req(ref("NewUser")), tags=["admin"])},
-  "/v1/users/{id}/mfa/enrolment-code": {"post": op("Issue a one-time MFA enrolment code for a user who has not enrolled (shown once; expires after auth.mfa_enrolment_code_ttl; replaces an earlier one). Needs update on users, the right to grant every role the user holds, and an access token issued within auth.reauth_max_age (401 otherwise)",
+  "/v1/clients/{id}": {"delete": op("Delete a client. Needs delete on clients and " + GRANT_RULE, {"204": {"description": "Deleted"}, "403": HELD, "404": problem("Unknown")}, params=[p("id", "client id")], tags=["admin"]),
+                       "patch": op("Change a client: each field given replaces the stored one (roles and attributes as a whole); disabled: true stops it getting tokens. Needs update on clients and " + GRANT_RULE + " (before and after the change)",
+                                   {"200": jbody(ref("ClientInfo")), "403": HELD, "404": problem("Unknown"), "409": problem("The client's roles or attributes changed meanwhile: read it again and retry")},
+                                   body=req(ref("ClientPatch")), params=[p("id", "client id")], tags=["admin"])},
+  "/v1/clients/{id}/rotate": {"post": op("Rotate a client's secret. Needs update on clients and " + GRANT_RULE, {"200": jbody(ref("CreatedClient")), "403": HELD, "404": problem("Unknown")}, params=[p("id", "client id")], tags=["admin"])},
+  "/v1/users": {"post": op("Create a user. The username is normalised (PRECIS UsernameCasePreserved; the account key is case folded with look-alike letters folded): one that differs from an existing user only by case, width, spaces or look-alike letters is taken (409); one that mixes scripts is refused (422)", {"201": jbody(obj({"id": S, "username": S, "roles": {"type": "array", "items": S}}, ["id"], True), "Created"), "403": GRANT_403, "409": problem("Username taken")}, body=req(ref("NewUser")), tags=["admin"])},
+  "/v1/users/{id}": {"delete": op("Delete a user. Needs delete on users and " + GRANT_RULE, {"204": {"description": "Deleted"}, "403": HELD, "404": problem("Unknown user")}, params=[p("id", "user id")], tags=["admin"]),
+                     "patch": op("Change a user: each field given replaces the stored one (roles and attributes as a whole); disabled: true stops it signing in. Needs update on users and " + GRANT_RULE + " (before and after the change)",
+                                 {"200": jbody(ref("UserInfo")), "403": HELD, "404": problem("Unknown user"), "409": problem("The user's roles or attributes changed meanwhile: read it again and retry")},
+                                 body=req(ref("UserPatch")), params=[p("id", "user id")], tags=["admin"])},
+  "/v1/users/{id}/mfa/enrolment-code": {"post": op("Issue a one-time MFA enrolment code for a user who has not enrolled (shown once; expires after auth.mfa_enrolment_code_ttl; replaces an earlier one). Needs update on users, " + GRANT_RULE + ", and an access token issued within auth.reauth_max_age (401 otherwise)",
       {"201": jbody(obj({"user_id": S, "enrolment_code": S, "expires_at": TS}, ["user_id", "enrolment_code", "expires_at"]), "Created"),
-       "404": problem("Unknown user"), "409": problem("The user has MFA already")}, params=[p("id", "user id")], tags=["admin"])},
-  "/v1/users/{id}/mfa": {"delete": op("Reset a user's MFA: removes the TOTP secret and recovery codes, so the user enrols again (with an enrolment code where the roles require MFA). Needs update on users, the right to grant every role the user holds, and an access token issued within auth.reauth_max_age (401 otherwise)",
-      {"204": {"description": "Reset"}, "404": problem("Unknown user")}, params=[p("id", "user id")], tags=["admin"])},
+       "403": HELD, "404": problem("Unknown user"), "409": problem("The user has MFA already")}, params=[p("id", "user id")], tags=["admin"])},
+  "/v1/users/{id}/mfa": {"delete": op("Reset a user's MFA: removes the TOTP secret and recovery codes, so the user enrols again (with an enrolment code where the roles require MFA). Needs update on users, " + GRANT_RULE + ", and an access token issued within auth.reauth_max_age (401 otherwise)",
+      {"204": {"description": "Reset"}, "403": HELD, "404": problem("Unknown user")}, params=[p("id", "user id")], tags=["admin"])},
   "/v1/policy": {"get": op("The policy in force", {"200": {"description": "OK", "content": {"application/json": {}, "application/yaml": {}}}}, tags=["policy"]),
-                 "put": op("Replace the whole policy (JSON or YAML); 422 lists every problem", {"204": {"description": "In force"}},
+                 "put": op("Replace the whole policy (JSON or YAML); 422 lists every problem. A document under which no principal could change the policy again (update on policy: the caller, from its address, or any client or user not disabled, users with MFA where enrolled) is refused with 422 policy-lockout unless force=true; the offline break-glass is `coffer policy apply --data-dir DIR FILE`",
+                           {"204": {"description": "In force"}, "403": problem("No update on policy"),
+                            "422": problem("invalid: the document does not compile (problems lists each); or policy-lockout: no principal could change the policy under it (retry with force=true if that is meant)")},
+                           params=[q("force", "true: put the document in force even though no principal could change the policy under it", "boolean")],
                            body={"required": True, "content": {"application/json": {"schema": ref("PolicyDocument")}, "application/yaml": {"schema": ref("PolicyDocument")}}}, tags=["policy"])},
   "/v1/policy/check": {"post": op("Explain a decision without acting", {"200": jbody({"type": "object"})}, body=req({"type": "object"}), tags=["policy"])},
   "/v1/collections": {"post": op("Create a collection", {"201": jbody(ref("Collection"), "Created"), "409": problem("Exists")}, body=req(ref("Collection")), tags=["records"]),

@@ -44,7 +44,7 @@ func newRoot(ctx context.Context, stdout, stderr io.Writer, env []string) *cobra
 		versionCmd(stdout),
 		auditCmd(stdout, env),
 		certCmd(stdout, env),
-		policyCmd(stdout),
+		policyCmd(stdout, env),
 		doctorCmd(stdout, env),
 		backupCmd(stdout, env), restoreCmd(stdout, env), keysCmd(stdout, env), unsealCmd(stdout, env),
 	)

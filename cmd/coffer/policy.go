@@ -4,16 +4,14 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"path/filepath"
-	"strings"
 
 	"github.com/spf13/cobra"
 
 	"github.com/cofferhq/coffer/internal/policy"
 )
 
-func policyCmd(stdout io.Writer) *cobra.Command {
-	cmd := &cobra.Command{Use: "policy", Short: "Work with policy documents offline"}
+func policyCmd(stdout io.Writer, env []string) *cobra.Command {
+	cmd := &cobra.Command{Use: "policy", Short: "Work with policy documents: test them, read or replace the one in force"}
 	var policyFile string
 	test := &cobra.Command{
 		Use:   "test --policy POLICY.yaml TESTS.yaml",
@@ -24,11 +22,7 @@ func policyCmd(stdout io.Writer) *cobra.Command {
 			if err != nil {
 				return &exitError{code: 2, err: err}
 			}
-			format := "yaml"
-			if strings.EqualFold(filepath.Ext(policyFile), ".json") {
-				format = "json"
-			}
-			p, err := policy.Load(doc, format)
+			p, err := policy.Load(doc, policyFormat(policyFile))
 			if err != nil {
 				return &exitError{code: 1, err: fmt.Errorf("%s: %w", policyFile, err)}
 			}
@@ -61,6 +55,6 @@ func policyCmd(stdout io.Writer) *cobra.Command {
 	}
 	test.Flags().StringVar(&policyFile, "policy", "", "the policy document (YAML, or JSON by .json)")
 	_ = test.MarkFlagRequired("policy")
-	cmd.AddCommand(test)
+	cmd.AddCommand(test, policyGetCmd(stdout, env), policyApplyCmd(stdout, env))
 	return cmd
 }

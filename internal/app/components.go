@@ -276,6 +276,7 @@ func open(ctx context.Context, cfg *config.Config, o Options) (*components, erro
 		},
 	})
 	c.policies = policystore.New(c.db, o.Now, o.Logger)
+	c.policies.Principals = c.identity.Principals
 	if err := c.policies.Load(ctx); err != nil {
 		c.Close()
 		return nil, err

@@ -38,6 +38,10 @@ const (
 	// ProblemKeyRetired: a value is sealed under a retired key version, or
 	// a key has no active version to seal with (409).
 	ProblemKeyRetired = "key-retired"
+	// ProblemPolicyLockout: a policy document under which no principal
+	// could change the policy again (422); it is put in force only when
+	// forced (PUT /v1/policy?force=true, `coffer policy apply --force`).
+	ProblemPolicyLockout = "policy-lockout"
 )
 
 // Error is a domain error: a code callers branch on and a message that is

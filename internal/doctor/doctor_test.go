@@ -68,13 +68,37 @@ func newDeployment(t testing.TB, name, dbURL string) *deployment {
 }
 
 // hardened returns a deployment set up as the hardening advice says, as
-// far as that is possible offline: admins need MFA. The bootstrap admin
-// client cannot be deleted without the API, so it stays.
+// far as that is possible offline: an admin user with MFA, and admins need
+// MFA. The bootstrap admin client cannot be deleted without the API, so it
+// stays.
 func hardened(t testing.TB, dbURL string) *deployment {
 	t.Helper()
 	d := newDeployment(t, "", dbURL)
+	d.withStore(t, func(db *store.DB) {
+		if err := db.CreateUser(context.Background(), coffer.User{ID: "u_admin", Username: "ada", UsernameKey: "ada",
+			PasswordHash: "$argon2id$unused", Roles: []string{"admin"}, TOTPConfirmed: true, CreatedAt: time.Now()}); err != nil {
+			t.Fatal(err)
+		}
+	})
 	d.savePolicy(t, hardenedPolicy)
 	return d
+}
+
+// TestPolicyLockoutFound: a policy in force under which no client or user
+// could change the policy (here: admin needs MFA and nobody has it) is a
+// high finding pointing at the offline break-glass (#14.6).
+func TestPolicyLockoutFound(t *testing.T) {
+	d := newDeployment(t, "", "")
+	d.savePolicy(t, hardenedPolicy)
+	rep := run(t, d.options())
+	if !slices.ContainsFunc(rep.Findings, func(f doctor.Finding) bool {
+		return f.ID == "policy.lockout" && f.Severity == doctor.High && strings.Contains(f.Fix, "coffer policy apply --data-dir")
+	}) {
+		t.Fatalf("want policy.lockout (high) naming the break-glass:%s", summary(rep))
+	}
+	if fresh := run(t, newDeployment(t, "", "").options()); has(fresh, "policy.lockout", doctor.High) {
+		t.Fatalf("a fresh deployment is not locked out:%s", summary(fresh))
+	}
 }
 
 func (d *deployment) withStore(t testing.TB, fn func(db *store.DB)) {
@@ -473,8 +497,7 @@ func TestFindingsHoldNoSecret(t *testing.T) {
 func TestPostgres(t *testing.T) {
 	ctx := context.Background()
 	ownerDSN := storetest.PostgresDSN(t)
-	d := newDeployment(t, "", ownerDSN)
-	d.savePolicy(t, hardenedPolicy)
+	d := hardened(t, ownerDSN)
 
 	rep := run(t, d.options())
 	if !has(rep, "database.superuser", doctor.High) {

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"slices"
 	"sort"
@@ -14,7 +15,9 @@ import (
 	"cel.dev/cel-go/ext"
 
 	"github.com/cofferhq/coffer/internal/coffer"
+	"github.com/cofferhq/coffer/internal/identity"
 	"github.com/cofferhq/coffer/internal/policy"
+	"github.com/cofferhq/coffer/internal/policystore"
 )
 
 // adminRole is the role the bootstrap admin client has; it may hold
@@ -95,11 +98,39 @@ func checkPolicy(ctx context.Context, st *state) []Finding {
 			}
 		}
 	}
+	if f, ok := lockedOut(ctx, st, p); ok {
+		out = append(out, f)
+	}
 	fs, err := analysePolicy(p, st.collections)
 	if err != nil {
 		return append(out, unchecked("policy.invalid", "the policy", err))
 	}
 	return append(out, fs...)
+}
+
+// lockedOut reports a policy in force under which no client or user that
+// is not disabled could change the policy (a forced lockout, or clients
+// and users changed since): only the offline break-glass is left.
+func lockedOut(ctx context.Context, st *state, p *policy.Policy) (Finding, bool) {
+	cs, err := st.db.Clients(ctx)
+	if err != nil {
+		return unchecked("policy.lockout", "who may change the policy", err), true
+	}
+	us, err := st.db.Users(ctx)
+	if err != nil {
+		return unchecked("policy.lockout", "who may change the policy", err), true
+	}
+	err = policystore.Lockout(p, nil, "", identity.PrincipalsOf(cs, us), st.now)
+	var ce *coffer.Error
+	if !errors.As(err, &ce) {
+		return Finding{}, false
+	}
+	return Finding{
+		ID: "policy.lockout", Severity: High,
+		Title:  "no client or user may change the policy (update on policy): every administrator is locked out",
+		Detail: strings.Join(ce.Problems, "; "),
+		Fix:    "put a corrected policy in force offline: `coffer policy apply --data-dir DIR FILE` (see `coffer policy get --data-dir DIR`)",
+	}, true
 }
 
 // analysePolicy finds the risky parts of a policy: wildcards outside the

@@ -6,7 +6,6 @@ import (
 
 	"github.com/cofferhq/coffer/internal/coffer"
 	"github.com/cofferhq/coffer/internal/policy"
-	"github.com/cofferhq/coffer/internal/vault"
 )
 
 func (s *Server) introspect(c *Call) (Reply, error) {
@@ -115,77 +114,6 @@ func (s *Server) confirmTOTP(c *Call) (Reply, error) {
 	return Reply{Status: http.StatusNoContent}, nil
 }
 
-// mayManageUserMFA is the one decision of who may issue an MFA enrolment
-// code for, or reset the MFA of, which user: `update` on `users`, the
-// right to grant every role the user holds (grantable), so that nobody
-// takes over a principal more privileged than they may create, and a
-// sign-in of the last minutes (a token that has been lying around does
-// not change how someone else signs in).
-func (s *Server) mayManageUserMFA(c *Call, id string) error {
-	if err := s.c.Policies.Allowed(c.Principal, "update", "users", c.IP, &c.Note); err != nil {
-		return err
-	}
-	u, err := s.c.Identity.User(c.R.Context(), id)
-	if err != nil {
-		return err
-	}
-	if err := s.grantable(c, "users", u.Roles); err != nil {
-		c.Note.Deny("the user holds roles the caller may not grant")
-		return coffer.Errorf(coffer.EFORBIDDEN, "managing the MFA of a user needs the right to grant all of its roles")
-	}
-	if err := s.c.Identity.RequireFreshAuth(c.Principal); err != nil {
-		c.Note.Deny("re-authentication required")
-		return err
-	}
-	return nil
-}
-
-func (s *Server) issueEnrolmentCode(c *Call) (Reply, error) {
-	id := c.R.PathValue("id")
-	c.Note.Target("update", "users/"+id)
-	if err := s.mayManageUserMFA(c, id); err != nil {
-		return Reply{}, err
-	}
-	ec, err := s.c.Identity.IssueEnrolmentCode(c.R.Context(), id)
-	if err != nil {
-		return Reply{}, err
-	}
-	c.Note.Count = 1
-	return Reply{Status: http.StatusCreated, Body: ec}, nil
-}
-
-func (s *Server) resetMFA(c *Call) (Reply, error) {
-	id := c.R.PathValue("id")
-	c.Note.Target("update", "users/"+id)
-	if err := s.mayManageUserMFA(c, id); err != nil {
-		return Reply{}, err
-	}
-	if err := s.c.Identity.ResetMFA(c.R.Context(), id); err != nil {
-		return Reply{}, err
-	}
-	c.Note.Count = 1
-	return Reply{Status: http.StatusNoContent}, nil
-}
-
-// grantable checks that the caller may hand out roles: a role it does not
-// hold itself needs admin on the resource, so nobody mints themselves an admin.
-func (s *Server) grantable(c *Call, resource string, roles []string) error {
-	for _, r := range roles {
-		if !vault.ValidRoleName(r) {
-			return coffer.Errorf(coffer.EINVALID, "roles must match [a-z0-9_-]{1,64}")
-		}
-	}
-	for _, r := range roles {
-		if !c.Principal.HasRole(r) {
-			if err := s.c.Policies.Allowed(c.Principal, "admin", resource, c.IP, &c.Note); err != nil {
-				return coffer.Errorf(coffer.EFORBIDDEN, "granting a role you do not hold needs admin on %s", resource)
-			}
-			return nil
-		}
-	}
-	return nil
-}
-
 func validAttrs(m map[string]string) error {
 	if len(m) > 64 {
 		return coffer.Errorf(coffer.EINVALID, "at most 64 attributes")
@@ -224,31 +152,6 @@ func (s *Server) listClients(c *Call) (Reply, error) {
 	return Reply{Body: map[string]any{"clients": cs}}, nil
 }
 
-func (s *Server) deleteClient(c *Call) (Reply, error) {
-	c.Note.Target("delete", "clients")
-	if err := s.c.Policies.Allowed(c.Principal, "delete", "clients", c.IP, &c.Note); err != nil {
-		return Reply{}, err
-	}
-	if err := s.c.Identity.DeleteClient(c.R.Context(), c.R.PathValue("id")); err != nil {
-		return Reply{}, err
-	}
-	c.Note.Touch(coffer.ClientTarget(c.R.PathValue("id")))
-	return Reply{Status: http.StatusNoContent}, nil
-}
-
-func (s *Server) rotateClient(c *Call) (Reply, error) {
-	c.Note.Target("update", "clients")
-	if err := s.c.Policies.Allowed(c.Principal, "update", "clients", c.IP, &c.Note); err != nil {
-		return Reply{}, err
-	}
-	nc, err := s.c.Identity.RotateClientSecret(c.R.Context(), c.R.PathValue("id"))
-	if err != nil {
-		return Reply{}, err
-	}
-	c.Note.Touch(coffer.ClientTarget(nc.ClientID))
-	return Reply{Body: nc}, nil
-}
-
 func (s *Server) createUser(c *Call) (Reply, error) {
 	c.Note.Target("create", "users")
 	var req struct {
@@ -269,7 +172,10 @@ func (s *Server) createUser(c *Call) (Reply, error) {
 	if !printable(req.Username) {
 		return Reply{}, coffer.Errorf(coffer.EINVALID, "username must be printable UTF-8")
 	}
-	if err := s.grantable(c, "users", req.Roles); err != nil {
+	if err := validGrants(held{req.Roles, nil}); err != nil {
+		return Reply{}, err
+	}
+	if err := s.mayGrant(c, "users", "", held{req.Roles, req.Attributes}); err != nil {
 		return Reply{}, err
 	}
 	u, err := s.c.Identity.CreateUser(c.R.Context(), req.Username, req.Password, req.Roles, req.Attributes)

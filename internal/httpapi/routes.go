@@ -36,9 +36,12 @@ func (s *Server) routes() {
 	s.handle("POST /v1/auth/mfa/totp/confirm", 0, s.confirmTOTP)
 	s.handle("POST /v1/clients", 0, s.createClient)
 	s.handle("GET /v1/clients", 0, s.listClients)
+	s.handle("PATCH /v1/clients/{id}", 0, s.updateClient)
 	s.handle("DELETE /v1/clients/{id}", 0, s.deleteClient)
 	s.handle("POST /v1/clients/{id}/rotate", 0, s.rotateClient)
 	s.handle("POST /v1/users", 0, s.createUser)
+	s.handle("PATCH /v1/users/{id}", 0, s.updateUser)
+	s.handle("DELETE /v1/users/{id}", 0, s.deleteUser)
 	s.handle("POST /v1/users/{id}/mfa/enrolment-code", 0, s.issueEnrolmentCode)
 	s.handle("DELETE /v1/users/{id}/mfa", 0, s.resetMFA)
 	s.handle("POST /v1/policy/check", 0, s.checkPolicy)
@@ -273,7 +276,10 @@ func (s *Server) createClient(c *Call) (Reply, error) {
 	if err := validAttrs(spec.Attributes); err != nil {
 		return Reply{}, err
 	}
-	if err := s.grantable(c, "clients", spec.Roles); err != nil {
+	if err := validGrants(held{spec.Roles, nil}); err != nil {
+		return Reply{}, err
+	}
+	if err := s.mayGrant(c, "clients", "", held{spec.Roles, spec.Attributes}); err != nil {
 		return Reply{}, err
 	}
 	nc, err := s.c.Identity.CreateClient(c.R.Context(), spec.Name, spec.Roles, spec.Attributes)
@@ -313,11 +319,19 @@ func (s *Server) putPolicy(c *Call) (Reply, error) {
 	default:
 		return Reply{}, &coffer.Error{Code: "unsupported_media", Message: "Content-Type must be application/json or application/yaml"}
 	}
+	force := false
+	switch q := c.R.URL.Query(); {
+	case !q.Has("force"), q.Get("force") == "false" && len(q["force"]) == 1:
+	case q.Get("force") == "true" && len(q["force"]) == 1:
+		force = true
+	default:
+		return Reply{}, coffer.Errorf(coffer.EINVALID, "force must be true or false")
+	}
 	b, err := readBody(c.R)
 	if err != nil {
 		return Reply{}, err
 	}
-	if err := s.c.Policies.Put(c.R.Context(), c.Principal, b, format, &c.Note); err != nil {
+	if err := s.c.Policies.Put(c.R.Context(), c.Principal, c.IP, b, format, force, &c.Note); err != nil {
 		return Reply{}, err
 	}
 	return Reply{Status: http.StatusNoContent}, nil

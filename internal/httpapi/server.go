@@ -38,6 +38,8 @@ type Identity interface {
 	Clients(ctx context.Context) ([]identity.ClientInfo, error)
 	RotateClientSecret(ctx context.Context, id string) (identity.NewClient, error)
 	DeleteClient(ctx context.Context, id string) error
+	Client(ctx context.Context, id string) (identity.ClientInfo, error)
+	UpdateClient(ctx context.Context, was, next identity.ClientInfo) (identity.ClientInfo, error)
 	Introspect(ctx context.Context, token string) identity.Introspection
 	CreateUser(ctx context.Context, username, password string, roles []string, attrs map[string]string) (identity.NewUser, error)
 	Login(ctx context.Context, username, password, ip string) (identity.LoginResult, error)
@@ -45,6 +47,8 @@ type Identity interface {
 	StartTOTP(ctx context.Context, p *coffer.Principal, issuer, enrolmentCode string) (identity.TOTPEnrolment, error)
 	ConfirmTOTP(ctx context.Context, p *coffer.Principal, code string) error
 	User(ctx context.Context, id string) (identity.UserInfo, error)
+	UpdateUser(ctx context.Context, was, next identity.UserInfo) (identity.UserInfo, error)
+	DeleteUser(ctx context.Context, id string) error
 	IssueEnrolmentCode(ctx context.Context, userID string) (identity.EnrolmentCode, error)
 	ResetMFA(ctx context.Context, userID string) error
 	RequireFreshAuth(p *coffer.Principal) error
@@ -108,7 +112,10 @@ type Entry struct {
 // Policies gives access to the policy document.
 type Policies interface {
 	Get(ctx context.Context) (data []byte, format string, err error)
-	Put(ctx context.Context, p *coffer.Principal, data []byte, format string, note *coffer.AccessNote) error
+	// Put replaces the policy for p calling from ip; unless force, a
+	// document under which no principal could change the policy again is
+	// refused (422 policy-lockout).
+	Put(ctx context.Context, p *coffer.Principal, ip string, data []byte, format string, force bool, note *coffer.AccessNote) error
 	Allowed(p *coffer.Principal, action, resource, ip string, note *coffer.AccessNote) error
 	Check(in policy.Input) policy.Decision
 }

@@ -20,6 +20,10 @@ type Store interface {
 	Client(ctx context.Context, id string) (coffer.Client, error)
 	Clients(ctx context.Context) ([]coffer.Client, error)
 	UpdateClientSecret(ctx context.Context, id, secretHash string) error
+	// UpdateClient replaces name, roles, attributes and the disabled flag
+	// while roles and attributes are still wasRoles and wasAttrs
+	// (ECONFLICT otherwise).
+	UpdateClient(ctx context.Context, c coffer.Client, wasRoles []string, wasAttrs map[string]string) error
 	DeleteClient(ctx context.Context, id string) error
 	SigningKeys(ctx context.Context) ([]coffer.SigningKeyRecord, error)
 	InsertSigningKey(ctx context.Context, k coffer.SigningKeyRecord) error
@@ -408,7 +412,41 @@ type ClientInfo struct {
 	Name       string            `json:"name"`
 	Roles      []string          `json:"roles"`
 	Attributes map[string]string `json:"attributes,omitempty"`
+	Disabled   bool              `json:"disabled"`
 	CreatedAt  time.Time         `json:"created_at"`
+}
+
+func clientInfo(c coffer.Client) ClientInfo {
+	return ClientInfo{ClientID: c.ID, Name: c.Name, Roles: c.Roles, Attributes: c.Attributes, Disabled: c.Disabled,
+		CreatedAt: c.CreatedAt}
+}
+
+// Client returns a client by id (ENOTFOUND if none), for deciding who may
+// act on it.
+func (s *Service) Client(ctx context.Context, id string) (ClientInfo, error) {
+	c, err := s.c.Store.Client(ctx, id)
+	if err != nil {
+		return ClientInfo{}, err
+	}
+	return clientInfo(c), nil
+}
+
+// UpdateClient changes a client from was (as read when the change was
+// decided) to next: its name, roles, attributes and whether it is
+// disabled (a disabled client gets no new token). It is refused (409)
+// when the client's roles or attributes changed since was was read, so
+// that a decision made on the client as it was never applies to another.
+// The caller decides who may (see httpapi).
+func (s *Service) UpdateClient(ctx context.Context, was, next ClientInfo) (ClientInfo, error) {
+	if next.Roles == nil {
+		next.Roles = []string{}
+	}
+	c := coffer.Client{ID: was.ClientID, Name: next.Name, Roles: next.Roles, Attributes: next.Attributes,
+		Disabled: next.Disabled}
+	if err := s.c.Store.UpdateClient(ctx, c, was.Roles, was.Attributes); err != nil {
+		return ClientInfo{}, err
+	}
+	return s.Client(ctx, was.ClientID)
 }
 
 // Clients lists the service clients.
@@ -419,7 +457,7 @@ func (s *Service) Clients(ctx context.Context) ([]ClientInfo, error) {
 	}
 	out := make([]ClientInfo, 0, len(cs))
 	for _, c := range cs {
-		out = append(out, ClientInfo{ClientID: c.ID, Name: c.Name, Roles: c.Roles, Attributes: c.Attributes, CreatedAt: c.CreatedAt})
+		out = append(out, clientInfo(c))
 	}
 	return out, nil
 }

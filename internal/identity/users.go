@@ -28,6 +28,12 @@ type UserStore interface {
 	SetMFAEnrolmentCode(ctx context.Context, userID, hash string, expires time.Time) error
 	UseMFAEnrolmentCode(ctx context.Context, userID, hash string, now time.Time) (bool, error)
 	ResetUserMFA(ctx context.Context, userID string) error
+	Users(ctx context.Context) ([]coffer.User, error)
+	// UpdateUser replaces roles, attributes and the disabled flag while
+	// roles and attributes are still wasRoles and wasAttrs (ECONFLICT
+	// otherwise).
+	UpdateUser(ctx context.Context, u coffer.User, wasRoles []string, wasAttrs map[string]string) error
+	DeleteUser(ctx context.Context, id string) error
 }
 
 const (
@@ -398,6 +404,62 @@ func (s *Service) User(ctx context.Context, id string) (UserInfo, error) {
 	}
 	return UserInfo{ID: u.ID, Username: u.Username, Roles: u.Roles, Attributes: u.Attributes, MFA: u.TOTPConfirmed,
 		Disabled: u.Disabled, CreatedAt: u.CreatedAt}, nil
+}
+
+// UpdateUser changes a user from was (as read when the change was
+// decided) to next: its roles, attributes and whether it is disabled (a
+// disabled user cannot sign in). Refused (409) when the user's roles or
+// attributes changed since was was read (see UpdateClient). The caller
+// decides who may (see httpapi).
+func (s *Service) UpdateUser(ctx context.Context, was, next UserInfo) (UserInfo, error) {
+	if next.Roles == nil {
+		next.Roles = []string{}
+	}
+	u := coffer.User{ID: was.ID, Roles: next.Roles, Attributes: next.Attributes, Disabled: next.Disabled}
+	if err := s.c.Store.UpdateUser(ctx, u, was.Roles, was.Attributes); err != nil {
+		return UserInfo{}, err
+	}
+	return s.User(ctx, was.ID)
+}
+
+// DeleteUser removes a user; its password stops working at once. The
+// caller decides who may.
+func (s *Service) DeleteUser(ctx context.Context, id string) error {
+	return s.c.Store.DeleteUser(ctx, id)
+}
+
+// Principals lists every client and user that is not disabled as the
+// principal it signs in as (see PrincipalsOf), for asking who could still
+// do something under a policy.
+func (s *Service) Principals(ctx context.Context) ([]coffer.Principal, error) {
+	cs, err := s.c.Store.Clients(ctx)
+	if err != nil {
+		return nil, err
+	}
+	us, err := s.c.Store.Users(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return PrincipalsOf(cs, us), nil
+}
+
+// PrincipalsOf returns the clients and users that are not disabled as
+// the principals they sign in as, a user with confirmed TOTP as after an
+// MFA sign-in.
+func PrincipalsOf(cs []coffer.Client, us []coffer.User) []coffer.Principal {
+	out := make([]coffer.Principal, 0, len(cs)+len(us))
+	for _, c := range cs {
+		if !c.Disabled {
+			out = append(out, coffer.Principal{ID: c.ID, Kind: coffer.KindClient, Roles: c.Roles, Attributes: c.Attributes})
+		}
+	}
+	for _, u := range us {
+		if !u.Disabled {
+			out = append(out, coffer.Principal{ID: u.ID, Kind: coffer.KindUser, Roles: u.Roles, Attributes: u.Attributes,
+				MFA: u.TOTPConfirmed})
+		}
+	}
+	return out
 }
 
 // EnrolmentCode is a one-time MFA enrolment code as issued (shown once).

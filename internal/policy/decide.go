@@ -170,6 +170,26 @@ func (p *Policy) BestView(pr *coffer.Principal, action, resource, field string) 
 	return v
 }
 
+// RolesGranting returns, sorted, the roles with a rule that grants action
+// on resource when its condition holds (and, for a require_mfa role, to a
+// principal with MFA): who could be allowed it at all.
+func (p *Policy) RolesGranting(action, resource string) []string {
+	act := actionBit(action)
+	if p == nil || act == 0 {
+		return nil
+	}
+	var out []string
+	for _, name := range p.Roles() {
+		for _, ru := range p.roles[name].rules {
+			if ru.matches(act, resource) {
+				out = append(out, name)
+				break
+			}
+		}
+	}
+	return out
+}
+
 // activation returns a pooled activation filled from in.
 func (p *Policy) activation(in *Input) *activation {
 	a, _ := p.acts.Get().(*activation)

@@ -1,6 +1,7 @@
 package policy
 
 import (
+	"slices"
 	"strings"
 	"testing"
 	"unicode/utf8"
@@ -100,5 +101,31 @@ func TestBestView(t *testing.T) {
 	}
 	if got := p.BestView(nil, "search", "collections/d", "x"); got != Deny {
 		t.Errorf("BestView without a principal = %v", got)
+	}
+}
+
+// TestRolesGranting: the roles whose rules may grant an action on a
+// resource, conditions and MFA aside.
+func TestRolesGranting(t *testing.T) {
+	p, err := Load([]byte(`roles:
+  admin:
+    require_mfa: true
+    rules: [{resources: ["*"], actions: ["*"]}]
+  ops:
+    - resources: ["policy"]
+      actions: [update]
+      when: request.ip == "192.0.2.1"
+  reader:
+    - resources: ["policy"]
+      actions: [read]
+`), "yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := p.RolesGranting("update", "policy"); !slices.Equal(got, []string{"admin", "ops"}) {
+		t.Fatalf("update policy: %v", got)
+	}
+	if got := p.RolesGranting("bogus", "policy"); got != nil {
+		t.Fatalf("unknown action: %v", got)
 	}
 }

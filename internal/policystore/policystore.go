@@ -29,6 +29,11 @@ type Holder struct {
 	Reload func() // called after a new policy is swapped in, if set
 
 	refreshMu sync.Mutex // serialises Refresh
+	// Principals, if set, lists the clients and users that are not
+	// disabled, as the principals they sign in as: a new document is
+	// refused when none of them, nor the caller, could change the policy
+	// under it (see Put).
+	Principals func(ctx context.Context) ([]coffer.Principal, error)
 }
 
 // New returns a Holder; call Load before serving.
@@ -118,13 +123,28 @@ func (h *Holder) Allowed(p *coffer.Principal, action, resource, ip string, note 
 	return nil
 }
 
-// Put replaces the whole policy: it must be allowed (update on policy) and
-// compile; otherwise the old policy stays in force. The new one is saved
-// before it is swapped in.
-func (h *Holder) Put(ctx context.Context, p *coffer.Principal, data []byte, format string, note *coffer.AccessNote) error {
-	if err := h.Allowed(p, "update", "policy", "", note); err != nil {
+// Put replaces the whole policy for p, calling from ip: it must be
+// allowed (update on policy) and compile, and, unless force, leave some
+// principal able to change the policy again (see Apply); otherwise the
+// old policy stays in force. The new one is saved before it is swapped in.
+func (h *Holder) Put(ctx context.Context, p *coffer.Principal, ip string, data []byte, format string, force bool, note *coffer.AccessNote) error {
+	if err := h.Allowed(p, "update", "policy", ip, note); err != nil {
 		return err
 	}
+	_, err := h.put(ctx, p, ip, data, format, force, note)
+	return err
+}
+
+// Apply replaces the whole policy without a caller (the offline
+// break-glass, `coffer policy apply`): the document must compile and,
+// unless force, some client or user that is not disabled must be able to
+// change the policy under it (update on policy). It returns the new
+// policy version.
+func (h *Holder) Apply(ctx context.Context, data []byte, format string, force bool) (int64, error) {
+	return h.put(ctx, nil, "", data, format, force, nil)
+}
+
+func (h *Holder) put(ctx context.Context, caller *coffer.Principal, ip string, data []byte, format string, force bool, note *coffer.AccessNote) (int64, error) {
 	np, err := policy.Load(data, format)
 	if err != nil {
 		ce := &coffer.Error{Code: coffer.EINVALID, Message: "policy does not compile; the old policy stays in force", Cause: err}
@@ -133,11 +153,19 @@ func (h *Holder) Put(ctx context.Context, p *coffer.Principal, data []byte, form
 				ce.Problems = append(ce.Problems, pr.Path+": "+pr.Message)
 			}
 		}
-		return ce
+		return 0, ce
+	}
+	if err := h.lockout(ctx, np, caller, ip); err != nil {
+		if !force || coffer.ErrorCode(err) != coffer.EINVALID {
+			return 0, err
+		}
+		if note != nil {
+			note.Reason = "forced: no principal could change the policy under it"
+		}
 	}
 	v, err := h.store.SavePolicy(ctx, format, data, h.now())
 	if err != nil {
-		return fmt.Errorf("policystore: save: %w", err)
+		return 0, fmt.Errorf("policystore: save: %w", err)
 	}
 	note.Touch(coffer.PolicyTarget(v))
 	h.cur.Store(np)
@@ -145,7 +173,52 @@ func (h *Holder) Put(ctx context.Context, p *coffer.Principal, data []byte, form
 	if h.Reload != nil {
 		h.Reload()
 	}
-	return nil
+	return v, nil
+}
+
+// lockout applies Lockout to np, the caller and the principals
+// Principals lists; Principals failing is an error (fail closed).
+func (h *Holder) lockout(ctx context.Context, np *policy.Policy, caller *coffer.Principal, ip string) error {
+	var others []coffer.Principal
+	if h.Principals != nil && (caller == nil || !mayChange(np, caller, ip, h.now())) {
+		var err error
+		if others, err = h.Principals(ctx); err != nil {
+			return fmt.Errorf("policystore: who could change the policy: %w", err)
+		}
+	}
+	return Lockout(np, caller, ip, others, h.now())
+}
+
+func mayChange(p *policy.Policy, pr *coffer.Principal, ip string, now time.Time) bool {
+	return p.Decide(policy.Input{Principal: pr, Action: "update", Resource: "policy", Time: now, IP: ip}).Allowed
+}
+
+// Lockout returns a 422 policy-lockout problem when, under p at now,
+// neither the caller (nil for none; as it called, from ip) nor any of
+// others (from no address) could update the policy: the document would
+// lock every administrator out, with only the offline break-glass left.
+// The problem says which roles could grant it, if any.
+func Lockout(p *policy.Policy, caller *coffer.Principal, ip string, others []coffer.Principal, now time.Time) error {
+	if caller != nil && mayChange(p, caller, ip, now) {
+		return nil
+	}
+	for i := range others {
+		if mayChange(p, &others[i], "", now) {
+			return nil
+		}
+	}
+	granting := p.RolesGranting("update", "policy")
+	if len(granting) > 10 {
+		granting = append(granting[:10], "…")
+	}
+	problem := "no role grants update on policy"
+	if len(granting) > 0 {
+		problem = fmt.Sprintf("update on policy is granted only to roles %v, which neither the caller nor any client or user that is not disabled holds (or their conditions are false for them)", granting)
+	}
+	return &coffer.Error{Code: coffer.EINVALID, Type: coffer.ProblemPolicyLockout,
+		Message: "under this policy no principal could change the policy again; the old policy stays in force " +
+			"(fix the document, or put it with force=true if this is meant; `coffer policy apply --data-dir DIR FILE` is the offline way back)",
+		Problems: []string{problem}}
 }
 
 // Check decides without recording (for POST /v1/policy/check).

@@ -116,6 +116,45 @@ func (db *DB) DeleteClient(ctx context.Context, id string) error {
 	return nil
 }
 
+// UpdateClient replaces a client's name, roles, attributes and disabled
+// flag, only while its roles and attributes are still wasRoles and
+// wasAttrs (compare and swap): whoever decided the change on the client
+// as it was acts on that client, not on one an administrator changed
+// meanwhile. ENOTFOUND if there is no client, ECONFLICT if it changed.
+func (db *DB) UpdateClient(ctx context.Context, c coffer.Client, wasRoles []string, wasAttrs map[string]string) error {
+	enc, err := encodeAll(c.Roles, c.Attributes, wasRoles, wasAttrs)
+	if err != nil {
+		return err
+	}
+	n, err := db.write.exec(ctx, `UPDATE clients SET name = $1, roles = $2, attributes = $3, disabled = $4
+		WHERE id = $5 AND roles = $6 AND attributes = $7`,
+		c.Name, enc[0], enc[1], b2i(c.Disabled), c.ID, enc[2], enc[3])
+	if err != nil {
+		return fmt.Errorf("store: update client: %w", err)
+	}
+	if n == 0 {
+		if _, err := db.Client(ctx, c.ID); err != nil {
+			return err
+		}
+		return coffer.Errorf(coffer.ECONFLICT, "the client changed meanwhile; read it again and retry")
+	}
+	return nil
+}
+
+// encodeAll encodes each of vs as JSON, as the identity tables store
+// roles and attributes.
+func encodeAll(vs ...any) ([]string, error) {
+	out := make([]string, len(vs))
+	for i, v := range vs {
+		s, err := encodeJSON(v)
+		if err != nil {
+			return nil, err
+		}
+		out[i] = s
+	}
+	return out, nil
+}
+
 // CreateUser stores a new user; ECONFLICT if the username is taken.
 func (db *DB) CreateUser(ctx context.Context, u coffer.User) error {
 	roles, err := encodeJSON(u.Roles)
@@ -194,6 +233,59 @@ func (db *DB) User(ctx context.Context, id string) (coffer.User, error) {
 		return u, fmt.Errorf("store: user: %w", err)
 	}
 	return u, nil
+}
+
+// Users lists every user, oldest first.
+func (db *DB) Users(ctx context.Context) ([]coffer.User, error) {
+	rs, err := db.read.query(ctx, `SELECT `+userCols+` FROM users ORDER BY created_at, id`)
+	if err != nil {
+		return nil, fmt.Errorf("store: users: %w", err)
+	}
+	defer rs.Close()
+	var out []coffer.User
+	for rs.Next() {
+		u, err := scanUser(rs)
+		if err != nil {
+			return nil, fmt.Errorf("store: users: %w", err)
+		}
+		out = append(out, u)
+	}
+	return out, rs.Err()
+}
+
+// UpdateUser replaces a user's roles, attributes and disabled flag, only
+// while its roles and attributes are still wasRoles and wasAttrs (see
+// UpdateClient). ENOTFOUND if there is no user, ECONFLICT if it changed.
+func (db *DB) UpdateUser(ctx context.Context, u coffer.User, wasRoles []string, wasAttrs map[string]string) error {
+	enc, err := encodeAll(u.Roles, u.Attributes, wasRoles, wasAttrs)
+	if err != nil {
+		return err
+	}
+	n, err := db.write.exec(ctx, `UPDATE users SET roles = $1, attributes = $2, disabled = $3
+		WHERE id = $4 AND roles = $5 AND attributes = $6`,
+		enc[0], enc[1], b2i(u.Disabled), u.ID, enc[2], enc[3])
+	if err != nil {
+		return fmt.Errorf("store: update user: %w", err)
+	}
+	if n == 0 {
+		if _, err := db.User(ctx, u.ID); err != nil {
+			return err
+		}
+		return coffer.Errorf(coffer.ECONFLICT, "the user changed meanwhile; read it again and retry")
+	}
+	return nil
+}
+
+// DeleteUser removes a user; ENOTFOUND if absent.
+func (db *DB) DeleteUser(ctx context.Context, id string) error {
+	n, err := db.write.exec(ctx, `DELETE FROM users WHERE id = $1`, id)
+	if err != nil {
+		return fmt.Errorf("store: delete user: %w", err)
+	}
+	if n == 0 {
+		return notFound("user")
+	}
+	return nil
 }
 
 // UserByName returns the user whose username is exactly username, else

@@ -23,7 +23,7 @@ func attacks() []attack {
 	var all []attack
 	for _, group := range [][]attack{
 		authAttacks(), sqlAttacks(), idorAttacks(), massAssignmentAttacks(), bodyAttacks(), publicAttacks(),
-		batchAttacks(), mfaAdminAttacks(), vaultAttacks(),
+		batchAttacks(), mfaAdminAttacks(), vaultAttacks(), escalationAttacks(), policyLockoutAttacks(),
 	} {
 		all = append(all, group...)
 	}
@@ -92,9 +92,12 @@ func protected(w *world) []sample {
 		{"POST /v1/auth/mfa/totp/confirm", "POST", "/v1/auth/mfa/totp/confirm"},
 		{"POST /v1/clients", "POST", "/v1/clients"},
 		{"GET /v1/clients", "GET", "/v1/clients"},
+		{"PATCH /v1/clients/{id}", "PATCH", "/v1/clients/" + w.clientA},
 		{"DELETE /v1/clients/{id}", "DELETE", "/v1/clients/" + w.clientA},
 		{"POST /v1/clients/{id}/rotate", "POST", "/v1/clients/" + w.clientA + "/rotate"},
 		{"POST /v1/users", "POST", "/v1/users"},
+		{"PATCH /v1/users/{id}", "PATCH", "/v1/users/" + w.aliceID},
+		{"DELETE /v1/users/{id}", "DELETE", "/v1/users/" + w.aliceID},
 		{"POST /v1/users/{id}/mfa/enrolment-code", "POST", "/v1/users/" + w.aliceID + "/mfa/enrolment-code"},
 		{"DELETE /v1/users/{id}/mfa", "DELETE", "/v1/users/" + w.aliceID + "/mfa"},
 		{"POST /v1/policy/check", "POST", "/v1/policy/check"},

@@ -64,7 +64,7 @@ func TestRequireMFANotGainedWithPasswordAlone(t *testing.T) {
 		// mint sec's code: it would become sec.
 		_, hd := n.newClient(t, "helpdesk", "helpdesk")
 		wantProblem(t, n.call(t, "POST", "/v1/users/"+sec.ID+"/mfa/enrolment-code", hd, nil), 403,
-			"managing the MFA of a user needs the right to grant all of its roles")
+			"the user holds roles or attributes you do not: acting on it needs admin on users")
 
 		var ec struct {
 			Code string `json:"enrolment_code"`

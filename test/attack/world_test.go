@@ -27,6 +27,9 @@ const policyDoc = `roles:
   clerk:
     - resources: ["clients"]
       actions: [create, read]
+  manager:
+    - resources: ["clients", "users"]
+      actions: [create, read, update, delete]
 `
 
 // customers is the planted collection's schema.
@@ -52,11 +55,14 @@ type world struct {
 	tokenSupport string
 	// clerk may create clients but not grant roles it lacks.
 	clerkID, tokenClerk string
-	recA, recB, recC    string   // records owned by A, B and a third owner "owner-c" (subject "subject-c")
-	aliceID             string   // the planted user alice (role support)
-	tokens              []string // planted tokens of tokenValue
-	ciphertext          string   // transit ciphertext of "planted" under key k1
-	forged              map[string]string
+	// manager may create, update and delete clients and users, but holds
+	// no admin and only the attribute team=ops.
+	managerID, tokenManager string
+	recA, recB, recC        string   // records owned by A, B and a third owner "owner-c" (subject "subject-c")
+	aliceID                 string   // the planted user alice (role support)
+	tokens                  []string // planted tokens of tokenValue
+	ciphertext              string   // transit ciphertext of "planted" under key k1
+	forged                  map[string]string
 }
 
 // alicePassword is the planted user alice's password.
@@ -78,6 +84,13 @@ func plantWorld(t *testing.T, n *node) *world {
 	w.clientB, w.tokenB = n.newClient(t, "customer-b", "customer")
 	_, w.tokenSupport = n.newClient(t, "support", "support")
 	w.clerkID, w.tokenClerk = n.newClient(t, "clerk", "clerk")
+	var mgr struct {
+		ClientID     string `json:"client_id"`
+		ClientSecret string `json:"client_secret"`
+	}
+	n.must(t, 201, "POST", "/v1/clients", n.admin, map[string]any{"name": "manager", "roles": []string{"manager"},
+		"attributes": map[string]string{"team": "ops"}}, &mgr)
+	w.managerID, w.tokenManager = mgr.ClientID, n.token(mgr.ClientID, mgr.ClientSecret)
 	w.recA = w.record(t, w.clientA, "subject-a", map[string]any{"name": "Ada Lovelace", "email": "ada@example.com",
 		"card_number": "4111 1111 1111 1111", "ssn": "123-45-6789", "age": 36, "birth_date": "1815-12-10"})
 	w.recB = w.record(t, w.clientB, "subject-b", map[string]any{"name": "Bob Babbage", "email": "bob@example.com",
@@ -152,11 +165,18 @@ func (w *world) snapshot(t *testing.T) map[string]any {
 	n.must(t, 200, "GET", "/v1/clients", n.admin, nil, &cl)
 	clients := []string{}
 	for _, c := range cl.Clients {
-		b, _ := json.Marshal(map[string]any{"id": c["client_id"], "name": c["name"], "roles": c["roles"], "attributes": c["attributes"]})
+		b, _ := json.Marshal(map[string]any{"id": c["client_id"], "name": c["name"], "roles": c["roles"], "attributes": c["attributes"],
+			"disabled": c["disabled"]})
 		clients = append(clients, string(b))
 	}
 	sort.Strings(clients)
 	s["clients"] = clients
+	// alice (no MFA) still signs in with her password and her role.
+	var tr struct {
+		AccessToken string `json:"access_token"`
+	}
+	n.must(t, 200, "POST", "/v1/auth/login", "", map[string]string{"username": "alice", "password": alicePassword}, &tr)
+	s["alice"] = n.call(t, "GET", "/v1/collections/customers/records/"+w.recA, tr.AccessToken, nil).status
 	var cols any
 	n.must(t, 200, "GET", "/v1/collections", n.admin, nil, &cols)
 	s["collections"] = cols

@@ -258,6 +258,8 @@ func TestAuditEventsNameTheirTargets(t *testing.T) {
 			expect("revoke", e, "access_tokens/"+field(claims, "jti"))
 			e, _ = call("POST", "/v1/oauth/revoke", "", "token=not-a-token", 200)
 			expect("revoke of nothing", e)
+			e, _ = call("PATCH", "/v1/clients/"+cid, tok, map[string]any{"name": "c2", "disabled": true}, 200)
+			expect("client update", e, "clients/"+cid)
 			e, _ = call("DELETE", "/v1/clients/"+cid, tok, nil, 204)
 			expect("client delete", e, "clients/"+cid)
 
@@ -289,6 +291,10 @@ func TestAuditEventsNameTheirTargets(t *testing.T) {
 			secrets = append(secrets, mfaToken)
 			e, _ = call("POST", "/v1/auth/mfa", "", map[string]any{"mfa_token": mfaToken, "code": en.RecoveryCodes[0]}, 200)
 			expect("MFA", e, "users/"+uid)
+			e, _ = call("PATCH", "/v1/users/"+uid, tok, map[string]any{"attributes": map[string]string{"team": "a"}}, 200)
+			expect("user update", e, "users/"+uid)
+			e, _ = call("DELETE", "/v1/users/"+uid, tok, nil, 204)
+			expect("user delete", e, "users/"+uid)
 
 			// Policy and suspensions.
 			db := n.openStore()

@@ -1,0 +1,64 @@
+package app
+
+import (
+	"context"
+
+	"github.com/cofferhq/coffer/internal/config"
+)
+
+// StoredPolicy is the policy document of a deployment as read offline.
+type StoredPolicy struct {
+	Data   []byte
+	Format string // "json" or "yaml"
+	// Version is the stored policy version (0: none was ever put; Data
+	// is then the bootstrap policy in force).
+	Version int64
+}
+
+// ApplyPolicy is the offline break-glass of PUT /v1/policy (`coffer
+// policy apply --data-dir DIR FILE`): it puts the document in force in
+// cfg's store, with no caller and no policy decision, for an operator
+// who holds the data directory (and its root key) when no principal may
+// change the policy any more. The document must compile and, unless
+// force, leave some client or user that is not disabled able to change
+// the policy again (a 422 policy-lockout otherwise). Serving nodes load
+// the new version within seconds. It is audited on the offline chain
+// NODE/offline (policy.apply, or policy.apply_forced with force), before
+// it acts and with its outcome, and returns the new policy version.
+func ApplyPolicy(ctx context.Context, cfg *config.Config, data []byte, format string, force bool) (int64, error) {
+	c, err := open(ctx, cfg, Options{Offline: true})
+	if err != nil {
+		return 0, err
+	}
+	defer c.Close()
+	action := "policy.apply"
+	if force {
+		action = "policy.apply_forced"
+	}
+	var v int64
+	err = auditedOffline(ctx, c, action, "policy", func() (err error) {
+		v, err = c.policies.Apply(ctx, data, format, force)
+		return err
+	})
+	return v, err
+}
+
+// GetPolicy reads the policy document in force in cfg's store offline
+// (`coffer policy get --data-dir DIR`), audited on the offline chain
+// (policy.get) like ApplyPolicy.
+func GetPolicy(ctx context.Context, cfg *config.Config) (StoredPolicy, error) {
+	c, err := open(ctx, cfg, Options{Offline: true})
+	if err != nil {
+		return StoredPolicy{}, err
+	}
+	defer c.Close()
+	var out StoredPolicy
+	err = auditedOffline(ctx, c, "policy.get", "policy", func() (err error) {
+		if out.Version, err = c.db.PolicyVersion(ctx); err != nil {
+			return err
+		}
+		out.Data, out.Format, err = c.policies.Get(ctx)
+		return err
+	})
+	return out, err
+}
