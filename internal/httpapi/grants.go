@@ -19,7 +19,10 @@ type held struct {
 // attributes and who may act on a principal that holds them:
 //
 //   - a role or an attribute (key=value) the caller holds itself it may
-//     give; anything else needs admin on the resource (clients or users);
+//     give; anything else needs admin on the resource (clients or users).
+//     A require_mfa role counts as held only with MFA, when it is in
+//     force: a stolen password alone gives nothing of it to hand out
+//     (not even an MFA enrolment code for its own user);
 //   - creating a principal is giving it everything it holds;
 //   - any operation on an existing principal (update, role or attribute
 //     change, disable, delete, secret rotation, MFA enrolment code, MFA
@@ -40,7 +43,7 @@ func (s *Server) mayGrant(c *Call, resource, what string, h held) error {
 	p := c.Principal
 	role, attr := false, false
 	for _, r := range h.Roles {
-		if !p.HasRole(r) {
+		if !p.HasRole(r) || (!p.MFA && s.c.Policies.RequiresMFA(r)) {
 			role = true
 			break
 		}

@@ -118,6 +118,9 @@ type Policies interface {
 	Put(ctx context.Context, p *coffer.Principal, ip string, data []byte, format string, force bool, note *coffer.AccessNote) error
 	Allowed(p *coffer.Principal, action, resource, ip string, note *coffer.AccessNote) error
 	Check(in policy.Input) policy.Decision
+	// RequiresMFA reports whether role grants nothing without MFA under
+	// the policy in force.
+	RequiresMFA(role string) bool
 }
 
 // Readiness reports whether a dependency is ready.

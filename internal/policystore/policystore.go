@@ -221,5 +221,9 @@ func Lockout(p *policy.Policy, caller *coffer.Principal, ip string, others []cof
 		Problems: []string{problem}}
 }
 
+// RequiresMFA reports whether role grants nothing without MFA under the
+// policy in force.
+func (h *Holder) RequiresMFA(role string) bool { return h.Current().RequiresMFA(role) }
+
 // Check decides without recording (for POST /v1/policy/check).
 func (h *Holder) Check(in policy.Input) policy.Decision { return h.Current().Decide(in) }

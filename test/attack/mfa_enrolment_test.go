@@ -66,6 +66,22 @@ func TestRequireMFANotGainedWithPasswordAlone(t *testing.T) {
 		wantProblem(t, n.call(t, "POST", "/v1/users/"+sec.ID+"/mfa/enrolment-code", hd, nil), 403,
 			"the user holds roles or attributes you do not: acting on it needs admin on users")
 
+		// Nor may a user holding the secadmin role (not in force without
+		// MFA) and the helpdesk role mint its own code with the password
+		// alone, nor hand secadmin out.
+		var both struct {
+			ID string `json:"id"`
+		}
+		n.must(t, 201, "POST", "/v1/users", n.admin, map[string]any{"username": "both", "password": alicePassword, "roles": []string{"secadmin", "helpdesk"}}, &both)
+		var btr struct {
+			AccessToken string `json:"access_token"`
+		}
+		n.must(t, 200, "POST", "/v1/auth/login", "", map[string]string{"username": "both", "password": alicePassword}, &btr)
+		wantProblem(t, n.call(t, "POST", "/v1/users/"+both.ID+"/mfa/enrolment-code", btr.AccessToken, nil), 403,
+			"the user holds roles or attributes you do not: acting on it needs admin on users")
+		wantProblem(t, n.call(t, "PATCH", "/v1/users/"+sec.ID, btr.AccessToken, map[string]any{"disabled": true}), 403,
+			"the user holds roles or attributes you do not: acting on it needs admin on users")
+
 		var ec struct {
 			Code string `json:"enrolment_code"`
 		}
