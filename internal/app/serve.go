@@ -557,7 +557,7 @@ func (a auditAdapter) Audit(ctx context.Context, e httpapi.Entry) error {
 		Time: e.Time, SourceIP: e.SourceIP, Action: e.Note.Action, Resource: e.Note.Resource,
 		Decision: e.Note.Decision, Status: e.Status, Count: e.Note.Count, Values: e.Note.Values, Linkable: e.Note.Linkable,
 		Missing: e.Note.Missing, Canary: e.Note.Canary, Tampered: e.Note.Tampered,
-		AuthFailure: e.Status == http.StatusUnauthorized || (e.Status == http.StatusTooManyRequests && (e.Note.Action == "token" || e.Note.Action == "login")), AttemptedID: truncate(e.AttemptedID, 128),
+		AuthFailure: e.AuthFailed || e.Status == http.StatusUnauthorized || (e.Status == http.StatusTooManyRequests && (e.Note.Action == "token" || e.Note.Action == "login")), AttemptedID: truncate(e.AttemptedID, 128),
 	}
 	if e.Principal != nil {
 		o.PrincipalID, o.PrincipalKind, o.Roles = e.Principal.ID, e.Principal.Kind, e.Principal.Roles
@@ -609,7 +609,7 @@ func (a auditAdapter) count(e httpapi.Entry) {
 	if op, ok := keyOperation(e.Note.Action, e.Note.Resource); ok {
 		a.m.KeyOps.WithLabelValues(op, outcome(e.Status)).Inc()
 	}
-	if e.Status == http.StatusUnauthorized {
+	if e.Status == http.StatusUnauthorized || e.AuthFailed {
 		method := "bearer"
 		switch e.Note.Action {
 		case "token":

@@ -106,7 +106,12 @@ type Entry struct {
 	Method      string
 	Route       string
 	Status      int
-	Note        coffer.AccessNote
+	// AuthFailed is true when the caller's credentials were refused,
+	// whatever status the route's dialect answered it with (Coffer's 401,
+	// the Vault-compatible surface's 403): the detectors count it as a
+	// failed authentication either way.
+	AuthFailed bool
+	Note       coffer.AccessNote
 }
 
 // Policies gives access to the policy document.
@@ -229,6 +234,8 @@ type Call struct {
 	Attempted string
 	// header holds response headers set by the handler.
 	header http.Header
+	// authFailed is set when authentication refused the caller.
+	authFailed bool
 }
 
 // Caller returns the vault caller of this call.
@@ -455,7 +462,7 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request, route string, opt
 			}
 		}
 		e := Entry{Time: start, RequestID: c.RequestID, Principal: c.Principal, AttemptedID: c.Attempted,
-			SourceIP: c.IP, Method: r.Method, Route: route, Status: status, Note: c.Note}
+			SourceIP: c.IP, Method: r.Method, Route: route, Status: status, AuthFailed: c.authFailed, Note: c.Note}
 		actx, acancel := context.WithTimeout(detached, s.c.AuditTimeout)
 		aerr := s.c.Audit.Audit(actx, e)
 		acancel()
@@ -508,6 +515,7 @@ func (s *Server) run(c *Call, opts int, st *Style, h HandlerFunc) (Reply, error)
 	if opts&public == 0 {
 		p, err := s.authenticate(c, st)
 		if err != nil {
+			c.authFailed = coffer.ErrorCode(err) == coffer.EUNAUTHENTICATED
 			return Reply{}, err
 		}
 		c.Principal = p

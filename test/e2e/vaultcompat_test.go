@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	vault "github.com/hashicorp/vault/api"
 )
@@ -322,6 +323,41 @@ func TestVaultAPIClient(t *testing.T) {
 			if bytes.Contains(ab, []byte(v)) {
 				t.Errorf("the audit log holds %q", v)
 			}
+		}
+	})
+}
+
+// TestVaultTokenGuessingIsBruteForce: bad tokens in X-Vault-Token answer
+// Vault's 403, and still count as failed authentications: a burst of them
+// raises auth.bruteforce as a burst of bad bearer tokens does.
+func TestVaultTokenGuessingIsBruteForce(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, n *node) {
+		tok := n.token(n.init.ClientID, n.init.ClientSecret)
+		for i := 0; i < 20; i++ {
+			st, b := sendVault(t, n.raw, n.url, "POST", "/v1/transit/encrypt/app", fmt.Sprintf("hvs.guess-%d", i), `{"plaintext":"eA=="}`)
+			if st != 403 {
+				t.Fatalf("guess %d: %d %s", i, st, b)
+			}
+		}
+		var out struct {
+			Events []struct {
+				Kind string `json:"kind"`
+			} `json:"events"`
+		}
+		// The detectors see audited requests asynchronously: wait for the
+		// event (bounded), not for a time.
+		for i := 0; i < 150 && len(out.Events) == 0; i++ {
+			if i > 0 {
+				time.Sleep(100 * time.Millisecond)
+			}
+			st, _, b := n.do("GET", "/v1/security/events?kind=auth.bruteforce", tok, "", nil)
+			if st != 200 {
+				t.Fatalf("security events: %d %s", st, b)
+			}
+			mustJSON(t, b, &out)
+		}
+		if len(out.Events) == 0 {
+			t.Fatal("20 bad X-Vault-Token requests raised no auth.bruteforce")
 		}
 	})
 }
