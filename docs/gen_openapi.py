@@ -165,7 +165,7 @@ schemas = {
 
 paths = {
   "/healthz": {"get": op("Liveness", {"200": jbody(obj({"status": S}))}, public=True, tags=["operations"])},
-  "/readyz": {"get": op("Readiness: store, keys, audit, node (this node holds the lease on its node id), and the audit witness when audit.witness is set (503 while a signed checkpoint has waited for it longer than audit.witness_max_lag)", {"200": jbody({"type": "object"}), "503": jbody({"type": "object"}, "Not ready")}, public=True, tags=["operations"])},
+  "/readyz": {"get": op("Readiness: store, keys, audit, node (this node holds the lease on its node id), changes (on PostgreSQL: listening for other nodes' changes, or not for longer than 10 s), and the audit witness when audit.witness is set (503 while a signed checkpoint has waited for it longer than audit.witness_max_lag)", {"200": jbody({"type": "object"}), "503": jbody({"type": "object"}, "Not ready")}, public=True, tags=["operations"])},
   # Answered only while a Shamir deployment is sealed (waiting for root key
   # shares); an unsealed server routes neither. Marked x-coffer-sealed-only.
   "/v1/sys/unseal": {"post": {**op("Give one root key share to a sealed server. The check file commits to every share of the split: "

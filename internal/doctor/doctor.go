@@ -283,7 +283,27 @@ func checkStore(ctx context.Context, st *state) []Finding {
 	out = append(out, checkClients(ctx, st)...)
 	out = append(out, checkRelayClient(ctx, st)...)
 	out = append(out, checkRetention(st)...)
+	out = append(out, checkIssuer(ctx, st)...)
 	return out
+}
+
+// checkIssuer compares an auth.issuer setting with the deployment's issuer
+// in the store: tokens this node issues would be refused by the nodes that
+// use the deployment's (docs/cluster.md).
+func checkIssuer(ctx context.Context, st *state) []Finding {
+	if st.cfg.Derived("auth.issuer") {
+		return nil
+	}
+	dep, err := st.db.Meta(ctx, "auth.issuer")
+	if err != nil || dep == st.cfg.Auth.Issuer {
+		return nil // none recorded yet: the first node to serve records its own
+	}
+	return []Finding{{
+		ID: "cluster.issuer", Severity: Medium,
+		Title:  "auth.issuer differs from the deployment's token issuer",
+		Detail: "auth.issuer " + st.cfg.Auth.Issuer + ", deployment " + dep,
+		Fix:    "remove auth.issuer so that this node issues the deployment's, or set it the same on every node (docs/cluster.md)",
+	}}
 }
 
 // unchecked is the finding of a check that could not look.

@@ -242,6 +242,9 @@ func TestMisconfigurations(t *testing.T) {
 		id    string
 		sev   doctor.Severity
 	}{
+		{"an auth.issuer other than the deployment's is medium", func(t *testing.T, d *deployment, _ *doctor.Options) {
+			d.set(t, "auth.issuer", "https://elsewhere.example")
+		}, "cluster.issuer", doctor.Medium},
 		{"root key readable by others is high", func(t *testing.T, d *deployment, _ *doctor.Options) {
 			chmod(t, d.cfg.RootKey.File, 0o644)
 		}, "root_key.permissions", doctor.High},
