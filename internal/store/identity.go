@@ -722,6 +722,7 @@ func (db *DB) savePolicy(ctx context.Context, from int64, format string, source 
 	if err != nil {
 		return 0, err
 	}
+	latest = max(latest, PolicyLanguageVersion)
 	var v int64
 	if from >= 0 {
 		err = db.write.queryRow(ctx, `UPDATE policy SET version = version + 1, format = $1, source = $2, updated_at = $3,
@@ -741,6 +742,13 @@ func (db *DB) savePolicy(ctx context.Context, from int64, format string, source 
 	}
 	return v, nil
 }
+
+// PolicyLanguageVersion is the version of the policy language this
+// Coffer writes (policy.LanguageVersion): a saved document records
+// max(PolicyLanguageVersion, the newest migration), so that a change to
+// the language is told apart from the documents before it even when its
+// migration number is lower than one applied already.
+const PolicyLanguageVersion = 11
 
 // StoredPolicy is Policy with the schema version of the Coffer that saved
 // the document: the meaning of the policy language it was written for. 0
