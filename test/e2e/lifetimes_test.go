@@ -23,9 +23,9 @@ import (
 // skew; a signing key rotated out verifies only for a token's lifetime,
 // and a revoked one at once verifies nothing.
 
-// call sends a JSON request (body nil: none) with a bearer token to the
+// callAt sends a JSON request (body nil: none) with a bearer token to the
 // node at base (n.url when "") and returns the status and body.
-func (n *node) call(base, method, path, token string, body any) (int, []byte) {
+func (n *node) callAt(base, method, path, token string, body any) (int, []byte) {
 	n.t.Helper()
 	if base == "" {
 		base = n.url
@@ -68,10 +68,10 @@ func (n *node) active(base, tok string) bool {
 	return out.Active
 }
 
-// wantStatus fails unless a call of tok on the node at base answers want.
-func (n *node) wantStatus(base, tok string, want int, what string) {
+// statusAt fails unless a call of tok on the node at base answers want.
+func (n *node) statusAt(base, tok string, want int, what string) {
 	n.t.Helper()
-	if st, b := n.call(base, "GET", "/v1/clients", tok, nil); st != want {
+	if st, b := n.callAt(base, "GET", "/v1/clients", tok, nil); st != want {
 		n.t.Fatalf("%s: GET /v1/clients answered %d %s, want %d", what, st, b, want)
 	}
 }
@@ -80,7 +80,7 @@ func (n *node) wantStatus(base, tok string, want int, what string) {
 // inactive by introspection.
 func (n *node) refused(base, tok, what string) {
 	n.t.Helper()
-	n.wantStatus(base, tok, 401, what)
+	n.statusAt(base, tok, 401, what)
 	if n.active(base, tok) {
 		n.t.Fatalf("%s: introspection says the token is active", what)
 	}
@@ -105,16 +105,16 @@ func TestDeletedClientTokensAreRefused(t *testing.T) {
 	forEachBackend(t, func(t *testing.T, n *node) {
 		id, secret := n.newServiceClient("doomed", "admin")
 		tok := n.token(id, secret)
-		n.wantStatus("", tok, 200, "before the delete")
+		n.statusAt("", tok, 200, "before the delete")
 		if !n.active("", tok) {
 			t.Fatal("introspection: the fresh token is not active")
 		}
-		if st, b := n.call("", "DELETE", "/v1/clients/"+id, n.adminToken(), nil); st != 204 {
+		if st, b := n.callAt("", "DELETE", "/v1/clients/"+id, n.adminToken(), nil); st != 204 {
 			t.Fatalf("delete: %d %s", st, b)
 		}
 		n.refused("", tok, "a deleted client's token")
 		// Nor can it make itself a new admin client.
-		if st, _ := n.call("", "POST", "/v1/clients", tok, map[string]any{"name": "heir", "roles": []string{"admin"}}); st != 401 {
+		if st, _ := n.callAt("", "POST", "/v1/clients", tok, map[string]any{"name": "heir", "roles": []string{"admin"}}); st != 401 {
 			t.Fatalf("a deleted client's token created a client: %d", st)
 		}
 	})
@@ -124,8 +124,8 @@ func TestClientSecretRotationEndsItsTokens(t *testing.T) {
 	forEachBackend(t, func(t *testing.T, n *node) {
 		id, secret := n.newServiceClient("rotated", "admin")
 		tok := n.token(id, secret)
-		n.wantStatus("", tok, 200, "before the rotation")
-		st, b := n.call("", "POST", "/v1/clients/"+id+"/rotate", n.adminToken(), map[string]any{})
+		n.statusAt("", tok, 200, "before the rotation")
+		st, b := n.callAt("", "POST", "/v1/clients/"+id+"/rotate", n.adminToken(), map[string]any{})
 		if st != 200 {
 			t.Fatalf("rotate: %d %s", st, b)
 		}
@@ -134,7 +134,7 @@ func TestClientSecretRotationEndsItsTokens(t *testing.T) {
 		}
 		mustJSON(t, b, &nc)
 		n.refused("", tok, "a token got with the old secret")
-		n.wantStatus("", n.token(id, nc.ClientSecret), 200, "a token got with the new secret")
+		n.statusAt("", n.token(id, nc.ClientSecret), 200, "a token got with the new secret")
 	})
 }
 
@@ -145,19 +145,19 @@ func TestClientRoleChangeAndDisableEndItsTokens(t *testing.T) {
 		}
 		id, secret := n.newServiceClient("changing", "clients")
 		tok := n.token(id, secret)
-		n.wantStatus("", tok, 200, "with role clients")
-		if st, b := n.call("", "PATCH", "/v1/clients/"+id, n.adminToken(), map[string]any{"roles": []string{"other"}}); st != 200 {
+		n.statusAt("", tok, 200, "with role clients")
+		if st, b := n.callAt("", "PATCH", "/v1/clients/"+id, n.adminToken(), map[string]any{"roles": []string{"other"}}); st != 200 {
 			t.Fatalf("change roles: %d %s", st, b)
 		}
 		n.refused("", tok, "a token issued before a role change")
 		tok = n.token(id, secret)
-		n.wantStatus("", tok, 403, "a new token under the new role")
-		if st, b := n.call("", "PATCH", "/v1/clients/"+id, n.adminToken(), map[string]any{"attributes": map[string]string{"team": "x"}}); st != 200 {
+		n.statusAt("", tok, 403, "a new token under the new role")
+		if st, b := n.callAt("", "PATCH", "/v1/clients/"+id, n.adminToken(), map[string]any{"attributes": map[string]string{"team": "x"}}); st != 200 {
 			t.Fatalf("change attributes: %d %s", st, b)
 		}
 		n.refused("", tok, "a token issued before an attribute change")
 		tok = n.token(id, secret)
-		if st, b := n.call("", "PATCH", "/v1/clients/"+id, n.adminToken(), map[string]any{"disabled": true}); st != 200 {
+		if st, b := n.callAt("", "PATCH", "/v1/clients/"+id, n.adminToken(), map[string]any{"disabled": true}); st != 200 {
 			t.Fatalf("disable: %d %s", st, b)
 		}
 		n.refused("", tok, "a disabled client's token")
@@ -182,40 +182,40 @@ func TestUserChangesEndTheirTokens(t *testing.T) {
 			return tr.AccessToken
 		}
 		tok := login()
-		n.wantStatus("", tok, 200, "with role clients")
+		n.statusAt("", tok, 200, "with role clients")
 
 		// A change of roles.
-		if st, b := n.call("", "PATCH", "/v1/users/"+uid, n.adminToken(), map[string]any{"roles": []string{"other"}}); st != 200 {
+		if st, b := n.callAt("", "PATCH", "/v1/users/"+uid, n.adminToken(), map[string]any{"roles": []string{"other"}}); st != 200 {
 			t.Fatalf("change roles: %d %s", st, b)
 		}
 		n.refused("", tok, "a user token issued before a role change")
-		n.wantStatus("", login(), 403, "a new user token under the new role")
+		n.statusAt("", login(), 403, "a new user token under the new role")
 
 		// An MFA reset: the tokens of sign-ins before it end.
 		tok = login()
 		n.enrolTOTP(tok, nil)
-		if st, b := n.call("", "DELETE", "/v1/users/"+uid+"/mfa", n.adminToken(), nil); st != 204 {
+		if st, b := n.callAt("", "DELETE", "/v1/users/"+uid+"/mfa", n.adminToken(), nil); st != 204 {
 			t.Fatalf("reset MFA: %d %s", st, b)
 		}
 		n.refused("", tok, "a user token issued before an MFA reset")
 
 		// Disabling.
 		tok = login()
-		if st, b := n.call("", "PATCH", "/v1/users/"+uid, n.adminToken(), map[string]any{"disabled": true}); st != 200 {
+		if st, b := n.callAt("", "PATCH", "/v1/users/"+uid, n.adminToken(), map[string]any{"disabled": true}); st != 200 {
 			t.Fatalf("disable: %d %s", st, b)
 		}
 		n.refused("", tok, "a disabled user's token")
 		if st, _, _ := n.login("erin", userPassword); st != 401 {
 			t.Fatalf("a disabled user signed in: %d", st)
 		}
-		if st, b := n.call("", "PATCH", "/v1/users/"+uid, n.adminToken(), map[string]any{"disabled": false}); st != 200 {
+		if st, b := n.callAt("", "PATCH", "/v1/users/"+uid, n.adminToken(), map[string]any{"disabled": false}); st != 200 {
 			t.Fatalf("enable: %d %s", st, b)
 		}
 
 		// Deleting.
 		tok = login()
-		n.wantStatus("", tok, 403, "enabled again, role other")
-		if st, b := n.call("", "DELETE", "/v1/users/"+uid, n.adminToken(), nil); st != 204 {
+		n.statusAt("", tok, 403, "enabled again, role other")
+		if st, b := n.callAt("", "DELETE", "/v1/users/"+uid, n.adminToken(), nil); st != 204 {
 			t.Fatalf("delete: %d %s", st, b)
 		}
 		n.refused("", tok, "a deleted user's token")
@@ -235,18 +235,18 @@ func TestRevokedTokenStaysRefusedUntilExpPlusSkew(t *testing.T) {
 		n.serveAt("127.0.0.1:0", clock.Now)
 		id, secret := n.newServiceClient("revoker", "admin")
 		tok := n.token(id, secret)
-		n.wantStatus("", tok, 200, "before the revocation")
+		n.statusAt("", tok, 200, "before the revocation")
 		st, _, b := n.do("POST", "/v1/oauth/revoke", "", "application/x-www-form-urlencoded",
 			strings.NewReader("token="+tok+"&client_id="+id+"&client_secret="+secret))
 		if st != 200 {
 			t.Fatalf("revoke: %d %s", st, b)
 		}
-		n.wantStatus("", tok, 401, "just revoked")
+		n.statusAt("", tok, 401, "just revoked")
 		// Past exp (15m), within the 30 s skew verification allows.
 		clock.Advance(15*time.Minute + 10*time.Second)
 		n.stop()
 		n.serveAt("127.0.0.1:0", clock.Now)
-		n.wantStatus("", tok, 401, "a revoked token between exp and exp+skew")
+		n.statusAt("", tok, 401, "a revoked token between exp and exp+skew")
 	})
 }
 
@@ -302,10 +302,10 @@ func TestRotatedSigningKeyVerifiesOnlyForATokenLifetime(t *testing.T) {
 		n.serveAt("127.0.0.1:0", clock.Now)
 		old := n.adminToken()
 		oldKID := tokenKID(t, old)
-		if st, b := n.call("", "POST", "/v1/admin/keys/rotate", n.adminToken(), map[string]string{"key_id": "jwt/signing"}); st != 200 {
+		if st, b := n.callAt("", "POST", "/v1/admin/keys/rotate", n.adminToken(), map[string]string{"key_id": "jwt/signing"}); st != 200 {
 			t.Fatalf("rotate: %d %s", st, b)
 		}
-		n.wantStatus("", old, 200, "a token of the rotated-out key, within its lifetime")
+		n.statusAt("", old, 200, "a token of the rotated-out key, within its lifetime")
 		fresh := n.adminToken()
 		if tokenKID(t, fresh) == oldKID {
 			t.Fatal("the node still signs with the rotated-out key")
@@ -335,8 +335,8 @@ func TestRevokeSigningKeyRefusesItsTokensAtOnce(t *testing.T) {
 	forEachBackend(t, func(t *testing.T, n *node) {
 		leaked := n.adminToken()
 		kid := tokenKID(t, leaked)
-		n.wantStatus("", leaked, 200, "before the revocation")
-		st, b := n.call("", "POST", "/v1/admin/keys/revoke-signing", n.adminToken(), map[string]string{"kid": kid})
+		n.statusAt("", leaked, 200, "before the revocation")
+		st, b := n.callAt("", "POST", "/v1/admin/keys/revoke-signing", n.adminToken(), map[string]string{"kid": kid})
 		if st != 200 {
 			t.Fatalf("revoke-signing: %d %s", st, b)
 		}
@@ -356,8 +356,8 @@ func TestRevokeSigningKeyRefusesItsTokensAtOnce(t *testing.T) {
 		if tokenKID(t, fresh) != out.NewActiveKID {
 			t.Fatal("new tokens are not signed with the new key")
 		}
-		n.wantStatus("", fresh, 200, "a token of the new key")
-		if st, _ := n.call("", "POST", "/v1/admin/keys/revoke-signing", fresh, map[string]string{"kid": kid}); st != 404 {
+		n.statusAt("", fresh, 200, "a token of the new key")
+		if st, _ := n.callAt("", "POST", "/v1/admin/keys/revoke-signing", fresh, map[string]string{"kid": kid}); st != 404 {
 			t.Fatalf("revoking an unknown key: %d, want 404", st)
 		}
 		evs := auditOf(t, n, fresh, "keys.revoke_signing")
@@ -370,7 +370,7 @@ func TestRevokeSigningKeyRefusesItsTokensAtOnce(t *testing.T) {
 // auditOf returns the resources and statuses of the audit events of action.
 func auditOf(t *testing.T, n *node, tok, action string) []string {
 	t.Helper()
-	st, b := n.call("", "GET", "/v1/audit/events?limit=1000&action="+action, tok, nil)
+	st, b := n.callAt("", "GET", "/v1/audit/events?limit=1000&action="+action, tok, nil)
 	if st != 200 {
 		t.Fatalf("audit: %d %s", st, b)
 	}
@@ -438,7 +438,7 @@ func TestTwoNodesRefuseAtOnceAfterAChangeOnOne(t *testing.T) {
 			id, secret := n.newServiceClient("gone", "clients")
 			return n.token(id, secret)
 		}, func(tok string) {
-			if st, b := n.call("", "DELETE", "/v1/clients/"+subOf(t, tok), n.adminToken(), nil); st != 204 {
+			if st, b := n.callAt("", "DELETE", "/v1/clients/"+subOf(t, tok), n.adminToken(), nil); st != 204 {
 				t.Fatalf("delete: %d %s", st, b)
 			}
 		}},
@@ -446,7 +446,7 @@ func TestTwoNodesRefuseAtOnceAfterAChangeOnOne(t *testing.T) {
 			id, secret := n.newServiceClient("demoted", "clients")
 			return n.token(id, secret)
 		}, func(tok string) {
-			if st, b := n.call("", "PATCH", "/v1/clients/"+subOf(t, tok), n.adminToken(), map[string]any{"roles": []string{"other"}}); st != 200 {
+			if st, b := n.callAt("", "PATCH", "/v1/clients/"+subOf(t, tok), n.adminToken(), map[string]any{"roles": []string{"other"}}); st != 200 {
 				t.Fatalf("patch: %d %s", st, b)
 			}
 		}},
@@ -454,7 +454,7 @@ func TestTwoNodesRefuseAtOnceAfterAChangeOnOne(t *testing.T) {
 			id, secret := n.newServiceClient("rotated", "clients")
 			return n.token(id, secret)
 		}, func(tok string) {
-			if st, b := n.call("", "POST", "/v1/clients/"+subOf(t, tok)+"/rotate", n.adminToken(), map[string]any{}); st != 200 {
+			if st, b := n.callAt("", "POST", "/v1/clients/"+subOf(t, tok)+"/rotate", n.adminToken(), map[string]any{}); st != 200 {
 				t.Fatalf("rotate: %d %s", st, b)
 			}
 		}},
@@ -463,7 +463,7 @@ func TestTwoNodesRefuseAtOnceAfterAChangeOnOne(t *testing.T) {
 			_, _, tr := n.login("frank", userPassword)
 			return tr.AccessToken
 		}, func(tok string) {
-			if st, b := n.call("", "PATCH", "/v1/users/"+subOf(t, tok), n.adminToken(), map[string]any{"disabled": true}); st != 200 {
+			if st, b := n.callAt("", "PATCH", "/v1/users/"+subOf(t, tok), n.adminToken(), map[string]any{"disabled": true}); st != 200 {
 				t.Fatalf("disable: %d %s", st, b)
 			}
 		}},
@@ -475,7 +475,7 @@ func TestTwoNodesRefuseAtOnceAfterAChangeOnOne(t *testing.T) {
 			id, secret := n.newServiceClient("signed", "clients")
 			return n.token(id, secret)
 		}, func(tok string) {
-			if st, b := n.call("", "POST", "/v1/admin/keys/revoke-signing", n.adminToken(), map[string]string{"kid": tokenKID(t, tok)}); st != 200 {
+			if st, b := n.callAt("", "POST", "/v1/admin/keys/revoke-signing", n.adminToken(), map[string]string{"kid": tokenKID(t, tok)}); st != 200 {
 				t.Fatalf("revoke-signing: %d %s", st, b)
 			}
 		}},
@@ -495,11 +495,11 @@ func TestTwoNodesRefuseAtOnceAfterAChangeOnOne(t *testing.T) {
 					}
 				}
 			}
-			n.wantStatus(nodeB, tok, 200, "on node B before the change")
-			n.wantStatus(nodeB, tok, 200, "on node B again (now cached)")
+			n.statusAt(nodeB, tok, 200, "on node B before the change")
+			n.statusAt(nodeB, tok, 200, "on node B again (now cached)")
 			tc.change(tok)
-			n.wantStatus(nodeB, tok, 401, "on node B right after the change on node A")
-			n.wantStatus("", tok, 401, "on node A")
+			n.statusAt(nodeB, tok, 401, "on node B right after the change on node A")
+			n.statusAt("", tok, 401, "on node A")
 		})
 	}
 }
