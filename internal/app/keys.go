@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -311,7 +312,7 @@ func RevokeSigningKey(ctx context.Context, cfg *config.Config, kid string) (Sign
 		return out, err
 	}
 	defer c.Close()
-	err = auditedOffline(ctx, c, "keys.revoke_signing", coffer.SystemKeyTarget(SigningKeyID)+"/kids/"+kid, func() (err error) {
+	err = auditedOffline(ctx, c, "keys.revoke_signing", coffer.SystemKeyTarget(SigningKeyID)+"/kids/"+url.PathEscape(kid), func() (err error) {
 		out, err = c.identity.RevokeSigningKey(ctx, kid)
 		return err
 	})

@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/netip"
+	"net/url"
 	"strconv"
 	"sync"
 	"time"
@@ -191,12 +192,14 @@ func revokeSigningRoute(rt *Router, sr SigningKeyRevoker, policies Policies) {
 		if err := admitKeyID(c, policies, action, SigningKeyID, 0); err != nil {
 			return Reply{}, err
 		}
-		res := coffer.SystemKeyTarget(SigningKeyID) + "/kids/" + req.KID
-		c.Note.Target(action, res)
 		out, err := sr.RevokeSigningKey(c.R.Context(), req.KID)
 		if err != nil {
 			return Reply{}, err
 		}
+		// Named once it is known to be one of ours: a caller's made-up
+		// kid never reaches the log.
+		res := coffer.SystemKeyTarget(SigningKeyID) + "/kids/" + url.PathEscape(out.KID)
+		c.Note.Target(action, res)
 		c.Note.Count = 1
 		c.Note.Touch(res)
 		return Reply{Body: out}, nil

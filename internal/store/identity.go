@@ -500,7 +500,8 @@ func (db *DB) InsertSigningKey(ctx context.Context, k coffer.SigningKeyRecord) e
 	})
 }
 
-// RevokeToken records a revoked token id until it would have expired.
+// RevokeToken records a revoked token id until expires: the token's exp
+// plus the skew its verifier allows past exp.
 func (db *DB) RevokeToken(ctx context.Context, jti string, expires time.Time) error {
 	_, err := db.write.exec(ctx, `INSERT INTO revoked_tokens (jti, expires_at) VALUES ($1, $2) ON CONFLICT DO NOTHING`,
 		jti, micros(expires))
@@ -551,7 +552,9 @@ func (db *DB) RevokedSince(ctx context.Context, now time.Time) ([]string, error)
 	return out, rs.Err()
 }
 
-// PurgeRevoked forgets revocations of tokens that have expired anyway.
+// PurgeRevoked forgets revocations of tokens that have expired anyway:
+// RevokeToken is given the token's exp plus the verification skew, so a
+// record goes only once no node would accept the token.
 func (db *DB) PurgeRevoked(ctx context.Context, now time.Time) (int64, error) {
 	n, err := db.write.exec(ctx, `DELETE FROM revoked_tokens WHERE expires_at <= $1`, micros(now))
 	if err != nil {

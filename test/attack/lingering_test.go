@@ -63,11 +63,13 @@ func principalChangeAttacks() []attack {
 				"not allowed to admin system/keys/jwt/signing")
 		}
 		admin := n.token(n.init.ClientID, n.init.ClientSecret)
-		if r := n.call(t, "POST", "/v1/admin/keys/revoke-signing", admin, map[string]string{"kid": "nope' OR 1=1 --" + marker}); r.status != 404 {
+		if r := n.call(t, "POST", "/v1/admin/keys/revoke-signing", admin, map[string]string{"kid": "nope'OR'1'='1" + marker}); r.status != 404 {
 			t.Errorf("unknown kid: %s, want 404", r)
 		}
-		if r := n.call(t, "POST", "/v1/admin/keys/revoke-signing", admin, map[string]string{"kid": ""}); r.status != 422 {
-			t.Errorf("empty kid: %s, want 422", r)
+		for _, kid := range []string{"", "nope' OR 1=1 --", strings.Repeat("k", 129)} {
+			if r := n.call(t, "POST", "/v1/admin/keys/revoke-signing", admin, map[string]string{"kid": kid}); r.status != 422 {
+				t.Errorf("kid %q: %s, want 422", kid, r)
+			}
 		}
 	}})
 	return out
