@@ -57,13 +57,16 @@ type Change struct {
 func (c Change) String() string { return c.Rewrite + ": " + c.Path + ": " + c.Message }
 
 // LanguageVersion is the version of the policy language this Coffer
-// reads: the newest Since of Rewrites. Up to 10 it was the schema
-// migration that came with a change; since, migration numbers are handed
-// out to changes made side by side and may land out of order, so a
-// change to the language takes the next number above both instead. The
-// store records max(LanguageVersion, the newest migration) with each
-// document it saves (store.PolicyLanguageVersion must equal this).
-const LanguageVersion = 11
+// reads: the newest Since of Rewrites. Up to 10 it was the number of the
+// schema migration that came with a change, and Coffer recorded the
+// newest migration with each document it saved. Migration numbers are
+// handed out to changes made side by side and land out of order, so
+// since version 100 the language counts on its own, above every
+// migration number: the store records max(LanguageVersion, the newest
+// migration) with each document (store.PolicyLanguageVersion must equal
+// this), and a document any earlier Coffer saved (at most its newest
+// migration, below 100) gets every rewrite since.
+const LanguageVersion = 100
 
 // Rewrites returns every rewrite of stored policy documents, in the order
 // they apply.
@@ -72,7 +75,7 @@ func Rewrites() []Rewrite {
 }
 
 // systemKeysRewrite moves Coffer's own keys out of keys/…: until language
-// version 11, key administration of internal keys (audit/hmac,
+// version 100, key administration of internal keys (audit/hmac,
 // tokens/TYPE/fpe, collection/NAME, …) was decided on keys/KEY_ID, so a
 // pattern meant for transit keys (keys/a*) covered audit/hmac; since, it
 // is decided on system/keys/KEY_ID, which no keys/… pattern matches.
@@ -85,7 +88,7 @@ func Rewrites() []Rewrite {
 func systemKeysRewrite() Rewrite {
 	return Rewrite{
 		Name:  "system_keys",
-		Since: 11,
+		Since: 100,
 		Rule: func(r *RewriteRule) []string {
 			if !slices.Contains(r.Actions, ActionAdmin) && !slices.Contains(r.Actions, "*") {
 				return nil

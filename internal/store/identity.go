@@ -751,7 +751,7 @@ func (db *DB) savePolicy(ctx context.Context, from int64, format string, source 
 // max(PolicyLanguageVersion, the newest migration), so that a change to
 // the language is told apart from the documents before it even when its
 // migration number is lower than one applied already.
-const PolicyLanguageVersion = 11
+const PolicyLanguageVersion = 100
 
 // StoredPolicy is Policy with the schema version of the Coffer that saved
 // the document: the meaning of the policy language it was written for. 0
