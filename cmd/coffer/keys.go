@@ -87,7 +87,28 @@ Restart every node with the new root key.
 	deploymentFlags(rotateRoot, env, &dir, &dbURL)
 	rotateRoot.Flags().StringVar(&newKey, "new-root-key", "", "the new root key file (32 bytes base64, mode 0600)")
 	_ = rotateRoot.MarkFlagRequired("new-root-key")
-	cmd.AddCommand(rotate, rotateRoot)
+	revokeSigning := &cobra.Command{
+		Use:   "revoke-signing --data-dir DIR KID",
+		Short: "Drop a leaked access token signing key at once: every token it signed is refused (a new key signs if it was the active one)",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			cfg, err := deploymentConfig(cmd, dir, dbURL, env)
+			if err != nil {
+				return err
+			}
+			res, err := app.RevokeSigningKey(cmd.Context(), cfg, args[0])
+			if err != nil {
+				return &exitError{code: 1, err: err}
+			}
+			fmt.Fprintf(stdout, "signing key %s revoked: every node refuses the tokens it signed from its next request on\n", res.KID)
+			if res.NewActiveKID != "" {
+				fmt.Fprintf(stdout, "it was the active key: %s signs from now on\n", res.NewActiveKID)
+			}
+			return nil
+		},
+	}
+	deploymentFlags(revokeSigning, env, &dir, &dbURL)
+	cmd.AddCommand(rotate, rotateRoot, revokeSigning)
 	for _, vc := range []struct {
 		use, short string
 		do         func(context.Context, *config.Config, string, uint32) (app.KeyVersionChange, error)

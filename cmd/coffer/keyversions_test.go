@@ -254,8 +254,8 @@ func TestOfflineKeyOperationsAudited(t *testing.T) {
 	}
 	got := offlineEvents(t, dir)
 	want := []string{
-		"keys.rotate keys/subject/s1 started", "keys.rotate keys/subject/s1 done",
-		"keys.retire keys/subject/s1/versions/1 started", "keys.retire keys/subject/s1/versions/1 " + coffer.ECONFLICT,
+		"keys.rotate system/keys/subject/s1 started", "keys.rotate system/keys/subject/s1 done",
+		"keys.retire system/keys/subject/s1/versions/1 started", "keys.retire system/keys/subject/s1/versions/1 " + coffer.ECONFLICT,
 		"backup deployment started", "backup deployment done",
 	}
 	if strings.Join(got, "\n") != strings.Join(want, "\n") {

@@ -125,3 +125,89 @@ func execSQL(t *testing.T, dsn, q string) {
 		t.Fatal(err)
 	}
 }
+
+// #15.9: a policy stored before Coffer's own keys moved to system/keys/…
+// (any version up to 99) is rewritten by coffer migrate: admin on keys/*
+// gains system/keys/*, a partial keys/… pattern is only named in the
+// summary, and no keys/… pattern reaches an internal key afterwards.
+func TestMigrateRewritesPolicyForSystemKeys(t *testing.T) {
+	for _, b := range storetest.Backends() {
+		t.Run(b.Name, func(t *testing.T) {
+			ctx := context.Background()
+			dir := filepath.Join(t.TempDir(), "data")
+			dbURL := ""
+			if b.Name != "sqlite" {
+				dbURL = b.DSN(t)
+			}
+			if _, err := app.Init(ctx, app.InitOptions{DataDir: dir, DatabaseURL: dbURL}); err != nil {
+				t.Fatal(err)
+			}
+			cfg, err := config.Load(dir, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, dsn := cfg.Database()
+			db, err := store.Open(ctx, dsn, store.Options{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer db.Close()
+			const old = `roles:
+  admin:
+    - resources: ["*"]
+      actions: ["*"]
+  keyadmin:
+    - resources: ["keys/*"]
+      actions: [admin]
+  transit:
+    - resources: ["keys/a*", "keys/t*"]
+      actions: [admin]
+`
+			if _, err := db.SavePolicy(ctx, "yaml", []byte(old), time.Now()); err != nil {
+				t.Fatal(err)
+			}
+			// As the Coffer before it left it: its newest migration.
+			execSQL(t, dsn, `UPDATE policy SET schema_version = 15`)
+			code, out, errs := runCLI(t, "migrate", "--data-dir", dir)
+			if code != 0 {
+				t.Fatalf("migrate: %d %s", code, errs)
+			}
+			for _, want := range []string{"system_keys: roles.keyadmin[0]: grants admin on keys/*: added system/keys/*",
+				"system_keys: roles.transit[0]: grants admin on keys/a*, keys/t*: no longer covers"} {
+				if !strings.Contains(out, want) {
+					t.Errorf("migrate's summary lacks %q:\n%s", want, out)
+				}
+			}
+			_, format, src, schema, err := db.StoredPolicy(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if schema < policy.LanguageVersion {
+				t.Errorf("the rewritten policy records language version %d", schema)
+			}
+			p, err := policy.Load(src, format)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, c := range []struct {
+				role, res string
+				allowed   bool
+			}{
+				{"keyadmin", "system/keys/audit/hmac", true},
+				{"transit", "system/keys/audit/hmac", false},
+				{"transit", "system/keys/audit/signing", false},
+				{"transit", "system/keys/tokens/card_number/fpe", false},
+				{"transit", "keys/alpha", true},
+			} {
+				d := p.Decide(policy.Input{Principal: &coffer.Principal{ID: "x", Roles: []string{c.role}},
+					Action: policy.ActionAdmin, Resource: c.res})
+				if d.Allowed != c.allowed {
+					t.Errorf("%s admin %s: %v, want %v", c.role, c.res, d.Allowed, c.allowed)
+				}
+			}
+			if code, out, _ = runCLI(t, "migrate", "--data-dir", dir); code != 0 || strings.Contains(out, "rewritten") {
+				t.Fatalf("second migrate: %d %q", code, out)
+			}
+		})
+	}
+}

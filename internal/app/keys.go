@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -15,6 +16,7 @@ import (
 	"github.com/cofferhq/coffer/internal/crypto/keyprovider"
 	"github.com/cofferhq/coffer/internal/crypto/keyring"
 	"github.com/cofferhq/coffer/internal/httpapi"
+	"github.com/cofferhq/coffer/internal/identity"
 	"github.com/cofferhq/coffer/internal/lifecycle"
 	"github.com/cofferhq/coffer/internal/token"
 )
@@ -200,7 +202,7 @@ func RotateKey(ctx context.Context, cfg *config.Config, keyID string) (KeyRotati
 	defer c.Close()
 	jobs := lifecycle.New(lifecycle.Config{Store: c.db, Keys: c.keys, Node: cfg.Node})
 	out := KeyRotation{KeyID: keyID}
-	err = auditedOffline(ctx, c, "keys.rotate", "keys/"+keyID, func() (err error) {
+	err = auditedOffline(ctx, c, "keys.rotate", coffer.SystemKeyTarget(keyID), func() (err error) {
 		out, err = rotateKey(ctx, c, jobs, keyID)
 		return err
 	})
@@ -256,7 +258,7 @@ func RotateRoot(ctx context.Context, cfg *config.Config, newKeyFile string) (Roo
 		return out, err
 	}
 	defer c.Close()
-	err = auditedOffline(ctx, c, "keys.rotate_root", "keys/root", func() error {
+	err = auditedOffline(ctx, c, "keys.rotate_root", coffer.SystemKeyTarget("root"), func() error {
 		n, err := c.keys.RewrapRoot(ctx, np, keyStore{c.db})
 		out.Rewrapped = n
 		if err != nil {
@@ -281,4 +283,38 @@ func RotateRoot(ctx context.Context, cfg *config.Config, newKeyFile string) (Roo
 	}
 	out.NewKeyFile, out.OldKeyFile = newAbs, oldKept
 	return out, notAudited
+}
+
+// SigningKeyRevocation is what a revocation of a signing key did.
+type SigningKeyRevocation = identity.SigningKeyRevocation
+
+// RevokeSigningKey is the serving node's revoke-signing (see
+// RevokeSigningKey, the offline one).
+func (a *keyAdmin) RevokeSigningKey(ctx context.Context, kid string) (SigningKeyRevocation, error) {
+	out, err := a.c.identity.RevokeSigningKey(ctx, kid)
+	if err != nil {
+		return out, err
+	}
+	a.log.Warn("access token signing key revoked: every token it signed is refused", "kid", kid,
+		"new_active_kid", out.NewActiveKID)
+	return out, nil
+}
+
+// RevokeSigningKey drops the access token signing key kid of cfg's store
+// at once, offline (a leaked key): serving nodes refuse every token it
+// signed from their next request on, and stop publishing it at their next
+// refresh. When it is the active key, a new one is made first. Audited on
+// the chain NODE/offline as keys.revoke_signing.
+func RevokeSigningKey(ctx context.Context, cfg *config.Config, kid string) (SigningKeyRevocation, error) {
+	out := SigningKeyRevocation{KID: kid}
+	c, err := open(ctx, cfg, Options{Offline: true})
+	if err != nil {
+		return out, err
+	}
+	defer c.Close()
+	err = auditedOffline(ctx, c, "keys.revoke_signing", coffer.SystemKeyTarget(SigningKeyID)+"/kids/"+url.PathEscape(kid), func() (err error) {
+		out, err = c.identity.RevokeSigningKey(ctx, kid)
+		return err
+	})
+	return out, err
 }

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"math"
-	"strconv"
 	"strings"
 	"time"
 
@@ -269,7 +268,7 @@ func offlineKeyVersion(ctx context.Context, cfg *config.Config, action, keyID st
 	}
 	defer c.Close()
 	var out KeyVersionChange
-	err = auditedOffline(ctx, c, action, "keys/"+keyID+"/versions/"+strconv.FormatUint(uint64(version), 10), func() (err error) {
+	err = auditedOffline(ctx, c, action, coffer.SystemKeyVersionTarget(keyID, version), func() (err error) {
 		out, err = fn(c)
 		return err
 	})

@@ -422,6 +422,15 @@ func (e *External) Close() {
 // configured issuers. It returns "", false for anything that is not a
 // compact JWS with a string iss, and when no issuer is configured. Never
 // trust iss before Verify.
+// Leeway is the clock skew Verify tolerates past a token's exp (the
+// default for a nil External).
+func (e *External) Leeway() time.Duration {
+	if e == nil || e.leeway <= 0 {
+		return DefaultTokenLeeway
+	}
+	return e.leeway
+}
+
 func (e *External) Issuer(token string) (iss string, ok bool) {
 	if e == nil || len(e.issuers) == 0 {
 		// Nothing to route to: skip decoding a payload on every request.

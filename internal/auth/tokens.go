@@ -198,13 +198,25 @@ type accessClaims struct {
 	Kind      string            `json:"coffer_kind"`
 	Attrs     map[string]string `json:"coffer_attrs,omitempty"`
 	AMR       []string          `json:"amr,omitempty"`
+	// Generation is the principal's generation at issue (see
+	// coffer.Principal.Generation); required.
+	Generation *int64 `json:"coffer_gen"`
 }
+
+// TTL is the lifetime of the tokens Issue makes.
+func (t *Tokens) TTL() time.Duration { return t.cfg.TTL }
+
+// Leeway is the clock skew Verify tolerates: a token verifies until its
+// exp plus Leeway.
+func (t *Tokens) Leeway() time.Duration { return t.cfg.Leeway }
 
 // Issue signs an access token for p with the active key. scope is the
 // space-separated RFC 6749 scope; amr lists the authentication methods
 // (RFC 8176: "pwd", "otp", "mfa"…), and a token whose amr has "otp" or
 // "mfa" verifies with Principal.MFA set. p.Kind must be coffer.KindClient
-// or coffer.KindUser.
+// or coffer.KindUser. The token carries p.Generation (claim coffer_gen),
+// which Verify returns with the kid of the signing key, for the caller to
+// check against the store.
 func (t *Tokens) Issue(p coffer.Principal, scope string, amr []string) (Issued, error) {
 	if p.ID == "" {
 		return Issued{}, errors.New("auth: issue: principal has no id")
@@ -238,7 +250,7 @@ func (t *Tokens) Issue(p coffer.Principal, scope string, amr []string) (Issued, 
 	c := accessClaims{
 		Issuer: t.cfg.Issuer, Subject: p.ID, Audience: jwt.Audience{t.cfg.Audience}, ClientID: clientID,
 		IssuedAt: jwt.NewNumericDate(now), NotBefore: jwt.NewNumericDate(now), Expiry: jwt.NewNumericDate(exp),
-		ID: jti, Scope: scope, Roles: roles, Kind: p.Kind, AMR: amr,
+		ID: jti, Scope: scope, Roles: roles, Kind: p.Kind, AMR: amr, Generation: &p.Generation,
 	}
 	if len(p.Attributes) > 0 {
 		c.Attrs = p.Attributes
@@ -272,7 +284,7 @@ func invalid(reason string) error { return fmt.Errorf("%w: %s", ErrInvalidToken,
 // the exact compact JWS that Issue makes: alg EdDSA, typ at+jwt, a kid of
 // a key set with SetKeys and still live, a valid signature, the configured
 // iss, aud among the audiences, exp and nbf and iat within the leeway, and
-// jti, sub and a known coffer_kind present. Every refusal is an error
+// jti, sub, coffer_gen and a known coffer_kind present. Every refusal is an error
 // wrapping ErrInvalidToken whose text names the reason and never the token.
 //
 // Verified tokens are cached by their SHA-256 until they expire (or their
@@ -355,6 +367,7 @@ func (t *Tokens) Verify(token string) (*coffer.Principal, error) {
 		ID: c.Subject, Kind: c.Kind, Roles: c.Roles, Attributes: c.Attrs,
 		MFA:     slices.Contains(c.AMR, "otp") || slices.Contains(c.AMR, "mfa"),
 		TokenID: c.ID, TokenExpiry: exp, AuthTime: c.IssuedAt.Time(),
+		Generation: *c.Generation, TokenKeyID: h.KeyID,
 	}
 	if p.Roles == nil {
 		p.Roles = []string{}
@@ -382,6 +395,8 @@ func (t *Tokens) checkClaims(c *accessClaims, now time.Time) (time.Time, error) 
 		return time.Time{}, invalid("jti missing")
 	case c.Subject == "":
 		return time.Time{}, invalid("sub missing")
+	case c.Generation == nil || *c.Generation < 0:
+		return time.Time{}, invalid("coffer_gen missing")
 	}
 	exp, nbf, iat := c.Expiry.Time(), c.NotBefore.Time(), c.IssuedAt.Time()
 	switch {

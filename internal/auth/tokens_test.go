@@ -49,7 +49,7 @@ func newFixture(tb testing.TB, cacheSize int) *tokenFixture {
 
 var testClient = coffer.Principal{
 	ID: "cl_abc", Kind: coffer.KindClient, Roles: []string{"billing-service", "reader"},
-	Attributes: map[string]string{"team": "payments"},
+	Attributes: map[string]string{"team": "payments"}, Generation: 3,
 }
 
 var testUser = coffer.Principal{ID: "usr_1", Kind: coffer.KindUser, Roles: []string{"support"}}
@@ -68,7 +68,7 @@ func validClaims(now time.Time) map[string]any {
 	return map[string]any{
 		"iss": testIssuer, "aud": testAudience, "sub": "cl_abc", "client_id": "cl_abc",
 		"iat": now.Unix(), "nbf": now.Unix(), "exp": now.Add(15 * time.Minute).Unix(),
-		"jti": "aaaaaaaaaaaaaaaaaaaaaa", "roles": []string{"admin"}, "coffer_kind": coffer.KindClient,
+		"jti": "aaaaaaaaaaaaaaaaaaaaaa", "roles": []string{"admin"}, "coffer_kind": coffer.KindClient, "coffer_gen": 1,
 	}
 }
 
@@ -157,7 +157,7 @@ func TestIssueWritesTheRFC9068ProfileClaims(t *testing.T) {
 		{"iat", float64(t0.Unix())}, {"nbf", float64(t0.Unix())}, {"exp", float64(exp.Unix())},
 		{"scope", "role:billing-service role:reader"}, {"coffer_kind", "client"},
 		{"roles", []any{"billing-service", "reader"}}, {"coffer_attrs", map[string]any{"team": "payments"}},
-		{"amr", []any{"client_secret"}}, {"jti", iss.JTI},
+		{"amr", []any{"client_secret"}}, {"jti", iss.JTI}, {"coffer_gen", float64(testClient.Generation)},
 	}
 	for _, ch := range checks {
 		if fmt.Sprint(c[ch.claim]) != fmt.Sprint(ch.want) {
@@ -248,7 +248,8 @@ func TestVerifyReturnsThePrincipal(t *testing.T) {
 				}
 				if got.ID != tc.p.ID || got.Kind != tc.p.Kind || !slices.Equal(got.Roles, tc.p.Roles) ||
 					fmt.Sprint(got.Attributes) != fmt.Sprint(tc.p.Attributes) || got.MFA != tc.wantMFA ||
-					got.TokenID != iss.JTI || !got.TokenExpiry.Equal(iss.ExpiresAt) {
+					got.TokenID != iss.JTI || !got.TokenExpiry.Equal(iss.ExpiresAt) ||
+					got.Generation != tc.p.Generation || got.TokenKeyID != f.key.ID {
 					t.Errorf("%s: principal = %+v", pass, got)
 				}
 			}
@@ -375,6 +376,8 @@ func TestVerifyRefuses(t *testing.T) {
 		{"fail/missing exp", sign(t, jose.EdDSA, ours, kid, "at+jwt", withClaim(vc, "exp", nil)), 0, "exp, nbf or iat missing"},
 		{"fail/missing nbf", sign(t, jose.EdDSA, ours, kid, "at+jwt", withClaim(vc, "nbf", nil)), 0, "exp, nbf or iat missing"},
 		{"fail/missing iat", sign(t, jose.EdDSA, ours, kid, "at+jwt", withClaim(vc, "iat", nil)), 0, "exp, nbf or iat missing"},
+		{"fail/missing coffer_gen", sign(t, jose.EdDSA, ours, kid, "at+jwt", withClaim(vc, "coffer_gen", nil)), 0, "coffer_gen missing"},
+		{"fail/negative coffer_gen", sign(t, jose.EdDSA, ours, kid, "at+jwt", withClaim(vc, "coffer_gen", -1)), 0, "coffer_gen missing"},
 		{"fail/unknown coffer_kind", sign(t, jose.EdDSA, ours, kid, "at+jwt", withClaim(vc, "coffer_kind", "external")), 0, "unknown coffer_kind"},
 		{"fail/client_id not sub", sign(t, jose.EdDSA, ours, kid, "at+jwt", withClaim(vc, "client_id", "cl_other")), 0, "client_id does not match sub"},
 		{"fail/claims not an object", sign(t, jose.EdDSA, ours, kid, "at+jwt", []string{"a"}), 0, "malformed claims"},

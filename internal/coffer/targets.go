@@ -22,13 +22,28 @@ func CollectionTarget(name string) string { return "collections/" + name }
 // SubjectTarget names a data subject.
 func SubjectTarget(subject string) string { return "subjects/" + url.PathEscape(subject) }
 
-// KeyTarget names a key: a transit key by its name, or one of Coffer's own
-// keys by its key id (collection/NAME, audit/hmac, …).
+// KeyTarget names a transit key by its name (Coffer's own keys are
+// named by SystemKeyTarget).
 func KeyTarget(key string) string { return "keys/" + key }
 
 // KeyVersionTarget names one version of a key (see KeyTarget).
 func KeyVersionTarget(key string, version uint32) string {
 	return KeyTarget(key) + "/versions/" + strconv.FormatUint(uint64(version), 10)
+}
+
+// SystemKeyPrefix begins the policy resource and the audit target of
+// each of Coffer's own keys (collection/NAME, audit/hmac, tokens/TYPE/fpe,
+// jwt/signing, …): system/keys/KEY_ID. It is a namespace of its own so
+// that no pattern written for transit keys (keys/NAME, keys/a*) can
+// reach them.
+const SystemKeyPrefix = "system/keys/"
+
+// SystemKeyTarget names one of Coffer's own keys by its key id.
+func SystemKeyTarget(keyID string) string { return SystemKeyPrefix + keyID }
+
+// SystemKeyVersionTarget names one version of one of Coffer's own keys.
+func SystemKeyVersionTarget(keyID string, version uint32) string {
+	return SystemKeyTarget(keyID) + "/versions/" + strconv.FormatUint(uint64(version), 10)
 }
 
 // ClientTarget names a service client.

@@ -28,6 +28,13 @@ type Principal struct {
 	// AuthTime is when that token was issued (its iat): how fresh the
 	// sign-in behind this request is.
 	AuthTime time.Time `json:"-"`
+	// Generation is the principal's generation (Client.Generation,
+	// User.Generation) that the token was issued under; a token is
+	// refused once the stored generation moved on. 0 for a principal
+	// without one (an external issuer's).
+	Generation int64 `json:"-"`
+	// TokenKeyID is the kid of the key that signed the token, if any.
+	TokenKeyID string `json:"-"`
 }
 
 // HasRole reports whether p has role r.
@@ -173,6 +180,9 @@ type Client struct {
 	Attributes map[string]string
 	CreatedAt  time.Time
 	Disabled   bool
+	// Generation counts the changes that end the client's access tokens
+	// (secret rotation, roles, attributes, disabling); it starts at 1.
+	Generation int64
 }
 
 // User is a human user as stored.
@@ -196,6 +206,9 @@ type User struct {
 	RecoveryHashes []string
 	CreatedAt      time.Time
 	Disabled       bool
+	// Generation counts the changes that end the user's access tokens
+	// (roles, attributes, disabling, an MFA reset); it starts at 1.
+	Generation int64
 }
 
 // SigningKeyRecord is a JWT signing key as stored: the private key sealed

@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/netip"
+	"net/url"
 	"strconv"
 	"sync"
 	"time"
@@ -12,6 +13,7 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/cofferhq/coffer/internal/coffer"
+	"github.com/cofferhq/coffer/internal/identity"
 )
 
 // KeyRotation is the answer to a key rotation.
@@ -63,6 +65,14 @@ type KeyVersionAdmin interface {
 	DestroyKey(ctx context.Context, keyID string, version uint32) (KeyVersionChange, error)
 }
 
+// SigningKeyRevoker drops a leaked access token signing key at once.
+type SigningKeyRevoker interface {
+	// RevokeSigningKey deletes signing key kid (making a new active key
+	// first when it is the active one), so that every token it signed is
+	// refused on every node. ENOTFOUND for an unknown kid.
+	RevokeSigningKey(ctx context.Context, kid string) (identity.SigningKeyRevocation, error)
+}
+
 // KeyAdminRoutes returns the routes of Coffer's own key administration,
 // for Config.Extra:
 //
@@ -81,14 +91,26 @@ type KeyVersionAdmin interface {
 //	POST /v1/admin/keys/unretire {"key_id": "collection/customers", "version": 1}
 //	POST /v1/admin/keys/destroy  {"key_id": "collection/customers", "version": 1}
 //
-// The caller needs action admin on resource keys/KEY_ID (a policy grants
-// it with "keys/*", or narrower with "keys/collection*"). The audit log
-// records each call as action keys.rotate, keys.retire, keys.unretire or
-// keys.destroy on keys/KEY_ID (keys/KEY_ID/versions/N for one version).
+// When admin is also a SigningKeyRevoker, a leaked access token signing
+// key is dropped at once (every token it signed is refused):
+//
+//	POST /v1/admin/keys/revoke-signing {"kid": "…"}
+//
+// The caller needs action admin on resource system/keys/KEY_ID (a policy
+// grants it with "system/keys/*", or narrower with
+// "system/keys/collection/*"; revoke-signing on system/keys/jwt/signing):
+// Coffer's own keys have a namespace of their own, which no transit key
+// pattern (keys/…) reaches. The audit log records each call as action
+// keys.rotate, keys.retire, keys.unretire, keys.destroy or
+// keys.revoke_signing on system/keys/KEY_ID (…/versions/N for one
+// version, system/keys/jwt/signing/kids/KID for a signing key).
 func KeyAdminRoutes(admin KeyAdmin, policies Policies) func(*Router) {
 	return func(rt *Router) {
 		if va, ok := admin.(KeyVersionAdmin); ok {
 			keyVersionRoutes(rt, va, policies)
+		}
+		if sr, ok := admin.(SigningKeyRevoker); ok {
+			revokeSigningRoute(rt, sr, policies)
 		}
 		rt.Handle("POST /v1/admin/keys/rotate", func(c *Call) (Reply, error) {
 			c.Note.Target("keys.rotate", "keys")
@@ -107,9 +129,9 @@ func KeyAdminRoutes(admin KeyAdmin, policies Policies) func(*Router) {
 			}
 			c.Note.Count = 1
 			if out.Version > 0 {
-				c.Note.Touch(coffer.KeyVersionTarget(req.KeyID, out.Version))
+				c.Note.Touch(coffer.SystemKeyVersionTarget(req.KeyID, out.Version))
 			} else {
-				c.Note.Touch(coffer.KeyTarget(req.KeyID)) // the token signing key's versions are named, not numbered
+				c.Note.Touch(coffer.SystemKeyTarget(req.KeyID)) // the token signing key's versions are named, not numbered
 			}
 			return Reply{Body: out}, nil
 		})
@@ -147,23 +169,58 @@ func keyVersionRoutes(rt *Router, admin KeyVersionAdmin, policies Policies) {
 				return Reply{}, err
 			}
 			c.Note.Count = 1
-			c.Note.Touch(coffer.KeyVersionTarget(req.KeyID, *req.Version))
+			c.Note.Touch(coffer.SystemKeyVersionTarget(req.KeyID, *req.Version))
 			return Reply{Body: out}, nil
 		})
 	}
 }
 
+// revokeSigningRoute adds POST /v1/admin/keys/revoke-signing.
+func revokeSigningRoute(rt *Router, sr SigningKeyRevoker, policies Policies) {
+	const action = "keys.revoke_signing"
+	rt.Handle("POST /v1/admin/keys/revoke-signing", func(c *Call) (Reply, error) {
+		c.Note.Target(action, "keys")
+		var req struct {
+			KID string `json:"kid"`
+		}
+		if err := decodeJSON(c.R, &req); err != nil {
+			return Reply{}, err
+		}
+		if req.KID == "" || len(req.KID) > 128 || !printableASCII(req.KID) {
+			return Reply{}, coffer.Errorf(coffer.EINVALID, "kid must be 1 to 128 printable ASCII characters")
+		}
+		if err := admitKeyID(c, policies, action, SigningKeyID, 0); err != nil {
+			return Reply{}, err
+		}
+		out, err := sr.RevokeSigningKey(c.R.Context(), req.KID)
+		if err != nil {
+			return Reply{}, err
+		}
+		// Named once it is known to be one of ours: a caller's made-up
+		// kid never reaches the log.
+		res := coffer.SystemKeyTarget(SigningKeyID) + "/kids/" + url.PathEscape(out.KID)
+		c.Note.Target(action, res)
+		c.Note.Count = 1
+		c.Note.Touch(res)
+		return Reply{Body: out}, nil
+	})
+}
+
+// SigningKeyID is the key id of the access token signing key (the
+// system/keys/jwt/signing resource).
+const SigningKeyID = "jwt/signing"
+
 // admitKeyID checks keyID's form and that the caller may administer it
-// (policy action admin on keys/KEY_ID), and notes the call for the audit
-// log as action (keys.rotate, keys.retire, …) on keys/KEY_ID, or on
-// keys/KEY_ID/versions/N when it changes one version: the policy asks only
-// for admin, but the log must tell a rotation from a destruction, and
-// which version went.
+// (policy action admin on system/keys/KEY_ID), and notes the call for the
+// audit log as action (keys.rotate, keys.retire, …) on system/keys/KEY_ID,
+// or on system/keys/KEY_ID/versions/N when it changes one version: the
+// policy asks only for admin, but the log must tell a rotation from a
+// destruction, and which version went.
 func admitKeyID(c *Call, policies Policies, action, keyID string, version uint32) error {
 	if keyID == "" || len(keyID) > 300 || !printableASCII(keyID) {
 		return coffer.Errorf(coffer.EINVALID, "key_id must be 1 to 300 printable ASCII characters")
 	}
-	res := "keys/" + keyID
+	res := coffer.SystemKeyTarget(keyID)
 	c.Note.Target("admin", res)
 	err := policies.Allowed(c.Principal, "admin", res, c.IP, &c.Note)
 	if version > 0 {

@@ -9,6 +9,13 @@
 // exhaust memory. It normalises usernames, and guards MFA enrolment of
 // users whose roles require MFA with one-time codes admins issue.
 //
+// Access ends with its grant: every token carries its principal's
+// generation, which each change that must end it raises (delete, disable,
+// secret rotation, roles, attributes, MFA reset), and Authenticate reads
+// the generation, the token's revocation and its signing key's state from
+// the store with every request (Store.TokenState), never from a per-node
+// cache, so that a change on one node is in force on all at once.
+//
 // Secrets (client secrets, passwords, TOTP codes, tokens) are only compared
 // here, in constant time, and never logged, stored in the clear or put in an
 // error.

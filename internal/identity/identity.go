@@ -12,6 +12,7 @@ import (
 
 	"github.com/cofferhq/coffer/internal/auth"
 	"github.com/cofferhq/coffer/internal/coffer"
+	"github.com/cofferhq/coffer/internal/store"
 )
 
 // Store is what identity keeps in the database.
@@ -22,11 +23,20 @@ type Store interface {
 	UpdateClientSecret(ctx context.Context, id, secretHash string) error
 	// UpdateClient replaces name, roles, attributes and the disabled flag
 	// while roles and attributes are still wasRoles and wasAttrs
-	// (ECONFLICT otherwise).
+	// (ECONFLICT otherwise), and raises its generation (its tokens end).
 	UpdateClient(ctx context.Context, c coffer.Client, wasRoles []string, wasAttrs map[string]string) error
 	DeleteClient(ctx context.Context, id string) error
 	SigningKeys(ctx context.Context) ([]coffer.SigningKeyRecord, error)
-	InsertSigningKey(ctx context.Context, k coffer.SigningKeyRecord) error
+	// InsertActiveSigningKey stores k as the active key and brings the
+	// NotAfter of every other key forward to retireBy.
+	InsertActiveSigningKey(ctx context.Context, k coffer.SigningKeyRecord, retireBy time.Time) error
+	// DeleteSigningKey deletes an inactive signing key (ENOTFOUND,
+	// ECONFLICT for the active one).
+	DeleteSigningKey(ctx context.Context, kid string) error
+	// TokenState reads, in one query and never from a cache, what can
+	// end a verified token early: the principal's generation (0: deleted
+	// or disabled), the token's revocation and its signing key's state.
+	TokenState(ctx context.Context, kind, id, jti, kid string, now time.Time) (store.TokenState, error)
 	RevokeToken(ctx context.Context, jti string, expires time.Time) error
 	RevokedSince(ctx context.Context, now time.Time) ([]string, error)
 	AuthFailure(ctx context.Context, key string, now time.Time, window time.Duration, lock func(int) time.Duration) (int, time.Time, error)
@@ -198,7 +208,7 @@ func (s *Service) loadSigningKeys(ctx context.Context) error {
 		}
 	}
 	if active == nil || now.After(active.CreatedAt.Add(s.c.SigningKeyLifetime)) {
-		if err := s.RotateSigningKey(ctx); err != nil {
+		if _, err := s.rotateSigningKey(ctx); err != nil {
 			return err
 		}
 		if recs, err = s.c.Store.SigningKeys(ctx); err != nil {
@@ -245,69 +255,204 @@ func (s *Service) loadSigningKeys(ctx context.Context) error {
 	return nil
 }
 
-// RotateSigningKey makes a new active signing key; older keys stay
-// published until every token they signed has expired.
+// tokenLifetime is how long a token may verify after it was signed: the
+// token lifetime plus the clock skew Verify tolerates past exp.
+func (s *Service) tokenLifetime() time.Duration {
+	return s.c.Tokens.TTL() + s.c.Tokens.Leeway()
+}
+
+// RotateSigningKey makes a new active signing key. The keys rotated out
+// stop signing at once and verify only the tokens they signed already:
+// their NotAfter is brought forward to now plus the longest token
+// lifetime plus the skew (a node that has not yet seen the new key signs
+// with the old one for at most its refresh interval, well within the
+// skew).
+//
+// This node signs with the new key at once, the others at their next
+// refresh.
 func (s *Service) RotateSigningKey(ctx context.Context) error {
+	if _, err := s.rotateSigningKey(ctx); err != nil {
+		return err
+	}
+	return s.loadSigningKeys(ctx)
+}
+
+func (s *Service) rotateSigningKey(ctx context.Context) (string, error) {
 	now := s.c.Now()
 	k, err := auth.GenerateSigningKey(s.c.Rand, now)
 	if err != nil {
-		return fmt.Errorf("identity: new signing key: %w", err)
+		return "", fmt.Errorf("identity: new signing key: %w", err)
 	}
 	sealed, err := s.c.Sealer.Seal(ctx, signingKeyID, k.Private, signingAAD(k.ID))
 	if err != nil {
-		return fmt.Errorf("identity: seal signing key: %w", err)
+		return "", fmt.Errorf("identity: seal signing key: %w", err)
 	}
-	// Published for its signing lifetime plus the longest token lifetime.
-	notAfter := now.Add(s.c.SigningKeyLifetime + 24*time.Hour)
-	return s.c.Store.InsertSigningKey(ctx, coffer.SigningKeyRecord{
+	// Published for its signing lifetime plus the lifetime of the last
+	// token it signs.
+	notAfter := now.Add(s.c.SigningKeyLifetime + s.tokenLifetime())
+	err = s.c.Store.InsertActiveSigningKey(ctx, coffer.SigningKeyRecord{
 		KID: k.ID, Sealed: sealed, CreatedAt: now, NotAfter: notAfter, Active: true,
-	})
+	}, now.Add(s.tokenLifetime()))
+	if err != nil {
+		return "", err
+	}
+	return k.ID, nil
+}
+
+// SigningKeyRevocation is what RevokeSigningKey did.
+type SigningKeyRevocation struct {
+	// KID is the key revoked.
+	KID string `json:"kid"`
+	// NewActiveKID is the key made active in its place, when the revoked
+	// key was the active one ("" otherwise).
+	NewActiveKID string `json:"new_active_kid,omitempty"`
+}
+
+// RevokeSigningKey drops signing key kid at once (a leaked key): it is
+// deleted from the store, so that every node refuses every token it
+// signed from the next request on (Authenticate reads the key's state
+// with each token), and stops publishing it. The active key is first
+// replaced by a new one. ENOTFOUND for an unknown kid.
+func (s *Service) RevokeSigningKey(ctx context.Context, kid string) (SigningKeyRevocation, error) {
+	out := SigningKeyRevocation{KID: kid}
+	recs, err := s.c.Store.SigningKeys(ctx)
+	if err != nil {
+		return out, fmt.Errorf("identity: signing keys: %w", err)
+	}
+	found := false
+	for _, r := range recs {
+		if r.KID != kid {
+			continue
+		}
+		found = true
+		if r.Active {
+			if out.NewActiveKID, err = s.rotateSigningKey(ctx); err != nil {
+				return out, err
+			}
+		}
+	}
+	if !found {
+		return out, coffer.Errorf(coffer.ENOTFOUND, "no such signing key")
+	}
+	if err := s.c.Store.DeleteSigningKey(ctx, kid); err != nil {
+		return out, err
+	}
+	// This node stops at once; the others at their next refresh, and
+	// every node refuses the key's tokens at once through TokenState.
+	if err := s.loadSigningKeys(ctx); err != nil {
+		return out, err
+	}
+	return out, nil
 }
 
 // Authenticate verifies a bearer token and returns its principal. Every
 // failure is the same 401, whatever the reason (logged at debug).
+//
+// A token that verifies is then checked against the store, in the
+// request, never from a cache (one query: Store.TokenState): its
+// principal must still exist, be enabled and be at the generation the
+// token was issued under (any change that ends its access raises it), its
+// jti must not be revoked and its signing key must not have been revoked.
+// So a change made on any node ends the token on every node at once. A
+// trusted external issuer's token has no principal here: only its
+// revocation is read from the store. When the store cannot answer, the
+// request fails (503), never passes.
 func (s *Service) Authenticate(ctx context.Context, token string) (*coffer.Principal, error) {
-	verify := func(t string) (*coffer.Principal, error) { return s.c.Tokens.Verify(t) }
+	refused := func(reason error) error {
+		s.c.Logger.DebugContext(ctx, "token refused", "reason", reason)
+		return &coffer.Error{Code: coffer.EUNAUTHENTICATED, Message: "invalid or expired access token", Cause: reason}
+	}
 	if _, ok := s.c.External.Issuer(token); ok {
 		// A trusted external issuer's token: its keys, its claims, roles
 		// mapped through the configured role map only.
-		verify = func(t string) (*coffer.Principal, error) { return s.c.External.Verify(ctx, t) }
+		p, err := s.c.External.Verify(ctx, token)
+		if err != nil {
+			return nil, refused(err)
+		}
+		if s.locallyRevoked(p.TokenID) {
+			return nil, refused(errors.New("revoked"))
+		}
+		revoked, err := s.c.Store.IsRevoked(ctx, p.TokenID)
+		if err != nil {
+			return nil, unavailable(err)
+		}
+		if revoked {
+			return nil, refused(errors.New("revoked"))
+		}
+		return p, nil
 	}
-	p, err := verify(token)
+	p, err := s.c.Tokens.Verify(token)
 	if err != nil {
-		s.c.Logger.DebugContext(ctx, "token refused", "reason", err)
-		return nil, &coffer.Error{Code: coffer.EUNAUTHENTICATED, Message: "invalid or expired access token", Cause: err}
+		return nil, refused(err)
 	}
-	s.mu.RLock()
-	_, revoked := s.revoked[p.TokenID]
-	s.mu.RUnlock()
-	if revoked {
-		return nil, coffer.Errorf(coffer.EUNAUTHENTICATED, "invalid or expired access token")
+	if s.locallyRevoked(p.TokenID) {
+		return nil, refused(errors.New("revoked"))
+	}
+	st, err := s.c.Store.TokenState(ctx, p.Kind, p.ID, p.TokenID, p.TokenKeyID, s.c.Now())
+	if err != nil {
+		return nil, unavailable(err)
+	}
+	switch {
+	case st.Generation == 0:
+		return nil, refused(errors.New("the principal was deleted or disabled"))
+	case st.Generation != p.Generation:
+		return nil, refused(errors.New("the principal changed since the token was issued (generation)"))
+	case st.Revoked:
+		return nil, refused(errors.New("revoked"))
+	case !st.KeyLive:
+		return nil, refused(errors.New("the signing key was revoked or retired"))
 	}
 	return p, nil
 }
 
-// Revoke revokes an access token (RFC 7009): it is refused by this node at
-// once and by every node within the refresh interval. It returns the
+// locallyRevoked reports whether this node knows jti as revoked already.
+func (s *Service) locallyRevoked(jti string) bool {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	_, revoked := s.revoked[jti]
+	return revoked
+}
+
+// unavailable is the failure of a token check the store could not
+// answer: the request fails closed, with a 503 the caller may retry.
+func unavailable(err error) error {
+	return &coffer.Error{Code: coffer.EUNAVAILABLE, Message: "the access token cannot be checked now; retry",
+		RetryAfterSeconds: 1, Cause: err}
+}
+
+// Revoke revokes an access token (RFC 7009): it is refused by every node
+// at once (Authenticate reads revocations from the store). The record
+// lives until the token's exp plus the skew Verify allows, so the token
+// is not accepted again in between. It returns the
 // token's id, for the audit log. Revoking a token that does not verify is
 // not an error (RFC 7009 §2.2), and revokes nothing: the id is "". A
 // trusted external issuer's token is revoked at Coffer the same way, by its
 // jti (or, where the issuer may leave jti out, by its hash).
 func (s *Service) Revoke(ctx context.Context, token string) (string, error) {
 	p, err := s.c.Tokens.Verify(token)
-	if _, ext := s.c.External.Issuer(token); ext {
+	_, ext := s.c.External.Issuer(token)
+	if ext {
 		p, err = s.c.External.Verify(ctx, token)
 	}
 	if err != nil || p.TokenID == "" {
 		return "", nil
 	}
-	if err := s.c.Store.RevokeToken(ctx, p.TokenID, p.TokenExpiry); err != nil {
+	if err := s.c.Store.RevokeToken(ctx, p.TokenID, p.TokenExpiry.Add(s.revocationSkew(ext))); err != nil {
 		return "", fmt.Errorf("identity: revoke: %w", err)
 	}
 	s.mu.Lock()
 	s.revoked[p.TokenID] = struct{}{}
 	s.mu.Unlock()
 	return p.TokenID, nil
+}
+
+// revocationSkew is how long past a token's exp its verifier still
+// accepts it: a revocation record must live as long.
+func (s *Service) revocationSkew(external bool) time.Duration {
+	if external {
+		return s.c.External.Leeway()
+	}
+	return s.c.Tokens.Leeway()
 }
 
 // JWKS returns the published signing keys as a JSON Web Key Set.
@@ -366,7 +511,8 @@ func (s *Service) ClientCredentials(ctx context.Context, clientID, secret, ip st
 		return Issued{}, nil, a.failed(ctx, ErrInvalidClient)
 	}
 	a.succeeded(ctx)
-	p := coffer.Principal{ID: c.ID, Kind: coffer.KindClient, Roles: c.Roles, Attributes: c.Attributes}
+	p := coffer.Principal{ID: c.ID, Kind: coffer.KindClient, Roles: c.Roles, Attributes: c.Attributes,
+		Generation: c.Generation}
 	iss, err := s.issue(p, []string{"client_secret"})
 	if err != nil {
 		return Issued{}, nil, err
@@ -463,7 +609,8 @@ func (s *Service) Clients(ctx context.Context) ([]ClientInfo, error) {
 }
 
 // RotateClientSecret gives a client a new secret (shown once); the old one
-// stops working at once. Tokens already issued live until they expire.
+// stops working at once, and so do the tokens already issued (the
+// client's generation is raised with the secret).
 func (s *Service) RotateClientSecret(ctx context.Context, id string) (NewClient, error) {
 	c, err := s.c.Store.Client(ctx, id)
 	if err != nil {
@@ -479,7 +626,8 @@ func (s *Service) RotateClientSecret(ctx context.Context, id string) (NewClient,
 	return NewClient{ClientID: c.ID, ClientSecret: secret, Name: c.Name, Roles: c.Roles, Attributes: c.Attributes, CreatedAt: c.CreatedAt}, nil
 }
 
-// DeleteClient removes a client; its secret stops working at once.
+// DeleteClient removes a client; its secret and its tokens stop working
+// at once, on every node.
 func (s *Service) DeleteClient(ctx context.Context, id string) error {
 	return s.c.Store.DeleteClient(ctx, id)
 }
@@ -522,5 +670,5 @@ func (s *Service) AuthenticateClientCert(ctx context.Context, clientID string) (
 	}
 	// The handshake of this connection proved the key: a fresh sign-in.
 	return &coffer.Principal{ID: c.ID, Kind: coffer.KindClient, Roles: c.Roles, Attributes: c.Attributes,
-		AuthTime: s.c.Now()}, nil
+		AuthTime: s.c.Now(), Generation: c.Generation}, nil
 }

@@ -31,7 +31,7 @@ type UserStore interface {
 	Users(ctx context.Context) ([]coffer.User, error)
 	// UpdateUser replaces roles, attributes and the disabled flag while
 	// roles and attributes are still wasRoles and wasAttrs (ECONFLICT
-	// otherwise).
+	// otherwise), and raises its generation (its tokens end).
 	UpdateUser(ctx context.Context, u coffer.User, wasRoles []string, wasAttrs map[string]string) error
 	DeleteUser(ctx context.Context, id string) error
 }
@@ -150,7 +150,8 @@ func (s *Service) Login(ctx context.Context, username, password, ip string) (Log
 		return LoginResult{}, a.failed(ctx, coffer.Errorf(coffer.EUNAUTHENTICATED, "invalid username or password"))
 	}
 	a.succeeded(ctx)
-	p := coffer.Principal{ID: u.ID, Kind: coffer.KindUser, Roles: u.Roles, Attributes: u.Attributes}
+	p := coffer.Principal{ID: u.ID, Kind: coffer.KindUser, Roles: u.Roles, Attributes: u.Attributes,
+		Generation: u.Generation}
 	if u.TOTPConfirmed {
 		nonce := make([]byte, 16)
 		if _, err := io.ReadFull(s.c.Rand, nonce); err != nil {
@@ -257,7 +258,8 @@ func (s *Service) CompleteMFA(ctx context.Context, mfaToken, code, ip string) (I
 	s.revoked[tokenID] = struct{}{}
 	s.mu.Unlock()
 	a.succeeded(ctx)
-	p := coffer.Principal{ID: u.ID, Kind: coffer.KindUser, Roles: u.Roles, Attributes: u.Attributes, MFA: true}
+	p := coffer.Principal{ID: u.ID, Kind: coffer.KindUser, Roles: u.Roles, Attributes: u.Attributes, MFA: true,
+		Generation: u.Generation}
 	iss, err := s.issue(p, []string{"pwd", "otp"})
 	if err != nil {
 		return Issued{}, nil, err

@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+
+	"github.com/cofferhq/coffer/internal/coffer"
 )
 
 // Document formats.
@@ -390,6 +392,13 @@ func checkResource(s string) string {
 			return ""
 		}
 	}
+	if rest, ok := strings.CutPrefix(s, coffer.SystemKeyPrefix); ok {
+		if validSystemKey(rest) {
+			return ""
+		}
+		return fmt.Sprintf("bad resource %s: after system/keys/ comes a key id, parts of 1 to 64 of a-z 0-9 _ - "+
+			"separated by /, optionally ending in *", quote(s))
+	}
 	kind, name, ok := strings.Cut(s, "/")
 	if ok && contains(namedResources[:], kind) {
 		if validName(name, true) {
@@ -397,8 +406,32 @@ func checkResource(s string) string {
 		}
 		return fmt.Sprintf("bad resource %s: the name must be 1 to 64 of a-z 0-9 _ -, optionally ending in *", quote(s))
 	}
-	return fmt.Sprintf("unknown resource %s; want *, collections/NAME, tokens/TYPE, keys/NAME, %s",
+	return fmt.Sprintf("unknown resource %s; want *, collections/NAME, tokens/TYPE, keys/NAME, system/keys/KEY_ID, %s",
 		quote(s), strings.Join(plainResources[:], ", "))
+}
+
+// validSystemKey reports whether s (what follows system/keys/) is a
+// pattern of Coffer's own key ids: "*", or parts of validName separated
+// by "/", the last one optionally ending in "*" (audit/*, tokens/card_number/fpe,
+// collection/cust*), at most 300 bytes.
+func validSystemKey(s string) bool {
+	if s == "*" {
+		return true
+	}
+	if s == "" || len(s) > 300 {
+		return false
+	}
+	parts := strings.Split(s, "/")
+	for i, p := range parts {
+		last := i == len(parts)-1
+		if last && p == "*" {
+			continue
+		}
+		if !validName(p, last) || (last && p == "*") {
+			return false
+		}
+	}
+	return true
 }
 
 // compilePattern turns a valid resource pattern into a matcher.

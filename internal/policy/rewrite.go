@@ -8,6 +8,8 @@ import (
 	"strings"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/cofferhq/coffer/internal/coffer"
 )
 
 // A Rewrite is one change an upgrade makes to stored policy documents,
@@ -54,10 +56,69 @@ type Change struct {
 // String returns "REWRITE: PATH: MESSAGE".
 func (c Change) String() string { return c.Rewrite + ": " + c.Path + ": " + c.Message }
 
+// LanguageVersion is the version of the policy language this Coffer
+// reads: the newest Since of Rewrites. Up to 10 it was the number of the
+// schema migration that came with a change, and Coffer recorded the
+// newest migration with each document it saved. Migration numbers are
+// handed out to changes made side by side and land out of order, so
+// since version 100 the language counts on its own, above every
+// migration number: the store records max(LanguageVersion, the newest
+// migration) with each document (store.PolicyLanguageVersion must equal
+// this), and a document any earlier Coffer saved (at most its newest
+// migration, below 100) gets every rewrite since.
+const LanguageVersion = 100
+
 // Rewrites returns every rewrite of stored policy documents, in the order
 // they apply.
 func Rewrites() []Rewrite {
-	return []Rewrite{tokenizeLinkableRewrite()}
+	return []Rewrite{tokenizeLinkableRewrite(), systemKeysRewrite()}
+}
+
+// systemKeysRewrite moves Coffer's own keys out of keys/…: until language
+// version 100, key administration of internal keys (audit/hmac,
+// tokens/TYPE/fpe, collection/NAME, …) was decided on keys/KEY_ID, so a
+// pattern meant for transit keys (keys/a*) covered audit/hmac; since, it
+// is decided on system/keys/KEY_ID, which no keys/… pattern matches.
+//
+// A rule that granted admin on keys/* (every key) gains system/keys/*, so
+// it keeps covering Coffer's own keys; "*" covers them still and is left
+// alone. A partial pattern (keys/a*) is never widened: it covered internal
+// keys only by accident of their names, and the summary says that it no
+// longer does, for review.
+func systemKeysRewrite() Rewrite {
+	return Rewrite{
+		Name:  "system_keys",
+		Since: 100,
+		Rule: func(r *RewriteRule) []string {
+			if !slices.Contains(r.Actions, ActionAdmin) && !slices.Contains(r.Actions, "*") {
+				return nil
+			}
+			if slices.Contains(r.Resources, "*") {
+				return nil
+			}
+			var out []string
+			if slices.Contains(r.Resources, "keys/*") && !slices.Contains(r.Resources, coffer.SystemKeyPrefix+"*") {
+				i := slices.Index(r.Resources, "keys/*")
+				r.Resources = slices.Insert(slices.Clone(r.Resources), i+1, coffer.SystemKeyPrefix+"*")
+				out = append(out, "grants admin on keys/*: added system/keys/*, the new namespace of Coffer's own keys "+
+					"(audit/hmac, audit/signing, jwt/signing, collection/…, tokens/…/fpe, …), so this role keeps "+
+					"administering them. Review it: narrow it to keys/* alone if it was meant for transit keys only")
+			}
+			var partial []string
+			for _, s := range r.Resources {
+				if strings.HasPrefix(s, "keys/") && strings.HasSuffix(s, "*") && s != "keys/*" {
+					partial = append(partial, s)
+				}
+			}
+			if len(partial) > 0 {
+				out = append(out, fmt.Sprintf("grants admin on %s: no longer covers any of Coffer's own keys, which "+
+					"are now named system/keys/KEY_ID; a transit key pattern never reaches them. If this role must "+
+					"rotate internal keys, grant system/keys/… explicitly (e.g. system/keys/collection/*)",
+					strings.Join(partial, ", ")))
+			}
+			return out
+		},
+	}
 }
 
 // tokenizeLinkableRewrite splits tokenize: until schema 10, tokenize

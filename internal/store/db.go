@@ -196,7 +196,10 @@ func (db *DB) provider() (*goose.Provider, error) {
 	if db.dialect == Postgres {
 		d = goose.DialectPostgres
 	}
-	p, err := goose.NewProvider(d, db.sqlDB, sub)
+	// Migration numbers are handed out to changes made side by side, so
+	// one may land after a higher one was applied: apply it all the same
+	// (every migration only adds, so their order does not matter).
+	p, err := goose.NewProvider(d, db.sqlDB, sub, goose.WithAllowOutofOrder(true))
 	if err != nil {
 		return nil, fmt.Errorf("store: migrations: %w", err)
 	}

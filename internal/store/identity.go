@@ -41,7 +41,7 @@ func (db *DB) CreateClient(ctx context.Context, c coffer.Client) error {
 	return nil
 }
 
-const clientCols = `id, name, secret_hash, roles, attributes, disabled, created_at`
+const clientCols = `id, name, secret_hash, roles, attributes, disabled, created_at, generation`
 
 func scanClient(s interface{ Scan(...any) error }) (coffer.Client, error) {
 	var (
@@ -49,7 +49,7 @@ func scanClient(s interface{ Scan(...any) error }) (coffer.Client, error) {
 		roles, attrs string
 		dis, at      int64
 	)
-	if err := s.Scan(&c.ID, &c.Name, &c.SecretHash, &roles, &attrs, &dis, &at); err != nil {
+	if err := s.Scan(&c.ID, &c.Name, &c.SecretHash, &roles, &attrs, &dis, &at, &c.Generation); err != nil {
 		return c, err
 	}
 	if err := json.Unmarshal([]byte(roles), &c.Roles); err != nil {
@@ -92,9 +92,12 @@ func (db *DB) Clients(ctx context.Context) ([]coffer.Client, error) {
 	return out, rs.Err()
 }
 
-// UpdateClientSecret replaces a client's secret hash (rotation).
+// UpdateClientSecret replaces a client's secret hash (rotation) and, in
+// the same statement, raises its generation: the tokens got with the old
+// secret end.
 func (db *DB) UpdateClientSecret(ctx context.Context, id, secretHash string) error {
-	n, err := db.write.exec(ctx, `UPDATE clients SET secret_hash = $1 WHERE id = $2`, secretHash, id)
+	n, err := db.write.exec(ctx, `UPDATE clients SET secret_hash = $1, generation = generation + 1 WHERE id = $2`,
+		secretHash, id)
 	if err != nil {
 		return fmt.Errorf("store: update client secret: %w", err)
 	}
@@ -121,13 +124,15 @@ func (db *DB) DeleteClient(ctx context.Context, id string) error {
 // wasAttrs (compare and swap): whoever decided the change on the client
 // as it was acts on that client, not on one an administrator changed
 // meanwhile. ENOTFOUND if there is no client, ECONFLICT if it changed.
+// Any update raises the client's generation in the same statement: the
+// access tokens issued before are refused from then on (TokenState).
 func (db *DB) UpdateClient(ctx context.Context, c coffer.Client, wasRoles []string, wasAttrs map[string]string) error {
 	enc, err := encodeAll(c.Roles, c.Attributes, wasRoles, wasAttrs)
 	if err != nil {
 		return err
 	}
-	n, err := db.write.exec(ctx, `UPDATE clients SET name = $1, roles = $2, attributes = $3, disabled = $4
-		WHERE id = $5 AND roles = $6 AND attributes = $7`,
+	n, err := db.write.exec(ctx, `UPDATE clients SET name = $1, roles = $2, attributes = $3, disabled = $4,
+		generation = generation + 1 WHERE id = $5 AND roles = $6 AND attributes = $7`,
 		c.Name, enc[0], enc[1], b2i(c.Disabled), c.ID, enc[2], enc[3])
 	if err != nil {
 		return fmt.Errorf("store: update client: %w", err)
@@ -195,7 +200,7 @@ func nonNil(s []string) []string {
 }
 
 const userCols = `id, username, password_hash, roles, attributes, totp_secret, totp_confirmed,
-	totp_last_step, recovery_hashes, disabled, created_at, username_key`
+	totp_last_step, recovery_hashes, disabled, created_at, username_key, generation`
 
 func scanUser(s interface{ Scan(...any) error }) (coffer.User, error) {
 	var (
@@ -205,7 +210,7 @@ func scanUser(s interface{ Scan(...any) error }) (coffer.User, error) {
 		key               *string
 	)
 	if err := s.Scan(&u.ID, &u.Username, &u.PasswordHash, &roles, &attrs, &u.TOTPSecret, &conf,
-		&u.TOTPLastStep, &rec, &dis, &at, &key); err != nil {
+		&u.TOTPLastStep, &rec, &dis, &at, &key, &u.Generation); err != nil {
 		return u, err
 	}
 	if key != nil {
@@ -255,14 +260,15 @@ func (db *DB) Users(ctx context.Context) ([]coffer.User, error) {
 
 // UpdateUser replaces a user's roles, attributes and disabled flag, only
 // while its roles and attributes are still wasRoles and wasAttrs (see
-// UpdateClient). ENOTFOUND if there is no user, ECONFLICT if it changed.
+// UpdateClient; the generation is raised too). ENOTFOUND if there is no
+// user, ECONFLICT if it changed.
 func (db *DB) UpdateUser(ctx context.Context, u coffer.User, wasRoles []string, wasAttrs map[string]string) error {
 	enc, err := encodeAll(u.Roles, u.Attributes, wasRoles, wasAttrs)
 	if err != nil {
 		return err
 	}
-	n, err := db.write.exec(ctx, `UPDATE users SET roles = $1, attributes = $2, disabled = $3
-		WHERE id = $4 AND roles = $5 AND attributes = $6`,
+	n, err := db.write.exec(ctx, `UPDATE users SET roles = $1, attributes = $2, disabled = $3,
+		generation = generation + 1 WHERE id = $4 AND roles = $5 AND attributes = $6`,
 		enc[0], enc[1], b2i(u.Disabled), u.ID, enc[2], enc[3])
 	if err != nil {
 		return fmt.Errorf("store: update user: %w", err)
@@ -376,10 +382,12 @@ func (db *DB) UseMFAEnrolmentCode(ctx context.Context, userID, hash string, now 
 }
 
 // ResetUserMFA removes a user's TOTP secret, confirmation, recovery codes
-// and enrolment code; the used-step record stays, so no old code replays.
+// and enrolment code, and raises the user's generation (the tokens of the
+// sign-ins made with the old factor end); the used-step record stays, so
+// no old code replays.
 func (db *DB) ResetUserMFA(ctx context.Context, userID string) error {
 	n, err := db.write.exec(ctx, `UPDATE users SET totp_secret = NULL, totp_confirmed = 0, recovery_hashes = '[]',
-		mfa_enrolment_hash = '', mfa_enrolment_expires = 0 WHERE id = $1`, userID)
+		mfa_enrolment_hash = '', mfa_enrolment_expires = 0, generation = generation + 1 WHERE id = $1`, userID)
 	if err != nil {
 		return fmt.Errorf("store: reset MFA: %w", err)
 	}
@@ -492,7 +500,8 @@ func (db *DB) InsertSigningKey(ctx context.Context, k coffer.SigningKeyRecord) e
 	})
 }
 
-// RevokeToken records a revoked token id until it would have expired.
+// RevokeToken records a revoked token id until expires: the token's exp
+// plus the skew its verifier allows past exp.
 func (db *DB) RevokeToken(ctx context.Context, jti string, expires time.Time) error {
 	_, err := db.write.exec(ctx, `INSERT INTO revoked_tokens (jti, expires_at) VALUES ($1, $2) ON CONFLICT DO NOTHING`,
 		jti, micros(expires))
@@ -543,7 +552,9 @@ func (db *DB) RevokedSince(ctx context.Context, now time.Time) ([]string, error)
 	return out, rs.Err()
 }
 
-// PurgeRevoked forgets revocations of tokens that have expired anyway.
+// PurgeRevoked forgets revocations of tokens that have expired anyway:
+// RevokeToken is given the token's exp plus the verification skew, so a
+// record goes only once no node would accept the token.
 func (db *DB) PurgeRevoked(ctx context.Context, now time.Time) (int64, error) {
 	n, err := db.write.exec(ctx, `DELETE FROM revoked_tokens WHERE expires_at <= $1`, micros(now))
 	if err != nil {
@@ -714,6 +725,7 @@ func (db *DB) savePolicy(ctx context.Context, from int64, format string, source 
 	if err != nil {
 		return 0, err
 	}
+	latest = max(latest, PolicyLanguageVersion)
 	var v int64
 	if from >= 0 {
 		err = db.write.queryRow(ctx, `UPDATE policy SET version = version + 1, format = $1, source = $2, updated_at = $3,
@@ -733,6 +745,13 @@ func (db *DB) savePolicy(ctx context.Context, from int64, format string, source 
 	}
 	return v, nil
 }
+
+// PolicyLanguageVersion is the version of the policy language this
+// Coffer writes (policy.LanguageVersion): a saved document records
+// max(PolicyLanguageVersion, the newest migration), so that a change to
+// the language is told apart from the documents before it even when its
+// migration number is lower than one applied already.
+const PolicyLanguageVersion = 100
 
 // StoredPolicy is Policy with the schema version of the Coffer that saved
 // the document: the meaning of the policy language it was written for. 0

@@ -24,6 +24,7 @@ func attacks() []attack {
 	for _, group := range [][]attack{
 		authAttacks(), sqlAttacks(), idorAttacks(), massAssignmentAttacks(), bodyAttacks(), publicAttacks(),
 		batchAttacks(), mfaAdminAttacks(), vaultAttacks(), escalationAttacks(), policyLockoutAttacks(),
+		principalChangeAttacks(),
 	} {
 		all = append(all, group...)
 	}
@@ -131,6 +132,7 @@ func protected(w *world) []sample {
 		{"POST /v1/admin/keys/retire", "POST", "/v1/admin/keys/retire"},
 		{"POST /v1/admin/keys/unretire", "POST", "/v1/admin/keys/unretire"},
 		{"POST /v1/admin/keys/destroy", "POST", "/v1/admin/keys/destroy"},
+		{"POST /v1/admin/keys/revoke-signing", "POST", "/v1/admin/keys/revoke-signing"},
 		{"GET /v1/audit/events", "GET", "/v1/audit/events"},
 		{"GET /v1/security/events", "GET", "/v1/security/events"},
 		{"DELETE /v1/security/suspensions/{principal}", "DELETE", "/v1/security/suspensions/" + w.clientA},

@@ -231,10 +231,10 @@ func TestAuditEventsNameTheirTargets(t *testing.T) {
 
 			// Coffer's own keys (nothing is sealed under collection/t now).
 			e, b = call("POST", "/v1/admin/keys/rotate", tok, map[string]any{"key_id": "collection/t"}, 200)
-			expect("key rotate", e, "keys/collection/t/versions/"+field(b, "version"))
+			expect("key rotate", e, "system/keys/collection/t/versions/"+field(b, "version"))
 			for _, op := range []string{"retire", "unretire", "retire", "destroy"} {
 				e, _ = call("POST", "/v1/admin/keys/"+op, tok, map[string]any{"key_id": "collection/t", "version": 1}, 200)
-				expect("key "+op, e, "keys/collection/t/versions/1")
+				expect("key "+op, e, "system/keys/collection/t/versions/1")
 			}
 
 			// Clients.

@@ -213,7 +213,7 @@ func TestKeyRotationAndRewrap(t *testing.T) {
 		for _, e := range evs.Events {
 			seen[fmt.Sprintf("%s %d", e.Resource, e.Status)] = true
 		}
-		for _, want := range []string{"keys/collection/customers 200", "keys/jwt/signing 200", "keys/collection/nope 404", "keys/mask/hash 422"} {
+		for _, want := range []string{"system/keys/collection/customers 200", "system/keys/jwt/signing 200", "system/keys/collection/nope 404", "system/keys/mask/hash 422"} {
 			if !seen[want] {
 				t.Errorf("no keys.rotate audit event %q among %v", want, seen)
 			}

@@ -203,7 +203,7 @@ func TestRetireAndDestroyKeyVersion(t *testing.T) {
 					seen[fmt.Sprintf("%s %s %d %s", e.Action, e.Resource, e.Status, e.Decision)] = true
 				}
 			}
-			const v1res = "keys/collection/customers/versions/1"
+			const v1res = "system/keys/collection/customers/versions/1"
 			for _, want := range []string{
 				"keys.retire " + v1res + " 409 allow", "keys.retire " + v1res + " 200 allow",
 				"keys.unretire " + v1res + " 200 allow", "keys.unretire " + v1res + " 409 allow",
