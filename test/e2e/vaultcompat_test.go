@@ -225,6 +225,24 @@ func TestVaultAPIClient(t *testing.T) {
 			t.Fatalf("wrapped datakey: %+v %v", s, err)
 		}
 
+		// Bring your own key, as Vault's BYOK flow wraps it.
+		s, err = l.ReadWithContext(ctx, "transit/wrapping_key")
+		if err != nil || !strings.Contains(fmt.Sprint(s.Data["public_key"]), "BEGIN PUBLIC KEY") {
+			t.Fatalf("wrapping_key: %+v %v", s, err)
+		}
+		brought := bytes.Repeat([]byte{7}, 32)
+		s, err = l.WriteWithContext(ctx, "transit/keys/brought/import", map[string]any{"ciphertext": byokWrap(t, s.Data["public_key"].(string), brought), "hash_function": "SHA256"})
+		if err != nil || s != nil {
+			t.Fatalf("import: %+v %v", s, err)
+		}
+		s, err = l.WriteWithContext(ctx, "transit/encrypt/brought", map[string]any{"plaintext": b64s("x")})
+		if err != nil || !strings.HasPrefix(s.Data["ciphertext"].(string), "vault:v1:") {
+			t.Fatalf("encrypt under the brought key: %+v %v", s, err)
+		}
+		if got := openTransit(t, brought, "brought", "coffer:"+strings.TrimPrefix(s.Data["ciphertext"].(string), "vault:"), nil); string(got) != "x" {
+			t.Fatalf("the brought key's ciphertext opens to %q", got)
+		}
+
 		// Vault's refusals: what Coffer's keys cannot be, missing keys, paths.
 		for _, tt := range []struct {
 			path string
