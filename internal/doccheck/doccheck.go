@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"path"
 	"path/filepath"
 	"reflect"
 	"regexp"
@@ -106,39 +107,58 @@ func CodeEnvNames(root string) (map[string]bool, error) {
 	for _, k := range config.Keys() {
 		out[config.EnvName(k)] = true
 	}
-	err := filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
+	err := walkSources(root, func(p string) *regexp.Regexp {
+		name := path.Base(p)
+		switch ext := path.Ext(name); {
+		case ext == ".go" || ext == ".py" || ext == ".ts" || ext == ".js":
+			return quotedEnvRe
+		case ext == ".sh" || name == "Makefile" || (path.Base(path.Dir(p)) == ".ci" && ext == ""):
+			return envRe
+		}
+		return nil
+	}, func(m []byte) {
+		out[strings.TrimLeft(strings.TrimSuffix(string(m), "*"), "\"'`")] = true
+	})
+	return out, err
+}
+
+// walkSources reads, through an os.Root (no path may leave root, even by
+// a symbolic link swapped in during the walk), every file under root that
+// pick gives a pattern for, and calls found with each match.
+func walkSources(root string, pick func(path string) *regexp.Regexp, found func(match []byte)) error {
+	r, err := os.OpenRoot(root)
+	if err != nil {
+		return fmt.Errorf("doccheck: %w", err)
+	}
+	defer r.Close()
+	fsys := r.FS()
+	err = fs.WalkDir(fsys, ".", func(p string, d fs.DirEntry, err error) error {
 		if err != nil {
 			return err
 		}
 		if d.IsDir() {
-			if p != root && skipDir(d.Name()) {
-				return filepath.SkipDir
+			if p != "." && skipDir(d.Name()) {
+				return fs.SkipDir
 			}
 			return nil
 		}
-		name := d.Name()
-		var re *regexp.Regexp
-		switch ext := filepath.Ext(name); {
-		case ext == ".go" || ext == ".py" || ext == ".ts" || ext == ".js":
-			re = quotedEnvRe
-		case ext == ".sh" || name == "Makefile" || (filepath.Base(filepath.Dir(p)) == ".ci" && ext == ""):
-			re = envRe
-		default:
+		re := pick(p)
+		if re == nil {
 			return nil
 		}
-		b, err := os.ReadFile(p) // #nosec G304 -- a source file of the repository being checked
+		b, err := fs.ReadFile(fsys, p)
 		if err != nil {
 			return err
 		}
 		for _, m := range re.FindAll(b, -1) {
-			out[strings.TrimLeft(strings.TrimSuffix(string(m), "*"), "\"'`")] = true
+			found(m)
 		}
 		return nil
 	})
 	if err != nil {
-		return nil, fmt.Errorf("doccheck: reading sources: %w", err)
+		return fmt.Errorf("doccheck: reading sources: %w", err)
 	}
-	return out, nil
+	return nil
 }
 
 var dottedLiteralRe = regexp.MustCompile(`"([a-z][a-z0-9_]*(?:\.[a-z][a-z0-9_]*)+)"`)
@@ -147,32 +167,15 @@ var dottedLiteralRe = regexp.MustCompile(`"([a-z][a-z0-9_]*(?:\.[a-z][a-z0-9_]*)
 // "audit.outage") of the Go sources under root, tests and testdata left out.
 func CodeDottedNames(root string) (map[string]bool, error) {
 	out := map[string]bool{}
-	err := filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		if d.IsDir() {
-			if p != root && skipDir(d.Name()) {
-				return filepath.SkipDir
-			}
-			return nil
-		}
-		if !strings.HasSuffix(d.Name(), ".go") || strings.HasSuffix(d.Name(), "_test.go") {
-			return nil
-		}
-		b, err := os.ReadFile(p) // #nosec G304 -- a source file of the repository being checked
-		if err != nil {
-			return err
-		}
-		for _, m := range dottedLiteralRe.FindAllSubmatch(b, -1) {
-			out[string(m[1])] = true
+	err := walkSources(root, func(p string) *regexp.Regexp {
+		if strings.HasSuffix(p, ".go") && !strings.HasSuffix(p, "_test.go") {
+			return dottedLiteralRe
 		}
 		return nil
+	}, func(m []byte) {
+		out[strings.Trim(string(m), "\"")] = true
 	})
-	if err != nil {
-		return nil, fmt.Errorf("doccheck: reading sources: %w", err)
-	}
-	return out, nil
+	return out, err
 }
 
 // Check reads each file (relative to root) and returns every finding, in
