@@ -26,10 +26,10 @@ type TokenState struct {
 // The TokenState queries, one per principal kind: a single round trip of
 // three primary-key lookups.
 const (
-	tokenStateClient = `SELECT COALESCE((SELECT generation FROM clients WHERE id = $1 AND disabled = 0), 0),
+	clientStateSQL = `SELECT COALESCE((SELECT generation FROM clients WHERE id = $1 AND disabled = 0), 0),
 	CASE WHEN EXISTS (SELECT 1 FROM revoked_tokens WHERE jti = $2) THEN 1 ELSE 0 END,
 	CASE WHEN EXISTS (SELECT 1 FROM signing_keys WHERE kid = $3 AND not_after > $4) THEN 1 ELSE 0 END`
-	tokenStateUser = `SELECT COALESCE((SELECT generation FROM users WHERE id = $1 AND disabled = 0), 0),
+	userStateSQL = `SELECT COALESCE((SELECT generation FROM users WHERE id = $1 AND disabled = 0), 0),
 	CASE WHEN EXISTS (SELECT 1 FROM revoked_tokens WHERE jti = $2) THEN 1 ELSE 0 END,
 	CASE WHEN EXISTS (SELECT 1 FROM signing_keys WHERE kid = $3 AND not_after > $4) THEN 1 ELSE 0 END`
 )
@@ -40,11 +40,11 @@ const (
 // every request that carries a Coffer access token, so that a change made
 // on any node is in force on every node at once; it is never cached.
 func (db *DB) TokenState(ctx context.Context, kind, id, jti, kid string, now time.Time) (TokenState, error) {
-	q := tokenStateClient
+	q := clientStateSQL
 	switch kind {
 	case coffer.KindClient:
 	case coffer.KindUser:
-		q = tokenStateUser
+		q = userStateSQL
 	default:
 		return TokenState{}, fmt.Errorf("store: token state: unknown principal kind")
 	}

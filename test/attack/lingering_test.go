@@ -156,12 +156,12 @@ func TestLingeringAccess(t *testing.T) {
 			}
 		})
 		t.Run("revoked token between exp and exp+skew", func(t *testing.T) {
-			id, tok := n.newClient(t, "revoked", "admin")
+			id, _ := n.newClient(t, "revoked", "admin")
 			var secret struct {
 				ClientSecret string `json:"client_secret"`
 			}
 			n.must(t, 200, "POST", "/v1/clients/"+id+"/rotate", admin(), nil, &secret)
-			tok = n.token(id, secret.ClientSecret)
+			tok := n.token(id, secret.ClientSecret)
 			r := n.form(t, "/v1/oauth/revoke", "token="+tok+"&client_id="+id+"&client_secret="+secret.ClientSecret, nil)
 			if r.status != 200 {
 				t.Fatalf("revoke: %s", r)
