@@ -199,9 +199,17 @@ type accessClaims struct {
 	Attrs     map[string]string `json:"coffer_attrs,omitempty"`
 	AMR       []string          `json:"amr,omitempty"`
 	// Generation is the principal's generation at issue (see
-	// coffer.Principal.Generation); required.
-	Generation *int64 `json:"coffer_gen"`
+	// coffer.Principal.Generation). A token without it was issued by a
+	// Coffer from before generations (a node not yet upgraded, in a
+	// rolling upgrade): it counts as generation 1, where every principal
+	// started, so it stays valid only while its principal has not changed
+	// since.
+	Generation *int64 `json:"coffer_gen,omitempty"`
 }
+
+// legacyGeneration is the generation of a token without coffer_gen: the
+// one every principal started at when generations were introduced.
+const legacyGeneration = 1
 
 // TTL is the lifetime of the tokens Issue makes.
 func (t *Tokens) TTL() time.Duration { return t.cfg.TTL }
@@ -228,6 +236,9 @@ func (t *Tokens) Issue(p coffer.Principal, scope string, amr []string) (Issued, 
 	case coffer.KindUser:
 	default:
 		return Issued{}, errors.New("auth: issue: principal kind must be client or user")
+	}
+	if p.Generation < 1 {
+		return Issued{}, errors.New("auth: issue: principal has no generation")
 	}
 	now := t.cfg.Now().UTC().Truncate(time.Second)
 
@@ -284,7 +295,8 @@ func invalid(reason string) error { return fmt.Errorf("%w: %s", ErrInvalidToken,
 // the exact compact JWS that Issue makes: alg EdDSA, typ at+jwt, a kid of
 // a key set with SetKeys and still live, a valid signature, the configured
 // iss, aud among the audiences, exp and nbf and iat within the leeway, and
-// jti, sub, coffer_gen and a known coffer_kind present. Every refusal is an error
+// jti, sub and a known coffer_kind present, and coffer_gen 1 or more when
+// present (absent: generation 1, see accessClaims). Every refusal is an error
 // wrapping ErrInvalidToken whose text names the reason and never the token.
 //
 // Verified tokens are cached by their SHA-256 until they expire (or their
@@ -367,7 +379,10 @@ func (t *Tokens) Verify(token string) (*coffer.Principal, error) {
 		ID: c.Subject, Kind: c.Kind, Roles: c.Roles, Attributes: c.Attrs,
 		MFA:     slices.Contains(c.AMR, "otp") || slices.Contains(c.AMR, "mfa"),
 		TokenID: c.ID, TokenExpiry: exp, AuthTime: c.IssuedAt.Time(),
-		Generation: *c.Generation, TokenKeyID: h.KeyID,
+		Generation: legacyGeneration, TokenKeyID: h.KeyID,
+	}
+	if c.Generation != nil {
+		p.Generation = *c.Generation
 	}
 	if p.Roles == nil {
 		p.Roles = []string{}
@@ -395,8 +410,8 @@ func (t *Tokens) checkClaims(c *accessClaims, now time.Time) (time.Time, error) 
 		return time.Time{}, invalid("jti missing")
 	case c.Subject == "":
 		return time.Time{}, invalid("sub missing")
-	case c.Generation == nil || *c.Generation < 0:
-		return time.Time{}, invalid("coffer_gen missing")
+	case c.Generation != nil && *c.Generation < 1:
+		return time.Time{}, invalid("coffer_gen not a generation")
 	}
 	exp, nbf, iat := c.Expiry.Time(), c.NotBefore.Time(), c.IssuedAt.Time()
 	switch {

@@ -52,7 +52,7 @@ var testClient = coffer.Principal{
 	Attributes: map[string]string{"team": "payments"}, Generation: 3,
 }
 
-var testUser = coffer.Principal{ID: "usr_1", Kind: coffer.KindUser, Roles: []string{"support"}}
+var testUser = coffer.Principal{ID: "usr_1", Kind: coffer.KindUser, Roles: []string{"support"}, Generation: 1}
 
 func (f *tokenFixture) issue(tb testing.TB, p coffer.Principal, amr ...string) Issued {
 	tb.Helper()
@@ -211,6 +211,7 @@ func TestIssueRefuses(t *testing.T) {
 		{"fail/malformed active key", badKey, testClient, ErrNoSigningKey},
 		{"fail/no principal id", f.tokens, coffer.Principal{Kind: coffer.KindUser}, nil},
 		{"fail/external kind", f.tokens, coffer.Principal{ID: "x", Kind: coffer.KindExternal}, nil},
+		{"fail/no generation", f.tokens, coffer.Principal{ID: "x", Kind: coffer.KindClient}, nil},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -376,8 +377,8 @@ func TestVerifyRefuses(t *testing.T) {
 		{"fail/missing exp", sign(t, jose.EdDSA, ours, kid, "at+jwt", withClaim(vc, "exp", nil)), 0, "exp, nbf or iat missing"},
 		{"fail/missing nbf", sign(t, jose.EdDSA, ours, kid, "at+jwt", withClaim(vc, "nbf", nil)), 0, "exp, nbf or iat missing"},
 		{"fail/missing iat", sign(t, jose.EdDSA, ours, kid, "at+jwt", withClaim(vc, "iat", nil)), 0, "exp, nbf or iat missing"},
-		{"fail/missing coffer_gen", sign(t, jose.EdDSA, ours, kid, "at+jwt", withClaim(vc, "coffer_gen", nil)), 0, "coffer_gen missing"},
-		{"fail/negative coffer_gen", sign(t, jose.EdDSA, ours, kid, "at+jwt", withClaim(vc, "coffer_gen", -1)), 0, "coffer_gen missing"},
+		{"fail/zero coffer_gen", sign(t, jose.EdDSA, ours, kid, "at+jwt", withClaim(vc, "coffer_gen", 0)), 0, "coffer_gen not a generation"},
+		{"fail/negative coffer_gen", sign(t, jose.EdDSA, ours, kid, "at+jwt", withClaim(vc, "coffer_gen", -1)), 0, "coffer_gen not a generation"},
 		{"fail/unknown coffer_kind", sign(t, jose.EdDSA, ours, kid, "at+jwt", withClaim(vc, "coffer_kind", "external")), 0, "unknown coffer_kind"},
 		{"fail/client_id not sub", sign(t, jose.EdDSA, ours, kid, "at+jwt", withClaim(vc, "client_id", "cl_other")), 0, "client_id does not match sub"},
 		{"fail/claims not an object", sign(t, jose.EdDSA, ours, kid, "at+jwt", []string{"a"}), 0, "malformed claims"},
@@ -815,5 +816,21 @@ func BenchmarkVerifyUncached(b *testing.B) {
 		if _, err := f.tokens.Verify(tok); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// A token from a Coffer before generations (no coffer_gen) verifies as
+// generation 1, where every principal started: valid while its principal
+// is unchanged, refused by the generation check once it changed.
+func TestVerifyTokenWithoutGenerationIsGenerationOne(t *testing.T) {
+	f := newFixture(t, 0)
+	vc := validClaims(f.clock.Now())
+	delete(vc, "coffer_gen")
+	p, err := f.tokens.Verify(sign(t, jose.EdDSA, f.key.Private, f.key.ID, "at+jwt", vc))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p.Generation != 1 {
+		t.Fatalf("generation %d, want 1", p.Generation)
 	}
 }

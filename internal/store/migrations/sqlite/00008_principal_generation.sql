@@ -8,10 +8,11 @@
 -- node ends the tokens on every node at once. A deleted principal has no
 -- row and no generation: its tokens are refused too.
 --
--- Existing rows start at 1, and tokens without the claim (issued before
--- this migration) are refused: after the upgrade every principal gets a
--- new token once. Columns with a constant default rewrite no row; the
--- app role's table-level grants cover them.
+-- Existing rows start at 1, and a token without the claim (issued by a
+-- node from before this migration, in a rolling upgrade) counts as
+-- generation 1: valid while its principal is unchanged. Columns with a
+-- constant default rewrite no row; the app role's table-level grants
+-- cover them.
 ALTER TABLE clients ADD COLUMN generation BIGINT NOT NULL DEFAULT 1 CHECK (generation >= 1);
 ALTER TABLE users ADD COLUMN generation BIGINT NOT NULL DEFAULT 1 CHECK (generation >= 1);
 
