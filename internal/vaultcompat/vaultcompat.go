@@ -17,7 +17,7 @@ import (
 const DefaultMount = "transit"
 
 // TokenHeader is the header Vault's clients send their token in.
-const TokenHeader = "X-Vault-Token"
+const TokenHeader = "X-Vault-Token" // #nosec G101 -- a header name, not a credential
 
 // Transit is what the surface needs of the transit engine;
 // *transit.Service implements it.
