@@ -485,6 +485,11 @@ func TestRelay(t *testing.T) {
 			}
 			var signup, release, pay bool
 			for _, ev := range events {
+				// Bad bodies are refused without a policy decision: callers
+				// cannot make the relay's client a denied principal.
+				if st, _ := ev["status"].(float64); (st == 400 || st == 415 || st == 422 || st == 413) && ev["decision"] == "deny" {
+					t.Errorf("a refusal for the body's shape is recorded as a denial: %v", ev)
+				}
 				fields, _ := json.Marshal(ev["fields"])
 				switch {
 				case ev["action"] == "relay" && ev["resource"] == "relay/routes/signup" && ev["status"] == float64(200) &&
