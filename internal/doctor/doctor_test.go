@@ -610,3 +610,24 @@ func TestFilesOfAnotherUser(t *testing.T) {
 		t.Fatalf("want root_key.owner and tls.key_owner:%s", summary(rep))
 	}
 }
+
+// TestRelayClientMissing: a relay that names no existing client refuses
+// every call: a high finding; naming the bootstrap client clears it.
+func TestRelayClientMissing(t *testing.T) {
+	d := newDeployment(t, "", "")
+	d.cfg.Relay = config.Relay{Listen: "127.0.0.1:8444", Client: "no-such-client", Routes: []config.RelayRoute{{
+		Name: "a", Match: config.RelayMatch{Method: "POST", Path: "/a"}, Upstream: "http://127.0.0.1:9000"}}}
+	if rep := run(t, d.options()); !has(rep, "relay.client_missing", doctor.High) {
+		t.Fatalf("no relay.client_missing:%s", summary(rep))
+	}
+	d.withStore(t, func(db *store.DB) {
+		cs, err := db.Clients(context.Background())
+		if err != nil || len(cs) == 0 {
+			t.Fatalf("clients: %v", err)
+		}
+		d.cfg.Relay.Client = cs[0].ID
+	})
+	if rep := run(t, d.options()); slices.ContainsFunc(rep.Findings, func(f doctor.Finding) bool { return f.ID == "relay.client_missing" }) {
+		t.Fatalf("relay.client_missing with an existing client:%s", summary(rep))
+	}
+}

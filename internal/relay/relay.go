@@ -751,9 +751,10 @@ func (r *Relay) fail(w http.ResponseWriter, c *call, err error) {
 	if c.outcome == "" || c.outcome == OutcomeForwarded {
 		c.outcome = outcomeOf(coffer.ErrorCode(err), status)
 	}
-	if c.note.Decision == "" && status < 500 {
-		c.note.Deny(http.StatusText(status))
-	}
+	// A refusal for the body's shape is no policy decision: the event's
+	// decision stays empty, so that callers sending bad bodies cannot make
+	// the relay's client look like a principal denied again and again
+	// (access.denied_burst, and a suspension if one is configured).
 	if c.note.Reason == "" && status >= 400 {
 		c.note.Reason = coffer.ErrorMessage(err)
 	}

@@ -243,7 +243,8 @@ func TestRelay(t *testing.T) {
 
 		t.Run("inbound json", func(t *testing.T) {
 			body := `{"name":"Ada","card":{"number":"` + card + `","exp":"12/30"},"email":"` + email + `","n":12.50}`
-			st, h, b := e.send("POST", "/signup?x=1", "application/json", strings.NewReader(body), "X-Custom", "kept", "Host", "evil.example")
+			st, h, b := e.send("POST", "/signup?x=1", "application/json", strings.NewReader(body), "X-Custom", "kept", "Host", "evil.example",
+				"Connection", "X-Hop", "X-Hop", "dropped", "Proxy-Authorization", "Basic eDp5")
 			if st != 200 {
 				t.Fatalf("relay: %d %s", st, b)
 			}
@@ -264,6 +265,9 @@ func TestRelay(t *testing.T) {
 			}
 			if !strings.HasPrefix(in.Email, "dtk_") || got.header.Get("X-Custom") != "kept" || got.query != "x=1" || got.path != "/signup" {
 				t.Fatalf("upstream saw %+v", got)
+			}
+			if got.header.Get("X-Hop") != "" || got.header.Get("Proxy-Authorization") != "" {
+				t.Fatalf("hop-by-hop headers reached the upstream: %v", got.header)
 			}
 			if got.host != strings.TrimPrefix(e.app.srv.URL, "http://") {
 				t.Fatalf("upstream Host %q: the caller's Host header must not pass", got.host)
@@ -481,6 +485,11 @@ func TestRelay(t *testing.T) {
 			}
 			var signup, release, pay bool
 			for _, ev := range events {
+				// Bad bodies are refused without a policy decision: callers
+				// cannot make the relay's client a denied principal.
+				if st, _ := ev["status"].(float64); (st == 400 || st == 415 || st == 422 || st == 413) && ev["decision"] == "deny" {
+					t.Errorf("a refusal for the body's shape is recorded as a denial: %v", ev)
+				}
 				fields, _ := json.Marshal(ev["fields"])
 				switch {
 				case ev["action"] == "relay" && ev["resource"] == "relay/routes/signup" && ev["status"] == float64(200) &&
