@@ -42,6 +42,7 @@ type shownRecord struct {
 type recordsData struct {
 	Collections []collectionInfo
 	Collection  *collectionInfo
+	Name        string
 	Searchable  []string
 	ID          string
 	Field       string
@@ -69,31 +70,43 @@ func shape(col *collectionInfo, rv recordView) shownRecord {
 	return sr
 }
 
-// loadCollections fills d with the collections the caller may see and
-// the one named c.
+// loadCollections fills d with the collections the caller may list
+// (admin on collections/*; others type the name) and the schema of the
+// one named c (read on it).
 func (con *Console) loadCollections(r *http.Request, s *session, d *recordsData, c string) *Problem {
 	res := con.callJSON(r, s, http.MethodGet, "/v1/collections", nil)
+	switch p := res.problem(); {
+	case p == nil:
+		var out struct {
+			Collections []collectionInfo `json:"collections"`
+		}
+		if err := res.decode(&out); err == nil {
+			d.Collections = out.Collections
+		}
+		if c == "" && len(d.Collections) > 0 {
+			c = d.Collections[0].Name
+		}
+	case p.Status == http.StatusForbidden:
+		// Not allowed to list them: the user names the collection.
+	default:
+		return p
+	}
+	d.Name = strings.TrimSpace(c)
+	if d.Name == "" {
+		return nil
+	}
+	res = con.callJSON(r, s, http.MethodGet, apiPath("collections", d.Name), nil)
 	if p := res.problem(); p != nil {
 		return p
 	}
-	var out struct {
-		Collections []collectionInfo `json:"collections"`
-	}
-	if err := res.decode(&out); err != nil {
+	var col collectionInfo
+	if err := res.decode(&col); err != nil {
 		return &Problem{Status: 502, Detail: "the answer could not be read"}
 	}
-	d.Collections = out.Collections
-	if c == "" && len(out.Collections) > 0 {
-		c = out.Collections[0].Name
-	}
-	for i := range out.Collections {
-		if out.Collections[i].Name == c {
-			d.Collection = &out.Collections[i]
-			for _, f := range d.Collection.Fields {
-				if f.Searchable {
-					d.Searchable = append(d.Searchable, f.Name)
-				}
-			}
+	d.Collection = &col
+	for _, f := range col.Fields {
+		if f.Searchable {
+			d.Searchable = append(d.Searchable, f.Name)
 		}
 	}
 	return nil
@@ -164,7 +177,7 @@ func (con *Console) eraseSubject(w http.ResponseWriter, r *http.Request, s *sess
 	subject := strings.TrimSpace(r.PostFormValue("subject"))
 	d := &recordsData{}
 	pg := page{Title: "Records", Nav: "records", Data: d}
-	if p := con.loadCollections(r, s, d, r.PostFormValue("c")); p != nil && p.Status == http.StatusUnauthorized {
+	if p := con.loadCollections(r, s, d, ""); p != nil && p.Status == http.StatusUnauthorized {
 		http.Redirect(w, r, Prefix+"login", http.StatusSeeOther)
 		return
 	}
