@@ -96,6 +96,8 @@ func (con *Console) login(w http.ResponseWriter, r *http.Request) {
 	}
 	s := con.lookup(r)
 	if s == nil || !checkCSRF(r, s) {
+		con.c.Logger.Info("console: sign-in form refused", "session", s != nil, "same_origin", sameOrigin(r),
+			"origin", r.Header.Get("Origin"), "sec_fetch_site", r.Header.Get("Sec-Fetch-Site"))
 		con.forbidden(w, r, nil, "This sign-in form is stale or did not come from this console. Reload the page and try again.")
 		return
 	}

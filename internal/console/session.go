@@ -214,8 +214,11 @@ func sameOrigin(r *http.Request) bool {
 		return false
 	}
 	o := r.Header.Get("Origin")
-	if o == "" {
-		return true // not a browser, or a same-origin GET: the CSRF token decides
+	if o == "" || o == "null" {
+		// No Origin (not a browser), or "null": under Referrer-Policy
+		// no-referrer a browser sends that even from this very page.
+		// Sec-Fetch-Site above and the CSRF token decide.
+		return true
 	}
 	u, err := url.Parse(o)
 	if err != nil {
