@@ -1,9 +1,9 @@
 package e2e
 
 import (
+	"context"
 	"crypto/sha256"
 	"encoding/base64"
-	"context"
 	"os"
 	"os/exec"
 	"path/filepath"
