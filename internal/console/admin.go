@@ -245,7 +245,9 @@ func qrSVG(text string) (template.HTML, error) {
 	b := code.Bounds()
 	n := b.Dx()
 	var sb strings.Builder
-	fmt.Fprintf(&sb, `<svg xmlns="http://www.w3.org/2000/svg" class="qr" viewBox="0 0 %d %d" width="232" height="232" role="img" aria-label="QR code of the TOTP secret" shape-rendering="crispEdges">`, n+8, n+8)
+	// A whole number of pixels per module keeps every module the same size.
+	px := (n + 8) * 5
+	fmt.Fprintf(&sb, `<svg xmlns="http://www.w3.org/2000/svg" class="qr" viewBox="0 0 %d %d" width="%d" height="%d" role="img" aria-label="QR code of the TOTP secret" shape-rendering="crispEdges">`, n+8, n+8, px, px)
 	fmt.Fprintf(&sb, `<rect width="%d" height="%d" fill="#fff"/><path fill="#000" d="`, n+8, n+8)
 	for y := 0; y < n; y++ {
 		for x := 0; x < n; x++ {

@@ -12,7 +12,10 @@ import (
 
 	"github.com/pquerna/otp/totp"
 
+	"github.com/cofferhq/coffer/internal/app"
 	"github.com/cofferhq/coffer/internal/console"
+	"github.com/cofferhq/coffer/internal/store/storetest"
+	"github.com/cofferhq/coffer/internal/testclock"
 )
 
 // browserSession is a cookie-keeping HTTPS client of the console, as a
@@ -450,4 +453,53 @@ func TestConsolePolicyEnforced(t *testing.T) {
 			t.Error("the secret is shown again")
 		}
 	})
+}
+
+// TestConsoleSessionEnds: a console session ends after its idle timeout,
+// and at its access token's expiry however busy it is; a destructive
+// action asks a sign-in older than auth.reauth_max_age to sign in again
+// (on a clock the test moves).
+func TestConsoleSessionEnds(t *testing.T) {
+	for _, b := range storetest.Backends() {
+		t.Run(b.Name, func(t *testing.T) {
+			t.Parallel()
+			clock := testclock.New(time.Now())
+			n := startWith(t, b, app.Options{Now: clock.Now})
+			n.newUser("night", "admin")
+
+			idle := n.consoleBrowser()
+			idle.signIn("night", userPassword, "", "")
+			clock.Advance(console.DefaultIdleTimeout + time.Second)
+			if resp, _ := idle.get("/ui/overview"); resp.Request.URL.Path != "/ui/login" {
+				t.Errorf("after the idle timeout: %s, want the sign-in page", resp.Request.URL)
+			}
+
+			busy := n.consoleBrowser()
+			busy.signIn("night", userPassword, "", "")
+			// Used every 4 minutes: never idle, but fresh only at first.
+			clock.Advance(6 * time.Minute)
+			busy.get("/ui/records")
+			resp, page := busy.post("/ui/records/erase", url.Values{"csrf": {busy.csrf()}, "subject": {"s-9"}, "confirm": {"s-9"}})
+			if resp.Request.URL.Path != "/ui/reauth" || !strings.Contains(page, "recent sign-in") {
+				t.Fatalf("an erasure 6 minutes after sign-in: %s, want the re-authentication page", resp.Request.URL)
+			}
+			before := busy.cookie()
+			resp, _ = busy.post("/ui/login", url.Values{"csrf": {busy.csrf()}, "password": {userPassword}, "next": {"/ui/records"}})
+			if resp.Request.URL.Path != "/ui/records" || busy.cookie() == before {
+				t.Fatalf("re-authentication: %s (session id rotated: %v)", resp.Request.URL, busy.cookie() != before)
+			}
+			resp, page = busy.post("/ui/records/erase", url.Values{"csrf": {busy.csrf()}, "subject": {"s-9"}, "confirm": {"s-9"}})
+			if resp.StatusCode != 200 || !strings.Contains(page, "erased") {
+				t.Fatalf("the erasure after re-authentication: %d", resp.StatusCode)
+			}
+			for i := 0; i < 4; i++ {
+				clock.Advance(4 * time.Minute)
+				busy.get("/ui/overview")
+			}
+			// 16 minutes after the re-authentication: its token (15m) has expired.
+			if resp, _ := busy.get("/ui/overview"); resp.Request.URL.Path != "/ui/login" {
+				t.Errorf("after the token's expiry: %s, want the sign-in page", resp.Request.URL)
+			}
+		})
+	}
 }
