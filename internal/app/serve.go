@@ -252,6 +252,7 @@ func (s *Server) build(ctx context.Context, o Options) error {
 		Extra: extraRoutes(cfg, func(rt *httpapi.Router) {
 			httpapi.KeyAdminRoutes(admin, c.policies)(rt)
 			httpapi.NodeRoutes(c.db, c.policies, cfg.Node, c.opts.Now)(rt)
+			httpapi.AuditVerifyRoutes(&liveVerifier{c: c}, c.policies)(rt)
 		}, c.transit),
 	})
 	if ci, err := pki.CertInfo(cfg.TLS.CertFile); err == nil {

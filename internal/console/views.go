@@ -29,6 +29,7 @@ func (con *Console) routes() {
 	m.HandleFunc("GET "+Prefix+"overview", con.authed(con.overview))
 	m.HandleFunc("GET "+Prefix+"audit", con.authed(con.auditPage))
 	m.HandleFunc("GET "+Prefix+"audit/export", con.authed(con.auditExport))
+	m.HandleFunc("POST "+Prefix+"audit/verify", con.authed(con.verifyAudit))
 	m.HandleFunc("GET "+Prefix+"security", con.authed(con.securityPage))
 	m.HandleFunc("POST "+Prefix+"security/lift", con.authed(con.liftSuspension))
 	m.HandleFunc("GET "+Prefix+"records", con.authed(con.recordsPage))
@@ -203,6 +204,9 @@ type overviewData struct {
 	Security    []coffer.SecurityEvent
 	SecCount    int
 	Nodes       []nodeStatus
+	// Verification is the outcome of "verify now", when just asked.
+	Verification *verification
+	VerifyErr    *Problem
 }
 
 type counts struct{ Requests, Denied, Failed int }
@@ -219,8 +223,39 @@ type nodeStatus struct {
 const overviewPages = 3
 
 func (con *Console) overview(w http.ResponseWriter, r *http.Request, s *session) {
+	con.overviewWith(w, r, s, nil, nil)
+}
+
+// verification is POST /v1/audit/verify's answer.
+type verification struct {
+	OK          bool      `json:"ok"`
+	Nodes       int       `json:"nodes"`
+	Events      int       `json:"events"`
+	Checkpoints int       `json:"checkpoints"`
+	Findings    []string  `json:"findings"`
+	File        bool      `json:"file_compared"`
+	Witness     bool      `json:"witness_compared"`
+	VerifiedAt  time.Time `json:"verified_at"`
+}
+
+// verifyAudit verifies the audit log now, through the API (admin on audit).
+func (con *Console) verifyAudit(w http.ResponseWriter, r *http.Request, s *session) {
+	res := con.callJSON(r, s, http.MethodPost, "/v1/audit/verify", nil)
+	if p := res.problem(); p != nil {
+		con.overviewWith(w, r, s, nil, p)
+		return
+	}
+	var v verification
+	if err := res.decode(&v); err != nil {
+		con.overviewWith(w, r, s, nil, &Problem{Status: 502, Detail: "the answer could not be read"})
+		return
+	}
+	con.overviewWith(w, r, s, &v, nil)
+}
+
+func (con *Console) overviewWith(w http.ResponseWriter, r *http.Request, s *session, v *verification, vp *Problem) {
 	now := con.c.Now()
-	d := overviewData{}
+	d := overviewData{Verification: v, VerifyErr: vp}
 	var day []audit.Event
 	f := auditFilter{Since: now.Add(-24 * time.Hour)}
 	after := ""

@@ -132,6 +132,7 @@ func protected(w *world) []sample {
 		{"POST /v1/admin/keys/unretire", "POST", "/v1/admin/keys/unretire"},
 		{"POST /v1/admin/keys/destroy", "POST", "/v1/admin/keys/destroy"},
 		{"GET /v1/audit/events", "GET", "/v1/audit/events"},
+		{"POST /v1/audit/verify", "POST", "/v1/audit/verify"},
 		{"GET /v1/security/events", "GET", "/v1/security/events"},
 		{"DELETE /v1/security/suspensions/{principal}", "DELETE", "/v1/security/suspensions/" + w.clientA},
 	}

@@ -373,6 +373,10 @@ func TestConsolePolicyEnforced(t *testing.T) {
 		if !strings.Contains(page, "Clients are not listed for you") || strings.Contains(page, n.init.ClientID) {
 			t.Errorf("admin page as support lists clients")
 		}
+		b.get("/ui/overview")
+		if resp, page = b.post("/ui/audit/verify", url.Values{"csrf": {b.csrf()}}); resp.StatusCode != 200 || !strings.Contains(page, "Not verified") {
+			t.Errorf("verify now as support: %d, want the API's refusal on the page", resp.StatusCode)
+		}
 		b.get("/ui/records")
 		resp, _ = b.post("/ui/records/erase", url.Values{"csrf": {b.csrf()}, "subject": {"subj-1"}, "confirm": {"subj-1"}})
 		if resp.StatusCode != http.StatusForbidden {
@@ -397,6 +401,11 @@ func TestConsolePolicyEnforced(t *testing.T) {
 		n.newUser("root", "admin")
 		a := n.consoleBrowser()
 		a.signIn("root", userPassword, "", "")
+		a.get("/ui/overview")
+		if resp, page = a.post("/ui/audit/verify", url.Values{"csrf": {a.csrf()}}); resp.StatusCode != 200 || !strings.Contains(page, "intact") ||
+			strings.Contains(page, "NOT INTACT") {
+			t.Errorf("verify now as admin: %d\n%s", resp.StatusCode, page)
+		}
 		a.get("/ui/records")
 		resp, page = a.post("/ui/records/erase", url.Values{"csrf": {a.csrf()}, "subject": {"subj-1"}, "confirm": {"subj-2"}})
 		if resp.StatusCode != http.StatusUnprocessableEntity || !strings.Contains(page, "exactly") {
