@@ -15,7 +15,14 @@ import (
 
 func (con *Console) routes() {
 	m := con.mux
-	m.Handle("GET "+Prefix+"static/", http.StripPrefix(Prefix+"static/", http.FileServerFS(con.static)))
+	files := http.StripPrefix(Prefix+"static/", http.FileServerFS(con.static))
+	m.HandleFunc("GET "+Prefix+"static/", func(w http.ResponseWriter, r *http.Request) {
+		if strings.HasSuffix(r.URL.Path, "/") {
+			http.NotFound(w, r) // no directory listings
+			return
+		}
+		files.ServeHTTP(w, r)
+	})
 	m.HandleFunc("GET "+Prefix+"{$}", func(w http.ResponseWriter, r *http.Request) {
 		http.Redirect(w, r, Prefix+"overview", http.StatusSeeOther)
 	})
