@@ -39,6 +39,7 @@ func (con *Console) routes() {
 	m.HandleFunc("POST "+Prefix+"audit/verify", con.authed(con.verifyAudit))
 	m.HandleFunc("GET "+Prefix+"security", con.authed(con.securityPage))
 	m.HandleFunc("POST "+Prefix+"security/lift", con.authed(con.liftSuspension))
+	m.HandleFunc("POST "+Prefix+"security/suspend", con.authed(con.suspendPrincipal))
 	m.HandleFunc("GET "+Prefix+"records", con.authed(con.recordsPage))
 	m.HandleFunc("POST "+Prefix+"records/search", con.authed(con.recordsSearch))
 	m.HandleFunc("POST "+Prefix+"records/erase", con.authed(con.eraseSubject))
@@ -496,9 +497,17 @@ func (con *Console) auditExport(w http.ResponseWriter, r *http.Request, s *sessi
 // ---- security events ----
 
 type securityData struct {
-	Kind   string
-	Range  string
-	Events []coffer.SecurityEvent
+	Kind          string
+	Range         string
+	Events        []coffer.SecurityEvent
+	Suspensions   []suspension
+	SuspensionErr *Problem
+}
+
+type suspension struct {
+	Principal string    `json:"principal"`
+	Until     time.Time `json:"until"`
+	Reason    string    `json:"reason"`
 }
 
 func (con *Console) securityPage(w http.ResponseWriter, r *http.Request, s *session) {
@@ -530,7 +539,38 @@ func (con *Console) securityPage(w http.ResponseWriter, r *http.Request, s *sess
 	for i := len(out.Events) - 1; i >= 0; i-- {
 		d.Events = append(d.Events, out.Events[i])
 	}
+	res = con.callJSON(r, s, http.MethodGet, "/v1/security/suspensions", nil)
+	if p := res.problem(); p != nil {
+		d.SuspensionErr = p
+	} else {
+		var sus struct {
+			Suspensions []suspension `json:"suspensions"`
+		}
+		if err := res.decode(&sus); err == nil {
+			d.Suspensions = sus.Suspensions
+		}
+	}
 	con.render(w, r, s, http.StatusOK, "security", pg)
+}
+
+// suspendPrincipal suspends a principal by hand through the API.
+func (con *Console) suspendPrincipal(w http.ResponseWriter, r *http.Request, s *session) {
+	id := strings.TrimSpace(r.PostFormValue("principal"))
+	dur := r.PostFormValue("duration")
+	if dur == "" {
+		dur = "1h"
+	}
+	res := con.callJSON(r, s, http.MethodPut, apiPath("security", "suspensions", id), map[string]string{"duration": dur})
+	if p := res.problem(); p != nil {
+		con.render(w, r, s, p.Status, "error", page{Title: "Suspend a principal", Nav: "security", Error: p})
+		return
+	}
+	var out struct {
+		Until time.Time `json:"until"`
+	}
+	_ = res.decode(&out)
+	con.sessions.setFlash(s, id+" is suspended until "+out.Until.UTC().Format("2006-01-02 15:04:05Z")+": every request of its is refused.")
+	http.Redirect(w, r, Prefix+"security", http.StatusSeeOther)
 }
 
 func (con *Console) liftSuspension(w http.ResponseWriter, r *http.Request, s *session) {

@@ -135,6 +135,8 @@ func protected(w *world) []sample {
 		{"POST /v1/audit/verify", "POST", "/v1/audit/verify"},
 		{"GET /v1/security/events", "GET", "/v1/security/events"},
 		{"DELETE /v1/security/suspensions/{principal}", "DELETE", "/v1/security/suspensions/" + w.clientA},
+		{"PUT /v1/security/suspensions/{principal}", "PUT", "/v1/security/suspensions/" + w.clientA},
+		{"GET /v1/security/suspensions", "GET", "/v1/security/suspensions"},
 	}
 	return s
 }

@@ -398,7 +398,7 @@ func TestConsolePolicyEnforced(t *testing.T) {
 		}
 
 		// An admin: a typed confirmation, then a fresh sign-in, for an erasure.
-		n.newUser("root", "admin")
+		adminID := n.newUser("root", "admin")
 		a := n.consoleBrowser()
 		a.signIn("root", userPassword, "", "")
 		a.get("/ui/overview")
@@ -451,6 +451,27 @@ func TestConsolePolicyEnforced(t *testing.T) {
 		}
 		if got, _ := n.admin.GetPolicy(ctx); !strings.Contains(string(got), "auditor") {
 			t.Errorf("the saved policy is not in force:\n%s", got)
+		}
+
+		// Suspend the support user by hand: its console refuses it everything
+		// (the API's answer), on every page; lifted, it works again.
+		a.get("/ui/security")
+		resp, page = a.post("/ui/security/suspend", url.Values{"csrf": {a.csrf()}, "principal": {supID}, "duration": {"1h"}})
+		if resp.StatusCode != 200 || !strings.Contains(page, "is suspended until") || !strings.Contains(page, supID) {
+			t.Fatalf("suspend: %d\n%s", resp.StatusCode, page)
+		}
+		if resp, page = b.get("/ui/records?c=customers&id=" + rec.ID); resp.StatusCode != http.StatusForbidden || !strings.Contains(page, "suspended") {
+			t.Errorf("the suspended user's console: %d", resp.StatusCode)
+		}
+		if resp, _ = a.post("/ui/security/suspend", url.Values{"csrf": {a.csrf()}, "principal": {adminID}}); resp.StatusCode != http.StatusConflict {
+			t.Errorf("suspending oneself: %d, want 409", resp.StatusCode)
+		}
+		a.get("/ui/security")
+		if resp, page = a.post("/ui/security/lift", url.Values{"csrf": {a.csrf()}, "principal": {supID}}); resp.StatusCode != 200 || !strings.Contains(page, "Nobody is suspended") {
+			t.Errorf("lift: %d", resp.StatusCode)
+		}
+		if resp, _ = b.get("/ui/records"); resp.StatusCode != http.StatusOK {
+			t.Errorf("the lifted user's console: %d", resp.StatusCode)
 		}
 
 		// Clients: a secret shown once, on the answer to the action.
