@@ -20,6 +20,7 @@ import (
 	"github.com/cofferhq/coffer/internal/audit"
 	"github.com/cofferhq/coffer/internal/cluster"
 	"github.com/cofferhq/coffer/internal/config"
+	"github.com/cofferhq/coffer/internal/console"
 	"github.com/cofferhq/coffer/internal/crypto/keyprovider"
 	"github.com/cofferhq/coffer/internal/detect"
 	"github.com/cofferhq/coffer/internal/httpapi"
@@ -58,6 +59,8 @@ type Server struct {
 	resetToken atomic.Pointer[[]byte]
 	// live is the API once the components are built.
 	live atomic.Pointer[httpapi.Server]
+	// ui is the web console over live (nil when console.disabled).
+	ui atomic.Pointer[console.Console]
 	// mu serialises building the components (on unseal) with Shutdown.
 	mu     sync.Mutex
 	closed bool
@@ -249,10 +252,22 @@ func (s *Server) build(ctx context.Context, o Options) error {
 		Extra: extraRoutes(cfg, func(rt *httpapi.Router) {
 			httpapi.KeyAdminRoutes(admin, c.policies)(rt)
 			httpapi.NodeRoutes(c.db, c.policies, cfg.Node, c.opts.Now)(rt)
+			httpapi.AuditVerifyRoutes(&liveVerifier{c: c}, c.policies)(rt)
 		}, c.transit),
 	})
 	if ci, err := pki.CertInfo(cfg.TLS.CertFile); err == nil {
 		s.metrics.CertExpiry.Set(float64(ci.NotAfter.Unix()))
+	}
+	if !cfg.Console.Disabled {
+		ui, err := console.New(console.Config{API: s.api, Authenticate: c.identity.Authenticate, Now: c.opts.Now,
+			Rand: c.opts.Rand, Logger: s.log, IdleTimeout: cfg.Console.IdleTimeout.Duration,
+			ReauthMaxAge: cfg.Auth.ReauthMaxAge.Duration})
+		if err != nil {
+			s.detector.Close()
+			_ = s.audit.Close(context.WithoutCancel(ctx))
+			return fail(err)
+		}
+		s.ui.Store(ui)
 	}
 	rl, err := s.openRelay(c)
 	if err != nil {
@@ -390,6 +405,14 @@ func (s *Server) Handler() http.Handler {
 			return
 		}
 		if api := s.live.Load(); api != nil {
+			if ui := s.ui.Load(); ui != nil && (strings.HasPrefix(r.URL.Path, console.Prefix) || r.URL.Path == "/ui") {
+				if r.URL.Path == "/ui" {
+					http.Redirect(w, r, console.Prefix, http.StatusMovedPermanently)
+					return
+				}
+				ui.ServeHTTP(w, r)
+				return
+			}
 			api.ServeHTTP(w, r)
 			return
 		}

@@ -62,6 +62,8 @@ type Config struct {
 	// TransitCompatMount is the path the Vault-compatible surface answers
 	// under /v1/ (default "transit", Vault's own default mount).
 	TransitCompatMount string `yaml:"transit_compat_mount"`
+	// Console is the web console at /ui/ (docs/console.md).
+	Console Console `yaml:"console"`
 
 	// Dev marks a development instance (`coffer dev`).
 	Dev bool `yaml:"dev"`
@@ -495,6 +497,15 @@ type RelayField struct {
 type Webhook struct {
 	URL    string `yaml:"url"`
 	Secret string `yaml:"secret"`
+}
+
+// Console configures the web console served at /ui/ on the API's listener.
+type Console struct {
+	// Disabled turns the console off (/ui/ then answers 404).
+	Disabled bool `yaml:"disabled"`
+	// IdleTimeout ends a console session unused this long (default 10m); a
+	// session also ends when its access token does (auth.token_ttl).
+	IdleTimeout Duration `yaml:"idle_timeout"`
 }
 
 // Defaults.

@@ -125,6 +125,9 @@ func (c *Config) Validate() error {
 	positive(add, "auth.hashing.queue_timeout", c.Auth.Hashing.QueueTimeout)
 	positive(add, "auth.mfa_enrolment_code_ttl", c.Auth.MFAEnrolmentCodeTTL)
 	positive(add, "auth.reauth_max_age", c.Auth.ReauthMaxAge)
+	if d := c.Console.IdleTimeout.Duration; d < 0 || d > 24*time.Hour {
+		add("console.idle_timeout", "%s must be from 0 (the default, 10m) to 24h", c.Console.IdleTimeout)
+	}
 	c.validateExternal(add)
 
 	atLeastOne(add, "limits.max_body_bytes", c.Limits.MaxBodyBytes)

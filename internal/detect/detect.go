@@ -633,3 +633,32 @@ func (d *Detector) barrier(ctx context.Context) error {
 		return ctx.Err()
 	}
 }
+
+// Suspend suspends principal id by hand until until (an admin's response,
+// reason "manual"), here at once and in the store for the other nodes.
+func (d *Detector) Suspend(ctx context.Context, id string, until time.Time) error {
+	if err := d.store.SuspendPrincipal(ctx, id, until, "manual"); err != nil {
+		return fmt.Errorf("suspend: %w", err)
+	}
+	d.mu.Lock()
+	d.suspended[id] = until
+	d.mu.Unlock()
+	d.log.Warn("detect: principal suspended by hand", "principal", id, "until", until.UTC().Format(time.RFC3339))
+	return nil
+}
+
+// ActiveSuspensions returns the suspensions in force now, from the store.
+func (d *Detector) ActiveSuspensions(ctx context.Context) ([]Suspension, error) {
+	list, err := d.store.Suspensions(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("suspensions: %w", err)
+	}
+	now := d.now()
+	out := make([]Suspension, 0, len(list))
+	for _, s := range list {
+		if s.Until.After(now) {
+			out = append(out, s)
+		}
+	}
+	return out, nil
+}

@@ -81,3 +81,48 @@ func (s *Server) auditEvents(c *Call) (Reply, error) {
 	c.Note.Count = len(evs)
 	return Reply{Body: out}, nil
 }
+
+// AuditVerifier checks the audit log while the node serves.
+type AuditVerifier interface {
+	// VerifyAudit verifies every node's hash chain in the store and its
+	// signed checkpoints, and compares the store with the copies the
+	// configuration names (the file sink, the witness). A broken log is a
+	// result (OK false, with its findings), not an error; the error is for
+	// a check that could not run (409 while another one runs).
+	VerifyAudit(ctx context.Context) (AuditVerification, error)
+}
+
+// AuditVerification is the outcome of POST /v1/audit/verify.
+type AuditVerification struct {
+	OK          bool      `json:"ok"`
+	Nodes       int       `json:"nodes"`
+	Events      int       `json:"events"`
+	Checkpoints int       `json:"checkpoints"`
+	Findings    []string  `json:"findings"`
+	File        bool      `json:"file_compared"`
+	Witness     bool      `json:"witness_compared"`
+	VerifiedAt  time.Time `json:"verified_at"`
+}
+
+// AuditVerifyRoutes returns POST /v1/audit/verify, for Config.Extra: it
+// verifies the audit log now (as `coffer audit verify` does offline) and
+// needs admin on audit: reading every event is heavy.
+func AuditVerifyRoutes(v AuditVerifier, policies Policies) func(*Router) {
+	return func(rt *Router) {
+		rt.Handle("POST /v1/audit/verify", func(c *Call) (Reply, error) {
+			c.Note.Target("admin", "audit")
+			if err := policies.Allowed(c.Principal, "admin", "audit", c.IP, &c.Note); err != nil {
+				return Reply{}, err
+			}
+			out, err := v.VerifyAudit(c.R.Context())
+			if err != nil {
+				return Reply{}, err
+			}
+			if out.Findings == nil {
+				out.Findings = []string{}
+			}
+			c.Note.Count = out.Events
+			return Reply{Body: out}, nil
+		})
+	}
+}

@@ -65,6 +65,8 @@ func (s *Server) routes() {
 	s.handle("GET /v1/audit/events", 0, s.auditEvents)
 	s.handle("GET /v1/security/events", 0, s.securityEvents)
 	s.handle("DELETE /v1/security/suspensions/{principal}", 0, s.liftSuspension)
+	s.handle("PUT /v1/security/suspensions/{principal}", 0, s.suspend)
+	s.handle("GET /v1/security/suspensions", 0, s.suspensions)
 	if s.c.Extra != nil {
 		s.c.Extra(&Router{s: s})
 	}

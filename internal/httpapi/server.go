@@ -68,6 +68,10 @@ type Detector interface {
 	// Lift lifts id's suspension and reports whether it was suspended.
 	Lift(ctx context.Context, id string) (bool, error)
 	Events(ctx context.Context, since time.Time, kind string, limit int) ([]coffer.SecurityEvent, error)
+	// Suspend suspends id by hand until until, on every node.
+	Suspend(ctx context.Context, id string, until time.Time) error
+	// ActiveSuspensions lists the suspensions in force now.
+	ActiveSuspensions(ctx context.Context) ([]coffer.Suspension, error)
 }
 
 // Quotas charges a principal's use against its quotas, across nodes.

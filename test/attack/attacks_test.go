@@ -134,8 +134,11 @@ func protected(w *world) []sample {
 		{"POST /v1/admin/keys/destroy", "POST", "/v1/admin/keys/destroy"},
 		{"POST /v1/admin/keys/revoke-signing", "POST", "/v1/admin/keys/revoke-signing"},
 		{"GET /v1/audit/events", "GET", "/v1/audit/events"},
+		{"POST /v1/audit/verify", "POST", "/v1/audit/verify"},
 		{"GET /v1/security/events", "GET", "/v1/security/events"},
 		{"DELETE /v1/security/suspensions/{principal}", "DELETE", "/v1/security/suspensions/" + w.clientA},
+		{"PUT /v1/security/suspensions/{principal}", "PUT", "/v1/security/suspensions/" + w.clientA},
+		{"GET /v1/security/suspensions", "GET", "/v1/security/suspensions"},
 	}
 	return s
 }
