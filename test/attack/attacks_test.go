@@ -136,6 +136,7 @@ func protected(w *world) []sample {
 		{"GET /v1/audit/events", "GET", "/v1/audit/events"},
 		{"GET /v1/security/events", "GET", "/v1/security/events"},
 		{"DELETE /v1/security/suspensions/{principal}", "DELETE", "/v1/security/suspensions/" + w.clientA},
+		{"GET /v1/sys/nodes", "GET", "/v1/sys/nodes"},
 	}
 	return s
 }
