@@ -400,3 +400,27 @@ func (c *Client) Detokenize(ctx context.Context, tokens []string) ([]string, err
 	}
 	return out.Values, nil
 }
+
+// Node is one live node of the deployment, as GET /v1/sys/nodes lists it.
+type Node struct {
+	Node          string    `json:"node"`
+	Host          string    `json:"host"`
+	Version       string    `json:"version"`
+	SchemaVersion int64     `json:"schema_version"`
+	StartedAt     time.Time `json:"started_at"`
+	LastHeartbeat time.Time `json:"last_heartbeat"`
+	LeaseUntil    time.Time `json:"lease_until"`
+	// Self marks the node that answered.
+	Self bool `json:"self"`
+}
+
+// Nodes lists the deployment's live nodes (needs read on nodes).
+func (c *Client) Nodes(ctx context.Context) ([]Node, error) {
+	var out struct {
+		Nodes []Node `json:"nodes"`
+	}
+	if err := c.do(ctx, c.hc, http.MethodGet, "/v1/sys/nodes", nil, &out); err != nil {
+		return nil, err
+	}
+	return out.Nodes, nil
+}

@@ -29,9 +29,11 @@ func (db *DB) AcquireNodeLease(ctx context.Context, n coffer.Node) (bool, error)
 }
 
 // RenewNodeLease records a heartbeat of node held by instance and extends
-// its lease to until. It reports false when instance no longer holds it.
+// its lease to until. It reports false when instance no longer holds it,
+// or released it (a heartbeat racing a clean stop never holds the id on).
 func (db *DB) RenewNodeLease(ctx context.Context, node, instance string, now, until time.Time) (bool, error) {
-	c, err := db.write.exec(ctx, `UPDATE nodes SET heartbeat_at = $1, lease_until = $2 WHERE node = $3 AND instance = $4`,
+	c, err := db.write.exec(ctx, `UPDATE nodes SET heartbeat_at = $1, lease_until = $2
+		WHERE node = $3 AND instance = $4 AND lease_until > 0`,
 		micros(now), micros(until), node, instance)
 	if err != nil {
 		return false, fmt.Errorf("store: renew node lease: %w", err)

@@ -50,6 +50,9 @@ func TestNodeLeaseHasOneHolder(t *testing.T) {
 		if err := db.ReleaseNodeLease(ctx, "n1", "b"); err != nil {
 			t.Fatal(err)
 		}
+		if ok, err := db.RenewNodeLease(ctx, "n1", "b", t0.Add(19*time.Second), t0.Add(29*time.Second)); err != nil || ok {
+			t.Fatalf("a released lease was renewed: %v, %v", ok, err)
+		}
 		if !lease("c", t0.Add(19*time.Second)) {
 			t.Fatal("a released lease was not taken at once")
 		}

@@ -139,6 +139,7 @@ func protected(w *world) []sample {
 		{"DELETE /v1/security/suspensions/{principal}", "DELETE", "/v1/security/suspensions/" + w.clientA},
 		{"PUT /v1/security/suspensions/{principal}", "PUT", "/v1/security/suspensions/" + w.clientA},
 		{"GET /v1/security/suspensions", "GET", "/v1/security/suspensions"},
+		{"GET /v1/sys/nodes", "GET", "/v1/sys/nodes"},
 	}
 	return s
 }

@@ -316,8 +316,9 @@ func TestNodeIDOnSQLite(t *testing.T) {
 		t.Fatalf("node-id file %s: %v, served as %q", b, err, first)
 	}
 	n.restart()
-	admin = n.token(n.init.ClientID, n.init.ClientSecret)
-	if again := selfOf(t, n.sysNodes(admin)); again != first {
-		t.Fatalf("id after restart %q, was %q", again, first)
+	// Through the Go SDK.
+	nodes, err := n.admin.Nodes(context.Background())
+	if err != nil || len(nodes) != 1 || !nodes[0].Self || nodes[0].Node != first || nodes[0].LastHeartbeat.IsZero() {
+		t.Fatalf("client Nodes after restart = %+v, %v; want %q", nodes, err, first)
 	}
 }

@@ -12,6 +12,7 @@ import (
 
 	"github.com/cofferhq/coffer/internal/config"
 	"github.com/cofferhq/coffer/internal/store"
+	"github.com/cofferhq/coffer/internal/store/storetest"
 )
 
 // status sends GET path with token and returns the status, 0 when the
@@ -129,5 +130,59 @@ func TestChangesReachEveryNode(t *testing.T) {
 	}{{"revocation", revoke}, {"suspension", suspend}, {"lifted suspension", lift}, {"policy", policy}} {
 		slices.Sort(m.d)
 		t.Logf("%s seen by the other nodes after: median %v, max %v (%d observations)", m.what, m.d[len(m.d)/2], m.d[len(m.d)-1], len(m.d))
+	}
+}
+
+// TestChangesAfterTheListenerDrops: when a node's notification
+// connection is cut (here by the database, as a failover or an idle
+// timeout would), the node reconnects, reloads what it may have missed,
+// and follows changes again, still without polling.
+func TestChangesAfterTheListenerDrops(t *testing.T) {
+	opts := clusterOpts
+	opts.PollInterval = time.Hour
+	a := startWith(t, postgres(), opts)
+	b := a.copyNode()
+	cfg, err := config.Load(a.dir, a.env)
+	if err != nil {
+		t.Fatal(err)
+	}
+	db := storetest.Intruder(t, cfg.DatabaseURL)
+	var schema string
+	if err := db.QueryRowContext(context.Background(), `SELECT current_schema()`).Scan(&schema); err != nil {
+		t.Fatal(err)
+	}
+	id, secret := a.newServiceClient("svc", "admin")
+	tok := a.token(id, secret)
+	waitStatus(t, []*node{b}, tok, "/v1/collections", 200, time.Now())
+
+	// Cut every listener of this schema (both nodes'), then wait until
+	// one is back, which the node's logs say.
+	cut := func() int {
+		var n int
+		err := db.QueryRowContext(context.Background(), `SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity
+			WHERE query = $1`, `LISTEN "coffer_changes_`+schema+`"`).Scan(&n)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	if n := cut(); n < 2 {
+		t.Fatalf("cut %d listeners, want both nodes'", n)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for !strings.Contains(b.logs.String(), "change notifications lost") {
+		if time.Now().After(deadline) {
+			t.Fatal("the node did not notice its listener was cut")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	// A revocation made while b may still be reconnecting is seen: by the
+	// reload after reconnecting, or by the notification.
+	if st, _, body := a.do("POST", "/v1/oauth/revoke", "", "application/x-www-form-urlencoded", strings.NewReader("token="+tok)); st != 200 {
+		t.Fatalf("revoke: %d %s", st, body)
+	}
+	waitStatus(t, []*node{b}, tok, "/v1/collections", 401, time.Now())
+	if st, _, body := b.do("GET", "/readyz", "", "", nil); st != 200 {
+		t.Fatalf("readyz after reconnecting: %d %s", st, body)
 	}
 }
