@@ -196,10 +196,10 @@ func (db *DB) provider() (*goose.Provider, error) {
 	if db.dialect == Postgres {
 		d = goose.DialectPostgres
 	}
-	// Migration numbers are handed out to changes made side by side, so
-	// one may land after a higher one was applied: apply it all the same
-	// (every migration only adds, so their order does not matter).
-	p, err := goose.NewProvider(d, db.sqlDB, sub, goose.WithAllowOutofOrder(true))
+	// Migrations apply strictly in order: a released database at version N
+	// only ever meets migrations numbered above N, and a backup's schema
+	// version says exactly which columns it has (see addedIn).
+	p, err := goose.NewProvider(d, db.sqlDB, sub)
 	if err != nil {
 		return nil, fmt.Errorf("store: migrations: %w", err)
 	}
