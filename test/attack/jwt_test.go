@@ -157,8 +157,19 @@ func TestJWTForgery(t *testing.T) {
 			want401(t, n.call(t, "GET", "/v1/clients", n.admin, nil))
 		})
 		t.Run("wrong issuer", func(t *testing.T) {
+			// A node with its own auth.issuer issues under it and also
+			// accepts the deployment's issuer recorded in the store (the
+			// tokens of every other node); a node without one accepts the
+			// deployment's alone. So a token signed by this deployment's
+			// own key under another issuer is refused there.
 			n.reopen(setup{settings: map[string]string{"auth.issuer": "https://another-coffer.example"}})
-			want401(t, n.call(t, "GET", "/v1/clients", n.admin, nil))
+			foreign := n.token(n.init.ClientID, n.init.ClientSecret)
+			if _, claims, _ := jwtParts(t, foreign); claims["iss"] != "https://another-coffer.example" {
+				t.Fatalf("token issued under %v", claims["iss"])
+			}
+			n.must(t, 200, "GET", "/v1/clients", foreign, nil, nil)
+			n.reopen(setup{})
+			want401(t, n.call(t, "GET", "/v1/clients", foreign, nil))
 		})
 		// Back on the original settings the same token works: the refusals
 		// above were the audience and the issuer, not the restart.
