@@ -23,7 +23,9 @@ var vaultKeyTypes = map[string]bool{
 func keyData(info transit.KeyInfo) map[string]any {
 	keys := map[string]int64{}
 	for _, v := range info.Versions {
-		if v.State != coffer.KeyDestroyed {
+		// As Vault: the versions that still decrypt, from the minimum
+		// decryption version up.
+		if v.State != coffer.KeyDestroyed && v.Version >= info.MinDecryptionVersion {
 			keys[strconv.FormatUint(uint64(v.Version), 10)] = v.CreatedAt.Unix()
 		}
 	}

@@ -246,10 +246,17 @@ func shape(v any) string {
 		}
 		return "{" + strings.Join(parts, ",") + "}"
 	case []any:
-		parts := make([]string, len(x))
-		for i, e := range x {
-			parts[i] = shape(e)
+		// The distinct shapes of the elements: how many there are is a
+		// value (the dev server's key list holds both backends' keys).
+		seen := map[string]bool{}
+		var parts []string
+		for _, e := range x {
+			if s := shape(e); !seen[s] {
+				seen[s] = true
+				parts = append(parts, s)
+			}
 		}
+		sort.Strings(parts)
 		return "[" + strings.Join(parts, ",") + "]"
 	case string:
 		return "string"
