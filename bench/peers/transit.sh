@@ -91,7 +91,7 @@ for r in $(seq 1 "$rounds"); do
       if [ "$t" = vault-audit ]; then audit off; fi
       rps=$(awk '/Requests\/sec/ {printf "%.0f", $2}' <<<"$out")
       p99=$(awk '$1=="99%" {printf "%.1f", $3*1000}' <<<"$out")
-      bad=$(grep -E '^\s+\[[^2][0-9][0-9]\]' <<<"$out" | awk '{s+=$2} END {print s+0}')
+      bad=$( (grep -E '^\s+\[[^2][0-9][0-9]\]' <<<"$out" || true) | awk '{s+=$2} END {print s+0}')
       printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$r" "$s" "$t" "$rps" "$p99" "$bad" | tee -a "$results"
     done
   done
