@@ -20,8 +20,10 @@ GRANT_RULE = ("the right to grant everything the principal holds: each of its ro
 HELD = problem("Not allowed: the action itself, or the principal holds roles or attributes the caller lacks and the caller has no admin on the resource "
                "(an operation on a principal is as good as granting what it holds), or the change would give one the caller lacks")
 GRANT_403 = problem("Not allowed: a role or an attribute (key=value) the caller does not hold, without admin on the resource")
+SEALED = problem("Sealed: a Shamir deployment's server waits for root key shares and answers nothing else (Retry-After)")
 def op(summary, responses, body=None, tags=None, public=False, params=None):
-    o = {"summary": summary, "responses": {**responses, **({} if public else STD)}}
+    o = {"summary": summary, "responses": {**responses, **({"503": SEALED} if public else STD)}}
+    if public and "503" in responses: o["responses"]["503"] = responses["503"]
     if body: o["requestBody"] = body
     if tags: o["tags"] = tags
     if public: o["security"] = []
@@ -163,8 +165,8 @@ schemas = {
                "within a sliding detect.window), data.bulk_tokenize (values tokenized by one principal over detect.bulk_tokenize_values, "
                "or deterministically or format-preserving over detect.bulk_tokenize_linkable, within a sliding window), data.enumeration, "
                "data.unusual_hour, data.canary"}}, ["id", "time", "kind", "severity", "principal", "detail"]),
-  "Ready": obj({"status": {"enum": ["ok", "not ready"]}, "checks": {"type": "object", "additionalProperties": {"enum": ["ok", "not ready"]},
-                 "description": "each readiness check by name (store, keys, audit, witness…)"}}, ["status", "checks"]),
+  "Ready": obj({"status": {"enum": ["ok", "not ready", "sealed"]}, "checks": {"type": "object", "additionalProperties": {"enum": ["ok", "not ready", "sealed"]},
+                 "description": "each readiness check by name (store, keys, audit, witness…); keys is sealed while a Shamir deployment waits for root key shares"}}, ["status", "checks"]),
   "AuthServerMetadata": obj({"issuer": S, "token_endpoint": S, "jwks_uri": S, "revocation_endpoint": S, "introspection_endpoint": S,
                  "grant_types_supported": {"type": "array", "items": S}, "response_types_supported": {"type": "array", "items": S},
                  "token_endpoint_auth_methods_supported": {"type": "array", "items": S},
@@ -202,7 +204,7 @@ schemas = {
 }
 
 paths = {
-  "/healthz": {"get": op("Liveness", {"200": jbody(obj({"status": {"const": "ok"}}, ["status"]))}, public=True, tags=["operations"])},
+  "/healthz": {"get": op("Liveness", {"200": jbody(obj({"status": {"const": "ok"}, "sealed": {"const": True, "description": "present while the server waits for root key shares"}}, ["status"]))}, public=True, tags=["operations"])},
   "/readyz": {"get": op("Readiness: store, keys, audit, node (this node holds the lease on its node id), changes (on PostgreSQL: listening for other nodes' changes, or not for longer than 10 s), and the audit witness when audit.witness is set (503 while a signed checkpoint has waited for it longer than audit.witness_max_lag)", {"200": jbody(ref("Ready")), "503": jbody(ref("Ready"), "Not ready")}, public=True, tags=["operations"])},
   # Answered only while a Shamir deployment is sealed (waiting for root key
   # shares); an unsealed server routes neither. Marked x-coffer-sealed-only.

@@ -27,6 +27,7 @@ const maxBody = 64 << 20
 // Safe for concurrent use.
 type Checker struct {
 	mu    sync.Mutex // the validator's caches are not documented as concurrent-safe
+	doc   libopenapi.Document
 	model *v3.Document
 	opts  *config.ValidationOptions
 	v     validator.Validator
@@ -57,6 +58,7 @@ func New(spec []byte) (*Checker, error) {
 	}
 	opts := []config.Option{config.WithFormatAssertions()}
 	return &Checker{
+		doc:   doc,
 		model: &m.Model,
 		opts:  config.NewValidationOptions(opts...),
 		v:     validator.NewValidatorFromV3Model(&m.Model, opts...),
@@ -154,10 +156,14 @@ func Watch(t testing.TB) *Recorder {
 }
 
 // Transport wraps base (http.DefaultTransport when nil) so that every answer
-// it carries is checked; the caller still reads the whole body.
+// it carries is checked; the caller still reads the whole body. A nil
+// Recorder checks nothing and returns base.
 func (r *Recorder) Transport(base http.RoundTripper) http.RoundTripper {
 	if base == nil {
 		base = http.DefaultTransport
+	}
+	if r == nil {
+		return base
 	}
 	return &transport{r: r, base: base}
 }

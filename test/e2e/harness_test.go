@@ -94,8 +94,7 @@ func start(t testing.TB, b storetest.Backend, env ...string) *node {
 // startWith is start with process-level options (benchmark hooks).
 func startWith(t testing.TB, b storetest.Backend, opts app.Options, env ...string) *node {
 	t.Helper()
-	n := &node{t: t, dir: t.TempDir() + "/data", backend: b.Name, logs: &syncBuffer{}, env: env, opts: opts,
-		contract: openapitest.Watch(t)}
+	n := &node{t: t, dir: t.TempDir() + "/data", backend: b.Name, logs: &syncBuffer{}, env: env, opts: opts}
 	dbURL := ""
 	if b.Name != "sqlite" {
 		dbURL = b.DSN(t)
@@ -116,6 +115,9 @@ func startWith(t testing.TB, b storetest.Backend, opts app.Options, env ...strin
 func (n *node) serve(addr string) {
 	t := n.t
 	t.Helper()
+	if n.contract == nil {
+		n.contract = openapitest.Watch(t)
+	}
 	cfg, err := config.Load(n.dir, n.env)
 	if err != nil {
 		t.Fatalf("config: %v", err)
