@@ -171,7 +171,15 @@ func ExampleClient_EncryptBatch() {
 	if err != nil {
 		log.Fatal(err)
 	}
-	items := []client.BatchItem{{Ciphertext: res[0].Ciphertext}, {Ciphertext: "coffer:v1:bm90IGEgY2lwaGVydGV4dA=="}}
+	// The second ciphertext is altered: it fails alone.
+	altered := []byte(res[1].Ciphertext)
+	i := len(altered) - 8
+	if altered[i] == 'A' {
+		altered[i] = 'B'
+	} else {
+		altered[i] = 'A'
+	}
+	items := []client.BatchItem{{Ciphertext: res[0].Ciphertext}, {Ciphertext: string(altered)}}
 	out, err := c.DecryptBatch(ctx, "batch", items)
 	if err != nil {
 		log.Fatal(err)
@@ -379,6 +387,10 @@ func ExampleClient_RotateCofferKey() {
 	ctx := context.Background()
 	c := admin()
 	_ = c.CreateCollection(ctx, client.Collection{Name: "orders", Fields: []client.Field{{Name: "ref", Type: "string"}}})
+	// A collection's data key is made with its first value.
+	if _, err := c.CreateRecord(ctx, "orders", client.NewRecord{Data: map[string]any{"ref": "A-1"}}); err != nil {
+		log.Fatal(err)
+	}
 	r, err := c.RotateCofferKey(ctx, "collection/orders")
 	if err != nil {
 		log.Fatal(err)
