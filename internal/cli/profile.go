@@ -59,7 +59,7 @@ func (s store) save(p Profile, caPEM []byte, secret string) error {
 	}
 	// MkdirAll leaves an existing directory's mode alone: tighten it.
 	for _, d := range []string{s.dir, filepath.Join(s.dir, "profiles"), dir} {
-		if err := os.Chmod(d, 0o700); err != nil {
+		if err := os.Chmod(d, 0o700); err != nil { // #nosec G302 -- a directory needs its x bit; 0700 is owner-only
 			return fmt.Errorf("profile: %w", err)
 		}
 	}
