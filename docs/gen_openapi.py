@@ -21,9 +21,17 @@ HELD = problem("Not allowed: the action itself, or the principal holds roles or 
                "(an operation on a principal is as good as granting what it holds), or the change would give one the caller lacks")
 GRANT_403 = problem("Not allowed: a role or an attribute (key=value) the caller does not hold, without admin on the resource")
 SEALED = problem("Sealed: a Shamir deployment's server waits for root key shares and answers nothing else (Retry-After)")
+# Every operation with a body may answer these (the attack suite sends each).
+BODY = {"400": problem("Malformed request"), "413": problem("Body too large"),
+        "415": problem("Content-Type is not one the operation takes"), "422": problem("Valid JSON that breaks the schema")}
+NOTFOUND = problem("Unknown: nothing of that name or id (also for what the caller may not know exists)")
+OAUTH_FORM = {"400": jbody(ref("OAuthError"), "invalid_request: not a form, or the token is missing"),
+              "413": jbody(ref("OAuthError"), "invalid_request: body too large")}
 def op(summary, responses, body=None, tags=None, public=False, params=None):
-    o = {"summary": summary, "responses": {**responses, **({"503": SEALED} if public else STD)}}
-    if public and "503" in responses: o["responses"]["503"] = responses["503"]
+    base = {"503": SEALED} if public else STD
+    if body: base = {**BODY, **base}
+    if params and any(x["in"] == "path" for x in params): base = {"404": NOTFOUND, **base}
+    o = {"summary": summary, "responses": {**base, **responses}}
     if body: o["requestBody"] = body
     if tags: o["tags"] = tags
     if public: o["security"] = []
@@ -234,12 +242,13 @@ paths = {
   "/.well-known/jwks.json": {"get": op("JSON Web Key Set of the token signing keys", {"200": {"description": "OK", "content": {"application/jwk-set+json": {"schema": ref("JWKS")}}}}, public=True, tags=["auth"])},
   "/v1/oauth/token": {"post": op("OAuth 2.0 client credentials grant (RFC 6749 §4.4)",
       {"200": jbody(ref("TokenResponse")), "400": jbody(ref("OAuthError"), "invalid_request or unsupported_grant_type"),
+       "413": jbody(ref("OAuthError"), "invalid_request: body too large"),
        "401": jbody(ref("OAuthError"), "invalid_client"), "429": jbody(ref("OAuthError"), "locked out (Retry-After)")},
       body={"required": True, "content": {"application/x-www-form-urlencoded": {"schema": obj({"grant_type": {"const": "client_credentials"}, "client_id": S, "client_secret": S, "scope": S}, ["grant_type"])}}},
       public=True, tags=["auth"])},
-  "/v1/oauth/revoke": {"post": op("Revoke an access token (RFC 7009)", {"200": {"description": "Revoked (or unknown)"}},
+  "/v1/oauth/revoke": {"post": op("Revoke an access token (RFC 7009)", {"200": {"description": "Revoked (or unknown)"}, **OAUTH_FORM},
       body={"required": True, "content": {"application/x-www-form-urlencoded": {"schema": obj({"token": S, "token_type_hint": S}, ["token"])}}}, public=True, tags=["auth"])},
-  "/v1/oauth/introspect": {"post": op("Token introspection (RFC 7662), authenticated by the caller's own bearer access token (or mTLS); an unknown, expired or revoked token is {\"active\": false}", {"200": jbody(ref("Introspection"))},
+  "/v1/oauth/introspect": {"post": op("Token introspection (RFC 7662), authenticated by the caller's own bearer access token (or mTLS); an unknown, expired or revoked token is {\"active\": false}", {"200": jbody(ref("Introspection")), **OAUTH_FORM},
       body={"required": True, "content": {"application/x-www-form-urlencoded": {"schema": obj({"token": S}, ["token"])}}}, tags=["auth"])},
   "/v1/auth/login": {"post": op("User login with username and password. The username is matched after normalisation (PRECIS, case folded, look-alike letters folded). Failures count against the account (locked for a growing time after auth.lockout.max_failures) and the source address (locked for unknown or failing accounts after auth.lockout.address_max_failures); locked: 429 with Retry-After. Password checks run through a bounded queue: 503 with Retry-After when it is full.",
       {"200": jbody({"oneOf": [ref("TokenResponse"), obj({"mfa_required": {"const": True}, "mfa_token": S}, ["mfa_required", "mfa_token"])]}),
