@@ -39,6 +39,7 @@ func TestCheck(t *testing.T) {
 		{"fail/undocumented-status", req("GET", "/healthz"), 418, "application/json", `{}`, "418"},
 		{"fail/unknown-path-success", req("GET", "/v1/nowhere"), 200, "application/json", `{}`, "does not name"},
 		{"fail/unknown-path-not-problem", req("GET", "/v1/nowhere"), 404, "text/plain", `404 page not found`, "problem+json"},
+		{"ok/console-is-another-contract", req("GET", "/ui/login"), 200, "text/html", `<html>`, ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			got := c.Check(tc.r, tc.status, header(tc.ct), []byte(tc.body))
