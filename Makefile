@@ -12,7 +12,7 @@ BIN := bin/coffer
 all: build
 
 build:
-	$(GO) build -trimpath -o $(BIN) ./cmd/coffer
+	@GO=$(GO) bash tools/build.sh $(BIN)
 
 ## dev: run Coffer on SQLite in ./.coffer-dev (initialised on first run)
 dev: build

@@ -22,8 +22,9 @@ import (
 // Client calls one Coffer server.
 type Client struct {
 	base string
-	hc   *http.Client // authenticated
-	raw  *http.Client // TLS only
+	hc   *http.Client       // authenticated
+	raw  *http.Client       // TLS only
+	src  oauth2.TokenSource // nil without credentials
 }
 
 // Option configures New.
@@ -35,6 +36,7 @@ type options struct {
 	token      string
 	timeout    time.Duration
 	cert       *tls.Certificate
+	wrap       func(http.RoundTripper) http.RoundTripper
 }
 
 // WithCAFile trusts the CA certificate in the PEM file (Coffer's own CA).
@@ -81,6 +83,14 @@ func WithTimeout(d time.Duration) Option {
 	return func(o *options) error { o.timeout = d; return nil }
 }
 
+// WithTransportWrapper wraps the HTTP transport the client sends every
+// request through, token requests included (for tracing, metrics or a
+// test's contract check). wrap gets the TLS transport and returns the
+// RoundTripper to use.
+func WithTransportWrapper(wrap func(http.RoundTripper) http.RoundTripper) Option {
+	return func(o *options) error { o.wrap = wrap; return nil }
+}
+
 // New returns a client for the server at baseURL (https://host:port).
 func New(baseURL string, opts ...Option) (*Client, error) {
 	u, err := url.Parse(baseURL)
@@ -103,7 +113,11 @@ func New(baseURL string, opts ...Option) (*Client, error) {
 		MaxIdleConnsPerHost: 64,
 		IdleConnTimeout:     90 * time.Second,
 	}
-	raw := &http.Client{Transport: tr, Timeout: o.timeout}
+	var rt http.RoundTripper = tr
+	if o.wrap != nil {
+		rt = o.wrap(tr)
+	}
+	raw := &http.Client{Transport: rt, Timeout: o.timeout}
 	c := &Client{base: strings.TrimRight(baseURL, "/"), raw: raw, hc: raw}
 	switch {
 	case o.id != "":
@@ -113,10 +127,11 @@ func New(baseURL string, opts ...Option) (*Client, error) {
 			AuthStyle: oauth2.AuthStyleInHeader,
 		}
 		ctx := context.WithValue(context.Background(), oauth2.HTTPClient, raw)
-		c.hc = &http.Client{Transport: &oauth2.Transport{Source: cc.TokenSource(ctx), Base: tr}, Timeout: o.timeout}
+		c.src = cc.TokenSource(ctx)
+		c.hc = &http.Client{Transport: &oauth2.Transport{Source: c.src, Base: rt}, Timeout: o.timeout}
 	case o.token != "":
-		src := oauth2.StaticTokenSource(&oauth2.Token{AccessToken: o.token, TokenType: "Bearer"})
-		c.hc = &http.Client{Transport: &oauth2.Transport{Source: src, Base: tr}, Timeout: o.timeout}
+		c.src = oauth2.StaticTokenSource(&oauth2.Token{AccessToken: o.token, TokenType: "Bearer"})
+		c.hc = &http.Client{Transport: &oauth2.Transport{Source: c.src, Base: rt}, Timeout: o.timeout}
 	}
 	return c, nil
 }
@@ -180,11 +195,7 @@ func (c *Client) send(hc *http.Client, req *http.Request, out any) error {
 		return fmt.Errorf("client: read answer: %w", err)
 	}
 	if resp.StatusCode >= 400 {
-		e := &Error{Status: resp.StatusCode}
-		if json.Unmarshal(b, e) != nil || e.Status == 0 {
-			e.Status, e.Title = resp.StatusCode, http.StatusText(resp.StatusCode)
-		}
-		return e
+		return problem(resp.StatusCode, b)
 	}
 	if out != nil && len(b) > 0 {
 		if err := json.Unmarshal(b, out); err != nil {
@@ -192,6 +203,15 @@ func (c *Client) send(hc *http.Client, req *http.Request, out any) error {
 		}
 	}
 	return nil
+}
+
+// problem decodes a problem+json answer (or stands in for one).
+func problem(status int, b []byte) *Error {
+	e := &Error{Status: status}
+	if json.Unmarshal(b, e) != nil || e.Status == 0 {
+		e.Status, e.Title = status, http.StatusText(status)
+	}
+	return e
 }
 
 func esc(s string) string { return url.PathEscape(s) }
@@ -331,27 +351,10 @@ func (c *Client) PutPolicy(ctx context.Context, doc []byte, format string) error
 	return c.send(c.hc, req, nil)
 }
 
-// GetPolicy returns the policy document in force and its content type.
+// GetPolicy returns the policy document in force, as it was put.
 func (c *Client) GetPolicy(ctx context.Context) ([]byte, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.base+"/v1/policy", nil)
-	if err != nil {
-		return nil, fmt.Errorf("client: %w", err)
-	}
-	resp, err := c.hc.Do(req)
-	if err != nil {
-		return nil, fmt.Errorf("client: GET /v1/policy: %w", err)
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(io.LimitReader(resp.Body, 16<<20))
-	if err != nil {
-		return nil, fmt.Errorf("client: read answer: %w", err)
-	}
-	if resp.StatusCode >= 400 {
-		e := &Error{Status: resp.StatusCode}
-		_ = json.Unmarshal(b, e)
-		return nil, e
-	}
-	return b, nil
+	b, _, err := c.getRaw(ctx, c.hc, "/v1/policy")
+	return b, err
 }
 
 // Health reports whether the server is live (/healthz) without a token.

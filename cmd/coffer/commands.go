@@ -20,6 +20,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/cofferhq/coffer/internal/app"
+	"github.com/cofferhq/coffer/internal/cli"
 	"github.com/cofferhq/coffer/internal/config"
 	"github.com/cofferhq/coffer/redact"
 )
@@ -27,7 +28,7 @@ import (
 // version is set at build time with -ldflags "-X main.version=…".
 var version = "dev"
 
-func newRoot(ctx context.Context, stdout, stderr io.Writer, env []string) *cobra.Command {
+func newRoot(ctx context.Context, stdin io.Reader, stdout, stderr io.Writer, env []string) *cobra.Command {
 	root := &cobra.Command{
 		Use:           "coffer",
 		Short:         "Coffer: a self-hosted vault for the sensitive data of backend systems",
@@ -48,6 +49,10 @@ func newRoot(ctx context.Context, stdout, stderr io.Writer, env []string) *cobra
 		doctorCmd(stdout, env),
 		backupCmd(stdout, env), restoreCmd(stdout, env), keysCmd(stdout, env), unsealCmd(stdout, env),
 	)
+	// The API commands (login, records, tokens, transit, policy get|apply|check,
+	// audit events, clients, users, subjects): internal/cli.
+	cli.AddCommands(root, cli.Env{Stdin: stdin, Stdout: stdout, Stderr: stderr,
+		Getenv: func(k string) string { return lookup(env, k) }}, offlinePolicy(stdout, env))
 	return root
 }
 

@@ -19,7 +19,7 @@ import (
 // cobra would accept, help and completion included.
 func cliTruth(t *testing.T) *doccheck.Command {
 	t.Helper()
-	root := newRoot(context.Background(), io.Discard, io.Discard, nil)
+	root := newRoot(context.Background(), strings.NewReader(""), io.Discard, io.Discard, nil)
 	root.InitDefaultHelpCmd()
 	root.InitDefaultCompletionCmd()
 	var walk func(c *cobra.Command) *doccheck.Command

@@ -11,6 +11,8 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+
+	"github.com/cofferhq/coffer/internal/cli"
 )
 
 func main() {
@@ -40,14 +42,20 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, env []str
 
 // runIn is run with stdin as the standard input (nil: the process's).
 func runIn(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer, env []string) int {
-	root := newRoot(ctx, stdout, stderr, env)
-	root.SetArgs(args)
-	if stdin != nil {
-		root.SetIn(stdin)
+	if stdin == nil {
+		stdin = os.Stdin
 	}
+	root := newRoot(ctx, stdin, stdout, stderr, env)
+	root.SetArgs(args)
+	root.SetIn(stdin)
 	err := root.ExecuteContext(ctx)
 	if err == nil {
 		return 0
+	}
+	var ue *cli.UsageError
+	if errors.As(err, &ue) {
+		fmt.Fprintln(stderr, "coffer:", ue.Err)
+		return 2
 	}
 	var ee *exitError
 	if errors.As(err, &ee) {

@@ -148,3 +148,27 @@ func TestDoctor(t *testing.T) {
 		t.Fatalf("doctor with a 0644 root key: %d\n%s", code, out)
 	}
 }
+
+// TestAPICommandsWired: the API commands sit beside the offline ones
+// (policy test keeps working, see TestPolicyTest), shell completion is
+// served, a usage error exits 2, and a command before login says to log in.
+func TestAPICommandsWired(t *testing.T) {
+	env := []string{"COFFER_CONFIG_DIR=" + t.TempDir()}
+	runCLI := func(t *testing.T, args ...string) (int, string, string) {
+		var out, errb bytes.Buffer
+		code := run(context.Background(), args, &out, &errb, env)
+		return code, out.String(), errb.String()
+	}
+	code, out, _ := runCLI(t, "completion", "bash")
+	if code != 0 || !strings.Contains(out, "bash completion") {
+		t.Fatalf("completion: %d", code)
+	}
+	for _, args := range [][]string{{"clients", "list", "-o", "xml"}, {"records", "search", "c"}} {
+		if code, _, errs := runCLI(t, args...); code != 2 {
+			t.Fatalf("%v: exit %d %s", args, code, errs)
+		}
+	}
+	if code, _, errs := runCLI(t, "records", "get", "c", "id"); code != 1 || !strings.Contains(errs, "coffer login") {
+		t.Fatalf("before login: exit %d %s", code, errs)
+	}
+}

@@ -55,6 +55,8 @@ func policyCmd(stdout io.Writer, env []string) *cobra.Command {
 	}
 	test.Flags().StringVar(&policyFile, "policy", "", "the policy document (YAML, or JSON by .json)")
 	_ = test.MarkFlagRequired("policy")
-	cmd.AddCommand(test, policyGetCmd(stdout, env), policyApplyCmd(stdout, env))
+	// get and apply are internal/cli's (the API); with --data-dir they take
+	// the offline break-glass path, offlinePolicy.
+	cmd.AddCommand(test)
 	return cmd
 }

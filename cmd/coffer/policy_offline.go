@@ -11,6 +11,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/cofferhq/coffer/internal/app"
+	"github.com/cofferhq/coffer/internal/cli"
 	"github.com/cofferhq/coffer/internal/coffer"
 )
 
@@ -20,39 +21,24 @@ import (
 // policy decision, audited on the offline chain (app.GetPolicy,
 // app.ApplyPolicy).
 
-// policyGetCmd is `coffer policy get --data-dir DIR`.
-func policyGetCmd(stdout io.Writer, env []string) *cobra.Command {
-	var dir, dbURL string
-	cmd := &cobra.Command{
-		Use:   "get --data-dir DIR",
-		Short: "Print the policy document in force (offline, from the store; audited)",
-		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			return policyGetOffline(cmd, stdout, env, dir, dbURL)
+// offlinePolicy is the break-glass path of `coffer policy get|apply`
+// (internal/cli's commands) when --data-dir is given: against the store,
+// offline, audited. It adds --database-url and --unseal-shares-stdin to
+// both commands.
+func offlinePolicy(stdout io.Writer, env []string) cli.OfflinePolicy {
+	dbURL := func(cmd *cobra.Command) string { u, _ := cmd.Flags().GetString("database-url"); return u }
+	return cli.OfflinePolicy{
+		Flags: func(cmd *cobra.Command) {
+			cmd.Flags().String("database-url", "", "with --data-dir: PostgreSQL URL (overrides the config)")
+			cmd.Flags().Bool("unseal-shares-stdin", false, "with --data-dir: read root key shares, one per line, from standard input (shamir deployments)")
+		},
+		Get: func(cmd *cobra.Command, dir string) error {
+			return policyGetOffline(cmd, stdout, env, dir, dbURL(cmd))
+		},
+		Apply: func(cmd *cobra.Command, dir, file string, force bool) error {
+			return policyApplyOffline(cmd, stdout, env, dir, dbURL(cmd), file, force)
 		},
 	}
-	deploymentFlags(cmd, env, &dir, &dbURL)
-	return cmd
-}
-
-// policyApplyCmd is `coffer policy apply --data-dir DIR FILE`.
-func policyApplyCmd(stdout io.Writer, env []string) *cobra.Command {
-	var (
-		dir, dbURL string
-		force      bool
-	)
-	cmd := &cobra.Command{
-		Use: "apply --data-dir DIR [--force] FILE",
-		Short: "Put a policy document (YAML, or JSON by .json) in force (offline break-glass, in the store; audited). " +
-			"A document under which no client or user could change the policy again is refused unless --force",
-		Args: cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			return policyApplyOffline(cmd, stdout, env, dir, dbURL, args[0], force)
-		},
-	}
-	deploymentFlags(cmd, env, &dir, &dbURL)
-	cmd.Flags().BoolVar(&force, "force", false, "apply even a document under which nobody could change the policy again")
-	return cmd
 }
 
 func policyGetOffline(cmd *cobra.Command, stdout io.Writer, env []string, dir, dbURL string) error {

@@ -18,6 +18,10 @@ import (
 //go:embed openapi.json
 var openAPI []byte
 
+// OpenAPI returns a copy of the OpenAPI 3.1 document the server serves at
+// /v1/openapi.json (the contract tests check answers against it).
+func OpenAPI() []byte { return append([]byte(nil), openAPI...) }
+
 func (s *Server) routes() {
 	s.handle("GET /healthz", public|noAudit, s.healthz)
 	s.handle("GET /readyz", public|noAudit, s.readyz)
@@ -113,6 +117,7 @@ func (s *Server) metadata(*Call) (Reply, error) {
 		"token_endpoint":                                   base + "/v1/oauth/token",
 		"jwks_uri":                                         base + "/.well-known/jwks.json",
 		"revocation_endpoint":                              base + "/v1/oauth/revoke",
+		"introspection_endpoint":                           base + "/v1/oauth/introspect",
 		"grant_types_supported":                            []string{"client_credentials"},
 		"response_types_supported":                         []string{},
 		"token_endpoint_auth_methods_supported":            []string{"client_secret_basic", "client_secret_post"},

@@ -18,6 +18,7 @@ import (
 
 	"github.com/cofferhq/coffer/internal/app"
 	"github.com/cofferhq/coffer/internal/config"
+	"github.com/cofferhq/coffer/internal/openapitest"
 	"github.com/cofferhq/coffer/internal/store/storetest"
 	"github.com/cofferhq/coffer/internal/testlog"
 )
@@ -56,6 +57,9 @@ type node struct {
 	raw     *http.Client // trusts the CA, no token, from 127.0.0.1
 	admin   string       // the bootstrap admin client's access token
 	ips     atomic.Int64 // source addresses handed out by freshIP
+	// contract checks every answer the node's clients receive against
+	// the OpenAPI document; a mismatch fails the test.
+	contract *openapitest.Recorder
 }
 
 // baseSettings keep a node usable for a whole attack run from one address
@@ -88,7 +92,8 @@ func forEachBackend(t *testing.T, s setup, fn func(t *testing.T, n *node)) {
 // start initialises a deployment in a temporary directory and serves it.
 func start(t testing.TB, b storetest.Backend, s setup) *node {
 	t.Helper()
-	n := &node{t: t, dir: t.TempDir() + "/data", backend: b.Name, logs: &syncBuffer{}, clock: &clock{}}
+	n := &node{t: t, dir: t.TempDir() + "/data", backend: b.Name, logs: &syncBuffer{}, clock: &clock{},
+		contract: openapitest.Watch(t)}
 	dbURL := ""
 	if b.Name != "sqlite" {
 		dbURL = b.DSN(t)
@@ -177,9 +182,9 @@ func (n *node) reopen(s setup) {
 // endpoints each come from an address of their own.
 func (n *node) from(ip string) *http.Client {
 	d := &net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(ip)}, Timeout: 10 * time.Second}
-	return &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{
+	return &http.Client{Timeout: 30 * time.Second, Transport: n.contract.Transport(&http.Transport{
 		DialContext:     d.DialContext,
-		TLSClientConfig: &tls.Config{RootCAs: n.pool, MinVersion: tls.VersionTLS12}}}
+		TLSClientConfig: &tls.Config{RootCAs: n.pool, MinVersion: tls.VersionTLS12}})}
 }
 
 // freshIP returns a loopback address no earlier request of this node came from.

@@ -16,6 +16,7 @@ import (
 	"github.com/cofferhq/coffer/client"
 	"github.com/cofferhq/coffer/internal/app"
 	"github.com/cofferhq/coffer/internal/config"
+	"github.com/cofferhq/coffer/internal/openapitest"
 	"github.com/cofferhq/coffer/internal/store/storetest"
 	"github.com/cofferhq/coffer/internal/testlog"
 )
@@ -38,6 +39,9 @@ type node struct {
 	env     []string     // COFFER_* overrides for the server's config
 	opts    app.Options  // process-level options (the logger is set by serve)
 	metrics string       // the metrics listener's address, once serveMetrics ran
+	// contract checks every answer n.raw and the SDK clients receive
+	// against the OpenAPI document; a mismatch fails the test.
+	contract *openapitest.Recorder
 }
 
 // serveMetrics serves the server's metrics on a loopback port (once) and
@@ -111,6 +115,9 @@ func startWith(t testing.TB, b storetest.Backend, opts app.Options, env ...strin
 func (n *node) serve(addr string) {
 	t := n.t
 	t.Helper()
+	if n.contract == nil {
+		n.contract = openapitest.Watch(t)
+	}
 	cfg, err := config.Load(n.dir, n.env)
 	if err != nil {
 		t.Fatalf("config: %v", err)
@@ -136,8 +143,8 @@ func (n *node) serve(addr string) {
 	}
 	pool := x509.NewCertPool()
 	pool.AppendCertsFromPEM(pem)
-	n.raw = &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{
-		TLSClientConfig: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}}}
+	n.raw = &http.Client{Timeout: 30 * time.Second, Transport: n.contract.Transport(&http.Transport{
+		TLSClientConfig: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}})}
 }
 
 func (n *node) stop() {
@@ -158,7 +165,8 @@ func (n *node) restart() {
 
 func (n *node) clientFor(id, secret string) *client.Client {
 	n.t.Helper()
-	c, err := client.New(n.url, client.WithCAFile(n.init.CACert), client.WithClientCredentials(id, secret))
+	c, err := client.New(n.url, client.WithCAFile(n.init.CACert), client.WithClientCredentials(id, secret),
+		client.WithTransportWrapper(n.contract.Transport))
 	if err != nil {
 		n.t.Fatal(err)
 	}
