@@ -67,11 +67,9 @@ func TestSchemaVersionsAcrossNodes(t *testing.T) {
 			}
 
 			// This node's newest migration undone: the database is older.
-			exec(`DROP TABLE nodes`)
-			if b.Name == store.Postgres {
-				exec(`DROP FUNCTION coffer_notify_change() CASCADE`) // and its triggers
-			}
-			exec(`DELETE FROM goose_db_version WHERE version_id = 15`)
+			exec(`ALTER TABLE clients DROP COLUMN generation`)
+			exec(`ALTER TABLE users DROP COLUMN generation`)
+			exec(`DELETE FROM goose_db_version WHERE version_id = 16`)
 			_, _, err = openServer(t, n.dir, clusterOpts, n.env...)
 			if !errors.Is(err, app.ErrPendingMigrations) || !strings.Contains(err.Error(), "coffer migrate") {
 				t.Fatalf("a newer node on an older database: %v", err)
@@ -83,8 +81,8 @@ func TestSchemaVersionsAcrossNodes(t *testing.T) {
 			n.stop()
 
 			// The database one migration ahead of this node (it has no
-			// file for 16): served, with a warning.
-			exec(`INSERT INTO goose_db_version (version_id, is_applied) VALUES (16, true)`)
+			// file for 17): served, with a warning.
+			exec(`INSERT INTO goose_db_version (version_id, is_applied) VALUES (17, true)`)
 			stop, logs, err := openServer(t, n.dir, clusterOpts, n.env...)
 			if err != nil {
 				t.Fatalf("an older node during a rolling upgrade: %v", err)
@@ -94,10 +92,10 @@ func TestSchemaVersionsAcrossNodes(t *testing.T) {
 			}
 			stop()
 
-			// Migration 16 recorded that it breaks nodes older than itself.
-			exec(`INSERT INTO meta (key, value) VALUES ($1, '16')`, store.MetaCompatibleFrom)
+			// Migration 17 recorded that it breaks nodes older than itself.
+			exec(`INSERT INTO meta (key, value) VALUES ($1, '17')`, store.MetaCompatibleFrom)
 			_, _, err = openServer(t, n.dir, clusterOpts, n.env...)
-			if err == nil || !strings.Contains(err.Error(), "upgrade this node") || !strings.Contains(err.Error(), "version 16") {
+			if err == nil || !strings.Contains(err.Error(), "upgrade this node") || !strings.Contains(err.Error(), "version 17") {
 				t.Fatalf("a node the newer schema no longer serves: %v", err)
 			}
 		})
