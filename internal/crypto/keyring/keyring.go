@@ -3,6 +3,7 @@ package keyring
 import (
 	"bytes"
 	"context"
+	"crypto/cipher"
 	"crypto/hkdf"
 	"crypto/hmac"
 	"crypto/rand"
@@ -158,6 +159,9 @@ type keyVersion struct {
 	aead    *envelope.AEAD
 	mac     secret.Key
 	export  secret.Key
+	// foreign opens values another system sealed under the version's
+	// bytes themselves (OpenForeign); built on first use, nil until then.
+	foreign atomic.Pointer[cipher.AEAD]
 	// seals counts this node's Seals under the version that FlushUses
 	// has not yet added to the Store's count, and reseals its Reseals
 	// (disjoint: each seal is in exactly one). Seal and Reseal add to
@@ -177,6 +181,7 @@ func (v *keyVersion) used() uint64 { return v.base.Load() + v.seals.Load() + v.r
 func (v *keyVersion) zero() {
 	v.mac.Zero()
 	v.export.Zero()
+	v.foreign.Store(nil)
 }
 
 // New returns a Keyring whose data keys are wrapped by p and stored in s.
