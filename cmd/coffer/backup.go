@@ -8,6 +8,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/cofferhq/coffer/internal/app"
+	"github.com/cofferhq/coffer/internal/backup"
 )
 
 func backupCmd(stdout io.Writer, env []string) *cobra.Command {
@@ -39,7 +40,7 @@ func backupCmd(stdout io.Writer, env []string) *cobra.Command {
 
 func restoreCmd(stdout io.Writer, env []string) *cobra.Command {
 	var (
-		opts  app.RestoreOptions
+		opts  backup.RestoreOptions
 		hosts []string
 	)
 	cmd := &cobra.Command{
@@ -72,7 +73,7 @@ there stay erased here.`,
 				opts.UnsealShares = shares
 			}
 			opts.Hosts = hosts
-			res, err := app.Restore(cmd.Context(), opts)
+			res, err := backup.Restore(cmd.Context(), opts)
 			if err != nil {
 				return &exitError{code: 1, err: err}
 			}

@@ -22,6 +22,7 @@ import (
 	"github.com/cofferhq/coffer/internal/app"
 	"github.com/cofferhq/coffer/internal/cli"
 	"github.com/cofferhq/coffer/internal/config"
+	"github.com/cofferhq/coffer/internal/harden"
 	"github.com/cofferhq/coffer/redact"
 )
 
@@ -234,7 +235,7 @@ func serveCmd(stdout, stderr io.Writer, env []string) *cobra.Command {
 			if err := needDir(dir); err != nil {
 				return err
 			}
-			if !app.Initialised(dir) {
+			if !config.Initialised(dir) {
 				return &exitError{code: 1, err: fmt.Errorf("%s is not an initialised data directory: run `coffer init --data-dir %s` first", dir, dir)}
 			}
 			flags := map[string]string{"listen": listen, "metrics_listen": metricsListen, "database_url": dbURL}
@@ -257,8 +258,8 @@ func serveCmd(stdout, stderr io.Writer, env []string) *cobra.Command {
 // relay's routes.
 func serve(ctx context.Context, cfg *config.Config, logw io.Writer, ready func(addr string), reload func() (*config.Config, error)) error {
 	log := newLogger(logw, cfg.LogLevel)
-	app.Harden(log)
-	app.TuneRuntime(log)
+	harden.Harden(log)
+	harden.TuneRuntime(log)
 	srv, err := app.Open(ctx, cfg, app.Options{Logger: log, Version: binaryVersion()})
 	if err != nil {
 		return &exitError{code: 1, err: err}
@@ -335,7 +336,7 @@ func devCmd(stdout, stderr io.Writer, env []string) *cobra.Command {
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			credsFile := filepath.Join(dir, "dev-credentials.json")
 			var res app.InitResult
-			if !app.Initialised(dir) {
+			if !config.Initialised(dir) {
 				var err error
 				res, err = app.Init(cmd.Context(), app.InitOptions{DataDir: dir, Listen: listen, Dev: true})
 				if err != nil {

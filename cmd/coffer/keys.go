@@ -19,7 +19,9 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/cofferhq/coffer/internal/app"
-	"github.com/cofferhq/coffer/internal/config"
+	"github.com/cofferhq/coffer/internal/auditadmin"
+	"github.com/cofferhq/coffer/internal/crypto/unseal"
+	"github.com/cofferhq/coffer/internal/keyadmin"
 )
 
 func keysCmd(stdout io.Writer, env []string) *cobra.Command {
@@ -28,21 +30,23 @@ func keysCmd(stdout io.Writer, env []string) *cobra.Command {
 	rotate := &cobra.Command{
 		Use: "rotate --data-dir DIR KEY_ID",
 		Short: "Make a new version of a key the one that encrypts (collection/NAME, subject/NAME, index/COLLECTION/FIELD, mask/hash/COLLECTION/FIELD, tokens/TYPE[/fpe], " +
-			app.AuditHMACKeyID + ", " + app.AuditSigningKeyID + ", " + app.SigningKeyID + ")",
+			auditadmin.HMACKeyID + ", " + auditadmin.SigningKeyID + ", " + keyadmin.SigningKeyID + ")",
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			cfg, err := deploymentConfig(cmd, dir, dbURL, env)
 			if err != nil {
 				return err
 			}
-			res, err := app.RotateKey(cmd.Context(), cfg, args[0])
+			res, err := app.Keys(cmd.Context(), cfg, func(a *keyadmin.Admin) (keyadmin.KeyRotation, error) {
+				return a.RotateOffline(cmd.Context(), args[0])
+			})
 			if err != nil {
 				return &exitError{code: 1, err: err}
 			}
 			switch {
-			case res.KeyID == app.AuditHMACKeyID:
+			case res.KeyID == auditadmin.HMACKeyID:
 				fmt.Fprintf(stdout, "%s rotated: version %d now chains the audit log; every older version is kept to verify it\n", res.KeyID, res.Version)
-			case res.KeyID == app.AuditSigningKeyID:
+			case res.KeyID == auditadmin.SigningKeyID:
 				fmt.Fprintf(stdout, "%s rotated: version %d now signs audit checkpoints; every older version is kept to verify them\n", res.KeyID, res.Version)
 			case res.ReindexScheduled:
 				fmt.Fprintf(stdout, "%s rotated: version %d now MACs new entries; search looks under every version until a serving node has reindexed\n", res.KeyID, res.Version)
@@ -96,7 +100,9 @@ Restart every node with the new root key.
 			if err != nil {
 				return err
 			}
-			res, err := app.RevokeSigningKey(cmd.Context(), cfg, args[0])
+			res, err := app.Keys(cmd.Context(), cfg, func(a *keyadmin.Admin) (keyadmin.SigningKeyRevocation, error) {
+				return a.RevokeSigningKeyOffline(cmd.Context(), args[0])
+			})
 			if err != nil {
 				return &exitError{code: 1, err: err}
 			}
@@ -111,15 +117,15 @@ Restart every node with the new root key.
 	cmd.AddCommand(rotate, rotateRoot, revokeSigning)
 	for _, vc := range []struct {
 		use, short string
-		do         func(context.Context, *config.Config, string, uint32) (app.KeyVersionChange, error)
+		do         func(*keyadmin.Admin, context.Context, string, uint32) (keyadmin.KeyVersionChange, error)
 		done       string
 	}{
 		{"retire", "Stop an old version of a collection/NAME, subject/ID or tokens/TYPE key from decrypting, once no stored value is sealed under it (undo: keys unretire)",
-			app.RetireKeyVersion, "retired: it no longer decrypts (coffer keys unretire brings it back; destroy ends it for good)"},
+			(*keyadmin.Admin).RetireOffline, "retired: it no longer decrypts (coffer keys unretire brings it back; destroy ends it for good)"},
 		{"unretire", "Make a retired key version decrypt again (to undo a retire)",
-			app.UnretireKeyVersion, "active again: it decrypts"},
+			(*keyadmin.Admin).UnretireOffline, "active again: it decrypts"},
 		{"destroy", "Erase a retired key version for good, once no stored value is sealed under it",
-			app.DestroyKeyVersion, "destroyed: its key bytes are erased; nothing sealed under it can be opened again"},
+			(*keyadmin.Admin).DestroyOffline, "destroyed: its key bytes are erased; nothing sealed under it can be opened again"},
 	} {
 		sub := &cobra.Command{
 			Use:   vc.use + " --data-dir DIR KEY_ID VERSION",
@@ -134,7 +140,9 @@ Restart every node with the new root key.
 				if err != nil {
 					return err
 				}
-				res, err := vc.do(cmd.Context(), cfg, args[0], uint32(n))
+				res, err := app.Keys(cmd.Context(), cfg, func(a *keyadmin.Admin) (keyadmin.KeyVersionChange, error) {
+					return vc.do(a, cmd.Context(), args[0], uint32(n))
+				})
 				if err != nil {
 					return &exitError{code: 1, err: err}
 				}
@@ -224,9 +232,9 @@ func unsealReset(cmd *cobra.Command, stdout io.Writer, env []string, dir, url, c
 	if caFile == "" {
 		caFile = cfg.TLS.CAFile
 	}
-	tok, err := os.ReadFile(app.UnsealResetFile(cfg)) // #nosec G304 -- a file in the operator's data directory
+	tok, err := os.ReadFile(unseal.ResetFile(cfg)) // #nosec G304 -- a file in the operator's data directory
 	if errors.Is(err, os.ErrNotExist) {
-		return &exitError{code: 1, err: fmt.Errorf("%s does not exist: the server is not sealed, or is not running from this data directory", app.UnsealResetFile(cfg))}
+		return &exitError{code: 1, err: fmt.Errorf("%s does not exist: the server is not sealed, or is not running from this data directory", unseal.ResetFile(cfg))}
 	}
 	if err != nil {
 		return &exitError{code: 1, err: err}

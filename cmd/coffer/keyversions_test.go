@@ -13,11 +13,12 @@ import (
 	"testing"
 	"time"
 
-	"github.com/cofferhq/coffer/internal/app"
 	"github.com/cofferhq/coffer/internal/audit"
+	"github.com/cofferhq/coffer/internal/auditadmin"
 	"github.com/cofferhq/coffer/internal/coffer"
 	"github.com/cofferhq/coffer/internal/crypto/envelope"
 	"github.com/cofferhq/coffer/internal/crypto/keyring"
+	"github.com/cofferhq/coffer/internal/keyadmin"
 	"github.com/cofferhq/coffer/internal/lifecycle"
 	"github.com/cofferhq/coffer/internal/store"
 	"github.com/cofferhq/coffer/internal/store/storetest"
@@ -64,7 +65,7 @@ func TestRetireDestroyKeyVersionCLI(t *testing.T) {
 	}
 	defer raw.Close()
 	if _, err := raw.ExecContext(ctx, `UPDATE data_keys SET created_at = created_at - ? WHERE key_id = ?`,
-		(app.DefaultRetireAfter + time.Second).Microseconds(), "subject/s1"); err != nil {
+		(keyadmin.DefaultRetireAfter + time.Second).Microseconds(), "subject/s1"); err != nil {
 		t.Fatal(err)
 	}
 	code, _, errs = runCLI(t, "keys", "retire", "--data-dir", dir, "subject/s1", "1")
@@ -225,7 +226,7 @@ func offlineEvents(t *testing.T, dir string) []string {
 			t.Fatal(err)
 		}
 		for _, e := range evs {
-			if !strings.HasSuffix(e.Node, app.OfflineNodeSuffix) {
+			if !strings.HasSuffix(e.Node, auditadmin.OfflineNodeSuffix) {
 				continue
 			}
 			if e.PrincipalKind != coffer.KindOperator || !strings.HasPrefix(e.PrincipalID, "os") || e.Decision != audit.DecisionAllow {

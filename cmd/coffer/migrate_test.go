@@ -13,6 +13,7 @@ import (
 	"github.com/cofferhq/coffer/internal/coffer"
 	"github.com/cofferhq/coffer/internal/config"
 	"github.com/cofferhq/coffer/internal/policy"
+	"github.com/cofferhq/coffer/internal/policystore"
 	"github.com/cofferhq/coffer/internal/store"
 	"github.com/cofferhq/coffer/internal/store/storetest"
 )
@@ -65,7 +66,7 @@ func TestMigrateRewritesPolicyForTokenizeLinkable(t *testing.T) {
 			execSQL(t, dsn, `UPDATE policy SET schema_version = 0`)
 
 			cfg.DatabaseAllowSuperuser = true
-			if _, err := app.Open(ctx, cfg, app.Options{}); !errors.Is(err, app.ErrPolicyRewritePending) {
+			if _, err := app.Open(ctx, cfg, app.Options{}); !errors.Is(err, policystore.ErrRewritePending) {
 				t.Fatalf("serving an unrewritten policy: %v, want ErrPolicyRewritePending", err)
 			}
 			code, out, errs := runCLI(t, "migrate", "--data-dir", dir)

@@ -17,12 +17,9 @@ import (
 // names the client in its URI SAN; a request presenting it authenticates as
 // that client when tls.client_certs is on.
 func IssueClientCert(ctx context.Context, cfg *config.Config, clientID string, ttl time.Duration) (certPEM, keyPEM []byte, err error) {
-	c, err := open(ctx, cfg, Options{Offline: true})
-	if err != nil {
-		return nil, nil, err
-	}
-	defer c.Close()
-	if _, err := c.db.Client(ctx, clientID); err != nil {
+	if _, err := offline(ctx, cfg, Options{}, func(c *components) (coffer.Client, error) {
+		return c.db.Client(ctx, clientID)
+	}); err != nil {
 		if coffer.ErrorCode(err) == coffer.ENOTFOUND {
 			return nil, nil, fmt.Errorf("no client %q: create it first (POST /v1/clients)", clientID)
 		}

@@ -7,18 +7,16 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"path/filepath"
 	"slices"
 	"strings"
 	"time"
 
-	"github.com/cofferhq/coffer/internal/audit"
+	"github.com/cofferhq/coffer/internal/auditadmin"
 	"github.com/cofferhq/coffer/internal/auth"
-	"github.com/cofferhq/coffer/internal/coffer"
 	"github.com/cofferhq/coffer/internal/config"
 	"github.com/cofferhq/coffer/internal/crypto/keyprovider"
 	"github.com/cofferhq/coffer/internal/crypto/keyring"
-	"github.com/cofferhq/coffer/internal/detect"
+	"github.com/cofferhq/coffer/internal/crypto/unseal"
 	"github.com/cofferhq/coffer/internal/identity"
 	"github.com/cofferhq/coffer/internal/lifecycle"
 	"github.com/cofferhq/coffer/internal/mask"
@@ -27,7 +25,6 @@ import (
 	"github.com/cofferhq/coffer/internal/token"
 	"github.com/cofferhq/coffer/internal/transit"
 	"github.com/cofferhq/coffer/internal/vault"
-	"github.com/cofferhq/coffer/internal/witness"
 )
 
 // Options are process-level inputs that tests pin.
@@ -123,33 +120,6 @@ func (c *components) Close() {
 	}
 }
 
-func openProvider(cfg *config.Config) (keyprovider.Provider, error) {
-	switch cfg.RootKey.Provider {
-	case "", "file":
-		p, err := keyprovider.OpenFile(cfg.RootKey.File)
-		if err != nil {
-			return nil, fmt.Errorf("root key: %w", err)
-		}
-		return p, nil
-	case "env":
-		p, err := keyprovider.FromEnv(cfg.RootKey.Env)
-		if err != nil {
-			return nil, fmt.Errorf("root key: %w", err)
-		}
-		return p, nil
-	case config.ProviderPKCS11, config.ProviderShamir:
-		return openOtherProvider(cfg)
-	}
-	return nil, fmt.Errorf("root key: unknown provider %q", cfg.RootKey.Provider)
-}
-
-func dsn(cfg *config.Config) string {
-	if cfg.DatabaseURL != "" {
-		return cfg.DatabaseURL
-	}
-	return filepath.Join(cfg.DataDir, "coffer.db")
-}
-
 // open builds every component and verifies the root key; it does not
 // start background work.
 func open(ctx context.Context, cfg *config.Config, o Options) (*components, error) {
@@ -165,11 +135,11 @@ func open(ctx context.Context, cfg *config.Config, o Options) (*components, erro
 	c := &components{cfg: cfg, opts: o, provider: o.provider}
 	var err error
 	if c.provider == nil {
-		if c.provider, err = openProvider(cfg); err != nil {
+		if c.provider, err = unseal.Open(cfg); err != nil {
 			return nil, err
 		}
 	}
-	if c.db, err = store.Open(ctx, dsn(cfg), store.Options{}); err != nil {
+	if c.db, err = store.Open(ctx, cfg.StoreDSN(), store.Options{}); err != nil {
 		return nil, err
 	}
 	if o.Migrate {
@@ -177,7 +147,7 @@ func open(ctx context.Context, cfg *config.Config, o Options) (*components, erro
 			c.Close()
 			return nil, err
 		}
-		changes, err := rewritePolicy(ctx, c.db, o.Now())
+		changes, err := policystore.Rewrite(ctx, c.db, o.Now())
 		if err != nil {
 			c.Close()
 			return nil, err
@@ -192,10 +162,10 @@ func open(ctx context.Context, cfg *config.Config, o Options) (*components, erro
 		c.Close()
 		return nil, ErrPendingMigrations
 	} else if !o.Offline {
-		if pending, err := policyRewritePending(ctx, c.db); err != nil || pending {
+		if pending, err := policystore.RewritePending(ctx, c.db); err != nil || pending {
 			c.Close()
 			if err == nil {
-				err = ErrPolicyRewritePending
+				err = policystore.ErrRewritePending
 			}
 			return nil, err
 		}
@@ -214,7 +184,7 @@ func open(ctx context.Context, cfg *config.Config, o Options) (*components, erro
 			return nil, err
 		}
 	}
-	c.keys = keyring.New(c.provider, keyStore{c.db}, keyring.Options{Rand: o.Rand, Now: o.Now,
+	c.keys = keyring.New(c.provider, c.db, keyring.Options{Rand: o.Rand, Now: o.Now,
 		// With rotation by use count configured, a key that reaches the
 		// hard stop between two checks is rotated at once rather than
 		// refused (it stops there otherwise).
@@ -293,7 +263,7 @@ func open(ctx context.Context, cfg *config.Config, o Options) (*components, erro
 	c.vault = vault.New(vault.Config{
 		Store: c.db, Keys: c.keys, Policies: c.policies, Masker: masker,
 		Rand: o.Rand, Now: o.Now, ReindexAfter: reindexAfter,
-		ShredAuditValues: func(ctx context.Context) error { return shredAuditValues(ctx, c.keys, c.db, o.Now()) },
+		ShredAuditValues: func(ctx context.Context) error { return auditadmin.ShredValues(ctx, c.keys, c.db, o.Now()) },
 	})
 	c.transit = transit.New(transit.Config{
 		Store: c.db, Versions: c.db, Keys: c.keys, Auth: c.policies, Meta: c.db, Now: o.Now, Log: o.Logger,
@@ -330,8 +300,8 @@ func (c *components) limitRotated(keyID string, from, to uint32) {
 // stored policy document written for an older meaning of the policy
 // language (policy.Rewrites) and returns what that changed, for the
 // operator to review. The rewrite is a new policy version, like a PUT.
-func Migrate(ctx context.Context, cfg *config.Config) ([]PolicyChange, error) {
-	db, err := store.Open(ctx, dsn(cfg), store.Options{})
+func Migrate(ctx context.Context, cfg *config.Config) ([]policystore.Change, error) {
+	db, err := store.Open(ctx, cfg.StoreDSN(), store.Options{})
 	if err != nil {
 		return nil, err
 	}
@@ -339,7 +309,7 @@ func Migrate(ctx context.Context, cfg *config.Config) ([]PolicyChange, error) {
 	if err := db.Migrate(ctx); err != nil {
 		return nil, err
 	}
-	changes, err := rewritePolicy(ctx, db, time.Now())
+	changes, err := policystore.Rewrite(ctx, db, time.Now())
 	if err != nil {
 		return nil, err
 	}
@@ -347,75 +317,6 @@ func Migrate(ctx context.Context, cfg *config.Config) ([]PolicyChange, error) {
 		return changes, db.GrantAppRole(ctx, cfg.DatabaseAppRole)
 	}
 	return changes, nil
-}
-
-// keyStore adapts the store to the keyring: a version that exists already
-// is the keyring's ErrVersionExists (another node made it first).
-type keyStore struct{ *store.DB }
-
-func (k keyStore) InsertDataKey(ctx context.Context, dk coffer.DataKey) error {
-	err := k.DB.InsertDataKey(ctx, dk)
-	if errors.Is(err, store.ErrVersionExists) {
-		return fmt.Errorf("%w: %w", keyring.ErrVersionExists, err)
-	}
-	return err
-}
-
-// ReplaceWrapped maps the store's compare-and-swap miss to the keyring's.
-func (k keyStore) ReplaceWrapped(ctx context.Context, keyID string, version uint32, oldWrapped, newWrapped []byte) error {
-	err := k.DB.ReplaceWrapped(ctx, keyID, version, oldWrapped, newWrapped)
-	if errors.Is(err, store.ErrWrappedChanged) {
-		return fmt.Errorf("%w: %w", keyring.ErrWrappedChanged, err)
-	}
-	return err
-}
-
-// VerifyAudit checks every audit chain in cfg's store offline, compares the
-// store with every copy the configuration names (the file sink's file
-// set, the witness), and returns how many events the store holds intact.
-// Anything found is an audit.Findings error naming each node and seq.
-func VerifyAudit(ctx context.Context, cfg *config.Config) (int, error) {
-	return VerifyAuditAgainst(ctx, cfg, "")
-}
-
-// VerifyAuditAgainst is VerifyAudit with witness (an https:// URL or a
-// file path) as the witness instead of audit.witness, when not empty. The
-// witness is read first, before the store, so that a checkpoint it took
-// while the check runs is already in the store.
-func VerifyAuditAgainst(ctx context.Context, cfg *config.Config, witnessTarget string) (int, error) {
-	copies := audit.Copies{Witness: witnessTarget}
-	if copies.Witness == "" {
-		copies.Witness = cfg.Audit.Witness
-	}
-	if copies.Witness != "" {
-		cps, err := witness.Read(ctx, copies.Witness, cfg.Audit.WitnessCAFile)
-		if err != nil {
-			return 0, fmt.Errorf("audit witness: %w", err)
-		}
-		copies.Witnessed = cps
-		if witness.IsURL(copies.Witness) {
-			copies.Witness = "the witness " + detect.RedactURL(copies.Witness)
-		} else {
-			copies.Witness = "the witness " + copies.Witness
-		}
-	}
-	if cfg.Audit.File != "" {
-		// Events are written to the file from the first one on (or caught
-		// up from the store when the sink is added): the serving node's
-		// chain must be there whole.
-		copies.Files, copies.FileNode = []string{cfg.Audit.File}, cfg.Node
-	}
-	c, err := open(ctx, cfg, Options{Offline: true})
-	if err != nil {
-		return 0, err
-	}
-	defer c.Close()
-	// Every version of the audit keys, as each event and checkpoint names.
-	rep, err := audit.VerifyAll(ctx, c.db, auditKeyLookup{c.keys}, copies)
-	if err != nil {
-		return 0, err
-	}
-	return rep.Events, nil
 }
 
 func (o Options) version() string {

@@ -3,7 +3,6 @@ package app
 import (
 	"context"
 	"crypto/rand"
-	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -11,12 +10,13 @@ import (
 	"time"
 
 	"github.com/cofferhq/coffer/internal/config"
+	"github.com/cofferhq/coffer/internal/crypto/unseal"
 	"github.com/cofferhq/coffer/internal/pki"
 )
 
 // ErrInitialised is returned by Init for a directory that already holds a
 // Coffer deployment.
-var ErrInitialised = errors.New("data directory is already initialised")
+var ErrInitialised = config.ErrInitialised
 
 // InitOptions are the inputs of Init.
 type InitOptions struct {
@@ -52,12 +52,6 @@ type InitResult struct {
 	UnsealShares []string `json:"unseal_shares,omitempty"`
 }
 
-// Initialised reports whether dir holds a Coffer config.
-func Initialised(dir string) bool {
-	_, err := os.Stat(filepath.Join(dir, config.FileName))
-	return err == nil
-}
-
 // Init creates a new deployment in opts.DataDir: directory (0700), config,
 // root key (0600), CA and server certificate, migrated database and the
 // first admin client, whose credentials it returns (and nowhere stores).
@@ -72,7 +66,7 @@ func Init(ctx context.Context, opts InitOptions) (InitResult, error) {
 	if err != nil {
 		return InitResult{}, fmt.Errorf("data directory: %w", err)
 	}
-	if Initialised(dir) {
+	if config.Initialised(dir) {
 		return InitResult{}, fmt.Errorf("%s: %w (refusing to overwrite it)", dir, ErrInitialised)
 	}
 	if err := os.MkdirAll(dir, 0o700); err != nil {
@@ -103,33 +97,16 @@ func Init(ctx context.Context, opts InitOptions) (InitResult, error) {
 		}
 	}
 	cfg.Dev = opts.Dev
-	if err := setRootKeyProvider(cfg, &opts); err != nil {
+	rk := unseal.CreateOptions{Rand: opts.Rand, Provider: opts.RootKeyProvider, Shares: opts.Shares, Threshold: opts.Threshold, PKCS11: opts.PKCS11}
+	if err := unseal.Configure(cfg, rk); err != nil {
 		return InitResult{}, err
 	}
-	now := opts.Now()
-
-	provider, shares, err := createRootKey(cfg, opts)
+	provider, shares, err := unseal.Create(cfg, rk)
 	if err != nil {
 		return InitResult{}, err
 	}
-	tlsDir := filepath.Dir(cfg.TLS.CAFile)
-	if err := os.MkdirAll(tlsDir, 0o700); err != nil {
-		return InitResult{}, fmt.Errorf("create TLS directory: %w", err)
-	}
-	ca, err := pki.CreateCA(opts.Rand, now, "Coffer CA")
-	if err != nil {
-		return InitResult{}, fmt.Errorf("create CA: %w", err)
-	}
-	if err := ca.Save(tlsDir); err != nil {
-		return InitResult{}, fmt.Errorf("save CA: %w", err)
-	}
-	hosts := append(pki.DefaultHosts(), opts.Hosts...)
-	certPEM, keyPEM, err := ca.IssueServer(opts.Rand, now, hosts, 365*24*time.Hour)
-	if err != nil {
-		return InitResult{}, fmt.Errorf("issue server certificate: %w", err)
-	}
-	if err := pki.WriteKeyPair(cfg.TLS.CertFile, cfg.TLS.KeyFile, certPEM, keyPEM); err != nil {
-		return InitResult{}, fmt.Errorf("write server certificate: %w", err)
+	if err := pki.CreateDeploymentTLS(cfg.TLS.CAFile, cfg.TLS.CertFile, cfg.TLS.KeyFile, opts.Rand, opts.Now(), opts.Hosts); err != nil {
+		return InitResult{}, err
 	}
 	if err := config.Write(dir, cfg); err != nil {
 		return InitResult{}, fmt.Errorf("write config: %w", err)

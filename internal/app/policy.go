@@ -26,39 +26,31 @@ type StoredPolicy struct {
 // NODE/offline (policy.apply, or policy.apply_forced with force), before
 // it acts and with its outcome, and returns the new policy version.
 func ApplyPolicy(ctx context.Context, cfg *config.Config, data []byte, format string, force bool) (int64, error) {
-	c, err := open(ctx, cfg, Options{Offline: true})
-	if err != nil {
-		return 0, err
-	}
-	defer c.Close()
 	action := "policy.apply"
 	if force {
 		action = "policy.apply_forced"
 	}
-	var v int64
-	err = auditedOffline(ctx, c, action, "policy", func() (err error) {
-		v, err = c.policies.Apply(ctx, data, format, force)
-		return err
+	return offline(ctx, cfg, Options{}, func(c *components) (v int64, err error) {
+		err = c.audited().Run(ctx, action, "policy", func() (err error) {
+			v, err = c.policies.Apply(ctx, data, format, force)
+			return err
+		})
+		return v, err
 	})
-	return v, err
 }
 
 // GetPolicy reads the policy document in force in cfg's store offline
 // (`coffer policy get --data-dir DIR`), audited on the offline chain
 // (policy.get) like ApplyPolicy.
 func GetPolicy(ctx context.Context, cfg *config.Config) (StoredPolicy, error) {
-	c, err := open(ctx, cfg, Options{Offline: true})
-	if err != nil {
-		return StoredPolicy{}, err
-	}
-	defer c.Close()
-	var out StoredPolicy
-	err = auditedOffline(ctx, c, "policy.get", "policy", func() (err error) {
-		if out.Version, err = c.db.PolicyVersion(ctx); err != nil {
+	return offline(ctx, cfg, Options{}, func(c *components) (out StoredPolicy, err error) {
+		err = c.audited().Run(ctx, "policy.get", "policy", func() (err error) {
+			if out.Version, err = c.db.PolicyVersion(ctx); err != nil {
+				return err
+			}
+			out.Data, out.Format, err = c.policies.Get(ctx)
 			return err
-		}
-		out.Data, out.Format, err = c.policies.Get(ctx)
-		return err
+		})
+		return out, err
 	})
-	return out, err
 }

@@ -18,12 +18,14 @@ import (
 	"time"
 
 	"github.com/cofferhq/coffer/internal/audit"
+	"github.com/cofferhq/coffer/internal/auditadmin"
 	"github.com/cofferhq/coffer/internal/cluster"
 	"github.com/cofferhq/coffer/internal/config"
 	"github.com/cofferhq/coffer/internal/console"
-	"github.com/cofferhq/coffer/internal/crypto/keyprovider"
+	"github.com/cofferhq/coffer/internal/crypto/unseal"
 	"github.com/cofferhq/coffer/internal/detect"
 	"github.com/cofferhq/coffer/internal/httpapi"
+	"github.com/cofferhq/coffer/internal/keyadmin"
 	"github.com/cofferhq/coffer/internal/lifecycle"
 	"github.com/cofferhq/coffer/internal/metrics"
 	"github.com/cofferhq/coffer/internal/pki"
@@ -51,12 +53,13 @@ type Server struct {
 	detector *detect.Detector
 	log      *slog.Logger
 
-	// A shamir deployment starts sealed: sealed gathers the shares and
+	// A shamir deployment starts sealed: gate gathers the shares and
 	// sealedH answers until the components are built.
-	sealed  *keyprovider.Sealed
+	gate    *unseal.Gate
 	sealedH http.Handler
-	// resetToken resets the unseal progress while sealed (see unsealReset).
-	resetToken atomic.Pointer[[]byte]
+	// admin administers Coffer's own keys (the API and the automatic
+	// rotation).
+	admin *keyadmin.Admin
 	// live is the API once the components are built.
 	live atomic.Pointer[httpapi.Server]
 	// ui is the web console over live (nil when console.disabled).
@@ -97,22 +100,17 @@ func Open(ctx context.Context, cfg *config.Config, o Options) (*Server, error) {
 	}
 	s := &Server{cfg: cfg, opts: o, metrics: metrics.New(), log: o.Logger}
 	if cfg.RootKey.Provider == config.ProviderShamir && o.provider == nil {
-		p, err := openSealedProvider(cfg, o.Rand)
+		p, err := unseal.OpenSealed(cfg, o.Rand)
 		if err != nil {
 			return nil, err
 		}
-		s.sealed = p
-		s.sealedH = httpapi.NewSealed(httpapi.SealedConfig{Unseal: s.unseal, Reset: s.unsealReset, Status: s.sealStatus, Logger: s.log, Now: o.Now})
+		s.gate = unseal.NewGate(unseal.GateConfig{Sealed: p, CheckFile: cfg.RootKey.CheckFile, ResetFile: unseal.ResetFile(cfg),
+			Logger: s.log, Start: s.start, Live: func() bool { return s.live.Load() != nil }})
+		s.sealedH = httpapi.NewSealed(httpapi.SealedConfig{Unseal: s.gate.Unseal, Reset: s.gate.Reset, Status: s.gate.Status, Logger: s.log, Now: o.Now})
 		if err := s.initHTTP(); err != nil {
 			return nil, err
 		}
-		if !p.Committed() {
-			s.log.Warn("the root key check file has no share commitments: forged shares can delay unsealing until it is upgraded, at this unseal",
-				"file", cfg.RootKey.CheckFile)
-		}
-		s.makeResetToken(o.Rand)
-		_, need := p.Progress()
-		s.log.Warn("sealed: waiting for root key shares (POST /v1/sys/unseal or coffer unseal)", "threshold", need)
+		s.gate.Wait(o.Rand)
 		return s, nil
 	}
 	if err := s.build(ctx, o); err != nil {
@@ -180,6 +178,9 @@ func (s *Server) build(ctx context.Context, o Options) error {
 			return rep.Moved, err
 		},
 	})
+	s.admin = keyadmin.New(keyadmin.Config{Store: c.db, Keys: c.keys, SigningKeys: c.identity, Jobs: s.jobs,
+		Policies: c.policies, Now: c.opts.Now, Logger: s.log, RetireAfter: o.RetireAfter,
+		ReindexDelay: c.vault.ReindexDelay, Background: bg})
 	go s.jobs.Run(bg, time.Minute)
 	go func() {
 		t := time.NewTicker(5 * time.Second)
@@ -206,7 +207,6 @@ func (s *Server) build(ctx context.Context, o Options) error {
 		_ = s.audit.Close(context.WithoutCancel(ctx))
 		return fail(err)
 	}
-	admin := &keyAdmin{c: c, jobs: s.jobs, bg: bg, log: s.log}
 	ready := map[string]httpapi.Readiness{
 		"store": c.db.Ping,
 		"keys":  c.keys.Check,
@@ -234,7 +234,7 @@ func (s *Server) build(ctx context.Context, o Options) error {
 		Vault:        c.vault,
 		Tokens:       c.tokens,
 		Transit:      c.transit,
-		AuditLog:     auditReader{db: c.db, log: s.log, mismatch: s.metrics.AuditRowMismatches.Inc},
+		AuditLog:     auditadmin.Reader{DB: c.db, Logger: s.log, Mismatch: s.metrics.AuditRowMismatches.Inc},
 		Identity:     c.identity,
 		Policies:     c.policies,
 		Audit:        auditAdapter{w: s.audit, d: s.detector, m: s.metrics, discard: s.c.opts.AuditDiscard},
@@ -250,9 +250,10 @@ func (s *Server) build(ctx context.Context, o Options) error {
 		Now:          c.opts.Now,
 		Ready:        ready,
 		Extra: extraRoutes(cfg, func(rt *httpapi.Router) {
-			httpapi.KeyAdminRoutes(admin, c.policies)(rt)
+			httpapi.KeyAdminRoutes(s.admin)(rt)
 			httpapi.NodeRoutes(c.db, c.policies, cfg.Node, c.opts.Now)(rt)
-			httpapi.AuditVerifyRoutes(&liveVerifier{c: c}, c.policies)(rt)
+			httpapi.AuditVerifyRoutes(&auditadmin.Verifier{DB: c.db, Keys: c.keys, Audit: cfg.Audit, Node: cfg.Node,
+				Now: c.opts.Now, Logger: c.opts.Logger}, c.policies)(rt)
 		}, c.transit),
 	})
 	if ci, err := pki.CertInfo(cfg.TLS.CertFile); err == nil {
@@ -336,7 +337,7 @@ func (s *Server) openAudit(ctx context.Context) (*audit.Writer, error) {
 	// sink when configured: if it cannot be written, requests fail closed.
 	var store audit.Store = s.c.db
 	if s.c.opts.AuditFlushFloor {
-		floor, err := newFlushFloorStore(ctx, s.c.db, s.c.cfg.DataDir)
+		floor, err := auditadmin.NewFlushFloorStore(ctx, s.c.db, s.c.cfg.DataDir)
 		if err != nil {
 			return nil, err
 		}
@@ -355,7 +356,8 @@ func (s *Server) openAudit(ctx context.Context) (*audit.Writer, error) {
 	}
 	m := s.metrics
 	if s.c.cfg.Audit.Witness != "" {
-		wit, err := openWitness(ctx, s.c, s.c.cfg.Node, s.log, m)
+		wit, err := auditadmin.OpenWitness(ctx, auditadmin.WitnessConfig{Audit: s.c.cfg.Audit, Store: s.c.db, Node: s.c.cfg.Node,
+			Now: s.c.opts.Now, Logger: s.log, Metrics: m})
 		if err != nil {
 			for _, sk := range required {
 				_ = sk.Close()
@@ -369,7 +371,7 @@ func (s *Server) openAudit(ctx context.Context) (*audit.Writer, error) {
 		MaxBatch:           s.c.opts.AuditMaxBatch,
 		GatherGap:          s.c.opts.AuditGatherGap,
 		Node:               s.c.cfg.Node,
-		Keys:               &auditKeySource{keys: s.c.keys},
+		Keys:               auditadmin.NewKeySource(s.c.keys),
 		Now:                s.c.opts.Now,
 		CheckpointEvery:    offIfZero(s.c.cfg.Audit.CheckpointEvery),
 		CheckpointInterval: time.Duration(offIfZero(int(s.c.cfg.Audit.CheckpointInterval.Duration))),
@@ -494,7 +496,9 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		_ = metSrv.Shutdown(ctx)
 	}
 	if s.c == nil { // still sealed: nothing was built
-		s.dropResetToken()
+		if s.gate != nil {
+			s.gate.DropResetToken()
+		}
 		return err
 	}
 	if ferr := s.c.transit.Flush(ctx); ferr != nil {
@@ -743,5 +747,54 @@ func (s *Server) changed(ctx context.Context, table string) {
 		c.vault.ForgetSchemas()
 	case "data_keys", "transit_keys":
 		c.keys.Expire()
+	}
+}
+
+// start builds the components of a sealed server once its provider is
+// unsealed (the gate's Start). It runs once; later calls return at once.
+func (s *Server) start(ctx context.Context) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return errors.New("shutting down")
+	}
+	if s.live.Load() != nil {
+		return nil
+	}
+	o := s.opts
+	o.provider = s.gate.Provider()
+	return s.build(ctx, o)
+}
+
+// autoRotation configures the jobs' automatic rotation of data keys from
+// cfg.Keys: each due key is rotated by keyadmin's Rotate, as `coffer keys
+// rotate` does (so the record keys' rewrap is scheduled, and what an
+// operator may not rotate is still refused), and counted in the key
+// operations metric (auto_rotate, ok or error). A key left unrotated
+// because it holds too many values for a rotation to help is counted in
+// its own metric. Both are logged by the job.
+func (s *Server) autoRotation(c *components) lifecycle.RotationConfig {
+	k := s.cfg.Keys
+	return lifecycle.RotationConfig{
+		Policy: lifecycle.RotationPolicy{
+			After:     k.RotateAfter.Duration,
+			AfterUses: uint64(max(k.RotateAfterUses, 0)), // #nosec G115 -- clamped to non-negative; validated at most 2^32
+		},
+		Interval:  k.RotateCheckInterval.Duration,
+		Flush:     c.keys.FlushUses,
+		RootWraps: c.keys.RootWraps,
+		Rotate: func(ctx context.Context, keyID string) (uint32, error) {
+			out, err := s.admin.Rotate(ctx, keyID)
+			switch {
+			case err == nil:
+				s.metrics.KeyOps.WithLabelValues("auto_rotate", "ok").Inc()
+			case ctx.Err() == nil:
+				s.metrics.KeyOps.WithLabelValues("auto_rotate", "error").Inc()
+			}
+			return out.Version, err
+		},
+		OnTooManyValues: func(string) {
+			s.metrics.KeysTooManyValues.Inc()
+		},
 	}
 }

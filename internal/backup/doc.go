@@ -1,12 +1,17 @@
 // Package backup owns Coffer's backup file format: [Write] streams every
 // row of a store into one encrypted, integrity-protected file, and [Read]
-// loads such a file into an empty store.
+// loads such a file into an empty store. It also runs the two operations
+// around it: [Backup] writes a deployment's backup file (audited on its
+// offline chain), and [Restore] makes a new deployment from one, bringing
+// back subject keys from a live deployment under the same root key.
 //
 // It must never write a row, a key or any decrypted byte anywhere but into
 // the encrypted stream or the destination store; never hand the importer a
 // row from a chunk that has not been authenticated; never let a restore
 // commit before the whole file has been verified; and never make
-// randomness of its own beyond defaulting to crypto/rand.Reader.
+// randomness of its own beyond defaulting to crypto/rand.Reader. A restore
+// must leave nothing behind when it fails, and never write to the
+// deployment it takes subject keys from.
 //
 // # Format
 //

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/cofferhq/coffer/internal/audit"
+	"github.com/cofferhq/coffer/internal/auditadmin"
 	"github.com/cofferhq/coffer/internal/coffer"
 )
 
@@ -93,16 +94,7 @@ type AuditVerifier interface {
 }
 
 // AuditVerification is the outcome of POST /v1/audit/verify.
-type AuditVerification struct {
-	OK          bool      `json:"ok"`
-	Nodes       int       `json:"nodes"`
-	Events      int       `json:"events"`
-	Checkpoints int       `json:"checkpoints"`
-	Findings    []string  `json:"findings"`
-	File        bool      `json:"file_compared"`
-	Witness     bool      `json:"witness_compared"`
-	VerifiedAt  time.Time `json:"verified_at"`
-}
+type AuditVerification = auditadmin.Verification
 
 // AuditVerifyRoutes returns POST /v1/audit/verify, for Config.Extra: it
 // verifies the audit log now (as `coffer audit verify` does offline) and

@@ -5,72 +5,35 @@ import (
 	"log/slog"
 	"net/http"
 	"net/netip"
-	"net/url"
-	"strconv"
 	"sync"
 	"time"
 
 	"golang.org/x/time/rate"
 
 	"github.com/cofferhq/coffer/internal/coffer"
-	"github.com/cofferhq/coffer/internal/identity"
+	"github.com/cofferhq/coffer/internal/crypto/unseal"
+	"github.com/cofferhq/coffer/internal/keyadmin"
 )
 
-// KeyRotation is the answer to a key rotation.
-type KeyRotation struct {
-	KeyID string `json:"key_id"`
-	// Version is the key's new version (0 for the token signing key,
-	// whose keys are named, not numbered).
-	Version uint32 `json:"version,omitempty"`
-	// RewrapScheduled says a background rewrap will move every value to
-	// the new version (collection and subject keys).
-	RewrapScheduled bool `json:"rewrap_scheduled"`
-	// ReindexScheduled says a background reindex will move every blind
-	// index entry of the field to the new version (index keys); search
-	// looks under both versions meanwhile.
-	ReindexScheduled bool `json:"reindex_scheduled,omitempty"`
-}
-
-// KeyAdmin rotates Coffer's own keys on an operator's request.
+// KeyAdmin administers Coffer's own keys on an operator's request
+// (keyadmin.Admin). Each method decides whether the caller may (policy
+// action admin on system/keys/KEY_ID) and notes the call for the audit
+// log. Errors are *coffer.Error for what the caller got wrong; anything
+// else is internal.
 type KeyAdmin interface {
-	// RotateKey makes a new version of keyID the one that encrypts. Errors
-	// are *coffer.Error for what the caller got wrong (EINVALID for a key
-	// id that cannot be rotated this way, ENOTFOUND for one that does not
-	// exist, ECONFLICT for a destroyed key); anything else is internal.
-	RotateKey(ctx context.Context, keyID string) (KeyRotation, error)
-}
-
-// KeyVersionChange is the answer to a retire, unretire or destroy of one
-// data key version.
-type KeyVersionChange struct {
-	KeyID   string `json:"key_id"`
-	Version uint32 `json:"version"`
-	// State is the version's state now: "retired", "active" or "destroyed".
-	State string `json:"state"`
-}
-
-// KeyVersionAdmin ends (or brings back) old versions of Coffer's data keys
-// on an operator's request. Errors are *coffer.Error for what the caller
-// got wrong (EINVALID for a key id whose versions are not ended this way
-// or a version 0, ENOTFOUND for an unknown key or version, ECONFLICT when
-// refusing would keep a stored value readable or the state forbids it);
-// anything else is internal.
-type KeyVersionAdmin interface {
+	// RotateKey makes a new version of keyID the one that encrypts.
+	RotateKey(ctx context.Context, c keyadmin.Caller, keyID string) (keyadmin.KeyRotation, error)
 	// RetireKey stops version from decrypting, once no stored value is
 	// sealed under it and no node can still seal under it.
-	RetireKey(ctx context.Context, keyID string, version uint32) (KeyVersionChange, error)
+	RetireKey(ctx context.Context, c keyadmin.Caller, keyID string, version uint32) (keyadmin.KeyVersionChange, error)
 	// UnretireKey makes a retired version decrypt again.
-	UnretireKey(ctx context.Context, keyID string, version uint32) (KeyVersionChange, error)
+	UnretireKey(ctx context.Context, c keyadmin.Caller, keyID string, version uint32) (keyadmin.KeyVersionChange, error)
 	// DestroyKey erases a retired version for good.
-	DestroyKey(ctx context.Context, keyID string, version uint32) (KeyVersionChange, error)
-}
-
-// SigningKeyRevoker drops a leaked access token signing key at once.
-type SigningKeyRevoker interface {
+	DestroyKey(ctx context.Context, c keyadmin.Caller, keyID string, version uint32) (keyadmin.KeyVersionChange, error)
 	// RevokeSigningKey deletes signing key kid (making a new active key
 	// first when it is the active one), so that every token it signed is
 	// refused on every node. ENOTFOUND for an unknown kid.
-	RevokeSigningKey(ctx context.Context, kid string) (identity.SigningKeyRevocation, error)
+	RevokeSigningKey(ctx context.Context, c keyadmin.Caller, kid string) (keyadmin.SigningKeyRevocation, error)
 }
 
 // KeyAdminRoutes returns the routes of Coffer's own key administration,
@@ -84,15 +47,15 @@ type SigningKeyRevoker interface {
 // audit/hmac and audit/signing (the audit log goes on under the new
 // version; the old ones stay to verify it) and jwt/signing.
 //
-// When admin is also a KeyVersionAdmin, old versions of the keys that seal
-// stored values (collection/NAME, subject/ID, tokens/TYPE) can be ended:
+// Old versions of the keys that seal stored values (collection/NAME,
+// subject/ID, tokens/TYPE) can be ended:
 //
 //	POST /v1/admin/keys/retire   {"key_id": "collection/customers", "version": 1}
 //	POST /v1/admin/keys/unretire {"key_id": "collection/customers", "version": 1}
 //	POST /v1/admin/keys/destroy  {"key_id": "collection/customers", "version": 1}
 //
-// When admin is also a SigningKeyRevoker, a leaked access token signing
-// key is dropped at once (every token it signed is refused):
+// and a leaked access token signing key is dropped at once (every token it
+// signed is refused):
 //
 //	POST /v1/admin/keys/revoke-signing {"kid": "…"}
 //
@@ -104,14 +67,19 @@ type SigningKeyRevoker interface {
 // keys.rotate, keys.retire, keys.unretire, keys.destroy or
 // keys.revoke_signing on system/keys/KEY_ID (…/versions/N for one
 // version, system/keys/jwt/signing/kids/KID for a signing key).
-func KeyAdminRoutes(admin KeyAdmin, policies Policies) func(*Router) {
+func KeyAdminRoutes(admin KeyAdmin) func(*Router) {
 	return func(rt *Router) {
-		if va, ok := admin.(KeyVersionAdmin); ok {
-			keyVersionRoutes(rt, va, policies)
-		}
-		if sr, ok := admin.(SigningKeyRevoker); ok {
-			revokeSigningRoute(rt, sr, policies)
-		}
+		keyVersionRoutes(rt, admin)
+		rt.Handle("POST /v1/admin/keys/revoke-signing", func(c *Call) (Reply, error) {
+			c.Note.Target("keys.revoke_signing", "keys")
+			var req struct {
+				KID string `json:"kid"`
+			}
+			if err := decodeJSON(c.R, &req); err != nil {
+				return Reply{}, err
+			}
+			return reply(admin.RevokeSigningKey(c.R.Context(), keyCaller(c), req.KID))
+		})
 		rt.Handle("POST /v1/admin/keys/rotate", func(c *Call) (Reply, error) {
 			c.Note.Target("keys.rotate", "keys")
 			var req struct {
@@ -120,37 +88,35 @@ func KeyAdminRoutes(admin KeyAdmin, policies Policies) func(*Router) {
 			if err := decodeJSON(c.R, &req); err != nil {
 				return Reply{}, err
 			}
-			if err := admitKeyID(c, policies, "keys.rotate", req.KeyID, 0); err != nil {
-				return Reply{}, err
-			}
-			out, err := admin.RotateKey(c.R.Context(), req.KeyID)
-			if err != nil {
-				return Reply{}, err
-			}
-			c.Note.Count = 1
-			if out.Version > 0 {
-				c.Note.Touch(coffer.SystemKeyVersionTarget(req.KeyID, out.Version))
-			} else {
-				c.Note.Touch(coffer.SystemKeyTarget(req.KeyID)) // the token signing key's versions are named, not numbered
-			}
-			return Reply{Body: out}, nil
+			return reply(admin.RotateKey(c.R.Context(), keyCaller(c), req.KeyID))
 		})
 	}
 }
 
+// reply answers out, or the error.
+func reply[T any](out T, err error) (Reply, error) {
+	if err != nil {
+		return Reply{}, err
+	}
+	return Reply{Body: out}, nil
+}
+
+func keyCaller(c *Call) keyadmin.Caller {
+	return keyadmin.Caller{Principal: c.Principal, IP: c.IP, Note: &c.Note}
+}
+
 // keyVersionRoutes adds the retire, unretire and destroy routes.
-func keyVersionRoutes(rt *Router, admin KeyVersionAdmin, policies Policies) {
+func keyVersionRoutes(rt *Router, admin KeyAdmin) {
 	for _, r := range []struct {
 		op string
-		do func(context.Context, string, uint32) (KeyVersionChange, error)
+		do func(context.Context, keyadmin.Caller, string, uint32) (keyadmin.KeyVersionChange, error)
 	}{
 		{"retire", admin.RetireKey},
 		{"unretire", admin.UnretireKey},
 		{"destroy", admin.DestroyKey},
 	} {
-		action := "keys." + r.op
 		rt.Handle("POST /v1/admin/keys/"+r.op, func(c *Call) (Reply, error) {
-			c.Note.Target(action, "keys")
+			c.Note.Target("keys."+r.op, "keys")
 			var req struct {
 				KeyID   string  `json:"key_id"`
 				Version *uint32 `json:"version"`
@@ -158,86 +124,18 @@ func keyVersionRoutes(rt *Router, admin KeyVersionAdmin, policies Policies) {
 			if err := decodeJSON(c.R, &req); err != nil {
 				return Reply{}, err
 			}
-			if req.Version == nil || *req.Version == 0 {
-				return Reply{}, coffer.Errorf(coffer.EINVALID, "version must be a key version number, 1 or more")
+			var version uint32 // absent: refused as version 0
+			if req.Version != nil {
+				version = *req.Version
 			}
-			if err := admitKeyID(c, policies, action, req.KeyID, *req.Version); err != nil {
-				return Reply{}, err
-			}
-			out, err := r.do(c.R.Context(), req.KeyID, *req.Version)
-			if err != nil {
-				return Reply{}, err
-			}
-			c.Note.Count = 1
-			c.Note.Touch(coffer.SystemKeyVersionTarget(req.KeyID, *req.Version))
-			return Reply{Body: out}, nil
+			return reply(r.do(c.R.Context(), keyCaller(c), req.KeyID, version))
 		})
 	}
 }
 
-// revokeSigningRoute adds POST /v1/admin/keys/revoke-signing.
-func revokeSigningRoute(rt *Router, sr SigningKeyRevoker, policies Policies) {
-	const action = "keys.revoke_signing"
-	rt.Handle("POST /v1/admin/keys/revoke-signing", func(c *Call) (Reply, error) {
-		c.Note.Target(action, "keys")
-		var req struct {
-			KID string `json:"kid"`
-		}
-		if err := decodeJSON(c.R, &req); err != nil {
-			return Reply{}, err
-		}
-		if req.KID == "" || len(req.KID) > 128 || !printableASCII(req.KID) {
-			return Reply{}, coffer.Errorf(coffer.EINVALID, "kid must be 1 to 128 printable ASCII characters")
-		}
-		if err := admitKeyID(c, policies, action, SigningKeyID, 0); err != nil {
-			return Reply{}, err
-		}
-		out, err := sr.RevokeSigningKey(c.R.Context(), req.KID)
-		if err != nil {
-			return Reply{}, err
-		}
-		// Named once it is known to be one of ours: a caller's made-up
-		// kid never reaches the log.
-		res := coffer.SystemKeyTarget(SigningKeyID) + "/kids/" + url.PathEscape(out.KID)
-		c.Note.Target(action, res)
-		c.Note.Count = 1
-		c.Note.Touch(res)
-		return Reply{Body: out}, nil
-	})
-}
-
 // SigningKeyID is the key id of the access token signing key (the
 // system/keys/jwt/signing resource).
-const SigningKeyID = "jwt/signing"
-
-// admitKeyID checks keyID's form and that the caller may administer it
-// (policy action admin on system/keys/KEY_ID), and notes the call for the
-// audit log as action (keys.rotate, keys.retire, …) on system/keys/KEY_ID,
-// or on system/keys/KEY_ID/versions/N when it changes one version: the
-// policy asks only for admin, but the log must tell a rotation from a
-// destruction, and which version went.
-func admitKeyID(c *Call, policies Policies, action, keyID string, version uint32) error {
-	if keyID == "" || len(keyID) > 300 || !printableASCII(keyID) {
-		return coffer.Errorf(coffer.EINVALID, "key_id must be 1 to 300 printable ASCII characters")
-	}
-	res := coffer.SystemKeyTarget(keyID)
-	c.Note.Target("admin", res)
-	err := policies.Allowed(c.Principal, "admin", res, c.IP, &c.Note)
-	if version > 0 {
-		res += "/versions/" + strconv.FormatUint(uint64(version), 10)
-	}
-	c.Note.Target(action, res)
-	return err
-}
-
-func printableASCII(s string) bool {
-	for i := 0; i < len(s); i++ {
-		if s[i] <= ' ' || s[i] >= 0x7f {
-			return false
-		}
-	}
-	return true
-}
+const SigningKeyID = keyadmin.SigningKeyID
 
 // Paths a sealed server answers.
 const (
@@ -247,11 +145,7 @@ const (
 )
 
 // UnsealStatus is the answer of the unseal endpoints.
-type UnsealStatus struct {
-	Sealed    bool `json:"sealed"`
-	Progress  int  `json:"progress"`
-	Threshold int  `json:"threshold"`
-}
+type UnsealStatus = unseal.Status
 
 // SealedConfig configures the handler of a sealed server.
 type SealedConfig struct {

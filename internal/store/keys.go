@@ -12,7 +12,7 @@ import (
 
 // ErrVersionExists is returned (wrapped) by InsertDataKey when the key
 // version is already stored: another node made it first.
-var ErrVersionExists = fmt.Errorf("data key version exists: %w", ErrConflict)
+var ErrVersionExists = fmt.Errorf("%w: %w", coffer.ErrKeyVersionExists, ErrConflict)
 
 // DataKeys returns every stored version of a data key.
 func (db *DB) DataKeys(ctx context.Context, keyID string) ([]coffer.DataKey, error) {
@@ -220,8 +220,8 @@ func (db *DB) DataKeysAfter(ctx context.Context, keyID string, version uint32, l
 }
 
 // ErrWrappedChanged is wrapped by ReplaceWrapped when the row no longer
-// holds oldWrapped (or was destroyed): the keyring maps it to its own.
-var ErrWrappedChanged = errors.New("store: wrapped data key changed")
+// holds oldWrapped (or was destroyed); it is the keyring's ErrWrappedChanged.
+var ErrWrappedChanged = coffer.ErrWrappedKeyChanged
 
 // ReplaceWrapped swaps one key version's wrapped bytes, only if they are
 // still oldWrapped and the version is not destroyed (compare-and-swap).

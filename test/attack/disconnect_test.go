@@ -26,6 +26,7 @@ import (
 	"github.com/cofferhq/coffer/internal/audit"
 	"github.com/cofferhq/coffer/internal/coffer"
 	"github.com/cofferhq/coffer/internal/config"
+	"github.com/cofferhq/coffer/internal/keyadmin"
 	"github.com/cofferhq/coffer/internal/store"
 	"github.com/cofferhq/coffer/internal/transit/transittest"
 )
@@ -624,7 +625,7 @@ func TestDisconnectStorm(t *testing.T) {
 		})
 		// Every version but the newest may be retired once no node can
 		// still seal under it.
-		n.clock.Advance(app.DefaultRetireAfter + time.Minute)
+		n.clock.Advance(keyadmin.DefaultRetireAfter + time.Minute)
 		admin = n.token(n.init.ClientID, n.init.ClientSecret)
 		rows := versionsOf()
 		old := rows[:len(rows)-1]

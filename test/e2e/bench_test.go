@@ -14,18 +14,19 @@ import (
 
 	"github.com/cofferhq/coffer/client"
 	"github.com/cofferhq/coffer/internal/app"
+	"github.com/cofferhq/coffer/internal/harden"
 	"github.com/cofferhq/coffer/internal/store/storetest"
 )
 
 // servingRuntime gives the benchmark's process the garbage collector target
-// `coffer serve` sets (app.TuneRuntime), unless GOGC is set, and restores
+// `coffer serve` sets (harden.TuneRuntime), unless GOGC is set, and restores
 // the test binary's afterwards: the server under measurement runs in this
 // process, and should run as it does in production.
 func servingRuntime(b *testing.B) {
 	if os.Getenv("GOGC") != "" {
 		return
 	}
-	prev := debug.SetGCPercent(app.DefaultGCPercent)
+	prev := debug.SetGCPercent(harden.DefaultGCPercent)
 	b.Cleanup(func() { debug.SetGCPercent(prev) })
 }
 

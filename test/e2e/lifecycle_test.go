@@ -17,6 +17,7 @@ import (
 
 	"github.com/cofferhq/coffer/client"
 	"github.com/cofferhq/coffer/internal/app"
+	"github.com/cofferhq/coffer/internal/backup"
 	"github.com/cofferhq/coffer/internal/coffer"
 	"github.com/cofferhq/coffer/internal/config"
 	"github.com/cofferhq/coffer/internal/crypto/envelope"
@@ -281,12 +282,12 @@ func TestRetentionPurge(t *testing.T) {
 func restoreNode(t *testing.T, src *node, b storetest.Backend, backupFile, rootKey string) (*node, error) {
 	t.Helper()
 	n := &node{t: t, dir: filepath.Join(t.TempDir(), "restored"), backend: b.Name, logs: &syncBuffer{}}
-	opts := app.RestoreOptions{DataDir: n.dir, In: backupFile, RootKeyFile: rootKey, Listen: "127.0.0.1:0"}
+	opts := backup.RestoreOptions{DataDir: n.dir, In: backupFile, RootKeyFile: rootKey, Listen: "127.0.0.1:0"}
 	if b.Name != "sqlite" {
 		opts.DatabaseURL = b.DSN(t)
 		n.env = []string{"COFFER_DATABASE_ALLOW_SUPERUSER=true"}
 	}
-	res, err := app.Restore(context.Background(), opts)
+	res, err := backup.Restore(context.Background(), opts)
 	if err != nil {
 		return n, err
 	}
@@ -389,7 +390,7 @@ func TestRestoreRefusesWrongRootKey(t *testing.T) {
 		t.Fatal(err)
 	}
 	r, err := restoreNode(t, n, b, file, other)
-	if !errors.Is(err, app.ErrWrongRootKey) || !strings.Contains(err.Error(), "wrong root key") {
+	if !errors.Is(err, backup.ErrWrongRootKey) || !strings.Contains(err.Error(), "wrong root key") {
 		t.Fatalf("restore with another root key: %v", err)
 	}
 	if _, err := os.Stat(r.dir); !os.IsNotExist(err) {
@@ -397,14 +398,14 @@ func TestRestoreRefusesWrongRootKey(t *testing.T) {
 	}
 	// An empty directory given by the operator is left empty.
 	empty := t.TempDir()
-	if _, err := app.Restore(ctx, app.RestoreOptions{DataDir: empty, In: file, RootKeyFile: other}); !errors.Is(err, app.ErrWrongRootKey) {
+	if _, err := backup.Restore(ctx, backup.RestoreOptions{DataDir: empty, In: file, RootKeyFile: other}); !errors.Is(err, backup.ErrWrongRootKey) {
 		t.Fatalf("restore into an empty dir with another key: %v", err)
 	}
 	if entries, _ := os.ReadDir(empty); len(entries) != 0 {
 		t.Fatalf("a failed restore left %d files in the operator's directory", len(entries))
 	}
 	// Never into an initialised directory.
-	if _, err := app.Restore(ctx, app.RestoreOptions{DataDir: n.dir, In: file, RootKeyFile: filepath.Join(n.dir, "root.key")}); !errors.Is(err, app.ErrInitialised) {
+	if _, err := backup.Restore(ctx, backup.RestoreOptions{DataDir: n.dir, In: file, RootKeyFile: filepath.Join(n.dir, "root.key")}); !errors.Is(err, app.ErrInitialised) {
 		t.Fatalf("restore over a deployment: %v", err)
 	}
 }

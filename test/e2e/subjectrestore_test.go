@@ -11,6 +11,7 @@ import (
 
 	"github.com/cofferhq/coffer/client"
 	"github.com/cofferhq/coffer/internal/app"
+	"github.com/cofferhq/coffer/internal/backup"
 	"github.com/cofferhq/coffer/internal/coffer"
 	"github.com/cofferhq/coffer/internal/store/storetest"
 )
@@ -19,10 +20,10 @@ import (
 // PostgreSQL, into the database dbURL, or a fresh one when it is empty)
 // with rootKey and the options set by with, and serves it; the admin
 // client of the backup signs in.
-func restoreInto(t *testing.T, src *node, b storetest.Backend, backupFile, rootKey, dbURL string, with func(*app.RestoreOptions)) (*node, app.RestoreResult, error) {
+func restoreInto(t *testing.T, src *node, b storetest.Backend, backupFile, rootKey, dbURL string, with func(*backup.RestoreOptions)) (*node, backup.RestoreResult, error) {
 	t.Helper()
 	n := &node{t: t, dir: filepath.Join(t.TempDir(), "restored"), backend: b.Name, logs: &syncBuffer{}}
-	opts := app.RestoreOptions{DataDir: n.dir, In: backupFile, RootKeyFile: rootKey, Listen: "127.0.0.1:0"}
+	opts := backup.RestoreOptions{DataDir: n.dir, In: backupFile, RootKeyFile: rootKey, Listen: "127.0.0.1:0"}
 	if b.Name != "sqlite" {
 		if dbURL == "" {
 			dbURL = b.DSN(t)
@@ -33,7 +34,7 @@ func restoreInto(t *testing.T, src *node, b storetest.Backend, backupFile, rootK
 	if with != nil {
 		with(&opts)
 	}
-	res, err := app.Restore(context.Background(), opts)
+	res, err := backup.Restore(context.Background(), opts)
 	if err != nil {
 		return n, res, err
 	}
@@ -110,8 +111,8 @@ func TestRestoreWithSubjectKeys(t *testing.T) {
 			if b.Name != "sqlite" {
 				target = b.DSN(t)
 			}
-			refused, _, err := restoreInto(t, n, b, file, rootKey, target, func(o *app.RestoreOptions) { o.SubjectKeysFromDataDir = other })
-			if !errors.Is(err, app.ErrSubjectKeySourceRootKey) || !strings.Contains(err.Error(), "root key") {
+			refused, _, err := restoreInto(t, n, b, file, rootKey, target, func(o *backup.RestoreOptions) { o.SubjectKeysFromDataDir = other })
+			if !errors.Is(err, backup.ErrSubjectKeySourceRootKey) || !strings.Contains(err.Error(), "root key") {
 				t.Fatalf("a source under another root key: %v", err)
 			}
 			if _, err := os.Stat(refused.dir); !os.IsNotExist(err) {
@@ -127,7 +128,7 @@ func TestRestoreWithSubjectKeys(t *testing.T) {
 				t.Fatalf("restore the early backup: %v", err)
 			}
 			mkOn(stranger, "alice", "someone.else@example.com")
-			failed, _, err := restoreInto(t, n, b, file, rootKey, target, func(o *app.RestoreOptions) { o.SubjectKeysFromDataDir = stranger.dir })
+			failed, _, err := restoreInto(t, n, b, file, rootKey, target, func(o *backup.RestoreOptions) { o.SubjectKeysFromDataDir = stranger.dir })
 			if err == nil || !strings.Contains(err.Error(), "not the deployment this backup was taken from") {
 				t.Fatalf("a source with other subject keys: %v", err)
 			}
@@ -136,12 +137,12 @@ func TestRestoreWithSubjectKeys(t *testing.T) {
 			}
 
 			// The live deployment, serving all along, is the source.
-			r, res, err := restoreInto(t, n, b, file, rootKey, target, func(o *app.RestoreOptions) { o.SubjectKeysFromDataDir = n.dir })
+			r, res, err := restoreInto(t, n, b, file, rootKey, target, func(o *backup.RestoreOptions) { o.SubjectKeysFromDataDir = n.dir })
 			if err != nil {
 				t.Fatalf("restore with the live deployment's subject keys: %v", err)
 			}
 			// alice: values, three entries (one per email); bob: erased.
-			want := app.RestoreResult{URL: res.URL, CACert: res.CACert, SubjectKeysRestored: 1, SubjectKeysErased: 1, IndexEntriesAdded: 3}
+			want := backup.RestoreResult{URL: res.URL, CACert: res.CACert, SubjectKeysRestored: 1, SubjectKeysErased: 1, IndexEntriesAdded: 3}
 			if !reflect.DeepEqual(res, want) {
 				t.Fatalf("restore result: %+v\nwant %+v", res, want)
 			}

@@ -47,7 +47,7 @@ type RootRewrapStore interface {
 // ErrWrappedChanged is what a RootRewrapStore's ReplaceWrapped wraps when
 // the row is gone, destroyed, or no longer holds the wrapped bytes the
 // caller read.
-var ErrWrappedChanged = errors.New("keyring: wrapped data key changed meanwhile")
+var ErrWrappedChanged = coffer.ErrWrappedKeyChanged
 
 // rootState is the provider the keyring wraps with and, during an
 // unfinished root key rotation, those it replaces, tried in turn when the

@@ -41,7 +41,7 @@ type VersionStore interface {
 
 // ErrVersionExists is what a Store's InsertDataKey wraps when the version
 // already exists.
-var ErrVersionExists = errors.New("keyring: data key version already exists")
+var ErrVersionExists = coffer.ErrKeyVersionExists
 
 // Errors callers branch on (with errors.Is).
 //

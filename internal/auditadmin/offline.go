@@ -1,4 +1,4 @@
-package app
+package auditadmin
 
 import (
 	"context"
@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"os/user"
 	"strconv"
@@ -13,6 +14,9 @@ import (
 
 	"github.com/cofferhq/coffer/internal/audit"
 	"github.com/cofferhq/coffer/internal/coffer"
+	"github.com/cofferhq/coffer/internal/config"
+	"github.com/cofferhq/coffer/internal/crypto/keyring"
+	"github.com/cofferhq/coffer/internal/store"
 )
 
 // OfflineNodeSuffix names the audit chain that offline commands write to:
@@ -26,34 +30,51 @@ const OfflineNodeSuffix = "/offline"
 // (its start was).
 var ErrNotAudited = errors.New("the outcome could not be written to the audit log")
 
-// auditedOffline runs op, an offline administrative operation on c,
-// between two events on the deployment's offline audit chain: one before,
-// naming the action and resource and who runs it ("started"), and one after
-// with the outcome ("done", or the error). No first event, no operation:
-// an audit log that cannot be written refuses the command as it would a
-// request. Each run seals the chain with a signed checkpoint.
-func auditedOffline(ctx context.Context, c *components, action, resource string, op func() error) error {
-	node := c.cfg.Node + OfflineNodeSuffix
+// Offline audits the administrative commands run against a deployment's
+// store without a server (key rotation, backup, restore, policy apply…).
+type Offline struct {
+	DB   *store.DB
+	Keys *keyring.Keyring
+	// Audit is the deployment's audit configuration (its witness).
+	Audit config.Audit
+	// Node is the deployment's node name; events go to NODE/offline.
+	Node   string
+	Now    func() time.Time
+	Logger *slog.Logger
+}
+
+// Run runs op, an offline administrative operation, between two events on
+// the deployment's offline audit chain: one before, naming the action and
+// resource and who runs it ("started"), and one after with the outcome
+// ("done", or the error). No first event, no operation: an audit log that
+// cannot be written refuses the command as it would a request. Each run
+// seals the chain with a signed checkpoint.
+func (o Offline) Run(ctx context.Context, action, resource string, op func() error) error {
+	node := o.Node + OfflineNodeSuffix
+	log := o.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
 	var sinks []audit.Sink
-	if c.cfg.Audit.Witness != "" {
+	if o.Audit.Witness != "" {
 		// The run's closing checkpoint goes to the witness too (best
 		// effort: the writer's Close waits a few seconds for it), so that
 		// the offline chain cannot be cut back unseen either.
-		wit, err := openWitness(ctx, c, node, c.opts.Logger, nil)
+		wit, err := OpenWitness(ctx, WitnessConfig{Audit: o.Audit, Store: o.DB, Node: node, Now: o.Now, Logger: log})
 		if err != nil {
 			return fmt.Errorf("audit log unavailable, nothing done: %w", err)
 		}
 		sinks = append(sinks, wit)
 	}
-	w, err := audit.NewWriter(ctx, c.db, audit.WriterConfig{
+	w, err := audit.NewWriter(ctx, o.DB, audit.WriterConfig{
 		Node: node,
-		Keys: &auditKeySource{keys: c.keys},
-		Now:  c.opts.Now,
+		Keys: NewKeySource(o.Keys),
+		Now:  o.Now,
 		// One command, two events: nothing to gather.
 		GatherGap: -1,
 		// logRetrying logs a failed event again: nothing is lost.
 		CallerRetries: true,
-		Logger:        c.opts.Logger,
+		Logger:        log,
 		Sinks:         sinks,
 	})
 	if err != nil {

@@ -1,4 +1,4 @@
-package app
+package auditadmin
 
 import (
 	"context"
@@ -13,17 +13,17 @@ import (
 	"github.com/cofferhq/coffer/internal/audit"
 )
 
-// flushFloorSize is the scratch file flushFloorStore writes into, over and
+// flushFloorSize is the scratch file FlushFloorStore writes into, over and
 // over: allocated once, so that a flush syncs data and no file metadata.
 const flushFloorSize = 64 << 20
 
-// flushFloorStore is the audit store of Options.AuditFlushFloor. It keeps
+// FlushFloorStore is the audit store of app.Options.AuditFlushFloor. It keeps
 // nothing: AppendAudit writes the batch's encoded events into a
 // preallocated scratch file and fdatasyncs it, the least any audit log that
 // is durable before the answer can do, so that a benchmark can tell what
 // the host's flush costs from what Coffer's own audit path costs. Every
 // other method is the real store's, which stays empty.
-type flushFloorStore struct {
+type FlushFloorStore struct {
 	audit.Store
 	mu     sync.Mutex // guards everything below
 	f      *os.File
@@ -32,9 +32,9 @@ type flushFloorStore struct {
 	buf    []byte
 }
 
-// newFlushFloorStore allocates the scratch file in dir, and closes and
+// NewFlushFloorStore allocates the scratch file in dir, and closes and
 // removes it when ctx ends.
-func newFlushFloorStore(ctx context.Context, s audit.Store, dir string) (*flushFloorStore, error) {
+func NewFlushFloorStore(ctx context.Context, s audit.Store, dir string) (*FlushFloorStore, error) {
 	path := filepath.Join(dir, "audit-flush-floor.scratch")
 	f, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR|os.O_TRUNC, 0o600) // #nosec G304 -- a fixed name in the data directory
 	if err != nil {
@@ -50,7 +50,7 @@ func newFlushFloorStore(ctx context.Context, s audit.Store, dir string) (*flushF
 		_ = f.Close()
 		return nil, fmt.Errorf("audit flush floor: %w", err)
 	}
-	fs := &flushFloorStore{Store: s, f: f}
+	fs := &FlushFloorStore{Store: s, f: f}
 	context.AfterFunc(ctx, func() {
 		// Under the lock: an append still running keeps its descriptor.
 		fs.mu.Lock()
@@ -64,7 +64,7 @@ func newFlushFloorStore(ctx context.Context, s audit.Store, dir string) (*flushF
 
 // AppendAudit writes events' encodings, one line each, and syncs them;
 // checkpoints are dropped.
-func (s *flushFloorStore) AppendAudit(_ context.Context, events []audit.Event, _ []audit.Checkpoint) error {
+func (s *FlushFloorStore) AppendAudit(_ context.Context, events []audit.Event, _ []audit.Checkpoint) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {

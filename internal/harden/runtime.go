@@ -1,4 +1,4 @@
-package app
+package harden
 
 import (
 	"log/slog"

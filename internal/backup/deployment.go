@@ -1,4 +1,4 @@
-package app
+package backup
 
 import (
 	"context"
@@ -10,12 +10,14 @@ import (
 	"path/filepath"
 	"time"
 
-	"github.com/cofferhq/coffer/internal/backup"
+	"github.com/cofferhq/coffer/internal/auditadmin"
 	"github.com/cofferhq/coffer/internal/config"
 	"github.com/cofferhq/coffer/internal/crypto/keyprovider"
 	"github.com/cofferhq/coffer/internal/crypto/keyring"
+	"github.com/cofferhq/coffer/internal/crypto/unseal"
 	"github.com/cofferhq/coffer/internal/lifecycle"
 	"github.com/cofferhq/coffer/internal/pki"
+	"github.com/cofferhq/coffer/internal/policystore"
 	"github.com/cofferhq/coffer/internal/store"
 )
 
@@ -29,7 +31,17 @@ type BackupResult struct {
 	Bytes int64
 }
 
-// Backup writes an encrypted backup of cfg's store to out while nodes may
+// Source is an opened deployment to back up.
+type Source struct {
+	Provider keyprovider.Provider
+	DB       *store.DB
+	Keys     *keyring.Keyring
+	// Audited runs the backup between its audit events
+	// (auditadmin.Offline.Run).
+	Audited func(ctx context.Context, action, resource string, op func() error) error
+}
+
+// Backup writes an encrypted backup of src's store to out while nodes may
 // keep serving: one consistent snapshot, read without blocking writers. It
 // writes out.tmp (0600), syncs it and renames it over out, so out is always
 // a whole backup. The backup's data key is wrapped by the root key, which
@@ -39,37 +51,17 @@ type BackupResult struct {
 // final for backups too. Restore brings back the values of subjects not
 // erased by taking their keys from the live deployment
 // (RestoreOptions.SubjectKeysFromDataDir), never from the backup.
-func Backup(ctx context.Context, cfg *config.Config, out string) (BackupResult, error) {
+func Backup(ctx context.Context, src Source, out string) (BackupResult, error) {
 	res := BackupResult{File: out}
-	p, err := openProvider(cfg)
-	if err != nil {
-		return res, err
-	}
-	if cl, ok := p.(io.Closer); ok {
-		defer cl.Close()
-	}
-	db, err := store.Open(ctx, dsn(cfg), store.Options{})
-	if err != nil {
-		return res, err
-	}
-	defer db.Close()
-	if pending, err := db.Pending(ctx); err != nil {
-		return res, err
-	} else if pending {
-		return res, ErrPendingMigrations
-	}
 	// A backup under a root key that does not open the store's keys could
 	// never be restored: check first.
-	kr := keyring.New(p, keyStore{db}, keyring.Options{})
-	defer kr.Close()
-	if err := checkRootKey(ctx, kr, db); err != nil {
+	if err := CheckRootKey(ctx, src.Keys, src.DB); err != nil {
 		return res, err
 	}
 	// A backup reads every stored value: audited like the key commands,
 	// on the offline chain (no event, no backup).
-	c := &components{cfg: cfg, db: db, keys: kr}
-	err = auditedOffline(ctx, c, "backup", "deployment", func() error {
-		return writeBackup(ctx, p, db, out)
+	err := src.Audited(ctx, "backup", "deployment", func() error {
+		return writeBackup(ctx, src.Provider, src.DB, out)
 	})
 	if err != nil {
 		return res, err
@@ -91,7 +83,7 @@ func writeBackup(ctx context.Context, p keyprovider.Provider, db *store.DB, out 
 	if err != nil {
 		return fmt.Errorf("backup file: %w", err)
 	}
-	werr := backup.Write(ctx, f, p, db, rand.Reader)
+	werr := Write(ctx, f, p, db, rand.Reader)
 	if werr == nil {
 		werr = f.Sync()
 	}
@@ -109,9 +101,9 @@ func writeBackup(ctx context.Context, p keyprovider.Provider, db *store.DB, out 
 	return nil
 }
 
-// checkRootKey proves that kr's root key opens the check key of db, a
+// CheckRootKey proves that kr's root key opens the check key of db, a
 // store that must have one.
-func checkRootKey(ctx context.Context, kr *keyring.Keyring, db *store.DB) error {
+func CheckRootKey(ctx context.Context, kr *keyring.Keyring, db *store.DB) error {
 	rows, err := db.DataKeys(ctx, keyring.RootCheckKeyID)
 	if err != nil {
 		return err
@@ -193,7 +185,7 @@ type RestoreResult struct {
 	// stay unreadable because their key version is retired in the source.
 	SubjectValuesUnreadable int `json:"subject_values_unreadable"`
 	// PolicyChanges lists what the rewrite of a policy stored by an
-	// older version changed (see Migrate), for review.
+	// older version changed (see app.Migrate), for review.
 	PolicyChanges []string `json:"policy_changes,omitempty"`
 }
 
@@ -234,8 +226,8 @@ func Restore(ctx context.Context, opts RestoreOptions) (res RestoreResult, err e
 	if err != nil {
 		return res, fmt.Errorf("data directory: %w", err)
 	}
-	if Initialised(dir) {
-		return res, fmt.Errorf("%s: %w (restore needs a new, empty directory)", dir, ErrInitialised)
+	if config.Initialised(dir) {
+		return res, fmt.Errorf("%s: %w (restore needs a new, empty directory)", dir, config.ErrInitialised)
 	}
 	existed := false
 	if entries, err := os.ReadDir(dir); err == nil {
@@ -259,7 +251,7 @@ func Restore(ctx context.Context, opts RestoreOptions) (res RestoreResult, err e
 		if err != nil {
 			return res, fmt.Errorf("root key check file %s: %w", opts.RootKeyCheckFile, err)
 		}
-		if err := unsealWith(sp, opts.UnsealShares); err != nil {
+		if err := unseal.With(sp, opts.UnsealShares); err != nil {
 			return res, err
 		}
 		p = sp
@@ -330,10 +322,10 @@ func Restore(ctx context.Context, opts RestoreOptions) (res RestoreResult, err e
 	} else if err := copyKeyFile(opts.RootKeyFile, cfg.RootKey.File); err != nil {
 		return res, fmt.Errorf("copy root key: %w", err)
 	}
-	if err := makeTLS(cfg, opts.Rand, opts.Now(), opts.Hosts); err != nil {
+	if err := pki.CreateDeploymentTLS(cfg.TLS.CAFile, cfg.TLS.CertFile, cfg.TLS.KeyFile, opts.Rand, opts.Now(), opts.Hosts); err != nil {
 		return res, err
 	}
-	db, err := store.Open(ctx, dsn(cfg), store.Options{})
+	db, err := store.Open(ctx, cfg.StoreDSN(), store.Options{})
 	if err != nil {
 		return res, err
 	}
@@ -343,7 +335,7 @@ func Restore(ctx context.Context, opts RestoreOptions) (res RestoreResult, err e
 	}
 	// Import before anything opens the keyring: Check would make a root
 	// check key in the empty store, and Import refuses a store with rows.
-	if err := backup.Read(ctx, in, p, db); err != nil {
+	if err := Read(ctx, in, p, db); err != nil {
 		if errors.Is(err, keyprovider.ErrUnwrap) {
 			return res, ErrWrongRootKey
 		}
@@ -361,9 +353,9 @@ func Restore(ctx context.Context, opts RestoreOptions) (res RestoreResult, err e
 			err = fmt.Errorf("%w (and emptying the database again failed, so empty it before restoring into it: %v)", err, derr)
 		}
 	}()
-	kr := keyring.New(p, keyStore{db}, keyring.Options{})
+	kr := keyring.New(p, db, keyring.Options{})
 	defer kr.Close()
-	if err := checkRootKey(ctx, kr, db); err != nil {
+	if err := CheckRootKey(ctx, kr, db); err != nil {
 		return res, fmt.Errorf("restored, but the root key does not open the restored keys: %w", err)
 	}
 	// A backup made before records carried revisions holds records of the
@@ -377,11 +369,11 @@ func Restore(ctx context.Context, opts RestoreOptions) (res RestoreResult, err e
 	// the same): no event, no deployment (the directory is removed).
 	// Restoring subjects reads the live deployment's keys, so it runs
 	// between the two events.
-	c := &components{cfg: cfg, db: db, keys: kr, opts: Options{Now: opts.Now}}
-	err = auditedOffline(ctx, c, "restore", "deployment", func() error {
+	offline := auditadmin.Offline{DB: db, Keys: kr, Audit: cfg.Audit, Node: cfg.Node, Now: opts.Now}
+	err = offline.Run(ctx, "restore", "deployment", func() error {
 		// A backup of an older version holds a policy written for the
 		// policy language of its time.
-		changes, err := rewritePolicy(ctx, db, opts.Now())
+		changes, err := policystore.Rewrite(ctx, db, opts.Now())
 		if err != nil {
 			return err
 		}
@@ -411,29 +403,5 @@ func copyKeyFile(from, to string) error {
 		return err
 	}
 	defer clear(b)
-	return writeNew(to, b)
-}
-
-// makeTLS creates cfg's CA and a server certificate for the default hosts
-// and hosts.
-func makeTLS(cfg *config.Config, r io.Reader, now time.Time, hosts []string) error {
-	tlsDir := filepath.Dir(cfg.TLS.CAFile)
-	if err := os.MkdirAll(tlsDir, 0o700); err != nil {
-		return fmt.Errorf("create TLS directory: %w", err)
-	}
-	ca, err := pki.CreateCA(r, now, "Coffer CA")
-	if err != nil {
-		return fmt.Errorf("create CA: %w", err)
-	}
-	if err := ca.Save(tlsDir); err != nil {
-		return fmt.Errorf("save CA: %w", err)
-	}
-	certPEM, keyPEM, err := ca.IssueServer(r, now, append(pki.DefaultHosts(), hosts...), 365*24*time.Hour)
-	if err != nil {
-		return fmt.Errorf("issue server certificate: %w", err)
-	}
-	if err := pki.WriteKeyPair(cfg.TLS.CertFile, cfg.TLS.KeyFile, certPEM, keyPEM); err != nil {
-		return fmt.Errorf("write server certificate: %w", err)
-	}
-	return nil
+	return unseal.WriteNew(to, b)
 }

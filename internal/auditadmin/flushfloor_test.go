@@ -1,4 +1,4 @@
-package app
+package auditadmin
 
 import (
 	"bytes"
@@ -17,7 +17,7 @@ import (
 func TestFlushFloorStore(t *testing.T) {
 	dir := t.TempDir()
 	ctx, cancel := context.WithCancel(t.Context())
-	s, err := newFlushFloorStore(ctx, nil, dir)
+	s, err := NewFlushFloorStore(ctx, nil, dir)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,4 +1,4 @@
-package app
+package backup
 
 import (
 	"context"
@@ -38,7 +38,7 @@ func subjectKeySourceDSN(opts RestoreOptions, newDir string) (string, error) {
 		if abs == newDir {
 			return "", errors.New("subject-key source: it is the directory being restored into")
 		}
-		if !Initialised(abs) {
+		if !config.Initialised(abs) {
 			return "", fmt.Errorf("subject-key source: %s is not an initialised deployment (no %s)", abs, config.FileName)
 		}
 		if opts.SubjectKeysFromDatabaseURL == "" {
@@ -46,7 +46,7 @@ func subjectKeySourceDSN(opts RestoreOptions, newDir string) (string, error) {
 			if err != nil {
 				return "", fmt.Errorf("subject-key source: %w", err)
 			}
-			return dsn(cfg), nil
+			return cfg.StoreDSN(), nil
 		}
 	}
 	u := opts.SubjectKeysFromDatabaseURL
@@ -90,7 +90,7 @@ func openSubjectKeySource(ctx context.Context, opts RestoreOptions, newDir strin
 		return fail(errors.New("subject-key source: its store has no root key check: it was never initialised"))
 	}
 	// Check only reads here: the store holds a check key, so it makes none.
-	err = keyring.New(p, keyStore{src}, keyring.Options{}).Check(ctx)
+	err = keyring.New(p, src, keyring.Options{}).Check(ctx)
 	if errors.Is(err, keyring.ErrWrongRootKey) {
 		return fail(ErrSubjectKeySourceRootKey)
 	}
@@ -104,7 +104,7 @@ func openSubjectKeySource(ctx context.Context, opts RestoreOptions, newDir strin
 // store db with src's versions of those keys, copied wrapped, checks that
 // they unwrap under p, and files the blind index entries of their records.
 func restoreSubjects(ctx context.Context, opts RestoreOptions, p keyprovider.Provider, db, src *store.DB, res *RestoreResult) error {
-	kr := keyring.New(p, keyStore{db}, keyring.Options{Rand: opts.Rand, Now: opts.Now})
+	kr := keyring.New(p, db, keyring.Options{Rand: opts.Rand, Now: opts.Now})
 	defer kr.Close()
 	after := ""
 	for {

@@ -1,4 +1,4 @@
-package app
+package keyadmin
 
 import (
 	"context"
@@ -9,15 +9,18 @@ import (
 	"time"
 
 	"github.com/cofferhq/coffer/internal/coffer"
-	"github.com/cofferhq/coffer/internal/config"
 	"github.com/cofferhq/coffer/internal/crypto/keyring"
-	"github.com/cofferhq/coffer/internal/httpapi"
 	"github.com/cofferhq/coffer/internal/token"
 )
 
 // KeyVersionChange is what a retire, unretire or destroy of one key
 // version did.
-type KeyVersionChange = httpapi.KeyVersionChange
+type KeyVersionChange struct {
+	KeyID   string `json:"key_id"`
+	Version uint32 `json:"version"`
+	// State is the version's state now: "retired", "active" or "destroyed".
+	State string `json:"state"`
+}
 
 // DefaultRetireAfter is how long a key version must have had a newer one
 // before it may be retired: the keyring's cache time, during which a node
@@ -52,14 +55,14 @@ func errNotRetirable(what string) error {
 
 // keyVersionRows checks keyID and version and returns the key's stored
 // versions, version's row and the current (newest active) version.
-func keyVersionRows(ctx context.Context, c *components, keyID string, version uint32, what string) ([]coffer.DataKey, coffer.DataKey, uint32, error) {
+func (a *Admin) keyVersionRows(ctx context.Context, keyID string, version uint32, what string) ([]coffer.DataKey, coffer.DataKey, uint32, error) {
 	if !retirable(keyID) {
 		return nil, coffer.DataKey{}, 0, errNotRetirable(what)
 	}
 	if version == 0 {
 		return nil, coffer.DataKey{}, 0, coffer.Errorf(coffer.EINVALID, "version must be a key version number, 1 or more")
 	}
-	rows, err := c.db.DataKeys(ctx, keyID)
+	rows, err := a.c.Store.DataKeys(ctx, keyID)
 	if err != nil {
 		return nil, coffer.DataKey{}, 0, err
 	}
@@ -90,8 +93,8 @@ func keyVersionRows(ctx context.Context, c *components, keyID string, version ui
 
 // sealedUnder refuses (409) when any stored value is sealed under version
 // of keyID.
-func sealedUnder(ctx context.Context, c *components, keyID string, version uint32, hint string) error {
-	n, err := c.db.CountSealedUnder(ctx, keyID, version)
+func (a *Admin) sealedUnder(ctx context.Context, keyID string, version uint32, hint string) error {
+	n, err := a.c.Store.CountSealedUnder(ctx, keyID, version)
 	if err != nil {
 		return err
 	}
@@ -101,13 +104,13 @@ func sealedUnder(ctx context.Context, c *components, keyID string, version uint3
 	return nil
 }
 
-// retireKeyVersion retires version of keyID once it is safe: it is not the
+// Retire retires version of keyID once it is safe: it is not the
 // version that encrypts, its successor is older than wait (no node can
 // still seal under it) and no stored value is sealed under it. It checks
 // again after retiring and undoes the retirement if a value slipped in.
-func retireKeyVersion(ctx context.Context, c *components, keyID string, version uint32, wait time.Duration) (KeyVersionChange, error) {
+func (a *Admin) Retire(ctx context.Context, keyID string, version uint32) (KeyVersionChange, error) {
 	out := KeyVersionChange{KeyID: keyID, Version: version}
-	rows, row, current, err := keyVersionRows(ctx, c, keyID, version, "retired")
+	rows, row, current, err := a.keyVersionRows(ctx, keyID, version, "retired")
 	if err != nil {
 		return out, err
 	}
@@ -128,9 +131,9 @@ func retireKeyVersion(ctx context.Context, c *components, keyID string, version 
 			next = r
 		}
 	}
-	if wait > 0 {
+	if wait := a.retireWait(); wait > 0 {
 		allowed := next.Created.Add(wait)
-		if now := c.opts.Now(); now.Before(allowed) {
+		if now := a.c.Now(); now.Before(allowed) {
 			return out, &coffer.Error{Code: coffer.ECONFLICT, RetryAfterSeconds: int(allowed.Sub(now).Seconds()) + 1,
 				Message: fmt.Sprintf("version %d was made less than %s ago, and a node whose key cache predates it may still seal under version %d: retry at %s",
 					next.Version, wait, version, allowed.UTC().Format(time.RFC3339))}
@@ -140,10 +143,10 @@ func retireKeyVersion(ctx context.Context, c *components, keyID string, version 
 	if strings.HasPrefix(keyID, "tokens/") {
 		hint = "token values are not rewrapped; the version must stay until those tokens are deleted or expire"
 	}
-	if err := sealedUnder(ctx, c, keyID, version, hint); err != nil {
+	if err := a.sealedUnder(ctx, keyID, version, hint); err != nil {
 		return out, err
 	}
-	err = c.keys.Retire(ctx, keyID, version)
+	err = a.c.Keys.Retire(ctx, keyID, version)
 	switch {
 	case errors.Is(err, keyring.ErrCurrentVersion):
 		return out, coffer.Errorf(coffer.ECONFLICT, "version %d is the one that encrypts; rotate the key first", version)
@@ -156,8 +159,8 @@ func retireKeyVersion(ctx context.Context, c *components, keyID string, version 
 	}
 	// A value written between the count and the retirement would no
 	// longer open: look again, and bring the version back if one did.
-	if err := sealedUnder(ctx, c, keyID, version, hint); err != nil {
-		if uerr := c.keys.Unretire(ctx, keyID, version); uerr != nil {
+	if err := a.sealedUnder(ctx, keyID, version, hint); err != nil {
+		if uerr := a.c.Keys.Unretire(ctx, keyID, version); uerr != nil {
 			return out, fmt.Errorf("a value was sealed under version %d while it was retired, and unretiring it failed (run coffer keys unretire): %w", version, uerr)
 		}
 		return out, err
@@ -166,17 +169,17 @@ func retireKeyVersion(ctx context.Context, c *components, keyID string, version 
 	return out, nil
 }
 
-// unretireKeyVersion makes a retired version of keyID decrypt again.
-func unretireKeyVersion(ctx context.Context, c *components, keyID string, version uint32) (KeyVersionChange, error) {
+// Unretire makes a retired version of keyID decrypt again.
+func (a *Admin) Unretire(ctx context.Context, keyID string, version uint32) (KeyVersionChange, error) {
 	out := KeyVersionChange{KeyID: keyID, Version: version}
-	_, row, _, err := keyVersionRows(ctx, c, keyID, version, "unretired")
+	_, row, _, err := a.keyVersionRows(ctx, keyID, version, "unretired")
 	if err != nil {
 		return out, err
 	}
 	if row.State == coffer.KeyDestroyed {
 		return out, coffer.Errorf(coffer.ECONFLICT, "version %d was destroyed; that is final", version)
 	}
-	err = c.keys.Unretire(ctx, keyID, version)
+	err = a.c.Keys.Unretire(ctx, keyID, version)
 	if errors.Is(err, keyring.ErrVersionDestroyed) || errors.Is(err, keyring.ErrKeyDestroyed) {
 		return out, coffer.Errorf(coffer.ECONFLICT, "version %d was destroyed; that is final", version)
 	}
@@ -187,11 +190,11 @@ func unretireKeyVersion(ctx context.Context, c *components, keyID string, versio
 	return out, nil
 }
 
-// destroyKeyVersion destroys a retired version of keyID, for good, once no
+// Destroy destroys a retired version of keyID, for good, once no
 // stored value is sealed under it.
-func destroyKeyVersion(ctx context.Context, c *components, keyID string, version uint32) (KeyVersionChange, error) {
+func (a *Admin) Destroy(ctx context.Context, keyID string, version uint32) (KeyVersionChange, error) {
 	out := KeyVersionChange{KeyID: keyID, Version: version}
-	_, row, _, err := keyVersionRows(ctx, c, keyID, version, "destroyed")
+	_, row, _, err := a.keyVersionRows(ctx, keyID, version, "destroyed")
 	if err != nil {
 		return out, err
 	}
@@ -202,11 +205,11 @@ func destroyKeyVersion(ctx context.Context, c *components, keyID string, version
 	case coffer.KeyActive:
 		return out, coffer.Errorf(coffer.ECONFLICT, "version %d is active: only a retired version can be destroyed; retire it first", version)
 	}
-	if err := sealedUnder(ctx, c, keyID, version,
+	if err := a.sealedUnder(ctx, keyID, version,
 		"they do not open while it is retired; unretire it, let the rewrap move them, then retire and destroy it"); err != nil {
 		return out, err
 	}
-	err = c.keys.DestroyVersion(ctx, keyID, version)
+	err = a.c.Keys.DestroyVersion(ctx, keyID, version)
 	switch {
 	case errors.Is(err, keyring.ErrNotRetired), errors.Is(err, keyring.ErrCurrentVersion):
 		return out, coffer.Errorf(coffer.ECONFLICT, "version %d is no longer retired; retire it first", version)
@@ -219,10 +222,10 @@ func destroyKeyVersion(ctx context.Context, c *components, keyID string, version
 	return out, nil
 }
 
-// retireWait is how long c's deployment waits before a version with a
-// newer one may be retired.
-func retireWait(c *components) time.Duration {
-	switch w := c.opts.RetireAfter; {
+// retireWait is how long a version with a newer one must wait before it
+// may be retired.
+func (a *Admin) retireWait() time.Duration {
+	switch w := a.c.RetireAfter; {
 	case w < 0:
 		return 0
 	case w == 0:
@@ -232,72 +235,75 @@ func retireWait(c *components) time.Duration {
 	}
 }
 
-// RetireKeyVersion retires one version of a collection, subject or token
-// key offline, against the store (see retireKeyVersion for when it
-// refuses). Running nodes stop decrypting with it within the keyring's
-// cache time.
-func RetireKeyVersion(ctx context.Context, cfg *config.Config, keyID string, version uint32) (KeyVersionChange, error) {
-	return offlineKeyVersion(ctx, cfg, "keys.retire", keyID, version, func(c *components) (KeyVersionChange, error) {
-		return retireKeyVersion(ctx, c, keyID, version, retireWait(c))
-	})
+// RetireKey, UnretireKey and DestroyKey end (or bring back) one old version
+// of a key that seals stored values, for an API caller with admin on
+// system/keys/KEY_ID. Errors are *coffer.Error for what the caller got
+// wrong (EINVALID for a key id whose versions are not ended this way or a
+// version 0, ENOTFOUND for an unknown key or version, ECONFLICT when
+// refusing would keep a stored value readable or the state forbids it);
+// anything else is internal.
+func (a *Admin) RetireKey(ctx context.Context, c Caller, keyID string, version uint32) (KeyVersionChange, error) {
+	return a.versionCall(ctx, c, "retire", "retired", keyID, version, a.Retire)
 }
 
-// UnretireKeyVersion brings a retired version back offline, to undo a
-// retirement made too early. Running nodes decrypt with it again within
-// the keyring's cache time.
-func UnretireKeyVersion(ctx context.Context, cfg *config.Config, keyID string, version uint32) (KeyVersionChange, error) {
-	return offlineKeyVersion(ctx, cfg, "keys.unretire", keyID, version, func(c *components) (KeyVersionChange, error) {
-		return unretireKeyVersion(ctx, c, keyID, version)
-	})
+// UnretireKey makes a retired version decrypt again (see RetireKey).
+func (a *Admin) UnretireKey(ctx context.Context, c Caller, keyID string, version uint32) (KeyVersionChange, error) {
+	return a.versionCall(ctx, c, "unretire", "unretired", keyID, version, a.Unretire)
 }
 
-// DestroyKeyVersion destroys one retired version offline, for good.
-func DestroyKeyVersion(ctx context.Context, cfg *config.Config, keyID string, version uint32) (KeyVersionChange, error) {
-	return offlineKeyVersion(ctx, cfg, "keys.destroy", keyID, version, func(c *components) (KeyVersionChange, error) {
-		return destroyKeyVersion(ctx, c, keyID, version)
-	})
+// DestroyKey erases a retired version for good (see RetireKey).
+func (a *Admin) DestroyKey(ctx context.Context, c Caller, keyID string, version uint32) (KeyVersionChange, error) {
+	return a.versionCall(ctx, c, "destroy", "destroyed", keyID, version, a.Destroy)
 }
 
-// offlineKeyVersion runs fn, a change to one version of keyID, on cfg's
-// store, audited as action on keys/KEY_ID/versions/N (as the API records
-// it) on the offline chain.
-func offlineKeyVersion(ctx context.Context, cfg *config.Config, action, keyID string, version uint32, fn func(*components) (KeyVersionChange, error)) (KeyVersionChange, error) {
-	c, err := open(ctx, cfg, Options{Offline: true})
-	if err != nil {
+type versionOp func(context.Context, string, uint32) (KeyVersionChange, error)
+
+// versionCall admits the API's call to op on one version of keyID, runs
+// it, logs it and notes it for the audit log.
+func (a *Admin) versionCall(ctx context.Context, c Caller, op, done, keyID string, version uint32, do versionOp) (KeyVersionChange, error) {
+	if version == 0 {
+		return KeyVersionChange{}, coffer.Errorf(coffer.EINVALID, "version must be a key version number, 1 or more")
+	}
+	if err := a.admit(c, "keys."+op, keyID, version); err != nil {
 		return KeyVersionChange{}, err
 	}
-	defer c.Close()
+	out, err := do(ctx, keyID, version)
+	if err != nil {
+		return out, err
+	}
+	a.c.Logger.Info("key version "+done, "key_id", keyID, "version", version)
+	c.Note.Count = 1
+	c.Note.Touch(coffer.SystemKeyVersionTarget(keyID, version))
+	return out, nil
+}
+
+// RetireOffline retires one version of a collection, subject or token key
+// against the store, without a server (see Retire for when it refuses).
+// Running nodes stop decrypting with it within the keyring's cache time.
+func (a *Admin) RetireOffline(ctx context.Context, keyID string, version uint32) (KeyVersionChange, error) {
+	return a.versionOffline(ctx, "keys.retire", keyID, version, a.Retire)
+}
+
+// UnretireOffline brings a retired version back without a server, to undo
+// a retirement made too early. Running nodes decrypt with it again within
+// the keyring's cache time.
+func (a *Admin) UnretireOffline(ctx context.Context, keyID string, version uint32) (KeyVersionChange, error) {
+	return a.versionOffline(ctx, "keys.unretire", keyID, version, a.Unretire)
+}
+
+// DestroyOffline destroys one retired version without a server, for good.
+func (a *Admin) DestroyOffline(ctx context.Context, keyID string, version uint32) (KeyVersionChange, error) {
+	return a.versionOffline(ctx, "keys.destroy", keyID, version, a.Destroy)
+}
+
+// versionOffline runs do, a change to one version of keyID, audited as
+// action on system/keys/KEY_ID/versions/N (as the API records it) on the
+// offline chain.
+func (a *Admin) versionOffline(ctx context.Context, action, keyID string, version uint32, do versionOp) (KeyVersionChange, error) {
 	var out KeyVersionChange
-	err = auditedOffline(ctx, c, action, coffer.SystemKeyVersionTarget(keyID, version), func() (err error) {
-		out, err = fn(c)
+	err := a.c.Audited(ctx, action, coffer.SystemKeyVersionTarget(keyID, version), func() (err error) {
+		out, err = do(ctx, keyID, version)
 		return err
 	})
-	return out, err
-}
-
-// RetireKey, UnretireKey and DestroyKey make keyAdmin an
-// httpapi.KeyVersionAdmin.
-
-func (a *keyAdmin) RetireKey(ctx context.Context, keyID string, version uint32) (KeyVersionChange, error) {
-	out, err := retireKeyVersion(ctx, a.c, keyID, version, retireWait(a.c))
-	if err == nil {
-		a.log.Info("key version retired", "key_id", keyID, "version", version)
-	}
-	return out, err
-}
-
-func (a *keyAdmin) UnretireKey(ctx context.Context, keyID string, version uint32) (KeyVersionChange, error) {
-	out, err := unretireKeyVersion(ctx, a.c, keyID, version)
-	if err == nil {
-		a.log.Info("key version unretired", "key_id", keyID, "version", version)
-	}
-	return out, err
-}
-
-func (a *keyAdmin) DestroyKey(ctx context.Context, keyID string, version uint32) (KeyVersionChange, error) {
-	out, err := destroyKeyVersion(ctx, a.c, keyID, version)
-	if err == nil {
-		a.log.Info("key version destroyed", "key_id", keyID, "version", version)
-	}
 	return out, err
 }

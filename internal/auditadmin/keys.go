@@ -1,4 +1,4 @@
-package app
+package auditadmin
 
 import (
 	"context"
@@ -13,39 +13,42 @@ import (
 
 // The keyring ids of the audit keys: the HMAC key that chains the audit
 // log and the Ed25519 seed that signs its checkpoints. Both rotate (see
-// rotateKey); every version stays, never retired or destroyed (the keyring
+// keyadmin); every version stays, never retired or destroyed (the keyring
 // refuses, see keyring.Permanent), because verifying the log needs the
 // version each event and checkpoint names.
 const (
-	AuditHMACKeyID    = "audit/hmac"
-	AuditSigningKeyID = "audit/signing"
+	HMACKeyID    = "audit/hmac"
+	SigningKeyID = "audit/signing"
 )
 
-// IsAuditKey reports whether keyID is one of the audit keys.
-func IsAuditKey(keyID string) bool {
-	return keyID == AuditHMACKeyID || keyID == AuditSigningKeyID
+// IsKey reports whether keyID is one of the audit keys.
+func IsKey(keyID string) bool {
+	return keyID == HMACKeyID || keyID == SigningKeyID
 }
 
-// auditKeySource is the audit Writer's audit.KeySource: the keyring's
-// current versions of the audit keys (version 1 is made on first use). A
-// rotation on any node reaches this one within the keyring's cache time.
-// It keeps the keys of the versions it returned last, so that a batch costs
-// two keyring cache lookups, and a key is unwrapped and derived only when
-// its version changes.
-type auditKeySource struct {
+// KeySource is the audit Writer's audit.KeySource: the keyring's current
+// versions of the audit keys (version 1 is made on first use). A rotation
+// on any node reaches this one within the keyring's cache time. It keeps
+// the keys of the versions it returned last, so that a batch costs two
+// keyring cache lookups, and a key is unwrapped and derived only when its
+// version changes.
+type KeySource struct {
 	keys *keyring.Keyring
 	mu   sync.Mutex
 	last audit.Keys
 }
 
+// NewKeySource returns the audit keys of keys.
+func NewKeySource(keys *keyring.Keyring) *KeySource { return &KeySource{keys: keys} }
+
 // CurrentKeys implements audit.KeySource. It never modifies the slices it
 // returned before: a new version gets new ones.
-func (s *auditKeySource) CurrentKeys(ctx context.Context) (audit.Keys, error) {
-	hv, err := s.keys.CurrentVersion(ctx, AuditHMACKeyID)
+func (s *KeySource) CurrentKeys(ctx context.Context) (audit.Keys, error) {
+	hv, err := s.keys.CurrentVersion(ctx, HMACKeyID)
 	if err != nil {
 		return audit.Keys{}, fmt.Errorf("audit key: %w", err)
 	}
-	sv, err := s.keys.CurrentVersion(ctx, AuditSigningKeyID)
+	sv, err := s.keys.CurrentVersion(ctx, SigningKeyID)
 	if err != nil {
 		return audit.Keys{}, fmt.Errorf("audit signing key: %w", err)
 	}
@@ -53,7 +56,7 @@ func (s *auditKeySource) CurrentKeys(ctx context.Context) (audit.Keys, error) {
 	defer s.mu.Unlock()
 	k := s.last
 	if k.HMACVersion != hv {
-		hk, err := s.keys.KeyVersion(ctx, AuditHMACKeyID, hv)
+		hk, err := s.keys.KeyVersion(ctx, HMACKeyID, hv)
 		if err != nil {
 			return audit.Keys{}, fmt.Errorf("audit key version %d: %w", hv, err)
 		}
@@ -61,7 +64,7 @@ func (s *auditKeySource) CurrentKeys(ctx context.Context) (audit.Keys, error) {
 		hk.Zero()
 	}
 	if k.SigningVersion != sv {
-		sk, err := s.keys.KeyVersion(ctx, AuditSigningKeyID, sv)
+		sk, err := s.keys.KeyVersion(ctx, SigningKeyID, sv)
 		if err != nil {
 			return audit.Keys{}, fmt.Errorf("audit signing key version %d: %w", sv, err)
 		}
@@ -74,20 +77,20 @@ func (s *auditKeySource) CurrentKeys(ctx context.Context) (audit.Keys, error) {
 	return k, nil
 }
 
-// auditKeyLookup is the verifiers' audit.KeyLookup: any version of the
-// audit keys from the keyring. It never makes a key: a version the keyring
-// does not have is audit.ErrUnknownKeyVersion (an edited key_version, or a
+// KeyLookup is the verifiers' audit.KeyLookup: any version of the audit
+// keys from the keyring. It never makes a key: a version the keyring does
+// not have is audit.ErrUnknownKeyVersion (an edited key_version, or a
 // store that lost a key), which verification reports naming the event.
-type auditKeyLookup struct{ keys *keyring.Keyring }
+type KeyLookup struct{ Keys *keyring.Keyring }
 
 // HMACKeyVersion implements audit.KeyLookup.
-func (l auditKeyLookup) HMACKeyVersion(ctx context.Context, v uint32) ([]byte, error) {
-	return l.version(ctx, AuditHMACKeyID, v)
+func (l KeyLookup) HMACKeyVersion(ctx context.Context, v uint32) ([]byte, error) {
+	return l.version(ctx, HMACKeyID, v)
 }
 
 // PublicKeyVersion implements audit.KeyLookup.
-func (l auditKeyLookup) PublicKeyVersion(ctx context.Context, v uint32) (ed25519.PublicKey, error) {
-	seed, err := l.version(ctx, AuditSigningKeyID, v)
+func (l KeyLookup) PublicKeyVersion(ctx context.Context, v uint32) (ed25519.PublicKey, error) {
+	seed, err := l.version(ctx, SigningKeyID, v)
 	if err != nil {
 		return nil, err
 	}
@@ -97,8 +100,8 @@ func (l auditKeyLookup) PublicKeyVersion(ctx context.Context, v uint32) (ed25519
 	return priv.Public().(ed25519.PublicKey), nil
 }
 
-func (l auditKeyLookup) version(ctx context.Context, keyID string, v uint32) ([]byte, error) {
-	k, err := l.keys.KeyVersion(ctx, keyID, v)
+func (l KeyLookup) version(ctx context.Context, keyID string, v uint32) ([]byte, error) {
+	k, err := l.Keys.KeyVersion(ctx, keyID, v)
 	if errors.Is(err, keyring.ErrKeyNotFound) {
 		return nil, fmt.Errorf("%w: %s version %d", audit.ErrUnknownKeyVersion, keyID, v)
 	}

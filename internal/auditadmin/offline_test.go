@@ -1,4 +1,4 @@
-package app
+package auditadmin
 
 import (
 	"context"
@@ -6,7 +6,6 @@ import (
 	"testing"
 
 	"github.com/cofferhq/coffer/internal/audit"
-	"github.com/cofferhq/coffer/internal/config"
 	"github.com/cofferhq/coffer/internal/crypto/keyprovider"
 	"github.com/cofferhq/coffer/internal/crypto/keyring"
 	"github.com/cofferhq/coffer/internal/secret"
@@ -24,10 +23,10 @@ func TestOfflineAuditOutlivesCancel(t *testing.T) {
 			t.Parallel()
 			db := storetest.Open(t, b)
 			kr := newKeyring(t, db)
-			c := &components{cfg: &config.Config{Node: "n1"}, db: db, keys: kr}
+			o := Offline{DB: db, Keys: kr, Node: "n1"}
 			ctx, cancel := context.WithCancel(context.Background())
 			defer cancel()
-			err := auditedOffline(ctx, c, "backup", "deployment", func() error {
+			err := o.Run(ctx, "backup", "deployment", func() error {
 				cancel() // the operator interrupts while the operation runs
 				return nil
 			})
@@ -61,7 +60,7 @@ func newKeyring(t *testing.T, db *store.DB) *keyring.Keyring {
 	if err != nil {
 		t.Fatal(err)
 	}
-	kr := keyring.New(p, keyStore{db}, keyring.Options{})
+	kr := keyring.New(p, db, keyring.Options{})
 	t.Cleanup(func() { _ = kr.Close() })
 	return kr
 }

@@ -1,4 +1,4 @@
-package app
+package auditadmin
 
 import (
 	"bytes"
@@ -9,46 +9,8 @@ import (
 
 	"github.com/cofferhq/coffer/internal/audit"
 	"github.com/cofferhq/coffer/internal/crypto/keyring"
-	"github.com/cofferhq/coffer/internal/lifecycle"
 	"github.com/cofferhq/coffer/internal/store/storetest"
 )
-
-// TestAuditKeysRotateButAreKept: the audit keys are rotatable by an
-// operator and by age, and the keyring keeps every version of them.
-func TestAuditKeysRotateButAreKept(t *testing.T) {
-	for _, id := range []string{AuditHMACKeyID, AuditSigningKeyID} {
-		if !rotatable(id) || !IsAuditKey(id) {
-			t.Errorf("%s is not rotatable", id)
-		}
-		if !keyring.Permanent(id) {
-			t.Errorf("the keyring would let %s be retired or destroyed", id)
-		}
-		if byAge, byUses := lifecycle.Rules(id); !byAge || byUses {
-			t.Errorf("lifecycle.Rules(%s) = %v, %v; want by age only", id, byAge, byUses)
-		}
-	}
-	for _, id := range []string{"audit/", "audit/other", "mask/hash", keyring.RootCheckKeyID, "tokens/index"} {
-		if rotatable(id) || IsAuditKey(id) {
-			t.Errorf("%s is rotatable", id)
-		}
-	}
-}
-
-// TestPseudonymKeysRotate: an operator may rotate the hash mask's key of
-// one field (mask/hash/COLLECTION/FIELD); no schedule does.
-func TestPseudonymKeysRotate(t *testing.T) {
-	if !rotatable("mask/hash/leads/email") {
-		t.Error("mask/hash/leads/email is not rotatable")
-	}
-	for _, id := range []string{"mask/hash/leads", "mask/hash//email", "mask/hash/leads/email/x"} {
-		if rotatable(id) {
-			t.Errorf("%s is rotatable", id)
-		}
-	}
-	if byAge, byUses := lifecycle.Rules("mask/hash/leads/email"); byAge || byUses {
-		t.Errorf("lifecycle.Rules(mask/hash/…) = %v, %v; want never on a schedule", byAge, byUses)
-	}
-}
 
 // TestAuditKeySourceAndLookup: against a real keyring and store, the
 // writer's source follows a rotation (deriving a key only when its version
@@ -59,16 +21,16 @@ func TestAuditKeySourceAndLookup(t *testing.T) {
 			t.Parallel()
 			ctx := context.Background()
 			kr := newKeyring(t, storetest.Open(t, b))
-			lookup := auditKeyLookup{kr}
+			lookup := KeyLookup{kr}
 			if _, err := lookup.HMACKeyVersion(ctx, 1); !errors.Is(err, audit.ErrUnknownKeyVersion) {
 				t.Fatalf("lookup before any key: %v, want ErrUnknownKeyVersion (and no key made)", err)
 			}
-			src := &auditKeySource{keys: kr}
+			src := NewKeySource(kr)
 			k1, err := src.CurrentKeys(ctx)
 			if err != nil || k1.HMACVersion != 1 || k1.SigningVersion != 1 {
 				t.Fatalf("first keys: %v, %v", k1, err)
 			}
-			if _, err := kr.Rotate(ctx, AuditHMACKeyID); err != nil {
+			if _, err := kr.Rotate(ctx, HMACKeyID); err != nil {
 				t.Fatal(err)
 			}
 			k2, err := src.CurrentKeys(ctx)
@@ -78,7 +40,7 @@ func TestAuditKeySourceAndLookup(t *testing.T) {
 			if &k2.SigningKey[0] != &k1.SigningKey[0] {
 				t.Fatal("the signing key was derived again though its version did not change")
 			}
-			if _, err := kr.Rotate(ctx, AuditSigningKeyID); err != nil {
+			if _, err := kr.Rotate(ctx, SigningKeyID); err != nil {
 				t.Fatal(err)
 			}
 			k3, err := src.CurrentKeys(ctx)
@@ -100,7 +62,7 @@ func TestAuditKeySourceAndLookup(t *testing.T) {
 			if _, err := lookup.PublicKeyVersion(ctx, 3); !errors.Is(err, audit.ErrUnknownKeyVersion) {
 				t.Fatalf("signing key version 3: %v, want ErrUnknownKeyVersion", err)
 			}
-			for _, id := range []string{AuditHMACKeyID, AuditSigningKeyID} {
+			for _, id := range []string{HMACKeyID, SigningKeyID} {
 				if err := kr.Destroy(ctx, id); !errors.Is(err, keyring.ErrKeyPermanent) {
 					t.Fatalf("Destroy(%s) = %v", id, err)
 				}

@@ -1,4 +1,4 @@
-package app
+package auditadmin
 
 import (
 	"context"
@@ -11,7 +11,7 @@ import (
 	"github.com/cofferhq/coffer/internal/store"
 )
 
-// shredAuditValues makes every searched value the audit log names
+// ShredValues makes every searched value the audit log names
 // unlinkable, for a data subject's erasure: the audit log is immutable, so
 // the MACs of the subject's values that past searches left in it (under
 // "audit-value/COLLECTION/FIELD" keys, see audit.ValueHMAC) must lose their
@@ -21,7 +21,7 @@ import (
 // (Other nodes drop their cached copy within the keyring's cache time.)
 // Tokens are not bound to subjects; their key (audit.TokenValueKeyID) is
 // kept. It is safe to run again: an erasure retried shreds again.
-func shredAuditValues(ctx context.Context, kr *keyring.Keyring, db *store.DB, now time.Time) error {
+func ShredValues(ctx context.Context, kr *keyring.Keyring, db *store.DB, now time.Time) error {
 	// Every key id under the prefix that is not destroyed: the query
 	// makes each one "due" with a creation bound in the future.
 	q := store.DueQuery{Prefix: audit.ValueKeyPrefix, CreatedBefore: now.Add(24 * time.Hour), Limit: 500}
