@@ -55,6 +55,7 @@ var sdkMethods = map[string]string{
 	"GET /v1/keys/wrapping_key":                   "WrappingKey",
 	"POST /v1/keys/{name}/import":                 "ImportKey",
 	"POST /v1/keys/{name}/import_version":         "ImportKeyVersion",
+	"POST /v1/keys/{name}/import_vault":           "ImportVaultKey",
 	"GET /v1/keys/{name}":                         "GetKey",
 	"DELETE /v1/keys/{name}":                      "DeleteKey",
 	"POST /v1/keys/{name}/config":                 "ConfigureKey",

@@ -139,14 +139,22 @@ type KeyVersion struct {
 
 // Key is a transit key's metadata (never its material).
 type Key struct {
-	Name                 string       `json:"name"`
-	CreatedAt            time.Time    `json:"created_at"`
-	LatestVersion        uint32       `json:"latest_version"`
-	MinDecryptionVersion uint32       `json:"min_decryption_version"`
-	Deletable            bool         `json:"deletable"`
-	Exportable           bool         `json:"exportable"`
-	AutoRotatePeriod     string       `json:"auto_rotate_period,omitempty"`
-	Versions             []KeyVersion `json:"versions"`
+	Name                 string    `json:"name"`
+	CreatedAt            time.Time `json:"created_at"`
+	LatestVersion        uint32    `json:"latest_version"`
+	MinDecryptionVersion uint32    `json:"min_decryption_version"`
+	Deletable            bool      `json:"deletable"`
+	Exportable           bool      `json:"exportable"`
+	AutoRotatePeriod     string    `json:"auto_rotate_period,omitempty"`
+	// Imported is true for a key whose material was brought from outside;
+	// ImportedFrom is "byok" (ImportKey) or "vault" (ImportVaultKey).
+	Imported     bool   `json:"imported"`
+	ImportedFrom string `json:"imported_from,omitempty"`
+	// VaultLatestVersion is, for a key imported from Vault, the newest
+	// version brought from it: the versions up to it also decrypt the
+	// ciphertexts Vault made.
+	VaultLatestVersion uint32       `json:"vault_latest_version,omitempty"`
+	Versions           []KeyVersion `json:"versions"`
 }
 
 // KeySpec is how to make a transit key.
@@ -227,6 +235,32 @@ func (c *Client) ImportKey(ctx context.Context, name string, ciphertext []byte, 
 // ImportKeyVersion makes a wrapped key the next version of a transit key.
 func (c *Client) ImportKeyVersion(ctx context.Context, name string, ciphertext []byte, hashFunction string) (*Key, error) {
 	return c.key(ctx, http.MethodPost, "/v1/keys/"+esc(name)+"/import_version", importBody(ciphertext, hashFunction))
+}
+
+// VaultImport is the versions of a HashiCorp Vault transit key to import
+// (ImportVaultKey).
+type VaultImport struct {
+	// Versions are consecutive, from Vault's min_decryption_version to its
+	// latest version; each key is wrapped with WrapKey.
+	Versions []VaultKeyVersion `json:"versions"`
+	// HashFunction is the RSA-OAEP hash of the wraps ("" for SHA256).
+	HashFunction string `json:"hash_function,omitempty"`
+	// AutoRotatePeriod is a Go duration, or "" for none.
+	AutoRotatePeriod string `json:"auto_rotate_period,omitempty"`
+}
+
+// VaultKeyVersion is one version of a Vault transit key, its key wrapped
+// for the wrapping key.
+type VaultKeyVersion struct {
+	Version    uint32 `json:"version"`
+	Ciphertext []byte `json:"ciphertext"`
+}
+
+// ImportVaultKey creates a transit key from the versions of a Vault
+// transit key, which keep their numbers: every ciphertext Vault made under
+// them decrypts in Coffer.
+func (c *Client) ImportVaultKey(ctx context.Context, name string, in VaultImport) (*Key, error) {
+	return c.key(ctx, http.MethodPost, "/v1/keys/"+esc(name)+"/import_vault", in)
 }
 
 func importBody(ciphertext []byte, hashFunction string) map[string]string {

@@ -609,7 +609,7 @@ func (a auditAdapter) Healthy() error {
 // transit rewrap, and the erasure of a data subject, which destroys its key.
 func keyOperation(action, resource string) (string, bool) {
 	switch action {
-	case "keys.create", "keys.import", "keys.import_version", "keys.configure", "keys.delete",
+	case "keys.create", "keys.import", "keys.import_version", "keys.import_vault", "keys.configure", "keys.delete",
 		"keys.rotate", "keys.retire", "keys.unretire", "keys.destroy":
 		return strings.TrimPrefix(action, "keys."), true
 	case "rewrap":

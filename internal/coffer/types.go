@@ -334,7 +334,23 @@ type TransitKey struct {
 	// EncryptionsSinceRotate counts encryptions under LatestVersion as
 	// flushed by the nodes.
 	EncryptionsSinceRotate int64
+	// Origin is where the key's first material came from: "" (made by
+	// Coffer), TransitOriginBYOK or TransitOriginVault. Set at creation,
+	// never changed.
+	Origin string
+	// VaultLatestVersion is, for a key imported from HashiCorp Vault, the
+	// newest version brought from it: the versions up to it also open the
+	// ciphertexts Vault made. 0 for every other key. Set at creation.
+	VaultLatestVersion uint32
 }
+
+// Origins of a transit key (TransitKey.Origin).
+const (
+	// TransitOriginBYOK: imported wrapped for the BYOK wrapping key.
+	TransitOriginBYOK = "byok"
+	// TransitOriginVault: imported from HashiCorp Vault with its versions.
+	TransitOriginVault = "vault"
+)
 
 // Suspension stops a principal's tokens from working until Until: a
 // response action of the anomaly detectors, lifted by an admin.

@@ -24,6 +24,7 @@ type Transit interface {
 	WrappingKey(ctx context.Context, c transit.Caller) (transit.WrappingKey, error)
 	Import(ctx context.Context, c transit.Caller, name string, req transit.ImportRequest) (transit.KeyInfo, error)
 	ImportVersion(ctx context.Context, c transit.Caller, name string, req transit.ImportRequest) (transit.KeyInfo, error)
+	ImportVault(ctx context.Context, c transit.Caller, name string, req transit.VaultImport) (transit.KeyInfo, error)
 }
 
 func (c *Call) transitCaller() transit.Caller {
@@ -41,6 +42,7 @@ func (s *Server) transitRoutes() {
 	s.handle("POST /v1/keys/{name}/rotate", 0, s.rotateKey)
 	s.handle("POST /v1/keys/{name}/import", 0, s.importKey)
 	s.handle("POST /v1/keys/{name}/import_version", 0, s.importKeyVersion)
+	s.handle("POST /v1/keys/{name}/import_vault", 0, s.importVaultKey)
 	s.handle("POST /v1/keys/{name}/encrypt", 0, s.encrypt)
 	s.handle("POST /v1/keys/{name}/decrypt", 0, s.decrypt)
 	s.handle("POST /v1/keys/{name}/rewrap", 0, s.rewrap)
@@ -100,6 +102,22 @@ func (s *Server) importKeyVersion(c *Call) (Reply, error) {
 		return Reply{}, err
 	}
 	return Reply{Body: info}, nil
+}
+
+// importVaultKey creates a transit key from the versions of a Vault
+// transit key, each wrapped for the wrapping key (coffer keys
+// import-vault reads them from Vault).
+func (s *Server) importVaultKey(c *Call) (Reply, error) {
+	c.Note.Target("keys.import_vault", "keys")
+	var req transit.VaultImport
+	if err := decodeJSON(c.R, &req); err != nil {
+		return Reply{}, err
+	}
+	info, err := s.c.Transit.ImportVault(c.R.Context(), c.transitCaller(), c.R.PathValue("name"), req)
+	if err != nil {
+		return Reply{}, err
+	}
+	return Reply{Status: http.StatusCreated, Body: info}, nil
 }
 
 func (s *Server) getKey(c *Call) (Reply, error) {

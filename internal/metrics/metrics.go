@@ -96,7 +96,7 @@ func New() *Metrics {
 		}, []string{"kind"}),
 		KeyOps: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "coffer_key_operations_total",
-			Help: "Key operations by kind (op: create, import, import_version, configure, rotate, auto_rotate, retire, unretire, " +
+			Help: "Key operations by kind (op: create, import, import_version, import_vault, configure, rotate, auto_rotate, retire, unretire, " +
 				"destroy, delete, rewrap, erase_subject, rewrap_job, reindex_job) and outcome (ok; refused: the request was " +
 				"refused, 4xx; error: it failed, 5xx or a failed background run).",
 		}, []string{"op", "outcome"}),

@@ -98,7 +98,7 @@ func backupTables() []backupTable {
 		{"detect_counts", []column{ct("key"), ci("window_start"), ci("count")}, "key, window_start"},
 		{"suspensions", []column{ct("principal"), ci("until"), ct("reason")}, "principal"},
 		{"transit_keys", []column{ct("name"), ci("created_at"), ci("min_decryption_version"), ci("latest_version"),
-			ci("deletable"), ci("auto_rotate_s"), ci("encryptions")}, "name"},
+			ci("deletable"), ci("auto_rotate_s"), ci("encryptions"), ct("origin").addedIn(19), ci("vault_latest_version").addedIn(19)}, "name"},
 		{"jobs", []column{ct("name"), ct("state"), ct("lease_by"), ci("lease_until"), ci("updated_at")}, "name"},
 		{"meta", []column{ct("key"), ct("value")}, "key"},
 		{"nodes", []column{ct("node").addedIn(15), ct("instance").addedIn(15), ct("host").addedIn(15), ct("version").addedIn(15),

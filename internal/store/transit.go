@@ -13,9 +13,9 @@ import (
 // name exists.
 func (db *DB) CreateTransitKey(ctx context.Context, k coffer.TransitKey) error {
 	_, err := db.write.exec(ctx, `INSERT INTO transit_keys (name, created_at, min_decryption_version, latest_version,
-		deletable, auto_rotate_s, encryptions) VALUES ($1, $2, $3, $4, $5, $6, $7)`,
+		deletable, auto_rotate_s, encryptions, origin, vault_latest_version) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`,
 		k.Name, micros(k.CreatedAt), int64(k.MinDecryptionVersion), int64(k.LatestVersion), b2i(k.Deletable),
-		int64(k.AutoRotatePeriod/time.Second), k.EncryptionsSinceRotate)
+		int64(k.AutoRotatePeriod/time.Second), k.EncryptionsSinceRotate, k.Origin, int64(k.VaultLatestVersion))
 	if errors.Is(err, ErrConflict) {
 		return &coffer.Error{Code: coffer.ECONFLICT, Message: "transit key already exists", Cause: err}
 	}
@@ -28,11 +28,12 @@ func (db *DB) CreateTransitKey(ctx context.Context, k coffer.TransitKey) error {
 // TransitKey returns a transit key's metadata; ENOTFOUND if none.
 func (db *DB) TransitKey(ctx context.Context, name string) (coffer.TransitKey, error) {
 	var (
-		k                          = coffer.TransitKey{Name: name}
-		cr, minV, latest, del, rot int64
+		k                                 = coffer.TransitKey{Name: name}
+		cr, minV, latest, del, rot, vault int64
 	)
-	err := db.read.queryRow(ctx, `SELECT created_at, min_decryption_version, latest_version, deletable, auto_rotate_s, encryptions
-		FROM transit_keys WHERE name = $1`, name).Scan(&cr, &minV, &latest, &del, &rot, &k.EncryptionsSinceRotate)
+	err := db.read.queryRow(ctx, `SELECT created_at, min_decryption_version, latest_version, deletable, auto_rotate_s, encryptions,
+		origin, vault_latest_version FROM transit_keys WHERE name = $1`, name).Scan(&cr, &minV, &latest, &del, &rot,
+		&k.EncryptionsSinceRotate, &k.Origin, &vault)
 	if errors.Is(err, ErrNotFound) {
 		return k, notFound("transit key")
 	}
@@ -41,6 +42,7 @@ func (db *DB) TransitKey(ctx context.Context, name string) (coffer.TransitKey, e
 	}
 	k.CreatedAt = fromMicros(cr)
 	k.MinDecryptionVersion, k.LatestVersion = uint32(minV), uint32(latest) // #nosec G115 -- stored from uint32
+	k.VaultLatestVersion = uint32(vault)                                   // #nosec G115 -- stored from uint32
 	k.Deletable, k.AutoRotatePeriod = del != 0, time.Duration(rot)*time.Second
 	return k, nil
 }

@@ -137,7 +137,7 @@ func (s *Service) openBatch(ctx context.Context, c Caller, action, name string, 
 	for i := range items {
 		plain[i] = items[i].CiphertextItem
 	}
-	in := s.decodeCiphertexts(plain)
+	in := s.decodeCiphertexts(ctx, name, plain)
 	n, err := s.openEach(ctx, c, name, in, failItem(in), action == "rewrap", put)
 	if err != nil {
 		return nil, err

@@ -415,7 +415,7 @@ func (s *Service) Import(ctx context.Context, c Caller, name string, req ImportR
 	if err != nil {
 		return KeyInfo{}, err
 	}
-	return c.touched(s.createKey(ctx, TransitKey{Name: name}, "import", func() (uint32, error) {
+	return c.touched(s.createKey(ctx, TransitKey{Name: name, Origin: coffer.TransitOriginBYOK}, "import", func() (uint32, error) {
 		material, err := s.unwrap(ctx, h, ct)
 		if err != nil {
 			return 0, err

@@ -109,3 +109,41 @@ func ParseCiphertext(s string) (uint32, []byte, error) {
 	}
 	return hv, env, nil
 }
+
+// vaultSealedMin is the shortest value Vault's transit engine seals for an
+// aes256-gcm96 key: a 12-byte nonce and a 16-byte tag.
+const vaultSealedMin = 12 + 16
+
+// ParseVaultNative returns the key version and the sealed bytes of a
+// ciphertext HashiCorp Vault's transit engine made for an aes256-gcm96 key
+// that is neither derived nor convergent: vault:vN:BASE64 of a 12-byte
+// nonce, the AES-256-GCM ciphertext and its tag, under version N's key
+// itself. The version and the base64 are held to ParseCiphertext's rules
+// (Vault writes them so). ok is false for any other text. Nothing it
+// returns is authenticated yet; a Coffer ciphertext under vault:vN: also
+// parses here, and only opening tells them apart.
+func ParseVaultNative(s string) (version uint32, sealed []byte, ok bool) {
+	rest, found := strings.CutPrefix(s, vaultPrefix)
+	if !found {
+		return 0, nil, false
+	}
+	digits, body, found := strings.Cut(rest, ":")
+	if !found || len(digits) == 0 || len(digits) > maxVersionDigits || digits[0] == '0' ||
+		strings.ContainsAny(body, "\r\n") {
+		return 0, nil, false
+	}
+	for i := 0; i < len(digits); i++ {
+		if digits[i] < '0' || digits[i] > '9' {
+			return 0, nil, false
+		}
+	}
+	v, err := strconv.ParseUint(digits, 10, 32)
+	if err != nil {
+		return 0, nil, false
+	}
+	b, err := b64.DecodeString(body)
+	if err != nil || len(b) < vaultSealedMin {
+		return 0, nil, false
+	}
+	return uint32(v), b, true
+}

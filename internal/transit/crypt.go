@@ -19,7 +19,12 @@ func aad(name string, bound []byte) []byte {
 type decoded struct {
 	plaintext []byte // Encrypt only
 	env       []byte // Decrypt and Rewrap only
-	context   []byte
+	// foreign is, for a vault:vN: ciphertext of a key imported from
+	// Vault, what Vault may have sealed (nonce ‖ GCM) under version
+	// foreignV: tried when env is nil or does not open.
+	foreign  []byte
+	foreignV uint32
+	context  []byte
 	// problem says why the item cannot be used, naming the field and
 	// never its value ("plaintext must be standard base64"); "" when it
 	// can. kind is its code: EINVALID, ETOOLARGE, or EMALFORMED for a
@@ -30,7 +35,7 @@ type decoded struct {
 // fail marks the item unusable.
 func (d *decoded) fail(kind, problem string) {
 	clear(d.plaintext)
-	d.plaintext, d.env, d.context = nil, nil, nil
+	d.plaintext, d.env, d.foreign, d.context = nil, nil, nil, nil
 	d.kind, d.problem = kind, problem
 }
 
@@ -91,11 +96,15 @@ func (s *Service) maxCiphertextLen() int {
 	return len(ciphertextPrefix) + maxVersionDigits + 1 + b64.EncodedLen(s.c.MaxPlaintextBytes+envelope.Overhead)
 }
 
-// decodeCiphertexts decodes every ciphertext to open. A malformed one
-// carries its problem; one whose prefix and header versions differ was
-// altered and carries the opaque one.
-func (s *Service) decodeCiphertexts(items []CiphertextItem) []decoded {
+// decodeCiphertexts decodes every ciphertext to open of the key name. A
+// malformed one carries its problem; one whose prefix and header versions
+// differ was altered and carries the opaque one. For a key imported from
+// Vault, a vault:vN: ciphertext of one of the versions brought from Vault
+// may also be one Vault made (ParseVaultNative): it is kept to be tried
+// that way too.
+func (s *Service) decodeCiphertexts(ctx context.Context, name string, items []CiphertextItem) []decoded {
 	out := make([]decoded, len(items))
+	vaultUpTo := s.vaultVersions(ctx, name)
 	for i, it := range items {
 		d := &out[i]
 		if len(it.Ciphertext) > s.maxCiphertextLen() {
@@ -103,6 +112,14 @@ func (s *Service) decodeCiphertexts(items []CiphertextItem) []decoded {
 			continue
 		}
 		_, env, err := ParseCiphertext(it.Ciphertext)
+		var foreign []byte
+		var foreignV uint32
+		if v, sealed, ok := ParseVaultNative(it.Ciphertext); ok && v <= vaultUpTo() {
+			foreign, foreignV = sealed, v
+			if err != nil { // not an envelope: Vault's alone
+				env, err = nil, nil
+			}
+		}
 		switch {
 		case errors.Is(err, ErrVersionMismatch):
 			d.fail(coffer.EMALFORMED, MsgUndecryptable)
@@ -114,10 +131,27 @@ func (s *Service) decodeCiphertexts(items []CiphertextItem) []decoded {
 		case p != "" && (d.problem == "" || d.kind == coffer.EMALFORMED || kind == coffer.ETOOLARGE):
 			d.fail(kind, p)
 		case d.problem == "":
-			d.env, d.context = env, c
+			d.env, d.context, d.foreign, d.foreignV = env, c, foreign, foreignV
 		}
 	}
 	return out
+}
+
+// vaultVersions returns a function that tells, reading the store once and
+// only when asked, the newest version of the key name brought from Vault
+// (0 for any other key, and when the key cannot be read: the call fails
+// on it later).
+func (s *Service) vaultVersions(ctx context.Context, name string) func() uint32 {
+	read, up := false, uint32(0)
+	return func() uint32 {
+		if !read {
+			read = true
+			if k, err := s.c.Store.TransitKey(ctx, name); err == nil {
+				up = k.VaultLatestVersion
+			}
+		}
+		return up
+	}
 }
 
 // allOrNothing is the verdict on a batch that must succeed whole: the
@@ -229,7 +263,7 @@ func (s *Service) openEach(ctx context.Context, c Caller, name string, in []deco
 		if in[i].problem != "" {
 			continue
 		}
-		pt, err := s.open(ctx, k, in[i].env, in[i].context)
+		pt, v, err := s.openItem(ctx, k, &in[i])
 		if coffer.ErrorCode(err) == coffer.EMALFORMED { // the opaque error
 			if err = failed(i, err); err != nil {
 				return finish(err)
@@ -239,7 +273,7 @@ func (s *Service) openEach(ctx context.Context, c Caller, name string, in []deco
 		if err != nil {
 			return finish(err)
 		}
-		if v, verr := envelope.KeyVersion(in[i].env); verr == nil && !opened[v] {
+		if !opened[v] {
 			opened[v] = true
 			c.Note.Touch(coffer.KeyVersionTarget(name, v))
 		}
@@ -288,7 +322,7 @@ func (s *Service) Decrypt(ctx context.Context, c Caller, name string, items []Ci
 	if err := s.admit(c, "decrypt", name, len(items), "items"); err != nil {
 		return nil, err
 	}
-	in := s.decodeCiphertexts(items)
+	in := s.decodeCiphertexts(ctx, name, items)
 	if err := allOrNothing(in); err != nil {
 		return nil, err
 	}
@@ -312,7 +346,7 @@ func (s *Service) Rewrap(ctx context.Context, c Caller, name string, items []Cip
 	if err := s.admit(c, "rewrap", name, len(items), "items"); err != nil {
 		return nil, err
 	}
-	in := s.decodeCiphertexts(items)
+	in := s.decodeCiphertexts(ctx, name, items)
 	if err := allOrNothing(in); err != nil {
 		return nil, err
 	}
@@ -341,6 +375,39 @@ func (s *Service) admit(c Caller, action, name string, n int, field string) erro
 	return s.checkBatch(n, field)
 }
 
+// openItem opens one decoded ciphertext of k and returns its plaintext
+// and key version: its envelope, or else (a key imported from Vault) what
+// Vault sealed. Errors are those of open.
+func (s *Service) openItem(ctx context.Context, k TransitKey, d *decoded) ([]byte, uint32, error) {
+	if d.env != nil {
+		pt, err := s.open(ctx, k, d.env, d.context)
+		if err == nil {
+			v, _ := envelope.KeyVersion(d.env)
+			return pt, v, nil
+		}
+		if d.foreign == nil || coffer.ErrorCode(err) != coffer.EMALFORMED {
+			return nil, 0, err
+		}
+	}
+	if d.foreign == nil {
+		return nil, 0, undecryptable()
+	}
+	pt, err := s.openForeign(ctx, k, d.foreignV, d.foreign)
+	return pt, d.foreignV, err
+}
+
+// openForeign opens what Vault sealed under version v of k, a version
+// brought from Vault. The context is not used: Vault binds none to the
+// ciphertexts of a key that is not derived, and only such keys are
+// imported. Errors are those of open.
+func (s *Service) openForeign(ctx context.Context, k TransitKey, v uint32, sealed []byte) ([]byte, error) {
+	if v < k.MinDecryptionVersion || v > k.LatestVersion || v > k.VaultLatestVersion {
+		return nil, undecryptable()
+	}
+	pt, err := s.c.Keys.OpenForeign(ctx, KeyID(k.Name), v, sealed)
+	return openResult(pt, err)
+}
+
 // open opens one envelope of k. Every failure that a ciphertext can cause
 // is the opaque error; only outages (store, root key) are other errors.
 func (s *Service) open(ctx context.Context, k TransitKey, env, bound []byte) ([]byte, error) {
@@ -350,7 +417,12 @@ func (s *Service) open(ctx context.Context, k TransitKey, env, bound []byte) ([]
 		// hold would make it reload from the store, once per item.
 		return nil, undecryptable()
 	}
-	pt, err := s.c.Keys.Open(ctx, KeyID(k.Name), env, aad(k.Name, bound))
+	return openResult(s.c.Keys.Open(ctx, KeyID(k.Name), env, aad(k.Name, bound)))
+}
+
+// openResult maps the keyring's answer to an open: every failure a
+// ciphertext can cause is the opaque error.
+func openResult(pt []byte, err error) ([]byte, error) {
 	switch {
 	case err == nil:
 		return pt, nil

@@ -35,14 +35,24 @@ type KeyConfig struct {
 
 // KeyInfo is a transit key's metadata as shown to callers: never material.
 type KeyInfo struct {
-	Name                 string        `json:"name"`
-	CreatedAt            time.Time     `json:"created_at"`
-	LatestVersion        uint32        `json:"latest_version"`
-	MinDecryptionVersion uint32        `json:"min_decryption_version"`
-	Deletable            bool          `json:"deletable"`
-	Exportable           bool          `json:"exportable"`
-	AutoRotatePeriod     string        `json:"auto_rotate_period,omitempty"`
-	Versions             []VersionInfo `json:"versions"`
+	Name                 string    `json:"name"`
+	CreatedAt            time.Time `json:"created_at"`
+	LatestVersion        uint32    `json:"latest_version"`
+	MinDecryptionVersion uint32    `json:"min_decryption_version"`
+	Deletable            bool      `json:"deletable"`
+	Exportable           bool      `json:"exportable"`
+	AutoRotatePeriod     string    `json:"auto_rotate_period,omitempty"`
+	// Imported is true for a key whose material was brought from outside
+	// (ImportedFrom says how); its material still never leaves Coffer.
+	Imported bool `json:"imported"`
+	// ImportedFrom is "byok" (Import) or "vault" (ImportVault); empty for
+	// a key Coffer made.
+	ImportedFrom string `json:"imported_from,omitempty"`
+	// VaultLatestVersion is, for a key imported from Vault, the newest
+	// version brought from it: the versions up to it also decrypt the
+	// vault:vN: ciphertexts Vault made.
+	VaultLatestVersion uint32        `json:"vault_latest_version,omitempty"`
+	Versions           []VersionInfo `json:"versions"`
 }
 
 // VersionInfo is one version of a transit key.
@@ -122,16 +132,25 @@ func (s *Service) createKey(ctx context.Context, k TransitKey, op string, first 
 	case err != nil:
 		return KeyInfo{}, fmt.Errorf("transit: %s key: %w", op, err)
 	}
-	k.CreatedAt, k.MinDecryptionVersion, k.LatestVersion = s.c.Now().UTC(), v, v
+	// first made version v, or (an import from Vault, k.MinDecryptionVersion
+	// set) the versions from k.MinDecryptionVersion to v.
+	lo := v
+	if k.MinDecryptionVersion != 0 && k.MinDecryptionVersion < v {
+		lo = k.MinDecryptionVersion
+	}
+	k.CreatedAt, k.MinDecryptionVersion, k.LatestVersion = s.c.Now().UTC(), lo, v
 	if err := s.c.Store.CreateTransitKey(ctx, k); err != nil {
 		if coffer.ErrorCode(err) == coffer.ECONFLICT {
-			// Another node made the name first, with its own version: v
-			// is not the key's, and must neither encrypt (it never will:
-			// sealer.seal) nor decrypt once a rotation records a version
-			// above it. An imported v is material this caller holds.
-			if derr := s.c.Keys.Disown(context.WithoutCancel(ctx), KeyID(k.Name), v); derr != nil {
-				s.c.Log.WarnContext(ctx, "transit: retire the version of a refused creation",
-					"key", k.Name, "version", v, "error", derr.Error())
+			// Another node made the name first, with its own version: the
+			// versions made here are not the key's, and must neither
+			// encrypt (they never will: sealer.seal) nor decrypt once a
+			// rotation records a version above them. An imported version
+			// is material this caller holds.
+			for n := lo; n <= v && n != 0; n++ {
+				if derr := s.c.Keys.Disown(context.WithoutCancel(ctx), KeyID(k.Name), n); derr != nil {
+					s.c.Log.WarnContext(ctx, "transit: retire the version of a refused creation",
+						"key", k.Name, "version", n, "error", derr.Error())
+				}
 			}
 			return KeyInfo{}, coffer.Errorf(coffer.ECONFLICT, "transit key exists")
 		}
@@ -301,6 +320,7 @@ func (s *Service) info(ctx context.Context, k TransitKey) (KeyInfo, error) {
 	out := KeyInfo{
 		Name: k.Name, CreatedAt: k.CreatedAt, LatestVersion: k.LatestVersion,
 		MinDecryptionVersion: k.MinDecryptionVersion, Deletable: k.Deletable,
+		Imported: k.Origin != "", ImportedFrom: k.Origin, VaultLatestVersion: k.VaultLatestVersion,
 		Versions: make([]VersionInfo, 0, len(rows)),
 	}
 	if k.AutoRotatePeriod > 0 {

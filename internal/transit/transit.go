@@ -101,6 +101,14 @@ type Keys interface {
 	// Disown retires version n, newest or not: a version this service
 	// made but could not record.
 	Disown(ctx context.Context, keyID string, n uint32) error
+	// ImportAt makes version n from the given 32-byte material, which it
+	// zeroes, only if every version the key id has is below n
+	// (keyring.ErrVersionTaken otherwise): a key imported from Vault
+	// keeps its version numbers.
+	ImportAt(ctx context.Context, keyID string, n uint32, material []byte) error
+	// OpenForeign opens what Vault sealed under version n, imported from
+	// it: nonce ‖ AES-256-GCM under the version's bytes themselves.
+	OpenForeign(ctx context.Context, keyID string, n uint32, sealed []byte) ([]byte, error)
 	// MACVersion returns HMAC-SHA256 of data under the MAC key of
 	// version n of keyID (never the key Seal encrypts with); an unknown,
 	// retired or destroyed version is an error as in Open.

@@ -51,7 +51,7 @@ func keyData(info transit.KeyInfo) map[string]any {
 		"supports_signing":       false,
 		"supports_derivation":    false,
 		"auto_rotate_period":     period,
-		"imported_key":           false,
+		"imported_key":           info.Imported,
 		"keys":                   keys,
 	}
 }

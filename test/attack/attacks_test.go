@@ -24,7 +24,7 @@ func attacks() []attack {
 	for _, group := range [][]attack{
 		authAttacks(), sqlAttacks(), idorAttacks(), massAssignmentAttacks(), bodyAttacks(), publicAttacks(),
 		batchAttacks(), mfaAdminAttacks(), vaultAttacks(), escalationAttacks(), policyLockoutAttacks(),
-		principalChangeAttacks(),
+		principalChangeAttacks(), vaultImportAttacks(),
 	} {
 		all = append(all, group...)
 	}
@@ -125,6 +125,7 @@ func protected(w *world) []sample {
 		{"POST /v1/keys/{name}/rotate", "POST", "/v1/keys/k1/rotate"},
 		{"POST /v1/keys/{name}/import", "POST", "/v1/keys/imported/import"},
 		{"POST /v1/keys/{name}/import_version", "POST", "/v1/keys/k1/import_version"},
+		{"POST /v1/keys/{name}/import_vault", "POST", "/v1/keys/vault-imported/import_vault"},
 		{"POST /v1/keys/{name}/encrypt", "POST", "/v1/keys/k1/encrypt"},
 		{"POST /v1/keys/{name}/decrypt", "POST", "/v1/keys/k1/decrypt"},
 		{"POST /v1/keys/{name}/rewrap", "POST", "/v1/keys/k1/rewrap"},

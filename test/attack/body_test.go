@@ -40,6 +40,7 @@ var jsonRoutes = []sample{
 	{"POST /v1/keys/{name}/rewrap", "POST", "/v1/keys/k1/rewrap"},
 	{"POST /v1/keys/{name}/import", "POST", "/v1/keys/imported/import"},
 	{"POST /v1/keys/{name}/import_version", "POST", "/v1/keys/k1/import_version"},
+	{"POST /v1/keys/{name}/import_vault", "POST", "/v1/keys/vault-imported/import_vault"},
 	{"POST /v1/inspect", "POST", "/v1/inspect"},
 	{"POST /v1/redact", "POST", "/v1/redact"},
 }

@@ -67,9 +67,9 @@ func TestSchemaVersionsAcrossNodes(t *testing.T) {
 			}
 
 			// This node's newest migration undone: the database is older.
-			exec(`ALTER TABLE clients DROP COLUMN generation`)
-			exec(`ALTER TABLE users DROP COLUMN generation`)
-			exec(`DELETE FROM goose_db_version WHERE version_id = 16`)
+			exec(`ALTER TABLE transit_keys DROP COLUMN origin`)
+			exec(`ALTER TABLE transit_keys DROP COLUMN vault_latest_version`)
+			exec(`DELETE FROM goose_db_version WHERE version_id = 19`)
 			_, _, err = openServer(t, n.dir, clusterOpts, n.env...)
 			if !errors.Is(err, app.ErrPendingMigrations) || !strings.Contains(err.Error(), "coffer migrate") {
 				t.Fatalf("a newer node on an older database: %v", err)
@@ -81,8 +81,8 @@ func TestSchemaVersionsAcrossNodes(t *testing.T) {
 			n.stop()
 
 			// The database one migration ahead of this node (it has no
-			// file for 17): served, with a warning.
-			exec(`INSERT INTO goose_db_version (version_id, is_applied) VALUES (17, true)`)
+			// file for 20): served, with a warning.
+			exec(`INSERT INTO goose_db_version (version_id, is_applied) VALUES (20, true)`)
 			stop, logs, err := openServer(t, n.dir, clusterOpts, n.env...)
 			if err != nil {
 				t.Fatalf("an older node during a rolling upgrade: %v", err)
@@ -92,10 +92,10 @@ func TestSchemaVersionsAcrossNodes(t *testing.T) {
 			}
 			stop()
 
-			// Migration 17 recorded that it breaks nodes older than itself.
-			exec(`INSERT INTO meta (key, value) VALUES ($1, '17')`, store.MetaCompatibleFrom)
+			// Migration 20 recorded that it breaks nodes older than itself.
+			exec(`INSERT INTO meta (key, value) VALUES ($1, '20')`, store.MetaCompatibleFrom)
 			_, _, err = openServer(t, n.dir, clusterOpts, n.env...)
-			if err == nil || !strings.Contains(err.Error(), "upgrade this node") || !strings.Contains(err.Error(), "version 17") {
+			if err == nil || !strings.Contains(err.Error(), "upgrade this node") || !strings.Contains(err.Error(), "version 20") {
 				t.Fatalf("a node the newer schema no longer serves: %v", err)
 			}
 		})

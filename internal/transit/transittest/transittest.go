@@ -106,3 +106,24 @@ func Open(key []byte, name, ct string, bound []byte) ([]byte, error) {
 	}
 	return gcm.Open(nil, env[5:17], env[17:], ad)
 }
+
+// VaultSeal makes the ciphertext HashiCorp Vault's transit engine makes
+// for plaintext under version version of an aes256-gcm96 key that is
+// neither derived nor convergent, written from Vault's layout and not from
+// Coffer's code: "vault:vN:" + base64(12-byte random nonce ‖ AES-256-GCM
+// ciphertext and tag under key itself, no additional data).
+func VaultSeal(key []byte, version uint32, plaintext []byte) (string, error) {
+	block, err := aes.NewCipher(key)
+	if err != nil {
+		return "", err
+	}
+	g, err := cipher.NewGCM(block)
+	if err != nil {
+		return "", err
+	}
+	nonce := make([]byte, g.NonceSize())
+	if _, err := rand.Read(nonce); err != nil {
+		return "", err
+	}
+	return fmt.Sprintf("vault:v%d:%s", version, base64.StdEncoding.EncodeToString(g.Seal(nonce, nonce, plaintext, nil))), nil
+}
