@@ -356,7 +356,11 @@ func (s *Service) Tokenize(ctx context.Context, c Caller, items []Item) ([]strin
 		}
 		targets[i] = coffer.TokenTarget(items[i].Type, vh)
 	}
-	conflicts, err := s.c.Store.PutTokens(ctx, rows)
+	write, err := s.changing(ctx, rows)
+	if err != nil {
+		return nil, err
+	}
+	conflicts, err := s.c.Store.PutTokens(ctx, write)
 	if err != nil {
 		return nil, err
 	}
@@ -446,6 +450,62 @@ func mergeRow(dst *coffer.StoredToken, row coffer.StoredToken, i int) error {
 		dst.ExpiresAt = row.ExpiresAt
 	}
 	return nil
+}
+
+// changing returns the rows of a batch that PutTokens must write. A
+// linkable token (deterministic or format-preserving) of a value tokenized
+// before has its row already; when merging the new row into it would
+// leave it as it is (see unchanged), it is not written again. PutTokens
+// would upsert it to the same content, but an upsert holds the row's lock
+// until its commit: requests tokenizing one value at once (a card number
+// seen again and again, through the relay) queued on that lock one commit
+// after another. The rows are read without a lock, in one query; random
+// tokens are new by construction and not looked up.
+func (s *Service) changing(ctx context.Context, rows []coffer.StoredToken) ([]coffer.StoredToken, error) {
+	var macs [][]byte
+	for _, r := range rows {
+		if r.Mode != Random {
+			macs = append(macs, r.MAC)
+		}
+	}
+	if len(macs) == 0 {
+		return rows, nil
+	}
+	have, err := s.c.Store.Tokens(ctx, macs)
+	if err != nil {
+		return nil, err
+	}
+	if len(have) == 0 {
+		return rows, nil
+	}
+	out := make([]coffer.StoredToken, 0, len(rows))
+	for _, r := range rows {
+		if h, ok := have[string(r.MAC)]; ok && unchanged(h, r) {
+			continue
+		}
+		out = append(out, r)
+	}
+	return out, nil
+}
+
+// unchanged reports whether PutTokens' merge of row into stored, the row
+// stored under the same MAC, would leave stored as it is: the same type,
+// mode, key version and options, not expired at row's creation, no canary
+// over a real token (those two are conflicts, left to PutTokens to find),
+// and no later expiry (none beats any). Times compare in microseconds, as
+// the store keeps them.
+func unchanged(stored, row coffer.StoredToken) bool {
+	switch {
+	case stored.Type != row.Type || stored.Mode != row.Mode || stored.Version != row.Version || stored.FPEOptions != row.FPEOptions:
+		return false
+	case stored.ExpiresAt != nil && stored.ExpiresAt.UnixMicro() <= row.CreatedAt.UnixMicro():
+		return false // expired: replaced
+	case row.Canary && !stored.Canary:
+		return false
+	case stored.ExpiresAt == nil:
+		return true
+	}
+	return row.ExpiresAt != nil && row.ExpiresAt.UnixMicro() <= stored.ExpiresAt.UnixMicro()
 }
 
 func collision(i int) error {
