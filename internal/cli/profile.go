@@ -15,6 +15,9 @@ import (
 type Profile struct {
 	Name     string `json:"-"`
 	URL      string `json:"url"`
+	// Endpoints are the deployment's further nodes: calls are spread
+	// over URL and these, and fail over between them.
+	Endpoints []string `json:"endpoints,omitempty"`
 	ClientID string `json:"client_id"`
 	// CAFile is the CA certificate the server's is checked against: a copy
 	// kept in the profile's directory.
