@@ -25,6 +25,7 @@ type Client struct {
 	hc   *http.Client       // authenticated
 	raw  *http.Client       // TLS only
 	src  oauth2.TokenSource // nil without credentials
+	pool *pool              // the nodes calls are spread over
 }
 
 // Option configures New.
@@ -37,6 +38,8 @@ type options struct {
 	timeout    time.Duration
 	cert       *tls.Certificate
 	wrap       func(http.RoundTripper) http.RoundTripper
+	endpoints  []*url.URL
+	retry      RetryPolicy
 }
 
 // WithCAFile trusts the CA certificate in the PEM file (Coffer's own CA).
@@ -93,11 +96,11 @@ func WithTransportWrapper(wrap func(http.RoundTripper) http.RoundTripper) Option
 
 // New returns a client for the server at baseURL (https://host:port).
 func New(baseURL string, opts ...Option) (*Client, error) {
-	u, err := url.Parse(baseURL)
-	if err != nil || u.Scheme != "https" || u.Host == "" {
+	u, err := url.Parse(strings.TrimRight(baseURL, "/"))
+	if err != nil || u.Scheme != "https" || u.Host == "" || u.Path != "" {
 		return nil, errors.New("client: base URL must be https://host[:port]")
 	}
-	o := options{timeout: 30 * time.Second}
+	o := options{timeout: 30 * time.Second, retry: RetryPolicy{}.withDefaults()}
 	for _, f := range opts {
 		if err := f(&o); err != nil {
 			return nil, err
@@ -117,8 +120,10 @@ func New(baseURL string, opts ...Option) (*Client, error) {
 	if o.wrap != nil {
 		rt = o.wrap(tr)
 	}
+	pl := newPool(append([]*url.URL{u}, o.endpoints...), o.retry)
+	rt = &retrier{base: rt, pool: pl, policy: o.retry, sleep: sleepCtx}
 	raw := &http.Client{Transport: rt, Timeout: o.timeout}
-	c := &Client{base: strings.TrimRight(baseURL, "/"), raw: raw, hc: raw}
+	c := &Client{base: u.String(), raw: raw, hc: raw, pool: pl}
 	switch {
 	case o.id != "":
 		cc := clientcredentials.Config{

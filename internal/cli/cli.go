@@ -135,7 +135,7 @@ func (a *app) client() (*client.Client, error) {
 		return nil, err
 	}
 	c, err := client.New(p.URL, client.WithCAFile(p.CAFile), client.WithClientCredentials(p.ClientID, secret),
-		client.WithTimeout(a.timeout), client.WithTransportWrapper(a.env.Transport))
+		client.WithEndpoints(p.Endpoints...), client.WithTimeout(a.timeout), client.WithTransportWrapper(a.env.Transport))
 	if err != nil {
 		return nil, fmt.Errorf("profile %q: %w", p.Name, err)
 	}
@@ -158,12 +158,14 @@ func (a *app) call(cmd *cobra.Command, fn func(ctx context.Context, c *client.Cl
 func (a *app) loginCmd() *cobra.Command {
 	var url, caFile, clientID string
 	cmd := &cobra.Command{
-		Use:   "login --url URL --ca-file FILE --client-id ID",
+		Use:   "login --url URL[,URL...] --ca-file FILE --client-id ID",
 		Short: "Save a profile: the server, its CA and a service client (secret from COFFER_CLIENT_SECRET or standard input)",
 		Long: "Checks the credentials against the server, then saves the profile in the user's config directory\n" +
 			"(COFFER_CONFIG_DIR overrides it): the URL, a copy of the CA certificate and the client id, and the\n" +
 			"client secret in a file only the user may read (0600). The secret comes from COFFER_CLIENT_SECRET or\n" +
-			"the first line of standard input, never from a flag (it would show in the process list).",
+			"the first line of standard input, never from a flag (it would show in the process list).\n" +
+			"Several URLs, comma-separated, name the nodes of one deployment: calls are spread over them and\n" +
+			"fail over from a node that is down or not ready.",
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if url == "" || caFile == "" || clientID == "" {
@@ -187,8 +189,12 @@ func (a *app) loginCmd() *cobra.Command {
 			if err != nil {
 				return fmt.Errorf("--ca-file: %w", err)
 			}
-			c, err := client.New(url, client.WithCAPEM(caPEM), client.WithClientCredentials(clientID, secret),
-				client.WithTimeout(a.timeout), client.WithTransportWrapper(a.env.Transport))
+			urls := strings.Split(url, ",")
+			for i := range urls {
+				urls[i] = strings.TrimRight(strings.TrimSpace(urls[i]), "/")
+			}
+			c, err := client.New(urls[0], client.WithCAPEM(caPEM), client.WithClientCredentials(clientID, secret),
+				client.WithEndpoints(urls[1:]...), client.WithTimeout(a.timeout), client.WithTransportWrapper(a.env.Transport))
 			if err != nil {
 				return err
 			}
@@ -209,7 +215,7 @@ func (a *app) loginCmd() *cobra.Command {
 			if name == "" {
 				name = "default"
 			}
-			if err := s.save(Profile{Name: name, URL: strings.TrimRight(url, "/"), ClientID: clientID}, caPEM, secret); err != nil {
+			if err := s.save(Profile{Name: name, URL: urls[0], Endpoints: urls[1:], ClientID: clientID}, caPEM, secret); err != nil {
 				return err
 			}
 			fmt.Fprintf(a.env.Stdout, "logged in to %s as %s (roles %s); profile %q saved in %s\n",
@@ -217,7 +223,7 @@ func (a *app) loginCmd() *cobra.Command {
 			return nil
 		},
 	}
-	cmd.Flags().StringVar(&url, "url", "", "the server, https://HOST:PORT")
+	cmd.Flags().StringVar(&url, "url", "", "the server, https://HOST:PORT (several nodes: comma-separated)")
 	cmd.Flags().StringVar(&caFile, "ca-file", "", "the CA certificate (PEM) to check the server's against")
 	cmd.Flags().StringVar(&clientID, "client-id", a.env.Getenv("COFFER_CLIENT_ID"), "service client id (env COFFER_CLIENT_ID)")
 	return cmd

@@ -13,9 +13,12 @@ import (
 
 // Profile is where and as whom the CLI calls a server.
 type Profile struct {
-	Name     string `json:"-"`
-	URL      string `json:"url"`
-	ClientID string `json:"client_id"`
+	Name string `json:"-"`
+	URL  string `json:"url"`
+	// Endpoints are the deployment's further nodes: calls are spread
+	// over URL and these, and fail over between them.
+	Endpoints []string `json:"endpoints,omitempty"`
+	ClientID  string   `json:"client_id"`
 	// CAFile is the CA certificate the server's is checked against: a copy
 	// kept in the profile's directory.
 	CAFile string `json:"ca_file"`

@@ -1,0 +1,178 @@
+#!/usr/bin/env bash
+# A three-node Coffer cluster on this one machine, to try what docs/cluster.md
+# describes: one PostgreSQL database, three nodes made from one `coffer init`
+# (the data directory copied, nothing else configured), and HAProxy in front
+# (deploy/cluster/haproxy.cfg) when it is installed.
+#
+#   deploy/cluster/local.sh up    [DIR]   init, then start the nodes (and HAProxy)
+#   deploy/cluster/local.sh check [DIR]   what a cluster must survive, step by step
+#   deploy/cluster/local.sh down  [DIR]   stop everything (the database is kept)
+#
+# DIR defaults to ./coffer-cluster. Settings (environment):
+#   COFFER_BIN           the coffer binary (default: coffer on PATH)
+#   CLUSTER_DB_ADMIN_URL a PostgreSQL URL allowed to create databases
+#                        (default postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable)
+#   CLUSTER_DB           the database made for the cluster (default coffer_cluster; dropped by `up`)
+#   CLUSTER_PORT         first port: nodes on PORT+1..PORT+3, HAProxy on PORT, the nodes'
+#                        metrics on PORT+11..PORT+13 (default 18440)
+set -euo pipefail
+
+cmd=${1:-}
+dir=${2:-./coffer-cluster}
+bin=${COFFER_BIN:-coffer}
+admin_url=${CLUSTER_DB_ADMIN_URL:-postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable}
+db=${CLUSTER_DB:-coffer_cluster}
+port=${CLUSTER_PORT:-18440}
+# Two roles, as SECURITY.md §5 asks: the owner migrates, the app role serves
+# (it cannot rewrite the audit log). Passwords are left to the database's
+# authentication here (a trial on loopback); set them in a real deployment.
+base=${admin_url%%\?*}
+base=${base%/*}
+base=${base/\/\/*@/\/\/}
+owner_url="${base/\/\//\/\/${db}_owner@}/$db?sslmode=disable"
+db_url="${base/\/\//\/\/${db}_app@}/$db?sslmode=disable"
+
+say() { printf '%s %s\n' "[$(date +%T)]" "$*"; }
+die() { say "FAILED: $*" >&2; exit 1; }
+
+node_url() { echo "https://127.0.0.1:$((port + $1))"; }
+lb_url() { echo "https://127.0.0.1:$port"; }
+
+wait_ready() { # URL [seconds [PIDFILE]]
+  local url=$1 n=${2:-40} pidfile=${3:-}
+  for _ in $(seq 1 "$((n * 4))"); do
+    if curl -fsS --cacert "$dir/node1/tls/ca.pem" -o /dev/null "$url/readyz" 2>/dev/null; then return 0; fi
+    if [ -n "$pidfile" ] && ! kill -0 "$(cat "$pidfile")" 2>/dev/null; then return 1; fi
+    sleep 0.25
+  done
+  return 1
+}
+
+start_node() { # N
+  local i=$1
+  COFFER_DATABASE_URL=$db_url COFFER_PUBLIC_URL=$(lb_url) COFFER_METRICS_LISTEN=127.0.0.1:$((port + 10 + i)) \
+    "$bin" serve --data-dir "$dir/node$i" --listen "127.0.0.1:$((port + i))" \
+    >>"$dir/node$i.log" 2>&1 &
+  echo $! >"$dir/node$i.pid"
+}
+
+up() {
+  command -v "$bin" >/dev/null || die "no coffer binary ($bin): build it (go build -o coffer ./cmd/coffer) or set COFFER_BIN"
+  [ ! -e "$dir/node1" ] || die "$dir already holds a cluster: run down, then remove it"
+  mkdir -p "$dir"
+  say "database $db, roles ${db}_owner and ${db}_app (dropped and made anew)"
+  psql -q "$admin_url" -v ON_ERROR_STOP=1 >/dev/null <<EOSQL
+DROP DATABASE IF EXISTS $db;
+DROP ROLE IF EXISTS ${db}_owner;
+DROP ROLE IF EXISTS ${db}_app;
+CREATE ROLE ${db}_owner LOGIN;
+CREATE ROLE ${db}_app LOGIN;
+CREATE DATABASE $db OWNER ${db}_owner;
+REVOKE ALL ON DATABASE $db FROM PUBLIC;
+GRANT CONNECT ON DATABASE $db TO ${db}_app;
+EOSQL
+  say "coffer init (once), as the owner: $dir/node1"
+  "$bin" init --data-dir "$dir/node1" --database-url "$owner_url" --listen "127.0.0.1:$((port + 1))" \
+    --host 127.0.0.1 --json >"$dir/init.json"
+  chmod 600 "$dir/init.json"
+  say "coffer migrate, as the owner, granting the app role what serving needs"
+  COFFER_DATABASE_APP_ROLE=${db}_app "$bin" migrate --data-dir "$dir/node1" --database-url "$owner_url" >/dev/null
+  for i in 2 3; do
+    say "node$i: a copy of node1's data directory"
+    cp -a "$dir/node1" "$dir/node$i"
+  done
+  for i in 1 2 3; do
+    say "node$i: serve on $(node_url "$i")"
+    start_node "$i"
+  done
+  for i in 1 2 3; do wait_ready "$(node_url "$i")" 40 "$dir/node$i.pid" || die "node$i not ready (see $dir/node$i.log)"; done
+  if command -v haproxy >/dev/null; then
+    say "HAProxy on $(lb_url) (deploy/cluster/haproxy.cfg)"
+    COFFER_LB_LISTEN=127.0.0.1:$port COFFER_CA_FILE=$dir/node1/tls/ca.pem \
+      COFFER_NODE1=127.0.0.1:$((port + 1)) COFFER_NODE2=127.0.0.1:$((port + 2)) COFFER_NODE3=127.0.0.1:$((port + 3)) \
+      haproxy -f "$(dirname "$0")/haproxy.cfg" -db >>"$dir/haproxy.log" 2>&1 &
+    echo $! >"$dir/haproxy.pid"
+    wait_ready "$(lb_url)" || die "HAProxy not forwarding (see $dir/haproxy.log)"
+  else
+    say "no haproxy installed: the nodes are served without a load balancer (apt-get install haproxy)"
+  fi
+  local id
+  id=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["client_id"])' "$dir/init.json")
+  cat <<EOT
+
+Three nodes are up: $(node_url 1), $(node_url 2), $(node_url 3)$(command -v haproxy >/dev/null && echo ", behind $(lb_url)")
+CA certificate: $dir/node1/tls/ca.pem; admin client $id, secret in $dir/init.json.
+Log in with every node (the CLI spreads calls and fails over):
+  COFFER_CLIENT_SECRET=... $bin login --url $(node_url 1),$(node_url 2),$(node_url 3) --ca-file $dir/node1/tls/ca.pem --client-id $id
+EOT
+}
+
+down() {
+  for f in "$dir"/node*.pid "$dir"/haproxy.pid; do
+    [ -e "$f" ] || continue
+    kill "$(cat "$f")" 2>/dev/null || true
+    rm -f "$f"
+  done
+  say "stopped"
+}
+
+check() {
+  [ -e "$dir/init.json" ] || die "no cluster in $dir: run up first"
+  local id secret ca cli ct pt
+  id=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["client_id"])' "$dir/init.json")
+  secret=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["client_secret"])' "$dir/init.json")
+  ca=$dir/node1/tls/ca.pem
+  export COFFER_CONFIG_DIR=$dir/cli
+  export COFFER_PROFILE=cluster
+  cli() { "$bin" "$@"; }
+
+  say "1. every node ready, and lists the three"
+  for i in 1 2 3; do wait_ready "$(node_url "$i")" 5 || die "node$i not ready"; done
+  COFFER_CLIENT_SECRET=$secret cli login --url "$(node_url 1),$(node_url 2),$(node_url 3)" --ca-file "$ca" --client-id "$id" >/dev/null
+  tok=$(curl -fsS --cacert "$ca" -u "$id:$secret" -d grant_type=client_credentials "$(node_url 1)/v1/oauth/token" |
+    python3 -c 'import json,sys; print(json.load(sys.stdin)["access_token"])')
+  for i in 1 2 3; do
+    n=$(curl -fsS --cacert "$ca" -H "Authorization: Bearer $tok" "$(node_url "$i")/v1/sys/nodes" |
+      python3 -c 'import json,sys; print(len(json.load(sys.stdin)["nodes"]))')
+    [ "$n" = 3 ] || die "node$i lists $n nodes, want 3 (a token from node1 must work on node$i)"
+  done
+
+  say "2. a key made through the CLI, used on every node"
+  cli transit create cluster-check >/dev/null
+  ct=$(cli transit encrypt -o json cluster-check "three nodes, one deployment" | python3 -c 'import json,sys; print(json.load(sys.stdin)["ciphertext"])')
+  for i in 1 2 3; do
+    pt=$(curl -fsS --cacert "$ca" -H "Authorization: Bearer $tok" -H 'Content-Type: application/json' \
+      -d "{\"ciphertext\":\"$ct\"}" "$(node_url "$i")/v1/keys/cluster-check/decrypt" |
+      python3 -c 'import base64,json,sys; print(base64.b64decode(json.load(sys.stdin)["plaintext"]).decode())')
+    [ "$pt" = "three nodes, one deployment" ] || die "node$i decrypted to '$pt'"
+  done
+
+  say "3. node1 killed (SIGKILL): the CLI fails over, HAProxy takes node1 out"
+  kill -9 "$(cat "$dir/node1.pid")"
+  for k in 1 2 3 4 5 6; do
+    ct=$(cli transit encrypt -o json cluster-check "after the kill $k" |
+      python3 -c 'import json,sys; print(json.load(sys.stdin)["ciphertext"])') || die "CLI call $k after node1 died"
+    [ "$(cli transit decrypt --raw cluster-check "$ct")" = "after the kill $k" ] || die "CLI round trip $k"
+  done
+  if [ -e "$dir/haproxy.pid" ]; then
+    sleep 2.5 # two failed checks a second apart
+    for k in $(seq 1 9); do
+      curl -fsS --cacert "$ca" -o /dev/null "$(lb_url)/readyz" || die "through HAProxy, request $k after node1 died"
+    done
+  fi
+
+  say "4. node1 restarted: it takes its id back once its lease runs out"
+  start_node 1
+  wait_ready "$(node_url 1)" 40 "$dir/node1.pid" || die "node1 not ready after its restart (see $dir/node1.log)"
+
+  say "5. every node's audit chain verifies"
+  COFFER_DATABASE_URL=$db_url "$bin" audit verify --data-dir "$dir/node1" >/dev/null || die "audit verify"
+  say "cluster check passed"
+}
+
+case "$cmd" in
+up) up ;;
+down) down ;;
+check) check ;;
+*) sed -n '2,17p' "$0" >&2; exit 2 ;;
+esac
