@@ -2,22 +2,17 @@ package main
 
 import (
 	"bufio"
-	"bytes"
 	"context"
-	"crypto/tls"
-	"crypto/x509"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
-	"net/http"
 	"os"
 	"strconv"
 	"strings"
-	"time"
 
 	"github.com/spf13/cobra"
 
+	"github.com/cofferhq/coffer/client"
 	"github.com/cofferhq/coffer/internal/app"
 	"github.com/cofferhq/coffer/internal/auditadmin"
 	"github.com/cofferhq/coffer/internal/crypto/unseal"
@@ -174,20 +169,20 @@ func unsealCmd(stdout io.Writer, env []string) *cobra.Command {
 			if url == "" {
 				return &exitError{code: 2, err: errors.New("--url is required")}
 			}
-			hc, err := caClient(caFile)
+			cl, err := sealedClient(url, caFile)
 			if err != nil {
 				return &exitError{code: 2, err: err}
 			}
 			sc := bufio.NewScanner(cmd.InOrStdin())
 			sent := 0
-			var st unsealStatus
+			st := &client.UnsealStatus{}
 			for sc.Scan() {
 				share := strings.TrimSpace(sc.Text())
 				if share == "" {
 					continue
 				}
 				sent++
-				st, err = postSealed(cmd.Context(), hc, strings.TrimRight(url, "/")+"/v1/sys/unseal", map[string]string{"share": share})
+				st, err = cl.Unseal(cmd.Context(), share)
 				if err != nil {
 					return &exitError{code: 1, err: fmt.Errorf("share %d: %w", sent, err)}
 				}
@@ -239,12 +234,11 @@ func unsealReset(cmd *cobra.Command, stdout io.Writer, env []string, dir, url, c
 	if err != nil {
 		return &exitError{code: 1, err: err}
 	}
-	hc, err := caClient(caFile)
+	cl, err := sealedClient(url, caFile)
 	if err != nil {
 		return &exitError{code: 2, err: err}
 	}
-	st, err := postSealed(cmd.Context(), hc, strings.TrimRight(url, "/")+"/v1/sys/unseal/reset",
-		map[string]string{"reset_token": strings.TrimSpace(string(tok))})
+	st, err := cl.UnsealReset(cmd.Context(), strings.TrimSpace(string(tok)))
 	clear(tok)
 	if err != nil {
 		return &exitError{code: 1, err: fmt.Errorf("reset: %w", err)}
@@ -257,61 +251,12 @@ func unsealReset(cmd *cobra.Command, stdout io.Writer, env []string, dir, url, c
 	return nil
 }
 
-type unsealStatus struct {
-	Sealed    bool `json:"sealed"`
-	Progress  int  `json:"progress"`
-	Threshold int  `json:"threshold"`
-}
-
-// postSealed posts body to one of a sealed server's routes and returns the
-// progress it answers.
-func postSealed(ctx context.Context, hc *http.Client, url string, body map[string]string) (unsealStatus, error) {
-	var st unsealStatus
-	b, err := json.Marshal(body)
-	if err != nil {
-		return st, err
-	}
-	defer clear(b)
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(b))
-	if err != nil {
-		return st, err
-	}
-	req.Header.Set("Content-Type", "application/json")
-	resp, err := hc.Do(req)
-	if err != nil {
-		return st, err
-	}
-	defer resp.Body.Close()
-	out, err := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
-	if err != nil {
-		return st, err
-	}
-	if resp.StatusCode != http.StatusOK {
-		var p struct {
-			Detail string `json:"detail"`
-		}
-		_ = json.Unmarshal(out, &p)
-		return st, fmt.Errorf("refused (%d): %s", resp.StatusCode, p.Detail)
-	}
-	if err := json.Unmarshal(out, &st); err != nil {
-		return st, fmt.Errorf("unexpected answer: %w", err)
-	}
-	return st, nil
-}
-
-// caClient is an HTTPS client that trusts caFile (or the system roots).
-func caClient(caFile string) (*http.Client, error) {
-	tc := &tls.Config{MinVersion: tls.VersionTLS12}
+// sealedClient is a client of the server at url (its sealed routes need no
+// credentials) that trusts caFile, or the system roots.
+func sealedClient(url, caFile string) (*client.Client, error) {
+	var opts []client.Option
 	if caFile != "" {
-		pem, err := os.ReadFile(caFile) // #nosec G304 -- the operator names the CA file
-		if err != nil {
-			return nil, err
-		}
-		pool := x509.NewCertPool()
-		if !pool.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("%s holds no certificate", caFile)
-		}
-		tc.RootCAs = pool
+		opts = append(opts, client.WithCAFile(caFile))
 	}
-	return &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{TLSClientConfig: tc}}, nil
+	return client.New(url, opts...)
 }
