@@ -50,8 +50,8 @@ type app struct {
 }
 
 // AddCommands adds the API commands to root: login, logout, records,
-// tokens, transit, clients, users, subjects, and `events` under audit and
-// get, apply and check under policy (audit and policy being root's existing
+// tokens, transit, clients, users, subjects, `events` under audit,
+// `import-vault` under keys, and get, apply and check under policy (audit and policy being root's existing
 // commands of those names, made if missing). It adds the persistent flags
 // --profile and -o to them.
 func AddCommands(root *cobra.Command, env Env, offline OfflinePolicy) {
@@ -62,6 +62,10 @@ func AddCommands(root *cobra.Command, env Env, offline OfflinePolicy) {
 	audit := sub(root, "audit", "Work with the audit log")
 	events := a.auditEventsCmd()
 	audit.AddCommand(events)
+	keys := sub(root, "keys", "Work with keys")
+	importVault := a.importVaultCmd()
+	keys.AddCommand(importVault)
+	api = append(api, importVault)
 	policy := sub(root, "policy", "Work with policy documents")
 	pol := []*cobra.Command{a.policyGetCmd(offline), a.policyApplyCmd(offline), a.policyCheckCmd()}
 	policy.AddCommand(pol...)

@@ -34,8 +34,8 @@
 //
 // # Actions
 //
-// Create, Rotate, Configure, Delete, Import, ImportVersion and WrappingKey
-// need "admin"; Get needs "read";
+// Create, Rotate, Configure, Delete, Import, ImportVersion, ImportVault and
+// WrappingKey need "admin"; Get needs "read";
 // Encrypt needs "encrypt"; Decrypt needs "decrypt"; Rewrap needs both
 // "decrypt" and "encrypt". Each call records its target in the caller's
 // AccessNote (the policy action, or "rewrap" for Rewrap, on "keys/NAME")
@@ -86,6 +86,23 @@
 // version like any other and is never exportable. Every ciphertext that
 // does not unwrap is one 422, [MsgNotAKey]. Both need "admin", as Create;
 // the name "wrapping_key" is reserved.
+//
+// # Import from Vault
+//
+// [Service.ImportVault] creates a key from the versions of a HashiCorp
+// Vault transit key (aes256-gcm96, exportable, neither derived nor
+// convergent), each wrapped as in Import: the client (`coffer keys
+// import-vault`) reads them from Vault, so Coffer never talks to Vault.
+// Each version keeps its number in the keyring (keyring ImportAt), the
+// first is the minimum decryption version, and the key is marked
+// (TransitKey.Origin "vault", VaultLatestVersion). A vault:vN: ciphertext
+// of such a key whose version came from Vault is opened as Coffer's
+// envelope and, failing that, as Vault sealed it ([ParseVaultNative]:
+// nonce ‖ AES-256-GCM under the version's bytes, no additional data, the
+// context unused as Vault does for keys that are not derived), with the
+// one opaque error when neither opens. For every other key a vault:vN:
+// text that is not an envelope is malformed, as before. What Coffer seals
+// is always its own envelope.
 //
 // Names of deleted keys are not reused: the keyring never makes a new key
 // for a destroyed key id, so creating a key under a deleted key's name is

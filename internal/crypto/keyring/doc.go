@@ -8,7 +8,7 @@
 // cache of unwrapped keys, and the check that the root key is the right one.
 //
 // It must never put a key, plain or wrapped, or a plaintext in an error or a
-// log; never hand out the key that seals values; never make a new key for a
+// log; never seal under a version's bytes themselves; never hand out the key that seals values; never make a new key for a
 // key id that was destroyed; and never keep an unwrapped key it has evicted
 // without zeroing it.
 //
@@ -29,6 +29,12 @@
 // (SHA-256) derives the AES-256-GCM key (info "coffer/keyring/v1/aead"),
 // the HMAC-SHA256 key ("coffer/keyring/v1/mac") and the key [Keyring.Key]
 // returns ("coffer/keyring/v1/key"), so no derived key reveals another.
+// The one exception is a version brought from another system with the
+// values it sealed there ([Keyring.ImportAt]): [Keyring.OpenForeign]
+// opens those values under the version's bytes themselves, as that system
+// sealed them; nothing is ever sealed that way, and which versions it is
+// asked for is its caller's decision (transit: only the versions imported
+// from Vault).
 //
 // # Cache and nodes
 //
