@@ -400,3 +400,13 @@ type Node struct {
 
 // Live reports whether n's lease runs at now.
 func (n Node) Live(now time.Time) bool { return now.Before(n.LeaseUntil) }
+
+// JobLease is a node's hold on a background job (rewrap, purge, reindex,
+// automatic rotation): Holder (the node id) holds it until Until under
+// fencing token Fence, which grows each time the lease changes hands. A
+// write made under a lease is refused once its Fence is not the job's.
+type JobLease struct {
+	Job, Holder string
+	Fence       int64
+	Until       time.Time
+}

@@ -151,12 +151,12 @@ func fill(t *testing.T, s rawStore) {
 	if len(conflicts) != 0 {
 		t.Fatalf("conflicts %x", conflicts)
 	}
-	ok, err := db.AcquireLease(ctx, "rewrap", "node-a", bt0, time.Minute)
+	lease, ok, err := db.AcquireLease(ctx, "rewrap", "node-a", bt0, time.Minute)
 	must(err)
 	if !ok {
 		t.Fatal("lease not acquired")
 	}
-	must(db.SetJobState(ctx, "rewrap", "node-a", `{"after":"r010"}`, bt0))
+	must(db.SetJobState(ctx, lease, `{"after":"r010"}`, bt0))
 	must(db.SetMeta(ctx, "node_id", "n-1"))
 	ok, err = db.AcquireNodeLease(ctx, coffer.Node{ID: "n-1", Instance: "i-1", Host: "h", Version: "v1.2.3", SchemaVersion: 15,
 		StartedAt: bt0, HeartbeatAt: bt0.Add(time.Second), LeaseUntil: bt0.Add(time.Minute)})
