@@ -410,3 +410,30 @@ type JobLease struct {
 	Fence       int64
 	Until       time.Time
 }
+
+// IdempotencyKey states.
+const (
+	IdempotencyPending = "pending"
+	IdempotencyDone    = "done"
+)
+
+// IdempotencyKey is the stored outcome of a create sent with an
+// Idempotency-Key header, per principal: Fingerprint identifies the
+// request (method, path, body); a pending key is claimed by Owner (one
+// request on one node) until ClaimUntil, or until the node Instance it runs
+// on loses its lease; a done one holds the answer
+// (Status, ContentType, Body, sealed) until ExpiresAt.
+type IdempotencyKey struct {
+	Principal, Key string
+	Fingerprint    []byte
+	State, Owner   string
+	// Instance is the claiming process's node lease instance
+	// (coffer.Node.Instance), "" when it holds none.
+	Instance    string
+	ClaimUntil  time.Time
+	Status      int
+	ContentType string
+	Body        []byte
+	CreatedAt   time.Time
+	ExpiresAt   time.Time
+}

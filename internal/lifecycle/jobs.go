@@ -346,6 +346,20 @@ func (j *Jobs) Purge(ctx context.Context) (int64, error) {
 			return total, err
 		}
 	}
+	// Idempotency keys past their 24 hours go with the expired records.
+	if p, ok := j.c.Store.(interface {
+		PurgeIdempotencyKeys(ctx context.Context, now time.Time, limit int) (int64, error)
+	}); ok && ctx.Err() == nil {
+		for {
+			n, err := p.PurgeIdempotencyKeys(ctx, j.c.Now(), j.c.Batch)
+			if err != nil {
+				return total, err
+			}
+			if n < int64(j.c.Batch) {
+				break
+			}
+		}
+	}
 	return total, nil
 }
 

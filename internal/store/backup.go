@@ -104,6 +104,10 @@ func backupTables() []backupTable {
 		{"nodes", []column{ct("node").addedIn(15), ct("instance").addedIn(15), ct("host").addedIn(15), ct("version").addedIn(15),
 			ci("schema_version").addedIn(15), ci("started_at").addedIn(15), ci("heartbeat_at").addedIn(15),
 			ci("lease_until").addedIn(15)}, "node"},
+		{"idempotency_keys", []column{ct("principal").addedIn(18), ct("key").addedIn(18), cb("fingerprint").addedIn(18),
+			ct("state").addedIn(18), ct("owner").addedIn(18), ct("instance").addedIn(18), ci("claim_until").addedIn(18),
+			ci("status").addedIn(18), ct("content_type").addedIn(18), cbn("body").addedIn(18), ci("created_at").addedIn(18),
+			ci("expires_at").addedIn(18)}, "principal, key"},
 	}
 }
 
