@@ -394,6 +394,21 @@ paths = {
       params=[q("since", "RFC 3339 time"), q("kind", "event kind")], tags=["audit"])},
 }
 
+# Creates take an Idempotency-Key header (internal/idempotency): kept 24 h per principal.
+IDEMPOTENCY_KEY = {"name": "Idempotency-Key", "in": "header", "required": False,
+  "schema": {"type": "string", "minLength": 1, "maxLength": 255, "pattern": "^[!-~]+$"},
+  "description": "Makes the create run once: the answer is kept 24 hours per principal, and a retry with the same key and the same request "
+                 "(method, path, body) gets it again (same id, same secret, same tokens) with Idempotent-Replayed: true, creating nothing. "
+                 "The same key with another request is 422; a duplicate sent while the first still runs waits for its answer, then is 409 "
+                 "(retry later). A create that fails keeps nothing: its retry runs again. 1 to 255 visible ASCII characters (400 otherwise)."}
+IDEMPOTENT = ["/v1/clients", "/v1/users", "/v1/collections", "/v1/collections/{c}/records", "/v1/tokenize", "/v1/keys"]
+for path in IDEMPOTENT:
+    o = paths[path]["post"]
+    o["parameters"] = o.get("parameters", []) + [IDEMPOTENCY_KEY]
+    o["responses"].setdefault("409", problem("Conflict"))
+    o["responses"]["409"] = problem(o["responses"]["409"]["description"] + "; or a request with the same Idempotency-Key is still being carried out (retry later)")
+    o["responses"]["422"] = problem(o["responses"].get("422", {}).get("description", "Valid JSON that breaks the schema") + "; or the Idempotency-Key was used for another request")
+
 doc = {
   "openapi": "3.1.0",
   "info": {"title": "Coffer", "version": "1", "description": "A self-hosted vault for the sensitive data of backend systems. Every error is application/problem+json (RFC 9457)."},

@@ -25,6 +25,7 @@ import (
 	"github.com/cofferhq/coffer/internal/crypto/unseal"
 	"github.com/cofferhq/coffer/internal/detect"
 	"github.com/cofferhq/coffer/internal/httpapi"
+	"github.com/cofferhq/coffer/internal/idempotency"
 	"github.com/cofferhq/coffer/internal/keyadmin"
 	"github.com/cofferhq/coffer/internal/lifecycle"
 	"github.com/cofferhq/coffer/internal/metrics"
@@ -249,6 +250,11 @@ func (s *Server) build(ctx context.Context, o Options) error {
 		Observe:      s.metrics.ObserveRequest,
 		Now:          c.opts.Now,
 		Ready:        ready,
+		Unavailable:  store.IsUnavailable,
+		// A claim outlives any request (its handler's bound), unless its
+		// node dies first.
+		Idempotency: idempotency.New(idempotency.Config{Store: c.db, Sealer: c.keys, Instance: s.member.Instance(),
+			Claim: httpapi.DefaultHandlerTimeout + 10*time.Second, Now: c.opts.Now, Rand: c.opts.Rand}),
 		Extra: extraRoutes(cfg, func(rt *httpapi.Router) {
 			httpapi.KeyAdminRoutes(s.admin)(rt)
 			httpapi.NodeRoutes(c.db, c.policies, cfg.Node, c.opts.Now)(rt)

@@ -400,3 +400,40 @@ type Node struct {
 
 // Live reports whether n's lease runs at now.
 func (n Node) Live(now time.Time) bool { return now.Before(n.LeaseUntil) }
+
+// JobLease is a node's hold on a background job (rewrap, purge, reindex,
+// automatic rotation): Holder (the node id) holds it until Until under
+// fencing token Fence, which grows each time the lease changes hands. A
+// write made under a lease is refused once its Fence is not the job's.
+type JobLease struct {
+	Job, Holder string
+	Fence       int64
+	Until       time.Time
+}
+
+// IdempotencyKey states.
+const (
+	IdempotencyPending = "pending"
+	IdempotencyDone    = "done"
+)
+
+// IdempotencyKey is the stored outcome of a create sent with an
+// Idempotency-Key header, per principal: Fingerprint identifies the
+// request (method, path, body); a pending key is claimed by Owner (one
+// request on one node) until ClaimUntil, or until the node Instance it runs
+// on loses its lease; a done one holds the answer
+// (Status, ContentType, Body, sealed) until ExpiresAt.
+type IdempotencyKey struct {
+	Principal, Key string
+	Fingerprint    []byte
+	State, Owner   string
+	// Instance is the claiming process's node lease instance
+	// (coffer.Node.Instance), "" when it holds none.
+	Instance    string
+	ClaimUntil  time.Time
+	Status      int
+	ContentType string
+	Body        []byte
+	CreatedAt   time.Time
+	ExpiresAt   time.Time
+}

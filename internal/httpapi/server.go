@@ -19,6 +19,7 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/cofferhq/coffer/internal/coffer"
+	"github.com/cofferhq/coffer/internal/idempotency"
 	"github.com/cofferhq/coffer/internal/identity"
 	"github.com/cofferhq/coffer/internal/pki"
 	"github.com/cofferhq/coffer/internal/policy"
@@ -173,6 +174,13 @@ type Config struct {
 	// AuditTimeout bounds the wait for a request's audit write
 	// (DefaultAuditTimeout when 0).
 	AuditTimeout time.Duration
+	// Unavailable, if set, tells the errors that mean the database cannot
+	// be reached (store.IsUnavailable): they are answered 503 with
+	// Retry-After, not 500.
+	Unavailable func(error) bool
+	// Idempotency, if set, runs the creates sent with an Idempotency-Key
+	// header once per key and principal.
+	Idempotency *idempotency.Keeper
 	// Extra registers more routes (later capabilities) on the same stack.
 	Extra func(r *Router)
 }
@@ -261,8 +269,9 @@ type HandlerFunc func(c *Call) (Reply, error)
 
 // Route options.
 const (
-	public  = 1 << iota // no bearer token needed
-	noAudit             // nothing worth auditing (health, metadata)
+	public     = 1 << iota // no bearer token needed
+	noAudit                // nothing worth auditing (health, metadata)
+	idempotent             // a create: an Idempotency-Key header makes it run once (see once)
 )
 
 // Router registers routes on the server's stack.
@@ -441,6 +450,11 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request, route string, opt
 	}()
 
 	reply, err := s.run(c, opts, st, h)
+	if err != nil && s.c.Unavailable != nil && coffer.ErrorCode(err) == coffer.EINTERNAL && s.c.Unavailable(err) {
+		// A database outage (a restart, a failover): the caller retries.
+		err = &coffer.Error{Code: coffer.EUNAVAILABLE, Cause: err, RetryAfterSeconds: 2,
+			Message: "the database is unavailable; retry (a create with the same Idempotency-Key runs once)"}
+	}
 	var body []byte
 	if err == nil {
 		body, err = encodeReply(&reply)
@@ -529,6 +543,14 @@ func (s *Server) run(c *Call, opts int, st *Style, h HandlerFunc) (Reply, error)
 		}
 		if err := s.allow(p.ID); err != nil {
 			return Reply{}, err
+		}
+		if opts&idempotent != 0 && s.c.Idempotency != nil {
+			if keys := c.R.Header.Values(idempotency.Header); len(keys) > 0 {
+				if len(keys) > 1 {
+					return Reply{}, coffer.Errorf(coffer.EMALFORMED, "send one %s header", idempotency.Header)
+				}
+				return s.once(c, keys[0], h)
+			}
 		}
 	}
 	return h(c)

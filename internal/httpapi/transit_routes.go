@@ -32,7 +32,7 @@ func (c *Call) transitCaller() transit.Caller {
 }
 
 func (s *Server) transitRoutes() {
-	s.handle("POST /v1/keys", 0, s.createKey)
+	s.handle("POST /v1/keys", idempotent, s.createKey)
 	// The literal segment wins over {name}: no key may be called
 	// wrapping_key (transit refuses the name).
 	s.handle("GET /v1/keys/wrapping_key", 0, s.wrappingKey)

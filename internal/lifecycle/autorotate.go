@@ -207,14 +207,11 @@ func (j *Jobs) AutoRotate(ctx context.Context) (RotateReport, error) {
 	if r.Rotate == nil || r.Policy.After <= 0 && r.Policy.AfterUses == 0 {
 		return rep, nil
 	}
-	ok, err := j.c.Store.AcquireLease(ctx, AutoRotateJob, j.c.Node, j.c.Now(), j.c.LeaseTTL)
+	lease, release, _, err := j.acquire(ctx, AutoRotateJob)
 	if err != nil {
 		return rep, err
 	}
-	if !ok {
-		return rep, ErrBusy
-	}
-	defer func() { _ = j.c.Store.ReleaseLease(context.WithoutCancel(ctx), AutoRotateJob, j.c.Node) }()
+	defer release()
 	if r.Flush != nil {
 		if err := r.Flush(ctx); err != nil && ctx.Err() == nil {
 			// The stored counts lag a little more; they still count.
@@ -255,6 +252,13 @@ func (j *Jobs) AutoRotate(ctx context.Context) (RotateReport, error) {
 					}
 					continue
 				}
+				// Each rotation starts under a lease renewed just before,
+				// with its fencing token unchanged: a node that was paused
+				// past its lease while another took the job rotates
+				// nothing more.
+				if lease, err = j.renew(ctx, lease); err != nil {
+					return rep, err
+				}
 				v, err := r.Rotate(ctx, k.KeyID)
 				if err != nil {
 					if ctx.Err() != nil {
@@ -279,7 +283,7 @@ func (j *Jobs) AutoRotate(ctx context.Context) (RotateReport, error) {
 				break
 			}
 			q.After = keys[len(keys)-1].KeyID
-			if _, err := j.c.Store.AcquireLease(ctx, AutoRotateJob, j.c.Node, j.c.Now(), j.c.LeaseTTL); err != nil {
+			if lease, err = j.renew(ctx, lease); err != nil {
 				return rep, err
 			}
 		}

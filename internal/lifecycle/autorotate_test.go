@@ -355,13 +355,14 @@ func TestAutoRotate(t *testing.T) {
 			run(a, "collection/a")
 
 			// Another node holding the job's lease: this one waits its turn.
-			if ok, err := db.AcquireLease(ctx, lifecycle.AutoRotateJob, "b", clk.Now(), time.Minute); err != nil || !ok {
+			bLease, ok, err := db.AcquireLease(ctx, lifecycle.AutoRotateJob, "b", clk.Now(), time.Minute)
+			if err != nil || !ok {
 				t.Fatalf("lease for b: %v %v", ok, err)
 			}
 			if _, err := a.AutoRotate(ctx); !errors.Is(err, lifecycle.ErrBusy) {
 				t.Fatalf("while b holds the lease: %v", err)
 			}
-			if err := db.ReleaseLease(ctx, lifecycle.AutoRotateJob, "b"); err != nil {
+			if err := db.ReleaseLease(ctx, bLease); err != nil {
 				t.Fatal(err)
 			}
 

@@ -10,6 +10,22 @@
 // rotation). A job runs on one node at a time under a lease in the store,
 // so any number of nodes can run the scheduler.
 //
+// # Once, across nodes
+//
+// A job's lease (store.AcquireLease) names its holder and carries a
+// fencing token that grows each time the lease changes hands. Every write
+// a job makes checks, in its own transaction, that the lease is still held
+// under that token (the rewrap's value swaps and cursor, the purge's
+// deletions), and the automatic rotation renews the lease, token
+// unchanged, before each key it rotates: a node paused past its lease
+// while another took the job over has its writes refused
+// (store.ErrLeaseLost) and stops. Within one process a mutex per job keeps
+// the scheduler and a run started after a rotation from overlapping. A
+// node that dies holding a job keeps the others out until its lease runs
+// out (Config.LeaseTTL); the next node to try then takes it, and the
+// rewrap resumes from the cursor saved after each batch, so nothing is
+// redone and nothing skipped.
+//
 // # Automatic rotation
 //
 // AES-GCM with random 96-bit nonces allows a key about 2^32 encryptions;

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync"
 	"time"
 
 	"github.com/cofferhq/coffer/internal/coffer"
@@ -16,13 +17,18 @@ import (
 
 // Store is what the jobs need.
 type Store interface {
-	AcquireLease(ctx context.Context, job, node string, now time.Time, ttl time.Duration) (bool, error)
-	ReleaseLease(ctx context.Context, job, node string) error
+	// AcquireLease takes or renews a job's lease; ReleaseLease,
+	// SetJobState, ReplaceValues, PurgeExpired and CheckLease refuse with
+	// store.ErrLeaseLost once the lease they are given is no longer the
+	// job's (fencing).
+	AcquireLease(ctx context.Context, job, node string, now time.Time, ttl time.Duration) (coffer.JobLease, bool, error)
+	ReleaseLease(ctx context.Context, l coffer.JobLease) error
+	CheckLease(ctx context.Context, l coffer.JobLease, now time.Time) error
 	JobState(ctx context.Context, job string) (string, error)
-	SetJobState(ctx context.Context, job, node, state string, now time.Time) error
+	SetJobState(ctx context.Context, l coffer.JobLease, state string, now time.Time) error
 	RecordsAfter(ctx context.Context, collection, id string, limit int) ([]coffer.SealedRecord, error)
-	ReplaceValues(ctx context.Context, recs []coffer.SealedRecord, old [][]byte) (int, error)
-	PurgeExpired(ctx context.Context, now time.Time, limit int) (int64, error)
+	ReplaceValues(ctx context.Context, l coffer.JobLease, now time.Time, recs []coffer.SealedRecord, old [][]byte) (int, error)
+	PurgeExpired(ctx context.Context, l coffer.JobLease, now time.Time, limit int) (int64, error)
 	ResetJobState(ctx context.Context, job, state string, now time.Time) error
 	DueDataKeys(ctx context.Context, q store.DueQuery) ([]coffer.DataKey, error)
 }
@@ -66,7 +72,13 @@ type KeyVersions interface {
 }
 
 // Jobs runs the background jobs.
-type Jobs struct{ c Config }
+type Jobs struct {
+	c Config
+	// running holds one mutex per job: one run at a time in this process
+	// too (the scheduler and a run started after a rotation share the
+	// node id, so the store's lease alone would let both in).
+	running map[string]*sync.Mutex
+}
 
 // New returns Jobs.
 func New(c Config) *Jobs {
@@ -82,7 +94,49 @@ func New(c Config) *Jobs {
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
-	return &Jobs{c: c}
+	j := &Jobs{c: c, running: map[string]*sync.Mutex{}}
+	for _, name := range []string{RewrapJob, PurgeJob, ReindexJob, AutoRotateJob} {
+		j.running[name] = &sync.Mutex{}
+	}
+	return j
+}
+
+// acquire takes job's lease for this node, and the job's in-process
+// mutex; it returns ErrBusy when another node, or another run here, has
+// the job. release gives both up; unlock only the mutex (the lease then
+// runs out by itself, as a crashed node's would).
+func (j *Jobs) acquire(ctx context.Context, job string) (lease coffer.JobLease, release, unlock func(), err error) {
+	mu := j.running[job]
+	if !mu.TryLock() {
+		return lease, nil, nil, ErrBusy
+	}
+	lease, ok, err := j.c.Store.AcquireLease(ctx, job, j.c.Node, j.c.Now(), j.c.LeaseTTL)
+	if err != nil || !ok {
+		mu.Unlock()
+		if err == nil {
+			err = ErrBusy
+		}
+		return lease, nil, nil, err
+	}
+	return lease, func() {
+		_ = j.c.Store.ReleaseLease(context.WithoutCancel(ctx), lease)
+		mu.Unlock()
+	}, mu.Unlock, nil
+}
+
+// renew extends lease as a job goes on; it fails with store.ErrLeaseLost
+// when the lease changed hands meanwhile (it ran out and another node, or
+// a new run, took it), so the run stops rather than write under a token
+// no longer the job's.
+func (j *Jobs) renew(ctx context.Context, lease coffer.JobLease) (coffer.JobLease, error) {
+	next, ok, err := j.c.Store.AcquireLease(ctx, lease.Job, j.c.Node, j.c.Now(), j.c.LeaseTTL)
+	if err != nil {
+		return lease, err
+	}
+	if !ok || next.Fence != lease.Fence {
+		return lease, fmt.Errorf("%w: %s (fence %d, now %d)", store.ErrLeaseLost, lease.Job, lease.Fence, next.Fence)
+	}
+	return next, nil
 }
 
 // Job names.
@@ -127,13 +181,21 @@ func (j *Jobs) Rewrap(ctx context.Context, maxBatches int) (RewrapReport, error)
 
 func (j *Jobs) rewrap(ctx context.Context, maxBatches int) (RewrapReport, error) {
 	var rep RewrapReport
-	ok, err := j.c.Store.AcquireLease(ctx, RewrapJob, j.c.Node, j.c.Now(), j.c.LeaseTTL)
+	lease, release, unlock, err := j.acquire(ctx, RewrapJob)
 	if err != nil {
 		return rep, err
 	}
-	if !ok {
-		return rep, ErrBusy
-	}
+	// A run that stops half-way (maxBatches, an error) keeps the lease
+	// until it runs out, as a crashed node's would: its cursor is saved,
+	// and the next run, here or on another node, goes on from it.
+	finished := false
+	defer func() {
+		if finished {
+			release()
+		} else {
+			unlock()
+		}
+	}()
 	raw, err := j.c.Store.JobState(ctx, RewrapJob)
 	if err != nil {
 		return rep, err
@@ -145,7 +207,8 @@ func (j *Jobs) rewrap(ctx context.Context, maxBatches int) (RewrapReport, error)
 		}
 	}
 	if st.Done {
-		return RewrapReport{Done: true}, j.c.Store.ReleaseLease(ctx, RewrapJob, j.c.Node)
+		finished = true
+		return RewrapReport{Done: true}, nil
 	}
 	current := map[string]uint32{}
 	for batches := 0; maxBatches == 0 || batches < maxBatches; batches++ {
@@ -199,7 +262,7 @@ func (j *Jobs) rewrap(ctx context.Context, maxBatches int) (RewrapReport, error)
 				old = append(old, enc)
 			}
 		}
-		n, err := j.c.Store.ReplaceValues(ctx, changed, old)
+		n, err := j.c.Store.ReplaceValues(ctx, lease, j.c.Now(), changed, old)
 		if err != nil {
 			return rep, err
 		}
@@ -211,30 +274,27 @@ func (j *Jobs) rewrap(ctx context.Context, maxBatches int) (RewrapReport, error)
 		if j.c.OnRewrapped != nil {
 			j.c.OnRewrapped(n)
 		}
-		if err := j.save(ctx, st); err != nil {
+		if err := j.save(ctx, lease, st); err != nil {
 			return rep, err
 		}
 		// Renew the lease as we go.
-		if _, err := j.c.Store.AcquireLease(ctx, RewrapJob, j.c.Node, j.c.Now(), j.c.LeaseTTL); err != nil {
+		if lease, err = j.renew(ctx, lease); err != nil {
 			return rep, err
 		}
 	}
-	if err := j.save(ctx, st); err != nil {
+	if err := j.save(ctx, lease, st); err != nil {
 		return rep, err
 	}
-	rep.Done = st.Done
-	if st.Done {
-		_ = j.c.Store.ReleaseLease(ctx, RewrapJob, j.c.Node)
-	}
+	rep.Done, finished = st.Done, st.Done
 	return rep, nil
 }
 
-func (j *Jobs) save(ctx context.Context, st rewrapState) error {
+func (j *Jobs) save(ctx context.Context, lease coffer.JobLease, st rewrapState) error {
 	b, err := json.Marshal(st)
 	if err != nil {
 		return fmt.Errorf("lifecycle: rewrap state: %w", err)
 	}
-	return j.c.Store.SetJobState(ctx, RewrapJob, j.c.Node, string(b), j.c.Now())
+	return j.c.Store.SetJobState(ctx, lease, string(b), j.c.Now())
 }
 
 // skip reports whether the rewrap leaves a record for err and goes on:
@@ -267,23 +327,37 @@ func RequestRewrap(ctx context.Context, s JobStateStore, now time.Time) error {
 
 // Purge deletes expired records in batches until none are left or ctx ends.
 func (j *Jobs) Purge(ctx context.Context) (int64, error) {
-	ok, err := j.c.Store.AcquireLease(ctx, PurgeJob, j.c.Node, j.c.Now(), j.c.LeaseTTL)
+	lease, release, _, err := j.acquire(ctx, PurgeJob)
 	if err != nil {
 		return 0, err
 	}
-	if !ok {
-		return 0, ErrBusy
-	}
-	defer func() { _ = j.c.Store.ReleaseLease(context.WithoutCancel(ctx), PurgeJob, j.c.Node) }()
+	defer release()
 	var total int64
 	for ctx.Err() == nil {
-		n, err := j.c.Store.PurgeExpired(ctx, j.c.Now(), j.c.Batch)
+		n, err := j.c.Store.PurgeExpired(ctx, lease, j.c.Now(), j.c.Batch)
 		if err != nil {
 			return total, err
 		}
 		total += n
 		if n < int64(j.c.Batch) {
 			break
+		}
+		if lease, err = j.renew(ctx, lease); err != nil {
+			return total, err
+		}
+	}
+	// Idempotency keys past their 24 hours go with the expired records.
+	if p, ok := j.c.Store.(interface {
+		PurgeIdempotencyKeys(ctx context.Context, now time.Time, limit int) (int64, error)
+	}); ok && ctx.Err() == nil {
+		for {
+			n, err := p.PurgeIdempotencyKeys(ctx, j.c.Now(), j.c.Batch)
+			if err != nil {
+				return total, err
+			}
+			if n < int64(j.c.Batch) {
+				break
+			}
 		}
 	}
 	return total, nil
@@ -325,15 +399,18 @@ func (j *Jobs) Reindex(ctx context.Context) (int, error) {
 	if j.c.Reindex == nil {
 		return 0, nil
 	}
-	ok, err := j.c.Store.AcquireLease(ctx, ReindexJob, j.c.Node, j.c.Now(), j.c.LeaseTTL)
+	lease, release, _, err := j.acquire(ctx, ReindexJob)
 	if err != nil {
 		return 0, err
 	}
-	if !ok {
-		return 0, ErrBusy
+	defer release()
+	n, err := j.c.Reindex(ctx)
+	if err == nil {
+		// A run that outlived its lease says so (its moves were
+		// compare-and-swap, so still right).
+		err = j.c.Store.CheckLease(ctx, lease, j.c.Now())
 	}
-	defer func() { _ = j.c.Store.ReleaseLease(context.WithoutCancel(ctx), ReindexJob, j.c.Node) }()
-	return j.c.Reindex(ctx)
+	return n, err
 }
 
 // purgeAndRewrap runs the purge and the rewrap once, logging errors.

@@ -33,12 +33,33 @@ func (k keyStore) InsertDataKey(ctx context.Context, dk coffer.DataKey) error {
 
 type fixture struct {
 	db   *store.DB
+	dsn  string
 	keys *keyring.Keyring
+}
+
+// reopen opens another connection pool on f's database, as another node
+// would.
+func (f fixture) reopen(tb testing.TB) *store.DB {
+	tb.Helper()
+	db, err := store.Open(context.Background(), f.dsn, store.Options{})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { _ = db.Close() })
+	return db
 }
 
 func setup(tb testing.TB, b storetest.Backend) fixture {
 	tb.Helper()
-	db := storetest.Open(tb, b)
+	dsn := b.DSN(tb)
+	db, err := store.Open(context.Background(), dsn, store.Options{})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { _ = db.Close() })
+	if err := db.Migrate(context.Background()); err != nil {
+		tb.Fatal(err)
+	}
 	root, err := secret.Random(rand.Reader, 32)
 	if err != nil {
 		tb.Fatal(err)
@@ -52,7 +73,7 @@ func setup(tb testing.TB, b storetest.Backend) fixture {
 		Fields: []coffer.Field{{Name: "f", Type: coffer.TypeString}, {Name: "g", Type: coffer.TypeString}}}); err != nil {
 		tb.Fatal(err)
 	}
-	return fixture{db: db, keys: kr}
+	return fixture{db: db, dsn: dsn, keys: kr}
 }
 
 // insert stores n records r<start>… as the vault writes them: values

@@ -99,11 +99,15 @@ func backupTables() []backupTable {
 		{"suspensions", []column{ct("principal"), ci("until"), ct("reason")}, "principal"},
 		{"transit_keys", []column{ct("name"), ci("created_at"), ci("min_decryption_version"), ci("latest_version"),
 			ci("deletable"), ci("auto_rotate_s"), ci("encryptions"), ct("origin").addedIn(19), ci("vault_latest_version").addedIn(19)}, "name"},
-		{"jobs", []column{ct("name"), ct("state"), ct("lease_by"), ci("lease_until"), ci("updated_at")}, "name"},
+		{"jobs", []column{ct("name"), ct("state"), ct("lease_by"), ci("lease_until"), ci("updated_at"), ci("fence").addedIn(17)}, "name"},
 		{"meta", []column{ct("key"), ct("value")}, "key"},
 		{"nodes", []column{ct("node").addedIn(15), ct("instance").addedIn(15), ct("host").addedIn(15), ct("version").addedIn(15),
 			ci("schema_version").addedIn(15), ci("started_at").addedIn(15), ci("heartbeat_at").addedIn(15),
 			ci("lease_until").addedIn(15)}, "node"},
+		{"idempotency_keys", []column{ct("principal").addedIn(18), ct("key").addedIn(18), cb("fingerprint").addedIn(18),
+			ct("state").addedIn(18), ct("owner").addedIn(18), ct("instance").addedIn(18), ci("claim_until").addedIn(18),
+			ci("status").addedIn(18), ct("content_type").addedIn(18), cbn("body").addedIn(18), ci("created_at").addedIn(18),
+			ci("expires_at").addedIn(18)}, "principal, key"},
 	}
 }
 

@@ -151,13 +151,24 @@ func fill(t *testing.T, s rawStore) {
 	if len(conflicts) != 0 {
 		t.Fatalf("conflicts %x", conflicts)
 	}
-	ok, err := db.AcquireLease(ctx, "rewrap", "node-a", bt0, time.Minute)
+	lease, ok, err := db.AcquireLease(ctx, "rewrap", "node-a", bt0, time.Minute)
 	must(err)
 	if !ok {
 		t.Fatal("lease not acquired")
 	}
-	must(db.SetJobState(ctx, "rewrap", "node-a", `{"after":"r010"}`, bt0))
+	must(db.SetJobState(ctx, lease, `{"after":"r010"}`, bt0))
 	must(db.SetMeta(ctx, "node_id", "n-1"))
+	_, ok, err = db.ClaimIdempotencyKey(ctx, coffer.IdempotencyKey{Principal: "client:c1", Key: "k-1", Fingerprint: []byte{1, 2},
+		Owner: "o-1", Instance: "i-1", ClaimUntil: bt0.Add(time.Minute), CreatedAt: bt0, ExpiresAt: bt0.Add(24 * time.Hour)})
+	must(err)
+	if !ok {
+		t.Fatal("idempotency key not claimed")
+	}
+	ok, err = db.CompleteIdempotencyKey(ctx, "client:c1", "k-1", "o-1", 201, "application/json", []byte{9, 8})
+	must(err)
+	if !ok {
+		t.Fatal("idempotency key not completed")
+	}
 	ok, err = db.AcquireNodeLease(ctx, coffer.Node{ID: "n-1", Instance: "i-1", Host: "h", Version: "v1.2.3", SchemaVersion: 15,
 		StartedAt: bt0, HeartbeatAt: bt0.Add(time.Second), LeaseUntil: bt0.Add(time.Minute)})
 	must(err)

@@ -9,29 +9,65 @@ import (
 	"github.com/cofferhq/coffer/internal/coffer"
 )
 
+// ErrLeaseLost: a write under a job lease that is no longer held under its
+// fencing token (another node took the job, or the lease ran out).
+var ErrLeaseLost = errors.New("store: job lease lost")
+
 // AcquireLease takes (or renews) the lease of a background job for node
-// until now+ttl. It reports false when another node holds an unexpired
-// lease. One statement, so two nodes can never both win: this is the
+// until now+ttl, in one statement, so two nodes can never both win: the
 // portable equivalent of an advisory lock that also survives a crash (the
-// lease simply expires).
-func (db *DB) AcquireLease(ctx context.Context, job, node string, now time.Time, ttl time.Duration) (bool, error) {
-	n, err := db.write.exec(ctx, `INSERT INTO jobs (name, state, lease_by, lease_until, updated_at)
-		VALUES ($1, '', $2, $3, $4)
-		ON CONFLICT (name) DO UPDATE SET lease_by = $2, lease_until = $3, updated_at = $4
-		WHERE jobs.lease_until < $4 OR jobs.lease_by = $2`,
-		job, node, micros(now.Add(ttl)), micros(now))
-	if err != nil {
-		return false, fmt.Errorf("store: acquire lease: %w", err)
+// lease runs out). It reports false when another node holds an unexpired
+// lease. The lease's fencing token grows whenever the lease changes hands
+// (a new holder, or node taking it again after it ran out or was
+// released) and stays while node renews it in time.
+func (db *DB) AcquireLease(ctx context.Context, job, node string, now time.Time, ttl time.Duration) (coffer.JobLease, bool, error) {
+	until := now.Add(ttl)
+	var fence int64
+	err := db.write.queryRow(ctx, `INSERT INTO jobs (name, state, lease_by, lease_until, updated_at, fence)
+		VALUES ($1, '', $2, $3, $4, 1)
+		ON CONFLICT (name) DO UPDATE SET lease_by = $2, lease_until = $3, updated_at = $4,
+			fence = CASE WHEN jobs.lease_by = $2 AND jobs.lease_until >= $4 THEN jobs.fence ELSE jobs.fence + 1 END
+		WHERE jobs.lease_until < $4 OR jobs.lease_by = $2
+		RETURNING fence`,
+		job, node, micros(until), micros(now)).Scan(&fence)
+	if errors.Is(mapErr(err), ErrNotFound) {
+		return coffer.JobLease{}, false, nil
 	}
-	return n == 1, nil
+	if err != nil {
+		return coffer.JobLease{}, false, fmt.Errorf("store: acquire lease: %w", mapErr(err))
+	}
+	return coffer.JobLease{Job: job, Holder: node, Fence: fence, Until: until}, true, nil
 }
 
-// ReleaseLease gives up node's lease of job.
-func (db *DB) ReleaseLease(ctx context.Context, job, node string) error {
-	if _, err := db.write.exec(ctx, `UPDATE jobs SET lease_until = 0 WHERE name = $1 AND lease_by = $2`, job, node); err != nil {
+// ReleaseLease gives up a lease, if it is still held under its token.
+func (db *DB) ReleaseLease(ctx context.Context, l coffer.JobLease) error {
+	if _, err := db.write.exec(ctx, `UPDATE jobs SET lease_until = 0 WHERE name = $1 AND lease_by = $2 AND fence = $3`,
+		l.Job, l.Holder, l.Fence); err != nil {
 		return fmt.Errorf("store: release lease: %w", err)
 	}
 	return nil
+}
+
+// fenced checks, inside a write transaction, that l is still the job's
+// lease at now, and locks its row until the transaction ends (an UPDATE,
+// so on PostgreSQL a node taking the job over waits for this transaction
+// and sees its outcome). It returns ErrLeaseLost otherwise.
+func fenced(ctx context.Context, q querier, l coffer.JobLease, now time.Time) error {
+	n, err := q.exec(ctx, `UPDATE jobs SET updated_at = $1
+		WHERE name = $2 AND lease_by = $3 AND fence = $4 AND lease_until > $1`,
+		micros(now), l.Job, l.Holder, l.Fence)
+	if err != nil {
+		return fmt.Errorf("store: job lease: %w", err)
+	}
+	if n == 0 {
+		return fmt.Errorf("%w: %s (fence %d, holder %s)", ErrLeaseLost, l.Job, l.Fence, l.Holder)
+	}
+	return nil
+}
+
+// CheckLease reports ErrLeaseLost unless l is still the job's lease at now.
+func (db *DB) CheckLease(ctx context.Context, l coffer.JobLease, now time.Time) error {
+	return db.inTx(ctx, func(q querier) error { return fenced(ctx, q, l, now) })
 }
 
 // JobState returns a job's saved progress ("" if none).
@@ -47,15 +83,17 @@ func (db *DB) JobState(ctx context.Context, job string) (string, error) {
 	return s, nil
 }
 
-// SetJobState saves a job's progress, only while node holds the lease.
-func (db *DB) SetJobState(ctx context.Context, job, node, state string, now time.Time) error {
-	n, err := db.write.exec(ctx, `UPDATE jobs SET state = $1, updated_at = $2 WHERE name = $3 AND lease_by = $4`,
-		state, micros(now), job, node)
+// SetJobState saves a job's progress, only while l is the job's lease
+// (ErrLeaseLost otherwise).
+func (db *DB) SetJobState(ctx context.Context, l coffer.JobLease, state string, now time.Time) error {
+	n, err := db.write.exec(ctx, `UPDATE jobs SET state = $1, updated_at = $2
+		WHERE name = $3 AND lease_by = $4 AND fence = $5 AND lease_until > $2`,
+		state, micros(now), l.Job, l.Holder, l.Fence)
 	if err != nil {
 		return fmt.Errorf("store: set job state: %w", err)
 	}
 	if n == 0 {
-		return errors.New("store: job lease lost")
+		return fmt.Errorf("%w: %s (fence %d, holder %s)", ErrLeaseLost, l.Job, l.Fence, l.Holder)
 	}
 	return nil
 }
@@ -98,11 +136,15 @@ func (db *DB) RecordsAfter(ctx context.Context, collection, id string, limit int
 // (compare-and-swap: every write of a record seals all its values again,
 // under fresh nonces, so equal values mean no write in between, and a
 // concurrent update always wins over a rewrap). It returns how many were
-// replaced.
-func (db *DB) ReplaceValues(ctx context.Context, recs []coffer.SealedRecord, old [][]byte) (int, error) {
+// replaced. It writes only while l is the rewrap job's lease at now
+// (ErrLeaseLost otherwise: fencing).
+func (db *DB) ReplaceValues(ctx context.Context, l coffer.JobLease, now time.Time, recs []coffer.SealedRecord, old [][]byte) (int, error) {
 	n := 0
 	err := db.inTx(ctx, func(q querier) error {
 		n = 0
+		if err := fenced(ctx, q, l, now); err != nil {
+			return err
+		}
 		for i, r := range recs {
 			vals, err := encodeValues(r.Values)
 			if err != nil {
@@ -126,10 +168,16 @@ func (db *DB) ReplaceValues(ctx context.Context, recs []coffer.SealedRecord, old
 func EncodedValues(v map[string][]byte) ([]byte, error) { return encodeValues(v) }
 
 // PurgeExpired deletes up to limit records whose expiry has passed, with
-// their index entries, in one transaction; it returns how many went.
-func (db *DB) PurgeExpired(ctx context.Context, now time.Time, limit int) (int64, error) {
+// their index entries, in one transaction; it returns how many went. It
+// deletes only while l is the purge job's lease at now (ErrLeaseLost
+// otherwise: fencing).
+func (db *DB) PurgeExpired(ctx context.Context, l coffer.JobLease, now time.Time, limit int) (int64, error) {
 	var total int64
 	err := db.inTx(ctx, func(q querier) error {
+		total = 0
+		if err := fenced(ctx, q, l, now); err != nil {
+			return err
+		}
 		rs, err := q.query(ctx, `SELECT collection, id FROM records WHERE expires_at IS NOT NULL AND expires_at <= $1
 			ORDER BY expires_at LIMIT $2`, micros(now), limit)
 		if err != nil {

@@ -106,7 +106,11 @@ func TestRecordFormats(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if n, err := db.ReplaceValues(ctx, []coffer.SealedRecord{down}, [][]byte{enc}); err != nil || n != 1 {
+		lease, _, err := db.AcquireLease(ctx, "rewrap", "test", time.Now(), time.Minute)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n, err := db.ReplaceValues(ctx, lease, time.Now(), []coffer.SealedRecord{down}, [][]byte{enc}); err != nil || n != 1 {
 			t.Fatalf("downgrade: %d %v", n, err)
 		}
 		note := &coffer.AccessNote{}

@@ -45,8 +45,10 @@ func TestRetireAndDestroyKeyVersion(t *testing.T) {
 			// Keep the rewrap from running until the test says so: hold
 			// its lease as another node (once the node's own run, if one
 			// started, has let it go).
+			var held coffer.JobLease
 			waitFor(t, "the rewrap lease", func() bool {
-				ok, err := db.AcquireLease(ctx, lifecycle.RewrapJob, "e2e-test", time.Now(), time.Hour)
+				l, ok, err := db.AcquireLease(ctx, lifecycle.RewrapJob, "e2e-test", time.Now(), time.Hour)
+				held = l
 				if err != nil {
 					t.Fatalf("hold the rewrap lease: %v", err)
 				}
@@ -114,7 +116,7 @@ func TestRetireAndDestroyKeyVersion(t *testing.T) {
 			readAll("after the refusals")
 
 			// Let the rewrap run (a node runs it when it starts).
-			if err := db.ReleaseLease(ctx, lifecycle.RewrapJob, "e2e-test"); err != nil {
+			if err := db.ReleaseLease(ctx, held); err != nil {
 				t.Fatal(err)
 			}
 			n.restart()
@@ -167,7 +169,17 @@ func TestRetireAndDestroyKeyVersion(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if k, err := db.ReplaceValues(ctx, []coffer.SealedRecord{kept}, [][]byte{cur}); err != nil || k != 1 {
+			// Written as the rewrap job would: under its lease (fencing).
+			var tamper coffer.JobLease
+			waitFor(t, "the rewrap lease, to write as the job", func() bool {
+				l, ok, err := db.AcquireLease(ctx, lifecycle.RewrapJob, "e2e-test", time.Now(), time.Hour)
+				if err != nil {
+					t.Fatalf("hold the rewrap lease: %v", err)
+				}
+				tamper = l
+				return ok
+			})
+			if k, err := db.ReplaceValues(ctx, tamper, time.Now(), []coffer.SealedRecord{kept}, [][]byte{cur}); err != nil || k != 1 {
 				t.Fatalf("put the old values back: %d %v", k, err)
 			}
 			st, _, body := n.do("GET", "/v1/collections/customers/records/"+keptID, tok, "", nil)
@@ -175,7 +187,7 @@ func TestRetireAndDestroyKeyVersion(t *testing.T) {
 				t.Fatalf("a value sealed under the destroyed version: %d %s", st, body)
 			}
 			old, _ := store.EncodedValues(kept.Values)
-			if k, err := db.ReplaceValues(ctx, []coffer.SealedRecord{now}, [][]byte{old}); err != nil || k != 1 {
+			if k, err := db.ReplaceValues(ctx, tamper, time.Now(), []coffer.SealedRecord{now}, [][]byte{old}); err != nil || k != 1 {
 				t.Fatalf("put the current values back: %d %v", k, err)
 			}
 			readAll("at the end")

@@ -1,0 +1,192 @@
+package idempotency
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/cofferhq/coffer/internal/coffer"
+)
+
+// Header is the request header that carries a key.
+const Header = "Idempotency-Key"
+
+// MaxKeyLen is the longest key taken.
+const MaxKeyLen = 255
+
+// TTL is how long an answer is kept for replay.
+const TTL = 24 * time.Hour
+
+// KeyID is the keyring key the kept answers are sealed under.
+const KeyID = "idempotency/answers"
+
+// Store keeps the keys (store.DB).
+type Store interface {
+	ClaimIdempotencyKey(ctx context.Context, c coffer.IdempotencyKey) (coffer.IdempotencyKey, bool, error)
+	CompleteIdempotencyKey(ctx context.Context, principal, key, owner string, status int, contentType string, body []byte) (bool, error)
+	ReleaseIdempotencyKey(ctx context.Context, principal, key, owner string) error
+}
+
+// Sealer seals the kept answers (the keyring).
+type Sealer interface {
+	Seal(ctx context.Context, keyID string, plaintext, aad []byte) ([]byte, error)
+	Open(ctx context.Context, keyID string, env, aad []byte) ([]byte, error)
+}
+
+// Config configures a Keeper.
+type Config struct {
+	Store  Store
+	Sealer Sealer
+	// Claim is how long a request holds its key before another node may
+	// take it over (its node died before answering); at least the
+	// request timeout. Default 1 minute.
+	Claim time.Duration
+	// Wait is how long a duplicate waits for the request holding its key
+	// to answer before it is refused with 409. Default 5 s.
+	Wait time.Duration
+	// Instance is this process's node lease instance: a claim of a
+	// process whose lease ran out (it died) is taken over at once.
+	Instance string
+	Now      func() time.Time
+	Rand     io.Reader
+}
+
+// Keeper runs creates once per key.
+type Keeper struct{ c Config }
+
+// New returns a Keeper.
+func New(c Config) *Keeper {
+	if c.Claim <= 0 {
+		c.Claim = time.Minute
+	}
+	if c.Wait <= 0 {
+		c.Wait = 5 * time.Second
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+	if c.Rand == nil {
+		c.Rand = rand.Reader
+	}
+	return &Keeper{c: c}
+}
+
+// ErrClaimLost: the claim on a key was taken over (its claim ran out, or
+// its node's lease did) before the answer was kept.
+var ErrClaimLost = errors.New("idempotency: the claim on the key was lost before the answer was kept")
+
+// Answer is a kept answer.
+type Answer struct {
+	Status      int
+	ContentType string
+	Body        []byte
+}
+
+// Claim is a request's hold on its key: Finish keeps its answer, Abandon
+// lets a retry run it again.
+type Claim struct {
+	k                     *Keeper
+	principal, key, owner string
+}
+
+// ValidKey reports whether key may be used: 1 to MaxKeyLen visible ASCII
+// characters.
+func ValidKey(key string) error {
+	if key == "" || len(key) > MaxKeyLen {
+		return coffer.Errorf(coffer.EMALFORMED, "the %s header must hold 1 to %d characters", Header, MaxKeyLen)
+	}
+	for i := 0; i < len(key); i++ {
+		if key[i] < 0x21 || key[i] > 0x7e {
+			return coffer.Errorf(coffer.EMALFORMED, "the %s header must hold visible ASCII characters only", Header)
+		}
+	}
+	return nil
+}
+
+// Fingerprint identifies a request: its method, path and body.
+func Fingerprint(method, path string, body []byte) []byte {
+	h := sha256.New()
+	fmt.Fprintf(h, "%s\n%s\n%d\n", method, path, len(body))
+	h.Write(body)
+	return h.Sum(nil)
+}
+
+// Begin starts a request sent with key by principal. It returns either a
+// Claim (run the request, then Finish or Abandon it) or the kept Answer
+// of the first request with that key (replay it). It fails with a
+// *coffer.Error: EINVALID when the key was used for another request,
+// ECONFLICT when the request holding it has not answered within
+// Config.Wait.
+func (k *Keeper) Begin(ctx context.Context, principal, key string, fingerprint []byte) (*Claim, *Answer, error) {
+	var b [16]byte
+	if _, err := io.ReadFull(k.c.Rand, b[:]); err != nil {
+		return nil, nil, fmt.Errorf("idempotency: claim id: %w", err)
+	}
+	owner := hex.EncodeToString(b[:])
+	deadline := k.c.Now().Add(k.c.Wait)
+	pause := 10 * time.Millisecond
+	for {
+		now := k.c.Now()
+		cur, ok, err := k.c.Store.ClaimIdempotencyKey(ctx, coffer.IdempotencyKey{Principal: principal, Key: key,
+			Fingerprint: fingerprint, Owner: owner, Instance: k.c.Instance, ClaimUntil: now.Add(k.c.Claim), CreatedAt: now, ExpiresAt: now.Add(TTL)})
+		if err != nil {
+			return nil, nil, err
+		}
+		if ok {
+			return &Claim{k: k, principal: principal, key: key, owner: owner}, nil, nil
+		}
+		if string(cur.Fingerprint) != string(fingerprint) {
+			return nil, nil, coffer.Errorf(coffer.EINVALID,
+				"this %s was already used for another request (another path or body); use a new key for a new request", Header)
+		}
+		if cur.State == coffer.IdempotencyDone {
+			body, err := k.c.Sealer.Open(ctx, KeyID, cur.Body, aad(principal, key))
+			if err != nil {
+				return nil, nil, fmt.Errorf("idempotency: open kept answer: %w", err)
+			}
+			return nil, &Answer{Status: cur.Status, ContentType: cur.ContentType, Body: body}, nil
+		}
+		// Another request with this key is under way: wait for its answer.
+		if !k.c.Now().Before(deadline) {
+			return nil, nil, &coffer.Error{Code: coffer.ECONFLICT, RetryAfterSeconds: 1,
+				Message: "a request with this " + Header + " is still being carried out; retry it later for its answer"}
+		}
+		select {
+		case <-ctx.Done():
+			return nil, nil, ctx.Err()
+		case <-time.After(pause):
+		}
+		pause = min(2*pause, 200*time.Millisecond)
+	}
+}
+
+// Finish keeps a's answer for the key's later retries.
+func (c *Claim) Finish(ctx context.Context, a Answer) error {
+	sealed, err := c.k.c.Sealer.Seal(ctx, KeyID, a.Body, aad(c.principal, c.key))
+	if err != nil {
+		return fmt.Errorf("idempotency: seal answer: %w", err)
+	}
+	ok, err := c.k.c.Store.CompleteIdempotencyKey(ctx, c.principal, c.key, c.owner, a.Status, a.ContentType, sealed)
+	if err != nil {
+		return err
+	}
+	if !ok {
+		return ErrClaimLost
+	}
+	return nil
+}
+
+// Abandon gives the key up: the request created nothing, and a retry runs
+// it again.
+func (c *Claim) Abandon(ctx context.Context) error {
+	return c.k.c.Store.ReleaseIdempotencyKey(ctx, c.principal, c.key, c.owner)
+}
+
+func aad(principal, key string) []byte {
+	return []byte("coffer idempotency answer\x00" + principal + "\x00" + key)
+}
