@@ -221,7 +221,7 @@ func offlineEvents(t *testing.T, dir string) []string {
 	t.Helper()
 	var got []string
 	withKeyring(t, dir, func(_ *keyring.Keyring, db *store.DB) {
-		evs, err := db.ListAudit(context.Background(), audit.Filter{Limit: audit.MaxListLimit})
+		evs, err := audit.OnRows(db).ListAudit(context.Background(), audit.Filter{Limit: audit.MaxListLimit})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -106,7 +106,7 @@ func VerifyAuditAgainst(ctx context.Context, cfg *config.Config, witnessTarget s
 	}
 	return offline(ctx, cfg, Options{}, func(c *components) (int, error) {
 		// Every version of the audit keys, as each event and checkpoint names.
-		rep, err := audit.VerifyAll(ctx, c.db, auditadmin.KeyLookup{Keys: c.keys}, copies)
+		rep, err := audit.VerifyAll(ctx, audit.OnRows(c.db), auditadmin.KeyLookup{Keys: c.keys}, copies)
 		if err != nil {
 			return 0, err
 		}

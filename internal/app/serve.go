@@ -341,9 +341,9 @@ func (s *Server) initHTTP() error {
 func (s *Server) openAudit(ctx context.Context) (*audit.Writer, error) {
 	// The JSON-lines file (ECS fields, for Filebeat/Logstash) is a required
 	// sink when configured: if it cannot be written, requests fail closed.
-	var store audit.Store = s.c.db
+	var store audit.Store = audit.OnRows(s.c.db)
 	if s.c.opts.AuditFlushFloor {
-		floor, err := auditadmin.NewFlushFloorStore(ctx, s.c.db, s.c.cfg.DataDir)
+		floor, err := auditadmin.NewFlushFloorStore(ctx, store, s.c.cfg.DataDir)
 		if err != nil {
 			return nil, err
 		}

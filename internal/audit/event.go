@@ -16,6 +16,8 @@ import (
 	"math"
 	"strconv"
 	"time"
+
+	"github.com/cofferhq/coffer/internal/coffer"
 )
 
 // Decisions an event may carry.
@@ -70,21 +72,13 @@ const MaxTargets = 10000
 
 // Checkpoint is a signed statement that a node's chain had, at Seq, the
 // event whose hash is Hash. Signature is Ed25519 over CheckpointMessage.
-type Checkpoint struct {
-	Node      string    `json:"node"`
-	Seq       uint64    `json:"seq"`
-	Hash      string    `json:"hash"`
-	Time      time.Time `json:"time"` // UTC, microsecond precision
-	Signature []byte    `json:"signature"`
-	// KeyVersion is the version of the audit signing key that signed it;
-	// 0 (checkpoints written before audit keys could rotate) means 1.
-	KeyVersion uint32 `json:"key_version"`
-}
+// It is the domain's type, which the store keeps as it is.
+type Checkpoint = coffer.AuditCheckpoint
 
 // EffectiveVersion returns the key version a recorded KeyVersion stands
 // for: v itself, or 1 for 0 (a log written before audit keys could rotate
 // records none, and had only version 1).
-func EffectiveVersion(v uint32) uint32 { return max(v, 1) }
+func EffectiveVersion(v uint32) uint32 { return coffer.AuditKeyVersion(v) }
 
 // EventID returns the ID of event seq of node.
 func EventID(node string, seq uint64) string {

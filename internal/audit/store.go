@@ -5,10 +5,12 @@ import (
 	"encoding/json"
 	"fmt"
 	"time"
+
+	"github.com/cofferhq/coffer/internal/coffer"
 )
 
-// Store keeps the audit log durably. store/sqlite and store/postgres
-// implement it. Events are kept as written: the store indexes some fields as
+// Store keeps the audit log durably. [Rows] over the database (store.DB,
+// on SQLite or PostgreSQL) implements it. Events are kept as written: the store indexes some fields as
 // columns ([Columns]) and keeps each event's JSON (json.Marshal of the
 // Event) as its body, and never modifies or deletes either. Events read
 // back are decoded from the body (json.Unmarshal into an Event), so that
@@ -84,16 +86,7 @@ func DecodeStored(node string, seq uint64, body []byte) (Event, error) {
 // and filter on (node, seq, id, time, principal, action, hash, prev_hash).
 // The hash chain covers only the body, so a column can be edited without
 // breaking it: CheckColumns compares them with the body on every read.
-type Columns struct {
-	Node      string
-	Seq       uint64
-	ID        string
-	Time      time.Time // compared in microseconds, the stored precision
-	Principal string    // the body's principal_id
-	Action    string
-	Hash      string
-	PrevHash  string
-}
+type Columns = coffer.AuditColumns
 
 // ColumnsOf returns the columns a store keeps for e.
 func ColumnsOf(e *Event) Columns {
@@ -181,11 +174,7 @@ type Filter struct {
 }
 
 // Cursor is a position in ListAudit's (Time, Node, Seq) order.
-type Cursor struct {
-	Time time.Time
-	Node string
-	Seq  uint64
-}
+type Cursor = coffer.AuditCursor
 
 // CursorOf returns the position of e.
 func CursorOf(e Event) Cursor { return Cursor{Time: e.Time, Node: e.Node, Seq: e.Seq} }

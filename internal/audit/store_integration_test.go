@@ -3,13 +3,16 @@ package audit_test
 import (
 	"context"
 	"crypto/ed25519"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/cofferhq/coffer/internal/audit"
+	"github.com/cofferhq/coffer/internal/store"
 	"github.com/cofferhq/coffer/internal/store/storetest"
 )
 
@@ -29,7 +32,7 @@ var (
 func TestWriterOnRealStores(t *testing.T) {
 	for _, b := range storetest.Backends() {
 		t.Run(b.Name, func(t *testing.T) {
-			db := storetest.Open(t, b)
+			db := audit.OnRows(storetest.Open(t, b))
 			ctx := context.Background()
 			w, err := audit.NewWriter(ctx, db, audit.WriterConfig{
 				Node: "n1", Keys: keys, CheckpointEvery: 50, Logger: quiet,
@@ -149,7 +152,7 @@ func (k *versionedKeys) lookup() audit.KeyVersions {
 func TestWriterRotatesOnRealStores(t *testing.T) {
 	for _, b := range storetest.Backends() {
 		t.Run(b.Name, func(t *testing.T) {
-			db := storetest.Open(t, b)
+			db := audit.OnRows(storetest.Open(t, b))
 			ctx := context.Background()
 			keys := &versionedKeys{hmacV: 1, signV: 1}
 			logSome := func(w *audit.Writer) {
@@ -209,6 +212,68 @@ func TestWriterRotatesOnRealStores(t *testing.T) {
 	}
 }
 
+// TestAuditColumnsCheckedAgainstBodies edits the columns kept beside an
+// event's body, past the append-only triggers: a scan names the event and
+// the column, and a listing answers from the bodies, reports the row, and
+// serves it only when its body matches the filter.
+func TestAuditColumnsCheckedAgainstBodies(t *testing.T) {
+	for _, b := range storetest.Backends() {
+		t.Run(b.Name, func(t *testing.T) {
+			ctx := context.Background()
+			dsn := b.DSN(t)
+			raw, err := store.Open(ctx, dsn, store.Options{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { _ = raw.Close() })
+			if err := raw.Migrate(ctx); err != nil {
+				t.Fatal(err)
+			}
+			db := audit.OnRows(raw)
+			events := []audit.Event{auditEvent(1), auditEvent(2), auditEvent(3)}
+			if err := db.AppendAudit(ctx, events, nil); err != nil {
+				t.Fatal(err)
+			}
+			intruder := storetest.Intruder(t, dsn)
+			if _, err := intruder.ExecContext(ctx, `UPDATE audit_events SET principal = 'mallory' WHERE seq = 2`); err != nil {
+				t.Fatal(err)
+			}
+			var cerr *audit.CorruptEventError
+			err = db.ScanAudit(ctx, "n1", 0, func(audit.Event) error { return nil })
+			if !errors.As(err, &cerr) || cerr.Seq != 2 || cerr.Column != "principal" {
+				t.Fatalf("ScanAudit = %v; want the principal column of seq 2 named", err)
+			}
+			p, err := db.ListAuditPage(ctx, audit.Filter{Principal: "mallory"})
+			if err != nil || len(p.Events) != 0 || len(p.Corrupt) != 1 || p.Corrupt[0].Seq != 2 || p.More || p.Last == nil || p.Last.Seq != 2 {
+				t.Fatalf("?principal=mallory: %+v, %v; want no event and seq 2 reported", p, err)
+			}
+			p, err = db.ListAuditPage(ctx, audit.Filter{Principal: "client-1", Limit: 1})
+			if err != nil || len(p.Events) != 1 || !p.More || p.Last.Seq != 1 {
+				t.Fatalf("?principal=client-1&limit=1: %+v, %v", p, err)
+			}
+			// Unfiltered, the relabelled row still answers from its body.
+			p, err = db.ListAuditPage(ctx, audit.Filter{})
+			if err != nil || len(p.Events) != 3 || p.Events[1].PrincipalID != "client-1" || len(p.Corrupt) != 1 {
+				t.Fatalf("unfiltered: %+v, %v", p, err)
+			}
+			if _, err := intruder.ExecContext(ctx, `UPDATE audit_events SET body = '{"id":1}' WHERE seq = 3`); err != nil {
+				t.Fatal(err)
+			}
+			p, err = db.ListAuditPage(ctx, audit.Filter{})
+			if err != nil || len(p.Events) != 2 || len(p.Corrupt) != 2 || p.Corrupt[1].Column != "" {
+				t.Fatalf("with an undecodable body: %+v, %v", p, err)
+			}
+		})
+	}
+}
+
+// auditEvent is event seq of node n1, as the store keeps it (not chained).
+func auditEvent(seq uint64) audit.Event {
+	return audit.Event{ID: audit.EventID("n1", seq), Seq: seq, Node: "n1", Time: time.Date(2026, 11, 28, 12, 0, int(seq), 0, time.UTC),
+		PrincipalID: "client-1", Action: "read", Resource: "collections/customers", Status: 200,
+		PrevHash: audit.Genesis("n1"), Hash: audit.Genesis("n2"), KeyVersion: 1}
+}
+
 // BenchmarkLogSQLite compares group commit with one transaction per event
 // on the real SQLite store (synchronous=FULL).
 func BenchmarkLogSQLite(b *testing.B) {
@@ -220,7 +285,7 @@ func BenchmarkLogSQLite(b *testing.B) {
 		{"one-append-per-event", 1},
 	} {
 		b.Run(bc.name, func(b *testing.B) {
-			db := storetest.Open(b, storetest.Backends()[0])
+			db := audit.OnRows(storetest.Open(b, storetest.Backends()[0]))
 			ctx := context.Background()
 			w, err := audit.NewWriter(ctx, db, audit.WriterConfig{
 				Node: "n1", Keys: keys, MaxBatch: bc.maxBatch, Logger: quiet,

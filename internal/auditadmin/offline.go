@@ -66,7 +66,7 @@ func (o Offline) Run(ctx context.Context, action, resource string, op func() err
 		}
 		sinks = append(sinks, wit)
 	}
-	w, err := audit.NewWriter(ctx, o.DB, audit.WriterConfig{
+	w, err := audit.NewWriter(ctx, audit.OnRows(o.DB), audit.WriterConfig{
 		Node: node,
 		Keys: NewKeySource(o.Keys),
 		Now:  o.Now,

@@ -33,7 +33,7 @@ func TestOfflineAuditOutlivesCancel(t *testing.T) {
 			if err != nil {
 				t.Fatalf("an operation that ran, interrupted: %v", err)
 			}
-			evs, err := db.ListAudit(context.Background(), audit.Filter{})
+			evs, err := audit.OnRows(db).ListAudit(context.Background(), audit.Filter{})
 			if err != nil {
 				t.Fatal(err)
 			}

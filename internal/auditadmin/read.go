@@ -17,7 +17,7 @@ import (
 // someone edited the audit table outside Coffer. Each such row is logged at
 // error level with its node, seq and column, and counted in
 // coffer_audit_row_mismatches_total (alert CofferAuditRowsEdited); the
-// answer itself comes from the bodies only (store.DB.ListAuditPage).
+// answer itself comes from the bodies only (audit.Rows.ListAuditPage).
 type Reader struct {
 	DB     *store.DB
 	Logger *slog.Logger
@@ -27,7 +27,7 @@ type Reader struct {
 
 // ListAuditPage implements httpapi.AuditLog.
 func (r Reader) ListAuditPage(ctx context.Context, f audit.Filter) (audit.Page, error) {
-	p, err := r.DB.ListAuditPage(ctx, f)
+	p, err := audit.OnRows(r.DB).ListAuditPage(ctx, f)
 	if err != nil {
 		return p, err
 	}
@@ -61,7 +61,7 @@ func Tail(ctx context.Context, db *store.DB, w io.Writer, log *slog.Logger, sinc
 	enc := json.NewEncoder(w)
 	f := audit.Filter{Since: since, Limit: audit.MaxListLimit}
 	for {
-		p, err := db.ListAuditPage(ctx, f)
+		p, err := audit.OnRows(db).ListAuditPage(ctx, f)
 		if err != nil {
 			return fmt.Errorf("audit tail: %w", err)
 		}

@@ -65,7 +65,7 @@ func (v *Verifier) VerifyAudit(ctx context.Context) (Verification, error) {
 	if v.Audit.File != "" {
 		copies.Files, copies.FileNode, out.File = []string{v.Audit.File}, v.Node, true
 	}
-	rep, err := audit.VerifyAll(ctx, v.DB, KeyLookup{v.Keys}, copies)
+	rep, err := audit.VerifyAll(ctx, audit.OnRows(v.DB), KeyLookup{v.Keys}, copies)
 	out.Nodes, out.Events, out.Checkpoints = rep.Nodes, rep.Events, rep.Checkpoints
 	out.VerifiedAt = v.Now().UTC()
 	var found audit.Findings

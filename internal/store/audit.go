@@ -2,41 +2,30 @@ package store
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"math"
 	"strconv"
 	"strings"
 
-	"github.com/cofferhq/coffer/internal/audit"
+	"github.com/cofferhq/coffer/internal/coffer"
 )
 
-// AppendAudit writes events and checkpoints in one transaction (one fsync
-// for the whole group commit). A (node, seq) that exists fails it all.
-func (db *DB) AppendAudit(ctx context.Context, events []audit.Event, checkpoints []audit.Checkpoint) error {
+// AppendAuditRows writes audit rows (events, encoded by the audit log)
+// and checkpoints in one transaction (one fsync for the whole group
+// commit). A (node, seq) that exists fails it all.
+func (db *DB) AppendAuditRows(ctx context.Context, events []coffer.AuditRow, checkpoints []coffer.AuditCheckpoint) error {
 	if len(events) == 0 && len(checkpoints) == 0 {
 		return nil
 	}
-	// Encoded before the transaction: on SQLite its closure runs in the
-	// one serial write path.
-	bodies := make([]string, len(events))
-	var buf []byte
-	for i := range events {
-		b, err := events[i].AppendJSON(buf[:0])
-		if err != nil {
-			return fmt.Errorf("store: encode audit event: %w", err)
-		}
-		bodies[i], buf = string(b), b
-	}
 	if db.dialect == Postgres {
-		return db.appendAuditPostgres(ctx, events, bodies, checkpoints)
+		return db.appendAuditPostgres(ctx, events, checkpoints)
 	}
 	return db.inTx(ctx, func(q querier) error {
 		per := db.rowsPerInsert(auditCols)
 		for start := 0; start < len(events); start += per {
 			end := min(start+per, len(events))
 			var sb strings.Builder
-			args := insertEvents(&sb, make([]any, 0, (end-start)*auditCols), events[start:end], bodies[start:end])
+			args := insertEvents(&sb, make([]any, 0, (end-start)*auditCols), events[start:end])
 			if _, err := q.exec(ctx, sb.String(), args...); err != nil {
 				return fmt.Errorf("store: append audit events: %w", err)
 			}
@@ -57,23 +46,24 @@ const checkpointCols = 6
 
 // checkpointArgs returns the values of c's row, in insertCheckpoint's
 // order. A checkpoint without a key version was signed by version 1.
-func checkpointArgs(c audit.Checkpoint) []any {
+func checkpointArgs(c coffer.AuditCheckpoint) []any {
 	return []any{c.Node, int64(c.Seq), c.Hash, micros(c.Time), c.Signature, // #nosec G115 -- seq < 2^63
-		int64(audit.EffectiveVersion(c.KeyVersion))}
+		int64(coffer.AuditKeyVersion(c.KeyVersion))}
 }
 
 // insertEvents writes a multi-row INSERT of events into sb, numbering its
 // placeholders after the args already bound, and returns args with the
 // events' values appended.
-func insertEvents(sb *strings.Builder, args []any, events []audit.Event, bodies []string) []any {
+func insertEvents(sb *strings.Builder, args []any, events []coffer.AuditRow) []any {
 	sb.WriteString(`INSERT INTO audit_events (node, seq, id, time, principal, action, body, hash, prev_hash) VALUES `)
-	for i, e := range events {
+	for i := range events {
+		e := &events[i]
 		if i > 0 {
 			sb.WriteByte(',')
 		}
 		placeholders(sb, len(args), auditCols)
-		args = append(args, e.Node, int64(e.Seq), e.ID, micros(e.Time), e.PrincipalID, e.Action, // #nosec G115 -- seq < 2^63
-			bodies[i], e.Hash, e.PrevHash)
+		args = append(args, e.Node, int64(e.Seq), e.ID, micros(e.Time), e.Principal, e.Action, // #nosec G115 -- seq < 2^63
+			e.Body, e.Hash, e.PrevHash)
 	}
 	return args
 }
@@ -86,14 +76,14 @@ const insertEventsUnnest = `INSERT INTO audit_events (node, seq, id, time, princ
  SELECT * FROM unnest($1::text[], $2::bigint[], $3::text[], $4::bigint[], $5::text[], $6::text[], $7::text[], $8::text[], $9::text[])`
 
 // unnestArgs returns insertEventsUnnest's arguments for events.
-func unnestArgs(events []audit.Event, bodies []string) []any {
+func unnestArgs(events []coffer.AuditRow) []any {
 	n := len(events)
-	nodes, ids, principals, actions, hashes, prevs := make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n)
+	nodes, ids, principals, actions, bodies, hashes, prevs := make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n)
 	seqs, times := make([]int64, n), make([]int64, n)
 	for i := range events {
 		e := &events[i]
 		nodes[i], seqs[i], ids[i], times[i] = e.Node, int64(e.Seq), e.ID, micros(e.Time) // #nosec G115 -- seq < 2^63
-		principals[i], actions[i], hashes[i], prevs[i] = e.PrincipalID, e.Action, e.Hash, e.PrevHash
+		principals[i], actions[i], bodies[i], hashes[i], prevs[i] = e.Principal, e.Action, e.Body, e.Hash, e.PrevHash
 	}
 	return []any{nodes, seqs, ids, times, principals, actions, bodies, hashes, prevs}
 }
@@ -102,11 +92,11 @@ func unnestArgs(events []audit.Event, bodies []string) []any {
 // (every batch but one that crosses a signing key rotation) it is one
 // autocommitted statement, the checkpoint in a data-modifying WITH: one
 // round trip instead of BEGIN, INSERTs and COMMIT, and just as atomic.
-func (db *DB) appendAuditPostgres(ctx context.Context, events []audit.Event, bodies []string, checkpoints []audit.Checkpoint) error {
+func (db *DB) appendAuditPostgres(ctx context.Context, events []coffer.AuditRow, checkpoints []coffer.AuditCheckpoint) error {
 	if len(checkpoints) > 1 {
 		return db.inTx(ctx, func(q querier) error {
 			if len(events) > 0 {
-				if _, err := q.exec(ctx, insertEventsUnnest, unnestArgs(events, bodies)...); err != nil {
+				if _, err := q.exec(ctx, insertEventsUnnest, unnestArgs(events)...); err != nil {
 					return fmt.Errorf("store: append audit events: %w", err)
 				}
 			}
@@ -118,7 +108,7 @@ func (db *DB) appendAuditPostgres(ctx context.Context, events []audit.Event, bod
 		args []any
 	)
 	if len(events) > 0 {
-		args = unnestArgs(events, bodies)
+		args = unnestArgs(events)
 	}
 	if len(checkpoints) == 1 {
 		if len(events) > 0 {
@@ -141,7 +131,7 @@ func (db *DB) appendAuditPostgres(ctx context.Context, events []audit.Event, bod
 }
 
 // insertCheckpoints inserts checkpoints one statement each.
-func insertCheckpoints(ctx context.Context, q querier, checkpoints []audit.Checkpoint) error {
+func insertCheckpoints(ctx context.Context, q querier, checkpoints []coffer.AuditCheckpoint) error {
 	var cp strings.Builder
 	cp.WriteString(insertCheckpoint)
 	placeholders(&cp, 0, checkpointCols)
@@ -190,49 +180,31 @@ func (db *DB) AuditHead(ctx context.Context, node string) (uint64, string, error
 // auditRowCols are the columns of an audit row, in scanRow's order.
 const auditRowCols = `node, seq, id, time, principal, action, hash, prev_hash, body`
 
-// auditRow is one stored audit event as read: its columns and its body.
-type auditRow struct {
-	cols audit.Columns
-	body string
-}
-
 // scanRow reads one row of auditRowCols.
-func scanRow(rs rows) (auditRow, error) {
+func scanRow(rs rows) (coffer.AuditRow, error) {
 	var (
-		r       auditRow
+		r       coffer.AuditRow
 		seq, at int64
 	)
-	if err := rs.Scan(&r.cols.Node, &seq, &r.cols.ID, &at, &r.cols.Principal, &r.cols.Action,
-		&r.cols.Hash, &r.cols.PrevHash, &r.body); err != nil {
+	if err := rs.Scan(&r.Node, &seq, &r.ID, &at, &r.Principal, &r.Action,
+		&r.Hash, &r.PrevHash, &r.Body); err != nil {
 		return r, err
 	}
-	r.cols.Seq, r.cols.Time = uint64(seq), fromMicros(at) // #nosec G115 -- seq stored from uint64 < 2^63 (a negative one edited in fails CheckColumns)
+	r.Seq, r.Time = uint64(seq), fromMicros(at) // #nosec G115 -- seq stored from uint64 < 2^63 (a negative one edited in fails audit.CheckColumns)
 	return r, nil
 }
 
-// decode returns the row's event, from its body, with a
-// *audit.CorruptEventError when the body does not decode (and a zero
-// event) or when a column disagrees with it (and the body's event).
-func (r auditRow) decode() (audit.Event, error) {
-	e, err := audit.DecodeStored(r.cols.Node, r.cols.Seq, []byte(r.body))
-	if err != nil {
-		return audit.Event{}, err
-	}
-	return e, audit.CheckColumns(r.cols, &e)
-}
-
-// ScanAudit calls fn for each event of node after afterSeq, in seq order,
-// paging through the table so memory stays bounded. A row whose body does
-// not decode or whose columns disagree with it ends the scan with its
-// *audit.CorruptEventError.
-func (db *DB) ScanAudit(ctx context.Context, node string, afterSeq uint64, fn func(audit.Event) error) error {
+// ScanAuditRows calls fn for each row of node after afterSeq, in seq
+// order, paging through the table so memory stays bounded; fn runs
+// between pages, never while a query is open. It returns fn's error as is.
+func (db *DB) ScanAuditRows(ctx context.Context, node string, afterSeq uint64, fn func(*coffer.AuditRow) error) error {
 	after := int64(afterSeq) // #nosec G115 -- seq < 2^63
 	for {
 		rs, err := db.read.query(ctx, `SELECT `+auditRowCols+` FROM audit_events WHERE node = $1 AND seq > $2 ORDER BY seq LIMIT 5000`, node, after)
 		if err != nil {
 			return fmt.Errorf("store: scan audit: %w", err)
 		}
-		var page []auditRow
+		var page []coffer.AuditRow
 		for rs.Next() {
 			r, err := scanRow(rs)
 			if err != nil {
@@ -240,22 +212,15 @@ func (db *DB) ScanAudit(ctx context.Context, node string, afterSeq uint64, fn fu
 				return fmt.Errorf("store: scan audit: %w", err)
 			}
 			page = append(page, r)
-			after = int64(r.cols.Seq) // #nosec G115 -- read from an int64 just above
+			after = int64(r.Seq) // #nosec G115 -- read from an int64 just above
 		}
 		err = rs.Err()
 		rs.Close()
 		if err != nil {
 			return fmt.Errorf("store: scan audit: %w", err)
 		}
-		for _, r := range page {
-			// An undecodable (edited) body, or a column edited apart from
-			// its body, is a verification finding naming that event, not a
-			// generic error.
-			e, err := r.decode()
-			if err != nil {
-				return err
-			}
-			if err := fn(e); err != nil {
+		for i := range page {
+			if err := fn(&page[i]); err != nil {
 				return err
 			}
 		}
@@ -284,16 +249,16 @@ func (db *DB) AuditNodes(ctx context.Context) ([]string, error) {
 }
 
 // Checkpoints returns node's checkpoints in seq order.
-func (db *DB) Checkpoints(ctx context.Context, node string) ([]audit.Checkpoint, error) {
+func (db *DB) Checkpoints(ctx context.Context, node string) ([]coffer.AuditCheckpoint, error) {
 	rs, err := db.read.query(ctx, `SELECT seq, hash, time, signature, key_version FROM audit_checkpoints WHERE node = $1 ORDER BY seq`, node)
 	if err != nil {
 		return nil, fmt.Errorf("store: checkpoints: %w", err)
 	}
 	defer rs.Close()
-	var out []audit.Checkpoint
+	var out []coffer.AuditCheckpoint
 	for rs.Next() {
 		var (
-			c            = audit.Checkpoint{Node: node}
+			c            = coffer.AuditCheckpoint{Node: node}
 			seq, at, ver int64
 		)
 		if err := rs.Scan(&seq, &c.Hash, &at, &c.Signature, &ver); err != nil {
@@ -311,18 +276,10 @@ func (db *DB) Checkpoints(ctx context.Context, node string) ([]audit.Checkpoint,
 	return out, rs.Err()
 }
 
-// ListAudit returns the events of ListAuditPage.
-func (db *DB) ListAudit(ctx context.Context, f audit.Filter) ([]audit.Event, error) {
-	p, err := db.ListAuditPage(ctx, f)
-	return p.Events, err
-}
-
-// ListAuditPage reads up to f's limit of rows whose columns match f, in
-// (time, node, seq) order, and answers from their bodies: an event is in
-// the page only if its body decodes and matches f (audit.Filter.Matches);
-// every row whose body does not decode or whose columns disagree with it
-// is listed in Corrupt. The columns only narrow down which rows are read.
-func (db *DB) ListAuditPage(ctx context.Context, f audit.Filter) (audit.Page, error) {
+// ListAuditRows reads up to q.Limit rows whose columns match q, in
+// (time, node, seq) order. The columns only narrow down which rows are
+// read: the audit log answers from their bodies.
+func (db *DB) ListAuditRows(ctx context.Context, q coffer.AuditQuery) ([]coffer.AuditRow, error) {
 	var (
 		where []string
 		args  []any
@@ -331,57 +288,40 @@ func (db *DB) ListAuditPage(ctx context.Context, f audit.Filter) (audit.Page, er
 		args = append(args, v)
 		return "$" + strconv.Itoa(len(args))
 	}
-	if f.Principal != "" {
-		where = append(where, "principal = "+arg(f.Principal))
+	if q.Principal != "" {
+		where = append(where, "principal = "+arg(q.Principal))
 	}
-	if f.Action != "" {
-		where = append(where, "action = "+arg(f.Action))
+	if q.Action != "" {
+		where = append(where, "action = "+arg(q.Action))
 	}
-	if !f.Since.IsZero() {
-		where = append(where, "time >= "+arg(micros(f.Since)))
+	if !q.Since.IsZero() {
+		where = append(where, "time >= "+arg(micros(q.Since)))
 	}
-	if f.After != nil {
-		t, n, s := arg(micros(f.After.Time)), arg(f.After.Node), arg(int64(f.After.Seq)) // #nosec G115 -- seq < 2^63
+	if q.After != nil {
+		t, n, s := arg(micros(q.After.Time)), arg(q.After.Node), arg(int64(q.After.Seq)) // #nosec G115 -- seq < 2^63
 		where = append(where, "(time > "+t+" OR (time = "+t+" AND (node > "+n+" OR (node = "+n+" AND seq > "+s+"))))")
 	}
-	q := `SELECT ` + auditRowCols + ` FROM audit_events`
+	stmt := `SELECT ` + auditRowCols + ` FROM audit_events`
 	if len(where) > 0 {
-		q += " WHERE " + strings.Join(where, " AND ")
+		stmt += " WHERE " + strings.Join(where, " AND ")
 	}
 	// Only column names and placeholders are in the text; values are bound.
-	limit := f.EffectiveLimit()
-	q += " ORDER BY time, node, seq LIMIT " + arg(int64(limit))
-	var p audit.Page
-	rs, err := db.read.query(ctx, q, args...)
+	stmt += " ORDER BY time, node, seq LIMIT " + arg(int64(q.Limit))
+	rs, err := db.read.query(ctx, stmt, args...)
 	if err != nil {
-		return p, fmt.Errorf("store: list audit: %w", err)
+		return nil, fmt.Errorf("store: list audit: %w", err)
 	}
 	defer rs.Close()
-	n := 0
+	var out []coffer.AuditRow
 	for rs.Next() {
 		r, err := scanRow(rs)
 		if err != nil {
-			return audit.Page{}, fmt.Errorf("store: list audit: %w", err)
+			return nil, fmt.Errorf("store: list audit: %w", err)
 		}
-		n++
-		p.Last = &audit.Cursor{Time: r.cols.Time, Node: r.cols.Node, Seq: r.cols.Seq}
-		e, err := r.decode()
-		var cerr *audit.CorruptEventError
-		if errors.As(err, &cerr) {
-			p.Corrupt = append(p.Corrupt, cerr)
-		} else if err != nil {
-			return audit.Page{}, err
-		}
-		if cerr != nil && cerr.Column == "" {
-			continue // no body to answer from
-		}
-		if f.Matches(&e) {
-			p.Events = append(p.Events, e)
-		}
+		out = append(out, r)
 	}
 	if err := rs.Err(); err != nil {
-		return audit.Page{}, fmt.Errorf("store: list audit: %w", err)
+		return nil, fmt.Errorf("store: list audit: %w", err)
 	}
-	p.More = n == limit
-	return p, nil
+	return out, nil
 }

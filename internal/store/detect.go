@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/cofferhq/coffer/internal/coffer"
-	"github.com/cofferhq/coffer/internal/detect"
 )
 
 // InsertSecurityEvent stores one security event.
@@ -61,7 +60,7 @@ func (db *DB) AddCount(ctx context.Context, key string, window time.Time, n int)
 	// the group commit's one sync instead of one each.
 	err := db.inTx(ctx, func(q querier) error {
 		var err error
-		total, err = addCount(ctx, q, detect.CountAdd{Key: key, Window: window, N: n})
+		total, err = addCount(ctx, q, coffer.CountAdd{Key: key, Window: window, N: n})
 		return err
 	})
 	if err != nil {
@@ -77,7 +76,7 @@ func (db *DB) AddCount(ctx context.Context, key string, window time.Time, n int)
 // commit on SQLite) and returns each new total in order, summed from the
 // increment's Since where it is before its Window. Rows are touched in key
 // order, so concurrent nodes on PostgreSQL never deadlock.
-func (db *DB) AddCounts(ctx context.Context, adds []detect.CountAdd) ([]int, error) {
+func (db *DB) AddCounts(ctx context.Context, adds []coffer.CountAdd) ([]int, error) {
 	order := make([]int, len(adds))
 	for i := range order {
 		order[i] = i
@@ -116,7 +115,7 @@ func (db *DB) AddCounts(ctx context.Context, adds []detect.CountAdd) ([]int, err
 // addCount is one increment: the upsert of (Key, Window), whose row lock
 // orders concurrent increments of one counter on every node, then the sum
 // of the key's earlier windows from Since, if any.
-func addCount(ctx context.Context, q querier, a detect.CountAdd) (int64, error) {
+func addCount(ctx context.Context, q querier, a coffer.CountAdd) (int64, error) {
 	var total, earlier int64
 	if err := q.queryRow(ctx, `INSERT INTO detect_counts (key, window_start, count) VALUES ($1, $2, $3)
 		ON CONFLICT (key, window_start) DO UPDATE SET count = detect_counts.count + $3 RETURNING count`,

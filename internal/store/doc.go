@@ -12,4 +12,11 @@
 // The store sees only ciphertexts, keyed MACs and hashes: it must never be
 // handed a plaintext value, an unwrapped key or a secret, and its errors
 // never contain row contents.
+//
+// It is an adapter: it imports only the domain (internal/coffer) and the
+// envelope format (crypto/envelope), never a service. What it keeps for a
+// service is a domain row type the service converts to and from: audit
+// events as coffer.AuditRow (columns and the JSON body, which the audit
+// package encodes and decodes), detector and quota counters as
+// coffer.CountAdd.
 package store

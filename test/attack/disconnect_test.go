@@ -925,7 +925,7 @@ func TestDisconnectStorm(t *testing.T) {
 
 		byRequest := map[string][]audit.Event{}
 		cfg := n.config(setup{})
-		err = db.ScanAudit(ctx, cfg.Node, 0, func(e audit.Event) error {
+		err = audit.OnRows(db).ScanAudit(ctx, cfg.Node, 0, func(e audit.Event) error {
 			byRequest[e.RequestID] = append(byRequest[e.RequestID], e)
 			return nil
 		})

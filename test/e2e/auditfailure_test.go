@@ -165,7 +165,7 @@ func TestAuditAppendFailsAfterTheWrite(t *testing.T) {
 			t.Fatalf("create after recovery: %d %s", st, b)
 		}
 		var outage []audit.Event
-		err := db.ScanAudit(ctx, n.loadCfg().Node, 0, func(e audit.Event) error {
+		err := audit.OnRows(db).ScanAudit(ctx, n.loadCfg().Node, 0, func(e audit.Event) error {
 			if e.Action == audit.ActionOutage {
 				outage = append(outage, e)
 			}

@@ -111,7 +111,7 @@ func TestAuditKeyRotationWhileServing(t *testing.T) {
 			var stored int
 			var lastV2 audit.Event
 			hmacV := uint32(1)
-			err := db.ScanAudit(ctx, cfg.Node, 0, func(e audit.Event) error {
+			err := audit.OnRows(db).ScanAudit(ctx, cfg.Node, 0, func(e audit.Event) error {
 				stored++
 				if e.KeyVersion < hmacV {
 					return fmt.Errorf("event %s: key version went back to %d", e.ID, e.KeyVersion)
