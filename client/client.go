@@ -186,6 +186,13 @@ func (c *Client) do(ctx context.Context, hc *http.Client, method, path string, i
 		req.Header.Set("Content-Type", "application/json")
 	}
 	req.Header.Set("Accept", "application/json")
+	if method == http.MethodPost && createPath(path) {
+		key, err := idempotencyKey(ctx)
+		if err != nil {
+			return err
+		}
+		req.Header.Set("Idempotency-Key", key)
+	}
 	return c.send(hc, req, out)
 }
 

@@ -137,13 +137,13 @@ func TestFailover503(t *testing.T) {
 		t.Fatalf("hits a=%d b=%d, want 1 and 1", a.hits.Load(), b.hits.Load())
 	}
 
-	// Only node a from here: a POST without a key gets the 503.
+	// Only node a from here: a POST without a key (not a create) gets the 503.
 	solo, err := New(a.srv.URL, WithCAPEM(caOf(a)), WithToken("t"), fastRetry())
 	if err != nil {
 		t.Fatal(err)
 	}
 	before := a.hits.Load()
-	err = solo.CreateCollection(context.Background(), Collection{Name: "c"})
+	_, err = solo.Encrypt(context.Background(), "k", []byte("x"), nil)
 	if StatusCode(err) != 503 || a.hits.Load()-before != 1 {
 		t.Fatalf("POST without Idempotency-Key: %v after %d tries, want one try and 503", err, a.hits.Load()-before)
 	}
@@ -239,5 +239,42 @@ func TestEndpointURLs(t *testing.T) {
 		if _, err := New("https://a:1", WithEndpoints(bad)); err == nil {
 			t.Errorf("WithEndpoints(%q) accepted", bad)
 		}
+	}
+}
+
+// TestCreatesCarryIdempotencyKeys: every create carries a key (the
+// caller's, else a fresh random one), so that a create repeated by the
+// retry policy runs once on the server; other POSTs carry none.
+func TestCreatesCarryIdempotencyKeys(t *testing.T) {
+	var keys []string
+	srv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		keys = append(keys, r.URL.Path+"="+r.Header.Get("Idempotency-Key"))
+		w.Header().Set("Content-Type", "application/json")
+		fmt.Fprint(w, `{"id":"r1","tokens":["t"]}`)
+	}))
+	defer srv.Close()
+	ca := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: srv.Certificate().Raw})
+	cl, err := New(srv.URL, WithCAPEM(ca), WithToken("t"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	_, _ = cl.CreateRecord(ctx, "people", NewRecord{Data: map[string]any{"a": "b"}})
+	_, _ = cl.CreateRecord(ctx, "people", NewRecord{Data: map[string]any{"a": "b"}})
+	_, _ = cl.CreateRecord(WithIdempotencyKey(ctx, "order-42"), "people", NewRecord{Data: map[string]any{"a": "b"}})
+	_ = cl.CreateCollection(ctx, Collection{Name: "c"})
+	_, _ = cl.Encrypt(ctx, "k", []byte("x"), nil)
+	if len(keys) != 5 {
+		t.Fatalf("requests %v", keys)
+	}
+	r1, r2 := strings.TrimPrefix(keys[0], "/v1/collections/people/records="), strings.TrimPrefix(keys[1], "/v1/collections/people/records=")
+	if len(r1) != 32 || len(r2) != 32 || r1 == r2 {
+		t.Fatalf("random keys %q %q: want two distinct 128-bit keys", r1, r2)
+	}
+	if keys[2] != "/v1/collections/people/records=order-42" || !strings.HasPrefix(keys[3], "/v1/collections=") || len(keys[3]) != len("/v1/collections=")+32 {
+		t.Fatalf("keys %v", keys)
+	}
+	if keys[4] != "/v1/keys/k/encrypt=" {
+		t.Fatalf("an encrypt carried a key: %v", keys[4])
 	}
 }
