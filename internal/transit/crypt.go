@@ -114,11 +114,12 @@ func (s *Service) decodeCiphertexts(ctx context.Context, name string, items []Ci
 		_, env, err := ParseCiphertext(it.Ciphertext)
 		var foreign []byte
 		var foreignV uint32
-		if v, sealed, ok := ParseVaultNative(it.Ciphertext); ok && v <= vaultUpTo() {
-			foreign, foreignV = sealed, v
-			if err != nil { // not an envelope: Vault's alone
-				env, err = nil, nil
-			}
+		// An envelope's text is kept as Vault's too (openForeign checks
+		// the version against the loaded key); a text that is no envelope
+		// is Vault's alone, for a version brought from Vault, which costs
+		// one read of the key here (and none on the hot path).
+		if v, sealed, ok := ParseVaultNative(it.Ciphertext); ok && (err == nil || v <= vaultUpTo()) {
+			foreign, foreignV, err = sealed, v, nil // env is nil when err was not
 		}
 		switch {
 		case errors.Is(err, ErrVersionMismatch):
