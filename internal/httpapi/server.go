@@ -21,7 +21,7 @@ import (
 	"github.com/cofferhq/coffer/internal/coffer"
 	"github.com/cofferhq/coffer/internal/identity"
 	"github.com/cofferhq/coffer/internal/pki"
-	"github.com/cofferhq/coffer/internal/policy"
+	"github.com/cofferhq/coffer/internal/policystore"
 	"github.com/cofferhq/coffer/internal/token"
 	"github.com/cofferhq/coffer/internal/vault"
 )
@@ -34,25 +34,17 @@ type Identity interface {
 	// the token does not verify: nothing was revoked).
 	Revoke(ctx context.Context, token string) (string, error)
 	JWKS() ([]byte, error)
-	CreateClient(ctx context.Context, name string, roles []string, attrs map[string]string) (identity.NewClient, error)
-	Clients(ctx context.Context) ([]identity.ClientInfo, error)
-	RotateClientSecret(ctx context.Context, id string) (identity.NewClient, error)
-	DeleteClient(ctx context.Context, id string) error
-	Client(ctx context.Context, id string) (identity.ClientInfo, error)
-	UpdateClient(ctx context.Context, was, next identity.ClientInfo) (identity.ClientInfo, error)
-	Introspect(ctx context.Context, token string) identity.Introspection
-	CreateUser(ctx context.Context, username, password string, roles []string, attrs map[string]string) (identity.NewUser, error)
 	Login(ctx context.Context, username, password, ip string) (identity.LoginResult, error)
 	CompleteMFA(ctx context.Context, mfaToken, code, ip string) (identity.Issued, *coffer.Principal, error)
 	StartTOTP(ctx context.Context, p *coffer.Principal, issuer, enrolmentCode string) (identity.TOTPEnrolment, error)
 	ConfirmTOTP(ctx context.Context, p *coffer.Principal, code string) error
-	User(ctx context.Context, id string) (identity.UserInfo, error)
-	UpdateUser(ctx context.Context, was, next identity.UserInfo) (identity.UserInfo, error)
-	DeleteUser(ctx context.Context, id string) error
-	IssueEnrolmentCode(ctx context.Context, userID string) (identity.EnrolmentCode, error)
-	ResetMFA(ctx context.Context, userID string) error
-	RequireFreshAuth(p *coffer.Principal) error
 	AuthenticateClientCert(ctx context.Context, clientID string) (*coffer.Principal, error)
+}
+
+// Introspector answers token introspection for a caller; it decides who
+// may, before token reads the request.
+type Introspector interface {
+	Introspect(ctx context.Context, c coffer.Caller, token func() (string, error)) (identity.Introspection, error)
 }
 
 // Tokens tokenizes and detokenizes.
@@ -61,17 +53,10 @@ type Tokens interface {
 	Detokenize(ctx context.Context, c vault.Caller, tokens []string) ([]string, error)
 }
 
-// Detector answers for the anomaly detectors: security events and
-// suspended principals.
+// Detector says which principals a security response suspended: the
+// server refuses their every request.
 type Detector interface {
 	Suspended(id string) bool
-	// Lift lifts id's suspension and reports whether it was suspended.
-	Lift(ctx context.Context, id string) (bool, error)
-	Events(ctx context.Context, since time.Time, kind string, limit int) ([]coffer.SecurityEvent, error)
-	// Suspend suspends id by hand until until, on every node.
-	Suspend(ctx context.Context, id string, until time.Time) error
-	// ActiveSuspensions lists the suspensions in force now.
-	ActiveSuspensions(ctx context.Context) ([]coffer.Suspension, error)
 }
 
 // Quotas charges a principal's use against its quotas, across nodes.
@@ -118,18 +103,17 @@ type Entry struct {
 	Note       coffer.AccessNote
 }
 
-// Policies gives access to the policy document.
+// Policies gives access to the policy document; each method decides
+// whether the caller may (policystore.Holder).
 type Policies interface {
-	Get(ctx context.Context) (data []byte, format string, err error)
+	// Read returns the document in force and its format.
+	Read(ctx context.Context, c coffer.Caller) (data []byte, format string, err error)
+	// Explain decides the question read reads without acting on it.
+	Explain(c coffer.Caller, read func() (policystore.Question, error)) (policystore.Answer, error)
 	// Put replaces the policy for p calling from ip; unless force, a
 	// document under which no principal could change the policy again is
 	// refused (422 policy-lockout).
 	Put(ctx context.Context, p *coffer.Principal, ip string, data []byte, format string, force bool, note *coffer.AccessNote) error
-	Allowed(p *coffer.Principal, action, resource, ip string, note *coffer.AccessNote) error
-	Check(in policy.Input) policy.Decision
-	// RequiresMFA reports whether role grants nothing without MFA under
-	// the policy in force.
-	RequiresMFA(role string) bool
 }
 
 // Readiness reports whether a dependency is ready.
@@ -145,9 +129,18 @@ type Config struct {
 	Transit  Transit
 	AuditLog AuditLog
 	Detector Detector
+	// Security serves the security events and suspensions.
+	Security Security
+	// Inspect finds and redacts sensitive data in free text.
+	Inspect  Inspector
 	Identity Identity
-	Policies Policies
-	Audit    Auditor
+	// Clients and Users administer principals; Introspect answers token
+	// introspection. Each decides who may (identityadmin.Admin).
+	Clients    ClientAdmin
+	Users      UserAdmin
+	Introspect Introspector
+	Policies   Policies
+	Audit      Auditor
 	// Quotas, if set, meters tokenization per principal.
 	Quotas Quotas
 	Logger *slog.Logger
@@ -245,6 +238,11 @@ type Call struct {
 // Caller returns the vault caller of this call.
 func (c *Call) Caller() vault.Caller {
 	return vault.Caller{Principal: c.Principal, IP: c.IP, Note: &c.Note}
+}
+
+// caller returns the use-case caller of this call.
+func (c *Call) caller() coffer.Caller {
+	return coffer.Caller{Principal: c.Principal, IP: c.IP, Note: &c.Note}
 }
 
 // Reply is a handler's answer: a status and a body to encode as JSON
