@@ -49,7 +49,7 @@ func (s *Server) login(c *Call) (Reply, error) {
 		c.Note.Deny("login failed")
 		return Reply{}, coffer.Errorf(coffer.EUNAUTHENTICATED, "invalid username or password")
 	}
-	res, err := s.c.Identity.Login(c.R.Context(), req.Username, req.Password, c.IP)
+	res, err := s.c.SignIn.Login(c.R.Context(), req.Username, req.Password, c.IP)
 	if err != nil {
 		c.Note.Deny("login failed")
 		return Reply{}, err
@@ -76,7 +76,7 @@ func (s *Server) mfa(c *Call) (Reply, error) {
 	if req.MFAToken == "" || req.Code == "" || len(req.Code) > 64 {
 		return Reply{}, coffer.Errorf(coffer.EINVALID, "mfa_token and code are required")
 	}
-	iss, p, err := s.c.Identity.CompleteMFA(c.R.Context(), req.MFAToken, req.Code, c.IP)
+	iss, p, err := s.c.SignIn.CompleteMFA(c.R.Context(), req.MFAToken, req.Code, c.IP)
 	if err != nil {
 		c.Note.Deny("MFA failed")
 		return Reply{}, err
@@ -99,7 +99,7 @@ func (s *Server) startTOTP(c *Call) (Reply, error) {
 	}
 	// Any signed-in user may enrol their own second factor; one whose
 	// roles require MFA only with an admin's one-time enrolment code.
-	en, err := s.c.Identity.StartTOTP(c.R.Context(), c.Principal, "Coffer", req.EnrolmentCode)
+	en, err := s.c.SignIn.StartTOTP(c.R.Context(), c.Principal, "Coffer", req.EnrolmentCode)
 	if err != nil {
 		c.Note.Deny("TOTP enrolment refused")
 		return Reply{}, err
@@ -117,7 +117,7 @@ func (s *Server) confirmTOTP(c *Call) (Reply, error) {
 	if err := decodeJSON(c.R, &req); err != nil {
 		return Reply{}, err
 	}
-	if err := s.c.Identity.ConfirmTOTP(c.R.Context(), c.Principal, req.Code); err != nil {
+	if err := s.c.SignIn.ConfirmTOTP(c.R.Context(), c.Principal, req.Code); err != nil {
 		c.Note.Deny("TOTP confirmation failed")
 		return Reply{}, err
 	}

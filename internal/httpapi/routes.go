@@ -129,7 +129,7 @@ func (s *Server) metadata(*Call) (Reply, error) {
 }
 
 func (s *Server) jwks(*Call) (Reply, error) {
-	b, err := s.c.Identity.JWKS()
+	b, err := s.c.OAuth.JWKS()
 	if err != nil {
 		return Reply{}, err
 	}
@@ -201,7 +201,7 @@ func (s *Server) token(c *Call) (Reply, error) {
 		return s.invalidClient(c, basic), nil
 	}
 	c.Attempted = id
-	iss, p, err := s.c.Identity.ClientCredentials(c.R.Context(), id, secret, c.IP)
+	iss, p, err := s.c.OAuth.ClientCredentials(c.R.Context(), id, secret, c.IP)
 	if err != nil {
 		switch coffer.ErrorCode(err) {
 		case coffer.EUNAUTHENTICATED:
@@ -251,7 +251,7 @@ func (s *Server) revoke(c *Call) (Reply, error) {
 	}
 	// Whoever holds a token may revoke it (RFC 7009 lets the server decide
 	// how to authenticate; the token itself is the credential here).
-	id, err := s.c.Identity.Revoke(c.R.Context(), tok)
+	id, err := s.c.OAuth.Revoke(c.R.Context(), tok)
 	if err != nil {
 		return Reply{}, err
 	}

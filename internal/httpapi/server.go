@@ -26,19 +26,33 @@ import (
 	"github.com/cofferhq/coffer/internal/vault"
 )
 
-// Identity authenticates callers and issues tokens.
-type Identity interface {
+// Authenticator authenticates a request's caller: all the server's stack
+// needs of identity.
+type Authenticator interface {
+	// Authenticate verifies a bearer access token.
 	Authenticate(ctx context.Context, token string) (*coffer.Principal, error)
+	// AuthenticateClientCert signs in the client a verified client
+	// certificate names.
+	AuthenticateClientCert(ctx context.Context, clientID string) (*coffer.Principal, error)
+}
+
+// OAuth issues and revokes access tokens (RFC 6749 client credentials,
+// RFC 7009) and publishes the keys that verify them.
+type OAuth interface {
 	ClientCredentials(ctx context.Context, clientID, secret, ip string) (identity.Issued, *coffer.Principal, error)
 	// Revoke revokes an access token and returns its token id ("" when
 	// the token does not verify: nothing was revoked).
 	Revoke(ctx context.Context, token string) (string, error)
 	JWKS() ([]byte, error)
+}
+
+// SignIn signs users in with a password and a second factor, and enrols
+// a signed-in user's own second factor.
+type SignIn interface {
 	Login(ctx context.Context, username, password, ip string) (identity.LoginResult, error)
 	CompleteMFA(ctx context.Context, mfaToken, code, ip string) (identity.Issued, *coffer.Principal, error)
 	StartTOTP(ctx context.Context, p *coffer.Principal, issuer, enrolmentCode string) (identity.TOTPEnrolment, error)
 	ConfirmTOTP(ctx context.Context, p *coffer.Principal, code string) error
-	AuthenticateClientCert(ctx context.Context, clientID string) (*coffer.Principal, error)
 }
 
 // Introspector answers token introspection for a caller; it decides who
@@ -132,8 +146,12 @@ type Config struct {
 	// Security serves the security events and suspensions.
 	Security Security
 	// Inspect finds and redacts sensitive data in free text.
-	Inspect  Inspector
-	Identity Identity
+	Inspect Inspector
+	// Auth authenticates every request of an authenticated route.
+	Auth Authenticator
+	// OAuth serves the token endpoints, SignIn the users' sign-in.
+	OAuth  OAuth
+	SignIn SignIn
 	// Clients and Users administer principals; Introspect answers token
 	// introspection. Each decides who may (identityadmin.Admin).
 	Clients    ClientAdmin
@@ -547,7 +565,7 @@ func (s *Server) authenticate(c *Call, st *Style) (*coffer.Principal, error) {
 	}
 	if authz == "" && c.R.TLS != nil && len(c.R.TLS.VerifiedChains) > 0 && len(c.R.TLS.VerifiedChains[0]) > 0 {
 		if name, ok := pki.ClientName(c.R.TLS.VerifiedChains[0][0]); ok {
-			p, err := s.c.Identity.AuthenticateClientCert(c.R.Context(), name)
+			p, err := s.c.Auth.AuthenticateClientCert(c.R.Context(), name)
 			if err != nil {
 				c.Attempted = name
 				c.Note.Reason = "client certificate refused"
@@ -561,7 +579,7 @@ func (s *Server) authenticate(c *Call, st *Style) (*coffer.Principal, error) {
 		c.Note.Reason = "no bearer token"
 		return nil, coffer.Errorf(coffer.EUNAUTHENTICATED, "a bearer access token is required")
 	}
-	p, err := s.c.Identity.Authenticate(c.R.Context(), strings.TrimSpace(token))
+	p, err := s.c.Auth.Authenticate(c.R.Context(), strings.TrimSpace(token))
 	if err != nil {
 		c.Note.Reason = "invalid token"
 		return nil, err
