@@ -190,7 +190,27 @@ func (h *Holder) lockout(ctx context.Context, np *policy.Policy, caller *coffer.
 }
 
 func mayChange(p *policy.Policy, pr *coffer.Principal, ip string, now time.Time) bool {
-	return p.Decide(policy.Input{Principal: pr, Action: "update", Resource: "policy", Time: now, IP: ip}).Allowed
+	return may(p, pr, "update", ip, now)
+}
+
+// may reports whether pr may take action on the policy under p.
+func may(p *policy.Policy, pr *coffer.Principal, action, ip string, now time.Time) bool {
+	return p.Decide(policy.Input{Principal: pr, Action: action, Resource: "policy", Time: now, IP: ip}).Allowed
+}
+
+// SelfLockout is the lockout rule as the console's policy editor applies
+// it before it saves, stricter than Lockout: the caller itself must keep
+// both read and update on policy under p (from ip; "" for none), since
+// whoever saves a policy there must be able to fix it afterwards. It
+// returns one problem per right the caller would lose, nil for none.
+func SelfLockout(p *policy.Policy, caller *coffer.Principal, ip string, now time.Time) []string {
+	var out []string
+	for _, act := range []string{"read", "update"} {
+		if !may(p, caller, act, ip, now) {
+			out = append(out, "this policy would lock you out: you ("+caller.ID+") could no longer "+act+" the policy")
+		}
+	}
+	return out
 }
 
 // Lockout returns a 422 policy-lockout problem when, under p at now,
