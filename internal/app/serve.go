@@ -26,6 +26,8 @@ import (
 	"github.com/cofferhq/coffer/internal/detect"
 	"github.com/cofferhq/coffer/internal/httpapi"
 	"github.com/cofferhq/coffer/internal/idempotency"
+	"github.com/cofferhq/coffer/internal/identityadmin"
+	"github.com/cofferhq/coffer/internal/inspect"
 	"github.com/cofferhq/coffer/internal/keyadmin"
 	"github.com/cofferhq/coffer/internal/lifecycle"
 	"github.com/cofferhq/coffer/internal/metrics"
@@ -208,6 +210,7 @@ func (s *Server) build(ctx context.Context, o Options) error {
 		_ = s.audit.Close(context.WithoutCancel(ctx))
 		return fail(err)
 	}
+	principals := identityadmin.New(c.policies, c.identity, c.identity, c.identity)
 	ready := map[string]httpapi.Readiness{
 		"store": c.db.Ping,
 		"keys":  c.keys.Check,
@@ -232,15 +235,24 @@ func (s *Server) build(ctx context.Context, o Options) error {
 		ready["changes"] = func(context.Context) error { return s.follower.Healthy() }
 	}
 	s.api = httpapi.New(httpapi.Config{
-		Vault:        c.vault,
-		Tokens:       c.tokens,
-		Transit:      c.transit,
-		AuditLog:     auditadmin.Reader{DB: c.db, Logger: s.log, Mismatch: s.metrics.AuditRowMismatches.Inc},
-		Identity:     c.identity,
+		Vault:   c.vault,
+		Tokens:  c.tokens,
+		Transit: c.transit,
+		AuditLog: auditadmin.NewQuery(auditadmin.Reader{DB: c.db, Logger: s.log, Mismatch: s.metrics.AuditRowMismatches.Inc},
+			&auditadmin.Verifier{DB: c.db, Keys: c.keys, Audit: cfg.Audit, Node: cfg.Node, Now: c.opts.Now, Logger: c.opts.Logger},
+			c.policies),
+		Auth:         c.identity,
+		OAuth:        c.identity,
+		SignIn:       c.identity,
+		Clients:      principals,
+		Users:        principals,
+		Introspect:   principals,
 		Policies:     c.policies,
 		Audit:        auditAdapter{w: s.audit, d: s.detector, m: s.metrics, discard: s.c.opts.AuditDiscard},
 		Quotas:       s.quotas(c),
 		Detector:     s.detector,
+		Security:     detect.NewResponse(s.detector, c.policies),
+		Inspect:      inspect.New(c.policies),
 		Logger:       c.opts.Logger,
 		PublicURL:    cfg.PublicURL,
 		Issuer:       c.issuer,
@@ -257,9 +269,7 @@ func (s *Server) build(ctx context.Context, o Options) error {
 			Claim: httpapi.DefaultHandlerTimeout + 10*time.Second, Now: c.opts.Now, Rand: c.opts.Rand}),
 		Extra: extraRoutes(cfg, func(rt *httpapi.Router) {
 			httpapi.KeyAdminRoutes(s.admin)(rt)
-			httpapi.NodeRoutes(c.db, c.policies, cfg.Node, c.opts.Now)(rt)
-			httpapi.AuditVerifyRoutes(&auditadmin.Verifier{DB: c.db, Keys: c.keys, Audit: cfg.Audit, Node: cfg.Node,
-				Now: c.opts.Now, Logger: c.opts.Logger}, c.policies)(rt)
+			httpapi.NodeRoutes(cluster.NewDirectory(c.db, c.policies), cfg.Node, c.opts.Now)(rt)
 		}, c.transit),
 	})
 	if ci, err := pki.CertInfo(cfg.TLS.CertFile); err == nil {

@@ -25,7 +25,7 @@ type Reader struct {
 	Mismatch func()
 }
 
-// ListAuditPage implements httpapi.AuditLog.
+// ListAuditPage implements Lister.
 func (r Reader) ListAuditPage(ctx context.Context, f audit.Filter) (audit.Page, error) {
 	p, err := audit.OnRows(r.DB).ListAuditPage(ctx, f)
 	if err != nil {

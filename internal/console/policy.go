@@ -8,6 +8,7 @@ import (
 
 	"github.com/cofferhq/coffer/internal/coffer"
 	"github.com/cofferhq/coffer/internal/policy"
+	"github.com/cofferhq/coffer/internal/policystore"
 )
 
 type policyData struct {
@@ -98,21 +99,15 @@ func (con *Console) policyValidate(w http.ResponseWriter, r *http.Request, s *se
 }
 
 // lockoutProblems refuses a document under which the signed-in user could
-// no longer read or change the policy: whoever saves a policy must be
-// able to fix it afterwards.
+// no longer read or change the policy (policystore.SelfLockout, the
+// lockout rule's stricter form for the editor).
 func (con *Console) lockoutProblems(s *session, doc, format string) []string {
 	p, problems := compilePolicy(doc, format)
 	if problems != nil {
 		return problems
 	}
 	me := &coffer.Principal{ID: s.principal, Kind: s.kind, Roles: s.roles, Attributes: s.attrs, MFA: s.mfa}
-	var out []string
-	for _, act := range []string{"read", "update"} {
-		if d := p.Decide(policy.Input{Principal: me, Action: act, Resource: "policy", Time: con.c.Now()}); !d.Allowed {
-			out = append(out, "this policy would lock you out: you ("+s.principal+") could no longer "+act+" the policy")
-		}
-	}
-	return out
+	return policystore.SelfLockout(p, me, "", con.c.Now())
 }
 
 func (con *Console) policySave(w http.ResponseWriter, r *http.Request, s *session) {

@@ -7,9 +7,10 @@ import (
 	"github.com/cofferhq/coffer/internal/coffer"
 )
 
-// NodeLister lists the deployment's node rows (live or not).
+// NodeLister lists the deployment's node rows (live or not) for a
+// caller; it decides who may (cluster.Directory).
 type NodeLister interface {
-	Nodes(ctx context.Context) ([]coffer.Node, error)
+	Nodes(ctx context.Context, c coffer.Caller) ([]coffer.Node, error)
 }
 
 // NodeView is one live node in the answer of GET /v1/sys/nodes.
@@ -20,19 +21,14 @@ type NodeView struct {
 }
 
 // NodeRoutes adds GET /v1/sys/nodes: the live nodes of the deployment
-// (their lease running at now), their versions and last heartbeats. It
-// needs read on the policy resource "nodes".
-func NodeRoutes(nodes NodeLister, policies Policies, self string, now func() time.Time) func(*Router) {
+// (their lease running at now), their versions and last heartbeats.
+func NodeRoutes(nodes NodeLister, self string, now func() time.Time) func(*Router) {
 	if now == nil {
 		now = time.Now
 	}
 	return func(rt *Router) {
 		rt.Handle("GET /v1/sys/nodes", func(c *Call) (Reply, error) {
-			c.Note.Target("read", "nodes")
-			if err := policies.Allowed(c.Principal, "read", "nodes", c.IP, &c.Note); err != nil {
-				return Reply{}, err
-			}
-			all, err := nodes.Nodes(c.R.Context())
+			all, err := nodes.Nodes(c.R.Context(), c.caller())
 			if err != nil {
 				return Reply{}, err
 			}

@@ -67,6 +67,7 @@ func (s *Server) routes() {
 	s.handle("POST /v1/redact", 0, s.redactText)
 	s.transitRoutes()
 	s.handle("GET /v1/audit/events", 0, s.auditEvents)
+	s.handle("POST /v1/audit/verify", 0, s.auditVerify)
 	s.handle("GET /v1/security/events", 0, s.securityEvents)
 	s.handle("DELETE /v1/security/suspensions/{principal}", 0, s.liftSuspension)
 	s.handle("PUT /v1/security/suspensions/{principal}", 0, s.suspend)
@@ -128,7 +129,7 @@ func (s *Server) metadata(*Call) (Reply, error) {
 }
 
 func (s *Server) jwks(*Call) (Reply, error) {
-	b, err := s.c.Identity.JWKS()
+	b, err := s.c.OAuth.JWKS()
 	if err != nil {
 		return Reply{}, err
 	}
@@ -200,7 +201,7 @@ func (s *Server) token(c *Call) (Reply, error) {
 		return s.invalidClient(c, basic), nil
 	}
 	c.Attempted = id
-	iss, p, err := s.c.Identity.ClientCredentials(c.R.Context(), id, secret, c.IP)
+	iss, p, err := s.c.OAuth.ClientCredentials(c.R.Context(), id, secret, c.IP)
 	if err != nil {
 		switch coffer.ErrorCode(err) {
 		case coffer.EUNAUTHENTICATED:
@@ -250,7 +251,7 @@ func (s *Server) revoke(c *Call) (Reply, error) {
 	}
 	// Whoever holds a token may revoke it (RFC 7009 lets the server decide
 	// how to authenticate; the token itself is the credential here).
-	id, err := s.c.Identity.Revoke(c.R.Context(), tok)
+	id, err := s.c.OAuth.Revoke(c.R.Context(), tok)
 	if err != nil {
 		return Reply{}, err
 	}
@@ -262,48 +263,8 @@ func (s *Server) revoke(c *Call) (Reply, error) {
 	return Reply{Status: http.StatusOK}, nil
 }
 
-type clientSpec struct {
-	Name       string            `json:"name"`
-	Roles      []string          `json:"roles"`
-	Attributes map[string]string `json:"attributes"`
-}
-
-func (s *Server) createClient(c *Call) (Reply, error) {
-	c.Note.Target("create", "clients")
-	var spec clientSpec
-	if err := decodeJSON(c.R, &spec); err != nil {
-		return Reply{}, err
-	}
-	if err := s.c.Policies.Allowed(c.Principal, "create", "clients", c.IP, &c.Note); err != nil {
-		return Reply{}, err
-	}
-	if spec.Name == "" || len(spec.Name) > 128 || !printable(spec.Name) {
-		return Reply{}, coffer.Errorf(coffer.EINVALID, "name must be 1 to 128 bytes of printable UTF-8")
-	}
-	if err := validAttrs(spec.Attributes); err != nil {
-		return Reply{}, err
-	}
-	if err := validGrants(held{spec.Roles, nil}); err != nil {
-		return Reply{}, err
-	}
-	if err := s.mayGrant(c, "clients", "", held{spec.Roles, spec.Attributes}); err != nil {
-		return Reply{}, err
-	}
-	nc, err := s.c.Identity.CreateClient(c.R.Context(), spec.Name, spec.Roles, spec.Attributes)
-	if err != nil {
-		return Reply{}, err
-	}
-	c.Note.Count = 1
-	c.Note.Touch(coffer.ClientTarget(nc.ClientID))
-	return Reply{Status: http.StatusCreated, Body: nc}, nil
-}
-
 func (s *Server) getPolicy(c *Call) (Reply, error) {
-	c.Note.Target("read", "policy")
-	if err := s.c.Policies.Allowed(c.Principal, "read", "policy", c.IP, &c.Note); err != nil {
-		return Reply{}, err
-	}
-	data, format, err := s.c.Policies.Get(c.R.Context())
+	data, format, err := s.c.Policies.Read(c.R.Context(), c.caller())
 	if err != nil {
 		return Reply{}, err
 	}

@@ -22,38 +22,44 @@ import (
 	"github.com/cofferhq/coffer/internal/idempotency"
 	"github.com/cofferhq/coffer/internal/identity"
 	"github.com/cofferhq/coffer/internal/pki"
-	"github.com/cofferhq/coffer/internal/policy"
+	"github.com/cofferhq/coffer/internal/policystore"
 	"github.com/cofferhq/coffer/internal/token"
 	"github.com/cofferhq/coffer/internal/vault"
 )
 
-// Identity authenticates callers and issues tokens.
-type Identity interface {
+// Authenticator authenticates a request's caller: all the server's stack
+// needs of identity.
+type Authenticator interface {
+	// Authenticate verifies a bearer access token.
 	Authenticate(ctx context.Context, token string) (*coffer.Principal, error)
+	// AuthenticateClientCert signs in the client a verified client
+	// certificate names.
+	AuthenticateClientCert(ctx context.Context, clientID string) (*coffer.Principal, error)
+}
+
+// OAuth issues and revokes access tokens (RFC 6749 client credentials,
+// RFC 7009) and publishes the keys that verify them.
+type OAuth interface {
 	ClientCredentials(ctx context.Context, clientID, secret, ip string) (identity.Issued, *coffer.Principal, error)
 	// Revoke revokes an access token and returns its token id ("" when
 	// the token does not verify: nothing was revoked).
 	Revoke(ctx context.Context, token string) (string, error)
 	JWKS() ([]byte, error)
-	CreateClient(ctx context.Context, name string, roles []string, attrs map[string]string) (identity.NewClient, error)
-	Clients(ctx context.Context) ([]identity.ClientInfo, error)
-	RotateClientSecret(ctx context.Context, id string) (identity.NewClient, error)
-	DeleteClient(ctx context.Context, id string) error
-	Client(ctx context.Context, id string) (identity.ClientInfo, error)
-	UpdateClient(ctx context.Context, was, next identity.ClientInfo) (identity.ClientInfo, error)
-	Introspect(ctx context.Context, token string) identity.Introspection
-	CreateUser(ctx context.Context, username, password string, roles []string, attrs map[string]string) (identity.NewUser, error)
+}
+
+// SignIn signs users in with a password and a second factor, and enrols
+// a signed-in user's own second factor.
+type SignIn interface {
 	Login(ctx context.Context, username, password, ip string) (identity.LoginResult, error)
 	CompleteMFA(ctx context.Context, mfaToken, code, ip string) (identity.Issued, *coffer.Principal, error)
 	StartTOTP(ctx context.Context, p *coffer.Principal, issuer, enrolmentCode string) (identity.TOTPEnrolment, error)
 	ConfirmTOTP(ctx context.Context, p *coffer.Principal, code string) error
-	User(ctx context.Context, id string) (identity.UserInfo, error)
-	UpdateUser(ctx context.Context, was, next identity.UserInfo) (identity.UserInfo, error)
-	DeleteUser(ctx context.Context, id string) error
-	IssueEnrolmentCode(ctx context.Context, userID string) (identity.EnrolmentCode, error)
-	ResetMFA(ctx context.Context, userID string) error
-	RequireFreshAuth(p *coffer.Principal) error
-	AuthenticateClientCert(ctx context.Context, clientID string) (*coffer.Principal, error)
+}
+
+// Introspector answers token introspection for a caller; it decides who
+// may, before token reads the request.
+type Introspector interface {
+	Introspect(ctx context.Context, c coffer.Caller, token func() (string, error)) (identity.Introspection, error)
 }
 
 // Tokens tokenizes and detokenizes.
@@ -62,17 +68,10 @@ type Tokens interface {
 	Detokenize(ctx context.Context, c vault.Caller, tokens []string) ([]string, error)
 }
 
-// Detector answers for the anomaly detectors: security events and
-// suspended principals.
+// Detector says which principals a security response suspended: the
+// server refuses their every request.
 type Detector interface {
 	Suspended(id string) bool
-	// Lift lifts id's suspension and reports whether it was suspended.
-	Lift(ctx context.Context, id string) (bool, error)
-	Events(ctx context.Context, since time.Time, kind string, limit int) ([]coffer.SecurityEvent, error)
-	// Suspend suspends id by hand until until, on every node.
-	Suspend(ctx context.Context, id string, until time.Time) error
-	// ActiveSuspensions lists the suspensions in force now.
-	ActiveSuspensions(ctx context.Context) ([]coffer.Suspension, error)
 }
 
 // Quotas charges a principal's use against its quotas, across nodes.
@@ -119,18 +118,17 @@ type Entry struct {
 	Note       coffer.AccessNote
 }
 
-// Policies gives access to the policy document.
+// Policies gives access to the policy document; each method decides
+// whether the caller may (policystore.Holder).
 type Policies interface {
-	Get(ctx context.Context) (data []byte, format string, err error)
+	// Read returns the document in force and its format.
+	Read(ctx context.Context, c coffer.Caller) (data []byte, format string, err error)
+	// Explain decides the question read reads without acting on it.
+	Explain(c coffer.Caller, read func() (policystore.Question, error)) (policystore.Answer, error)
 	// Put replaces the policy for p calling from ip; unless force, a
 	// document under which no principal could change the policy again is
 	// refused (422 policy-lockout).
 	Put(ctx context.Context, p *coffer.Principal, ip string, data []byte, format string, force bool, note *coffer.AccessNote) error
-	Allowed(p *coffer.Principal, action, resource, ip string, note *coffer.AccessNote) error
-	Check(in policy.Input) policy.Decision
-	// RequiresMFA reports whether role grants nothing without MFA under
-	// the policy in force.
-	RequiresMFA(role string) bool
 }
 
 // Readiness reports whether a dependency is ready.
@@ -146,9 +144,22 @@ type Config struct {
 	Transit  Transit
 	AuditLog AuditLog
 	Detector Detector
-	Identity Identity
-	Policies Policies
-	Audit    Auditor
+	// Security serves the security events and suspensions.
+	Security Security
+	// Inspect finds and redacts sensitive data in free text.
+	Inspect Inspector
+	// Auth authenticates every request of an authenticated route.
+	Auth Authenticator
+	// OAuth serves the token endpoints, SignIn the users' sign-in.
+	OAuth  OAuth
+	SignIn SignIn
+	// Clients and Users administer principals; Introspect answers token
+	// introspection. Each decides who may (identityadmin.Admin).
+	Clients    ClientAdmin
+	Users      UserAdmin
+	Introspect Introspector
+	Policies   Policies
+	Audit      Auditor
 	// Quotas, if set, meters tokenization per principal.
 	Quotas Quotas
 	Logger *slog.Logger
@@ -253,6 +264,11 @@ type Call struct {
 // Caller returns the vault caller of this call.
 func (c *Call) Caller() vault.Caller {
 	return vault.Caller{Principal: c.Principal, IP: c.IP, Note: &c.Note}
+}
+
+// caller returns the use-case caller of this call.
+func (c *Call) caller() coffer.Caller {
+	return coffer.Caller{Principal: c.Principal, IP: c.IP, Note: &c.Note}
 }
 
 // Reply is a handler's answer: a status and a body to encode as JSON
@@ -571,7 +587,7 @@ func (s *Server) authenticate(c *Call, st *Style) (*coffer.Principal, error) {
 	}
 	if authz == "" && c.R.TLS != nil && len(c.R.TLS.VerifiedChains) > 0 && len(c.R.TLS.VerifiedChains[0]) > 0 {
 		if name, ok := pki.ClientName(c.R.TLS.VerifiedChains[0][0]); ok {
-			p, err := s.c.Identity.AuthenticateClientCert(c.R.Context(), name)
+			p, err := s.c.Auth.AuthenticateClientCert(c.R.Context(), name)
 			if err != nil {
 				c.Attempted = name
 				c.Note.Reason = "client certificate refused"
@@ -585,7 +601,7 @@ func (s *Server) authenticate(c *Call, st *Style) (*coffer.Principal, error) {
 		c.Note.Reason = "no bearer token"
 		return nil, coffer.Errorf(coffer.EUNAUTHENTICATED, "a bearer access token is required")
 	}
-	p, err := s.c.Identity.Authenticate(c.R.Context(), strings.TrimSpace(token))
+	p, err := s.c.Auth.Authenticate(c.R.Context(), strings.TrimSpace(token))
 	if err != nil {
 		c.Note.Reason = "invalid token"
 		return nil, err

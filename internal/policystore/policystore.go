@@ -190,7 +190,27 @@ func (h *Holder) lockout(ctx context.Context, np *policy.Policy, caller *coffer.
 }
 
 func mayChange(p *policy.Policy, pr *coffer.Principal, ip string, now time.Time) bool {
-	return p.Decide(policy.Input{Principal: pr, Action: "update", Resource: "policy", Time: now, IP: ip}).Allowed
+	return may(p, pr, "update", ip, now)
+}
+
+// may reports whether pr may take action on the policy under p.
+func may(p *policy.Policy, pr *coffer.Principal, action, ip string, now time.Time) bool {
+	return p.Decide(policy.Input{Principal: pr, Action: action, Resource: "policy", Time: now, IP: ip}).Allowed
+}
+
+// SelfLockout is the lockout rule as the console's policy editor applies
+// it before it saves, stricter than Lockout: the caller itself must keep
+// both read and update on policy under p (from ip; "" for none), since
+// whoever saves a policy there must be able to fix it afterwards. It
+// returns one problem per right the caller would lose, nil for none.
+func SelfLockout(p *policy.Policy, caller *coffer.Principal, ip string, now time.Time) []string {
+	var out []string
+	for _, act := range []string{"read", "update"} {
+		if !may(p, caller, act, ip, now) {
+			out = append(out, "this policy would lock you out: you ("+caller.ID+") could no longer "+act+" the policy")
+		}
+	}
+	return out
 }
 
 // Lockout returns a 422 policy-lockout problem when, under p at now,
@@ -225,5 +245,70 @@ func Lockout(p *policy.Policy, caller *coffer.Principal, ip string, others []cof
 // policy in force.
 func (h *Holder) RequiresMFA(role string) bool { return h.Current().RequiresMFA(role) }
 
-// Check decides without recording (for POST /v1/policy/check).
-func (h *Holder) Check(in policy.Input) policy.Decision { return h.Current().Decide(in) }
+// Read returns the document in force as it was loaded, for a caller with
+// read on policy.
+func (h *Holder) Read(ctx context.Context, c coffer.Caller) ([]byte, string, error) {
+	c.Note.Target("read", "policy")
+	if err := h.Allowed(c.Principal, "read", "policy", c.IP, c.Note); err != nil {
+		return nil, "", err
+	}
+	return h.Get(ctx)
+}
+
+// Question asks how the policy in force decides a request (the body of
+// POST /v1/policy/check): the principal as described, not as stored.
+type Question struct {
+	Principal struct {
+		ID         string            `json:"id"`
+		Kind       string            `json:"kind"`
+		Roles      []string          `json:"roles"`
+		Attributes map[string]string `json:"attributes"`
+		MFA        bool              `json:"mfa"`
+	} `json:"principal"`
+	Action   string   `json:"action"`
+	Resource string   `json:"resource"`
+	Owner    string   `json:"owner"`
+	ID       string   `json:"id"`
+	IP       string   `json:"ip"`
+	Fields   []string `json:"fields"`
+}
+
+// Answer explains a decision: whether it allows, by which rule or why
+// not, and the view of each field asked about.
+type Answer struct {
+	Allowed bool              `json:"allowed"`
+	Fields  map[string]string `json:"fields,omitempty"`
+	Reason  string            `json:"reason"`
+	Rule    string            `json:"rule"`
+}
+
+// Explain decides q under the policy in force without acting on it, for
+// a caller with read on policy. The decision on the caller comes before
+// the question is read (read's error is returned as it is), so that a
+// caller without the right learns nothing of how its request was
+// malformed.
+func (h *Holder) Explain(c coffer.Caller, read func() (Question, error)) (Answer, error) {
+	c.Note.Target("read", "policy")
+	if err := h.Allowed(c.Principal, "read", "policy", c.IP, c.Note); err != nil {
+		return Answer{}, err
+	}
+	q, err := read()
+	if err != nil {
+		return Answer{}, err
+	}
+	if q.Action == "" || q.Resource == "" {
+		return Answer{}, coffer.Errorf(coffer.EINVALID, "action and resource are required")
+	}
+	p := &coffer.Principal{ID: q.Principal.ID, Kind: q.Principal.Kind, Roles: q.Principal.Roles,
+		Attributes: q.Principal.Attributes, MFA: q.Principal.MFA}
+	d := h.Current().Decide(policy.Input{Principal: p, Action: q.Action, Resource: q.Resource,
+		Owner: q.Owner, ID: q.ID, IP: q.IP, Time: h.now()})
+	out := Answer{Allowed: d.Allowed, Rule: d.Rule, Reason: d.Reason}
+	for _, f := range q.Fields {
+		if out.Fields == nil {
+			out.Fields = map[string]string{}
+		}
+		out.Fields[f] = d.View(f).String()
+	}
+	return out, nil
+}

@@ -283,11 +283,6 @@ func encodeValue(f coffer.Field, v string) any {
 	return v
 }
 
-var roleRE = regexp.MustCompile(`^[a-z0-9_-]{1,64}$`)
-
-// ValidRoleName reports whether s may name a role.
-func ValidRoleName(s string) bool { return roleRE.MatchString(s) }
-
 // NormalizeValue validates a string value of a field type and returns its
 // stored and its canonical (index) forms. Errors name the type, never the
 // value.
