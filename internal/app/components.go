@@ -8,11 +8,11 @@ import (
 	"io"
 	"log/slog"
 	"slices"
-	"strings"
 	"time"
 
 	"github.com/cofferhq/coffer/internal/auditadmin"
 	"github.com/cofferhq/coffer/internal/auth"
+	"github.com/cofferhq/coffer/internal/coffer"
 	"github.com/cofferhq/coffer/internal/config"
 	"github.com/cofferhq/coffer/internal/crypto/keyprovider"
 	"github.com/cofferhq/coffer/internal/crypto/keyring"
@@ -286,7 +286,7 @@ func open(ctx context.Context, cfg *config.Config, o Options) (*components, erro
 func (c *components) limitRotated(keyID string, from, to uint32) {
 	c.opts.Logger.Warn("data key reached its use bound and was rotated at once: lower keys.rotate_after_uses or keys.rotate_check_interval so that the scheduled rotation comes first",
 		"key_id", keyID, "from_version", from, "to_version", to)
-	if !strings.HasPrefix(keyID, "collection/") && !strings.HasPrefix(keyID, "subject/") {
+	if !coffer.ParseKeyID(keyID).SealsRecords() {
 		return
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)

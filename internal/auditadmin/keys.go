@@ -8,6 +8,7 @@ import (
 	"sync"
 
 	"github.com/cofferhq/coffer/internal/audit"
+	"github.com/cofferhq/coffer/internal/coffer"
 	"github.com/cofferhq/coffer/internal/crypto/keyring"
 )
 
@@ -16,14 +17,15 @@ import (
 // keyadmin); every version stays, never retired or destroyed (the keyring
 // refuses, see keyring.Permanent), because verifying the log needs the
 // version each event and checkpoint names.
-const (
-	HMACKeyID    = "audit/hmac"
-	SigningKeyID = "audit/signing"
+var (
+	HMACKeyID    = coffer.AuditHMACKey.String()
+	SigningKeyID = coffer.AuditSigningKey.String()
 )
 
 // IsKey reports whether keyID is one of the audit keys.
 func IsKey(keyID string) bool {
-	return keyID == HMACKeyID || keyID == SigningKeyID
+	id := coffer.ParseKeyID(keyID)
+	return id == coffer.AuditHMACKey || id == coffer.AuditSigningKey
 }
 
 // KeySource is the audit Writer's audit.KeySource: the keyring's current

@@ -5,14 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
-	"strings"
 	"time"
 
 	"github.com/cofferhq/coffer/internal/auditadmin"
 	"github.com/cofferhq/coffer/internal/coffer"
 	"github.com/cofferhq/coffer/internal/crypto/keyring"
 	"github.com/cofferhq/coffer/internal/identity"
-	"github.com/cofferhq/coffer/internal/token"
 )
 
 // SigningKeyID names the access token signing key (the
@@ -47,23 +45,7 @@ type SigningKeyRevocation = identity.SigningKeyRevocation
 // them). The token index and order keys and the root check key are never
 // rotated this way (their MACs find rows), nor transit keys (use their
 // own API).
-func rotatable(keyID string) bool {
-	if auditadmin.IsKey(keyID) {
-		return true
-	}
-	for _, p := range []string{"index/", "mask/hash/"} {
-		if rest, ok := strings.CutPrefix(keyID, p); ok {
-			c, f, ok := strings.Cut(rest, "/")
-			return ok && c != "" && f != "" && !strings.Contains(f, "/")
-		}
-	}
-	for _, p := range []string{"collection/", "subject/", "tokens/"} {
-		if name, ok := strings.CutPrefix(keyID, p); ok && name != "" {
-			return !token.FixedKey(keyID)
-		}
-	}
-	return false
-}
+func rotatable(keyID string) bool { return coffer.ParseKeyID(keyID).Rotatable() }
 
 // Rotate rotates keyID (SigningKeyID rotates the token signing key) and,
 // for the keys of record values, schedules a rewrap. It decides nothing:
@@ -96,7 +78,8 @@ func (a *Admin) Rotate(ctx context.Context, keyID string) (KeyRotation, error) {
 		return out, err
 	}
 	out.Version = v
-	if strings.HasPrefix(keyID, "collection/") || strings.HasPrefix(keyID, "subject/") {
+	id := coffer.ParseKeyID(keyID)
+	if id.SealsRecords() {
 		if err := a.c.Jobs.RequestRewrap(ctx); err != nil {
 			return out, fmt.Errorf("key rotated to version %d, but the rewrap could not be scheduled: %w", v, err)
 		}
@@ -104,7 +87,7 @@ func (a *Admin) Rotate(ctx context.Context, keyID string) (KeyRotation, error) {
 	}
 	// A reindex needs no scheduling state: every run of the jobs looks for
 	// entries under an older version.
-	out.ReindexScheduled = strings.HasPrefix(keyID, "index/")
+	out.ReindexScheduled = id.Reindexed()
 	return out, nil
 }
 

@@ -5,12 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"math"
-	"strings"
 	"time"
 
 	"github.com/cofferhq/coffer/internal/coffer"
 	"github.com/cofferhq/coffer/internal/crypto/keyring"
-	"github.com/cofferhq/coffer/internal/token"
 )
 
 // KeyVersionChange is what a retire, unretire or destroy of one key
@@ -37,14 +35,7 @@ const DefaultRetireAfter = keyring.DefaultCacheTTL + 15*time.Second
 // token index, order, FPE and deterministic keys (their versions find or
 // make tokens), the audit keys (kept for good), the mask and root check
 // keys, nor transit keys (they have min_decryption_version).
-func retirable(keyID string) bool {
-	for _, p := range []string{"collection/", "subject/"} {
-		if name, ok := strings.CutPrefix(keyID, p); ok {
-			return name != ""
-		}
-	}
-	return token.ValueKey(keyID)
-}
+func retirable(keyID string) bool { return coffer.ParseKeyID(keyID).Retirable() }
 
 // errNotRetirable is the answer for a key id whose versions are not ended
 // this way.
@@ -140,7 +131,7 @@ func (a *Admin) Retire(ctx context.Context, keyID string, version uint32) (KeyVe
 		}
 	}
 	hint := "let the rewrap move them (it runs after a rotation and every minute on a serving node) and retry"
-	if strings.HasPrefix(keyID, "tokens/") {
+	if coffer.ParseKeyID(keyID).Kind == coffer.KeyTokenValue {
 		hint = "token values are not rewrapped; the version must stay until those tokens are deleted or expire"
 	}
 	if err := a.sealedUnder(ctx, keyID, version, hint); err != nil {

@@ -4,12 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strings"
 	"time"
 
 	"github.com/cofferhq/coffer/internal/coffer"
 	"github.com/cofferhq/coffer/internal/store"
-	"github.com/cofferhq/coffer/internal/token"
 )
 
 // AutoRotateJob names the lease of the automatic key rotation.
@@ -61,21 +59,7 @@ type RotationPolicy struct {
 //     purpose, never a schedule. Likewise the hash mask's pseudonym keys
 //     ("mask/hash/COLLECTION/FIELD"): rotating one changes every
 //     pseudonym of its field.
-func Rules(keyID string) (byAge, byUses bool) {
-	if keyID == "audit/hmac" || keyID == "audit/signing" {
-		return true, false
-	}
-	if name, ok := strings.CutPrefix(keyID, "collection/"); ok && name != "" {
-		return true, true
-	}
-	if name, ok := strings.CutPrefix(keyID, "subject/"); ok && name != "" {
-		return false, true
-	}
-	if token.ValueKey(keyID) {
-		return true, true
-	}
-	return false, false
-}
+func Rules(keyID string) (byAge, byUses bool) { return coffer.ParseKeyID(keyID).AutoRotates() }
 
 // Due reports whether k, the current version of its key id, is due at now
 // and why ("age" or "uses"), under the rules its key id allows.
@@ -272,7 +256,7 @@ func (j *Jobs) AutoRotate(ctx context.Context) (RotateReport, error) {
 					continue
 				}
 				rep.Rotated++
-				rep.Rewrap = rep.Rewrap || strings.HasPrefix(k.KeyID, "collection/") || strings.HasPrefix(k.KeyID, "subject/")
+				rep.Rewrap = rep.Rewrap || coffer.ParseKeyID(k.KeyID).SealsRecords()
 				j.c.Logger.Info("data key rotated automatically", "key_id", k.KeyID,
 					"from_version", k.Version, "to_version", v, "reason", reason, "uses", k.Uses, "created", k.Created)
 				if r.OnRotated != nil {

@@ -164,7 +164,7 @@ func tablesAt(v int64) []backupTable {
 // final for every backup; and should every deployment holding them be
 // lost, subject-bound values are lost with them (a PostgreSQL replica,
 // not a backup, is what survives that).
-const subjectKeyPrefix = "subject/"
+var subjectKeyPrefix = coffer.KeyPrefix(coffer.KeySubject)
 
 // subjectIndexFilter keeps the index entries of subject-less records only.
 const subjectIndexFilter = `NOT EXISTS (SELECT 1 FROM records r WHERE r.collection = record_index.collection
@@ -195,7 +195,7 @@ func shredSubjectKey(t backupTable, row []any) {
 	if t.name != "data_keys" {
 		return
 	}
-	if id, ok := row[0].(string); ok && strings.HasPrefix(id, subjectKeyPrefix) {
+	if id, ok := row[0].(string); ok && coffer.ParseKeyID(id).Kind == coffer.KeySubject {
 		row[2] = []byte{}
 		row[3] = coffer.KeyDestroyed
 	}

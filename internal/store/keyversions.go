@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"strings"
 
 	"github.com/cofferhq/coffer/internal/coffer"
 	"github.com/cofferhq/coffer/internal/crypto/envelope"
@@ -39,23 +38,19 @@ func (db *DB) CountSealedUnder(ctx context.Context, keyID string, version uint32
 		args    []any
 		records bool // rows are records' values blobs, not one token's sealed value
 	)
-	switch {
+	switch id := coffer.ParseKeyID(keyID); id.Kind {
 	// A record's key id is made from its collection or its subject
-	// (vault.keyIDFor), so the scan can go through the primary key or the
+	// (coffer.RecordKey), so the scan can go through the primary key or the
 	// subject index instead of the whole table.
-	case strings.HasPrefix(keyID, "collection/"):
+	case coffer.KeyCollection:
 		q, args, records = `SELECT values_blob, meta_seal FROM records WHERE collection = $1 AND key_id = $2`,
-			[]any{strings.TrimPrefix(keyID, "collection/"), keyID}, true
-	case strings.HasPrefix(keyID, "subject/"):
+			[]any{id.Name, keyID}, true
+	case coffer.KeySubject:
 		// subject <> '' lets the planner use the partial subject index.
 		q, args, records = `SELECT values_blob, meta_seal FROM records WHERE subject = $1 AND subject <> '' AND key_id = $2`,
-			[]any{strings.TrimPrefix(keyID, "subject/"), keyID}, true
-	case strings.HasPrefix(keyID, "tokens/"):
-		typ := strings.TrimPrefix(keyID, "tokens/")
-		if typ == "" || strings.Contains(typ, "/") {
-			return 0, fmt.Errorf("store: count sealed values: %s seals no token values", keyID)
-		}
-		q, args = `SELECT sealed FROM tokens WHERE type = $1`, []any{typ}
+			[]any{id.Name, keyID}, true
+	case coffer.KeyTokenValue:
+		q, args = `SELECT sealed FROM tokens WHERE type = $1`, []any{id.Name}
 	default:
 		return 0, fmt.Errorf("store: count sealed values: %s seals no stored values", keyID)
 	}

@@ -132,7 +132,7 @@ func (db *DB) RestoreSubjectKeys(ctx context.Context, keys []coffer.DataKey) (in
 	byID := map[string][]coffer.DataKey{}
 	var order []string
 	for _, k := range keys {
-		if !strings.HasPrefix(k.KeyID, subjectKeyPrefix) {
+		if coffer.ParseKeyID(k.KeyID).Kind != coffer.KeySubject {
 			return 0, errors.New("store: restore subject keys: a key id is not a subject key")
 		}
 		switch {

@@ -129,8 +129,8 @@ type Item struct {
 type Caller = vault.Caller
 
 const (
-	indexKeyID = "tokens/index" // never rotated: it finds rows
-	orderKeyID = "tokens/order" // never rotated: with the index key it finds rows
+	indexKeyID = "tokens/index" // never rotated: it finds rows (coffer.TokenIndexKey)
+	orderKeyID = "tokens/order" // never rotated: with the index key it finds rows (coffer.TokenOrderKey)
 	// keyMACLen is how much of the index MAC a random token's storage key
 	// keeps after its 8-byte order prefix (32 bytes in all, like the others).
 	keyMACLen = 24
@@ -143,14 +143,13 @@ func FixedKey(keyID string) bool { return keyID == indexKeyID || keyID == orderK
 // ValueKey reports whether keyID is the key that seals the values of one
 // token type ("tokens/TYPE"), as opposed to its deterministic or
 // format-preserving keys and the fixed keys.
-func ValueKey(keyID string) bool {
-	typ, ok := strings.CutPrefix(keyID, "tokens/")
-	return ok && typ != "" && !strings.Contains(typ, "/") && !FixedKey(keyID)
-}
+func ValueKey(keyID string) bool { return coffer.ParseKeyID(keyID).Kind == coffer.KeyTokenValue }
 
-func valueKeyID(typ string) string { return "tokens/" + typ }
-func detKeyID(typ string) string   { return "tokens/" + typ + "/deterministic" }
-func fpeKeyID(typ string) string   { return "tokens/" + typ + "/fpe" }
+func valueKeyID(typ string) string { return coffer.TokenValueKey(typ).String() }
+func detKeyID(typ string) string {
+	return coffer.KeyID{Kind: coffer.KeyTokenDeterministic, Name: typ}.String()
+}
+func fpeKeyID(typ string) string { return coffer.KeyID{Kind: coffer.KeyTokenFPE, Name: typ}.String() }
 
 // authorize decides action on tokens/TYPE for every type of types, and
 // records the allowing rules (appended to rules, the ones already allowed

@@ -214,7 +214,7 @@ type Caller struct {
 }
 
 // KeyID returns the keyring key id of the transit key called name.
-func KeyID(name string) string { return "transit/" + name }
+func KeyID(name string) string { return coffer.KeyID{Kind: coffer.KeyTransit, Name: name}.String() }
 
 // Resource returns the policy resource of the transit key called name.
 func Resource(name string) string { return "keys/" + name }

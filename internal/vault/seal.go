@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"sort"
 	"strconv"
-	"strings"
 
 	"github.com/cofferhq/coffer/internal/coffer"
 	"github.com/cofferhq/coffer/internal/crypto/envelope"
@@ -168,7 +167,7 @@ func readErr(err error) error {
 // writeErr is the answer to a write that met err sealing or opening
 // under key keyID: an erased subject stays erased.
 func writeErr(keyID string, err error) error {
-	if errors.Is(err, keyring.ErrKeyDestroyed) && strings.HasPrefix(keyID, "subject/") {
+	if errors.Is(err, keyring.ErrKeyDestroyed) && coffer.ParseKeyID(keyID).Kind == coffer.KeySubject {
 		return errSubjectErased
 	}
 	if errors.Is(err, envelope.ErrDecrypt) {

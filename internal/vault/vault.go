@@ -235,18 +235,19 @@ type NewRecord struct {
 }
 
 func keyIDFor(collection, subject string) string {
-	if subject != "" {
-		return "subject/" + subject
-	}
-	return "collection/" + collection
+	return coffer.RecordKey(collection, subject).String()
 }
 
-func indexKeyID(collection, field string) string { return "index/" + collection + "/" + field }
+func indexKeyID(collection, field string) string {
+	return coffer.KeyID{Kind: coffer.KeyIndex, Name: collection + "/" + field}.String()
+}
 
 // PseudonymKeyID names the key of the hash mask's pseudonyms of one field:
 // one per collection and field, so that pseudonyms link nothing across
 // fields, and rotatable (pseudonyms change with it).
-func PseudonymKeyID(collection, field string) string { return "mask/hash/" + collection + "/" + field }
+func PseudonymKeyID(collection, field string) string {
+	return coffer.KeyID{Kind: coffer.KeyPseudonym, Name: collection + "/" + field}.String()
+}
 
 // pseudonym is the hash mask of value pt of collection's field.
 func (v *Vault) pseudonym(ctx context.Context, collection, field string, pt []byte) (string, error) {

@@ -14,7 +14,6 @@ import (
 	"io"
 	"math"
 	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -50,7 +49,7 @@ const PermanentPrefix = "audit/"
 
 // Permanent reports whether keyID keeps every version for good (see
 // PermanentPrefix).
-func Permanent(keyID string) bool { return strings.HasPrefix(keyID, PermanentPrefix) }
+func Permanent(keyID string) bool { return coffer.ParseKeyID(keyID).Permanent() }
 
 // dataKeySize is the length of every data key version: 256 bits.
 const dataKeySize = 32
