@@ -235,9 +235,11 @@ func (s *Server) build(ctx context.Context, o Options) error {
 		ready["changes"] = func(context.Context) error { return s.follower.Healthy() }
 	}
 	s.api = httpapi.New(httpapi.Config{
-		Vault:   c.vault,
-		Tokens:  c.tokens,
-		Transit: c.transit,
+		Vault:         c.vault,
+		Tokens:        c.tokens,
+		TransitKeys:   c.transit,
+		TransitCrypto: c.transit,
+		TransitImport: c.transit,
 		AuditLog: auditadmin.NewQuery(auditadmin.Reader{DB: c.db, Logger: s.log, Mismatch: s.metrics.AuditRowMismatches.Inc},
 			&auditadmin.Verifier{DB: c.db, Keys: c.keys, Audit: cfg.Audit, Node: cfg.Node, Now: c.opts.Now, Logger: c.opts.Logger},
 			c.policies),

@@ -139,11 +139,14 @@ type Observer func(route string, status int, d time.Duration)
 
 // Config holds the server's dependencies and limits.
 type Config struct {
-	Vault    *vault.Vault
-	Tokens   Tokens
-	Transit  Transit
-	AuditLog AuditLog
-	Detector Detector
+	Vault  *vault.Vault
+	Tokens Tokens
+	// TransitKeys, TransitCrypto and TransitImport serve /v1/keys.
+	TransitKeys   TransitKeys
+	TransitCrypto TransitCrypto
+	TransitImport TransitImport
+	AuditLog      AuditLog
+	Detector      Detector
 	// Security serves the security events and suspensions.
 	Security Security
 	// Inspect finds and redacts sensitive data in free text.

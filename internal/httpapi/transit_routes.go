@@ -8,19 +8,27 @@ import (
 	"github.com/cofferhq/coffer/internal/transit"
 )
 
-// Transit is the transit engine.
-type Transit interface {
+// TransitKeys manages transit keys for a caller; transit decides who may.
+type TransitKeys interface {
 	Create(ctx context.Context, c transit.Caller, name string, spec transit.KeySpec) (transit.KeyInfo, error)
 	Get(ctx context.Context, c transit.Caller, name string) (transit.KeyInfo, error)
 	Rotate(ctx context.Context, c transit.Caller, name string) (transit.KeyInfo, error)
 	Configure(ctx context.Context, c transit.Caller, name string, cfg transit.KeyConfig) (transit.KeyInfo, error)
 	Delete(ctx context.Context, c transit.Caller, name string) error
+}
+
+// TransitCrypto encrypts, decrypts and rewraps under transit keys.
+type TransitCrypto interface {
 	Encrypt(ctx context.Context, c transit.Caller, name string, items []transit.Item) ([]transit.Ciphertext, error)
 	Decrypt(ctx context.Context, c transit.Caller, name string, items []transit.CiphertextItem) ([]transit.Decrypted, error)
 	Rewrap(ctx context.Context, c transit.Caller, name string, items []transit.CiphertextItem) ([]transit.Ciphertext, error)
 	EncryptBatch(ctx context.Context, c transit.Caller, name string, items []transit.BatchItem) ([]transit.BatchCiphertext, error)
 	DecryptBatch(ctx context.Context, c transit.Caller, name string, items []transit.BatchCiphertextItem) ([]transit.BatchDecrypted, error)
 	RewrapBatch(ctx context.Context, c transit.Caller, name string, items []transit.BatchCiphertextItem) ([]transit.BatchCiphertext, error)
+}
+
+// TransitImport brings key material in (BYOK, Vault's exported keys).
+type TransitImport interface {
 	WrappingKey(ctx context.Context, c transit.Caller) (transit.WrappingKey, error)
 	Import(ctx context.Context, c transit.Caller, name string, req transit.ImportRequest) (transit.KeyInfo, error)
 	ImportVersion(ctx context.Context, c transit.Caller, name string, req transit.ImportRequest) (transit.KeyInfo, error)
@@ -57,7 +65,7 @@ func (s *Server) createKey(c *Call) (Reply, error) {
 	if err := decodeJSON(c.R, &req); err != nil {
 		return Reply{}, err
 	}
-	info, err := s.c.Transit.Create(c.R.Context(), c.transitCaller(), req.Name, req.KeySpec)
+	info, err := s.c.TransitKeys.Create(c.R.Context(), c.transitCaller(), req.Name, req.KeySpec)
 	if err != nil {
 		return Reply{}, err
 	}
@@ -67,7 +75,7 @@ func (s *Server) createKey(c *Call) (Reply, error) {
 // wrappingKey answers the RSA public key that bring-your-own-key imports
 // are wrapped for.
 func (s *Server) wrappingKey(c *Call) (Reply, error) {
-	wk, err := s.c.Transit.WrappingKey(c.R.Context(), c.transitCaller())
+	wk, err := s.c.TransitImport.WrappingKey(c.R.Context(), c.transitCaller())
 	if err != nil {
 		return Reply{}, err
 	}
@@ -82,7 +90,7 @@ func (s *Server) importKey(c *Call) (Reply, error) {
 	if err := decodeJSON(c.R, &req); err != nil {
 		return Reply{}, err
 	}
-	info, err := s.c.Transit.Import(c.R.Context(), c.transitCaller(), c.R.PathValue("name"), req)
+	info, err := s.c.TransitImport.Import(c.R.Context(), c.transitCaller(), c.R.PathValue("name"), req)
 	if err != nil {
 		return Reply{}, err
 	}
@@ -97,7 +105,7 @@ func (s *Server) importKeyVersion(c *Call) (Reply, error) {
 	if err := decodeJSON(c.R, &req); err != nil {
 		return Reply{}, err
 	}
-	info, err := s.c.Transit.ImportVersion(c.R.Context(), c.transitCaller(), c.R.PathValue("name"), req)
+	info, err := s.c.TransitImport.ImportVersion(c.R.Context(), c.transitCaller(), c.R.PathValue("name"), req)
 	if err != nil {
 		return Reply{}, err
 	}
@@ -113,7 +121,7 @@ func (s *Server) importVaultKey(c *Call) (Reply, error) {
 	if err := decodeJSON(c.R, &req); err != nil {
 		return Reply{}, err
 	}
-	info, err := s.c.Transit.ImportVault(c.R.Context(), c.transitCaller(), c.R.PathValue("name"), req)
+	info, err := s.c.TransitImport.ImportVault(c.R.Context(), c.transitCaller(), c.R.PathValue("name"), req)
 	if err != nil {
 		return Reply{}, err
 	}
@@ -121,7 +129,7 @@ func (s *Server) importVaultKey(c *Call) (Reply, error) {
 }
 
 func (s *Server) getKey(c *Call) (Reply, error) {
-	info, err := s.c.Transit.Get(c.R.Context(), c.transitCaller(), c.R.PathValue("name"))
+	info, err := s.c.TransitKeys.Get(c.R.Context(), c.transitCaller(), c.R.PathValue("name"))
 	if err != nil {
 		return Reply{}, err
 	}
@@ -129,7 +137,7 @@ func (s *Server) getKey(c *Call) (Reply, error) {
 }
 
 func (s *Server) deleteKey(c *Call) (Reply, error) {
-	if err := s.c.Transit.Delete(c.R.Context(), c.transitCaller(), c.R.PathValue("name")); err != nil {
+	if err := s.c.TransitKeys.Delete(c.R.Context(), c.transitCaller(), c.R.PathValue("name")); err != nil {
 		return Reply{}, err
 	}
 	return Reply{Status: http.StatusNoContent}, nil
@@ -141,7 +149,7 @@ func (s *Server) configureKey(c *Call) (Reply, error) {
 	if err := decodeJSON(c.R, &cfg); err != nil {
 		return Reply{}, err
 	}
-	info, err := s.c.Transit.Configure(c.R.Context(), c.transitCaller(), c.R.PathValue("name"), cfg)
+	info, err := s.c.TransitKeys.Configure(c.R.Context(), c.transitCaller(), c.R.PathValue("name"), cfg)
 	if err != nil {
 		return Reply{}, err
 	}
@@ -149,7 +157,7 @@ func (s *Server) configureKey(c *Call) (Reply, error) {
 }
 
 func (s *Server) rotateKey(c *Call) (Reply, error) {
-	info, err := s.c.Transit.Rotate(c.R.Context(), c.transitCaller(), c.R.PathValue("name"))
+	info, err := s.c.TransitKeys.Rotate(c.R.Context(), c.transitCaller(), c.R.PathValue("name"))
 	if err != nil {
 		return Reply{}, err
 	}
@@ -175,7 +183,7 @@ func (s *Server) encrypt(c *Call) (Reply, error) {
 		if req.Items != nil || req.Item != (transit.Item{}) {
 			return Reply{}, coffer.Errorf(coffer.EINVALID, "give one of plaintext, items or batch_input")
 		}
-		return batchReply(s.c.Transit.EncryptBatch(c.R.Context(), c.transitCaller(), name, req.BatchInput))
+		return batchReply(s.c.TransitCrypto.EncryptBatch(c.R.Context(), c.transitCaller(), name, req.BatchInput))
 	}
 	single := req.Items == nil
 	items := req.Items
@@ -184,7 +192,7 @@ func (s *Server) encrypt(c *Call) (Reply, error) {
 	} else if req.Plaintext != "" {
 		return Reply{}, coffer.Errorf(coffer.EINVALID, "give either plaintext or items, not both")
 	}
-	out, err := s.c.Transit.Encrypt(c.R.Context(), c.transitCaller(), name, items)
+	out, err := s.c.TransitCrypto.Encrypt(c.R.Context(), c.transitCaller(), name, items)
 	if err != nil {
 		return Reply{}, err
 	}
@@ -239,9 +247,9 @@ func (s *Server) decrypt(c *Call) (Reply, error) {
 	}
 	name := c.R.PathValue("name")
 	if batch != nil {
-		return batchReply(s.c.Transit.DecryptBatch(c.R.Context(), c.transitCaller(), name, batch))
+		return batchReply(s.c.TransitCrypto.DecryptBatch(c.R.Context(), c.transitCaller(), name, batch))
 	}
-	out, err := s.c.Transit.Decrypt(c.R.Context(), c.transitCaller(), name, items)
+	out, err := s.c.TransitCrypto.Decrypt(c.R.Context(), c.transitCaller(), name, items)
 	if err != nil {
 		return Reply{}, err
 	}
@@ -259,9 +267,9 @@ func (s *Server) rewrap(c *Call) (Reply, error) {
 	}
 	name := c.R.PathValue("name")
 	if batch != nil {
-		return batchReply(s.c.Transit.RewrapBatch(c.R.Context(), c.transitCaller(), name, batch))
+		return batchReply(s.c.TransitCrypto.RewrapBatch(c.R.Context(), c.transitCaller(), name, batch))
 	}
-	out, err := s.c.Transit.Rewrap(c.R.Context(), c.transitCaller(), name, items)
+	out, err := s.c.TransitCrypto.Rewrap(c.R.Context(), c.transitCaller(), name, items)
 	if err != nil {
 		return Reply{}, err
 	}
