@@ -305,3 +305,42 @@ func TestParseVaultNative(t *testing.T) {
 		}
 	}
 }
+
+// BenchmarkDecryptImportedVault: batches of 1,000 100-byte values of a key
+// imported from Vault, in process, as Vault sealed them (sub-benchmark
+// vault) and as Coffer sealed them under the same version (coffer);
+// ns/item is the figure to compare.
+func BenchmarkDecryptImportedVault(b *testing.B) {
+	f := newFixture(b)
+	meta := &kv{m: map[string]string{}}
+	n := f.node(withMeta(meta))
+	keys := vaultKeys(1, 1)
+	if _, err := n.ImportVault(ctx, caller(), "bench", vaultImport(b, n, keys)); err != nil {
+		b.Fatal(err)
+	}
+	pt := string(make([]byte, 100))
+	vault := make([]CiphertextItem, 1000)
+	items := make([]Item, 1000)
+	for i := range vault {
+		vault[i] = CiphertextItem{Ciphertext: vaultSeal(b, keys[0], pt)}
+		items[i] = Item{Plaintext: enc(pt)}
+	}
+	coffer := make([]CiphertextItem, 1000)
+	for i, c := range mustEncrypt(b, n, "bench", items...) {
+		coffer[i] = CiphertextItem{Ciphertext: VaultCiphertext(c.Ciphertext)}
+	}
+	for _, c := range []struct {
+		name string
+		in   []CiphertextItem
+	}{{"vault", vault}, {"coffer", coffer}} {
+		b.Run(c.name, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, err := n.Decrypt(ctx, caller(), "bench", c.in); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*len(c.in)), "ns/item")
+		})
+	}
+}
