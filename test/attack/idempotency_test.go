@@ -1,0 +1,53 @@
+package attack
+
+import (
+	"bytes"
+	"testing"
+)
+
+// idempotencyAttacks: an Idempotency-Key is per principal. Another
+// principal sending a key someone else used gets nothing of theirs (not
+// their answer, not even that the key was used): its request is decided
+// as if the key were new.
+func idempotencyAttacks() []attack {
+	return []attack{
+		{"POST /v1/tokenize", "another principal's Idempotency-Key replays none of its answer", func(t *testing.T, w *world) {
+			n := w.n
+			body := []byte(`{"items":[{"value":"4111111111111111","type":"card_number"}]}`)
+			send := func(token, key string) reply {
+				return n.send(t, req{method: "POST", path: "/v1/tokenize", token: token, contentType: "application/json",
+					body: body, header: map[string]string{"Idempotency-Key": key}})
+			}
+			first := send(n.admin, "attack-shared-key")
+			if first.status != 200 {
+				t.Fatalf("admin's tokenize: %s", first)
+			}
+			if again := send(n.admin, "attack-shared-key"); !bytes.Equal(again.body, first.body) || again.header.Get("Idempotent-Replayed") != "true" {
+				t.Fatalf("admin's own retry: %s", again)
+			}
+			for _, token := range []string{w.tokenA, w.tokenSupport, w.tokenClerk} {
+				stolen := send(token, "attack-shared-key")
+				fresh := send(token, "attack-fresh-key-"+token[len(token)-8:])
+				if bytes.Equal(stolen.body, first.body) || stolen.header.Get("Idempotent-Replayed") != "" {
+					t.Fatalf("another principal got the admin's kept answer: %s", stolen)
+				}
+				if stolen.status != fresh.status {
+					t.Fatalf("a key another principal used answers %d, a fresh one %d: the key's use shows", stolen.status, fresh.status)
+				}
+			}
+		}},
+		{"POST /v1/clients", "another principal's Idempotency-Key on another route: decided as new, no 422", func(t *testing.T, w *world) {
+			n := w.n
+			used := n.send(t, req{method: "POST", path: "/v1/tokenize", token: n.admin, contentType: "application/json",
+				body: []byte(`{"items":[{"value":"4111111111111111","type":"card_number"}]}`), header: map[string]string{"Idempotency-Key": "attack-client-key"}})
+			if used.status != 200 {
+				t.Fatalf("admin's tokenize: %s", used)
+			}
+			r := n.send(t, req{method: "POST", path: "/v1/clients", token: w.tokenA, contentType: "application/json",
+				body: []byte(`{"name":"mallory","roles":["admin"]}`), header: map[string]string{"Idempotency-Key": "attack-client-key"}})
+			if r.status != 403 || bytes.Contains(r.body, []byte("client_secret")) || bytes.Contains(r.body, []byte("Idempotency")) {
+				t.Fatalf("customer A with the admin's key: %s (want 403, as with any key)", r)
+			}
+		}},
+	}
+}
