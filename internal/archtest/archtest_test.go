@@ -49,10 +49,7 @@ func load(t *testing.T) map[string]*pkg {
 // pending names the rules that a change of issue 17 still being landed
 // makes true; a rule listed here skips, naming the gap, while it does not
 // hold. Remove an entry once its rule holds.
-var pending = map[string]string{
-	"store":   "issue 17, the adapters change: internal/store still imports internal/audit and internal/detect",
-	"httpapi": "issue 17, the authz change: internal/httpapi still imports internal/policy",
-}
+var pending = map[string]string{}
 
 // check fails t with each violation of rule, or skips naming the gap while
 // the rule is pending.
@@ -145,21 +142,8 @@ func internalPkg(path string) string {
 	return rel
 }
 
-// TestDomainImportsOnlyStandardLibrary: internal/coffer is the domain every
-// layer speaks; it depends on nothing but the standard library.
-func TestDomainImportsOnlyStandardLibrary(t *testing.T) {
-	p := load(t)[module+"/internal/coffer"]
-	if p == nil {
-		t.Fatal("internal/coffer not found")
-	}
-	var bad []string
-	for _, im := range p.imports {
-		if !std(im) {
-			bad = append(bad, "internal/coffer imports "+im+": the domain imports only the standard library")
-		}
-	}
-	check(t, "domain", bad)
-}
+// The domain (internal/coffer) importing only the standard library is kept
+// by internal/coffer/deps_test.go, beside the package it guards.
 
 // TestStoreImportsOnlyDomainAndEnvelope: the store is an adapter; of
 // Coffer's packages it knows the domain and the envelope format only (its
