@@ -95,9 +95,9 @@ hit() { # side path-name: one measured run, as a TSV row on stdout
   esac
   out=$("$work/hey" "${args[@]}")
   printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$r" "$side" "$name" \
-    "$(awk '/Requests\/sec/ {printf "%.0f", $2}' <<<"$out")" \
-    "$(awk '$1=="50%" {printf "%.2f", $3*1000}' <<<"$out")" \
-    "$(awk '$1=="99%" {printf "%.2f", $3*1000}' <<<"$out")"
+    "$(awk '/Requests\/sec/ {v=$2} END {printf "%.0f", v+0}' <<<"$out")" \
+    "$(awk '$1=="50%" {v=$3*1000} END {printf "%.2f", v+0}' <<<"$out")" \
+    "$(awk '$1=="99%" {v=$3*1000} END {printf "%.2f", v+0}' <<<"$out")" # 0: no answer in the run
   (grep -E '^\s+\[[^2][0-9][0-9]\]' <<<"$out" || true) | awk -v s="$side" -v n="$name" '{b+=$2} END {if (b) printf "bench/compare.sh: %s %s: %d non-2xx answers\n", s, n, b > "/dev/stderr"}'
 }
 
@@ -131,5 +131,6 @@ print("| path | A req/s | B req/s | B/A | A p50 / p99 ms | B p50 / p99 ms |")
 print("| --- | ---: | ---: | ---: | ---: | ---: |")
 for p in ("read", "tokenize", "encrypt"):
     a, b = med("a", p, 3), med("b", p, 3)
-    print(f"| {names[p]} | {a:,.0f} | {b:,.0f} | {b/a:.3f} | {med('a', p, 4):.1f} / {med('a', p, 5):.1f} | {med('b', p, 4):.1f} / {med('b', p, 5):.1f} |")
+    ratio = f"{b/a:.3f}" if a else "n/a"
+    print(f"| {names[p]} | {a:,.0f} | {b:,.0f} | {ratio} | {med('a', p, 4):.1f} / {med('a', p, 5):.1f} | {med('b', p, 4):.1f} / {med('b', p, 5):.1f} |")
 PY

@@ -1,6 +1,8 @@
 // Command coffer runs and administers a Coffer vault: init, serve, dev,
 // migrate, version, audit verify, doctor. It holds flags, signals and exit
-// codes; everything else lives in internal/app.
+// codes; everything else lives in internal/app. It must never hold a use
+// case of its own: a command parses flags, calls internal/app or the
+// client, and prints the answer.
 package main
 
 import (

@@ -4,7 +4,8 @@
 // format-preserving Coffer token, and the shop's own state holds nothing
 // but record ids and tokens. Its logs pass through Coffer's redacting slog
 // handler, so a card number or an email that slips into a log line is
-// masked on the way out.
+// masked on the way out. It never keeps a card number or a customer's
+// personal data in its own state.
 //
 // Run it against a Coffer (`coffer dev` prints the values):
 //

@@ -3,6 +3,9 @@
 // It owns [Key]: bytes that must never be printed, logged, marshalled or
 // compared with ==. A Key redacts itself in every formatting path (fmt verbs,
 // JSON, text encoders, log/slog), compares in constant time and can be zeroed.
+// [Password] (passwords, client secrets, TOTP and recovery codes) and
+// [Value] (plaintext values) do the same for the other secrets that cross
+// package boundaries.
 //
 // It must never print, log or marshal the bytes it holds, never compare them
 // in variable time, and never make randomness of its own: callers pass the

@@ -16,3 +16,14 @@ func TestAdvance(t *testing.T) {
 		t.Fatalf("after Advance: %v", got)
 	}
 }
+
+func TestOffset(t *testing.T) {
+	var c Offset
+	if d := time.Since(c.Now()); d < 0 || d > time.Minute {
+		t.Fatalf("zero Offset is %v from the real time", d)
+	}
+	c.Advance(time.Hour)
+	if d := c.Now().Sub(time.Now()); d < 59*time.Minute || d > 61*time.Minute {
+		t.Fatalf("after Advance(1h) the clock is %v ahead", d)
+	}
+}

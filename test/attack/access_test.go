@@ -154,7 +154,7 @@ func idorAttacks() []attack {
 			wantProblem(t, w.n.call(t, "DELETE", "/v1/clients/"+w.clientB, w.tokenClerk, nil), 403, "not allowed to delete clients")
 		}},
 		{"POST /v1/clients/{id}/rotate", "the clerk rotates the admin's secret: 403", func(t *testing.T, w *world) {
-			wantProblem(t, w.n.call(t, "POST", "/v1/clients/"+w.n.init.ClientID+"/rotate", w.tokenClerk, nil), 403, "not allowed to update clients")
+			wantProblem(t, w.n.call(t, "POST", "/v1/clients/"+w.n.Init.ClientID+"/rotate", w.tokenClerk, nil), 403, "not allowed to update clients")
 		}},
 	}
 }

@@ -54,7 +54,7 @@ func TestEveryRouteIsAttacked(t *testing.T) {
 	for _, a := range attacks() {
 		coverage[a.route] = append(coverage[a.route], a.name)
 	}
-	routes := n.srv.Routes()
+	routes := n.Srv.Routes()
 	if len(routes) == 0 {
 		t.Fatal("the server lists no routes")
 	}

@@ -191,7 +191,7 @@ func fileSink(_ *testing.T, dir string, _ *tamperDeployment) map[string]string {
 // column, and, the edit undone, say ok again.
 func TestAuditColumnTampering(t *testing.T) {
 	forEachTamperBackend(t, func(*testing.T, string, *tamperDeployment) map[string]string { return nil }, func(t *testing.T, d *tamperDeployment) {
-		d.n.stop() // the final checkpoint is written
+		d.n.Stop() // the final checkpoint is written
 		if _, err := d.verify(t); err != nil {
 			t.Fatalf("verify before tampering: %v", err)
 		}
@@ -256,7 +256,7 @@ func TestAuditColumnTamperingHidesNothingFromTheAPI(t *testing.T) {
 				}
 			}
 		}
-		logs := d.n.logs.String()
+		logs := d.n.Logs.String()
 		for _, seq := range []string{`"seq":5`, `"seq":6`, `"seq":7`} {
 			if !strings.Contains(logs, "audit row's columns disagree with its hashed body") || !strings.Contains(logs, seq) {
 				t.Errorf("the server did not flag the edited row (%s) in its log", seq)
@@ -273,7 +273,7 @@ func TestAuditColumnTamperingHidesNothingFromTheAPI(t *testing.T) {
 // holds them: verify names the first missing seq.
 func TestAuditTailCutSeenInTheFileSink(t *testing.T) {
 	forEachTamperBackend(t, fileSink, func(t *testing.T, d *tamperDeployment) {
-		d.n.stop()
+		d.n.Stop()
 		if _, err := d.verify(t); err != nil {
 			t.Fatalf("verify before tampering: %v", err)
 		}
@@ -294,7 +294,7 @@ func TestAuditTailCutSeenInTheFileSink(t *testing.T) {
 // edited hash, a missing checkpoint on either side.
 func TestAuditFileAndDatabaseDiffer(t *testing.T) {
 	forEachTamperBackend(t, fileSink, func(t *testing.T, d *tamperDeployment) {
-		d.n.stop()
+		d.n.Stop()
 		cps := d.checkpointSeqs(t)
 		mid := cps[1]
 
@@ -369,14 +369,14 @@ func TestAuditFileAndDatabaseDiffer(t *testing.T) {
 // file's range: verify reads every file of the set.
 func TestAuditTailCutSeenInRotatedFiles(t *testing.T) {
 	forEachTamperBackend(t, fileSink, func(t *testing.T, d *tamperDeployment) {
-		d.n.stop()
+		d.n.Stop()
 		rotatedHead := d.head(t)
 		if err := os.Rename(d.file, d.file+".1"); err != nil {
 			t.Fatal(err)
 		}
 		d.n.serve(d.s)
 		d.traffic(t, 6)
-		d.n.stop()
+		d.n.Stop()
 		if _, err := d.verify(t); err != nil {
 			t.Fatalf("verify of the rotated set: %v", err)
 		}
@@ -492,7 +492,7 @@ func TestAuditTailCutSeenByTheWitness(t *testing.T) {
 				return d.ws.settings()
 			}, func(t *testing.T, d *tamperDeployment) {
 				ws, target := d.ws, d.n.config(d.s).Audit.Witness
-				d.n.stop() // the final checkpoint goes to the witness
+				d.n.Stop() // the final checkpoint goes to the witness
 				if _, err := d.verify(t); err != nil {
 					t.Fatalf("verify before tampering: %v", err)
 				}
@@ -551,12 +551,12 @@ func TestAuditWitnessLagMakesTheNodeNotReady(t *testing.T) {
 		if ready.Checks["witness"] != "ok" {
 			t.Fatalf("/readyz before the lag: %+v", ready)
 		}
-		d.n.clock.Advance(2 * time.Minute)
+		d.n.Clock.Advance(2 * time.Minute)
 		d.n.must(t, 503, "GET", "/readyz", "", nil, &ready)
 		if ready.Checks["witness"] != "not ready" {
 			t.Fatalf("/readyz with the witness 2m behind: %+v", ready)
 		}
-		if !strings.Contains(d.n.logs.String(), "audit witness") {
+		if !strings.Contains(d.n.Logs.String(), "audit witness") {
 			t.Error("the lag is not in the log")
 		}
 		m := d.n.scrapeMetrics(t)
@@ -598,7 +598,7 @@ func (n *node) scrapeMetrics(t *testing.T) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := n.srv
+	srv := n.Srv
 	go func() { _ = srv.ServeMetrics(ln) }()
 	resp, err := http.Get("http://" + ln.Addr().String() + "/metrics")
 	if err != nil {

@@ -76,10 +76,10 @@ func TestAuditValueMACsLinkNothing(t *testing.T) {
 		}
 		n.must(t, 200, "POST", "/v1/detokenize", n.admin, map[string]any{"tokens": w.tokens}, nil)
 		searches, detok := valueMACs(t, n, "search"), valueMACs(t, n, "detokenize")
-		admin := searches[n.init.ClientID]
+		admin := searches[n.Init.ClientID]
 		var support []string
 		for id, macs := range searches {
-			if id != n.init.ClientID {
+			if id != n.Init.ClientID {
 				support = append(support, macs...)
 			}
 		}
@@ -123,7 +123,7 @@ func TestAuditValueMACsDieWithTheSubject(t *testing.T) {
 			t.Helper()
 			n.must(t, 200, "POST", "/v1/collections/customers/records/search", n.admin,
 				map[string]any{"where": map[string]any{"email": "ada@example.com"}}, nil)
-			macs := valueMACs(t, n, "search")[n.init.ClientID]
+			macs := valueMACs(t, n, "search")[n.Init.ClientID]
 			if len(macs) == 0 {
 				t.Fatal("the search carries no value MAC")
 			}

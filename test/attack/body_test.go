@@ -80,7 +80,7 @@ func bodyAttacks() []attack {
 				400, "invalid_request", "request body could not be read")
 			wantOAuth(t, w.n.form(t, "/v1/oauth/token", "grant_type=client_credentials&client_id=%zz", nil),
 				400, "invalid_request", "request body is not a valid form")
-			wantOAuth(t, w.n.form(t, "/v1/oauth/token", "grant_type=client_credentials&client_id=a&client_id="+w.n.init.ClientID, nil),
+			wantOAuth(t, w.n.form(t, "/v1/oauth/token", "grant_type=client_credentials&client_id=a&client_id="+w.n.Init.ClientID, nil),
 				400, "invalid_request", "parameter client_id is repeated")
 			r := w.n.send(t, req{method: "POST", path: "/v1/oauth/token", contentType: "application/json",
 				body: []byte(`{"grant_type":"client_credentials"}`)})

@@ -156,7 +156,7 @@ var knownLogEchoes = map[string]string{}
 func noEchoInLog(t testing.TB, n *node) {
 	t.Helper()
 	known := map[string]bool{}
-	for _, line := range strings.Split(n.logs.String(), "\n") {
+	for _, line := range strings.Split(n.Logs.String(), "\n") {
 		for _, m := range echoMarkers() {
 			esc, _ := json.Marshal(m)
 			if !strings.Contains(line, m) && !(utf8.ValidString(m) && strings.Contains(line, strings.Trim(string(esc), `"`))) {

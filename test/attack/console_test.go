@@ -26,7 +26,7 @@ func (n *node) consoleUser(t *testing.T, noRedirect bool) *consoleUser {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c := &http.Client{Jar: jar, Transport: n.raw.Transport}
+	c := &http.Client{Jar: jar, Transport: n.HTTP.Transport}
 	if noRedirect {
 		c.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
 	}
@@ -44,7 +44,7 @@ func (u *consoleUser) do(method, path string, form url.Values) *http.Response {
 		}
 		body = strings.NewReader(form.Encode())
 	}
-	req, err := http.NewRequest(method, u.n.url+path, body)
+	req, err := http.NewRequest(method, u.n.URL+path, body)
 	if err != nil {
 		u.t.Fatal(err)
 	}
@@ -62,7 +62,7 @@ func (u *consoleUser) do(method, path string, form url.Values) *http.Response {
 }
 
 func (u *consoleUser) cookie() string {
-	pu, _ := url.Parse(u.n.url + "/")
+	pu, _ := url.Parse(u.n.URL + "/")
 	for _, c := range u.c.Jar.Cookies(pu) {
 		if c.Name == console.CookieName {
 			return c.Value
@@ -72,7 +72,7 @@ func (u *consoleUser) cookie() string {
 }
 
 func (u *consoleUser) setCookie(v string) {
-	pu, _ := url.Parse(u.n.url + "/")
+	pu, _ := url.Parse(u.n.URL + "/")
 	u.c.Jar.SetCookies(pu, []*http.Cookie{{Name: console.CookieName, Value: v, Path: "/"}})
 }
 

@@ -45,10 +45,10 @@ func TestBulkReadEvasion(t *testing.T) {
 			},
 			// 300 values 10 seconds before a minute boundary, 300 after it.
 			"split across a minute boundary": func(tok string) {
-				now := n.clock.Now()
-				n.clock.Advance(now.Truncate(time.Minute).Add(time.Minute - 10*time.Second).Sub(now))
+				now := n.Clock.Now()
+				n.Clock.Advance(now.Truncate(time.Minute).Add(time.Minute - 10*time.Second).Sub(now))
 				n.must(t, 200, "POST", "/v1/detokenize", tok, map[string]any{"tokens": toks.Tokens}, nil)
-				n.clock.Advance(20 * time.Second)
+				n.Clock.Advance(20 * time.Second)
 				n.must(t, 200, "POST", "/v1/detokenize", tok, map[string]any{"tokens": toks.Tokens}, nil)
 			},
 		}
@@ -59,7 +59,7 @@ func TestBulkReadEvasion(t *testing.T) {
 					ClientSecret string `json:"client_secret"`
 				}
 				n.must(t, 201, "POST", "/v1/clients", n.admin, map[string]any{"name": "exfil", "roles": []string{"admin"}}, &c)
-				attack(n.token(c.ClientID, c.ClientSecret))
+				attack(n.Token(c.ClientID, c.ClientSecret))
 				if !bulkReadRaised(t, n, c.ClientID) {
 					t.Fatalf("no data.bulk_read for %s", c.ClientID)
 				}
@@ -72,7 +72,7 @@ func TestBulkReadEvasion(t *testing.T) {
 		}
 		n.must(t, 201, "POST", "/v1/clients", n.admin, map[string]any{"name": "exfil2", "roles": []string{"admin"}}, &c)
 		for range 2 {
-			n.must(t, 200, "POST", "/v1/detokenize", n.token(c.ClientID, c.ClientSecret), map[string]any{"tokens": toks.Tokens}, nil)
+			n.must(t, 200, "POST", "/v1/detokenize", n.Token(c.ClientID, c.ClientSecret), map[string]any{"tokens": toks.Tokens}, nil)
 		}
 		if !bulkReadRaised(t, n, c.ClientID) {
 			t.Fatalf("no data.bulk_read for two tokens of %s", c.ClientID)

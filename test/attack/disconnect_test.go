@@ -95,7 +95,7 @@ func (s *storm) run(phase string, reqs []stormReq) int {
 		mu  sync.Mutex
 		ids []string
 	)
-	api := s.n.srv.Handler()
+	api := s.n.Srv.Handler()
 	srv := &http.Server{
 		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			api.ServeHTTP(w, r)
@@ -105,7 +105,7 @@ func (s *storm) run(phase string, reqs []stormReq) int {
 				mu.Unlock()
 			}
 		}),
-		TLSConfig:         s.n.srv.TLSConfig(),
+		TLSConfig:         s.n.Srv.TLSConfig(),
 		ReadHeaderTimeout: 10 * time.Second,
 		ErrorLog:          log.New(io.Discard, "", 0),
 	}
@@ -151,7 +151,7 @@ func (s *storm) run(phase string, reqs []stormReq) int {
 // reading the answer.
 func (s *storm) fire(addr string, r stormReq, delay time.Duration) {
 	c, err := tls.DialWithDialer(&net.Dialer{Timeout: 10 * time.Second}, "tcp", addr,
-		&tls.Config{RootCAs: s.n.pool, ServerName: "127.0.0.1", MinVersion: tls.VersionTLS12})
+		&tls.Config{RootCAs: s.n.CAPool, ServerName: "127.0.0.1", MinVersion: tls.VersionTLS12})
 	if err != nil {
 		s.t.Errorf("dial: %v", err)
 		return
@@ -542,12 +542,12 @@ func TestDisconnectStorm(t *testing.T) {
 		// detector on a busy machine it may outlast the server's write
 		// timeout, and the answer is lost; the key is made all the same.
 		for try := 0; ; try++ {
-			hr, err := http.NewRequest("GET", n.url+"/v1/keys/wrapping_key", nil)
+			hr, err := http.NewRequest("GET", n.URL+"/v1/keys/wrapping_key", nil)
 			if err != nil {
 				t.Fatal(err)
 			}
 			hr.Header.Set("Authorization", "Bearer "+admin)
-			hc := n.from("127.0.0.1")
+			hc := n.From("127.0.0.1")
 			hc.Timeout = 5 * time.Minute
 			resp, err := hc.Do(hr)
 			if err != nil && try < 3 {
@@ -625,8 +625,8 @@ func TestDisconnectStorm(t *testing.T) {
 		})
 		// Every version but the newest may be retired once no node can
 		// still seal under it.
-		n.clock.Advance(keyadmin.DefaultRetireAfter + time.Minute)
-		admin = n.token(n.init.ClientID, n.init.ClientSecret)
+		n.Clock.Advance(keyadmin.DefaultRetireAfter + time.Minute)
+		admin = n.Token(n.Init.ClientID, n.Init.ClientSecret)
 		rows := versionsOf()
 		old := rows[:len(rows)-1]
 		reqs = nil
@@ -762,7 +762,7 @@ func TestDisconnectStorm(t *testing.T) {
 		var revoked []string
 		reqs = nil
 		for _, c := range newClients("storm-rev-") {
-			tok := s.value(n.token(c.id, c.secret))
+			tok := s.value(n.Token(c.id, c.secret))
 			_, claims, _ := jwtParts(t, tok)
 			revoked = append(revoked, claims["jti"].(string))
 			reqs = append(reqs, formReq("/v1/oauth/revoke", "token="+tok))
@@ -838,7 +838,7 @@ func TestDisconnectStorm(t *testing.T) {
 			}
 			n.must(t, 200, "POST", "/v1/auth/mfa/totp", confirming[i].token, map[string]any{}, &en)
 			confirming[i].secret = s.value(en.Secret)
-			code, err := totp.GenerateCode(en.Secret, n.clock.Now())
+			code, err := totp.GenerateCode(en.Secret, n.Clock.Now())
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -891,7 +891,7 @@ func TestDisconnectStorm(t *testing.T) {
 		suspended := names("storm-p-", stormSize)
 		reqs = nil
 		for _, p := range suspended {
-			if err := db.SuspendPrincipal(ctx, p, n.clock.Now().Add(time.Hour), "data.bulk_read"); err != nil {
+			if err := db.SuspendPrincipal(ctx, p, n.Clock.Now().Add(time.Hour), "data.bulk_read"); err != nil {
 				t.Fatal(err)
 			}
 			reqs = append(reqs, jsonReq("DELETE", "/v1/security/suspensions/"+p, admin, nil))
@@ -904,7 +904,7 @@ func TestDisconnectStorm(t *testing.T) {
 			}
 			var lifted []string
 			for _, sp := range list {
-				if strings.HasPrefix(sp.Principal, "storm-p-") && !sp.Until.After(n.clock.Now()) {
+				if strings.HasPrefix(sp.Principal, "storm-p-") && !sp.Until.After(n.Clock.Now()) {
 					lifted = append(lifted, coffer.SuspensionTarget(sp.Principal))
 				}
 			}
@@ -914,7 +914,7 @@ func TestDisconnectStorm(t *testing.T) {
 		// Every handler has returned; the server flushes its audit log
 		// and transit counts as it stops.
 		failures := auditFailures(t, n)
-		n.stop()
+		n.Stop()
 		if failures != 0 {
 			t.Errorf("coffer_audit_write_failures_total = %v, want 0", failures)
 		}
@@ -973,7 +973,7 @@ func auditFailures(t *testing.T, n *node) float64 {
 	if err != nil {
 		t.Fatal(err)
 	}
-	go func() { _ = n.srv.ServeMetrics(ln) }()
+	go func() { _ = n.Srv.ServeMetrics(ln) }()
 	resp, err := http.Get("http://" + ln.Addr().String() + "/metrics")
 	if err != nil {
 		t.Fatal(err)

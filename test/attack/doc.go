@@ -1,6 +1,6 @@
 // Package attack is Coffer's attack suite: black-box tests that attack a
-// real server, built by internal/app and serving real HTTPS on a loopback
-// port, on SQLite and on PostgreSQL.
+// real server, started by internal/testserver and serving real HTTPS on a
+// loopback port, on SQLite and on PostgreSQL.
 //
 // Each attack asserts the exact refusal (status code and problem+json or
 // OAuth error body) and that the data it aimed at is unchanged afterwards:

@@ -91,7 +91,7 @@ func TestEndedKeyVersions(t *testing.T) {
 		// As the database's owner: end versions behind Coffer's back (no
 		// API ends a version that still seals values), then restart so
 		// that no key cache remembers them.
-		n.stop()
+		n.Stop()
 		raw := openRaw(t, n)
 		end := func(keyID string, version int, state string) {
 			raw.exec(t, `UPDATE data_keys SET state = $1, wrapped = $2 WHERE key_id = $3 AND version = $4`,

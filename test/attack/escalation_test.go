@@ -23,13 +23,13 @@ const (
 func escalationAttacks() []attack {
 	return []attack{
 		{"POST /v1/clients/{id}/rotate", "a manager rotates the secret of the admin, a clerk or a customer: 403", func(t *testing.T, w *world) {
-			for _, id := range []string{w.n.init.ClientID, w.clerkID, w.clientA} {
+			for _, id := range []string{w.n.Init.ClientID, w.clerkID, w.clientA} {
 				wantProblem(t, w.n.call(t, "POST", "/v1/clients/"+id+"/rotate", w.tokenManager, nil), 403, heldDenied)
 			}
 		}},
 		{"PATCH /v1/clients/{id}", "a manager renames, disables, re-roles or re-attributes a stronger client: 403", func(t *testing.T, w *world) {
 			n := w.n
-			for _, id := range []string{n.init.ClientID, w.clerkID, w.clientA} {
+			for _, id := range []string{n.Init.ClientID, w.clerkID, w.clientA} {
 				for _, body := range []string{`{"name":"` + marker + `"}`, `{"disabled":true}`, `{"roles":[]}`,
 					`{"roles":["manager"]}`, `{"attributes":{"team":"ops"}}`} {
 					wantProblem(t, n.call(t, "PATCH", "/v1/clients/"+id, w.tokenManager, body), 403, heldDenied)
@@ -60,7 +60,7 @@ func escalationAttacks() []attack {
 			wantProblem(t, n.call(t, "PATCH", "/v1/clients/"+w.clientB, n.admin, `{"roles":["ADMIN!"]}`), 422, "roles must match [a-z0-9_-]{1,64}")
 		}},
 		{"DELETE /v1/clients/{id}", "a manager deletes a stronger client: 403", func(t *testing.T, w *world) {
-			for _, id := range []string{w.n.init.ClientID, w.clerkID, w.clientA} {
+			for _, id := range []string{w.n.Init.ClientID, w.clerkID, w.clientA} {
 				wantProblem(t, w.n.call(t, "DELETE", "/v1/clients/"+id, w.tokenManager, nil), 403, heldDenied)
 			}
 		}},

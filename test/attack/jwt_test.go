@@ -98,7 +98,7 @@ func (w *world) forgeries(t testing.TB) map[string]string {
 	jwksJSON, _ := json.Marshal(jwks)
 	h, c, sig := jwtParts(t, w.tokenA)
 	kid := h["kid"]
-	admin := with(c, "roles", []string{"admin"}, "sub", n.init.ClientID, "client_id", n.init.ClientID)
+	admin := with(c, "roles", []string{"admin"}, "sub", n.Init.ClientID, "client_id", n.Init.ClientID)
 	_, attacker, _ := ed25519.GenerateKey(rand.Reader)
 	ed := func(in []byte) []byte { return ed25519.Sign(attacker, in) }
 	attackerJWK := map[string]any{"kty": "OKP", "crv": "Ed25519",
@@ -163,7 +163,7 @@ func TestJWTForgery(t *testing.T) {
 			// deployment's alone. So a token signed by this deployment's
 			// own key under another issuer is refused there.
 			n.reopen(setup{settings: map[string]string{"auth.issuer": "https://another-coffer.example"}})
-			foreign := n.token(n.init.ClientID, n.init.ClientSecret)
+			foreign := n.Token(n.Init.ClientID, n.Init.ClientSecret)
 			if _, claims, _ := jwtParts(t, foreign); claims["iss"] != "https://another-coffer.example" {
 				t.Fatalf("token issued under %v", claims["iss"])
 			}
@@ -177,13 +177,13 @@ func TestJWTForgery(t *testing.T) {
 		n.must(t, 200, "GET", "/v1/clients", n.admin, nil, nil)
 
 		t.Run("expired", func(t *testing.T) {
-			tok := n.token(n.init.ClientID, n.init.ClientSecret)
+			tok := n.Token(n.Init.ClientID, n.Init.ClientSecret)
 			n.must(t, 200, "GET", "/v1/clients", tok, nil, nil)
-			n.clock.Advance(15*time.Minute + 31*time.Second) // TTL plus leeway
+			n.Clock.Advance(15*time.Minute + 31*time.Second) // TTL plus leeway
 			want401(t, n.call(t, "GET", "/v1/clients", tok, nil))
 			want401(t, n.call(t, "GET", "/v1/clients", n.admin, nil))
 		})
-		n.admin = n.token(n.init.ClientID, n.init.ClientSecret)
+		n.admin = n.Token(n.Init.ClientID, n.Init.ClientSecret)
 		w.unchanged(t, before)
 		noEchoInLog(t, n)
 	})

@@ -41,11 +41,11 @@ func TestBYOKWrappingKeyAttacks(t *testing.T) {
 		}
 
 		old := wrap(sha256.New())
-		n.clock.Advance(3 * time.Hour) // the wrapping key is due
-		n.admin = n.token(n.init.ClientID, n.init.ClientSecret)
+		n.Clock.Advance(3 * time.Hour) // the wrapping key is due
+		n.admin = n.Token(n.Init.ClientID, n.Init.ClientSecret)
 		wrap(sha256.New()) // the node rotates the key on this use
-		n.clock.Advance(61 * time.Minute)
-		n.admin = n.token(n.init.ClientID, n.init.ClientSecret)
+		n.Clock.Advance(61 * time.Minute)
+		n.admin = n.Token(n.Init.ClientID, n.Init.ClientSecret)
 		r := n.call(t, "POST", "/v1/keys/stale/import", n.admin, map[string]any{"ciphertext": old})
 		wantProblem(t, r, 422, "the ciphertext does not unwrap to a key")
 		noEchoInLog(t, n)

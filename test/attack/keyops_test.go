@@ -20,7 +20,7 @@ func TestKeyDestructionIsVisible(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	go func() { _ = n.srv.ServeMetrics(ln) }()
+	go func() { _ = n.Srv.ServeMetrics(ln) }()
 	scrape := func() string {
 		t.Helper()
 		resp, err := http.Get("http://" + ln.Addr().String() + "/metrics")

@@ -47,7 +47,7 @@ func principalChangeAttacks() []attack {
 			if rt.kind == "clients" {
 				wantProblem(t, n.call(t, rt.method, "/v1/clients/"+w.clientA, w.tokenA, body), 403, "not allowed to update clients")
 			}
-			admin := n.token(n.init.ClientID, n.init.ClientSecret)
+			admin := n.Token(n.Init.ClientID, n.Init.ClientSecret)
 			for _, id := range []string{"unknown", esc("x' OR '1'='1" + marker)} {
 				r := n.call(t, rt.method, "/v1/"+rt.kind+"/"+id, admin, body)
 				if r.status != 404 {
@@ -62,7 +62,7 @@ func principalChangeAttacks() []attack {
 			wantProblem(t, n.call(t, "POST", "/v1/admin/keys/revoke-signing", tok, map[string]string{"kid": "x"}), 403,
 				"not allowed to admin system/keys/jwt/signing")
 		}
-		admin := n.token(n.init.ClientID, n.init.ClientSecret)
+		admin := n.Token(n.Init.ClientID, n.Init.ClientSecret)
 		if r := n.call(t, "POST", "/v1/admin/keys/revoke-signing", admin, map[string]string{"kid": "nope'OR'1'='1" + marker}); r.status != 404 {
 			t.Errorf("unknown kid: %s, want 404", r)
 		}
@@ -81,7 +81,7 @@ func (n *node) newUser(t testing.TB, name string, roles ...string) (id, token st
 	var out struct {
 		ID string `json:"id"`
 	}
-	n.must(t, 201, "POST", "/v1/users", n.token(n.init.ClientID, n.init.ClientSecret),
+	n.must(t, 201, "POST", "/v1/users", n.Token(n.Init.ClientID, n.Init.ClientSecret),
 		map[string]any{"username": name, "password": alicePassword, "roles": roles}, &out)
 	r := n.call(t, "POST", "/v1/auth/login", "", map[string]string{"username": name, "password": alicePassword})
 	if r.status != 200 {
@@ -101,7 +101,7 @@ func stillOut(t *testing.T, n *node, tok, what string) {
 	want401(t, n.call(t, "GET", "/v1/clients", tok, nil))
 	want401(t, n.call(t, "POST", "/v1/clients", tok, map[string]any{"name": "heir" + marker, "roles": []string{"admin"}}))
 	r := n.form(t, "/v1/oauth/introspect", "token="+tok, map[string]string{
-		"Authorization": "Bearer " + n.token(n.init.ClientID, n.init.ClientSecret)})
+		"Authorization": "Bearer " + n.Token(n.Init.ClientID, n.Init.ClientSecret)})
 	if r.status != 200 || !strings.Contains(string(r.body), `"active":false`) {
 		t.Fatalf("%s: introspection %s, want active:false", what, r)
 	}
@@ -109,7 +109,7 @@ func stillOut(t *testing.T, n *node, tok, what string) {
 
 func TestLingeringAccess(t *testing.T) {
 	forEachBackend(t, setup{}, func(t *testing.T, n *node) {
-		admin := func() string { return n.token(n.init.ClientID, n.init.ClientSecret) }
+		admin := func() string { return n.Token(n.Init.ClientID, n.Init.ClientSecret) }
 		t.Run("deleted client", func(t *testing.T) {
 			id, tok := n.newClient(t, "doomed", "admin")
 			n.must(t, 204, "DELETE", "/v1/clients/"+id, admin(), nil, nil)
@@ -161,12 +161,12 @@ func TestLingeringAccess(t *testing.T) {
 				ClientSecret string `json:"client_secret"`
 			}
 			n.must(t, 200, "POST", "/v1/clients/"+id+"/rotate", admin(), nil, &secret)
-			tok := n.token(id, secret.ClientSecret)
+			tok := n.Token(id, secret.ClientSecret)
 			r := n.form(t, "/v1/oauth/revoke", "token="+tok+"&client_id="+id+"&client_secret="+secret.ClientSecret, nil)
 			if r.status != 200 {
 				t.Fatalf("revoke: %s", r)
 			}
-			n.clock.Advance(15*time.Minute + 10*time.Second)
+			n.Clock.Advance(15*time.Minute + 10*time.Second)
 			n.reopen(setup{}) // a node that remembers nothing in memory
 			n.admin = admin()
 			want401(t, n.call(t, "GET", "/v1/clients", tok, nil))
@@ -175,7 +175,7 @@ func TestLingeringAccess(t *testing.T) {
 			_, tok := n.newClient(t, "old-key", "admin")
 			kid := kidOf(t, tok)
 			n.must(t, 200, "POST", "/v1/admin/keys/rotate", admin(), map[string]string{"key_id": "jwt/signing"}, nil)
-			n.clock.Advance(15*time.Minute + 31*time.Second)
+			n.Clock.Advance(15*time.Minute + 31*time.Second)
 			n.reopen(setup{})
 			n.admin = admin()
 			if r := n.call(t, "GET", "/.well-known/jwks.json", "", nil); strings.Contains(string(r.body), kid) {

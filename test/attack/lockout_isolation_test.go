@@ -21,14 +21,14 @@ var lockoutSettings = map[string]string{
 func (n *node) guessSecret(t *testing.T, id, secret string, via string) reply {
 	t.Helper()
 	return n.send(t, req{method: "POST", path: "/v1/oauth/token", contentType: "application/x-www-form-urlencoded",
-		body: []byte("grant_type=client_credentials&client_id=" + id + "&client_secret=" + secret), via: n.from(via)})
+		body: []byte("grant_type=client_credentials&client_id=" + id + "&client_secret=" + secret), via: n.From(via)})
 }
 
 // loginFrom posts a login from address via.
 func (n *node) loginFrom(t *testing.T, username, password, via string) reply {
 	t.Helper()
 	return n.send(t, req{method: "POST", path: "/v1/auth/login", contentType: "application/json",
-		body: []byte(`{"username":"` + username + `","password":"` + password + `"}`), via: n.from(via)})
+		body: []byte(`{"username":"` + username + `","password":"` + password + `"}`), via: n.From(via)})
 }
 
 // TestLockoutIsolation: failures of one client and of one user, from one
@@ -59,7 +59,7 @@ func TestLockoutIsolation(t *testing.T) {
 			t.Error("429 without Retry-After")
 		}
 		// Everyone else behind the address signs in.
-		if r := n.guessSecret(t, n.init.ClientID, n.init.ClientSecret, nat); r.status != 200 {
+		if r := n.guessSecret(t, n.Init.ClientID, n.Init.ClientSecret, nat); r.status != 200 {
 			t.Fatalf("the admin behind the attacked address: %s", r)
 		}
 		id, secret := n.newClientSecret(t, "behind-nat", "support")
@@ -89,10 +89,10 @@ func TestAddressSprayBudget(t *testing.T) {
 		wantProblem(t, l, 429, "too many failed attempts; try again later")
 		// The same 429 for a known account's wrong secret: existence does
 		// not show.
-		r = n.guessSecret(t, n.init.ClientID, "cs_wrong", spray)
+		r = n.guessSecret(t, n.Init.ClientID, "cs_wrong", spray)
 		wantOAuth(t, r, 429, "invalid_client", "too many failed attempts; try again later")
 		// That account is failing now: its right secret waits too.
-		if r := n.guessSecret(t, n.init.ClientID, n.init.ClientSecret, spray); r.status != 429 {
+		if r := n.guessSecret(t, n.Init.ClientID, n.Init.ClientSecret, spray); r.status != 429 {
 			t.Fatalf("a failing account's right secret from a spraying address: %s", r)
 		}
 		// A fresh account with its right secret is never refused.
@@ -102,7 +102,7 @@ func TestAddressSprayBudget(t *testing.T) {
 		}
 		// From another address the admin, one failure into its budget of
 		// four, signs in.
-		if r := n.guessSecret(t, n.init.ClientID, n.init.ClientSecret, n.freshIP()); r.status != 200 {
+		if r := n.guessSecret(t, n.Init.ClientID, n.Init.ClientSecret, n.freshIP()); r.status != 200 {
 			t.Fatalf("the admin from another address: %s", r)
 		}
 		noEchoInLog(t, n)

@@ -104,7 +104,7 @@ func TestPasswordHashingMemoryBound(t *testing.T) {
 		}
 	}()
 	got := concurrently(logins, func(i int) reply {
-		via := n.from(ips[i])
+		via := n.From(ips[i])
 		via.Timeout = 5 * time.Minute // 12 hashes through 2 slots, slowly under -race
 		return n.send(t, req{method: "POST", path: "/v1/auth/login", contentType: "application/json",
 			body: []byte(fmt.Sprintf(`{"username":"user%d%s","password":"wrong password %s"}`, i, marker, marker)), via: via})
@@ -162,7 +162,7 @@ func mfaUser(t *testing.T, n *node, name string) (string, []string) {
 		RecoveryCodes []string `json:"recovery_codes"`
 	}
 	n.must(t, 200, "POST", "/v1/auth/mfa/totp", tr.AccessToken, map[string]any{}, &en)
-	code, err := totp.GenerateCode(en.Secret, n.clock.Now())
+	code, err := totp.GenerateCode(en.Secret, n.Clock.Now())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -194,7 +194,7 @@ func TestMFATokenRace(t *testing.T) {
 	forEachBackend(t, setup{}, func(t *testing.T, n *node) {
 		secret, codes := mfaUser(t, n, "mallory")
 		tok := mfaToken(t, n, "mallory")
-		code, err := totp.GenerateCode(secret, n.clock.Now().Add(30*time.Second))
+		code, err := totp.GenerateCode(secret, n.Clock.Now().Add(30*time.Second))
 		if err != nil {
 			t.Fatal(err)
 		}

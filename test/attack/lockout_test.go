@@ -11,10 +11,10 @@ import (
 // with the right secret; another address still can.
 func TestBruteForceLockout(t *testing.T) {
 	n := start(t, storetest.Backend{Name: "sqlite", DSN: storetest.SQLiteDSN}, setup{settings: map[string]string{"auth.lockout.max_failures": "5"}})
-	attacker := n.from(n.freshIP())
+	attacker := n.From(n.freshIP())
 	guess := func(secret string) reply {
 		return n.send(t, req{method: "POST", path: "/v1/oauth/token", contentType: "application/x-www-form-urlencoded",
-			body: []byte("grant_type=client_credentials&client_id=" + n.init.ClientID + "&client_secret=" + secret), via: attacker})
+			body: []byte("grant_type=client_credentials&client_id=" + n.Init.ClientID + "&client_secret=" + secret), via: attacker})
 	}
 	locked := false
 	for i := 0; i < 10 && !locked; i++ {
@@ -35,7 +35,7 @@ func TestBruteForceLockout(t *testing.T) {
 	if !locked {
 		t.Fatal("10 wrong secrets from one address and no lockout")
 	}
-	if r := guess(n.init.ClientSecret); r.status != 429 {
+	if r := guess(n.Init.ClientSecret); r.status != 429 {
 		t.Errorf("the right secret from the locked address: %s", r)
 	}
 	noEchoInLog(t, n)

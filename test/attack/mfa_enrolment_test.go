@@ -25,7 +25,7 @@ func mfaAdminAttacks() []attack {
 			for _, tok := range []string{w.tokenClerk, w.tokenA, w.tokenSupport} {
 				wantProblem(t, n.call(t, rt.method, "/v1/users/"+w.aliceID+rt.suffix, tok, nil), 403, "not allowed to update users")
 			}
-			admin := n.token(n.init.ClientID, n.init.ClientSecret) // fresh: the reset needs a recent sign-in
+			admin := n.Token(n.Init.ClientID, n.Init.ClientSecret) // fresh: the reset needs a recent sign-in
 			for _, id := range []string{"u_unknown", esc("u' OR '1'='1" + marker)} {
 				wantProblem(t, n.call(t, rt.method, "/v1/users/"+id+rt.suffix, admin, nil), 404, "user not found")
 			}
@@ -102,10 +102,10 @@ func TestMFAResetNeedsFreshSignIn(t *testing.T) {
 			ID string `json:"id"`
 		}
 		n.must(t, 201, "POST", "/v1/users", n.admin, map[string]any{"username": "peggy", "password": alicePassword}, &u)
-		old := n.token(n.init.ClientID, n.init.ClientSecret)
-		n.clock.Advance(6 * time.Minute)
+		old := n.Token(n.Init.ClientID, n.Init.ClientSecret)
+		n.Clock.Advance(6 * time.Minute)
 		r := n.call(t, "DELETE", "/v1/users/"+u.ID+"/mfa", old, nil)
 		wantProblem(t, r, 401, "this operation needs a fresh sign-in: get a new access token (at most 5m0s old) and retry")
-		n.must(t, 204, "DELETE", "/v1/users/"+u.ID+"/mfa", n.token(n.init.ClientID, n.init.ClientSecret), nil, nil)
+		n.must(t, 204, "DELETE", "/v1/users/"+u.ID+"/mfa", n.Token(n.Init.ClientID, n.Init.ClientSecret), nil, nil)
 	})
 }

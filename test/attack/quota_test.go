@@ -48,7 +48,7 @@ func TestLinkableTokenizeQuota(t *testing.T) {
 			ClientSecret string `json:"client_secret"`
 		}
 		n.must(t, 201, "POST", "/v1/clients", n.admin, map[string]any{"name": "guesser", "roles": []string{"admin"}}, &guesser)
-		tok := n.token(guesser.ClientID, guesser.ClientSecret)
+		tok := n.Token(guesser.ClientID, guesser.ClientSecret)
 
 		// 12 concurrent requests of 50 guesses: at most 6 get answers.
 		var (
@@ -76,7 +76,7 @@ func TestLinkableTokenizeQuota(t *testing.T) {
 
 		// Nothing gets past it: another token of the same client, the
 		// other linkable mode, one guess hidden among random items.
-		other := n.token(guesser.ClientID, guesser.ClientSecret)
+		other := n.Token(guesser.ClientID, guesser.ClientSecret)
 		for name, r := range map[string]reply{
 			"deterministic":        n.call(t, "POST", "/v1/tokenize", tok, linkableItems("deterministic", 1000, 1)),
 			"format preserving":    n.call(t, "POST", "/v1/tokenize", tok, linkableItems("format_preserving", 1000, 1)),
@@ -95,8 +95,8 @@ func TestLinkableTokenizeQuota(t *testing.T) {
 
 		// The quota slides: once Retry-After has passed, answers come again.
 		ra := wantQuota(t, n.call(t, "POST", "/v1/tokenize", tok, linkableItems("deterministic", 3000, 1)))
-		n.clock.Advance(time.Duration(ra) * time.Second)
-		tok = n.token(guesser.ClientID, guesser.ClientSecret) // the old one expired meanwhile
+		n.Clock.Advance(time.Duration(ra) * time.Second)
+		tok = n.Token(guesser.ClientID, guesser.ClientSecret) // the old one expired meanwhile
 		if r := n.call(t, "POST", "/v1/tokenize", tok, linkableItems("deterministic", 3000, 50)); r.status != 200 {
 			t.Fatalf("after Retry-After: %s", r)
 		}

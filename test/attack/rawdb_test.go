@@ -22,7 +22,7 @@ type rawDB struct {
 // openRaw opens n's database directly; it is closed when the test ends.
 func openRaw(t testing.TB, n *node) *rawDB {
 	t.Helper()
-	cfg, err := config.Load(n.dir, nil)
+	cfg, err := config.Load(n.Dir, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

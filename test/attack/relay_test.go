@@ -73,7 +73,7 @@ relay:
       match: {method: "*", path: /api/*}
       upstream: %s
 `, relayID, appSrv.URL, appSrv.URL)
-	f, err := os.OpenFile(filepath.Join(n.dir, "coffer.yaml"), os.O_APPEND|os.O_WRONLY, 0o600)
+	f, err := os.OpenFile(filepath.Join(n.Dir, "coffer.yaml"), os.O_APPEND|os.O_WRONLY, 0o600)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -88,7 +88,7 @@ relay:
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := n.srv
+	srv := n.Srv
 	go func() { _ = srv.ServeRelay(ln) }()
 	relayAddr := ln.Addr().String()
 
@@ -104,7 +104,7 @@ relay:
 	// returns the status.
 	raw := func(t *testing.T, head, body string) int {
 		t.Helper()
-		conn, err := tls.Dial("tcp", relayAddr, &tls.Config{RootCAs: n.pool, MinVersion: tls.VersionTLS12, ServerName: "127.0.0.1"})
+		conn, err := tls.Dial("tcp", relayAddr, &tls.Config{RootCAs: n.CAPool, MinVersion: tls.VersionTLS12, ServerName: "127.0.0.1"})
 		if err != nil {
 			t.Fatal(err)
 		}

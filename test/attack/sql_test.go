@@ -257,7 +257,7 @@ func sqlAttacks() []attack {
 			})
 		}},
 		{"GET /v1/audit/events", "SQL in the filters matches no event", func(t *testing.T, w *world) {
-			if eventCount(t, w, "principal="+url.QueryEscape(w.n.init.ClientID)+"&limit=5") != 5 {
+			if eventCount(t, w, "principal="+url.QueryEscape(w.n.Init.ClientID)+"&limit=5") != 5 {
 				t.Fatal("the principal filter finds none of the admin's events: the check below could not fail")
 			}
 			forEachPayload(t, func(t *testing.T, p string) {
@@ -514,10 +514,10 @@ func sqlAttacks() []attack {
 		}},
 		{"POST /v1/auth/login", "SQL in username and password is 401", func(t *testing.T, w *world) {
 			ok := w.n.send(t, req{method: "POST", path: "/v1/auth/login", contentType: "application/json",
-				body: []byte(`{"username":"alice","password":"` + alicePassword + `"}`), via: w.n.from(w.n.freshIP())})
+				body: []byte(`{"username":"alice","password":"` + alicePassword + `"}`), via: w.n.From(w.n.freshIP())})
 			wantJSON(t, ok, 200, nil) // the user the payloads aim at exists and can log in
 			forEachPayload(t, func(t *testing.T, p string) {
-				via := w.n.from(w.n.freshIP())
+				via := w.n.From(w.n.freshIP())
 				login := func(body string) reply {
 					return w.n.send(t, req{method: "POST", path: "/v1/auth/login", contentType: "application/json", body: []byte(body), via: via})
 				}
@@ -533,7 +533,7 @@ func sqlAttacks() []attack {
 		{"POST /v1/auth/mfa", "SQL in the MFA token and code is 401", func(t *testing.T, w *world) {
 			forEachPayload(t, func(t *testing.T, p string) {
 				r := w.n.send(t, req{method: "POST", path: "/v1/auth/mfa", contentType: "application/json",
-					body: []byte(`{"mfa_token":` + js(p) + `,"code":` + js(p) + `}`), via: w.n.from(w.n.freshIP())})
+					body: []byte(`{"mfa_token":` + js(p) + `,"code":` + js(p) + `}`), via: w.n.From(w.n.freshIP())})
 				if invalidUTF8(p) {
 					wantProblem(t, r, 400, "request body is not valid UTF-8")
 					return
@@ -553,12 +553,12 @@ func sqlAttacks() []attack {
 		}},
 		{"POST /v1/oauth/token", "SQL in client id and secret is invalid_client", func(t *testing.T, w *world) {
 			forEachPayload(t, func(t *testing.T, p string) {
-				via := w.n.from(w.n.freshIP())
+				via := w.n.From(w.n.freshIP())
 				r := w.n.send(t, req{method: "POST", path: "/v1/oauth/token", contentType: "application/x-www-form-urlencoded",
 					body: []byte("grant_type=client_credentials&client_id=" + q(p) + "&client_secret=" + q(p+marker)), via: via})
 				wantOAuth(t, r, 401, "invalid_client", "client authentication failed")
 				r = w.n.send(t, req{method: "POST", path: "/v1/oauth/token", contentType: "application/x-www-form-urlencoded",
-					body: []byte("grant_type=client_credentials"), via: w.n.from(w.n.freshIP()),
+					body: []byte("grant_type=client_credentials"), via: w.n.From(w.n.freshIP()),
 					header: map[string]string{"Authorization": "Basic " + base64Std(q(p)+":"+q(p+marker))}})
 				wantOAuth(t, r, 401, "invalid_client", "client authentication failed")
 				if c := r.header.Get("WWW-Authenticate"); c != `Basic realm="coffer"` {

@@ -147,8 +147,8 @@ func TestTokenizationOracles(t *testing.T) {
 			if got.Tokens[0] != victimTok {
 				t.Fatalf("deterministic token %q, want the victim's %q", got.Tokens[0], victimTok)
 			}
-			n.clock.Advance(time.Hour)
-			n.admin = n.token(n.init.ClientID, n.init.ClientSecret)
+			n.Clock.Advance(time.Hour)
+			n.admin = n.Token(n.Init.ClientID, n.Init.ClientSecret)
 			var back struct{ Values []string }
 			n.must(t, 200, "POST", "/v1/detokenize", n.admin, map[string]any{"tokens": []string{victimTok}}, &back)
 			if back.Values[0] != victim {

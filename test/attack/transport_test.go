@@ -61,13 +61,13 @@ func (n *node) tlsConn(t *testing.T, cfg *tls.Config) (*tls.Conn, error) {
 		cfg = &tls.Config{}
 	}
 	if cfg.RootCAs == nil {
-		cfg.RootCAs = n.pool
+		cfg.RootCAs = n.CAPool
 	}
 	if cfg.ServerName == "" {
 		cfg.ServerName = "127.0.0.1"
 	}
 	d := &net.Dialer{Timeout: 5 * time.Second}
-	return tls.DialWithDialer(d, "tcp", n.addr, cfg)
+	return tls.DialWithDialer(d, "tcp", n.Addr, cfg)
 }
 
 // rawHTTP sends raw bytes over TLS and reads the whole answer.
@@ -259,7 +259,7 @@ func TestTLSDowngrade(t *testing.T) {
 		})
 	}
 	t.Run("plain HTTP", func(t *testing.T) {
-		c, err := net.DialTimeout("tcp", n.addr, 5*time.Second)
+		c, err := net.DialTimeout("tcp", n.Addr, 5*time.Second)
 		if err != nil {
 			t.Fatal(err)
 		}

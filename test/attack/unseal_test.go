@@ -27,7 +27,7 @@ func TestStrangerCannotBlockUnseal(t *testing.T) {
 		r := n.call(t, "POST", path, "", body)
 		if r.status == 429 {
 			// One address is limited: the stranger moves on to another.
-			r = n.send(t, req{method: "POST", path: path, body: mustMarshal(t, body), contentType: "application/json", via: n.from(n.freshIP())})
+			r = n.send(t, req{method: "POST", path: path, body: mustMarshal(t, body), contentType: "application/json", via: n.From(n.freshIP())})
 		}
 		return r
 	}
@@ -42,11 +42,11 @@ func TestStrangerCannotBlockUnseal(t *testing.T) {
 	for range 3 {
 		for x := byte(1); x <= 5; x++ {
 			r := n.send(t, req{method: "POST", path: "/v1/sys/unseal", contentType: "application/json",
-				body: mustMarshal(t, map[string]string{"share": forged(x)}), via: n.from(n.freshIP())})
+				body: mustMarshal(t, map[string]string{"share": forged(x)}), via: n.From(n.freshIP())})
 			wantProblem(t, r, 422, "not one of this deployment's root key shares")
 		}
 	}
-	wantProblem(t, stranger("/v1/sys/unseal", map[string]string{"share": other.init.UnsealShares[0]}), 422, "not one of this deployment's root key shares")
+	wantProblem(t, stranger("/v1/sys/unseal", map[string]string{"share": other.Init.UnsealShares[0]}), 422, "not one of this deployment's root key shares")
 	wantProblem(t, stranger("/v1/sys/unseal", map[string]string{"share": "cs1-" + marker}), 422, "not a root key share: check it for a typo")
 	wantProblem(t, stranger("/v1/sys/unseal", map[string]any{"share": forged(1), "force": marker}), 422, `unknown field "force"`)
 	wantProblem(t, stranger("/v1/sys/unseal", string(sized(8<<10))), 413, "request body is larger than 4096 bytes")
@@ -59,19 +59,19 @@ func TestStrangerCannotBlockUnseal(t *testing.T) {
 	if st.Progress != 0 {
 		t.Fatalf("the stranger's attempts left %d shares held", st.Progress)
 	}
-	if b, err := os.ReadFile(filepath.Join(n.dir, "unseal-reset.token")); err != nil || strings.Contains(string(n.logs.String()), strings.TrimSpace(string(b))) {
+	if b, err := os.ReadFile(filepath.Join(n.Dir, "unseal-reset.token")); err != nil || strings.Contains(string(n.Logs.String()), strings.TrimSpace(string(b))) {
 		t.Fatalf("the reset token is missing or reached the log: %v", err)
 	}
-	for _, s := range n.init.UnsealShares[2:] { // each holder from an address of their own
+	for _, s := range n.Init.UnsealShares[2:] { // each holder from an address of their own
 		r := n.send(t, req{method: "POST", path: "/v1/sys/unseal", contentType: "application/json",
-			body: mustMarshal(t, map[string]string{"share": s}), via: n.from(n.freshIP())})
+			body: mustMarshal(t, map[string]string{"share": s}), via: n.From(n.freshIP())})
 		if r.status != 200 {
 			t.Fatalf("a holder's share: %s", r)
 		}
 	}
 	n.must(t, 200, "GET", "/readyz", "", nil, nil)
-	for _, s := range append(n.init.UnsealShares, other.init.UnsealShares...) {
-		if strings.Contains(n.logs.String(), s) {
+	for _, s := range append(n.Init.UnsealShares, other.Init.UnsealShares...) {
+		if strings.Contains(n.Logs.String(), s) {
 			t.Fatal("a share reached the log")
 		}
 	}

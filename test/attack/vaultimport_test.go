@@ -122,7 +122,7 @@ func vaultImportAttacks() []attack {
 			for _, k := range [][]byte{k1, k2} {
 				forms := append([]string{base64.StdEncoding.EncodeToString(k), base64.RawURLEncoding.EncodeToString(k), hex.EncodeToString(k), string(k[:24])}, wrapped...)
 				for _, f := range forms {
-					for where, text := range map[string]string{"answer": answer, "audit": string(r.body), "log": w.n.logs.String()} {
+					for where, text := range map[string]string{"answer": answer, "audit": string(r.body), "log": w.n.Logs.String()} {
 						if strings.Contains(text, f) {
 							t.Fatalf("the %s holds the imported material (or its wrap)", where)
 						}

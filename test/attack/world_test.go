@@ -90,7 +90,7 @@ func plantWorld(t *testing.T, n *node) *world {
 	}
 	n.must(t, 201, "POST", "/v1/clients", n.admin, map[string]any{"name": "manager", "roles": []string{"manager"},
 		"attributes": map[string]string{"team": "ops"}}, &mgr)
-	w.managerID, w.tokenManager = mgr.ClientID, n.token(mgr.ClientID, mgr.ClientSecret)
+	w.managerID, w.tokenManager = mgr.ClientID, n.Token(mgr.ClientID, mgr.ClientSecret)
 	w.recA = w.record(t, w.clientA, "subject-a", map[string]any{"name": "Ada Lovelace", "email": "ada@example.com",
 		"card_number": "4111 1111 1111 1111", "ssn": "123-45-6789", "age": 36, "birth_date": "1815-12-10"})
 	w.recB = w.record(t, w.clientB, "subject-b", map[string]any{"name": "Bob Babbage", "email": "bob@example.com",

@@ -47,27 +47,27 @@ const accessPolicy = `roles:
 func TestFieldViewsAndOwnership(t *testing.T) {
 	forEachBackend(t, func(t *testing.T, n *node) {
 		ctx := context.Background()
-		if err := n.admin.CreateCollection(ctx, customers); err != nil {
+		if err := n.Admin.CreateCollection(ctx, customers); err != nil {
 			t.Fatal(err)
 		}
-		if err := n.admin.PutPolicy(ctx, []byte(accessPolicy), "yaml"); err != nil {
+		if err := n.Admin.PutPolicy(ctx, []byte(accessPolicy), "yaml"); err != nil {
 			t.Fatal(err)
 		}
-		sup, err := n.admin.CreateClient(ctx, "support-desk", []string{"support"}, nil)
+		sup, err := n.Admin.CreateClient(ctx, "support-desk", []string{"support"}, nil)
 		if err != nil {
 			t.Fatal(err)
 		}
-		alice, _ := n.admin.CreateClient(ctx, "alice-app", []string{"customer"}, nil)
-		bob, _ := n.admin.CreateClient(ctx, "bob-app", []string{"customer"}, nil)
-		aliceRec, err := n.admin.CreateRecord(ctx, "customers", client.NewRecord{Owner: alice.ClientID,
+		alice, _ := n.Admin.CreateClient(ctx, "alice-app", []string{"customer"}, nil)
+		bob, _ := n.Admin.CreateClient(ctx, "bob-app", []string{"customer"}, nil)
+		aliceRec, err := n.Admin.CreateRecord(ctx, "customers", client.NewRecord{Owner: alice.ClientID,
 			Data: map[string]any{"name": "Alice", "email": "alice@example.com", "card_number": "4111111111111111", "ssn": "123-45-6789"}})
 		if err != nil {
 			t.Fatal(err)
 		}
-		bobRec, _ := n.admin.CreateRecord(ctx, "customers", client.NewRecord{Owner: bob.ClientID,
+		bobRec, _ := n.Admin.CreateRecord(ctx, "customers", client.NewRecord{Owner: bob.ClientID,
 			Data: map[string]any{"name": "Bob", "email": "bob@example.com"}})
 
-		sc := n.clientFor(sup.ClientID, sup.ClientSecret)
+		sc := n.Client(sup.ClientID, sup.ClientSecret)
 		r, err := sc.GetRecord(ctx, "customers", aliceRec)
 		if err != nil {
 			t.Fatal(err)
@@ -87,7 +87,7 @@ func TestFieldViewsAndOwnership(t *testing.T) {
 			t.Fatalf("support update: %v", err)
 		}
 
-		ac := n.clientFor(alice.ClientID, alice.ClientSecret)
+		ac := n.Client(alice.ClientID, alice.ClientSecret)
 		if r, err := ac.GetRecord(ctx, "customers", aliceRec); err != nil || r.Data["ssn"] != "123-45-6789" {
 			t.Fatalf("alice reads her own: %v %+v", err, r)
 		}
@@ -106,7 +106,7 @@ func TestFieldViewsAndOwnership(t *testing.T) {
 		if _, err := ac.CreateRecord(ctx, "customers", client.NewRecord{Owner: bob.ClientID, Data: map[string]any{"name": "forged"}}); client.StatusCode(err) != 403 {
 			t.Fatalf("alice creates a record owned by bob: %v", err)
 		}
-		if r, _ := n.admin.GetRecord(ctx, "customers", bobRec); r == nil || r.Data["name"] != "Bob" {
+		if r, _ := n.Admin.GetRecord(ctx, "customers", bobRec); r == nil || r.Data["name"] != "Bob" {
 			t.Fatalf("bob's record changed: %+v", r)
 		}
 	})
@@ -117,14 +117,14 @@ func TestFieldViewsAndOwnership(t *testing.T) {
 func TestNoSelfMintedAdmin(t *testing.T) {
 	n := start(t, storetest.Backends()[0])
 	ctx := context.Background()
-	if err := n.admin.PutPolicy(ctx, []byte(accessPolicy), "yaml"); err != nil {
+	if err := n.Admin.PutPolicy(ctx, []byte(accessPolicy), "yaml"); err != nil {
 		t.Fatal(err)
 	}
-	pc, err := n.admin.CreateClient(ctx, "provisioner", []string{"provisioner"}, nil)
+	pc, err := n.Admin.CreateClient(ctx, "provisioner", []string{"provisioner"}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	prov := n.clientFor(pc.ClientID, pc.ClientSecret)
+	prov := n.Client(pc.ClientID, pc.ClientSecret)
 	if _, err := prov.CreateClient(ctx, "evil", []string{"admin"}, nil); client.StatusCode(err) != 403 {
 		t.Fatalf("provisioner mints an admin: %v", err)
 	}
@@ -153,10 +153,10 @@ func (n *node) postJSON(path, token string, body any) (int, http.Header, []byte)
 func TestMFA(t *testing.T) {
 	forEachBackend(t, func(t *testing.T, n *node) {
 		ctx := context.Background()
-		if err := n.admin.PutPolicy(ctx, []byte(accessPolicy), "yaml"); err != nil {
+		if err := n.Admin.PutPolicy(ctx, []byte(accessPolicy), "yaml"); err != nil {
 			t.Fatal(err)
 		}
-		admTok := n.token(n.init.ClientID, n.init.ClientSecret)
+		admTok := n.Token(n.Init.ClientID, n.Init.ClientSecret)
 		const pw = "correct horse battery staple 42"
 		if st, _, b := n.postJSON("/v1/users", admTok, map[string]any{"username": "sec", "password": "password1234", "roles": []string{"secadmin"}}); st != 422 {
 			t.Fatalf("common password accepted: %d %s", st, b)
@@ -250,7 +250,7 @@ func TestMFA(t *testing.T) {
 // and Retry-After; a right secret during the lockout is refused too.
 func TestLockout(t *testing.T) {
 	forEachBackend(t, func(t *testing.T, n *node) {
-		bad := url.Values{"grant_type": {"client_credentials"}, "client_id": {n.init.ClientID}, "client_secret": {"cs_wrong"}}
+		bad := url.Values{"grant_type": {"client_credentials"}, "client_id": {n.Init.ClientID}, "client_secret": {"cs_wrong"}}
 		var st int
 		var h http.Header
 		for i := 0; i < 8; i++ {
@@ -265,7 +265,7 @@ func TestLockout(t *testing.T) {
 		if st != 429 || h.Get("Retry-After") == "" {
 			t.Fatalf("no lockout after repeated failures: %d %v", st, h)
 		}
-		good := url.Values{"grant_type": {"client_credentials"}, "client_id": {n.init.ClientID}, "client_secret": {n.init.ClientSecret}}
+		good := url.Values{"grant_type": {"client_credentials"}, "client_id": {n.Init.ClientID}, "client_secret": {n.Init.ClientSecret}}
 		if st, _, _ := n.do("POST", "/v1/oauth/token", "", "application/x-www-form-urlencoded", strings.NewReader(good.Encode())); st != 429 {
 			t.Fatalf("right secret during lockout: %d", st)
 		}
@@ -275,7 +275,7 @@ func TestLockout(t *testing.T) {
 // TestRevocation: a revoked token is refused at once.
 func TestRevocation(t *testing.T) {
 	n := start(t, storetest.Backends()[1])
-	tok := n.token(n.init.ClientID, n.init.ClientSecret)
+	tok := n.Token(n.Init.ClientID, n.Init.ClientSecret)
 	if st, _, _ := n.do("GET", "/v1/collections", tok, "", nil); st != 200 {
 		t.Fatalf("fresh token: %d", st)
 	}
@@ -292,14 +292,14 @@ func TestRevocation(t *testing.T) {
 func TestMTLS(t *testing.T) {
 	n := start(t, storetest.Backends()[0], "COFFER_TLS_CLIENT_CERTS=true")
 	ctx := context.Background()
-	if err := n.admin.PutPolicy(ctx, []byte(accessPolicy), "yaml"); err != nil {
+	if err := n.Admin.PutPolicy(ctx, []byte(accessPolicy), "yaml"); err != nil {
 		t.Fatal(err)
 	}
-	svc, err := n.admin.CreateClient(ctx, "billing", []string{"support"}, nil)
+	svc, err := n.Admin.CreateClient(ctx, "billing", []string{"support"}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg, err := config.Load(n.dir, n.env)
+	cfg, err := config.Load(n.Dir, n.Env)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -311,7 +311,7 @@ func TestMTLS(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	mc, err := client.New(n.url, client.WithCAFile(n.init.CACert), client.WithClientCertificate(pair))
+	mc, err := client.New(n.URL, client.WithCAFile(n.Init.CACert), client.WithClientCertificate(pair))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -322,7 +322,7 @@ func TestMTLS(t *testing.T) {
 		t.Fatalf("mTLS client with role support creating a collection: %v (want 403)", err)
 	}
 	// Without a certificate or token: 401.
-	plain, _ := client.New(n.url, client.WithCAFile(n.init.CACert))
+	plain, _ := client.New(n.URL, client.WithCAFile(n.Init.CACert))
 	if _, err := plain.GetCollection(ctx, "customers"); client.StatusCode(err) != 401 {
 		t.Fatalf("no credentials: %v", err)
 	}
@@ -332,7 +332,7 @@ func TestMTLS(t *testing.T) {
 // after max_failures the next attempt is locked for base.
 func TestLockoutSettings(t *testing.T) {
 	n := start(t, storetest.Backends()[0], "COFFER_AUTH_LOCKOUT_MAX_FAILURES=2", "COFFER_AUTH_LOCKOUT_BASE=90s", "COFFER_AUTH_LOCKOUT_MAX=10m")
-	bad := url.Values{"grant_type": {"client_credentials"}, "client_id": {n.init.ClientID}, "client_secret": {"cs_wrong"}}
+	bad := url.Values{"grant_type": {"client_credentials"}, "client_id": {n.Init.ClientID}, "client_secret": {"cs_wrong"}}
 	statuses := []int{}
 	var h http.Header
 	for i := 0; i < 3; i++ {

@@ -27,7 +27,7 @@ func TestOpenAPICoversEveryRoute(t *testing.T) {
 		t.Fatalf("openapi version %q", doc.OpenAPI)
 	}
 	routed := map[string]bool{}
-	for _, r := range n.srv.Routes() {
+	for _, r := range n.Srv.Routes() {
 		method, path, _ := strings.Cut(r, " ")
 		routed[strings.ToLower(method)+" "+path] = true
 		if _, ok := doc.Paths[path][strings.ToLower(method)]; !ok {
@@ -58,7 +58,7 @@ func TestOpenAPICoversEveryRoute(t *testing.T) {
 // redaction masks or replaces each finding.
 func TestInspectAndRedact(t *testing.T) {
 	n := start(t, storetest.Backends()[0])
-	tok := n.token(n.init.ClientID, n.init.ClientSecret)
+	tok := n.Token(n.Init.ClientID, n.Init.ClientSecret)
 	text := "card 4111 1111 1111 1111, mail ada@example.com, ssn 123-45-6789, not a card 4111111111111112"
 	st, _, b := n.postJSON("/v1/inspect", tok, map[string]string{"text": text})
 	if st != 200 {
@@ -97,7 +97,7 @@ func TestInspectAndRedact(t *testing.T) {
 // listing every problem, and the old policy stays in force.
 func TestPolicyProblems(t *testing.T) {
 	n := start(t, storetest.Backends()[0])
-	tok := n.token(n.init.ClientID, n.init.ClientSecret)
+	tok := n.Token(n.Init.ClientID, n.Init.ClientSecret)
 	bad := `roles:
   admin:
     - resources: ["*"]
@@ -133,7 +133,7 @@ func TestPolicyProblems(t *testing.T) {
 // refusal, an unrouted path, and a sealed server's answers alike.
 func TestSecurityHeadersOnEveryAnswer(t *testing.T) {
 	n := start(t, storetest.Backends()[0])
-	tok := n.token(n.init.ClientID, n.init.ClientSecret)
+	tok := n.Token(n.Init.ClientID, n.Init.ClientSecret)
 	want := map[string]string{
 		"Strict-Transport-Security": "max-age=63072000; includeSubDomains",
 		"X-Content-Type-Options":    "nosniff",

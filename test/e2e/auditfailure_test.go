@@ -20,7 +20,7 @@ import (
 func (n *node) execSQL(stmts ...string) {
 	n.t.Helper()
 	ctx := context.Background()
-	kind, dsn := n.loadCfg().Database()
+	kind, dsn := n.Config().Database()
 	if kind == config.DatabaseSQLite {
 		db, err := sql.Open("sqlite", dsn)
 		if err != nil {
@@ -51,7 +51,7 @@ func (n *node) execSQL(stmts ...string) {
 // data write committed. The returned func mends it.
 func (n *node) breakAuditAppends() (mend func()) {
 	n.t.Helper()
-	if n.backend == "sqlite" {
+	if n.Backend == "sqlite" {
 		n.execSQL(`CREATE TRIGGER audit_test_outage BEFORE INSERT ON audit_events BEGIN SELECT RAISE(ABORT, 'audit test outage'); END`)
 		return func() { n.execSQL(`DROP TRIGGER audit_test_outage`) }
 	}
@@ -89,7 +89,7 @@ func (n *node) metric(name string) float64 {
 func TestAuditAppendFailsAfterTheWrite(t *testing.T) {
 	forEachBackend(t, func(t *testing.T, n *node) {
 		ctx := context.Background()
-		tok := n.token(n.init.ClientID, n.init.ClientSecret)
+		tok := n.Token(n.Init.ClientID, n.Init.ClientSecret)
 		if st, _, b := n.postJSON("/v1/collections", tok, map[string]any{"name": "c",
 			"fields": []map[string]any{{"name": "note", "type": "string"}}}); st != 201 {
 			t.Fatalf("create collection: %d %s", st, b)
@@ -125,8 +125,8 @@ func TestAuditAppendFailsAfterTheWrite(t *testing.T) {
 			t.Fatalf("%d records stored; the write whose audit append failed is committed, want 2", got)
 		}
 		rid := h.Get("X-Request-Id")
-		if !strings.Contains(n.logs.String(), "the request's outcome is not in the audit log") ||
-			!strings.Contains(n.logs.String(), rid) {
+		if !strings.Contains(n.Logs.String(), "the request's outcome is not in the audit log") ||
+			!strings.Contains(n.Logs.String(), rid) {
 			t.Fatalf("no error log names request %s", rid)
 		}
 		if got := n.metric("coffer_audit_write_failures_total"); got <= failures {
@@ -165,7 +165,7 @@ func TestAuditAppendFailsAfterTheWrite(t *testing.T) {
 			t.Fatalf("create after recovery: %d %s", st, b)
 		}
 		var outage []audit.Event
-		err := audit.OnRows(db).ScanAudit(ctx, n.loadCfg().Node, 0, func(e audit.Event) error {
+		err := audit.OnRows(db).ScanAudit(ctx, n.Config().Node, 0, func(e audit.Event) error {
 			if e.Action == audit.ActionOutage {
 				outage = append(outage, e)
 			}
@@ -177,8 +177,8 @@ func TestAuditAppendFailsAfterTheWrite(t *testing.T) {
 		if len(outage) != 1 || outage[0].Count != 1 || !strings.Contains(outage[0].Reason, "up to 1 events") {
 			t.Fatalf("outage events: %+v; want one counting the 1 event lost", outage)
 		}
-		n.stop()
-		if got, err := app.VerifyAudit(ctx, n.loadCfg()); err != nil || got == 0 {
+		n.Stop()
+		if got, err := app.VerifyAudit(ctx, n.Config()); err != nil || got == 0 {
 			t.Fatalf("audit verify: %d, %v", got, err)
 		}
 	})

@@ -33,7 +33,7 @@ func TestAuditKeyRotationWhileServing(t *testing.T) {
 			file := filepath.Join(t.TempDir(), "audit.jsonl")
 			n := start(t, b, "COFFER_AUDIT_FILE="+file, "COFFER_AUDIT_CHECKPOINT_EVERY=10")
 			ctx := context.Background()
-			tok := n.token(n.init.ClientID, n.init.ClientSecret)
+			tok := n.Token(n.Init.ClientID, n.Init.ClientSecret)
 			get := func() {
 				t.Helper()
 				if st, _, body := n.do("GET", "/v1/collections", tok, "", nil); st != 200 {
@@ -105,9 +105,9 @@ func TestAuditKeyRotationWhileServing(t *testing.T) {
 				t.Fatalf("events by HMAC key version: %v", byVersion)
 			}
 
-			n.stop() // flushes and signs the final checkpoint
+			n.Stop() // flushes and signs the final checkpoint
 			db := n.openStore()
-			cfg := n.loadCfg()
+			cfg := n.Config()
 			var stored int
 			var lastV2 audit.Event
 			hmacV := uint32(1)

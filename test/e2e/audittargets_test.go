@@ -76,10 +76,10 @@ func (a *auditTrail) event(rid string) listedEvent {
 // call is tried again.
 func (n *node) wrappingKey(tok string) []byte {
 	n.t.Helper()
-	patient := *n.raw
+	patient := *n.HTTP
 	patient.Timeout = 5 * time.Minute
 	for try := 0; ; try++ {
-		req, err := http.NewRequest("GET", n.url+"/v1/keys/wrapping_key", nil)
+		req, err := http.NewRequest("GET", n.URL+"/v1/keys/wrapping_key", nil)
 		if err != nil {
 			n.t.Fatal(err)
 		}
@@ -111,7 +111,7 @@ func TestAuditEventsNameTheirTargets(t *testing.T) {
 		t.Run(b.Name, func(t *testing.T) {
 			t.Parallel()
 			n := startWith(t, b, app.Options{RetireAfter: -1})
-			tok := n.token(n.init.ClientID, n.init.ClientSecret)
+			tok := n.Token(n.Init.ClientID, n.Init.ClientSecret)
 			trail := &auditTrail{n: n, token: tok, since: time.Now().Add(-time.Minute)}
 			var secrets []string // what no event may hold
 			call := func(method, path, token string, body any, want int) (listedEvent, []byte) {

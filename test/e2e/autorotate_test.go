@@ -26,8 +26,8 @@ func TestAutoRotateByUses(t *testing.T) {
 			t.Parallel()
 			n := start(t, b, "COFFER_KEYS_ROTATE_AFTER_USES=12", "COFFER_KEYS_ROTATE_CHECK_INTERVAL=100ms")
 			ctx := context.Background()
-			n.serveMetrics()
-			if err := n.admin.CreateCollection(ctx, customers); err != nil {
+			n.ServeMetrics()
+			if err := n.Admin.CreateCollection(ctx, customers); err != nil {
 				t.Fatal(err)
 			}
 			const ssn = "123-45-6789"
@@ -37,7 +37,7 @@ func TestAutoRotateByUses(t *testing.T) {
 				if len(want) == 0 {
 					data["ssn"] = ssn
 				}
-				id, err := n.admin.CreateRecord(ctx, "customers", client.NewRecord{Owner: "o", Data: data})
+				id, err := n.Admin.CreateRecord(ctx, "customers", client.NewRecord{Owner: "o", Data: data})
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -46,7 +46,7 @@ func TestAutoRotateByUses(t *testing.T) {
 			readAll := func(when string) {
 				t.Helper()
 				for id, email := range want {
-					r, err := n.admin.GetRecord(ctx, "customers", id)
+					r, err := n.Admin.GetRecord(ctx, "customers", id)
 					if err != nil || r.Data["email"] != email {
 						t.Fatalf("%s: record %s: %v %v", when, id, err, r)
 					}
@@ -75,7 +75,7 @@ func TestAutoRotateByUses(t *testing.T) {
 			// whose email stays.
 			var first, other string
 			for id := range want {
-				if r, err := n.admin.GetRecord(ctx, "customers", id); err == nil && r.Data["ssn"] != nil {
+				if r, err := n.Admin.GetRecord(ctx, "customers", id); err == nil && r.Data["ssn"] != nil {
 					first = id
 				} else {
 					other = id
@@ -83,7 +83,7 @@ func TestAutoRotateByUses(t *testing.T) {
 			}
 			for i := range 3 {
 				email := "rot-" + string(rune('c'+i)) + "@example.com"
-				if err := n.admin.UpdateRecord(ctx, "customers", first, map[string]any{"email": email}); err != nil {
+				if err := n.Admin.UpdateRecord(ctx, "customers", first, map[string]any{"email": email}); err != nil {
 					t.Fatal(err)
 				}
 				want[first] = email
@@ -99,7 +99,7 @@ func TestAutoRotateByUses(t *testing.T) {
 				return v[2] == 3 && len(v) == 1
 			})
 			readAll("after the rewrap")
-			if hits, err := n.admin.Search(ctx, "customers", map[string]any{"email": want[other]}, 10); err != nil || len(hits) != 1 {
+			if hits, err := n.Admin.Search(ctx, "customers", map[string]any{"email": want[other]}, 10); err != nil || len(hits) != 1 {
 				t.Fatalf("search after rewrap: %v %v", hits, err)
 			}
 			// The rewrap sealed 3 values and 2 seals under version 2: not
@@ -109,7 +109,7 @@ func TestAutoRotateByUses(t *testing.T) {
 				t.Fatalf("rotated again: %d versions", len(ks))
 			}
 
-			logs := n.logs.String()
+			logs := n.Logs.String()
 			if !strings.Contains(logs, `"msg":"data key rotated automatically","key_id":"collection/customers","from_version":1,"to_version":2,"reason":"uses"`) {
 				t.Errorf("rotation not logged:\n%s", logs)
 			}
@@ -140,14 +140,14 @@ func TestAutoRotateKeyWithTooManyValues(t *testing.T) {
 			t.Parallel()
 			n := start(t, b, "COFFER_KEYS_ROTATE_AFTER_USES=8", "COFFER_KEYS_ROTATE_CHECK_INTERVAL=100ms")
 			ctx := context.Background()
-			n.serveMetrics()
-			if err := n.admin.CreateCollection(ctx, customers); err != nil {
+			n.ServeMetrics()
+			if err := n.Admin.CreateCollection(ctx, customers); err != nil {
 				t.Fatal(err)
 			}
 			want := map[string]string{}
 			for i := range 4 { // 8 values and 4 records' seals, each sealed once
 				email := "many-" + string(rune('a'+i)) + "@example.com"
-				id, err := n.admin.CreateRecord(ctx, "customers", client.NewRecord{Owner: "o",
+				id, err := n.Admin.CreateRecord(ctx, "customers", client.NewRecord{Owner: "o",
 					Data: map[string]any{"email": email, "name": "Many " + string(rune('A'+i))}})
 				if err != nil {
 					t.Fatal(err)
@@ -170,7 +170,7 @@ func TestAutoRotateKeyWithTooManyValues(t *testing.T) {
 			})
 			const warning = "split the collection or raise keys.rotate_after_uses"
 			waitFor(t, "the warning that the key holds too many values", func() bool {
-				return strings.Contains(n.logs.String(), warning)
+				return strings.Contains(n.Logs.String(), warning)
 			})
 			time.Sleep(time.Second) // about ten more checks
 			ks := keyVersions()
@@ -186,13 +186,13 @@ func TestAutoRotateKeyWithTooManyValues(t *testing.T) {
 				t.Fatalf("version 2: %d uses, %d rewrap uses; want 12, of which at most 3 not rewraps", ks[1].Uses, ks[1].RewrapUses)
 			}
 			for id, email := range want {
-				r, err := n.admin.GetRecord(ctx, "customers", id)
+				r, err := n.Admin.GetRecord(ctx, "customers", id)
 				if err != nil || r.Data["email"] != email {
 					t.Fatalf("record %s: %v %v", id, err, r)
 				}
 			}
 
-			logs := n.logs.String()
+			logs := n.Logs.String()
 			if c := strings.Count(logs, `"reason":"uses"`); c != 1 {
 				t.Errorf("%d rotations by uses logged, want 1", c)
 			}

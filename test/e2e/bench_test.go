@@ -39,12 +39,12 @@ func BenchmarkRecordHTTPS(b *testing.B) {
 		b.Run(be.Name, func(b *testing.B) {
 			n := start(b, be, "COFFER_LIMITS_RATE_LIMIT=0")
 			ctx := context.Background()
-			if err := n.admin.CreateCollection(ctx, customers); err != nil {
+			if err := n.Admin.CreateCollection(ctx, customers); err != nil {
 				b.Fatal(err)
 			}
 			rec := client.NewRecord{Owner: "u1", Data: map[string]any{"name": "Ada Lovelace", "email": "ada@example.com",
 				"card_number": "4111111111111111", "ssn": "123-45-6789"}}
-			id, err := n.admin.CreateRecord(ctx, "customers", rec)
+			id, err := n.Admin.CreateRecord(ctx, "customers", rec)
 			if err != nil {
 				b.Fatal(err)
 			}
@@ -52,7 +52,7 @@ func BenchmarkRecordHTTPS(b *testing.B) {
 				b.SetParallelism(16)
 				b.RunParallel(func(pb *testing.PB) {
 					for pb.Next() {
-						if _, err := n.admin.CreateRecord(ctx, "customers", rec); err != nil {
+						if _, err := n.Admin.CreateRecord(ctx, "customers", rec); err != nil {
 							b.Error(err)
 							return
 						}
@@ -64,7 +64,7 @@ func BenchmarkRecordHTTPS(b *testing.B) {
 				b.SetParallelism(16)
 				b.RunParallel(func(pb *testing.PB) {
 					for pb.Next() {
-						if _, err := n.admin.GetRecord(ctx, "customers", id); err != nil {
+						if _, err := n.Admin.GetRecord(ctx, "customers", id); err != nil {
 							fails.Add(1)
 						}
 					}
@@ -96,7 +96,7 @@ func BenchmarkTokenizeBatchHTTPS(b *testing.B) {
 				b.SetParallelism(2)
 				b.RunParallel(func(pb *testing.PB) {
 					for pb.Next() {
-						if _, err := n.admin.Tokenize(ctx, items); err != nil {
+						if _, err := n.Admin.Tokenize(ctx, items); err != nil {
 							b.Error(err)
 							return
 						}
@@ -113,7 +113,7 @@ func BenchmarkTokenizeBatchHTTPS(b *testing.B) {
 // plaintexts.
 func transitBench(b *testing.B, be storetest.Backend) (*node, string, []map[string]string) {
 	n := start(b, be, "COFFER_LIMITS_RATE_LIMIT=0")
-	tok := n.token(n.init.ClientID, n.init.ClientSecret)
+	tok := n.Token(n.Init.ClientID, n.Init.ClientSecret)
 	if st, _, body := n.postJSON("/v1/keys", tok, map[string]any{"name": "payments"}); st != 201 {
 		b.Fatalf("create key: %d %s", st, body)
 	}
@@ -241,7 +241,7 @@ func BenchmarkAuditCost(b *testing.B) {
 					b.SetParallelism(max(clients/runtime.GOMAXPROCS(0), 1))
 					b.RunParallel(func(pb *testing.PB) {
 						for pb.Next() {
-							if _, err := t.n.admin.GetRecord(ctx, "customers", t.id); err != nil {
+							if _, err := t.n.Admin.GetRecord(ctx, "customers", t.id); err != nil {
 								fails.Add(1)
 							}
 						}
@@ -337,10 +337,10 @@ type readTarget struct {
 // read.
 func newReadTarget(b *testing.B, n *node) *readTarget {
 	ctx := context.Background()
-	if err := n.admin.CreateCollection(ctx, customers); err != nil {
+	if err := n.Admin.CreateCollection(ctx, customers); err != nil {
 		b.Fatal(err)
 	}
-	id, err := n.admin.CreateRecord(ctx, "customers", client.NewRecord{Owner: "u1", Data: map[string]any{
+	id, err := n.Admin.CreateRecord(ctx, "customers", client.NewRecord{Owner: "u1", Data: map[string]any{
 		"name": "Ada Lovelace", "email": "ada@example.com", "card_number": "4111111111111111", "ssn": "123-45-6789"}})
 	if err != nil {
 		b.Fatal(err)
@@ -362,7 +362,7 @@ func (t *readTarget) run(b *testing.B, clients, reads int) {
 	for range clients {
 		wg.Go(func() {
 			for left.Add(-1) >= 0 {
-				if _, err := t.n.admin.GetRecord(ctx, "customers", t.id); err != nil {
+				if _, err := t.n.Admin.GetRecord(ctx, "customers", t.id); err != nil {
 					fails.Add(1)
 				}
 			}

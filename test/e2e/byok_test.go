@@ -47,7 +47,7 @@ func openTransit(t *testing.T, key []byte, name, ct string, bound []byte) []byte
 // the test. Refusals, access and a restart are checked too.
 func TestTransitBYOKImport(t *testing.T) {
 	forEachBackend(t, func(t *testing.T, n *node) {
-		tok := n.token(n.init.ClientID, n.init.ClientSecret)
+		tok := n.Token(n.Init.ClientID, n.Init.ClientSecret)
 		wrappingKey := func(tok string) string {
 			t.Helper()
 			st, _, b := n.do("GET", "/v1/keys/wrapping_key", tok, "", nil)
@@ -141,14 +141,14 @@ func TestTransitBYOKImport(t *testing.T) {
 		}
 
 		// Without admin on keys: 403 for both.
-		if err := n.admin.PutPolicy(context.Background(), []byte(accessPolicy), "yaml"); err != nil {
+		if err := n.Admin.PutPolicy(context.Background(), []byte(accessPolicy), "yaml"); err != nil {
 			t.Fatal(err)
 		}
-		sup, err := n.admin.CreateClient(context.Background(), "support-desk", []string{"support"}, nil)
+		sup, err := n.Admin.CreateClient(context.Background(), "support-desk", []string{"support"}, nil)
 		if err != nil {
 			t.Fatal(err)
 		}
-		supTok := n.token(sup.ClientID, sup.ClientSecret)
+		supTok := n.Token(sup.ClientID, sup.ClientSecret)
 		st, h, b = n.do("GET", "/v1/keys/wrapping_key", supTok, "", nil)
 		problem(st, h, b, 403, "")
 		st, h, b = n.postJSON("/v1/keys/other/import", supTok, map[string]any{"ciphertext": byokWrap(t, pub, key)})
@@ -201,13 +201,13 @@ func TestTransitBYOKImport(t *testing.T) {
 				t.Errorf("no audit event %q (have %v)", want, seen)
 			}
 		}
-		if strings.Contains(n.logs.String(), base64.StdEncoding.EncodeToString(key)) || strings.Contains(n.logs.String(), string(key)) {
+		if strings.Contains(n.Logs.String(), base64.StdEncoding.EncodeToString(key)) || strings.Contains(n.Logs.String(), string(key)) {
 			t.Error("the log holds the imported key")
 		}
 
 		// A restart keeps the wrapping key and the imported key.
-		n.restart()
-		tok = n.token(n.init.ClientID, n.init.ClientSecret)
+		n.Restart()
+		tok = n.Token(n.Init.ClientID, n.Init.ClientSecret)
 		if got := wrappingKey(tok); got != pub {
 			t.Fatal("the wrapping key changed across a restart")
 		}

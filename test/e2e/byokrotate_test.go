@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cofferhq/coffer/internal/testclock"
 	"github.com/cofferhq/coffer/internal/transit/transittest"
 )
 
@@ -16,11 +17,11 @@ import (
 // transit.byok.allow_sha1 is set.
 func TestBYOKWrappingKeyRotationAndSHA1(t *testing.T) {
 	forEachBackend(t, func(t *testing.T, n *node) {
-		clock := &offsetClock{}
-		n.stop()
-		n.env = append(n.env, "COFFER_TRANSIT_BYOK_WRAPPING_KEY_ROTATE_AFTER=2h")
+		clock := &testclock.Offset{}
+		n.Stop()
+		n.Env = append(n.Env, "COFFER_TRANSIT_BYOK_WRAPPING_KEY_ROTATE_AFTER=2h")
 		n.serveAt("127.0.0.1:0", clock.Now)
-		tok := func() string { return n.token(n.init.ClientID, n.init.ClientSecret) }
+		tok := func() string { return n.Token(n.Init.ClientID, n.Init.ClientSecret) }
 		type wk struct {
 			PublicKey string     `json:"public_key"`
 			Version   uint32     `json:"version"`
@@ -85,8 +86,8 @@ func TestBYOKWrappingKeyRotationAndSHA1(t *testing.T) {
 		}
 
 		// Opted in, SHA-1 is accepted.
-		n.stop()
-		n.env = append(n.env, "COFFER_TRANSIT_BYOK_ALLOW_SHA1=true")
+		n.Stop()
+		n.Env = append(n.Env, "COFFER_TRANSIT_BYOK_ALLOW_SHA1=true")
 		n.serveAt("127.0.0.1:0", clock.Now)
 		if st, detail := importKey("sha1", map[string]any{"ciphertext": sha1Wrap(get()), "hash_function": "SHA1"}); st != 201 {
 			t.Fatalf("a SHA-1 import with allow_sha1: %d %q", st, detail)

@@ -24,7 +24,7 @@ func (n *node) cliRun(t *testing.T, cfgDir, stdin string, args ...string) (strin
 	var out, errOut bytes.Buffer
 	env := map[string]string{"COFFER_CONFIG_DIR": cfgDir}
 	cli.AddCommands(root, cli.Env{Stdin: strings.NewReader(stdin), Stdout: &out, Stderr: &errOut,
-		Getenv: func(k string) string { return env[k] }, Transport: n.contract.Transport}, cli.OfflinePolicy{})
+		Getenv: func(k string) string { return env[k] }, Transport: n.Contract.Transport}, cli.OfflinePolicy{})
 	root.SetArgs(args)
 	root.SetOut(&out)
 	root.SetErr(&errOut)
@@ -57,14 +57,14 @@ func TestCLI(t *testing.T) {
 			t.Fatalf("clients list before login: %v", err)
 		}
 		// A wrong secret is refused and saves nothing.
-		if _, _, err := n.cliRun(t, cfg, "wrong\n", "login", "--url", n.url, "--ca-file", n.init.CACert, "--client-id", n.init.ClientID); err == nil {
+		if _, _, err := n.cliRun(t, cfg, "wrong\n", "login", "--url", n.URL, "--ca-file", n.Init.CACert, "--client-id", n.Init.ClientID); err == nil {
 			t.Fatal("login with a wrong secret succeeded")
 		}
 		if _, err := os.Stat(filepath.Join(cfg, "profiles", "default")); err == nil {
 			t.Fatal("a refused login saved a profile")
 		}
-		out := n.mustCLI(t, cfg, n.init.ClientSecret+"\n", nil, "login", "--url", n.url, "--ca-file", n.init.CACert, "--client-id", n.init.ClientID)
-		if !strings.Contains(out, "logged in") || strings.Contains(out, n.init.ClientSecret) {
+		out := n.mustCLI(t, cfg, n.Init.ClientSecret+"\n", nil, "login", "--url", n.URL, "--ca-file", n.Init.CACert, "--client-id", n.Init.ClientID)
+		if !strings.Contains(out, "logged in") || strings.Contains(out, n.Init.ClientSecret) {
 			t.Fatalf("login said %q", out)
 		}
 		for path, want := range map[string]os.FileMode{"profiles/default/secret": 0o600, "profiles/default": 0o700, ".": 0o700} {
@@ -74,7 +74,7 @@ func TestCLI(t *testing.T) {
 			}
 		}
 
-		if err := n.admin.CreateCollection(ctx, client.Collection{Name: "people", Fields: []client.Field{
+		if err := n.Admin.CreateCollection(ctx, client.Collection{Name: "people", Fields: []client.Field{
 			{Name: "name", Type: "string"}, {Name: "email", Type: "email", Searchable: true}}}); err != nil {
 			t.Fatal(err)
 		}
@@ -138,7 +138,7 @@ func TestCLI(t *testing.T) {
 		if _, errOut, err := n.cliRun(t, cfg, "", "policy", "apply", bad); client.StatusCode(err) != 422 || !strings.Contains(errOut, "fly") {
 			t.Fatalf("bad policy: %v %q", err, errOut)
 		}
-		if _, _, err := n.cliRun(t, cfg, "", "policy", "get", "--data-dir", n.dir); err == nil {
+		if _, _, err := n.cliRun(t, cfg, "", "policy", "get", "--data-dir", n.Dir); err == nil {
 			t.Fatal("policy get --data-dir took the API path")
 		}
 

@@ -63,10 +63,9 @@ func copyDataDir(t testing.TB, from string) string {
 // copy the data directory to a second node, same database URL".
 func (n *node) copyNode(env ...string) *node {
 	n.t.Helper()
-	m := &node{t: n.t, dir: copyDataDir(n.t, n.dir), backend: n.backend, init: n.init, logs: &syncBuffer{},
-		env: append(append([]string(nil), n.env...), env...), opts: n.opts}
-	m.serve("127.0.0.1:0")
-	n.t.Cleanup(m.stop)
+	m := &node{Server: n.Peer(env...), t: n.t}
+	m.Dir = copyDataDir(n.t, n.Dir)
+	m.Serve("127.0.0.1:0")
 	return m
 }
 
@@ -111,7 +110,7 @@ func (n *node) sysNodes(token string) []nodeView {
 	n.t.Helper()
 	st, _, b := n.do("GET", "/v1/sys/nodes", token, "", nil)
 	if st != 200 {
-		n.t.Fatalf("GET /v1/sys/nodes on %s: %d %s", n.addr, st, b)
+		n.t.Fatalf("GET /v1/sys/nodes on %s: %d %s", n.Addr, st, b)
 	}
 	var out struct {
 		Nodes []nodeView `json:"nodes"`
@@ -130,14 +129,14 @@ func TestClusterFromACopiedDataDir(t *testing.T) {
 	a := startWith(t, postgres(), clusterOpts)
 	b := a.copyNode("COFFER_PUBLIC_URL=https://node-b.invalid:8443")
 
-	ta, tb := a.token(a.init.ClientID, a.init.ClientSecret), b.token(a.init.ClientID, a.init.ClientSecret)
+	ta, tb := a.Token(a.Init.ClientID, a.Init.ClientSecret), b.Token(a.Init.ClientID, a.Init.ClientSecret)
 	for i := range 20 {
 		for _, c := range []struct {
 			n     *node
 			token string
 		}{{a, tb}, {b, ta}, {a, ta}, {b, tb}} {
 			if st, _, body := c.n.do("GET", "/v1/collections", c.token, "", nil); st != 200 {
-				t.Fatalf("request %d on %s: %d %s", i, c.n.addr, st, body)
+				t.Fatalf("request %d on %s: %d %s", i, c.n.Addr, st, body)
 			}
 		}
 	}
@@ -165,11 +164,11 @@ func TestClusterFromACopiedDataDir(t *testing.T) {
 		t.Fatalf("self marks: %q on a, %q on b", selfA, selfB)
 	}
 	// The id is kept: a restart keeps it, and config.Load reads it back.
-	b.restart()
+	b.Restart()
 	if again := selfOf(t, b.sysNodes(ta)); again != selfB {
 		t.Fatalf("b's id after a restart: %q, was %q", again, selfB)
 	}
-	cfg, err := config.Load(b.dir, b.env)
+	cfg, err := config.Load(b.Dir, b.Env)
 	if err != nil || cfg.Node != selfB {
 		t.Fatalf("config.Load node = %q, %v; want %q", cfg.Node, err, selfB)
 	}
@@ -191,12 +190,12 @@ func TestClusterFromACopiedDataDir(t *testing.T) {
 	if ia, ib := issuer(a), issuer(b); ia != ib || ia == "" {
 		t.Fatalf("issuers differ: %q and %q", ia, ib)
 	}
-	if strings.Contains(a.logs.String()+b.logs.String(), "audit batch failed") {
+	if strings.Contains(a.Logs.String()+b.Logs.String(), "audit batch failed") {
 		t.Fatal("an audit batch failed: the nodes collided on a chain")
 	}
 
 	// Every node's chain verifies.
-	acfg, err := config.Load(a.dir, a.env)
+	acfg, err := config.Load(a.Dir, a.Env)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -223,8 +222,8 @@ func selfOf(t *testing.T, vs []nodeView) string {
 // the lease runs out.
 func TestClusterRefusesASharedNodeID(t *testing.T) {
 	a := startWith(t, postgres(), clusterOpts, "COFFER_NODE=shared-node")
-	dir := copyDataDir(t, a.dir)
-	_, _, err := openServer(t, dir, clusterOpts, append(a.env, "COFFER_NODE=shared-node")...)
+	dir := copyDataDir(t, a.Dir)
+	_, _, err := openServer(t, dir, clusterOpts, append(a.Env, "COFFER_NODE=shared-node")...)
 	var inUse *cluster.InUseError
 	if !errors.As(err, &inUse) || !errors.Is(err, cluster.ErrNodeInUse) {
 		t.Fatalf("a second node with a live node's id: %v", err)
@@ -235,19 +234,19 @@ func TestClusterRefusesASharedNodeID(t *testing.T) {
 		}
 	}
 	// The holder keeps serving.
-	tok := a.token(a.init.ClientID, a.init.ClientSecret)
+	tok := a.Token(a.Init.ClientID, a.Init.ClientSecret)
 	if st, _, body := a.do("GET", "/v1/collections", tok, "", nil); st != 200 {
 		t.Fatalf("the holder after the refusal: %d %s", st, body)
 	}
 
 	// A clean stop releases the id.
-	a.stop()
-	if _, _, err := openServer(t, dir, clusterOpts, append(a.env, "COFFER_NODE=shared-node")...); err != nil {
+	a.Stop()
+	if _, _, err := openServer(t, dir, clusterOpts, append(a.Env, "COFFER_NODE=shared-node")...); err != nil {
 		t.Fatalf("the id of a stopped node: %v", err)
 	}
 
 	// A holder that died: its row stays leased, nobody renews it.
-	cfg, err := config.Load(a.dir, a.env)
+	cfg, err := config.Load(a.Dir, a.Env)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -257,7 +256,7 @@ func TestClusterRefusesASharedNodeID(t *testing.T) {
 		VALUES ('dead-node', 'gone', 'elsewhere', 'v0', 15, $1, $1, $2)`, now.UnixMicro(), now.Add(time.Second).UnixMicro()); err != nil {
 		t.Fatal(err)
 	}
-	if _, _, err := openServer(t, copyDataDir(t, a.dir), clusterOpts, append(a.env, "COFFER_NODE=dead-node")...); err != nil {
+	if _, _, err := openServer(t, copyDataDir(t, a.Dir), clusterOpts, append(a.Env, "COFFER_NODE=dead-node")...); err != nil {
 		t.Fatalf("the id of a dead node, once its lease ran out: %v", err)
 	}
 }
@@ -267,11 +266,11 @@ func TestClusterRefusesASharedNodeID(t *testing.T) {
 func TestSysNodesIsPolicyDecidedAndAudited(t *testing.T) {
 	forEachBackend(t, func(t *testing.T, n *node) {
 		id, secret := n.newServiceClient("viewer", "viewer")
-		tok := n.token(id, secret)
+		tok := n.Token(id, secret)
 		if st, _, body := n.do("GET", "/v1/sys/nodes", tok, "", nil); st != 403 {
 			t.Fatalf("without read on nodes: %d %s", st, body)
 		}
-		admin := n.token(n.init.ClientID, n.init.ClientSecret)
+		admin := n.Token(n.Init.ClientID, n.Init.ClientSecret)
 		vs := n.sysNodes(admin)
 		if len(vs) != 1 || !vs[0].Self {
 			t.Fatalf("one node, itself: %+v", vs)
@@ -303,9 +302,9 @@ func TestSysNodesIsPolicyDecidedAndAudited(t *testing.T) {
 // restarts, in the data directory, and lists itself.
 func TestNodeIDOnSQLite(t *testing.T) {
 	n := startWith(t, storetest.Backends()[0], clusterOpts)
-	admin := n.token(n.init.ClientID, n.init.ClientSecret)
+	admin := n.Token(n.Init.ClientID, n.Init.ClientSecret)
 	first := selfOf(t, n.sysNodes(admin))
-	b, err := os.ReadFile(filepath.Join(n.dir, cluster.IDFileName))
+	b, err := os.ReadFile(filepath.Join(n.Dir, cluster.IDFileName))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -315,9 +314,9 @@ func TestNodeIDOnSQLite(t *testing.T) {
 	if err := json.Unmarshal(b, &f); err != nil || f.Node != first {
 		t.Fatalf("node-id file %s: %v, served as %q", b, err, first)
 	}
-	n.restart()
+	n.Restart()
 	// Through the Go SDK.
-	nodes, err := n.admin.Nodes(context.Background())
+	nodes, err := n.Admin.Nodes(context.Background())
 	if err != nil || len(nodes) != 1 || !nodes[0].Self || nodes[0].Node != first || nodes[0].LastHeartbeat.IsZero() {
 		t.Fatalf("client Nodes after restart = %+v, %v; want %q", nodes, err, first)
 	}

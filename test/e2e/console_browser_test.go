@@ -39,7 +39,7 @@ func TestConsoleBrowser(t *testing.T) {
 		shots = t.TempDir()
 	}
 	n := start(t, storetest.Backends()[0])
-	tok := n.token(n.init.ClientID, n.init.ClientSecret)
+	tok := n.Token(n.Init.ClientID, n.Init.ClientSecret)
 	st, _, body := n.postJSON("/v1/collections", tok, map[string]any{"name": "customers", "fields": []map[string]any{
 		{"name": "name", "type": "string"}, {"name": "email", "type": "email", "searchable": true},
 		{"name": "card_number", "type": "card_number"}, {"name": "ssn", "type": "ssn"}}})
@@ -64,7 +64,7 @@ func TestConsoleBrowser(t *testing.T) {
       actions: [read, search]
       fields: {email: masked, card_number: masked, ssn: deny, "*": plain}
 `
-	if err := n.admin.PutPolicy(context.Background(), []byte(policy), "yaml"); err != nil {
+	if err := n.Admin.PutPolicy(context.Background(), []byte(policy), "yaml"); err != nil {
 		t.Fatal(err)
 	}
 	n.newUser("alice", "admin", "support")
@@ -76,7 +76,7 @@ func TestConsoleBrowser(t *testing.T) {
 
 	// Trust the server's key as Chromium would a certificate from its own
 	// store: with certificate errors merely ignored, it keeps no Secure cookie.
-	hres, err := n.raw.Get(n.url + "/healthz")
+	hres, err := n.HTTP.Get(n.URL + "/healthz")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -136,7 +136,7 @@ func TestConsoleBrowser(t *testing.T) {
 			if png, err := chromedp.Run(sctx, chromedp.FullScreenshot(100)); err == nil {
 				_ = os.WriteFile(filepath.Join(shots, "failed-"+what+".png"), png, 0o600)
 			}
-			for _, l := range strings.Split(n.logs.String(), "\n") {
+			for _, l := range strings.Split(n.Logs.String(), "\n") {
 				if strings.Contains(l, "console") {
 					t.Log(l)
 				}
@@ -179,7 +179,7 @@ func TestConsoleBrowser(t *testing.T) {
 	css := func(s string) chromedp.CSS { return chromedp.CSS(s) }
 
 	// Sign-in, by keyboard: the skip link first, then the fields, Enter submits.
-	run("sign-in page", chromedp.Navigate(n.url+"/ui/login"), chromedp.WaitVisible(chromedp.ID("username")),
+	run("sign-in page", chromedp.Navigate(n.URL+"/ui/login"), chromedp.WaitVisible(chromedp.ID("username")),
 		unlabelled("sign-in"), shot("01-sign-in"))
 	run("password", chromedp.SendKeys(chromedp.ID("username"), "alice"),
 		chromedp.SendKeys(chromedp.ID("password"), userPassword+"\r"),
@@ -191,7 +191,7 @@ func TestConsoleBrowser(t *testing.T) {
 	run("code", chromedp.SendKeys(chromedp.ID("code"), code+"\r"),
 		chromedp.WaitVisible(css(".counters")), unlabelled("overview"), shot("03-overview"))
 	// By keyboard: the first Tab stop is the skip link, which leads to the content.
-	run("tab", chromedp.Navigate(n.url+"/ui/overview"), chromedp.WaitVisible(css(".counters")), chromedp.KeyEvent(kb.Tab))
+	run("tab", chromedp.Navigate(n.URL+"/ui/overview"), chromedp.WaitVisible(css(".counters")), chromedp.KeyEvent(kb.Tab))
 	if active := get("tab", chromedp.Evaluate[string](`document.activeElement.className`)); active != "skip" {
 		t.Errorf("the first Tab stop is %q, want the skip link", active)
 	}
@@ -205,27 +205,27 @@ func TestConsoleBrowser(t *testing.T) {
 	}
 	t.Logf("overview first contentful paint: %.0f ms after navigation start", paint)
 
-	run("audit", chromedp.Navigate(n.url+"/ui/audit?range=24h"), chromedp.WaitVisible(css("table.events")),
+	run("audit", chromedp.Navigate(n.URL+"/ui/audit?range=24h"), chromedp.WaitVisible(css("table.events")),
 		chromedp.Click(css("table.events details summary")), unlabelled("audit"), shot("04-audit"))
-	run("security", chromedp.Navigate(n.url+"/ui/security"), chromedp.WaitVisible(chromedp.ID("lift-principal")),
+	run("security", chromedp.Navigate(n.URL+"/ui/security"), chromedp.WaitVisible(chromedp.ID("lift-principal")),
 		unlabelled("security"), shot("05-security"))
-	run("records", chromedp.Navigate(n.url+"/ui/records?c=customers&id="+rec.ID), chromedp.WaitVisible(css("table.record")),
+	run("records", chromedp.Navigate(n.URL+"/ui/records?c=customers&id="+rec.ID), chromedp.WaitVisible(css("table.record")),
 		unlabelled("records"), shot("06-records"))
 	// alice holds admin, whose rule shows every field plain.
 	if text := get("record", chromedp.Text(css("table.record"))); !strings.Contains(text, "ada@example.com") {
 		t.Errorf("record as admin: %q", text)
 	}
-	run("policy", chromedp.Navigate(n.url+"/ui/policy"), chromedp.WaitVisible(chromedp.ID("doc")),
+	run("policy", chromedp.Navigate(n.URL+"/ui/policy"), chromedp.WaitVisible(chromedp.ID("doc")),
 		chromedp.SendKeys(chromedp.ID("doc"), "\n  broken: ["),
 		chromedp.WaitVisible(css("#problems li")), unlabelled("policy"), shot("07-policy"))
 	if text := get("problems", chromedp.Text(chromedp.ID("problems"))); text == "" {
 		t.Error("validation as you type listed no problem for a broken document")
 	}
-	run("explain", chromedp.Navigate(n.url+"/ui/policy"), chromedp.WaitVisible(chromedp.ID("ck-roles")),
+	run("explain", chromedp.Navigate(n.URL+"/ui/policy"), chromedp.WaitVisible(chromedp.ID("ck-roles")),
 		chromedp.SendKeys(chromedp.ID("ck-roles"), "support"), chromedp.SetValue(chromedp.ID("ck-resource"), "collections/customers"),
 		chromedp.SendKeys(chromedp.ID("ck-fields"), "email, ssn, name\r"),
 		chromedp.WaitVisible(css(".result")), shot("08-policy-explain"))
-	run("admin", chromedp.Navigate(n.url+"/ui/admin"), chromedp.WaitVisible(chromedp.ID("cl-name")),
+	run("admin", chromedp.Navigate(n.URL+"/ui/admin"), chromedp.WaitVisible(chromedp.ID("cl-name")),
 		chromedp.SendKeys(chromedp.ID("cl-name"), "billing-service\r"), chromedp.WaitVisible(chromedp.ID("secret-value")),
 		unlabelled("admin"), shot("09-admin"))
 
@@ -241,11 +241,11 @@ func TestConsoleBrowser(t *testing.T) {
 	run("sign out", chromedp.Click(css(`form[action="/ui/logout"] button`)), chromedp.WaitVisible(chromedp.ID("username")),
 		chromedp.SendKeys(chromedp.ID("username"), "bob"), chromedp.SendKeys(chromedp.ID("password"), userPassword+"\r"),
 		chromedp.WaitVisible(css("#sec")))
-	run("denied", chromedp.Navigate(n.url+"/ui/audit"), chromedp.WaitVisible(css(".error")), shot("10-denied"))
+	run("denied", chromedp.Navigate(n.URL+"/ui/audit"), chromedp.WaitVisible(css(".error")), shot("10-denied"))
 	if denied := get("denied", chromedp.Text(css(".error"))); !strings.Contains(denied, "Not allowed") {
 		t.Errorf("bob on the audit log: %q", denied)
 	}
-	run("masked record", chromedp.Navigate(n.url+"/ui/records?c=customers&id="+rec.ID), chromedp.WaitVisible(css("table.record")),
+	run("masked record", chromedp.Navigate(n.URL+"/ui/records?c=customers&id="+rec.ID), chromedp.WaitVisible(css("table.record")),
 		shot("11-records-masked"))
 	text := get("masked", chromedp.Text(css("table.record")))
 	for _, v := range []string{"ada@example.com", "4111 1111 1111 1111", "123-45-6789"} {
@@ -253,7 +253,7 @@ func TestConsoleBrowser(t *testing.T) {
 			t.Errorf("bob sees %q, which his policy masks or denies", v)
 		}
 	}
-	run("enrol", chromedp.Navigate(n.url+"/ui/account"), chromedp.WaitVisible(chromedp.ID("enrolment-code")),
+	run("enrol", chromedp.Navigate(n.URL+"/ui/account"), chromedp.WaitVisible(chromedp.ID("enrolment-code")),
 		chromedp.Click(css(`form[action="/ui/account/mfa"] button`)), chromedp.WaitVisible(css("svg.qr")),
 		unlabelled("account"), shot("12-enrol-totp"))
 

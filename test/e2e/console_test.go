@@ -33,7 +33,7 @@ func (n *node) consoleBrowser() *browserSession {
 	if err != nil {
 		n.t.Fatal(err)
 	}
-	return &browserSession{t: n.t, n: n, c: &http.Client{Jar: jar, Transport: n.raw.Transport, Timeout: 60 * time.Second}}
+	return &browserSession{t: n.t, n: n, c: &http.Client{Jar: jar, Transport: n.HTTP.Transport, Timeout: 60 * time.Second}}
 }
 
 var csrfRE = regexp.MustCompile(`name="csrf" value="([^"]+)"`)
@@ -69,7 +69,7 @@ func (b *browserSession) do(req *http.Request) (*http.Response, string) {
 
 func (b *browserSession) get(path string) (*http.Response, string) {
 	b.t.Helper()
-	req, err := http.NewRequest(http.MethodGet, b.n.url+path, nil)
+	req, err := http.NewRequest(http.MethodGet, b.n.URL+path, nil)
 	if err != nil {
 		b.t.Fatal(err)
 	}
@@ -80,18 +80,18 @@ func (b *browserSession) get(path string) (*http.Response, string) {
 // this origin and the given values (add "csrf" to send the token).
 func (b *browserSession) post(path string, form url.Values) (*http.Response, string) {
 	b.t.Helper()
-	req, err := http.NewRequest(http.MethodPost, b.n.url+path, strings.NewReader(form.Encode()))
+	req, err := http.NewRequest(http.MethodPost, b.n.URL+path, strings.NewReader(form.Encode()))
 	if err != nil {
 		b.t.Fatal(err)
 	}
 	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-	req.Header.Set("Origin", b.n.url)
+	req.Header.Set("Origin", b.n.URL)
 	return b.do(req)
 }
 
 // cookie returns the session cookie's value ("" when none).
 func (b *browserSession) cookie() string {
-	u, _ := url.Parse(b.n.url + "/")
+	u, _ := url.Parse(b.n.URL + "/")
 	for _, c := range b.c.Jar.Cookies(u) {
 		if c.Name == console.CookieName {
 			return c.Value
@@ -151,8 +151,8 @@ func TestConsoleSignIn(t *testing.T) {
 			t.Errorf("headers: %v", h)
 		}
 		// The cookie's attributes, as the server set them.
-		req, _ := http.NewRequest(http.MethodGet, n.url+"/ui/login", nil)
-		raw, err := n.raw.Do(req)
+		req, _ := http.NewRequest(http.MethodGet, n.URL+"/ui/login", nil)
+		raw, err := n.HTTP.Do(req)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -203,7 +203,7 @@ func TestConsoleSignIn(t *testing.T) {
 			t.Fatalf("after sign-out: %s", resp.Request.URL)
 		}
 		old := n.consoleBrowser()
-		u, _ := url.Parse(n.url + "/")
+		u, _ := url.Parse(n.URL + "/")
 		old.c.Jar.SetCookies(u, []*http.Cookie{{Name: console.CookieName, Value: signedIn, Path: "/"}})
 		if resp, _ := old.get("/ui/overview"); resp.Request.URL.Path != "/ui/login" {
 			t.Errorf("the signed-out session still works: %s", resp.Request.URL)
@@ -245,7 +245,7 @@ type consoleEvent struct {
 func (n *node) auditEvents(t testing.TB, q url.Values) []consoleEvent {
 	t.Helper()
 	q.Set("limit", "1000")
-	st, _, b := n.do("GET", "/v1/audit/events?"+q.Encode(), n.token(n.init.ClientID, n.init.ClientSecret), "", nil)
+	st, _, b := n.do("GET", "/v1/audit/events?"+q.Encode(), n.Token(n.Init.ClientID, n.Init.ClientSecret), "", nil)
 	if st != 200 {
 		t.Fatalf("GET /v1/audit/events: %d %s", st, b)
 	}
@@ -279,14 +279,14 @@ func TestConsoleCSRF(t *testing.T) {
 			}
 		}
 		// The right token from another origin.
-		req, _ := http.NewRequest(http.MethodPost, n.url+"/ui/security/lift",
+		req, _ := http.NewRequest(http.MethodPost, n.URL+"/ui/security/lift",
 			strings.NewReader(url.Values{"principal": {"x"}, "csrf": {token}}.Encode()))
 		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
 		req.Header.Set("Origin", "https://evil.example")
 		if resp, _ := b.do(req); resp.StatusCode != http.StatusForbidden {
 			t.Errorf("cross-origin: %d, want 403", resp.StatusCode)
 		}
-		req, _ = http.NewRequest(http.MethodPost, n.url+"/ui/security/lift",
+		req, _ = http.NewRequest(http.MethodPost, n.URL+"/ui/security/lift",
 			strings.NewReader(url.Values{"principal": {"x"}, "csrf": {token}}.Encode()))
 		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
 		req.Header.Set("Sec-Fetch-Site", "cross-site")
@@ -315,7 +315,7 @@ func TestConsoleCSRF(t *testing.T) {
 func TestConsolePolicyEnforced(t *testing.T) {
 	forEachBackend(t, func(t *testing.T, n *node) {
 		ctx := context.Background()
-		tok := n.token(n.init.ClientID, n.init.ClientSecret)
+		tok := n.Token(n.Init.ClientID, n.Init.ClientSecret)
 		st, _, body := n.postJSON("/v1/collections", tok, map[string]any{"name": "customers", "fields": []map[string]any{
 			{"name": "name", "type": "string"}, {"name": "email", "type": "email", "searchable": true},
 			{"name": "ssn", "type": "ssn"}}})
@@ -342,7 +342,7 @@ func TestConsolePolicyEnforced(t *testing.T) {
     - resources: ["policy"]
       actions: [read]
 `
-		if err := n.admin.PutPolicy(ctx, []byte(policyDoc), "yaml"); err != nil {
+		if err := n.Admin.PutPolicy(ctx, []byte(policyDoc), "yaml"); err != nil {
 			t.Fatal(err)
 		}
 		supID := n.newUser("helpdesk", "support")
@@ -375,7 +375,7 @@ func TestConsolePolicyEnforced(t *testing.T) {
 			}
 		}
 		_, page = b.get("/ui/admin")
-		if !strings.Contains(page, "Clients are not listed for you") || strings.Contains(page, n.init.ClientID) {
+		if !strings.Contains(page, "Clients are not listed for you") || strings.Contains(page, n.Init.ClientID) {
 			t.Errorf("admin page as support lists clients")
 		}
 		b.get("/ui/overview")
@@ -436,7 +436,7 @@ func TestConsolePolicyEnforced(t *testing.T) {
 		if resp.StatusCode != http.StatusUnprocessableEntity || !strings.Contains(page, "lock you out") {
 			t.Errorf("a self-lockout: %d", resp.StatusCode)
 		}
-		got, err := n.admin.GetPolicy(ctx)
+		got, err := n.Admin.GetPolicy(ctx)
 		if err != nil || string(got) != policyDoc {
 			t.Errorf("the policy changed: %v\n%s", err, got)
 		}
@@ -454,7 +454,7 @@ func TestConsolePolicyEnforced(t *testing.T) {
 		if resp.StatusCode != 200 || resp.Request.URL.Path != "/ui/policy" {
 			t.Errorf("save: %d %s", resp.StatusCode, resp.Request.URL)
 		}
-		if got, _ := n.admin.GetPolicy(ctx); !strings.Contains(string(got), "auditor") {
+		if got, _ := n.Admin.GetPolicy(ctx); !strings.Contains(string(got), "auditor") {
 			t.Errorf("the saved policy is not in force:\n%s", got)
 		}
 

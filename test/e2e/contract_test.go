@@ -28,7 +28,7 @@ func TestContractPublicAnswers(t *testing.T) {
 		if err != nil || u.Path != "/v1/oauth/introspect" {
 			t.Fatalf("introspection_endpoint %q", md.Introspection)
 		}
-		tok := n.token(n.init.ClientID, n.init.ClientSecret)
+		tok := n.Token(n.Init.ClientID, n.Init.ClientSecret)
 		st, _, b = n.do("POST", u.Path, tok, "application/x-www-form-urlencoded", strings.NewReader("token="+url.QueryEscape(tok)))
 		if st != 200 || !strings.Contains(string(b), `"active":true`) {
 			t.Fatalf("introspect: %d %s", st, b)

@@ -27,9 +27,9 @@ const userPassword = "correct horse battery staple 42"
 // refusal, the Retry-After header.
 func (n *node) ccToken(id, secret string) (int, string) {
 	n.t.Helper()
-	cc := clientcredentials.Config{ClientID: id, ClientSecret: secret, TokenURL: n.url + "/v1/oauth/token",
+	cc := clientcredentials.Config{ClientID: id, ClientSecret: secret, TokenURL: n.URL + "/v1/oauth/token",
 		AuthStyle: oauth2.AuthStyleInHeader}
-	ctx := context.WithValue(context.Background(), oauth2.HTTPClient, n.raw)
+	ctx := context.WithValue(context.Background(), oauth2.HTTPClient, n.HTTP)
 	_, err := cc.Token(ctx)
 	if err == nil {
 		return 200, ""
@@ -55,7 +55,7 @@ func (n *node) login(username, password string) (int, http.Header, tokenResp) {
 // newUser creates a user with the given roles through the admin client.
 func (n *node) newUser(username string, roles ...string) string {
 	n.t.Helper()
-	tok := n.token(n.init.ClientID, n.init.ClientSecret)
+	tok := n.Token(n.Init.ClientID, n.Init.ClientSecret)
 	st, _, b := n.postJSON("/v1/users", tok, map[string]any{"username": username, "password": userPassword, "roles": roles})
 	if st != 201 {
 		n.t.Fatalf("create user %q: %d %s", username, st, b)
@@ -70,7 +70,7 @@ func (n *node) newUser(username string, roles ...string) string {
 // newServiceClient creates a client and returns its id and secret.
 func (n *node) newServiceClient(name string, roles ...string) (string, string) {
 	n.t.Helper()
-	c, err := n.admin.CreateClient(context.Background(), name, roles, nil)
+	c, err := n.Admin.CreateClient(context.Background(), name, roles, nil)
 	if err != nil {
 		n.t.Fatal(err)
 	}
@@ -143,7 +143,7 @@ func TestLockoutIsolation(t *testing.T) {
 		if st, _ := n.ccToken(victimID, victimSecret); st != 429 {
 			t.Fatalf("the attacked client's right secret during its lockout: %d, want 429", st)
 		}
-		if st, _ := n.ccToken(n.init.ClientID, n.init.ClientSecret); st != 200 {
+		if st, _ := n.ccToken(n.Init.ClientID, n.Init.ClientSecret); st != 200 {
 			t.Fatalf("the admin's right secret after another client's failures from the same address: %d, want 200", st)
 		}
 
@@ -159,7 +159,7 @@ func TestLockoutIsolation(t *testing.T) {
 		if st, _, _ := n.login("carol", userPassword); st != 200 {
 			t.Fatalf("carol's right password after bob's failures from the same address: %d, want 200", st)
 		}
-		if st, _ := n.ccToken(n.init.ClientID, n.init.ClientSecret); st != 200 {
+		if st, _ := n.ccToken(n.Init.ClientID, n.Init.ClientSecret); st != 200 {
 			t.Fatalf("the admin after failed logins from the same address: %d, want 200", st)
 		}
 
@@ -176,7 +176,7 @@ func TestLockoutIsolation(t *testing.T) {
 		if st, _, _ := n.login("carol", userPassword); st != 200 {
 			t.Fatalf("carol after dave's MFA failures: %d, want 200", st)
 		}
-		if st, _ := n.ccToken(n.init.ClientID, n.init.ClientSecret); st != 200 {
+		if st, _ := n.ccToken(n.Init.ClientID, n.Init.ClientSecret); st != 200 {
 			t.Fatalf("the admin after MFA failures from the same address: %d, want 200", st)
 		}
 	})
@@ -187,8 +187,8 @@ func TestLockoutIsolation(t *testing.T) {
 // while an account that is not under attack still signs in from it.
 func TestAddressSprayBudget(t *testing.T) {
 	forEachBackend(t, func(t *testing.T, n *node) {
-		n.env = append(n.env, "COFFER_AUTH_LOCKOUT_ADDRESS_MAX_FAILURES=6")
-		n.restart()
+		n.Env = append(n.Env, "COFFER_AUTH_LOCKOUT_ADDRESS_MAX_FAILURES=6")
+		n.Restart()
 		n.newUser("erin")
 		failing, failingSecret := n.newServiceClient("failing")
 		if st, _ := n.ccToken(failing, "cs_wrong"); st != 401 {
@@ -211,7 +211,7 @@ func TestAddressSprayBudget(t *testing.T) {
 			t.Fatalf("a failing account's right secret from a spraying address: %d, want 429", st)
 		}
 		// Never refused: a right credential of an account not under attack.
-		if st, _ := n.ccToken(n.init.ClientID, n.init.ClientSecret); st != 200 {
+		if st, _ := n.ccToken(n.Init.ClientID, n.Init.ClientSecret); st != 200 {
 			t.Fatalf("the admin from a spraying address: %d, want 200", st)
 		}
 		if st, _, _ := n.login("erin", userPassword); st != 200 {
@@ -243,10 +243,10 @@ func TestLockoutAcrossNodes(t *testing.T) {
 	}
 	for _, x := range []*node{a, b} {
 		if st, _ := x.ccToken(victimID, victimSecret); st != 429 {
-			t.Fatalf("the attacked client on %s: %d, want 429", x.addr, st)
+			t.Fatalf("the attacked client on %s: %d, want 429", x.Addr, st)
 		}
-		if st, _ := x.ccToken(a.init.ClientID, a.init.ClientSecret); st != 200 {
-			t.Fatalf("the admin on %s: %d, want 200", x.addr, st)
+		if st, _ := x.ccToken(a.Init.ClientID, a.Init.ClientSecret); st != 200 {
+			t.Fatalf("the admin on %s: %d, want 200", x.Addr, st)
 		}
 	}
 	// Concurrent attempts on both nodes: no more than the budget (5) is
@@ -283,10 +283,8 @@ func TestLockoutAcrossNodes(t *testing.T) {
 // second node on another port.
 func (n *node) second() *node {
 	n.t.Helper()
-	env := append(append([]string(nil), n.env...), "COFFER_NODE=second-node")
-	m := &node{t: n.t, dir: n.dir, backend: n.backend, init: n.init, logs: &syncBuffer{}, env: env, opts: n.opts}
-	m.serve("127.0.0.1:0")
-	n.t.Cleanup(m.stop)
+	m := &node{Server: n.Peer("COFFER_NODE=second-node"), t: n.t}
+	m.Serve("127.0.0.1:0")
 	return m
 }
 
@@ -328,7 +326,7 @@ const mfaPolicy = accessPolicy + `  helpdesk:
 func TestRequireMFAEnrolment(t *testing.T) {
 	forEachBackend(t, func(t *testing.T, n *node) {
 		ctx := context.Background()
-		if err := n.admin.PutPolicy(ctx, []byte(mfaPolicy), "yaml"); err != nil {
+		if err := n.Admin.PutPolicy(ctx, []byte(mfaPolicy), "yaml"); err != nil {
 			t.Fatal(err)
 		}
 		secID := n.newUser("sec", "secadmin")
@@ -347,7 +345,7 @@ func TestRequireMFAEnrolment(t *testing.T) {
 		n.enrolTOTP(ptr.AccessToken, nil)
 
 		// The admin issues a code; it is shown once and works once.
-		admTok := n.token(n.init.ClientID, n.init.ClientSecret)
+		admTok := n.Token(n.Init.ClientID, n.Init.ClientSecret)
 		st, _, b := n.postJSON("/v1/users/"+secID+"/mfa/enrolment-code", admTok, nil)
 		var ec struct {
 			Code      string    `json:"enrolment_code"`
@@ -373,7 +371,7 @@ func TestRequireMFAEnrolment(t *testing.T) {
 		// Who may reset whose MFA: a helpdesk may reset a user whose roles
 		// it may grant, never a more privileged one.
 		hdID, hdSecret := n.newServiceClient("helpdesk", "helpdesk", "support")
-		hdTok := n.token(hdID, hdSecret)
+		hdTok := n.Token(hdID, hdSecret)
 		if st, _, b := n.do("DELETE", "/v1/users/"+secID+"/mfa", hdTok, "", nil); st != 403 {
 			t.Fatalf("helpdesk resets a secadmin's MFA: %d %s", st, b)
 		}
@@ -410,7 +408,7 @@ func TestRequireMFAEnrolment(t *testing.T) {
 // made before normalisation stay reachable (#15.10).
 func TestUsernames(t *testing.T) {
 	forEachBackend(t, func(t *testing.T, n *node) {
-		tok := n.token(n.init.ClientID, n.init.ClientSecret)
+		tok := n.Token(n.Init.ClientID, n.Init.ClientSecret)
 		create := func(name string) int {
 			st, _, _ := n.postJSON("/v1/users", tok, map[string]any{"username": name, "password": userPassword})
 			return st
@@ -449,7 +447,7 @@ func TestUsernames(t *testing.T) {
 
 		// Users made before normalisation: a look-alike pair stays two
 		// reachable accounts, each by its exact name.
-		n.stop()
+		n.Stop()
 		db := n.openStore()
 		hash, err := auth.HashPassword(rand.Reader, userPassword)
 		if err != nil {
@@ -463,7 +461,7 @@ func TestUsernames(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
-		n.restart()
+		n.Restart()
 		for name, want := range map[string]string{"Carol": "u_legacy0", "carol": "u_legacy1", "CAROL": "u_legacy0",
 			"dan the man": "u_legacy2", "Dan  The Man": "u_legacy2"} {
 			st, _, b := n.postJSON("/v1/auth/login", "", map[string]string{"username": name, "password": userPassword})
@@ -476,7 +474,7 @@ func TestUsernames(t *testing.T) {
 			var in struct {
 				Sub string `json:"sub"`
 			}
-			_, _, ib := n.do("POST", "/v1/oauth/introspect", n.token(n.init.ClientID, n.init.ClientSecret),
+			_, _, ib := n.do("POST", "/v1/oauth/introspect", n.Token(n.Init.ClientID, n.Init.ClientSecret),
 				"application/x-www-form-urlencoded", strings.NewReader("token="+tr.AccessToken))
 			mustJSON(t, ib, &in)
 			if in.Sub != want {

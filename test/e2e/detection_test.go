@@ -3,15 +3,12 @@ package e2e
 import (
 	"context"
 	"fmt"
-	"log/slog"
-	"net"
 	"net/url"
 	"testing"
 	"time"
 
 	"github.com/cofferhq/coffer/client"
 	"github.com/cofferhq/coffer/internal/app"
-	"github.com/cofferhq/coffer/internal/config"
 	"github.com/cofferhq/coffer/internal/detect"
 	"github.com/cofferhq/coffer/internal/store/storetest"
 	"github.com/cofferhq/coffer/internal/testclock"
@@ -66,21 +63,21 @@ func fiveFields(i int) map[string]any {
 func TestBulkReadCountsValues(t *testing.T) {
 	forEachBackend(t, func(t *testing.T, n *node) {
 		ctx := context.Background()
-		if err := n.admin.CreateCollection(ctx, customers); err != nil {
+		if err := n.Admin.CreateCollection(ctx, customers); err != nil {
 			t.Fatal(err)
 		}
 		for i := range 120 {
-			if _, err := n.admin.CreateRecord(ctx, "customers", client.NewRecord{Owner: "o", Data: fiveFields(i)}); err != nil {
+			if _, err := n.Admin.CreateRecord(ctx, "customers", client.NewRecord{Owner: "o", Data: fiveFields(i)}); err != nil {
 				t.Fatal(err)
 			}
 		}
-		tok := n.token(n.init.ClientID, n.init.ClientSecret)
-		recs, err := n.admin.Search(ctx, "customers", map[string]any{"email": "shared@example.com"}, 120)
+		tok := n.Token(n.Init.ClientID, n.Init.ClientSecret)
+		recs, err := n.Admin.Search(ctx, "customers", map[string]any{"email": "shared@example.com"}, 120)
 		if err != nil || len(recs) != 120 {
 			t.Fatalf("search: %d records, %v", len(recs), err)
 		}
 		evs := awaitEvents(t, n, tok, detect.KindBulkRead, 1)
-		if evs[0].Detail["count"] != float64(600) || evs[0].Principal != n.init.ClientID {
+		if evs[0].Detail["count"] != float64(600) || evs[0].Principal != n.Init.ClientID {
 			t.Fatalf("bulk_read event: %+v, want a count of 600 values", evs[0])
 		}
 	})
@@ -113,17 +110,17 @@ func TestBulkReadAcrossMinuteBoundary(t *testing.T) {
 	forEachBackend(t, func(t *testing.T, n *node) {
 		ctx := context.Background()
 		clock := boundaryClock()
-		n.stop()
+		n.Stop()
 		n.serveAt("127.0.0.1:0", clock.Now)
-		toks := emailTokens(t, n.admin, 300)
-		if _, err := n.admin.Detokenize(ctx, toks); err != nil {
+		toks := emailTokens(t, n.Admin, 300)
+		if _, err := n.Admin.Detokenize(ctx, toks); err != nil {
 			t.Fatal(err)
 		}
 		clock.Advance(20 * time.Second)
-		if _, err := n.admin.Detokenize(ctx, toks); err != nil {
+		if _, err := n.Admin.Detokenize(ctx, toks); err != nil {
 			t.Fatal(err)
 		}
-		tok := n.token(n.init.ClientID, n.init.ClientSecret)
+		tok := n.Token(n.Init.ClientID, n.Init.ClientSecret)
 		awaitEvents(t, n, tok, detect.KindBulkRead, 1)
 	})
 }
@@ -139,18 +136,18 @@ func TestBulkReadAcrossNodesAndBoundary(t *testing.T) {
 	ctx := context.Background()
 	n := start(t, b)
 	clock := boundaryClock()
-	n.stop()
+	n.Stop()
 	n.serveAt("127.0.0.1:0", clock.Now)
 	other := n.peer(t, "node-b", clock.Now)
-	toks := emailTokens(t, n.admin, 300)
-	if _, err := n.admin.Detokenize(ctx, toks); err != nil {
+	toks := emailTokens(t, n.Admin, 300)
+	if _, err := n.Admin.Detokenize(ctx, toks); err != nil {
 		t.Fatal(err)
 	}
 	clock.Advance(20 * time.Second)
 	if _, err := other.Detokenize(ctx, toks); err != nil {
 		t.Fatal(err)
 	}
-	tok := n.token(n.init.ClientID, n.init.ClientSecret)
+	tok := n.Token(n.Init.ClientID, n.Init.ClientSecret)
 	awaitEvents(t, n, tok, detect.KindBulkRead, 1)
 }
 
@@ -159,31 +156,10 @@ func TestBulkReadAcrossNodesAndBoundary(t *testing.T) {
 // of it.
 func (n *node) peer(t *testing.T, name string, now func() time.Time) *client.Client {
 	t.Helper()
-	cfg, err := config.Load(n.dir, append(append([]string{}, n.env...), "COFFER_NODE="+name))
-	if err != nil {
-		t.Fatal(err)
-	}
-	log := slog.New(slog.NewJSONHandler(n.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	srv, err := app.Open(context.Background(), cfg, app.Options{Logger: log, Now: now})
-	if err != nil {
-		t.Fatalf("open %s: %v", name, err)
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	go func() { _ = srv.Serve(ln) }()
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		_ = srv.Shutdown(ctx)
-	})
-	c, err := client.New("https://"+ln.Addr().String(), client.WithCAFile(n.init.CACert),
-		client.WithClientCredentials(n.init.ClientID, n.init.ClientSecret))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return c
+	p := n.Peer("COFFER_NODE=" + name)
+	p.Logs, p.App = n.Logs, app.Options{Now: now}
+	p.Serve("127.0.0.1:0")
+	return p.Admin
 }
 
 // #15.2: linkable tokenization is counted by the detectors: 250 values
@@ -195,10 +171,10 @@ func TestBulkTokenizeDetected(t *testing.T) {
 		for i := range items {
 			items[i] = tokenItem{Value: fmt.Sprintf("123-45-%04d", 1000+i), Type: "ssn", Mode: "deterministic"}
 		}
-		if _, err := tokenize(t, n.admin, items...); err != nil {
+		if _, err := tokenize(t, n.Admin, items...); err != nil {
 			t.Fatal(err)
 		}
-		tok := n.token(n.init.ClientID, n.init.ClientSecret)
+		tok := n.Token(n.Init.ClientID, n.Init.ClientSecret)
 		evs := awaitEvents(t, n, tok, detect.KindBulkTokenize, 1)
 		if evs[0].Detail["modes"] != "linkable" || evs[0].Detail["count"] != float64(250) {
 			t.Fatalf("bulk_tokenize event: %+v", evs[0])

@@ -95,22 +95,22 @@ func TestExternalIssuer(t *testing.T) {
 	is := newIssuer(t)
 	n := start(t, storetest.Backends()[0])
 	ctx := context.Background()
-	if err := n.admin.CreateCollection(ctx, customers); err != nil {
+	if err := n.Admin.CreateCollection(ctx, customers); err != nil {
 		t.Fatal(err)
 	}
-	if err := n.admin.PutPolicy(ctx, []byte(accessPolicy), "yaml"); err != nil {
+	if err := n.Admin.PutPolicy(ctx, []byte(accessPolicy), "yaml"); err != nil {
 		t.Fatal(err)
 	}
-	id, err := n.admin.CreateRecord(ctx, "customers", client.NewRecord{Owner: "o", Data: map[string]any{"email": "ext@example.com", "ssn": "123-45-6789"}})
+	id, err := n.Admin.CreateRecord(ctx, "customers", client.NewRecord{Owner: "o", Data: map[string]any{"email": "ext@example.com", "ssn": "123-45-6789"}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	n.stop()
-	withConfig(t, n.dir, func(c *config.Config) {
+	n.Stop()
+	withConfig(t, n.Dir, func(c *config.Config) {
 		c.Auth.External = []config.ExternalIssuer{{Issuer: is.srv.URL, Audience: "coffer-ext", CAFile: is.caFile(t),
 			RoleMap: map[string]string{"helpdesk": "support"}}}
 	})
-	n.serve("127.0.0.1:0")
+	n.Serve("127.0.0.1:0")
 
 	good := is.token(t, is.key, is.srv.URL, "coffer-ext", []string{"helpdesk", "root"})
 	st, _, b := n.do("GET", "/v1/collections/customers/records/"+id, good, "", nil)
@@ -148,14 +148,14 @@ func TestExternalTokenTypeAndJTI(t *testing.T) {
 	is := newIssuer(t)
 	n := start(t, storetest.Backends()[0])
 	ctx := context.Background()
-	if err := n.admin.PutPolicy(ctx, []byte(accessPolicy), "yaml"); err != nil {
+	if err := n.Admin.PutPolicy(ctx, []byte(accessPolicy), "yaml"); err != nil {
 		t.Fatal(err)
 	}
 	ext := config.ExternalIssuer{Issuer: is.srv.URL, Audience: "coffer-ext", CAFile: is.caFile(t),
 		RoleMap: map[string]string{"helpdesk": "support"}}
-	n.stop()
-	withConfig(t, n.dir, func(c *config.Config) { c.Auth.External = []config.ExternalIssuer{ext} })
-	n.serve("127.0.0.1:0")
+	n.Stop()
+	withConfig(t, n.Dir, func(c *config.Config) { c.Auth.External = []config.ExternalIssuer{ext} })
+	n.Serve("127.0.0.1:0")
 
 	status := func(tok string) int {
 		st, _, _ := n.do("GET", "/v1/collections/customers", tok, "", nil)
@@ -190,12 +190,12 @@ func TestExternalTokenTypeAndJTI(t *testing.T) {
 
 	// The issuer's allowances, for one that cannot type its tokens or
 	// leaves out jti.
-	n.stop()
-	withConfig(t, n.dir, func(c *config.Config) {
+	n.Stop()
+	withConfig(t, n.Dir, func(c *config.Config) {
 		c.Auth.External[0].TokenTypes = []string{"at+jwt", "JWT"}
 		c.Auth.External[0].AllowMissingJTI = true
 	})
-	n.serve("127.0.0.1:0")
+	n.Serve("127.0.0.1:0")
 	plain := is.typed(t, is.key, "JWT", is.srv.URL, "coffer-ext", roles, false)
 	if st := status(plain); st != 404 {
 		t.Fatalf("a JWT-typed token without jti, allowed by config: %d", st)

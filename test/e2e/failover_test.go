@@ -15,8 +15,8 @@ func TestClientFailsOverBetweenNodes(t *testing.T) {
 	a := startWith(t, postgres(), clusterOpts)
 	b := a.copyNode()
 	ctx := context.Background()
-	c, err := client.New(a.url, client.WithCAFile(a.init.CACert),
-		client.WithClientCredentials(a.init.ClientID, a.init.ClientSecret), client.WithEndpoints(b.url))
+	c, err := client.New(a.URL, client.WithCAFile(a.Init.CACert),
+		client.WithClientCredentials(a.Init.ClientID, a.Init.ClientSecret), client.WithEndpoints(b.URL))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -31,7 +31,7 @@ func TestClientFailsOverBetweenNodes(t *testing.T) {
 		}
 		ids = append(ids, id)
 	}
-	a.stop()
+	a.Stop()
 	for i := range 6 {
 		if _, err := c.GetRecord(ctx, "people", ids[i]); err != nil {
 			t.Fatalf("read %d with node a down: %v", i, err)

@@ -58,12 +58,12 @@ func (n *node) wantStatus(t *testing.T, want int, method, path, token string, bo
 // on a principal it could have created itself it may (#15.3).
 func TestNoTakeoverOfAPrincipal(t *testing.T) {
 	forEachBackend(t, func(t *testing.T, n *node) {
-		if err := n.admin.PutPolicy(context.Background(), []byte(grantsPolicy), "yaml"); err != nil {
+		if err := n.Admin.PutPolicy(context.Background(), []byte(grantsPolicy), "yaml"); err != nil {
 			t.Fatal(err)
 		}
 		mgrID, mgrSecret := n.newServiceClient("mgr", "clientmgr", "usermgr")
-		mgr := n.token(mgrID, mgrSecret)
-		adminClient := "/v1/clients/" + n.init.ClientID
+		mgr := n.Token(mgrID, mgrSecret)
+		adminClient := "/v1/clients/" + n.Init.ClientID
 
 		const denied = "holds roles or attributes you do not"
 		for _, tc := range []struct {
@@ -82,7 +82,7 @@ func TestNoTakeoverOfAPrincipal(t *testing.T) {
 		}
 		// The admin client is untouched: its secret still works, it is
 		// not disabled and keeps its role.
-		adm := n.token(n.init.ClientID, n.init.ClientSecret)
+		adm := n.Token(n.Init.ClientID, n.Init.ClientSecret)
 		var cl struct {
 			Clients []struct {
 				ClientID string   `json:"client_id"`
@@ -93,7 +93,7 @@ func TestNoTakeoverOfAPrincipal(t *testing.T) {
 		}
 		mustJSON(t, []byte(n.wantStatus(t, 200, "GET", "/v1/clients", adm, nil)), &cl)
 		for _, c := range cl.Clients {
-			if c.ClientID == n.init.ClientID && (c.Disabled || c.Name == "renamed" || len(c.Roles) != 1 || c.Roles[0] != "admin") {
+			if c.ClientID == n.Init.ClientID && (c.Disabled || c.Name == "renamed" || len(c.Roles) != 1 || c.Roles[0] != "admin") {
 				t.Fatalf("the admin client changed: %+v", c)
 			}
 		}
@@ -150,7 +150,7 @@ func TestNoTakeoverOfAPrincipal(t *testing.T) {
 
 		// Without the operation's own right nothing is read or done.
 		roID, roSecret := n.newServiceClient("ro", "hr")
-		ro := n.token(roID, roSecret)
+		ro := n.Token(roID, roSecret)
 		n.wantStatus(t, 403, "POST", adminClient+"/rotate", ro, nil)
 		n.wantStatus(t, 403, "PATCH", "/v1/clients/c_unknown", ro, map[string]any{"name": "x"})
 		n.wantStatus(t, 403, "DELETE", "/v1/users/u_unknown", ro, nil)
@@ -167,14 +167,14 @@ func TestNoTakeoverOfAPrincipal(t *testing.T) {
 func TestAttributesAreGrantedLikeRoles(t *testing.T) {
 	forEachBackend(t, func(t *testing.T, n *node) {
 		ctx := context.Background()
-		if err := n.admin.PutPolicy(ctx, []byte(grantsPolicy), "yaml"); err != nil {
+		if err := n.Admin.PutPolicy(ctx, []byte(grantsPolicy), "yaml"); err != nil {
 			t.Fatal(err)
 		}
-		mc, err := n.admin.CreateClient(ctx, "sales-mgr", []string{"hr", "clientmgr", "usermgr"}, map[string]string{"team": "sales"})
+		mc, err := n.Admin.CreateClient(ctx, "sales-mgr", []string{"hr", "clientmgr", "usermgr"}, map[string]string{"team": "sales"})
 		if err != nil {
 			t.Fatal(err)
 		}
-		mgr := n.token(mc.ClientID, mc.ClientSecret)
+		mgr := n.Token(mc.ClientID, mc.ClientSecret)
 		const attrDenied = "granting an attribute you do not hold needs admin on "
 		b := n.wantStatus(t, 403, "POST", "/v1/clients", mgr, map[string]any{"name": "hr-bot", "roles": []string{"hr"}, "attributes": map[string]string{"team": "hr"}})
 		if !strings.Contains(b, attrDenied+"clients") {
@@ -206,7 +206,7 @@ func TestAttributesAreGrantedLikeRoles(t *testing.T) {
 			}
 		}
 		// The admin (admin on clients and users) may.
-		adm := n.token(n.init.ClientID, n.init.ClientSecret)
+		adm := n.Token(n.Init.ClientID, n.Init.ClientSecret)
 		n.wantStatus(t, 200, "PATCH", "/v1/clients/"+made.ClientID, adm, map[string]any{"attributes": map[string]string{"team": "hr"}})
 		n.wantStatus(t, 201, "POST", "/v1/users", adm, map[string]any{"username": "hrann", "password": userPassword, "attributes": map[string]string{"team": "hr"}})
 		// And a client in hr is then out of the sales manager's reach.

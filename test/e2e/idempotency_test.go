@@ -15,7 +15,7 @@ import (
 // post sends a JSON POST with an Idempotency-Key header ("" for none).
 func (n *node) post(path, token, key, body string) (int, http.Header, []byte) {
 	n.t.Helper()
-	req, err := http.NewRequest("POST", n.url+path, strings.NewReader(body))
+	req, err := http.NewRequest("POST", n.URL+path, strings.NewReader(body))
 	if err != nil {
 		n.t.Fatal(err)
 	}
@@ -24,7 +24,7 @@ func (n *node) post(path, token, key, body string) (int, http.Header, []byte) {
 	if key != "" {
 		req.Header.Set("Idempotency-Key", key)
 	}
-	resp, err := n.raw.Do(req)
+	resp, err := n.HTTP.Do(req)
 	if err != nil {
 		n.t.Fatalf("POST %s: %v", path, err)
 	}
@@ -54,11 +54,11 @@ func countRecords(t *testing.T, db *store.DB) int {
 func TestIdempotencyKeys(t *testing.T) {
 	forEachBackend(t, func(t *testing.T, n *node) {
 		ctx := context.Background()
-		if err := n.admin.CreateCollection(ctx, customers); err != nil {
+		if err := n.Admin.CreateCollection(ctx, customers); err != nil {
 			t.Fatal(err)
 		}
 		db := n.openStore()
-		tok := n.token(n.init.ClientID, n.init.ClientSecret)
+		tok := n.Token(n.Init.ClientID, n.Init.ClientSecret)
 		const recs = "/v1/collections/customers/records"
 		rec := `{"owner":"o","data":{"email":"idem@example.com","ssn":"123-45-6789"}}`
 
@@ -116,7 +116,7 @@ func TestIdempotencyKeys(t *testing.T) {
 
 		// Keys are per principal: another client's same key is its own.
 		id, secret := n.newServiceClient("writer", "admin")
-		tok2 := n.token(id, secret)
+		tok2 := n.Token(id, secret)
 		if st, h, b := n.post(recs, tok2, "rec-1", rec); st != 201 || h.Get("Idempotent-Replayed") != "" || bytes.Equal(b, b1) {
 			t.Fatalf("another principal's key: %d %s", st, b)
 		}
@@ -170,7 +170,7 @@ func TestIdempotencyKeys(t *testing.T) {
 		}
 
 		// The kept answers are sealed: no secret, token or id in clear.
-		_, dsn := n.loadCfg().Database()
+		_, dsn := n.Config().Database()
 		cfgDB := storetest.Intruder(t, dsn)
 		var bodies [][]byte
 		rs, err := cfgDB.QueryContext(ctx, `SELECT body FROM idempotency_keys`)

@@ -19,7 +19,7 @@ const sealLimit = 1<<32 - 1<<28
 // administrator (or another node's count) would.
 func (n *node) execStore(q string) {
 	n.t.Helper()
-	kind, dsn := n.loadCfg().Database()
+	kind, dsn := n.Config().Database()
 	driver := "sqlite"
 	if kind != "sqlite" {
 		driver = "pgx"
@@ -44,39 +44,39 @@ func TestDataKeyHardStop(t *testing.T) {
 			t.Parallel()
 			n := start(t, b, "COFFER_KEYS_ROTATE_AFTER_USES=0")
 			ctx := context.Background()
-			if err := n.admin.CreateCollection(ctx, customers); err != nil {
+			if err := n.Admin.CreateCollection(ctx, customers); err != nil {
 				t.Fatal(err)
 			}
-			first, err := n.admin.CreateRecord(ctx, "customers", client.NewRecord{Owner: "o", Data: map[string]any{"email": "first@example.com"}})
+			first, err := n.Admin.CreateRecord(ctx, "customers", client.NewRecord{Owner: "o", Data: map[string]any{"email": "first@example.com"}})
 			if err != nil {
 				t.Fatal(err)
 			}
 			// The version's count as every node shares it, at the bound.
 			n.execStore(`UPDATE data_keys SET uses = ` + strconv.FormatInt(sealLimit, 10) + ` WHERE key_id = 'collection/customers' AND version = 1`)
-			n.restart()
-			_, err = n.admin.CreateRecord(ctx, "customers", client.NewRecord{Owner: "o", Data: map[string]any{"email": "second@example.com"}})
+			n.Restart()
+			_, err = n.Admin.CreateRecord(ctx, "customers", client.NewRecord{Owner: "o", Data: map[string]any{"email": "second@example.com"}})
 			if client.StatusCode(err) != 503 || !strings.Contains(err.Error(), "a data key reached its use bound and must be rotated") {
 				t.Fatalf("a write under a key at its bound: %v, want 503", err)
 			}
-			if r, err := n.admin.GetRecord(ctx, "customers", first); err != nil || r.Data["email"] != "first@example.com" {
+			if r, err := n.Admin.GetRecord(ctx, "customers", first); err != nil || r.Data["email"] != "first@example.com" {
 				t.Fatalf("a stored value no longer reads: %v %v", r, err)
 			}
 
 			// With rotation by use count configured, the key rotates at once.
-			n.env = append(n.env, "COFFER_KEYS_ROTATE_AFTER_USES=1073741824")
-			n.restart()
-			id, err := n.admin.CreateRecord(ctx, "customers", client.NewRecord{Owner: "o", Data: map[string]any{"email": "second@example.com"}})
+			n.Env = append(n.Env, "COFFER_KEYS_ROTATE_AFTER_USES=1073741824")
+			n.Restart()
+			id, err := n.Admin.CreateRecord(ctx, "customers", client.NewRecord{Owner: "o", Data: map[string]any{"email": "second@example.com"}})
 			if err != nil {
 				t.Fatalf("a write with automatic rotation: %v", err)
 			}
-			if r, err := n.admin.GetRecord(ctx, "customers", id); err != nil || r.Data["email"] != "second@example.com" {
+			if r, err := n.Admin.GetRecord(ctx, "customers", id); err != nil || r.Data["email"] != "second@example.com" {
 				t.Fatalf("the new record: %v %v", r, err)
 			}
 			ks, err := n.openStore().DataKeys(ctx, "collection/customers")
 			if err != nil || len(ks) != 2 {
 				t.Fatalf("key versions %+v %v, want a second one", ks, err)
 			}
-			if !strings.Contains(n.logs.String(), "reached its use bound and was rotated") {
+			if !strings.Contains(n.Logs.String(), "reached its use bound and was rotated") {
 				t.Fatal("the rotation at the bound was not logged")
 			}
 		})

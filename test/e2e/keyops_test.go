@@ -37,9 +37,9 @@ func TestKeyOperationsCounted(t *testing.T) {
 		t.Run(b.Name, func(t *testing.T) {
 			t.Parallel()
 			n := startWith(t, b, app.Options{RetireAfter: -1, ReindexAfter: time.Second})
-			n.serveMetrics()
+			n.ServeMetrics()
 			ctx := context.Background()
-			tok := n.token(n.init.ClientID, n.init.ClientSecret)
+			tok := n.Token(n.Init.ClientID, n.Init.ClientSecret)
 			counted := func(op, outcome string, do func()) {
 				t.Helper()
 				before := keyOps(n.scrapeMetrics(), op, outcome)
@@ -107,7 +107,7 @@ func TestKeyOperationsCounted(t *testing.T) {
 			readAll("after the key operations")
 
 			// Erasing a subject destroys its key.
-			if _, err := n.admin.CreateRecord(ctx, "customers", client.NewRecord{Owner: "o", Subject: "alice", Data: map[string]any{"email": "alice@example.com"}}); err != nil {
+			if _, err := n.Admin.CreateRecord(ctx, "customers", client.NewRecord{Owner: "o", Subject: "alice", Data: map[string]any{"email": "alice@example.com"}}); err != nil {
 				t.Fatal(err)
 			}
 			counted("erase_subject", "ok", func() { call(200, "DELETE", "/v1/subjects/alice", nil) })

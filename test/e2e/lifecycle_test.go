@@ -6,8 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"log/slog"
-	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -19,55 +17,24 @@ import (
 	"github.com/cofferhq/coffer/internal/app"
 	"github.com/cofferhq/coffer/internal/backup"
 	"github.com/cofferhq/coffer/internal/coffer"
-	"github.com/cofferhq/coffer/internal/config"
 	"github.com/cofferhq/coffer/internal/crypto/envelope"
 	"github.com/cofferhq/coffer/internal/crypto/keyprovider"
 	"github.com/cofferhq/coffer/internal/store"
 	"github.com/cofferhq/coffer/internal/store/storetest"
+	"github.com/cofferhq/coffer/internal/testserver"
 )
-
-// loadCfg reads n's configuration as its server does.
-func (n *node) loadCfg() *config.Config {
-	n.t.Helper()
-	cfg, err := config.Load(n.dir, n.env)
-	if err != nil {
-		n.t.Fatal(err)
-	}
-	return cfg
-}
 
 // openStore opens n's store directly (beside the running server) to look
 // at what is at rest.
 func (n *node) openStore() *store.DB {
 	n.t.Helper()
-	_, dsn := n.loadCfg().Database()
+	_, dsn := n.Config().Database()
 	db, err := store.Open(context.Background(), dsn, store.Options{})
 	if err != nil {
 		n.t.Fatal(err)
 	}
 	n.t.Cleanup(func() { _ = db.Close() })
 	return db
-}
-
-// serveAt is serve with a clock of its own.
-func (n *node) serveAt(addr string, now func() time.Time) {
-	t := n.t
-	t.Helper()
-	log := slog.New(slog.NewJSONHandler(n.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	var err error
-	n.srv, err = app.Open(context.Background(), n.loadCfg(), app.Options{Logger: log, Now: now})
-	if err != nil {
-		t.Fatalf("open server: %v", err)
-	}
-	ln, err := net.Listen("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	n.addr = ln.Addr().String()
-	n.url = "https://" + n.addr
-	srv := n.srv
-	go func() { _ = srv.Serve(ln) }()
-	n.admin = n.clientFor(n.init.ClientID, n.init.ClientSecret)
 }
 
 // versions counts the values of collection's records by key version.
@@ -123,14 +90,14 @@ func rotate(n *node, tok, keyID string) (int, []byte) {
 func customerRecords(t *testing.T, n *node) (want map[string]string, add func(i int), readAll func(when string)) {
 	t.Helper()
 	ctx := context.Background()
-	if err := n.admin.CreateCollection(ctx, customers); err != nil {
+	if err := n.Admin.CreateCollection(ctx, customers); err != nil {
 		t.Fatal(err)
 	}
 	want = map[string]string{}
 	add = func(i int) {
 		t.Helper()
 		email := "user" + string(rune('a'+i)) + "@example.com"
-		id, err := n.admin.CreateRecord(ctx, "customers", client.NewRecord{Owner: "o", Data: map[string]any{"email": email, "ssn": "123-45-6789"}})
+		id, err := n.Admin.CreateRecord(ctx, "customers", client.NewRecord{Owner: "o", Data: map[string]any{"email": email, "ssn": "123-45-6789"}})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -139,7 +106,7 @@ func customerRecords(t *testing.T, n *node) (want map[string]string, add func(i 
 	readAll = func(when string) {
 		t.Helper()
 		for id, email := range want {
-			r, err := n.admin.GetRecord(ctx, "customers", id)
+			r, err := n.Admin.GetRecord(ctx, "customers", id)
 			if err != nil || r.Data["email"] != email || r.Data["ssn"] != "123-45-6789" {
 				t.Fatalf("%s: record %s: %v %v", when, id, err, r)
 			}
@@ -162,7 +129,7 @@ func TestKeyRotationAndRewrap(t *testing.T) {
 		if v := versions(t, db, "customers"); v[1] != 8 || len(v) != 1 {
 			t.Fatalf("before rotation: versions %v", v)
 		}
-		tok := n.token(n.init.ClientID, n.init.ClientSecret)
+		tok := n.Token(n.Init.ClientID, n.Init.ClientSecret)
 		st, b := rotate(n, tok, "collection/customers")
 		if st != 200 || !strings.Contains(string(b), `"version":2`) || !strings.Contains(string(b), `"rewrap_scheduled":true`) {
 			t.Fatalf("rotate: %d %s", st, b)
@@ -176,7 +143,7 @@ func TestKeyRotationAndRewrap(t *testing.T) {
 			return v[2] == 16 && len(v) == 1
 		})
 		readAll("after rewrap")
-		if hits, err := n.admin.Search(ctx, "customers", map[string]any{"email": "usera@example.com"}, 10); err != nil || len(hits) != 1 {
+		if hits, err := n.Admin.Search(ctx, "customers", map[string]any{"email": "usera@example.com"}, 10); err != nil || len(hits) != 1 {
 			t.Fatalf("search after rewrap: %v %v", hits, err)
 		}
 
@@ -229,27 +196,27 @@ func TestRetentionPurge(t *testing.T) {
 		t.Run(b.Name, func(t *testing.T) {
 			t.Parallel()
 			n := start(t, b)
-			n.stop()
+			n.Stop()
 			// A node whose clock is three minutes behind writes records
 			// that, by the real clock, expired two minutes ago.
 			n.serveAt("127.0.0.1:0", func() time.Time { return time.Now().Add(-3 * time.Minute) })
 			ctx := context.Background()
 			short := client.Collection{Name: "sessions", Retention: "1m", Fields: []client.Field{{Name: "email", Type: "email"}}}
-			if err := n.admin.CreateCollection(ctx, short); err != nil {
+			if err := n.Admin.CreateCollection(ctx, short); err != nil {
 				t.Fatal(err)
 			}
-			if err := n.admin.CreateCollection(ctx, customers); err != nil {
+			if err := n.Admin.CreateCollection(ctx, customers); err != nil {
 				t.Fatal(err)
 			}
 			var gone []string
 			for range 3 {
-				id, err := n.admin.CreateRecord(ctx, "sessions", client.NewRecord{Data: map[string]any{"email": "s@example.com"}})
+				id, err := n.Admin.CreateRecord(ctx, "sessions", client.NewRecord{Data: map[string]any{"email": "s@example.com"}})
 				if err != nil {
 					t.Fatal(err)
 				}
 				gone = append(gone, id)
 			}
-			keep, err := n.admin.CreateRecord(ctx, "customers", client.NewRecord{Data: map[string]any{"email": "k@example.com"}})
+			keep, err := n.Admin.CreateRecord(ctx, "customers", client.NewRecord{Data: map[string]any{"email": "k@example.com"}})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -257,8 +224,8 @@ func TestRetentionPurge(t *testing.T) {
 			if _, err := db.Record(ctx, "sessions", gone[0]); err != nil {
 				t.Fatalf("record before purge: %v", err)
 			}
-			n.stop()
-			n.serve("127.0.0.1:0") // the jobs run (purge first) as a node starts
+			n.Stop()
+			n.Serve("127.0.0.1:0") // the jobs run (purge first) as a node starts
 			waitFor(t, "the purge", func() bool {
 				for _, id := range gone {
 					if _, err := db.Record(ctx, "sessions", id); coffer.ErrorCode(err) != coffer.ENOTFOUND {
@@ -267,10 +234,10 @@ func TestRetentionPurge(t *testing.T) {
 				}
 				return true
 			})
-			if _, err := n.admin.GetRecord(ctx, "sessions", gone[1]); client.StatusCode(err) != 404 {
+			if _, err := n.Admin.GetRecord(ctx, "sessions", gone[1]); client.StatusCode(err) != 404 {
 				t.Fatalf("purged record: %v", err)
 			}
-			if r, err := n.admin.GetRecord(ctx, "customers", keep); err != nil || r.Data["email"] != "k@example.com" {
+			if r, err := n.Admin.GetRecord(ctx, "customers", keep); err != nil || r.Data["email"] != "k@example.com" {
 				t.Fatalf("record without retention: %v %v", r, err)
 			}
 		})
@@ -281,19 +248,18 @@ func TestRetentionPurge(t *testing.T) {
 // serves it; the admin client of the backup signs in.
 func restoreNode(t *testing.T, src *node, b storetest.Backend, backupFile, rootKey string) (*node, error) {
 	t.Helper()
-	n := &node{t: t, dir: filepath.Join(t.TempDir(), "restored"), backend: b.Name, logs: &syncBuffer{}}
-	opts := backup.RestoreOptions{DataDir: n.dir, In: backupFile, RootKeyFile: rootKey, Listen: "127.0.0.1:0"}
+	dir := filepath.Join(t.TempDir(), "restored")
+	opts := backup.RestoreOptions{DataDir: dir, In: backupFile, RootKeyFile: rootKey, Listen: "127.0.0.1:0"}
 	if b.Name != "sqlite" {
 		opts.DatabaseURL = b.DSN(t)
-		n.env = []string{"COFFER_DATABASE_ALLOW_SUPERUSER=true"}
 	}
 	res, err := backup.Restore(context.Background(), opts)
 	if err != nil {
-		return n, err
+		return &node{Server: &testserver.Server{T: t, Dir: dir}, t: t}, err // the directory a failed restore leaves
 	}
-	n.init = app.InitResult{URL: res.URL, ClientID: src.init.ClientID, ClientSecret: src.init.ClientSecret, CACert: res.CACert}
-	n.serve("127.0.0.1:0")
-	t.Cleanup(n.stop)
+	n := &node{Server: testserver.At(t, b.Name, dir, app.InitResult{URL: res.URL, ClientID: src.Init.ClientID,
+		ClientSecret: src.Init.ClientSecret, CACert: res.CACert}, testserver.Options{}), t: t}
+	n.Serve("127.0.0.1:0")
 	return n, nil
 }
 
@@ -307,11 +273,11 @@ func TestBackupRestoreAndErasure(t *testing.T) {
 			t.Parallel()
 			n := start(t, b)
 			ctx := context.Background()
-			if err := n.admin.CreateCollection(ctx, customers); err != nil {
+			if err := n.Admin.CreateCollection(ctx, customers); err != nil {
 				t.Fatal(err)
 			}
 			mk := func(subject, email string) string {
-				id, err := n.admin.CreateRecord(ctx, "customers", client.NewRecord{Owner: "o", Subject: subject,
+				id, err := n.Admin.CreateRecord(ctx, "customers", client.NewRecord{Owner: "o", Subject: subject,
 					Data: map[string]any{"email": email, "name": "N " + email}})
 				if err != nil {
 					t.Fatal(err)
@@ -321,14 +287,14 @@ func TestBackupRestoreAndErasure(t *testing.T) {
 			alice := mk("alice", "alice@example.com")
 			plain := mk("", "plain@example.com")
 			// The collection key rotated before the backup: both versions travel.
-			tok := n.token(n.init.ClientID, n.init.ClientSecret)
+			tok := n.Token(n.Init.ClientID, n.Init.ClientSecret)
 			if st, b := rotate(n, tok, "collection/customers"); st != 200 {
 				t.Fatalf("rotate: %d %s", st, b)
 			}
 			plain2 := mk("", "plain2@example.com")
 
 			file := filepath.Join(t.TempDir(), "coffer.backup")
-			if _, err := app.Backup(ctx, n.loadCfg(), file); err != nil {
+			if _, err := app.Backup(ctx, n.Config(), file); err != nil {
 				t.Fatalf("backup: %v", err)
 			}
 			if fi, err := os.Stat(file); err != nil || fi.Mode().Perm() != 0o600 {
@@ -337,21 +303,21 @@ func TestBackupRestoreAndErasure(t *testing.T) {
 			if st, _, b := n.do("DELETE", "/v1/subjects/alice", tok, "", nil); st != 200 {
 				t.Fatalf("erase: %d %s", st, b)
 			}
-			if _, err := n.admin.GetRecord(ctx, "customers", alice); client.StatusCode(err) != 404 {
+			if _, err := n.Admin.GetRecord(ctx, "customers", alice); client.StatusCode(err) != 404 {
 				t.Fatalf("erased record in the live store: %v", err)
 			}
 
-			r, err := restoreNode(t, n, b, file, filepath.Join(n.dir, "root.key"))
+			r, err := restoreNode(t, n, b, file, filepath.Join(n.Dir, "root.key"))
 			if err != nil {
 				t.Fatalf("restore: %v", err)
 			}
 			for id, email := range map[string]string{plain: "plain@example.com", plain2: "plain2@example.com"} {
-				got, err := r.admin.GetRecord(ctx, "customers", id)
+				got, err := r.Admin.GetRecord(ctx, "customers", id)
 				if err != nil || got.Data["email"] != email || got.Data["name"] != "N "+email {
 					t.Fatalf("restored record %s: %v %v", id, got, err)
 				}
 			}
-			if hits, err := r.admin.Search(ctx, "customers", map[string]any{"email": "plain2@example.com"}, 10); err != nil || len(hits) != 1 {
+			if hits, err := r.Admin.Search(ctx, "customers", map[string]any{"email": "plain2@example.com"}, 10); err != nil || len(hits) != 1 {
 				t.Fatalf("restored search: %v %v", hits, err)
 			}
 			// The erased subject's record is in the restored store, sealed,
@@ -360,15 +326,15 @@ func TestBackupRestoreAndErasure(t *testing.T) {
 			if err != nil || sealed.Subject != "alice" || len(sealed.Values) == 0 {
 				t.Fatalf("erased subject's record in the restored store: %+v %v", sealed, err)
 			}
-			rtok := r.token(r.init.ClientID, r.init.ClientSecret)
+			rtok := r.Token(r.Init.ClientID, r.Init.ClientSecret)
 			st, _, body := r.do("GET", "/v1/collections/customers/records/"+alice, rtok, "", nil)
 			if st != 404 || strings.Contains(string(body), "alice@example.com") {
 				t.Fatalf("erased subject readable from a pre-erasure backup: %d %s", st, body)
 			}
-			if hits, err := r.admin.Search(ctx, "customers", map[string]any{"email": "alice@example.com"}, 10); err != nil || len(hits) != 0 {
+			if hits, err := r.Admin.Search(ctx, "customers", map[string]any{"email": "alice@example.com"}, 10); err != nil || len(hits) != 0 {
 				t.Fatalf("erased subject found by its blind index in the restored copy: %v %v", hits, err)
 			}
-			if strings.Contains(r.logs.String(), "alice@example.com") {
+			if strings.Contains(r.Logs.String(), "alice@example.com") {
 				t.Fatal("a value reached the restored server's log")
 			}
 		})
@@ -382,7 +348,7 @@ func TestRestoreRefusesWrongRootKey(t *testing.T) {
 	n := start(t, b)
 	ctx := context.Background()
 	file := filepath.Join(t.TempDir(), "coffer.backup")
-	if _, err := app.Backup(ctx, n.loadCfg(), file); err != nil {
+	if _, err := app.Backup(ctx, n.Config(), file); err != nil {
 		t.Fatal(err)
 	}
 	other := filepath.Join(t.TempDir(), "other.key")
@@ -393,8 +359,8 @@ func TestRestoreRefusesWrongRootKey(t *testing.T) {
 	if !errors.Is(err, backup.ErrWrongRootKey) || !strings.Contains(err.Error(), "wrong root key") {
 		t.Fatalf("restore with another root key: %v", err)
 	}
-	if _, err := os.Stat(r.dir); !os.IsNotExist(err) {
-		t.Fatalf("a failed restore left %s behind: %v", r.dir, err)
+	if _, err := os.Stat(r.Dir); !os.IsNotExist(err) {
+		t.Fatalf("a failed restore left %s behind: %v", r.Dir, err)
 	}
 	// An empty directory given by the operator is left empty.
 	empty := t.TempDir()
@@ -405,7 +371,7 @@ func TestRestoreRefusesWrongRootKey(t *testing.T) {
 		t.Fatalf("a failed restore left %d files in the operator's directory", len(entries))
 	}
 	// Never into an initialised directory.
-	if _, err := backup.Restore(ctx, backup.RestoreOptions{DataDir: n.dir, In: file, RootKeyFile: filepath.Join(n.dir, "root.key")}); !errors.Is(err, app.ErrInitialised) {
+	if _, err := backup.Restore(ctx, backup.RestoreOptions{DataDir: n.Dir, In: file, RootKeyFile: filepath.Join(n.Dir, "root.key")}); !errors.Is(err, app.ErrInitialised) {
 		t.Fatalf("restore over a deployment: %v", err)
 	}
 }
@@ -414,24 +380,18 @@ func TestRestoreRefusesWrongRootKey(t *testing.T) {
 // (live, not ready, every API route 503), takes shares over HTTPS, and
 // serves once the threshold is reached; a restart seals it again.
 func TestShamirSealUnseal(t *testing.T) {
-	n := &node{t: t, dir: t.TempDir() + "/data", backend: "sqlite", logs: &syncBuffer{}}
-	var err error
-	n.init, err = app.Init(context.Background(), app.InitOptions{DataDir: n.dir, Listen: "127.0.0.1:0", Shares: 5, Threshold: 3})
-	if err != nil {
-		t.Fatal(err)
-	}
-	shares := n.init.UnsealShares
+	n := &node{Server: testserver.New(t, storetest.Backends()[0], testserver.Options{Init: app.InitOptions{Shares: 5, Threshold: 3}}), t: t}
+	shares := n.Init.UnsealShares
 	if len(shares) != 5 {
 		t.Fatalf("init made %d shares", len(shares))
 	}
-	if _, err := os.Stat(filepath.Join(n.dir, "root.key")); !os.IsNotExist(err) {
+	if _, err := os.Stat(filepath.Join(n.Dir, "root.key")); !os.IsNotExist(err) {
 		t.Fatalf("a shamir root key was written to disk: %v", err)
 	}
-	if fi, err := os.Stat(filepath.Join(n.dir, "root-key.check")); err != nil || fi.Mode().Perm() != 0o600 {
+	if fi, err := os.Stat(filepath.Join(n.Dir, "root-key.check")); err != nil || fi.Mode().Perm() != 0o600 {
 		t.Fatalf("check file: %v %v", fi, err)
 	}
-	n.serve("127.0.0.1:0")
-	t.Cleanup(n.stop)
+	n.Serve("127.0.0.1:0")
 
 	sealedChecks := func() {
 		t.Helper()
@@ -474,32 +434,32 @@ func TestShamirSealUnseal(t *testing.T) {
 		t.Fatalf("readyz after unseal: %d %s", st, b)
 	}
 	ctx := context.Background()
-	if err := n.admin.CreateCollection(ctx, customers); err != nil {
+	if err := n.Admin.CreateCollection(ctx, customers); err != nil {
 		t.Fatalf("serving after unseal: %v", err)
 	}
-	id, err := n.admin.CreateRecord(ctx, "customers", client.NewRecord{Data: map[string]any{"email": "s@example.com"}})
+	id, err := n.Admin.CreateRecord(ctx, "customers", client.NewRecord{Data: map[string]any{"email": "s@example.com"}})
 	if err != nil {
 		t.Fatal(err)
 	}
 	for _, s := range shares {
-		if strings.Contains(n.logs.String(), s) {
+		if strings.Contains(n.Logs.String(), s) {
 			t.Fatal("a share reached the log")
 		}
 	}
-	if !strings.Contains(n.logs.String(), `"event":"unseal"`) {
+	if !strings.Contains(n.Logs.String(), `"event":"unseal"`) {
 		t.Fatal("unseal attempts are not logged")
 	}
 
 	// A restart forgets the key: sealed again until shares come again
 	// (any three of the five).
-	n.restart()
+	n.Restart()
 	sealedChecks()
 	for _, s := range shares[1:4] {
 		if st, _, b := unseal(s); st != 200 {
 			t.Fatalf("unseal after restart: %d %s", st, b)
 		}
 	}
-	if r, err := n.admin.GetRecord(ctx, "customers", id); err != nil || r.Data["email"] != "s@example.com" {
+	if r, err := n.Admin.GetRecord(ctx, "customers", id); err != nil || r.Data["email"] != "s@example.com" {
 		t.Fatalf("read after unseal: %v %v", r, err)
 	}
 	if st, _, _ := n.do("GET", "/healthz", "", "", nil); st != http.StatusOK {
@@ -526,12 +486,12 @@ func TestIndexKeyRotationAndReindex(t *testing.T) {
 func testIndexKeyRotation(t *testing.T, n *node) {
 	{
 		ctx := context.Background()
-		if err := n.admin.CreateCollection(ctx, customers); err != nil {
+		if err := n.Admin.CreateCollection(ctx, customers); err != nil {
 			t.Fatal(err)
 		}
 		emails := map[string]string{}
 		add := func(email string) {
-			id, err := n.admin.CreateRecord(ctx, "customers", client.NewRecord{Owner: "o", Data: map[string]any{"email": email}})
+			id, err := n.Admin.CreateRecord(ctx, "customers", client.NewRecord{Owner: "o", Data: map[string]any{"email": email}})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -543,14 +503,14 @@ func testIndexKeyRotation(t *testing.T, n *node) {
 		findAll := func(when string) {
 			t.Helper()
 			for email, id := range emails {
-				hits, err := n.admin.Search(ctx, "customers", map[string]any{"email": strings.ToUpper(email)}, 10)
+				hits, err := n.Admin.Search(ctx, "customers", map[string]any{"email": strings.ToUpper(email)}, 10)
 				if err != nil || len(hits) != 1 || hits[0].ID != id {
 					t.Fatalf("%s: search %s: %v %v", when, email, hits, err)
 				}
 			}
 		}
 		findAll("before rotation")
-		tok := n.token(n.init.ClientID, n.init.ClientSecret)
+		tok := n.Token(n.Init.ClientID, n.Init.ClientSecret)
 		st, b := rotate(n, tok, "index/customers/email")
 		if st != 200 || !strings.Contains(string(b), `"reindex_scheduled":true`) || !strings.Contains(string(b), `"version":2`) {
 			t.Fatalf("rotate the index key: %d %s", st, b)
@@ -578,7 +538,7 @@ func testIndexKeyRotation(t *testing.T, n *node) {
 			}
 			return len(ks) == 2 && ks[0].Version == 1 && ks[0].State == coffer.KeyRetired && ks[1].State == coffer.KeyActive
 		})
-		n.restart() // a fresh key cache: version 1 is known only as retired
+		n.Restart() // a fresh key cache: version 1 is known only as retired
 		findAll("with version 1 retired")
 		// Moved, not copied: one entry per record, every one under version 2.
 		all, err := db.StaleIndexEntries(ctx, "customers", "email", 3, "", 100)

@@ -4,14 +4,11 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/json"
-	"log/slog"
-	"net"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/cofferhq/coffer/internal/app"
-	"github.com/cofferhq/coffer/internal/config"
 	"github.com/cofferhq/coffer/internal/store/storetest"
 	"github.com/cofferhq/coffer/internal/testclock"
 )
@@ -28,11 +25,11 @@ import (
 func (n *node) callAt(base, method, path, token string, body any) (int, []byte) {
 	n.t.Helper()
 	if base == "" {
-		base = n.url
+		base = n.URL
 	}
-	saved := n.url
-	n.url = base
-	defer func() { n.url = saved }()
+	saved := n.URL
+	n.URL = base
+	defer func() { n.URL = saved }()
 	if body == nil {
 		st, _, b := n.do(method, path, token, "", nil)
 		return st, b
@@ -45,17 +42,17 @@ func (n *node) callAt(base, method, path, token string, body any) (int, []byte) 
 // adminToken is a fresh token of the bootstrap admin client.
 func (n *node) adminToken() string {
 	n.t.Helper()
-	return n.token(n.init.ClientID, n.init.ClientSecret)
+	return n.Token(n.Init.ClientID, n.Init.ClientSecret)
 }
 
 // active asks the node at base whether tok is active (RFC 7662).
 func (n *node) active(base, tok string) bool {
 	n.t.Helper()
-	saved := n.url
+	saved := n.URL
 	if base != "" {
-		n.url = base
+		n.URL = base
 	}
-	defer func() { n.url = saved }()
+	defer func() { n.URL = saved }()
 	st, _, b := n.do("POST", "/v1/oauth/introspect", n.adminToken(), "application/x-www-form-urlencoded",
 		strings.NewReader("token="+tok))
 	if st != 200 {
@@ -104,7 +101,7 @@ roles:
 func TestDeletedClientTokensAreRefused(t *testing.T) {
 	forEachBackend(t, func(t *testing.T, n *node) {
 		id, secret := n.newServiceClient("doomed", "admin")
-		tok := n.token(id, secret)
+		tok := n.Token(id, secret)
 		n.statusAt("", tok, 200, "before the delete")
 		if !n.active("", tok) {
 			t.Fatal("introspection: the fresh token is not active")
@@ -123,7 +120,7 @@ func TestDeletedClientTokensAreRefused(t *testing.T) {
 func TestClientSecretRotationEndsItsTokens(t *testing.T) {
 	forEachBackend(t, func(t *testing.T, n *node) {
 		id, secret := n.newServiceClient("rotated", "admin")
-		tok := n.token(id, secret)
+		tok := n.Token(id, secret)
 		n.statusAt("", tok, 200, "before the rotation")
 		st, b := n.callAt("", "POST", "/v1/clients/"+id+"/rotate", n.adminToken(), map[string]any{})
 		if st != 200 {
@@ -134,29 +131,29 @@ func TestClientSecretRotationEndsItsTokens(t *testing.T) {
 		}
 		mustJSON(t, b, &nc)
 		n.refused("", tok, "a token got with the old secret")
-		n.statusAt("", n.token(id, nc.ClientSecret), 200, "a token got with the new secret")
+		n.statusAt("", n.Token(id, nc.ClientSecret), 200, "a token got with the new secret")
 	})
 }
 
 func TestClientRoleChangeAndDisableEndItsTokens(t *testing.T) {
 	forEachBackend(t, func(t *testing.T, n *node) {
-		if err := n.admin.PutPolicy(context.Background(), []byte(lifetimesPolicy), "yaml"); err != nil {
+		if err := n.Admin.PutPolicy(context.Background(), []byte(lifetimesPolicy), "yaml"); err != nil {
 			t.Fatal(err)
 		}
 		id, secret := n.newServiceClient("changing", "clients")
-		tok := n.token(id, secret)
+		tok := n.Token(id, secret)
 		n.statusAt("", tok, 200, "with role clients")
 		if st, b := n.callAt("", "PATCH", "/v1/clients/"+id, n.adminToken(), map[string]any{"roles": []string{"other"}}); st != 200 {
 			t.Fatalf("change roles: %d %s", st, b)
 		}
 		n.refused("", tok, "a token issued before a role change")
-		tok = n.token(id, secret)
+		tok = n.Token(id, secret)
 		n.statusAt("", tok, 403, "a new token under the new role")
 		if st, b := n.callAt("", "PATCH", "/v1/clients/"+id, n.adminToken(), map[string]any{"attributes": map[string]string{"team": "x"}}); st != 200 {
 			t.Fatalf("change attributes: %d %s", st, b)
 		}
 		n.refused("", tok, "a token issued before an attribute change")
-		tok = n.token(id, secret)
+		tok = n.Token(id, secret)
 		if st, b := n.callAt("", "PATCH", "/v1/clients/"+id, n.adminToken(), map[string]any{"disabled": true}); st != 200 {
 			t.Fatalf("disable: %d %s", st, b)
 		}
@@ -169,7 +166,7 @@ func TestClientRoleChangeAndDisableEndItsTokens(t *testing.T) {
 
 func TestUserChangesEndTheirTokens(t *testing.T) {
 	forEachBackend(t, func(t *testing.T, n *node) {
-		if err := n.admin.PutPolicy(context.Background(), []byte(lifetimesPolicy), "yaml"); err != nil {
+		if err := n.Admin.PutPolicy(context.Background(), []byte(lifetimesPolicy), "yaml"); err != nil {
 			t.Fatal(err)
 		}
 		uid := n.newUser("erin", "clients")
@@ -231,10 +228,10 @@ func TestUserChangesEndTheirTokens(t *testing.T) {
 func TestRevokedTokenStaysRefusedUntilExpPlusSkew(t *testing.T) {
 	forEachBackend(t, func(t *testing.T, n *node) {
 		clock := testclock.New(time.Now().UTC())
-		n.stop()
+		n.Stop()
 		n.serveAt("127.0.0.1:0", clock.Now)
 		id, secret := n.newServiceClient("revoker", "admin")
-		tok := n.token(id, secret)
+		tok := n.Token(id, secret)
 		n.statusAt("", tok, 200, "before the revocation")
 		st, _, b := n.do("POST", "/v1/oauth/revoke", "", "application/x-www-form-urlencoded",
 			strings.NewReader("token="+tok+"&client_id="+id+"&client_secret="+secret))
@@ -244,7 +241,7 @@ func TestRevokedTokenStaysRefusedUntilExpPlusSkew(t *testing.T) {
 		n.statusAt("", tok, 401, "just revoked")
 		// Past exp (15m), within the 30 s skew verification allows.
 		clock.Advance(15*time.Minute + 10*time.Second)
-		n.stop()
+		n.Stop()
 		n.serveAt("127.0.0.1:0", clock.Now)
 		n.statusAt("", tok, 401, "a revoked token between exp and exp+skew")
 	})
@@ -298,7 +295,7 @@ func has(list []string, s string) bool {
 func TestRotatedSigningKeyVerifiesOnlyForATokenLifetime(t *testing.T) {
 	forEachBackend(t, func(t *testing.T, n *node) {
 		clock := testclock.New(time.Now().UTC())
-		n.stop()
+		n.Stop()
 		n.serveAt("127.0.0.1:0", clock.Now)
 		old := n.adminToken()
 		oldKID := tokenKID(t, old)
@@ -320,7 +317,7 @@ func TestRotatedSigningKeyVerifiesOnlyForATokenLifetime(t *testing.T) {
 			}
 		}
 		clock.Advance(15*time.Minute + 31*time.Second)
-		n.stop()
+		n.Stop()
 		n.serveAt("127.0.0.1:0", clock.Now)
 		if has(n.jwksKIDs(), oldKID) {
 			t.Fatal("the rotated-out key is still published after a token lifetime plus skew")
@@ -392,26 +389,10 @@ func auditOf(t *testing.T, n *node, tok, action string) []string {
 // second node named name and returns its base URL.
 func (n *node) peerURL(t *testing.T, name string) string {
 	t.Helper()
-	cfg, err := config.Load(n.dir, append(append([]string{}, n.env...), "COFFER_NODE="+name))
-	if err != nil {
-		t.Fatal(err)
-	}
-	log := slog.New(slog.NewJSONHandler(n.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	srv, err := app.Open(context.Background(), cfg, app.Options{Logger: log})
-	if err != nil {
-		t.Fatalf("open %s: %v", name, err)
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	go func() { _ = srv.Serve(ln) }()
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		_ = srv.Shutdown(ctx)
-	})
-	return "https://" + ln.Addr().String()
+	p := n.Peer("COFFER_NODE=" + name)
+	p.Logs, p.App = n.Logs, app.Options{}
+	p.Serve("127.0.0.1:0")
+	return p.URL
 }
 
 // Two nodes on one PostgreSQL: a change made on node A ends the tokens on
@@ -423,7 +404,7 @@ func TestTwoNodesRefuseAtOnceAfterAChangeOnOne(t *testing.T) {
 		t.Skip("needs PostgreSQL")
 	}
 	n := start(t, b)
-	if err := n.admin.PutPolicy(context.Background(), []byte(lifetimesPolicy), "yaml"); err != nil {
+	if err := n.Admin.PutPolicy(context.Background(), []byte(lifetimesPolicy), "yaml"); err != nil {
 		t.Fatal(err)
 	}
 	nodeB := n.peerURL(t, "node-b")
@@ -436,7 +417,7 @@ func TestTwoNodesRefuseAtOnceAfterAChangeOnOne(t *testing.T) {
 	}{
 		{"client deleted", func() string {
 			id, secret := n.newServiceClient("gone", "clients")
-			return n.token(id, secret)
+			return n.Token(id, secret)
 		}, func(tok string) {
 			if st, b := n.callAt("", "DELETE", "/v1/clients/"+subOf(t, tok), n.adminToken(), nil); st != 204 {
 				t.Fatalf("delete: %d %s", st, b)
@@ -444,7 +425,7 @@ func TestTwoNodesRefuseAtOnceAfterAChangeOnOne(t *testing.T) {
 		}},
 		{"client roles changed", func() string {
 			id, secret := n.newServiceClient("demoted", "clients")
-			return n.token(id, secret)
+			return n.Token(id, secret)
 		}, func(tok string) {
 			if st, b := n.callAt("", "PATCH", "/v1/clients/"+subOf(t, tok), n.adminToken(), map[string]any{"roles": []string{"other"}}); st != 200 {
 				t.Fatalf("patch: %d %s", st, b)
@@ -452,7 +433,7 @@ func TestTwoNodesRefuseAtOnceAfterAChangeOnOne(t *testing.T) {
 		}},
 		{"client secret rotated", func() string {
 			id, secret := n.newServiceClient("rotated", "clients")
-			return n.token(id, secret)
+			return n.Token(id, secret)
 		}, func(tok string) {
 			if st, b := n.callAt("", "POST", "/v1/clients/"+subOf(t, tok)+"/rotate", n.adminToken(), map[string]any{}); st != 200 {
 				t.Fatalf("rotate: %d %s", st, b)
@@ -469,11 +450,11 @@ func TestTwoNodesRefuseAtOnceAfterAChangeOnOne(t *testing.T) {
 		}},
 		{"token revoked", func() string {
 			id, secret := n.newServiceClient("revoked", "clients")
-			return n.token(id, secret) + "\x00" + id + ":" + secret
+			return n.Token(id, secret) + "\x00" + id + ":" + secret
 		}, func(tok string) {}},
 		{"signing key revoked", func() string {
 			id, secret := n.newServiceClient("signed", "clients")
-			return n.token(id, secret)
+			return n.Token(id, secret)
 		}, func(tok string) {
 			if st, b := n.callAt("", "POST", "/v1/admin/keys/revoke-signing", n.adminToken(), map[string]string{"kid": tokenKID(t, tok)}); st != 200 {
 				t.Fatalf("revoke-signing: %d %s", st, b)

@@ -15,17 +15,17 @@ import (
 // Prometheus text format that promtool accepts, with no value or id in it.
 func TestMetrics(t *testing.T) {
 	n := start(t, storetest.Backends()[0])
-	n.serveMetrics()
+	n.ServeMetrics()
 	ctx := context.Background()
-	if err := n.admin.CreateCollection(ctx, customers); err != nil {
+	if err := n.Admin.CreateCollection(ctx, customers); err != nil {
 		t.Fatal(err)
 	}
 	const marker = "metricsmarker@example.com"
-	id, err := n.admin.CreateRecord(ctx, "customers", client.NewRecord{Owner: "o", Data: map[string]any{"email": marker}})
+	id, err := n.Admin.CreateRecord(ctx, "customers", client.NewRecord{Owner: "o", Data: map[string]any{"email": marker}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := n.admin.GetRecord(ctx, "customers", id); err != nil {
+	if _, err := n.Admin.GetRecord(ctx, "customers", id); err != nil {
 		t.Fatal(err)
 	}
 	n.do("GET", "/v1/collections", "bad-token", "", nil)
@@ -42,7 +42,7 @@ func TestMetrics(t *testing.T) {
 			t.Errorf("metrics lack %s", want)
 		}
 	}
-	for _, leak := range []string{marker, id, n.init.ClientID} {
+	for _, leak := range []string{marker, id, n.Init.ClientID} {
 		if strings.Contains(text, leak) {
 			t.Fatalf("metrics hold %q", leak)
 		}

@@ -22,22 +22,22 @@ import (
 func TestNodeOfAnotherDeploymentIsRefused(t *testing.T) {
 	a := startWith(t, postgres(), clusterOpts)
 	other := startWith(t, postgres(), clusterOpts)
-	other.stop()
-	if err := os.Remove(filepath.Join(other.dir, cluster.IDFileName)); err != nil {
+	other.Stop()
+	if err := os.Remove(filepath.Join(other.Dir, cluster.IDFileName)); err != nil {
 		t.Fatal(err)
 	}
-	acfg, err := config.Load(a.dir, a.env)
+	acfg, err := config.Load(a.Dir, a.Env)
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, _, err = openServer(t, other.dir, clusterOpts, append(other.env, "COFFER_DATABASE_URL="+acfg.DatabaseURL)...)
+	_, _, err = openServer(t, other.Dir, clusterOpts, append(other.Env, "COFFER_DATABASE_URL="+acfg.DatabaseURL)...)
 	if err == nil || !strings.Contains(err.Error(), "not the root key this deployment was initialised with") {
 		t.Fatalf("a node of another deployment: %v", err)
 	}
-	if _, err := os.Stat(filepath.Join(other.dir, cluster.IDFileName)); !errors.Is(err, os.ErrNotExist) {
+	if _, err := os.Stat(filepath.Join(other.Dir, cluster.IDFileName)); !errors.Is(err, os.ErrNotExist) {
 		t.Fatalf("the refused node made a node id: %v", err)
 	}
-	tok := a.token(a.init.ClientID, a.init.ClientSecret)
+	tok := a.Token(a.Init.ClientID, a.Init.ClientSecret)
 	if vs := a.sysNodes(tok); len(vs) != 1 {
 		t.Fatalf("the refused node joined: %+v", vs)
 	}
@@ -52,8 +52,8 @@ func TestSchemaVersionsAcrossNodes(t *testing.T) {
 	for _, b := range storetest.Backends() {
 		t.Run(b.Name, func(t *testing.T) {
 			n := startWith(t, b, clusterOpts)
-			n.stop()
-			cfg, err := config.Load(n.dir, n.env)
+			n.Stop()
+			cfg, err := config.Load(n.Dir, n.Env)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -70,20 +70,20 @@ func TestSchemaVersionsAcrossNodes(t *testing.T) {
 			exec(`ALTER TABLE transit_keys DROP COLUMN origin`)
 			exec(`ALTER TABLE transit_keys DROP COLUMN vault_latest_version`)
 			exec(`DELETE FROM goose_db_version WHERE version_id = 19`)
-			_, _, err = openServer(t, n.dir, clusterOpts, n.env...)
+			_, _, err = openServer(t, n.Dir, clusterOpts, n.Env...)
 			if !errors.Is(err, app.ErrPendingMigrations) || !strings.Contains(err.Error(), "coffer migrate") {
 				t.Fatalf("a newer node on an older database: %v", err)
 			}
 			if _, err := app.Migrate(context.Background(), cfg); err != nil {
 				t.Fatal(err)
 			}
-			n.serve("127.0.0.1:0")
-			n.stop()
+			n.Serve("127.0.0.1:0")
+			n.Stop()
 
 			// The database one migration ahead of this node (it has no
 			// file for 20): served, with a warning.
 			exec(`INSERT INTO goose_db_version (version_id, is_applied) VALUES (20, true)`)
-			stop, logs, err := openServer(t, n.dir, clusterOpts, n.env...)
+			stop, logs, err := openServer(t, n.Dir, clusterOpts, n.Env...)
 			if err != nil {
 				t.Fatalf("an older node during a rolling upgrade: %v", err)
 			}
@@ -94,7 +94,7 @@ func TestSchemaVersionsAcrossNodes(t *testing.T) {
 
 			// Migration 20 recorded that it breaks nodes older than itself.
 			exec(`INSERT INTO meta (key, value) VALUES ($1, '20')`, store.MetaCompatibleFrom)
-			_, _, err = openServer(t, n.dir, clusterOpts, n.env...)
+			_, _, err = openServer(t, n.Dir, clusterOpts, n.Env...)
 			if err == nil || !strings.Contains(err.Error(), "upgrade this node") || !strings.Contains(err.Error(), "version 20") {
 				t.Fatalf("a node the newer schema no longer serves: %v", err)
 			}

@@ -80,26 +80,26 @@ func TestDetectionAndWebhooks(t *testing.T) {
 		rcv := &receiver{kinds: map[string]int{}, secret: "whsec-test-1234"}
 		hook := httptest.NewServer(rcv)
 		t.Cleanup(hook.Close)
-		n.stop()
-		withConfig(t, n.dir, func(c *config.Config) {
+		n.Stop()
+		withConfig(t, n.Dir, func(c *config.Config) {
 			c.Detect.Webhooks = []config.Webhook{{URL: hook.URL + "/coffer", Secret: rcv.secret}}
 		})
-		n.serve("127.0.0.1:0")
+		n.Serve("127.0.0.1:0")
 
 		items := make([]client.TokenItem, 600)
 		for i := range items {
 			items[i] = client.TokenItem{Value: "ada@example.com", Type: "email"}
 		}
-		toks, err := n.admin.Tokenize(ctx, items)
+		toks, err := n.Admin.Tokenize(ctx, items)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if _, err := n.admin.Detokenize(ctx, toks); err != nil {
+		if _, err := n.Admin.Detokenize(ctx, toks); err != nil {
 			t.Fatal(err)
 		}
 		// The brute force below also locks out its source address (this
 		// one): take the admin's token first.
-		tok := n.token(n.init.ClientID, n.init.ClientSecret)
+		tok := n.Token(n.Init.ClientID, n.Init.ClientSecret)
 		for i := 0; i < 20; i++ {
 			form := url.Values{"grant_type": {"client_credentials"}, "client_id": {"cl_attacker"}, "client_secret": {"guess"}}
 			n.do("POST", "/v1/oauth/token", "", "application/x-www-form-urlencoded", strings.NewReader(form.Encode()))
@@ -118,7 +118,7 @@ func TestDetectionAndWebhooks(t *testing.T) {
 			} `json:"events"`
 		}
 		mustJSON(t, b, &out)
-		if st != 200 || len(out.Events) == 0 || out.Events[0].Principal != n.init.ClientID {
+		if st != 200 || len(out.Events) == 0 || out.Events[0].Principal != n.Init.ClientID {
 			t.Fatalf("security events: %d %s", st, b)
 		}
 		if strings.Contains(string(b), "ada@example.com") {
@@ -135,23 +135,23 @@ func TestDetectionAndWebhooks(t *testing.T) {
 func TestSuspensionResponse(t *testing.T) {
 	forEachBackend(t, func(t *testing.T, n *node) {
 		ctx := context.Background()
-		n.stop()
-		withConfig(t, n.dir, func(c *config.Config) {
+		n.Stop()
+		withConfig(t, n.Dir, func(c *config.Config) {
 			c.Detect.SuspendOn = []string{detect.KindCanary}
 		})
-		n.serve("127.0.0.1:0")
-		if err := n.admin.CreateCollection(ctx, customers); err != nil {
+		n.Serve("127.0.0.1:0")
+		if err := n.Admin.CreateCollection(ctx, customers); err != nil {
 			t.Fatal(err)
 		}
-		if err := n.admin.PutPolicy(ctx, []byte(accessPolicy), "yaml"); err != nil {
+		if err := n.Admin.PutPolicy(ctx, []byte(accessPolicy), "yaml"); err != nil {
 			t.Fatal(err)
 		}
-		sup, err := n.admin.CreateClient(ctx, "support-desk", []string{"support"}, nil)
+		sup, err := n.Admin.CreateClient(ctx, "support-desk", []string{"support"}, nil)
 		if err != nil {
 			t.Fatal(err)
 		}
-		admTok := n.token(n.init.ClientID, n.init.ClientSecret)
-		plain, err := n.admin.CreateRecord(ctx, "customers", client.NewRecord{Owner: "o", Data: map[string]any{"name": "Real"}})
+		admTok := n.Token(n.Init.ClientID, n.Init.ClientSecret)
+		plain, err := n.Admin.CreateRecord(ctx, "customers", client.NewRecord{Owner: "o", Data: map[string]any{"name": "Real"}})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -162,7 +162,7 @@ func TestSuspensionResponse(t *testing.T) {
 		if st != 201 || canary.ID == "" {
 			t.Fatalf("plant a canary: %d %s", st, b)
 		}
-		supTok := n.token(sup.ClientID, sup.ClientSecret)
+		supTok := n.Token(sup.ClientID, sup.ClientSecret)
 		read := func(tok, id string) (int, []byte) {
 			st, _, b := n.do("GET", "/v1/collections/customers/records/"+id, tok, "", nil)
 			return st, b
@@ -183,7 +183,7 @@ func TestSuspensionResponse(t *testing.T) {
 		if st != 403 || !strings.Contains(string(b), "suspended") {
 			t.Fatalf("a suspended client reads: %d %s", st, b)
 		}
-		if st, b := read(n.token(sup.ClientID, sup.ClientSecret), plain); st != 403 {
+		if st, b := read(n.Token(sup.ClientID, sup.ClientSecret), plain); st != 403 {
 			t.Fatalf("a suspended client with a new token reads: %d %s", st, b)
 		}
 
@@ -209,18 +209,18 @@ func TestSuspensionResponse(t *testing.T) {
 func TestAuditTrail(t *testing.T) {
 	n := start(t, storetest.Backends()[0])
 	ctx := context.Background()
-	if err := n.admin.CreateCollection(ctx, customers); err != nil {
+	if err := n.Admin.CreateCollection(ctx, customers); err != nil {
 		t.Fatal(err)
 	}
 	const marker = "auditmarker@example.com"
-	id, err := n.admin.CreateRecord(ctx, "customers", client.NewRecord{Owner: "o", Data: map[string]any{"email": marker}})
+	id, err := n.Admin.CreateRecord(ctx, "customers", client.NewRecord{Owner: "o", Data: map[string]any{"email": marker}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := n.admin.Search(ctx, "customers", map[string]any{"email": marker}, 1); err != nil {
+	if _, err := n.Admin.Search(ctx, "customers", map[string]any{"email": marker}, 1); err != nil {
 		t.Fatal(err)
 	}
-	tok := n.token(n.init.ClientID, n.init.ClientSecret)
+	tok := n.Token(n.Init.ClientID, n.Init.ClientSecret)
 	n.do("GET", "/v1/collections/customers/records/"+id, "bogus-token", "", nil) // a 401, audited too
 	st, _, b := n.do("GET", "/v1/audit/events?limit=1000", tok, "", nil)
 	if st != 200 {
@@ -247,16 +247,16 @@ func TestAuditTrail(t *testing.T) {
 			t.Errorf("no %q event in %v", want, seen)
 		}
 	}
-	n.stop()
+	n.Stop()
 	bin := buildCoffer(t)
-	outb, err := exec.Command(bin, "audit", "verify", "--data-dir", n.dir).CombinedOutput()
+	outb, err := exec.Command(bin, "audit", "verify", "--data-dir", n.Dir).CombinedOutput()
 	if err != nil || !strings.HasPrefix(string(outb), "ok: ") {
 		t.Fatalf("verify intact log: %v %s", err, outb)
 	}
 	// An owner with direct database access edits an event: verify fails.
-	sqlite(t, filepath.Join(n.dir, "coffer.db"),
+	sqlite(t, filepath.Join(n.Dir, "coffer.db"),
 		`DROP TRIGGER audit_events_no_update; UPDATE audit_events SET body = replace(body, '"status":201', '"status":200') WHERE action = 'create';`)
-	outb, err = exec.Command(bin, "audit", "verify", "--data-dir", n.dir).CombinedOutput()
+	outb, err = exec.Command(bin, "audit", "verify", "--data-dir", n.Dir).CombinedOutput()
 	if err == nil || !strings.Contains(string(outb), "audit") {
 		t.Fatalf("verify of an edited log passed: %s", outb)
 	}
@@ -268,18 +268,18 @@ func TestAuditTrail(t *testing.T) {
 func TestAuditFailsClosed(t *testing.T) {
 	n := start(t, storetest.Backends()[0])
 	ctx := context.Background()
-	if err := n.admin.CreateCollection(ctx, customers); err != nil {
+	if err := n.Admin.CreateCollection(ctx, customers); err != nil {
 		t.Fatal(err)
 	}
 	const marker = "closed@example.com"
-	id, err := n.admin.CreateRecord(ctx, "customers", client.NewRecord{Owner: "o", Data: map[string]any{"email": marker}})
+	id, err := n.Admin.CreateRecord(ctx, "customers", client.NewRecord{Owner: "o", Data: map[string]any{"email": marker}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	tok := n.token(n.init.ClientID, n.init.ClientSecret)
-	n.stop()
+	tok := n.Token(n.Init.ClientID, n.Init.ClientSecret)
+	n.Stop()
 	// A tiny filesystem for the audit file (root can mount tmpfs here).
-	fs := filepath.Join(n.dir, "auditfs")
+	fs := filepath.Join(n.Dir, "auditfs")
 	if err := os.MkdirAll(fs, 0o700); err != nil {
 		t.Fatal(err)
 	}
@@ -290,8 +290,8 @@ func TestAuditFailsClosed(t *testing.T) {
 		t.Skipf("cannot mount a tmpfs to fill: %v %s", err, out)
 	}
 	t.Cleanup(func() { _ = exec.Command("umount", "-l", fs).Run() })
-	withConfig(t, n.dir, func(c *config.Config) { c.Audit.File = filepath.Join(fs, "audit.jsonl") })
-	n.serve("127.0.0.1:0")
+	withConfig(t, n.Dir, func(c *config.Config) { c.Audit.File = filepath.Join(fs, "audit.jsonl") })
+	n.Serve("127.0.0.1:0")
 	failed := false
 	for i := 0; i < 2000 && !failed; i++ {
 		st, h, b := n.do("GET", "/v1/collections/customers/records/"+id, tok, "", nil)
@@ -327,8 +327,8 @@ func TestAuditFailsClosed(t *testing.T) {
 	if !ok {
 		t.Fatal("requests did not recover once the audit disk had room")
 	}
-	n.stop()
-	if out, err := exec.Command(buildCoffer(t), "audit", "verify", "--data-dir", n.dir).CombinedOutput(); err != nil {
+	n.Stop()
+	if out, err := exec.Command(buildCoffer(t), "audit", "verify", "--data-dir", n.Dir).CombinedOutput(); err != nil {
 		t.Fatalf("audit verify after the outage: %v %s", err, out)
 	}
 }

@@ -44,10 +44,10 @@ func TestDatabaseRestartUnderLoad(t *testing.T) {
 	}
 	a := startWith(t, postgres(), clusterOpts)
 	nodes := []*node{a, a.copyNode(), a.copyNode()}
-	if err := a.admin.CreateCollection(context.Background(), customers); err != nil {
+	if err := a.Admin.CreateCollection(context.Background(), customers); err != nil {
 		t.Fatal(err)
 	}
-	tok := a.token(a.init.ClientID, a.init.ClientSecret)
+	tok := a.Token(a.Init.ClientID, a.Init.ClientSecret)
 	const recs = "/v1/collections/customers/records"
 
 	var (
@@ -223,9 +223,9 @@ func TestDatabaseRestartUnderLoad(t *testing.T) {
 	}
 	// Every node's audit chain verifies.
 	for _, n := range nodes {
-		n.stop()
+		n.Stop()
 	}
-	cfg, err := config.Load(a.dir, a.env)
+	cfg, err := config.Load(a.Dir, a.Env)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -246,7 +246,7 @@ func snapshot(mu *sync.Mutex, m map[string]string) map[string]string {
 
 // tryPost is post that returns a transport error instead of failing.
 func (n *node) tryPost(path, token, key, body string) (int, http.Header, []byte, error) {
-	req, err := http.NewRequest("POST", n.url+path, strings.NewReader(body))
+	req, err := http.NewRequest("POST", n.URL+path, strings.NewReader(body))
 	if err != nil {
 		return 0, nil, nil, err
 	}
@@ -260,7 +260,7 @@ func (n *node) tryPost(path, token, key, body string) (int, http.Header, []byte,
 
 // tryGet is a GET that returns a transport error instead of failing.
 func (n *node) tryGet(path, token string) (int, http.Header, []byte, error) {
-	req, err := http.NewRequest("GET", n.url+path, nil)
+	req, err := http.NewRequest("GET", n.URL+path, nil)
 	if err != nil {
 		return 0, nil, nil, err
 	}
@@ -273,7 +273,7 @@ func (n *node) tryGet(path, token string) (int, http.Header, []byte, error) {
 func (n *node) send(req *http.Request) (int, http.Header, []byte, error) {
 	ctx, cancel := context.WithTimeout(req.Context(), 20*time.Second)
 	defer cancel()
-	resp, err := n.raw.Do(req.WithContext(ctx))
+	resp, err := n.HTTP.Do(req.WithContext(ctx))
 	if err != nil {
 		return 0, nil, nil, err
 	}

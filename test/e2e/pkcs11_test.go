@@ -54,18 +54,12 @@ func TestPKCS11Deployment(t *testing.T) {
 	module := hsmModule(t)
 	t.Setenv("COFFER_PKCS11_PIN", softhsmtest.PIN)
 	ctx := context.Background()
-	n := &node{t: t, dir: filepath.Join(t.TempDir(), "data"), backend: "sqlite", logs: &syncBuffer{}}
-	var err error
-	n.init, err = app.Init(ctx, app.InitOptions{DataDir: n.dir, Listen: "127.0.0.1:0", RootKeyProvider: "pkcs11",
-		PKCS11: config.RootKeyPKCS11{Module: module, TokenLabel: "coffer-e2e", KeyLabel: "root-e2e"}})
-	if err != nil {
-		t.Fatalf("init: %v", err)
-	}
+	n := &node{Server: testserver.New(t, storetest.Backends()[0], testserver.Options{Init: app.InitOptions{RootKeyProvider: "pkcs11",
+		PKCS11: config.RootKeyPKCS11{Module: module, TokenLabel: "coffer-e2e", KeyLabel: "root-e2e"}}}), t: t}
 	if _, err := os.Stat(filepath.Join(n.dir, "root.key")); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("a pkcs11 deployment has a root key file: %v", err)
 	}
-	n.serve("127.0.0.1:0")
-	t.Cleanup(n.stop)
+	n.Serve("127.0.0.1:0")
 
 	if err := n.admin.CreateCollection(ctx, customers); err != nil {
 		t.Fatal(err)

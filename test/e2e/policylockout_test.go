@@ -15,7 +15,7 @@ import (
 // returns the status and body.
 func (n *node) putPolicy(doc, query string) (int, string) {
 	n.t.Helper()
-	st, _, b := n.do("PUT", "/v1/policy"+query, n.token(n.init.ClientID, n.init.ClientSecret), "application/yaml", strings.NewReader(doc))
+	st, _, b := n.do("PUT", "/v1/policy"+query, n.Token(n.Init.ClientID, n.Init.ClientSecret), "application/yaml", strings.NewReader(doc))
 	return st, string(b)
 }
 
@@ -53,7 +53,7 @@ func TestPolicySelfLockout(t *testing.T) {
 				t.Fatalf("%s: %d %s", tc.name, st, b)
 			}
 		}
-		if doc, err := n.admin.GetPolicy(ctx); err != nil || string(doc) != before {
+		if doc, err := n.Admin.GetPolicy(ctx); err != nil || string(doc) != before {
 			t.Fatalf("the policy after refusals: %q %v", doc, err)
 		}
 		if st, b := n.putPolicy(before, "?force=maybe"); st != 422 || !strings.Contains(b, "force must be true or false") {
@@ -81,7 +81,7 @@ func TestPolicySelfLockout(t *testing.T) {
 		}
 
 		// Break-glass, offline, beside the serving node.
-		cfg, err := config.Load(n.dir, n.env)
+		cfg, err := config.Load(n.Dir, n.Env)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -113,7 +113,7 @@ func TestPolicySelfLockout(t *testing.T) {
 		}
 
 		// Each offline run is on the offline chain, before and after.
-		st, _, b := n.do("GET", "/v1/audit/events?limit=1000", n.token(n.init.ClientID, n.init.ClientSecret), "", nil)
+		st, _, b := n.do("GET", "/v1/audit/events?limit=1000", n.Token(n.Init.ClientID, n.Init.ClientSecret), "", nil)
 		if st != 200 {
 			t.Fatalf("audit: %d %s", st, b)
 		}

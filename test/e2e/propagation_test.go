@@ -18,12 +18,12 @@ import (
 // status sends GET path with token and returns the status, 0 when the
 // request failed (it is retried).
 func (n *node) status(path, token string) int {
-	req, err := http.NewRequest("GET", n.url+path, nil)
+	req, err := http.NewRequest("GET", n.URL+path, nil)
 	if err != nil {
 		return 0
 	}
 	req.Header.Set("Authorization", "Bearer "+token)
-	resp, err := n.raw.Do(req)
+	resp, err := n.HTTP.Do(req)
 	if err != nil {
 		return 0
 	}
@@ -50,7 +50,7 @@ func waitStatus(t *testing.T, nodes []*node, token, path string, want int, start
 					return
 				}
 				if time.Since(start) > 10*time.Second {
-					t.Errorf("%s still answers %d, not %d, 10 s after the change", n.addr, st, want)
+					t.Errorf("%s still answers %d, not %d, 10 s after the change", n.Addr, st, want)
 					return
 				}
 				time.Sleep(time.Millisecond)
@@ -75,7 +75,7 @@ func TestChangesReachEveryNode(t *testing.T) {
 	a := startWith(t, postgres(), opts)
 	b, c := a.copyNode(), a.copyNode()
 	others := []*node{b, c}
-	cfg, err := config.Load(a.dir, a.env)
+	cfg, err := config.Load(a.Dir, a.Env)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -89,7 +89,7 @@ func TestChangesReachEveryNode(t *testing.T) {
 	const rounds = 10
 	for i := range rounds {
 		id, secret := a.newServiceClient("svc-"+strings.Repeat("x", i+1), "admin")
-		tok := a.token(id, secret)
+		tok := a.Token(id, secret)
 		waitStatus(t, others, tok, "/v1/collections", 200, time.Now())
 
 		if st, _, body := a.do("POST", "/v1/oauth/revoke", "", "application/x-www-form-urlencoded", strings.NewReader("token="+tok)); st != 200 {
@@ -97,7 +97,7 @@ func TestChangesReachEveryNode(t *testing.T) {
 		}
 		revoke = append(revoke, waitStatus(t, others, tok, "/v1/collections", 401, time.Now())...)
 
-		tok = a.token(id, secret)
+		tok = a.Token(id, secret)
 		waitStatus(t, others, tok, "/v1/collections", 200, time.Now())
 		// What the detector on a node does when it suspends a principal.
 		if err := db.SuspendPrincipal(context.Background(), id, time.Now().Add(time.Hour), "test"); err != nil {
@@ -105,7 +105,7 @@ func TestChangesReachEveryNode(t *testing.T) {
 		}
 		suspend = append(suspend, waitStatus(t, others, tok, "/v1/collections", 403, time.Now())...)
 
-		admin := a.token(a.init.ClientID, a.init.ClientSecret)
+		admin := a.Token(a.Init.ClientID, a.Init.ClientSecret)
 		if st, _, body := a.do("DELETE", "/v1/security/suspensions/"+id, admin, "", nil); st != 204 {
 			t.Fatalf("lift: %d %s", st, body)
 		}
@@ -115,9 +115,9 @@ func TestChangesReachEveryNode(t *testing.T) {
 	// A policy change: the viewer role may read the audit log once the
 	// policy says so, on every node.
 	vid, vsecret := a.newServiceClient("viewer", "viewer")
-	vtok := a.token(vid, vsecret)
+	vtok := a.Token(vid, vsecret)
 	waitStatus(t, others, vtok, "/v1/audit/events?limit=1", 403, time.Now())
-	admin := a.token(a.init.ClientID, a.init.ClientSecret)
+	admin := a.Token(a.Init.ClientID, a.Init.ClientSecret)
 	pol := "roles:\n  admin:\n    - resources: [\"*\"]\n      actions: [\"*\"]\n  viewer:\n    - resources: [audit]\n      actions: [read]\n"
 	if st, _, body := a.do("PUT", "/v1/policy", admin, "application/yaml", strings.NewReader(pol)); st != 204 {
 		t.Fatalf("put policy: %d %s", st, body)
@@ -142,7 +142,7 @@ func TestChangesAfterTheListenerDrops(t *testing.T) {
 	opts.PollInterval = time.Hour
 	a := startWith(t, postgres(), opts)
 	b := a.copyNode()
-	cfg, err := config.Load(a.dir, a.env)
+	cfg, err := config.Load(a.Dir, a.Env)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -152,7 +152,7 @@ func TestChangesAfterTheListenerDrops(t *testing.T) {
 		t.Fatal(err)
 	}
 	id, secret := a.newServiceClient("svc", "admin")
-	tok := a.token(id, secret)
+	tok := a.Token(id, secret)
 	waitStatus(t, []*node{b}, tok, "/v1/collections", 200, time.Now())
 
 	// Cut every listener of this schema (both nodes'), then wait until
@@ -170,7 +170,7 @@ func TestChangesAfterTheListenerDrops(t *testing.T) {
 		t.Fatalf("cut %d listeners, want both nodes'", n)
 	}
 	deadline := time.Now().Add(10 * time.Second)
-	for !strings.Contains(b.logs.String(), "change notifications lost") {
+	for !strings.Contains(b.Logs.String(), "change notifications lost") {
 		if time.Now().After(deadline) {
 			t.Fatal("the node did not notice its listener was cut")
 		}

@@ -26,23 +26,23 @@ func TestPseudonymsPerField(t *testing.T) {
 	forEachBackend(t, func(t *testing.T, n *node) {
 		ctx := context.Background()
 		for _, name := range []string{"leads", "patients"} {
-			if err := n.admin.CreateCollection(ctx, client.Collection{Name: name, Fields: []client.Field{
+			if err := n.Admin.CreateCollection(ctx, client.Collection{Name: name, Fields: []client.Field{
 				{Name: "email", Type: "email", Mask: "hash"}, {Name: "contact", Type: "email", Mask: "hash"}}}); err != nil {
 				t.Fatal(err)
 			}
 		}
-		if err := n.admin.PutPolicy(ctx, []byte(pseudonymPolicy), "yaml"); err != nil {
+		if err := n.Admin.PutPolicy(ctx, []byte(pseudonymPolicy), "yaml"); err != nil {
 			t.Fatal(err)
 		}
-		cl, err := n.admin.CreateClient(ctx, "analyst", []string{"analyst"}, nil)
+		cl, err := n.Admin.CreateClient(ctx, "analyst", []string{"analyst"}, nil)
 		if err != nil {
 			t.Fatal(err)
 		}
-		an := n.clientFor(cl.ClientID, cl.ClientSecret)
+		an := n.Client(cl.ClientID, cl.ClientSecret)
 		data := map[string]any{"email": "ada@example.com", "contact": "ada@example.com"}
 		seen := func(collection string) (email, contact string) {
 			t.Helper()
-			id, err := n.admin.CreateRecord(ctx, collection, client.NewRecord{Data: data})
+			id, err := n.Admin.CreateRecord(ctx, collection, client.NewRecord{Data: data})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -69,7 +69,7 @@ func TestPseudonymsPerField(t *testing.T) {
 		if le == lc {
 			t.Errorf("one value in two fields has one pseudonym %s: they link", le)
 		}
-		st, _, b := n.do("POST", "/v1/admin/keys/rotate", n.token(n.init.ClientID, n.init.ClientSecret), "application/json",
+		st, _, b := n.do("POST", "/v1/admin/keys/rotate", n.Token(n.Init.ClientID, n.Init.ClientSecret), "application/json",
 			strings.NewReader(`{"key_id":"mask/hash/leads/email"}`))
 		if st != 200 {
 			t.Fatalf("rotate the pseudonym key: %d %s", st, b)

@@ -30,14 +30,14 @@ func tokenizeRaw(n *node, tok string, mode string, count int) (int, http.Header,
 func TestTokenizeQuota(t *testing.T) {
 	forEachBackend(t, func(t *testing.T, n *node) {
 		ctx := context.Background()
-		n.stop()
-		withConfig(t, n.dir, func(c *config.Config) {
+		n.Stop()
+		withConfig(t, n.Dir, func(c *config.Config) {
 			c.Limits.TokenizeLinkablePerHour = 100
 			c.Limits.Roles = map[string]config.RoleLimits{"bulk": {TokenizeLinkablePerHour: 1000}}
 		})
-		n.serve("127.0.0.1:0")
-		n.serveMetrics()
-		tok := n.token(n.init.ClientID, n.init.ClientSecret)
+		n.Serve("127.0.0.1:0")
+		n.ServeMetrics()
+		tok := n.Token(n.Init.ClientID, n.Init.ClientSecret)
 		if st, _, b := tokenizeRaw(n, tok, "deterministic", 60); st != 200 {
 			t.Fatalf("60 of 100: %d %s", st, b)
 		}
@@ -54,11 +54,11 @@ func TestTokenizeQuota(t *testing.T) {
 		if st, _, b := tokenizeRaw(n, tok, "deterministic", 40); st != 200 {
 			t.Fatalf("the 40 left of the quota: %d %s", st, b)
 		}
-		bulk, err := n.admin.CreateClient(ctx, "importer", []string{"bulk", "admin"}, nil)
+		bulk, err := n.Admin.CreateClient(ctx, "importer", []string{"bulk", "admin"}, nil)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if st, _, b := tokenizeRaw(n, n.token(bulk.ClientID, bulk.ClientSecret), "deterministic", 500); st != 200 {
+		if st, _, b := tokenizeRaw(n, n.Token(bulk.ClientID, bulk.ClientSecret), "deterministic", 500); st != 200 {
 			t.Fatalf("a role with a quota of 1000: %d %s", st, b)
 		}
 		st, _, b = n.do("GET", "/v1/audit/events?action=tokenize&limit=100", tok, "", nil)
@@ -87,7 +87,7 @@ func TestTokenizeQuotaAcrossNodes(t *testing.T) {
 		}
 		return out
 	}
-	if _, err := n.admin.Tokenize(context.Background(), items(70)); err != nil {
+	if _, err := n.Admin.Tokenize(context.Background(), items(70)); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := other.Tokenize(context.Background(), items(70)); client.StatusCode(err) != 429 {

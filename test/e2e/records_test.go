@@ -39,13 +39,13 @@ var customers = client.Collection{
 func TestRecordLifecycle(t *testing.T) {
 	forEachBackend(t, func(t *testing.T, n *node) {
 		ctx := context.Background()
-		if err := n.admin.CreateCollection(ctx, customers); err != nil {
+		if err := n.Admin.CreateCollection(ctx, customers); err != nil {
 			t.Fatal(err)
 		}
-		if err := n.admin.CreateCollection(ctx, customers); client.StatusCode(err) != 409 {
+		if err := n.Admin.CreateCollection(ctx, customers); client.StatusCode(err) != 409 {
 			t.Fatalf("duplicate collection: %v", err)
 		}
-		id, err := n.admin.CreateRecord(ctx, "customers", client.NewRecord{
+		id, err := n.Admin.CreateRecord(ctx, "customers", client.NewRecord{
 			Owner: "user-1", Subject: "subject-1",
 			Data: map[string]any{
 				"name": "Ada Lovelace", "email": "Ada@Example.com", "card_number": "4111 1111 1111 1111",
@@ -55,7 +55,7 @@ func TestRecordLifecycle(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		r, err := n.admin.GetRecord(ctx, "customers", id)
+		r, err := n.Admin.GetRecord(ctx, "customers", id)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -70,43 +70,43 @@ func TestRecordLifecycle(t *testing.T) {
 			t.Errorf("record metadata: %+v", r)
 		}
 		// Search is exact on the normalised value: case does not matter for email.
-		hits, err := n.admin.Search(ctx, "customers", map[string]any{"email": "ada@example.COM"}, 10)
+		hits, err := n.Admin.Search(ctx, "customers", map[string]any{"email": "ada@example.COM"}, 10)
 		if err != nil {
 			t.Fatal(err)
 		}
 		if len(hits) != 1 || hits[0].ID != id {
 			t.Fatalf("search: %+v", hits)
 		}
-		if hits, _ := n.admin.Search(ctx, "customers", map[string]any{"email": "bob@example.com"}, 10); len(hits) != 0 {
+		if hits, _ := n.Admin.Search(ctx, "customers", map[string]any{"email": "bob@example.com"}, 10); len(hits) != 0 {
 			t.Fatalf("search found a non-match: %+v", hits)
 		}
-		if _, err := n.admin.Search(ctx, "customers", map[string]any{"name": "Ada Lovelace"}, 10); client.StatusCode(err) != 422 {
+		if _, err := n.Admin.Search(ctx, "customers", map[string]any{"name": "Ada Lovelace"}, 10); client.StatusCode(err) != 422 {
 			t.Fatalf("search on a non-searchable field: %v", err)
 		}
-		if err := n.admin.UpdateRecord(ctx, "customers", id, map[string]any{"email": "ada@lovelace.org"}); err != nil {
+		if err := n.Admin.UpdateRecord(ctx, "customers", id, map[string]any{"email": "ada@lovelace.org"}); err != nil {
 			t.Fatal(err)
 		}
-		if hits, _ := n.admin.Search(ctx, "customers", map[string]any{"email": "Ada@Example.com"}, 10); len(hits) != 0 {
+		if hits, _ := n.Admin.Search(ctx, "customers", map[string]any{"email": "Ada@Example.com"}, 10); len(hits) != 0 {
 			t.Fatalf("old email still indexed: %+v", hits)
 		}
 
-		n.restart()
+		n.Restart()
 
-		r, err = n.admin.GetRecord(ctx, "customers", id)
+		r, err = n.Admin.GetRecord(ctx, "customers", id)
 		if err != nil {
 			t.Fatalf("read after restart: %v", err)
 		}
 		if r.Data["email"] != "ada@lovelace.org" || r.Data["ssn"] != "123-45-6789" {
 			t.Fatalf("after restart: %+v", r.Data)
 		}
-		hits, err = n.admin.Search(ctx, "customers", map[string]any{"email": "ada@lovelace.org"}, 10)
+		hits, err = n.Admin.Search(ctx, "customers", map[string]any{"email": "ada@lovelace.org"}, 10)
 		if err != nil || len(hits) != 1 {
 			t.Fatalf("search after restart: %v %+v", err, hits)
 		}
-		if err := n.admin.DeleteRecord(ctx, "customers", id); err != nil {
+		if err := n.Admin.DeleteRecord(ctx, "customers", id); err != nil {
 			t.Fatal(err)
 		}
-		if _, err := n.admin.GetRecord(ctx, "customers", id); client.StatusCode(err) != 404 {
+		if _, err := n.Admin.GetRecord(ctx, "customers", id); client.StatusCode(err) != 404 {
 			t.Fatalf("read after delete: %v", err)
 		}
 	})
@@ -117,28 +117,28 @@ func TestRecordLifecycle(t *testing.T) {
 func TestPlaintextNeverAtRest(t *testing.T) {
 	n := start(t, storetest.Backends()[0])
 	ctx := context.Background()
-	if err := n.admin.CreateCollection(ctx, customers); err != nil {
+	if err := n.Admin.CreateCollection(ctx, customers); err != nil {
 		t.Fatal(err)
 	}
 	const marker = "zebra.quokka.marker@example.com"
 	const card = "5555555555554444"
-	id, err := n.admin.CreateRecord(ctx, "customers", client.NewRecord{Owner: "o",
+	id, err := n.Admin.CreateRecord(ctx, "customers", client.NewRecord{Owner: "o",
 		Data: map[string]any{"email": marker, "card_number": card, "name": "Marker Name Xylophone"}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := n.admin.GetRecord(ctx, "customers", id); err != nil {
+	if _, err := n.Admin.GetRecord(ctx, "customers", id); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := n.admin.Search(ctx, "customers", map[string]any{"email": marker}, 1); err != nil {
+	if _, err := n.Admin.Search(ctx, "customers", map[string]any{"email": marker}, 1); err != nil {
 		t.Fatal(err)
 	}
 	// A rejected request with the value in it must not leak it either.
-	_, _, _ = n.do("POST", "/v1/collections/customers/records", n.token(n.init.ClientID, n.init.ClientSecret),
+	_, _, _ = n.do("POST", "/v1/collections/customers/records", n.Token(n.Init.ClientID, n.Init.ClientSecret),
 		"application/json", strings.NewReader(`{"data":{"email":"`+marker+`","bogus":"`+card+`"}}`))
-	n.stop() // flush everything to disk
+	n.Stop() // flush everything to disk
 	needles := [][]byte{[]byte(marker), []byte(strings.ToLower(marker)), []byte(card), []byte("Xylophone")}
-	err = filepath.WalkDir(n.dir, func(path string, d fs.DirEntry, err error) error {
+	err = filepath.WalkDir(n.Dir, func(path string, d fs.DirEntry, err error) error {
 		if err != nil || d.IsDir() {
 			return err
 		}
@@ -157,7 +157,7 @@ func TestPlaintextNeverAtRest(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, nd := range needles {
-		if strings.Contains(n.logs.String(), string(nd)) {
+		if strings.Contains(n.Logs.String(), string(nd)) {
 			t.Fatalf("plaintext %q found in the server's log output", nd)
 		}
 	}
@@ -168,10 +168,10 @@ func TestPlaintextNeverAtRest(t *testing.T) {
 func TestBadInput(t *testing.T) {
 	forEachBackend(t, func(t *testing.T, n *node) {
 		ctx := context.Background()
-		if err := n.admin.CreateCollection(ctx, customers); err != nil {
+		if err := n.Admin.CreateCollection(ctx, customers); err != nil {
 			t.Fatal(err)
 		}
-		tok := n.token(n.init.ClientID, n.init.ClientSecret)
+		tok := n.Token(n.Init.ClientID, n.Init.ClientSecret)
 		const secret = "SECRETVALUE-7741"
 		big := `{"data":{"name":"` + strings.Repeat("a", 2<<20) + `"}}`
 		cases := []struct {
@@ -230,7 +230,7 @@ func TestBadInput(t *testing.T) {
 			})
 		}
 		// Nothing was stored by any of them.
-		hits, err := n.admin.Search(ctx, "customers", map[string]any{"email": secret + "@x.io"}, 10)
+		hits, err := n.Admin.Search(ctx, "customers", map[string]any{"email": secret + "@x.io"}, 10)
 		if err != nil || len(hits) != 0 {
 			t.Fatalf("a refused request stored something: %v %+v", err, hits)
 		}

@@ -49,7 +49,7 @@ func BenchmarkRelayVsReverseProxy(b *testing.B) {
 				pr.SetURL(target)
 				pr.SetXForwarded()
 			}}, ReadHeaderTimeout: 5 * time.Second}
-			go func() { _ = plain.Serve(tls.NewListener(ln, n.srv.TLSConfig())) }()
+			go func() { _ = plain.Serve(tls.NewListener(ln, n.Srv.TLSConfig())) }()
 			defer plain.Close()
 			plainURL := "https://" + ln.Addr().String()
 
@@ -66,7 +66,7 @@ func BenchmarkRelayVsReverseProxy(b *testing.B) {
 						for next.Add(1) <= int64(count) {
 							i := seq.Add(1)
 							body := fmt.Sprintf(`{"name":"n%d","card":{"number":"4111111111111111"},"email":"user%d@example.com"}`, i, i)
-							resp, err := n.raw.Post(base+"/signup", "application/json", strings.NewReader(body))
+							resp, err := n.HTTP.Post(base+"/signup", "application/json", strings.NewReader(body))
 							if err != nil {
 								failed.Store(err)
 								return

@@ -143,7 +143,7 @@ const relayRoutes = `
 func startRelay(t testing.TB, n *node) *relayEnv {
 	t.Helper()
 	ctx := context.Background()
-	if err := n.admin.PutPolicy(ctx, []byte(relayPolicy), "yaml"); err != nil {
+	if err := n.Admin.PutPolicy(ctx, []byte(relayPolicy), "yaml"); err != nil {
 		t.Fatal(err)
 	}
 	id, _ := n.newServiceClient("relay", "relay")
@@ -174,7 +174,7 @@ func startRelay(t testing.TB, n *node) *relayEnv {
 	}
 	routes := strings.NewReplacer("APP", e.app.srv.URL, "THIRD", e.third.srv.URL, "DEAD", deadURL, "SLOW", slow.URL).Replace(relayRoutes)
 	cfg := fmt.Sprintf("\nrelay:\n  listen: 127.0.0.1:0\n  client: %s\n  upstream_ca_file: %s\n  upstream_timeout: 2s\n  routes:%s", id, ca, routes)
-	f, err := os.OpenFile(filepath.Join(n.dir, "coffer.yaml"), os.O_APPEND|os.O_WRONLY, 0o600)
+	f, err := os.OpenFile(filepath.Join(n.Dir, "coffer.yaml"), os.O_APPEND|os.O_WRONLY, 0o600)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -182,13 +182,13 @@ func startRelay(t testing.TB, n *node) *relayEnv {
 		t.Fatal(err)
 	}
 	_ = f.Close()
-	n.env = append(n.env, "COFFER_LIMITS_MAX_BODY_BYTES=65536")
-	n.restart()
+	n.Env = append(n.Env, "COFFER_LIMITS_MAX_BODY_BYTES=65536")
+	n.Restart()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := n.srv
+	srv := n.Srv
 	go func() { _ = srv.ServeRelay(ln) }()
 	e.url = "https://" + ln.Addr().String()
 	return e
@@ -211,7 +211,7 @@ func (e *relayEnv) send(method, path, contentType string, body io.Reader, hdr ..
 		}
 		req.Header.Set(hdr[i], hdr[i+1])
 	}
-	resp, err := e.n.raw.Do(req)
+	resp, err := e.n.HTTP.Do(req)
 	if err != nil {
 		e.n.t.Fatalf("%s %s: %v", method, path, err)
 	}
@@ -462,7 +462,7 @@ func TestRelay(t *testing.T) {
 		})
 
 		t.Run("audit and metrics", func(t *testing.T) {
-			tok := n.token(n.init.ClientID, n.init.ClientSecret)
+			tok := n.Token(n.Init.ClientID, n.Init.ClientSecret)
 			var events []map[string]any
 			deadline := time.Now().Add(30 * time.Second)
 			var raw []byte
@@ -531,9 +531,9 @@ func TestRelayTLSVerified(t *testing.T) {
 	other.TLS = &tls.Config{Certificates: []tls.Certificate{selfSigned(t)}}
 	other.StartTLS()
 	defer other.Close()
-	cfg := n.loadCfg()
+	cfg := n.Config()
 	cfg.Relay.Routes[2].Upstream = other.URL
-	if err := n.srv.ReloadRelay(cfg); err != nil {
+	if err := n.Srv.ReloadRelay(cfg); err != nil {
 		t.Fatal(err)
 	}
 	if st, _, b := e.send("POST", "/pay", "application/json", strings.NewReader(`{"amount":1}`)); st != 502 {
@@ -567,9 +567,9 @@ func TestRelayReloadAndClient(t *testing.T) {
 	n := start(t, storetest.Backends()[0])
 	e := startRelay(t, n)
 	body := func() io.Reader { return strings.NewReader(`{"card":{"number":"4111111111111111"}}`) }
-	cfg := n.loadCfg()
+	cfg := n.Config()
 	cfg.Relay.Routes[0].Match.Path = "/register"
-	if err := n.srv.ReloadRelay(cfg); err != nil {
+	if err := n.Srv.ReloadRelay(cfg); err != nil {
 		t.Fatal(err)
 	}
 	if st, _, b := e.send("POST", "/signup", "application/json", body()); st != 404 {
@@ -578,15 +578,15 @@ func TestRelayReloadAndClient(t *testing.T) {
 	if st, _, b := e.send("POST", "/register", "application/json", body()); st != 200 {
 		t.Fatalf("new path after reload: %d %s", st, b)
 	}
-	bad := n.loadCfg()
+	bad := n.Config()
 	bad.Relay.Routes[0].Request.Tokenize[0].Type = "pan"
-	if err := n.srv.ReloadRelay(bad); err == nil || !strings.Contains(err.Error(), `relay.routes[0].request.tokenize[0].type: "pan" is not a token type`) {
+	if err := n.Srv.ReloadRelay(bad); err == nil || !strings.Contains(err.Error(), `relay.routes[0].request.tokenize[0].type: "pan" is not a token type`) {
 		t.Fatalf("bad reload: %v", err)
 	}
 	if st, _, b := e.send("POST", "/register", "application/json", body()); st != 200 {
 		t.Fatalf("a bad reload must keep the running routes: %d %s", st, b)
 	}
-	tok := n.token(n.init.ClientID, n.init.ClientSecret)
+	tok := n.Token(n.Init.ClientID, n.Init.ClientSecret)
 	if st, _, b := n.do("DELETE", "/v1/clients/"+e.clientID, tok, "", nil); st != 204 {
 		t.Fatalf("delete client: %d %s", st, b)
 	}

@@ -63,7 +63,7 @@ func TestRetireAndDestroyKeyVersion(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			tok := n.token(n.init.ClientID, n.init.ClientSecret)
+			tok := n.Token(n.Init.ClientID, n.Init.ClientSecret)
 			if st, b := rotate(n, tok, "collection/customers"); st != 200 || !strings.Contains(string(b), `"version":2`) {
 				t.Fatalf("rotate: %d %s", st, b)
 			}
@@ -119,8 +119,8 @@ func TestRetireAndDestroyKeyVersion(t *testing.T) {
 			if err := db.ReleaseLease(ctx, held); err != nil {
 				t.Fatal(err)
 			}
-			n.restart()
-			tok = n.token(n.init.ClientID, n.init.ClientSecret)
+			n.Restart()
+			tok = n.Token(n.Init.ClientID, n.Init.ClientSecret)
 			waitFor(t, "the rewrap to move every value to version 2", func() bool {
 				v := versions(t, db, "customers")
 				return v[2] == 8 && len(v) == 1
@@ -234,10 +234,10 @@ func TestRetireAndDestroyKeyVersion(t *testing.T) {
 func TestRetireTokenKeyVersion(t *testing.T) {
 	n := startWith(t, storetest.Backends()[0], app.Options{RetireAfter: -1})
 	ctx := context.Background()
-	if _, err := n.admin.Tokenize(ctx, []client.TokenItem{{Value: "123-45-6789", Type: "ssn"}}); err != nil {
+	if _, err := n.Admin.Tokenize(ctx, []client.TokenItem{{Value: "123-45-6789", Type: "ssn"}}); err != nil {
 		t.Fatal(err)
 	}
-	tok := n.token(n.init.ClientID, n.init.ClientSecret)
+	tok := n.Token(n.Init.ClientID, n.Init.ClientSecret)
 	if st, b := rotate(n, tok, "tokens/ssn"); st != 200 {
 		t.Fatalf("rotate: %d %s", st, b)
 	}

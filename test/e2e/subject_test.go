@@ -26,17 +26,17 @@ const subjectPolicy = `roles:
 func TestSubjectUnderPolicy(t *testing.T) {
 	forEachBackend(t, func(t *testing.T, n *node) {
 		ctx := context.Background()
-		if err := n.admin.CreateCollection(ctx, customers); err != nil {
+		if err := n.Admin.CreateCollection(ctx, customers); err != nil {
 			t.Fatal(err)
 		}
-		if err := n.admin.PutPolicy(ctx, []byte(subjectPolicy), "yaml"); err != nil {
+		if err := n.Admin.PutPolicy(ctx, []byte(subjectPolicy), "yaml"); err != nil {
 			t.Fatal(err)
 		}
-		cl, err := n.admin.CreateClient(ctx, "intake-s1", []string{"intake"}, map[string]string{"subject": "s1"})
+		cl, err := n.Admin.CreateClient(ctx, "intake-s1", []string{"intake"}, map[string]string{"subject": "s1"})
 		if err != nil {
 			t.Fatal(err)
 		}
-		in := n.clientFor(cl.ClientID, cl.ClientSecret)
+		in := n.Client(cl.ClientID, cl.ClientSecret)
 		data := map[string]any{"name": "Ada"}
 		if _, err := in.CreateRecord(ctx, "customers", client.NewRecord{Data: data}); err != nil {
 			t.Fatalf("create without a subject: %v", err)
@@ -48,7 +48,7 @@ func TestSubjectUnderPolicy(t *testing.T) {
 		if _, err := in.CreateRecord(ctx, "customers", client.NewRecord{Subject: "s2", Data: data}); client.StatusCode(err) != 403 {
 			t.Fatalf("create bound to another subject's key: %v, want 403", err)
 		}
-		other, err := n.admin.CreateRecord(ctx, "customers", client.NewRecord{Subject: "s2", Data: data})
+		other, err := n.Admin.CreateRecord(ctx, "customers", client.NewRecord{Subject: "s2", Data: data})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -58,7 +58,7 @@ func TestSubjectUnderPolicy(t *testing.T) {
 		if err := in.UpdateRecord(ctx, "customers", other, map[string]any{"name": "Mallory"}); client.StatusCode(err) != 404 {
 			t.Fatalf("update of another subject's record: %v, want 404", err)
 		}
-		if rec, err := n.admin.GetRecord(ctx, "customers", other); err != nil || rec.Data["name"] != "Ada" {
+		if rec, err := n.Admin.GetRecord(ctx, "customers", other); err != nil || rec.Data["name"] != "Ada" {
 			t.Fatalf("the other subject's record after the refused update: %v %v", rec, err)
 		}
 	})

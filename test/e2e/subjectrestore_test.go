@@ -14,6 +14,7 @@ import (
 	"github.com/cofferhq/coffer/internal/backup"
 	"github.com/cofferhq/coffer/internal/coffer"
 	"github.com/cofferhq/coffer/internal/store/storetest"
+	"github.com/cofferhq/coffer/internal/testserver"
 )
 
 // restoreInto restores backupFile into a new directory (and, on
@@ -22,25 +23,24 @@ import (
 // client of the backup signs in.
 func restoreInto(t *testing.T, src *node, b storetest.Backend, backupFile, rootKey, dbURL string, with func(*backup.RestoreOptions)) (*node, backup.RestoreResult, error) {
 	t.Helper()
-	n := &node{t: t, dir: filepath.Join(t.TempDir(), "restored"), backend: b.Name, logs: &syncBuffer{}}
-	opts := backup.RestoreOptions{DataDir: n.dir, In: backupFile, RootKeyFile: rootKey, Listen: "127.0.0.1:0"}
+	dir := filepath.Join(t.TempDir(), "restored")
+	opts := backup.RestoreOptions{DataDir: dir, In: backupFile, RootKeyFile: rootKey, Listen: "127.0.0.1:0"}
 	if b.Name != "sqlite" {
 		if dbURL == "" {
 			dbURL = b.DSN(t)
 		}
 		opts.DatabaseURL = dbURL
-		n.env = []string{"COFFER_DATABASE_ALLOW_SUPERUSER=true"}
 	}
 	if with != nil {
 		with(&opts)
 	}
 	res, err := backup.Restore(context.Background(), opts)
 	if err != nil {
-		return n, res, err
+		return &node{Server: &testserver.Server{T: t, Dir: dir}, t: t}, res, err // the directory a failed restore leaves
 	}
-	n.init = app.InitResult{URL: res.URL, ClientID: src.init.ClientID, ClientSecret: src.init.ClientSecret, CACert: res.CACert}
-	n.serve("127.0.0.1:0")
-	t.Cleanup(n.stop)
+	n := &node{Server: testserver.At(t, b.Name, dir, app.InitResult{URL: res.URL, ClientID: src.Init.ClientID,
+		ClientSecret: src.Init.ClientSecret, CACert: res.CACert}, testserver.Options{}), t: t}
+	n.Serve("127.0.0.1:0")
 	return n, res, nil
 }
 
@@ -55,19 +55,19 @@ func TestRestoreWithSubjectKeys(t *testing.T) {
 			t.Parallel()
 			n := start(t, b)
 			ctx := context.Background()
-			if err := n.admin.CreateCollection(ctx, customers); err != nil {
+			if err := n.Admin.CreateCollection(ctx, customers); err != nil {
 				t.Fatal(err)
 			}
 			// A backup from before any subject: restored, it is a
 			// deployment under the same root key whose subject keys, made
 			// later, are not this one's.
 			early := filepath.Join(t.TempDir(), "early.backup")
-			if _, err := app.Backup(ctx, n.loadCfg(), early); err != nil {
+			if _, err := app.Backup(ctx, n.Config(), early); err != nil {
 				t.Fatalf("backup: %v", err)
 			}
 			mkOn := func(n *node, subject, email string) string {
 				t.Helper()
-				id, err := n.admin.CreateRecord(ctx, "customers", client.NewRecord{Owner: "o", Subject: subject,
+				id, err := n.Admin.CreateRecord(ctx, "customers", client.NewRecord{Owner: "o", Subject: subject,
 					Data: map[string]any{"email": email, "name": "N " + email, "age": 42}})
 				if err != nil {
 					t.Fatal(err)
@@ -79,7 +79,7 @@ func TestRestoreWithSubjectKeys(t *testing.T) {
 			alice2 := mk("alice", "alice.two@example.com")
 			bob := mk("bob", "bob@example.com")
 			plain := mk("", "plain@example.com")
-			tok := n.token(n.init.ClientID, n.init.ClientSecret)
+			tok := n.Token(n.Init.ClientID, n.Init.ClientSecret)
 			// Alice's key is rotated before the backup: both versions come back.
 			if st, b := rotate(n, tok, "subject/alice"); st != 200 {
 				t.Fatalf("rotate alice's key: %d %s", st, b)
@@ -87,7 +87,7 @@ func TestRestoreWithSubjectKeys(t *testing.T) {
 			alice3 := mk("alice", "alice.three@example.com")
 
 			file := filepath.Join(t.TempDir(), "coffer.backup")
-			if _, err := app.Backup(ctx, n.loadCfg(), file); err != nil {
+			if _, err := app.Backup(ctx, n.Config(), file); err != nil {
 				t.Fatalf("backup: %v", err)
 			}
 			if st, _, body := n.do("DELETE", "/v1/subjects/bob", tok, "", nil); st != 200 {
@@ -95,7 +95,7 @@ func TestRestoreWithSubjectKeys(t *testing.T) {
 			}
 			// A subject that came after the backup: its key is not copied.
 			mk("carol", "carol@example.com")
-			rootKey := filepath.Join(n.dir, "root.key")
+			rootKey := filepath.Join(n.Dir, "root.key")
 
 			// A source under another root key: refused before anything is
 			// made, the target database included (it is used next).
@@ -115,8 +115,8 @@ func TestRestoreWithSubjectKeys(t *testing.T) {
 			if !errors.Is(err, backup.ErrSubjectKeySourceRootKey) || !strings.Contains(err.Error(), "root key") {
 				t.Fatalf("a source under another root key: %v", err)
 			}
-			if _, err := os.Stat(refused.dir); !os.IsNotExist(err) {
-				t.Fatalf("a refused restore left %s behind: %v", refused.dir, err)
+			if _, err := os.Stat(refused.Dir); !os.IsNotExist(err) {
+				t.Fatalf("a refused restore left %s behind: %v", refused.Dir, err)
 			}
 
 			// A source whose key for alice is another one: her values do
@@ -128,16 +128,16 @@ func TestRestoreWithSubjectKeys(t *testing.T) {
 				t.Fatalf("restore the early backup: %v", err)
 			}
 			mkOn(stranger, "alice", "someone.else@example.com")
-			failed, _, err := restoreInto(t, n, b, file, rootKey, target, func(o *backup.RestoreOptions) { o.SubjectKeysFromDataDir = stranger.dir })
+			failed, _, err := restoreInto(t, n, b, file, rootKey, target, func(o *backup.RestoreOptions) { o.SubjectKeysFromDataDir = stranger.Dir })
 			if err == nil || !strings.Contains(err.Error(), "not the deployment this backup was taken from") {
 				t.Fatalf("a source with other subject keys: %v", err)
 			}
-			if _, err := os.Stat(failed.dir); !os.IsNotExist(err) {
-				t.Fatalf("a failed restore left %s behind: %v", failed.dir, err)
+			if _, err := os.Stat(failed.Dir); !os.IsNotExist(err) {
+				t.Fatalf("a failed restore left %s behind: %v", failed.Dir, err)
 			}
 
 			// The live deployment, serving all along, is the source.
-			r, res, err := restoreInto(t, n, b, file, rootKey, target, func(o *backup.RestoreOptions) { o.SubjectKeysFromDataDir = n.dir })
+			r, res, err := restoreInto(t, n, b, file, rootKey, target, func(o *backup.RestoreOptions) { o.SubjectKeysFromDataDir = n.Dir })
 			if err != nil {
 				t.Fatalf("restore with the live deployment's subject keys: %v", err)
 			}
@@ -148,24 +148,24 @@ func TestRestoreWithSubjectKeys(t *testing.T) {
 			}
 			for id, email := range map[string]string{alice1: "alice@example.com", alice2: "alice.two@example.com",
 				alice3: "alice.three@example.com", plain: "plain@example.com"} {
-				got, err := r.admin.GetRecord(ctx, "customers", id)
+				got, err := r.Admin.GetRecord(ctx, "customers", id)
 				if err != nil || got.Data["email"] != email || got.Data["name"] != "N "+email {
 					t.Fatalf("restored record %s: %v %v", id, got, err)
 				}
-				hits, err := r.admin.Search(ctx, "customers", map[string]any{"email": strings.ToUpper(email)}, 10)
+				hits, err := r.Admin.Search(ctx, "customers", map[string]any{"email": strings.ToUpper(email)}, 10)
 				if err != nil || len(hits) != 1 || hits[0].ID != id || hits[0].Data["email"] != email {
 					t.Fatalf("restored search for %s: %v %v", id, hits, err)
 				}
 			}
-			rtok := r.token(r.init.ClientID, r.init.ClientSecret)
+			rtok := r.Token(r.Init.ClientID, r.Init.ClientSecret)
 			st, _, body := r.do("GET", "/v1/collections/customers/records/"+bob, rtok, "", nil)
 			if st != 404 || !strings.Contains(string(body), "erased") || strings.Contains(string(body), "bob@example.com") {
 				t.Fatalf("an erased subject's record in the restored deployment: %d %s", st, body)
 			}
-			if hits, err := r.admin.Search(ctx, "customers", map[string]any{"email": "bob@example.com"}, 10); err != nil || len(hits) != 0 {
+			if hits, err := r.Admin.Search(ctx, "customers", map[string]any{"email": "bob@example.com"}, 10); err != nil || len(hits) != 0 {
 				t.Fatalf("an erased subject found by search in the restored deployment: %v %v", hits, err)
 			}
-			if hits, err := r.admin.Search(ctx, "customers", map[string]any{"email": "carol@example.com"}, 10); err != nil || len(hits) != 0 {
+			if hits, err := r.Admin.Search(ctx, "customers", map[string]any{"email": "carol@example.com"}, 10); err != nil || len(hits) != 0 {
 				t.Fatalf("a subject newer than the backup in the restored deployment: %v %v", hits, err)
 			}
 			rdb := r.openStore()
@@ -176,18 +176,18 @@ func TestRestoreWithSubjectKeys(t *testing.T) {
 				t.Fatalf("carol's key was copied: %+v %v", ks, err)
 			}
 			// The restored deployment writes under alice's key as the live one did.
-			id, err := r.admin.CreateRecord(ctx, "customers", client.NewRecord{Subject: "alice", Data: map[string]any{"email": "alice.four@example.com"}})
+			id, err := r.Admin.CreateRecord(ctx, "customers", client.NewRecord{Subject: "alice", Data: map[string]any{"email": "alice.four@example.com"}})
 			if err != nil {
 				t.Fatalf("a new record for a restored subject: %v", err)
 			}
-			if got, err := r.admin.GetRecord(ctx, "customers", id); err != nil || got.Data["email"] != "alice.four@example.com" {
+			if got, err := r.Admin.GetRecord(ctx, "customers", id); err != nil || got.Data["email"] != "alice.four@example.com" {
 				t.Fatalf("read it back: %v %v", got, err)
 			}
 			// The live deployment is untouched and still serves alice.
-			if got, err := n.admin.GetRecord(ctx, "customers", alice1); err != nil || got.Data["email"] != "alice@example.com" {
+			if got, err := n.Admin.GetRecord(ctx, "customers", alice1); err != nil || got.Data["email"] != "alice@example.com" {
 				t.Fatalf("the live deployment after the restore: %v %v", got, err)
 			}
-			for _, logs := range []string{r.logs.String(), n.logs.String()} {
+			for _, logs := range []string{r.Logs.String(), n.Logs.String()} {
 				if strings.Contains(logs, "alice@example.com") {
 					t.Fatal("a value reached a server's log")
 				}
@@ -201,14 +201,14 @@ func TestRestoreWithSubjectKeys(t *testing.T) {
 			if res.SubjectKeysRestored != 0 || res.IndexEntriesAdded != 0 {
 				t.Fatalf("restore without a source: %+v", res)
 			}
-			ptok := plainRestore.token(plainRestore.init.ClientID, plainRestore.init.ClientSecret)
+			ptok := plainRestore.Token(plainRestore.Init.ClientID, plainRestore.Init.ClientSecret)
 			if st, _, body := plainRestore.do("GET", "/v1/collections/customers/records/"+alice1, ptok, "", nil); st != 404 || strings.Contains(string(body), "alice@") {
 				t.Fatalf("alice without a source: %d %s", st, body)
 			}
-			if hits, err := plainRestore.admin.Search(ctx, "customers", map[string]any{"email": "alice@example.com"}, 10); err != nil || len(hits) != 0 {
+			if hits, err := plainRestore.Admin.Search(ctx, "customers", map[string]any{"email": "alice@example.com"}, 10); err != nil || len(hits) != 0 {
 				t.Fatalf("alice found without a source: %v %v", hits, err)
 			}
-			if got, err := plainRestore.admin.GetRecord(ctx, "customers", plain); err != nil || got.Data["email"] != "plain@example.com" {
+			if got, err := plainRestore.Admin.GetRecord(ctx, "customers", plain); err != nil || got.Data["email"] != "plain@example.com" {
 				t.Fatalf("a subject-less record without a source: %v %v", got, err)
 			}
 		})

@@ -4,8 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"github.com/cofferhq/coffer/internal/testclock"
 	"strings"
-	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -51,11 +51,11 @@ func problemOf(t *testing.T, b []byte) (status int, detail string) {
 // bearer token.
 func (n *node) clientWithRole(role string) string {
 	n.t.Helper()
-	nc, err := n.admin.CreateClient(context.Background(), role, []string{role}, nil)
+	nc, err := n.Admin.CreateClient(context.Background(), role, []string{role}, nil)
 	if err != nil {
 		n.t.Fatal(err)
 	}
-	return n.token(nc.ClientID, nc.ClientSecret)
+	return n.Token(nc.ClientID, nc.ClientSecret)
 }
 
 // #15.2: a linkable token (deterministic, format-preserving) is an oracle
@@ -65,7 +65,7 @@ func (n *node) clientWithRole(role string) string {
 func TestLinkableTokenizationNeedsItsOwnAction(t *testing.T) {
 	forEachBackend(t, func(t *testing.T, n *node) {
 		ctx := context.Background()
-		if err := n.admin.PutPolicy(ctx, []byte(tokenOraclePolicy), "yaml"); err != nil {
+		if err := n.Admin.PutPolicy(ctx, []byte(tokenOraclePolicy), "yaml"); err != nil {
 			t.Fatal(err)
 		}
 		random, linkable := n.clientWithRole("random-only"), n.clientWithRole("linkable")
@@ -109,7 +109,7 @@ func TestLinkableTokenizationNeedsItsOwnAction(t *testing.T) {
 			t.Fatalf("linkable ssn: %d %s", st, b)
 		}
 		// The refusals are audited as what was asked.
-		st, _, b := n.do("GET", "/v1/audit/events?limit=1000", n.token(n.init.ClientID, n.init.ClientSecret), "", nil)
+		st, _, b := n.do("GET", "/v1/audit/events?limit=1000", n.Token(n.Init.ClientID, n.Init.ClientSecret), "", nil)
 		var evs struct {
 			Events []struct{ Action, Decision, Reason string } `json:"events"`
 		}
@@ -131,10 +131,10 @@ func TestLinkableTokenizationNeedsItsOwnAction(t *testing.T) {
 func TestDetokenizeIsNoExistenceOracle(t *testing.T) {
 	forEachBackend(t, func(t *testing.T, n *node) {
 		ctx := context.Background()
-		if err := n.admin.PutPolicy(ctx, []byte(tokenOraclePolicy), "yaml"); err != nil {
+		if err := n.Admin.PutPolicy(ctx, []byte(tokenOraclePolicy), "yaml"); err != nil {
 			t.Fatal(err)
 		}
-		toks, err := tokenize(t, n.admin,
+		toks, err := tokenize(t, n.Admin,
 			tokenItem{Value: "4111111111111111", Type: "card_number", Mode: "format_preserving"},
 			tokenItem{Value: "4111111111111111", Type: "card_number"},
 			tokenItem{Value: "ada@example.com", Type: "email", Mode: "deterministic"})
@@ -178,18 +178,12 @@ func TestDetokenizeIsNoExistenceOracle(t *testing.T) {
 		}
 		same("email-reader, random card token", []string{random}, []string{forged}, emails, 403)
 		// And the email is still readable by its reader.
-		vals, err := n.clientFor(n.init.ClientID, n.init.ClientSecret).Detokenize(ctx, toks[2:])
+		vals, err := n.Client(n.Init.ClientID, n.Init.ClientSecret).Detokenize(ctx, toks[2:])
 		if err != nil || vals[0] != "ada@example.com" {
 			t.Fatalf("detokenize as admin: %v %v", vals, err)
 		}
 	})
 }
-
-// offsetClock is a clock a test moves forward.
-type offsetClock struct{ offset atomic.Int64 }
-
-func (c *offsetClock) Now() time.Time          { return time.Now().Add(time.Duration(c.offset.Load())) }
-func (c *offsetClock) Advance(d time.Duration) { c.offset.Add(int64(d)) }
 
 // #15.10: the first tokenization of a value no longer fixes its token's
 // settings for every later caller. The later expiry wins (none beats
@@ -197,12 +191,12 @@ func (c *offsetClock) Advance(d time.Duration) { c.offset.Add(int64(d)) }
 // over a real token is refused (409) without echoing the value.
 func TestLinkableTokenSettingsAreMergedOrRefused(t *testing.T) {
 	forEachBackend(t, func(t *testing.T, n *node) {
-		clock := &offsetClock{}
-		n.stop()
+		clock := &testclock.Offset{}
+		n.Stop()
 		n.serveAt("127.0.0.1:0", clock.Now)
 		// The clock moves past access tokens' lifetime: a fresh one for
 		// every request.
-		tok := func() string { return n.token(n.init.ClientID, n.init.ClientSecret) }
+		tok := func() string { return n.Token(n.Init.ClientID, n.Init.ClientSecret) }
 		put := func(items ...map[string]any) (int, []string, []byte) {
 			t.Helper()
 			st, _, b := n.postJSON("/v1/tokenize", tok(), map[string]any{"items": items})
@@ -294,7 +288,7 @@ func TestLinkableTokenSettingsAreMergedOrRefused(t *testing.T) {
 				t.Fatalf("%s: canary and real in one request: %d %s", mode, st, b)
 			}
 		}
-		if strings.Contains(n.logs.String(), "keeper@example.com") {
+		if strings.Contains(n.Logs.String(), "keeper@example.com") {
 			t.Fatal("the log holds a tokenized value")
 		}
 	})
@@ -310,13 +304,13 @@ func TestFPEOptionsTravelWithTheToken(t *testing.T) {
 		for i := range cards {
 			cards[i] = tokenItem{Value: luhnCard(1234_5678_9012_3456 + uint64(i)*7919), Type: "card_number", Mode: "format_preserving"}
 		}
-		before, err := tokenize(t, n.admin, cards...)
+		before, err := tokenize(t, n.Admin, cards...)
 		if err != nil {
 			t.Fatal(err)
 		}
-		n.env = append(n.env, "COFFER_TOKENS_CARD_KEEP_FIRST_SIX=true", "COFFER_TOKENS_CARD_LUHN_VALID=true")
-		n.restart()
-		vals, err := n.admin.Detokenize(ctx, before)
+		n.Env = append(n.Env, "COFFER_TOKENS_CARD_KEEP_FIRST_SIX=true", "COFFER_TOKENS_CARD_LUHN_VALID=true")
+		n.Restart()
+		vals, err := n.Admin.Detokenize(ctx, before)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -329,7 +323,7 @@ func TestFPEOptionsTravelWithTheToken(t *testing.T) {
 		if wrong > 0 {
 			t.Fatalf("after the options changed, %d of %d card tokens detokenize to another card", wrong, len(cards))
 		}
-		after, err := tokenize(t, n.admin, cards[:20]...)
+		after, err := tokenize(t, n.Admin, cards[:20]...)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -338,7 +332,7 @@ func TestFPEOptionsTravelWithTheToken(t *testing.T) {
 				t.Fatalf("a new token %q does not keep the first six or pass Luhn", tok)
 			}
 		}
-		if vals, err := n.admin.Detokenize(ctx, append(after, before[:20]...)); err != nil || vals[0] != cards[0].Value || vals[20] != cards[0].Value {
+		if vals, err := n.Admin.Detokenize(ctx, append(after, before[:20]...)); err != nil || vals[0] != cards[0].Value || vals[20] != cards[0].Value {
 			t.Fatalf("old and new tokens together: %v %v", vals, err)
 		}
 	})

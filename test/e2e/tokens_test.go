@@ -56,7 +56,7 @@ func TestTokens(t *testing.T) {
 	forEachBackend(t, func(t *testing.T, n *node) {
 		ctx := context.Background()
 		const card = "4111111111111111"
-		toks, err := tokenize(t, n.admin,
+		toks, err := tokenize(t, n.Admin,
 			tokenItem{Value: card, Type: "card_number", Mode: "format_preserving"},
 			tokenItem{Value: "ada@example.com", Type: "email", Mode: "deterministic"},
 			tokenItem{Value: "ADA@example.com", Type: "email", Mode: "deterministic"},
@@ -77,7 +77,7 @@ func TestTokens(t *testing.T) {
 		if toks[3] == toks[4] {
 			t.Fatal("random tokens repeat")
 		}
-		vals, err := n.admin.Detokenize(ctx, toks)
+		vals, err := n.Admin.Detokenize(ctx, toks)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -88,7 +88,7 @@ func TestTokens(t *testing.T) {
 			}
 		}
 		// Unknown token: 404, and all or nothing.
-		if _, err := n.admin.Detokenize(ctx, []string{toks[3], "tok_em_0000000000000000000000"}); client.StatusCode(err) != 404 {
+		if _, err := n.Admin.Detokenize(ctx, []string{toks[3], "tok_em_0000000000000000000000"}); client.StatusCode(err) != 404 {
 			t.Fatalf("unknown token: %v", err)
 		}
 		// Invalid values: 422.
@@ -99,13 +99,13 @@ func TestTokens(t *testing.T) {
 			// FF1 needs a domain of at least 10^6: 26^4 letters is too small.
 			{Value: "abcd", Type: "string", Mode: "format_preserving"},
 		} {
-			if _, err := tokenize(t, n.admin, it); client.StatusCode(err) != 422 {
+			if _, err := tokenize(t, n.Admin, it); client.StatusCode(err) != 422 {
 				t.Errorf("invalid item %+v: %v", it, err)
 			}
 		}
 		// Expired tokens answer 404 (ttl is at least 1s; use a fresh token and
 		// check the validation of a too-short ttl instead of sleeping).
-		if _, err := tokenize(t, n.admin, tokenItem{Value: "ada@example.com", Type: "email", TTL: "1ms"}); client.StatusCode(err) != 422 {
+		if _, err := tokenize(t, n.Admin, tokenItem{Value: "ada@example.com", Type: "email", TTL: "1ms"}); client.StatusCode(err) != 422 {
 			t.Fatalf("too-short ttl: %v", err)
 		}
 
@@ -118,14 +118,14 @@ func TestTokens(t *testing.T) {
     - resources: ["tokens/card_number"]
       actions: [tokenize]
 `
-		if err := n.admin.PutPolicy(ctx, []byte(pol), "yaml"); err != nil {
+		if err := n.Admin.PutPolicy(ctx, []byte(pol), "yaml"); err != nil {
 			t.Fatal(err)
 		}
-		nc, err := n.admin.CreateClient(ctx, "billing", []string{"billing"}, nil)
+		nc, err := n.Admin.CreateClient(ctx, "billing", []string{"billing"}, nil)
 		if err != nil {
 			t.Fatal(err)
 		}
-		billing := n.clientFor(nc.ClientID, nc.ClientSecret)
+		billing := n.Client(nc.ClientID, nc.ClientSecret)
 		bt, err := tokenize(t, billing, tokenItem{Value: card, Type: "card_number"})
 		if err != nil {
 			t.Fatal(err)
@@ -146,7 +146,7 @@ func TestTokenBatchLimit(t *testing.T) {
 		items[i] = tokenItem{Value: "ada@example.com", Type: "email"}
 	}
 	body, _ := json.Marshal(map[string]any{"items": items})
-	tok := n.token(n.init.ClientID, n.init.ClientSecret)
+	tok := n.Token(n.Init.ClientID, n.Init.ClientSecret)
 	st, _, b := n.do(http.MethodPost, "/v1/tokenize", tok, "application/json", bytes.NewReader(body))
 	if st != 413 {
 		t.Fatalf("10,001 items: %d %s", st, b)
@@ -163,11 +163,11 @@ func TestRandomTokensStoredTogetherButUnlinkable(t *testing.T) {
 	for i := range items {
 		items[i] = tokenItem{Value: "ada@example.com", Type: "email"}
 	}
-	first, err := tokenize(t, n.admin, items...)
+	first, err := tokenize(t, n.Admin, items...)
 	if err != nil {
 		t.Fatal(err)
 	}
-	second, err := tokenize(t, n.admin, items...)
+	second, err := tokenize(t, n.Admin, items...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -187,7 +187,7 @@ func TestRandomTokensStoredTogetherButUnlinkable(t *testing.T) {
 	}
 
 	// Stored together: the rows' keys sort in tokenize order, batch by batch.
-	db, err := sql.Open("sqlite", filepath.Join(n.dir, "coffer.db"))
+	db, err := sql.Open("sqlite", filepath.Join(n.Dir, "coffer.db"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -208,7 +208,7 @@ func TestRandomTokensStoredTogetherButUnlinkable(t *testing.T) {
 	if len(keys) != 1000 {
 		t.Fatalf("%d random token rows, want 1000", len(keys))
 	}
-	vals, err := n.admin.Detokenize(ctx, append(append([]string{}, first...), second...))
+	vals, err := n.Admin.Detokenize(ctx, append(append([]string{}, first...), second...))
 	if err != nil || len(vals) != 1000 {
 		t.Fatalf("detokenize both batches: %d values, %v", len(vals), err)
 	}
@@ -230,7 +230,7 @@ func TestRandomTokensStoredTogetherButUnlinkable(t *testing.T) {
 		"tok_em_!!!!!!!!!!!!!!!!!!!!!!",
 		"tok_cc_" + strings.TrimPrefix(first[0], "tok_em_"), // another type's prefix
 	} {
-		if _, err := n.admin.Detokenize(ctx, []string{bad}); client.StatusCode(err) != 404 {
+		if _, err := n.Admin.Detokenize(ctx, []string{bad}); client.StatusCode(err) != 404 {
 			t.Errorf("detokenize %q: %v, want 404", bad, err)
 		}
 	}

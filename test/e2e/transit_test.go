@@ -15,7 +15,7 @@ import (
 // detail; a key not marked deletable is not deleted, one marked is.
 func TestTransitRotateDecryptRewrap(t *testing.T) {
 	forEachBackend(t, func(t *testing.T, n *node) {
-		tok := n.token(n.init.ClientID, n.init.ClientSecret)
+		tok := n.Token(n.Init.ClientID, n.Init.ClientSecret)
 		b64 := base64.StdEncoding.EncodeToString
 		call := func(want int, path string, body any, out any) []byte {
 			t.Helper()

@@ -57,7 +57,7 @@ func TestTransitBatchInput(t *testing.T) {
 
 func testTransitBatchInput(t *testing.T, n *node) {
 	{
-		tok := n.token(n.init.ClientID, n.init.ClientSecret)
+		tok := n.Token(n.Init.ClientID, n.Init.ClientSecret)
 		b64 := func(s string) string { return base64.StdEncoding.EncodeToString([]byte(s)) }
 		call := func(want int, path string, body any) []byte {
 			t.Helper()

@@ -16,21 +16,16 @@ import (
 	"github.com/cofferhq/coffer/internal/crypto/envelope"
 	"github.com/cofferhq/coffer/internal/crypto/shamir"
 	"github.com/cofferhq/coffer/internal/secret"
+	"github.com/cofferhq/coffer/internal/store/storetest"
+	"github.com/cofferhq/coffer/internal/testserver"
 )
 
 // sealedNode initialises a 3-of-5 shamir deployment on SQLite and serves
 // it, sealed. The unseal routes involve no store.
 func sealedNode(t *testing.T) (*node, []string) {
 	t.Helper()
-	n := &node{t: t, dir: t.TempDir() + "/data", backend: "sqlite", logs: &syncBuffer{}}
-	var err error
-	n.init, err = app.Init(context.Background(), app.InitOptions{DataDir: n.dir, Listen: "127.0.0.1:0", Shares: 5, Threshold: 3})
-	if err != nil {
-		t.Fatal(err)
-	}
-	n.serve("127.0.0.1:0")
-	t.Cleanup(n.stop)
-	return n, n.init.UnsealShares
+	n := &node{Server: testserver.Start(t, storetest.Backends()[0], testserver.Options{Init: app.InitOptions{Shares: 5, Threshold: 3}}), t: t}
+	return n, n.Init.UnsealShares
 }
 
 // postUnseal posts one body to a sealed server's route, waiting out the
@@ -87,7 +82,7 @@ func TestUnsealWithForgedSharesForEveryNumber(t *testing.T) {
 			t.Fatalf("genuine share %d: %d %s", i+1, st, b)
 		}
 	}
-	if err := n.admin.CreateCollection(context.Background(), customers); err != nil {
+	if err := n.Admin.CreateCollection(context.Background(), customers); err != nil {
 		t.Fatalf("serving after unseal: %v", err)
 	}
 }
@@ -133,13 +128,13 @@ func legacyCheck(t *testing.T, shares []string) []byte {
 // forgeries are refused on submission.
 func TestUnsealLegacyCheckFileRecoversAndUpgrades(t *testing.T) {
 	n, shares := sealedNode(t)
-	n.stop()
-	checkFile := filepath.Join(n.dir, "root-key.check")
+	n.Stop()
+	checkFile := filepath.Join(n.Dir, "root-key.check")
 	if err := os.WriteFile(checkFile, legacyCheck(t, shares), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	n.serve("127.0.0.1:0")
-	if !strings.Contains(n.logs.String(), "no share commitments") {
+	n.Serve("127.0.0.1:0")
+	if !strings.Contains(n.Logs.String(), "no share commitments") {
 		t.Error("a check file without commitments is not warned about")
 	}
 	var forged []string
@@ -160,7 +155,7 @@ func TestUnsealLegacyCheckFileRecoversAndUpgrades(t *testing.T) {
 	if err != nil || len(check) == 0 || check[0] != 2 {
 		t.Fatalf("check file after unsealing: format %v, %v; want it upgraded to 2", check[:min(1, len(check))], err)
 	}
-	n.restart()
+	n.Restart()
 	for x, f := range forged {
 		if st, b := postUnseal(n, "/v1/sys/unseal", map[string]string{"share": f}); st != 422 || !strings.Contains(b, "not one of this deployment's") {
 			t.Fatalf("forged share %d after the upgrade: %d %s", x+1, st, b)
@@ -171,7 +166,7 @@ func TestUnsealLegacyCheckFileRecoversAndUpgrades(t *testing.T) {
 			t.Fatalf("genuine share after the upgrade: %d %s", st, b)
 		}
 	}
-	if err := n.admin.CreateCollection(context.Background(), customers); err != nil {
+	if err := n.Admin.CreateCollection(context.Background(), customers); err != nil {
 		t.Fatalf("serving after unseal: %v", err)
 	}
 }
@@ -185,7 +180,7 @@ func TestUnsealReset(t *testing.T) {
 			t.Fatalf("share: %d %s", st, b)
 		}
 	}
-	tokenFile := filepath.Join(n.dir, "unseal-reset.token")
+	tokenFile := filepath.Join(n.Dir, "unseal-reset.token")
 	fi, err := os.Stat(tokenFile)
 	if err != nil || fi.Mode().Perm() != 0o600 {
 		t.Fatalf("reset token file: %v %v", fi, err)
@@ -205,7 +200,7 @@ func TestUnsealReset(t *testing.T) {
 	if st, b := postUnseal(n, "/v1/sys/unseal/reset", map[string]string{"reset_token": strings.TrimSpace(string(tok))}); st != 200 || b != progress(0, true) {
 		t.Fatalf("reset: %d %s", st, b)
 	}
-	if strings.Contains(n.logs.String(), strings.TrimSpace(string(tok))) {
+	if strings.Contains(n.Logs.String(), strings.TrimSpace(string(tok))) {
 		t.Fatal("the reset token reached the log")
 	}
 	for i, s := range shares[2:] {
@@ -219,7 +214,7 @@ func TestUnsealReset(t *testing.T) {
 	if st, _ := postUnseal(n, "/v1/sys/unseal/reset", map[string]string{"reset_token": strings.TrimSpace(string(tok))}); st != 200 {
 		t.Fatalf("reset once unsealed: %d", st)
 	}
-	if err := n.admin.CreateCollection(context.Background(), customers); err != nil {
+	if err := n.Admin.CreateCollection(context.Background(), customers); err != nil {
 		t.Fatalf("a reset once unsealed changed something: %v", err)
 	}
 }

@@ -20,9 +20,9 @@ import (
 func vaultClient(t *testing.T, n *node, tok string) *vault.Client {
 	t.Helper()
 	cfg := vault.DefaultConfig()
-	cfg.Address = n.url
+	cfg.Address = n.URL
 	cfg.MaxRetries = 0
-	if err := cfg.ConfigureTLS(&vault.TLSConfig{CACert: n.init.CACert}); err != nil {
+	if err := cfg.ConfigureTLS(&vault.TLSConfig{CACert: n.Init.CACert}); err != nil {
 		t.Fatal(err)
 	}
 	vc, err := vault.NewClient(cfg)
@@ -71,7 +71,7 @@ func num(t *testing.T, v any) int64 {
 func TestVaultAPIClient(t *testing.T) {
 	forEachBackend(t, func(t *testing.T, n *node) {
 		ctx := context.Background()
-		tok := n.token(n.init.ClientID, n.init.ClientSecret)
+		tok := n.Token(n.Init.ClientID, n.Init.ClientSecret)
 		vc := vaultClient(t, n, tok)
 		l := vc.Logical()
 
@@ -270,7 +270,7 @@ func TestVaultAPIClient(t *testing.T) {
 				t.Fatalf("token %q: %v", bad, err)
 			}
 		}
-		if err := n.admin.PutPolicy(ctx, []byte(`roles:
+		if err := n.Admin.PutPolicy(ctx, []byte(`roles:
   admin:
     - resources: ["*"]
       actions: ["*"]
@@ -280,11 +280,11 @@ func TestVaultAPIClient(t *testing.T) {
 `), "yaml"); err != nil {
 			t.Fatal(err)
 		}
-		enc, err := n.admin.CreateClient(ctx, "encrypter", []string{"encrypter"}, nil)
+		enc, err := n.Admin.CreateClient(ctx, "encrypter", []string{"encrypter"}, nil)
 		if err != nil {
 			t.Fatal(err)
 		}
-		el := vaultClient(t, n, n.token(enc.ClientID, enc.ClientSecret)).Logical()
+		el := vaultClient(t, n, n.Token(enc.ClientID, enc.ClientSecret)).Logical()
 		if _, err := el.WriteWithContext(ctx, "transit/encrypt/app", map[string]any{"plaintext": b64s("x")}); err != nil {
 			t.Fatalf("encrypt allowed: %v", err)
 		}
@@ -350,9 +350,9 @@ func TestVaultAPIClient(t *testing.T) {
 // raises auth.bruteforce as a burst of bad bearer tokens does.
 func TestVaultTokenGuessingIsBruteForce(t *testing.T) {
 	forEachBackend(t, func(t *testing.T, n *node) {
-		tok := n.token(n.init.ClientID, n.init.ClientSecret)
+		tok := n.Token(n.Init.ClientID, n.Init.ClientSecret)
 		for i := 0; i < 20; i++ {
-			st, b := sendVault(t, n.raw, n.url, "POST", "/v1/transit/encrypt/app", fmt.Sprintf("hvs.guess-%d", i), `{"plaintext":"eA=="}`)
+			st, b := sendVault(t, n.HTTP, n.URL, "POST", "/v1/transit/encrypt/app", fmt.Sprintf("hvs.guess-%d", i), `{"plaintext":"eA=="}`)
 			if st != 403 {
 				t.Fatalf("guess %d: %d %s", i, st, b)
 			}

@@ -31,7 +31,7 @@ func (n *node) cliRunEnv(t *testing.T, cfgDir string, env map[string]string, arg
 		all[k] = v
 	}
 	cli.AddCommands(root, cli.Env{Stdin: strings.NewReader(""), Stdout: &out, Stderr: &errOut,
-		Getenv: func(k string) string { return all[k] }, Transport: n.contract.Transport}, cli.OfflinePolicy{})
+		Getenv: func(k string) string { return all[k] }, Transport: n.Contract.Transport}, cli.OfflinePolicy{})
 	root.SetArgs(args)
 	root.SetOut(&out)
 	root.SetErr(&errOut)
@@ -159,7 +159,7 @@ func checkImported(t *testing.T, n *node, tok, name string, cts, want []string, 
 func TestVaultImportCLI(t *testing.T) {
 	forEachBackend(t, func(t *testing.T, n *node) {
 		cfg := filepath.Join(t.TempDir(), "config")
-		n.mustCLI(t, cfg, n.init.ClientSecret+"\n", nil, "login", "--url", n.url, "--ca-file", n.init.CACert, "--client-id", n.init.ClientID)
+		n.mustCLI(t, cfg, n.Init.ClientSecret+"\n", nil, "login", "--url", n.URL, "--ca-file", n.Init.CACert, "--client-id", n.Init.ClientID)
 		material := map[string][]byte{}
 		var cts, want []string
 		for v := 2; v <= 4; v++ { // Vault's min_decryption_version is 2
@@ -196,7 +196,7 @@ func TestVaultImportCLI(t *testing.T) {
 				t.Fatal("the command printed key material")
 			}
 		}
-		tok := n.token(n.init.ClientID, n.init.ClientSecret)
+		tok := n.Token(n.Init.ClientID, n.Init.ClientSecret)
 		checkImported(t, n, tok, "orders", cts, want, 2, 4)
 		st, _, b := n.do("GET", "/v1/audit/events?action=keys.import_vault", tok, "", nil)
 		if st != 200 || !strings.Contains(string(b), "keys/orders/versions/2") || !strings.Contains(string(b), "imported from Vault: versions 2 to 4") {
@@ -282,12 +282,12 @@ func TestVaultImportFromVault(t *testing.T) {
 	}
 	forEachBackend(t, func(t *testing.T, n *node) {
 		cfg := filepath.Join(t.TempDir(), "config")
-		n.mustCLI(t, cfg, n.init.ClientSecret+"\n", nil, "login", "--url", n.url, "--ca-file", n.init.CACert, "--client-id", n.init.ClientID)
+		n.mustCLI(t, cfg, n.Init.ClientSecret+"\n", nil, "login", "--url", n.URL, "--ca-file", n.Init.CACert, "--client-id", n.Init.ClientID)
 		env := map[string]string{"VAULT_TOKEN": "root"}
 		if out, errOut, err := n.cliRunEnv(t, cfg, env, "keys", "import-vault", "--url", v.addr, "--ca-file", v.ca, "--key", "app", "-o", "json"); err != nil {
 			t.Fatalf("import-vault: %v\n%s\n%s", err, out, errOut)
 		}
-		tok := n.token(n.init.ClientID, n.init.ClientSecret)
+		tok := n.Token(n.Init.ClientID, n.Init.ClientSecret)
 		checkImported(t, n, tok, "app", cts[1:], want[1:], 2, 3)
 		if st, _, b := n.postJSON("/v1/keys/app/decrypt", tok, map[string]any{"ciphertext": cts[0]}); st < 400 {
 			t.Fatalf("version 1, below Vault's min_decryption_version, decrypted: %d %s", st, b)

@@ -82,10 +82,10 @@ func vaultCLIRaw(t *testing.T, bin, addr, ca, token, stdin string, args ...strin
 func TestVaultCLI(t *testing.T) {
 	bin := vaultBinary(t)
 	forEachBackend(t, func(t *testing.T, n *node) {
-		tok := n.token(n.init.ClientID, n.init.ClientSecret)
+		tok := n.Token(n.Init.ClientID, n.Init.ClientSecret)
 		run := func(stdin string, args ...string) map[string]any {
 			t.Helper()
-			return vaultCLI(t, bin, n.url, n.init.CACert, tok, stdin, args...)
+			return vaultCLI(t, bin, n.URL, n.Init.CACert, tok, stdin, args...)
 		}
 		data := func(v map[string]any) map[string]any {
 			t.Helper()
@@ -116,7 +116,7 @@ func TestVaultCLI(t *testing.T) {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 		defer cancel()
 		cmd := exec.CommandContext(ctx, bin, "list", "transit/keys") // #nosec G204 -- the test's own arguments
-		cmd.Env = []string{"VAULT_ADDR=" + n.url, "VAULT_TOKEN=" + tok, "VAULT_CACERT=" + n.init.CACert, "VAULT_FORMAT=json", "HOME=" + t.TempDir()}
+		cmd.Env = []string{"VAULT_ADDR=" + n.URL, "VAULT_TOKEN=" + tok, "VAULT_CACERT=" + n.Init.CACert, "VAULT_FORMAT=json", "HOME=" + t.TempDir()}
 		out, err := cmd.CombinedOutput()
 		if err != nil || strings.Join(strings.Fields(string(out)), "") != `["app"]` {
 			t.Fatalf("list: %s %v", out, err)
@@ -132,7 +132,7 @@ func TestVaultCLI(t *testing.T) {
 			t.Fatalf("batch decrypt: %v", out2)
 		}
 		material := b64s(strings.Repeat("k", 32))
-		if out := vaultCLIRaw(t, bin, n.url, n.init.CACert, tok, "", "transit", "import", "transit/keys/brought", material); !bytes.Contains(out, []byte("Success!")) {
+		if out := vaultCLIRaw(t, bin, n.URL, n.Init.CACert, tok, "", "transit", "import", "transit/keys/brought", material); !bytes.Contains(out, []byte("Success!")) {
 			t.Fatalf("transit import: %s", out)
 		}
 		ict, _ := data(run("", "write", "transit/encrypt/brought", "plaintext="+b64s("x")))["ciphertext"].(string)
@@ -294,13 +294,13 @@ func TestVaultDifferential(t *testing.T) {
 	bin := vaultBinary(t)
 	v := startVaultDev(t, bin)
 	forEachBackend(t, func(t *testing.T, n *node) {
-		tok := n.token(n.init.ClientID, n.init.ClientSecret)
+		tok := n.Token(n.Init.ClientID, n.Init.ClientSecret)
 		coffer := func(method, path, token, body string) (int, []byte) {
-			return sendVault(t, n.raw, n.url, method, path, token, body)
+			return sendVault(t, n.HTTP, n.URL, method, path, token, body)
 		}
 		// Vault's dev server is shared by both backends' runs: each uses
 		// its own key name.
-		key := "diff-" + n.backend
+		key := "diff-" + n.Backend
 		pt := b64s("differential")
 		// Each step may use values from earlier answers of the same server.
 		type step struct {
