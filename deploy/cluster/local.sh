@@ -147,8 +147,51 @@ check() {
     [ "$pt" = "three nodes, one deployment" ] || die "node$i decrypted to '$pt'"
   done
 
-  say "3. node1 killed (SIGKILL): the CLI fails over, HAProxy takes node1 out"
+  say "3. node1 killed (SIGKILL) under write and read load"
+  api() { # METHOD URL [BODY [IDEMPOTENCY-KEY]]: prints the body, then the status on a line of its own
+    curl -sS --max-time 10 --cacert "$ca" -H "Authorization: Bearer $tok" -H 'Content-Type: application/json' \
+      ${4:+-H "Idempotency-Key: $4"} -X "$1" ${3:+-d "$3"} -w '\n%{http_code}' "$2" 2>/dev/null || printf '\n000'
+  }
+  api POST "$(node_url 2)/v1/collections" '{"name":"cluster_check","fields":[{"name":"email","type":"email","searchable":true}]}' |
+    tail -n1 | grep -qx 201 || die "create the collection"
+  rm -f "$dir"/acked.* "$dir"/errors "$dir"/reads "$dir/stop-load"
+  writer() { # W: creates, each under its own Idempotency-Key, retried at the next node until acknowledged
+    local w=$1 k=0 tries out code
+    while [ ! -e "$dir/stop-load" ]; do
+      k=$((k + 1)); tries=0
+      while :; do
+        out=$(api POST "$(node_url $(((w + k + tries) % 3 + 1)))/v1/collections/cluster_check/records" \
+          "{\"data\":{\"email\":\"w$w-$k@example.com\"}}" "w$w-$k")
+        code=${out##*$'\n'}
+        case $code in
+        201) echo "w$w-$k $(sed -n 's/.*"id":"\([^"]*\)".*/\1/p' <<<"$out" | head -n1)" >>"$dir/acked.$w"; break ;;
+        5??) [ "$code" = 503 ] || echo "w$w-$k answered $code" >>"$dir/errors" ;;
+        esac
+        tries=$((tries + 1))
+        [ "$tries" -lt 60 ] || { echo "w$w-$k never acknowledged" >>"$dir/errors"; break; }
+        sleep 0.5
+      done
+    done
+  }
+  reader() { # reads the first acknowledged record from every node in turn
+    local k=0 id code
+    while [ ! -e "$dir/stop-load" ]; do
+      k=$((k + 1))
+      id=$(head -n1 "$dir/acked.1" 2>/dev/null | cut -d' ' -f2) || id=""
+      if [ -n "$id" ]; then
+        code=$(api GET "$(node_url $((k % 3 + 1)))/v1/collections/cluster_check/records/$id" | tail -n1)
+        case $code in 5??) [ "$code" = 503 ] || echo "read answered $code" >>"$dir/errors" ;; esac
+        echo "$code" >>"$dir/reads"
+      fi
+      sleep 0.05
+    done
+  }
+  pids=()
+  for w in 1 2 3 4; do writer "$w" & pids+=($!); done
+  reader & pids+=($!)
+  sleep 3
   kill -9 "$(cat "$dir/node1.pid")"
+  say "   node1 killed mid-run; the load goes on"
   for k in 1 2 3 4 5 6; do
     ct=$(cli transit encrypt -o json cluster-check "after the kill $k" |
       python3 -c 'import json,sys; print(json.load(sys.stdin)["ciphertext"])') || die "CLI call $k after node1 died"
@@ -160,6 +203,21 @@ check() {
       curl -fsS --cacert "$ca" -o /dev/null "$(lb_url)/readyz" || die "through HAProxy, request $k after node1 died"
     done
   fi
+  sleep 3
+  touch "$dir/stop-load"
+  wait "${pids[@]}" || die "a load process failed"
+  [ ! -s "$dir/errors" ] || die "$(sort "$dir/errors" | uniq -c | head -n 5)"
+  [ "$(grep -c '^200$' "$dir/reads" 2>/dev/null)" -gt 0 ] || die "the reader read nothing"
+  cat "$dir"/acked.* >"$dir/acked"
+  acked=$(wc -l <"$dir/acked")
+  [ "$acked" -gt 0 ] || die "no create acknowledged"
+  say "   $acked creates acknowledged, $(grep -c '^200$' "$dir/reads") reads answered ($(grep -c '^503$' "$dir/reads" || true) 503s, no other 5xx); each create readable, each key one record"
+  while read -r key id; do
+    [ "$(api GET "$(node_url 2)/v1/collections/cluster_check/records/$id" | tail -n1)" = 200 ] || die "acknowledged record $id ($key) not readable"
+    hits=$(api POST "$(node_url 3)/v1/collections/cluster_check/records/search" "{\"where\":{\"email\":\"$key@example.com\"},\"limit\":10}" |
+      head -n -1 | python3 -c 'import json,sys; print(len(json.load(sys.stdin)["records"]))')
+    [ "$hits" = 1 ] || die "key $key made $hits records"
+  done <"$dir/acked"
 
   say "4. node1 restarted: it takes its id back once its lease runs out"
   start_node 1
