@@ -10,6 +10,14 @@ type Caller struct {
 	Note      *AccessNote
 }
 
+// PrincipalID returns the caller's principal id, "" for none.
+func (c Caller) PrincipalID() string {
+	if c.Principal == nil {
+		return ""
+	}
+	return c.Principal.ID
+}
+
 // Printable reports whether s is valid UTF-8 without control characters:
 // what a name, an id or an attribute submitted by a caller must be.
 func Printable(s string) bool {

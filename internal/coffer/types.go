@@ -1,6 +1,9 @@
 package coffer
 
-import "time"
+import (
+	"errors"
+	"time"
+)
 
 // Principal kinds.
 const (
@@ -372,6 +375,25 @@ func Erased(versions []DataKey) bool {
 	return len(versions) > 0
 }
 
+// DueKeyQuery selects the data keys due for rotation or shredding by age
+// or uses: which key ids the store's DueDataKeys looks at and when their
+// current version is due.
+type DueKeyQuery struct {
+	// Prefix keeps the key ids that start with it ("collection/").
+	Prefix string
+	// After keeps the key ids ordered after it, to page; "" starts at
+	// the first.
+	After string
+	// CreatedBefore makes a version due when it was created before it;
+	// the zero time: age never makes a version due.
+	CreatedBefore time.Time
+	// UsesOver makes a version due when more than UsesOver values were
+	// sealed under it (as flushed); 0: uses never make a version due.
+	UsesOver uint64
+	// Limit bounds the result; it must be at least 1.
+	Limit int
+}
+
 // CountAdd is one increment of a counter shared by every node through the
 // store: N (which may be negative, to give back) added to the counter of
 // (Key, Window), whose total is summed from Since (zero: this window only).
@@ -410,6 +432,11 @@ type JobLease struct {
 	Fence       int64
 	Until       time.Time
 }
+
+// ErrLeaseLost: a write under a job lease that is no longer held under its
+// fencing token (another node took the job, or the lease ran out). The
+// store refuses such a write with it, and a job that sees it stops.
+var ErrLeaseLost = errors.New("store: job lease lost")
 
 // IdempotencyKey states.
 const (

@@ -7,7 +7,6 @@ import (
 	"time"
 
 	"github.com/cofferhq/coffer/internal/coffer"
-	"github.com/cofferhq/coffer/internal/store"
 )
 
 // AutoRotateJob names the lease of the automatic key rotation.
@@ -208,7 +207,7 @@ func (j *Jobs) AutoRotate(ctx context.Context) (RotateReport, error) {
 	)
 	for _, s := range dueScans() {
 		now := j.c.Now()
-		q := store.DueQuery{Prefix: s.prefix, UsesOver: r.Policy.AfterUses, Limit: j.c.Batch}
+		q := coffer.DueKeyQuery{Prefix: s.prefix, UsesOver: r.Policy.AfterUses, Limit: j.c.Batch}
 		if s.byAge && r.Policy.After > 0 {
 			q.CreatedBefore = now.Add(-r.Policy.After)
 		}

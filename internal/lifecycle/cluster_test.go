@@ -33,7 +33,7 @@ func (w watched) enter() func() {
 	return func() { w.inFlight.Add(-1) }
 }
 
-func (w watched) ReplaceValues(ctx context.Context, l coffer.JobLease, now time.Time, recs []coffer.SealedRecord, old [][]byte) (int, error) {
+func (w watched) ReplaceValues(ctx context.Context, l coffer.JobLease, now time.Time, recs []coffer.SealedRecord, old []map[string][]byte) (int, error) {
 	defer w.enter()()
 	return w.DB.ReplaceValues(ctx, l, now, recs, old)
 }

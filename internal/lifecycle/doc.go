@@ -19,7 +19,7 @@
 // deletions), and the automatic rotation renews the lease, token
 // unchanged, before each key it rotates: a node paused past its lease
 // while another took the job over has its writes refused
-// (store.ErrLeaseLost) and stops. Within one process a mutex per job keeps
+// (coffer.ErrLeaseLost) and stops. Within one process a mutex per job keeps
 // the scheduler and a run started after a rotation from overlapping. A
 // node that dies holding a job keeps the others out until its lease runs
 // out (Config.LeaseTTL); the next node to try then takes it, and the

@@ -11,7 +11,6 @@ import (
 
 	"github.com/cofferhq/coffer/internal/coffer"
 	"github.com/cofferhq/coffer/internal/crypto/keyring"
-	"github.com/cofferhq/coffer/internal/store"
 	"github.com/cofferhq/coffer/internal/vault"
 )
 
@@ -19,7 +18,7 @@ import (
 type Store interface {
 	// AcquireLease takes or renews a job's lease; ReleaseLease,
 	// SetJobState, ReplaceValues, PurgeExpired and CheckLease refuse with
-	// store.ErrLeaseLost once the lease they are given is no longer the
+	// coffer.ErrLeaseLost once the lease they are given is no longer the
 	// job's (fencing).
 	AcquireLease(ctx context.Context, job, node string, now time.Time, ttl time.Duration) (coffer.JobLease, bool, error)
 	ReleaseLease(ctx context.Context, l coffer.JobLease) error
@@ -27,10 +26,10 @@ type Store interface {
 	JobState(ctx context.Context, job string) (string, error)
 	SetJobState(ctx context.Context, l coffer.JobLease, state string, now time.Time) error
 	RecordsAfter(ctx context.Context, collection, id string, limit int) ([]coffer.SealedRecord, error)
-	ReplaceValues(ctx context.Context, l coffer.JobLease, now time.Time, recs []coffer.SealedRecord, old [][]byte) (int, error)
+	ReplaceValues(ctx context.Context, l coffer.JobLease, now time.Time, recs []coffer.SealedRecord, old []map[string][]byte) (int, error)
 	PurgeExpired(ctx context.Context, l coffer.JobLease, now time.Time, limit int) (int64, error)
 	ResetJobState(ctx context.Context, job, state string, now time.Time) error
-	DueDataKeys(ctx context.Context, q store.DueQuery) ([]coffer.DataKey, error)
+	DueDataKeys(ctx context.Context, q coffer.DueKeyQuery) ([]coffer.DataKey, error)
 }
 
 // Config holds the jobs' dependencies.
@@ -124,7 +123,7 @@ func (j *Jobs) acquire(ctx context.Context, job string) (lease coffer.JobLease, 
 	}, mu.Unlock, nil
 }
 
-// renew extends lease as a job goes on; it fails with store.ErrLeaseLost
+// renew extends lease as a job goes on; it fails with coffer.ErrLeaseLost
 // when the lease changed hands meanwhile (it ran out and another node, or
 // a new run, took it), so the run stops rather than write under a token
 // no longer the job's.
@@ -134,7 +133,7 @@ func (j *Jobs) renew(ctx context.Context, lease coffer.JobLease) (coffer.JobLeas
 		return lease, err
 	}
 	if !ok || next.Fence != lease.Fence {
-		return lease, fmt.Errorf("%w: %s (fence %d, now %d)", store.ErrLeaseLost, lease.Job, lease.Fence, next.Fence)
+		return lease, fmt.Errorf("%w: %s (fence %d, now %d)", coffer.ErrLeaseLost, lease.Job, lease.Fence, next.Fence)
 	}
 	return next, nil
 }
@@ -222,7 +221,7 @@ func (j *Jobs) rewrap(ctx context.Context, maxBatches int) (RewrapReport, error)
 		}
 		var (
 			changed []coffer.SealedRecord
-			old     [][]byte
+			old     []map[string][]byte
 		)
 		for _, r := range recs {
 			cur, ok := current[r.KeyID]
@@ -254,12 +253,8 @@ func (j *Jobs) rewrap(ctx context.Context, maxBatches int) (RewrapReport, error)
 				return rep, err
 			}
 			if moved {
-				enc, err := store.EncodedValues(r.Values)
-				if err != nil {
-					return rep, err
-				}
 				changed = append(changed, next)
-				old = append(old, enc)
+				old = append(old, r.Values)
 			}
 		}
 		n, err := j.c.Store.ReplaceValues(ctx, lease, j.c.Now(), changed, old)

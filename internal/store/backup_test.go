@@ -318,7 +318,7 @@ func TestExportImportAcrossBackends(t *testing.T) {
 				if err != nil || len(ks) != 2 || ks[1].Uses != 30 || ks[1].RewrapUses != 25 {
 					t.Fatalf("restored data keys: %+v %v", ks, err)
 				}
-				due, err := dst.db.DueDataKeys(ctx, store.DueQuery{Prefix: "collection/", UsesOver: 29, Limit: 10})
+				due, err := dst.db.DueDataKeys(ctx, coffer.DueKeyQuery{Prefix: "collection/", UsesOver: 29, Limit: 10})
 				if err != nil || len(due) != 1 || due[0].Uses != 30 || due[0].RewrapUses != 25 {
 					t.Fatalf("restored due data keys: %+v %v", due, err)
 				}

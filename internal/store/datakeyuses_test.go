@@ -118,7 +118,7 @@ func TestDueDataKeys(t *testing.T) {
 		add("collection/shredded", 1, coffer.KeyDestroyed, old, 99) // destroyed: never due
 		add("subject/s1", 1, coffer.KeyActive, old, 0)              // other prefix
 		add("collectionx/zzz", 1, coffer.KeyActive, old, 99)        // other prefix, close to this one
-		ids := func(q store.DueQuery) []string {
+		ids := func(q coffer.DueKeyQuery) []string {
 			t.Helper()
 			var out []string
 			for {
@@ -141,27 +141,27 @@ func TestDueDataKeys(t *testing.T) {
 		cut := t0.Add(-90 * day)
 		for _, c := range []struct {
 			name string
-			q    store.DueQuery
+			q    coffer.DueKeyQuery
 			want []string
 		}{
-			{"age and uses", store.DueQuery{Prefix: "collection/", CreatedBefore: cut, UsesOver: 10, Limit: 100},
+			{"age and uses", coffer.DueKeyQuery{Prefix: "collection/", CreatedBefore: cut, UsesOver: 10, Limit: 100},
 				[]string{"collection/old@1", "collection/retired@1", "collection/used@1"}},
-			{"paged by one", store.DueQuery{Prefix: "collection/", CreatedBefore: cut, UsesOver: 10, Limit: 1},
+			{"paged by one", coffer.DueKeyQuery{Prefix: "collection/", CreatedBefore: cut, UsesOver: 10, Limit: 1},
 				[]string{"collection/old@1", "collection/retired@1", "collection/used@1"}},
-			{"age only", store.DueQuery{Prefix: "collection/", CreatedBefore: cut, Limit: 100},
+			{"age only", coffer.DueKeyQuery{Prefix: "collection/", CreatedBefore: cut, Limit: 100},
 				[]string{"collection/old@1", "collection/retired@1"}},
-			{"uses only", store.DueQuery{Prefix: "collection/", UsesOver: 10, Limit: 100},
+			{"uses only", coffer.DueKeyQuery{Prefix: "collection/", UsesOver: 10, Limit: 100},
 				[]string{"collection/used@1"}},
-			{"neither rule", store.DueQuery{Prefix: "collection/", Limit: 100}, nil},
-			{"subjects by uses", store.DueQuery{Prefix: "subject/", UsesOver: 10, Limit: 100}, nil},
-			{"subjects by age", store.DueQuery{Prefix: "subject/", CreatedBefore: cut, Limit: 100},
+			{"neither rule", coffer.DueKeyQuery{Prefix: "collection/", Limit: 100}, nil},
+			{"subjects by uses", coffer.DueKeyQuery{Prefix: "subject/", UsesOver: 10, Limit: 100}, nil},
+			{"subjects by age", coffer.DueKeyQuery{Prefix: "subject/", CreatedBefore: cut, Limit: 100},
 				[]string{"subject/s1@1"}},
 		} {
 			if got := ids(c.q); !slices.Equal(got, c.want) {
 				t.Errorf("%s: due %v, want %v", c.name, got, c.want)
 			}
 		}
-		if _, err := db.DueDataKeys(ctx, store.DueQuery{Prefix: "collection/"}); err == nil {
+		if _, err := db.DueDataKeys(ctx, coffer.DueKeyQuery{Prefix: "collection/"}); err == nil {
 			t.Error("limit 0 accepted")
 		}
 	})

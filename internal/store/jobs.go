@@ -10,8 +10,9 @@ import (
 )
 
 // ErrLeaseLost: a write under a job lease that is no longer held under its
-// fencing token (another node took the job, or the lease ran out).
-var ErrLeaseLost = errors.New("store: job lease lost")
+// fencing token (another node took the job, or the lease ran out); the
+// domain's coffer.ErrLeaseLost.
+var ErrLeaseLost = coffer.ErrLeaseLost
 
 // AcquireLease takes (or renews) the lease of a background job for node
 // until now+ttl, in one statement, so two nodes can never both win: the
@@ -132,13 +133,23 @@ func (db *DB) RecordsAfter(ctx context.Context, collection, id string, limit int
 }
 
 // ReplaceValues swaps the sealed values, revision and seal of records in
-// one transaction, each only if its values are still old[i]
-// (compare-and-swap: every write of a record seals all its values again,
-// under fresh nonces, so equal values mean no write in between, and a
-// concurrent update always wins over a rewrap). It returns how many were
-// replaced. It writes only while l is the rewrap job's lease at now
-// (ErrLeaseLost otherwise: fencing).
-func (db *DB) ReplaceValues(ctx context.Context, l coffer.JobLease, now time.Time, recs []coffer.SealedRecord, old [][]byte) (int, error) {
+// one transaction, each only if its values are still old[i], the sealed
+// values it was read with (compare-and-swap on their stored encoding: every
+// write of a record seals all its values again, under fresh nonces, so
+// equal values mean no write in between, and a concurrent update always
+// wins over a rewrap). It returns how many were replaced. It writes only
+// while l is the rewrap job's lease at now (ErrLeaseLost otherwise:
+// fencing).
+func (db *DB) ReplaceValues(ctx context.Context, l coffer.JobLease, now time.Time, recs []coffer.SealedRecord, old []map[string][]byte) (int, error) {
+	// Encoded before the transaction: on SQLite its closure runs in the
+	// one serial write path.
+	was := make([][]byte, len(old))
+	for i, v := range old {
+		var err error
+		if was[i], err = encodeValues(v); err != nil {
+			return 0, err
+		}
+	}
 	n := 0
 	err := db.inTx(ctx, func(q querier) error {
 		n = 0
@@ -152,7 +163,7 @@ func (db *DB) ReplaceValues(ctx context.Context, l coffer.JobLease, now time.Tim
 			}
 			k, err := q.exec(ctx, `UPDATE records SET values_blob = $1, revision = $2, meta_seal = $3
 				WHERE collection = $4 AND id = $5 AND values_blob = $6`,
-				vals, revision(r.Revision), nullBytes(r.Seal), r.Collection, r.ID, old[i])
+				vals, revision(r.Revision), nullBytes(r.Seal), r.Collection, r.ID, was[i])
 			if err != nil {
 				return fmt.Errorf("store: replace values: %w", err)
 			}
@@ -163,8 +174,8 @@ func (db *DB) ReplaceValues(ctx context.Context, l coffer.JobLease, now time.Tim
 	return n, err
 }
 
-// EncodedValues returns the stored encoding of a record's values, the
-// compare value ReplaceValues expects.
+// EncodedValues returns the stored encoding of a record's values, as the
+// records table holds it (for tests that write rows themselves).
 func EncodedValues(v map[string][]byte) ([]byte, error) { return encodeValues(v) }
 
 // PurgeExpired deletes up to limit records whose expiry has passed, with

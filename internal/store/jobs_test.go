@@ -55,13 +55,9 @@ func TestJobLeaseFencing(t *testing.T) {
 		if err := db.SetJobState(ctx, a2, `{"stale":true}`, late); !errors.Is(err, store.ErrLeaseLost) {
 			t.Fatalf("stale state: %v", err)
 		}
-		enc, err := store.EncodedValues(r.Values)
-		if err != nil {
-			t.Fatal(err)
-		}
 		moved := r
 		moved.Values = map[string][]byte{"email": {2}}
-		if _, err := db.ReplaceValues(ctx, a2, late, []coffer.SealedRecord{moved}, [][]byte{enc}); !errors.Is(err, store.ErrLeaseLost) {
+		if _, err := db.ReplaceValues(ctx, a2, late, []coffer.SealedRecord{moved}, []map[string][]byte{r.Values}); !errors.Is(err, store.ErrLeaseLost) {
 			t.Fatalf("stale rewrap: %v", err)
 		}
 		if err := db.CheckLease(ctx, a2, late); !errors.Is(err, store.ErrLeaseLost) {

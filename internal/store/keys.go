@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"math"
-	"time"
 
 	"github.com/cofferhq/coffer/internal/coffer"
 )
@@ -116,23 +115,6 @@ func (db *DB) SetDataKeyUses(ctx context.Context, keyID string, version uint32, 
 	return nil
 }
 
-// DueQuery selects the data keys DueDataKeys returns.
-type DueQuery struct {
-	// Prefix keeps the key ids that start with it ("collection/").
-	Prefix string
-	// After keeps the key ids ordered after it, to page; "" starts at
-	// the first.
-	After string
-	// CreatedBefore makes a version due when it was created before it;
-	// the zero time: age never makes a version due.
-	CreatedBefore time.Time
-	// UsesOver makes a version due when more than UsesOver values were
-	// sealed under it (as flushed); 0: uses never make a version due.
-	UsesOver uint64
-	// Limit bounds the result; it must be at least 1.
-	Limit int
-}
-
 // DueDataKeys returns the current version — the highest active one — of
 // each key id that matches q and is not destroyed, when that version is
 // due (older than q.CreatedBefore or used more than q.UsesOver times), in
@@ -141,7 +123,7 @@ type DueQuery struct {
 // caller's call: lifecycle.RotationPolicy.Due). Page by
 // passing the last key id returned as q.After. It reads the whole
 // data_keys table: run it every few minutes, not per request.
-func (db *DB) DueDataKeys(ctx context.Context, q DueQuery) ([]coffer.DataKey, error) {
+func (db *DB) DueDataKeys(ctx context.Context, q coffer.DueKeyQuery) ([]coffer.DataKey, error) {
 	if q.Limit < 1 {
 		return nil, errors.New("store: due data keys: limit must be at least 1")
 	}

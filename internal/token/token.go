@@ -20,11 +20,11 @@ import (
 	"github.com/cofferhq/coffer/internal/audit"
 	"github.com/cofferhq/coffer/internal/coffer"
 	"github.com/cofferhq/coffer/internal/crypto/envelope"
+	"github.com/cofferhq/coffer/internal/fieldtype"
 	"github.com/cofferhq/coffer/internal/mask"
 	"github.com/cofferhq/coffer/internal/policy"
 	"github.com/cofferhq/coffer/internal/secret"
 	"github.com/cofferhq/coffer/internal/token/fpe"
-	"github.com/cofferhq/coffer/internal/vault"
 )
 
 // Modes.
@@ -126,7 +126,7 @@ type Item struct {
 }
 
 // Caller is who asks and the note to fill for the audit.
-type Caller = vault.Caller
+type Caller = coffer.Caller
 
 const (
 	indexKeyID = "tokens/index" // never rotated: it finds rows (coffer.TokenIndexKey)
@@ -374,7 +374,7 @@ func (s *Service) Tokenize(ctx context.Context, c Caller, items []Item) ([]strin
 // token makes item i's token and the row to store.
 func (s *Service) token(ctx context.Context, i int, it Item, now time.Time) (coffer.StoredToken, string, error) {
 	row := coffer.StoredToken{Type: it.Type, Mode: it.Mode, CreatedAt: now, Canary: it.Canary}
-	stored, canon, err := vault.NormalizeValue(it.Type, it.Value)
+	stored, canon, err := fieldtype.NormalizeValue(it.Type, it.Value)
 	if err != nil {
 		return row, "", itemErr(i, "value is not a valid "+it.Type)
 	}

@@ -9,6 +9,7 @@ import (
 	"github.com/cofferhq/coffer/internal/coffer"
 	"github.com/cofferhq/coffer/internal/crypto/envelope"
 	"github.com/cofferhq/coffer/internal/crypto/keyring"
+	"github.com/cofferhq/coffer/internal/fieldtype"
 )
 
 // ReindexReport says what one Reindex pass did.
@@ -148,7 +149,7 @@ func (v *Vault) storedIndexForm(ctx context.Context, rec coffer.SealedRecord, f 
 	indexed := string(pt)
 	clear(pt)
 	if f.Type != coffer.TypeInteger {
-		if _, indexed, err = normalizeText(f, indexed, false); err != nil {
+		if _, indexed, err = fieldtype.NormalizeText(f, indexed, false); err != nil {
 			return "", errStoredInvalid
 		}
 	}

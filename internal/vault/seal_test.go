@@ -102,15 +102,11 @@ func TestRecordFormats(t *testing.T) {
 		// for a record of format 1.
 		down := up
 		down.Revision, down.Seal = 0, nil
-		enc, err := store.EncodedValues(up.Values)
-		if err != nil {
-			t.Fatal(err)
-		}
 		lease, _, err := db.AcquireLease(ctx, "rewrap", "test", time.Now(), time.Minute)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if n, err := db.ReplaceValues(ctx, lease, time.Now(), []coffer.SealedRecord{down}, [][]byte{enc}); err != nil || n != 1 {
+		if n, err := db.ReplaceValues(ctx, lease, time.Now(), []coffer.SealedRecord{down}, []map[string][]byte{up.Values}); err != nil || n != 1 {
 			t.Fatalf("downgrade: %d %v", n, err)
 		}
 		note := &coffer.AccessNote{}

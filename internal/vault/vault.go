@@ -18,6 +18,7 @@ import (
 	"github.com/cofferhq/coffer/internal/coffer"
 	"github.com/cofferhq/coffer/internal/crypto/envelope"
 	"github.com/cofferhq/coffer/internal/crypto/keyring"
+	"github.com/cofferhq/coffer/internal/fieldtype"
 	"github.com/cofferhq/coffer/internal/mask"
 	"github.com/cofferhq/coffer/internal/policy"
 )
@@ -105,19 +106,7 @@ func New(c Config) *Vault {
 }
 
 // Caller is who asks and from where; Note collects what the call did.
-type Caller struct {
-	Principal *coffer.Principal
-	IP        string
-	Note      *coffer.AccessNote
-}
-
-// PrincipalID returns the caller's principal id, "" for none.
-func (c Caller) PrincipalID() string {
-	if c.Principal == nil {
-		return ""
-	}
-	return c.Principal.ID
-}
+type Caller = coffer.Caller
 
 // CollectionSpec is the body of a create-collection request.
 type CollectionSpec struct {
@@ -177,7 +166,7 @@ func (v *Vault) CreateCollection(ctx context.Context, c Caller, spec CollectionS
 			problems = append(problems, fmt.Sprintf("fields[%d].name %q is repeated", i, f.Name))
 		}
 		seen[f.Name] = true
-		if !validTypes[f.Type] {
+		if !fieldtype.Valid(f.Type) {
 			problems = append(problems, fmt.Sprintf("fields[%d].type must be one of string email phone card_number ssn date integer", i))
 		}
 		if f.Mask != "" {
@@ -370,7 +359,7 @@ func (v *Vault) prepareFields(ctx context.Context, col coffer.Collection, data m
 			problems = append(problems, fmt.Sprintf("field %q is not in the schema of collection %q", truncName(name), col.Name))
 			continue
 		}
-		s, ix, err := normalize(f, data[name])
+		s, ix, err := fieldtype.Normalize(f, data[name])
 		if err != nil {
 			problems = append(problems, coffer.ErrorMessage(err))
 			continue
@@ -546,7 +535,7 @@ func (v *Vault) shape(ctx context.Context, col coffer.Collection, r coffer.Seale
 			out.Data[name] = v.c.Masker.Mask(m, string(pt))
 			continue
 		}
-		out.Data[name] = encodeValue(f, string(pt))
+		out.Data[name] = fieldtype.Encode(f, string(pt))
 	}
 	return out, nil
 }
@@ -690,7 +679,7 @@ func (v *Vault) SearchRecords(ctx context.Context, c Caller, collection string, 
 	termMACs := make(map[string][][]byte, len(names))
 	for i, name := range names {
 		f, _ := col.Field(name)
-		_, ix, err := normalize(f, s.Where[name])
+		_, ix, err := fieldtype.Normalize(f, s.Where[name])
 		if err != nil {
 			return nil, err
 		}
@@ -703,7 +692,7 @@ func (v *Vault) SearchRecords(ctx context.Context, c Caller, collection string, 
 		if err != nil {
 			return nil, fmt.Errorf("vault: index term: %w", err)
 		}
-		if old := legacyIndexForm(f, s.Where[name]); old != "" && old != ix {
+		if old := fieldtype.LegacyIndexForm(f, s.Where[name]); old != "" && old != ix {
 			_, more, err := v.c.Keys.MACAll(ctx, indexKeyID(collection, name), []byte(old))
 			if err != nil {
 				return nil, fmt.Errorf("vault: index term: %w", err)

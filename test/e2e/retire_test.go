@@ -13,7 +13,6 @@ import (
 	"github.com/cofferhq/coffer/internal/app"
 	"github.com/cofferhq/coffer/internal/coffer"
 	"github.com/cofferhq/coffer/internal/lifecycle"
-	"github.com/cofferhq/coffer/internal/store"
 	"github.com/cofferhq/coffer/internal/store/storetest"
 )
 
@@ -165,10 +164,6 @@ func TestRetireAndDestroyKeyVersion(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			cur, err := store.EncodedValues(now.Values)
-			if err != nil {
-				t.Fatal(err)
-			}
 			// Written as the rewrap job would: under its lease (fencing).
 			var tamper coffer.JobLease
 			waitFor(t, "the rewrap lease, to write as the job", func() bool {
@@ -179,15 +174,14 @@ func TestRetireAndDestroyKeyVersion(t *testing.T) {
 				tamper = l
 				return ok
 			})
-			if k, err := db.ReplaceValues(ctx, tamper, time.Now(), []coffer.SealedRecord{kept}, [][]byte{cur}); err != nil || k != 1 {
+			if k, err := db.ReplaceValues(ctx, tamper, time.Now(), []coffer.SealedRecord{kept}, []map[string][]byte{now.Values}); err != nil || k != 1 {
 				t.Fatalf("put the old values back: %d %v", k, err)
 			}
 			st, _, body := n.do("GET", "/v1/collections/customers/records/"+keptID, tok, "", nil)
 			if st != 409 || !strings.Contains(string(body), "retired or destroyed key version") || bytes.Contains(body, []byte(want[keptID])) || bytes.Contains(body, []byte("123-45-6789")) {
 				t.Fatalf("a value sealed under the destroyed version: %d %s", st, body)
 			}
-			old, _ := store.EncodedValues(kept.Values)
-			if k, err := db.ReplaceValues(ctx, tamper, time.Now(), []coffer.SealedRecord{now}, [][]byte{old}); err != nil || k != 1 {
+			if k, err := db.ReplaceValues(ctx, tamper, time.Now(), []coffer.SealedRecord{now}, []map[string][]byte{kept.Values}); err != nil || k != 1 {
 				t.Fatalf("put the current values back: %d %v", k, err)
 			}
 			readAll("at the end")

@@ -1,4 +1,4 @@
-package vault
+package fieldtype
 
 import (
 	"encoding/json"
@@ -53,7 +53,7 @@ func TestNormalize(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			s, ix, err := normalize(coffer.Field{Name: "f", Type: c.typ}, json.RawMessage(c.raw))
+			s, ix, err := Normalize(coffer.Field{Name: "f", Type: c.typ}, json.RawMessage(c.raw))
 			if (err == nil) != c.ok {
 				t.Fatalf("err = %v, want ok=%v", err, c.ok)
 			}
@@ -82,7 +82,7 @@ func FuzzNormalize(f *testing.F) {
 		if !validTypes[typ] {
 			return
 		}
-		_, _, err := normalize(coffer.Field{Name: "f", Type: typ}, raw)
+		_, _, err := Normalize(coffer.Field{Name: "f", Type: typ}, raw)
 		if err == nil {
 			return
 		}

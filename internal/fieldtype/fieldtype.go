@@ -1,4 +1,4 @@
-package vault
+package fieldtype
 
 import (
 	"bytes"
@@ -22,7 +22,6 @@ import (
 const MaxStringBytes = 64 << 10
 
 var (
-	nameRE  = regexp.MustCompile(`^[a-z][a-z0-9_]{0,62}$`)
 	phoneRE = regexp.MustCompile(`^\+?[0-9][0-9 ()\-.]{5,24}$`)
 	ssnRE   = regexp.MustCompile(`^([0-9]{3})-?([0-9]{2})-?([0-9]{4})$`)
 )
@@ -33,17 +32,17 @@ var validTypes = map[string]bool{
 	coffer.TypeCardNumber: true, coffer.TypeSSN: true, coffer.TypeDate: true, coffer.TypeInteger: true,
 }
 
-// ValidName reports whether s may name a collection or a field.
-func ValidName(s string) bool { return nameRE.MatchString(s) }
+// Valid reports whether typ is a field type.
+func Valid(typ string) bool { return validTypes[typ] }
 
 // invalid returns a 422 error naming the field, never its value.
 func invalid(field, why string) *coffer.Error {
 	return &coffer.Error{Code: coffer.EINVALID, Message: fmt.Sprintf("field %q: %s", field, why)}
 }
 
-// normalize validates raw (the field's JSON) by the field's type and
+// Normalize validates raw (the field's JSON) by the field's type and
 // returns the stored form and the blind-index form of the value.
-func normalize(f coffer.Field, raw json.RawMessage) (stored, indexed string, err error) {
+func Normalize(f coffer.Field, raw json.RawMessage) (stored, indexed string, err error) {
 	raw = bytes.TrimSpace(raw)
 	if len(raw) == 0 || string(raw) == "null" {
 		return "", "", invalid(f.Name, "must not be null")
@@ -74,13 +73,13 @@ func normalize(f coffer.Field, raw json.RawMessage) (stored, indexed string, err
 	return normalizeString(f, s)
 }
 
-// normalizeString is normalize for a value already decoded as a string:
-// the value of a request, checked strictly (see normalizeText).
+// normalizeString is Normalize for a value already decoded as a string:
+// the value of a request, checked strictly (see NormalizeText).
 func normalizeString(f coffer.Field, s string) (stored, indexed string, err error) {
-	return normalizeText(f, s, true)
+	return NormalizeText(f, s, true)
 }
 
-// normalizeText validates s as a value of field f and returns its stored
+// NormalizeText validates s as a value of field f and returns its stored
 // and index forms. Text is Unicode text: canonically equivalent strings
 // are one value, stored in NFC (so "e" with a combining acute accent and
 // "é" are the same, and a Kelvin sign K is the letter K it is equivalent
@@ -93,7 +92,7 @@ func normalizeString(f coffer.Field, s string) (stored, indexed string, err erro
 // (Latin "paypal" with a Cyrillic "а"). A value read back from the store
 // was checked when written and is not refused again (the rules may have
 // grown since).
-func normalizeText(f coffer.Field, s string, strict bool) (stored, indexed string, err error) {
+func NormalizeText(f coffer.Field, s string, strict bool) (stored, indexed string, err error) {
 	if !utf8.ValidString(s) || strings.ContainsRune(s, 0) {
 		return "", "", invalid(f.Name, "must be valid UTF-8 without NUL")
 	}
@@ -160,11 +159,11 @@ func normalizeText(f coffer.Field, s string, strict bool) (stored, indexed strin
 	return "", "", invalid(f.Name, "has an unknown type")
 }
 
-// legacyIndexForm is the index form a value had before text was
+// LegacyIndexForm is the index form a value had before text was
 // normalised (an email lowercased by simple mapping, a string as given),
 // or "" where it cannot differ from today's: entries filed then are found
 // until a reindex (after an index key rotation) files them anew.
-func legacyIndexForm(f coffer.Field, raw []byte) string {
+func LegacyIndexForm(f coffer.Field, raw []byte) string {
 	if f.Type != coffer.TypeString && f.Type != coffer.TypeEmail {
 		return ""
 	}
@@ -274,9 +273,9 @@ func validSSN(area, group, serial string) bool {
 	return area != "000" && area != "666" && area[0] != '9' && group != "00" && serial != "0000"
 }
 
-// encodeValue renders a stored value in an answer: integers as JSON
+// Encode renders a stored value in an answer: integers as JSON
 // numbers, everything else as strings.
-func encodeValue(f coffer.Field, v string) any {
+func Encode(f coffer.Field, v string) any {
 	if f.Type == coffer.TypeInteger {
 		return json.Number(v)
 	}
@@ -294,5 +293,5 @@ func NormalizeValue(typ, value string) (stored, canonical string, err error) {
 	if err != nil {
 		return "", "", invalid("value", "must be a string")
 	}
-	return normalize(coffer.Field{Name: "value", Type: typ}, raw)
+	return Normalize(coffer.Field{Name: "value", Type: typ}, raw)
 }
