@@ -325,3 +325,4 @@ func (o Options) version() string {
 	}
 	return o.Version
 }
+

@@ -155,6 +155,14 @@ func TestCLI(t *testing.T) {
 		if u.ID == "" || u.Username != "cli-user" {
 			t.Fatalf("user %+v", u)
 		}
+		var ul struct{ Users []client.UserInfo }
+		n.mustCLI(t, cfg, "", &ul, "users", "list", "-o", "json")
+		if len(ul.Users) == 0 || ul.Users[len(ul.Users)-1].ID != u.ID {
+			t.Fatalf("users list: %+v", ul)
+		}
+		if list := n.mustCLI(t, cfg, "", nil, "users", "list", "-o", "table"); !strings.Contains(list, "cli-user") || !strings.Contains(list, "MFA") {
+			t.Fatalf("users list:\n%s", list)
+		}
 
 		var er client.Erasure
 		if _, _, err := n.cliRun(t, cfg, "", "subjects", "erase", "s1"); err == nil {
