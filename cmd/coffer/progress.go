@@ -5,8 +5,8 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/cofferhq/coffer/internal/progress"
 	"github.com/cofferhq/coffer/internal/cli"
+	"github.com/cofferhq/coffer/internal/progress"
 )
 
 // quietFlag adds -q to a long-running command.
