@@ -24,7 +24,7 @@ func attacks() []attack {
 	for _, group := range [][]attack{
 		authAttacks(), sqlAttacks(), idorAttacks(), massAssignmentAttacks(), bodyAttacks(), publicAttacks(),
 		batchAttacks(), mfaAdminAttacks(), vaultAttacks(), escalationAttacks(), policyLockoutAttacks(),
-		principalChangeAttacks(), vaultImportAttacks(), idempotencyAttacks(),
+		principalChangeAttacks(), vaultImportAttacks(), idempotencyAttacks(), listingAttacks(),
 	} {
 		all = append(all, group...)
 	}
