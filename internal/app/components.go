@@ -325,4 +325,3 @@ func (o Options) version() string {
 	}
 	return o.Version
 }
-
