@@ -205,7 +205,7 @@ func TestConsoleBrowser(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Logf("overview first contentful paint: %.0f ms after navigation start", paint)
-	overviewPaint(t, ctx, n.url)
+	overviewPaint(t, ctx, n.URL)
 
 	run("audit", chromedp.Navigate(n.URL+"/ui/audit?range=24h"), chromedp.WaitVisible(css("table.events")),
 		chromedp.Click(css("table.events details summary")), unlabelled("audit"), shot("04-audit"))

@@ -14,7 +14,7 @@ import (
 // backends; the Go SDK's ListUsers reads the same list (#21).
 func TestListUsers(t *testing.T) {
 	forEachBackend(t, func(t *testing.T, n *node) {
-		if err := n.admin.PutPolicy(context.Background(), []byte(grantsPolicy+`  reader:
+		if err := n.Admin.PutPolicy(context.Background(), []byte(grantsPolicy+`  reader:
     - resources: ["users"]
       actions: [read]
 `), "yaml"); err != nil {
@@ -22,7 +22,7 @@ func TestListUsers(t *testing.T) {
 		}
 		alice := n.newUser("alice", "reader")
 		n.newUser("bob", "usermgr")
-		admin := n.token(n.init.ClientID, n.init.ClientSecret)
+		admin := n.Token(n.Init.ClientID, n.Init.ClientSecret)
 		body := n.wantStatus(t, 200, "GET", "/v1/users", admin, nil)
 		var page struct {
 			Users []struct {
@@ -61,7 +61,7 @@ func TestListUsers(t *testing.T) {
 			t.Errorf("want bob's GET /v1/users in the audit log as one denial on users, got %d", denied)
 		}
 
-		us, err := n.admin.ListUsers(context.Background())
+		us, err := n.Admin.ListUsers(context.Background())
 		if err != nil || len(us) != 2 || us[1].Username != "bob" {
 			t.Fatalf("client.ListUsers: %+v %v", us, err)
 		}
