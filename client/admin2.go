@@ -52,6 +52,17 @@ func (c *Client) UpdateUser(ctx context.Context, userID string, p UserPatch) (*U
 	return &out, nil
 }
 
+// ListUsers lists every user, oldest first (needs read on users).
+func (c *Client) ListUsers(ctx context.Context) ([]UserInfo, error) {
+	var out struct {
+		Users []UserInfo `json:"users"`
+	}
+	if err := c.do(ctx, c.hc, http.MethodGet, "/v1/users", nil, &out); err != nil {
+		return nil, err
+	}
+	return out.Users, nil
+}
+
 // DeleteUser deletes a user; every access token it holds stops working.
 func (c *Client) DeleteUser(ctx context.Context, userID string) error {
 	return c.do(ctx, c.hc, http.MethodDelete, "/v1/users/"+esc(userID), nil, nil)
@@ -123,4 +134,30 @@ func (c *Client) Suspend(ctx context.Context, principal string, d time.Duration)
 		return nil, err
 	}
 	return &out, nil
+}
+
+// JobProgress is how far one background job has come (GET /v1/admin/jobs).
+type JobProgress struct {
+	// Name is rewrap or reindex.
+	Name string `json:"name"`
+	// State is idle, pending, running or done.
+	State string `json:"state"`
+	// Done of Total: records walked (rewrap) or index entries moved
+	// (reindex).
+	Done      int64      `json:"done"`
+	Total     int64      `json:"total"`
+	Moved     int64      `json:"moved,omitempty"`
+	Node      string     `json:"node,omitempty"`
+	UpdatedAt *time.Time `json:"updated_at,omitempty"`
+}
+
+// Jobs reports the background jobs' progress (needs read on system/jobs).
+func (c *Client) Jobs(ctx context.Context) ([]JobProgress, error) {
+	var out struct {
+		Jobs []JobProgress `json:"jobs"`
+	}
+	if err := c.do(ctx, c.hc, http.MethodGet, "/v1/admin/jobs", nil, &out); err != nil {
+		return nil, err
+	}
+	return out.Jobs, nil
 }

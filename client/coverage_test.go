@@ -33,6 +33,8 @@ var sdkMethods = map[string]string{
 	"DELETE /v1/clients/{id}":                     "DeleteClient",
 	"POST /v1/clients/{id}/rotate":                "RotateClientSecret",
 	"POST /v1/users":                              "CreateUser",
+	"GET /v1/users":                               "ListUsers",
+	"GET /v1/admin/jobs":                          "Jobs",
 	"POST /v1/users/{id}/mfa/enrolment-code":      "IssueEnrolmentCode",
 	"DELETE /v1/users/{id}/mfa":                   "ResetMFA",
 	"POST /v1/policy/check":                       "CheckPolicy",

@@ -13,6 +13,7 @@ import (
 
 func backupCmd(stdout io.Writer, env []string) *cobra.Command {
 	var dir, out, dbURL string
+	var quiet bool
 	cmd := &cobra.Command{
 		Use:   "backup --data-dir DIR --out FILE",
 		Short: "Write an encrypted backup of the store (online: nodes keep serving)",
@@ -22,10 +23,13 @@ func backupCmd(stdout io.Writer, env []string) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			res, err := app.Backup(cmd.Context(), cfg, out)
+			ctx, prog := withProgress(cmd, "backup: rows", quiet, false)
+			res, err := app.Backup(ctx, cfg, out)
 			if err != nil {
+				prog.Stop()
 				return &exitError{code: 1, err: err}
 			}
+			prog.Finish()
 			fmt.Fprintf(stdout, "backup written: %s (%d bytes, mode 0600)\n"+
 				"It is encrypted under the root key, which it does not contain: keep the root key safe, apart from the backup.\n",
 				res.File, res.Bytes)
@@ -35,6 +39,7 @@ func backupCmd(stdout io.Writer, env []string) *cobra.Command {
 	deploymentFlags(cmd, env, &dir, &dbURL)
 	cmd.Flags().StringVar(&out, "out", "", "the backup file to write")
 	_ = cmd.MarkFlagRequired("out")
+	quietFlag(cmd, &quiet)
 	return cmd
 }
 
@@ -42,6 +47,7 @@ func restoreCmd(stdout io.Writer, env []string) *cobra.Command {
 	var (
 		opts  backup.RestoreOptions
 		hosts []string
+		quiet bool
 	)
 	cmd := &cobra.Command{
 		Use: "restore --data-dir NEWDIR --in FILE (--root-key-file PATH | --root-key-check-file PATH --unseal-shares-stdin)" +
@@ -73,10 +79,13 @@ there stay erased here.`,
 				opts.UnsealShares = shares
 			}
 			opts.Hosts = hosts
-			res, err := backup.Restore(cmd.Context(), opts)
+			ctx, prog := withProgress(cmd, "restore: backup read", quiet, true)
+			res, err := backup.Restore(ctx, opts)
 			if err != nil {
+				prog.Stop()
 				return &exitError{code: 1, err: err}
 			}
+			prog.Finish()
 			fmt.Fprintf(stdout, `Restored into %s
 
   URL:            %s
@@ -117,5 +126,6 @@ Clients, users and policies are those of the backup.
 	cmd.Flags().StringVar(&opts.Listen, "listen", "", "address to serve on (default 127.0.0.1:8443)")
 	cmd.Flags().StringSliceVar(&hosts, "host", nil, "extra DNS name or IP for the server certificate (repeatable)")
 	_ = cmd.MarkFlagRequired("in")
+	quietFlag(cmd, &quiet)
 	return cmd
 }

@@ -22,6 +22,7 @@ import (
 func keysCmd(stdout io.Writer, env []string) *cobra.Command {
 	cmd := &cobra.Command{Use: "keys", Short: "Rotate Coffer's keys, and retire or destroy old versions, offline, against the store"}
 	var dir, dbURL, newKey string
+	var quiet bool
 	rotate := &cobra.Command{
 		Use: "rotate --data-dir DIR KEY_ID",
 		Short: "Make a new version of a key the one that encrypts (collection/NAME, subject/NAME, index/COLLECTION/FIELD, mask/hash/COLLECTION/FIELD, tokens/TYPE[/fpe], " +
@@ -68,10 +69,13 @@ func keysCmd(stdout io.Writer, env []string) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			res, err := app.RotateRoot(cmd.Context(), cfg, newKey)
+			ctx, prog := withProgress(cmd, "rotate-root: data key versions", quiet, false)
+			res, err := app.RotateRoot(ctx, cfg, newKey)
 			if err != nil {
+				prog.Stop()
 				return &exitError{code: 1, err: err}
 			}
+			prog.Finish()
 			fmt.Fprintf(stdout, `root key rotated: %d data key versions rewrapped
   the config now names: %s
   the old root key is:  %s (0600)
@@ -86,6 +90,7 @@ Restart every node with the new root key.
 	deploymentFlags(rotateRoot, env, &dir, &dbURL)
 	rotateRoot.Flags().StringVar(&newKey, "new-root-key", "", "the new root key file (32 bytes base64, mode 0600)")
 	_ = rotateRoot.MarkFlagRequired("new-root-key")
+	quietFlag(rotateRoot, &quiet)
 	revokeSigning := &cobra.Command{
 		Use:   "revoke-signing --data-dir DIR KID",
 		Short: "Drop a leaked access token signing key at once: every token it signed is refused (a new key signs if it was the active one)",

@@ -20,6 +20,7 @@ import (
 	"github.com/cofferhq/coffer/internal/audit"
 	"github.com/cofferhq/coffer/internal/auditadmin"
 	"github.com/cofferhq/coffer/internal/cluster"
+	"github.com/cofferhq/coffer/internal/coffer"
 	"github.com/cofferhq/coffer/internal/config"
 	"github.com/cofferhq/coffer/internal/console"
 	"github.com/cofferhq/coffer/internal/crypto/unseal"
@@ -180,6 +181,8 @@ func (s *Server) build(ctx context.Context, o Options) error {
 			}
 			return rep.Moved, err
 		},
+		ReindexProgress: c.vault.ReindexProgress,
+		Authz:           c.policies,
 	})
 	s.admin = keyadmin.New(keyadmin.Config{Store: c.db, Keys: c.keys, SigningKeys: c.identity, Jobs: s.jobs,
 		Policies: c.policies, Now: c.opts.Now, Logger: s.log, RetireAfter: o.RetireAfter,
@@ -272,6 +275,7 @@ func (s *Server) build(ctx context.Context, o Options) error {
 		Extra: extraRoutes(cfg, func(rt *httpapi.Router) {
 			httpapi.KeyAdminRoutes(s.admin)(rt)
 			httpapi.NodeRoutes(cluster.NewDirectory(c.db, c.policies), cfg.Node, c.opts.Now)(rt)
+			httpapi.JobRoutes(func(ctx context.Context, cl coffer.Caller) (any, error) { return s.jobs.Progress(ctx, cl) })(rt)
 		}, c.transit),
 	})
 	if ci, err := pki.CertInfo(cfg.TLS.CertFile); err == nil {

@@ -18,6 +18,7 @@ import (
 	"github.com/cofferhq/coffer/internal/lifecycle"
 	"github.com/cofferhq/coffer/internal/pki"
 	"github.com/cofferhq/coffer/internal/policystore"
+	"github.com/cofferhq/coffer/internal/progress"
 	"github.com/cofferhq/coffer/internal/store"
 )
 
@@ -61,7 +62,11 @@ func Backup(ctx context.Context, src Source, out string) (BackupResult, error) {
 	// A backup reads every stored value: audited like the key commands,
 	// on the offline chain (no event, no backup).
 	err := src.Audited(ctx, "backup", "deployment", func() error {
-		return writeBackup(ctx, src.Provider, src.DB, out)
+		total, err := src.DB.ExportRows(ctx)
+		if err != nil {
+			return err
+		}
+		return writeBackup(ctx, src.Provider, &countingExporter{DB: src.DB, total: total, fn: progress.Of(ctx)}, out)
 	})
 	if err != nil {
 		return res, err
@@ -74,7 +79,7 @@ func Backup(ctx context.Context, src Source, out string) (BackupResult, error) {
 
 // writeBackup writes db's backup under p to out, through a temporary file
 // renamed into place once synced.
-func writeBackup(ctx context.Context, p keyprovider.Provider, db *store.DB, out string) error {
+func writeBackup(ctx context.Context, p keyprovider.Provider, db Exporter, out string) error {
 	tmp := out + ".tmp"
 	if err := os.Remove(tmp); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return err
@@ -335,7 +340,7 @@ func Restore(ctx context.Context, opts RestoreOptions) (res RestoreResult, err e
 	}
 	// Import before anything opens the keyring: Check would make a root
 	// check key in the empty store, and Import refuses a store with rows.
-	if err := Read(ctx, in, p, db); err != nil {
+	if err := Read(ctx, newCountingReader(in, progress.Of(ctx)), p, db); err != nil {
 		if errors.Is(err, keyprovider.ErrUnwrap) {
 			return res, ErrWrongRootKey
 		}
@@ -404,4 +409,47 @@ func copyKeyFile(from, to string) error {
 	}
 	defer clear(b)
 	return unseal.WriteNew(to, b)
+}
+
+// countingExporter is the store as a backup reads it, telling fn of the
+// rows written of total.
+type countingExporter struct {
+	*store.DB
+	total int64
+	fn    progress.Func
+}
+
+func (c *countingExporter) Export(ctx context.Context, fn func(table string, row []any) error) error {
+	var n int64
+	c.fn(0, c.total)
+	return c.DB.Export(ctx, func(table string, row []any) error {
+		n++
+		if n%256 == 0 || n == c.total {
+			c.fn(n, max(c.total, n))
+		}
+		return fn(table, row)
+	})
+}
+
+// countingReader counts the bytes read from a file of a known size.
+type countingReader struct {
+	r     io.Reader
+	n     int64
+	total int64
+	fn    progress.Func
+}
+
+func newCountingReader(f *os.File, fn progress.Func) io.Reader {
+	var total int64
+	if fi, err := f.Stat(); err == nil {
+		total = fi.Size()
+	}
+	return &countingReader{r: f, total: total, fn: fn}
+}
+
+func (c *countingReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.n += int64(n)
+	c.fn(c.n, max(c.total, c.n))
+	return n, err
 }

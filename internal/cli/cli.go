@@ -57,7 +57,7 @@ type app struct {
 func AddCommands(root *cobra.Command, env Env, offline OfflinePolicy) {
 	a := &app{env: env}
 	api := []*cobra.Command{a.loginCmd(), a.logoutCmd(), a.recordsCmd(), a.tokensCmd(), a.transitCmd(),
-		a.clientsCmd(), a.usersCmd(), a.subjectsCmd()}
+		a.clientsCmd(), a.usersCmd(), a.subjectsCmd(), a.jobsCmd()}
 	root.AddCommand(api...)
 	audit := sub(root, "audit", "Work with the audit log")
 	events := a.auditEventsCmd()
@@ -432,20 +432,19 @@ const batchSize = 1000
 // batches calls fn on each slice of at most batchSize items, with a
 // progress line when there is more than one.
 func (a *app) batches(label string, items []string, fn func(part []string) error) error {
-	var p *progress
+	var p *Progress
 	if len(items) > batchSize {
-		p = newProgress(a.env.Stderr, label)
-		defer p.done()
+		p = NewProgress(a.env.Stderr, label, ProgressOptions{})
 	}
 	for i := 0; i < len(items); i += batchSize {
 		part := items[i:min(i+batchSize, len(items))]
 		if err := fn(part); err != nil {
+			p.Stop()
 			return err
 		}
-		if p != nil {
-			p.step(i+len(part), len(items))
-		}
+		p.Update(int64(i+len(part)), int64(len(items)))
 	}
+	p.Finish()
 	return nil
 }
 
@@ -745,8 +744,35 @@ func (a *app) usersCmd() *cobra.Command {
 			})
 		},
 	}
-	cmd.AddCommand(create, code, reset)
+	list := &cobra.Command{
+		Use: "list", Short: "List users (needs read on users; never a secret)", Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return a.call(cmd, func(ctx context.Context, c *client.Client, o output) error {
+				us, err := c.ListUsers(ctx)
+				if err != nil {
+					return err
+				}
+				if us == nil {
+					us = []client.UserInfo{}
+				}
+				rows := make([][]string, len(us))
+				for i, u := range us {
+					rows[i] = []string{u.ID, u.Username, strings.Join(u.Roles, ","), yesNo(u.MFAEnrolled), yesNo(u.Disabled),
+						u.CreatedAt.Format(time.RFC3339)}
+				}
+				return o.table(map[string]any{"users": us}, []string{"ID", "USERNAME", "ROLES", "MFA", "DISABLED", "CREATED"}, rows)
+			})
+		},
+	}
+	cmd.AddCommand(list, create, code, reset)
 	return cmd
+}
+
+func yesNo(b bool) string {
+	if b {
+		return "yes"
+	}
+	return "no"
 }
 
 func (a *app) subjectsCmd() *cobra.Command {
@@ -788,10 +814,10 @@ func (a *app) auditEventsCmd() *cobra.Command {
 			}
 			return a.call(cmd, func(ctx context.Context, c *client.Client, o output) error {
 				var evs []client.AuditEvent
-				var p *progress
+				var p *Progress
 				if all {
-					p = newProgress(a.env.Stderr, "audit events read")
-					defer p.done()
+					p = NewProgress(a.env.Stderr, "audit events read", ProgressOptions{})
+					defer p.Finish()
 				}
 				for {
 					page, err := c.AuditEvents(ctx, f)
@@ -802,7 +828,7 @@ func (a *app) auditEventsCmd() *cobra.Command {
 					if !all || page.Next == "" {
 						break
 					}
-					p.step(len(evs), 0)
+					p.Update(int64(len(evs)), 0)
 					f.After = page.Next
 				}
 				if evs == nil {

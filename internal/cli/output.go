@@ -94,37 +94,3 @@ func sortedKeys[V any](m map[string]V) []string {
 	sort.Strings(out)
 	return out
 }
-
-// progress is a progress line on standard error for long jobs: rewritten in
-// place on a terminal, a line per step otherwise (so logs show it moving).
-type progress struct {
-	w     io.Writer
-	tty   bool
-	label string
-	shown bool
-}
-
-func newProgress(w io.Writer, label string) *progress {
-	return &progress{w: w, tty: isTerminal(w), label: label}
-}
-
-// step reports done of total (total 0: unknown).
-func (p *progress) step(done, total int) {
-	msg := fmt.Sprintf("%s: %d", p.label, done)
-	if total > 0 {
-		msg = fmt.Sprintf("%s: %d/%d (%d%%)", p.label, done, total, done*100/total)
-	}
-	if p.tty {
-		fmt.Fprintf(p.w, "\r\033[K%s", msg)
-	} else {
-		fmt.Fprintln(p.w, msg)
-	}
-	p.shown = true
-}
-
-// done ends the progress line.
-func (p *progress) done() {
-	if p.tty && p.shown {
-		fmt.Fprintln(p.w)
-	}
-}

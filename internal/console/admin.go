@@ -1,6 +1,7 @@
 package console
 
 import (
+	"encoding/json"
 	"fmt"
 	"html/template"
 	"net/http"
@@ -27,9 +28,40 @@ type secretShown struct {
 	Secret   string `json:"client_secret"`
 }
 
+// userRow is a user as GET /v1/users lists it (never a secret).
+type userRow struct {
+	ID        string    `json:"id"`
+	Username  string    `json:"username"`
+	Roles     []string  `json:"roles"`
+	MFA       bool      `json:"mfa_enrolled"`
+	Disabled  bool      `json:"disabled"`
+	CreatedAt time.Time `json:"created_at"`
+}
+
+// jobRow is a background job's progress as GET /v1/admin/jobs reports it.
+type jobRow struct {
+	Name  string `json:"name"`
+	State string `json:"state"`
+	Done  int64  `json:"done"`
+	Total int64  `json:"total"`
+	Node  string `json:"node"`
+}
+
+// Percent is how far the job has come, 0 to 100.
+func (j jobRow) Percent() int64 {
+	if j.Total <= 0 {
+		return 100
+	}
+	return min(j.Done*100/j.Total, 100)
+}
+
 type adminData struct {
 	Clients    []clientRow
 	ClientsErr *Problem
+	Users      []userRow
+	UsersErr   *Problem
+	Jobs       []jobRow
+	JobsErr    *Problem
 	Secret     *secretShown
 	User       *struct {
 		ID       string `json:"id"`
@@ -54,15 +86,68 @@ func (con *Console) loadClients(r *http.Request, s *session, d *adminData) {
 	d.Clients = out.Clients
 }
 
+// loadUsers lists the users through the API (read on users).
+func (con *Console) loadUsers(r *http.Request, s *session, d *adminData) {
+	res := con.callJSON(r, s, http.MethodGet, "/v1/users", nil)
+	if p := res.problem(); p != nil {
+		d.UsersErr = p
+		return
+	}
+	var out struct {
+		Users []userRow `json:"users"`
+	}
+	if err := res.decode(&out); err != nil {
+		d.UsersErr = &Problem{Status: 502, Detail: "the answer could not be read"}
+		return
+	}
+	d.Users = out.Users
+}
+
+// loadJobs reads the background jobs' progress through the API (read on
+// system/jobs).
+func (con *Console) loadJobs(r *http.Request, s *session, d *adminData) {
+	res := con.callJSON(r, s, http.MethodGet, "/v1/admin/jobs", nil)
+	if p := res.problem(); p != nil {
+		d.JobsErr = p
+		return
+	}
+	var out struct {
+		Jobs []jobRow `json:"jobs"`
+	}
+	if err := res.decode(&out); err != nil {
+		d.JobsErr = &Problem{Status: 502, Detail: "the answer could not be read"}
+		return
+	}
+	d.Jobs = out.Jobs
+}
+
+// jobsJSON answers the admin page's script, which polls the rewrap's
+// progress: GET /v1/admin/jobs's answer, as the signed-in user.
+func (con *Console) jobsJSON(w http.ResponseWriter, r *http.Request, s *session) {
+	d := &adminData{}
+	con.loadJobs(r, s, d)
+	w.Header().Set("Content-Type", "application/json")
+	if d.JobsErr != nil {
+		w.WriteHeader(d.JobsErr.Status)
+		_ = json.NewEncoder(w).Encode(map[string]any{"error": d.JobsErr.Detail})
+		return
+	}
+	_ = json.NewEncoder(w).Encode(map[string]any{"jobs": d.Jobs})
+}
+
 func (con *Console) adminPage(w http.ResponseWriter, r *http.Request, s *session) {
 	d := &adminData{}
 	con.loadClients(r, s, d)
+	con.loadUsers(r, s, d)
+	con.loadJobs(r, s, d)
 	con.render(w, r, s, http.StatusOK, "admin", page{Title: "Clients, users and keys", Nav: "admin", Data: d})
 }
 
 // adminResult renders the admin page after an action, with its outcome.
 func (con *Console) adminResult(w http.ResponseWriter, r *http.Request, s *session, d *adminData, p *Problem) {
 	con.loadClients(r, s, d)
+	con.loadUsers(r, s, d)
+	con.loadJobs(r, s, d)
 	status := http.StatusOK
 	if p != nil {
 		status = p.Status

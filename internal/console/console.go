@@ -222,6 +222,27 @@ func (con *Console) render(w http.ResponseWriter, r *http.Request, s *session, s
 	_, _ = w.Write(buf.Bytes())
 }
 
+// renderPart renders the template part of page name alone, without the
+// layout: a fragment the page's script puts in place.
+func (con *Console) renderPart(w http.ResponseWriter, _ *http.Request, s *session, name, part string, p page) {
+	t, ok := con.pages[name]
+	if !ok {
+		http.Error(w, "no such page", http.StatusInternalServerError)
+		return
+	}
+	if s != nil {
+		p.CSRF = s.csrf
+	}
+	var buf bytes.Buffer
+	if err := t.ExecuteTemplate(&buf, part, p); err != nil {
+		con.c.Logger.Error("console: render failed", "page", name, "part", part, "error", err)
+		http.Error(w, "the page could not be rendered", http.StatusInternalServerError)
+		return
+	}
+	w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	_, _ = w.Write(buf.Bytes())
+}
+
 // Problem is an API error as the console shows it (RFC 9457 fields).
 type Problem struct {
 	Status    int      `json:"status"`

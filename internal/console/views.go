@@ -34,6 +34,7 @@ func (con *Console) routes() {
 	m.HandleFunc("GET "+Prefix+"reauth", con.authed(con.reauthPage))
 
 	m.HandleFunc("GET "+Prefix+"overview", con.authed(con.overview))
+	m.HandleFunc("GET "+Prefix+"overview/panel", con.authed(con.overviewPanel))
 	m.HandleFunc("GET "+Prefix+"audit", con.authed(con.auditPage))
 	m.HandleFunc("GET "+Prefix+"audit/export", con.authed(con.auditExport))
 	m.HandleFunc("POST "+Prefix+"audit/verify", con.authed(con.verifyAudit))
@@ -53,6 +54,7 @@ func (con *Console) routes() {
 	m.HandleFunc("POST "+Prefix+"admin/clients/rotate", con.authed(con.rotateClient))
 	m.HandleFunc("POST "+Prefix+"admin/users", con.authed(con.createUser))
 	m.HandleFunc("POST "+Prefix+"admin/keys", con.authed(con.keyAction))
+	m.HandleFunc("GET "+Prefix+"admin/jobs", con.authed(con.jobsJSON))
 	m.HandleFunc("GET "+Prefix+"account", con.authed(con.accountPage))
 	m.HandleFunc("POST "+Prefix+"account/mfa", con.authed(con.mfaStart))
 	m.HandleFunc("POST "+Prefix+"account/mfa/confirm", con.authed(con.mfaConfirm))
@@ -201,6 +203,10 @@ type chart struct {
 }
 
 type overviewData struct {
+	// Shell renders the page without its figures, which the script
+	// loads from /ui/overview/panel: the first paint does not wait for
+	// the day's audit events to be read and counted.
+	Shell       bool
 	AuditErr    *Problem
 	SecurityErr *Problem
 	Hour        counts
@@ -230,8 +236,21 @@ type nodeStatus struct {
 // overview reads per window.
 const overviewPages = 3
 
+// overview answers the page at once, without its figures (the script
+// loads them from overviewPanel); ?full=1, for a browser without script,
+// answers it with them.
 func (con *Console) overview(w http.ResponseWriter, r *http.Request, s *session) {
-	con.overviewWith(w, r, s, nil, nil)
+	if r.URL.Query().Get("full") != "" {
+		con.overviewWith(w, r, s, nil, nil)
+		return
+	}
+	con.render(w, r, s, http.StatusOK, "overview", page{Title: "Overview", Nav: "overview", Data: overviewData{Shell: true}})
+}
+
+// overviewPanel answers the overview's figures alone, as an HTML fragment
+// the page's script puts in place.
+func (con *Console) overviewPanel(w http.ResponseWriter, r *http.Request, s *session) {
+	con.overviewWith(w, r, s, nil, nil, true)
 }
 
 // verification is POST /v1/audit/verify's answer.
@@ -261,7 +280,7 @@ func (con *Console) verifyAudit(w http.ResponseWriter, r *http.Request, s *sessi
 	con.overviewWith(w, r, s, &v, nil)
 }
 
-func (con *Console) overviewWith(w http.ResponseWriter, r *http.Request, s *session, v *verification, vp *Problem) {
+func (con *Console) overviewWith(w http.ResponseWriter, r *http.Request, s *session, v *verification, vp *Problem, fragment ...bool) {
 	now := con.c.Now()
 	d := overviewData{Verification: v, VerifyErr: vp}
 	var day []audit.Event
@@ -357,6 +376,10 @@ func (con *Console) overviewWith(w http.ResponseWriter, r *http.Request, s *sess
 				d.Security = append(d.Security, out.Events[i])
 			}
 		}
+	}
+	if len(fragment) > 0 && fragment[0] {
+		con.renderPart(w, r, s, "overview", "panel", page{Title: "Overview", Nav: "overview", Data: d})
+		return
 	}
 	con.render(w, r, s, http.StatusOK, "overview", page{Title: "Overview", Nav: "overview", Data: d})
 }

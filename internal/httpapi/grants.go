@@ -22,6 +22,8 @@ type ClientAdmin interface {
 // UserAdmin administers users and their second factors for a caller; it
 // decides who may (identityadmin.Admin).
 type UserAdmin interface {
+	// ListUsers lists every user to a caller with read on users.
+	ListUsers(ctx context.Context, c coffer.Caller) ([]identity.UserInfo, error)
 	CreateUser(ctx context.Context, c coffer.Caller, spec identityadmin.UserSpec) (identity.NewUser, error)
 	UpdateUser(ctx context.Context, c coffer.Caller, id string, pp identityadmin.Patch) (identity.UserInfo, error)
 	DeleteUser(ctx context.Context, c coffer.Caller, id string) error

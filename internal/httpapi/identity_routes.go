@@ -140,3 +140,12 @@ func (s *Server) checkPolicy(c *Call) (Reply, error) {
 	}
 	return Reply{Body: out}, nil
 }
+
+// listUsers answers GET /v1/users; identityadmin decides who may.
+func (s *Server) listUsers(c *Call) (Reply, error) {
+	us, err := s.c.Users.ListUsers(c.R.Context(), c.caller())
+	if err != nil {
+		return Reply{}, err
+	}
+	return Reply{Body: map[string]any{"users": us}}, nil
+}

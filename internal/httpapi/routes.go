@@ -44,6 +44,7 @@ func (s *Server) routes() {
 	s.handle("DELETE /v1/clients/{id}", 0, s.deleteClient)
 	s.handle("POST /v1/clients/{id}/rotate", 0, s.rotateClient)
 	s.handle("POST /v1/users", idempotent, s.createUser)
+	s.handle("GET /v1/users", 0, s.listUsers)
 	s.handle("PATCH /v1/users/{id}", 0, s.updateUser)
 	s.handle("DELETE /v1/users/{id}", 0, s.deleteUser)
 	s.handle("POST /v1/users/{id}/mfa/enrolment-code", 0, s.issueEnrolmentCode)

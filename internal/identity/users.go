@@ -517,3 +517,22 @@ func (s *Service) RequireFreshAuth(p *coffer.Principal) error {
 	}
 	return nil
 }
+
+// ListUsers lists every user as admins see them (never a password hash,
+// TOTP secret or recovery code), oldest first. The caller decides who may
+// (identityadmin).
+func (s *Service) ListUsers(ctx context.Context) ([]UserInfo, error) {
+	us, err := s.c.Store.Users(ctx)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]UserInfo, len(us))
+	for i, u := range us {
+		out[i] = UserInfo{ID: u.ID, Username: u.Username, Roles: u.Roles, Attributes: u.Attributes, MFA: u.TOTPConfirmed,
+			Disabled: u.Disabled, CreatedAt: u.CreatedAt}
+		if out[i].Roles == nil {
+			out[i].Roles = []string{}
+		}
+	}
+	return out, nil
+}

@@ -32,6 +32,7 @@ type Users interface {
 	User(ctx context.Context, id string) (identity.UserInfo, error)
 	UpdateUser(ctx context.Context, was, next identity.UserInfo) (identity.UserInfo, error)
 	DeleteUser(ctx context.Context, id string) error
+	ListUsers(ctx context.Context) ([]identity.UserInfo, error)
 	IssueEnrolmentCode(ctx context.Context, userID string) (identity.EnrolmentCode, error)
 	ResetMFA(ctx context.Context, userID string) error
 	// RequireFreshAuth refuses a principal whose sign-in is not recent.

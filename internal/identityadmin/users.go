@@ -132,3 +132,19 @@ func (a *Admin) ResetMFA(ctx context.Context, c coffer.Caller, id string) error 
 	c.Note.Count = 1
 	return nil
 }
+
+// ListUsers lists every user, oldest first, as admins see them (never a
+// secret), to a caller with read on users; the count returned is noted for
+// the audit log.
+func (a *Admin) ListUsers(ctx context.Context, c coffer.Caller) ([]identity.UserInfo, error) {
+	c.Note.Target("read", "users")
+	if err := a.allowed(c, "read", "users"); err != nil {
+		return nil, err
+	}
+	us, err := a.users.ListUsers(ctx)
+	if err != nil {
+		return nil, err
+	}
+	c.Note.Count = len(us)
+	return us, nil
+}

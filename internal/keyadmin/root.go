@@ -11,6 +11,8 @@ import (
 	"github.com/cofferhq/coffer/internal/coffer"
 	"github.com/cofferhq/coffer/internal/config"
 	"github.com/cofferhq/coffer/internal/crypto/keyprovider"
+	"github.com/cofferhq/coffer/internal/progress"
+	"github.com/cofferhq/coffer/internal/store"
 )
 
 // RootRotation is what RotateRoot did.
@@ -66,7 +68,11 @@ func RotateRoot(ctx context.Context, cfg *config.Config, newKeyFile string, open
 	}
 	defer closeAdmin()
 	err = a.c.Audited(ctx, "keys.rotate_root", coffer.SystemKeyTarget("root"), func() error {
-		n, err := a.c.Keys.RewrapRoot(ctx, np, a.c.Store)
+		total, err := a.c.Store.CountDataKeys(ctx)
+		if err != nil {
+			return err
+		}
+		n, err := a.c.Keys.RewrapRoot(ctx, np, &countingKeyStore{DB: a.c.Store, total: total, fn: progress.Of(ctx)})
 		out.Rewrapped = n
 		if err != nil {
 			return fmt.Errorf("rewrap under the new root key (%d moved; run again to finish): %w", n, err)
@@ -90,4 +96,20 @@ func RotateRoot(ctx context.Context, cfg *config.Config, newKeyFile string, open
 	}
 	out.NewKeyFile, out.OldKeyFile = newAbs, oldKept
 	return out, notAudited
+}
+
+// countingKeyStore is the store of a root key rotation, telling fn of the
+// data key versions walked of all (a walk visits each once; the last
+// walks, which find nothing left to move, show as complete).
+type countingKeyStore struct {
+	*store.DB
+	seen, total int64
+	fn          progress.Func
+}
+
+func (c *countingKeyStore) DataKeysAfter(ctx context.Context, keyID string, version uint32, limit int) ([]coffer.DataKey, error) {
+	rows, err := c.DB.DataKeysAfter(ctx, keyID, version, limit)
+	c.seen += int64(len(rows))
+	c.fn(min(c.seen, c.total), c.total)
+	return rows, err
 }

@@ -55,6 +55,13 @@ type Config struct {
 	// version (vault.Reindex) and says how many it moved; Jobs runs it
 	// under a lease with the others.
 	Reindex func(ctx context.Context) (int, error)
+	// ReindexProgress, if set, counts the blind index entries under
+	// their field's newest index key version (done) of all entries of
+	// rotated fields (total), for Progress.
+	ReindexProgress func(ctx context.Context) (done, total int64, err error)
+	// Authz decides who may read the jobs' progress (Progress); without
+	// it nobody may.
+	Authz Authorizer
 }
 
 // KeyVersions is the keyring as the rewrap job needs it.

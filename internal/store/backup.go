@@ -571,3 +571,36 @@ func (im *importer) flush(ctx context.Context) error {
 	im.args, im.n = im.args[:0], 0
 	return nil
 }
+
+// ExportRows counts the rows Export would give now (a backup's progress
+// total; rows written meanwhile may make Export give a few more).
+func (db *DB) ExportRows(ctx context.Context) (int64, error) {
+	v, err := db.SchemaVersion(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("store: count export rows: %w", err)
+	}
+	var total int64
+	for _, t := range tablesAt(v) {
+		where := ""
+		if f := t.filter(); f != "" {
+			where = " WHERE " + f
+		}
+		var n int64
+		// Table names and filters are this package's constants, never input.
+		if err := db.read.queryRow(ctx, "SELECT COUNT(*) FROM "+t.name+where).Scan(&n); err != nil {
+			return 0, fmt.Errorf("store: count %s: %w", t.name, err)
+		}
+		total += n
+	}
+	return total, nil
+}
+
+// CountDataKeys counts the stored data key versions (a root key
+// rotation's progress total).
+func (db *DB) CountDataKeys(ctx context.Context) (int64, error) {
+	var n int64
+	if err := db.read.queryRow(ctx, `SELECT COUNT(*) FROM data_keys`).Scan(&n); err != nil {
+		return 0, fmt.Errorf("store: count data keys: %w", err)
+	}
+	return n, nil
+}

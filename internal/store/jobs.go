@@ -222,3 +222,62 @@ func (db *DB) PurgeExpired(ctx context.Context, l coffer.JobLease, now time.Time
 	})
 	return total, err
 }
+
+// JobInfo is a background job's row: its saved state, who holds its lease
+// and until when, and when it last changed.
+type JobInfo struct {
+	State      string
+	LeaseBy    string
+	LeaseUntil time.Time
+	UpdatedAt  time.Time
+}
+
+// Leased reports whether a node holds the job's lease at now.
+func (j JobInfo) Leased(now time.Time) bool { return j.LeaseBy != "" && j.LeaseUntil.After(now) }
+
+// JobInfo returns a job's row (the zero JobInfo if it never ran).
+func (db *DB) JobInfo(ctx context.Context, job string) (JobInfo, error) {
+	var (
+		j             JobInfo
+		until, update int64
+	)
+	err := db.read.queryRow(ctx, `SELECT state, lease_by, lease_until, updated_at FROM jobs WHERE name = $1`, job).
+		Scan(&j.State, &j.LeaseBy, &until, &update)
+	if errors.Is(err, ErrNotFound) {
+		return JobInfo{}, nil
+	}
+	if err != nil {
+		return JobInfo{}, fmt.Errorf("store: job info: %w", err)
+	}
+	if until > 0 {
+		j.LeaseUntil = fromMicros(until)
+	}
+	if update > 0 {
+		j.UpdatedAt = fromMicros(update)
+	}
+	return j, nil
+}
+
+// RecordsThrough counts the records at or before (collection, id) in the
+// order batch jobs walk them (RecordsAfter), and all records: how far such
+// a job has come.
+func (db *DB) RecordsThrough(ctx context.Context, collection, id string) (through, total int64, err error) {
+	err = db.read.queryRow(ctx, `SELECT COUNT(*),
+		COALESCE(SUM(CASE WHEN collection < $1 OR (collection = $1 AND id <= $2) THEN 1 ELSE 0 END), 0) FROM records`,
+		collection, id).Scan(&total, &through)
+	if err != nil {
+		return 0, 0, fmt.Errorf("store: count records: %w", err)
+	}
+	return through, total, nil
+}
+
+// IndexEntryCounts counts the blind index entries of a field, and those of
+// them filed under a key version below version (what a reindex has left).
+func (db *DB) IndexEntryCounts(ctx context.Context, collection, field string, version uint32) (stale, total int64, err error) {
+	err = db.read.queryRow(ctx, `SELECT COUNT(*), COALESCE(SUM(CASE WHEN version < $3 THEN 1 ELSE 0 END), 0)
+		FROM record_index WHERE collection = $1 AND field = $2`, collection, field, int64(version)).Scan(&total, &stale)
+	if err != nil {
+		return 0, 0, fmt.Errorf("store: count index entries: %w", err)
+	}
+	return stale, total, nil
+}

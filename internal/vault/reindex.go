@@ -198,3 +198,43 @@ func (v *Vault) retireOld(ctx context.Context, st reindexStore, keyID string, cu
 	}
 	return nil
 }
+
+// indexCounter is what ReindexProgress needs beyond Store.
+type indexCounter interface {
+	IndexEntryCounts(ctx context.Context, collection, field string, version uint32) (stale, total int64, err error)
+}
+
+// ReindexProgress counts the blind index entries of every searchable
+// field whose index key was rotated (total) and those of them already
+// under the field's newest version (done): how far Reindex has come.
+func (v *Vault) ReindexProgress(ctx context.Context) (done, total int64, err error) {
+	st, ok := v.c.Store.(indexCounter)
+	if !ok {
+		return 0, 0, ErrReindexStore
+	}
+	cols, err := v.c.Store.Collections(ctx)
+	if err != nil {
+		return 0, 0, err
+	}
+	for _, col := range cols {
+		for _, f := range col.Fields {
+			if !f.Searchable {
+				continue
+			}
+			cur, err := v.c.Keys.CurrentVersion(ctx, indexKeyID(col.Name, f.Name))
+			if err != nil {
+				return 0, 0, fmt.Errorf("vault: reindex progress: %w", err)
+			}
+			if cur <= 1 {
+				continue
+			}
+			stale, all, err := st.IndexEntryCounts(ctx, col.Name, f.Name, cur)
+			if err != nil {
+				return 0, 0, err
+			}
+			done += all - stale
+			total += all
+		}
+	}
+	return done, total, nil
+}

@@ -24,7 +24,7 @@ func attacks() []attack {
 	for _, group := range [][]attack{
 		authAttacks(), sqlAttacks(), idorAttacks(), massAssignmentAttacks(), bodyAttacks(), publicAttacks(),
 		batchAttacks(), mfaAdminAttacks(), vaultAttacks(), escalationAttacks(), policyLockoutAttacks(),
-		principalChangeAttacks(), vaultImportAttacks(), idempotencyAttacks(),
+		principalChangeAttacks(), vaultImportAttacks(), idempotencyAttacks(), listingAttacks(),
 	} {
 		all = append(all, group...)
 	}
@@ -97,6 +97,8 @@ func protected(w *world) []sample {
 		{"DELETE /v1/clients/{id}", "DELETE", "/v1/clients/" + w.clientA},
 		{"POST /v1/clients/{id}/rotate", "POST", "/v1/clients/" + w.clientA + "/rotate"},
 		{"POST /v1/users", "POST", "/v1/users"},
+		{"GET /v1/users", "GET", "/v1/users"},
+		{"GET /v1/admin/jobs", "GET", "/v1/admin/jobs"},
 		{"PATCH /v1/users/{id}", "PATCH", "/v1/users/" + w.aliceID},
 		{"DELETE /v1/users/{id}", "DELETE", "/v1/users/" + w.aliceID},
 		{"POST /v1/users/{id}/mfa/enrolment-code", "POST", "/v1/users/" + w.aliceID + "/mfa/enrolment-code"},

@@ -155,6 +155,27 @@ func TestCLI(t *testing.T) {
 		if u.ID == "" || u.Username != "cli-user" {
 			t.Fatalf("user %+v", u)
 		}
+		var ul struct{ Users []client.UserInfo }
+		n.mustCLI(t, cfg, "", &ul, "users", "list", "-o", "json")
+		if len(ul.Users) == 0 || ul.Users[len(ul.Users)-1].ID != u.ID {
+			t.Fatalf("users list: %+v", ul)
+		}
+		if list := n.mustCLI(t, cfg, "", nil, "users", "list", "-o", "table"); !strings.Contains(list, "cli-user") || !strings.Contains(list, "MFA") {
+			t.Fatalf("users list:\n%s", list)
+		}
+		var jobs struct{ Jobs []client.JobProgress }
+		n.mustCLI(t, cfg, "", &jobs, "jobs", "status", "-o", "json")
+		if len(jobs.Jobs) != 2 || jobs.Jobs[0].Name != "rewrap" || jobs.Jobs[1].Name != "reindex" {
+			t.Fatalf("jobs status: %+v", jobs)
+		}
+		// Nothing asked for a rewrap: wait returns at once, with the
+		// final line off a terminal (-q: nothing).
+		if _, errOut, err := n.cliRun(t, cfg, "", "jobs", "wait", "rewrap"); err != nil || !strings.Contains(errOut, "rewrap: ") || !strings.Contains(errOut, "done in") {
+			t.Fatalf("jobs wait: %v %q", err, errOut)
+		}
+		if _, errOut, err := n.cliRun(t, cfg, "", "jobs", "wait", "rewrap", "-q"); err != nil || errOut != "" {
+			t.Fatalf("jobs wait -q: %v %q", err, errOut)
+		}
 
 		var er client.Erasure
 		if _, _, err := n.cliRun(t, cfg, "", "subjects", "erase", "s1"); err == nil {

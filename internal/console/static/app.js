@@ -73,4 +73,49 @@
     };
     tick();
   }
+  // Rewrap and reindex progress: polled while a job is pending or running.
+  var jobs = document.getElementById("jobs");
+  if (jobs && window.fetch) {
+    var busy = function () {
+      return Array.prototype.some.call(jobs.querySelectorAll(".job-text"), function (e) {
+        var st = e.getAttribute("data-state");
+        return st === "pending" || st === "running";
+      });
+    };
+    var poll = function () {
+      fetch(jobs.getAttribute("data-jobs-src"), { credentials: "same-origin" }).then(function (r) {
+        return r.ok ? r.json() : null;
+      }).then(function (j) {
+        if (!j || !j.jobs) { return; }
+        j.jobs.forEach(function (x) {
+          var box = jobs.querySelector('[data-job="' + x.name + '"]');
+          if (!box) { return; }
+          var bar = box.querySelector("progress"), text = box.querySelector(".job-text");
+          var pct = x.total > 0 ? Math.min(100, Math.floor(x.done * 100 / x.total)) : 100;
+          bar.max = Math.max(x.total, 1);
+          bar.value = x.total > 0 ? x.done : 1;
+          text.setAttribute("data-state", x.state);
+          text.textContent = x.state + ": " + x.done + " of " + x.total + " (" + pct + "%)" + (x.node ? " on " + x.node : "");
+        });
+        if (busy()) { setTimeout(poll, 1000); }
+      }).catch(function () {});
+    };
+    if (busy()) { setTimeout(poll, 1000); }
+    // After a rotation the rewrap is asked for: follow it.
+    var keyForm = document.querySelector('form[action="/ui/admin/keys"]');
+    if (keyForm && document.querySelector(".flash")) { setTimeout(poll, 300); }
+  }
+  // The overview's figures: the page paints at once, the day's counts
+  // follow (server-rendered HTML from the same origin).
+  var panel = document.getElementById("overview-panel");
+  if (panel && window.fetch) {
+    fetch(panel.getAttribute("data-panel-src"), { credentials: "same-origin" }).then(function (r) {
+      if (r.redirected) { window.location.assign(r.url); return null; }
+      return r.ok ? r.text() : null;
+    }).then(function (html) {
+      if (html === null) { return; }
+      panel.innerHTML = html;
+      panel.setAttribute("aria-busy", "false");
+    }).catch(function () {});
+  }
 })();
