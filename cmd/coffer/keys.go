@@ -141,7 +141,7 @@ Restart every node with the new root key.
 					return err
 				}
 				res, err := app.Keys(cmd.Context(), cfg, func(a *keyadmin.Admin) (keyadmin.KeyVersionChange, error) {
-					return vc.do(a, cmd.Context(), args[0], uint32(n))
+					return vc.do(a, cmd.Context(), args[0], uint32(n)) // #nosec G115 -- ParseUint with bitSize 32 above bounds n
 				})
 				if err != nil {
 					return &exitError{code: 1, err: err}

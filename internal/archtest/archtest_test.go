@@ -122,13 +122,6 @@ func parseModule() (map[string]*pkg, error) {
 	return pkgs, err
 }
 
-// std reports whether an import path is the standard library's (no dot in
-// its first element).
-func std(path string) bool {
-	first, _, _ := strings.Cut(path, "/")
-	return !strings.Contains(first, ".")
-}
-
 // internalPkg returns the module-relative path of a module import ("" for
 // others).
 func internalPkg(path string) string {

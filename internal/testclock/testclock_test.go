@@ -23,7 +23,7 @@ func TestOffset(t *testing.T) {
 		t.Fatalf("zero Offset is %v from the real time", d)
 	}
 	c.Advance(time.Hour)
-	if d := c.Now().Sub(time.Now()); d < 59*time.Minute || d > 61*time.Minute {
+	if d := time.Until(c.Now()); d < 59*time.Minute || d > 61*time.Minute {
 		t.Fatalf("after Advance(1h) the clock is %v ahead", d)
 	}
 }

@@ -43,7 +43,7 @@ func TestServer(t *testing.T) {
 				t.Fatal(err)
 			}
 			s.Clock.Advance(time.Hour)
-			if d := s.Clock.Now().Sub(time.Now()); d < 59*time.Minute {
+			if d := time.Until(s.Clock.Now()); d < 59*time.Minute {
 				t.Fatalf("clock: %v ahead", d)
 			}
 			old := s.URL

@@ -14,12 +14,8 @@ import (
 	"github.com/cofferhq/coffer/internal/app"
 	"github.com/cofferhq/coffer/internal/config"
 	"github.com/cofferhq/coffer/internal/store/storetest"
-	"github.com/cofferhq/coffer/internal/testlog"
 	"github.com/cofferhq/coffer/internal/testserver"
 )
-
-// syncBuffer is a goroutine-safe log sink, so tests can scan server output.
-type syncBuffer = testlog.Buffer
 
 // setup says how to start a node.
 type setup struct {
