@@ -15,6 +15,8 @@ import (
 	"github.com/cofferhq/coffer/internal/app"
 	"github.com/cofferhq/coffer/internal/config"
 	"github.com/cofferhq/coffer/internal/crypto/keyprovider/softhsmtest"
+	"github.com/cofferhq/coffer/internal/store/storetest"
+	"github.com/cofferhq/coffer/internal/testserver"
 )
 
 var softhsm struct {
@@ -56,36 +58,36 @@ func TestPKCS11Deployment(t *testing.T) {
 	ctx := context.Background()
 	n := &node{Server: testserver.New(t, storetest.Backends()[0], testserver.Options{Init: app.InitOptions{RootKeyProvider: "pkcs11",
 		PKCS11: config.RootKeyPKCS11{Module: module, TokenLabel: "coffer-e2e", KeyLabel: "root-e2e"}}}), t: t}
-	if _, err := os.Stat(filepath.Join(n.dir, "root.key")); !errors.Is(err, os.ErrNotExist) {
+	if _, err := os.Stat(filepath.Join(n.Dir, "root.key")); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("a pkcs11 deployment has a root key file: %v", err)
 	}
 	n.Serve("127.0.0.1:0")
 
-	if err := n.admin.CreateCollection(ctx, customers); err != nil {
+	if err := n.Admin.CreateCollection(ctx, customers); err != nil {
 		t.Fatal(err)
 	}
-	id, err := n.admin.CreateRecord(ctx, "customers", client.NewRecord{Owner: "u1", Data: map[string]any{
+	id, err := n.Admin.CreateRecord(ctx, "customers", client.NewRecord{Owner: "u1", Data: map[string]any{
 		"name": "Ada Lovelace", "email": "ada@example.com", "card_number": "4111111111111111"}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	toks, err := n.admin.Tokenize(ctx, []client.TokenItem{{Value: "123-45-6789", Type: "ssn"}})
+	toks, err := n.Admin.Tokenize(ctx, []client.TokenItem{{Value: "123-45-6789", Type: "ssn"}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	n.restart()
-	rec, err := n.admin.GetRecord(ctx, "customers", id)
+	n.Restart()
+	rec, err := n.Admin.GetRecord(ctx, "customers", id)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if rec.Data["email"] != "ada@example.com" || rec.Data["card_number"] != "4111111111111111" {
 		t.Fatalf("after restart: %v", rec.Data)
 	}
-	vals, err := n.admin.Detokenize(ctx, toks)
+	vals, err := n.Admin.Detokenize(ctx, toks)
 	if err != nil || vals[0] != "123-45-6789" {
 		t.Fatalf("detokenize after restart: %v %v", vals, err)
 	}
-	n.stop()
+	n.Stop()
 
 	// Wrong PIN, then a key label the token does not hold: serve refuses.
 	for _, tc := range []struct{ name, pin, label, want string }{
@@ -97,7 +99,7 @@ func TestPKCS11Deployment(t *testing.T) {
 		if tc.label != "" {
 			env = append(env, "COFFER_ROOT_KEY_PKCS11_KEY_LABEL="+tc.label)
 		}
-		cfg, err := config.Load(n.dir, env)
+		cfg, err := config.Load(n.Dir, env)
 		if err != nil {
 			t.Fatalf("%s: config: %v", tc.name, err)
 		}
