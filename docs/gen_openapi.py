@@ -405,7 +405,8 @@ IDEMPOTENCY_KEY = {"name": "Idempotency-Key", "in": "header", "required": False,
   "description": "Makes the create run once: the answer is kept 24 hours per principal, and a retry with the same key and the same request "
                  "(method, path, body) gets it again (same id, same secret, same tokens) with Idempotent-Replayed: true, creating nothing. "
                  "The same key with another request is 422; a duplicate sent while the first still runs waits for its answer, then is 409 "
-                 "(retry later). A create that fails keeps nothing: its retry runs again. 1 to 255 visible ASCII characters (400 otherwise)."}
+                 "(retry later). A create that fails keeps nothing: its retry runs again. A retry whose caller's authority changed since (its generation, "
+                 "its token's roles, attributes or second factor, or the policy version) is 403 and gets nothing of the kept answer. 1 to 255 visible ASCII characters (400 otherwise)."}
 IDEMPOTENT = ["/v1/clients", "/v1/users", "/v1/collections", "/v1/collections/{c}/records", "/v1/tokenize", "/v1/keys"]
 for path in IDEMPOTENT:
     o = paths[path]["post"]

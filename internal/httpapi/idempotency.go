@@ -29,9 +29,12 @@ func (s *Server) once(c *Call, key string, h HandlerFunc) (Reply, error) {
 		return Reply{}, coffer.Errorf(coffer.EMALFORMED, "request body unreadable")
 	}
 	c.R.Body = io.NopCloser(bytes.NewReader(body))
-	claim, kept, err := s.c.Idempotency.Begin(c.R.Context(), c.Principal.ID, key,
+	claim, kept, err := s.c.Idempotency.Begin(c.R.Context(), c.Principal, key,
 		idempotency.Fingerprint(c.R.Method, c.R.URL.RequestURI(), body))
 	if err != nil {
+		if coffer.ErrorCode(err) == coffer.EFORBIDDEN {
+			c.Note.Deny("answer kept for its Idempotency-Key withheld: the caller's authority changed since")
+		}
 		return Reply{}, err
 	}
 	if kept != nil {

@@ -1,13 +1,17 @@
 package idempotency
 
 import (
+	"bytes"
 	"context"
+	"crypto/hmac"
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
+	"maps"
+	"slices"
 	"time"
 
 	"github.com/cofferhq/coffer/internal/coffer"
@@ -30,6 +34,9 @@ type Store interface {
 	ClaimIdempotencyKey(ctx context.Context, c coffer.IdempotencyKey) (coffer.IdempotencyKey, bool, error)
 	CompleteIdempotencyKey(ctx context.Context, principal, key, owner string, status int, contentType string, body []byte) (bool, error)
 	ReleaseIdempotencyKey(ctx context.Context, principal, key, owner string) error
+	// PolicyVersion is the stored policy's version: an answer is replayed
+	// only under the policy it was given under.
+	PolicyVersion(ctx context.Context) (int64, error)
 }
 
 // Sealer seals the kept answers (the keyring).
@@ -92,6 +99,39 @@ type Answer struct {
 type Claim struct {
 	k                     *Keeper
 	principal, key, owner string
+	authority             []byte
+}
+
+// authorityPrefix starts every kept answer's sealed plaintext, before the
+// authority it was given under (see authority).
+const authorityPrefix = "\x00coffer-authority-v1\x00"
+
+// authority digests what decided whether p may make its request: who it
+// is, its generation (which moves with its roles, attributes, secret and
+// disabling), the roles and attributes this token carries, whether it
+// proved a second factor, and the policy's version. A kept answer is
+// replayed only to the same authority: a caller whose rights changed
+// since (a role cut, a narrower token, a new policy) gets none of it,
+// even an answer it was once entitled to, such as a new client's secret.
+func authority(p *coffer.Principal, policyVersion int64) []byte {
+	h := sha256.New()
+	fmt.Fprintf(h, "coffer idempotency authority v1\n%s\n%s\n%d\n%d\n%t\n", p.Kind, p.ID, p.Generation, policyVersion, p.MFA)
+	roles := slices.Clone(p.Roles)
+	slices.Sort(roles)
+	for _, r := range roles {
+		fmt.Fprintf(h, "role %d:%s\n", len(r), r)
+	}
+	for _, k := range slices.Sorted(maps.Keys(p.Attributes)) {
+		v := p.Attributes[k]
+		fmt.Fprintf(h, "attr %d:%s=%d:%s\n", len(k), k, len(v), v)
+	}
+	return h.Sum(nil)
+}
+
+// withheld is the refusal of a replay to a changed authority.
+func withheld() error {
+	return coffer.Errorf(coffer.EFORBIDDEN,
+		"the answer kept for this %s is withheld: the caller's roles, attributes or second factor, or the policy, changed since it was given; the request is not run again", Header)
 }
 
 // ValidKey reports whether key may be used: 1 to MaxKeyLen visible ASCII
@@ -122,7 +162,16 @@ func Fingerprint(method, path string, body []byte) []byte {
 // *coffer.Error: EINVALID when the key was used for another request,
 // ECONFLICT when the request holding it has not answered within
 // Config.Wait.
-func (k *Keeper) Begin(ctx context.Context, principal, key string, fingerprint []byte) (*Claim, *Answer, error) {
+//
+// The kept answer is replayed only to the authority it was given under
+// (see authority); another one gets EFORBIDDEN, and nothing runs again.
+func (k *Keeper) Begin(ctx context.Context, p *coffer.Principal, key string, fingerprint []byte) (*Claim, *Answer, error) {
+	principal := p.ID
+	pv, err := k.c.Store.PolicyVersion(ctx)
+	if err != nil {
+		return nil, nil, fmt.Errorf("idempotency: policy version: %w", err)
+	}
+	auth := authority(p, pv)
 	var b [16]byte
 	if _, err := io.ReadFull(k.c.Rand, b[:]); err != nil {
 		return nil, nil, fmt.Errorf("idempotency: claim id: %w", err)
@@ -138,18 +187,24 @@ func (k *Keeper) Begin(ctx context.Context, principal, key string, fingerprint [
 			return nil, nil, err
 		}
 		if ok {
-			return &Claim{k: k, principal: principal, key: key, owner: owner}, nil, nil
+			return &Claim{k: k, principal: principal, key: key, owner: owner, authority: auth}, nil, nil
 		}
 		if string(cur.Fingerprint) != string(fingerprint) {
 			return nil, nil, coffer.Errorf(coffer.EINVALID,
 				"this %s was already used for another request (another path or body); use a new key for a new request", Header)
 		}
 		if cur.State == coffer.IdempotencyDone {
-			body, err := k.c.Sealer.Open(ctx, KeyID, cur.Body, aad(principal, key))
+			plain, err := k.c.Sealer.Open(ctx, KeyID, cur.Body, aad(principal, key))
 			if err != nil {
 				return nil, nil, fmt.Errorf("idempotency: open kept answer: %w", err)
 			}
-			return nil, &Answer{Status: cur.Status, ContentType: cur.ContentType, Body: body}, nil
+			// An answer kept before answers carried their authority is
+			// withheld too: fail closed.
+			rest, ok := bytes.CutPrefix(plain, []byte(authorityPrefix))
+			if !ok || len(rest) < sha256.Size || !hmac.Equal(rest[:sha256.Size], auth) {
+				return nil, nil, withheld()
+			}
+			return nil, &Answer{Status: cur.Status, ContentType: cur.ContentType, Body: rest[sha256.Size:]}, nil
 		}
 		// Another request with this key is under way: wait for its answer.
 		if !k.c.Now().Before(deadline) {
@@ -167,7 +222,9 @@ func (k *Keeper) Begin(ctx context.Context, principal, key string, fingerprint [
 
 // Finish keeps a's answer for the key's later retries.
 func (c *Claim) Finish(ctx context.Context, a Answer) error {
-	sealed, err := c.k.c.Sealer.Seal(ctx, KeyID, a.Body, aad(c.principal, c.key))
+	plain := make([]byte, 0, len(authorityPrefix)+len(c.authority)+len(a.Body))
+	plain = append(append(append(plain, authorityPrefix...), c.authority...), a.Body...)
+	sealed, err := c.k.c.Sealer.Seal(ctx, KeyID, plain, aad(c.principal, c.key))
 	if err != nil {
 		return fmt.Errorf("idempotency: seal answer: %w", err)
 	}

@@ -5,6 +5,16 @@ import (
 	"testing"
 )
 
+// replayWithheld checks that a retry of an idempotent create, sent after
+// the caller's authority changed, gets neither the kept answer nor a new
+// create: 403, no Idempotent-Replayed, none of the first answer's secret.
+func replayWithheld(t *testing.T, r reply, secret string) {
+	t.Helper()
+	if r.status != 403 || r.header.Get("Idempotent-Replayed") != "" || bytes.Contains(r.body, []byte(secret)) {
+		t.Fatalf("a retry after the caller's roles changed: %s (want 403 with nothing of the kept answer)", r)
+	}
+}
+
 // idempotencyAttacks: an Idempotency-Key is per principal. Another
 // principal sending a key someone else used gets nothing of theirs (not
 // their answer, not even that the key was used): its request is decided
@@ -48,6 +58,29 @@ func idempotencyAttacks() []attack {
 			if r.status != 403 || bytes.Contains(r.body, []byte("client_secret")) || bytes.Contains(r.body, []byte("Idempotency")) {
 				t.Fatalf("customer A with the admin's key: %s (want 403, as with any key)", r)
 			}
+		}},
+		{"POST /v1/clients", "a kept answer (a new client's secret) is withheld once the caller's roles were cut", func(t *testing.T, w *world) {
+			n := w.n
+			id, secret := n.newClientSecret(t, "idem-demoted", "admin")
+			defer n.must(t, 204, "DELETE", "/v1/clients/"+id, n.admin, nil, nil)
+			create := func(token string) reply {
+				return n.send(t, req{method: "POST", path: "/v1/clients", token: token, contentType: "application/json",
+					body: []byte(`{"name":"idem-child","roles":["admin"]}`), header: map[string]string{"Idempotency-Key": "attack-demoted-key"}})
+			}
+			first := create(n.Token(id, secret))
+			var made struct {
+				ClientID     string `json:"client_id"`
+				ClientSecret string `json:"client_secret"`
+			}
+			if first.status != 201 {
+				t.Fatalf("the admin client's create: %s", first)
+			}
+			mustJSON(t, first.body, &made)
+			defer n.must(t, 204, "DELETE", "/v1/clients/"+made.ClientID, n.admin, nil, nil)
+			// The admin takes its roles away (its tokens end with them); a
+			// token it gets afterwards carries no right to create clients.
+			n.must(t, 200, "PATCH", "/v1/clients/"+id, n.admin, map[string]any{"roles": []string{}}, nil)
+			replayWithheld(t, create(n.Token(id, secret)), made.ClientSecret)
 		}},
 	}
 }
