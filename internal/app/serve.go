@@ -270,7 +270,7 @@ func (s *Server) build(ctx context.Context, o Options) error {
 		Unavailable:  store.IsUnavailable,
 		// A claim outlives any request (its handler's bound), unless its
 		// node dies first.
-		Idempotency: idempotency.New(idempotency.Config{Store: c.db, Sealer: c.keys, Instance: s.member.Instance(),
+		Idempotency: idempotency.New(idempotency.Config{Store: c.db, Sealer: c.keys, Decider: c.policies, Instance: s.member.Instance(),
 			Claim: httpapi.DefaultHandlerTimeout + 10*time.Second, Now: c.opts.Now, Rand: c.opts.Rand}),
 		Extra: extraRoutes(cfg, func(rt *httpapi.Router) {
 			httpapi.KeyAdminRoutes(s.admin)(rt)

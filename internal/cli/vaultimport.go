@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/url"
 	"os"
@@ -41,6 +42,9 @@ func (a *app) importVaultCmd() *cobra.Command {
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if vaultURL == "" {
 				return usageError(errors.New("--url (or VAULT_ADDR) is required: Vault's address"))
+			}
+			if err := vaultURLSafe(vaultURL); err != nil {
+				return usageError(err)
 			}
 			if key == "" {
 				return usageError(errors.New("--key is required: the transit key's name in Vault"))
@@ -137,7 +141,34 @@ func vaultHTTP(caFile string, timeout time.Duration) (*http.Client, error) {
 		}
 		tc.RootCAs = pool
 	}
-	return &http.Client{Timeout: timeout, Transport: &http.Transport{TLSClientConfig: tc, Proxy: http.ProxyFromEnvironment}}, nil
+	return &http.Client{Timeout: timeout, Transport: &http.Transport{TLSClientConfig: tc, Proxy: http.ProxyFromEnvironment},
+		// The token travels in X-Vault-Token, which net/http forwards on
+		// any redirect (it drops only the standard credential headers):
+		// follow none, so the token and the exported keys go to the
+		// address given and nowhere else.
+		CheckRedirect: func(req *http.Request, _ []*http.Request) error {
+			return fmt.Errorf("vault answered with a redirect to %s; not followed (give the address it redirects to with --url)", req.URL.Redacted())
+		}}, nil
+}
+
+// vaultURLSafe refuses a Vault address the token and the exported keys
+// would cross in the clear: https only, but for a loopback address.
+func vaultURLSafe(raw string) error {
+	u, err := url.Parse(raw)
+	if err != nil || u.Host == "" {
+		return fmt.Errorf("--url %q is not an address like https://vault.example.com:8200", raw)
+	}
+	switch u.Scheme {
+	case "https":
+		return nil
+	case "http":
+		if ip := net.ParseIP(u.Hostname()); u.Hostname() == "localhost" || (ip != nil && ip.IsLoopback()) {
+			return nil
+		}
+		return errors.New("--url must be https: the Vault token and the exported keys would cross the network in the clear (plain http is taken on loopback only)")
+	default:
+		return fmt.Errorf("--url must be an https address, not %q", u.Scheme)
+	}
 }
 
 // vaultSource reads one transit key from Vault.

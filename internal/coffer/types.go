@@ -269,6 +269,27 @@ type AccessNote struct {
 	// erased, the key version made or used, the client or user changed.
 	// Ids only: never a value, a token or a secret.
 	Targets []string
+	// Decided lists the questions the policy allowed for this request, so
+	// that a replay of its kept answer (an Idempotency-Key) can ask them
+	// again; kept only when KeepDecided is set (a request with an
+	// Idempotency-Key). Never written to the audit log.
+	Decided     []Decided
+	KeepDecided bool
+}
+
+// Decided is one question the policy answered yes to: the action on the
+// resource, with the record's attributes when there was one. Time and
+// address are the request's and asked afresh on a replay.
+type Decided struct {
+	Action, Resource               string
+	Owner, Subject, Collection, ID string
+}
+
+// Decide records an allowed question (see Decided).
+func (n *AccessNote) Decide(d Decided) {
+	if n != nil && n.KeepDecided {
+		n.Decided = append(n.Decided, d)
+	}
 }
 
 // Touch records things the request touched (see Targets).

@@ -29,8 +29,11 @@ func (s *Server) once(c *Call, key string, h HandlerFunc) (Reply, error) {
 		return Reply{}, coffer.Errorf(coffer.EMALFORMED, "request body unreadable")
 	}
 	c.R.Body = io.NopCloser(bytes.NewReader(body))
-	claim, kept, err := s.c.Idempotency.Begin(c.R.Context(), c.Principal, key,
-		idempotency.Fingerprint(c.R.Method, c.R.URL.RequestURI(), body))
+	fp, err := s.c.Idempotency.Fingerprint(c.R.Context(), c.R.Method, c.R.URL.RequestURI(), body)
+	if err != nil {
+		return Reply{}, err
+	}
+	claim, kept, err := s.c.Idempotency.Begin(c.R.Context(), c.Principal, c.IP, key, fp)
 	if err != nil {
 		if coffer.ErrorCode(err) == coffer.EFORBIDDEN {
 			c.Note.Deny("answer kept for its Idempotency-Key withheld: the caller's authority changed since")
@@ -38,11 +41,15 @@ func (s *Server) once(c *Call, key string, h HandlerFunc) (Reply, error) {
 		return Reply{}, err
 	}
 	if kept != nil {
+		// Audited as the act it replays (what was made, under which
+		// rule), decided again by the Keeper.
 		c.header.Set("Idempotent-Replayed", "true")
+		c.Note = kept.Note
 		c.Note.Decision = "allow"
 		c.Note.Reason = "answer kept for its Idempotency-Key replayed; nothing done"
 		return Reply{Status: kept.Status, ContentType: kept.ContentType, Raw: kept.Body}, nil
 	}
+	c.Note.KeepDecided = true
 	reply, err := h(c)
 	var out []byte
 	if err == nil {
@@ -59,7 +66,7 @@ func (s *Server) once(c *Call, key string, h HandlerFunc) (Reply, error) {
 		}
 		return reply, err
 	}
-	ans := idempotency.Answer{Status: reply.Status, ContentType: reply.ContentType, Body: out}
+	ans := idempotency.Answer{Status: reply.Status, ContentType: reply.ContentType, Body: out, Note: c.Note}
 	if ferr := claim.Finish(ctx, ans); ferr != nil {
 		// The create is done; its answer must be kept for the retries
 		// (the database may be restarting): keep trying in the background,

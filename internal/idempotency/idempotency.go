@@ -6,7 +6,9 @@ import (
 	"crypto/hmac"
 	"crypto/rand"
 	"crypto/sha256"
+	"encoding/binary"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -29,26 +31,41 @@ const TTL = 24 * time.Hour
 // KeyID is the keyring key the kept answers are sealed under.
 const KeyID = "idempotency/answers"
 
+// FingerprintKeyID is the keyring key requests are MACed under: a bare
+// hash of a tokenize body would let whoever reads the table test guesses
+// of the values in it.
+const FingerprintKeyID = "idempotency/requests"
+
+// fingerprintVersion starts every fingerprint (a bare SHA-256 of an
+// earlier release is 32 bytes, and purged: store.PurgeIdempotencyKeys).
+const fingerprintVersion = 1
+
 // Store keeps the keys (store.DB).
 type Store interface {
 	ClaimIdempotencyKey(ctx context.Context, c coffer.IdempotencyKey) (coffer.IdempotencyKey, bool, error)
 	CompleteIdempotencyKey(ctx context.Context, principal, key, owner string, status int, contentType string, body []byte) (bool, error)
 	ReleaseIdempotencyKey(ctx context.Context, principal, key, owner string) error
-	// PolicyVersion is the stored policy's version: an answer is replayed
-	// only under the policy it was given under.
-	PolicyVersion(ctx context.Context) (int64, error)
 }
 
-// Sealer seals the kept answers (the keyring).
+// Sealer seals the kept answers and MACs the requests (the keyring).
 type Sealer interface {
 	Seal(ctx context.Context, keyID string, plaintext, aad []byte) ([]byte, error)
 	Open(ctx context.Context, keyID string, env, aad []byte) ([]byte, error)
+	MAC(ctx context.Context, keyID string, data []byte) (uint32, []byte, error)
+}
+
+// Decider asks the policy in force again the questions a request was
+// allowed (policystore.Holder): a kept answer is replayed only when each
+// is still allowed, now and from the retry's address.
+type Decider interface {
+	Redecide(p *coffer.Principal, ds []coffer.Decided, ip string) error
 }
 
 // Config configures a Keeper.
 type Config struct {
-	Store  Store
-	Sealer Sealer
+	Store   Store
+	Sealer  Sealer
+	Decider Decider
 	// Claim is how long a request holds its key before another node may
 	// take it over (its node died before answering); at least the
 	// request timeout. Default 1 minute.
@@ -92,6 +109,22 @@ type Answer struct {
 	Status      int
 	ContentType string
 	Body        []byte
+	// Note is what the request's audit event said it did (action,
+	// resource, rule, targets, count) and the questions the policy
+	// allowed it: a replay is audited as the same act, and decided again.
+	Note coffer.AccessNote
+}
+
+// keptNote is the part of an AccessNote kept with an answer.
+type keptNote struct {
+	Action   string           `json:"a"`
+	Resource string           `json:"r"`
+	Rule     string           `json:"rule,omitempty"`
+	Fields   []string         `json:"f,omitempty"`
+	Count    int              `json:"c,omitempty"`
+	Linkable int              `json:"l,omitempty"`
+	Targets  []string         `json:"t,omitempty"`
+	Decided  []coffer.Decided `json:"d"`
 }
 
 // Claim is a request's hold on its key: Finish keeps its answer, Abandon
@@ -103,19 +136,22 @@ type Claim struct {
 }
 
 // authorityPrefix starts every kept answer's sealed plaintext, before the
-// authority it was given under (see authority).
-const authorityPrefix = "\x00coffer-authority-v1\x00"
+// authority it was given under (see authority), the length of its kept
+// note (4 bytes, big endian), the note (JSON) and the body.
+const authorityPrefix = "\x00coffer-authority-v2\x00"
 
 // authority digests what decided whether p may make its request: who it
 // is, its generation (which moves with its roles, attributes, secret and
 // disabling), the roles and attributes this token carries, whether it
-// proved a second factor, and the policy's version. A kept answer is
-// replayed only to the same authority: a caller whose rights changed
-// since (a role cut, a narrower token, a new policy) gets none of it,
+// proved a second factor. A kept answer is replayed only to the same
+// authority, and only when the policy in force still allows, now and from
+// the retry's address, every question the request was allowed (Decider):
+// a caller whose rights changed since (a role cut, a narrower token, a
+// new policy, an address or an hour its rules refuse) gets none of it,
 // even an answer it was once entitled to, such as a new client's secret.
-func authority(p *coffer.Principal, policyVersion int64) []byte {
+func authority(p *coffer.Principal) []byte {
 	h := sha256.New()
-	fmt.Fprintf(h, "coffer idempotency authority v1\n%s\n%s\n%d\n%d\n%t\n", p.Kind, p.ID, p.Generation, policyVersion, p.MFA)
+	fmt.Fprintf(h, "coffer idempotency authority v2\n%s\n%s\n%d\n%t\n", p.Kind, p.ID, p.Generation, p.MFA)
 	roles := slices.Clone(p.Roles)
 	slices.Sort(roles)
 	for _, r := range roles {
@@ -131,7 +167,7 @@ func authority(p *coffer.Principal, policyVersion int64) []byte {
 // withheld is the refusal of a replay to a changed authority.
 func withheld() error {
 	return coffer.Errorf(coffer.EFORBIDDEN,
-		"the answer kept for this %s is withheld: the caller's roles, attributes or second factor, or the policy, changed since it was given; the request is not run again", Header)
+		"the answer kept for this %s is withheld: the caller's roles, attributes or second factor changed since it was given, or the policy no longer allows the request; it is not run again", Header)
 }
 
 // ValidKey reports whether key may be used: 1 to MaxKeyLen visible ASCII
@@ -148,12 +184,17 @@ func ValidKey(key string) error {
 	return nil
 }
 
-// Fingerprint identifies a request: its method, path and body.
-func Fingerprint(method, path string, body []byte) []byte {
-	h := sha256.New()
-	fmt.Fprintf(h, "%s\n%s\n%d\n", method, path, len(body))
-	h.Write(body)
-	return h.Sum(nil)
+// Fingerprint identifies a request by a keyed MAC of its method, path
+// and body (never a bare hash: the body may hold the values tokenized).
+func (k *Keeper) Fingerprint(ctx context.Context, method, path string, body []byte) ([]byte, error) {
+	msg := make([]byte, 0, len(method)+len(path)+len(body)+32)
+	msg = fmt.Appendf(msg, "%s\n%s\n%d\n", method, path, len(body))
+	msg = append(msg, body...)
+	_, m, err := k.c.Sealer.MAC(ctx, FingerprintKeyID, msg)
+	if err != nil {
+		return nil, fmt.Errorf("idempotency: fingerprint: %w", err)
+	}
+	return append([]byte{fingerprintVersion}, m...), nil
 }
 
 // Begin starts a request sent with key by principal. It returns either a
@@ -165,13 +206,9 @@ func Fingerprint(method, path string, body []byte) []byte {
 //
 // The kept answer is replayed only to the authority it was given under
 // (see authority); another one gets EFORBIDDEN, and nothing runs again.
-func (k *Keeper) Begin(ctx context.Context, p *coffer.Principal, key string, fingerprint []byte) (*Claim, *Answer, error) {
+func (k *Keeper) Begin(ctx context.Context, p *coffer.Principal, ip, key string, fingerprint []byte) (*Claim, *Answer, error) {
 	principal := p.ID
-	pv, err := k.c.Store.PolicyVersion(ctx)
-	if err != nil {
-		return nil, nil, fmt.Errorf("idempotency: policy version: %w", err)
-	}
-	auth := authority(p, pv)
+	auth := authority(p)
 	var b [16]byte
 	if _, err := io.ReadFull(k.c.Rand, b[:]); err != nil {
 		return nil, nil, fmt.Errorf("idempotency: claim id: %w", err)
@@ -198,13 +235,7 @@ func (k *Keeper) Begin(ctx context.Context, p *coffer.Principal, key string, fin
 			if err != nil {
 				return nil, nil, fmt.Errorf("idempotency: open kept answer: %w", err)
 			}
-			// An answer kept before answers carried their authority is
-			// withheld too: fail closed.
-			rest, ok := bytes.CutPrefix(plain, []byte(authorityPrefix))
-			if !ok || len(rest) < sha256.Size || !hmac.Equal(rest[:sha256.Size], auth) {
-				return nil, nil, withheld()
-			}
-			return nil, &Answer{Status: cur.Status, ContentType: cur.ContentType, Body: rest[sha256.Size:]}, nil
+			return k.replay(p, ip, auth, cur, plain)
 		}
 		// Another request with this key is under way: wait for its answer.
 		if !k.c.Now().Before(deadline) {
@@ -220,10 +251,45 @@ func (k *Keeper) Begin(ctx context.Context, p *coffer.Principal, key string, fin
 	}
 }
 
-// Finish keeps a's answer for the key's later retries.
+// replay returns the kept answer plain (opened) when it was given to the
+// authority auth and the policy still allows what it did; withheld
+// otherwise. An answer kept before answers carried their authority and
+// decisions is withheld too: fail closed.
+func (k *Keeper) replay(p *coffer.Principal, ip string, auth []byte, cur coffer.IdempotencyKey, plain []byte) (*Claim, *Answer, error) {
+	rest, ok := bytes.CutPrefix(plain, []byte(authorityPrefix))
+	if !ok || len(rest) < sha256.Size+4 || !hmac.Equal(rest[:sha256.Size], auth) {
+		return nil, nil, withheld()
+	}
+	rest = rest[sha256.Size:]
+	n := binary.BigEndian.Uint32(rest)
+	rest = rest[4:]
+	if uint64(n) > uint64(len(rest)) {
+		return nil, nil, withheld()
+	}
+	var kn keptNote
+	if err := json.Unmarshal(rest[:n], &kn); err != nil || len(kn.Decided) == 0 || k.c.Decider == nil {
+		return nil, nil, withheld()
+	}
+	if err := k.c.Decider.Redecide(p, kn.Decided, ip); err != nil {
+		return nil, nil, withheld()
+	}
+	note := coffer.AccessNote{Action: kn.Action, Resource: kn.Resource, Rule: kn.Rule, Fields: kn.Fields, Count: kn.Count,
+		Linkable: kn.Linkable, Targets: kn.Targets, Decided: kn.Decided}
+	return nil, &Answer{Status: cur.Status, ContentType: cur.ContentType, Body: rest[n:], Note: note}, nil
+}
+
+// Finish keeps a's answer for the key's later retries, with what its
+// note says it did and was allowed.
 func (c *Claim) Finish(ctx context.Context, a Answer) error {
-	plain := make([]byte, 0, len(authorityPrefix)+len(c.authority)+len(a.Body))
-	plain = append(append(append(plain, authorityPrefix...), c.authority...), a.Body...)
+	kn, err := json.Marshal(keptNote{Action: a.Note.Action, Resource: a.Note.Resource, Rule: a.Note.Rule, Fields: a.Note.Fields,
+		Count: a.Note.Count, Linkable: a.Note.Linkable, Targets: a.Note.Targets, Decided: a.Note.Decided})
+	if err != nil {
+		return fmt.Errorf("idempotency: keep note: %w", err)
+	}
+	plain := make([]byte, 0, len(authorityPrefix)+len(c.authority)+4+len(kn)+len(a.Body))
+	plain = append(append(plain, authorityPrefix...), c.authority...)
+	plain = binary.BigEndian.AppendUint32(plain, uint32(len(kn))) // #nosec G115 -- a note is far below 4 GiB
+	plain = append(append(plain, kn...), a.Body...)
 	sealed, err := c.k.c.Sealer.Seal(ctx, KeyID, plain, aad(c.principal, c.key))
 	if err != nil {
 		return fmt.Errorf("idempotency: seal answer: %w", err)

@@ -120,6 +120,23 @@ func (h *Holder) Allowed(p *coffer.Principal, action, resource, ip string, note 
 		return coffer.Errorf(coffer.EFORBIDDEN, "not allowed to %s %s", action, resource)
 	}
 	note.Allow(d.Rule)
+	note.Decide(coffer.Decided{Action: action, Resource: resource})
+	return nil
+}
+
+// Redecide asks the policy in force again, now and from ip, every
+// question a request was allowed (coffer.AccessNote.Decided): a replay of
+// its kept answer is given only when each is still allowed. The error is
+// a 403 naming the first refused.
+func (h *Holder) Redecide(p *coffer.Principal, ds []coffer.Decided, ip string) error {
+	pol, now := h.Current(), h.now()
+	for _, d := range ds {
+		in := policy.Input{Principal: p, Action: d.Action, Resource: d.Resource, Owner: d.Owner, Subject: d.Subject,
+			Collection: d.Collection, ID: d.ID, Time: now, IP: ip}
+		if dec := pol.Decide(in); !dec.Allowed {
+			return coffer.Errorf(coffer.EFORBIDDEN, "not allowed to %s %s", d.Action, d.Resource)
+		}
+	}
 	return nil
 }
 

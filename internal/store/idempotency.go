@@ -91,11 +91,13 @@ func (db *DB) ReleaseIdempotencyKey(ctx context.Context, principal, key, owner s
 	return nil
 }
 
-// PurgeIdempotencyKeys deletes up to limit keys expired at now and
-// returns how many went.
+// PurgeIdempotencyKeys deletes up to limit keys expired at now, and any
+// fingerprinted by a bare SHA-256 (32 bytes, before fingerprints were
+// keyed MACs: they would let a reader of the table test guesses of the
+// values a body held), and returns how many went.
 func (db *DB) PurgeIdempotencyKeys(ctx context.Context, now time.Time, limit int) (int64, error) {
 	n, err := db.write.exec(ctx, `DELETE FROM idempotency_keys WHERE (principal, key) IN
-		(SELECT principal, key FROM idempotency_keys WHERE expires_at <= $1 LIMIT $2)`, micros(now), limit)
+		(SELECT principal, key FROM idempotency_keys WHERE expires_at <= $1 OR length(fingerprint) = 32 LIMIT $2)`, micros(now), limit)
 	if err != nil {
 		return 0, fmt.Errorf("store: purge idempotency keys: %w", err)
 	}

@@ -170,6 +170,7 @@ func (s *Service) authorize(c Caller, action string, types map[string]bool, rule
 		}
 		out[typ] = d
 		*rules = append(*rules, d.Rule)
+		c.Note.Decide(coffer.Decided{Action: action, Resource: res})
 	}
 	c.Note.Allow(strings.Join(*rules, ","))
 	return out, nil

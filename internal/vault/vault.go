@@ -135,6 +135,7 @@ func (v *Vault) decide(c Caller, action, resource string, attrs policy.Input, hi
 		return d, coffer.Errorf(coffer.EFORBIDDEN, "not allowed to %s %s", action, resource)
 	}
 	c.Note.Allow(d.Rule)
+	c.Note.Decide(coffer.Decided{Action: action, Resource: resource, Owner: in.Owner, Subject: in.Subject, Collection: in.Collection, ID: in.ID})
 	return d, nil
 }
 

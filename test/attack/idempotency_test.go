@@ -2,6 +2,8 @@ package attack
 
 import (
 	"bytes"
+	"crypto/sha256"
+	"fmt"
 	"testing"
 )
 
@@ -57,6 +59,24 @@ func idempotencyAttacks() []attack {
 				body: []byte(`{"name":"mallory","roles":["admin"]}`), header: map[string]string{"Idempotency-Key": "attack-client-key"}})
 			if r.status != 403 || bytes.Contains(r.body, []byte("client_secret")) || bytes.Contains(r.body, []byte("Idempotency")) {
 				t.Fatalf("customer A with the admin's key: %s (want 403, as with any key)", r)
+			}
+		}},
+		{"POST /v1/tokenize", "a database reader cannot test guesses of a tokenized value against the key's fingerprint", func(t *testing.T, w *world) {
+			n := w.n
+			body := []byte(`{"items":[{"value":"4000056655665556","type":"card_number"}]}`)
+			r := n.send(t, req{method: "POST", path: "/v1/tokenize", token: n.admin, contentType: "application/json",
+				body: body, header: map[string]string{"Idempotency-Key": "attack-guessable-key"}})
+			if r.status != 200 {
+				t.Fatalf("admin's tokenize: %s", r)
+			}
+			var fp []byte
+			openRaw(t, n).row(t, `SELECT fingerprint FROM idempotency_keys WHERE key = $1`, []any{"attack-guessable-key"}, &fp)
+			// What an intruder who knows the format would compute for the
+			// right guess: the method, path and body, bare or framed.
+			framed := sha256.Sum256(append([]byte(fmt.Sprintf("POST\n/v1/tokenize\n%d\n", len(body))), body...))
+			bare := sha256.Sum256(body)
+			if len(fp) == 0 || bytes.Contains(fp, framed[:]) || bytes.Contains(fp, bare[:]) || bytes.Contains(fp, []byte("4000056655665556")) {
+				t.Fatalf("the stored fingerprint %x is a guessable hash of the body", fp)
 			}
 		}},
 		{"POST /v1/clients", "a kept answer (a new client's secret) is withheld once the caller's roles were cut", func(t *testing.T, w *world) {
