@@ -14,7 +14,7 @@
 #   bash bench/peers/vs-vault.sh [seconds-per-step] [rounds] [connections] [results-dir]
 # Vault comes from ../shared/peers/build-vault.sh (cached in ~/.cache/coffer-peers; never commit its
 # source or binary); VAULT_BIN overrides it. If another build is under way in the cache, this waits
-# for it (VAULT_WAIT seconds, default 1800), saying so.
+# for it (VAULT_WAIT seconds, default 1800), saying so. VAULT_BIN=skip measures Coffer's targets only.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 export GOTOOLCHAIN=${GOTOOLCHAIN:-go1.27.3}
@@ -44,7 +44,7 @@ vault_bin() {
   done
   bash ../shared/peers/build-vault.sh
 }
-vault=$(vault_bin)
+if [ "${VAULT_BIN:-}" = skip ]; then vault=skip; else vault=$(vault_bin); fi
 go build -o "$work/coffer" ./cmd/coffer
 
 # Coffer, one deployment per backend.
@@ -79,6 +79,7 @@ if [ -n "$pg_admin" ]; then
 fi
 
 # Vault: dev server over TLS, transit mounted, upsert off (as Coffer).
+if [ "$vault" != skip ]; then
 mkdir -p "$work/vault"
 HOME="$work/vault" "$vault" server -dev -dev-tls -dev-tls-cert-dir="$work/vault" -dev-root-token-id=root \
   -dev-listen-address=127.0.0.1:18201 >"$work/vault.log" 2>&1 &
@@ -98,6 +99,7 @@ audit() { # on|off: Vault's file audit device
     curl_v -X DELETE https://127.0.0.1:18201/v1/sys/audit/file || true
   fi
 }
+fi
 
 echo "coffer vs vault: $(date -u +%FT%TZ), $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg), ${secs}s per step, $rounds rounds, $conns connections, keep-alive, TLS, coffer bench"
 echo "coffer: $backends, durable audit, rate limit off; vault 1.14.2 dev (in-memory), with and without a file audit device"

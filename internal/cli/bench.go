@@ -89,6 +89,9 @@ func (a *app) benchCmd() *cobra.Command {
 				if len(names) == 0 {
 					names = loadgen.CofferScenarioNames()
 				}
+				if _, err := loadgen.CofferScenarios(loadgen.Fixtures{}, names); err != nil {
+					return usageError(err)
+				}
 				f, err := loadgen.SetupCoffer(setupCtx, tg.sdk, batch)
 				if err != nil {
 					return err
@@ -110,6 +113,9 @@ func (a *app) benchCmd() *cobra.Command {
 					}
 					t, err := tg.sdk.Token(ctx)
 					return http.Header{"X-Vault-Token": {t}}, err
+				}
+				if _, err := loadgen.VaultScenarios(loadgen.Fixtures{}, names); err != nil {
+					return usageError(err)
 				}
 				h, err := auth(setupCtx)
 				if err != nil {

@@ -25,7 +25,7 @@ const (
 	plotW, plotH   = 380.0, 260.0
 	plotTop        = 50.0
 	svgW, svgH     = 980, 390
-	legendX        = 880.0
+	legendX        = 892.0
 	panelGap       = 430.0
 	firstPanelLeft = 70.0
 )
