@@ -61,6 +61,19 @@ func TestBenchCLI(t *testing.T) {
 	if sv, err := os.ReadFile(filepath.Join(out, "r.svg")); err != nil || !bytes.HasPrefix(sv, []byte("<svg ")) {
 		t.Fatalf("plot: %v %.40q", err, sv)
 	}
+	// --from prints and plots an earlier report without running anything.
+	stdout.Reset()
+	replot := []string{"bench", "--from", filepath.Join(out, "r.json"), "--svg", filepath.Join(out, "again.svg"), "-o", "json"}
+	if code := run(context.Background(), replot, &stdout, &stderr, nil); code != 0 {
+		t.Fatalf("--from exited %d: %s", code, stderr.String())
+	}
+	var again loadgen.Report
+	if err := json.Unmarshal(stdout.Bytes(), &again); err != nil || len(again.Summary) != 6 {
+		t.Fatalf("--from printed %v, %d summaries", err, len(again.Summary))
+	}
+	if sv, err := os.ReadFile(filepath.Join(out, "again.svg")); err != nil || !bytes.HasPrefix(sv, []byte("<svg ")) {
+		t.Fatalf("--from plot: %v", err)
+	}
 	for _, bad := range [][]string{
 		{"bench", "--surface", "grpc", "--url", url, "--ca-file", creds.CACert, "--client-id", creds.ClientID},
 		{"bench", "--concurrency", "0", "--url", url, "--ca-file", creds.CACert, "--client-id", creds.ClientID},

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -30,10 +31,10 @@ type benchTarget struct {
 
 func (a *app) benchCmd() *cobra.Command {
 	var (
-		surface, url, caFile, clientID, scen, conc, jsonFile, svgFile string
-		duration                                                      time.Duration
-		rounds, batch                                                 int
-		labels                                                        []string
+		surface, url, caFile, clientID, scen, conc, jsonFile, svgFile, from string
+		duration                                                            time.Duration
+		rounds, batch                                                       int
+		labels                                                              []string
 	)
 	cmd := &cobra.Command{
 		Use:   "bench",
@@ -56,6 +57,9 @@ func (a *app) benchCmd() *cobra.Command {
 			o, err := a.out()
 			if err != nil {
 				return err
+			}
+			if from != "" {
+				return replot(o, from, svgFile)
 			}
 			if surface != "coffer" && surface != "vault" {
 				return usageError(fmt.Errorf("--surface %q: coffer or vault", surface))
@@ -156,6 +160,7 @@ func (a *app) benchCmd() *cobra.Command {
 	f.IntVar(&batch, "batch", 1000, "items of the batch scenario")
 	f.StringVar(&jsonFile, "json", "", "write the full report (every step and the summary) as JSON to this file")
 	f.StringVar(&svgFile, "svg", "", "write a plot of throughput and p99 against concurrency (SVG) to this file")
+	f.StringVar(&from, "from", "", "run nothing: print (and with --svg, plot) the report of an earlier --json file")
 	f.StringArrayVar(&labels, "label", nil, "KEY=VALUE noted in the report (e.g. backend=postgres); repeatable")
 	return cmd
 }
@@ -234,6 +239,22 @@ func (a *app) benchProgress() func(loadgen.Status) {
 			fmt.Fprintf(a.env.Stderr, "\r\033[K%s %4.1fs/%s %9.0f req/s  errors %d", head, s.Elapsed.Seconds(), s.Duration, rate, s.Errors)
 		}
 	}
+}
+
+// replot prints and plots a report an earlier run wrote with --json.
+func replot(o output, from, svgFile string) error {
+	b, err := os.ReadFile(from) // #nosec G304 -- the user names the report
+	if err != nil {
+		return fmt.Errorf("--from: %w", err)
+	}
+	var rep loadgen.Report
+	if err := json.Unmarshal(b, &rep); err != nil {
+		return fmt.Errorf("--from %s: %w", from, err)
+	}
+	if err := writeBenchFiles(&rep, "", svgFile); err != nil {
+		return err
+	}
+	return benchTable(o, &rep)
 }
 
 func writeBenchFiles(rep *loadgen.Report, jsonFile, svgFile string) error {
