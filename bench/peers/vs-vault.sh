@@ -71,7 +71,7 @@ start_coffer sqlite 18451
 backends=SQLite
 if [ -n "$pg_admin" ]; then
   db=coffer_peers_$$
-  psql -qX "$pg_admin" -c "DROP DATABASE IF EXISTS $db" -c "CREATE DATABASE $db" >/dev/null
+  PGOPTIONS='-c client_min_messages=warning' psql -qX "$pg_admin" -c "DROP DATABASE IF EXISTS $db" -c "CREATE DATABASE $db" >/dev/null
   trap 'for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null; psql -qX "$pg_admin" -c "DROP DATABASE IF EXISTS $db" >/dev/null 2>&1 || true; rm -rf "$work"' EXIT
   pg_url="${pg_admin%%\?*}"; pg_url="${pg_url%/*}/$db?sslmode=disable"
   start_coffer pg 18452 "$pg_url"
@@ -156,10 +156,13 @@ print("| --- |" + " ---: |" * len(targets))
 for sc in ("encrypt", "decrypt", "batch"):
     print(f"| {names[sc]} | " + " | ".join(f"{med(t, sc, 'req_per_sec'):,.0f} ({med(t, sc, 'p99_ms'):.1f})" for t in targets) + " |")
 cof = [t for t in targets if not t.startswith("vault")]
-print("\nratios of medians (Coffer target / Vault, / Vault + file audit)\n")
-print("| request | " + " | ".join(f"{t} / vault | {t} / vault-audit" for t in cof) + " |")
-print("| --- |" + " ---: | ---: |" * len(cof))
-for sc in ("encrypt", "decrypt", "batch"):
+if "vault" not in targets:
+    cof = []
+if cof:
+    print("\nratios of medians (Coffer target / Vault, / Vault + file audit)\n")
+    print("| request | " + " | ".join(f"{t} / vault | {t} / vault-audit" for t in cof) + " |")
+    print("| --- |" + " ---: | ---: |" * len(cof))
+for sc in ("encrypt", "decrypt", "batch") if cof else ():
     v, va = med("vault", sc, "req_per_sec"), med("vault-audit", sc, "req_per_sec")
     cells = []
     for t in cof:
