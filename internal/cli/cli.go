@@ -50,14 +50,14 @@ type app struct {
 }
 
 // AddCommands adds the API commands to root: login, logout, records,
-// tokens, transit, clients, users, subjects, `events` under audit,
+// tokens, transit, clients, users, subjects, bench, `events` under audit,
 // `import-vault` under keys, and get, apply and check under policy (audit and policy being root's existing
 // commands of those names, made if missing). It adds the persistent flags
 // --profile and -o to them.
 func AddCommands(root *cobra.Command, env Env, offline OfflinePolicy) {
 	a := &app{env: env}
 	api := []*cobra.Command{a.loginCmd(), a.logoutCmd(), a.recordsCmd(), a.tokensCmd(), a.transitCmd(),
-		a.clientsCmd(), a.usersCmd(), a.subjectsCmd(), a.jobsCmd()}
+		a.clientsCmd(), a.usersCmd(), a.subjectsCmd(), a.jobsCmd(), a.benchCmd()}
 	root.AddCommand(api...)
 	audit := sub(root, "audit", "Work with the audit log")
 	events := a.auditEventsCmd()
