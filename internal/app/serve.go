@@ -767,8 +767,11 @@ func (s *Server) changed(ctx context.Context, table string) {
 		s.detector.SyncSuspensions(ctx)
 	case "collections":
 		c.vault.ForgetSchemas()
-	case "data_keys", "transit_keys":
+	case "data_keys":
 		c.keys.Expire()
+	case "transit_keys":
+		c.keys.Expire()
+		c.transit.ForgetKeys()
 	}
 }
 
