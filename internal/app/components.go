@@ -271,6 +271,9 @@ func open(ctx context.Context, cfg *config.Config, o Options) (*components, erro
 		WrappingKeyRotateAfter: cfg.Transit.BYOK.WrappingKeyRotateAfter.Duration,
 		WrappingKeyGrace:       cfg.Transit.BYOK.WrappingKeyGrace.Duration,
 		AllowSHA1:              cfg.Transit.BYOK.AllowSHA1,
+		// Key metadata is served from memory; change notifications
+		// invalidate it at once, this bound when they are down.
+		KeyCacheFor: o.PollInterval,
 	})
 	c.tokens = token.New(token.Config{
 		Store: c.db, Keys: c.keys, Policies: c.policies, Masker: masker,

@@ -397,6 +397,7 @@ func (s *Server) openAudit(ctx context.Context) (*audit.Writer, error) {
 		Now:                s.c.opts.Now,
 		CheckpointEvery:    offIfZero(s.c.cfg.Audit.CheckpointEvery),
 		CheckpointInterval: time.Duration(offIfZero(int(s.c.cfg.Audit.CheckpointInterval.Duration))),
+		FlushInterval:      auditFlushInterval(s.c.cfg.Audit),
 		Sinks:              sinks,
 		RequiredSinks:      required,
 		Logger:             s.log,
@@ -738,6 +739,15 @@ func truncate(s string, n int) string {
 	return s
 }
 
+// auditFlushInterval is the writer's FlushInterval: 0 (durable before the
+// answer) unless audit.durability is interval.
+func auditFlushInterval(a config.Audit) time.Duration {
+	if a.Durability == config.AuditInterval {
+		return a.FlushInterval.Duration
+	}
+	return 0
+}
+
 // offIfZero maps the config's "0 = off" to the audit writer's "negative =
 // off" (where 0 means its default).
 func offIfZero(n int) int {
@@ -767,8 +777,11 @@ func (s *Server) changed(ctx context.Context, table string) {
 		s.detector.SyncSuspensions(ctx)
 	case "collections":
 		c.vault.ForgetSchemas()
-	case "data_keys", "transit_keys":
+	case "data_keys":
 		c.keys.Expire()
+	case "transit_keys":
+		c.keys.Expire()
+		c.transit.ForgetKeys()
 	}
 }
 

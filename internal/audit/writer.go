@@ -82,6 +82,17 @@ type WriterConfig struct {
 	GatherGap time.Duration
 	// MaxGather bounds that wait: DefaultMaxGather when 0.
 	MaxGather time.Duration
+	// FlushInterval, when above 0, trades durability for throughput (an
+	// operator's opt-in, audit.durability interval): Log returns once the
+	// writer has taken the event, before it is durable, and the writer
+	// appends what it took at most this long after the first event of a
+	// batch. What it risks: events already acknowledged (their requests
+	// answered) are lost if the process or host crashes within the
+	// interval, or if their append fails; an append that fails makes every
+	// Log fail until appends work again, and the outage event counts the
+	// acknowledged events that were lost. 0, the default, is durable: Log
+	// returns only once the event's batch is in the store.
+	FlushInterval time.Duration
 	// AppendTimeout bounds one store append and one sink write:
 	// DefaultAppendTimeout when 0.
 	AppendTimeout time.Duration
@@ -138,6 +149,7 @@ type Writer struct {
 	gap      time.Duration
 	gather   time.Duration
 	retry    time.Duration
+	flush    time.Duration // FlushInterval; 0: durable before Log returns
 
 	reqs   chan *request
 	done   chan struct{} // closed when run exits
@@ -191,6 +203,8 @@ func NewWriter(ctx context.Context, store Store, cfg WriterConfig) (*Writer, err
 		return nil, errors.New("audit: no key source")
 	case cfg.MaxBatch < 0:
 		return nil, errors.New("audit: MaxBatch must not be negative")
+	case cfg.FlushInterval < 0:
+		return nil, errors.New("audit: FlushInterval must not be negative")
 	}
 	w := &Writer{
 		store:    store,
@@ -202,6 +216,7 @@ func NewWriter(ctx context.Context, store Store, cfg WriterConfig) (*Writer, err
 		interval: cfg.CheckpointInterval,
 		maxBatch: cfg.MaxBatch,
 		timeout:  cfg.AppendTimeout,
+		flush:    cfg.FlushInterval,
 		done:     make(chan struct{}),
 		closeC:   make(chan struct{}),
 	}
@@ -349,7 +364,8 @@ func (w *Writer) currentKeys(ctx context.Context) (Keys, error) {
 }
 
 // Log chains e and blocks until the batch holding it is durably in the
-// store (and every required sink). It sets e's ID, Seq, Node, Time,
+// store (and every required sink); with a FlushInterval it returns once
+// the writer has taken e, unless the writer is unhealthy (then it fails). It sets e's ID, Seq, Node, Time,
 // PrevHash and Hash itself, cuts strings to MaxStringBytes and replaces
 // invalid UTF-8. When it returns an error the request must fail: the error
 // is a *coffer.Error with code EUNAVAILABLE (store or sink down, writer
@@ -362,6 +378,14 @@ func (w *Writer) Log(ctx context.Context, e Event) error {
 	sanitize(&e)
 	e.Time = w.now().UTC().Truncate(time.Microsecond)
 	r := &request{e: e, done: make(chan error, 1)}
+	if w.flush > 0 {
+		// Not durable before the answer: fail closed at least while the
+		// last append failed, so that an outage costs only the events of
+		// one interval, never every request's.
+		if p := w.health.Load(); p != nil {
+			return unavailable(*p)
+		}
+	}
 	w.mu.RLock()
 	if w.closed {
 		w.mu.RUnlock()
@@ -373,6 +397,9 @@ func (w *Writer) Log(ctx context.Context, e Event) error {
 	case <-ctx.Done():
 		w.mu.RUnlock()
 		return ctx.Err()
+	}
+	if w.flush > 0 {
+		return nil // acknowledged; appended within the interval (see FlushInterval)
 	}
 	select {
 	case err := <-r.done:
@@ -442,7 +469,11 @@ func (w *Writer) run() {
 	for {
 		select {
 		case r := <-w.reqs:
-			batch = w.gatherMore(w.drain(append(batch[:0], r)))
+			if w.flush > 0 {
+				batch = w.gatherFor(w.drain(append(batch[:0], r)), w.flush)
+			} else {
+				batch = w.gatherMore(w.drain(append(batch[:0], r)))
+			}
 			w.lastBatch = len(batch)
 			// commit answers each request with its error and records it in
 			// Healthy; there is no one else to tell.
@@ -498,12 +529,14 @@ func (w *Writer) recover() {
 
 // outageEvent is the event that records an outage once appends work again.
 func (w *Writer) outageEvent(now time.Time) Event {
-	return Event{
-		Action: ActionOutage, Resource: "audit", Status: 503, Count: w.lost,
-		Reason: fmt.Sprintf("audit appends failed from %s; up to %d events of requests refused meanwhile are missing",
-			w.outageSince.UTC().Format(time.RFC3339Nano), w.lost),
-		Time: now,
+	reason := fmt.Sprintf("audit appends failed from %s; up to %d events of requests refused meanwhile are missing",
+		w.outageSince.UTC().Format(time.RFC3339Nano), w.lost)
+	if w.flush > 0 {
+		reason = fmt.Sprintf("audit appends failed from %s; up to %d events are missing, of requests refused meanwhile "+
+			"or answered before their event was durable (audit durability: interval)",
+			w.outageSince.UTC().Format(time.RFC3339Nano), w.lost)
 	}
+	return Event{Action: ActionOutage, Resource: "audit", Status: 503, Count: w.lost, Reason: reason, Time: now}
 }
 
 // drain adds to batch every request already waiting, up to maxBatch.
@@ -541,6 +574,27 @@ func (w *Writer) gatherMore(batch []*request) []*request {
 				return batch
 			}
 			t.Reset(min(w.gap, left))
+		case <-t.C:
+			return batch
+		case <-w.closeC:
+			return batch
+		}
+	}
+	return batch
+}
+
+// gatherFor adds to batch every event that comes within d (the flush
+// interval), stopping early at maxBatch and when the writer is closed.
+func (w *Writer) gatherFor(batch []*request, d time.Duration) []*request {
+	if len(batch) >= w.maxBatch {
+		return batch
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	for len(batch) < w.maxBatch {
+		select {
+		case r := <-w.reqs:
+			batch = w.drain(append(batch, r))
 		case <-t.C:
 			return batch
 		case <-w.closeC:

@@ -321,7 +321,25 @@ type Audit struct {
 	// witness to take it before the node reports itself not ready
 	// (/readyz) and raises the alarm (default 1m).
 	WitnessMaxLag Duration `yaml:"witness_max_lag"`
+	// Durability says when a request's audit event is durable:
+	// AuditDurable ("durable", the default, also when left out) before the
+	// request is answered; AuditInterval ("interval", opt-in) after: the
+	// answer comes first and the event is appended within FlushInterval,
+	// so events of answered requests are LOST if the process or host
+	// crashes within the interval (or the append fails). `coffer doctor`
+	// reports it (audit.not_durable). See docs/operations.md.
+	Durability string `yaml:"durability,omitempty"`
+	// FlushInterval bounds, with durability interval, how long an
+	// answered request's event may wait for its append: what a crash may
+	// lose (default 10ms, at most 1s).
+	FlushInterval Duration `yaml:"flush_interval"`
 }
+
+// Audit durability modes (Audit.Durability).
+const (
+	AuditDurable  = "durable"
+	AuditInterval = "interval"
+)
 
 // Detect configures the anomaly detectors.
 type Detect struct {
@@ -582,6 +600,7 @@ func defaults(dir string) *Config {
 			CheckpointEvery:    1000,
 			CheckpointInterval: Duration{10 * time.Minute},
 			WitnessMaxLag:      Duration{time.Minute},
+			FlushInterval:      Duration{10 * time.Millisecond},
 		},
 		Detect: Detect{
 			Window:          Duration{time.Minute},

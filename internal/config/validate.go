@@ -181,6 +181,16 @@ func (c *Config) Validate() error {
 		add("audit.witness_secret", "is only for an https witness")
 	}
 	positive(add, "audit.witness_max_lag", c.Audit.WitnessMaxLag)
+	switch c.Audit.Durability {
+	case "", AuditDurable:
+	case AuditInterval:
+		positive(add, "audit.flush_interval", c.Audit.FlushInterval)
+		if c.Audit.FlushInterval.Duration > time.Second {
+			add("audit.flush_interval", "must be at most 1s (it is what a crash may lose), got %s", c.Audit.FlushInterval)
+		}
+	default:
+		add("audit.durability", "must be %q (the default) or %q", AuditDurable, AuditInterval)
+	}
 
 	positive(add, "detect.window", c.Detect.Window)
 	atLeastOne(add, "detect.bulk_read_values", int64(c.Detect.BulkReadValues))

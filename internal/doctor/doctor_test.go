@@ -449,6 +449,27 @@ func TestAuditFileSinkSilencesAdvice(t *testing.T) {
 	}
 }
 
+// TestAuditIntervalDurabilityIsAFinding: the opt-in mode that answers
+// before the audit event is durable is reported, naming what a crash
+// loses; the default is not.
+func TestAuditIntervalDurabilityIsAFinding(t *testing.T) {
+	d := hardened(t, "")
+	if rep := run(t, d.options()); has(rep, "audit.not_durable", doctor.Medium) {
+		t.Fatalf("default durability reported:%s", summary(rep))
+	}
+	d.set(t, "audit.durability", "interval")
+	d.set(t, "audit.flush_interval", "20ms")
+	rep := run(t, d.options())
+	if !has(rep, "audit.not_durable", doctor.Medium) {
+		t.Fatalf("audit.durability interval not reported:%s", summary(rep))
+	}
+	for _, f := range rep.Findings {
+		if f.ID == "audit.not_durable" && !strings.Contains(f.Detail, "20ms") {
+			t.Fatalf("the finding does not say what a crash loses: %+v", f)
+		}
+	}
+}
+
 func TestRunLoadsConfigWhenNotGiven(t *testing.T) {
 	d := hardened(t, "")
 	chmod(t, d.cfg.RootKey.File, 0o644)

@@ -130,6 +130,16 @@ func checkBYOK(st *state) []Finding {
 // database alone cannot show.
 func checkAuditSink(st *state) []Finding {
 	out := checkAuditWitness(st)
+	if st.cfg.Audit.Durability == config.AuditInterval {
+		out = append(out, Finding{
+			ID: "audit.not_durable", Severity: Medium,
+			Title: "audit events are not durable before the answer (audit.durability: interval)",
+			Detail: fmt.Sprintf("requests are answered before their audit event is stored; a crash of the process or "+
+				"host loses the events of up to %s of answered requests", st.cfg.Audit.FlushInterval),
+			Fix: "remove audit.durability (or set it to durable) unless the throughput is needed more than " +
+				"an audit trail without gaps on a crash",
+		})
+	}
 	f := st.cfg.Audit.File
 	if f == "" {
 		return append(out, Finding{

@@ -147,7 +147,7 @@ func (s *Service) vaultVersions(ctx context.Context, name string) func() uint32 
 	return func() uint32 {
 		if !read {
 			read = true
-			if k, err := s.c.Store.TransitKey(ctx, name); err == nil {
+			if k, err := s.loadCached(ctx, Caller{}, name); err == nil {
 				up = k.VaultLatestVersion
 			}
 		}
@@ -192,7 +192,7 @@ func failWhole(_ int, err error) error { return err }
 // rotating the key first when a rotation is due, and hands put each
 // ciphertext. It returns how many it sealed.
 func (s *Service) sealEach(ctx context.Context, c Caller, name string, in []decoded, put func(int, Ciphertext)) (int, error) {
-	k, err := s.load(ctx, c, name)
+	k, err := s.loadCached(ctx, c, name)
 	if err != nil {
 		return 0, err
 	}
@@ -235,7 +235,7 @@ func (s *Service) sealEach(ctx context.Context, c Caller, name string, in []deco
 // target of c's call.
 func (s *Service) openEach(ctx context.Context, c Caller, name string, in []decoded, failed itemFailure, reseal bool,
 	put func(i int, pt []byte, ct Ciphertext)) (int, error) {
-	k, err := s.load(ctx, c, name)
+	k, err := s.loadCached(ctx, c, name)
 	if err != nil {
 		return 0, err
 	}

@@ -85,10 +85,36 @@ type metaStore struct {
 	mu     sync.Mutex
 	keys   map[string]TransitKey
 	writes atomic.Int64 // calls that change something
+	reads  atomic.Int64 // TransitKey calls
+	// listeners are told of every change PostgreSQL's trigger announces
+	// (all but encryption counts), as each node's change feed is; silent
+	// stops that, as lost notifications would.
+	listeners []func()
+	silent    atomic.Bool
 	// afterMiss and beforeCreate, when set, run once (outside the lock)
 	// after a TransitKey that found nothing and before a
 	// CreateTransitKey: a test makes another node's calls land between.
 	afterMiss, beforeCreate func()
+}
+
+// listen adds fn to the listeners.
+func (s *metaStore) listen(fn func()) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.listeners = append(s.listeners, fn)
+}
+
+// announce tells every listener that transit_keys changed, unless silent.
+func (s *metaStore) announce() {
+	if s.silent.Load() {
+		return
+	}
+	s.mu.Lock()
+	ls := slices.Clone(s.listeners)
+	s.mu.Unlock()
+	for _, fn := range ls {
+		fn()
+	}
 }
 
 // hook returns *h and clears it.
@@ -105,12 +131,14 @@ func (s *metaStore) CreateTransitKey(_ context.Context, k TransitKey) error {
 		fn()
 	}
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	if _, ok := s.keys[k.Name]; ok {
+		s.mu.Unlock()
 		return coffer.Errorf(coffer.ECONFLICT, "transit key exists")
 	}
 	s.writes.Add(1)
 	s.keys[k.Name] = k
+	s.mu.Unlock()
+	s.announce()
 	return nil
 }
 
@@ -126,6 +154,7 @@ func (s *metaStore) TransitKeyNames(context.Context) ([]string, error) {
 }
 
 func (s *metaStore) TransitKey(_ context.Context, name string) (TransitKey, error) {
+	s.reads.Add(1)
 	s.mu.Lock()
 	k, ok := s.keys[name]
 	s.mu.Unlock()
@@ -139,6 +168,7 @@ func (s *metaStore) TransitKey(_ context.Context, name string) (TransitKey, erro
 }
 
 func (s *metaStore) ConfigureTransitKey(_ context.Context, k TransitKey) error {
+	defer s.announce()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	old, ok := s.keys[k.Name]
@@ -152,6 +182,7 @@ func (s *metaStore) ConfigureTransitKey(_ context.Context, k TransitKey) error {
 }
 
 func (s *metaStore) RecordTransitVersion(_ context.Context, name string, v uint32) error {
+	defer s.announce()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	old, ok := s.keys[name]
@@ -165,6 +196,7 @@ func (s *metaStore) RecordTransitVersion(_ context.Context, name string, v uint3
 }
 
 func (s *metaStore) DeleteTransitKey(_ context.Context, name string) error {
+	defer s.announce()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if _, ok := s.keys[name]; !ok {
@@ -295,7 +327,9 @@ func (f *fixture) node(tune ...func(*Config)) node {
 	for _, fn := range tune {
 		fn(&c)
 	}
-	return node{New(c), keys}
+	n := node{New(c), keys}
+	f.ms.listen(n.ForgetKeys)
+	return n
 }
 
 func caller() Caller {

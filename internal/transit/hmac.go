@@ -182,7 +182,7 @@ func (s *Service) admitMAC(ctx context.Context, c Caller, action, op, name, alg 
 	if err := s.checkBatch(n, "batch_input"); err != nil {
 		return nil, TransitKey{}, err
 	}
-	k, err := s.load(ctx, c, name)
+	k, err := s.loadCached(ctx, c, name)
 	if err != nil {
 		return nil, TransitKey{}, err
 	}

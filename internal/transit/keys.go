@@ -139,7 +139,9 @@ func (s *Service) createKey(ctx context.Context, k TransitKey, op string, first 
 		lo = k.MinDecryptionVersion
 	}
 	k.CreatedAt, k.MinDecryptionVersion, k.LatestVersion = s.c.Now().UTC(), lo, v
-	if err := s.c.Store.CreateTransitKey(ctx, k); err != nil {
+	err = s.c.Store.CreateTransitKey(ctx, k)
+	s.cache.forget(k.Name) // a miss cached meanwhile is no more; neither is another node's key
+	if err != nil {
 		if coffer.ErrorCode(err) == coffer.ECONFLICT {
 			// Another node made the name first, with its own version: the
 			// versions made here are not the key's, and must neither
@@ -225,7 +227,9 @@ func (s *Service) Configure(ctx context.Context, c Caller, name string, cfg KeyC
 	if cfg.Deletable != nil {
 		k.Deletable = *cfg.Deletable
 	}
-	if err := s.c.Store.ConfigureTransitKey(ctx, k); err != nil {
+	err = s.c.Store.ConfigureTransitKey(ctx, k)
+	s.cache.forget(name) // before the answer: this node decrypts by the new settings at once
+	if err != nil {
 		return KeyInfo{}, fmt.Errorf("transit: configure key: %w", err)
 	}
 	c.Note.Touch(coffer.KeyTarget(name))
@@ -303,7 +307,12 @@ func (s *Service) addVersion(ctx context.Context, name string, seen uint32, auto
 	k.LatestVersion = max(k.LatestVersion, v)
 	k.EncryptionsSinceRotate = 0
 	ks.pending.Store(0)
-	if err := s.c.Store.RecordTransitVersion(ctx, name, v); err != nil {
+	err = s.c.Store.RecordTransitVersion(ctx, name, v)
+	// Before the answer, recorded or not (a lost reply may have committed):
+	// once a rotation is acknowledged, this node encrypts under the new
+	// version; other nodes within a change notification's latency.
+	s.cache.forget(name)
+	if err != nil {
 		// v encrypts only once recorded (see sealer.seal): unrecorded, it
 		// is never used, and the next rotation goes past it.
 		return TransitKey{}, fmt.Errorf("transit: rotate key: record version %d: %w", v, err)

@@ -161,6 +161,12 @@ type Config struct {
 	// AllowSHA1 accepts RSA-OAEP with SHA-1 (hash_function SHA1) in
 	// imports, for tooling that cannot do better; refused by default.
 	AllowSHA1 bool
+	// KeyCacheFor is how long a key's metadata is served from memory
+	// without a change notification (default DefaultKeyCacheFor; see
+	// ForgetKeys). A rotation made by another node is seen within the
+	// notification's latency, or at most this long when notifications are
+	// down.
+	KeyCacheFor time.Duration
 
 	// wrappingBits is the RSA size of new wrapping keys (0: 4096); only
 	// this package's tests set it.
@@ -174,6 +180,9 @@ type Service struct {
 
 	mu   sync.Mutex
 	keys map[string]*keyState
+
+	// cache holds key metadata for the cryptographic operations.
+	cache keyCache
 
 	// byokMu guards byok, the wrapping keys of imports once loaded.
 	byokMu sync.Mutex
@@ -202,6 +211,9 @@ func New(c Config) *Service {
 	}
 	if c.FlushEvery <= 0 {
 		c.FlushEvery = DefaultFlushEvery
+	}
+	if c.KeyCacheFor <= 0 {
+		c.KeyCacheFor = DefaultKeyCacheFor
 	}
 	return &Service{c: c, keys: make(map[string]*keyState)}
 }
@@ -309,9 +321,14 @@ func (s *Service) authorize(c Caller, action, name string) error {
 	return fmt.Errorf("transit: authorize %s %s: %w", action, Resource(name), err)
 }
 
-// load returns the stored key, noting a missing one.
+// load returns the stored key, noting a missing one, and caches it for
+// loadCached.
 func (s *Service) load(ctx context.Context, c Caller, name string) (TransitKey, error) {
+	gen, at := s.cache.generation(), s.c.Now()
 	k, err := s.c.Store.TransitKey(ctx, name)
+	if err == nil {
+		s.cache.put(gen, k, at)
+	}
 	if coffer.ErrorCode(err) == coffer.ENOTFOUND {
 		if c.Note != nil {
 			c.Note.Missing = true

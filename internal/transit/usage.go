@@ -41,6 +41,7 @@ func (s *Service) state(name string) *keyState {
 
 // forget drops the state of name.
 func (s *Service) forget(name string) {
+	s.cache.forget(name)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	delete(s.keys, name)
@@ -113,7 +114,7 @@ func (s *Service) flushKey(ctx context.Context, name string, ks *keyState) error
 	if n == 0 {
 		return nil
 	}
-	_, err := s.c.Store.AddTransitEncryptions(ctx, name, n)
+	total, err := s.c.Store.AddTransitEncryptions(ctx, name, n)
 	switch {
 	case coffer.ErrorCode(err) == coffer.ENOTFOUND:
 		s.forget(name) // deleted, here or on another node
@@ -122,6 +123,7 @@ func (s *Service) flushKey(ctx context.Context, name string, ks *keyState) error
 		ks.pending.Add(n)
 		return fmt.Errorf("transit: flush encryption count of %s: %w", name, err)
 	}
+	s.cache.counted(name, total)
 	return nil
 }
 

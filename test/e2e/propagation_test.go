@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"net/http"
 	"slices"
@@ -185,4 +186,50 @@ func TestChangesAfterTheListenerDrops(t *testing.T) {
 	if st, _, body := b.do("GET", "/readyz", "", "", nil); st != 200 {
 		t.Fatalf("readyz after reconnecting: %d %s", st, body)
 	}
+}
+
+// TestTransitRotationReachesEveryNode: transit key metadata is served from
+// each node's memory (#19); a rotation acknowledged by one node is used
+// for encryption by that node at once and by the others once the change
+// notification arrives, with polling an hour away. The test records how
+// long the others took (BENCHMARKS.md).
+func TestTransitRotationReachesEveryNode(t *testing.T) {
+	opts := clusterOpts
+	opts.PollInterval = time.Hour // the cache's own bound: only notifications can do it
+	a := startWith(t, postgres(), opts)
+	b, c := a.copyNode(), a.copyNode()
+	tok := a.Token(a.Init.ClientID, a.Init.ClientSecret)
+	if st, _, body := a.postJSON("/v1/keys", tok, map[string]any{"name": "prop"}); st != 201 {
+		t.Fatalf("create key: %d %s", st, body)
+	}
+	// encryptsUnder tells whether n encrypts under version v now.
+	encryptsUnder := func(n *node, v int) bool {
+		st, _, body := n.postJSON("/v1/keys/prop/encrypt", tok, map[string]any{"plaintext": "eA=="})
+		return st == 200 && strings.Contains(string(body), fmt.Sprintf(`"coffer:v%d:`, v))
+	}
+	var seen []time.Duration
+	for v := 1; v <= 6; v++ {
+		if v > 1 {
+			if st, _, body := a.postJSON("/v1/keys/prop/rotate", tok, map[string]any{}); st != 200 {
+				t.Fatalf("rotate: %d %s", st, body)
+			}
+			if !encryptsUnder(a, v) {
+				t.Fatalf("the node that rotated to v%d did not encrypt under it at once", v)
+			}
+		}
+		start := time.Now()
+		for _, n := range []*node{b, c} {
+			for !encryptsUnder(n, v) {
+				if time.Since(start) > 10*time.Second {
+					t.Fatalf("%s still encrypts under an older version than v%d 10 s after the rotation", n.Addr, v)
+				}
+				time.Sleep(time.Millisecond)
+			}
+			if v > 1 {
+				seen = append(seen, time.Since(start))
+			}
+		}
+	}
+	slices.Sort(seen)
+	t.Logf("transit rotation used by the other nodes after: median %v, max %v (%d observations)", seen[len(seen)/2], seen[len(seen)-1], len(seen))
 }
