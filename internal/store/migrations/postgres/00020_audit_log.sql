@@ -31,10 +31,9 @@ CREATE INDEX audit_log_time ON audit_log(time) WITH (fillfactor = 100);
 CREATE TRIGGER audit_log_append_only BEFORE UPDATE OR DELETE ON audit_log
     FOR EACH ROW EXECUTE FUNCTION coffer_append_only();
 
--- A node of an older version would go on writing its chain into
--- audit_events, forking it from what this one wrote to audit_log.
-INSERT INTO meta (key, value) VALUES ('schema.compatible_from', '20')
-    ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value;
+-- Nodes of schema 19 may still serve during a rolling upgrade: each keeps
+-- appending its own chain to audit_events, and goes on in audit_log once
+-- upgraded (a node's chain is read from audit_events, then audit_log).
 
 -- +goose Down
 SELECT 'down migrations are not supported: restore a backup instead';

@@ -34,10 +34,9 @@ BEGIN SELECT RAISE(ABORT, 'audit_log is append-only'); END;
 CREATE TRIGGER audit_log_no_delete BEFORE DELETE ON audit_log
 BEGIN SELECT RAISE(ABORT, 'audit_log is append-only'); END;
 
--- A node of an older version would go on writing its chain into
--- audit_events, forking it from what this one wrote to audit_log.
-INSERT INTO meta (key, value) VALUES ('schema.compatible_from', '20')
-    ON CONFLICT (key) DO UPDATE SET value = excluded.value;
+-- Nodes of schema 19 may still serve during a rolling upgrade: each keeps
+-- appending its own chain to audit_events, and goes on in audit_log once
+-- upgraded (a node's chain is read from audit_events, then audit_log).
 
 -- +goose Down
 SELECT 'down migrations are not supported: restore a backup instead';
