@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"strings"
 	"time"
 
 	"github.com/cofferhq/coffer/internal/coffer"
@@ -20,10 +21,12 @@ import (
 // never a field the columns hold; ID is not kept at all (it is always
 // EventID(Node, Seq), and an event whose ID is not is refused). Its bytes:
 //
-//	format      1 byte, FormatCompact (a later format gets another number)
-//	flags       1 byte: bodyPrev (PrevHash follows), bodyHexRequest
-//	            (RequestID is lowercase hex, kept as its bytes)
-//	key version uvarint, the effective version (1 for 0)
+//	format      1 byte: FormatCompact in its low 3 bits (a later format
+//	            gets another number), flags above: bodyPrev (PrevHash
+//	            follows), bodyHexRequest (RequestID is lowercase hex, kept
+//	            as its bytes; with bodyRequest12 too, they are 12 and no
+//	            length is kept), bodyKeyV1 (the key version is 1)
+//	key version uvarint, the effective version, unless bodyKeyV1
 //	prev_hash   32 bytes, only with bodyPrev
 //	request_id  string (with bodyHexRequest: uvarint n, n bytes)
 //	principal_kind  a word (below)
@@ -35,7 +38,9 @@ import (
 //	fields      list
 //	decision    a word
 //	rule, reason  strings
-//	status, count  zigzag varints
+//	status      a byte: index+1 of a common HTTP status (statusWords), or 0
+//	            and a zigzag varint
+//	count       zigzag varint
 //	value_hmacs list
 //	            (strings are a uvarint length and the bytes, lists a
 //	            uvarint count and the strings; a word is one byte, the
@@ -43,9 +48,10 @@ import (
 //	            for principal_kind, "allow", "deny" for decision; or 0
 //	            and the string; "" is the string)
 //	targets     uvarint count, then each target as a tag byte and its rest:
-//	            tag bit 0 strips a leading Resource+"/", bit 1 a trailing
-//	            lowercase 8-4-4-4-12 UUID, kept as its 16 bytes after the
-//	            remaining string.
+//	            tag bit 0 strips a leading Resource+"/" and then bit 2 a
+//	            "records/" after it, bit 1 a trailing lowercase
+//	            8-4-4-4-12 UUID, kept as its 16 bytes after the remaining
+//	            string.
 //
 // PrevHash may be left out (AppendBody's omitPrev) when it is the Hash of
 // the event stored just before, seq-1 of the same node: the reader takes it
@@ -61,12 +67,20 @@ import (
 const FormatCompact = 1
 
 const (
-	bodyPrev       = 1 << 0
-	bodyHexRequest = 1 << 1
-	bodyFlags      = bodyPrev | bodyHexRequest
+	formatMask     = 0x07
+	bodyPrev       = 1 << 3
+	bodyHexRequest = 1 << 4
+	bodyKeyV1      = 1 << 5
+	bodyRequest12  = 1 << 6
+	bodyFlags      = bodyPrev | bodyHexRequest | bodyKeyV1 | bodyRequest12
+
+	// requestIDBytes is the length of the request ids Coffer makes (24
+	// hex digits), kept without a length.
+	requestIDBytes = 12
 
 	targetInResource = 1 << 0
 	targetUUID       = 1 << 1
+	targetRecords    = 1 << 2
 )
 
 // errNotStorable says an event breaks an invariant every Writer event
@@ -93,14 +107,25 @@ func AppendBody(dst []byte, e *Event, omitPrev bool) ([]byte, error) {
 	}
 	if isLowerHex(e.RequestID) {
 		flags |= bodyHexRequest
+		if len(e.RequestID) == 2*requestIDBytes {
+			flags |= bodyRequest12
+		}
 	}
-	dst = append(dst, FormatCompact, flags)
-	dst = binary.AppendUvarint(dst, uint64(EffectiveVersion(e.KeyVersion)))
+	v := EffectiveVersion(e.KeyVersion)
+	if v == 1 {
+		flags |= bodyKeyV1
+	}
+	dst = append(dst, FormatCompact|flags)
+	if v != 1 {
+		dst = binary.AppendUvarint(dst, uint64(v))
+	}
 	if !omitPrev {
 		dst = append(dst, prev[:]...)
 	}
 	if flags&bodyHexRequest != 0 {
-		dst = binary.AppendUvarint(dst, uint64(len(e.RequestID)/2))
+		if flags&bodyRequest12 == 0 {
+			dst = binary.AppendUvarint(dst, uint64(len(e.RequestID)/2))
+		}
 		dst, _ = hex.AppendDecode(dst, []byte(e.RequestID)) // isLowerHex: it decodes
 	} else {
 		dst = appendVarString(dst, e.RequestID)
@@ -113,7 +138,7 @@ func AppendBody(dst []byte, e *Event, omitPrev bool) ([]byte, error) {
 	dst = appendWord(dst, e.Decision, decisionWords[:])
 	dst = appendVarString(dst, e.Rule)
 	dst = appendVarString(dst, e.Reason)
-	dst = binary.AppendVarint(dst, int64(e.Status))
+	dst = appendStatus(dst, e.Status)
 	dst = binary.AppendVarint(dst, int64(e.Count))
 	dst = appendVarStrings(dst, e.ValueHMACs)
 	dst = binary.AppendUvarint(dst, uint64(len(e.Targets)))
@@ -125,7 +150,7 @@ func AppendBody(dst []byte, e *Event, omitPrev bool) ([]byte, error) {
 
 // BodyHasPrev reports whether body, a compact body, holds its PrevHash.
 func BodyHasPrev(body []byte) bool {
-	return len(body) > 1 && body[1]&bodyPrev != 0
+	return len(body) > 0 && body[0]&bodyPrev != 0
 }
 
 // DecodeBody sets e's body fields (every field but Node, Seq, Time,
@@ -136,14 +161,18 @@ func BodyHasPrev(body []byte) bool {
 // AppendBody writes for the event decoded.
 func DecodeBody(e *Event, body []byte) error {
 	d := decoder{b: body}
-	if d.byte() != FormatCompact {
+	first := d.byte()
+	if first&formatMask != FormatCompact {
 		return errors.New("audit: unknown stored event format")
 	}
-	flags := d.byte()
+	flags := first &^ formatMask
 	if flags&^bodyFlags != 0 {
 		return errors.New("audit: stored event: unknown flags")
 	}
-	v := d.uvarint()
+	v := uint64(1)
+	if flags&bodyKeyV1 == 0 {
+		v = d.uvarint()
+	}
 	if v > 0xffffffff {
 		d.err = errors.New("key version out of range")
 	}
@@ -151,9 +180,12 @@ func DecodeBody(e *Event, body []byte) error {
 	if flags&bodyPrev != 0 {
 		e.PrevHash = hex.EncodeToString(d.bytes(32))
 	}
-	if flags&bodyHexRequest != 0 {
+	switch {
+	case flags&bodyRequest12 != 0:
+		e.RequestID = hex.EncodeToString(d.bytes(requestIDBytes))
+	case flags&bodyHexRequest != 0:
 		e.RequestID = hex.EncodeToString(d.bytes(d.length()))
-	} else {
+	default:
 		e.RequestID = d.string()
 	}
 	e.PrincipalKind = d.word(kindWords[:])
@@ -164,7 +196,7 @@ func DecodeBody(e *Event, body []byte) error {
 	e.Decision = d.word(decisionWords[:])
 	e.Rule = d.string()
 	e.Reason = d.string()
-	e.Status = d.int()
+	e.Status = d.status()
 	e.Count = d.int()
 	e.ValueHMACs = d.strings()
 	if n := d.length(); n > 0 {
@@ -292,6 +324,18 @@ func appendWord(dst []byte, s string, words []string) []byte {
 	return appendVarString(append(dst, 0), s)
 }
 
+// statusWords are the HTTP statuses kept in one byte.
+var statusWords = [...]int{200, 201, 204, 400, 401, 403, 404, 409, 413, 422, 429, 500, 503}
+
+func appendStatus(dst []byte, status int) []byte {
+	for i, w := range statusWords {
+		if status == w {
+			return append(dst, byte(i+1)) // #nosec G115 -- fewer than 256
+		}
+	}
+	return binary.AppendVarint(append(dst, 0), int64(status))
+}
+
 func appendIP(dst []byte, s string) []byte {
 	if a, err := netip.ParseAddr(s); err == nil && a.Zone() == "" && a.String() == s {
 		if a.Is4() {
@@ -309,6 +353,10 @@ func appendTarget(dst []byte, t, resource string) []byte {
 	if resource != "" && len(t) > len(resource) && t[len(resource)] == '/' && t[:len(resource)] == resource {
 		tag |= targetInResource
 		t = t[len(resource)+1:]
+		if rest, ok := strings.CutPrefix(t, "records/"); ok {
+			tag |= targetRecords
+			t = rest
+		}
 	}
 	var id [16]byte
 	if len(t) >= 36 && parseUUID(t[len(t)-36:], &id) {
@@ -468,6 +516,18 @@ func (d *decoder) word(words []string) string {
 	return ""
 }
 
+func (d *decoder) status() int {
+	tag := d.byte()
+	switch {
+	case tag == 0:
+		return d.int()
+	case int(tag) <= len(statusWords):
+		return statusWords[tag-1]
+	}
+	d.fail()
+	return 0
+}
+
 func (d *decoder) ip() string {
 	switch d.byte() {
 	case 0:
@@ -487,7 +547,7 @@ func (d *decoder) ip() string {
 
 func (d *decoder) target(resource string) string {
 	tag := d.byte()
-	if tag&^(targetInResource|targetUUID) != 0 {
+	if tag&^(targetInResource|targetUUID|targetRecords) != 0 || tag&(targetInResource|targetRecords) == targetRecords {
 		d.fail()
 		return ""
 	}
@@ -496,6 +556,9 @@ func (d *decoder) target(resource string) string {
 		if id := d.bytes(16); len(id) == 16 {
 			t += formatUUID(id)
 		}
+	}
+	if tag&targetRecords != 0 {
+		t = "records/" + t
 	}
 	if tag&targetInResource != 0 {
 		t = resource + "/" + t

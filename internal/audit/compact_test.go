@@ -62,7 +62,7 @@ func TestCompactBodyRoundTrips(t *testing.T) {
 	}
 	sameEvent(t, fromColumns(t, &e, short, e.PrevHash), e)
 	// The typical record read's body, the stored columns aside.
-	if len(short) > 125 {
+	if len(short) > 110 {
 		t.Fatalf("record read body is %d bytes", len(short))
 	}
 	t.Logf("record read: JSON %d bytes, compact body %d (%d with prev_hash)", len(recordRead), len(short), len(body))
@@ -74,17 +74,23 @@ func TestCompactRandomEventsRoundTrip(t *testing.T) {
 	for i := range 2000 {
 		e := base
 		e.RequestID = randString(r)
+		if i%4 == 1 {
+			e.RequestID = []string{"fe569e3d192dfae3f6dd60b7", "fe56", "FE569E3D192DFAE3F6DD60B7", "fe569e3d192dfae3f6dd60b"}[i%16/4]
+		}
 		e.PrincipalKind, e.Roles, e.SourceIP = randString(r), randStrings(r), randString(r)
 		e.Resource, e.Fields, e.Decision = randString(r), randStrings(r), randString(r)
 		e.Rule, e.Reason, e.ValueHMACs = randString(r), randString(r), randStrings(r)
 		e.Status, e.Count = int(r.Int64())-int(r.Int64()), r.IntN(1<<20)-5
+		if i%2 == 0 {
+			e.Status = []int{200, 201, 204, 404, 500, 503, 0, 299}[i%8]
+		}
 		e.KeyVersion = r.Uint32N(5)
 		e.Targets = randStrings(r)
 		if i%3 == 0 {
 			e.PrincipalKind = []string{"client", "user", "external", ""}[i%4]
 			e.Decision = []string{"allow", "deny", "", "Allow"}[i%4]
 			e.SourceIP = []string{"10.0.0.1", "::1", "::ffff:1.2.3.4", "fe80::1%eth0", "010.0.0.1", "2001:DB8::1"}[i%6]
-			e.Targets = append(e.Targets, e.Resource+"/x/01a24403-9575-782e-849f-3b3f174b8fcf", e.Resource+"/", "01A24403-9575-782E-849F-3B3F174B8FCF")
+			e.Targets = append(e.Targets, e.Resource+"/x/01a24403-9575-782e-849f-3b3f174b8fcf", e.Resource+"/records/", e.Resource+"/records/01a24403-9575-782e-849f-3b3f174b8fcf", "records/x", "01A24403-9575-782E-849F-3B3F174B8FCF")
 		}
 		body, err := AppendBody(nil, &e, false)
 		if err != nil {
@@ -150,13 +156,13 @@ func TestCompactBodyIsCanonical(t *testing.T) {
 	}
 	// The request id spelled out, not as hex bytes: the same event, so
 	// refused.
-	plain := append(slices.Clone(body[:35]), 24)
-	plain[1] &^= bodyHexRequest
-	plain = append(append(plain, e.RequestID...), body[35+13:]...)
+	plain := append(slices.Clone(body[:33]), 24)
+	plain[0] &^= bodyHexRequest | bodyRequest12
+	plain = append(append(plain, e.RequestID...), body[33+12:]...)
 	if err := decode(plain); err == nil {
 		t.Fatal("a second spelling of the same event decoded")
 	}
-	if decode([]byte{2, 0}) == nil {
+	if decode([]byte{2, 0}) == nil || decode([]byte{FormatCompact | bodyKeyV1, 0}) == nil {
 		t.Fatal("unknown format decoded")
 	}
 	withTime := e
