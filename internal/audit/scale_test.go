@@ -192,8 +192,14 @@ func TestAuditBytesPerEvent(t *testing.T) {
 					}
 					_ = db.Close()
 				}
-				if kind == "read" && perEvent[1] > 300 {
-					t.Errorf("%s: a record read takes %.0f bytes, over 300", b.Name, perEvent[1])
+				// 300 bytes at scale; a few thousand events also carry the
+				// tables' fixed pages (index roots, free space maps).
+				limit := 300.0
+				if n < 20000 {
+					limit = 330
+				}
+				if kind == "read" && perEvent[1] > limit {
+					t.Errorf("%s: a record read takes %.0f bytes, over %.0f", b.Name, perEvent[1], limit)
 				}
 			}
 		})
@@ -222,15 +228,17 @@ func TestAuditScale(t *testing.T) {
 			before := auditBytes(t, b.Name, raw)
 			d := appendTypical(t, st, "mix", n)
 			size := auditBytes(t, b.Name, raw) - before
-			start := time.Now()
+			start, cpu := time.Now(), storetest.ProcessCPU()
 			rep, err := audit.Verify(ctx, st.Store, lookup)
-			vd := time.Since(start)
+			vd, vcpu := time.Since(start), storetest.ProcessCPU()-cpu
 			if err != nil || rep.Events != n {
 				t.Fatalf("verify: %+v, %v", rep, err)
 			}
-			t.Logf("%s: %d events: %.0f bytes/event (%d MB), append %.0f events/s (%.1f per batch), verify %.0f events/s (%s)",
+			// CPU time too: on a shared machine the wall clock says as much
+			// about the other processes.
+			t.Logf("%s: %d events: %.0f bytes/event (%d MB), append %.0f events/s (%.1f per batch), verify %.0f events/s (%s wall, %.0f events per CPU-second of this process)",
 				b.Name, n, float64(size)/float64(n), size>>20, float64(n)/d.Seconds(), float64(n)/float64(st.appends.Load()),
-				float64(n)/vd.Seconds(), vd.Round(time.Millisecond))
+				float64(n)/vd.Seconds(), vd.Round(time.Millisecond), float64(n)/vcpu.Seconds())
 		})
 	}
 }

@@ -232,9 +232,19 @@ func (db *DB) ScanAuditRows(ctx context.Context, node string, afterSeq uint64, f
 	}
 }
 
+// auditNodesQuery lists the nodes of the audit tables by skipping from
+// one node to the next along each table's (node, seq) primary key: a
+// handful of index lookups, where SELECT DISTINCT read every row (a fifth
+// of audit verify's time on a million events).
+const auditNodesQuery = `WITH RECURSIVE
+ e(node) AS (SELECT min(node) FROM audit_events UNION ALL SELECT (SELECT min(node) FROM audit_events WHERE node > e.node) FROM e WHERE e.node IS NOT NULL),
+ l(node) AS (SELECT min(node) FROM audit_log UNION ALL SELECT (SELECT min(node) FROM audit_log WHERE node > l.node) FROM l WHERE l.node IS NOT NULL),
+ c(node) AS (SELECT min(node) FROM audit_checkpoints UNION ALL SELECT (SELECT min(node) FROM audit_checkpoints WHERE node > c.node) FROM c WHERE c.node IS NOT NULL)
+SELECT node FROM e WHERE node IS NOT NULL UNION SELECT node FROM l WHERE node IS NOT NULL UNION SELECT node FROM c WHERE node IS NOT NULL ORDER BY 1`
+
 // AuditNodes lists every node with events or checkpoints, sorted.
 func (db *DB) AuditNodes(ctx context.Context) ([]string, error) {
-	rs, err := db.read.query(ctx, `SELECT DISTINCT node FROM audit_events UNION SELECT DISTINCT node FROM audit_log UNION SELECT DISTINCT node FROM audit_checkpoints ORDER BY 1`)
+	rs, err := db.read.query(ctx, auditNodesQuery)
 	if err != nil {
 		return nil, fmt.Errorf("store: audit nodes: %w", err)
 	}
