@@ -184,6 +184,20 @@ func TestAuditBytesPerEvent(t *testing.T) {
 						}
 						t.Logf("postgres %s: heap %.1f (row %.1f), primary key %.1f, time index %.1f bytes/event", kind, heap, row, pk, ti)
 					}
+					if b.Name == store.SQLite {
+						// Where the bytes go, when the driver has dbstat.
+						rs, err := raw.QueryContext(ctx, `SELECT name, sum(pgsize) FROM dbstat WHERE name LIKE 'audit%' OR name LIKE 'sqlite_autoindex_audit%' GROUP BY name`)
+						if err == nil {
+							for rs.Next() {
+								var name string
+								var size float64
+								if rs.Scan(&name, &size) == nil && size/float64(n) >= 1 {
+									t.Logf("sqlite %s %s: %s %.1f bytes/event", format, kind, name, size/float64(n))
+								}
+							}
+							_ = rs.Close()
+						}
+					}
 					if format == "compact" {
 						if rep, err := audit.Verify(ctx, st, lookup); err != nil || rep.Events != n {
 							t.Fatalf("verify: %+v, %v", rep, err)
