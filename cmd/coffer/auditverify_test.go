@@ -50,7 +50,7 @@ func TestAuditVerifyCommandSeesACutThroughTheWitness(t *testing.T) {
 			_, dsn := cfg.Database()
 			db := storetest.Intruder(t, dsn)
 			node := cfg.Node + "/offline"
-			for _, q := range []string{`DELETE FROM audit_events WHERE node = $1 AND seq > 4`, `DELETE FROM audit_checkpoints WHERE node = $1 AND seq > 4`} {
+			for _, q := range []string{`DELETE FROM audit_log WHERE node = $1 AND seq > 4`, `DELETE FROM audit_checkpoints WHERE node = $1 AND seq > 4`} {
 				if _, err := db.ExecContext(context.Background(), q, node); err != nil {
 					t.Fatal(err)
 				}

@@ -290,7 +290,7 @@ func TestOfflineKeyOperationsAudited(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer raw.Close()
-	if _, err := raw.ExecContext(ctx, `CREATE TRIGGER refuse_offline BEFORE INSERT ON audit_events
+	if _, err := raw.ExecContext(ctx, `CREATE TRIGGER refuse_offline BEFORE INSERT ON audit_log
 		WHEN NEW.node LIKE '%/offline' BEGIN SELECT RAISE(ABORT, 'audit disk gone'); END`); err != nil {
 		t.Fatal(err)
 	}

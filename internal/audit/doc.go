@@ -50,10 +50,14 @@
 //
 // Verify detects any edit of a stored event, a deleted, inserted or
 // reordered event, a forged checkpoint, and a log cut back to before its
-// last checkpoint. Every column a store keeps beside an event's body (node,
-// seq, id, time, principal, action, hash, prev_hash: [Columns]) is checked
-// against the body ([CheckColumns]), so a column edited to hide an event
-// from a filtered listing is named too. Verify cannot detect a tail cut
+// last checkpoint. Events are stored compactly (since migration 20, table
+// audit_log): each field once, the columns a listing filters on being
+// fields of the event, hashed like the rest ([AppendBody]), so a column
+// edited to hide an event from a filtered listing is an edited event.
+// Events stored before, as JSON rows of audit_events, kept copies of some
+// fields as columns beside the body (node, seq, id, time, principal,
+// action, hash, prev_hash: [Columns]); those are checked against the body
+// ([CheckColumns]) and named when they differ. Verify cannot detect a tail cut
 // beyond the last checkpoint (the newest events removed with every
 // checkpoint after them): nothing in the store then remembers that those
 // events existed. That is why the store's audit tables are append-only for

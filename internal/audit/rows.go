@@ -2,6 +2,8 @@ package audit
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 
@@ -15,6 +17,12 @@ import (
 // exists; ScanAuditRows calls fn for each row of node after afterSeq in
 // seq order and returns fn's error as is; ListAuditRows reads up to
 // q.Limit rows whose columns match q, in (time, node, seq) order.
+//
+// Since migration 20 events are appended in their compact form
+// (coffer.AuditRecord, AppendAuditRecords); the rows of events written
+// before, in JSON (coffer.AuditRow, the *AuditRows methods and
+// AuditHead), are only read. AuditRecordHash returns the hash of node's
+// record seq, and false when it has none; AuditNodes covers both kinds.
 type RowStore interface {
 	AppendAuditRows(ctx context.Context, rows []coffer.AuditRow, checkpoints []Checkpoint) error
 	AuditHead(ctx context.Context, node string) (seq uint64, hash string, err error)
@@ -22,35 +30,138 @@ type RowStore interface {
 	AuditNodes(ctx context.Context) ([]string, error)
 	Checkpoints(ctx context.Context, node string) ([]Checkpoint, error)
 	ListAuditRows(ctx context.Context, q coffer.AuditQuery) ([]coffer.AuditRow, error)
+
+	AppendAuditRecords(ctx context.Context, recs []coffer.AuditRecord, checkpoints []Checkpoint) error
+	AuditLogHead(ctx context.Context, node string) (seq uint64, hash []byte, err error)
+	AuditRecordHash(ctx context.Context, node string, seq uint64) ([]byte, bool, error)
+	ScanAuditRecords(ctx context.Context, node string, afterSeq uint64, fn func(*coffer.AuditRecord) error) error
+	ListAuditRecords(ctx context.Context, q coffer.AuditQuery) ([]coffer.AuditRecord, error)
 }
 
-// Rows is the Store kept in a RowStore: it encodes each event into its
-// row (ColumnsOf the event and its JSON body) when appending, and decodes
-// every event read from its row's body, checked against the row's columns
+// Rows is the Store kept in a RowStore: it appends each event as a
+// compact record (its columns and AppendBody), and reads events from both
+// kinds of rows: a compact record decoded from its columns and body
+// (DecodeBody), a JSON row from its body, checked against the row's columns
 // (DecodeStored, CheckColumns).
 type Rows struct{ RowStore }
 
 // OnRows returns the Store that keeps events in rs.
 func OnRows(rs RowStore) Rows { return Rows{rs} }
 
-// AppendAudit implements Store.
+// AppendAudit implements Store. An event's record leaves its PrevHash out
+// when it is the hash of the record just before it in the same append
+// (seq-1 of the same node), which readers take it from.
 func (r Rows) AppendAudit(ctx context.Context, events []Event, checkpoints []Checkpoint) error {
 	if len(events) == 0 && len(checkpoints) == 0 {
 		return nil
 	}
+	recs, err := Records(events)
+	if err != nil {
+		return err
+	}
+	return r.RowStore.AppendAuditRecords(ctx, recs, checkpoints)
+}
+
+// Records encodes events, appended in that order, as the records a store
+// keeps (see AppendAudit).
+func Records(events []Event) ([]coffer.AuditRecord, error) {
 	// Encoded before the store's transaction: on SQLite its closure runs
-	// in the one serial write path.
-	rows := make([]coffer.AuditRow, len(events))
-	var buf []byte
+	// in the one serial write path. One buffer holds every hash and body.
+	recs := make([]coffer.AuditRecord, len(events))
+	ends := make([]int, len(events))
+	buf := make([]byte, 0, len(events)*(sha256.Size+160))
 	for i := range events {
 		e := &events[i]
-		b, err := e.AppendJSON(buf[:0])
-		if err != nil {
-			return fmt.Errorf("store: encode audit event: %w", err)
+		h, ok := decodeHash(e.Hash)
+		if !ok {
+			return nil, fmt.Errorf("store: encode audit event %s: hash is not a 64-digit hex hash", e.ID)
 		}
-		rows[i], buf = coffer.AuditRow{AuditColumns: ColumnsOf(e), Body: string(b)}, b
+		omit := i > 0 && events[i-1].Node == e.Node && events[i-1].Seq+1 == e.Seq && events[i-1].Hash == e.PrevHash
+		buf = append(buf, h[:]...)
+		var err error
+		if buf, err = AppendBody(buf, e, omit); err != nil {
+			return nil, fmt.Errorf("store: encode audit event %s: %w", e.ID, err)
+		}
+		ends[i] = len(buf)
+		recs[i] = coffer.AuditRecord{Node: e.Node, Seq: e.Seq, Time: e.Time, Principal: e.PrincipalID, Action: e.Action}
 	}
-	return r.RowStore.AppendAuditRows(ctx, rows, checkpoints)
+	start := 0
+	for i := range recs {
+		mid := start + sha256.Size
+		recs[i].Hash, recs[i].Body = buf[start:mid:mid], buf[mid:ends[i]:ends[i]]
+		start = ends[i]
+	}
+	return recs, nil
+}
+
+// prevSource finds the PrevHash of records that leave it out: the hash of
+// the event read just before when it is seq-1 of the same node, else the
+// hash of record seq-1, else that of the checkpoint at seq-1 (the events
+// up to it archived), else none.
+type prevSource struct {
+	rs   RowStore
+	last map[string]seen // by node
+}
+
+type seen struct {
+	seq  uint64
+	hash string
+}
+
+func (p *prevSource) saw(e *Event) {
+	if p.last == nil {
+		p.last = map[string]seen{}
+	}
+	p.last[e.Node] = seen{e.Seq, e.Hash}
+}
+
+func (p *prevSource) prev(ctx context.Context, node string, seq uint64) (string, error) {
+	if seq <= 1 {
+		return "", nil
+	}
+	if l, ok := p.last[node]; ok && l.seq == seq-1 && l.hash != "" {
+		return l.hash, nil
+	}
+	h, ok, err := p.rs.AuditRecordHash(ctx, node, seq-1)
+	if err != nil {
+		return "", err
+	}
+	if ok {
+		return hex.EncodeToString(h), nil
+	}
+	cps, err := p.rs.Checkpoints(ctx, node)
+	if err != nil {
+		return "", err
+	}
+	for _, c := range cps {
+		if c.Seq == seq-1 {
+			return c.Hash, nil
+		}
+	}
+	return "", nil
+}
+
+// decodeRecord returns the record's event, with a *CorruptEventError when
+// its hash or body does not decode (and a zero event). A body that leaves
+// PrevHash out takes it from ps.
+func decodeRecord(ctx context.Context, r *coffer.AuditRecord, ps *prevSource) (Event, error) {
+	e := Event{Node: r.Node, Seq: r.Seq, Time: r.Time, PrincipalID: r.Principal, Action: r.Action}
+	if len(r.Hash) != sha256.Size {
+		return Event{}, &CorruptEventError{Node: r.Node, Seq: r.Seq, Err: errors.New("hash is not 32 bytes")}
+	}
+	e.Hash = hex.EncodeToString(r.Hash)
+	if err := DecodeBody(&e, r.Body); err != nil {
+		return Event{}, &CorruptEventError{Node: r.Node, Seq: r.Seq, Err: err}
+	}
+	if e.PrevHash == "" {
+		p, err := ps.prev(ctx, r.Node, r.Seq)
+		if err != nil {
+			return Event{}, err
+		}
+		e.PrevHash = p
+	}
+	ps.saw(&e)
+	return e, nil
 }
 
 // decodeRow returns the row's event, from its body, with a
@@ -64,10 +175,13 @@ func decodeRow(r *coffer.AuditRow) (Event, error) {
 	return e, CheckColumns(r.AuditColumns, &e)
 }
 
-// ScanAudit implements Store. A row whose body does not decode or whose
-// columns disagree with it ends the scan with its *CorruptEventError.
+// ScanAudit implements Store: node's JSON rows, then its compact records
+// (each table in seq order; a node's chain goes on from the first into the
+// second). A row whose body does not decode or whose columns disagree with
+// it ends the scan with its *CorruptEventError.
 func (r Rows) ScanAudit(ctx context.Context, node string, afterSeq uint64, fn func(Event) error) error {
-	return r.RowStore.ScanAuditRows(ctx, node, afterSeq, func(row *coffer.AuditRow) error {
+	ps := &prevSource{rs: r.RowStore}
+	err := r.RowStore.ScanAuditRows(ctx, node, afterSeq, func(row *coffer.AuditRow) error {
 		// An undecodable (edited) body, or a column edited apart from its
 		// body, is a verification finding naming that event, not a
 		// generic error.
@@ -75,8 +189,29 @@ func (r Rows) ScanAudit(ctx context.Context, node string, afterSeq uint64, fn fu
 		if err != nil {
 			return err
 		}
+		ps.saw(&e)
 		return fn(e)
 	})
+	if err != nil {
+		return err
+	}
+	return r.RowStore.ScanAuditRecords(ctx, node, afterSeq, func(rec *coffer.AuditRecord) error {
+		e, err := decodeRecord(ctx, rec, ps)
+		if err != nil {
+			return err
+		}
+		return fn(e)
+	})
+}
+
+// AuditHead implements Store: the last compact record of node, else its
+// last JSON row.
+func (r Rows) AuditHead(ctx context.Context, node string) (uint64, string, error) {
+	seq, h, err := r.RowStore.AuditLogHead(ctx, node)
+	if err != nil || seq > 0 {
+		return seq, hex.EncodeToString(h), err
+	}
+	return r.RowStore.AuditHead(ctx, node)
 }
 
 // ListAudit implements Store: the events of ListAuditPage.
@@ -92,29 +227,77 @@ func (r Rows) ListAudit(ctx context.Context, f Filter) ([]Event, error) {
 // listed in Corrupt. The columns only narrow down which rows are read.
 func (r Rows) ListAuditPage(ctx context.Context, f Filter) (Page, error) {
 	limit := f.EffectiveLimit()
-	rows, err := r.RowStore.ListAuditRows(ctx, coffer.AuditQuery{Limit: limit,
-		Principal: f.Principal, Action: f.Action, Since: f.Since, After: f.After})
+	q := coffer.AuditQuery{Limit: limit, Principal: f.Principal, Action: f.Action, Since: f.Since, After: f.After}
+	rows, err := r.RowStore.ListAuditRows(ctx, q)
 	if err != nil {
 		return Page{}, err
 	}
-	var p Page
-	for i := range rows {
-		row := &rows[i]
-		p.Last = &Cursor{Time: row.Time, Node: row.Node, Seq: row.Seq}
-		e, err := decodeRow(row)
-		var cerr *CorruptEventError
-		if errors.As(err, &cerr) {
-			p.Corrupt = append(p.Corrupt, cerr)
-		} else if err != nil {
+	recs, err := r.RowStore.ListAuditRecords(ctx, q)
+	if err != nil {
+		return Page{}, err
+	}
+	var (
+		p    Page
+		ps   = &prevSource{rs: r.RowStore}
+		read int
+		add  = func(e Event, err error) error {
+			var cerr *CorruptEventError
+			if errors.As(err, &cerr) {
+				p.Corrupt = append(p.Corrupt, cerr)
+			} else if err != nil {
+				return err
+			}
+			if cerr != nil && cerr.Column == "" {
+				return nil // no body to answer from
+			}
+			if f.Matches(&e) {
+				p.Events = append(p.Events, e)
+			}
+			return nil
+		}
+	)
+	// Both tables' rows in (time, node, seq) order, up to limit in all.
+	for read < limit && (len(rows) > 0 || len(recs) > 0) {
+		read++
+		if len(recs) == 0 || (len(rows) > 0 && listedBefore(cursorOfRow(&rows[0]), cursorOfRecord(&recs[0]))) {
+			row := &rows[0]
+			rows = rows[1:]
+			c := cursorOfRow(row)
+			p.Last = &c
+			if err := add(decodeRow(row)); err != nil {
+				return Page{}, err
+			}
+			continue
+		}
+		rec := &recs[0]
+		recs = recs[1:]
+		c := cursorOfRecord(rec)
+		p.Last = &c
+		if err := add(decodeRecord(ctx, rec, ps)); err != nil {
 			return Page{}, err
 		}
-		if cerr != nil && cerr.Column == "" {
-			continue // no body to answer from
-		}
-		if f.Matches(&e) {
-			p.Events = append(p.Events, e)
-		}
 	}
-	p.More = len(rows) == limit
+	p.More = read == limit
 	return p, nil
+}
+
+func cursorOfRow(r *coffer.AuditRow) Cursor {
+	return Cursor{Time: r.Time, Node: r.Node, Seq: r.Seq}
+}
+
+func cursorOfRecord(r *coffer.AuditRecord) Cursor {
+	return Cursor{Time: r.Time, Node: r.Node, Seq: r.Seq}
+}
+
+// listedBefore orders cursors as listings do: by time (in microseconds), node,
+// seq.
+func listedBefore(a, b Cursor) bool {
+	at, bt := a.Time.UnixMicro(), b.Time.UnixMicro()
+	if at != bt {
+		return at < bt
+	}
+	if a.Node != b.Node {
+		return a.Node < b.Node
+	}
+	return a.Seq < b.Seq
 }

@@ -10,13 +10,15 @@ import (
 )
 
 // Store keeps the audit log durably. [Rows] over the database (store.DB,
-// on SQLite or PostgreSQL) implements it. Events are kept as written: the store indexes some fields as
-// columns ([Columns]) and keeps each event's JSON (json.Marshal of the
-// Event) as its body, and never modifies or deletes either. Events read
-// back are decoded from the body (json.Unmarshal into an Event), so that
-// verification checks exactly what is stored; the columns are never
-// trusted: each row's are checked against its body ([CheckColumns]). All
-// methods are safe for concurrent use.
+// on SQLite or PostgreSQL) implements it. Events are kept as written and
+// never modified or deleted: since migration 20 each in the compact form
+// ([AppendBody]: the fields queries filter on as columns, the rest in the
+// body, each field once), before it as JSON rows, which indexed some
+// fields as columns ([Columns]) beside the event's JSON body. Events read
+// back are decoded from what is stored, so that verification checks
+// exactly that; a JSON row's columns are never trusted: they are checked
+// against its body ([CheckColumns]). All methods are safe for concurrent
+// use.
 type Store interface {
 	// AppendAudit writes events and checkpoints in one transaction: all or
 	// nothing, durable (committed and synced) when it returns nil. It must

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/cofferhq/coffer/internal/audit"
+	"github.com/cofferhq/coffer/internal/coffer"
 	"github.com/cofferhq/coffer/internal/store"
 	"github.com/cofferhq/coffer/internal/store/storetest"
 )
@@ -230,10 +231,9 @@ func TestAuditColumnsCheckedAgainstBodies(t *testing.T) {
 				t.Fatal(err)
 			}
 			db := audit.OnRows(raw)
-			events := []audit.Event{auditEvent(1), auditEvent(2), auditEvent(3)}
-			if err := db.AppendAudit(ctx, events, nil); err != nil {
-				t.Fatal(err)
-			}
+			// Rows written before migration 20, in JSON with copies of
+			// fields as columns (compact records keep no field twice).
+			appendLegacy(t, raw, auditEvent(1), auditEvent(2), auditEvent(3))
 			intruder := storetest.Intruder(t, dsn)
 			if _, err := intruder.ExecContext(ctx, `UPDATE audit_events SET principal = 'mallory' WHERE seq = 2`); err != nil {
 				t.Fatal(err)
@@ -264,6 +264,23 @@ func TestAuditColumnsCheckedAgainstBodies(t *testing.T) {
 				t.Fatalf("with an undecodable body: %+v, %v", p, err)
 			}
 		})
+	}
+}
+
+// appendLegacy appends events as rows of their JSON form to audit_events,
+// as Coffer did before migration 20.
+func appendLegacy(t testing.TB, db *store.DB, events ...audit.Event) {
+	t.Helper()
+	rows := make([]coffer.AuditRow, len(events))
+	for i := range events {
+		b, err := events[i].MarshalJSON()
+		if err != nil {
+			t.Fatal(err)
+		}
+		rows[i] = coffer.AuditRow{AuditColumns: audit.ColumnsOf(&events[i]), Body: string(b)}
+	}
+	if err := db.AppendAuditRows(context.Background(), rows, nil); err != nil {
+		t.Fatal(err)
 	}
 }
 

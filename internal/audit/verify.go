@@ -10,6 +10,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync/atomic"
 )
 
 // Report sums up a verified log.
@@ -238,16 +239,17 @@ func verifyStoreNode(ctx context.Context, store Store, vk *verifyKeys, node stri
 			return nil, err
 		}
 	}
-	var failed error
-	err = store.ScanAudit(ctx, node, 0, func(e Event) error {
-		if n.events&4095 == 0 {
-			if err := ctx.Err(); err != nil {
-				return err
+	var read int
+	failed, err := checkPipelined(func(fn func(Event) error) error {
+		return store.ScanAudit(ctx, node, 0, func(e Event) error {
+			if read++; read&4095 == 0 {
+				if err := ctx.Err(); err != nil {
+					return err
+				}
 			}
-		}
-		failed = n.event(&e)
-		return failed
-	})
+			return fn(e)
+		})
+	}, n.event)
 	if failed != nil {
 		return nil, failed
 	}
@@ -261,6 +263,54 @@ func verifyStoreNode(ctx context.Context, store Store, vk *verifyKeys, node stri
 		return nil, err
 	}
 	return n, nil
+}
+
+// errCheckFailed stops a scan whose events checkPipelined's check refused.
+var errCheckFailed = errors.New("audit: verify: check failed")
+
+// checkPipelined calls check on each event scan reads, in order, in
+// another goroutine than scan's, a batch at a time: reading and decoding
+// the store's rows and checking the chain (an HMAC per event) then take a
+// core each. It returns check's first error (scan stops soon after it),
+// and scan's own error, which only counts when check found nothing among
+// the events read before it, as if both ran in one loop.
+func checkPipelined(scan func(fn func(Event) error) error, check func(*Event) error) (checkErr, scanErr error) {
+	const batch = 1024
+	var (
+		work   = make(chan []Event, 2)
+		done   = make(chan error, 1)
+		failed atomic.Bool
+	)
+	go func() {
+		var err error
+		for b := range work {
+			for i := 0; err == nil && i < len(b); i++ {
+				if err = check(&b[i]); err != nil {
+					failed.Store(true)
+				}
+			}
+		}
+		done <- err
+	}()
+	cur := make([]Event, 0, batch)
+	scanErr = scan(func(e Event) error {
+		if failed.Load() {
+			return errCheckFailed
+		}
+		if cur = append(cur, e); len(cur) == batch {
+			work <- cur
+			cur = make([]Event, 0, batch)
+		}
+		return nil
+	})
+	if len(cur) > 0 && !errors.Is(scanErr, errCheckFailed) {
+		work <- cur
+	}
+	close(work)
+	if checkErr = <-done; checkErr != nil || errors.Is(scanErr, errCheckFailed) {
+		return checkErr, nil
+	}
+	return nil, scanErr
 }
 
 // corruptFinding turns a stored row that does not decode, or whose columns

@@ -27,6 +27,20 @@ type AuditRow struct {
 	Body string
 }
 
+// AuditRecord is one audit event as a store keeps it since migration 20
+// (table audit_log): the columns it filters and orders on, the hash as
+// its 32 bytes, and the rest of the event in Body, the audit log's compact
+// encoding (audit.AppendBody). No field is kept twice.
+type AuditRecord struct {
+	Node      string
+	Seq       uint64
+	Time      time.Time // microsecond precision
+	Principal string
+	Action    string
+	Hash      []byte
+	Body      []byte
+}
+
 // AuditCheckpoint is a signed statement that a node's audit chain had, at
 // Seq, the event whose hash is Hash. Signature is Ed25519 over
 // audit.CheckpointMessage.

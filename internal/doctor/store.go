@@ -18,7 +18,7 @@ const bootstrapClient = "bootstrap-admin"
 
 // auditTables are the append-only tables: the app role may INSERT and
 // SELECT them, never UPDATE, DELETE or TRUNCATE.
-var auditTables = []string{"audit_events", "audit_checkpoints"}
+var auditTables = []string{"audit_events", "audit_log", "audit_checkpoints"}
 
 // openStore opens the deployment's store, or says why it cannot. A
 // missing SQLite file is not created (checkDatabaseFile reports it).

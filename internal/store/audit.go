@@ -10,7 +10,9 @@ import (
 	"github.com/cofferhq/coffer/internal/coffer"
 )
 
-// AppendAuditRows writes audit rows (events, encoded by the audit log)
+// AppendAuditRows writes audit rows in their JSON form into audit_events,
+// the table of events written before migration 20 (AppendAuditRecords
+// writes the compact form). It writes rows (events, encoded by the audit log)
 // and checkpoints in one transaction (one fsync for the whole group
 // commit). A (node, seq) that exists fails it all.
 func (db *DB) AppendAuditRows(ctx context.Context, events []coffer.AuditRow, checkpoints []coffer.AuditCheckpoint) error {
@@ -230,9 +232,19 @@ func (db *DB) ScanAuditRows(ctx context.Context, node string, afterSeq uint64, f
 	}
 }
 
+// auditNodesQuery lists the nodes of the audit tables by skipping from
+// one node to the next along each table's (node, seq) primary key: a
+// handful of index lookups, where SELECT DISTINCT read every row (a fifth
+// of audit verify's time on a million events).
+const auditNodesQuery = `WITH RECURSIVE
+ e(node) AS (SELECT min(node) FROM audit_events UNION ALL SELECT (SELECT min(node) FROM audit_events WHERE node > e.node) FROM e WHERE e.node IS NOT NULL),
+ l(node) AS (SELECT min(node) FROM audit_log UNION ALL SELECT (SELECT min(node) FROM audit_log WHERE node > l.node) FROM l WHERE l.node IS NOT NULL),
+ c(node) AS (SELECT min(node) FROM audit_checkpoints UNION ALL SELECT (SELECT min(node) FROM audit_checkpoints WHERE node > c.node) FROM c WHERE c.node IS NOT NULL)
+SELECT node FROM e WHERE node IS NOT NULL UNION SELECT node FROM l WHERE node IS NOT NULL UNION SELECT node FROM c WHERE node IS NOT NULL ORDER BY 1`
+
 // AuditNodes lists every node with events or checkpoints, sorted.
 func (db *DB) AuditNodes(ctx context.Context) ([]string, error) {
-	rs, err := db.read.query(ctx, `SELECT DISTINCT node FROM audit_events UNION SELECT DISTINCT node FROM audit_checkpoints ORDER BY 1`)
+	rs, err := db.read.query(ctx, auditNodesQuery)
 	if err != nil {
 		return nil, fmt.Errorf("store: audit nodes: %w", err)
 	}
@@ -280,33 +292,7 @@ func (db *DB) Checkpoints(ctx context.Context, node string) ([]coffer.AuditCheck
 // (time, node, seq) order. The columns only narrow down which rows are
 // read: the audit log answers from their bodies.
 func (db *DB) ListAuditRows(ctx context.Context, q coffer.AuditQuery) ([]coffer.AuditRow, error) {
-	var (
-		where []string
-		args  []any
-	)
-	arg := func(v any) string {
-		args = append(args, v)
-		return "$" + strconv.Itoa(len(args))
-	}
-	if q.Principal != "" {
-		where = append(where, "principal = "+arg(q.Principal))
-	}
-	if q.Action != "" {
-		where = append(where, "action = "+arg(q.Action))
-	}
-	if !q.Since.IsZero() {
-		where = append(where, "time >= "+arg(micros(q.Since)))
-	}
-	if q.After != nil {
-		t, n, s := arg(micros(q.After.Time)), arg(q.After.Node), arg(int64(q.After.Seq)) // #nosec G115 -- seq < 2^63
-		where = append(where, "(time > "+t+" OR (time = "+t+" AND (node > "+n+" OR (node = "+n+" AND seq > "+s+"))))")
-	}
-	stmt := `SELECT ` + auditRowCols + ` FROM audit_events`
-	if len(where) > 0 {
-		stmt += " WHERE " + strings.Join(where, " AND ")
-	}
-	// Only column names and placeholders are in the text; values are bound.
-	stmt += " ORDER BY time, node, seq LIMIT " + arg(int64(q.Limit))
+	stmt, args := auditListQuery(auditRowCols, "audit_events", q)
 	rs, err := db.read.query(ctx, stmt, args...)
 	if err != nil {
 		return nil, fmt.Errorf("store: list audit: %w", err)

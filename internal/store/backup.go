@@ -93,6 +93,8 @@ func backupTables() []backupTable {
 			ci("created_at"), ci("fpe_options").addedIn(10)}, "mac"},
 		{"audit_events", []column{ct("node"), ci("seq"), ct("id"), ci("time"), ct("principal"), ct("action"), ct("body"),
 			ct("hash"), ct("prev_hash")}, "node, seq"},
+		{"audit_log", []column{ct("node").addedIn(20), ci("seq").addedIn(20), ci("time").addedIn(20), ct("principal").addedIn(20),
+			ct("action").addedIn(20), cb("hash").addedIn(20), cb("body").addedIn(20)}, "node, seq"},
 		{"audit_checkpoints", []column{ct("node"), ci("seq"), ct("hash"), ci("time"), cb("signature"), ci("key_version").addedIn(3)}, "node, seq"},
 		{"security_events", []column{ct("id"), ci("time"), ct("kind"), ct("severity"), ct("principal"), ct("detail")}, "id"},
 		{"detect_counts", []column{ct("key"), ci("window_start"), ci("count")}, "key, window_start"},

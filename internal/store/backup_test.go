@@ -185,6 +185,8 @@ func fill(t *testing.T, s rawStore) {
 			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`, []any{"n-1", 1, "ev1", 5, "client:c1", "record.read", "{}", "h1", ""}},
 		{`INSERT INTO audit_events (node, seq, id, time, principal, action, body, hash, prev_hash)
 			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`, []any{"n-1", 2, "ev2", 6, "user:ann", "policy.save", `{"x":1}`, "h2", "h1"}},
+		{`INSERT INTO audit_log (node, seq, time, principal, action, hash, body) VALUES ($1, $2, $3, $4, $5, $6, $7)`,
+			[]any{"n-1", 3, 7, "client:c1", "read", []byte{1, 2, 3}, []byte{1, 0, 255}}},
 		{`INSERT INTO audit_checkpoints (node, seq, hash, time, signature, key_version) VALUES ($1, $2, $3, $4, $5, $6)`,
 			[]any{"n-1", 2, "h2", 7, []byte{0, 1, 2}, 3}},
 		{`INSERT INTO security_events (id, time, kind, severity, principal, detail) VALUES ($1, $2, $3, $4, $5, $6)`,

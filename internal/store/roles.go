@@ -43,7 +43,7 @@ func (db *DB) GrantAppRole(ctx context.Context, role string) error {
 	stmts = append(stmts,
 		`GRANT USAGE ON SCHEMA `+sch+` TO `+id,
 		`GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA `+sch+` TO `+id,
-		`REVOKE UPDATE, DELETE, TRUNCATE ON `+sch+`.audit_events, `+sch+`.audit_checkpoints FROM `+id,
+		`REVOKE UPDATE, DELETE, TRUNCATE ON `+sch+`.audit_events, `+sch+`.audit_log, `+sch+`.audit_checkpoints FROM `+id,
 		`REVOKE INSERT, UPDATE, DELETE, TRUNCATE ON `+sch+`.goose_db_version FROM `+id,
 		`GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA `+sch+` TO `+id,
 	)

@@ -46,19 +46,19 @@ func (n *node) execSQL(stmts ...string) {
 	}
 }
 
-// breakAuditAppends makes every insert into audit_events fail, while the
+// breakAuditAppends makes every insert into audit_log fail, while the
 // rest of the database takes writes: the audit append fails after the
 // data write committed. The returned func mends it.
 func (n *node) breakAuditAppends() (mend func()) {
 	n.t.Helper()
 	if n.Backend == "sqlite" {
-		n.execSQL(`CREATE TRIGGER audit_test_outage BEFORE INSERT ON audit_events BEGIN SELECT RAISE(ABORT, 'audit test outage'); END`)
+		n.execSQL(`CREATE TRIGGER audit_test_outage BEFORE INSERT ON audit_log BEGIN SELECT RAISE(ABORT, 'audit test outage'); END`)
 		return func() { n.execSQL(`DROP TRIGGER audit_test_outage`) }
 	}
 	n.execSQL(`CREATE FUNCTION audit_test_outage() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'audit test outage'; END $$`,
-		`CREATE TRIGGER audit_test_outage BEFORE INSERT ON audit_events FOR EACH ROW EXECUTE FUNCTION audit_test_outage()`)
+		`CREATE TRIGGER audit_test_outage BEFORE INSERT ON audit_log FOR EACH ROW EXECUTE FUNCTION audit_test_outage()`)
 	return func() {
-		n.execSQL(`DROP TRIGGER audit_test_outage ON audit_events`, `DROP FUNCTION audit_test_outage()`)
+		n.execSQL(`DROP TRIGGER audit_test_outage ON audit_log`, `DROP FUNCTION audit_test_outage()`)
 	}
 }
 

@@ -156,19 +156,19 @@ func TestAuditKeyRotationWhileServing(t *testing.T) {
 	}
 }
 
-// tamper changes the stored status of event e, past the append-only
+// tamper changes the stored time of event e, past the append-only
 // triggers, as the database owner could.
 func tamper(t *testing.T, cfg *config.Config, e audit.Event) {
 	t.Helper()
 	kind, dsn := cfg.Database()
-	const set = `UPDATE audit_events SET body = replace(body, '"status":200', '"status":299')`
+	const set = `UPDATE audit_log SET time = time + 1`
 	if kind == config.DatabaseSQLite {
 		db, err := sql.Open("sqlite", dsn)
 		if err != nil {
 			t.Fatal(err)
 		}
 		defer db.Close()
-		if _, err := db.Exec(`DROP TRIGGER audit_events_no_update`); err != nil {
+		if _, err := db.Exec(`DROP TRIGGER audit_log_no_update`); err != nil {
 			t.Fatal(err)
 		}
 		res, err := db.Exec(set+` WHERE node = ? AND seq = ?`, e.Node, int64(e.Seq))
@@ -183,7 +183,7 @@ func tamper(t *testing.T, cfg *config.Config, e audit.Event) {
 		t.Fatal(err)
 	}
 	defer conn.Close(ctx)
-	if _, err := conn.Exec(ctx, `ALTER TABLE audit_events DISABLE TRIGGER audit_events_append_only`); err != nil {
+	if _, err := conn.Exec(ctx, `ALTER TABLE audit_log DISABLE TRIGGER audit_log_append_only`); err != nil {
 		t.Fatal(err)
 	}
 	if tag, err := conn.Exec(ctx, set+` WHERE node = $1 AND seq = $2`, e.Node, int64(e.Seq)); err != nil || tag.RowsAffected() != 1 {

@@ -255,7 +255,7 @@ func TestAuditTrail(t *testing.T) {
 	}
 	// An owner with direct database access edits an event: verify fails.
 	sqlite(t, filepath.Join(n.Dir, "coffer.db"),
-		`DROP TRIGGER audit_events_no_update; UPDATE audit_events SET body = replace(body, '"status":201', '"status":200') WHERE action = 'create';`)
+		`DROP TRIGGER audit_log_no_update; UPDATE audit_log SET principal = 'someone-else' WHERE action = 'create';`)
 	outb, err = exec.Command(bin, "audit", "verify", "--data-dir", n.Dir).CombinedOutput()
 	if err == nil || !strings.Contains(string(outb), "audit") {
 		t.Fatalf("verify of an edited log passed: %s", outb)

@@ -54,13 +54,16 @@ func TestLeastPrivilege(t *testing.T) {
 	}
 	defer conn.Close(ctx)
 	var n int
-	if err := conn.QueryRow(ctx, `SELECT count(*) FROM audit_events`).Scan(&n); err != nil {
+	if err := conn.QueryRow(ctx, `SELECT count(*) FROM audit_log`).Scan(&n); err != nil {
 		t.Fatalf("app role cannot read the audit log: %v", err)
 	}
 	for _, stmt := range []string{
 		`UPDATE audit_events SET body = '{}'`,
 		`DELETE FROM audit_events`,
 		`TRUNCATE audit_events`,
+		`UPDATE audit_log SET action = 'x'`,
+		`DELETE FROM audit_log`,
+		`TRUNCATE audit_log`,
 		`DROP TABLE records`,
 		`ALTER TABLE audit_events DISABLE TRIGGER ALL`,
 	} {

@@ -21,12 +21,15 @@ func Intruder(tb testing.TB, dsn string) *sql.DB {
 	driver, drops := "sqlite", []string{
 		`DROP TRIGGER IF EXISTS audit_events_no_update`,
 		`DROP TRIGGER IF EXISTS audit_events_no_delete`,
+		`DROP TRIGGER IF EXISTS audit_log_no_update`,
+		`DROP TRIGGER IF EXISTS audit_log_no_delete`,
 		`DROP TRIGGER IF EXISTS audit_checkpoints_no_update`,
 		`DROP TRIGGER IF EXISTS audit_checkpoints_no_delete`,
 	}
 	if strings.HasPrefix(dsn, "postgres://") || strings.HasPrefix(dsn, "postgresql://") {
 		driver, drops = "pgx", []string{
 			`DROP TRIGGER IF EXISTS audit_events_append_only ON audit_events`,
+			`DROP TRIGGER IF EXISTS audit_log_append_only ON audit_log`,
 			`DROP TRIGGER IF EXISTS audit_checkpoints_append_only ON audit_checkpoints`,
 		}
 	}
