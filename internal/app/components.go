@@ -12,6 +12,7 @@ import (
 
 	"github.com/cofferhq/coffer/internal/auditadmin"
 	"github.com/cofferhq/coffer/internal/auth"
+	"github.com/cofferhq/coffer/internal/cluster"
 	"github.com/cofferhq/coffer/internal/coffer"
 	"github.com/cofferhq/coffer/internal/config"
 	"github.com/cofferhq/coffer/internal/crypto/keyprovider"
@@ -170,7 +171,7 @@ func open(ctx context.Context, cfg *config.Config, o Options) (*components, erro
 			return nil, err
 		}
 	}
-	if err := c.checkSchema(ctx); err != nil {
+	if c.schema, err = cluster.CheckStoreSchema(ctx, c.db, o.Logger); err != nil {
 		c.Close()
 		return nil, err
 	}
@@ -198,11 +199,17 @@ func open(ctx context.Context, cfg *config.Config, o Options) (*components, erro
 		return nil, fmt.Errorf("root key check: %w", err)
 	}
 	// After the root key check: a node of another deployment keeps nothing.
-	if err := c.resolveNode(ctx); err != nil {
-		c.Close()
-		return nil, err
+	// Offline commands only read the kept id (config.Load took it), and
+	// fall back to the host name.
+	if cfg.Derived("node") && !o.Offline {
+		if cfg.Node, err = cluster.ResolveNode(ctx, cluster.ResolveConfig{Store: c.db, DataDir: cfg.DataDir, Node: cfg.Node,
+			Now: o.Now, Rand: o.Rand, Logger: o.Logger}); err != nil {
+			c.Close()
+			return nil, err
+		}
 	}
-	issuer, accept, err := c.deploymentIssuer(ctx)
+	issuer, accept, err := identity.DeploymentIssuer(ctx, c.db,
+		identity.IssuerSetting{Value: cfg.Auth.Issuer, Set: !cfg.Derived("auth.issuer")}, o.Offline, o.Logger)
 	if err != nil {
 		c.Close()
 		return nil, err

@@ -3,22 +3,17 @@ package app
 import (
 	"context"
 	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
-	"os"
 	"time"
 
-	"github.com/cofferhq/coffer/internal/audit"
 	"github.com/cofferhq/coffer/internal/coffer"
 	"github.com/cofferhq/coffer/internal/config"
-	"github.com/cofferhq/coffer/internal/detect"
 	"github.com/cofferhq/coffer/internal/httpapi"
 	"github.com/cofferhq/coffer/internal/mask"
-	"github.com/cofferhq/coffer/internal/metrics"
 	"github.com/cofferhq/coffer/internal/relay"
 )
 
@@ -28,7 +23,7 @@ func (s *Server) openRelay(c *components) (*relay.Relay, error) {
 	if rc.Listen == "" {
 		return nil, nil
 	}
-	tr, err := relayTransport(rc)
+	tr, err := relay.NewTransport(rc)
 	if err != nil {
 		return nil, err
 	}
@@ -48,7 +43,7 @@ func (s *Server) openRelay(c *components) (*relay.Relay, error) {
 		Tokens:       c.tokens,
 		Quotas:       s.quotas(c),
 		Masker:       mask.New(nil),
-		Audit:        relayAuditor{w: s.audit, d: s.detector, m: m, discard: c.opts.AuditDiscard},
+		Audit:        s.recorder(),
 		Transport:    tr,
 		MaxBodyBytes: s.cfg.Limits.MaxBodyBytes,
 		Observe: func(route, outcome string, d time.Duration) {
@@ -62,41 +57,6 @@ func (s *Server) openRelay(c *components) (*relay.Relay, error) {
 		return nil, fmt.Errorf("relay: %w", err)
 	}
 	return r, nil
-}
-
-// relayTransport reaches the upstreams: certificates verified (against
-// relay.upstream_ca_file when set), no proxy from the environment, a bound
-// on the wait for response headers.
-func relayTransport(rc config.Relay) (*http.Transport, error) {
-	tc := &tls.Config{MinVersion: tls.VersionTLS12}
-	if rc.UpstreamCAFile != "" {
-		pem, err := os.ReadFile(rc.UpstreamCAFile)
-		if err != nil {
-			return nil, fmt.Errorf("relay.upstream_ca_file: %w", err)
-		}
-		pool := x509.NewCertPool()
-		if !pool.AppendCertsFromPEM(pem) {
-			return nil, errors.New("relay.upstream_ca_file: no PEM certificate in it")
-		}
-		tc.RootCAs = pool
-	}
-	timeout := rc.UpstreamTimeout.Duration
-	if timeout == 0 {
-		timeout = config.DefaultRelayUpstreamTimeout
-	}
-	return &http.Transport{
-		Proxy:                  nil, // never an environment proxy: values would pass through it
-		DialContext:            (&net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
-		TLSClientConfig:        tc,
-		TLSHandshakeTimeout:    10 * time.Second,
-		ResponseHeaderTimeout:  timeout,
-		ExpectContinueTimeout:  time.Second,
-		MaxIdleConns:           512,
-		MaxIdleConnsPerHost:    128,
-		IdleConnTimeout:        90 * time.Second,
-		MaxResponseHeaderBytes: 64 << 10,
-		ForceAttemptHTTP2:      true,
-	}, nil
 }
 
 // RelayHandler returns the relay's handler: 503 while the server is
@@ -165,60 +125,4 @@ func (s *Server) ReloadRelay(cfg *config.Config) error {
 	}
 	s.log.Info("relay routes reloaded", "routes", len(cfg.Relay.Routes))
 	return nil
-}
-
-// relayAuditor writes a relayed call's audit event and shows it to the
-// detectors and the metrics, as auditAdapter does for an API call.
-type relayAuditor struct {
-	w       *audit.Writer
-	d       *detect.Detector
-	m       *metrics.Metrics
-	discard bool
-}
-
-func (a relayAuditor) Healthy() error {
-	if a.discard {
-		return nil
-	}
-	return a.w.Healthy()
-}
-
-func (a relayAuditor) Audit(ctx context.Context, e relay.Event) error {
-	ev := audit.Event{
-		RequestID: e.RequestID, SourceIP: e.SourceIP, Action: e.Note.Action, Resource: e.Note.Resource,
-		Fields: e.Note.Fields, Decision: e.Note.Decision, Rule: e.Note.Rule, Reason: e.Note.Reason,
-		Status: e.Status, Count: e.Note.Count, ValueHMACs: e.Note.ValueHMACs, Targets: e.Note.Targets,
-	}
-	if e.Principal != nil {
-		ev.PrincipalID, ev.PrincipalKind, ev.Roles = e.Principal.ID, e.Principal.Kind, e.Principal.Roles
-	}
-	var err error
-	if !a.discard {
-		err = a.w.Log(ctx, ev)
-	}
-	if err != nil && !errors.Is(err, audit.ErrNotDurable) {
-		a.m.AuditFailures.Inc()
-	}
-	if e.Note.Action != "relay" {
-		return err // a release: the call's own event follows
-	}
-	o := detect.Observation{
-		Time: e.Time, SourceIP: e.SourceIP, Action: e.Note.Action, Resource: e.Note.Resource,
-		Decision: e.Note.Decision, Status: e.Status, Count: e.Tokenized, Values: e.Note.Values,
-		Linkable: e.Note.Linkable, Missing: e.Note.Missing, Canary: e.Note.Canary,
-	}
-	if e.Principal != nil {
-		o.PrincipalID, o.PrincipalKind, o.Roles = e.Principal.ID, e.Principal.Kind, e.Principal.Roles
-	}
-	a.d.Observe(ctx, o)
-	if e.Note.Decision == "allow" || e.Note.Decision == "deny" {
-		a.m.Decisions.WithLabelValues(e.Note.Decision).Inc()
-	}
-	if e.Tokenized > 0 {
-		a.m.TokenValues.WithLabelValues("tokenize").Add(float64(e.Tokenized))
-	}
-	if e.Detokenized > 0 {
-		a.m.TokenValues.WithLabelValues("detokenize").Add(float64(e.Detokenized))
-	}
-	return err
 }

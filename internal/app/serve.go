@@ -17,6 +17,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/cofferhq/coffer/internal/accesslog"
 	"github.com/cofferhq/coffer/internal/audit"
 	"github.com/cofferhq/coffer/internal/auditadmin"
 	"github.com/cofferhq/coffer/internal/cluster"
@@ -139,7 +140,7 @@ func (s *Server) build(ctx context.Context, o Options) error {
 	s.member, err = cluster.Join(ctx, cluster.Config{
 		Store: c.db, Node: cfg.Node, Host: host, Version: o.version(), Schema: c.schema,
 		TTL: o.NodeLeaseTTL, Heartbeat: o.NodeHeartbeat, Now: c.opts.Now, Rand: c.opts.Rand, Logger: s.log,
-		Hint: clusterHint(cfg),
+		Hint: cluster.LeaseHint(cfg.DataDir, !cfg.Derived("node")),
 	})
 	if err != nil {
 		c.Close()
@@ -253,7 +254,7 @@ func (s *Server) build(ctx context.Context, o Options) error {
 		Users:        principals,
 		Introspect:   principals,
 		Policies:     c.policies,
-		Audit:        auditAdapter{w: s.audit, d: s.detector, m: s.metrics, discard: s.c.opts.AuditDiscard},
+		Audit:        s.recorder(),
 		Quotas:       s.quotas(c),
 		Detector:     s.detector,
 		Security:     detect.NewResponse(s.detector, c.policies),
@@ -561,130 +562,6 @@ func (s *Server) teardown() {
 	}
 }
 
-// auditAdapter turns an HTTP call's entry into an audit event and into an
-// observation for the detectors and the metrics. The detectors see every
-// request, whether or not its event could be written: a burst must not
-// hide behind an audit outage.
-type auditAdapter struct {
-	w *audit.Writer
-	d *detect.Detector
-	m *metrics.Metrics
-	// discard skips the audit log (Options.AuditDiscard): the benchmark
-	// baseline that measures what auditing costs.
-	discard bool
-}
-
-func (a auditAdapter) Audit(ctx context.Context, e httpapi.Entry) error {
-	ev := audit.Event{
-		RequestID:  e.RequestID,
-		SourceIP:   e.SourceIP,
-		Action:     e.Note.Action,
-		Resource:   e.Note.Resource,
-		Fields:     e.Note.Fields,
-		Decision:   e.Note.Decision,
-		Rule:       e.Note.Rule,
-		Reason:     e.Note.Reason,
-		Status:     e.Status,
-		Count:      e.Note.Count,
-		ValueHMACs: e.Note.ValueHMACs,
-		Targets:    e.Note.Targets,
-	}
-	if e.Principal != nil {
-		ev.PrincipalID, ev.PrincipalKind, ev.Roles = e.Principal.ID, e.Principal.Kind, e.Principal.Roles
-	} else if e.AttemptedID != "" {
-		ev.PrincipalID = "unauthenticated:" + truncate(e.AttemptedID, 128)
-	}
-	var err error
-	if !a.discard {
-		err = a.w.Log(ctx, ev)
-	}
-	if err != nil && !errors.Is(err, audit.ErrNotDurable) {
-		// A failed batch is counted once by the writer; an event not
-		// confirmed within the server's bound is counted here.
-		a.m.AuditFailures.Inc()
-	}
-	o := detect.Observation{
-		Time: e.Time, SourceIP: e.SourceIP, Action: e.Note.Action, Resource: e.Note.Resource,
-		Decision: e.Note.Decision, Status: e.Status, Count: e.Note.Count, Values: e.Note.Values, Linkable: e.Note.Linkable,
-		Missing: e.Note.Missing, Canary: e.Note.Canary, Tampered: e.Note.Tampered,
-		AuthFailure: e.AuthFailed || e.Status == http.StatusUnauthorized || (e.Status == http.StatusTooManyRequests && (e.Note.Action == "token" || e.Note.Action == "login")), AttemptedID: truncate(e.AttemptedID, 128),
-	}
-	if e.Principal != nil {
-		o.PrincipalID, o.PrincipalKind, o.Roles = e.Principal.ID, e.Principal.Kind, e.Principal.Roles
-	}
-	a.d.Observe(ctx, o)
-	a.count(e)
-	return err
-}
-
-// Healthy makes auditAdapter an httpapi.AuditHealth: the API refuses
-// requests while the audit writer cannot make events durable.
-func (a auditAdapter) Healthy() error {
-	if a.discard {
-		return nil
-	}
-	return a.w.Healthy()
-}
-
-// keyOperation returns the key operation a request with this audit action
-// and resource was, if any: transit key administration and Coffer's own
-// (both audited as keys.OP; reading the BYOK wrapping key is none), a
-// transit rewrap, and the erasure of a data subject, which destroys its key.
-func keyOperation(action, resource string) (string, bool) {
-	switch action {
-	case "keys.create", "keys.import", "keys.import_version", "keys.import_vault", "keys.configure", "keys.delete",
-		"keys.rotate", "keys.retire", "keys.unretire", "keys.destroy":
-		return strings.TrimPrefix(action, "keys."), true
-	case "rewrap":
-		return "rewrap", true
-	case "delete":
-		return "erase_subject", resource == "subjects" || strings.HasPrefix(resource, "subjects/")
-	}
-	return "", false
-}
-
-// outcome labels a request's status for the key operations metric.
-func outcome(status int) string {
-	switch {
-	case status >= 500:
-		return "error"
-	case status >= 400:
-		return "refused"
-	}
-	return "ok"
-}
-
-// count feeds the request's outcome to the metrics: bounded labels only.
-func (a auditAdapter) count(e httpapi.Entry) {
-	if op, ok := keyOperation(e.Note.Action, e.Note.Resource); ok {
-		a.m.KeyOps.WithLabelValues(op, outcome(e.Status)).Inc()
-	}
-	if e.Status == http.StatusUnauthorized || e.AuthFailed {
-		method := "bearer"
-		switch e.Note.Action {
-		case "token":
-			method = "client_secret"
-		case "login":
-			method = "password"
-		}
-		a.m.AuthFailures.WithLabelValues(method).Inc()
-	}
-	if e.Note.Decision == "allow" || e.Note.Decision == "deny" {
-		a.m.Decisions.WithLabelValues(e.Note.Decision).Inc()
-	}
-	if e.Status >= 400 || e.Note.Count == 0 {
-		return
-	}
-	switch e.Note.Action {
-	case "tokenize", "detokenize":
-		a.m.TokenValues.WithLabelValues(e.Note.Action).Add(float64(e.Note.Count))
-	case "read", "search", "create", "update", "delete":
-		if strings.HasPrefix(e.Note.Resource, "collections/") {
-			a.m.Records.WithLabelValues(e.Note.Action).Add(float64(e.Note.Count))
-		}
-	}
-}
-
 // quotas meters each principal's tokenization against limits.*_per_hour,
 // through the store's shared counters, counting refusals in the metrics.
 func (s *Server) quotas(c *components) *quota.Meter {
@@ -701,6 +578,12 @@ func (s *Server) quotas(c *components) *quota.Meter {
 		m.QuotaRefusals.WithLabelValues(k) // exported at 0
 	}
 	return quota.New(cfg, c.db, c.opts.Now, func(kind string) { m.QuotaRefusals.WithLabelValues(kind).Inc() })
+}
+
+// recorder writes each answered request's audit event and shows it to
+// the detectors and the metrics (the API's and the relay's).
+func (s *Server) recorder() accesslog.Recorder {
+	return accesslog.Recorder{Log: s.audit, Detector: s.detector, Metrics: s.metrics, Discard: s.c.opts.AuditDiscard}
 }
 
 // openDetector starts the anomaly detectors with their thresholds from config.
@@ -729,14 +612,6 @@ func (s *Server) openDetector(ctx context.Context) (*detect.Detector, error) {
 	})
 	d.Start(ctx)
 	return d, nil
-}
-
-func truncate(s string, n int) string {
-	s = strings.ToValidUTF8(s, "?")
-	if len(s) > n {
-		return s[:n]
-	}
-	return s
 }
 
 // auditFlushInterval is the writer's FlushInterval: 0 (durable before the

@@ -99,24 +99,9 @@ type AuditHealth interface {
 	Healthy() error
 }
 
-// Entry is one request's audit record, before the audit log chains it.
-type Entry struct {
-	Time      time.Time
-	RequestID string
-	Principal *coffer.Principal // nil when not authenticated
-	// AttemptedID names who tried to authenticate, when that failed.
-	AttemptedID string
-	SourceIP    string
-	Method      string
-	Route       string
-	Status      int
-	// AuthFailed is true when the caller's credentials were refused,
-	// whatever status the route's dialect answered it with (Coffer's 401,
-	// the Vault-compatible surface's 403): the detectors count it as a
-	// failed authentication either way.
-	AuthFailed bool
-	Note       coffer.AccessNote
-}
+// Entry is one request's audit record, before the audit log chains it:
+// the domain's Access (internal/accesslog records it).
+type Entry = coffer.Access
 
 // Policies gives access to the policy document; each method decides
 // whether the caller may (policystore.Holder).
@@ -499,7 +484,7 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request, route string, opt
 			}
 		}
 		e := Entry{Time: start, RequestID: c.RequestID, Principal: c.Principal, AttemptedID: c.Attempted,
-			SourceIP: c.IP, Method: r.Method, Route: route, Status: status, AuthFailed: c.authFailed, Note: c.Note}
+			SourceIP: c.IP, Status: status, AuthFailed: c.authFailed, Note: c.Note}
 		actx, acancel := context.WithTimeout(detached, s.c.AuditTimeout)
 		aerr := s.c.Audit.Audit(actx, e)
 		acancel()

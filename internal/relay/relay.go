@@ -54,24 +54,12 @@ type Auditor interface {
 	Healthy() error
 }
 
-// Event is one relayed call (or, with Phase "relay.release", the release
-// of detokenized values to an upstream, written before they are sent).
-type Event struct {
-	Time      time.Time
-	RequestID string
-	Principal *coffer.Principal // the relay's client; nil when it could not be resolved
-	SourceIP  string
-	Route     string
-	Status    int // the status answered (0 for a release)
-	// UpstreamStatus is the upstream's status (0 when it was not reached).
-	UpstreamStatus int
-	// Tokenized, Detokenized and Masked count the values changed.
-	Tokenized, Detokenized, Masked int
-	// Note is the decision, counts per field (in Fields), targets and the
-	// detector inputs, as for an API call; Action is "relay" or
-	// "relay.release", Resource "relay/routes/NAME".
-	Note coffer.AccessNote
-}
+// Event is a relayed call's audit record, as an API request's is (the
+// domain's Access, with Relay set): Note's Action is "relay" or
+// "relay.release", its Resource "relay/routes/NAME", its Fields the counts
+// per field and the upstream's status. A release ("relay.release") is
+// written before detokenized values are sent to an upstream.
+type Event = coffer.Access
 
 // Config holds the relay's dependencies and limits.
 type Config struct {
@@ -800,8 +788,8 @@ func (r *Relay) audit(ctx context.Context, c *call, action string, status int) e
 		fields = append(fields, "upstream_status="+strconv.Itoa(c.upstream))
 	}
 	n.Fields = fields
-	e := Event{Time: c.start, RequestID: c.id, Principal: c.principal, SourceIP: c.ip, Route: c.rt.name,
-		Status: status, UpstreamStatus: c.upstream, Tokenized: c.tok, Detokenized: c.detok, Masked: c.masked, Note: n}
+	e := Event{Time: c.start, RequestID: c.id, Principal: c.principal, SourceIP: c.ip, Status: status, Note: n,
+		Relay: &coffer.RelayCounts{Tokenized: c.tok, Detokenized: c.detok}}
 	actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), httpapi.DefaultAuditTimeout)
 	defer cancel()
 	err := r.c.Audit.Audit(actx, e)
