@@ -13,7 +13,6 @@ import (
 	"github.com/cofferhq/coffer/internal/auditadmin"
 	"github.com/cofferhq/coffer/internal/auth"
 	"github.com/cofferhq/coffer/internal/cluster"
-	"github.com/cofferhq/coffer/internal/coffer"
 	"github.com/cofferhq/coffer/internal/config"
 	"github.com/cofferhq/coffer/internal/crypto/keyprovider"
 	"github.com/cofferhq/coffer/internal/crypto/keyring"
@@ -190,7 +189,7 @@ func open(ctx context.Context, cfg *config.Config, o Options) (*components, erro
 		// hard stop between two checks is rotated at once rather than
 		// refused (it stops there otherwise).
 		RotateAtLimit: cfg.Keys.RotateAfterUses > 0,
-		OnLimitRotate: func(keyID string, from, to uint32) { c.limitRotated(keyID, from, to) }})
+		OnLimitRotate: lifecycle.LimitRotated(c.db, o.Now, o.Logger)})
 	if err := c.keys.Check(ctx); err != nil {
 		c.Close()
 		if errors.Is(err, keyring.ErrWrongRootKey) {
@@ -290,20 +289,9 @@ func open(ctx context.Context, cfg *config.Config, o Options) (*components, erro
 	return c, nil
 }
 
-// limitRotated is told of a key the keyring rotated at its use bound: it
-// logs it and, for the keys of record values, schedules the rewrap, as a
-// rotation by `coffer keys rotate` would.
-func (c *components) limitRotated(keyID string, from, to uint32) {
-	c.opts.Logger.Warn("data key reached its use bound and was rotated at once: lower keys.rotate_after_uses or keys.rotate_check_interval so that the scheduled rotation comes first",
-		"key_id", keyID, "from_version", from, "to_version", to)
-	if !coffer.ParseKeyID(keyID).SealsRecords() {
-		return
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	if err := lifecycle.RequestRewrap(ctx, c.db, c.opts.Now()); err != nil {
-		c.opts.Logger.Warn("the rewrap after a rotation at the use bound could not be scheduled", "key_id", keyID, "error", err)
-	}
+// useCounts are the counts this node flushes to the store.
+func (c *components) useCounts() []lifecycle.Flusher {
+	return []lifecycle.Flusher{{Name: "transit use count", Flush: c.transit.Flush}, {Name: "data key use count", Flush: c.keys.FlushUses}}
 }
 
 // Migrate applies pending migrations to cfg's database, then rewrites a

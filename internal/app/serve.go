@@ -171,7 +171,7 @@ func (s *Server) build(ctx context.Context, o Options) error {
 			}
 		},
 		OnRewrapFailed: func(error) { s.metrics.KeyOps.WithLabelValues("rewrap_job", "error").Inc() },
-		Rotation:       s.autoRotation(c),
+		Rotation:       keyadmin.AutoRotation(cfg.Keys, c.keys, s.metrics, func() *keyadmin.Admin { return s.admin }),
 		Reindex: func(ctx context.Context) (int, error) {
 			rep, err := c.vault.Reindex(ctx, 500)
 			switch {
@@ -189,25 +189,11 @@ func (s *Server) build(ctx context.Context, o Options) error {
 		Policies: c.policies, Now: c.opts.Now, Logger: s.log, RetireAfter: o.RetireAfter,
 		ReindexDelay: c.vault.ReindexDelay, Background: bg})
 	go s.jobs.Run(bg, time.Minute)
-	go func() {
-		t := time.NewTicker(5 * time.Second)
-		defer t.Stop()
-		for {
-			select {
-			case <-bg.Done():
-				return
-			case <-t.C:
-				if err := c.transit.Flush(bg); err != nil && bg.Err() == nil {
-					s.log.Warn("transit use count flush failed", "error", err)
-				}
-				if err := c.keys.FlushUses(bg); err != nil && bg.Err() == nil {
-					s.log.Warn("data key use count flush failed", "error", err)
-				}
-			}
-		}
-	}()
+	go lifecycle.FlushEvery(bg, 5*time.Second, s.log, c.useCounts()...)
 
-	if s.audit, err = s.openAudit(bg); err != nil {
+	if s.audit, s.witness, err = auditadmin.OpenWriter(bg, auditadmin.WriterConfig{Audit: cfg.Audit, Store: c.db, Keys: c.keys,
+		Node: cfg.Node, DataDir: cfg.DataDir, Now: c.opts.Now, Logger: s.log, Metrics: s.metrics,
+		MaxBatch: o.AuditMaxBatch, GatherGap: o.AuditGatherGap, FlushFloor: o.AuditFlushFloor}); err != nil {
 		return fail(err)
 	}
 	if s.detector, err = s.openDetector(bg); err != nil {
@@ -353,75 +339,6 @@ func (s *Server) initHTTP() error {
 	return nil
 }
 
-// openAudit starts the audit writer with keys from the key hierarchy,
-// following their rotations.
-func (s *Server) openAudit(ctx context.Context) (*audit.Writer, error) {
-	// The JSON-lines file (ECS fields, for Filebeat/Logstash) is a required
-	// sink when configured: if it cannot be written, requests fail closed.
-	var store audit.Store = audit.OnRows(s.c.db)
-	if s.c.opts.AuditFlushFloor {
-		floor, err := auditadmin.NewFlushFloorStore(ctx, store, s.c.cfg.DataDir)
-		if err != nil {
-			return nil, err
-		}
-		store = floor
-	}
-	var required, sinks []audit.Sink
-	if s.c.cfg.Audit.File != "" {
-		f, err := audit.NewJSONLFile(s.c.cfg.Audit.File, 0)
-		if err != nil {
-			return nil, fmt.Errorf("audit file: %w", err)
-		}
-		required = append(required, f)
-	}
-	if s.c.cfg.Audit.Stdout {
-		sinks = append(sinks, audit.NewStream(os.Stdout))
-	}
-	m := s.metrics
-	if s.c.cfg.Audit.Witness != "" {
-		wit, err := auditadmin.OpenWitness(ctx, auditadmin.WitnessConfig{Audit: s.c.cfg.Audit, Store: s.c.db, Node: s.c.cfg.Node,
-			Now: s.c.opts.Now, Logger: s.log, Metrics: m})
-		if err != nil {
-			for _, sk := range required {
-				_ = sk.Close()
-			}
-			return nil, err
-		}
-		s.witness = wit
-		sinks = append(sinks, wit)
-	}
-	w, err := audit.NewWriter(ctx, store, audit.WriterConfig{
-		MaxBatch:           s.c.opts.AuditMaxBatch,
-		GatherGap:          s.c.opts.AuditGatherGap,
-		Node:               s.c.cfg.Node,
-		Keys:               auditadmin.NewKeySource(s.c.keys),
-		Now:                s.c.opts.Now,
-		CheckpointEvery:    offIfZero(s.c.cfg.Audit.CheckpointEvery),
-		CheckpointInterval: time.Duration(offIfZero(int(s.c.cfg.Audit.CheckpointInterval.Duration))),
-		FlushInterval:      auditFlushInterval(s.c.cfg.Audit),
-		Sinks:              sinks,
-		RequiredSinks:      required,
-		Logger:             s.log,
-		Observe: func(b audit.BatchStats) {
-			m.AuditLatency.Observe(b.Duration.Seconds())
-			if b.Err != nil {
-				m.AuditFailures.Inc()
-				return
-			}
-			m.AuditBatch.Observe(float64(b.Events))
-			m.AuditWrites.Add(float64(b.Events))
-		},
-	})
-	if err != nil {
-		// The writer did not start: the sinks opened for it are not its.
-		for _, sk := range append(required, sinks...) {
-			_ = sk.Close()
-		}
-		return nil, err
-	}
-	return w, nil
-}
-
 // Handler returns the HTTP handler (for tests that bring their own server):
 // the API, or while sealed the sealed answers.
 func (s *Server) Handler() http.Handler {
@@ -525,14 +442,9 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		}
 		return err
 	}
-	if ferr := s.c.transit.Flush(ctx); ferr != nil {
-		s.log.Warn("transit use count flush failed", "error", ferr)
-	}
 	// Seals a background job makes after this are not counted: they
 	// are few, and the count only has to stay far below 2^32.
-	if ferr := s.c.keys.FlushUses(ctx); ferr != nil {
-		s.log.Warn("data key use count flush failed", "error", ferr)
-	}
+	lifecycle.FlushAll(ctx, s.log, s.c.useCounts()...)
 	if aerr := s.audit.Close(ctx); aerr != nil && err == nil {
 		err = fmt.Errorf("flush audit log: %w", aerr)
 	}
@@ -565,19 +477,11 @@ func (s *Server) teardown() {
 // quotas meters each principal's tokenization against limits.*_per_hour,
 // through the store's shared counters, counting refusals in the metrics.
 func (s *Server) quotas(c *components) *quota.Meter {
-	l := s.cfg.Limits
-	cfg := quota.Config{
-		Limits: map[string]int{quota.Tokenize: l.TokenizePerHour, quota.TokenizeLinkable: l.TokenizeLinkablePerHour},
-		Roles:  map[string]map[string]int{},
-	}
-	for role, rl := range l.Roles {
-		cfg.Roles[role] = map[string]int{quota.Tokenize: rl.TokenizePerHour, quota.TokenizeLinkable: rl.TokenizeLinkablePerHour}
-	}
 	m := s.metrics
 	for _, k := range quota.Kinds() {
 		m.QuotaRefusals.WithLabelValues(k) // exported at 0
 	}
-	return quota.New(cfg, c.db, c.opts.Now, func(kind string) { m.QuotaRefusals.WithLabelValues(kind).Inc() })
+	return quota.New(quota.FromConfig(s.cfg.Limits), c.db, c.opts.Now, func(kind string) { m.QuotaRefusals.WithLabelValues(kind).Inc() })
 }
 
 // recorder writes each answered request's audit event and shows it to
@@ -588,19 +492,9 @@ func (s *Server) recorder() accesslog.Recorder {
 
 // openDetector starts the anomaly detectors with their thresholds from config.
 func (s *Server) openDetector(ctx context.Context) (*detect.Detector, error) {
-	dc := s.c.cfg.Detect
-	cfg := detect.Config{
-		Window: dc.Window.Duration, BulkReadValues: dc.BulkReadValues, FailedAuthBurst: dc.FailedAuthBurst,
-		DeniedBurst: dc.DeniedBurst, Enumeration: dc.Enumeration, Hours: dc.Hours,
-		BulkTokenizeValues: dc.BulkTokenizeValues, BulkTokenizeLinkable: dc.BulkTokenizeLinkable,
-		SuspendOn: dc.SuspendOn, SuspendFor: dc.SuspendFor.Duration,
-		SyncInterval: s.c.opts.PollInterval,
-	}
-	for _, w := range dc.Webhooks {
-		cfg.Webhooks = append(cfg.Webhooks, detect.Webhook{URL: w.URL, Secret: w.Secret})
-	}
-	if err := cfg.Validate(); err != nil {
-		return nil, fmt.Errorf("detect: %w", err)
+	cfg, err := detect.FromConfig(s.c.cfg.Detect, s.c.opts.PollInterval)
+	if err != nil {
+		return nil, err
 	}
 	m := s.metrics
 	for _, k := range detect.Kinds() {
@@ -612,24 +506,6 @@ func (s *Server) openDetector(ctx context.Context) (*detect.Detector, error) {
 	})
 	d.Start(ctx)
 	return d, nil
-}
-
-// auditFlushInterval is the writer's FlushInterval: 0 (durable before the
-// answer) unless audit.durability is interval.
-func auditFlushInterval(a config.Audit) time.Duration {
-	if a.Durability == config.AuditInterval {
-		return a.FlushInterval.Duration
-	}
-	return 0
-}
-
-// offIfZero maps the config's "0 = off" to the audit writer's "negative =
-// off" (where 0 means its default).
-func offIfZero(n int) int {
-	if n == 0 {
-		return -1
-	}
-	return n
 }
 
 // changeTables are the tables whose changes a node follows (migration
@@ -674,37 +550,4 @@ func (s *Server) start(ctx context.Context) error {
 	o := s.opts
 	o.provider = s.gate.Provider()
 	return s.build(ctx, o)
-}
-
-// autoRotation configures the jobs' automatic rotation of data keys from
-// cfg.Keys: each due key is rotated by keyadmin's Rotate, as `coffer keys
-// rotate` does (so the record keys' rewrap is scheduled, and what an
-// operator may not rotate is still refused), and counted in the key
-// operations metric (auto_rotate, ok or error). A key left unrotated
-// because it holds too many values for a rotation to help is counted in
-// its own metric. Both are logged by the job.
-func (s *Server) autoRotation(c *components) lifecycle.RotationConfig {
-	k := s.cfg.Keys
-	return lifecycle.RotationConfig{
-		Policy: lifecycle.RotationPolicy{
-			After:     k.RotateAfter.Duration,
-			AfterUses: uint64(max(k.RotateAfterUses, 0)), // #nosec G115 -- clamped to non-negative; validated at most 2^32
-		},
-		Interval:  k.RotateCheckInterval.Duration,
-		Flush:     c.keys.FlushUses,
-		RootWraps: c.keys.RootWraps,
-		Rotate: func(ctx context.Context, keyID string) (uint32, error) {
-			out, err := s.admin.Rotate(ctx, keyID)
-			switch {
-			case err == nil:
-				s.metrics.KeyOps.WithLabelValues("auto_rotate", "ok").Inc()
-			case ctx.Err() == nil:
-				s.metrics.KeyOps.WithLabelValues("auto_rotate", "error").Inc()
-			}
-			return out.Version, err
-		},
-		OnTooManyValues: func(string) {
-			s.metrics.KeysTooManyValues.Inc()
-		},
-	}
 }
