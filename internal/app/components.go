@@ -107,7 +107,7 @@ type components struct {
 }
 
 // ErrPendingMigrations: the database schema is older than this binary.
-var ErrPendingMigrations = errors.New("the database schema is out of date: run `coffer migrate`")
+var ErrPendingMigrations = store.ErrPendingMigrations
 
 // Close releases the store and the root key provider's resources.
 func (c *components) Close() {
@@ -142,45 +142,17 @@ func open(ctx context.Context, cfg *config.Config, o Options) (*components, erro
 	if c.db, err = store.Open(ctx, cfg.StoreDSN(), store.Options{}); err != nil {
 		return nil, err
 	}
-	if o.Migrate {
-		if err := c.db.Migrate(ctx); err != nil {
-			c.Close()
-			return nil, err
-		}
-		changes, err := policystore.Rewrite(ctx, c.db, o.Now())
-		if err != nil {
-			c.Close()
-			return nil, err
-		}
-		for _, ch := range changes {
-			o.Logger.Warn("stored policy rewritten for this version; review it", "rewrite", ch.Rewrite, "rule", ch.Path, "change", ch.Message)
-		}
-	} else if pending, err := c.db.Pending(ctx); err != nil {
+	if err := policystore.Ready(ctx, c.db, o.Migrate, o.Offline, o.Now(), o.Logger); err != nil {
 		c.Close()
 		return nil, err
-	} else if pending {
-		c.Close()
-		return nil, ErrPendingMigrations
-	} else if !o.Offline {
-		if pending, err := policystore.RewritePending(ctx, c.db); err != nil || pending {
-			c.Close()
-			if err == nil {
-				err = policystore.ErrRewritePending
-			}
-			return nil, err
-		}
 	}
 	if c.schema, err = cluster.CheckStoreSchema(ctx, c.db, o.Logger); err != nil {
 		c.Close()
 		return nil, err
 	}
 	if !o.Migrate && !o.Offline && !cfg.DatabaseAllowSuperuser {
-		if super, err := c.db.IsSuperuser(ctx); err != nil || super {
+		if err := c.db.CheckNotSuperuser(ctx); err != nil {
 			c.Close()
-			if err == nil {
-				err = errors.New("refusing to serve as a PostgreSQL superuser (it can rewrite the audit log): " +
-					"run `coffer migrate` with database_app_role set and connect as that role, or set database_allow_superuser")
-			}
 			return nil, err
 		}
 	}
@@ -223,16 +195,7 @@ func open(ctx context.Context, cfg *config.Config, o Options) (*components, erro
 		Rand:          o.Rand,
 	})
 	if len(cfg.Auth.External) > 0 {
-		ext := make([]auth.ExternalConfig, 0, len(cfg.Auth.External))
-		for _, x := range cfg.Auth.External {
-			ext = append(ext, auth.ExternalConfig{
-				Issuer: x.Issuer, Audience: x.Audience, RolesClaim: x.RolesClaim, JWKSURL: x.JWKSURL,
-				CAFile: x.CAFile, RoleMap: x.RoleMap, SubjectPrefix: x.EffectiveSubjectPrefix(),
-				Algorithms: x.Algorithms, AttributeClaims: x.AttributeClaims, MFAACRValues: x.MFAACRValues,
-				TokenTypes: x.TokenTypes, AllowMissingJTI: x.AllowMissingJTI,
-			})
-		}
-		if c.external, err = auth.NewExternal(ctx, ext, auth.ExternalOptions{Now: o.Now, Logger: o.Logger}); err != nil {
+		if c.external, err = auth.NewExternal(ctx, auth.ExternalFromConfig(cfg.Auth.External), auth.ExternalOptions{Now: o.Now, Logger: o.Logger}); err != nil {
 			c.Close()
 			return nil, fmt.Errorf("external issuers: %w", err)
 		}

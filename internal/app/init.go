@@ -5,8 +5,6 @@ import (
 	"crypto/rand"
 	"fmt"
 	"io"
-	"os"
-	"path/filepath"
 	"time"
 
 	"github.com/cofferhq/coffer/internal/config"
@@ -62,25 +60,9 @@ func Init(ctx context.Context, opts InitOptions) (InitResult, error) {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
-	dir, err := filepath.Abs(opts.DataDir)
+	dir, err := config.CreateDataDir(opts.DataDir)
 	if err != nil {
-		return InitResult{}, fmt.Errorf("data directory: %w", err)
-	}
-	if config.Initialised(dir) {
-		return InitResult{}, fmt.Errorf("%s: %w (refusing to overwrite it)", dir, ErrInitialised)
-	}
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return InitResult{}, fmt.Errorf("create data directory: %w", err)
-	}
-	if err := os.Chmod(dir, 0o700); err != nil { // #nosec G302 -- a directory needs its x bit; 0700 is owner-only
-		return InitResult{}, fmt.Errorf("data directory mode: %w", err)
-	}
-	if entries, _ := os.ReadDir(dir); len(entries) > 0 {
-		for _, e := range entries {
-			if e.Name() != "coffer.db" && e.Name() != "dev-credentials.json" {
-				return InitResult{}, fmt.Errorf("%s is not empty (found %s): %w", dir, e.Name(), ErrInitialised)
-			}
-		}
+		return InitResult{}, err
 	}
 	cfg, err := config.Load(dir, nil)
 	if err != nil {

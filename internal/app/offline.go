@@ -6,15 +6,11 @@ import (
 	"log/slog"
 	"time"
 
-	"github.com/cofferhq/coffer/internal/audit"
 	"github.com/cofferhq/coffer/internal/auditadmin"
 	"github.com/cofferhq/coffer/internal/backup"
 	"github.com/cofferhq/coffer/internal/config"
-	"github.com/cofferhq/coffer/internal/crypto/keyring"
-	"github.com/cofferhq/coffer/internal/crypto/unseal"
 	"github.com/cofferhq/coffer/internal/keyadmin"
 	"github.com/cofferhq/coffer/internal/lifecycle"
-	"github.com/cofferhq/coffer/internal/store"
 )
 
 // offline opens cfg's components for an administrative command (see
@@ -64,28 +60,7 @@ func RotateRoot(ctx context.Context, cfg *config.Config, newKeyFile string) (key
 // Backup writes an encrypted backup of cfg's store to out while nodes may
 // keep serving (see backup.Backup), audited on the offline chain.
 func Backup(ctx context.Context, cfg *config.Config, out string) (backup.BackupResult, error) {
-	res := backup.BackupResult{File: out}
-	p, err := unseal.Open(cfg)
-	if err != nil {
-		return res, err
-	}
-	if cl, ok := p.(io.Closer); ok {
-		defer cl.Close()
-	}
-	db, err := store.Open(ctx, cfg.StoreDSN(), store.Options{})
-	if err != nil {
-		return res, err
-	}
-	defer db.Close()
-	if pending, err := db.Pending(ctx); err != nil {
-		return res, err
-	} else if pending {
-		return res, ErrPendingMigrations
-	}
-	kr := keyring.New(p, db, keyring.Options{})
-	defer kr.Close()
-	c := &components{cfg: cfg, db: db, keys: kr, opts: Options{Now: time.Now}}
-	return backup.Backup(ctx, backup.Source{Provider: p, DB: db, Keys: kr, Audited: c.audited().Run}, out)
+	return backup.BackupDeployment(ctx, cfg, out)
 }
 
 // VerifyAudit checks every audit chain in cfg's store offline, compares the
@@ -105,12 +80,7 @@ func VerifyAuditAgainst(ctx context.Context, cfg *config.Config, witnessTarget s
 		return 0, err
 	}
 	return offline(ctx, cfg, Options{}, func(c *components) (int, error) {
-		// Every version of the audit keys, as each event and checkpoint names.
-		rep, err := audit.VerifyAll(ctx, audit.OnRows(c.db), auditadmin.KeyLookup{Keys: c.keys}, copies)
-		if err != nil {
-			return 0, err
-		}
-		return rep.Events, nil
+		return auditadmin.VerifyStore(ctx, c.db, c.keys, copies)
 	})
 }
 

@@ -4,16 +4,11 @@ import (
 	"context"
 
 	"github.com/cofferhq/coffer/internal/config"
+	"github.com/cofferhq/coffer/internal/policystore"
 )
 
 // StoredPolicy is the policy document of a deployment as read offline.
-type StoredPolicy struct {
-	Data   []byte
-	Format string // "json" or "yaml"
-	// Version is the stored policy version (0: none was ever put; Data
-	// is then the bootstrap policy in force).
-	Version int64
-}
+type StoredPolicy = policystore.Stored
 
 // ApplyPolicy is the offline break-glass of PUT /v1/policy (`coffer
 // policy apply --data-dir DIR FILE`): it puts the document in force in
@@ -26,16 +21,8 @@ type StoredPolicy struct {
 // NODE/offline (policy.apply, or policy.apply_forced with force), before
 // it acts and with its outcome, and returns the new policy version.
 func ApplyPolicy(ctx context.Context, cfg *config.Config, data []byte, format string, force bool) (int64, error) {
-	action := "policy.apply"
-	if force {
-		action = "policy.apply_forced"
-	}
-	return offline(ctx, cfg, Options{}, func(c *components) (v int64, err error) {
-		err = c.audited().Run(ctx, action, "policy", func() (err error) {
-			v, err = c.policies.Apply(ctx, data, format, force)
-			return err
-		})
-		return v, err
+	return offline(ctx, cfg, Options{}, func(c *components) (int64, error) {
+		return c.policies.ApplyAudited(ctx, c.audited().Run, data, format, force)
 	})
 }
 
@@ -43,14 +30,7 @@ func ApplyPolicy(ctx context.Context, cfg *config.Config, data []byte, format st
 // (`coffer policy get --data-dir DIR`), audited on the offline chain
 // (policy.get) like ApplyPolicy.
 func GetPolicy(ctx context.Context, cfg *config.Config) (StoredPolicy, error) {
-	return offline(ctx, cfg, Options{}, func(c *components) (out StoredPolicy, err error) {
-		err = c.audited().Run(ctx, "policy.get", "policy", func() (err error) {
-			if out.Version, err = c.db.PolicyVersion(ctx); err != nil {
-				return err
-			}
-			out.Data, out.Format, err = c.policies.Get(ctx)
-			return err
-		})
-		return out, err
+	return offline(ctx, cfg, Options{}, func(c *components) (StoredPolicy, error) {
+		return c.policies.GetAudited(ctx, c.audited().Run)
 	})
 }

@@ -5,10 +5,8 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
-	"log/slog"
 	"net"
 	"net/http"
-	"time"
 
 	"github.com/cofferhq/coffer/internal/coffer"
 	"github.com/cofferhq/coffer/internal/config"
@@ -27,12 +25,7 @@ func (s *Server) openRelay(c *components) (*relay.Relay, error) {
 	if err != nil {
 		return nil, err
 	}
-	m := s.metrics
-	for _, rt := range rc.Routes {
-		for _, o := range relay.Outcomes() {
-			m.RelayRequests.WithLabelValues(rt.Name, o) // exported at 0
-		}
-	}
+	relay.ExportRoutes(s.metrics, rc.Routes)
 	client := rc.Client
 	r, err := relay.New(relay.Config{
 		Client: client,
@@ -46,12 +39,9 @@ func (s *Server) openRelay(c *components) (*relay.Relay, error) {
 		Audit:        s.recorder(),
 		Transport:    tr,
 		MaxBodyBytes: s.cfg.Limits.MaxBodyBytes,
-		Observe: func(route, outcome string, d time.Duration) {
-			m.RelayRequests.WithLabelValues(route, outcome).Inc()
-			m.RelayLatency.WithLabelValues(route).Observe(d.Seconds())
-		},
-		Logger: s.log,
-		Now:    c.opts.Now,
+		Observe:      relay.Metered(s.metrics),
+		Logger:       s.log,
+		Now:          c.opts.Now,
 	}, rc.Routes)
 	if err != nil {
 		return nil, fmt.Errorf("relay: %w", err)
@@ -74,30 +64,11 @@ func (s *Server) RelayHandler() http.Handler {
 // ServeRelay serves the relay over HTTPS (the server certificate) on ln
 // until Shutdown.
 func (s *Server) ServeRelay(ln net.Listener) error {
-	cfg := s.cfg
-	srv := &http.Server{
-		Handler:           s.RelayHandler(),
-		TLSConfig:         s.tlsCfg,
-		ReadHeaderTimeout: cfg.Timeouts.ReadHeader.Duration,
-		ReadTimeout:       cfg.Timeouts.Read.Duration,
-		WriteTimeout:      cfg.Timeouts.Write.Duration,
-		IdleTimeout:       cfg.Timeouts.Idle.Duration,
-		MaxHeaderBytes:    32 << 10,
-		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
-	}
-	s.mu.Lock()
-	if s.closed {
-		s.mu.Unlock()
-		_ = ln.Close()
+	srv := s.httpServer(s.RelayHandler())
+	if !s.track(&s.relaySrv, srv, ln) {
 		return nil
 	}
-	s.relaySrv = srv
-	s.mu.Unlock()
-	err := srv.Serve(tls.NewListener(ln, s.tlsCfg))
-	if errors.Is(err, http.ErrServerClosed) {
-		return nil
-	}
-	return err
+	return served(srv.Serve(tls.NewListener(ln, s.tlsCfg)))
 }
 
 // ReloadRelay takes the routes of cfg (a configuration loaded again on
@@ -117,12 +88,7 @@ func (s *Server) ReloadRelay(cfg *config.Config) error {
 	if err := rl.Reload(cfg.Relay.Routes); err != nil {
 		return err
 	}
-	m := s.metrics
-	for _, rt := range cfg.Relay.Routes {
-		for _, o := range relay.Outcomes() {
-			m.RelayRequests.WithLabelValues(rt.Name, o)
-		}
-	}
+	relay.ExportRoutes(s.metrics, cfg.Relay.Routes)
 	s.log.Info("relay routes reloaded", "routes", len(cfg.Relay.Routes))
 	return nil
 }

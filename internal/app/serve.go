@@ -162,29 +162,16 @@ func (s *Server) build(ctx context.Context, o Options) error {
 		return fail(err)
 	}
 	go c.policies.Watch(bg, cmp.Or(o.PollInterval, 2*time.Second))
-	s.jobs = lifecycle.New(lifecycle.Config{
+	s.jobs = lifecycle.New(keyadmin.MeterJobs(lifecycle.Config{
 		Store: c.db, Keys: c.keys, Node: cfg.Node, Now: c.opts.Now, Logger: s.log,
-		OnRewrapped: func(n int) {
-			s.metrics.RewrapProcessed.Add(float64(n))
-			if n > 0 {
-				s.metrics.KeyOps.WithLabelValues("rewrap_job", "ok").Inc()
-			}
-		},
-		OnRewrapFailed: func(error) { s.metrics.KeyOps.WithLabelValues("rewrap_job", "error").Inc() },
-		Rotation:       keyadmin.AutoRotation(cfg.Keys, c.keys, s.metrics, func() *keyadmin.Admin { return s.admin }),
+		Rotation: keyadmin.AutoRotation(cfg.Keys, c.keys, s.metrics, func() *keyadmin.Admin { return s.admin }),
 		Reindex: func(ctx context.Context) (int, error) {
 			rep, err := c.vault.Reindex(ctx, 500)
-			switch {
-			case err != nil && ctx.Err() == nil:
-				s.metrics.KeyOps.WithLabelValues("reindex_job", "error").Inc()
-			case err == nil && rep.Moved > 0:
-				s.metrics.KeyOps.WithLabelValues("reindex_job", "ok").Inc()
-			}
 			return rep.Moved, err
 		},
 		ReindexProgress: c.vault.ReindexProgress,
 		Authz:           c.policies,
-	})
+	}, s.metrics))
 	s.admin = keyadmin.New(keyadmin.Config{Store: c.db, Keys: c.keys, SigningKeys: c.identity, Jobs: s.jobs,
 		Policies: c.policies, Now: c.opts.Now, Logger: s.log, RetireAfter: o.RetireAfter,
 		ReindexDelay: c.vault.ReindexDelay, Background: bg})
@@ -259,11 +246,14 @@ func (s *Server) build(ctx context.Context, o Options) error {
 		// node dies first.
 		Idempotency: idempotency.New(idempotency.Config{Store: c.db, Sealer: c.keys, Decider: c.policies, Instance: s.member.Instance(),
 			Claim: httpapi.DefaultHandlerTimeout + 10*time.Second, Now: c.opts.Now, Rand: c.opts.Rand}),
-		Extra: extraRoutes(cfg, func(rt *httpapi.Router) {
+		Extra: func(rt *httpapi.Router) {
 			httpapi.KeyAdminRoutes(s.admin)(rt)
 			httpapi.NodeRoutes(cluster.NewDirectory(c.db, c.policies), cfg.Node, c.opts.Now)(rt)
 			httpapi.JobRoutes(func(ctx context.Context, cl coffer.Caller) (any, error) { return s.jobs.Progress(ctx, cl) })(rt)
-		}, c.transit),
+			if cfg.TransitCompat { // the Vault-compatible transit surface
+				vaultcompat.Routes(vaultcompat.Config{Transit: c.transit, Mount: cfg.TransitCompatMount})(rt)
+			}
+		},
 	})
 	if ci, err := pki.CertInfo(cfg.TLS.CertFile); err == nil {
 		s.metrics.CertExpiry.Set(float64(ci.NotAfter.Unix()))
@@ -292,17 +282,6 @@ func (s *Server) build(ctx context.Context, o Options) error {
 	return nil
 }
 
-// extraRoutes adds to Coffer's own key administration the Vault-compatible
-// transit surface, unless transit_compat turns it off.
-func extraRoutes(cfg *config.Config, keyAdmin func(*httpapi.Router), t vaultcompat.Transit) func(*httpapi.Router) {
-	return func(rt *httpapi.Router) {
-		keyAdmin(rt)
-		if cfg.TransitCompat {
-			vaultcompat.Routes(vaultcompat.Config{Transit: t, Mount: cfg.TransitCompatMount})(rt)
-		}
-	}
-}
-
 // initHTTP loads the TLS configuration and makes the HTTP server.
 func (s *Server) initHTTP() error {
 	cfg := s.cfg
@@ -326,17 +305,17 @@ func (s *Server) initHTTP() error {
 	if err != nil {
 		return fmt.Errorf("TLS: %w", err)
 	}
-	s.httpSrv = &http.Server{
-		Handler:           s.Handler(),
-		TLSConfig:         s.tlsCfg,
-		ReadHeaderTimeout: cfg.Timeouts.ReadHeader.Duration,
-		ReadTimeout:       cfg.Timeouts.Read.Duration,
-		WriteTimeout:      cfg.Timeouts.Write.Duration,
-		IdleTimeout:       cfg.Timeouts.Idle.Duration,
-		MaxHeaderBytes:    32 << 10,
-		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
-	}
+	s.httpSrv = s.httpServer(s.Handler())
 	return nil
+}
+
+// httpServer serves h over TLS with the configured timeouts (the API's and
+// the relay's listener).
+func (s *Server) httpServer(h http.Handler) *http.Server {
+	t := s.cfg.Timeouts
+	return &http.Server{Handler: h, TLSConfig: s.tlsCfg, ReadHeaderTimeout: t.ReadHeader.Duration, ReadTimeout: t.Read.Duration,
+		WriteTimeout: t.Write.Duration, IdleTimeout: t.Idle.Duration, MaxHeaderBytes: 32 << 10,
+		ErrorLog: slog.NewLogLogger(s.log.Handler(), slog.LevelDebug)}
 }
 
 // Handler returns the HTTP handler (for tests that bring their own server):
@@ -393,11 +372,7 @@ func Listen(addr string) (net.Listener, error) {
 // Serve serves HTTPS on ln until Shutdown; it returns nil after a clean
 // shutdown.
 func (s *Server) Serve(ln net.Listener) error {
-	err := s.httpSrv.Serve(tls.NewListener(ln, s.tlsCfg))
-	if errors.Is(err, http.ErrServerClosed) {
-		return nil
-	}
-	return err
+	return served(s.httpSrv.Serve(tls.NewListener(ln, s.tlsCfg)))
 }
 
 // ServeMetrics serves /metrics on ln (plain HTTP on a loopback address by
@@ -406,15 +381,27 @@ func (s *Server) ServeMetrics(ln net.Listener) error {
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", s.metrics.Handler())
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
-	s.mu.Lock() // Shutdown reads metSrv under it
-	if s.closed {
-		s.mu.Unlock()
-		_ = ln.Close()
+	if !s.track(&s.metSrv, srv, ln) {
 		return nil
 	}
-	s.metSrv = srv
-	s.mu.Unlock()
-	err := srv.Serve(ln)
+	return served(srv.Serve(ln))
+}
+
+// track keeps srv in *slot for Shutdown, which reads it under s.mu; once
+// shutting down it closes ln instead and returns false.
+func (s *Server) track(slot **http.Server, srv *http.Server, ln net.Listener) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		_ = ln.Close()
+		return false
+	}
+	*slot = srv
+	return true
+}
+
+// served is a server's end as Serve reports it: nil after Shutdown.
+func served(err error) error {
 	if errors.Is(err, http.ErrServerClosed) {
 		return nil
 	}

@@ -112,3 +112,15 @@ func Copies(ctx context.Context, a config.Audit, node, witnessTarget string) (au
 	}
 	return copies, nil
 }
+
+// VerifyStore checks every audit chain in db with every version of the
+// audit keys (as each event and checkpoint names it), against copies,
+// and returns how many events db holds intact; anything found is an
+// audit.Findings error naming each node and seq.
+func VerifyStore(ctx context.Context, db audit.RowStore, keys *keyring.Keyring, copies audit.Copies) (int, error) {
+	rep, err := audit.VerifyAll(ctx, audit.OnRows(db), KeyLookup{Keys: keys}, copies)
+	if err != nil {
+		return 0, err
+	}
+	return rep.Events, nil
+}

@@ -42,6 +42,35 @@ type Source struct {
 	Audited func(ctx context.Context, action, resource string, op func() error) error
 }
 
+// BackupDeployment writes an encrypted backup of cfg's store to out while
+// nodes may keep serving (see Backup), audited on cfg's offline chain. It
+// opens the root key provider, the store (whose schema must be current)
+// and the keyring itself, and closes them.
+func BackupDeployment(ctx context.Context, cfg *config.Config, out string) (BackupResult, error) {
+	res := BackupResult{File: out}
+	p, err := unseal.Open(cfg)
+	if err != nil {
+		return res, err
+	}
+	if cl, ok := p.(io.Closer); ok {
+		defer cl.Close()
+	}
+	db, err := store.Open(ctx, cfg.StoreDSN(), store.Options{})
+	if err != nil {
+		return res, err
+	}
+	defer db.Close()
+	if pending, err := db.Pending(ctx); err != nil {
+		return res, err
+	} else if pending {
+		return res, store.ErrPendingMigrations
+	}
+	kr := keyring.New(p, db, keyring.Options{})
+	defer kr.Close()
+	audited := auditadmin.Offline{DB: db, Keys: kr, Audit: cfg.Audit, Node: cfg.Node, Now: time.Now}
+	return Backup(ctx, Source{Provider: p, DB: db, Keys: kr, Audited: audited.Run}, out)
+}
+
 // Backup writes an encrypted backup of src's store to out while nodes may
 // keep serving: one consistent snapshot, read without blocking writers. It
 // writes out.tmp (0600), syncs it and renames it over out, so out is always

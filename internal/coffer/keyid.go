@@ -16,6 +16,9 @@ var (
 	ErrWrappedKeyChanged = errors.New("wrapped data key changed meanwhile")
 )
 
+// ErrPendingMigrations: the database schema is older than this binary.
+var ErrPendingMigrations = errors.New("the database schema is out of date: run `coffer migrate`")
+
 // KeyKind is what a keyring key protects; its kind decides what may be
 // done to it (see KeyID's methods).
 type KeyKind int

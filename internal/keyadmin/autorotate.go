@@ -39,3 +39,30 @@ func AutoRotation(k config.KeyRotation, keys *keyring.Keyring, m *metrics.Metric
 		OnTooManyValues: func(string) { m.KeysTooManyValues.Inc() },
 	}
 }
+
+// MeterJobs counts the key jobs of c in m: the rewrap's records and
+// batches (rewrap_job, ok or error), the reindex's batches (reindex_job:
+// ok when it moved entries, error when it failed before its context
+// ended). It returns c with those hooks set.
+func MeterJobs(c lifecycle.Config, m *metrics.Metrics) lifecycle.Config {
+	c.OnRewrapped = func(n int) {
+		m.RewrapProcessed.Add(float64(n))
+		if n > 0 {
+			m.KeyOps.WithLabelValues("rewrap_job", "ok").Inc()
+		}
+	}
+	c.OnRewrapFailed = func(error) { m.KeyOps.WithLabelValues("rewrap_job", "error").Inc() }
+	if reindex := c.Reindex; reindex != nil {
+		c.Reindex = func(ctx context.Context) (int, error) {
+			moved, err := reindex(ctx)
+			switch {
+			case err != nil && ctx.Err() == nil:
+				m.KeyOps.WithLabelValues("reindex_job", "error").Inc()
+			case err == nil && moved > 0:
+				m.KeyOps.WithLabelValues("reindex_job", "ok").Inc()
+			}
+			return moved, err
+		}
+	}
+	return c
+}

@@ -110,6 +110,9 @@ func Open(ctx context.Context, dsn string, o Options) (*DB, error) {
 // ErrReadOnly is returned for a write to a store opened with OpenReadOnly.
 var ErrReadOnly = errors.New("store: opened read-only")
 
+// ErrPendingMigrations: the database schema is older than this binary.
+var ErrPendingMigrations = coffer.ErrPendingMigrations
+
 // OpenReadOnly opens the store named by dsn (as Open) for reading only,
 // for another deployment's store that may be serving at the time. It
 // never creates, migrates or writes anything, and the database refuses

@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"regexp"
 
@@ -55,6 +56,24 @@ func (db *DB) GrantAppRole(ctx context.Context, role string) error {
 		}
 		return nil
 	})
+}
+
+// ErrSuperuser refuses a serving node connected as a PostgreSQL superuser
+// (CheckNotSuperuser).
+var ErrSuperuser = errors.New("refusing to serve as a PostgreSQL superuser (it can rewrite the audit log): " +
+	"run `coffer migrate` with database_app_role set and connect as that role, or set database_allow_superuser")
+
+// CheckNotSuperuser returns ErrSuperuser when the connected role is a
+// PostgreSQL superuser, which a serving node must not be (the app role may
+// only insert and read audit rows).
+func (db *DB) CheckNotSuperuser(ctx context.Context) error {
+	if super, err := db.IsSuperuser(ctx); err != nil || super {
+		if err == nil {
+			err = ErrSuperuser
+		}
+		return err
+	}
+	return nil
 }
 
 // IsSuperuser reports whether the connected PostgreSQL role is a superuser
