@@ -5,6 +5,8 @@ import (
 	"encoding/base64"
 	"fmt"
 	"strconv"
+
+	"github.com/cofferhq/coffer/internal/coffer"
 )
 
 // The audit-only keys that name values in events (Event.ValueHMACs): one
@@ -12,17 +14,14 @@ import (
 // detokenized tokens ("audit-value/tokens"), kept in the keyring and
 // rotatable like any data key. They are never the blind index or token
 // MAC keys, so a value_hmac matches nothing a database copy holds.
-const (
-	// ValueKeyPrefix starts every audit value key id.
-	ValueKeyPrefix = "audit-value/"
-	// TokenValueKeyID names detokenized tokens.
-	TokenValueKeyID = ValueKeyPrefix + "tokens"
-)
+//
+// TokenValueKeyID names detokenized tokens.
+var TokenValueKeyID = coffer.AuditTokenValueKey.String()
 
 // SearchValueKeyID returns the id of the key that names searched values of
 // a collection's field.
 func SearchValueKeyID(collection, field string) string {
-	return ValueKeyPrefix + collection + "/" + field
+	return coffer.AuditSearchValueKey(collection, field).String()
 }
 
 // valueMACBytes is how much of the HMAC a value_hmac keeps: 128 bits, far

@@ -25,7 +25,7 @@ import (
 func ShredValues(ctx context.Context, kr *keyring.Keyring, db *store.DB, now time.Time) error {
 	// Every key id under the prefix that is not destroyed: the query
 	// makes each one "due" with a creation bound in the future.
-	q := coffer.DueKeyQuery{Prefix: audit.ValueKeyPrefix, CreatedBefore: now.Add(24 * time.Hour), Limit: 500}
+	q := coffer.DueKeyQuery{Prefix: coffer.KeyPrefix(coffer.KeyAuditValue), CreatedBefore: now.Add(24 * time.Hour), Limit: 500}
 	var ids []string
 	for {
 		keys, err := db.DueDataKeys(ctx, q)

@@ -58,7 +58,15 @@ var (
 	TokenIndexKey   = KeyID{Kind: KeyTokenIndex}
 	TokenOrderKey   = KeyID{Kind: KeyTokenOrder}
 	RootCheckKey    = KeyID{Kind: KeyRootCheck}
+	// AuditTokenValueKey names detokenized tokens in audit events.
+	AuditTokenValueKey = KeyID{Kind: KeyAuditValue, Name: "tokens"}
 )
+
+// AuditSearchValueKey names, in audit events, the values searched in a
+// collection's field.
+func AuditSearchValueKey(collection, field string) KeyID {
+	return KeyID{Kind: KeyAuditValue, Name: collection + "/" + field}
+}
 
 // keyPrefixes are the text forms' prefixes, longest match first where
 // one is a prefix of another.

@@ -65,9 +65,11 @@ func TestKeyIDKinds(t *testing.T) {
 	}
 }
 
-// The key id scheme is parsed in one place, ParseKeyID: no other package
-// matches a key id's prefix by hand (strings.HasPrefix, CutPrefix or
-// TrimPrefix with a key kind's prefix). Policy resources ("tokens/TYPE",
+// The key id scheme is parsed and printed in one place, ParseKeyID and
+// String: no other package matches a key id's prefix by hand
+// (strings.HasPrefix, CutPrefix or TrimPrefix with a key kind's prefix),
+// nor spells a key id or a key-only prefix in a string literal (a new
+// prefix or fixed id outside this package fails here). Policy resources ("tokens/TYPE",
 // the policy package and the doctor's policy checks) are another name
 // space and are not key ids.
 func TestKeyIDPrefixesParsedOnlyHere(t *testing.T) {
@@ -101,6 +103,12 @@ func TestKeyIDPrefixesParsedOnlyHere(t *testing.T) {
 			return err
 		}
 		ast.Inspect(f, func(n ast.Node) bool {
+			if lit, ok := n.(*ast.BasicLit); ok && lit.Kind == token.STRING {
+				if s, err := strconv.Unquote(lit.Value); err == nil && keyIDText(s) {
+					t.Errorf("%s: %q spells a key id's text: name it with coffer.KeyID (ParseKeyID and String are the only places that know the text form)", fset.Position(lit.Pos()), s)
+				}
+				return true
+			}
 			call, ok := n.(*ast.CallExpr)
 			if !ok || len(call.Args) != 2 {
 				return true
@@ -126,4 +134,21 @@ func TestKeyIDPrefixesParsedOnlyHere(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+}
+
+// keyIDText reports whether s is a key id's text, or starts like one, in
+// a name space only key ids use (not "tokens/TYPE", which is a policy
+// resource too).
+func keyIDText(s string) bool {
+	switch s {
+	case TokenIndexKey.String(), TokenOrderKey.String(), RootCheckKey.String(), AuditHMACKey.String(), AuditSigningKey.String(), KeyPrefix(KeyAudit):
+		return true
+	}
+	for _, p := range keyPrefixes {
+		// audit/… is also the audit routes' name space (audit/export).
+		if p.kind != KeyAudit && strings.HasPrefix(s, p.prefix) {
+			return true
+		}
+	}
+	return false
 }

@@ -170,7 +170,8 @@ type dueScan struct {
 // rules (token FPE, deterministic, index and order keys come back from the
 // tokens/ scan when old and are skipped by Due).
 func dueScans() []dueScan {
-	return []dueScan{{"collection/", true}, {"tokens/", true}, {"subject/", false}, {"audit/", true}}
+	return []dueScan{{coffer.KeyPrefix(coffer.KeyCollection), true}, {"tokens/", true},
+		{coffer.KeyPrefix(coffer.KeySubject), false}, {coffer.KeyPrefix(coffer.KeyAudit), true}}
 }
 
 // AutoRotate rotates every data key whose current version is due under

@@ -173,11 +173,12 @@ const subjectIndexFilter = `NOT EXISTS (SELECT 1 FROM records r WHERE r.collecti
 	AND r.id = record_index.record_id AND r.subject <> '')`
 
 // auditValueKeyFilter keeps every data key but the audit value keys
-// (audit.ValueKeyPrefix, "audit-value/", 12 bytes): erasing a subject
+// (coffer.KeyAuditValue's prefix): erasing a subject
 // shreds their versions so that no key ties the audit log's MACs of past
 // searches to a value, and a backup holding them would undo that. A
 // restored deployment makes new ones on first use.
-const auditValueKeyFilter = `substr(key_id, 1, 12) <> 'audit-value/'`
+var auditValueKeyFilter = "substr(key_id, 1, " + strconv.Itoa(len(coffer.KeyPrefix(coffer.KeyAuditValue))) +
+	") <> '" + coffer.KeyPrefix(coffer.KeyAuditValue) + "'"
 
 // filter is the fixed SQL condition that leaves t's rows out of backups,
 // or "".

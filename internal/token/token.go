@@ -128,9 +128,12 @@ type Item struct {
 // Caller is who asks and the note to fill for the audit.
 type Caller = coffer.Caller
 
+var (
+	indexKeyID = coffer.TokenIndexKey.String() // never rotated: it finds rows
+	orderKeyID = coffer.TokenOrderKey.String() // never rotated: with the index key it finds rows
+)
+
 const (
-	indexKeyID = "tokens/index" // never rotated: it finds rows (coffer.TokenIndexKey)
-	orderKeyID = "tokens/order" // never rotated: with the index key it finds rows (coffer.TokenOrderKey)
 	// keyMACLen is how much of the index MAC a random token's storage key
 	// keeps after its 8-byte order prefix (32 bytes in all, like the others).
 	keyMACLen = 24

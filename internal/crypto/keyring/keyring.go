@@ -37,18 +37,15 @@ const (
 	DefaultSealLimit = 1<<32 - 1<<28
 )
 
-// RootCheckKeyID is the key id Check makes and unwraps to prove the root key.
-const RootCheckKeyID = "coffer/root-check"
+// RootCheckKeyID is the key id Check makes and unwraps to prove the root
+// key (coffer.RootCheckKey).
+var RootCheckKeyID = coffer.RootCheckKey.String()
 
-// PermanentPrefix starts the key ids whose every version is kept for good:
-// the audit log's keys ("audit/hmac" chains events, "audit/signing" signs
-// checkpoints). They rotate, but verifying the log needs the version each
-// event and checkpoint names for as long as the log is kept, so Retire and
-// Destroy refuse them whoever asks.
-const PermanentPrefix = "audit/"
-
-// Permanent reports whether keyID keeps every version for good (see
-// PermanentPrefix).
+// Permanent reports whether keyID keeps every version for good: the audit
+// log's keys (audit/hmac chains events, audit/signing signs checkpoints).
+// They rotate, but verifying the log needs the version each event and
+// checkpoint names for as long as the log is kept, so Retire and Destroy
+// refuse them whoever asks (coffer.KeyID.Permanent).
 func Permanent(keyID string) bool { return coffer.ParseKeyID(keyID).Permanent() }
 
 // dataKeySize is the length of every data key version: 256 bits.
