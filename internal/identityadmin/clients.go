@@ -33,6 +33,42 @@ func (pp *Patch) apply(h held) held {
 	return h
 }
 
+// next is what a principal holding h will hold after pp.
+func (pp *Patch) next(h held) *held {
+	h = pp.apply(h)
+	return &h
+}
+
+// patch applies pp to a principal's roles, attributes and disabled flag.
+func (pp *Patch) patch(roles *[]string, attrs *map[string]string, disabled *bool) {
+	h := pp.apply(held{*roles, *attrs})
+	*roles, *attrs = h.Roles, h.Attributes
+	if pp.Disabled != nil {
+		*disabled = *pp.Disabled
+	}
+}
+
+// update is the one way a principal is changed: read decides the change
+// (the operation's right, then the grant rule on what it holds now and
+// what pp makes it hold), patch applies pp to a copy, store writes it
+// over what was read.
+func update[T any](ctx context.Context, c coffer.Caller, read func(next func(held) *held) (T, error), pp Patch,
+	patch func(*T), store func(ctx context.Context, was, next T) (T, error)) (T, error) {
+	var zero T
+	was, err := read(pp.next)
+	if err != nil {
+		return zero, err
+	}
+	next := was
+	patch(&next)
+	out, err := store(ctx, was, next)
+	if err != nil {
+		return zero, err
+	}
+	c.Note.Count = 1
+	return out, nil
+}
+
 func validName(name string) error {
 	if name == "" || len(name) > 128 || !coffer.Printable(name) {
 		return coffer.Errorf(coffer.EINVALID, "name must be 1 to 128 bytes of printable UTF-8")
@@ -101,28 +137,14 @@ func (a *Admin) UpdateClient(ctx context.Context, c coffer.Caller, id string, pp
 			return identity.ClientInfo{}, err
 		}
 	}
-	was, err := a.client(ctx, c, "update", id, func(h held) *held {
-		h = pp.apply(h)
-		return &h
-	})
-	if err != nil {
-		return identity.ClientInfo{}, err
-	}
-	next := was
-	h := pp.apply(held{was.Roles, was.Attributes})
-	next.Roles, next.Attributes = h.Roles, h.Attributes
-	if pp.Name != nil {
-		next.Name = *pp.Name
-	}
-	if pp.Disabled != nil {
-		next.Disabled = *pp.Disabled
-	}
-	out, err := a.clients.UpdateClient(ctx, was, next)
-	if err != nil {
-		return identity.ClientInfo{}, err
-	}
-	c.Note.Count = 1
-	return out, nil
+	return update(ctx, c,
+		func(next func(held) *held) (identity.ClientInfo, error) { return a.client(ctx, c, "update", id, next) },
+		pp, func(ci *identity.ClientInfo) {
+			pp.patch(&ci.Roles, &ci.Attributes, &ci.Disabled)
+			if pp.Name != nil {
+				ci.Name = *pp.Name
+			}
+		}, a.clients.UpdateClient)
 }
 
 // DeleteClient deletes client id.

@@ -60,25 +60,9 @@ func (a *Admin) UpdateUser(ctx context.Context, c coffer.Caller, id string, pp P
 	if pp.Name != nil {
 		return identity.UserInfo{}, coffer.Errorf(coffer.EINVALID, `unknown field "name"`)
 	}
-	was, err := a.user(ctx, c, "update", id, func(h held) *held {
-		h = pp.apply(h)
-		return &h
-	})
-	if err != nil {
-		return identity.UserInfo{}, err
-	}
-	next := was
-	h := pp.apply(held{was.Roles, was.Attributes})
-	next.Roles, next.Attributes = h.Roles, h.Attributes
-	if pp.Disabled != nil {
-		next.Disabled = *pp.Disabled
-	}
-	out, err := a.users.UpdateUser(ctx, was, next)
-	if err != nil {
-		return identity.UserInfo{}, err
-	}
-	c.Note.Count = 1
-	return out, nil
+	return update(ctx, c,
+		func(next func(held) *held) (identity.UserInfo, error) { return a.user(ctx, c, "update", id, next) },
+		pp, func(u *identity.UserInfo) { pp.patch(&u.Roles, &u.Attributes, &u.Disabled) }, a.users.UpdateUser)
 }
 
 // DeleteUser deletes user id.
