@@ -70,13 +70,7 @@ func (kr *Keyring) ImportAt(ctx context.Context, keyID string, n uint32, materia
 	if err != nil {
 		return err
 	}
-	kr.mu.Lock()
-	if kr.keys[keyID] == e {
-		e.add(v)
-	} else {
-		v.zero() // evicted meanwhile; the next use reloads
-	}
-	kr.mu.Unlock()
+	kr.keep(keyID, e, v)
 	return nil
 }
 

@@ -710,6 +710,18 @@ func (kr *Keyring) createFrom(ctx context.Context, keyID string, n uint32, raw [
 	return v, nil
 }
 
+// keep adds the version v just made to keyID's cached entry e, unless e
+// was evicted meanwhile: then v is zeroed and the next use reloads.
+func (kr *Keyring) keep(keyID string, e *entry, v *keyVersion) {
+	kr.mu.Lock()
+	defer kr.mu.Unlock()
+	if kr.keys[keyID] == e {
+		e.add(v)
+		return
+	}
+	v.zero()
+}
+
 // install puts e in the cache for keyID and zeroes the versions of the
 // entry it replaces that e does not keep. The caller holds keyID's stripe:
 // a cached version is zeroed only under its key id's stripe and mu, so
@@ -870,13 +882,7 @@ func (kr *Keyring) addVersion(ctx context.Context, keyID string, material []byte
 		if err != nil {
 			return 0, err
 		}
-		kr.mu.Lock()
-		if kr.keys[keyID] == e {
-			e.add(v)
-		} else {
-			v.zero() // evicted meanwhile; the next use reloads
-		}
-		kr.mu.Unlock()
+		kr.keep(keyID, e, v)
 		return v.n, nil
 	}
 	return 0, fmt.Errorf("keyring: add a version to %s: other nodes keep rotating it; try again", keyID)
