@@ -249,3 +249,36 @@ func TestEveryPackageSaysWhatItMustNeverDo(t *testing.T) {
 		}
 	}
 }
+
+// appMaxLines bounds internal/app's non-test Go: the composition root
+// builds components from config and runs serve, init and migrate; a use
+// case that grows there belongs in its feature's package.
+const appMaxLines = 1200
+
+// TestAppStaysWiring: internal/app holds at most appMaxLines lines of
+// non-test Go (as `wc -l` counts them).
+func TestAppStaysWiring(t *testing.T) {
+	dir := filepath.Join("..", "app")
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines, files := 0, 0
+	for _, e := range entries {
+		if !strings.HasSuffix(e.Name(), ".go") || strings.HasSuffix(e.Name(), "_test.go") {
+			continue
+		}
+		b, err := os.ReadFile(filepath.Join(dir, e.Name()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		lines += strings.Count(string(b), "\n")
+		files++
+	}
+	if files == 0 {
+		t.Fatal("no Go files in internal/app: is the path right?")
+	}
+	if lines > appMaxLines {
+		t.Errorf("internal/app has %d lines of non-test Go, over %d: move what is not wiring into its feature's package", lines, appMaxLines)
+	}
+}
