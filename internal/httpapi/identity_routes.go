@@ -6,6 +6,7 @@ import (
 
 	"github.com/cofferhq/coffer/internal/coffer"
 	"github.com/cofferhq/coffer/internal/policystore"
+	"github.com/cofferhq/coffer/internal/secret"
 )
 
 // errBadForm stands for a token request's form that readForm refused
@@ -35,13 +36,13 @@ func (s *Server) introspect(c *Call) (Reply, error) {
 func (s *Server) login(c *Call) (Reply, error) {
 	c.Note.Target("login", "users")
 	var req struct {
-		Username string `json:"username"`
-		Password string `json:"password"`
+		Username string          `json:"username"`
+		Password secret.Password `json:"password"`
 	}
 	if err := decodeJSON(c.R, &req); err != nil {
 		return Reply{}, err
 	}
-	if req.Username == "" || req.Password == "" || len(req.Username) > 128 || len(req.Password) > 1024 {
+	if req.Username == "" || req.Password.IsZero() || len(req.Username) > 128 || len(req.Password.Reveal()) > 1024 {
 		return Reply{}, coffer.Errorf(coffer.EINVALID, "username and password are required")
 	}
 	c.Attempted = req.Username

@@ -23,6 +23,7 @@ import (
 	"github.com/cofferhq/coffer/internal/identity"
 	"github.com/cofferhq/coffer/internal/pki"
 	"github.com/cofferhq/coffer/internal/policystore"
+	"github.com/cofferhq/coffer/internal/secret"
 	"github.com/cofferhq/coffer/internal/token"
 	"github.com/cofferhq/coffer/internal/vault"
 )
@@ -50,7 +51,7 @@ type OAuth interface {
 // SignIn signs users in with a password and a second factor, and enrols
 // a signed-in user's own second factor.
 type SignIn interface {
-	Login(ctx context.Context, username, password, ip string) (identity.LoginResult, error)
+	Login(ctx context.Context, username string, password secret.Password, ip string) (identity.LoginResult, error)
 	CompleteMFA(ctx context.Context, mfaToken, code, ip string) (identity.Issued, *coffer.Principal, error)
 	StartTOTP(ctx context.Context, p *coffer.Principal, issuer, enrolmentCode string) (identity.TOTPEnrolment, error)
 	ConfirmTOTP(ctx context.Context, p *coffer.Principal, code string) error

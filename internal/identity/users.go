@@ -12,6 +12,7 @@ import (
 
 	"github.com/cofferhq/coffer/internal/auth"
 	"github.com/cofferhq/coffer/internal/coffer"
+	"github.com/cofferhq/coffer/internal/secret"
 )
 
 // UserStore is what users need from the store.
@@ -60,7 +61,8 @@ func (s *Service) users() (UserStore, error) { return s.c.Store, nil }
 // differs from an existing one only by case, width, surrounding spaces or
 // look-alike letters is the same account (409), and one that mixes
 // scripts is refused (422).
-func (s *Service) CreateUser(ctx context.Context, username, password string, roles []string, attrs map[string]string) (NewUser, error) {
+func (s *Service) CreateUser(ctx context.Context, username string, pw secret.Password, roles []string, attrs map[string]string) (NewUser, error) {
+	password := pw.Reveal()
 	us, err := s.users()
 	if err != nil {
 		return NewUser{}, err
@@ -114,7 +116,8 @@ type mfaClaims struct {
 // Lockout): the account is the username's key, so case and look-alike
 // variants share one budget. A user with confirmed TOTP gets a
 // single-use mfa_token for the second step instead of an access token.
-func (s *Service) Login(ctx context.Context, username, password, ip string) (LoginResult, error) {
+func (s *Service) Login(ctx context.Context, username string, pw secret.Password, ip string) (LoginResult, error) {
+	password := pw.Reveal()
 	us, err := s.users()
 	if err != nil {
 		return LoginResult{}, err

@@ -5,6 +5,7 @@ import (
 
 	"github.com/cofferhq/coffer/internal/coffer"
 	"github.com/cofferhq/coffer/internal/identity"
+	"github.com/cofferhq/coffer/internal/secret"
 )
 
 // Policy is what the administration asks of the policy in force.
@@ -28,7 +29,7 @@ type Clients interface {
 
 // Users keeps the users and their second factors.
 type Users interface {
-	CreateUser(ctx context.Context, username, password string, roles []string, attrs map[string]string) (identity.NewUser, error)
+	CreateUser(ctx context.Context, username string, password secret.Password, roles []string, attrs map[string]string) (identity.NewUser, error)
 	User(ctx context.Context, id string) (identity.UserInfo, error)
 	UpdateUser(ctx context.Context, was, next identity.UserInfo) (identity.UserInfo, error)
 	DeleteUser(ctx context.Context, id string) error

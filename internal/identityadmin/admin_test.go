@@ -1,10 +1,14 @@
 package identityadmin_test
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
+	"encoding/json"
+	"fmt"
 	"log/slog"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -15,6 +19,7 @@ import (
 	"github.com/cofferhq/coffer/internal/identity"
 	"github.com/cofferhq/coffer/internal/identityadmin"
 	"github.com/cofferhq/coffer/internal/policystore"
+	"github.com/cofferhq/coffer/internal/secret"
 	"github.com/cofferhq/coffer/internal/store/storetest"
 )
 
@@ -180,5 +185,42 @@ func TestUpdateRefusesBadInput(t *testing.T) {
 	}
 	if _, err := f.admin.UpdateUser(ctx, adm, "u_x", identityadmin.Patch{Name: &empty}); code(err) != coffer.EINVALID {
 		t.Fatalf("a user's name: %v", err)
+	}
+}
+
+// A user's password crosses into the administration as a secret.Password:
+// decoded from the request body, it never shows when the spec is
+// formatted, logged or encoded again, and it still creates the user.
+func TestUserSpecPasswordRedacted(t *testing.T) {
+	const pw = "correct horse battery staple 42"
+	var spec identityadmin.UserSpec
+	if err := json.Unmarshal([]byte(`{"username":"ann","password":"`+pw+`","roles":["operator"]}`), &spec); err != nil {
+		t.Fatal(err)
+	}
+	enc, err := json.Marshal(spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var logged bytes.Buffer
+	slog.New(slog.NewJSONHandler(&logged, nil)).Info("spec", "spec", spec, "password", spec.Password)
+	for name, out := range map[string]string{
+		"%v": fmt.Sprintf("%v", spec), "%+v": fmt.Sprintf("%+v", spec), "%#v": fmt.Sprintf("%#v", spec),
+		"%s": fmt.Sprintf("%s", spec.Password), "%q": fmt.Sprintf("%q", spec.Password), "json": string(enc), "slog": logged.String(),
+	} {
+		if strings.Contains(out, pw) || strings.Contains(out, "horse") {
+			t.Errorf("%s reveals the password: %s", name, out)
+		}
+	}
+	f := newFixture(t)
+	if err := f.ids.Start(t.Context()); err != nil { // signing keys, to sign in
+		t.Fatal(err)
+	}
+	adm, _ := caller("cl_admin", "admin")
+	u, err := f.admin.CreateUser(context.Background(), adm, spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.ids.Login(context.Background(), "ann", secret.NewPassword(pw), "10.0.0.2"); err != nil {
+		t.Fatalf("the password given through the spec does not sign %s in: %v", u.ID, err)
 	}
 }

@@ -5,12 +5,13 @@ import (
 
 	"github.com/cofferhq/coffer/internal/coffer"
 	"github.com/cofferhq/coffer/internal/identity"
+	"github.com/cofferhq/coffer/internal/secret"
 )
 
 // UserSpec is the body of POST /v1/users.
 type UserSpec struct {
 	Username   string            `json:"username"`
-	Password   string            `json:"password"`
+	Password   secret.Password   `json:"password"`
 	Roles      []string          `json:"roles"`
 	Attributes map[string]string `json:"attributes"`
 }
