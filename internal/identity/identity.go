@@ -17,6 +17,15 @@ import (
 
 // Store is what identity keeps in the database.
 type Store interface {
+	ClientStore
+	SigningKeyStore
+	RevocationStore
+	LockoutStore
+	UserStore
+}
+
+// ClientStore keeps the service clients (CreateClient … DeleteClient).
+type ClientStore interface {
 	CreateClient(ctx context.Context, c coffer.Client) error
 	Client(ctx context.Context, id string) (coffer.Client, error)
 	Clients(ctx context.Context) ([]coffer.Client, error)
@@ -26,6 +35,10 @@ type Store interface {
 	// (ECONFLICT otherwise), and raises its generation (its tokens end).
 	UpdateClient(ctx context.Context, c coffer.Client, wasRoles []string, wasAttrs map[string]string) error
 	DeleteClient(ctx context.Context, id string) error
+}
+
+// SigningKeyStore keeps the access token signing keys, sealed.
+type SigningKeyStore interface {
 	SigningKeys(ctx context.Context) ([]coffer.SigningKeyRecord, error)
 	// InsertActiveSigningKey stores k as the active key and brings the
 	// NotAfter of every other key forward to retireBy.
@@ -33,22 +46,21 @@ type Store interface {
 	// DeleteSigningKey deletes an inactive signing key (ENOTFOUND,
 	// ECONFLICT for the active one).
 	DeleteSigningKey(ctx context.Context, kid string) error
+}
+
+// RevocationStore is what ends a token early: revocations, one-time
+// token ids, and the state read with every request.
+type RevocationStore interface {
 	// TokenState reads, in one query and never from a cache, what can
 	// end a verified token early: the principal's generation (0: deleted
 	// or disabled), the token's revocation and its signing key's state.
 	TokenState(ctx context.Context, kind, id, jti, kid string, now time.Time) (store.TokenState, error)
 	RevokeToken(ctx context.Context, jti string, expires time.Time) error
 	RevokedSince(ctx context.Context, now time.Time) ([]string, error)
-	AuthFailure(ctx context.Context, key string, now time.Time, window time.Duration, lock func(int) time.Duration) (int, time.Time, error)
-	ReserveAuthAttempt(ctx context.Context, key string, now time.Time, window time.Duration, lock func(int) time.Duration) (int, time.Time, error)
-	AuthFailures(ctx context.Context, key string, now time.Time, window time.Duration) (int, error)
-	AuthLockedUntil(ctx context.Context, key string) (time.Time, error)
-	ClearAuthFailures(ctx context.Context, key string) error
 	// UseTokenID records a one-time token id until expires; false if it
 	// was recorded already (the token was used).
 	UseTokenID(ctx context.Context, id string, expires time.Time) (bool, error)
 	IsRevoked(ctx context.Context, jti string) (bool, error)
-	UserStore
 }
 
 // Sealer seals small secrets (signing keys, TOTP secrets) under a data key.

@@ -242,3 +242,13 @@ func (s *Service) hashing(ctx context.Context, account string, fn func()) error 
 	fn()
 	return nil
 }
+
+// LockoutStore keeps the failed attempts and locks of accounts and
+// addresses, shared by every node.
+type LockoutStore interface {
+	AuthFailure(ctx context.Context, key string, now time.Time, window time.Duration, lock func(int) time.Duration) (int, time.Time, error)
+	ReserveAuthAttempt(ctx context.Context, key string, now time.Time, window time.Duration, lock func(int) time.Duration) (int, time.Time, error)
+	AuthFailures(ctx context.Context, key string, now time.Time, window time.Duration) (int, error)
+	AuthLockedUntil(ctx context.Context, key string) (time.Time, error)
+	ClearAuthFailures(ctx context.Context, key string) error
+}

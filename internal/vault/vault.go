@@ -26,19 +26,35 @@ import (
 // Store is the part of the store the vault uses. Methods return
 // *coffer.Error with ENOTFOUND or ECONFLICT where the caller branches.
 type Store interface {
+	CollectionStore
+	RecordStore
+	IndexStore
+}
+
+// CollectionStore keeps the collections' schemas.
+type CollectionStore interface {
 	CreateCollection(ctx context.Context, c coffer.Collection) error
 	Collection(ctx context.Context, name string) (coffer.Collection, error)
 	Collections(ctx context.Context) ([]coffer.Collection, error)
+}
+
+// RecordStore keeps the sealed records and their index entries, written
+// together.
+type RecordStore interface {
 	InsertRecord(ctx context.Context, r coffer.SealedRecord, idx []coffer.IndexEntry) error
 	Record(ctx context.Context, collection, id string) (coffer.SealedRecord, error)
 	Records(ctx context.Context, collection string, ids []string) ([]coffer.SealedRecord, error)
 	UpdateRecord(ctx context.Context, r coffer.SealedRecord, idxFields []string, idx []coffer.IndexEntry) error
 	DeleteRecord(ctx context.Context, collection, id string) error
+	DeleteSubjectRecords(ctx context.Context, subject string) (int64, error)
+}
+
+// IndexStore answers the blind index: search and exact-match checks.
+type IndexStore interface {
 	SearchIndex(ctx context.Context, collection, field string, macs [][]byte, limit int) ([]string, error)
 	// IndexHas reports whether record id has an index entry for field
 	// with one of macs.
 	IndexHas(ctx context.Context, collection, field, id string, macs [][]byte) (bool, error)
-	DeleteSubjectRecords(ctx context.Context, subject string) (int64, error)
 }
 
 // Keys seals, opens and MACs under named, versioned data keys.
