@@ -68,13 +68,13 @@ func (s *Server) login(c *Call) (Reply, error) {
 func (s *Server) mfa(c *Call) (Reply, error) {
 	c.Note.Target("login", "users")
 	var req struct {
-		MFAToken string `json:"mfa_token"`
-		Code     string `json:"code"`
+		MFAToken string          `json:"mfa_token"`
+		Code     secret.Password `json:"code"`
 	}
 	if err := decodeJSON(c.R, &req); err != nil {
 		return Reply{}, err
 	}
-	if req.MFAToken == "" || req.Code == "" || len(req.Code) > 64 {
+	if req.MFAToken == "" || req.Code.IsZero() || len(req.Code.Reveal()) > 64 {
 		return Reply{}, coffer.Errorf(coffer.EINVALID, "mfa_token and code are required")
 	}
 	iss, p, err := s.c.SignIn.CompleteMFA(c.R.Context(), req.MFAToken, req.Code, c.IP)

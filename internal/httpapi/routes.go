@@ -11,6 +11,7 @@ import (
 
 	"github.com/cofferhq/coffer/internal/coffer"
 	"github.com/cofferhq/coffer/internal/quota"
+	secretpkg "github.com/cofferhq/coffer/internal/secret"
 	"github.com/cofferhq/coffer/internal/token"
 	"github.com/cofferhq/coffer/internal/vault"
 )
@@ -202,7 +203,7 @@ func (s *Server) token(c *Call) (Reply, error) {
 		return s.invalidClient(c, basic), nil
 	}
 	c.Attempted = id
-	iss, p, err := s.c.OAuth.ClientCredentials(c.R.Context(), id, secret, c.IP)
+	iss, p, err := s.c.OAuth.ClientCredentials(c.R.Context(), id, secretpkg.NewPassword(secret), c.IP)
 	if err != nil {
 		switch coffer.ErrorCode(err) {
 		case coffer.EUNAUTHENTICATED:

@@ -41,7 +41,7 @@ type Authenticator interface {
 // OAuth issues and revokes access tokens (RFC 6749 client credentials,
 // RFC 7009) and publishes the keys that verify them.
 type OAuth interface {
-	ClientCredentials(ctx context.Context, clientID, secret, ip string) (identity.Issued, *coffer.Principal, error)
+	ClientCredentials(ctx context.Context, clientID string, clientSecret secret.Password, ip string) (identity.Issued, *coffer.Principal, error)
 	// Revoke revokes an access token and returns its token id ("" when
 	// the token does not verify: nothing was revoked).
 	Revoke(ctx context.Context, token string) (string, error)
@@ -52,7 +52,7 @@ type OAuth interface {
 // a signed-in user's own second factor.
 type SignIn interface {
 	Login(ctx context.Context, username string, password secret.Password, ip string) (identity.LoginResult, error)
-	CompleteMFA(ctx context.Context, mfaToken, code, ip string) (identity.Issued, *coffer.Principal, error)
+	CompleteMFA(ctx context.Context, mfaToken string, code secret.Password, ip string) (identity.Issued, *coffer.Principal, error)
 	StartTOTP(ctx context.Context, p *coffer.Principal, issuer, enrolmentCode string) (identity.TOTPEnrolment, error)
 	ConfirmTOTP(ctx context.Context, p *coffer.Principal, code string) error
 }

@@ -12,6 +12,7 @@ import (
 
 	"github.com/cofferhq/coffer/internal/auth"
 	"github.com/cofferhq/coffer/internal/coffer"
+	"github.com/cofferhq/coffer/internal/secret"
 	"github.com/cofferhq/coffer/internal/store"
 )
 
@@ -504,7 +505,8 @@ var ErrInvalidClient = &coffer.Error{Code: coffer.EUNAUTHENTICATED, Message: "in
 // attempt under the lockout rules (see Lockout), verifies the secret in
 // constant time, and issues an access token. Client secrets are SHA-256
 // hashes of 256 random bits, cheap to check, so they take no hashing slot.
-func (s *Service) ClientCredentials(ctx context.Context, clientID, secret, ip string) (Issued, *coffer.Principal, error) {
+func (s *Service) ClientCredentials(ctx context.Context, clientID string, clientSecret secret.Password, ip string) (Issued, *coffer.Principal, error) {
+	secret := clientSecret.Reveal()
 	a, err := s.begin(ctx, "client_secret", clientID, "client:"+clientID, ip)
 	if err != nil {
 		return Issued{}, nil, err

@@ -179,7 +179,8 @@ func (s *Service) Login(ctx context.Context, username string, pw secret.Password
 // is accepted once: its time step is recorded in the store (a recovery
 // code is removed by a conditional update), so neither this node nor
 // another accepts it again; and an mfa_token completes one login only.
-func (s *Service) CompleteMFA(ctx context.Context, mfaToken, code, ip string) (Issued, *coffer.Principal, error) {
+func (s *Service) CompleteMFA(ctx context.Context, mfaToken string, totp secret.Password, ip string) (Issued, *coffer.Principal, error) {
+	code := totp.Reveal()
 	us, err := s.users()
 	if err != nil {
 		return Issued{}, nil, err
