@@ -66,7 +66,7 @@ func New() *Metrics {
 			Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5},
 		}, []string{"route"}),
 		AuthFailures: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "coffer_auth_failures_total", Help: "Failed authentications by method.",
+			Name: "coffer_auth_failures_total", Help: "Failed authentications by method: credentials refused, and logins or token requests refused while locked out (accesslog.AuthFailure).",
 		}, []string{"method"}),
 		Decisions: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "coffer_policy_decisions_total", Help: "Policy decisions by outcome (allow, deny).",
