@@ -279,10 +279,3 @@ func Migrate(ctx context.Context, cfg *config.Config) ([]policystore.Change, err
 	}
 	return changes, nil
 }
-
-func (o Options) version() string {
-	if o.Version == "" {
-		return "dev"
-	}
-	return o.Version
-}

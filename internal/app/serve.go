@@ -138,7 +138,7 @@ func (s *Server) build(ctx context.Context, o Options) error {
 	s.c = c
 	host, _ := os.Hostname()
 	s.member, err = cluster.Join(ctx, cluster.Config{
-		Store: c.db, Node: cfg.Node, Host: host, Version: o.version(), Schema: c.schema,
+		Store: c.db, Node: cfg.Node, Host: host, Version: cmp.Or(o.Version, "dev"), Schema: c.schema,
 		TTL: o.NodeLeaseTTL, Heartbeat: o.NodeHeartbeat, Now: c.opts.Now, Rand: c.opts.Rand, Logger: s.log,
 		Hint: cluster.LeaseHint(cfg.DataDir, !cfg.Derived("node")),
 	})
