@@ -256,7 +256,7 @@ func AppendRecord(dst []byte, e *Event) ([]byte, error) {
 	}
 	n := len(body) - start - binary.MaxVarintLen64
 	var l [binary.MaxVarintLen64]byte
-	ln := binary.PutUvarint(l[:], uint64(n))
+	ln := binary.PutUvarint(l[:], uint64(n)) // #nosec G115 -- n is a length, never negative
 	copy(body[start:], l[:ln])
 	copy(body[start+ln:], body[start+binary.MaxVarintLen64:])
 	return body[:start+ln+n], nil

@@ -80,7 +80,7 @@ func TestCompactRandomEventsRoundTrip(t *testing.T) {
 		e.PrincipalKind, e.Roles, e.SourceIP = randString(r), randStrings(r), randString(r)
 		e.Resource, e.Fields, e.Decision = randString(r), randStrings(r), randString(r)
 		e.Rule, e.Reason, e.ValueHMACs = randString(r), randString(r), randStrings(r)
-		e.Status, e.Count = int(r.Int64())-int(r.Int64()), r.IntN(1<<20)-5
+		e.Status, e.Count = int(r.Int64())-int(r.Uint64()>>1), r.IntN(1<<20)-5
 		if i%2 == 0 {
 			e.Status = []int{200, 201, 204, 404, 500, 503, 0, 299}[i%8]
 		}

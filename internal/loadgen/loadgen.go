@@ -249,7 +249,9 @@ func (cfg *Config) step(ctx context.Context, sc Scenario, c int, st Status) (*Re
 			return 0, err
 		}
 		_, err = io.Copy(io.Discard, resp.Body)
-		resp.Body.Close()
+		if cerr := resp.Body.Close(); err == nil {
+			err = cerr
+		}
 		return resp.StatusCode, err
 	}
 	ws := make([]*worker, c)
