@@ -167,6 +167,16 @@ func compareFile(ctx context.Context, store Store, path string, node string, gra
 		storeCPs  []Checkpoint // the store's checkpoints then
 	)
 	errStop := errors.New("stop")
+	// Events the store pruned once archived are compared no more: the
+	// archive's segments hold them (and coffer audit verify checks them).
+	var pruned uint64
+	if ps, ok := store.(PrunedStore); ok {
+		seq, _, err := ps.AuditPrunedThrough(ctx, node)
+		if err != nil {
+			return nil, fmt.Errorf("audit: compare %s: %w", where, err)
+		}
+		pruned, dbAfter = seq, seq
+	}
 	for {
 		chunk, err := fc.events(fileChunk)
 		if err != nil {
@@ -174,6 +184,12 @@ func compareFile(ctx context.Context, store Store, path string, node string, gra
 		}
 		if len(chunk) > 0 {
 			fileLast = chunk[len(chunk)-1].Seq
+			for len(chunk) > 0 && chunk[0].Seq <= pruned {
+				chunk = chunk[1:]
+			}
+			if len(chunk) == 0 {
+				continue
+			}
 			err := store.ScanAudit(ctx, node, dbAfter, func(e Event) error {
 				if e.Seq > fileLast {
 					return errStop

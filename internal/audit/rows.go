@@ -301,3 +301,21 @@ func listedBefore(a, b Cursor) bool {
 	}
 	return a.Seq < b.Seq
 }
+
+// PrunedStore is implemented by a Store whose oldest events may have been
+// pruned after they were archived in sealed segments: AuditPrunedThrough
+// returns the last seq of node's pruned events and that event's hash (0
+// and "" when none were pruned). A pruned chain is verified from the
+// signed checkpoint at that seq, which is never pruned.
+type PrunedStore interface {
+	AuditPrunedThrough(ctx context.Context, node string) (seq uint64, hash string, err error)
+}
+
+// AuditPrunedThrough implements PrunedStore when the RowStore does (0
+// otherwise: nothing was pruned).
+func (r Rows) AuditPrunedThrough(ctx context.Context, node string) (uint64, string, error) {
+	if p, ok := r.RowStore.(PrunedStore); ok {
+		return p.AuditPrunedThrough(ctx, node)
+	}
+	return 0, "", nil
+}

@@ -234,14 +234,21 @@ func verifyStoreNode(ctx context.Context, store Store, vk *verifyKeys, node stri
 	if err != nil {
 		return nil, fmt.Errorf("audit: verify: checkpoints of %q: %w", node, err)
 	}
+	from, err := prunedAnchor(ctx, store, n, cps)
+	if err != nil {
+		return nil, err
+	}
 	for _, cp := range cps {
+		if cp.Seq <= from {
+			continue // over pruned events, checked in their archived segments
+		}
 		if err := n.addCheckpoint(cp); err != nil {
 			return nil, err
 		}
 	}
 	var read int
 	failed, err := checkPipelined(func(fn func(Event) error) error {
-		return store.ScanAudit(ctx, node, 0, func(e Event) error {
+		return store.ScanAudit(ctx, node, from, func(e Event) error {
 			if read++; read&4095 == 0 {
 				if err := ctx.Err(); err != nil {
 					return err
@@ -311,6 +318,35 @@ func checkPipelined(scan func(fn func(Event) error) error, check func(*Event) er
 		return checkErr, nil
 	}
 	return nil, scanErr
+}
+
+// prunedAnchor starts n after the events of its node that store pruned
+// (once archived): at the signed checkpoint at the last pruned seq, which
+// must exist, verify and sign the hash the store recorded. It returns the
+// last pruned seq (0 when none was pruned).
+func prunedAnchor(ctx context.Context, store Store, n *nodeChain, cps []Checkpoint) (uint64, error) {
+	ps, ok := store.(PrunedStore)
+	if !ok {
+		return 0, nil
+	}
+	seq, hash, err := ps.AuditPrunedThrough(ctx, n.node)
+	if err != nil {
+		return 0, fmt.Errorf("audit: verify: pruned boundary of %q: %w", n.node, err)
+	}
+	if seq == 0 {
+		return 0, nil
+	}
+	for i := range cps {
+		if cps[i].Seq == seq {
+			c := &Chain{n: n}
+			if err := c.CheckAnchor(&cps[i], hash); err != nil {
+				return 0, err
+			}
+			n.next, n.prev = seq+1, hash
+			return seq, nil
+		}
+	}
+	return 0, n.fail(seq, "", "events pruned through seq %d, but no signed checkpoint is there", seq)
 }
 
 // corruptFinding turns a stored row that does not decode, or whose columns
