@@ -83,3 +83,21 @@ type AuditQuery struct {
 // stands for: v itself, or 1 for 0 (a log written before audit keys could
 // rotate records none, and had only version 1).
 func AuditKeyVersion(v uint32) uint32 { return max(v, 1) }
+
+// AuditSegment is the database's record of a sealed segment of one node's
+// audit chain (events FirstSeq to LastSeq, closed by the signed checkpoint
+// at LastSeq) that was written to the audit archive and read back
+// verified (Verified). Pruned is when its events were deleted from the
+// database (zero while they are still there).
+type AuditSegment struct {
+	Node      string
+	FirstSeq  uint64
+	LastSeq   uint64
+	PrevHash  string // hash of the event before FirstSeq (or the genesis hash)
+	HeadHash  string // hash of the event at LastSeq
+	FirstTime time.Time
+	LastTime  time.Time
+	Bytes     int64 // size of the archived file
+	Verified  time.Time
+	Pruned    time.Time
+}

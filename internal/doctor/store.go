@@ -17,8 +17,13 @@ import (
 const bootstrapClient = "bootstrap-admin"
 
 // auditTables are the append-only tables: the app role may INSERT and
-// SELECT them, never UPDATE, DELETE or TRUNCATE.
+// SELECT them, never UPDATE, DELETE or TRUNCATE; except that it may DELETE
+// from audit_events and audit_log, to prune sealed segments once archived,
+// which their triggers allow for archived rows only (migration 21).
 var auditTables = []string{"audit_events", "audit_log", "audit_checkpoints"}
+
+// mayDelete are the audit tables the app role may DELETE from.
+var mayDelete = map[string]bool{"audit_events": true, "audit_log": true}
 
 // openStore opens the deployment's store, or says why it cannot. A
 // missing SQLite file is not created (checkDatabaseFile reports it).
@@ -82,7 +87,7 @@ func checkPostgresRoles(ctx context.Context, st *state) []Finding {
 			name string
 			v    *bool
 		}{{"UPDATE", update}, {"DELETE", del}, {"TRUNCATE", trunc}} {
-			if p.v != nil && *p.v {
+			if p.v != nil && *p.v && (p.name != "DELETE" || !mayDelete[t]) {
 				privs = append(privs, p.name)
 			}
 		}

@@ -44,7 +44,12 @@ func (db *DB) GrantAppRole(ctx context.Context, role string) error {
 	stmts = append(stmts,
 		`GRANT USAGE ON SCHEMA `+sch+` TO `+id,
 		`GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA `+sch+` TO `+id,
-		`REVOKE UPDATE, DELETE, TRUNCATE ON `+sch+`.audit_events, `+sch+`.audit_log, `+sch+`.audit_checkpoints FROM `+id,
+		`REVOKE UPDATE, DELETE, TRUNCATE ON `+sch+`.audit_checkpoints FROM `+id,
+		// DELETE on audit_events and audit_log prunes archived segments:
+		// their triggers refuse any row no verified segment covers
+		// (migration 21).
+		`REVOKE UPDATE, TRUNCATE ON `+sch+`.audit_events, `+sch+`.audit_log FROM `+id,
+		`REVOKE DELETE, TRUNCATE ON `+sch+`.audit_segments FROM `+id,
 		`REVOKE INSERT, UPDATE, DELETE, TRUNCATE ON `+sch+`.goose_db_version FROM `+id,
 		`GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA `+sch+` TO `+id,
 	)
