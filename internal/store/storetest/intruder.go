@@ -23,6 +23,8 @@ func Intruder(tb testing.TB, dsn string) *sql.DB {
 		`DROP TRIGGER IF EXISTS audit_events_no_delete`,
 		`DROP TRIGGER IF EXISTS audit_log_no_update`,
 		`DROP TRIGGER IF EXISTS audit_log_no_delete`,
+		`DROP TRIGGER IF EXISTS audit_events_delete_archived_only`,
+		`DROP TRIGGER IF EXISTS audit_log_delete_archived_only`,
 		`DROP TRIGGER IF EXISTS audit_checkpoints_no_update`,
 		`DROP TRIGGER IF EXISTS audit_checkpoints_no_delete`,
 	}
@@ -30,6 +32,8 @@ func Intruder(tb testing.TB, dsn string) *sql.DB {
 		driver, drops = "pgx", []string{
 			`DROP TRIGGER IF EXISTS audit_events_append_only ON audit_events`,
 			`DROP TRIGGER IF EXISTS audit_log_append_only ON audit_log`,
+			`DROP TRIGGER IF EXISTS audit_events_delete_archived_only ON audit_events`,
+			`DROP TRIGGER IF EXISTS audit_log_delete_archived_only ON audit_log`,
 			`DROP TRIGGER IF EXISTS audit_checkpoints_append_only ON audit_checkpoints`,
 		}
 	}
