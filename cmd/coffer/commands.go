@@ -20,6 +20,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/cofferhq/coffer/internal/app"
+	"github.com/cofferhq/coffer/internal/auditarchive"
 	"github.com/cofferhq/coffer/internal/cli"
 	"github.com/cofferhq/coffer/internal/config"
 	"github.com/cofferhq/coffer/internal/harden"
@@ -449,16 +450,22 @@ func versionCmd(stdout io.Writer) *cobra.Command {
 
 func auditCmd(stdout io.Writer, env []string) *cobra.Command {
 	cmd := &cobra.Command{Use: "audit", Short: "Work with the audit log"}
-	var dir, dbURL, witnessTarget string
+	var (
+		dir, dbURL, witnessTarget string
+		since                     time.Duration
+		segments                  []string
+	)
 	verify := &cobra.Command{
-		Use:   "verify --data-dir DIR [--witness FILE|URL]",
+		Use:   "verify --data-dir DIR [--witness FILE|URL] [--since DURATION | --segments ID,…]",
 		Short: "Check the audit chain offline, against the file sink and the witness",
 		Long: "Checks every audit chain in the database (hashes, links, signed checkpoints, and that every\n" +
 			"column stored beside an event matches its hashed body), checks the file sink's files (audit.file,\n" +
 			"rotated ones included) and compares them with the database event by event and checkpoint by\n" +
 			"checkpoint, both ways, and compares the witness's newest signed checkpoint of each node with the\n" +
-			"database (audit.witness, or --witness). Prints \"ok: N events\", or every finding with its node\n" +
-			"and seq and exits 1.",
+			"database (audit.witness, or --witness). With audit.archive set it also walks the archived segments\n" +
+			"and the database as one chain per node (every segment boundary, every checkpoint signature, nothing\n" +
+			"missing) and names the first break (segment, seq, what is wrong); --since and --segments verify\n" +
+			"only a range of it. Prints \"ok: N events\", or every finding with its node and seq and exits 1.",
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cfg, err := deploymentConfig(cmd, dir, dbURL, env)
@@ -467,9 +474,27 @@ func auditCmd(stdout io.Writer, env []string) *cobra.Command {
 			}
 			ctx, cancel := context.WithTimeout(cmd.Context(), 10*time.Minute)
 			defer cancel()
-			n, err := app.VerifyAuditAgainst(ctx, cfg, witnessTarget)
-			if err != nil {
-				return &exitError{code: 1, err: err}
+			ranged := since > 0 || len(segments) > 0
+			if ranged && cfg.Audit.Archive == "" {
+				return &exitError{code: 2, err: errors.New("--since and --segments verify a range of the audit archive: audit.archive is not set")}
+			}
+			n := 0
+			if !ranged {
+				if n, err = app.VerifyAuditAgainst(ctx, cfg, witnessTarget); err != nil {
+					return &exitError{code: 1, err: err}
+				}
+			}
+			if cfg.Audit.Archive != "" {
+				opt := auditarchive.VerifyOptions{Segments: segments}
+				if since > 0 {
+					opt.Since = time.Now().Add(-since)
+				}
+				rep, err := app.VerifyAuditArchive(ctx, cfg, opt)
+				if err != nil {
+					return &exitError{code: 1, err: err}
+				}
+				fmt.Fprintf(stdout, "archive: %d segments, %d events verified with the database as one chain per node\n", rep.Segments, rep.Events)
+				n = max(n, rep.Events)
 			}
 			fmt.Fprintf(stdout, "ok: %d events\n", n)
 			return nil
@@ -478,8 +503,95 @@ func auditCmd(stdout io.Writer, env []string) *cobra.Command {
 	deploymentFlags(verify, env, &dir, &dbURL)
 	verify.Flags().StringVar(&witnessTarget, "witness", "",
 		"compare with this witness instead of audit.witness: an https:// URL (its GET answer) or a witness file")
-	cmd.AddCommand(verify, auditTailCmd(stdout, env))
+	verify.Flags().DurationVar(&since, "since", 0, "verify only the archived segments (and the database after them) of the last DURATION")
+	verify.Flags().StringSliceVar(&segments, "segments", nil, "verify only these archived segments (ids NODE:FIRST-LAST, comma-separated)")
+	cmd.AddCommand(verify, auditTailCmd(stdout, env), auditArchiveCmd(stdout, env), auditSearchCmd(stdout))
 	return cmd
+}
+
+func auditArchiveCmd(stdout io.Writer, env []string) *cobra.Command {
+	var (
+		dir, dbURL string
+		before     time.Duration
+	)
+	c := &cobra.Command{
+		Use:   "archive --data-dir DIR [--before DURATION]",
+		Short: "Archive sealed audit segments to audit.archive and prune them from the database",
+		Long: "Writes every sealed segment of the audit log (events up to a signed checkpoint) to the directory\n" +
+			"audit.archive, reads each back and verifies it, then deletes from the database the archived segments\n" +
+			"older than --before (default audit.retain_in_db), keeping each node's newest event. Safe to run while\n" +
+			"the server runs (one archiver at a time holds the job's lease) and to run again after a crash.",
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg, err := deploymentConfig(cmd, dir, dbURL, env)
+			if err != nil {
+				return err
+			}
+			if !cmd.Flags().Changed("before") {
+				before = -1
+			}
+			res, err := app.ArchiveAudit(cmd.Context(), cfg, before)
+			if err != nil {
+				return &exitError{code: 1, err: err}
+			}
+			fmt.Fprintf(stdout, "archived %d segments (%d events, %d bytes), adopted %d, pruned %d segments (%d events)\n",
+				len(res.Archived), res.ArchivedEvents, res.Bytes, len(res.Adopted), len(res.Pruned), res.PrunedEvents)
+			return nil
+		},
+	}
+	deploymentFlags(c, env, &dir, &dbURL)
+	c.Flags().DurationVar(&before, "before", 0, "archive and prune what is older than this (default audit.retain_in_db)")
+	return c
+}
+
+func auditSearchCmd(stdout io.Writer) *cobra.Command {
+	var (
+		dir          string
+		q            auditarchive.Query
+		since, until string
+	)
+	c := &cobra.Command{
+		Use:   "search --archive DIR [--principal ID] [--action A] [--since T] [--until T] [--node N]",
+		Short: "Print archived audit events as JSON lines, read from the segment files directly",
+		Long: "Reads the sealed segments in an audit archive directory (no database, no keys) and prints each\n" +
+			"event matching the filters. --since and --until take an RFC 3339 time or a duration ago (24h).\n" +
+			"It only reads: `coffer audit verify` checks the archive's hashes and signatures.",
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if dir == "" {
+				return &exitError{code: 2, err: errors.New("--archive DIR is required")}
+			}
+			var err error
+			if q.Since, err = timeOrAgo(since); err != nil {
+				return &exitError{code: 2, err: fmt.Errorf("--since: %w", err)}
+			}
+			if q.Until, err = timeOrAgo(until); err != nil {
+				return &exitError{code: 2, err: fmt.Errorf("--until: %w", err)}
+			}
+			if _, err := app.SearchAuditArchive(cmd.Context(), dir, q, stdout); err != nil {
+				return &exitError{code: 1, err: err}
+			}
+			return nil
+		},
+	}
+	c.Flags().StringVar(&dir, "archive", "", "the audit archive directory (audit.archive)")
+	c.Flags().StringVar(&q.Principal, "principal", "", "only events of this principal id")
+	c.Flags().StringVar(&q.Action, "action", "", "only events of this action")
+	c.Flags().StringVar(&q.Node, "node", "", "only events of this node's chain")
+	c.Flags().StringVar(&since, "since", "", "only events at or after this time (RFC 3339, or a duration ago)")
+	c.Flags().StringVar(&until, "until", "", "only events before this time (RFC 3339, or a duration ago)")
+	return c
+}
+
+// timeOrAgo parses an RFC 3339 time or a duration before now ("" is zero).
+func timeOrAgo(v string) (time.Time, error) {
+	if v == "" {
+		return time.Time{}, nil
+	}
+	if d, err := time.ParseDuration(v); err == nil {
+		return time.Now().Add(-d), nil
+	}
+	return time.Parse(time.RFC3339Nano, v)
 }
 
 func auditTailCmd(stdout io.Writer, env []string) *cobra.Command {

@@ -142,6 +142,10 @@ type Page struct {
 	// More is true when the store read Filter.Limit rows, so more may
 	// follow.
 	More bool
+	// Archived names the sealed segments (SegmentID) pruned from the
+	// database whose events fall in the filter's time range: that part of
+	// the history is in the audit archive only.
+	Archived []string
 }
 
 // Matches reports whether e, decoded from a body, matches f's principal,

@@ -2,6 +2,7 @@ package auditadmin
 
 import (
 	"context"
+	"time"
 
 	"github.com/cofferhq/coffer/internal/audit"
 	"github.com/cofferhq/coffer/internal/coffer"
@@ -24,9 +25,13 @@ type Lister interface {
 // audit, verifying the whole log admin on audit (reading every event is
 // heavy).
 type Query struct {
-	list   Lister
-	verify *Verifier
-	auth   Authorizer
+	list    Lister
+	verify  *Verifier
+	auth    Authorizer
+	archive ArchiveRunner
+	segs    SegmentLister
+	retain  time.Duration
+	now     func() time.Time
 }
 
 // NewQuery returns the audit log's queries under auth.
@@ -51,6 +56,11 @@ func (q *Query) Events(ctx context.Context, c coffer.Caller, read func() (audit.
 	}
 	if page.Events == nil {
 		page.Events = []audit.Event{}
+	}
+	// Older history may have left the database for the archive: name the
+	// segments the range reaches into.
+	if page.Archived, err = q.archivedSince(ctx, f.Since); err != nil {
+		return audit.Page{}, err
 	}
 	c.Note.Count = len(page.Events)
 	return page, nil

@@ -333,6 +333,23 @@ type Audit struct {
 	// answered request's event may wait for its append: what a crash may
 	// lose (default 10ms, at most 1s).
 	FlushInterval Duration `yaml:"flush_interval"`
+	// Archive, if set, is the directory (best another volume, or a
+	// mounted object store) that receives sealed segments of the audit
+	// log: the events up to a signed checkpoint, compressed, with the
+	// checkpoints and the previous segment's head (issue #24). Archived
+	// segments older than RetainInDB are pruned from the database once
+	// written, synced and read back verified. See docs/operations.md.
+	Archive string `yaml:"archive,omitempty" path:"true"`
+	// RetainInDB is how long audit events stay in the database before
+	// their archived segment is pruned from it (default 168h; only with
+	// Archive).
+	RetainInDB Duration `yaml:"retain_in_db"`
+	// ArchiveEvery is how often the background job archives and prunes
+	// (default 1h; one node at a time in a cluster).
+	ArchiveEvery Duration `yaml:"archive_every"`
+	// ArchiveSegmentEvents bounds a segment's events (default 100000; a
+	// segment closes at a signed checkpoint).
+	ArchiveSegmentEvents int `yaml:"archive_segment_events"`
 }
 
 // Audit durability modes (Audit.Durability).
@@ -597,10 +614,13 @@ func defaults(dir string) *Config {
 			Shutdown:   Duration{30 * time.Second},
 		},
 		Audit: Audit{
-			CheckpointEvery:    1000,
-			CheckpointInterval: Duration{10 * time.Minute},
-			WitnessMaxLag:      Duration{time.Minute},
-			FlushInterval:      Duration{10 * time.Millisecond},
+			CheckpointEvery:      1000,
+			CheckpointInterval:   Duration{10 * time.Minute},
+			WitnessMaxLag:        Duration{time.Minute},
+			FlushInterval:        Duration{10 * time.Millisecond},
+			RetainInDB:           Duration{7 * 24 * time.Hour},
+			ArchiveEvery:         Duration{time.Hour},
+			ArchiveSegmentEvents: 100_000,
 		},
 		Detect: Detect{
 			Window:          Duration{time.Minute},

@@ -191,6 +191,9 @@ func (c *Config) Validate() error {
 	default:
 		add("audit.durability", "must be %q (the default) or %q", AuditDurable, AuditInterval)
 	}
+	positive(add, "audit.retain_in_db", c.Audit.RetainInDB)
+	positive(add, "audit.archive_every", c.Audit.ArchiveEvery)
+	atLeastOne(add, "audit.archive_segment_events", int64(c.Audit.ArchiveSegmentEvents))
 
 	positive(add, "detect.window", c.Detect.Window)
 	atLeastOne(add, "detect.bulk_read_values", int64(c.Detect.BulkReadValues))

@@ -8,6 +8,7 @@ import (
 
 	"github.com/cofferhq/coffer/internal/audit"
 	"github.com/cofferhq/coffer/internal/auditadmin"
+	"github.com/cofferhq/coffer/internal/auditarchive"
 	"github.com/cofferhq/coffer/internal/coffer"
 )
 
@@ -17,6 +18,7 @@ import (
 type AuditLog interface {
 	Events(ctx context.Context, c coffer.Caller, read func() (audit.Filter, error)) (audit.Page, error)
 	Verify(ctx context.Context, c coffer.Caller) (auditadmin.Verification, error)
+	Archive(ctx context.Context, c coffer.Caller, read func() (auditadmin.ArchiveRequest, error)) (auditarchive.Result, error)
 }
 
 // encodeCursor makes an opaque paging cursor from an event position.
@@ -73,7 +75,26 @@ func (s *Server) auditEvents(c *Call) (Reply, error) {
 		// out must not end the paging early.
 		out["next"] = encodeCursor(*page.Last)
 	}
+	if len(page.Archived) > 0 {
+		// The range reaches into history pruned from the database: these
+		// sealed segments hold it (coffer audit search --archive).
+		out["archived_segments"] = page.Archived
+	}
 	return Reply{Body: out}, nil
+}
+
+// auditArchive archives the sealed audit history and prunes it from the
+// database now (as `coffer audit archive` does offline, and the
+// background job every audit.archive_every); the use case decides who may.
+func (s *Server) auditArchive(c *Call) (Reply, error) {
+	res, err := s.c.AuditLog.Archive(c.R.Context(), c.caller(), func() (auditadmin.ArchiveRequest, error) {
+		var req auditadmin.ArchiveRequest
+		return req, decodeJSON(c.R, &req)
+	})
+	if err != nil {
+		return Reply{}, err
+	}
+	return Reply{Body: res}, nil
 }
 
 // auditVerify verifies the audit log now (as `coffer audit verify` does

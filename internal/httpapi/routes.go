@@ -70,6 +70,7 @@ func (s *Server) routes() {
 	s.transitRoutes()
 	s.handle("GET /v1/audit/events", 0, s.auditEvents)
 	s.handle("POST /v1/audit/verify", 0, s.auditVerify)
+	s.handle("POST /v1/admin/audit/archive", 0, s.auditArchive)
 	s.handle("GET /v1/security/events", 0, s.securityEvents)
 	s.handle("DELETE /v1/security/suspensions/{principal}", 0, s.liftSuspension)
 	s.handle("PUT /v1/security/suspensions/{principal}", 0, s.suspend)

@@ -39,6 +39,12 @@ type Metrics struct {
 	// disagree with their hashed body (or whose body does not decode):
 	// edits made in the database outside Coffer.
 	AuditRowMismatches prometheus.Counter
+	// AuditArchiveFailures counts audit archive runs that failed (a full
+	// or unreachable archive volume, a segment that did not read back):
+	// pruning stops until a run succeeds; the database keeps growing.
+	AuditArchiveFailures prometheus.Counter
+	// AuditArchived counts events archived and pruned, by what.
+	AuditArchived *prometheus.CounterVec
 	// AuditWitnessLag is how long the oldest signed checkpoint not yet
 	// taken by the audit witness has waited, in seconds (0 when none
 	// waits or no witness is configured).
@@ -114,6 +120,13 @@ func New() *Metrics {
 		QuotaRefusals: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "coffer_quota_refusals_total", Help: "Requests refused by a per-principal quota (limits.*_per_hour), by quota.",
 		}, []string{"quota"}),
+		AuditArchiveFailures: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "coffer_audit_archive_failures_total",
+			Help: "Audit archive runs that failed (archive volume full or unreachable, a segment that did not read back verified); pruning waits.",
+		}),
+		AuditArchived: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "coffer_audit_archive_events_total", Help: "Audit events archived to sealed segments, and pruned from the database, by op.",
+		}, []string{"op"}),
 		AuditRowMismatches: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "coffer_audit_row_mismatches_total",
 			Help: "Stored audit rows read whose columns disagree with their hashed body, or whose body does not decode: edits made in the database.",
@@ -139,6 +152,7 @@ func New() *Metrics {
 		m.AuditWrites, m.AuditFailures, m.AuditLatency, m.AuditBatch, m.SecurityEvents, m.KeyOps,
 		m.CertExpiry, m.RewrapProcessed, m.KeysTooManyValues, m.QuotaRefusals,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	reg.MustRegister(m.AuditArchiveFailures, m.AuditArchived)
 	reg.MustRegister(m.AuditRowMismatches, m.AuditWitnessLag, m.AuditWitnessFailures, m.RelayRequests, m.RelayLatency)
 	return m
 }
