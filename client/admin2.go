@@ -105,6 +105,33 @@ func (c *Client) VerifyAudit(ctx context.Context) (*AuditVerification, error) {
 	return &out, nil
 }
 
+// AuditArchiveResult is what an audit archive run did: the segments
+// (NODE:FIRST-LAST) written and verified, adopted from a run cut short,
+// and pruned from the database.
+type AuditArchiveResult struct {
+	Archived       []string `json:"archived"`
+	Adopted        []string `json:"adopted"`
+	Pruned         []string `json:"pruned"`
+	ArchivedEvents int      `json:"archived_events"`
+	PrunedEvents   int64    `json:"pruned_events"`
+	Bytes          int64    `json:"bytes"`
+}
+
+// ArchiveAudit archives the sealed audit history to audit.archive now and
+// prunes from the database what is older than before (0:
+// audit.retain_in_db), as `coffer audit archive` does offline.
+func (c *Client) ArchiveAudit(ctx context.Context, before time.Duration) (*AuditArchiveResult, error) {
+	body := map[string]string{}
+	if before > 0 {
+		body["before"] = before.String()
+	}
+	var out AuditArchiveResult
+	if err := c.do(ctx, c.hc, http.MethodPost, "/v1/admin/audit/archive", body, &out); err != nil {
+		return nil, err
+	}
+	return &out, nil
+}
+
 // Suspension is a principal's suspension.
 type Suspension struct {
 	Principal string    `json:"principal"`

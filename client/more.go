@@ -486,6 +486,10 @@ type AuditFilter struct {
 type AuditPage struct {
 	Events []AuditEvent `json:"events"`
 	Next   string       `json:"next,omitempty"`
+	// ArchivedSegments names the sealed segments, pruned from the
+	// database into the audit archive, that the requested range reaches
+	// into (empty when it lies wholly in the database).
+	ArchivedSegments []string `json:"archived_segments,omitempty"`
 }
 
 // AuditEvents returns a page of audit events, oldest first.

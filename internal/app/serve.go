@@ -198,10 +198,10 @@ func (s *Server) build(ctx context.Context, o Options) error {
 			_ = s.audit.Close(context.WithoutCancel(ctx))
 			return fail(err)
 		}
-		auditLog.WithArchive(arch, c.db, cfg.Audit.RetainInDB.Duration, c.opts.Now)
+		auditLog.WithArchive(arch, c.db, cfg.Audit.RetainInDB.Duration, c.opts.Now, s.log)
 		go auditadmin.RunArchiveJob(bg, arch, cfg.Audit, c.opts.Now, s.log, s.metrics)
 	} else {
-		auditLog.WithArchive(nil, c.db, cfg.Audit.RetainInDB.Duration, c.opts.Now)
+		auditLog.WithArchive(nil, c.db, cfg.Audit.RetainInDB.Duration, c.opts.Now, s.log)
 	}
 	principals := identityadmin.New(c.policies, c.identity, c.identity, c.identity)
 	ready := map[string]httpapi.Readiness{
@@ -234,28 +234,28 @@ func (s *Server) build(ctx context.Context, o Options) error {
 		TransitCrypto: c.transit,
 		TransitImport: c.transit,
 		AuditLog:      auditLog,
-		Auth:         c.identity,
-		OAuth:        c.identity,
-		SignIn:       c.identity,
-		Clients:      principals,
-		Users:        principals,
-		Introspect:   principals,
-		Policies:     c.policies,
-		Audit:        s.recorder(),
-		Quotas:       s.quotas(c),
-		Detector:     s.detector,
-		Security:     detect.NewResponse(s.detector, c.policies),
-		Inspect:      inspect.New(c.policies),
-		Logger:       c.opts.Logger,
-		PublicURL:    cfg.PublicURL,
-		Issuer:       c.issuer,
-		MaxBodyBytes: cfg.Limits.MaxBodyBytes,
-		RateLimit:    cfg.Limits.RateLimit,
-		RateBurst:    cfg.Limits.RateBurst,
-		Observe:      s.metrics.ObserveRequest,
-		Now:          c.opts.Now,
-		Ready:        ready,
-		Unavailable:  store.IsUnavailable,
+		Auth:          c.identity,
+		OAuth:         c.identity,
+		SignIn:        c.identity,
+		Clients:       principals,
+		Users:         principals,
+		Introspect:    principals,
+		Policies:      c.policies,
+		Audit:         s.recorder(),
+		Quotas:        s.quotas(c),
+		Detector:      s.detector,
+		Security:      detect.NewResponse(s.detector, c.policies),
+		Inspect:       inspect.New(c.policies),
+		Logger:        c.opts.Logger,
+		PublicURL:     cfg.PublicURL,
+		Issuer:        c.issuer,
+		MaxBodyBytes:  cfg.Limits.MaxBodyBytes,
+		RateLimit:     cfg.Limits.RateLimit,
+		RateBurst:     cfg.Limits.RateBurst,
+		Observe:       s.metrics.ObserveRequest,
+		Now:           c.opts.Now,
+		Ready:         ready,
+		Unavailable:   store.IsUnavailable,
 		// A claim outlives any request (its handler's bound), unless its
 		// node dies first.
 		Idempotency: idempotency.New(idempotency.Config{Store: c.db, Sealer: c.keys, Decider: c.policies, Instance: s.member.Instance(),

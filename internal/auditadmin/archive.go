@@ -124,8 +124,8 @@ type SegmentLister interface {
 
 // WithArchive lets q archive on demand (run, nil when audit.archive is not
 // set) and say which archived segments a listing's range reaches into.
-func (q *Query) WithArchive(run ArchiveRunner, segs SegmentLister, retain time.Duration, now func() time.Time) *Query {
-	q.archive, q.segs, q.retain, q.now = run, segs, retain, now
+func (q *Query) WithArchive(run ArchiveRunner, segs SegmentLister, retain time.Duration, now func() time.Time, logger *slog.Logger) *Query {
+	q.archive, q.segs, q.retain, q.now, q.logger = run, segs, retain, now, logger
 	return q
 }
 
@@ -164,7 +164,10 @@ func (q *Query) Archive(ctx context.Context, c coffer.Caller, read func() (Archi
 		return res, coffer.Errorf(coffer.ECONFLICT, "the audit archive job is running")
 	}
 	if err != nil {
-		return res, err
+		// The archive volume (full, unreachable) or a segment that did not
+		// read back: nothing more was pruned; the reason is logged.
+		q.logArchiveFailure(err)
+		return res, coffer.Errorf(coffer.EUNAVAILABLE, "the audit archive could not be written or read back; nothing more was pruned (see the server log)")
 	}
 	c.Note.Count = len(res.Archived) + len(res.Pruned)
 	if res.Archived == nil {
@@ -177,6 +180,14 @@ func (q *Query) Archive(ctx context.Context, c coffer.Caller, read func() (Archi
 		res.Pruned = []string{}
 	}
 	return res, nil
+}
+
+// logArchiveFailure logs why an archive run failed (paths and ids, never a
+// value: events hold none).
+func (q *Query) logArchiveFailure(err error) {
+	if q.logger != nil {
+		q.logger.Error("audit archive failed", "error", err)
+	}
 }
 
 // maxArchivedIDs bounds the archived segment ids a listing names.

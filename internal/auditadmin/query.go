@@ -2,6 +2,7 @@ package auditadmin
 
 import (
 	"context"
+	"log/slog"
 	"time"
 
 	"github.com/cofferhq/coffer/internal/audit"
@@ -32,6 +33,7 @@ type Query struct {
 	segs    SegmentLister
 	retain  time.Duration
 	now     func() time.Time
+	logger  *slog.Logger
 }
 
 // NewQuery returns the audit log's queries under auth.
