@@ -18,7 +18,7 @@ import (
 // $2, … placeholders on both backends. The connection closes at cleanup.
 func Intruder(tb testing.TB, dsn string) *sql.DB {
 	tb.Helper()
-	driver, drops := "sqlite", []string{
+	drops := []string{
 		`DROP TRIGGER IF EXISTS audit_events_no_update`,
 		`DROP TRIGGER IF EXISTS audit_events_no_delete`,
 		`DROP TRIGGER IF EXISTS audit_log_no_update`,
@@ -29,7 +29,7 @@ func Intruder(tb testing.TB, dsn string) *sql.DB {
 		`DROP TRIGGER IF EXISTS audit_checkpoints_no_delete`,
 	}
 	if strings.HasPrefix(dsn, "postgres://") || strings.HasPrefix(dsn, "postgresql://") {
-		driver, drops = "pgx", []string{
+		drops = []string{
 			`DROP TRIGGER IF EXISTS audit_events_append_only ON audit_events`,
 			`DROP TRIGGER IF EXISTS audit_log_append_only ON audit_log`,
 			`DROP TRIGGER IF EXISTS audit_events_delete_archived_only ON audit_events`,
@@ -37,20 +37,32 @@ func Intruder(tb testing.TB, dsn string) *sql.DB {
 			`DROP TRIGGER IF EXISTS audit_checkpoints_append_only ON audit_checkpoints`,
 		}
 	}
-	if driver == "sqlite" {
-		// The server may be writing: wait for its lock as it does.
-		dsn = "file:" + dsn + "?" + url.Values{"_pragma": {"busy_timeout(10000)"}}.Encode()
-	}
-	db, err := sql.Open(driver, dsn)
-	if err != nil {
-		tb.Fatalf("intruder: open: %v", err)
-	}
-	db.SetMaxOpenConns(1)
-	tb.Cleanup(func() { _ = db.Close() })
+	db := Raw(tb, dsn)
 	for _, q := range drops {
 		if _, err := db.ExecContext(context.Background(), q); err != nil {
 			tb.Fatalf("intruder: %s: %v", q, err)
 		}
 	}
+	return db
+}
+
+// Raw opens the database at dsn with its own connection, as someone with
+// the application's write access would, leaving every trigger in place.
+// The connection closes at cleanup.
+func Raw(tb testing.TB, dsn string) *sql.DB {
+	tb.Helper()
+	driver := "sqlite"
+	if strings.HasPrefix(dsn, "postgres://") || strings.HasPrefix(dsn, "postgresql://") {
+		driver = "pgx"
+	} else {
+		// The server may be writing: wait for its lock as it does.
+		dsn = "file:" + dsn + "?" + url.Values{"_pragma": {"busy_timeout(10000)"}}.Encode()
+	}
+	db, err := sql.Open(driver, dsn)
+	if err != nil {
+		tb.Fatalf("raw: open: %v", err)
+	}
+	db.SetMaxOpenConns(1)
+	tb.Cleanup(func() { _ = db.Close() })
 	return db
 }
