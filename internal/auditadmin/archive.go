@@ -148,9 +148,6 @@ func (q *Query) Archive(ctx context.Context, c coffer.Caller, read func() (Archi
 	if err != nil {
 		return auditarchive.Result{}, err
 	}
-	if q.archive == nil {
-		return auditarchive.Result{}, coffer.Errorf(coffer.ECONFLICT, "audit.archive is not configured")
-	}
 	age := q.retain
 	if req.Before != "" {
 		d, err := time.ParseDuration(req.Before)
@@ -158,6 +155,9 @@ func (q *Query) Archive(ctx context.Context, c coffer.Caller, read func() (Archi
 			return auditarchive.Result{}, coffer.Errorf(coffer.EINVALID, "before must be a non-negative Go duration")
 		}
 		age = d
+	}
+	if q.archive == nil {
+		return auditarchive.Result{}, coffer.Errorf(coffer.ECONFLICT, "audit.archive is not configured")
 	}
 	res, err := q.archive.Run(ctx, q.now().Add(-age))
 	if errors.Is(err, auditarchive.ErrBusy) {

@@ -138,6 +138,7 @@ func protected(w *world) []sample {
 		{"POST /v1/admin/keys/revoke-signing", "POST", "/v1/admin/keys/revoke-signing"},
 		{"GET /v1/audit/events", "GET", "/v1/audit/events"},
 		{"POST /v1/audit/verify", "POST", "/v1/audit/verify"},
+		{"POST /v1/admin/audit/archive", "POST", "/v1/admin/audit/archive"},
 		{"GET /v1/security/events", "GET", "/v1/security/events"},
 		{"DELETE /v1/security/suspensions/{principal}", "DELETE", "/v1/security/suspensions/" + w.clientA},
 		{"PUT /v1/security/suspensions/{principal}", "PUT", "/v1/security/suspensions/" + w.clientA},

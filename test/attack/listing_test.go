@@ -36,5 +36,14 @@ func listingAttacks() []attack {
 				t.Fatalf("GET /v1/admin/jobs as admin: %d %s", r.status, r.body)
 			}
 		}},
+		{"POST /v1/admin/audit/archive", "a principal without admin on audit cannot archive or prune the audit log: 403, before the body is read", func(t *testing.T, w *world) {
+			for _, tok := range []string{w.tokenA, w.tokenSupport, w.tokenClerk, w.tokenManager} {
+				wantProblem(t, w.n.call(t, "POST", "/v1/admin/audit/archive", tok, map[string]string{"before": "0s"}), 403, "not allowed to admin audit")
+				wantProblem(t, w.n.call(t, "POST", "/v1/admin/audit/archive", tok, "not an object"), 403, "not allowed to admin audit")
+			}
+			// Without audit.archive an admin is told so, and nothing is pruned.
+			wantProblem(t, w.n.call(t, "POST", "/v1/admin/audit/archive", w.n.admin, map[string]string{}), 409, "audit.archive is not configured")
+			wantProblem(t, w.n.call(t, "POST", "/v1/admin/audit/archive", w.n.admin, map[string]string{"before": "-1h"}), 422, "before must be")
+		}},
 	}
 }
