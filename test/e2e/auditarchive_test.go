@@ -58,6 +58,7 @@ func TestAuditArchive(t *testing.T) {
 			if st != 200 || len(res.Archived) < 2 || len(res.Pruned) < 1 || res.PrunedEvents < 50 {
 				t.Fatalf("archive: %d %s", st, raw)
 			}
+			t.Logf("archived %d events in %d bytes: %.0f bytes/event", res.ArchivedEvents, res.Bytes, float64(res.Bytes)/float64(res.ArchivedEvents))
 			// The SDK says the same (nothing new to do now).
 			if r, err := n.Admin.ArchiveAudit(ctx, 0); err != nil || len(r.Archived) != 0 {
 				t.Fatalf("client ArchiveAudit: %+v %v", r, err)
