@@ -182,6 +182,7 @@ func TestHardenedDeploymentHasNoHighFinding(t *testing.T) {
 		"medium clients.bootstrap_admin",
 		"low audit.no_file_sink",
 		"low tls.ca_key_online",
+		"info audit.no_archive",
 		"info audit.no_witness",
 		"info audit.verified",
 	}

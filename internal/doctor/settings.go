@@ -129,7 +129,7 @@ func checkBYOK(st *state) []Finding {
 // events deleted with the checkpoints after them) be noticed, which the
 // database alone cannot show.
 func checkAuditSink(st *state) []Finding {
-	out := checkAuditWitness(st)
+	out := append(checkAuditWitness(st), checkAuditArchive(st)...)
 	if st.cfg.Audit.Durability == config.AuditInterval {
 		out = append(out, Finding{
 			ID: "audit.not_durable", Severity: Medium,
@@ -328,4 +328,55 @@ func appendNew(list []string, s string) []string {
 		return list
 	}
 	return append(list, s)
+}
+
+// checkAuditArchive advises an audit archive (the database otherwise keeps
+// every event forever), on another volume than the database, and one this
+// host can still write to: an archive that cannot be written stops pruning.
+func checkAuditArchive(st *state) []Finding {
+	a := st.cfg.Audit.Archive
+	if a == "" {
+		return []Finding{{
+			ID: "audit.no_archive", Severity: Info,
+			Title: "the database keeps every audit event forever",
+			Fix: "set audit.archive to a directory on another volume: sealed segments move there and leave the database " +
+				"after audit.retain_in_db (see docs/operations.md, Audit archive)",
+		}}
+	}
+	ai, err := os.Stat(a)
+	if err != nil {
+		return []Finding{{
+			ID: "audit.archive_unwritable", Severity: High,
+			Title:  "the audit archive directory is missing or unreadable: nothing is archived or pruned",
+			Detail: safeError(err),
+			Fix:    "create audit.archive (mode 0700, owned by the server's user) on its volume, or mount it",
+		}}
+	}
+	probe, err := os.CreateTemp(a, ".tmp-doctor-")
+	if err != nil {
+		return []Finding{{
+			ID: "audit.archive_unwritable", Severity: High,
+			Title:  "the audit archive cannot be written (full, read-only or not the server's): pruning has stopped",
+			Detail: safeError(err),
+			Fix:    "free space on, or fix the permissions of, audit.archive; the next archive run resumes",
+		}}
+	}
+	_ = probe.Close()
+	_ = os.Remove(probe.Name())
+	kind, dsn := st.cfg.Database()
+	near := st.cfg.DataDir
+	if kind == config.DatabaseSQLite {
+		near = dsn
+	}
+	if di, err := os.Stat(near); err == nil {
+		if same, known := sameDevice(ai, di); known && same {
+			return []Finding{{
+				ID: "audit.archive_same_volume", Severity: Medium,
+				Title:  "the audit archive is on the same volume as the database",
+				Detail: fmt.Sprintf("%s and %s share a file system: one full disk stops both, and whoever can rewrite one can likely rewrite the other", a, near),
+				Fix:    "put audit.archive on another volume (or a mounted object store with object lock)",
+			}}
+		}
+	}
+	return nil
 }
