@@ -16,7 +16,7 @@ func TestAuditArchiveFindings(t *testing.T) {
 	dir := t.TempDir()
 	for _, c := range []struct {
 		name, archive, want string
-		prep               func(string)
+		prep                func(string)
 	}{
 		{"missing", filepath.Join(dir, "nope"), "audit.archive_unwritable", nil},
 		{"not a directory", filepath.Join(dir, "file"), "audit.archive_unwritable", func(p string) { _ = os.WriteFile(p, []byte("x"), 0o600) }},
