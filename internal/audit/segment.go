@@ -35,22 +35,32 @@ const (
 const MaxSegmentRecordBytes = 4 << 20
 
 // Event encodings a segment's header may name. The encoding is the audit
-// log's own (the store's event body), never a third one: "json" is
-// Event.AppendJSON, read back with DecodeStored.
+// log's own, never a third one: "record" is AppendRecord (the compact,
+// canonical, self-contained form), read back with DecodeRecord; "json"
+// (Event.AppendJSON, read with DecodeStored) is still read.
 const (
-	SegmentEncodingJSON = "json"
+	SegmentEncodingRecord = "record"
+	SegmentEncodingJSON   = "json"
 )
 
 // segmentEncoding is the encoding EncodeSegment writes.
-const segmentEncoding = SegmentEncodingJSON
+const segmentEncoding = SegmentEncodingRecord
 
-// segmentEncodeEvent appends e in the segment's event encoding. It is the
-// one place to switch when the store's body encoding changes.
-func segmentEncodeEvent(dst []byte, e *Event) ([]byte, error) { return e.AppendJSON(dst) }
+// segmentEncodeEvent appends e in the segment's event encoding.
+func segmentEncodeEvent(dst []byte, e *Event) ([]byte, error) { return AppendRecord(dst, e) }
 
 // segmentDecodeEvent decodes an event written in encoding enc.
 func segmentDecodeEvent(enc string, seq uint64, node string, b []byte) (Event, error) {
 	switch enc {
+	case SegmentEncodingRecord:
+		e, n, err := DecodeRecord(b)
+		if err == nil && n != len(b) {
+			err = errors.New("trailing bytes after the record")
+		}
+		if err != nil {
+			return Event{}, &CorruptEventError{Node: node, Seq: seq, Err: err}
+		}
+		return e, nil
 	case SegmentEncodingJSON:
 		return DecodeStored(node, seq, b)
 	}
