@@ -63,6 +63,10 @@ func TestLeastPrivilege(t *testing.T) {
 		VALUES ('privilege-test', 1, 'privilege-test:1', 1, '', 'x', '{}', 'h', 'p')`); err != nil {
 		t.Fatalf("app role cannot append to the audit log: %v", err)
 	}
+	if _, err := conn.Exec(ctx, `INSERT INTO audit_log (node, seq, time, principal, action, hash, body)
+		VALUES ('privilege-test', 1, 1, '', 'x', decode(repeat('00', 32), 'hex'), decode('00', 'hex'))`); err != nil {
+		t.Fatalf("app role cannot append to the audit log: %v", err)
+	}
 	for _, stmt := range []string{
 		`UPDATE audit_events SET body = '{}'`,
 		`DELETE FROM audit_events`,
