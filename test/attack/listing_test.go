@@ -43,7 +43,7 @@ func listingAttacks() []attack {
 			}
 			// Without audit.archive an admin is told so, and nothing is pruned.
 			wantProblem(t, w.n.call(t, "POST", "/v1/admin/audit/archive", w.n.admin, map[string]string{}), 409, "audit.archive is not configured")
-			wantProblem(t, w.n.call(t, "POST", "/v1/admin/audit/archive", w.n.admin, map[string]string{"before": "-1h"}), 422, "before must be")
+			wantProblem(t, w.n.call(t, "POST", "/v1/admin/audit/archive", w.n.admin, map[string]string{"before": "-1h"}), 422, "before must be a non-negative Go duration")
 		}},
 	}
 }
