@@ -20,6 +20,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/cofferhq/coffer/internal/app"
+	"github.com/cofferhq/coffer/internal/auditadmin"
 	"github.com/cofferhq/coffer/internal/auditarchive"
 	"github.com/cofferhq/coffer/internal/cli"
 	"github.com/cofferhq/coffer/internal/config"
@@ -489,7 +490,9 @@ func auditCmd(stdout io.Writer, env []string) *cobra.Command {
 				if since > 0 {
 					opt.Since = time.Now().Add(-since)
 				}
-				rep, err := app.VerifyAuditArchive(ctx, cfg, opt)
+				rep, err := app.AuditOffline(ctx, cfg, func(o auditadmin.Offline) (auditarchive.Report, error) {
+					return auditadmin.VerifyArchive(ctx, o.DB, o.Keys, o.Audit, opt)
+				})
 				if err != nil {
 					return &exitError{code: 1, err: err}
 				}
@@ -530,7 +533,9 @@ func auditArchiveCmd(stdout io.Writer, env []string) *cobra.Command {
 			if !cmd.Flags().Changed("before") {
 				before = -1
 			}
-			res, err := app.ArchiveAudit(cmd.Context(), cfg, before)
+			res, err := app.AuditOffline(cmd.Context(), cfg, func(o auditadmin.Offline) (auditarchive.Result, error) {
+				return auditadmin.ArchiveOffline(cmd.Context(), o, before)
+			})
 			if err != nil {
 				return &exitError{code: 1, err: err}
 			}
@@ -568,7 +573,7 @@ func auditSearchCmd(stdout io.Writer) *cobra.Command {
 			if q.Until, err = timeOrAgo(until); err != nil {
 				return &exitError{code: 2, err: fmt.Errorf("--until: %w", err)}
 			}
-			if _, err := app.SearchAuditArchive(cmd.Context(), dir, q, stdout); err != nil {
+			if _, err := auditarchive.PrintJSON(cmd.Context(), dir, q, stdout); err != nil {
 				return &exitError{code: 1, err: err}
 			}
 			return nil

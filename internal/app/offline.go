@@ -6,9 +6,7 @@ import (
 	"log/slog"
 	"time"
 
-	"github.com/cofferhq/coffer/internal/audit"
 	"github.com/cofferhq/coffer/internal/auditadmin"
-	"github.com/cofferhq/coffer/internal/auditarchive"
 	"github.com/cofferhq/coffer/internal/backup"
 	"github.com/cofferhq/coffer/internal/config"
 	"github.com/cofferhq/coffer/internal/keyadmin"
@@ -96,51 +94,7 @@ func TailAudit(ctx context.Context, cfg *config.Config, w io.Writer, log *slog.L
 	return err
 }
 
-// ArchiveAudit archives cfg's sealed audit history to audit.archive and
-// prunes from the database what is older than before (audit.retain_in_db
-// when negative), as the background job does, under the same job lease;
-// the run is audited on the offline chain.
-func ArchiveAudit(ctx context.Context, cfg *config.Config, before time.Duration) (auditarchive.Result, error) {
-	return offline(ctx, cfg, Options{}, func(c *components) (auditarchive.Result, error) {
-		if before < 0 {
-			before = cfg.Audit.RetainInDB.Duration
-		}
-		arch, err := auditadmin.NewArchiver(ctx, auditadmin.ArchiveConfig{DB: c.db, Keys: c.keys, Audit: cfg.Audit,
-			Holder: cfg.Node + auditadmin.OfflineNodeSuffix, Now: c.opts.Now, Logger: c.opts.Logger})
-		if err != nil {
-			return auditarchive.Result{}, err
-		}
-		var res auditarchive.Result
-		err = c.audited().Run(ctx, "archive", "audit", func() error {
-			var err error
-			res, err = arch.Run(ctx, c.opts.Now().Add(-before))
-			return err
-		})
-		return res, err
-	})
-}
-
-// VerifyAuditArchive walks cfg's audit archive and database as one chain
-// per node (auditarchive.Verify): every segment boundary, every checkpoint
-// signature, nothing missing between them.
-func VerifyAuditArchive(ctx context.Context, cfg *config.Config, opt auditarchive.VerifyOptions) (auditarchive.Report, error) {
-	return offline(ctx, cfg, Options{}, func(c *components) (auditarchive.Report, error) {
-		return auditadmin.VerifyArchive(ctx, c.db, c.keys, cfg.Audit, opt)
-	})
-}
-
-// SearchAuditArchive prints, as JSON lines, the archived events in dir
-// matching q; it reads the segment files only (no database, no keys).
-func SearchAuditArchive(ctx context.Context, dir string, q auditarchive.Query, w io.Writer) (int, error) {
-	n := 0
-	err := auditarchive.Search(ctx, auditarchive.FileArchive{Dir: dir}, q, func(e audit.Event) error {
-		b, err := e.AppendJSON(nil)
-		if err != nil {
-			return err
-		}
-		n++
-		_, err = w.Write(append(b, '\n'))
-		return err
-	})
-	return n, err
+// AuditOffline runs fn on cfg's offline audit chain and store (coffer audit archive, verify).
+func AuditOffline[T any](ctx context.Context, cfg *config.Config, fn func(auditadmin.Offline) (T, error)) (T, error) {
+	return offline(ctx, cfg, Options{}, func(c *components) (T, error) { return fn(c.audited()) })
 }

@@ -187,22 +187,7 @@ func (s *Server) build(ctx context.Context, o Options) error {
 		_ = s.audit.Close(context.WithoutCancel(ctx))
 		return fail(err)
 	}
-	auditLog := auditadmin.NewQuery(auditadmin.Reader{DB: c.db, Logger: s.log, Mismatch: s.metrics.AuditRowMismatches.Inc},
-		&auditadmin.Verifier{DB: c.db, Keys: c.keys, Audit: cfg.Audit, Node: cfg.Node, Now: c.opts.Now, Logger: c.opts.Logger},
-		c.policies)
-	if cfg.Audit.Archive != "" {
-		arch, err := auditadmin.NewArchiver(bg, auditadmin.ArchiveConfig{DB: c.db, Keys: c.keys, Audit: cfg.Audit,
-			Holder: cfg.Node, Now: c.opts.Now, Logger: s.log, Log: s.audit.Log})
-		if err != nil {
-			s.detector.Close()
-			_ = s.audit.Close(context.WithoutCancel(ctx))
-			return fail(err)
-		}
-		auditLog.WithArchive(arch, c.db, cfg.Audit.RetainInDB.Duration, c.opts.Now, s.log)
-		go auditadmin.RunArchiveJob(bg, arch, cfg.Audit, c.opts.Now, s.log, s.metrics)
-	} else {
-		auditLog.WithArchive(nil, c.db, cfg.Audit.RetainInDB.Duration, c.opts.Now, s.log)
-	}
+	auditLog := auditadmin.NewServingQuery(bg, auditadmin.ArchiveConfig{DB: c.db, Keys: c.keys, Audit: cfg.Audit, Holder: cfg.Node, Now: c.opts.Now, Logger: s.log, Log: s.audit.Log}, s.metrics, c.policies)
 	principals := identityadmin.New(c.policies, c.identity, c.identity, c.identity)
 	ready := map[string]httpapi.Readiness{
 		"store": c.db.Ping,

@@ -240,3 +240,46 @@ func RunArchiveJob(ctx context.Context, arch ArchiveRunner, a config.Audit, now 
 		}
 	}
 }
+
+// NewServingQuery returns the audit log's queries for a serving node
+// (c.Holder), with the archive and its background job when audit.archive
+// is set. An archive that cannot be set up is logged and counted, and the
+// node serves without it (nothing is pruned), as with a full volume.
+func NewServingQuery(ctx context.Context, c ArchiveConfig, m *metrics.Metrics, auth Authorizer) *Query {
+	q := NewQuery(Reader{DB: c.DB, Logger: c.Logger, Mismatch: m.AuditRowMismatches.Inc},
+		&Verifier{DB: c.DB, Keys: c.Keys, Audit: c.Audit, Node: c.Holder, Now: c.Now, Logger: c.Logger}, auth)
+	q.WithArchive(nil, c.DB, c.Audit.RetainInDB.Duration, c.Now, c.Logger)
+	if c.Audit.Archive == "" {
+		return q
+	}
+	arch, err := NewArchiver(ctx, c)
+	if err != nil {
+		m.AuditArchiveFailures.Inc()
+		c.Logger.Error("audit archive failed: it could not be set up, nothing is pruned", "error", err)
+		return q
+	}
+	q.WithArchive(arch, c.DB, c.Audit.RetainInDB.Duration, c.Now, c.Logger)
+	go RunArchiveJob(ctx, arch, c.Audit, c.Now, c.Logger, m)
+	return q
+}
+
+// ArchiveOffline archives and prunes once for `coffer audit archive`, what
+// is older than before (audit.retain_in_db when negative), under the job's
+// lease, the run audited on o's offline chain.
+func ArchiveOffline(ctx context.Context, o Offline, before time.Duration) (auditarchive.Result, error) {
+	if before < 0 {
+		before = o.Audit.RetainInDB.Duration
+	}
+	arch, err := NewArchiver(ctx, ArchiveConfig{DB: o.DB, Keys: o.Keys, Audit: o.Audit,
+		Holder: o.Node + OfflineNodeSuffix, Now: o.Now, Logger: o.Logger})
+	if err != nil {
+		return auditarchive.Result{}, err
+	}
+	var res auditarchive.Result
+	err = o.Run(ctx, "archive", "audit", func() error {
+		var err error
+		res, err = arch.Run(ctx, o.Now().Add(-before))
+		return err
+	})
+	return res, err
+}

@@ -3,6 +3,7 @@ package auditarchive
 import (
 	"context"
 	"fmt"
+	"io"
 	"time"
 
 	"github.com/cofferhq/coffer/internal/audit"
@@ -58,4 +59,20 @@ func Search(ctx context.Context, arch Archive, q Query, fn func(audit.Event) err
 		}
 	}
 	return nil
+}
+
+// PrintJSON writes the events of the archive in dir matching q to w, one
+// JSON line each, and returns how many.
+func PrintJSON(ctx context.Context, dir string, q Query, w io.Writer) (int, error) {
+	n := 0
+	err := Search(ctx, FileArchive{Dir: dir}, q, func(e audit.Event) error {
+		b, err := e.AppendJSON(nil)
+		if err != nil {
+			return err
+		}
+		n++
+		_, err = w.Write(append(b, '\n'))
+		return err
+	})
+	return n, err
 }

@@ -11,7 +11,9 @@ import (
 	"time"
 
 	"github.com/cofferhq/coffer/internal/app"
+	"github.com/cofferhq/coffer/internal/auditadmin"
 	"github.com/cofferhq/coffer/internal/auditarchive"
+	"github.com/cofferhq/coffer/internal/config"
 	"github.com/cofferhq/coffer/internal/store/storetest"
 )
 
@@ -21,7 +23,7 @@ import (
 // archived (with the application's own access), record a segment as
 // archived that never was and delete its events, or move segment files
 // about in the archive. The database must refuse the first; `coffer audit
-// verify`'s walk across the archive and the database (app.VerifyAuditArchive)
+// verify`'s walk across the archive and the database (verifyArchive)
 // must name the node, seq and segment of the others.
 
 // archivedDeployment is a deployment that archived and pruned some of its
@@ -68,7 +70,7 @@ func withArchivedHistory(t *testing.T, fn func(t *testing.T, d *archivedDeployme
 func (d *archivedDeployment) verify() (auditarchive.Report, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	return app.VerifyAuditArchive(ctx, d.n.config(d.s), auditarchive.VerifyOptions{})
+	return verifyArchive(ctx, d.n.config(d.s))
 }
 
 // table is the table that holds the node's newest events: audit_log
@@ -160,5 +162,13 @@ func TestArchivedHistoryTampering(t *testing.T) {
 			_, err := d.verify()
 			wantFinding(t, err, d.node, uint64(first), "segment missing")
 		})
+	})
+}
+
+// verifyArchive runs what `coffer audit verify` runs across the archive
+// and the database.
+func verifyArchive(ctx context.Context, cfg *config.Config) (auditarchive.Report, error) {
+	return app.AuditOffline(ctx, cfg, func(o auditadmin.Offline) (auditarchive.Report, error) {
+		return auditadmin.VerifyArchive(ctx, o.DB, o.Keys, o.Audit, auditarchive.VerifyOptions{})
 	})
 }

@@ -13,7 +13,9 @@ import (
 
 	"github.com/cofferhq/coffer/internal/app"
 	"github.com/cofferhq/coffer/internal/audit"
+	"github.com/cofferhq/coffer/internal/auditadmin"
 	"github.com/cofferhq/coffer/internal/auditarchive"
+	"github.com/cofferhq/coffer/internal/config"
 	"github.com/cofferhq/coffer/internal/store/storetest"
 )
 
@@ -121,10 +123,10 @@ func TestAuditArchive(t *testing.T) {
 			cfg := n.Config()
 			verify := func() error {
 				t.Helper()
-				_, err := app.VerifyAuditArchive(ctx, cfg, auditarchive.VerifyOptions{})
+				_, err := verifyArchive(ctx, cfg)
 				return err
 			}
-			rep, err := app.VerifyAuditArchive(ctx, cfg, auditarchive.VerifyOptions{})
+			rep, err := verifyArchive(ctx, cfg)
 			t.Logf("verified %+v", rep)
 			if err != nil || rep.Segments < 3 || rep.Events < 240 {
 				t.Fatalf("verify across archive and database: %+v %v", rep, err)
@@ -230,4 +232,12 @@ func archEncode(t *testing.T, s *audit.Segment) []byte {
 
 func asVerify(err error, target **audit.VerifyError) bool {
 	return err != nil && errors.As(err, target)
+}
+
+// verifyArchive runs what `coffer audit verify` runs across the archive
+// and the database.
+func verifyArchive(ctx context.Context, cfg *config.Config) (auditarchive.Report, error) {
+	return app.AuditOffline(ctx, cfg, func(o auditadmin.Offline) (auditarchive.Report, error) {
+		return auditadmin.VerifyArchive(ctx, o.DB, o.Keys, o.Audit, auditarchive.VerifyOptions{})
+	})
 }
