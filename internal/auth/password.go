@@ -14,6 +14,8 @@ import (
 	"golang.org/x/crypto/argon2"
 
 	"github.com/cofferhq/coffer/internal/coffer"
+
+	"github.com/cofferhq/coffer/internal/secret"
 )
 
 // Argon2id parameters for new hashes: the second recommended option of
@@ -62,7 +64,7 @@ type argon2Params struct {
 // returns the PHC string
 // "$argon2id$v=19$m=65536,t=3,p=2$<salt>$<hash>" (unpadded standard base64).
 // It does not check the policy: call [CheckPasswordPolicy] first.
-func HashPassword(r io.Reader, pw string) (string, error) {
+func HashPassword(r io.Reader, pw secret.Password) (string, error) {
 	if r == nil {
 		return "", errors.New("auth: hash password: no random source")
 	}
@@ -70,7 +72,7 @@ func HashPassword(r io.Reader, pw string) (string, error) {
 	if _, err := io.ReadFull(r, salt); err != nil {
 		return "", fmt.Errorf("auth: hash password: salt: %w", err)
 	}
-	key := argon2.IDKey([]byte(pw), salt, Argon2Time, Argon2Memory, Argon2Threads, Argon2KeyLen)
+	key := argon2.IDKey([]byte(pw.Reveal()), salt, Argon2Time, Argon2Memory, Argon2Threads, Argon2KeyLen)
 	return argon2Params{memory: Argon2Memory, time: Argon2Time, threads: Argon2Threads, salt: salt, key: key}.encode(), nil
 }
 
@@ -85,13 +87,13 @@ func (p argon2Params) encode() string {
 // [HashPassword] (with any parameters within sane bounds). The final
 // comparison is constant time. It returns an error wrapping
 // [ErrMalformedHash], and false, when encoded cannot be parsed.
-func VerifyPassword(encoded, pw string) (bool, error) {
+func VerifyPassword(encoded string, pw secret.Password) (bool, error) {
 	p, err := parsePHC(encoded)
 	if err != nil {
 		return false, err
 	}
 	keyLen := uint32(len(p.key)) // #nosec G115 -- parsePHC bounds the key at maxKeyLen (64) bytes
-	key := argon2.IDKey([]byte(pw), p.salt, p.time, p.memory, p.threads, keyLen)
+	key := argon2.IDKey([]byte(pw.Reveal()), p.salt, p.time, p.memory, p.threads, keyLen)
 	return subtle.ConstantTimeCompare(key, p.key) == 1, nil
 }
 
@@ -184,7 +186,8 @@ var commonPasswords string
 // single repeated character; not equal to the username and, for usernames
 // of 3 characters or more, not containing it (case-insensitively); not one
 // of a list of the most common passwords (case-insensitively).
-func CheckPasswordPolicy(pw, username string) error {
+func CheckPasswordPolicy(password secret.Password, username string) error {
+	pw := password.Reveal()
 	invalid := func(msg string) error { return coffer.Errorf(coffer.EINVALID, "%s", msg) }
 	if !utf8.ValidString(pw) {
 		return invalid("password must be valid UTF-8")

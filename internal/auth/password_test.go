@@ -10,11 +10,13 @@ import (
 	"unicode/utf8"
 
 	"github.com/cofferhq/coffer/internal/coffer"
+
+	"github.com/cofferhq/coffer/internal/secret"
 )
 
 func TestHashPasswordMakesAVerifiablePHCString(t *testing.T) {
 	const pw = "correct horse battery"
-	h, err := HashPassword(rand.Reader, pw)
+	h, err := HashPassword(rand.Reader, secret.NewPassword(pw))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -25,20 +27,20 @@ func TestHashPasswordMakesAVerifiablePHCString(t *testing.T) {
 	if strings.Contains(h, pw) {
 		t.Fatal("hash contains the password")
 	}
-	if ok, err := VerifyPassword(h, pw); !ok || err != nil {
+	if ok, err := VerifyPassword(h, secret.NewPassword(pw)); !ok || err != nil {
 		t.Fatalf("VerifyPassword(right) = %v, %v", ok, err)
 	}
-	if ok, err := VerifyPassword(h, pw+"!"); ok || err != nil {
+	if ok, err := VerifyPassword(h, secret.NewPassword(pw+"!")); ok || err != nil {
 		t.Fatalf("VerifyPassword(wrong) = %v, %v", ok, err)
 	}
 	if NeedsRehash(h) {
 		t.Error("a fresh hash needs a rehash")
 	}
-	h2, _ := HashPassword(rand.Reader, pw)
+	h2, _ := HashPassword(rand.Reader, secret.NewPassword(pw))
 	if h2 == h {
 		t.Error("two hashes of one password are equal: the salt is not fresh")
 	}
-	if _, err := HashPassword(&shortReader{n: 4}, pw); err == nil {
+	if _, err := HashPassword(&shortReader{n: 4}, secret.NewPassword(pw)); err == nil {
 		t.Error("a failing random source did not fail")
 	}
 }
@@ -56,10 +58,10 @@ func TestVerifyPasswordReferenceVectors(t *testing.T) {
 	}
 	for _, tc := range v.Vectors {
 		t.Run(tc.PHC[:40], func(t *testing.T) {
-			if ok, err := VerifyPassword(tc.PHC, tc.Password); !ok || err != nil {
+			if ok, err := VerifyPassword(tc.PHC, secret.NewPassword(tc.Password)); !ok || err != nil {
 				t.Fatalf("reference hash refused: %v, %v", ok, err)
 			}
-			if ok, err := VerifyPassword(tc.PHC, tc.Password+"x"); ok || err != nil {
+			if ok, err := VerifyPassword(tc.PHC, secret.NewPassword(tc.Password+"x")); ok || err != nil {
 				t.Fatalf("wrong password accepted: %v, %v", ok, err)
 			}
 			if !NeedsRehash(tc.PHC) {
@@ -100,7 +102,7 @@ func TestVerifyPasswordRefusesMalformedHashes(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			ok, err := VerifyPassword(tc.hash, "password")
+			ok, err := VerifyPassword(tc.hash, secret.NewPassword("password"))
 			if ok || !errors.Is(err, ErrMalformedHash) {
 				t.Fatalf("VerifyPassword = %v, %v; want false, ErrMalformedHash", ok, err)
 			}
@@ -139,7 +141,7 @@ func TestCheckPasswordPolicy(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			err := CheckPasswordPolicy(tc.pw, tc.user)
+			err := CheckPasswordPolicy(secret.NewPassword(tc.pw), tc.user)
 			if tc.ok {
 				if err != nil {
 					t.Fatalf("refused: %v", err)
@@ -180,7 +182,7 @@ func TestCommonPasswordList(t *testing.T) {
 		seen[line] = true
 		if utf8.RuneCountInString(line) >= MinPasswordLen {
 			long++
-			if err := CheckPasswordPolicy(strings.ToUpper(line[:1])+line[1:], "someone"); err == nil {
+			if err := CheckPasswordPolicy(secret.NewPassword(strings.ToUpper(line[:1])+line[1:]), "someone"); err == nil {
 				t.Errorf("common password %q accepted", line)
 			}
 		}
@@ -212,7 +214,7 @@ func FuzzParsePHC(f *testing.F) {
 
 func BenchmarkHashPassword(b *testing.B) {
 	for b.Loop() {
-		if _, err := HashPassword(rand.Reader, "tangerine-orbit-quiet-47"); err != nil {
+		if _, err := HashPassword(rand.Reader, secret.NewPassword("tangerine-orbit-quiet-47")); err != nil {
 			b.Fatal(err)
 		}
 	}

@@ -9,6 +9,8 @@ import (
 	"io"
 	"strconv"
 	"strings"
+
+	"github.com/cofferhq/coffer/internal/secret"
 )
 
 // Recovery codes: groups of four characters of lower-case Crockford
@@ -75,8 +77,8 @@ type RecoveryMAC func(version uint32, norm []byte) ([]byte, error)
 // with mac(N, code), legacy "sha256$…" ones with the SHA-256 of a 12
 // character code. ok is false for no match or a code of neither length;
 // err only when mac fails.
-func MatchRecoveryCode(hashes []string, code string, mac RecoveryMAC) (index int, ok bool, err error) {
-	norm, wellFormed := NormalizeRecoveryCode(code)
+func MatchRecoveryCode(hashes []string, code secret.Password, mac RecoveryMAC) (index int, ok bool, err error) {
+	norm, wellFormed := NormalizeRecoveryCode(code.Reveal())
 	legacy := sha256.Sum256([]byte(norm))
 	macs := map[uint32][]byte{}
 	index, found := 0, 0

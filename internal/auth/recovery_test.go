@@ -8,6 +8,8 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+
+	"github.com/cofferhq/coffer/internal/secret"
 )
 
 // testMAC is a RecoveryMAC over fixed per-version keys.
@@ -56,7 +58,7 @@ func TestNewRecoveryCodes(t *testing.T) {
 		}
 	}
 	for i, c := range codes {
-		if j, ok, err := MatchRecoveryCode(hashes, c, testMAC); err != nil || !ok || j != i {
+		if j, ok, err := MatchRecoveryCode(hashes, secret.NewPassword(c), testMAC); err != nil || !ok || j != i {
 			t.Errorf("code %d matches %d, %v, %v", i, j, ok, err)
 		}
 	}
@@ -103,14 +105,14 @@ func TestMatchRecoveryCode(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			i, ok, err := MatchRecoveryCode(tc.hashes, tc.code, testMAC)
+			i, ok, err := MatchRecoveryCode(tc.hashes, secret.NewPassword(tc.code), testMAC)
 			if err != nil || i != tc.wantIndex || ok != tc.wantOK {
 				t.Fatalf("MatchRecoveryCode = %d, %v, %v; want %d, %v", i, ok, err, tc.wantIndex, tc.wantOK)
 			}
 		})
 	}
 	if _, _, err := MatchRecoveryCode([]string{hashCode(t, 1, "abcd-efgh-jkmn-pqrs"), "hmac$v10$" + strings.Repeat("0", 64)},
-		"abcd-efgh-jkmn-pqrs", testMAC); err == nil {
+		secret.NewPassword("abcd-efgh-jkmn-pqrs"), testMAC); err == nil {
 		t.Fatal("a failing MAC was not an error")
 	}
 }
@@ -127,7 +129,7 @@ func FuzzMatchRecoveryCode(f *testing.F) {
 	f.Add("abcd-efgh-jkmn-pqrs")
 	f.Add("")
 	f.Fuzz(func(t *testing.T, code string) {
-		i, ok, err := MatchRecoveryCode(hashes, code, testMAC)
+		i, ok, err := MatchRecoveryCode(hashes, secret.NewPassword(code), testMAC)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -8,6 +8,8 @@ import (
 	"fmt"
 	"io"
 	"strings"
+
+	"github.com/cofferhq/coffer/internal/secret"
 )
 
 const (
@@ -70,15 +72,15 @@ func NewClientID(r io.Reader) (string, error) {
 // HashClientSecret returns "sha256$" and the hex SHA-256 of secret. A fast
 // unsalted hash is enough here because client secrets carry 256 random
 // bits: there is nothing to guess. Never use it for passwords.
-func HashClientSecret(secret string) string {
-	return sha256Hash(secret)
+func HashClientSecret(s secret.Password) string {
+	return sha256Hash(s.Reveal())
 }
 
 // VerifyClientSecret reports whether secret matches hash, a value made by
 // [HashClientSecret]. The comparison takes the same time wherever the
 // digests differ; a malformed hash matches nothing.
-func VerifyClientSecret(hash, secret string) bool {
-	return sha256Match(hash, secret)
+func VerifyClientSecret(hash string, s secret.Password) bool {
+	return sha256Match(hash, s.Reveal())
 }
 
 func sha256Hash(s string) string {

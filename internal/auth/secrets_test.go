@@ -5,6 +5,8 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+
+	"github.com/cofferhq/coffer/internal/secret"
 )
 
 func TestNewClientSecret(t *testing.T) {
@@ -75,14 +77,14 @@ func TestNewClientID(t *testing.T) {
 func TestHashClientSecretKnownAnswer(t *testing.T) {
 	// FIPS 180-2 B.1: SHA-256("abc").
 	const want = "sha256$ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
-	if got := HashClientSecret("abc"); got != want {
+	if got := HashClientSecret(secret.NewPassword("abc")); got != want {
 		t.Fatalf("HashClientSecret(abc) = %s, want %s", got, want)
 	}
 }
 
 func TestVerifyClientSecret(t *testing.T) {
-	secret, _ := NewClientSecret(testRand(3))
-	hash := HashClientSecret(secret)
+	cs, _ := NewClientSecret(testRand(3))
+	hash := HashClientSecret(secret.NewPassword(cs))
 	hexPart := strings.TrimPrefix(hash, "sha256$")
 	cases := []struct {
 		name   string
@@ -90,22 +92,22 @@ func TestVerifyClientSecret(t *testing.T) {
 		secret string
 		want   bool
 	}{
-		{"ok/matching secret", hash, secret, true},
-		{"fail/other secret", hash, secret[:len(secret)-1] + "x", false},
+		{"ok/matching secret", hash, cs, true},
+		{"fail/other secret", hash, cs[:len(cs)-1] + "x", false},
 		{"fail/empty secret", hash, "", false},
-		{"fail/empty hash", "", secret, false},
-		{"fail/no prefix", hexPart, secret, false},
-		{"fail/other algorithm", "sha512$" + hexPart, secret, false},
-		{"fail/upper-case prefix", "SHA256$" + hexPart, secret, false},
-		{"fail/upper-case hex", "sha256$" + strings.ToUpper(hexPart), secret, false},
-		{"fail/short digest", hash[:len(hash)-2], secret, false},
-		{"fail/long digest", hash + "00", secret, false},
-		{"fail/not hex", hash[:len(hash)-1] + "g", secret, false},
-		{"fail/all-zero digest", "sha256$" + strings.Repeat("0", 64), secret, false},
+		{"fail/empty hash", "", cs, false},
+		{"fail/no prefix", hexPart, cs, false},
+		{"fail/other algorithm", "sha512$" + hexPart, cs, false},
+		{"fail/upper-case prefix", "SHA256$" + hexPart, cs, false},
+		{"fail/upper-case hex", "sha256$" + strings.ToUpper(hexPart), cs, false},
+		{"fail/short digest", hash[:len(hash)-2], cs, false},
+		{"fail/long digest", hash + "00", cs, false},
+		{"fail/not hex", hash[:len(hash)-1] + "g", cs, false},
+		{"fail/all-zero digest", "sha256$" + strings.Repeat("0", 64), cs, false},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			if got := VerifyClientSecret(tc.hash, tc.secret); got != tc.want {
+			if got := VerifyClientSecret(tc.hash, secret.NewPassword(tc.secret)); got != tc.want {
 				t.Fatalf("VerifyClientSecret = %v, want %v", got, tc.want)
 			}
 		})
@@ -115,11 +117,11 @@ func TestVerifyClientSecret(t *testing.T) {
 // FuzzVerifyClientSecret: a hash verifies a secret only if it is exactly
 // the hash HashClientSecret makes of it — no second spelling.
 func FuzzVerifyClientSecret(f *testing.F) {
-	f.Add(HashClientSecret("cs_x"), "cs_x")
+	f.Add(HashClientSecret(secret.NewPassword("cs_x")), "cs_x")
 	f.Add("sha256$", "")
 	f.Add("sha256$"+strings.Repeat("A", 64), "x")
-	f.Fuzz(func(t *testing.T, hash, secret string) {
-		if VerifyClientSecret(hash, secret) && hash != HashClientSecret(secret) {
+	f.Fuzz(func(t *testing.T, hash, cs string) {
+		if VerifyClientSecret(hash, secret.NewPassword(cs)) && hash != HashClientSecret(secret.NewPassword(cs)) {
 			t.Fatalf("hash %q verified a secret it was not made from", hash)
 		}
 	})

@@ -10,6 +10,8 @@ import (
 	"github.com/pquerna/otp"
 	"github.com/pquerna/otp/hotp"
 	"github.com/pquerna/otp/totp"
+
+	"github.com/cofferhq/coffer/internal/secret"
 )
 
 // TOTP parameters (RFC 6238 defaults, what authenticator apps expect).
@@ -67,7 +69,8 @@ func TOTPStep(t time.Time) int64 {
 // code for a step ≤ lastUsedStep is refused with ErrCodeReplayed; any other
 // mismatch with ErrBadCode. Every accepted step is computed and compared
 // in constant time, whether or not an earlier one matched.
-func ValidateTOTP(secret, code string, now time.Time, lastUsedStep int64) (step int64, err error) {
+func ValidateTOTP(totpSecret string, totpCode secret.Password, now time.Time, lastUsedStep int64) (step int64, err error) {
+	code := totpCode.Reveal()
 	wellFormed := len(code) == TOTPDigits
 	for i := 0; i < len(code); i++ {
 		if code[i] < '0' || code[i] > '9' {
@@ -80,7 +83,7 @@ func ValidateTOTP(secret, code string, now time.Time, lastUsedStep int64) (step 
 		if s < 0 {
 			continue
 		}
-		want, err := hotp.GenerateCodeCustom(secret, uint64(s), hotp.ValidateOpts{
+		want, err := hotp.GenerateCodeCustom(totpSecret, uint64(s), hotp.ValidateOpts{
 			Digits: otp.DigitsSix, Algorithm: otp.AlgorithmSHA1,
 		})
 		if err != nil {

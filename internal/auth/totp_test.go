@@ -10,6 +10,8 @@ import (
 
 	"github.com/pquerna/otp"
 	"github.com/pquerna/otp/totp"
+
+	"github.com/cofferhq/coffer/internal/secret"
 )
 
 // rfcSecret is RFC 6238's SHA-1 seed, base32 as NewTOTP stores secrets.
@@ -44,7 +46,7 @@ func TestRFC6238Vectors(t *testing.T) {
 			if s := TOTPStep(at); s != tc.Step {
 				t.Fatalf("TOTPStep = %d, want %d", s, tc.Step)
 			}
-			step, err := ValidateTOTP(rfcSecret, tc.TOTP[2:], at, 0)
+			step, err := ValidateTOTP(rfcSecret, secret.NewPassword(tc.TOTP[2:]), at, 0)
 			if err != nil || step != tc.Step {
 				t.Fatalf("ValidateTOTP(6-digit) = %d, %v; want step %d", step, err, tc.Step)
 			}
@@ -91,7 +93,7 @@ func TestValidateTOTP(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			step, err := ValidateTOTP(tc.secret, tc.code, now, tc.lastUsed)
+			step, err := ValidateTOTP(tc.secret, secret.NewPassword(tc.code), now, tc.lastUsed)
 			if !errors.Is(err, tc.wantErr) || (tc.wantErr == nil && err != nil) {
 				t.Fatalf("err = %v, want %v", err, tc.wantErr)
 			}
@@ -106,17 +108,17 @@ func TestValidateTOTPCodeWorksOnce(t *testing.T) {
 	now := time.Unix(2000000000, 0)
 	c, _ := totp.GenerateCode(rfcSecret, now)
 	var last int64
-	step, err := ValidateTOTP(rfcSecret, c, now, last)
+	step, err := ValidateTOTP(rfcSecret, secret.NewPassword(c), now, last)
 	if err != nil {
 		t.Fatal(err)
 	}
 	last = step
 	// The same code, 20 s later and still inside the window: refused.
-	if _, err := ValidateTOTP(rfcSecret, c, now.Add(20*time.Second), last); !errors.Is(err, ErrCodeReplayed) {
+	if _, err := ValidateTOTP(rfcSecret, secret.NewPassword(c), now.Add(20*time.Second), last); !errors.Is(err, ErrCodeReplayed) {
 		t.Fatalf("second use: %v, want ErrCodeReplayed", err)
 	}
 	next, _ := totp.GenerateCode(rfcSecret, now.Add(TOTPPeriod*time.Second))
-	if _, err := ValidateTOTP(rfcSecret, next, now.Add(TOTPPeriod*time.Second), last); err != nil {
+	if _, err := ValidateTOTP(rfcSecret, secret.NewPassword(next), now.Add(TOTPPeriod*time.Second), last); err != nil {
 		t.Fatalf("the next step's code: %v", err)
 	}
 }
@@ -130,18 +132,18 @@ func TestTOTPStepBeforeEpoch(t *testing.T) {
 }
 
 func TestNewTOTP(t *testing.T) {
-	secret, u, err := NewTOTP(testRand(8), "Coffer", "alice@example.com")
+	seed, u, err := NewTOTP(testRand(8), "Coffer", "alice@example.com")
 	if err != nil {
 		t.Fatal(err)
 	}
-	raw, err := base32.StdEncoding.WithPadding(base32.NoPadding).DecodeString(secret)
+	raw, err := base32.StdEncoding.WithPadding(base32.NoPadding).DecodeString(seed)
 	if err != nil || len(raw) != TOTPSecretSize {
-		t.Fatalf("secret is %d bytes (%v), want %d", len(raw), err, TOTPSecretSize)
+		t.Fatalf("seed is %d bytes (%v), want %d", len(raw), err, TOTPSecretSize)
 	}
 	again, _, _ := NewTOTP(testRand(8), "Coffer", "alice@example.com")
 	other, _, _ := NewTOTP(testRand(9), "Coffer", "alice@example.com")
-	if again != secret || other == secret {
-		t.Error("NewTOTP does not draw its secret from r")
+	if again != seed || other == seed {
+		t.Error("NewTOTP does not draw its seed from r")
 	}
 	pu, err := url.Parse(u)
 	if err != nil {
@@ -149,13 +151,13 @@ func TestNewTOTP(t *testing.T) {
 	}
 	q := pu.Query()
 	if pu.Scheme != "otpauth" || pu.Host != "totp" || pu.Path != "/Coffer:alice@example.com" ||
-		q.Get("secret") != secret || q.Get("issuer") != "Coffer" || q.Get("algorithm") != "SHA1" ||
+		q.Get("secret") != seed || q.Get("issuer") != "Coffer" || q.Get("algorithm") != "SHA1" ||
 		q.Get("digits") != "6" || q.Get("period") != "30" {
 		t.Fatalf("otpauth URL = %s", u)
 	}
 	now := time.Unix(1900000000, 0)
-	c, _ := totp.GenerateCode(secret, now)
-	if _, err := ValidateTOTP(secret, c, now, 0); err != nil {
+	c, _ := totp.GenerateCode(seed, now)
+	if _, err := ValidateTOTP(seed, secret.NewPassword(c), now, 0); err != nil {
 		t.Fatalf("a code from the new secret: %v", err)
 	}
 	if _, _, err := NewTOTP(&shortReader{n: 3}, "Coffer", "alice"); err == nil {
@@ -166,8 +168,8 @@ func TestNewTOTP(t *testing.T) {
 func FuzzValidateTOTP(f *testing.F) {
 	f.Add(rfcSecret, "287082", int64(59), int64(0))
 	f.Add("", "", int64(0), int64(-5))
-	f.Fuzz(func(t *testing.T, secret, code string, unix, last int64) {
-		step, err := ValidateTOTP(secret, code, time.Unix(unix, 0), last)
+	f.Fuzz(func(t *testing.T, seed, code string, unix, last int64) {
+		step, err := ValidateTOTP(seed, secret.NewPassword(code), time.Unix(unix, 0), last)
 		if err != nil {
 			return
 		}

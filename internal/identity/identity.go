@@ -506,7 +506,6 @@ var ErrInvalidClient = &coffer.Error{Code: coffer.EUNAUTHENTICATED, Message: "in
 // constant time, and issues an access token. Client secrets are SHA-256
 // hashes of 256 random bits, cheap to check, so they take no hashing slot.
 func (s *Service) ClientCredentials(ctx context.Context, clientID string, clientSecret secret.Password, ip string) (Issued, *coffer.Principal, error) {
-	secret := clientSecret.Reveal()
 	a, err := s.begin(ctx, "client_secret", clientID, "client:"+clientID, ip)
 	if err != nil {
 		return Issued{}, nil, err
@@ -520,7 +519,7 @@ func (s *Service) ClientCredentials(ctx context.Context, clientID string, client
 	if err != nil {
 		hash = "sha256$0000000000000000000000000000000000000000000000000000000000000000"
 	}
-	ok := auth.VerifyClientSecret(hash, secret)
+	ok := auth.VerifyClientSecret(hash, clientSecret)
 	if err != nil || !ok || c.Disabled {
 		return Issued{}, nil, a.failed(ctx, ErrInvalidClient)
 	}
@@ -550,7 +549,7 @@ func (s *Service) CreateClient(ctx context.Context, name string, roles []string,
 	if err != nil {
 		return NewClient{}, fmt.Errorf("identity: client id: %w", err)
 	}
-	secret, err := auth.NewClientSecret(s.c.Rand)
+	cs, err := auth.NewClientSecret(s.c.Rand)
 	if err != nil {
 		return NewClient{}, fmt.Errorf("identity: client secret: %w", err)
 	}
@@ -558,12 +557,12 @@ func (s *Service) CreateClient(ctx context.Context, name string, roles []string,
 		roles = []string{}
 	}
 	now := s.c.Now().UTC()
-	c := coffer.Client{ID: id, Name: name, SecretHash: auth.HashClientSecret(secret), Roles: roles,
+	c := coffer.Client{ID: id, Name: name, SecretHash: auth.HashClientSecret(secret.NewPassword(cs)), Roles: roles,
 		Attributes: attrs, CreatedAt: now}
 	if err := s.c.Store.CreateClient(ctx, c); err != nil {
 		return NewClient{}, err
 	}
-	return NewClient{ClientID: id, ClientSecret: secret, Name: name, Roles: roles, Attributes: attrs, CreatedAt: now}, nil
+	return NewClient{ClientID: id, ClientSecret: cs, Name: name, Roles: roles, Attributes: attrs, CreatedAt: now}, nil
 }
 
 // ClientInfo is a client as listed (never its secret).
@@ -630,14 +629,14 @@ func (s *Service) RotateClientSecret(ctx context.Context, id string) (NewClient,
 	if err != nil {
 		return NewClient{}, err
 	}
-	secret, err := auth.NewClientSecret(s.c.Rand)
+	cs, err := auth.NewClientSecret(s.c.Rand)
 	if err != nil {
 		return NewClient{}, fmt.Errorf("identity: client secret: %w", err)
 	}
-	if err := s.c.Store.UpdateClientSecret(ctx, id, auth.HashClientSecret(secret)); err != nil {
+	if err := s.c.Store.UpdateClientSecret(ctx, id, auth.HashClientSecret(secret.NewPassword(cs))); err != nil {
 		return NewClient{}, err
 	}
-	return NewClient{ClientID: c.ID, ClientSecret: secret, Name: c.Name, Roles: c.Roles, Attributes: c.Attributes, CreatedAt: c.CreatedAt}, nil
+	return NewClient{ClientID: c.ID, ClientSecret: cs, Name: c.Name, Roles: c.Roles, Attributes: c.Attributes, CreatedAt: c.CreatedAt}, nil
 }
 
 // DeleteClient removes a client; its secret and its tokens stop working

@@ -62,7 +62,6 @@ func (s *Service) users() (UserStore, error) { return s.c.Store, nil }
 // look-alike letters is the same account (409), and one that mixes
 // scripts is refused (422).
 func (s *Service) CreateUser(ctx context.Context, username string, pw secret.Password, roles []string, attrs map[string]string) (NewUser, error) {
-	password := pw.Reveal()
 	us, err := s.users()
 	if err != nil {
 		return NewUser{}, err
@@ -71,11 +70,11 @@ func (s *Service) CreateUser(ctx context.Context, username string, pw secret.Pas
 	if err != nil {
 		return NewUser{}, &coffer.Error{Code: coffer.EINVALID, Message: err.Error(), Cause: err}
 	}
-	if err := auth.CheckPasswordPolicy(password, display); err != nil {
+	if err := auth.CheckPasswordPolicy(pw, display); err != nil {
 		return NewUser{}, err
 	}
 	var hash string
-	if err := s.hashing(ctx, "user:"+key, func() { hash, err = auth.HashPassword(s.c.Rand, password) }); err != nil {
+	if err := s.hashing(ctx, "user:"+key, func() { hash, err = auth.HashPassword(s.c.Rand, pw) }); err != nil {
 		return NewUser{}, err
 	}
 	if err != nil {
@@ -117,7 +116,6 @@ type mfaClaims struct {
 // variants share one budget. A user with confirmed TOTP gets a
 // single-use mfa_token for the second step instead of an access token.
 func (s *Service) Login(ctx context.Context, username string, pw secret.Password, ip string) (LoginResult, error) {
-	password := pw.Reveal()
 	us, err := s.users()
 	if err != nil {
 		return LoginResult{}, err
@@ -143,7 +141,7 @@ func (s *Service) Login(ctx context.Context, username string, pw secret.Password
 			return
 		}
 		var verr error
-		if ok, verr = auth.VerifyPassword(u.PasswordHash, password); verr != nil {
+		if ok, verr = auth.VerifyPassword(u.PasswordHash, pw); verr != nil {
 			ok = false
 		}
 	}); herr != nil {
@@ -230,7 +228,7 @@ func (s *Service) CompleteMFA(ctx context.Context, mfaToken string, totp secret.
 		if err != nil {
 			return Issued{}, nil, fmt.Errorf("identity: open TOTP secret: %w", err)
 		}
-		step, verr := auth.ValidateTOTP(string(secret), code, s.c.Now(), u.TOTPLastStep)
+		step, verr := auth.ValidateTOTP(string(secret), totp, s.c.Now(), u.TOTPLastStep)
 		if verr == nil {
 			// Atomic in the store: two nodes cannot both accept one step.
 			if accepted, err = us.UseTOTPStep(ctx, u.ID, step); err != nil {
@@ -238,7 +236,7 @@ func (s *Service) CompleteMFA(ctx context.Context, mfaToken string, totp secret.
 			}
 		}
 	} else {
-		i, ok, err := auth.MatchRecoveryCode(u.RecoveryHashes, code, s.recoveryMAC(ctx))
+		i, ok, err := auth.MatchRecoveryCode(u.RecoveryHashes, totp, s.recoveryMAC(ctx))
 		if err != nil {
 			return Issued{}, nil, err
 		}
@@ -375,11 +373,11 @@ func (s *Service) ConfirmTOTP(ctx context.Context, p *coffer.Principal, code str
 	if len(u.TOTPSecret) == 0 {
 		return coffer.Errorf(coffer.EINVALID, "start enrolment first: POST /v1/auth/mfa/totp")
 	}
-	secret, err := s.c.Sealer.Open(ctx, totpKeyID, u.TOTPSecret, []byte(u.ID))
+	seed, err := s.c.Sealer.Open(ctx, totpKeyID, u.TOTPSecret, []byte(u.ID))
 	if err != nil {
 		return fmt.Errorf("identity: open TOTP secret: %w", err)
 	}
-	step, err := auth.ValidateTOTP(string(secret), code, s.c.Now(), u.TOTPLastStep)
+	step, err := auth.ValidateTOTP(string(seed), secret.NewPassword(code), s.c.Now(), u.TOTPLastStep)
 	if err != nil {
 		return coffer.Errorf(coffer.EINVALID, "the code does not match")
 	}

@@ -18,6 +18,8 @@ import (
 	"github.com/cofferhq/coffer/internal/auth"
 	"github.com/cofferhq/coffer/internal/coffer"
 	"github.com/cofferhq/coffer/internal/store/storetest"
+
+	"github.com/cofferhq/coffer/internal/secret"
 )
 
 const userPassword = "correct horse battery staple 42"
@@ -449,7 +451,7 @@ func TestUsernames(t *testing.T) {
 		// reachable accounts, each by its exact name.
 		n.Stop()
 		db := n.openStore()
-		hash, err := auth.HashPassword(rand.Reader, userPassword)
+		hash, err := auth.HashPassword(rand.Reader, secret.NewPassword(userPassword))
 		if err != nil {
 			t.Fatal(err)
 		}
