@@ -148,10 +148,12 @@ func EncodeSegment(s *Segment) ([]byte, error) {
 	put := func(kind byte, payload []byte) {
 		scratch = append(scratch[:0], kind)
 		scratch = binary.AppendUvarint(scratch, uint64(len(payload)))
-		bw.Write(scratch)
-		bw.Write(payload)
+		// A bufio.Writer keeps its first error and returns it from Flush,
+		// which is checked below.
+		_, _ = bw.Write(scratch)
+		_, _ = bw.Write(payload)
 	}
-	bw.WriteString(segmentMagic)
+	_, _ = bw.WriteString(segmentMagic)
 	hb, err := json.Marshal(h)
 	if err != nil {
 		return nil, fmt.Errorf("audit: encode segment header: %w", err)
