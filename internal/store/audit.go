@@ -90,41 +90,47 @@ func unnestArgs(events []coffer.AuditRow) []any {
 	return []any{nodes, seqs, ids, times, principals, actions, bodies, hashes, prevs}
 }
 
-// appendAuditPostgres appends on PostgreSQL. With at most one checkpoint
-// (every batch but one that crosses a signing key rotation) it is one
-// autocommitted statement, the checkpoint in a data-modifying WITH: one
-// round trip instead of BEGIN, INSERTs and COMMIT, and just as atomic.
+// appendAuditPostgres appends legacy rows on PostgreSQL (see
+// appendUnnestPostgres).
 func (db *DB) appendAuditPostgres(ctx context.Context, events []coffer.AuditRow, checkpoints []coffer.AuditCheckpoint) error {
+	var args []any
+	if len(events) > 0 {
+		args = unnestArgs(events)
+	}
+	return db.appendUnnestPostgres(ctx, len(events), insertEventsUnnest, args, checkpoints)
+}
+
+// appendUnnestPostgres appends n audit rows, bound as the arrays args of
+// the UNNEST statement insert, and checkpoints on PostgreSQL. With at
+// most one checkpoint (every batch but one that crosses a signing key
+// rotation) it is one autocommitted statement, the checkpoint in a
+// data-modifying WITH: one round trip instead of BEGIN, INSERTs and
+// COMMIT, and just as atomic.
+func (db *DB) appendUnnestPostgres(ctx context.Context, n int, insert string, args []any, checkpoints []coffer.AuditCheckpoint) error {
 	if len(checkpoints) > 1 {
 		return db.inTx(ctx, func(q querier) error {
-			if len(events) > 0 {
-				if _, err := q.exec(ctx, insertEventsUnnest, unnestArgs(events)...); err != nil {
+			if n > 0 {
+				if _, err := q.exec(ctx, insert, args...); err != nil {
 					return fmt.Errorf("store: append audit events: %w", err)
 				}
 			}
 			return insertCheckpoints(ctx, q, checkpoints)
 		})
 	}
-	var (
-		sb   strings.Builder
-		args []any
-	)
-	if len(events) > 0 {
-		args = unnestArgs(events)
-	}
+	var sb strings.Builder
 	if len(checkpoints) == 1 {
-		if len(events) > 0 {
+		if n > 0 {
 			sb.WriteString(`WITH c AS (`)
 		}
 		sb.WriteString(insertCheckpoint)
 		placeholders(&sb, len(args), checkpointCols)
-		if len(events) > 0 {
+		if n > 0 {
 			sb.WriteString(`) `)
 		}
 		args = append(args, checkpointArgs(checkpoints[0])...)
 	}
-	if len(events) > 0 {
-		sb.WriteString(insertEventsUnnest)
+	if n > 0 {
+		sb.WriteString(insert)
 	}
 	if _, err := db.write.exec(ctx, sb.String(), args...); err != nil {
 		return fmt.Errorf("store: append audit: %w", err)

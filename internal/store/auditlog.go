@@ -73,44 +73,14 @@ func unnestRecordArgs(recs []coffer.AuditRecord) []any {
 	return []any{nodes, seqs, times, principals, actions, hashes, bodies}
 }
 
-// appendAuditLogPostgres appends on PostgreSQL as appendAuditPostgres
-// does: one autocommitted statement for at most one checkpoint.
+// appendAuditLogPostgres appends records on PostgreSQL (see
+// appendUnnestPostgres).
 func (db *DB) appendAuditLogPostgres(ctx context.Context, recs []coffer.AuditRecord, checkpoints []coffer.AuditCheckpoint) error {
-	if len(checkpoints) > 1 {
-		return db.inTx(ctx, func(q querier) error {
-			if len(recs) > 0 {
-				if _, err := q.exec(ctx, insertRecordsUnnest, unnestRecordArgs(recs)...); err != nil {
-					return fmt.Errorf("store: append audit events: %w", err)
-				}
-			}
-			return insertCheckpoints(ctx, q, checkpoints)
-		})
-	}
-	var (
-		sb   strings.Builder
-		args []any
-	)
+	var args []any
 	if len(recs) > 0 {
 		args = unnestRecordArgs(recs)
 	}
-	if len(checkpoints) == 1 {
-		if len(recs) > 0 {
-			sb.WriteString(`WITH c AS (`)
-		}
-		sb.WriteString(insertCheckpoint)
-		placeholders(&sb, len(args), checkpointCols)
-		if len(recs) > 0 {
-			sb.WriteString(`) `)
-		}
-		args = append(args, checkpointArgs(checkpoints[0])...)
-	}
-	if len(recs) > 0 {
-		sb.WriteString(insertRecordsUnnest)
-	}
-	if _, err := db.write.exec(ctx, sb.String(), args...); err != nil {
-		return fmt.Errorf("store: append audit: %w", err)
-	}
-	return nil
+	return db.appendUnnestPostgres(ctx, len(recs), insertRecordsUnnest, args, checkpoints)
 }
 
 // AuditLogHead returns the seq and hash of node's last record in
