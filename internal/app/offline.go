@@ -89,7 +89,7 @@ func VerifyAuditAgainst(ctx context.Context, cfg *config.Config, witnessTarget s
 // key), so it works while the server is down too.
 func TailAudit(ctx context.Context, cfg *config.Config, w io.Writer, log *slog.Logger, since time.Time, follow bool) error {
 	_, err := offline(ctx, cfg, Options{Logger: log}, func(c *components) (struct{}, error) {
-		return struct{}{}, auditadmin.Tail(ctx, c.db, w, c.opts.Logger, since, follow)
+		return struct{}{}, auditadmin.Tail(ctx, c.db, c.keys, w, c.opts.Logger, since, follow)
 	})
 	return err
 }

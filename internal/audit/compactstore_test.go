@@ -34,7 +34,7 @@ func (l legacyStore) AppendAudit(ctx context.Context, events []audit.Event, cps 
 }
 
 // logEvents logs n record reads through a writer on st, in batches.
-func logEvents(t *testing.T, st audit.Store, n int) {
+func logEvents(t testing.TB, st audit.Store, n int) {
 	t.Helper()
 	ctx := context.Background()
 	w, err := audit.NewWriter(ctx, st, audit.WriterConfig{Node: "n1", Keys: keys, CheckpointEvery: 16, Logger: quiet})

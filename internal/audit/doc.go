@@ -53,7 +53,9 @@
 // last checkpoint. Events are stored compactly (since migration 20, table
 // audit_log): each field once, the columns a listing filters on being
 // fields of the event, hashed like the rest ([AppendBody]), so a column
-// edited to hide an event from a filtered listing is an edited event.
+// edited to hide an event from a filtered listing is an edited event;
+// [Rows.ListAuditPageChecked], behind the events API, recomputes each
+// listed event's hash and leaves such an event out, reporting it.
 // Events stored before, as JSON rows of audit_events, kept copies of some
 // fields as columns beside the body (node, seq, id, time, principal,
 // action, hash, prev_hash: [Columns]); those are checked against the body

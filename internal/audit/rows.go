@@ -225,7 +225,55 @@ func (r Rows) ListAudit(ctx context.Context, f Filter) ([]Event, error) {
 // the page only if its body decodes and matches f (Filter.Matches); every
 // row whose body does not decode or whose columns disagree with it is
 // listed in Corrupt. The columns only narrow down which rows are read.
+// It does not recompute hashes: a compact record's columns are its
+// fields, so an edited one is only seen by ListAuditPageChecked (or
+// Verify).
 func (r Rows) ListAuditPage(ctx context.Context, f Filter) (Page, error) {
+	return r.listAuditPage(ctx, f, nil)
+}
+
+// ErrHashMismatch is the Err of a *CorruptEventError (with no Column) for
+// a stored event whose hash, recomputed from what is stored (columns, body
+// and prev_hash), is not the stored one: a column or the body was edited.
+var ErrHashMismatch = errors.New("hash does not match the stored event (edited)")
+
+// ListAuditPageChecked is ListAuditPage that also recomputes each row's
+// hash (one HMAC-SHA256 under the key version the event names, keys
+// looking it up once per version per call) and compares it with the
+// stored one: a row whose hash differs, or that names a key version keys
+// does not have, is left out of Events and listed in Corrupt (Err
+// ErrHashMismatch, no Column). Its PrevHash is the body's, else that of
+// the event before it on the page, else the stored hash of seq-1 (or its
+// checkpoint), as ScanAudit derives it. A key that cannot be read fails
+// the listing.
+func (r Rows) ListAuditPageChecked(ctx context.Context, f Filter, keys KeyLookup) (Page, error) {
+	if keys == nil {
+		return Page{}, errors.New("audit: checked listing: no keys")
+	}
+	vk := newVerifyKeys(keys)
+	return r.listAuditPage(ctx, f, func(e *Event) error { return checkHash(ctx, vk, e) })
+}
+
+// checkHash returns nil when e.Hash is e's hash, a *CorruptEventError
+// (ErrHashMismatch) when it is not or when e names a key version that does
+// not exist, and another error when a key cannot be read.
+func checkHash(ctx context.Context, vk *verifyKeys, e *Event) error {
+	c, err := vk.chainer(ctx, EffectiveVersion(e.KeyVersion))
+	if errors.Is(err, errNoKey) {
+		return &CorruptEventError{Node: e.Node, Seq: e.Seq, Err: ErrHashMismatch}
+	}
+	if err != nil {
+		return fmt.Errorf("audit: list: %w", err)
+	}
+	if ok, err := c.check(e); err != nil || !ok {
+		return &CorruptEventError{Node: e.Node, Seq: e.Seq, Err: ErrHashMismatch}
+	}
+	return nil
+}
+
+// listAuditPage is ListAuditPage, with check (when not nil) run on each
+// event decoded.
+func (r Rows) listAuditPage(ctx context.Context, f Filter, check func(*Event) error) (Page, error) {
 	limit := f.EffectiveLimit()
 	q := coffer.AuditQuery{Limit: limit, Principal: f.Principal, Action: f.Action, Since: f.Since, After: f.After}
 	rows, err := r.RowStore.ListAuditRows(ctx, q)
@@ -242,13 +290,24 @@ func (r Rows) ListAuditPage(ctx context.Context, f Filter) (Page, error) {
 		read int
 		add  = func(e Event, err error) error {
 			var cerr *CorruptEventError
-			if errors.As(err, &cerr) {
-				p.Corrupt = append(p.Corrupt, cerr)
-			} else if err != nil {
+			if err != nil && !errors.As(err, &cerr) {
 				return err
 			}
+			if check != nil && (cerr == nil || cerr.Column != "") {
+				// A decoded event, even a JSON row's body whose column
+				// disagrees with it: its hash says whether it was edited.
+				var herr *CorruptEventError
+				if err := check(&e); errors.As(err, &herr) {
+					cerr = herr
+				} else if err != nil {
+					return err
+				}
+			}
+			if cerr != nil {
+				p.Corrupt = append(p.Corrupt, cerr)
+			}
 			if cerr != nil && cerr.Column == "" {
-				return nil // no body to answer from
+				return nil // nothing trusted to answer from
 			}
 			if f.Matches(&e) {
 				p.Events = append(p.Events, e)

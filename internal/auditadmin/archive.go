@@ -246,7 +246,7 @@ func RunArchiveJob(ctx context.Context, arch ArchiveRunner, a config.Audit, now 
 // is set. An archive that cannot be set up is logged and counted, and the
 // node serves without it (nothing is pruned), as with a full volume.
 func NewServingQuery(ctx context.Context, c ArchiveConfig, m *metrics.Metrics, auth Authorizer) *Query {
-	q := NewQuery(Reader{DB: c.DB, Logger: c.Logger, Mismatch: m.AuditRowMismatches.Inc},
+	q := NewQuery(Reader{DB: c.DB, Keys: c.Keys, Logger: c.Logger, Mismatch: m.AuditRowMismatches.Inc},
 		&Verifier{DB: c.DB, Keys: c.Keys, Audit: c.Audit, Node: c.Holder, Now: c.Now, Logger: c.Logger}, auth)
 	q.WithArchive(nil, c.DB, c.Audit.RetainInDB.Duration, c.Now, c.Logger)
 	if c.Audit.Archive == "" {

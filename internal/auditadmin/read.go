@@ -3,23 +3,29 @@ package auditadmin
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"time"
 
 	"github.com/cofferhq/coffer/internal/audit"
+	"github.com/cofferhq/coffer/internal/crypto/keyring"
 	"github.com/cofferhq/coffer/internal/store"
 )
 
-// Reader lists audit events for the API and flags every stored row whose
-// columns disagree with its hashed body (or whose body does not decode):
-// someone edited the audit table outside Coffer. Each such row is logged at
-// error level with its node, seq and column, and counted in
-// coffer_audit_row_mismatches_total (alert CofferAuditRowsEdited); the
-// answer itself comes from the bodies only (audit.Rows.ListAuditPage).
+// Reader lists audit events for the API and flags every stored row that
+// was edited outside Coffer: a row whose hash, recomputed from its
+// columns, body and prev_hash (one HMAC-SHA256 an event), is not the
+// stored one, or whose body does not decode, or (a JSON row written before
+// migration 20) whose columns disagree with its body. Each such row is
+// logged at error level with its node and seq and what disagrees (never a
+// value), counted in coffer_audit_row_mismatches_total (alert
+// CofferAuditRowsEdited), and never answered as matching the filter: an
+// edited row is left out of the answer (audit.Rows.ListAuditPageChecked).
 type Reader struct {
 	DB     *store.DB
+	Keys   *keyring.Keyring // every version of the audit HMAC key
 	Logger *slog.Logger
 	// Mismatch counts one flagged row; may be nil.
 	Mismatch func()
@@ -27,7 +33,7 @@ type Reader struct {
 
 // ListAuditPage implements Lister.
 func (r Reader) ListAuditPage(ctx context.Context, f audit.Filter) (audit.Page, error) {
-	p, err := audit.OnRows(r.DB).ListAuditPage(ctx, f)
+	p, err := audit.OnRows(r.DB).ListAuditPageChecked(ctx, f, KeyLookup{Keys: r.Keys})
 	if err != nil {
 		return p, err
 	}
@@ -40,11 +46,18 @@ func (r Reader) ListAuditPage(ctx context.Context, f audit.Filter) (audit.Page, 
 	return p, nil
 }
 
-// flagCorrupt logs each row of a listing that could not be trusted.
+// flagCorrupt logs each row of a listing that could not be trusted: its
+// node, seq and what disagrees (a JSON row's column, "hash" for a hash
+// that does not match the stored event, "body" for one that does not
+// decode), never a value.
 func flagCorrupt(log *slog.Logger, rows []*audit.CorruptEventError) {
 	for _, c := range rows {
 		what := c.Column
-		if what == "" {
+		switch {
+		case what != "":
+		case errors.Is(c.Err, audit.ErrHashMismatch):
+			what = "hash"
+		default:
 			what = "body"
 		}
 		log.Error("audit row's columns disagree with its hashed body: the audit table was edited outside Coffer; run `coffer audit verify`",
@@ -54,14 +67,14 @@ func flagCorrupt(log *slog.Logger, rows []*audit.CorruptEventError) {
 
 // Tail prints db's audit events from since on, one JSON object a line, in
 // (time, node, seq) order; with follow it keeps polling for new ones until
-// ctx ends. Events come from their hashed bodies; a stored row whose
-// columns disagree with its body is reported to log (a warning for the
-// operator: run `coffer audit verify`).
-func Tail(ctx context.Context, db *store.DB, w io.Writer, log *slog.Logger, since time.Time, follow bool) error {
+// ctx ends. Each event's hash is recomputed (keys holds every version of
+// the audit HMAC key): an edited row is left out and reported to log (a
+// warning for the operator: run `coffer audit verify`).
+func Tail(ctx context.Context, db *store.DB, keys *keyring.Keyring, w io.Writer, log *slog.Logger, since time.Time, follow bool) error {
 	enc := json.NewEncoder(w)
 	f := audit.Filter{Since: since, Limit: audit.MaxListLimit}
 	for {
-		p, err := audit.OnRows(db).ListAuditPage(ctx, f)
+		p, err := audit.OnRows(db).ListAuditPageChecked(ctx, f, KeyLookup{Keys: keys})
 		if err != nil {
 			return fmt.Errorf("audit tail: %w", err)
 		}

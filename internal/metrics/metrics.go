@@ -35,9 +35,10 @@ type Metrics struct {
 	// QuotaRefusals counts requests refused by a per-principal quota, by
 	// quota kind.
 	QuotaRefusals *prometheus.CounterVec
-	// AuditRowMismatches counts the stored audit rows read whose columns
-	// disagree with their hashed body (or whose body does not decode):
-	// edits made in the database outside Coffer.
+	// AuditRowMismatches counts the stored audit rows read whose hash,
+	// recomputed, is not the stored one, whose columns disagree with their
+	// hashed body, or whose body does not decode: edits made in the
+	// database outside Coffer.
 	AuditRowMismatches prometheus.Counter
 	// AuditArchiveFailures counts audit archive runs that failed (a full
 	// or unreachable archive volume, a segment that did not read back):
@@ -129,7 +130,7 @@ func New() *Metrics {
 		}, []string{"op"}),
 		AuditRowMismatches: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "coffer_audit_row_mismatches_total",
-			Help: "Stored audit rows read whose columns disagree with their hashed body, or whose body does not decode: edits made in the database.",
+			Help: "Stored audit rows read whose hash, recomputed from their columns and body, is not the stored one, whose columns disagree with their hashed body, or whose body does not decode: edits made in the database.",
 		}),
 		AuditWitnessLag: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "coffer_audit_witness_lag_seconds",

@@ -231,9 +231,10 @@ func TestAuditColumnTampering(t *testing.T) {
 
 // TestAuditColumnTamperingHidesNothingFromTheAPI relabels events through
 // the columns the events API filters on (principal, action, time): the
-// API answers with the edited events, and audit verify names each (the
-// hash covers every column), so a relabelling cannot hide an event from
-// an investigator who verifies.
+// listing recomputes each row's hash (it covers every column and the
+// body), never serves an edited row as matching the filter, and the
+// server flags it (log and metric) without waiting for audit verify,
+// which names it too.
 func TestAuditColumnTamperingHidesNothingFromTheAPI(t *testing.T) {
 	forEachTamperBackend(t, func(*testing.T, string, *tamperDeployment) map[string]string { return nil }, func(t *testing.T, d *tamperDeployment) {
 		// Event 5 is the admin's "read policy"; the intruder makes it look
@@ -252,10 +253,19 @@ func TestAuditColumnTamperingHidesNothingFromTheAPI(t *testing.T) {
 			}
 			d.n.must(t, 200, "GET", "/v1/audit/events?"+query, d.n.admin, nil, &out)
 			for _, e := range out.Events {
-				if e.Node == d.node && (e.Seq < 5 || e.Seq > 7) {
-					t.Errorf("?%s served event %s, which was not edited to match", query, e.ID)
+				if e.Node == d.node && e.Seq >= 5 && e.Seq <= 7 {
+					t.Errorf("?%s served event %s, whose columns were edited to match", query, e.ID)
 				}
 			}
+		}
+		logs := d.n.Logs.String()
+		for _, seq := range []string{`"seq":5`, `"seq":6`, `"seq":7`} {
+			if !strings.Contains(logs, "audit row's columns disagree with its hashed body") || !strings.Contains(logs, seq) {
+				t.Errorf("the server did not flag the edited row (%s) in its log", seq)
+			}
+		}
+		if !strings.Contains(d.n.scrapeMetrics(t), "coffer_audit_row_mismatches_total 3") {
+			t.Error("coffer_audit_row_mismatches_total is not 3")
 		}
 		d.n.Stop()
 		_, err := d.verify(t)
