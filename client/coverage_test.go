@@ -74,6 +74,7 @@ var sdkMethods = map[string]string{
 	"GET /v1/security/events":                     "SecurityEvents",
 	"POST /v1/admin/keys/revoke-signing":          "RevokeSigningKey",
 	"POST /v1/audit/verify":                       "VerifyAudit",
+	"POST /v1/admin/audit/archive":                "ArchiveAudit",
 	"PATCH /v1/clients/{id}":                      "UpdateClient",
 	"GET /v1/security/suspensions":                "Suspensions",
 	"PUT /v1/security/suspensions/{principal}":    "Suspend",
