@@ -22,7 +22,10 @@ func startDev(t *testing.T) (dir, url string) {
 	done := make(chan int, 1)
 	var errb bytes.Buffer
 	go func() {
-		code := run(ctx, []string{"dev", "--data-dir", dir, "--listen", "127.0.0.1:0"}, pw, &errb, nil)
+		// Its metrics listener on a free port (of another loopback address:
+		// it must differ from listen) too: other tests (and packages
+		// tested at the same time) serve metrics on the default one.
+		code := run(ctx, []string{"dev", "--data-dir", dir, "--listen", "127.0.0.1:0"}, pw, &errb, []string{"COFFER_METRICS_LISTEN=127.0.0.2:0"})
 		pw.Close()
 		done <- code
 	}()
