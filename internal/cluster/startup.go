@@ -107,7 +107,7 @@ func ResolveNode(ctx context.Context, c ResolveConfig) (string, error) {
 // LeaseHint is the end of the message that refuses a node id in use
 // (Config.Hint): set says whether the configuration names the id.
 func LeaseHint(dataDir string, set bool) string {
-	if !set {
+	if set {
 		return "If that node is gone, start again once its lease has run out; otherwise give this node its own id: remove the node setting (an id is then made and kept in the data directory) or set a different one."
 	}
 	return fmt.Sprintf("If that node is gone, start again once its lease has run out; otherwise this data directory is shared with it: remove %s to make a new id.",
