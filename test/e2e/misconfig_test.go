@@ -67,9 +67,25 @@ func TestSchemaVersionsAcrossNodes(t *testing.T) {
 			}
 
 			// This node's newest migration undone: the database is older.
-			exec(`ALTER TABLE transit_keys DROP COLUMN origin`)
-			exec(`ALTER TABLE transit_keys DROP COLUMN vault_latest_version`)
-			exec(`DELETE FROM goose_db_version WHERE version_id = 19`)
+			// (Migration 21, audit_segments, undone as its reverse.)
+			if b.Name == "postgres" {
+				exec(`DROP TRIGGER IF EXISTS audit_events_delete_archived_only ON audit_events`)
+				exec(`DROP TRIGGER IF EXISTS audit_events_append_only ON audit_events`)
+				exec(`CREATE TRIGGER audit_events_append_only BEFORE UPDATE OR DELETE ON audit_events FOR EACH ROW EXECUTE FUNCTION coffer_append_only()`)
+				exec(`DROP TRIGGER IF EXISTS audit_log_delete_archived_only ON audit_log`)
+				exec(`DROP TRIGGER IF EXISTS audit_log_append_only ON audit_log`)
+				exec(`CREATE TRIGGER audit_log_append_only BEFORE UPDATE OR DELETE ON audit_log FOR EACH ROW EXECUTE FUNCTION coffer_append_only()`)
+				exec(`DROP TABLE IF EXISTS audit_segments`)
+				exec(`DROP FUNCTION IF EXISTS coffer_audit_delete_archived_only()`)
+				exec(`DROP FUNCTION IF EXISTS coffer_audit_segment_update()`)
+			} else {
+				exec(`DROP TRIGGER IF EXISTS audit_events_delete_archived_only`)
+				exec(`CREATE TRIGGER IF NOT EXISTS audit_events_no_delete BEFORE DELETE ON audit_events BEGIN SELECT RAISE(ABORT, 'audit_events is append-only'); END`)
+				exec(`DROP TRIGGER IF EXISTS audit_log_delete_archived_only`)
+				exec(`CREATE TRIGGER IF NOT EXISTS audit_log_no_delete BEFORE DELETE ON audit_log BEGIN SELECT RAISE(ABORT, 'audit_log is append-only'); END`)
+				exec(`DROP TABLE IF EXISTS audit_segments`)
+			}
+			exec(`DELETE FROM goose_db_version WHERE version_id = 21`)
 			_, _, err = openServer(t, n.Dir, clusterOpts, n.Env...)
 			if !errors.Is(err, app.ErrPendingMigrations) || !strings.Contains(err.Error(), "coffer migrate") {
 				t.Fatalf("a newer node on an older database: %v", err)
@@ -81,8 +97,8 @@ func TestSchemaVersionsAcrossNodes(t *testing.T) {
 			n.Stop()
 
 			// The database one migration ahead of this node (it has no
-			// file for 20): served, with a warning.
-			exec(`INSERT INTO goose_db_version (version_id, is_applied) VALUES (20, true)`)
+			// file for 22): served, with a warning.
+			exec(`INSERT INTO goose_db_version (version_id, is_applied) VALUES (22, true)`)
 			stop, logs, err := openServer(t, n.Dir, clusterOpts, n.Env...)
 			if err != nil {
 				t.Fatalf("an older node during a rolling upgrade: %v", err)
@@ -92,10 +108,10 @@ func TestSchemaVersionsAcrossNodes(t *testing.T) {
 			}
 			stop()
 
-			// Migration 20 recorded that it breaks nodes older than itself.
-			exec(`INSERT INTO meta (key, value) VALUES ($1, '20')`, store.MetaCompatibleFrom)
+			// Migration 22 recorded that it breaks nodes older than itself.
+			exec(`INSERT INTO meta (key, value) VALUES ($1, '22')`, store.MetaCompatibleFrom)
 			_, _, err = openServer(t, n.Dir, clusterOpts, n.Env...)
-			if err == nil || !strings.Contains(err.Error(), "upgrade this node") || !strings.Contains(err.Error(), "version 20") {
+			if err == nil || !strings.Contains(err.Error(), "upgrade this node") || !strings.Contains(err.Error(), "version 22") {
 				t.Fatalf("a node the newer schema no longer serves: %v", err)
 			}
 		})
